@@ -1,12 +1,43 @@
 """Loom's built-in nodes: ComfyUI names, inputs and outputs, as thin adapters over `engine`."""
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["register_builtin_nodes"]
+__all__ = ["register_builtin_nodes", "builtin_node_classes", "CATEGORY_MODULES"]
+
+# one module per category; each exposes NODES (a list of node classes)
+CATEGORY_MODULES: tuple[str, ...] = (
+    "nodes.loaders",
+    "nodes.conditioning",
+    "nodes.latent",
+    "nodes.vae",
+    "nodes.sampling",
+    "nodes.image",
+    "nodes.mask",
+    "nodes.io",
+    "nodes.primitives",
+)
+
+
+def builtin_node_classes() -> dict[str, type]:
+    """Every unbound built-in class by node id (class name), in catalogue order."""
+    classes: dict[str, type] = {}
+    for module_name in CATEGORY_MODULES:
+        module = importlib.import_module(module_name)
+        for cls in module.NODES:
+            classes[cls.__name__] = cls
+    return classes
+
+
+def bind(cls: type, services: Any) -> type:
+    """A subclass of `cls` carrying `services`, so one registry's nodes see that instance's folders."""
+    return type(cls.__name__, (cls,), {"services": services, "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
 
 
 def register_builtin_nodes(registry: Any, services: Any) -> None:
     """Register every built-in node class on `registry`, bound to `services` (see docs/architecture.md)."""
-    # Filled in by the node catalogue work (issue 4).
-    return None
+    for name, cls in builtin_node_classes().items():
+        display = getattr(cls, "DISPLAY_NAME", None) or name
+        registry.register(name, bind(cls, services), display_name=display, source="builtin")

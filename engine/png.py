@@ -1,0 +1,98 @@
+"""PNG helpers: ComfyUI's pixel conversion and `prompt` / `workflow` text chunks (spec section 8.1)."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+__all__ = [
+    "PngMetadataError",
+    "to_uint8",
+    "to_pil",
+    "build_pnginfo",
+    "save_png",
+    "read_text_chunks",
+    "read_graphs",
+]
+
+
+class PngMetadataError(ValueError):
+    """A PNG that cannot be read or whose embedded graph is not valid JSON."""
+
+
+def to_uint8(pixels: Any) -> np.ndarray:
+    """`[H,W,C]` floats 0..1 (numpy or torch) -> uint8 by truncation (`uint8(clip(255*x, 0, 255))`)."""
+    if hasattr(pixels, "detach"):
+        pixels = pixels.detach().cpu().float().numpy()
+    arr = np.asarray(pixels, dtype=np.float32)
+    return np.clip(255.0 * arr, 0, 255).astype(np.uint8)
+
+
+def to_pil(pixels: Any) -> Image.Image:
+    """One image `[H,W,C]` (C = 1, 3 or 4) in 0..1 -> PIL image (L, RGB or RGBA)."""
+    arr = to_uint8(pixels)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return Image.fromarray(arr)
+
+
+def build_pnginfo(prompt: Any = None, extra_pnginfo: dict[str, Any] | None = None) -> PngInfo | None:
+    """`prompt` chunk first, then one chunk per top-level `extra_pnginfo` key; None when both are empty."""
+    if prompt is None and not extra_pnginfo:
+        return None
+    info = PngInfo()
+    if prompt is not None:
+        info.add_text("prompt", json.dumps(prompt))
+    for key, value in (extra_pnginfo or {}).items():
+        info.add_text(str(key), json.dumps(value))
+    return info
+
+
+def save_png(
+    path: str | os.PathLike[str],
+    pixels: Any,
+    *,
+    prompt: Any = None,
+    extra_pnginfo: dict[str, Any] | None = None,
+    compress_level: int = 4,
+    metadata: bool = True,
+) -> None:
+    """Write one `[H,W,C]` image as PNG with ComfyUI's text chunks (unless `metadata` is False)."""
+    info = build_pnginfo(prompt, extra_pnginfo) if metadata else None
+    to_pil(pixels).save(os.fspath(path), pnginfo=info, compress_level=compress_level)
+
+
+def read_text_chunks(path: str | os.PathLike[str]) -> dict[str, str]:
+    """All tEXt / iTXt / zTXt chunks of a PNG as a dict."""
+    try:
+        with Image.open(os.fspath(path)) as img:
+            img.load()
+            text = getattr(img, "text", None)
+            chunks = dict(text) if text else {}
+            for key, value in img.info.items():
+                if isinstance(value, str) and key not in chunks:
+                    chunks[key] = value
+            return chunks
+    except OSError as exc:
+        raise PngMetadataError(f"cannot read PNG metadata from {os.fspath(path)}: {exc}") from exc
+
+
+def read_graphs(path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The `(workflow, prompt)` JSON objects embedded in a PNG (each None when absent)."""
+    chunks = read_text_chunks(path)
+    out: list[dict[str, Any] | None] = []
+    for key in ("workflow", "prompt"):
+        raw = chunks.get(key)
+        if raw is None:
+            out.append(None)
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise PngMetadataError(f"{os.fspath(path)}: the {key!r} chunk is not valid JSON: {exc}") from exc
+        out.append(value if isinstance(value, dict) else None)
+    return out[0], out[1]

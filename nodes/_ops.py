@@ -1,0 +1,126 @@
+"""Tensor helpers the image/latent/mask nodes share (ComfyUI `common_upscale` semantics).
+
+These would sit in `engine` (an image-ops module) if the engine offered one; they are kept small and pure.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = ["common_upscale", "center_crop_to_multiple", "grow_mask", "reshape_mask_nchw"]
+
+
+def _center_crop(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    old_w, old_h = samples.shape[-1], samples.shape[-2]
+    old_aspect = old_w / old_h
+    new_aspect = width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    return samples.narrow(-2, y, old_h - 2 * y).narrow(-1, x, old_w - 2 * x)
+
+
+def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation along dim 1 (channels), magnitudes interpolated linearly."""
+    na = a.norm(dim=1, keepdim=True)
+    nb = b.norm(dim=1, keepdim=True)
+    ua = a / na.clamp_min(1e-8)
+    ub = b / nb.clamp_min(1e-8)
+    dot = (ua * ub).sum(dim=1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    lerp = ua * (1 - t) + ub * t
+    slerp = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so.clamp_min(1e-8)
+    direction = torch.where(so.abs() < 1e-6, lerp, slerp)
+    return direction * (na * (1 - t) + nb * t)
+
+
+def _bislerp_axis(x: torch.Tensor, new: int, dim: int) -> torch.Tensor:
+    old = x.shape[dim]
+    if old == new:
+        return x
+    coords = (torch.arange(new, dtype=torch.float32) + 0.5) * (old / new) - 0.5
+    coords = coords.clamp(0, old - 1)
+    lo = coords.floor().long()
+    hi = (lo + 1).clamp(max=old - 1)
+    t = (coords - lo.float())
+    a = x.index_select(dim, lo)
+    b = x.index_select(dim, hi)
+    shape = [1] * x.ndim
+    shape[dim] = new
+    return _slerp(a, b, t.reshape(shape))
+
+
+def bislerp(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Bilinear resampling that slerps channel vectors (latent-friendly), `[B,C,H,W]`."""
+    out = _bislerp_axis(samples.float(), height, 2)
+    return _bislerp_axis(out, width, 3).to(samples.dtype)
+
+
+def lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """PIL Lanczos resampling of `[B,C,H,W]` 0..1 images."""
+    out = []
+    for img in samples:
+        arr = (img.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        pil = Image.fromarray(arr if arr.shape[2] != 1 else arr[:, :, 0])
+        pil = pil.resize((width, height), resample=Image.Resampling.LANCZOS)
+        t = torch.from_numpy(np.array(pil).astype(np.float32) / 255.0)
+        out.append(t.reshape(height, width, -1).movedim(-1, 0))
+    return torch.stack(out).to(samples.device, samples.dtype)
+
+
+def common_upscale(samples: torch.Tensor, width: int, height: int, method: str, crop: str) -> torch.Tensor:
+    """Resize `[B,C,H,W]` to (height, width); crop "center" trims to the target aspect first."""
+    s = _center_crop(samples, width, height) if crop == "center" else samples
+    if method == "bislerp":
+        return bislerp(s, width, height)
+    if method == "lanczos":
+        return lanczos(s, width, height)
+    return F.interpolate(s, size=(height, width), mode=method)
+
+
+def center_crop_to_multiple(pixels: torch.Tensor, multiple: int = 8) -> tuple[torch.Tensor, int, int]:
+    """Crop `[B,H,W,C]` to multiples of `multiple` (offset remainder//2); returns (pixels, y_off, x_off)."""
+    h = (pixels.shape[1] // multiple) * multiple
+    w = (pixels.shape[2] // multiple) * multiple
+    y_off = (pixels.shape[1] % multiple) // 2
+    x_off = (pixels.shape[2] % multiple) // 2
+    if h == pixels.shape[1] and w == pixels.shape[2]:
+        return pixels, 0, 0
+    return pixels[:, y_off : y_off + h, x_off : x_off + w, :], y_off, x_off
+
+
+def reshape_mask_nchw(mask: torch.Tensor) -> torch.Tensor:
+    """`[H,W]`, `[B,H,W]` or `[B,1,H,W]` -> `[B,1,H,W]`."""
+    return mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
+
+
+def grow_mask(mask: torch.Tensor, expand: int, tapered_corners: bool) -> torch.Tensor:
+    """Grey dilation (expand > 0) or erosion (< 0) with a 3x3 kernel, |expand| times, `[B,H,W]`."""
+    m = mask.reshape((-1, mask.shape[-2], mask.shape[-1])).float()
+    steps = abs(int(expand))
+    if steps == 0:
+        return m.clone()
+    sign = 1.0 if expand > 0 else -1.0
+    x = (m * sign).unsqueeze(1)
+    for _ in range(steps):
+        p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        h, w = x.shape[-2], x.shape[-1]
+        shifts = [p[:, :, 1 : 1 + h, 1 : 1 + w], p[:, :, 0:h, 1 : 1 + w], p[:, :, 2 : 2 + h, 1 : 1 + w],
+                  p[:, :, 1 : 1 + h, 0:w], p[:, :, 1 : 1 + h, 2 : 2 + w]]
+        if not tapered_corners:
+            shifts += [p[:, :, 0:h, 0:w], p[:, :, 0:h, 2 : 2 + w], p[:, :, 2 : 2 + h, 0:w],
+                       p[:, :, 2 : 2 + h, 2 : 2 + w]]
+        x = torch.stack(shifts).amax(dim=0)
+    return (x * sign).squeeze(1)
+
+
+def ceil_div(a: int, b: int) -> int:
+    """Ceiling division for positive ints."""
+    return math.ceil(a / b)
