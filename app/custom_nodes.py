@@ -1,11 +1,368 @@
-"""Discovery and loading of custom node packs (ComfyUI-style) from custom_nodes/ folders."""
+"""Discovery and loading of custom node packs (ComfyUI-style) from custom_nodes/ folders.
+
+Each pack (a package directory with `__init__.py`, or a single `.py` file) is imported under its own module
+name `custom_nodes.<pack>` (no `sys.path` edits, so two packs with a same-named `utils.py` each get their
+own file through relative imports). Its `NODE_CLASS_MAPPINGS` (or V3 `comfy_entrypoint`) are checked and
+registered node by node: a node id already taken by a built-in or an earlier pack is refused and reported
+naming both; an invalid node is refused with the reason; a pack that fails to import is skipped. Nothing a
+pack does can stop the server from starting: every outcome is a `PackReport` (JSON-able).
+"""
 from __future__ import annotations
 
+import importlib.util
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import quote
+
+from app.compat._environment import CompatEnvironment, LoomHandles
+from app.compat._node_checks import InvalidNodeError, check_node_class, run_entrypoint
+from app.compat._pip_guard import block_installs
+
+log = logging.getLogger("loom.custom_nodes")
+
+PACKAGE_ROOT = "custom_nodes"
 
 
-def load_custom_nodes(registry: Any, folders: list[Path], prompt_server: Any = None) -> list[Any]:
-    """Import every pack in `folders`, register its nodes on `registry`, and report per pack."""
-    # Filled in by the custom nodes work (issue 7).
-    return []
+@dataclass
+class PackReport:
+    """What happened to one pack.
+
+    `status`: loaded (all nodes registered) | partial (some refused) | refused (every node refused) |
+    failed (import or mappings failed; nothing registered) | disabled (`*.disabled`, whitelist).
+    """
+
+    name: str
+    module: str
+    path: str
+    status: str = "pending"
+    seconds: float = 0.0
+    nodes: list[str] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    traceback: str | None = None
+    web_directory: str | None = None
+    pip_attempts: list[str] = field(default_factory=list)
+    routes_added: int = 0
+    prestartup: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for HTTP (`/loom/custom_nodes`) and logs."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """A discovered pack: `name` is the directory name or file stem, `module` its unique module name."""
+
+    name: str
+    path: Path
+    module: str
+
+
+def discover_packs(
+    folders: Iterable[Path], *, disable_all: bool = False, whitelist: Collection[str] = ()
+) -> tuple[list[PackEntry], list[PackReport]]:
+    """List packs in `folders` (directory order, sorted); returns (entries to load, disabled reports)."""
+    entries: list[PackEntry] = []
+    disabled: list[PackReport] = []
+    taken: set[str] = set()
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir(), key=lambda p: p.name):
+            name = path.name
+            is_disabled = name.endswith(".disabled")
+            name = name.removesuffix(".disabled")
+            if name.startswith((".", "__")) or (path.is_file() and not name.endswith(".py")):
+                continue
+            stem = name.removesuffix(".py") if path.is_file() else name
+            module = _unique_module_name(stem, taken)
+            if is_disabled or (disable_all and stem not in whitelist):
+                why = "name ends with .disabled" if is_disabled else "--disable-all-custom-nodes without --whitelist"
+                disabled.append(PackReport(stem, module, str(path), status="disabled", error=why))
+                continue
+            taken.add(module)
+            entries.append(PackEntry(stem, path, module))
+    return entries, disabled
+
+
+def _unique_module_name(stem: str, taken: set[str]) -> str:
+    ident = "".join(c if c.isalnum() or c == "_" else "_" for c in stem) or "pack"
+    if ident[0].isdigit():
+        ident = "_" + ident
+    module, n = f"{PACKAGE_ROOT}.{ident}", 2
+    while module in taken:
+        module, n = f"{PACKAGE_ROOT}.{ident}_{n}", n + 1
+    return module
+
+
+def load_custom_nodes(
+    registry: Any,
+    folders: list[Path],
+    prompt_server: Any = None,
+    *,
+    base_dir: Path | None = None,
+    paths: Any = None,
+    models: Any = None,
+    config: Any = None,
+    interrupt: Any = None,
+    environment: CompatEnvironment | None = None,
+    disable_all: bool = False,
+    whitelist: Collection[str] = (),
+    run_prestartup: bool = True,
+) -> list[PackReport]:
+    """Import every pack in `folders`, register its nodes on `registry`, and report per pack.
+
+    The ComfyUI module view (`folder_paths`, `comfy.*`, `nodes`, `server`, ...) is installed first and stays
+    installed (packs import those names lazily at run time); pass `environment` to control its lifetime.
+    """
+    from app.compat.prompt_server import PromptServer
+
+    if environment is None:
+        handles = LoomHandles(
+            registry=registry, base_dir=Path(base_dir or Path.cwd()), paths=paths, models=models,
+            config=config, interrupt=interrupt,
+        )
+        environment = CompatEnvironment(handles)
+    handles = environment.handles
+    if prompt_server is None:
+        prompt_server = PromptServer(None, None, None)  # headless: routes are collected, messages dropped
+    handles.prompt_server = prompt_server
+    environment.install()
+    _ensure_parent_package()
+
+    entries, reports = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)
+    if run_prestartup:
+        prestartup = {e.name: _run_prestartup(e) for e in entries}
+    for entry in entries:
+        report = _load_pack(entry, registry, prompt_server)
+        if run_prestartup:
+            report.prestartup = prestartup[entry.name]
+        reports.append(report)
+    log.info("%s", format_import_times(reports))
+    return reports
+
+
+def _ensure_parent_package() -> None:
+    if PACKAGE_ROOT not in sys.modules:
+        parent = ModuleType(PACKAGE_ROOT, "Namespace of loaded custom node packs.")
+        parent.__path__ = []
+        sys.modules[PACKAGE_ROOT] = parent
+
+
+def _run_prestartup(entry: PackEntry) -> str | None:
+    script = entry.path / "prestartup_script.py"
+    if not script.is_file():
+        return None
+    try:
+        import runpy
+
+        with block_installs([]):
+            runpy.run_path(str(script), run_name=f"{entry.module}.prestartup_script")
+    except Exception as exc:  # a pack's script must not stop the start-up
+        log.warning("PRESTARTUP FAILED for custom nodes %s: %s", script, exc)
+        return f"failed: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _forget_module(module: str) -> None:
+    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
+        del sys.modules[name]
+
+
+def _import_pack(entry: PackEntry) -> ModuleType:
+    _forget_module(entry.module)
+    if entry.path.is_dir():
+        init = entry.path / "__init__.py"
+        if not init.is_file():
+            raise ImportError(f"{entry.path} has no __init__.py; a pack directory must be a Python package")
+        spec = importlib.util.spec_from_file_location(
+            entry.module, init, submodule_search_locations=[str(entry.path)]
+        )
+    else:
+        spec = importlib.util.spec_from_file_location(entry.module, entry.path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot build an import spec for {entry.path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[entry.module] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        _forget_module(entry.module)
+        raise
+    return module
+
+
+def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any) -> PackReport:
+    report = PackReport(entry.name, entry.module, str(entry.path))
+    routes = getattr(prompt_server, "routes", None)
+    routes_before = len(routes) if routes is not None else 0
+    started = time.perf_counter()
+    try:
+        with block_installs(report.pip_attempts):
+            module = _import_pack(entry)
+            mappings, display_names = _read_mappings(module, entry)
+    except Exception as exc:
+        report.status = "failed"
+        report.error = f"Cannot import {entry.path} module for custom nodes: {type(exc).__name__}: {exc}"
+        report.traceback = traceback.format_exc()
+        log.warning("%s\n%s", report.error, report.traceback)
+    else:
+        _register_nodes(report, registry, mappings, display_names)
+        report.web_directory = _web_directory(module, entry)
+        report.status = "partial" if report.refused and report.nodes else "refused" if report.refused else "loaded"
+        if report.status == "refused":
+            report.error = f"no node of pack {entry.name!r} could be registered (see 'refused')"
+    finally:
+        report.seconds = time.perf_counter() - started
+    if routes is not None:
+        report.routes_added = len(routes) - routes_before
+    if report.pip_attempts:
+        report.warnings.append(
+            f"pack {entry.name!r} tried to install packages at import ({'; '.join(report.pip_attempts)}); "
+            f"Loom blocked it. Install its requirements yourself, e.g. "
+            f"pip install -r {entry.path / 'requirements.txt'}"
+        )
+        log.warning("%s", report.warnings[-1])
+    return report
+
+
+def _read_mappings(module: ModuleType, entry: PackEntry) -> tuple[dict[str, Any], dict[str, str]]:
+    mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
+    display = dict(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {})
+    entrypoint = getattr(module, "comfy_entrypoint", None)
+    if mappings is None and entrypoint is None:
+        raise ImportError(
+            f"Skip {entry.path} module for custom nodes due to the lack of NODE_CLASS_MAPPINGS or "
+            f"comfy_entrypoint (need one)"
+        )
+    if mappings is not None and not isinstance(mappings, dict):
+        raise TypeError(f"NODE_CLASS_MAPPINGS of {entry.path} must be a dict, got {type(mappings).__name__}")
+    result = dict(mappings or {})
+    if entrypoint is not None:
+        for node_id, cls, display_name in run_entrypoint(entrypoint):
+            result[node_id] = cls
+            display.setdefault(node_id, display_name)
+    return result, display
+
+
+def _register_nodes(report: PackReport, registry: Any, mappings: dict[str, Any], display: dict[str, str]) -> None:
+    for node_id, cls in mappings.items():
+        if node_id in registry:
+            other = _source_of(registry, node_id)
+            reason = (
+                f"node id {node_id!r} from pack {report.module!r} collides with {node_id!r} already registered "
+                f"by {other!r}; kept {other!r}'s (built-ins and earlier packs win). Rename the key in "
+                f"{report.name}'s NODE_CLASS_MAPPINGS, or disable one pack (rename it to *.disabled)"
+            )
+            _refuse(report, node_id, reason)
+            continue
+        try:
+            cls = check_node_class(node_id, cls, report.module)
+            try:
+                cls.RELATIVE_PYTHON_MODULE = report.module
+            except (AttributeError, TypeError):
+                pass
+            registry.register(node_id, cls, display_name=str(display.get(node_id) or node_id), source=report.module)
+        except InvalidNodeError as exc:
+            _refuse(report, node_id, str(exc))
+        except Exception as exc:  # the registry's own validation (RegistrationError) or a crashing class
+            _refuse(report, node_id, f"node {node_id!r} of pack {report.module!r} was refused: {exc}")
+        else:
+            report.nodes.append(node_id)
+
+
+def _refuse(report: PackReport, node_id: str, reason: str) -> None:
+    report.refused.append({"node": node_id, "reason": reason})
+    log.warning("custom nodes: %s", reason)
+
+
+def _source_of(registry: Any, node_id: str) -> str:
+    try:
+        return str(registry.source_of(node_id))
+    except Exception:
+        return "another source"
+
+
+def _web_directory(module: ModuleType, entry: PackEntry) -> str | None:
+    base = entry.path if entry.path.is_dir() else entry.path.parent
+    web = getattr(module, "WEB_DIRECTORY", None)
+    if web is None and entry.path.is_dir() and (entry.path / "pyproject.toml").is_file():
+        web = _pyproject_web_dir(entry.path / "pyproject.toml")
+    if not web:
+        return None
+    path = (base / str(web)).resolve()
+    return str(path) if path.is_dir() else None
+
+
+def _pyproject_web_dir(pyproject: Path) -> str | None:
+    import tomllib
+
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    web = data.get("tool", {}).get("comfy", {}).get("web")
+    return str(web) if web else None
+
+
+def web_directories(reports: Iterable[PackReport]) -> dict[str, Path]:
+    """`{pack name: web dir}` to serve at `/extensions/<pack name>/` (spec 1.9)."""
+    return {r.name: Path(r.web_directory) for r in reports if r.web_directory and r.status != "failed"}
+
+
+def extension_urls(reports: Iterable[PackReport]) -> list[str]:
+    """The `/extensions` entries contributed by packs: every `**/*.js` of each web directory."""
+    urls: list[str] = []
+    for name, folder in web_directories(reports).items():
+        for js in sorted(folder.rglob("*.js")):
+            rel = js.relative_to(folder).as_posix()
+            urls.append(f"/extensions/{quote(name)}/{rel}")
+    return urls
+
+
+def format_import_times(reports: Iterable[PackReport]) -> str:
+    """ComfyUI's start-up table: one line per pack, slowest first."""
+    lines = ["Import times for custom nodes:"]
+    for r in sorted(reports, key=lambda r: -r.seconds):
+        if r.status == "disabled":
+            continue
+        flags = {"failed": " (IMPORT FAILED)", "partial": " (SOME NODES REFUSED)", "refused": " (NODES REFUSED)"}
+        flag = flags.get(r.status, "")
+        lines.append(f"{r.seconds:8.1f} seconds{flag}: {r.path}")
+    return "\n".join(lines)
+
+
+def custom_node_folders(base_dir: Path, extra_model_paths: Iterable[Path] = (), extra: Iterable[Path] = ()) -> list[Path]:
+    """Search roots: `<base>/custom_nodes`, `custom_nodes` entries of extra_model_paths.yaml files, `extra`."""
+    import yaml
+
+    folders = [Path(base_dir) / "custom_nodes"]
+    for yaml_file in extra_model_paths:
+        yaml_file = Path(yaml_file)
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+        for section in data.values():
+            if not isinstance(section, dict) or "custom_nodes" not in section:
+                continue
+            base = Path(os.path.expandvars(os.path.expanduser(str(section.get("base_path", yaml_file.parent)))))
+            if not base.is_absolute():
+                base = yaml_file.parent / base
+            for line in str(section["custom_nodes"]).splitlines():
+                if line.strip():
+                    folders.append(base / os.path.expandvars(os.path.expanduser(line.strip())))
+    folders.extend(Path(p) for p in extra)
+    unique: list[Path] = []
+    for folder in folders:
+        if folder.resolve() not in [u.resolve() for u in unique]:
+            unique.append(folder)
+    return unique

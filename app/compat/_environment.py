@@ -1,0 +1,145 @@
+"""Make ComfyUI's module names importable for custom node packs, bound to one Loom instance.
+
+`CompatEnvironment.install()` puts a meta-path finder in front of `sys.meta_path` that answers
+`folder_paths`, `comfy`, `comfy.*`, `comfy_api.*`, `comfy_execution.*`, `node_helpers`, `latent_preview`
+(and `server` when Loom's own `server.py` is not importable, e.g. in the headless runner) from the files
+in this folder, and replaces `sys.modules["nodes"]` with a proxy of Loom's `nodes` package that adds the
+ComfyUI names. Each shim module is executed under its ComfyUI name with `_loom` (the `LoomHandles`)
+injected before its code runs, so the shims are thin views over this Loom instance's objects.
+
+The environment stays installed while the Loom instance lives, because packs import these names lazily
+inside node functions at run time. Loom's core never imports these modules; `uninstall()` removes them
+(tests do it in teardown; a new environment installed in the same process replaces the previous one).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+COMPAT_DIR = Path(__file__).resolve().parent
+
+# Top-level ComfyUI names answered from this folder (`server` only as a fallback, see `_fallback_only`).
+SHIM_ROOTS = frozenset(
+    {"folder_paths", "comfy", "comfy_api", "comfy_execution", "node_helpers", "latent_preview", "server"}
+)
+_FALLBACK_ONLY = frozenset({"server"})
+# Loom's own `server.py` provides PromptServer; the fallback shim lives under another file name so it
+# can never shadow it.
+_FILE_FOR = {"server": "server_fallback"}
+
+
+@dataclass
+class LoomHandles:
+    """The Loom objects the shims adapt. Any of them may be None (tests, headless runner)."""
+
+    registry: Any
+    base_dir: Path
+    paths: Any = None  # engine.paths.ModelPaths
+    models: Any = None  # engine.model_management.ModelManager
+    config: Any = None  # app.config.Config (parsed CLI)
+    interrupt: Any = None  # executor.InterruptFlag
+    prompt_server: Any = None  # app.compat.prompt_server.PromptServer
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _ShimLoader(importlib.machinery.SourceFileLoader):
+    """Executes a shim file under its ComfyUI name with `_loom` set first."""
+
+    def __init__(self, fullname: str, path: str, handles: LoomHandles) -> None:
+        super().__init__(fullname, path)
+        self._handles = handles
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__dict__["_loom"] = self._handles
+        super().exec_module(module)
+
+
+class CompatFinder(importlib.abc.MetaPathFinder):
+    """Answers ComfyUI module names from `app/compat/`."""
+
+    def __init__(self, handles: LoomHandles) -> None:
+        self.handles = handles
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        parts = fullname.split(".")
+        if parts[0] not in SHIM_ROOTS:
+            return None
+        if parts[0] in _FALLBACK_ONLY and len(parts) == 1 and _found_elsewhere(fullname, self):
+            return None
+        parts[0] = _FILE_FOR.get(parts[0], parts[0])
+        base = COMPAT_DIR.joinpath(*parts)
+        package_init = base / "__init__.py"
+        if package_init.is_file():
+            loader = _ShimLoader(fullname, str(package_init), self.handles)
+            return importlib.util.spec_from_file_location(
+                fullname, package_init, loader=loader, submodule_search_locations=[str(base)]
+            )
+        module_file = base.with_suffix(".py")
+        if module_file.is_file():
+            loader = _ShimLoader(fullname, str(module_file), self.handles)
+            return importlib.util.spec_from_file_location(fullname, module_file, loader=loader)
+        return None  # not provided: the normal "No module named ..." ImportError names it
+
+
+def _found_elsewhere(fullname: str, me: CompatFinder) -> bool:
+    for finder in sys.meta_path:
+        if finder is me or isinstance(finder, CompatFinder):
+            continue
+        find = getattr(finder, "find_spec", None)
+        if find is not None and find(fullname, None) is not None:
+            return True
+    return False
+
+
+class CompatEnvironment:
+    """Installs / removes the ComfyUI view for packs (finder + `nodes` proxy)."""
+
+    def __init__(self, handles: LoomHandles) -> None:
+        self.handles = handles
+        self.finder = CompatFinder(handles)
+        self._real_nodes: ModuleType | None = None
+        self.installed = False
+
+    def install(self) -> CompatEnvironment:
+        """Put the finder first on sys.meta_path and the `nodes` proxy in sys.modules (idempotent)."""
+        if self.installed:
+            return self
+        for finder in [f for f in sys.meta_path if isinstance(f, CompatFinder)]:
+            sys.meta_path.remove(finder)
+        _purge_shim_modules()
+        sys.meta_path.insert(0, self.finder)
+        from app.compat._nodes_proxy import NodesProxy
+
+        current = sys.modules.get("nodes")
+        real = current.real_module if isinstance(current, NodesProxy) else importlib.import_module("nodes")
+        self._real_nodes = real
+        sys.modules["nodes"] = NodesProxy(real, self.handles)
+        self.installed = True
+        return self
+
+    def uninstall(self) -> None:
+        """Remove the finder, the shim modules and the `nodes` proxy."""
+        if not self.installed:
+            return
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+        _purge_shim_modules()
+        from app.compat._nodes_proxy import NodesProxy
+
+        if isinstance(sys.modules.get("nodes"), NodesProxy) and self._real_nodes is not None:
+            sys.modules["nodes"] = self._real_nodes
+        self.installed = False
+
+
+def _purge_shim_modules() -> None:
+    for name in list(sys.modules):
+        module = sys.modules[name]
+        if name.split(".")[0] in SHIM_ROOTS and isinstance(getattr(module, "__loader__", None), _ShimLoader):
+            del sys.modules[name]

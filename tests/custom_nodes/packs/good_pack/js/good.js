@@ -1,0 +1,2 @@
+import { app } from "../../scripts/app.js";
+app.registerExtension({ name: "fixtures.good_pack" });

@@ -1,0 +1,3 @@
+from ..utils import VALUE
+
+DEEP = "deep-" + VALUE

@@ -1,0 +1,5 @@
+VALUE = "a"
+
+
+def describe():
+    return "utils of helper_" + VALUE

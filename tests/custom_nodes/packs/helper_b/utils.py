@@ -1,0 +1,5 @@
+VALUE = "b"
+
+
+def describe():
+    return "utils of helper_" + VALUE

@@ -1,0 +1,184 @@
+"""The loader: discovery, isolation, per-pack reports (issue 7)."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+
+from app.custom_nodes import custom_node_folders, extension_urls, format_import_times, web_directories
+
+
+def test_good_pack_registers_its_node_with_display_name_and_source(packs) -> None:
+    reports = packs.load("good_pack")
+    report = reports["good_pack"]
+    assert report.status == "loaded", report.error
+    assert report.nodes == ["GoodAdd"]
+    assert report.module == "custom_nodes.good_pack"
+    assert packs.registry.source_of("GoodAdd") == "custom_nodes.good_pack"
+    assert packs.registry.display_name_of("GoodAdd") == "Good: add two ints"
+    cls = packs.registry.get("GoodAdd")
+    assert cls().add(2, 3) == (5,)
+    assert cls.RELATIVE_PYTHON_MODULE == "custom_nodes.good_pack"
+    assert packs.registry.object_info()["GoodAdd"]["python_module"] == "custom_nodes.good_pack"
+    assert "good_pack" not in sys.modules, "packs must not be importable under bare top-level names"
+
+
+def test_broken_packs_are_skipped_with_a_clear_error_and_the_rest_loads(packs) -> None:
+    reports = packs.load("good_pack", "syntax_error_pack", "raising_pack", "no_mappings_pack")
+    assert reports["good_pack"].status == "loaded"
+    syntax = reports["syntax_error_pack"]
+    assert syntax.status == "failed"
+    assert "SyntaxError" in syntax.error and "syntax_error_pack" in syntax.error
+    assert "Traceback" in syntax.traceback
+    raising = reports["raising_pack"]
+    assert raising.status == "failed"
+    assert "needs a GPU driver" in raising.error
+    assert "custom_nodes.raising_pack" not in sys.modules
+    assert "NODE_CLASS_MAPPINGS" in reports["no_mappings_pack"].error
+    assert packs.registry.names() == ["CoreNode", "GoodAdd"]
+
+
+def test_colliding_ids_are_refused_naming_both_sources_and_builtins_win(packs) -> None:
+    # Packs load in name order: colliding_pack takes GoodAdd first, good_pack's GoodAdd is refused.
+    reports = packs.load("good_pack", "colliding_pack")
+    colliding = reports["colliding_pack"]
+    assert colliding.status == "partial"
+    assert colliding.nodes == ["GoodAdd", "CollidingUnique"]
+    assert [r["node"] for r in colliding.refused] == ["CoreNode"]
+    reason = colliding.refused[0]["reason"]
+    assert "'builtin'" in reason and "custom_nodes.colliding_pack" in reason
+    assert packs.registry.source_of("CoreNode") == "builtin"
+    assert packs.registry.get("CoreNode")().run(3) == (3,)
+    good = reports["good_pack"]
+    assert good.status == "refused" and good.nodes == []
+    assert "custom_nodes.good_pack" in good.refused[0]["reason"]
+    assert "custom_nodes.colliding_pack" in good.refused[0]["reason"]
+    assert packs.registry.source_of("GoodAdd") == "custom_nodes.colliding_pack"
+
+
+def test_invalid_node_declarations_are_refused_one_by_one(packs) -> None:
+    report = packs.load("bad_input_types_pack")["bad_input_types_pack"]
+    assert report.status == "partial"
+    assert report.nodes == ["FineNode"]
+    refused = {r["node"]: r["reason"] for r in report.refused}
+    assert "INPUT_TYPES() raised KeyError" in refused["RaisingInputs"]
+    assert "'text'" in refused["MalformedInputs"]
+    assert "FUNCTION" in refused["NoFunction"]
+    for reason in refused.values():
+        assert "bad_input_types_pack" in reason
+
+
+def test_same_named_helper_modules_stay_separate(packs) -> None:
+    reports = packs.load("helper_a", "helper_b")
+    assert reports["helper_a"].status == reports["helper_b"].status == "loaded"
+    assert packs.registry.get("HelperA")().run() == ("utils of helper_a/deep-a",)
+    assert packs.registry.get("HelperB")().run() == ("utils of helper_b/deep-b",)
+    assert sys.modules["custom_nodes.helper_a.utils"].VALUE == "a"
+    assert sys.modules["custom_nodes.helper_b.utils"].VALUE == "b"
+    assert "utils" not in sys.modules or not hasattr(sys.modules["utils"], "describe")
+
+
+def test_pack_loading_does_not_touch_sys_path(packs) -> None:
+    before = list(sys.path)
+    packs.load("good_pack", "helper_a", "single_file_node.py")
+    assert sys.path == before
+
+
+def test_single_file_pack_and_disabled_pack(packs) -> None:
+    reports = packs.load("single_file_node.py", "disabled_pack.disabled")
+    assert reports["single_file_node"].status == "loaded"
+    assert reports["single_file_node"].module == "custom_nodes.single_file_node"
+    assert packs.registry.get("SingleFileNode")().run(1.5) == (3.0,)
+    assert reports["disabled_pack"].status == "disabled"
+
+
+def test_whitelist_with_disable_all(packs) -> None:
+    reports = packs.load("good_pack", "single_file_node.py", disable_all=True, whitelist=["good_pack"])
+    assert reports["good_pack"].status == "loaded"
+    assert reports["single_file_node"].status == "disabled"
+    assert "SingleFileNode" not in packs.registry
+
+
+def test_pip_install_at_import_is_blocked_and_reported(packs) -> None:
+    report = packs.load("pip_pack")["pip_pack"]
+    assert report.status == "loaded"
+    assert len(report.pip_attempts) == 2
+    assert "loom-fixture-nonexistent==1.0" in report.pip_attempts[0]
+    assert "pip install -r requirements.txt" in report.pip_attempts[1]
+    assert any("blocked" in w and "requirements.txt" in w for w in report.warnings)
+    module = sys.modules["custom_nodes.pip_pack"]
+    assert module.PIP_RESULT == "failed with 1"
+    assert module.OS_SYSTEM_RESULT == 1
+    assert module.ECHO.strip() == "not an install", "other subprocesses must still run"
+    import subprocess
+
+    assert subprocess.Popen.__name__ == "Popen", "the guard must be removed after loading"
+
+
+def test_web_directory_is_reported_and_listed(packs) -> None:
+    reports = packs.load("good_pack", "single_file_node.py")
+    dirs = web_directories(reports.values())
+    assert dirs == {"good_pack": packs.root / "good_pack" / "js"}
+    assert extension_urls(reports.values()) == ["/extensions/good_pack/good.js", "/extensions/good_pack/sub/helper.js"]
+
+
+def test_reports_are_json_and_import_times_are_logged(packs, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="loom.custom_nodes"):
+        reports = packs.load("good_pack", "raising_pack")
+    payload = json.loads(json.dumps([r.to_json() for r in reports.values()]))
+    assert {p["name"] for p in payload} == {"good_pack", "raising_pack"}
+    assert "Import times for custom nodes:" in caplog.text
+    assert "(IMPORT FAILED)" in caplog.text and "raising_pack" in caplog.text
+    table = format_import_times(reports.values())
+    assert table.splitlines()[0] == "Import times for custom nodes:"
+    assert len(table.splitlines()) == 3
+
+
+def test_reloading_in_a_new_registry_gives_fresh_classes(packs) -> None:
+    first = packs.load("good_pack")["good_pack"]
+    old_cls = packs.registry.get("GoodAdd")
+    from executor.registry import NodeRegistry
+
+    fresh = NodeRegistry()
+    from app.custom_nodes import load_custom_nodes
+
+    again = load_custom_nodes(fresh, [packs.root], environment=packs.environment)
+    assert first.status == "loaded" and again[0].status == "loaded"
+    assert fresh.get("GoodAdd") is not old_cls
+
+
+def test_folders_from_extra_model_paths_yaml(tmp_path) -> None:
+    extra = tmp_path / "elsewhere" / "my_nodes"
+    extra.mkdir(parents=True)
+    yaml_file = tmp_path / "extra_model_paths.yaml"
+    yaml_file.write_text("comfy:\n  base_path: elsewhere\n  custom_nodes: |\n    my_nodes\n    other\n")
+    folders = custom_node_folders(tmp_path, [yaml_file], [tmp_path / "cli_dir"])
+    assert folders == [tmp_path / "custom_nodes", tmp_path / "elsewhere" / "my_nodes",
+                       tmp_path / "elsewhere" / "other", tmp_path / "cli_dir"]
+
+
+def test_same_pack_name_in_two_folders_gets_unique_module_names(packs, tmp_path) -> None:
+    other_root = tmp_path / "more_nodes"
+    other_root.mkdir()
+    packs.add("good_pack")
+    import shutil
+
+    from tests.custom_nodes.conftest import PACKS
+
+    shutil.copytree(PACKS / "helper_a", other_root / "good_pack")
+    from app.custom_nodes import load_custom_nodes
+
+    reports = load_custom_nodes(packs.registry, [packs.root, other_root], environment=packs.environment)
+    modules = [r.module for r in reports]
+    assert modules == ["custom_nodes.good_pack", "custom_nodes.good_pack_2"]
+    assert all(r.status == "loaded" for r in reports)
+    assert "HelperA" in packs.registry and "GoodAdd" in packs.registry
+
+
+@pytest.mark.parametrize("pack", ["routes_pack"])
+def test_pack_routes_are_collected_on_the_prompt_server(packs, pack) -> None:
+    report = packs.load(pack)[pack]
+    assert report.status == "loaded", report.error
+    assert report.routes_added == 1
