@@ -1,4 +1,180 @@
-"""placeholder"""
+"""Model loaders: checkpoint, diffusion model, text encoder, VAE (files from the model folders)."""
 from __future__ import annotations
 
-NODES: list[type] = []
+import inspect
+import os
+from typing import Any
+
+from engine.paths import PathError
+from nodes._base import BuiltinNode, input_error
+
+__all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader"]
+
+WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
+CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
+              "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux2",
+              "ovis"]
+_VIDEO_TAE_PREFIXES = ("taehv", "lighttaew2_2", "lighttaew2_1", "lighttaehy1_5")
+_TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1")
+
+
+def _call(fn: Any, *args: Any, **optional: Any) -> Any:
+    """Call an engine loader with the optional keywords its signature accepts."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn(*args)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return fn(*args, **optional)
+    return fn(*args, **{k: v for k, v in optional.items() if k in params})
+
+
+def _resolve(cls_name: str, services: Any, folder: str, input_name: str, name: str) -> str:
+    try:
+        path = services.paths.get_full_path(folder, name)
+    except PathError as exc:
+        raise input_error(cls_name, input_name, str(exc)) from exc
+    if path is None:
+        roots = ", ".join(services.paths.get_folder_paths(folder))
+        raise input_error(cls_name, input_name,
+                          f"file {name!r} not found in models folder '{folder}' (searched {roots}); "
+                          "copy the file there or pick another")
+    return path
+
+
+def _loading_error(cls_name: str, input_name: str, path: str, exc: Exception) -> Exception:
+    return input_error(cls_name, input_name,
+                       f"could not load {os.path.basename(path)} ({path}): {exc}")
+
+
+class CheckpointLoaderSimple(BuiltinNode):
+    """Load a single-file checkpoint (architecture auto-detected) as MODEL, CLIP and VAE."""
+
+    DISPLAY_NAME = "Load Checkpoint"
+    CATEGORY = "loaders"
+    DESCRIPTION = "Loads a diffusion model checkpoint; diffusion models denoise latents."
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    OUTPUT_TOOLTIPS = ("The model used for denoising latents.",
+                       "The CLIP model used for encoding text prompts.",
+                       "The VAE model used for encoding and decoding images to and from latent space.")
+    FUNCTION = "load_checkpoint"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        files = cls._services().paths.get_filename_list("checkpoints")
+        return {"required": {"ckpt_name": (files, {"tooltip": "The name of the checkpoint (model) to load."})}}
+
+    def load_checkpoint(self, ckpt_name: str) -> tuple[Any, Any, Any]:
+        from engine import loading
+
+        services = self._services()
+        path = _resolve("CheckpointLoaderSimple", services, "checkpoints", "ckpt_name", ckpt_name)
+        try:
+            model, clip, vae = _call(loading.load_checkpoint, path, services.model_manager(),
+                                     embedding_directory=services.paths.get_folder_paths("embeddings"))
+        except Exception as exc:  # engine errors of any kind: name node, input and file
+            raise _loading_error("CheckpointLoaderSimple", "ckpt_name", path, exc) from exc
+        return model, clip, vae
+
+
+class UNETLoader(BuiltinNode):
+    """Load a diffusion model (UNet) file from `diffusion_models`."""
+
+    DISPLAY_NAME = "Load Diffusion Model"
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load_unet"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        files = cls._services().paths.get_filename_list("diffusion_models")
+        return {"required": {"unet_name": (files,), "weight_dtype": (WEIGHT_DTYPES,)}}
+
+    def load_unet(self, unet_name: str, weight_dtype: str = "default") -> tuple[Any]:
+        from engine import loading
+
+        services = self._services()
+        path = _resolve("UNETLoader", services, "diffusion_models", "unet_name", unet_name)
+        try:
+            model = _call(loading.load_unet, path, manager=services.model_manager(), weight_dtype=weight_dtype)
+        except Exception as exc:  # engine errors of any kind: name node, input and file
+            raise _loading_error("UNETLoader", "unet_name", path, exc) from exc
+        return (model,)
+
+
+class CLIPLoader(BuiltinNode):
+    """Load a text encoder file from `text_encoders`."""
+
+    DISPLAY_NAME = "Load CLIP"
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        files = cls._services().paths.get_filename_list("text_encoders")
+        return {
+            "required": {"clip_name": (files,), "type": (CLIP_TYPES,)},
+            "optional": {"device": (["default", "cpu"], {"advanced": True})},
+        }
+
+    def load_clip(self, clip_name: str, type: str = "stable_diffusion", device: str = "default") -> tuple[Any]:
+        from engine import loading
+
+        services = self._services()
+        path = _resolve("CLIPLoader", services, "text_encoders", "clip_name", clip_name)
+        try:
+            clip = _call(loading.load_clip, [path], type, manager=services.model_manager(), device=device,
+                         embedding_directory=services.paths.get_folder_paths("embeddings"))
+        except Exception as exc:  # engine errors of any kind: name node, input and file
+            raise _loading_error("CLIPLoader", "clip_name", path, exc) from exc
+        return (clip,)
+
+
+class VAELoader(BuiltinNode):
+    """Load a VAE file from `vae` (also lists tiny autoencoders in `vae_approx` and "pixel_space")."""
+
+    DISPLAY_NAME = "Load VAE"
+    CATEGORY = "loaders"
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "load_vae"
+
+    @classmethod
+    def vae_list(cls) -> list[str]:
+        """Files in `vae`, video tiny-AEs and complete taesd pairs in `vae_approx`, then "pixel_space"."""
+        paths = cls._services().paths
+        names = list(paths.get_filename_list("vae"))
+        approx = paths.get_filename_list("vae_approx")
+        names += [f for f in approx if f.startswith(_VIDEO_TAE_PREFIXES)]
+        for tae in _TAESD_NAMES:
+            has_enc = any(f.startswith(f"{tae}_encoder.") for f in approx)
+            has_dec = any(f.startswith(f"{tae}_decoder.") for f in approx)
+            if has_enc and has_dec:
+                names.append(tae)
+        names.append("pixel_space")
+        return names
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"vae_name": (cls.vae_list(),)}}
+
+    def load_vae(self, vae_name: str) -> tuple[Any]:
+        from engine import loading
+
+        services = self._services()
+        if vae_name == "pixel_space" or vae_name in _TAESD_NAMES:
+            special = getattr(loading, "load_special_vae", None)
+            if special is None:
+                raise input_error("VAELoader", "vae_name",
+                                  f"{vae_name!r} is not supported by this engine yet; pick a VAE file")
+            return (_call(special, vae_name, manager=services.model_manager()),)
+        folder = "vae" if services.paths.get_full_path("vae", vae_name) else "vae_approx"
+        path = _resolve("VAELoader", services, folder, "vae_name", vae_name)
+        try:
+            vae = _call(loading.load_vae, path, manager=services.model_manager())
+        except Exception as exc:  # engine errors of any kind: name node, input and file
+            raise _loading_error("VAELoader", "vae_name", path, exc) from exc
+        return (vae,)
+
+
+NODES = [CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader]

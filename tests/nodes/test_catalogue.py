@@ -1,0 +1,77 @@
+"""The registered catalogue matches the spec's names, inputs, defaults and outputs (section 7)."""
+from __future__ import annotations
+
+from typing import Any
+
+EXPECTED = {
+    "CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "CLIPTextEncode", "CLIPSetLastLayer",
+    "ConditioningCombine", "ConditioningSetArea", "ConditioningSetAreaPercentage", "ConditioningSetMask",
+    "ConditioningZeroOut", "ConditioningSetTimestepRange", "EmptyLatentImage", "VAEEncode",
+    "VAEEncodeForInpaint", "VAEDecode", "VAEDecodeTiled", "VAEEncodeTiled", "SetLatentNoiseMask",
+    "InpaintModelConditioning", "KSampler", "KSamplerAdvanced", "LatentUpscale", "LatentUpscaleBy",
+    "LatentFromBatch", "RepeatLatentBatch", "LatentComposite", "LoadImage", "LoadImageMask", "SaveImage",
+    "PreviewImage", "ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch",
+    "ImageCrop", "InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "PrimitiveInt",
+    "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean",
+}
+
+
+def test_all_builtins_registered_with_python_module_nodes(registry: Any) -> None:
+    missing = EXPECTED - set(registry.names())
+    assert not missing, f"not registered: {sorted(missing)}"
+    info = registry.object_info()
+    for name in EXPECTED:
+        node = info[name]
+        assert node["python_module"] == "nodes"
+        assert isinstance(node["output_node"], bool) and node["category"] and node["display_name"]
+
+
+def test_selected_specs(registry: Any) -> None:
+    info = registry.object_info()
+    e = info["EmptyLatentImage"]["input"]["required"]
+    assert e["width"] == ["INT", {"default": 512, "min": 16, "max": 16384, "step": 8}]
+    assert e["batch_size"] == ["INT", {"default": 1, "min": 1, "max": 4096}]
+    assert info["EmptyLatentImage"]["display_name"] == "Empty Latent Image"
+    ks = info["KSampler"]
+    assert ks["input_order"]["required"] == ["model", "seed", "steps", "cfg", "sampler_name", "scheduler",
+                                             "positive", "negative", "latent_image", "denoise"]
+    seed = ks["input"]["required"]["seed"][1]
+    assert seed["max"] == 0xFFFFFFFFFFFFFFFF and seed["control_after_generate"] is True
+    cfg = {k: v for k, v in ks["input"]["required"]["cfg"][1].items() if k != "tooltip"}
+    assert cfg == {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}
+    assert ks["output"] == ["LATENT"]
+    adv = info["KSamplerAdvanced"]["input_order"]["required"]
+    assert adv == ["model", "add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "positive",
+                   "negative", "latent_image", "start_at_step", "end_at_step", "return_with_leftover_noise"]
+    imc = info["InpaintModelConditioning"]
+    assert imc["output"] == ["CONDITIONING", "CONDITIONING", "LATENT"]
+    assert imc["output_name"] == ["positive", "negative", "latent"]
+    assert info["SaveImage"]["output_node"] is True and info["SaveImage"]["output"] == []
+    assert info["SaveImage"]["input"]["hidden"] == {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
+    assert info["LoadImageMask"]["input"]["required"]["channel"][0] == ["alpha", "red", "green", "blue"]
+    assert info["VAEEncodeForInpaint"]["input"]["required"]["grow_mask_by"][1]["default"] == 6
+    assert info["CLIPSetLastLayer"]["input"]["required"]["stop_at_clip_layer"][1] == {
+        "default": -1, "min": -24, "max": -1, "step": 1}
+    assert info["UNETLoader"]["input"]["required"]["weight_dtype"][0] == [
+        "default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
+    assert "pixel_space" in info["VAELoader"]["input"]["required"]["vae_name"][0]
+
+
+def test_services_bound_per_registry(tmp_path: Any) -> None:
+    from executor.registry import NodeRegistry
+
+    from engine.paths import ModelPaths
+    from nodes import register_builtin_nodes
+    from nodes.services import NodeServices
+
+    regs = []
+    for name in ("a", "b"):
+        p = ModelPaths(tmp_path / name)
+        p.ensure_dirs()
+        (tmp_path / name / "models" / "checkpoints" / f"{name}.safetensors").write_bytes(b"")
+        reg = NodeRegistry()
+        register_builtin_nodes(reg, NodeServices(paths=p))
+        regs.append(reg)
+    lists = [r.object_info_for("CheckpointLoaderSimple")["CheckpointLoaderSimple"]["input"]["required"]
+             ["ckpt_name"][0] for r in regs]
+    assert lists == [["a.safetensors"], ["b.safetensors"]]
