@@ -1,0 +1,259 @@
+"""The prompt queue and history in one SQLite file (`<user dir>/loom.db`, WAL), safe across kill -9.
+
+Pending prompts run in `(number, arrival)` order. The prompt being executed is marked `running`; when the
+store is opened again after a crash, such a prompt is moved to history as interrupted with a message that
+says so, and every pending prompt is still there, in the same order.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["QueueItem", "QueueStore", "HISTORY_LIMIT", "CRASH_MESSAGE"]
+
+HISTORY_LIMIT = 10000
+CRASH_MESSAGE = ("Loom stopped while this prompt was running (the server was killed or crashed); "
+                 "nothing was lost from the queue. Queue the prompt again to run it.")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt_id  TEXT NOT NULL UNIQUE,
+    number     REAL NOT NULL,
+    item       TEXT NOT NULL,
+    state      TEXT NOT NULL DEFAULT 'pending',
+    started    REAL
+);
+CREATE INDEX IF NOT EXISTS queue_order ON queue(state, number, seq);
+CREATE TABLE IF NOT EXISTS history (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt_id  TEXT NOT NULL UNIQUE,
+    entry      TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    created    REAL,
+    started    REAL,
+    ended      REAL
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One queued prompt: ComfyUI's `[number, prompt_id, prompt, extra_data, outputs_to_execute]`."""
+
+    number: float | int
+    prompt_id: str
+    prompt: dict[str, Any]
+    extra_data: dict[str, Any]
+    outputs: list[str]
+
+    def to_wire(self) -> list[Any]:
+        return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs]
+
+    @staticmethod
+    def from_wire(raw: list[Any]) -> QueueItem:
+        return QueueItem(raw[0], raw[1], raw[2], raw[3], list(raw[4]))
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """A history row with its times (epoch seconds) for the jobs API."""
+
+    prompt_id: str
+    entry: dict[str, Any]
+    status: str
+    created: float | None
+    started: float | None
+    ended: float | None
+
+
+class QueueStore:
+    """SQLite-backed queue + history; every method is thread-safe (one connection behind a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._sensitive: dict[str, dict[str, Any]] = {}
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self.recovered: list[str] = self._recover_running()
+
+    # -- internals -------------------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _recover_running(self) -> list[str]:
+        """Record prompts left `running` by a dead process as interrupted; return their ids."""
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute("SELECT prompt_id, item, started FROM queue WHERE state='running'").fetchall()
+            for prompt_id, item_json, started in rows:
+                item = QueueItem.from_wire(json.loads(item_json))
+                msg = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+                       "exception_message": CRASH_MESSAGE, "timestamp": int(now * 1000)}
+                entry = {"prompt": item.to_wire(), "outputs": {},
+                         "status": {"status_str": "error", "completed": False,
+                                    "messages": [["execution_interrupted", msg]]},
+                         "meta": {}}
+                self._insert_history(db, prompt_id, entry, "error", _create_time(item), started, now)
+                db.execute("DELETE FROM queue WHERE prompt_id=?", (prompt_id,))
+        return [r[0] for r in rows]
+
+    def _next_counter(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM kv WHERE key='counter'").fetchone()
+        value = int(row[0]) if row else 0
+        db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES('counter', ?)", (str(value + 1),))
+        return value
+
+    @staticmethod
+    def _insert_history(db: sqlite3.Connection, prompt_id: str, entry: dict[str, Any], status: str,
+                        created: float | None, started: float | None, ended: float | None) -> None:
+        db.execute("DELETE FROM history WHERE prompt_id=?", (prompt_id,))
+        db.execute("INSERT INTO history(prompt_id, entry, status, created, started, ended) VALUES(?,?,?,?,?,?)",
+                   (prompt_id, json.dumps(entry), status, created, started, ended))
+        db.execute("DELETE FROM history WHERE seq <= (SELECT seq FROM history ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                   (HISTORY_LIMIT,))
+
+    # -- queue -----------------------------------------------------------------------------------------
+    def assign_number(self, number: float | int | None, front: bool) -> float | int:
+        """ComfyUI's priority: the explicit `number`, else the server counter (negated for `front`)."""
+        if number is not None:
+            if not math.isfinite(float(number)):
+                raise ValueError("number must be finite")
+            return number
+        with self._tx() as db:
+            counter = self._next_counter(db)
+        return -counter if front else counter
+
+    def enqueue(self, item: QueueItem, sensitive: dict[str, Any] | None = None) -> None:
+        """Append a validated prompt; raises ValueError if its prompt_id is already queued."""
+        with self._tx() as db:
+            try:
+                db.execute("INSERT INTO queue(prompt_id, number, item) VALUES(?,?,?)",
+                           (item.prompt_id, float(item.number), json.dumps(item.to_wire())))
+            except sqlite3.IntegrityError:
+                raise ValueError(f"prompt_id {item.prompt_id!r} is already in the queue") from None
+            if sensitive:
+                self._sensitive[item.prompt_id] = sensitive
+
+    def pending(self) -> list[QueueItem]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT item FROM queue WHERE state='pending' ORDER BY number, seq").fetchall()
+        return [QueueItem.from_wire(json.loads(r[0])) for r in rows]
+
+    def running(self) -> list[QueueItem]:
+        with self._lock:
+            rows = self._db.execute("SELECT item FROM queue WHERE state='running' ORDER BY seq").fetchall()
+        return [QueueItem.from_wire(json.loads(r[0])) for r in rows]
+
+    def started_at(self, prompt_id: str) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT started FROM queue WHERE prompt_id=?", (prompt_id,)).fetchone()
+        return row[0] if row else None
+
+    def remaining(self) -> int:
+        """`queue_remaining`: pending + running."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
+
+    def claim_next(self) -> tuple[QueueItem, dict[str, Any]] | None:
+        """Mark the first pending prompt running and return it with its sensitive side slot."""
+        with self._tx() as db:
+            row = db.execute("SELECT prompt_id, item FROM queue WHERE state='pending' "
+                             "ORDER BY number, seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE queue SET state='running', started=? WHERE prompt_id=?", (time.time(), row[0]))
+            return QueueItem.from_wire(json.loads(row[1])), self._sensitive.pop(row[0], {})
+
+    def finish(self, item: QueueItem, entry: dict[str, Any], status: str) -> None:
+        """Move a running prompt to history (one transaction: never lost, never duplicated)."""
+        with self._tx() as db:
+            row = db.execute("SELECT started FROM queue WHERE prompt_id=?", (item.prompt_id,)).fetchone()
+            db.execute("DELETE FROM queue WHERE prompt_id=?", (item.prompt_id,))
+            self._insert_history(db, item.prompt_id, entry, status, _create_time(item),
+                                 row[0] if row else None, time.time())
+
+    def delete_pending(self, prompt_ids: Iterable[str]) -> int:
+        ids = [str(i) for i in prompt_ids]
+        with self._tx() as db:
+            n = 0
+            for pid in ids:
+                n += db.execute("DELETE FROM queue WHERE prompt_id=? AND state='pending'", (pid,)).rowcount
+                self._sensitive.pop(pid, None)
+        return n
+
+    def clear_pending(self) -> int:
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT prompt_id FROM queue WHERE state='pending'")]
+            db.execute("DELETE FROM queue WHERE state='pending'")
+            for pid in ids:
+                self._sensitive.pop(pid, None)
+        return len(ids)
+
+    # -- history ---------------------------------------------------------------------------------------
+    def history(self, max_items: int | None = None, offset: int | None = None) -> dict[str, Any]:
+        """ComfyUI's paging: newest `max_items` without offset; with offset, skip from the oldest end."""
+        sql = "SELECT prompt_id, entry FROM history"
+        with self._lock:
+            if offset is None and max_items is not None:
+                rows = self._db.execute(sql + " ORDER BY seq DESC LIMIT ?", (max_items,)).fetchall()[::-1]
+            else:
+                limit = -1 if max_items is None else max_items
+                rows = self._db.execute(sql + " ORDER BY seq LIMIT ? OFFSET ?", (limit, offset or 0)).fetchall()
+        return {pid: json.loads(entry) for pid, entry in rows}
+
+    def history_entry(self, prompt_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT entry FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def history_records(self) -> list[HistoryRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT prompt_id, entry, status, created, started, ended FROM history "
+                                    "ORDER BY seq").fetchall()
+        return [HistoryRecord(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def history_record(self, prompt_id: str) -> HistoryRecord | None:
+        with self._lock:
+            r = self._db.execute("SELECT prompt_id, entry, status, created, started, ended FROM history "
+                                 "WHERE prompt_id=?", (prompt_id,)).fetchone()
+        return HistoryRecord(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5]) if r else None
+
+    def delete_history(self, prompt_ids: Iterable[str]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM history WHERE prompt_id=?", [(str(i),) for i in prompt_ids])
+
+    def clear_history(self) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM history")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _create_time(item: QueueItem) -> float | None:
+    ct = item.extra_data.get("create_time")
+    return ct / 1000.0 if isinstance(ct, (int, float)) else None

@@ -1,0 +1,208 @@
+"""/prompt, /queue, /interrupt, /free, /history (spec 1.4, 1.5, 3.2)."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from app.errors import BadRequest, PromptRejected, error_body, read_json
+from app.queue_store import QueueItem
+from app.state import loom_of
+
+__all__ = ["routes", "SENSITIVE_KEYS", "parse_int_param", "broadcast_status"]
+
+log = logging.getLogger("loom.routes")
+
+SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
+MAX_PROMPT_ID = 256
+
+
+def parse_int_param(request: web.Request, name: str, *, minimum: int = 0) -> int | None:
+    """An optional integer query parameter; 400 naming it when it is not an integer >= minimum."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name}={raw!r} is not an integer", type_="bad_query") from None
+    if value < minimum:
+        raise BadRequest(f"query parameter {name}={value} must be >= {minimum}", type_="bad_query")
+    return value
+
+
+def broadcast_status(request: web.Request) -> None:
+    loom = loom_of(request)
+    loom.hub.send("status", {"status": {"exec_info": {"queue_remaining": loom.queue.remaining()}}})
+
+
+async def _json_object(request: web.Request, *, required: bool) -> dict[str, Any]:
+    body = await read_json(request, required=required)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadRequest(f"{request.method} {request.path}: the body must be a JSON object, "
+                         f"got {type(body).__name__}", type_="invalid_json")
+    return body
+
+
+def _envelope_error(key: str, expected: str, got: Any) -> BadRequest:
+    return BadRequest(f"POST /prompt: '{key}' must be {expected}, got {type(got).__name__}",
+                      "fix the request envelope (spec: client_id str, extra_data object, number numeric, "
+                      "front bool, prompt_id str, partial_execution_targets list of str)",
+                      type_="invalid_envelope", extra_info={"key": key})
+
+
+def _check_envelope(body: dict[str, Any]) -> None:
+    number = body.get("number")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                               or not math.isfinite(float(number))):
+        raise _envelope_error("number", "a finite number", number)
+    if "front" in body and not isinstance(body["front"], bool) and body["front"] is not None:
+        raise _envelope_error("front", "a boolean", body["front"])
+    if body.get("client_id") is not None and not isinstance(body["client_id"], str):
+        raise _envelope_error("client_id", "a string", body["client_id"])
+    if body.get("extra_data") is not None and not isinstance(body["extra_data"], dict):
+        raise _envelope_error("extra_data", "an object", body["extra_data"])
+    pid = body.get("prompt_id")
+    if pid is not None and (not isinstance(pid, str) or not pid or len(pid) > MAX_PROMPT_ID):
+        raise _envelope_error("prompt_id", f"a non-empty string of at most {MAX_PROMPT_ID} characters", pid)
+    targets = body.get("partial_execution_targets")
+    if targets is not None and (not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)):
+        raise _envelope_error("partial_execution_targets", "a list of node id strings", targets)
+
+
+def _node_errors(valid: Any) -> dict[str, Any]:
+    errors = getattr(valid, "node_errors", None)
+    if isinstance(errors, dict):
+        return errors
+    warnings = getattr(valid, "warnings", None)
+    return warnings if isinstance(warnings, dict) else {}
+
+
+async def get_prompt(request: web.Request) -> web.Response:
+    return web.json_response({"exec_info": {"queue_remaining": loom_of(request).queue.remaining()}})
+
+
+async def post_prompt(request: web.Request) -> web.Response:
+    loom = loom_of(request)
+    body = await _json_object(request, required=True)
+    for handler in list(loom.on_prompt_handlers):
+        try:
+            changed = handler(body)
+            if isinstance(changed, dict):
+                body = changed
+        except Exception:
+            log.exception("on_prompt handler %r failed; prompt left unchanged by it", handler)
+    if "prompt" not in body:
+        raise PromptRejected({"error": error_body("no_prompt", "No prompt provided", "No prompt provided"),
+                              "node_errors": {}})
+    prompt = body["prompt"]
+    if not isinstance(prompt, dict):
+        raise PromptRejected({"error": error_body("invalid_prompt", "Invalid prompt: 'prompt' must be an object "
+                                                  "mapping node ids to nodes", f"got {type(prompt).__name__}"),
+                              "node_errors": {}})
+    _check_envelope(body)
+    number = loom.queue.assign_number(body.get("number"), bool(body.get("front")))
+    valid = loom.validate(prompt, body.get("partial_execution_targets"))
+    prompt_id = body.get("prompt_id") or str(uuid.uuid4())
+    extra_data = dict(body.get("extra_data") or {})
+    if body.get("client_id") is not None:
+        extra_data["client_id"] = body["client_id"]
+    extra_data["create_time"] = int(time.time() * 1000)
+    sensitive = {k: extra_data.pop(k) for k in SENSITIVE_KEYS if k in extra_data}
+    outputs = [str(o) for o in getattr(valid, "outputs", [])]
+    item = QueueItem(number, prompt_id, getattr(valid, "prompt", prompt), extra_data, outputs)
+    try:
+        loom.queue.enqueue(item, sensitive)
+    except ValueError as exc:
+        raise BadRequest(f"POST /prompt: {exc}", "use a fresh prompt_id or leave it out",
+                         type_="duplicate_prompt_id") from None
+    loom.backend.submit(item)
+    broadcast_status(request)
+    return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": _node_errors(valid)})
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    q = loom_of(request).queue
+    return web.json_response({"queue_running": [i.to_wire() for i in q.running()],
+                              "queue_pending": [i.to_wire() for i in q.pending()]})
+
+
+def _id_list(body: dict[str, Any], key: str = "delete") -> list[str]:
+    ids = body.get(key)
+    if ids is None:
+        return []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest(f"'{key}' must be a list of prompt id strings", type_="invalid_json")
+    return ids
+
+
+async def post_queue(request: web.Request) -> web.Response:
+    loom = loom_of(request)
+    body = await _json_object(request, required=True)
+    ids = _id_list(body)
+    if body.get("clear"):
+        loom.queue.clear_pending()
+    if ids:
+        loom.queue.delete_pending(ids)
+    broadcast_status(request)
+    return web.Response(status=200)
+
+
+async def post_interrupt(request: web.Request) -> web.Response:
+    body = await _json_object(request, required=False)
+    pid = body.get("prompt_id")
+    if pid is not None and not isinstance(pid, str):
+        raise BadRequest("POST /interrupt: 'prompt_id' must be a string", type_="invalid_json")
+    loom_of(request).backend.interrupt(pid)
+    return web.Response(status=200)
+
+
+async def post_free(request: web.Request) -> web.Response:
+    body = await _json_object(request, required=False)
+    for key in ("unload_models", "free_memory"):
+        if key in body and not isinstance(body[key], bool):
+            raise BadRequest(f"POST /free: '{key}' must be a boolean", type_="invalid_json")
+    unload, free = bool(body.get("unload_models")), bool(body.get("free_memory"))
+    if unload or free:
+        loom_of(request).backend.request_free(unload, free)
+    return web.Response(status=200)
+
+
+async def get_history(request: web.Request) -> web.Response:
+    max_items = parse_int_param(request, "max_items")
+    offset = parse_int_param(request, "offset")
+    return web.json_response(loom_of(request).queue.history(max_items, offset))
+
+
+async def get_history_entry(request: web.Request) -> web.Response:
+    pid = request.match_info["prompt_id"]
+    entry = loom_of(request).queue.history_entry(pid)
+    return web.json_response({pid: entry} if entry is not None else {})
+
+
+async def post_history(request: web.Request) -> web.Response:
+    q = loom_of(request).queue
+    body = await _json_object(request, required=True)
+    ids = _id_list(body)
+    if body.get("clear"):
+        q.clear_history()
+    if ids:
+        q.delete_history(ids)
+    return web.Response(status=200)
+
+
+def routes() -> list[tuple[str, str, Any]]:
+    """(method, path, handler) rows, mounted bare and under /api by server.create_app."""
+    return [
+        ("GET", "/prompt", get_prompt), ("POST", "/prompt", post_prompt),
+        ("GET", "/queue", get_queue), ("POST", "/queue", post_queue),
+        ("POST", "/interrupt", post_interrupt), ("POST", "/free", post_free),
+        ("GET", "/history", get_history), ("POST", "/history", post_history),
+        ("GET", "/history/{prompt_id}", get_history_entry),
+    ]

@@ -1,0 +1,22 @@
+"""Typed application state keys shared by server.py and the route modules."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from app.logbuffer import LogRing
+    from app.loom import Loom
+
+__all__ = ["LOOM", "WEB_ROOT", "PROMPT_SERVER", "LOG_RING", "loom_of"]
+
+LOOM: web.AppKey[Loom] = web.AppKey("loom")
+WEB_ROOT: web.AppKey[Any] = web.AppKey("web_root")
+PROMPT_SERVER: web.AppKey[Any] = web.AppKey("prompt_server")
+LOG_RING: web.AppKey[LogRing] = web.AppKey("log_ring")
+
+
+def loom_of(request: web.Request) -> Loom:
+    """The Loom instance serving this request."""
+    return request.config_dict[LOOM]

@@ -1,0 +1,177 @@
+"""Loom's HTTP + websocket entry point: `create_app(loom) -> aiohttp Application` and `main(argv)`.
+
+Handlers live in `app/routes_*.py`; this module only assembles them. Custom node packs that do
+`import server` get ComfyUI's `PromptServer` from here (`server.PromptServer.instance`).
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from app.config import Config, ConfigError, parse_args
+from app.errors import error_middleware
+from app.logbuffer import LogRing
+from app.loom import Loom, build_loom
+from app.security import make_security_middlewares
+from app.state import LOG_RING, LOOM, PROMPT_SERVER, WEB_ROOT
+from app.static import find_web_root
+
+__all__ = ["create_app", "main", "route_table"]
+
+log = logging.getLogger("loom.server")
+REPO_ROOT = Path(__file__).resolve().parent
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".svg", ".ico", ".bmp")
+
+
+def __getattr__(name: str) -> Any:
+    # `import server; server.PromptServer` for packs, resolved lazily (no import-time side effects).
+    if name == "PromptServer":
+        return importlib.import_module("app.compat.prompt_server").PromptServer
+    raise AttributeError(name)
+
+
+@web.middleware
+async def cache_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ComfyUI's cache-control rules (spec 1.1)."""
+    resp = await handler(request)
+    path = request.path
+    last = path.rsplit("/", 1)[-1]
+    if path.endswith((".js", ".css")) or (last.startswith("index") and last.endswith(".json")):
+        resp.headers.setdefault("Cache-Control", "no-cache")
+    elif path.lower().endswith(IMAGE_EXTS):
+        resp.headers.setdefault("Cache-Control", "public, max-age=86400" if resp.status < 400
+                                else "public, max-age=3600")
+    return resp
+
+
+def route_table() -> list[tuple[str, str, Handler, bool]]:
+    """Every dynamic route as (method, path, handler, also_under_api)."""
+    from app import (
+        routes_files,
+        routes_info,
+        routes_internal,
+        routes_jobs,
+        routes_misc,
+        routes_prompt,
+        routes_user,
+        routes_ws,
+    )
+
+    rows: list[tuple[str, str, Handler, bool]] = []
+    for mod in (routes_prompt, routes_info, routes_files, routes_user, routes_misc, routes_ws, routes_jobs):
+        rows += [(m, p, h, True) for m, p, h in mod.routes()]
+    rows += [(m, p, h, False) for m, p, h in routes_internal.routes()]
+    return rows
+
+
+def _make_prompt_server(loom: Loom, app: web.Application) -> Any:
+    try:
+        mod = importlib.import_module("app.compat.prompt_server")
+    except ImportError as exc:
+        log.info("custom node PromptServer shim unavailable: %s", exc)
+        return None
+    ps = mod.PromptServer(loom, app, loom.hub)
+    trigger = getattr(ps, "trigger_on_prompt", None)
+    if callable(trigger):
+        loom.on_prompt_handlers.append(trigger)
+    return ps
+
+
+def _load_custom_nodes(loom: Loom, ps: Any) -> None:
+    if loom.config.disable_all_custom_nodes:
+        return
+    from app.custom_nodes import load_custom_nodes
+
+    folders = [d for d in loom.config.custom_nodes_dirs if d.is_dir()]
+    if folders:
+        loom.custom_node_report = list(load_custom_nodes(loom.registry, folders, ps) or [])
+
+
+def create_app(loom: Loom, *, web_root: Path | None | str = "auto", load_custom_nodes: bool = True,
+               start_worker: bool = True) -> web.Application:
+    """The aiohttp application serving `loom`: routes bare and under /api, /ws, static editor files."""
+    from app import routes_static
+
+    config = loom.config
+    if not config.loopback_only and not config.auth_required:
+        raise ConfigError(f"--listen {','.join(config.listen)} reaches beyond this machine: give --auth-token "
+                          "(main() generates one), or listen on 127.0.0.1")
+    app = web.Application(client_max_size=config.max_upload_bytes,
+                          middlewares=[error_middleware, *make_security_middlewares(config), cache_headers])
+    app[LOOM] = loom
+    app[WEB_ROOT] = find_web_root(config, REPO_ROOT) if web_root == "auto" else web_root
+    ps = _make_prompt_server(loom, app)
+    app[PROMPT_SERVER] = ps
+    app[LOG_RING] = LogRing(loom.hub)
+    if load_custom_nodes:
+        _load_custom_nodes(loom, ps)
+    for method, path, handler, api in route_table():
+        app.router.add_route(method, path, handler)
+        if api:
+            app.router.add_route(method, "/api" + path, handler)
+    if ps is not None and hasattr(ps, "add_routes_to"):
+        ps.add_routes_to(app)
+    routes_static.add_static_routes(app, loom)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        loom.hub.bind(asyncio.get_running_loop())
+        app[LOG_RING].install()
+        if start_worker:
+            loom.backend.start()
+        yield
+        app[LOG_RING].uninstall()
+        await asyncio.get_running_loop().run_in_executor(None, loom.backend.stop)
+        await loom.hub.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def _announce(config: Config, generated: bool) -> None:
+    host = config.listen[0]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{config.port}/"
+    print(f"Loom listening on {', '.join(config.listen)} port {config.port}: {url}", flush=True)
+    if config.auth_token and generated:
+        print(f"Access token (printed once): {config.auth_token}\n"
+              f"Open {url}?token={config.auth_token} or send 'Authorization: Bearer <token>'.", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python server.py [flags]`: parse flags, build Loom, serve until interrupted."""
+    t0 = time.perf_counter()
+    try:
+        config = parse_args(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"server.py: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=getattr(logging, config.verbose, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    generated = False
+    if not config.loopback_only and not config.auth_token:
+        config = config.with_changes(auth_token=secrets.token_urlsafe(24))
+        generated = True
+    loom = build_loom(config)
+    loom.started_at = time.time()
+    app = create_app(loom)
+    log.info("ready in %.2f s (%d node types)", time.perf_counter() - t0, len(loom.registry.names()))
+    _announce(config, generated)
+    try:
+        web.run_app(app, host=list(config.listen), port=config.port, print=None, handle_signals=True)
+    finally:
+        loom.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
