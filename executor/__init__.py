@@ -1,1 +1,60 @@
-"""Loom package."""
+"""Loom's graph engine (never imports torch): node registry, prompt validation, execution, cache, events.
+
+Public surface (see docs/architecture.md sections 1-2)::
+
+    reg = NodeRegistry(); reg.register("MyNode", MyNode, source="builtin")
+    valid = validate_prompt(reg, prompt)                 # or PromptValidationError(...).to_wire()
+    outcome = PromptExecutor(reg).execute(valid.prompt, "id", {}, valid.outputs, sink=sink)
+"""
+from __future__ import annotations
+
+from executor.cache import CacheEntry, CachePolicy
+from executor.context import NodeContext, current
+from executor.dynprompt import DynamicPrompt
+from executor.errors import (
+    DependencyCycleError,
+    DuplicateNodeError,
+    ExecutionInterrupted,
+    InterruptedError_,
+    LoomExecutorError,
+    NodeContractError,
+    PromptValidationError,
+    RegistrationError,
+)
+from executor.events import CollectingSink, EventSink, InterruptFlag, NullSink
+from executor.execution import PromptExecutor
+from executor.graph_utils import ExecutionBlocker, GraphBuilder, is_link
+from executor.outcome import ExecutionOutcome
+from executor.prompt import parse_prompt
+from executor.registry import NodeRegistry
+from executor.validation import NodeError, ValidatedPrompt, validate_prompt
+
+__all__ = [
+    "CacheEntry",
+    "CachePolicy",
+    "CollectingSink",
+    "DependencyCycleError",
+    "DuplicateNodeError",
+    "DynamicPrompt",
+    "EventSink",
+    "ExecutionBlocker",
+    "ExecutionInterrupted",
+    "ExecutionOutcome",
+    "GraphBuilder",
+    "InterruptFlag",
+    "InterruptedError_",
+    "LoomExecutorError",
+    "NodeContext",
+    "NodeContractError",
+    "NodeError",
+    "NodeRegistry",
+    "NullSink",
+    "PromptExecutor",
+    "PromptValidationError",
+    "RegistrationError",
+    "ValidatedPrompt",
+    "current",
+    "is_link",
+    "parse_prompt",
+    "validate_prompt",
+]

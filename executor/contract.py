@@ -1,0 +1,175 @@
+"""The V1 node class contract: reading a class's declarations and checking them at registration."""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from executor.errors import RegistrationError
+
+INPUT_CATEGORIES = ("required", "optional", "hidden")
+HIDDEN_VALUES = frozenset(
+    {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT", "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"}
+)
+NUMERIC_TYPES = ("INT", "FLOAT")
+
+
+def call_input_types(cls: type) -> dict[str, Any]:
+    """Call ``cls.INPUT_TYPES()`` and return its dict (raises whatever it raises)."""
+    result = cls.INPUT_TYPES()  # type: ignore[attr-defined]
+    if not isinstance(result, Mapping):
+        raise TypeError(f"INPUT_TYPES() returned {type(result).__name__}, expected a dict")
+    return dict(result)
+
+
+def declared_inputs(input_types: Mapping[str, Any]) -> dict[str, tuple[Any, dict[str, Any], str]]:
+    """Return ``{name: (type, options, category)}`` for required + optional inputs, in order."""
+    out: dict[str, tuple[Any, dict[str, Any], str]] = {}
+    for category in ("required", "optional"):
+        for name, spec in (input_types.get(category) or {}).items():
+            type_ = spec[0]
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
+            out[name] = (type_, dict(options), category)
+    return out
+
+
+def hidden_inputs(input_types: Mapping[str, Any]) -> dict[str, str]:
+    """Return ``{name: HIDDEN_KIND}`` (V1 plain strings; V3-style ``[KIND]`` accepted)."""
+    out: dict[str, str] = {}
+    for name, spec in (input_types.get("hidden") or {}).items():
+        kind = spec[0] if isinstance(spec, (list, tuple)) and spec else spec
+        out[name] = str(kind)
+    return out
+
+
+def accepted_kwargs(func: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Return the subset of ``kwargs`` that ``func`` accepts (all of them if it takes ``**kwargs``)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return kwargs
+    names = {p.name for p in params}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def return_types(cls: type) -> tuple[Any, ...]:
+    """Return ``RETURN_TYPES`` as a tuple."""
+    return tuple(getattr(cls, "RETURN_TYPES", ()))
+
+
+def output_is_list(cls: type) -> tuple[bool, ...]:
+    """Return ``OUTPUT_IS_LIST`` or all-False of the same length as ``RETURN_TYPES``."""
+    declared = getattr(cls, "OUTPUT_IS_LIST", None)
+    n = len(return_types(cls))
+    return tuple(bool(x) for x in declared) if declared is not None else (False,) * n
+
+
+def is_output_node(cls: type) -> bool:
+    """Return whether the class is an output node (``OUTPUT_NODE is True``)."""
+    return getattr(cls, "OUTPUT_NODE", False) is True
+
+
+def _fail(name: str, problem: str) -> RegistrationError:
+    return RegistrationError(f"Cannot register node {name!r}: {problem}", node_id=name)
+
+
+def _check_input(name: str, category: str, input_name: str, spec: Any) -> None:
+    where = f"INPUT_TYPES()[{category!r}][{input_name!r}]"
+    if category == "hidden":
+        kind = spec[0] if isinstance(spec, (list, tuple)) and spec else spec
+        if not isinstance(kind, str):
+            raise _fail(name, f"{where} must be a hidden kind string such as 'UNIQUE_ID', got {spec!r}")
+        return
+    if not isinstance(spec, (list, tuple)) or len(spec) not in (1, 2):
+        raise _fail(name, f"{where} must be a tuple (TYPE,) or (TYPE, {{options}}), got {spec!r}")
+    type_ = spec[0]
+    if not isinstance(type_, (str, list, tuple)):
+        raise _fail(name, f"{where} type must be a type string or a list of options, got {type_!r}")
+    if isinstance(type_, str) and not type_:
+        raise _fail(name, f"{where} type is an empty string; declare a type such as 'INT' or 'IMAGE'")
+    if len(spec) == 1:
+        return
+    options = spec[1]
+    if not isinstance(options, Mapping):
+        raise _fail(name, f"{where} options must be a dict, got {type(options).__name__}")
+    _check_options(name, where, type_, options)
+
+
+def _check_options(name: str, where: str, type_: Any, options: Mapping[str, Any]) -> None:
+    lo, hi, default = options.get("min"), options.get("max"), options.get("default")
+    if lo is not None and hi is not None and _is_number(lo) and _is_number(hi) and lo > hi:
+        raise _fail(name, f"{where} has min {lo} > max {hi}; swap them")
+    if default is not None and type_ in NUMERIC_TYPES:
+        if not _is_number(default):
+            raise _fail(name, f"{where} default {default!r} is not a number for a {type_} input")
+        if lo is not None and _is_number(lo) and default < lo:
+            raise _fail(name, f"{where} default {default} is below min {lo}; raise the default or lower min")
+        if hi is not None and _is_number(hi) and default > hi:
+            raise _fail(name, f"{where} default {default} is above max {hi}; lower the default or raise max")
+    if isinstance(type_, (list, tuple)) and default is not None and type_ and default not in type_:
+        raise _fail(name, f"{where} default {default!r} is not one of the options {list(type_)[:10]!r}")
+    if type_ == "COMBO" and "options" in options and not isinstance(options["options"], (list, tuple)):
+        raise _fail(name, f"{where} 'options' must be a list of choices")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_node_class(name: str, cls: Any) -> None:
+    """Check that ``cls`` honours the V1 contract; raise ``RegistrationError`` that teaches the fix."""
+    if not isinstance(name, str) or not name:
+        raise RegistrationError(f"Node ids must be non-empty strings, got {name!r}")
+    if not inspect.isclass(cls):
+        raise _fail(name, f"expected a class, got {type(cls).__name__}; map the id to the class itself")
+    if not callable(getattr(cls, "INPUT_TYPES", None)):
+        raise _fail(name, "the class has no INPUT_TYPES classmethod; add "
+                          "`@classmethod def INPUT_TYPES(cls): return {'required': {...}}`")
+    try:
+        types = call_input_types(cls)
+    except Exception as ex:  # a broken INPUT_TYPES is the class author's problem to learn about
+        raise _fail(name, f"INPUT_TYPES() raised {type(ex).__name__}: {ex}") from ex
+    for category, entries in types.items():
+        if category not in INPUT_CATEGORIES:
+            raise _fail(name, f"INPUT_TYPES() has unknown section {category!r}; use 'required', "
+                              "'optional' or 'hidden'")
+        if not isinstance(entries, Mapping):
+            raise _fail(name, f"INPUT_TYPES()[{category!r}] must be a dict of inputs")
+        for input_name, spec in entries.items():
+            _check_input(name, category, str(input_name), spec)
+    _check_outputs(name, cls)
+    function = getattr(cls, "FUNCTION", None)
+    if not isinstance(function, str) or not function:
+        raise _fail(name, "FUNCTION must name the method to call, e.g. FUNCTION = 'run'")
+    if not callable(getattr(cls, function, None)):
+        raise _fail(name, f"FUNCTION is {function!r} but the class has no method of that name")
+    for attr, kind in (("CATEGORY", str), ("DESCRIPTION", str)):
+        if hasattr(cls, attr) and not isinstance(getattr(cls, attr), kind):
+            raise _fail(name, f"{attr} must be a string, got {getattr(cls, attr)!r}")
+    for attr in ("OUTPUT_NODE", "INPUT_IS_LIST", "NOT_IDEMPOTENT", "DEPRECATED", "EXPERIMENTAL"):
+        if hasattr(cls, attr) and not isinstance(getattr(cls, attr), bool):
+            raise _fail(name, f"{attr} must be True or False, got {getattr(cls, attr)!r}")
+
+
+def _check_outputs(name: str, cls: type) -> None:
+    if not hasattr(cls, "RETURN_TYPES"):
+        raise _fail(name, "the class has no RETURN_TYPES; declare a tuple of output types "
+                          "(use RETURN_TYPES = () for a node without outputs)")
+    rt = cls.RETURN_TYPES
+    if isinstance(rt, str) or not isinstance(rt, (list, tuple)):
+        raise _fail(name, f"RETURN_TYPES must be a tuple of type strings, got {rt!r} "
+                          "(a single output needs a trailing comma: ('IMAGE',))")
+    for t in rt:
+        if not isinstance(t, (str, list, tuple)):
+            raise _fail(name, f"RETURN_TYPES entry {t!r} is not a type string")
+    for attr in ("RETURN_NAMES", "OUTPUT_IS_LIST", "OUTPUT_TOOLTIPS"):
+        value = getattr(cls, attr, None)
+        if value is None:
+            continue
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise _fail(name, f"{attr} must be a tuple, got {value!r}")
+        if len(value) != len(rt):
+            raise _fail(name, f"{attr} has {len(value)} entries but RETURN_TYPES has {len(rt)}; "
+                              "give one entry per output")

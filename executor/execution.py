@@ -1,0 +1,96 @@
+"""``PromptExecutor``: runs validated prompts with an output cache and node-instance cache (spec 5).
+
+One executor serves one worker: ``execute`` runs one prompt at a time. It emits the prompt-level events
+(``execution_start``, ``execution_cached``, ``executing``, ``progress``, ``progress_state``, ``executed``,
+``execution_success`` / ``execution_error`` / ``execution_interrupted``) through the ``EventSink``. It does
+**not** emit the final ``executing {"node": null}``: the server sends that after writing history.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from executor.cache import CachePolicy, OutputCache
+from executor.contract import is_output_node
+from executor.dynprompt import DynamicPrompt
+from executor.errors import PromptValidationError
+from executor.events import EventSink, InterruptFlag, NullSink, now_ms
+from executor.outcome import ExecutionOutcome
+from executor.prompt import parse_prompt
+from executor.registry import NodeRegistry
+from executor.run import PromptRun
+
+
+class PromptExecutor:
+    """Executes prompts against a ``NodeRegistry``; keeps outputs and node instances between prompts."""
+
+    def __init__(self, registry: NodeRegistry, cache: CachePolicy | None = None, keep_values: bool = False) -> None:
+        self.registry = registry
+        self.policy = cache or CachePolicy.classic()
+        self.cache: OutputCache = self.policy.create()
+        self.keep_values = keep_values
+        self._objects: dict[tuple[str, str], Any] = {}
+
+    def instance(self, node_id: str, class_type: str, cls: type) -> Any:
+        """Return the node object of ``(node_id, class_type)``, created once and reused while cached."""
+        if not self.cache.reuse_objects:
+            return cls()
+        key = (node_id, class_type)
+        obj = self._objects.get(key)
+        if obj is None:
+            obj = cls()
+            self._objects[key] = obj
+        return obj
+
+    def reset(self) -> None:
+        """Forget cached outputs and node instances (``/free``)."""
+        self.cache.clear()
+        self._objects.clear()
+
+    def execute(self, prompt: Mapping[str, Any], prompt_id: str, extra_data: Mapping[str, Any] | None = None,
+                execute_outputs: Sequence[str] | None = None, sink: EventSink | None = None,
+                interrupt: InterruptFlag | None = None) -> ExecutionOutcome:
+        """Run ``execute_outputs`` (default: every output node) of a validated prompt; never raises.
+
+        Node failures, cycles and interrupts become an ``ExecutionOutcome`` with status ``"error"`` /
+        ``"interrupted"`` plus the matching event.
+        """
+        sink = sink or NullSink()
+        interrupt = interrupt or InterruptFlag()
+        extra = dict(extra_data or {})
+        interrupt.clear()
+        start = {"prompt_id": prompt_id, "timestamp": now_ms()}
+        sink.emit("execution_start", start)
+        try:
+            parsed = parse_prompt(prompt)
+        except PromptValidationError as err:
+            return self._broken(prompt_id, sink, start, err)
+        dyn = DynamicPrompt(parsed)
+        run = PromptRun(self, dyn, prompt_id, extra, sink, interrupt)
+        run.outcome.messages.append(("execution_start", start))
+        keys = {node_id: run.sigs.key(node_id) for node_id in parsed}
+        self.cache.start_prompt([k for k in keys.values() if k is not None])
+        self._forget_instances(parsed)
+        cached = [node_id for node_id, key in keys.items() if key is not None and key in self.cache]
+        run.emit("execution_cached", {"nodes": cached, "prompt_id": prompt_id, "timestamp": now_ms()},
+                 message=True)
+        if execute_outputs is None:
+            execute_outputs = [n for n, node in parsed.items()
+                               if (cls := self.registry.find(node["class_type"])) is not None and is_output_node(cls)]
+        return run.run([str(o) for o in execute_outputs if str(o) in parsed])
+
+    def _forget_instances(self, prompt: Mapping[str, Any]) -> None:
+        if self.policy.kind == "lru":
+            return
+        live = {(node_id, node["class_type"]) for node_id, node in prompt.items()}
+        for key in [k for k in self._objects if k not in live and k[0].split(".")[0] not in prompt]:
+            del self._objects[key]
+
+    def _broken(self, prompt_id: str, sink: EventSink, start: dict[str, Any],
+                err: PromptValidationError) -> ExecutionOutcome:
+        payload: dict[str, Any] = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+                   "exception_message": str(err), "exception_type": "executor.errors.PromptValidationError",
+                   "traceback": [], "current_inputs": {}, "current_outputs": [], "timestamp": now_ms()}
+        sink.emit("execution_error", payload)
+        return ExecutionOutcome(status="error", error=payload,
+                                messages=[("execution_start", start), ("execution_error", payload)])

@@ -1,0 +1,70 @@
+"""The API ("prompt") format: parsing and normalising a prompt dict (spec 3.1)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from executor.errors import PromptValidationError
+
+Prompt = dict[str, dict[str, Any]]
+
+
+def unwrap_value(value: Any) -> Any:
+    """Return the list inside a ``{"__value__": [...]}`` literal wrapper, else ``value`` unchanged."""
+    if isinstance(value, dict) and "__value__" in value and len(value) == 1:
+        return value["__value__"]
+    return value
+
+
+def _node_error(node_id: str, class_type: Any, type_: str, message: str, details: str) -> dict[str, Any]:
+    return {
+        "errors": [{"type": type_, "message": message, "details": details, "extra_info": {"node_id": node_id}}],
+        "dependent_outputs": [],
+        "class_type": class_type if isinstance(class_type, str) else None,
+    }
+
+
+def parse_prompt(data: Any) -> Prompt:
+    """Check the structure of an API-format prompt and return a normalised copy.
+
+    Node ids become strings, ``inputs`` defaults to ``{}`` and ``{"__value__": [...]}`` literals are
+    unwrapped. Every structural problem is collected; the first one is the top-level ``invalid_prompt``
+    error and all of them are listed in ``node_errors``.
+    """
+    if not isinstance(data, Mapping):
+        raise PromptValidationError({
+            "type": "invalid_prompt", "message": "Cannot execute because the prompt is not a JSON object.",
+            "details": f"Got {type(data).__name__}; send {{\"<node id>\": {{\"class_type\": ..., \"inputs\": {{}}}}}}",
+            "extra_info": {}})
+    out: Prompt = {}
+    problems: list[tuple[str, dict[str, Any]]] = []
+    for raw_id, node in data.items():
+        node_id = str(raw_id)
+        if not isinstance(node, Mapping):
+            problems.append((node_id, _node_error(
+                node_id, None, "invalid_prompt", "Cannot execute because a node is not a JSON object.",
+                f"Node ID '#{node_id}'")))
+            continue
+        class_type = node.get("class_type")
+        if not isinstance(class_type, str) or not class_type:
+            problems.append((node_id, _node_error(
+                node_id, None, "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.", f"Node ID '#{node_id}'")))
+            continue
+        inputs = node.get("inputs", {})
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, Mapping):
+            problems.append((node_id, _node_error(
+                node_id, class_type, "invalid_prompt", "Cannot execute because a node's inputs are not an object.",
+                f"Node ID '#{node_id}'")))
+            continue
+        normalised = dict(node)
+        normalised["inputs"] = {str(k): unwrap_value(v) for k, v in inputs.items()}
+        out[node_id] = normalised
+    if problems:
+        first = problems[0][1]["errors"][0]
+        raise PromptValidationError(
+            {"type": first["type"], "message": first["message"], "details": first["details"], "extra_info": {}},
+            dict(problems))
+    return out

@@ -1,0 +1,131 @@
+"""Input signatures: the output cache key of each node (spec 5.4).
+
+A node's key digests its class, its ``IS_CHANGED`` result, its literal inputs (sorted by name), the keys
+of its producers (with output index) and, for ``NOT_IDEMPOTENT`` / ``UNIQUE_ID`` nodes, its id. Chaining
+producer digests (a Merkle hash) gives ComfyUI's semantics (node ids do not matter, any upstream change
+invalidates everything downstream) in linear time. Anything unhashable or NaN makes the key None
+(never cached), and so does every key downstream of it.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from executor.contract import accepted_kwargs, call_input_types, declared_inputs, hidden_inputs
+from executor.dynprompt import DynamicPrompt, hidden_value
+from executor.graph_utils import is_link
+from executor.registry import NodeRegistry
+
+
+def canonical(value: Any) -> str | None:
+    """Return a stable text form of a literal, or None if it cannot be part of a cache key."""
+    t = type(value)
+    if value is None or t is bool or t is int or t is str:
+        return repr(value)
+    if t is float:
+        return None if value != value else repr(value)
+    if t is list or t is tuple:
+        parts = [canonical(v) for v in value]
+        return None if any(p is None for p in parts) else "[" + ",".join(parts) + "]"  # type: ignore[arg-type]
+    if t is dict:
+        items = sorted((repr(k), canonical(v)) for k, v in value.items())
+        if any(v is None for _, v in items):
+            return None
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    return None
+
+
+class Signatures:
+    """Computes (and memoises for one prompt) the cache key of every node."""
+
+    def __init__(self, registry: NodeRegistry, dynprompt: DynamicPrompt, extra_data: Mapping[str, Any],
+                 types_of: Mapping[str, Any] | None = None) -> None:
+        self._registry = registry
+        self._dyn = dynprompt
+        self._extra = extra_data
+        self._keys: dict[str, str | None] = {}
+        self._types: dict[str, Any] = dict(types_of or {})
+
+    def input_types(self, class_type: str) -> Any:
+        """Return (memoised per prompt) ``INPUT_TYPES()`` of ``class_type``."""
+        types = self._types.get(class_type)
+        if types is None:
+            types = call_input_types(self._registry.get(class_type))
+            self._types[class_type] = types
+        return types
+
+    def key(self, node_id: str) -> str | None:
+        """Return the cache key of ``node_id`` (None: never cached)."""
+        if node_id in self._keys:
+            return self._keys[node_id]
+        stack = [node_id]
+        visiting: set[str] = set()
+        while stack:
+            current = stack[-1]
+            if current in self._keys:
+                stack.pop()
+                continue
+            pending = [p for p in self._producers(current) if p not in self._keys]
+            if pending and current not in visiting:
+                visiting.add(current)
+                stack.extend(p for p in pending if p not in visiting)
+                continue
+            stack.pop()
+            self._keys[current] = None if pending else self._immediate(current)
+        return self._keys[node_id]
+
+    def _producers(self, node_id: str) -> list[str]:
+        if not self._dyn.has_node(node_id):
+            return []
+        return [v[0] for v in self._dyn.get_node(node_id)["inputs"].values()
+                if is_link(v) and self._dyn.has_node(v[0])]
+
+    def _immediate(self, node_id: str) -> str | None:
+        try:
+            return self._digest(node_id)
+        except Exception:
+            return None  # an unknown class or a broken INPUT_TYPES: run it, do not cache it
+
+    def _digest(self, node_id: str) -> str | None:
+        node = self._dyn.get_node(node_id)
+        class_type = node["class_type"]
+        cls = self._registry.get(class_type)
+        types = self.input_types(class_type)
+        hidden = hidden_inputs(types)
+        parts = [repr(class_type)]
+        if hasattr(cls, "IS_CHANGED"):
+            changed = self._is_changed(cls, node_id, node["inputs"], hidden)
+            if changed is None:
+                return None
+            parts.append(changed)
+        if getattr(cls, "NOT_IDEMPOTENT", False) or "UNIQUE_ID" in hidden.values():
+            parts.append("id=" + repr(node_id))
+        for name in sorted(node["inputs"]):
+            value = node["inputs"][name]
+            if is_link(value):
+                if not self._dyn.has_node(value[0]):
+                    return None
+                producer = self._keys.get(value[0])
+                if producer is None:
+                    return None
+                parts.append(f"{name}=<{producer}:{int(value[1])}>")
+            else:
+                text = canonical(value)
+                if text is None:
+                    return None
+                parts.append(f"{name}={text}")
+        return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+
+    def _is_changed(self, cls: type, node_id: str, inputs: Mapping[str, Any],
+                    hidden: Mapping[str, str]) -> str | None:
+        declared = declared_inputs(self.input_types(self._dyn.get_node(node_id)["class_type"]))
+        kwargs = {k: (None if is_link(v) else v) for k, v in inputs.items() if k in declared}
+        for name, kind in hidden.items():
+            kwargs[name] = hidden_value(kind, node_id, self._dyn, self._extra)
+        try:
+            func = cls.IS_CHANGED  # type: ignore[attr-defined]
+            result = func(**accepted_kwargs(func, kwargs))
+        except Exception:
+            return None
+        return canonical(result)
