@@ -1,0 +1,314 @@
+"""`python -m engine.demo.train`: train the demo model from scratch and write its checkpoint.
+
+Phase 1 trains the VAE on drawn images (crops, then whole images); its latent spread is measured and
+folded into quant_conv / post_quant_conv so that SD1.5's 0.18215 scale gives unit-variance latents.
+Phase 2 trains UNet + text encoder on latents of the frozen VAE (10% empty captions for CFG, min-SNR
+weighting, EMA). State is saved every few steps to the work folder; rerunning the command resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engine.demo.config import SD15_SCALE_FACTOR, ModelSpec, TrainConfig
+from engine.demo.draw import random_batch
+from engine.demo.export import ddpm_buffers, fold_latent_scale, save_checkpoint
+from engine.demo.monitor import generate
+from engine.demo.score import read_image, score_table
+from engine.demo.text import CaptionTokenizer
+from engine.demo.world import scoring_scenes, training_scenes
+from engine.networks.text_encoders import ClipTextEncoder
+from engine.networks.unet import UNetModel
+from engine.networks.vae import AutoencoderKL
+
+DEMO_DIR = Path(__file__).resolve().parent
+DEFAULT_OUT = DEMO_DIR / "loom-demo-shapes.safetensors"
+DEFAULT_LOG = DEMO_DIR / "training.log"
+DEFAULT_WORK = DEMO_DIR.parent.parent / "temp" / "demo-train"
+PHASES = ("vae_crop", "vae_full", "fold", "pool", "unet", "done")
+
+
+def _to_pixels(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
+def _random_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    if size >= x.shape[-1]:
+        return x
+    out = []
+    for img in x:
+        top, left = (int(v) for v in torch.randint(0, x.shape[-1] - size + 1, (2,), generator=gen))
+        out.append(img[:, top: top + size, left: left + size])
+    return torch.stack(out)
+
+
+class Trainer:
+    """Owns the networks, optimisers and RNG streams of one training run; resumable from its work folder."""
+
+    def __init__(self, cfg: TrainConfig, work: Path, out: Path, log: logging.Logger) -> None:
+        self.cfg, self.work, self.out, self.log = cfg, work, out, log
+        self.spec = ModelSpec()
+        torch.manual_seed(cfg.seed)
+        self.vae = AutoencoderKL(self.spec.vae)
+        self.unet = UNetModel(self.spec.unet)
+        self.text = ClipTextEncoder(self.spec.clip)
+        self.text.transformer.train()
+        self.ema_unet = copy.deepcopy(self.unet).requires_grad_(False)
+        self.ema_text = copy.deepcopy(self.text).requires_grad_(False)
+        self.tokenizer = CaptionTokenizer()
+        self.scenes = training_scenes()
+        self.np_rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr, betas=(0.9, 0.99),
+                                         weight_decay=0.0)
+        self.unet_opt = torch.optim.AdamW([
+            {"params": list(self.unet.parameters()), "lr": cfg.unet_lr, "weight_decay": 0.01},
+            {"params": list(self.text.parameters()), "lr": cfg.text_lr, "weight_decay": 0.0},
+        ], betas=(0.9, 0.99))
+        self.phase, self.step = PHASES[0], 0
+        self.pool = torch.zeros(0)
+        self.pool_tokens = torch.zeros(0, dtype=torch.long)
+        self.pool_cursor = 0
+        self.alphas_cumprod = ddpm_buffers()["alphas_cumprod"]
+        self.empty_tokens = self.tokenizer([""])[0]
+        self.started = time.time()
+        self.elapsed_before = 0.0
+
+    # ---- state -------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.work / "state.pt"
+
+    def save_state(self) -> None:
+        """Everything needed to continue exactly where this run stands."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        state: dict[str, Any] = {
+            "config": self.cfg.to_json(), "phase": self.phase, "step": self.step,
+            "vae": self.vae.state_dict(), "unet": self.unet.state_dict(), "text": self.text.state_dict(),
+            "ema_unet": self.ema_unet.state_dict(), "ema_text": self.ema_text.state_dict(),
+            "vae_opt": self.vae_opt.state_dict(), "unet_opt": self.unet_opt.state_dict(),
+            "np_rng": self.np_rng.bit_generator.state, "gen": self.gen.get_state(),
+            "pool": self.pool, "pool_tokens": self.pool_tokens, "pool_cursor": self.pool_cursor,
+            "elapsed": self.elapsed(),
+        }
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path)
+
+    def load_state(self) -> bool:
+        """Resume from the work folder; False when there is nothing to resume."""
+        if not self.state_path.exists():
+            return False
+        s = torch.load(self.state_path, weights_only=False)
+        for name in ("vae", "unet", "text", "ema_unet", "ema_text", "vae_opt", "unet_opt"):
+            getattr(self, name).load_state_dict(s[name])
+        self.phase, self.step = s["phase"], s["step"]
+        self.np_rng.bit_generator.state = s["np_rng"]
+        self.gen.set_state(s["gen"])
+        self.pool, self.pool_tokens, self.pool_cursor = s["pool"], s["pool_tokens"], s["pool_cursor"]
+        self.elapsed_before = s["elapsed"]
+        self.log.info("resumed at phase %s step %d (%.1f min trained before)", self.phase, self.step,
+                      self.elapsed_before / 60)
+        return True
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.started
+
+    def next_phase(self) -> None:
+        self.phase = PHASES[PHASES.index(self.phase) + 1]
+        self.step = 0
+        self.save_state()
+
+    # ---- phase 1: VAE ------------------------------------------------------------------------
+    def vae_step(self, batch: int, crop: int) -> float:
+        images, _ = random_batch(self.scenes, self.cfg.image_size, batch, self.np_rng)
+        x = _random_crop(_to_pixels(images), crop, self.gen)
+        moments = self.vae.quant_conv(self.vae.encoder(x))
+        mean, logvar = moments.chunk(2, dim=1)
+        logvar = logvar.clamp(-30.0, 20.0)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=self.gen)
+        rec = self.vae.decode(z)
+        kl = 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).sum() / x.shape[0]
+        loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean() + self.cfg.vae_kl_weight * kl / x[0].numel()
+        self.vae_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
+        self.vae_opt.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        images, _ = random_batch(self.scenes, self.cfg.image_size, 512, self.np_rng)
+        latents = torch.cat([self.vae.encode(_to_pixels(images[i: i + 64])) for i in range(0, 512, 64)])
+        mean = latents.mean(dim=(0, 2, 3))
+        std = float((latents - mean[None, :, None, None]).std())
+        k = fold_latent_scale(self.vae, mean, std, 1.0 / SD15_SCALE_FACTOR)
+        check = self.vae.encode(_to_pixels(images[:64])) * SD15_SCALE_FACTOR
+        self.log.info("latent spread: mean %s std %.4f -> folded x%.4f; scaled latents now mean %.3f std %.3f",
+                      [round(float(v), 3) for v in mean], std, k, float(check.mean()), float(check.std()))
+
+    # ---- phase 2: UNet + text ----------------------------------------------------------------
+    @torch.no_grad()
+    def draw_latents(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, captions = random_batch(self.scenes, self.cfg.image_size, count, self.np_rng)
+        return self.vae.encode(_to_pixels(images)), self.tokenizer(captions)
+
+    def build_pool(self) -> None:
+        chunks, tokens = [], []
+        for _ in tqdm(range(self.cfg.latent_pool // 64), desc="latent pool", file=sys.stderr):
+            lat, tok = self.draw_latents(64)
+            chunks.append(lat)
+            tokens.append(tok)
+        self.pool, self.pool_tokens = torch.cat(chunks), torch.cat(tokens)
+
+    def lr_factor(self, step: int) -> float:
+        c = self.cfg
+        if step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        progress = (step - c.warmup_steps) / max(1, c.unet_steps - c.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def unet_step(self) -> float:
+        c = self.cfg
+        if self.step % c.pool_refresh_every == 0:
+            lat, tok = self.draw_latents(64)
+            n = len(lat)
+            at = self.pool_cursor
+            self.pool[at: at + n], self.pool_tokens[at: at + n] = lat, tok
+            self.pool_cursor = (at + n) % (len(self.pool) - n + 1)
+        idx = torch.randint(0, len(self.pool), (c.unet_batch,), generator=self.gen)
+        x0 = self.pool[idx] * SD15_SCALE_FACTOR
+        tokens = self.pool_tokens[idx].clone()
+        drop = torch.rand(c.unet_batch, generator=self.gen) < c.empty_caption_prob
+        tokens[drop] = self.empty_tokens
+        t = torch.randint(0, 1000, (c.unet_batch,), generator=self.gen)
+        ac = self.alphas_cumprod[t][:, None, None, None]
+        noise = torch.randn(x0.shape, generator=self.gen)
+        xt = ac.sqrt() * x0 + (1.0 - ac).sqrt() * noise
+        context = self.text(tokens)[0]
+        eps = self.unet(xt, t.float(), context)
+        snr = (ac / (1.0 - ac)).flatten()
+        weight = torch.clamp(snr, max=c.min_snr_gamma) / snr
+        loss = (weight * ((eps - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+        for group, base in zip(self.unet_opt.param_groups, (c.unet_lr, c.text_lr)):
+            group["lr"] = base * self.lr_factor(self.step)
+        self.unet_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(self.unet.parameters()) + list(self.text.parameters()), 1.0)
+        self.unet_opt.step()
+        self.update_ema()
+        return loss.item()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for ema, live in ((self.ema_unet, self.unet), (self.ema_text, self.text)):
+            for pe, pl in zip(ema.parameters(), live.parameters()):
+                pe.lerp_(pl, 1.0 - decay)
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Score a fixed set of prompts (every colour/shape + held-out pairs, one seed) with the EMA."""
+        scenes = scoring_scenes()[::2]
+        images = generate(self.ema_unet, self.ema_text, self.vae, self.tokenizer,
+                          [s.caption() for s in scenes], [0] * len(scenes), self.cfg.image_size,
+                          self.cfg.eval_steps, self.cfg.eval_cfg)
+        table = score_table([(s, read_image(img)) for s, img in zip(scenes, images)])
+        self.log.info("eval at unet step %d: %s", self.step,
+                      {g: {k: round(v, 2) for k, v in row.items()} for g, row in table.items()})
+        return table
+
+    def export(self) -> None:
+        save_checkpoint(self.out, self.ema_unet, self.ema_text, self.vae, self.spec.to_dict(),
+                        self.cfg.to_json())
+        self.log.info("wrote %s (%.1f MB)", self.out, self.out.stat().st_size / 1e6)
+
+    # ---- driver ------------------------------------------------------------------------------
+    def _loop(self, total: int, desc: str, fn: Any) -> None:
+        bar = tqdm(total=total, initial=self.step, desc=desc, file=sys.stderr, mininterval=5.0)
+        losses: list[float] = []
+        t0 = time.time()
+        while self.step < total:
+            losses.append(fn())
+            self.step += 1
+            bar.update(1)
+            if self.step % 50 == 0 or self.step == total:
+                self.log.info("%s step %d/%d loss %.5f (%.2f s/step, %.1f min total)", desc, self.step,
+                              total, float(np.mean(losses)), (time.time() - t0) / len(losses),
+                              self.elapsed() / 60)
+                losses, t0 = [], time.time()
+            if self.step % self.cfg.checkpoint_every == 0:
+                self.save_state()
+            if desc == "unet" and self.step % self.cfg.eval_every == 0 and self.step < total:
+                self.evaluate()
+                self.export()
+        bar.close()
+
+    def run(self) -> None:
+        c = self.cfg
+        if self.phase == "vae_crop":
+            self._loop(c.vae_crop_steps, "vae_crop", lambda: self.vae_step(c.vae_crop_batch, c.vae_crop_size))
+            self.next_phase()
+        if self.phase == "vae_full":
+            for group in self.vae_opt.param_groups:
+                group["lr"] = c.vae_lr * 0.5
+            self._loop(c.vae_full_steps, "vae_full", lambda: self.vae_step(c.vae_full_batch, c.image_size))
+            self.next_phase()
+        self.vae.requires_grad_(False).eval()
+        if self.phase == "fold":
+            self.fold()
+            self.next_phase()
+        if self.phase == "pool":
+            self.build_pool()
+            self.next_phase()
+        if self.phase == "unet":
+            self._loop(c.unet_steps, "unet", self.unet_step)
+            self.evaluate()
+            self.next_phase()
+        self.export()
+        self.log.info("done in %.1f min", self.elapsed() / 60)
+
+
+def _logger(path: Path) -> logging.Logger:
+    log = logging.getLogger("engine.demo.train")
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for handler in (logging.FileHandler(path), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: options as name=value (see TrainConfig), --out/--work/--log paths."""
+    parser = argparse.ArgumentParser(prog="python -m engine.demo.train", description=__doc__)
+    parser.add_argument("overrides", nargs="*", help="TrainConfig fields as name=value")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="resumable state folder")
+    parser.add_argument("--log", type=Path, default=DEFAULT_LOG)
+    parser.add_argument("--fresh", action="store_true", help="ignore saved state and start over")
+    args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.overrides)
+    cfg = TrainConfig.from_overrides(overrides)
+    torch.set_num_threads(cfg.threads)
+    log = _logger(args.log)
+    trainer = Trainer(cfg, args.work, args.out, log)
+    if args.fresh or not trainer.load_state():
+        log.info("training from scratch: %s", cfg.to_json())
+    trainer.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
