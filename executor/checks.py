@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from executor.contract import call_input_types, hidden_inputs, return_types
-from executor.prompt import Prompt
+from executor.prompt import Prompt, unwrap_value
 from executor.registry import NodeRegistry, _jsonable
 
 ErrorDict = dict[str, Any]
@@ -103,6 +103,8 @@ def check_node(registry: NodeRegistry, prompt: Prompt, node_id: str) -> list[Err
                 if err is not None:
                     errors.append(err)
                 continue
+            wrapped = val is not unwrap_value(val)
+            val = unwrap_value(val)
             try:
                 val = coerce_literal(type_, val)
             except Exception as ex:
@@ -110,7 +112,7 @@ def check_node(registry: NodeRegistry, prompt: Prompt, node_id: str) -> list[Err
                                    f"{name}, {val}, {ex}", {"input_name": name, "input_config": config,
                                                            "received_value": val, "exception_message": str(ex)}))
                 continue
-            inputs[name] = val
+            inputs[name] = {"__value__": val} if wrapped else val
             if vkwargs or name in vnames:
                 continue
             err = _check_literal(name, type_, options, config, val)
@@ -153,7 +155,7 @@ def _run_validator(vfunc: Callable[..., Any], vnames: set[str], vkwargs: bool, n
     values: dict[str, Any] = {}
     for name, val in inputs.items():
         if name in declared or name in vnames or vkwargs:
-            values[name] = None if isinstance(val, (list, tuple)) else val
+            values[name] = None if isinstance(val, (list, tuple)) else unwrap_value(val)
     for name, kind in hidden_inputs(types).items():
         values[name] = {"PROMPT": prompt, "UNIQUE_ID": node_id}.get(kind)
     chosen = {k: v for k, v in values.items() if vkwargs or k in vnames}

@@ -27,8 +27,8 @@ def _node_error(node_id: str, class_type: Any, type_: str, message: str, details
 def parse_prompt(data: Any) -> Prompt:
     """Check the structure of an API-format prompt and return a normalised copy.
 
-    Node ids become strings, ``inputs`` defaults to ``{}`` and ``{"__value__": [...]}`` literals are
-    unwrapped. Every structural problem is collected; the first one is the top-level ``invalid_prompt``
+    Node ids become strings and ``inputs`` defaults to ``{}``; ``{"__value__": [...]}`` literal wrappers
+    are kept (so a literal list can never be mistaken for a link) and unwrapped where values are used. Every structural problem is collected; the first one is the top-level ``invalid_prompt``
     error and all of them are listed in ``node_errors``.
     """
     if not isinstance(data, Mapping):
@@ -60,7 +60,7 @@ def parse_prompt(data: Any) -> Prompt:
                 f"Node ID '#{node_id}'")))
             continue
         normalised = dict(node)
-        normalised["inputs"] = {str(k): unwrap_value(v) for k, v in inputs.items()}
+        normalised["inputs"] = {str(k): v for k, v in inputs.items()}
         out[node_id] = normalised
     if problems:
         first = problems[0][1]["errors"][0]

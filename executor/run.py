@@ -25,6 +25,7 @@ from executor.node_call import (
     merge_ui,
 )
 from executor.outcome import ExecutionOutcome
+from executor.prompt import unwrap_value
 from executor.runlist import ExecutionList
 from executor.signature import Signatures
 
@@ -237,7 +238,7 @@ class PromptRun:
                 index = int(value[1])
                 data[name] = entry.outputs[index] if entry is not None and index < len(entry.outputs) else [None]
             elif info is not None:
-                data[name] = [value]
+                data[name] = [unwrap_value(value)]
         self.current_inputs = {k: [format_value(v) for v in vals] for k, vals in data.items()}
         for name, kind in hidden_inputs(self.sigs.input_types(class_type)).items():
             data[name] = [hidden_value(kind, node_id, self.dyn, self.extra_data)]

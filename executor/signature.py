@@ -15,6 +15,7 @@ from typing import Any
 from executor.contract import accepted_kwargs, call_input_types, declared_inputs, hidden_inputs
 from executor.dynprompt import DynamicPrompt, hidden_value
 from executor.graph_utils import is_link
+from executor.prompt import unwrap_value
 from executor.registry import NodeRegistry
 
 
@@ -120,7 +121,7 @@ class Signatures:
     def _is_changed(self, cls: type, node_id: str, inputs: Mapping[str, Any],
                     hidden: Mapping[str, str]) -> str | None:
         declared = declared_inputs(self.input_types(self._dyn.get_node(node_id)["class_type"]))
-        kwargs = {k: (None if is_link(v) else v) for k, v in inputs.items() if k in declared}
+        kwargs = {k: (None if is_link(v) else unwrap_value(v)) for k, v in inputs.items() if k in declared}
         for name, kind in hidden.items():
             kwargs[name] = hidden_value(kind, node_id, self._dyn, self._extra)
         try:
