@@ -42,6 +42,21 @@ def _resolve(cls_name: str, services: Any, folder: str, input_name: str, name: s
     return path
 
 
+def _embeddings_dir(services: Any) -> str | None:
+    roots = services.paths.get_folder_paths("embeddings")
+    return roots[0] if roots else None
+
+
+def _weight_dtype(name: str) -> Any:
+    """UNETLoader's weight_dtype option -> torch dtype (None = the checkpoint's own)."""
+    if name == "default":
+        return None
+    import torch
+
+    return {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e4m3fn_fast": torch.float8_e4m3fn,
+            "fp8_e5m2": torch.float8_e5m2}[name]
+
+
 def _loading_error(cls_name: str, input_name: str, path: str, exc: Exception) -> Exception:
     return input_error(cls_name, input_name,
                        f"could not load {os.path.basename(path)} ({path}): {exc}")
@@ -71,7 +86,7 @@ class CheckpointLoaderSimple(BuiltinNode):
         path = _resolve("CheckpointLoaderSimple", services, "checkpoints", "ckpt_name", ckpt_name)
         try:
             model, clip, vae = _call(loading.load_checkpoint, path, services.model_manager(),
-                                     embedding_directory=services.paths.get_folder_paths("embeddings"))
+                                     embedding_directory=_embeddings_dir(services))
         except Exception as exc:  # engine errors of any kind: name node, input and file
             raise _loading_error("CheckpointLoaderSimple", "ckpt_name", path, exc) from exc
         return model, clip, vae
@@ -96,7 +111,8 @@ class UNETLoader(BuiltinNode):
         services = self._services()
         path = _resolve("UNETLoader", services, "diffusion_models", "unet_name", unet_name)
         try:
-            model = _call(loading.load_unet, path, manager=services.model_manager(), weight_dtype=weight_dtype)
+            model = _call(loading.load_unet, path, manager=services.model_manager(),
+                          dtype=_weight_dtype(weight_dtype), weight_dtype=weight_dtype)
         except Exception as exc:  # engine errors of any kind: name node, input and file
             raise _loading_error("UNETLoader", "unet_name", path, exc) from exc
         return (model,)
@@ -125,7 +141,7 @@ class CLIPLoader(BuiltinNode):
         path = _resolve("CLIPLoader", services, "text_encoders", "clip_name", clip_name)
         try:
             clip = _call(loading.load_clip, [path], type, manager=services.model_manager(), device=device,
-                         embedding_directory=services.paths.get_folder_paths("embeddings"))
+                         embedding_directory=_embeddings_dir(services))
         except Exception as exc:  # engine errors of any kind: name node, input and file
             raise _loading_error("CLIPLoader", "clip_name", path, exc) from exc
         return (clip,)

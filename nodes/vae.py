@@ -99,8 +99,7 @@ class VAEDecodeTiled(BuiltinNode):
         latent = samples["samples"]
         tiled = getattr(vae, "decode_tiled", None)
         if tiled is not None:
-            return (_decode_output(tiled(latent, tile_x=tile_size // 8, tile_y=tile_size // 8,
-                                         overlap=overlap // 8)),)
+            return (_decode_output(tiled(latent, tile_size // 8, overlap // 8)),)
         return (_tiled(vae.decode, latent, tile_size // 8, overlap // 8, 8),)
 
 
@@ -132,7 +131,7 @@ class VAEEncodeTiled(BuiltinNode):
         cropped, _, _ = center_crop_to_multiple(pixels)
         tiled = getattr(vae, "encode_tiled", None)
         if tiled is not None:
-            return ({"samples": tiled(cropped[..., :3], tile_x=tile_size, tile_y=tile_size, overlap=overlap)},)
+            return ({"samples": tiled(cropped[..., :3], tile_size, overlap)},)
         nchw = cropped[..., :3]
         out = _tiled(lambda t: vae.encode(t.movedim(1, -1)).movedim(1, -1), nchw.movedim(-1, 1), tile_size,
                      overlap, 1 / 8)
