@@ -1,0 +1,316 @@
+// The editor application: graph + canvas, node definitions from the server, queueing, files.
+import { LGraph, LGraphCanvas, LiteGraph } from "@comfyorg/litegraph";
+import { ApiError, LoomApi } from "./api.js";
+import { applyNodeErrors, clearNodeErrors } from "./errors.js";
+import { ExecutionTracker } from "./execution.js";
+import { openMaskEditor } from "./maskeditor.js";
+import { registerNodeDefs } from "./nodedefs.js";
+import { GraphError, graphToPrompt } from "./prompt.js";
+import { TextAreaLayer } from "./textareas.js";
+import { TYPE_COLORS } from "./types.js";
+import { download, EditorUi } from "./ui.js";
+import { addUploadWidget, showComboImage } from "./upload.js";
+import { registerVirtualNodes } from "./virtual.js";
+import { applyControlAfterGenerate } from "./widgets.js";
+import { buildDefaultGraph, loadApiPrompt, loadUiWorkflow, readWorkflowFile, WorkflowError } from "./workflow.js";
+
+const AUTOSAVE_KEY = "loom.workflow";
+
+export class LoomApp {
+  constructor() {
+    this.api = new LoomApi();
+    this.defs = {};
+    this.ui = new EditorUi(this, {
+      queue: (front) => this.queue({ front }),
+      interrupt: (id) => this.api.interrupt(id).then(() => this.ui.toast("Interrupt requested")),
+      cancel: (id) => this.api.deleteQueueItem(id).then(() => this.ui.refreshQueue()),
+      clearQueue: () => this.api.clearQueue().then(() => this.ui.refreshQueue()),
+      clearHistory: () => this.api.clearHistory().then(() => this.ui.refreshHistory()),
+      loadHistory: (entry) => this.loadHistoryEntry(entry),
+      save: () => this.save(),
+      exportApi: () => this.exportApi(),
+      loadDefault: () => this.loadDefault(),
+      clear: () => { this.textAreas.clear(); this.graph.clear(); this.canvas.setDirty(true, true); },
+      refresh: () => this.refresh(),
+      openFile: (file) => this.openFile(file),
+    });
+    const host = document.createElement("div");
+    host.id = "loom-canvas-host";
+    this.canvasEl = document.createElement("canvas");
+    this.canvasEl.id = "loom-canvas";
+    this.canvasEl.tabIndex = 1;
+    host.append(this.canvasEl);
+    document.body.append(host);
+    this.textAreas = new TextAreaLayer(this.canvasEl, () => this.canvas);
+    this.graph = new LGraph();
+    this.canvas = new LGraphCanvas(this.canvasEl, this.graph);
+    Object.assign(LGraphCanvas.link_type_colors, TYPE_COLORS);
+    Object.assign(this.canvas.default_connection_color_byType, TYPE_COLORS);
+    this.canvas.onDrawForeground = () => this.textAreas.afterDraw();
+    this.canvas.show_info = false;
+    this.canvas.getExtraMenuOptions = () => [
+      null,
+      { content: "Queue", callback: () => this.queue() },
+      { content: "Load default graph", callback: () => this.loadDefault() },
+    ];
+    this.tracker = new ExecutionTracker(this);
+    this.nodeContext = {
+      textAreas: this.textAreas,
+      addUploadWidget: (node, combo) => addUploadWidget(this, node, combo),
+      nodeMenu: (node, options) => this.nodeMenu(node, options),
+      onNodeConfigured: (node) => { if (node.loomImageCombo) showComboImage(this, node, node.loomImageCombo); },
+      openImage: (url) => this.ui.openImage(url),
+    };
+    window.addEventListener("resize", () => this.resize());
+    this.resize();
+  }
+
+  resize() {
+    const host = this.canvasEl.parentElement;
+    this.canvas.resize(host.clientWidth, host.clientHeight);
+  }
+
+  async start() {
+    this.api.addEventListener("unauthorized", () => this.ui.setStatus("Not signed in"));
+    this.api.addEventListener("reconnected", () => this.ui.setStatus("Connected"));
+    this.api.addEventListener("disconnected", () => this.ui.setStatus("Reconnecting…"));
+    try {
+      this.defs = await this.api.getObjectInfo();
+    } catch (err) {
+      this.ui.showError("Cannot load node definitions", [String(err.message),
+        err.status === 401 ? "Open the editor with ?token=<your token> or sign in first." : "Is the Loom server running?"]);
+      this.ui.setStatus("Offline");
+      return;
+    }
+    registerVirtualNodes(this.nodeContext);
+    registerNodeDefs(this.defs, this.nodeContext);
+    this.installDropHandler();
+    this.installShortcuts();
+    this.api.connect();
+    if (!this.restoreAutosave()) this.loadDefault();
+    setInterval(() => this.autosave(), 2000);
+    // Handles for scripting and tests (the editor object and the graph library).
+    window.loom = this;
+    window.loomLiteGraph = LiteGraph;
+    document.body.dataset.ready = "true";
+  }
+
+  loadDefault() {
+    this.textAreas.clear();
+    try {
+      buildDefaultGraph(this.graph);
+    } catch (err) {
+      this.ui.showError("Cannot build the default graph", String(err.message));
+    }
+    this.canvas.ds.scale = 0.75;
+    this.canvas.ds.offset[0] = 0;
+    this.canvas.ds.offset[1] = -120;
+    this.canvas.setDirty(true, true);
+  }
+
+  restoreAutosave() {
+    const text = localStorage.getItem(AUTOSAVE_KEY);
+    if (!text) return false;
+    try {
+      this.loadWorkflow(JSON.parse(text), { quiet: true });
+      return this.graph._nodes.length > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  autosave() {
+    try { localStorage.setItem(AUTOSAVE_KEY, JSON.stringify(this.graph.serialize())); } catch { /* quota */ }
+  }
+
+  /** Loads a UI-format workflow or an API-format prompt object. */
+  loadWorkflow(data, { quiet = false, api = false } = {}) {
+    this.textAreas.clear();
+    const missing = api ? loadApiPrompt(this.graph, data) : loadUiWorkflow(this.graph, data);
+    if (data?.extra?.ds) {
+      this.canvas.ds.scale = data.extra.ds.scale ?? 1;
+      const [x, y] = data.extra.ds.offset ?? [0, 0];
+      this.canvas.ds.offset[0] = x;
+      this.canvas.ds.offset[1] = y;
+    }
+    this.canvas.setDirty(true, true);
+    if (missing.length && !quiet) {
+      this.ui.showError("Missing node types", [`This workflow uses nodes the server does not offer:`, ...missing.map((t) => `  - ${t}`), "Install the node packs that provide them, then press Refresh."]);
+    }
+    return missing;
+  }
+
+  async openFile(file) {
+    try {
+      const { kind, data } = await readWorkflowFile(file);
+      this.loadWorkflow(data, { api: kind === "api" });
+      this.ui.toast(`Opened ${file.name}`);
+    } catch (err) {
+      const known = err instanceof WorkflowError;
+      this.ui.showError(`Cannot open ${file.name}`, known ? err.message : String(err));
+    }
+  }
+
+  installDropHandler() {
+    const host = this.canvasEl.parentElement;
+    host.addEventListener("dragover", (e) => { e.preventDefault(); });
+    host.addEventListener("drop", async (e) => {
+      e.preventDefault();
+      const file = e.dataTransfer?.files?.[0];
+      if (!file) return;
+      this.canvas.adjustMouseEvent?.(e);
+      const node = this.graph.getNodeOnPos(e.canvasX, e.canvasY);
+      if (node?.onDragDrop && file.type.startsWith("image/") && !(await this.isWorkflowPng(file))) {
+        await node.onDragDrop(e);
+        return;
+      }
+      await this.openFile(file);
+    });
+  }
+
+  async isWorkflowPng(file) {
+    if (file.type !== "image/png") return false;
+    try { await readWorkflowFile(file); return true; } catch { return false; }
+  }
+
+  installShortcuts() {
+    window.addEventListener("keydown", (e) => {
+      if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
+        e.preventDefault();
+        this.queue({ front: e.shiftKey });
+      }
+      if ((e.ctrlKey || e.metaKey) && e.key === "s" && document.activeElement?.tagName !== "TEXTAREA") {
+        e.preventDefault();
+        this.save();
+      }
+    });
+  }
+
+  /** Builds the prompt, posts it, shows validation errors on nodes, then applies seed controls. */
+  async queue({ front = false } = {}) {
+    clearNodeErrors(this.graph);
+    document.getElementById("loom-error-dialog")?.remove();
+    let built;
+    try {
+      built = graphToPrompt(this.graph);
+    } catch (err) {
+      if (err instanceof GraphError) {
+        const node = this.graph.getNodeById(err.nodeId);
+        if (node?.loom) node.loom.errors = [err.message];
+        this.ui.showError("Cannot queue this graph", err.message);
+        this.canvas.setDirty(true, true);
+        return null;
+      }
+      throw err;
+    }
+    try {
+      const res = await this.api.queuePrompt(built.output, built.workflow, { front });
+      if (res?.node_errors && Object.keys(res.node_errors).length) {
+        const lines = applyNodeErrors(this.graph, { node_errors: res.node_errors });
+        this.ui.toast(`Some outputs were skipped: ${lines.join(" ")}`, "error");
+      }
+      applyControlAfterGenerate(this.graph);
+      this.ui.setStatus(`Queued ${res?.prompt_id?.slice(0, 8) ?? ""}`);
+      this.ui.refreshQueue();
+      this.canvas.setDirty(true, true);
+      return res;
+    } catch (err) {
+      if (err instanceof ApiError && err.body) {
+        const lines = applyNodeErrors(this.graph, err.body);
+        this.ui.showError("Prompt rejected by the server", lines);
+      } else {
+        this.ui.showError("Cannot queue", String(err.message ?? err));
+      }
+      this.canvas.setDirty(true, true);
+      return null;
+    }
+  }
+
+  /** The API-format prompt of the current graph. */
+  buildPrompt() {
+    return graphToPrompt(this.graph).output;
+  }
+
+  save() {
+    const name = prompt("Save workflow as", "workflow.json");
+    if (!name) return;
+    download(name.endsWith(".json") ? name : `${name}.json`, JSON.stringify(this.graph.serialize(), null, 2));
+  }
+
+  exportApi() {
+    try {
+      const { output } = graphToPrompt(this.graph);
+      download("workflow_api.json", JSON.stringify(output, null, 2));
+    } catch (err) {
+      this.ui.showError("Cannot export", String(err.message));
+    }
+  }
+
+  loadHistoryEntry(entry) {
+    const workflow = entry.prompt?.[3]?.extra_pnginfo?.workflow;
+    if (workflow) this.loadWorkflow(workflow);
+    else if (entry.prompt?.[2]) this.loadWorkflow(entry.prompt[2], { api: true });
+  }
+
+  /** Reloads /object_info and refreshes every combo's options (model lists) in place. */
+  async refresh() {
+    try {
+      this.defs = await this.api.getObjectInfo();
+    } catch (err) {
+      this.ui.showError("Refresh failed", String(err.message));
+      return;
+    }
+    const saved = this.graph.serialize();
+    registerNodeDefs(this.defs, this.nodeContext);
+    for (const node of this.graph._nodes) {
+      const def = this.defs[node.type];
+      if (!def || !node.widgets) continue;
+      for (const w of node.widgets) {
+        if (w.type !== "combo" || w.isControl) continue;
+        const spec = def.input?.required?.[w.name] ?? def.input?.optional?.[w.name];
+        const values = Array.isArray(spec?.[0]) ? spec[0] : spec?.[1]?.options;
+        if (Array.isArray(values)) w.options.values = values.map(String);
+      }
+    }
+    const missingBefore = saved.nodes.filter((n) => !LiteGraph.registered_node_types[n.type]);
+    if (missingBefore.length === 0) this.ui.toast("Node definitions and model lists refreshed");
+    this.canvas.setDirty(true, true);
+  }
+
+  nodeMenu(node, options) {
+    const extra = [];
+    for (const w of node.widgets ?? []) {
+      if (w.isControl || w.type === "button") continue;
+      const slot = node.inputs?.find((s) => s.name === w.name);
+      if (!slot) continue;
+      if (!w.hidden) {
+        extra.push({ content: `Convert ${w.name} to input`, callback: () => this.convertToInput(node, w, slot) });
+      } else {
+        extra.push({ content: `Convert ${w.name} to widget`, callback: () => this.convertToWidget(node, w, slot) });
+      }
+    }
+    if (node.loomImageCombo) extra.push({ content: "Open in Mask Editor", callback: () => openMaskEditor(this, node).catch((e) => this.ui.toast(e.message, "error")) });
+    return [...extra, null, ...options];
+  }
+
+  /** Hides a widget and shows its input as a regular socket (ComfyUI's "convert to input"). */
+  convertToInput(node, widget, slot) {
+    widget.hidden = true;
+    slot.loomConvertedWidget = slot.widget;
+    delete slot.widget;
+    slot.pos = undefined;
+    node.setSize(node.computeSize());
+    this.canvas.setDirty(true, true);
+  }
+
+  /** Shows the widget again; a link into the input is removed as ComfyUI does. */
+  convertToWidget(node, widget, slot) {
+    const index = node.inputs.indexOf(slot);
+    if (slot.link != null) node.disconnectInput(index);
+    widget.hidden = false;
+    slot.widget = slot.loomConvertedWidget ?? { name: widget.name };
+    delete slot.loomConvertedWidget;
+    node.setSize([node.size[0], node.computeSize()[1]]);
+    this.canvas.setDirty(true, true);
+  }
+}

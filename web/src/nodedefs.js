@@ -1,0 +1,109 @@
+// Turns /object_info node definitions into litegraph node classes (slots, widgets, menus).
+import { LGraphNode, LiteGraph } from "@comfyorg/litegraph";
+import { isWidgetInput, parseInputSpec } from "./types.js";
+import { addInputWidget } from "./widgets.js";
+import { decorateNodeClass } from "./nodeview.js";
+
+/** Ordered input names of a definition: input_order when given, else the keys of `input`. */
+export function orderedInputs(def) {
+  const out = [];
+  for (const group of ["required", "optional"]) {
+    const specs = def.input?.[group] ?? {};
+    const order = def.input_order?.[group] ?? Object.keys(specs);
+    for (const name of order) {
+      if (name in specs) out.push({ name, spec: parseInputSpec(specs[name]), optional: group === "optional" });
+    }
+  }
+  return out;
+}
+
+/** Registers one litegraph node type per definition; returns the set of registered class names. */
+export function registerNodeDefs(defs, ctx) {
+  const names = new Set();
+  for (const [name, def] of Object.entries(defs)) {
+    if (!def || typeof def !== "object") continue;
+    LiteGraph.registerNodeType(name, makeNodeClass(name, def, ctx));
+    const cls = LiteGraph.registered_node_types[name];
+    cls.category = def.category || "sd";
+    names.add(name);
+  }
+  return names;
+}
+
+function makeNodeClass(name, def, ctx) {
+  const inputs = orderedInputs(def);
+  class LoomNode extends LGraphNode {
+    static comfyClass = name;
+    static nodeDef = def;
+    static title = def.display_name || name;
+    static description = def.description || "";
+
+    constructor(title) {
+      super(title);
+      this.comfyClass = name;
+      this.serialize_widgets = true;
+      this.isVirtualNode = false;
+      this.properties ??= {};
+      this.properties["Node name for S&R"] = name;
+      this.loom = { images: [], progress: null, running: false, errors: null };
+      buildSlots(this, def, inputs, ctx);
+    }
+
+    onConfigure(info) {
+      ensureWidgetSlots(this, inputs);
+      ctx.onNodeConfigured?.(this, info);
+    }
+
+    onSerialize(o) {
+      o.widgets_values ??= [];
+      // Inputs converted from widgets are plain sockets while editing; saved files keep the locator.
+      this.inputs?.forEach((slot, i) => {
+        if (slot.loomConvertedWidget && o.inputs?.[i]) o.inputs[i].widget = { ...slot.loomConvertedWidget };
+      });
+    }
+
+    getExtraMenuOptions(canvas, options) {
+      return ctx.nodeMenu?.(this, options) ?? options;
+    }
+  }
+  decorateNodeClass(LoomNode, ctx);
+  return LoomNode;
+}
+
+function buildSlots(node, def, inputs, ctx) {
+  for (const { name, spec, optional } of inputs) {
+    if (isWidgetInput(spec)) continue;
+    node.addInput(name, spec.type, optional ? { shape: 7 } : undefined);
+  }
+  for (const { name, spec } of inputs) {
+    if (!isWidgetInput(spec)) continue;
+    const widgets = addInputWidget(node, name, spec, ctx.textAreas);
+    if (!widgets.length) continue;
+    node.addInput(name, spec.type, { widget: { name } });
+    if (spec.options.image_upload) ctx.addUploadWidget?.(node, widgets[0]);
+  }
+  const outputs = def.output ?? [];
+  outputs.forEach((type, i) => {
+    const outType = Array.isArray(type) ? "COMBO" : String(type);
+    const label = def.output_name?.[i] ?? outType;
+    node.addOutput(label, outType, def.output_is_list?.[i] ? { shape: 6 } : undefined);
+  });
+  const size = node.computeSize();
+  size[0] = Math.max(size[0], 240);
+  node.size = size;
+}
+
+/** After loading a saved node, adds the widget input slots it lacks (older saves list only linked ones). */
+function ensureWidgetSlots(node, inputs) {
+  node.inputs ??= [];
+  for (const { name, spec } of inputs) {
+    if (!isWidgetInput(spec)) continue;
+    if (!node.widgets?.some((w) => w.name === name)) continue;
+    const slot = node.inputs.find((s) => s.name === name);
+    if (slot) {
+      slot.widget ??= { name };
+      continue;
+    }
+    node.addInput(name, spec.type, { widget: { name } });
+  }
+}
