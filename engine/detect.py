@@ -1,0 +1,252 @@
+"""Model detection from tensor names and shapes (plus optional safetensors metadata).
+
+``detect(shapes)`` reads the UNet layout (model_channels, channel_mult, res blocks, transformer depths,
+context_dim, linear vs conv proj_in, ADM width), the VAE and text-encoder widths, and picks a family.
+Heads cannot be read from shapes: they come from a config in the file's metadata when present, else from
+the family's standard value.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from engine.errors import UnknownModelError
+from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family, family_names
+from engine.networks.text_encoders import ClipTextConfig
+from engine.networks.unet import UNetConfig
+from engine.networks.vae import VAEConfig
+
+__all__ = ["ModelConfig", "detect", "detect_unet", "detect_vae", "detect_clip_l", "metadata_config",
+           "V_PREDICTION_STD_THRESHOLD"]
+
+Shapes = Mapping[str, Sequence[int]]
+TensorGetter = Callable[[str], torch.Tensor]
+
+V_PREDICTION_STD_THRESHOLD = 0.09
+_V_RULE_KEY = "output_blocks.11.1.transformer_blocks.0.norm1.bias"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a checkpoint holds: family, network configs (None when absent) and prediction type."""
+
+    family: Family
+    unet: UNetConfig | None
+    vae: VAEConfig | None
+    clip_l: ClipTextConfig | None
+    prediction: str
+    unet_prefix: str
+    vae_prefix: str | None
+    clip_prefix: str | None
+    found: dict[str, Any] = field(default_factory=dict)
+
+
+def metadata_config(metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    """A JSON model config stored in safetensors metadata (a ``*_config`` key holding a ``unet`` dict)."""
+    for key, value in (metadata or {}).items():
+        if not key.endswith("config"):
+            continue
+        try:
+            parsed = json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(parsed, dict) and any(k in parsed for k in ("unet", "clip", "vae", "text_encoder")):
+            return parsed
+    return {}
+
+
+def _indices(shapes: Shapes, prefix: str) -> list[int]:
+    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return sorted({int(m.group(1)) for k in shapes if (m := pat.match(k))})
+
+
+def _depth(shapes: Shapes, prefix: str) -> int:
+    return len(_indices(shapes, prefix + "transformer_blocks."))
+
+
+def detect_unet(shapes: Shapes, prefix: str = "", heads: Mapping[str, Any] | None = None,
+                family: Family | None = None) -> UNetConfig:
+    """UNet hyper-parameters from the keys/shapes under ``prefix``."""
+    conv_in = shapes.get(prefix + "input_blocks.0.0.weight")
+    if conv_in is None:
+        raise KeyError(prefix + "input_blocks.0.0.weight")
+    mc, in_ch = int(conv_in[0]), int(conv_in[1])
+    out_ch = int(shapes[prefix + "out.2.weight"][0])
+    channel_mult: list[int] = []
+    num_res: list[int] = []
+    depth_in: list[int] = []
+    count = 0
+    cur = mc
+    for i in _indices(shapes, prefix + "input_blocks.")[1:]:
+        p = f"{prefix}input_blocks.{i}."
+        if p + "0.op.weight" in shapes:
+            channel_mult.append(cur // mc)
+            num_res.append(count)
+            count = 0
+        elif p + "0.in_layers.2.weight" in shapes:
+            cur = int(shapes[p + "0.in_layers.2.weight"][0])
+            count += 1
+            depth_in.append(_depth(shapes, p + "1."))
+    channel_mult.append(cur // mc)
+    num_res.append(count)
+    depth_out = [_depth(shapes, f"{prefix}output_blocks.{i}.1.")
+                 for i in _indices(shapes, prefix + "output_blocks.")]
+    if prefix + "middle_block.1.proj_in.weight" in shapes:
+        depth_mid = _depth(shapes, prefix + "middle_block.1.")
+    elif prefix + "middle_block.0.in_layers.2.weight" in shapes:
+        depth_mid = -1
+    else:
+        depth_mid = -2
+    context_dim = 0
+    use_linear = False
+    for key, shape in shapes.items():
+        if key.startswith(prefix) and key.endswith("attn2.to_k.weight"):
+            context_dim = int(shape[1])
+            break
+    for key, shape in shapes.items():
+        if key.startswith(prefix) and key.endswith(".proj_in.weight"):
+            use_linear = len(shape) == 2
+            break
+    adm = shapes.get(prefix + "label_emb.0.0.weight")
+    heads = dict(heads or {})
+    num_head_channels = int(heads.get("num_head_channels", family.default_num_head_channels if family else -1))
+    num_heads = int(heads.get("num_heads", family.default_num_heads if family else 8))
+    if num_head_channels == -1 and num_heads <= 0:
+        num_heads = 8
+    return UNetConfig(
+        model_channels=mc, in_channels=in_ch, out_channels=out_ch, channel_mult=tuple(channel_mult),
+        num_res_blocks=tuple(num_res), transformer_depth=tuple(depth_in),
+        transformer_depth_output=tuple(reversed(depth_out)), transformer_depth_middle=depth_mid,
+        context_dim=context_dim, num_heads=num_heads, num_head_channels=num_head_channels,
+        use_linear_in_transformer=use_linear, num_classes="sequential" if adm is not None else None,
+        adm_in_channels=int(adm[1]) if adm is not None else None,
+    )
+
+
+def detect_vae(shapes: Shapes, prefix: str = "") -> VAEConfig:
+    """AutoencoderKL hyper-parameters from the keys/shapes under ``prefix``."""
+    ch = int(shapes[prefix + "decoder.conv_out.weight"][1])
+    levels = _indices(shapes, prefix + "decoder.up.")
+    mult = tuple(int(shapes[f"{prefix}decoder.up.{i}.block.0.conv2.weight"][0]) // ch for i in levels)
+    n_res = len(_indices(shapes, prefix + "decoder.up.0.block.")) - 1
+    z = int(shapes[prefix + "decoder.conv_in.weight"][1])
+    embed = int(shapes[prefix + "post_quant_conv.weight"][1]) if prefix + "post_quant_conv.weight" in shapes else z
+    return VAEConfig(ch=ch, ch_mult=mult, num_res_blocks=n_res, z_channels=z, embed_dim=embed)
+
+
+def detect_clip_l(shapes: Shapes, prefix: str, heads: int) -> ClipTextConfig:
+    """CLIP-L (HF layout) text tower config; ``prefix`` ends with ``text_model.``."""
+    tok = shapes[prefix + "embeddings.token_embedding.weight"]
+    pos = shapes[prefix + "embeddings.position_embedding.weight"]
+    layers = len(_indices(shapes, prefix + "encoder.layers."))
+    inter = int(shapes[prefix + "encoder.layers.0.mlp.fc1.weight"][0])
+    hidden = int(tok[1])
+    return ClipTextConfig(vocab_size=int(tok[0]), hidden_size=hidden, intermediate_size=inter,
+                          num_hidden_layers=layers, num_attention_heads=heads,
+                          max_position_embeddings=int(pos[0]), projection_dim=hidden)
+
+
+def clip_heads(hidden: int, configured: Any, default: int, source: str) -> int:
+    """Text-encoder heads: the file's config value, else the family standard (must divide the width)."""
+    heads = int(configured) if configured is not None else default
+    if heads <= 0 or hidden % heads:
+        raise UnknownModelError(
+            f"{source}: text encoder width {hidden} is not divisible by {heads} heads"
+            f"{'' if configured is not None else ' (the family standard; heads cannot be read from shapes)'}; "
+            "add a config with text encoder num_attention_heads to the file's metadata"
+        )
+    return heads
+
+
+def _classify(unet: UNetConfig, shapes: Shapes) -> Family:
+    if unet.adm_in_channels is not None:
+        if any(k.startswith("conditioner.embedders.1.") for k in shapes):
+            return SDXL
+        if any(k.startswith("conditioner.embedders.0.model.") for k in shapes):
+            return SDXL_REFINER
+        return SDXL if len(unet.channel_mult) == 3 else SDXL_REFINER
+    return SD20 if unet.use_linear_in_transformer else SD15
+
+
+def _is_v_prediction(unet: UNetConfig, get_tensor: TensorGetter | None, prefix: str) -> bool:
+    if get_tensor is None or unet.in_channels != 4:
+        return False
+    try:
+        bias = get_tensor(prefix + _V_RULE_KEY)
+    except KeyError:
+        return False
+    return float(bias.float().std(unbiased=False)) > V_PREDICTION_STD_THRESHOLD
+
+
+def _summary(shapes: Shapes) -> str:
+    roots = sorted({".".join(k.split(".")[:2]) for k in shapes})
+    shown = ", ".join(roots[:12]) + (f", ... ({len(roots)} groups)" if len(roots) > 12 else "")
+    return f"{len(shapes)} tensors; key groups: {shown}"
+
+
+def detect(shapes: Shapes, metadata: Mapping[str, str] | None = None,
+           get_tensor: TensorGetter | None = None, prediction: str | None = None,
+           source: str = "checkpoint") -> ModelConfig:
+    """Detect family and network configs of a full checkpoint (``model.diffusion_model.`` keys)."""
+    meta = metadata_config(metadata)
+    unet_prefix = "model.diffusion_model."
+    if unet_prefix + "input_blocks.0.0.weight" not in shapes:
+        raise UnknownModelError(
+            f"{source}: no Stable Diffusion UNet found (expected keys under '{unet_prefix}'); {_summary(shapes)}. "
+            f"Supported families: {', '.join(family_names())}. A UNet-only, VAE-only or text-encoder-only file "
+            "goes through the UNETLoader / VAELoader / CLIPLoader nodes instead."
+        )
+    try:
+        probe = detect_unet(shapes, unet_prefix)
+    except (KeyError, IndexError) as exc:
+        raise UnknownModelError(f"{source}: UNet layout not recognised (missing {exc}); {_summary(shapes)}. "
+                                f"Supported families: {', '.join(family_names())}") from exc
+    family = _classify(probe, shapes)
+    unet = detect_unet(shapes, unet_prefix, meta.get("unet"), family)
+    vae_prefix: str | None = family.vae_prefix if family.vae_prefix + "decoder.conv_in.weight" in shapes else None
+    vae = detect_vae(shapes, vae_prefix) if vae_prefix else None
+    clip_cfg: ClipTextConfig | None = None
+    clip_prefix: str | None = None
+    found: dict[str, Any] = {"metadata_config": bool(meta)}
+    te = family.text_encoders[0]
+    if te.kind == "clip_l" and te.prefix + "text_model.embeddings.token_embedding.weight" in shapes:
+        clip_prefix = te.prefix
+        hidden = int(shapes[te.prefix + "text_model.embeddings.token_embedding.weight"][1])
+        try:
+            heads = clip_heads(hidden, (meta.get("clip") or {}).get("num_attention_heads"), te.default_heads,
+                               source)
+            clip_cfg = detect_clip_l(shapes, te.prefix + "text_model.", heads)
+        except UnknownModelError as exc:
+            found["clip_error"] = str(exc)
+    pred = prediction or family.prediction
+    if prediction is None and family is SD20 and _is_v_prediction(unet, get_tensor, unet_prefix):
+        pred = "v"
+    return ModelConfig(family=family, unet=unet, vae=vae, clip_l=clip_cfg, prediction=pred,
+                       unet_prefix=unet_prefix, vae_prefix=vae_prefix, clip_prefix=clip_prefix,
+                       found=found)
+
+
+def detect_family_of_unet(shapes: Shapes, metadata: Mapping[str, str] | None = None,
+                          get_tensor: TensorGetter | None = None, source: str = "unet file"
+                          ) -> tuple[Family, UNetConfig, str]:
+    """Family, UNet config and prediction of a UNet-only file (keys without prefix)."""
+    if "input_blocks.0.0.weight" not in shapes:
+        raise UnknownModelError(
+            f"{source}: not a Stable Diffusion UNet (no 'input_blocks.0.0.weight'); {_summary(shapes)}. "
+            f"Supported families: {', '.join(family_names())}"
+        )
+    meta = metadata_config(metadata)
+    probe = detect_unet(shapes, "")
+    family = _classify(probe, shapes)
+    unet = detect_unet(shapes, "", meta.get("unet"), family)
+    pred = family.prediction
+    if family is SD20 and _is_v_prediction(unet, get_tensor, ""):
+        pred = "v"
+    return family, unet, pred
+
+

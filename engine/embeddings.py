@@ -1,0 +1,52 @@
+"""Textual-inversion embedding files looked up by name in an embeddings folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.errors import CheckpointError
+from engine.state_files import read_state_dict
+
+__all__ = ["EmbeddingStore"]
+
+_SUFFIXES = (".safetensors", ".pt", ".bin", ".sft", "")
+
+
+class EmbeddingStore:
+    """Finds ``<name>`` (+ .safetensors/.pt/.bin) in a folder and returns its [N, width] vectors."""
+
+    def __init__(self, directory: str | Path, width: int) -> None:
+        self.directory = Path(directory)
+        self.width = width
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _find(self, name: str) -> Path | None:
+        base = self.directory.resolve()
+        for suffix in _SUFFIXES:
+            candidate = (base / (name + suffix)).resolve()
+            if candidate.is_file() and base in candidate.parents:
+                return candidate
+        return None
+
+    def get(self, name: str) -> torch.Tensor | None:
+        """Vectors of embedding ``name`` ([N, width], float32) or None when no such file exists."""
+        if name in self._cache:
+            return self._cache[name]
+        path = self._find(name)
+        if path is None:
+            return None
+        sd, _ = read_state_dict(path)
+        candidates = [v for k, v in sd.items() if k in ("emb_params", "clip_l")]
+        if not candidates:
+            candidates = [v for v in sd.values() if v.ndim in (1, 2) and v.shape[-1] == self.width]
+        if not candidates:
+            raise CheckpointError(f"embedding {path.name}: no [N, {self.width}] tensor found for this text "
+                                  "encoder (wrong model family?)")
+        vecs = candidates[0].float()
+        vecs = vecs[None] if vecs.ndim == 1 else vecs.reshape(-1, vecs.shape[-1])
+        if vecs.shape[-1] != self.width:
+            raise CheckpointError(f"embedding {path.name} has width {vecs.shape[-1]}, but the text encoder "
+                                  f"expects {self.width}")
+        self._cache[name] = vecs
+        return vecs

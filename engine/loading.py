@@ -1,0 +1,219 @@
+"""Checkpoint loading: a file -> (ModelHandle, ClipHandle, VaeHandle), plus UNet/VAE/CLIP-only files.
+
+Networks are built on the meta device and take the file's tensors with ``load_state_dict(assign=True)``,
+so a checkpoint is held in memory once. The ModelManager caches results by path + mtime.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from engine.detect import (
+    ModelConfig,
+    clip_heads,
+    detect,
+    detect_clip_l,
+    detect_family_of_unet,
+    detect_vae,
+    metadata_config,
+)
+from engine.embeddings import EmbeddingStore
+from engine.errors import CheckpointError, UnknownModelError
+from engine.families import SD15, Family, family_names
+from engine.handles import ClipHandle, ModelHandle, VaeHandle
+from engine.model_management import ModelManager, file_cache_key
+from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder
+from engine.networks.unet import UNetConfig, UNetModel
+from engine.networks.vae import AutoencoderKL, VAEConfig
+from engine.state_files import read_shapes, read_state_dict
+from engine.tokenizer import PromptTokenizer
+
+__all__ = ["load_checkpoint", "load_unet", "load_vae", "load_clip", "detect", "ModelConfig"]
+
+M = TypeVar("M", bound=nn.Module)
+PathLike = str | os.PathLike[str]
+
+
+def _sub(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _check_keys(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str, path: Path,
+                ignore: tuple[str, ...] = ()) -> None:
+    expected = set(module.state_dict().keys())
+    got = {k for k in sd if not k.endswith(ignore or ("\0",))}
+    missing = sorted(expected - got)
+    unexpected = sorted(got - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path.name}: the {what} weights do not fit the detected layout "
+            f"(missing {len(missing)}: {missing[:4]}; unexpected {len(unexpected)}: {unexpected[:4]}). "
+            "The file may be damaged or a variant Loom does not support yet"
+        )
+
+
+def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype,
+                  what: str, path: Path) -> M:
+    """Build on the meta device, adopt the file's tensors, then cast to ``dtype``."""
+    with torch.device("meta"):
+        module = cls(config)  # type: ignore[call-arg]
+    _check_keys(module, sd, what, path)
+    module.load_state_dict(dict(sd), strict=True, assign=True)
+    module.to(dtype=dtype)
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def _model_sampling(prediction: str) -> Any:
+    from engine.sampling.model_sampling import ModelSamplingDiscrete
+
+    return ModelSamplingDiscrete(prediction=prediction)  # type: ignore[arg-type]
+
+
+def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Family, prediction: str,
+                manager: ModelManager, path: Path, dtype: torch.dtype | None) -> ModelHandle:
+    if family.name != "sd15" and not family.supported and family.name not in ("sd20", "sdxl", "sdxl_refiner"):
+        raise UnknownModelError(f"{path.name}: family {family.name} is not supported")
+    unet = _build_assign(UNetModel, unet_cfg, sd, dtype or manager.policy.unet_dtype, "UNet", path)
+    entry = manager.register(unet, f"{path.name} (unet)", "unet")
+    return ModelHandle(unet, _model_sampling(prediction), family.latent_format, family, manager, entry)
+
+
+def _make_vae(cfg: VAEConfig, sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path) -> VaeHandle:
+    vae = _build_assign(AutoencoderKL, cfg, sd, manager.policy.vae_dtype, "VAE", path)
+    return VaeHandle(vae, manager, manager.register(vae, f"{path.name} (vae)", "vae"))
+
+
+def _make_clip(cfg: ClipTextConfig, sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path,
+               pad_token: int, embedding_directory: str | None) -> ClipHandle:
+    encoder = ClipTextEncoder(cfg, dtype=manager.policy.text_dtype)
+    weights = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
+    _check_keys(encoder, weights, "text encoder", path)
+    encoder.load_state_dict(weights, strict=True)
+    encoder.requires_grad_(False)
+    store = EmbeddingStore(embedding_directory, cfg.hidden_size) if embedding_directory else None
+    tokenizer = PromptTokenizer(pad_token=pad_token, embedding_lookup=store.get if store else None)
+    entry = manager.register(encoder, f"{path.name} (clip)", "clip")
+    return ClipHandle(encoder, tokenizer, manager, entry, embedding_directory)
+
+
+def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_directory: str | None,
+                              output_clip: bool, output_vae: bool, prediction: str | None
+                              ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
+    sd, metadata = read_state_dict(path)
+    shapes = read_shapes(sd)
+    cfg = detect(shapes, metadata, get_tensor=sd.__getitem__, prediction=prediction, source=path.name)
+    assert cfg.unet is not None
+    model = _make_model(cfg.unet, _sub(sd, cfg.unet_prefix), cfg.family, cfg.prediction, manager, path, None)
+    clip: ClipHandle | None = None
+    if output_clip:
+        if "clip_error" in cfg.found:
+            raise UnknownModelError(cfg.found["clip_error"])
+        if cfg.clip_l is None or cfg.clip_prefix is None:
+            raise UnknownModelError(
+                f"{path.name}: detected family {cfg.family.name}, whose text encoder "
+                f"({', '.join(t.kind for t in cfg.family.text_encoders)}) Loom cannot build yet. "
+                f"Supported for full checkpoints: {', '.join(family_names())}; load the UNet alone with UNETLoader"
+            )
+        clip = _make_clip(cfg.clip_l, _sub(sd, cfg.clip_prefix.removesuffix("transformer.")), manager, path,
+                          cfg.family.text_encoders[0].pad_token, embedding_directory)
+    vae: VaeHandle | None = None
+    if output_vae:
+        if cfg.vae is None or cfg.vae_prefix is None:
+            raise CheckpointError(f"{path.name}: no VAE weights (first_stage_model.*) in this checkpoint; "
+                                  "load one with VAELoader")
+        vae = _make_vae(cfg.vae, _sub(sd, cfg.vae_prefix), manager, path)
+    return model, clip, vae
+
+
+def load_checkpoint(path: PathLike, manager: ModelManager, embedding_directory: str | None = None,
+                    output_clip: bool = True, output_vae: bool = True, prediction: str | None = None
+                    ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
+    """Load a single-file checkpoint (family auto-detected) as fresh MODEL / CLIP / VAE handles."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}. Put it in models/checkpoints and refresh")
+    key = file_cache_key("checkpoint", p, embedding_directory, output_clip, output_vae, prediction)
+    model, clip, vae = manager.cached(key, partial(_load_checkpoint_uncached, p, manager, embedding_directory,
+                                                   output_clip, output_vae, prediction))
+    return model.clone(), clip.clone() if clip else None, vae.clone() if vae else None
+
+
+def _strip_known(sd: dict[str, torch.Tensor], prefixes: Sequence[str], probe: str) -> dict[str, torch.Tensor]:
+    for prefix in prefixes:
+        if prefix + probe in sd:
+            return _sub(sd, prefix) if prefix else sd
+    return sd
+
+
+def load_unet(path: PathLike, manager: ModelManager, dtype: torch.dtype | None = None,
+              prediction: str | None = None) -> ModelHandle:
+    """Load a UNet-only file (keys without prefix; a full checkpoint's UNet also works)."""
+    p = Path(path)
+
+    def build() -> ModelHandle:
+        sd, metadata = read_state_dict(p)
+        sd = _strip_known(sd, ("", "model.diffusion_model."), "input_blocks.0.0.weight")
+        if "conv_in.weight" in sd and "input_blocks.0.0.weight" not in sd:
+            raise UnknownModelError(f"{p.name}: diffusers-format UNet (conv_in / down_blocks keys) is not supported "
+                                    "yet; use the single-file (LDM) version of the model")
+        family, cfg, pred = detect_family_of_unet(read_shapes(sd), metadata, sd.__getitem__, source=p.name)
+        return _make_model(cfg, sd, family, prediction or pred, manager, p, dtype)
+
+    if not p.is_file():
+        raise CheckpointError(f"UNet file not found: {p}. Put it in models/diffusion_models (or models/unet)")
+    return manager.cached(file_cache_key("unet", p, str(dtype), prediction), build).clone()
+
+
+def load_vae(path: PathLike, manager: ModelManager) -> VaeHandle:
+    """Load a VAE-only file (keys without prefix, or with ``first_stage_model.``)."""
+    p = Path(path)
+
+    def build() -> VaeHandle:
+        sd, _ = read_state_dict(p)
+        sd = _strip_known(sd, ("", "first_stage_model.", "vae."), "decoder.conv_in.weight")
+        if "decoder.conv_in.weight" not in sd:
+            raise UnknownModelError(f"{p.name}: not an AutoencoderKL VAE (no 'decoder.conv_in.weight'); "
+                                    f"found {len(sd)} tensors such as {sorted(sd)[:3]}")
+        return _make_vae(detect_vae(read_shapes(sd)), sd, manager, p)
+
+    if not p.is_file():
+        raise CheckpointError(f"VAE file not found: {p}. Put it in models/vae")
+    return manager.cached(file_cache_key("vae", p), build).clone()
+
+
+def load_clip(paths: PathLike | Sequence[PathLike], clip_type: str = "stable_diffusion", *,
+              manager: ModelManager, embedding_directory: str | None = None) -> ClipHandle:
+    """Load a text-encoder-only file (CLIP-L keys ``text_model.*``, optionally with a transformer prefix)."""
+    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(x) for x in paths]
+    if clip_type != "stable_diffusion" or len(plist) != 1:
+        raise UnknownModelError(f"CLIPLoader: type {clip_type!r} with {len(plist)} file(s) is not supported yet; "
+                                "supported: one CLIP-L file with type 'stable_diffusion'")
+    p = plist[0]
+
+    def build() -> ClipHandle:
+        sd, metadata = read_state_dict(p)
+        sd = _strip_known(sd, ("", "transformer.", "cond_stage_model.transformer."),
+                          "text_model.embeddings.token_embedding.weight")
+        if "text_model.embeddings.token_embedding.weight" not in sd:
+            raise UnknownModelError(f"{p.name}: not a CLIP-L text encoder (no 'text_model.*' keys); "
+                                    f"found {len(sd)} tensors such as {sorted(sd)[:3]}")
+        meta = metadata_config(metadata)
+        te = SD15.text_encoders[0]
+        hidden = int(sd["text_model.embeddings.token_embedding.weight"].shape[1])
+        heads = clip_heads(hidden, (meta.get("clip") or {}).get("num_attention_heads"), te.default_heads, p.name)
+        cfg = detect_clip_l(read_shapes(sd), "text_model.", heads)
+        return _make_clip(cfg, {"transformer." + k: v for k, v in sd.items()}, manager, p, te.pad_token,
+                          embedding_directory)
+
+    if not p.is_file():
+        raise CheckpointError(f"text encoder file not found: {p}. Put it in models/text_encoders (or models/clip)")
+    key = file_cache_key("clip", p, clip_type, embedding_directory)
+    return manager.cached(key, build).clone()

@@ -1,0 +1,148 @@
+"""Model memory: which networks are loaded, where they live, and freeing memory under pressure.
+
+One ``ModelManager`` per Loom instance (no module globals). Loaders ask it for a cached result keyed by
+file path + mtime (a file is never loaded twice while unchanged); handles ask it to put their network on
+the compute device before running, which offloads least-recently-used networks when memory is short.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from engine.device import DevicePolicy
+
+__all__ = ["ModelManager", "ManagedModel", "file_cache_key"]
+
+T = TypeVar("T")
+
+
+def module_size(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers."""
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+
+
+def file_cache_key(kind: str, path: str | os.PathLike[str], *extra: Hashable) -> tuple[Hashable, ...]:
+    """Cache key of a loaded file: kind, real path, mtime and size (a changed file loads again)."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return (kind, real, st.st_mtime_ns, st.st_size, *extra)
+
+
+@dataclass(eq=False)
+class ManagedModel:
+    """A network the manager tracks: its module, a display name, kind (unet / clip / vae) and size."""
+
+    module: nn.Module
+    name: str
+    kind: str
+    size: int
+    last_used: float = field(default_factory=time.monotonic)
+
+    def device(self) -> torch.device:
+        """Where the module's first parameter lives (cpu when it has none)."""
+        for p in self.module.parameters():
+            return p.device
+        return torch.device("cpu")
+
+
+class ModelManager:
+    """Tracks loaded networks, moves them on and off the compute device, frees memory on demand.
+
+    Parameters: policy: the DevicePolicy (``DevicePolicy.detect()`` when None, at construction time);
+    reserve_bytes: memory kept free on the device beyond a model's own size when loading it.
+    """
+
+    def __init__(self, policy: DevicePolicy | None = None, reserve_bytes: int = 512 * 1024**2) -> None:
+        self.policy = policy if policy is not None else DevicePolicy.detect()
+        self.reserve_bytes = reserve_bytes
+        self._models: list[ManagedModel] = []
+        self._files: dict[tuple[Hashable, ...], Any] = {}
+        self._lock = threading.RLock()
+
+    # ---- file cache -------------------------------------------------------------------------------
+    def cached(self, key: tuple[Hashable, ...], build: Callable[[], T]) -> T:
+        """The value stored under ``key``, building (and storing) it once."""
+        with self._lock:
+            if key not in self._files:
+                self._files[key] = build()
+            return self._files[key]  # type: ignore[no-any-return]
+
+    def forget_files(self) -> None:
+        """Drop every cached file result (loaded networks stay tracked until garbage collected)."""
+        with self._lock:
+            self._files.clear()
+            self._models.clear()
+
+    # ---- tracked networks -------------------------------------------------------------------------
+    def register(self, module: nn.Module, name: str, kind: str) -> ManagedModel:
+        """Track ``module`` (built on the offload device) and return its record."""
+        entry = ManagedModel(module=module, name=name, kind=kind, size=module_size(module))
+        with self._lock:
+            self._models.append(entry)
+        return entry
+
+    def load(self, entry: ManagedModel) -> nn.Module:
+        """Put a network on the compute device (freeing memory first when needed) and return it."""
+        with self._lock:
+            entry.last_used = time.monotonic()
+            if entry not in self._models:
+                self._models.append(entry)
+            target = self.policy.device
+            if entry.device() != target:
+                if target.type != "cpu":
+                    self.free_memory(entry.size + self.reserve_bytes, keep=(entry,))
+                entry.module.to(target)
+            return entry.module
+
+    def offload(self, entry: ManagedModel) -> None:
+        """Move a network back to the offload device."""
+        with self._lock:
+            if entry.device() != self.policy.offload_device:
+                entry.module.to(self.policy.offload_device)
+
+    def free_memory(self, required_bytes: int, keep: tuple[ManagedModel, ...] = ()) -> int:
+        """Offload least-recently-used networks until ``required_bytes`` are free; returns bytes moved."""
+        freed = 0
+        with self._lock:
+            if self.policy.device.type == "cpu":
+                return 0
+            on_device = [m for m in self._models if m not in keep and m.device() == self.policy.device]
+            for entry in sorted(on_device, key=lambda m: m.last_used):
+                if self.policy.free_memory() >= required_bytes:
+                    break
+                self.offload(entry)
+                freed += entry.size
+            if freed and self.policy.device.type == "cuda":
+                torch.cuda.empty_cache()
+        return freed
+
+    def unload_all(self) -> None:
+        """Move every tracked network off the compute device (ComfyUI's /free unload_models)."""
+        with self._lock:
+            for entry in self._models:
+                self.offload(entry)
+            if self.policy.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def run_oom_safe(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``; after an out-of-memory error unload everything and retry once."""
+        try:
+            return fn()
+        except torch.OutOfMemoryError:
+            self.unload_all()
+            return fn()
+
+    def loaded_models(self) -> list[dict[str, Any]]:
+        """Tracked networks for /system_stats: name, kind, bytes, device."""
+        with self._lock:
+            return [
+                {"name": m.name, "kind": m.kind, "size": m.size, "device": str(m.device())}
+                for m in self._models
+            ]

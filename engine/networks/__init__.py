@@ -1,0 +1,1 @@
+"""Neural networks: SD UNet, AutoencoderKL, text encoders (module names match checkpoint keys)."""

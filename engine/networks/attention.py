@@ -1,0 +1,138 @@
+"""Transformer pieces of the LDM UNet: cross-attention, GEGLU feed-forward, SpatialTransformer."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.networks.ops import Plain
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head attention on [B, T, heads*d] tensors through torch's fused SDPA."""
+    b, _, inner = q.shape
+    d = inner // heads
+    q, k, v = (t.view(b, -1, heads, d).transpose(1, 2) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(b, -1, inner)
+
+
+class CrossAttention(nn.Module):
+    """Attention from ``x`` to ``context`` (self-attention when context is None).
+
+    Parameters: query_dim: width of x; context_dim: width of context (None = query_dim);
+    heads, dim_head: head count and width; operations: layer factory (engine.networks.ops).
+    """
+
+    def __init__(self, query_dim: int, context_dim: int | None = None, heads: int = 8, dim_head: int = 64,
+                 dtype: torch.dtype | None = None, device: Any = None, operations: Any = Plain) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = query_dim if context_dim is None else context_dim
+        self.heads = heads
+        self.to_q = operations.Linear(query_dim, inner, bias=False, dtype=dtype, device=device)
+        self.to_k = operations.Linear(context_dim, inner, bias=False, dtype=dtype, device=device)
+        self.to_v = operations.Linear(context_dim, inner, bias=False, dtype=dtype, device=device)
+        self.to_out = nn.Sequential(operations.Linear(inner, query_dim, dtype=dtype, device=device), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context
+        out = attention(self.to_q(x), self.to_k(context), self.to_v(context), self.heads)
+        return self.to_out(out)
+
+
+class GEGLU(nn.Module):
+    """Linear projection to 2x width, then value * gelu(gate)."""
+
+    def __init__(self, dim_in: int, dim_out: int, dtype: torch.dtype | None = None, device: Any = None,
+                 operations: Any = Plain) -> None:
+        super().__init__()
+        self.proj = operations.Linear(dim_in, dim_out * 2, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """GEGLU MLP with 4x inner width (keys ``net.0.proj``, ``net.2``)."""
+
+    def __init__(self, dim: int, mult: int = 4, dtype: torch.dtype | None = None, device: Any = None,
+                 operations: Any = Plain) -> None:
+        super().__init__()
+        inner = dim * mult
+        self.net = nn.Sequential(
+            GEGLU(dim, inner, dtype=dtype, device=device, operations=operations),
+            nn.Dropout(0.0),
+            operations.Linear(inner, dim, dtype=dtype, device=device),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BasicTransformerBlock(nn.Module):
+    """Self-attention, cross-attention, feed-forward; pre-norm residuals."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None,
+                 dtype: torch.dtype | None = None, device: Any = None, operations: Any = Plain) -> None:
+        super().__init__()
+        kw: dict[str, Any] = {"dtype": dtype, "device": device}
+        self.attn1 = CrossAttention(dim, None, heads, dim_head, operations=operations, **kw)
+        self.ff = FeedForward(dim, operations=operations, **kw)
+        self.attn2 = CrossAttention(dim, context_dim, heads, dim_head, operations=operations, **kw)
+        self.norm1 = operations.LayerNorm(dim, **kw)
+        self.norm2 = operations.LayerNorm(dim, **kw)
+        self.norm3 = operations.LayerNorm(dim, **kw)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
+
+
+class SpatialTransformer(nn.Module):
+    """Transformer over the pixels of a feature map (LDM layout).
+
+    Parameters: in_channels: feature channels; heads, dim_head: attention shape; depth: number of blocks;
+    context_dim: cross-attention width; use_linear: 1x1 conv (SD1) or Linear (SD2/SDXL) proj_in/proj_out.
+    """
+
+    def __init__(self, in_channels: int, heads: int, dim_head: int, depth: int = 1,
+                 context_dim: int | None = None, use_linear: bool = False, dtype: torch.dtype | None = None,
+                 device: Any = None, operations: Any = Plain) -> None:
+        super().__init__()
+        kw: dict[str, Any] = {"dtype": dtype, "device": device}
+        inner = heads * dim_head
+        self.use_linear = use_linear
+        self.norm = operations.GroupNorm(32, in_channels, eps=1e-6, affine=True, **kw)
+        if use_linear:
+            self.proj_in = operations.Linear(in_channels, inner, **kw)
+            self.proj_out = operations.Linear(inner, in_channels, **kw)
+        else:
+            self.proj_in = operations.Conv2d(in_channels, inner, 1, **kw)
+            self.proj_out = operations.Conv2d(inner, in_channels, 1, **kw)
+        self.transformer_blocks = nn.ModuleList(
+            BasicTransformerBlock(inner, heads, dim_head, context_dim, operations=operations, **kw)
+            for _ in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        b, _, h, w = x.shape
+        x_in = x
+        x = self.norm(x)
+        if not self.use_linear:
+            x = self.proj_in(x)
+        x = x.flatten(2).transpose(1, 2)
+        if self.use_linear:
+            x = self.proj_in(x)
+        for block in self.transformer_blocks:
+            x = block(x, context)
+        if self.use_linear:
+            x = self.proj_out(x)
+        x = x.transpose(1, 2).reshape(b, -1, h, w)
+        if not self.use_linear:
+            x = self.proj_out(x)
+        return x + x_in

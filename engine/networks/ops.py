@@ -1,0 +1,55 @@
+"""Layer factories injected into the networks so casting / offload can change without touching them.
+
+A network takes ``operations`` (a class with ``Linear``, ``Conv2d``, ``GroupNorm``, ``LayerNorm``) the way
+ComfyUI's networks do. ``Plain`` builds ordinary torch layers; ``ManualCast`` casts weights to the input's
+dtype and device at call time, for weights stored in a different dtype than the compute dtype.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Plain", "ManualCast", "Operations"]
+
+
+def _cast(weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    if weight is None:
+        return None
+    if weight.dtype == like.dtype and weight.device == like.device:
+        return weight
+    return weight.to(device=like.device, dtype=like.dtype)
+
+
+class Plain:
+    """Ordinary torch layers."""
+
+    Linear = nn.Linear
+    Conv2d = nn.Conv2d
+    GroupNorm = nn.GroupNorm
+    LayerNorm = nn.LayerNorm
+
+
+class ManualCast:
+    """Layers whose weights are cast to the input's dtype/device on each call (weights stay as stored)."""
+
+    class Linear(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.linear(x, _cast(self.weight, x), _cast(self.bias, x))
+
+    class Conv2d(nn.Conv2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self._conv_forward(x, _cast(self.weight, x), _cast(self.bias, x))
+
+    class GroupNorm(nn.GroupNorm):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.group_norm(x, self.num_groups, _cast(self.weight, x), _cast(self.bias, x), self.eps)
+
+    class LayerNorm(nn.LayerNorm):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.layer_norm(
+                x, self.normalized_shape, _cast(self.weight, x), _cast(self.bias, x), self.eps
+            )
+
+
+Operations = type[Plain] | type[ManualCast]

@@ -1,0 +1,237 @@
+"""The LDM / SGM UNet (openaimodel layout) used by SD1.x, SD2.x and SDXL.
+
+Module attribute names follow the checkpoint keys under ``model.diffusion_model.`` (``input_blocks``,
+``middle_block``, ``output_blocks``, ``time_embed``, ``label_emb``, ``out``) so a state dict loads as is.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.networks.attention import SpatialTransformer
+from engine.networks.ops import Plain
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Hyper-parameters of a UNet; everything but heads is readable from checkpoint shapes.
+
+    transformer_depth: per input res block (len = sum(num_res_blocks)); transformer_depth_output: per output
+    block in *input* level order (len = sum(num_res_blocks) + len(channel_mult)), consumed from the end; transformer_depth_middle: -1 = no middle
+    transformer (-2 = no middle block at all); num_head_channels -1 means "use num_heads".
+    adm_in_channels: width of the ``y`` vector (SDXL) when num_classes == "sequential".
+    """
+
+    model_channels: int = 320
+    in_channels: int = 4
+    out_channels: int = 4
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    transformer_depth: tuple[int, ...] = (1, 1, 1, 1, 1, 1, 0, 0)
+    transformer_depth_output: tuple[int, ...] = (1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0)
+    transformer_depth_middle: int = 1
+    context_dim: int = 768
+    num_heads: int = 8
+    num_head_channels: int = -1
+    use_linear_in_transformer: bool = False
+    num_classes: str | int | None = None
+    adm_in_channels: int | None = None
+
+    def heads_for(self, ch: int) -> tuple[int, int]:
+        """(heads, dim_head) of an attention layer at ``ch`` channels."""
+        if self.num_head_channels == -1:
+            return self.num_heads, ch // self.num_heads
+        return ch // self.num_head_channels, self.num_head_channels
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, cos half first (LDM convention)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t[:, None].float() * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimestepEmbedSequential(nn.Sequential):
+    """Sequential that hands the time embedding to ResBlocks and the context to transformers."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None  # type: ignore[override]
+                ) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb)
+            elif isinstance(layer, SpatialTransformer):
+                x = layer(x, context)
+            else:
+                x = layer(x)
+        return x
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice with the time embedding added in between; 1x1 skip iff channels differ."""
+
+    def __init__(self, channels: int, emb_channels: int, out_channels: int, dtype: torch.dtype | None = None,
+                 device: Any = None, operations: Any = Plain) -> None:
+        super().__init__()
+        kw: dict[str, Any] = {"dtype": dtype, "device": device}
+        self.in_layers = nn.Sequential(
+            operations.GroupNorm(32, channels, **kw), nn.SiLU(),
+            operations.Conv2d(channels, out_channels, 3, padding=1, **kw),
+        )
+        self.emb_layers = nn.Sequential(nn.SiLU(), operations.Linear(emb_channels, out_channels, **kw))
+        self.out_layers = nn.Sequential(
+            operations.GroupNorm(32, out_channels, **kw), nn.SiLU(), nn.Dropout(0.0),
+            operations.Conv2d(out_channels, out_channels, 3, padding=1, **kw),
+        )
+        self.skip_connection: nn.Module = (
+            nn.Identity() if out_channels == channels else operations.Conv2d(channels, out_channels, 1, **kw)
+        )
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None]
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv (key ``op``)."""
+
+    def __init__(self, channels: int, dtype: torch.dtype | None = None, device: Any = None,
+                 operations: Any = Plain) -> None:
+        super().__init__()
+        self.op = operations.Conv2d(channels, channels, 3, stride=2, padding=1, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    """Nearest x2 then 3x3 conv; ``output_shape`` lets odd sizes match the skip tensor."""
+
+    def __init__(self, channels: int, dtype: torch.dtype | None = None, device: Any = None,
+                 operations: Any = Plain) -> None:
+        super().__init__()
+        self.conv = operations.Conv2d(channels, channels, 3, padding=1, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor, output_shape: tuple[int, int] | None = None) -> torch.Tensor:
+        size = output_shape if output_shape is not None else (x.shape[2] * 2, x.shape[3] * 2)
+        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+
+
+class UNetModel(nn.Module):
+    """Noise-prediction UNet. forward(x, timesteps, context, y=None) -> model output (eps or v).
+
+    Parameters: config: UNetConfig; dtype/device: where parameters are created;
+    operations: layer factory (engine.networks.ops.Plain or ManualCast).
+    """
+
+    def __init__(self, config: UNetConfig, dtype: torch.dtype | None = None, device: Any = None,
+                 operations: Any = Plain) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.dtype = dtype or torch.float32
+        kw: dict[str, Any] = {"dtype": dtype, "device": device, "operations": operations}
+        if len(c.num_res_blocks) != len(c.channel_mult):
+            raise ValueError(f"UNetConfig: num_res_blocks {c.num_res_blocks} must have one entry per "
+                             f"channel_mult level {c.channel_mult}")
+        mc = c.model_channels
+        ted = mc * 4
+        self.time_embed = nn.Sequential(
+            operations.Linear(mc, ted, dtype=dtype, device=device), nn.SiLU(),
+            operations.Linear(ted, ted, dtype=dtype, device=device),
+        )
+        if c.num_classes == "sequential":
+            if c.adm_in_channels is None:
+                raise ValueError("UNetConfig: num_classes='sequential' needs adm_in_channels")
+            self.label_emb = nn.Sequential(nn.Sequential(
+                operations.Linear(c.adm_in_channels, ted, dtype=dtype, device=device), nn.SiLU(),
+                operations.Linear(ted, ted, dtype=dtype, device=device),
+            ))
+        elif isinstance(c.num_classes, int):
+            self.label_emb = nn.Embedding(c.num_classes, ted, dtype=dtype, device=device)  # type: ignore[assignment]
+
+        depth_in = list(c.transformer_depth)
+        depth_out = list(c.transformer_depth_output)
+
+        def attn(ch: int, depth: int) -> SpatialTransformer:
+            heads, dim_head = c.heads_for(ch)
+            return SpatialTransformer(ch, heads, dim_head, depth, c.context_dim, c.use_linear_in_transformer, **kw)
+
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(
+            operations.Conv2d(c.in_channels, mc, 3, padding=1, dtype=dtype, device=device))])
+        skip_chans = [mc]
+        ch = mc
+        for level, mult in enumerate(c.channel_mult):
+            for _ in range(c.num_res_blocks[level]):
+                layers: list[nn.Module] = [ResBlock(ch, ted, mult * mc, **kw)]
+                ch = mult * mc
+                depth = depth_in.pop(0)
+                if depth > 0:
+                    layers.append(attn(ch, depth))
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_chans.append(ch)
+            if level != len(c.channel_mult) - 1:
+                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch, **kw)))
+                skip_chans.append(ch)
+
+        mid: list[nn.Module] = [ResBlock(ch, ted, ch, **kw)]
+        if c.transformer_depth_middle >= 0:
+            mid += [attn(ch, c.transformer_depth_middle), ResBlock(ch, ted, ch, **kw)]
+        self.middle_block = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(c.channel_mult))):
+            for i in range(c.num_res_blocks[level] + 1):
+                layers = [ResBlock(ch + skip_chans.pop(), ted, mc * mult, **kw)]
+                ch = mc * mult
+                depth = depth_out.pop() if depth_out else 0
+                if depth > 0:
+                    layers.append(attn(ch, depth))
+                if level and i == c.num_res_blocks[level]:
+                    layers.append(Upsample(ch, **kw))
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
+
+        self.out = nn.Sequential(
+            operations.GroupNorm(32, ch, dtype=dtype, device=device), nn.SiLU(),
+            operations.Conv2d(mc, c.out_channels, 3, padding=1, dtype=dtype, device=device),
+        )
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
+                y: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+        """Predict the model output for latents ``x`` at integer/fractional ``timesteps``."""
+        c = self.config
+        emb = self.time_embed(timestep_embedding(timesteps, c.model_channels).to(x.dtype))
+        if c.num_classes is not None:
+            if y is None:
+                raise ValueError("UNetModel: this model is class/ADM-conditioned (num_classes set); pass y")
+            emb = emb + self.label_emb(y.to(x.dtype) if c.num_classes == "sequential" else y)
+        skips: list[torch.Tensor] = []
+        h = x
+        for block in self.input_blocks:
+            h = block(h, emb, context)
+            skips.append(h)
+        if self.middle_block is not None:
+            h = self.middle_block(h, emb, context)
+        for block in self.output_blocks:
+            skip = skips.pop()
+            h = torch.cat([h, skip], dim=1)
+            for layer in block:
+                if isinstance(layer, ResBlock):
+                    h = layer(h, emb)
+                elif isinstance(layer, SpatialTransformer):
+                    h = layer(h, context)
+                elif isinstance(layer, Upsample):
+                    target = skips[-1].shape[2:] if skips else None
+                    h = layer(h, tuple(target) if target is not None else None)
+                else:
+                    h = layer(h)
+        return self.out(h)

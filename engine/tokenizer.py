@@ -1,0 +1,175 @@
+"""ComfyUI-compatible prompt tokenizer: emphasis weights, 77-token windows, ``embedding:`` names.
+
+Follows ComfyUI's ``sd1_clip`` rules: ``(text)`` multiplies the weight by 1.1 per nesting level,
+``(text:1.3)`` sets it, ``\\(`` / ``\\)`` are literal parentheses, square brackets are ordinary text. Each
+weighted segment is tokenized as a whole; a window holds start + 75 + end tokens; a segment of fewer than
+8 tokens that does not fit moves to the next window whole, a longer one is split.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+__all__ = ["PromptTokenizer", "TokenWeight", "parse_weights", "default_tokenizer_dir"]
+
+# one position of a window: a token id or an embedding vector, with its weight
+TokenWeight = tuple[Union[int, torch.Tensor], float]
+
+_ESC_CLOSE = "\0\1"
+_ESC_OPEN = "\0\2"
+
+
+def default_tokenizer_dir() -> Path:
+    """The CLIP BPE files shipped with Loom (vocab.json, merges.txt)."""
+    return Path(__file__).parent / "tokenizers" / "sd1"
+
+
+def _split_parentheses(text: str) -> list[str]:
+    """Split into top-level ``(...)`` groups and the plain text between them."""
+    out: list[str] = []
+    cur = ""
+    depth = 0
+    for ch in text:
+        if ch == "(":
+            if depth == 0:
+                if cur:
+                    out.append(cur)
+                cur = "("
+            else:
+                cur += ch
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                out.append(cur + ")")
+                cur = ""
+            else:
+                cur += ch
+        else:
+            cur += ch
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _weights(text: str, weight: float) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    for part in _split_parentheses(text):
+        w = weight
+        if len(part) >= 2 and part[0] == "(" and part[-1] == ")":
+            inner = part[1:-1]
+            colon = inner.rfind(":")
+            w *= 1.1
+            if colon > 0:
+                try:
+                    w = float(inner[colon + 1:])
+                    inner = inner[:colon]
+                except ValueError:
+                    pass
+            out += _weights(inner, w)
+        else:
+            out.append((part, weight))
+    return out
+
+
+def parse_weights(text: str) -> list[tuple[str, float]]:
+    """Prompt -> [(segment, weight)] with ComfyUI's emphasis rules (escaped parens kept literal)."""
+    escaped = text.replace("\\)", _ESC_CLOSE).replace("\\(", _ESC_OPEN)
+    return [(seg.replace(_ESC_CLOSE, ")").replace(_ESC_OPEN, "("), w) for seg, w in _weights(escaped, 1.0)]
+
+
+EmbeddingLookup = Callable[[str], "torch.Tensor | None"]
+
+
+@dataclass
+class PromptTokenizer:
+    """CLIP BPE tokenizer with ComfyUI's windowing.
+
+    Parameters: pad_token: 49407 (SD1 CLIP-L) or 0 (OpenCLIP); tokenizer_dir: folder with vocab/merges;
+    embedding_lookup: name -> [N, C] tensor (or None when unknown) for ``embedding:name``.
+    """
+
+    pad_token: int = 49407
+    tokenizer_dir: Path | None = None
+    embedding_lookup: EmbeddingLookup | None = None
+    max_length: int = 77
+    max_word_length: int = 8
+    start_token: int = 49406
+    end_token: int = 49407
+    embedding_identifier: str = "embedding:"
+
+    def __post_init__(self) -> None:
+        from transformers import CLIPTokenizer
+
+        folder = self.tokenizer_dir or default_tokenizer_dir()
+        self._bpe: Any = CLIPTokenizer.from_pretrained(str(folder), model_max_length=self.max_length)
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self._bpe(text)["input_ids"][1:-1])
+
+    def _groups(self, text: str) -> list[list[TokenWeight]]:
+        groups: list[list[TokenWeight]] = []
+        ident = self.embedding_identifier
+        for segment, weight in parse_weights(text):
+            pieces = re.split(f" {ident}|\n{ident}", segment)
+            words = [pieces[0]] + [ident + p for p in pieces[1:]]
+            for word in (w for w in words if w != ""):
+                if word.startswith(ident) and self.embedding_lookup is not None:
+                    name, leftover = self._split_embedding_name(word[len(ident):].strip("\n"))
+                    embed = self.embedding_lookup(name)
+                    if embed is None:
+                        raise ValueError(
+                            f"prompt uses embedding:{name} but no file named {name}(.safetensors/.pt/.bin) is "
+                            "in the embeddings folder; add it there or remove the word from the prompt"
+                        )
+                    vecs = embed if embed.ndim == 2 else embed[None]
+                    groups.append([(vecs[i], weight) for i in range(vecs.shape[0])])
+                    if not leftover:
+                        continue
+                    word = leftover
+                groups.append([(t, weight) for t in self._ids(word)])
+        return groups
+
+    @staticmethod
+    def _split_embedding_name(rest: str) -> tuple[str, str]:
+        """The embedding name runs to the first whitespace or comma; the rest is ordinary text."""
+        m = re.match(r"[^\s,]+", rest)
+        if m is None:
+            return rest, ""
+        return m.group(0), rest[m.end():]
+
+    def tokenize_with_weights(self, text: str) -> list[list[TokenWeight]]:
+        """Prompt -> windows of ``max_length`` (token, weight) pairs, padded."""
+        windows: list[list[TokenWeight]] = []
+        batch: list[TokenWeight] = [(self.start_token, 1.0)]
+        windows.append(batch)
+        limit = self.max_length - 1  # room for the end token
+        for group in self._groups(text):
+            is_large = len(group) >= self.max_word_length
+            while group:
+                if len(group) + len(batch) > limit:
+                    remaining = self.max_length - len(batch) - 1
+                    if is_large:
+                        batch.extend(group[:remaining])
+                        batch.append((self.end_token, 1.0))
+                        group = group[remaining:]
+                    else:
+                        batch.append((self.end_token, 1.0))
+                        batch.extend([(self.pad_token, 1.0)] * remaining)
+                    batch = [(self.start_token, 1.0)]
+                    windows.append(batch)
+                else:
+                    batch.extend(group)
+                    group = []
+        batch.append((self.end_token, 1.0))
+        batch.extend([(self.pad_token, 1.0)] * (self.max_length - len(batch)))
+        return windows
+
+    def empty_tokens(self) -> list[int]:
+        """The empty prompt's window: start, end, then padding."""
+        return [self.start_token, self.end_token] + [self.pad_token] * (self.max_length - 2)
