@@ -51,6 +51,7 @@ class PackReport:
     web_directory: str | None = None
     pip_attempts: list[str] = field(default_factory=list)
     routes_added: int = 0
+    legacy_web_files: list[str] = field(default_factory=list)
     prestartup: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -129,9 +130,16 @@ def load_custom_nodes(
     from app.compat.prompt_server import PromptServer
 
     if environment is None:
+        loom = getattr(prompt_server, "loom", None)  # the server passes PromptServer(loom, app, hub)
+        config = config if config is not None else getattr(loom, "config", None)
+        if base_dir is None:
+            base_dir = getattr(config, "base_directory", None) or Path.cwd()
         handles = LoomHandles(
-            registry=registry, base_dir=Path(base_dir or Path.cwd()), paths=paths, models=models,
-            config=config, interrupt=interrupt,
+            registry=registry, base_dir=Path(base_dir),
+            paths=paths if paths is not None else getattr(loom, "paths", None),
+            models=models if models is not None else getattr(getattr(loom, "services", None), "models", None),
+            config=config,
+            interrupt=interrupt if interrupt is not None else getattr(loom, "interrupt_flag", None),
         )
         environment = CompatEnvironment(handles)
     handles = environment.handles
@@ -144,8 +152,9 @@ def load_custom_nodes(
     entries, reports = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)
     if run_prestartup:
         prestartup = {e.name: _run_prestartup(e) for e in entries}
+    legacy_web_root = Path(handles.base_dir) / "web" / "extensions"
     for entry in entries:
-        report = _load_pack(entry, registry, prompt_server)
+        report = _load_pack(entry, registry, prompt_server, legacy_web_root)
         if run_prestartup:
             report.prestartup = prestartup[entry.name]
         reports.append(report)
@@ -203,10 +212,17 @@ def _import_pack(entry: PackEntry) -> ModuleType:
     return module
 
 
-def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any) -> PackReport:
+def _files_under(root: Path) -> set[str]:
+    if not root.is_dir():
+        return set()
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_root: Path) -> PackReport:
     report = PackReport(entry.name, entry.module, str(entry.path))
     routes = getattr(prompt_server, "routes", None)
     routes_before = len(routes) if routes is not None else 0
+    web_before = _files_under(legacy_web_root)
     started = time.perf_counter()
     try:
         with block_installs(report.pip_attempts):
@@ -227,6 +243,12 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any) -> PackRepor
         report.seconds = time.perf_counter() - started
     if routes is not None:
         report.routes_added = len(routes) - routes_before
+    report.legacy_web_files = sorted(_files_under(legacy_web_root) - web_before)
+    if report.legacy_web_files:
+        report.warnings.append(
+            f"pack {entry.name!r} wrote {len(report.legacy_web_files)} file(s) into {legacy_web_root} at import "
+            f"(old-style web extension); prefer WEB_DIRECTORY in the pack"
+        )
     if report.pip_attempts:
         report.warnings.append(
             f"pack {entry.name!r} tried to install packages at import ({'; '.join(report.pip_attempts)}); "

@@ -4,8 +4,8 @@
 `folder_paths`, `comfy`, `comfy.*`, `comfy_api.*`, `comfy_execution.*`, `node_helpers`, `latent_preview`
 (and `server` when Loom's own `server.py` is not importable, e.g. in the headless runner) from the files
 in this folder, and replaces `sys.modules["nodes"]` with a proxy of Loom's `nodes` package that adds the
-ComfyUI names. Each shim module is executed under its ComfyUI name with `_loom` (the `LoomHandles`)
-injected before its code runs, so the shims are thin views over this Loom instance's objects.
+ComfyUI names. Each shim module is executed under its ComfyUI name and reads this Loom instance's objects
+with `_loom = handles_for(__name__)`, so the shims are thin views over them.
 
 The environment stays installed while the Loom instance lives, because packs import these names lazily
 inside node functions at run time. Loom's core never imports these modules; `uninstall()` removes them
@@ -50,15 +50,23 @@ class LoomHandles:
 
 
 class _ShimLoader(importlib.machinery.SourceFileLoader):
-    """Executes a shim file under its ComfyUI name with `_loom` set first."""
+    """Loads a shim file under its ComfyUI name; the shim reads its Loom objects with `handles_for`."""
 
     def __init__(self, fullname: str, path: str, handles: LoomHandles) -> None:
         super().__init__(fullname, path)
-        self._handles = handles
+        self.handles = handles
 
-    def exec_module(self, module: ModuleType) -> None:
-        module.__dict__["_loom"] = self._handles
-        super().exec_module(module)
+
+def handles_for(module_name: str) -> LoomHandles:
+    """The LoomHandles of the shim being executed as `module_name` (each shim calls it first thing)."""
+    module = sys.modules.get(module_name)
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    if not isinstance(loader, _ShimLoader):
+        raise ImportError(
+            f"{module_name} is a ComfyUI compatibility module for custom node packs; it is importable only "
+            f"after app.custom_nodes.load_custom_nodes(...) installed the compatibility layer"
+        )
+    return loader.handles
 
 
 class CompatFinder(importlib.abc.MetaPathFinder):

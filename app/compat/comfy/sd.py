@@ -1,0 +1,77 @@
+"""ComfyUI's `comfy.sd` for packs: model loaders returning Loom's MODEL / CLIP / VAE handles."""
+from __future__ import annotations
+
+from typing import Any
+
+from app.compat._environment import handles_for
+
+_loom = handles_for(__name__)  # this Loom instance's objects
+
+
+def _manager() -> Any:
+    if _loom.models is None:
+        import comfy.model_management
+
+        from engine.model_management import ModelManager
+
+        _loom.models = ModelManager(comfy.model_management._policy())
+    return _loom.models
+
+
+def load_checkpoint_guess_config(ckpt_path: str, output_vae: bool = True, output_clip: bool = True,
+                                 output_clipvision: bool = False, embedding_directory: str | None = None,
+                                 output_model: bool = True, model_options: Any = None,
+                                 te_model_options: Any = None) -> tuple[Any, Any, Any, Any]:
+    """(MODEL, CLIP, VAE, CLIP_VISION=None) from a single-file checkpoint, family auto-detected."""
+    from engine.loading import load_checkpoint
+
+    model, clip, vae = load_checkpoint(ckpt_path, _manager(), embedding_directory=embedding_directory,
+                                       output_clip=output_clip, output_vae=output_vae)
+    return (model if output_model else None), clip, vae, None
+
+
+def load_diffusion_model(unet_path: str, model_options: dict[str, Any] | None = None) -> Any:
+    from engine.loading import load_unet
+
+    dtype = (model_options or {}).get("dtype")
+    return load_unet(unet_path, _manager(), dtype=dtype)
+
+
+load_unet = load_diffusion_model
+
+
+def load_vae(vae_path: str) -> Any:
+    """Loom-only convenience (ComfyUI builds `VAE(sd=...)`): the VAE handle of a file."""
+    from engine.loading import load_vae as engine_load_vae
+
+    return engine_load_vae(vae_path, _manager())
+
+
+def load_clip(ckpt_paths: list[str], embedding_directory: str | None = None, clip_type: Any = None,
+              model_options: Any = None) -> Any:
+    from engine.loading import load_clip as engine_load_clip
+
+    kind = getattr(clip_type, "name", None) or "stable_diffusion"
+    return engine_load_clip(ckpt_paths, str(kind).lower(), manager=_manager(),
+                            embedding_directory=embedding_directory)
+
+
+def load_lora_for_models(model: Any, clip: Any, lora: dict[str, Any], strength_model: float,
+                         strength_clip: float) -> tuple[Any, Any]:
+    """Clones of `model` / `clip` carrying the LoRA state dict `lora` at the given strengths."""
+    try:
+        from engine.lora import apply_lora
+    except ImportError:
+        raise NotImplementedError(
+            "comfy.sd.load_lora_for_models: Loom's engine has no LoRA application yet; use the LoraLoader node"
+        ) from None
+    return apply_lora(model, clip, lora, strength_model, strength_clip)
+
+
+def __getattr__(name: str) -> Any:
+    handles = {"VAE": "VaeHandle", "CLIP": "ClipHandle", "ModelPatcher": "ModelHandle"}
+    if name in handles:
+        import engine.handles
+
+        return getattr(engine.handles, handles[name])
+    raise AttributeError(f"comfy.sd.{name} is not provided by Loom's ComfyUI compatibility layer")

@@ -1,0 +1,160 @@
+"""ComfyUI's `comfy.utils` for packs: ProgressBar (wired to the executing node), upscaling, file loading."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from app.compat._environment import handles_for
+
+_loom = handles_for(__name__)  # this Loom instance's objects
+
+PROGRESS_BAR_ENABLED = True
+
+
+def set_progress_bar_enabled(enabled: bool) -> None:
+    global PROGRESS_BAR_ENABLED  # ComfyUI's API is a module flag; it only silences console bars
+    PROGRESS_BAR_ENABLED = enabled
+
+
+def set_progress_bar_global_hook(function: Any) -> None:
+    """Accepted for compatibility; Loom reports progress through the executing node's context."""
+    return None
+
+
+def _context() -> Any:
+    from executor.context import current
+
+    return current()
+
+
+def _preview_image(preview: Any) -> Any:
+    # ComfyUI passes ("JPEG", PIL.Image, max_size); Loom's context takes the PIL image.
+    if isinstance(preview, (tuple, list)) and len(preview) >= 2:
+        return preview[1]
+    return preview
+
+
+class ProgressBar:
+    """`ProgressBar(total, node_id=None)`; `update(n)` / `update_absolute(value, total, preview)`.
+
+    Progress goes to the node that created the bar (its execution context, captured at construction so
+    worker threads a node starts report for it too); every update also checks for an interrupt.
+    """
+
+    def __init__(self, total: int, node_id: Any = None) -> None:
+        self.total = total
+        self.current = 0
+        self.node_id = node_id
+        self._ctx = _context()
+
+    def update_absolute(self, value: float, total: float | None = None, preview: Any = None) -> None:
+        if total is not None:
+            self.total = total
+        if value > self.total:
+            value = self.total
+        self.current = value
+        ctx = self._ctx or _context()
+        if ctx is not None:
+            ctx.progress(value, self.total, _preview_image(preview))
+        elif _loom.interrupt is not None and _loom.interrupt.is_set():
+            import comfy.model_management
+
+            comfy.model_management.throw_exception_if_processing_interrupted()
+
+    def update(self, value: float) -> None:
+        self.update_absolute(self.current + value)
+
+
+def load_torch_file(ckpt: str, safe_load: bool = True, device: Any = None, return_metadata: bool = False) -> Any:
+    """State dict from a .safetensors / .sft file or a torch pickle (weights only, never arbitrary code)."""
+    device = device if device is not None else torch.device("cpu")
+    metadata = None
+    if str(ckpt).lower().endswith((".safetensors", ".sft")):
+        from safetensors import safe_open
+
+        sd = {}
+        with safe_open(str(ckpt), framework="pt", device=str(device)) as f:
+            for key in f.keys():
+                sd[key] = f.get_tensor(key)
+            metadata = f.metadata()
+    else:
+        data = torch.load(ckpt, map_location=device, weights_only=True)
+        sd = data.get("state_dict", data) if isinstance(data, dict) and "global_step" in data else data
+        if isinstance(sd, dict) and "state_dict" in sd and len(sd) == 1:
+            sd = sd["state_dict"]
+    return (sd, metadata) if return_metadata else sd
+
+
+def save_torch_file(sd: dict[str, torch.Tensor], ckpt: str, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    save_file(sd, ckpt, metadata=metadata)
+
+
+def calculate_parameters(sd: dict[str, torch.Tensor], prefix: str = "") -> int:
+    return sum(v.nelement() for k, v in sd.items() if k.startswith(prefix))
+
+
+def state_dict_prefix_replace(sd: dict[str, Any], replace_prefix: dict[str, str], filter_keys: bool = False) -> dict[str, Any]:
+    out = {} if filter_keys else sd
+    for old, new in replace_prefix.items():
+        for key in [k for k in sd if k.startswith(old)]:
+            out[new + key[len(old):]] = sd.pop(key) if not filter_keys else sd[key]
+    return out
+
+
+def repeat_to_batch_size(tensor: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:
+    """Repeat (or cut) `tensor` along `dim` to `batch_size`."""
+    if tensor.shape[dim] > batch_size:
+        return tensor.narrow(dim, 0, batch_size)
+    if tensor.shape[dim] < batch_size:
+        reps = [1] * tensor.ndim
+        reps[dim] = math.ceil(batch_size / tensor.shape[dim])
+        return tensor.repeat(reps).narrow(dim, 0, batch_size)
+    return tensor
+
+
+def lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Lanczos resize of [B,C,H,W] through PIL, per image and channel layout."""
+    import numpy as np
+    from PIL import Image
+
+    images = []
+    for image in samples:
+        arr = (image.movedim(0, -1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        pil = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+        pil = pil.resize((width, height), resample=Image.Resampling.LANCZOS)
+        out = torch.from_numpy(np.array(pil).astype(np.float32) / 255.0)
+        if out.ndim == 2:
+            out = out.unsqueeze(-1)
+        images.append(out.movedim(-1, 0))
+    return torch.stack(images).to(samples.device, samples.dtype)
+
+
+def common_upscale(samples: torch.Tensor, width: int, height: int, upscale_method: str, crop: str) -> torch.Tensor:
+    """Resize [B,C,H,W] to (height, width): methods nearest-exact / bilinear / area / bicubic / lanczos;
+    crop "center" first cuts the source to the target aspect ratio (ComfyUI's rule)."""
+    if crop == "center":
+        old_w, old_h = samples.shape[-1], samples.shape[-2]
+        old_aspect = old_w / old_h
+        new_aspect = width / height
+        x = y = 0
+        if old_aspect > new_aspect:
+            x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+        elif old_aspect < new_aspect:
+            y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+        samples = samples.narrow(-2, y, old_h - y * 2).narrow(-1, x, old_w - x * 2)
+    if upscale_method == "lanczos":
+        return lanczos(samples, width, height)
+    if upscale_method == "bislerp":
+        upscale_method = "bilinear"  # close stand-in; Loom has no slerp resize
+    kwargs = {"align_corners": False} if upscale_method in ("bilinear", "bicubic") else {}
+    return torch.nn.functional.interpolate(samples, size=(height, width), mode=upscale_method, **kwargs)
+
+
+def get_tiled_scale_steps(width: int, height: int, tile_x: int, tile_y: int, overlap: int) -> int:
+    rows = 1 if height <= tile_y else math.ceil((height - overlap) / (tile_y - overlap))
+    cols = 1 if width <= tile_x else math.ceil((width - overlap) / (tile_x - overlap))
+    return rows * cols

@@ -1,0 +1,271 @@
+"""`comfy_api.latest.io`: typed inputs/outputs, `Schema`, `ComfyNode`, `NodeOutput` (spec 6.4).
+
+Only what V1 can express is supported: the standard types, `Custom`, `MultiType`, widgets with their
+options, hidden values, lazy inputs, lists, expansion and execution blocking. A V3 class becomes a V1
+class through `ComfyNode._loom_as_v1()` (see `_v1.py`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class FolderType(str, Enum):
+    input = "input"
+    output = "output"
+    temp = "temp"
+
+
+class UploadType(str, Enum):
+    image = "image_upload"
+    audio = "audio_upload"
+    video = "video_upload"
+    model = "file_upload"
+
+
+class NumberDisplay(str, Enum):
+    number = "number"
+    slider = "slider"
+
+
+class ControlAfterGenerate(str, Enum):
+    fixed = "fixed"
+    increment = "increment"
+    decrement = "decrement"
+    randomize = "randomize"
+
+
+class Hidden(str, Enum):
+    """Hidden values a node can ask for; read them as `cls.hidden.<name>` inside `execute`."""
+
+    unique_id = "UNIQUE_ID"
+    prompt = "PROMPT"
+    extra_pnginfo = "EXTRA_PNGINFO"
+    dynprompt = "DYNPROMPT"
+    auth_token_comfy_org = "AUTH_TOKEN_COMFY_ORG"
+    api_key_comfy_org = "API_KEY_COMFY_ORG"
+
+
+def _drop_none(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items() if v is not None}
+
+
+class Input:
+    """A socket input of `io_type` (set by each type class)."""
+
+    io_type = "*"
+
+    def __init__(self, id: str, display_name: str | None = None, optional: bool = False,
+                 tooltip: str | None = None, lazy: bool | None = None, extra_dict: dict[str, Any] | None = None,
+                 raw_link: bool | None = None, advanced: bool | None = None, **unknown: Any) -> None:
+        self.id = id
+        self.display_name = display_name
+        self.optional = optional
+        self.options: dict[str, Any] = _drop_none(
+            {"display_name": display_name, "tooltip": tooltip, "lazy": lazy, "rawLink": raw_link,
+             "advanced": advanced}
+        )
+        self.options.update(extra_dict or {})
+
+    def v1_type(self) -> Any:
+        return self.io_type
+
+    def as_v1(self) -> tuple[Any, dict[str, Any]]:
+        return self.v1_type(), dict(self.options)
+
+
+class WidgetInput(Input):
+    """An input that can be a widget (literal value) as well as a socket."""
+
+    def __init__(self, id: str, display_name: str | None = None, optional: bool = False,
+                 tooltip: str | None = None, lazy: bool | None = None, default: Any = None,
+                 socketless: bool | None = None, force_input: bool | None = None,
+                 extra_dict: dict[str, Any] | None = None, raw_link: bool | None = None,
+                 advanced: bool | None = None, **widget: Any) -> None:
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict, raw_link, advanced)
+        self.default = default
+        self.options.update(_drop_none({"default": default, "socketless": socketless, "forceInput": force_input}))
+        self.options.update(_drop_none({_WIDGET_KEYS.get(k, k): v for k, v in widget.items()}))
+
+
+_WIDGET_KEYS = {"display_mode": "display", "dynamic_prompts": "dynamicPrompts"}
+
+
+class Output:
+    """An output socket of `io_type`."""
+
+    io_type = "*"
+
+    def __init__(self, id: str | None = None, display_name: str | None = None, tooltip: str | None = None,
+                 is_output_list: bool = False) -> None:
+        self.id = id
+        self.display_name = display_name
+        self.tooltip = tooltip
+        self.is_output_list = is_output_list
+
+
+def _type(name: str, io_type: str, widget: bool = False) -> type:
+    base_input = WidgetInput if widget else Input
+    namespace = {
+        "io_type": io_type,
+        "Input": type("Input", (base_input,), {"io_type": io_type, "__qualname__": f"{name}.Input"}),
+        "Output": type("Output", (Output,), {"io_type": io_type, "__qualname__": f"{name}.Output"}),
+        "__qualname__": name,
+        "__module__": __name__,
+    }
+    return type(name, (), namespace)
+
+
+Int = _type("Int", "INT", widget=True)
+Float = _type("Float", "FLOAT", widget=True)
+String = _type("String", "STRING", widget=True)
+Boolean = _type("Boolean", "BOOLEAN", widget=True)
+Image = _type("Image", "IMAGE")
+Mask = _type("Mask", "MASK")
+Latent = _type("Latent", "LATENT")
+Conditioning = _type("Conditioning", "CONDITIONING")
+Model = _type("Model", "MODEL")
+Clip = _type("Clip", "CLIP")
+Vae = _type("Vae", "VAE")
+Sampler = _type("Sampler", "SAMPLER")
+Sigmas = _type("Sigmas", "SIGMAS")
+Noise = _type("Noise", "NOISE")
+Guider = _type("Guider", "GUIDER")
+ControlNet = _type("ControlNet", "CONTROL_NET")
+ClipVision = _type("ClipVision", "CLIP_VISION")
+ClipVisionOutput = _type("ClipVisionOutput", "CLIP_VISION_OUTPUT")
+StyleModel = _type("StyleModel", "STYLE_MODEL")
+Gligen = _type("Gligen", "GLIGEN")
+UpscaleModel = _type("UpscaleModel", "UPSCALE_MODEL")
+LoraModel = _type("LoraModel", "LORA_MODEL")
+Audio = _type("Audio", "AUDIO")
+Video = _type("Video", "VIDEO")
+Webcam = _type("Webcam", "WEBCAM", widget=True)
+Point = _type("Point", "POINT")
+BBOX = _type("BBOX", "BBOX")
+SEGS = _type("SEGS", "SEGS")
+AnyType = _type("AnyType", "*")
+
+
+def Custom(io_type: str) -> type:
+    """An ad-hoc type: `MyType = io.Custom("MY_TYPE")`; then `MyType.Input(...)` / `MyType.Output(...)`."""
+    return _type(f"Custom_{io_type}", io_type)
+
+
+class _ComboInput(WidgetInput):
+    io_type = "COMBO"
+
+    def __init__(self, id: str, options: Any = None, display_name: str | None = None, optional: bool = False,
+                 tooltip: str | None = None, lazy: bool | None = None, default: Any = None,
+                 control_after_generate: Any = None, upload: UploadType | None = None,
+                 image_folder: FolderType | None = None, remote: Any = None, socketless: bool | None = None,
+                 extra_dict: dict[str, Any] | None = None, raw_link: bool | None = None,
+                 advanced: bool | None = None) -> None:
+        if isinstance(options, type) and issubclass(options, Enum):
+            options = [member.value for member in options]
+        if isinstance(default, Enum):
+            default = default.value
+        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, extra_dict,
+                         raw_link, advanced, control_after_generate=control_after_generate,
+                         image_folder=image_folder, remote=remote)
+        self.options["options"] = list(options or [])
+        if upload is not None:
+            self.options[UploadType(upload).value] = True
+
+
+class Combo:
+    io_type = "COMBO"
+    Input = _ComboInput
+    Output = type("Output", (Output,), {"io_type": "COMBO", "__qualname__": "Combo.Output"})
+
+
+class MultiType:
+    """An input accepting several types: V1's comma-joined type string."""
+
+    class Input(Input):
+        def __init__(self, id: Any, types: list[Any], display_name: str | None = None, optional: bool = False,
+                     tooltip: str | None = None, extra_dict: dict[str, Any] | None = None) -> None:
+            name = id.id if isinstance(id, Input) else id
+            super().__init__(name, display_name, optional, tooltip, extra_dict=extra_dict)
+            self.types = [getattr(t, "io_type", t) for t in types]
+
+        def v1_type(self) -> Any:
+            return ",".join(str(t) for t in self.types)
+
+
+@dataclass
+class Schema:
+    """A V3 node's declaration (`define_schema()` returns one)."""
+
+    node_id: str
+    display_name: str | None = None
+    category: str = "sd"
+    inputs: list[Any] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+    hidden: list[Hidden] = field(default_factory=list)
+    description: str = ""
+    search_aliases: list[str] = field(default_factory=list)
+    is_input_list: bool = False
+    is_output_node: bool = False
+    is_deprecated: bool = False
+    is_experimental: bool = False
+    is_api_node: bool = False
+    not_idempotent: bool = False
+    enable_expand: bool = False
+    accept_all_inputs: bool = False
+
+
+class NodeOutput:
+    """What `execute` returns: output values, optional `ui`, `expand` graph or `block_execution` message."""
+
+    def __init__(self, *args: Any, ui: Any = None, expand: dict[str, Any] | None = None,
+                 block_execution: str | None = None) -> None:
+        self.args = args
+        self.ui = ui
+        self.expand = expand
+        self.block_execution = block_execution
+
+    @property
+    def result(self) -> tuple[Any, ...] | None:
+        return self.args if self.args else None
+
+
+class HiddenHolder:
+    """`cls.hidden` inside `execute`: `.unique_id`, `.prompt`, `.extra_pnginfo`, `.dynprompt`, ..."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.unique_id = values.get("unique_id")
+        self.prompt = values.get("prompt")
+        self.extra_pnginfo = values.get("extra_pnginfo")
+        self.dynprompt = values.get("dynprompt")
+        self.auth_token_comfy_org = values.get("auth_token_comfy_org")
+        self.api_key_comfy_org = values.get("api_key_comfy_org")
+
+
+class ComfyNode:
+    """Base class of V3 nodes: implement `define_schema` and `execute` as classmethods."""
+
+    hidden: HiddenHolder = HiddenHolder({})
+
+    @classmethod
+    def define_schema(cls) -> Schema:
+        raise NotImplementedError(f"{cls.__name__} must define the classmethod define_schema()")
+
+    @classmethod
+    def execute(cls, **kwargs: Any) -> NodeOutput:
+        raise NotImplementedError(f"{cls.__name__} must define the classmethod execute(**inputs)")
+
+    @classmethod
+    def _loom_as_v1(cls) -> type:
+        """The V1 class Loom registers for this node (built once per class)."""
+        cached = cls.__dict__.get("_loom_v1_class")
+        if cached is None:
+            from comfy_api.latest._v1 import to_v1
+
+            cached = to_v1(cls)
+            cls._loom_v1_class = cached
+        return cached
+
+
+ComfyNodeV3 = ComfyNode

@@ -1,0 +1,1 @@
+"""ComfyUI's `comfy_execution` package for packs (graph helpers of Loom's executor)."""

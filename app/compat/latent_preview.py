@@ -1,0 +1,70 @@
+"""ComfyUI's `latent_preview` for packs: the sampler callback that reports progress (+ previews)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from app.compat._environment import handles_for
+
+_loom = handles_for(__name__)  # this Loom instance's objects
+
+MAX_PREVIEW_RESOLUTION = 512
+
+
+class LatentPreviewer:
+    def decode_latent_to_preview(self, x0: Any) -> Any:
+        raise NotImplementedError
+
+    def decode_latent_to_preview_image(self, preview_format: str, x0: Any) -> tuple[str, Any, int]:
+        return preview_format, self.decode_latent_to_preview(x0), MAX_PREVIEW_RESOLUTION
+
+
+class Latent2RGBPreviewer(LatentPreviewer):
+    """Projects the first latent of the batch to RGB with the latent format's factor matrix."""
+
+    def __init__(self, latent_rgb_factors: Any, latent_rgb_factors_bias: Any = None) -> None:
+        import torch
+
+        self.factors = torch.tensor(latent_rgb_factors, dtype=torch.float32)
+        self.bias = torch.tensor(latent_rgb_factors_bias, dtype=torch.float32) if latent_rgb_factors_bias else None
+
+    def decode_latent_to_preview(self, x0: Any) -> Any:
+        from PIL import Image
+
+        rgb = x0[0].float().cpu().movedim(0, -1) @ self.factors
+        if self.bias is not None:
+            rgb = rgb + self.bias
+        arr = (((rgb + 1.0) / 2.0).clamp(0, 1) * 255).round().byte().numpy()
+        return Image.fromarray(arr)
+
+
+def get_previewer(device: Any, latent_format: Any) -> LatentPreviewer | None:
+    """A Latent2RGB previewer when previews are on and the latent format has RGB factors, else None."""
+    method = str(getattr(_loom.config, "preview_method", "none") or "none")
+    factors = getattr(latent_format, "latent_rgb_factors", None)
+    if method == "none" or factors is None:
+        return None
+    return Latent2RGBPreviewer(factors, getattr(latent_format, "latent_rgb_factors_bias", None))
+
+
+def prepare_callback(model: Any, steps: int, x0_output_dict: dict[str, Any] | None = None) -> Callable[..., None]:
+    """`callback(step, x0, x, total_steps)` that updates a ProgressBar of the running node (+ preview)."""
+    import comfy.utils
+
+    previewer = get_previewer(None, getattr(model, "latent_format", None))
+    pbar = comfy.utils.ProgressBar(steps)
+
+    def callback(step: int, x0: Any, x: Any, total_steps: int) -> None:
+        if x0_output_dict is not None:
+            x0_output_dict["x0"] = x0
+        preview = None
+        if previewer is not None and x0 is not None:
+            preview = previewer.decode_latent_to_preview_image("JPEG", x0)
+        pbar.update_absolute(step + 1, total_steps, preview)
+
+    return callback
+
+
+def set_preview_method(override: str | None = None) -> None:
+    """Accepted for compatibility; Loom takes the preview method per prompt from extra_data."""
+    return None

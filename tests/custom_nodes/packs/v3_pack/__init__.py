@@ -1,0 +1,66 @@
+"""A schema-based (V3) node pack registered through comfy_entrypoint."""
+from comfy_api.latest import ComfyExtension, io, ui
+
+
+class ScaleNumber(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="V3ScaleNumber",
+            display_name="Scale a number (V3)",
+            category="fixtures/v3",
+            inputs=[
+                io.Float.Input("value", default=1.0, min=-10.0, max=10.0),
+                io.Combo.Input("mode", options=["double", "halve"], default="double"),
+                io.Float.Input("bonus", optional=True, lazy=True),
+            ],
+            outputs=[io.Float.Output(display_name="scaled")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def check_lazy_status(cls, value, mode, bonus=None):
+        # value may be an ExecutionBlocker here (a blocked upstream), as in ComfyUI
+        return ["bonus"] if isinstance(value, float) and value < 0 and bonus is None else []
+
+    @classmethod
+    async def execute(cls, value, mode, bonus=None):
+        scaled = value * 2 if mode == "double" else value / 2
+        if bonus is not None:
+            scaled += bonus
+        return io.NodeOutput(scaled, ui=ui.PreviewText(f"{cls.hidden.unique_id}:{scaled}"))
+
+
+class Gate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="V3Gate",
+            inputs=[io.Boolean.Input("open", default=True), io.AnyType.Input("value")],
+            outputs=[io.AnyType.Output()],
+        )
+
+    @classmethod
+    def execute(cls, open, value):
+        if not open:
+            return io.NodeOutput(block_execution="gate closed")
+        return io.NodeOutput(value)
+
+
+class Show(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="V3Show", inputs=[io.AnyType.Input("value")], outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, value):
+        return io.NodeOutput(ui={"shown": [repr(value)], "had_prompt": [cls.hidden.prompt is not None]})
+
+
+class Extension(ComfyExtension):
+    async def get_node_list(self):
+        return [ScaleNumber, Gate, Show]
+
+
+async def comfy_entrypoint():
+    return Extension()
