@@ -1,0 +1,277 @@
+"""DPM-Solver family (Lu et al. 2022a "DPM-Solver", 2022b "DPM-Solver++") for eps / v discrete models.
+
+Times are half-log-SNR ``lambda = -log(sigma)``; arithmetic follows k-diffusion as ComfyUI ships it.
+Signature as in ``k_samplers``: ``(model, x, sigmas, noise_sampler=None, callback=None, **knobs)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.sampling.k_samplers import Denoiser, StepCallback, _need_noise, _s_in, ancestral_step, to_d
+from engine.sampling.noise import NoiseSampler
+
+
+def _lam(sigma: torch.Tensor) -> torch.Tensor:
+    return sigma.log().neg()
+
+
+def _sig(lam: torch.Tensor) -> torch.Tensor:
+    return lam.neg().exp()
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M): second-order multistep in data prediction (Lu et al. 2022b, Algorithm 2)."""
+    s_in = _s_in(x)
+    old_denoised: torch.Tensor | None = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        if callback is not None:
+            callback(i, denoised, x)
+        t, t_next = _lam(sigmas[i]), _lam(sigmas[i + 1])
+        h = t_next - t
+        if old_denoised is None or sigmas[i + 1] == 0:
+            x = (_sig(t_next) / _sig(t)) * x - (-h).expm1() * denoised
+        else:
+            r = (t - _lam(sigmas[i - 1])) / h
+            blended = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+            x = (_sig(t_next) / _sig(t)) * x - (-h).expm1() * blended
+        old_denoised = denoised
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2s_ancestral(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
+) -> torch.Tensor:
+    """DPM-Solver++(2S) single-step midpoint to sigma_down, then ancestral noise (Lu et al. 2022b)."""
+    noise = _need_noise(noise_sampler, "dpmpp_2s_ancestral")
+    s_in = _s_in(x)
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        if callback is not None:
+            callback(i, denoised, x)
+        if sigma_down == 0:
+            x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+        else:
+            t, t_next = _lam(sigmas[i]), _lam(sigma_down)
+            h = t_next - t
+            s = t + 0.5 * h
+            x_2 = (_sig(s) / _sig(t)) * x - (-h * 0.5).expm1() * denoised
+            denoised_2 = model(x_2, _sig(s) * s_in)
+            x = (_sig(t_next) / _sig(t)) * x - (-h).expm1() * denoised_2
+        if sigmas[i + 1] > 0:
+            x = x + noise(sigmas[i], sigmas[i + 1]) * sigma_up
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_sde(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
+    eta: float = 1.0, r: float = 0.5,
+) -> torch.Tensor:
+    """DPM-Solver++ stochastic second-order single-step (Lu et al. 2022b, SDE variant in k-diffusion)."""
+    if len(sigmas) <= 1:
+        return x
+    noise = _need_noise(noise_sampler, "dpmpp_sde")
+    s_in = _s_in(x)
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        if callback is not None:
+            callback(i, denoised, x)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+        h = lam_t - lam_s
+        lam_s1 = lam_s + r * h
+        fac = 1 / (2 * r)
+        sigma_s1 = _sig(lam_s1)
+        alpha_s = sigmas[i] * lam_s.exp()
+        alpha_s1 = sigma_s1 * lam_s1.exp()
+        alpha_t = sigmas[i + 1] * lam_t.exp()
+        sd, su = ancestral_step(lam_s.neg().exp(), lam_s1.neg().exp(), eta)
+        h_ = sd.log().neg() - lam_s
+        x_2 = (alpha_s1 / alpha_s) * (-h_).exp() * x - alpha_s1 * (-h_).expm1() * denoised
+        if eta > 0:
+            x_2 = x_2 + alpha_s1 * noise(sigmas[i], sigma_s1) * su
+        denoised_2 = model(x_2, sigma_s1 * s_in)
+        sd, su = ancestral_step(lam_s.neg().exp(), lam_t.neg().exp(), eta)
+        h_ = sd.log().neg() - lam_s
+        blended = (1 - fac) * denoised + fac * denoised_2
+        x = (alpha_t / alpha_s) * (-h_).exp() * x - alpha_t * (-h_).expm1() * blended
+        if eta > 0:
+            x = x + alpha_t * noise(sigmas[i], sigmas[i + 1]) * su
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m_sde(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
+    eta: float = 1.0, solver_type: str = "midpoint",
+) -> torch.Tensor:
+    """DPM-Solver++(2M) SDE (Lu et al. 2022b, stochastic multistep; midpoint or Heun correction)."""
+    if len(sigmas) <= 1:
+        return x
+    if solver_type not in ("heun", "midpoint"):
+        raise ValueError(f"dpmpp_2m_sde: solver_type must be 'heun' or 'midpoint', got {solver_type!r}")
+    noise = _need_noise(noise_sampler, "dpmpp_2m_sde")
+    s_in = _s_in(x)
+    old_denoised: torch.Tensor | None = None
+    h: torch.Tensor | None = None
+    h_last: torch.Tensor | None = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        if callback is not None:
+            callback(i, denoised, x)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+            h = lam_t - lam_s
+            h_eta = h * (eta + 1)
+            alpha_t = sigmas[i + 1] * lam_t.exp()
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
+            if old_denoised is not None and h_last is not None:
+                r = h_last / h
+                if solver_type == "heun":
+                    coef = alpha_t * ((-h_eta).expm1().neg() / (-h_eta) + 1)
+                    x = x + coef * (1 / r) * (denoised - old_denoised)
+                else:
+                    x = x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / r) * (denoised - old_denoised)
+            if eta > 0:
+                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
+        old_denoised = denoised
+        h_last = h
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_3m_sde(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
+) -> torch.Tensor:
+    """DPM-Solver++(3M) SDE: third-order multistep with Brownian noise (Lu et al. 2022b)."""
+    if len(sigmas) <= 1:
+        return x
+    noise = _need_noise(noise_sampler, "dpmpp_3m_sde")
+    s_in = _s_in(x)
+    den_1: torch.Tensor | None = None
+    den_2: torch.Tensor | None = None
+    h: torch.Tensor | None = None
+    h_1: torch.Tensor | None = None
+    h_2: torch.Tensor | None = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        if callback is not None:
+            callback(i, denoised, x)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+            h = lam_t - lam_s
+            h_eta = h * (eta + 1)
+            alpha_t = sigmas[i + 1] * lam_t.exp()
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
+            if h_2 is not None and h_1 is not None and den_1 is not None and den_2 is not None:
+                r0 = h_1 / h
+                r1 = h_2 / h
+                d1_0 = (denoised - den_1) / r0
+                d1_1 = (den_1 - den_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                phi_2 = h_eta.neg().expm1() / h_eta + 1
+                phi_3 = phi_2 / h_eta - 0.5
+                x = x + (alpha_t * phi_2) * d1 - (alpha_t * phi_3) * d2
+            elif h_1 is not None and den_1 is not None:
+                r = h_1 / h
+                phi_2 = h_eta.neg().expm1() / h_eta + 1
+                x = x + (alpha_t * phi_2) * ((denoised - den_1) / r)
+            if eta > 0:
+                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
+        den_1, den_2 = denoised, den_1
+        h_1, h_2 = h, h_1
+    return x
+
+
+class _DPMSolverSteps:
+    """Single-step DPM-Solver-1/2/3 updates in noise prediction (Lu et al. 2022a, Algorithms 4-5)."""
+
+    def __init__(self, model: Denoiser) -> None:
+        self.model = model
+
+    def eps(self, cache: dict[str, torch.Tensor], key: str, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if key not in cache:
+            sigma = _sig(t) * x.new_ones([x.shape[0]])
+            cache[key] = (x - self.model(x, sigma)) / _sig(t)
+        return cache[key]
+
+    def step1(self, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cache: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = t_next - t
+        return x - _sig(t_next) * h.expm1() * self.eps(cache, "eps", x, t)
+
+    def step2(self, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cache: dict[str, torch.Tensor], r1: float = 0.5) -> torch.Tensor:
+        h = t_next - t
+        eps = self.eps(cache, "eps", x, t)
+        s1 = t + r1 * h
+        u1 = x - _sig(s1) * (r1 * h).expm1() * eps
+        eps_r1 = self.eps(cache, "eps_r1", u1, s1)
+        return x - _sig(t_next) * h.expm1() * eps - _sig(t_next) / (2 * r1) * h.expm1() * (eps_r1 - eps)
+
+    def step3(self, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cache: dict[str, torch.Tensor]) -> torch.Tensor:
+        r1, r2 = 1 / 3, 2 / 3
+        h = t_next - t
+        eps = self.eps(cache, "eps", x, t)
+        s1 = t + r1 * h
+        s2 = t + r2 * h
+        u1 = x - _sig(s1) * (r1 * h).expm1() * eps
+        eps_r1 = self.eps(cache, "eps_r1", u1, s1)
+        u2 = x - _sig(s2) * (r2 * h).expm1() * eps - _sig(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (eps_r1 - eps)
+        eps_r2 = self.eps(cache, "eps_r2", u2, s2)
+        return x - _sig(t_next) * h.expm1() * eps - _sig(t_next) / r2 * (h.expm1() / h - 1) * (eps_r2 - eps)
+
+
+@torch.no_grad()
+def sample_dpm_fast(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """DPM-Solver-fast (Lu et al. 2022a, sec. 3.4): orders 3,3,...,(2,1) on a uniform lambda grid.
+
+    Uses only the schedule's end points and its length as the model-evaluation budget (ComfyUI behaviour).
+    """
+    if len(sigmas) <= 1:
+        return x
+    sigma_min = sigmas[-1] if sigmas[-1] != 0 else sigmas[-2]
+    nfe = len(sigmas) - 1
+    if sigma_min <= 0 or sigmas[0] <= 0:
+        raise ValueError("dpm_fast: the schedule needs positive first and last-nonzero sigmas")
+    solver = _DPMSolverSteps(model)
+    t_start = _lam(torch.tensor(float(sigmas[0])))
+    t_end = _lam(torch.tensor(float(sigma_min)))
+    m = math.floor(nfe / 3) + 1
+    ts = torch.linspace(float(t_start), float(t_end), m + 1, device=x.device)
+    orders = [3] * (m - 2) + [2, 1] if nfe % 3 == 0 else [3] * (m - 1) + [nfe % 3]
+    for i, order in enumerate(orders):
+        cache: dict[str, torch.Tensor] = {}
+        t, t_next = ts[i], ts[i + 1]
+        eps = solver.eps(cache, "eps", x, t)
+        if callback is not None:
+            callback(i, x - _sig(t) * eps, x)
+        if order == 1:
+            x = solver.step1(x, t, t_next, cache)
+        elif order == 2:
+            x = solver.step2(x, t, t_next, cache)
+        else:
+            x = solver.step3(x, t, t_next, cache)
+    return x

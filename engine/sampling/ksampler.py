@@ -1,0 +1,203 @@
+"""``sample()``: ComfyUI's KSampler / KSamplerAdvanced over a ModelHandle (comfyui-api.md section 9).
+
+Sigma windows (denoise, start/end steps), latent scaling in and out, the starting noise level, noise-mask
+inpainting, 9-channel inpaint-model concat inputs, CFG, and the sampler's own noise source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
+from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
+from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
+from engine.sampling.schedulers import calculate_sigmas
+
+ProgressCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
+
+# SD1.x latents of a mid-grey (pixel value 0) image: the "no image" input of inpaint UNets.
+_BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
+
+
+def ksampler_sigmas(model_sampling: Any, scheduler: str, steps: int, denoise: float | None, spec: SamplerSpec) -> torch.Tensor:
+    """The schedule KSampler uses: denoise < 1 keeps the tail of a longer schedule (spec 9.4)."""
+
+    def full(n: int) -> torch.Tensor:
+        if spec.discard_penultimate_sigma:
+            s = calculate_sigmas(model_sampling, scheduler, n + 1)
+            return torch.cat([s[:-2], s[-1:]])
+        return calculate_sigmas(model_sampling, scheduler, n)
+
+    if denoise is None or denoise > 0.9999:
+        return full(steps)
+    if denoise <= 0.0:
+        return torch.zeros([0], dtype=torch.float32)
+    return full(int(steps / denoise))[-(steps + 1):]
+
+
+def step_window(sigmas: torch.Tensor, start_step: int | None, last_step: int | None, force_full_denoise: bool) -> torch.Tensor | None:
+    """KSamplerAdvanced's start/end window; None means "nothing to do, return the input latent"."""
+    if last_step is not None and last_step < len(sigmas) - 1:
+        sigmas = sigmas[: last_step + 1].clone()
+        if force_full_denoise:
+            sigmas[-1] = 0
+    if start_step is not None:
+        if start_step < len(sigmas) - 1:
+            sigmas = sigmas[start_step:]
+        else:
+            return None
+    return sigmas
+
+
+def prepare_mask(mask: torch.Tensor, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """Noise mask -> latent shape: bilinear resize, repeat over channels and batch (soft values kept)."""
+    m = mask.to(torch.float32).reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
+    m = F.interpolate(m, size=tuple(shape[2:]), mode="bilinear")
+    if m.shape[1] < shape[1]:
+        m = m.repeat((1, shape[1], 1, 1))[:, : shape[1]]
+    return repeat_to_batch_size(m, shape[0]).to(device)
+
+
+def _model_device(model: Any) -> torch.device:
+    for attr in ("load_device", "device"):
+        dev = getattr(model, attr, None)
+        if isinstance(dev, (torch.device, str)):
+            return torch.device(dev)
+    net = getattr(model, "diffusion_model", None)
+    if isinstance(net, torch.nn.Module):
+        for p in net.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def _latent_format(model: Any) -> Any:
+    fmt = getattr(model, "latent_format", None)
+    if fmt is None or not hasattr(fmt, "scale_factor"):
+        raise TypeError("sample(): the model handle has no latent_format with a scale_factor")
+    return fmt
+
+
+def _process_in(fmt: Any, latent: torch.Tensor) -> torch.Tensor:
+    return fmt.process_in(latent) if hasattr(fmt, "process_in") else latent * fmt.scale_factor
+
+
+def _process_out(fmt: Any, latent: torch.Tensor) -> torch.Tensor:
+    return fmt.process_out(latent) if hasattr(fmt, "process_out") else latent / fmt.scale_factor
+
+
+def _inpaint_concat(model: Any, opts: dict[str, Any], noise: torch.Tensor, latent_in: torch.Tensor, denoise_mask: torch.Tensor | None) -> torch.Tensor:
+    """[mask, masked-image latent] extra UNet channels of an inpainting checkpoint (ComfyUI concat_cond)."""
+    fmt = _latent_format(model)
+    image = opts.get("concat_latent_image")
+    if image is None:
+        image = latent_in
+    else:
+        image = _process_in(fmt, image.to(noise.device, torch.float32))
+    if image.shape[1:] != noise.shape[1:]:
+        image = F.interpolate(image, size=tuple(noise.shape[-2:]), mode="bilinear")
+    image = repeat_to_batch_size(image, noise.shape[0])
+    mask = opts.get("concat_mask", denoise_mask)
+    if mask is None:
+        blank = torch.ones_like(noise)
+        for ch, v in enumerate(_BLANK_INPAINT_LATENT[: noise.shape[1]]):
+            blank[:, ch] *= v
+        return torch.cat([torch.ones_like(noise)[:, :1], blank], dim=1)
+    mask = mask.to(noise.device, torch.float32)
+    if mask.ndim == noise.ndim:
+        mask = mask[:, :1]
+    mask = mask.reshape((-1, 1) + tuple(mask.shape[-2:]))
+    if mask.shape[-2:] != noise.shape[-2:]:
+        mask = F.interpolate(mask, size=tuple(noise.shape[-2:]), mode="bilinear")
+    mask = repeat_to_batch_size(mask.round(), noise.shape[0])
+    return torch.cat([mask, image], dim=1)
+
+
+def _needs_concat(model: Any, latent_channels: int) -> bool:
+    in_ch = getattr(model, "in_channels", None)
+    return isinstance(in_ch, int) and in_ch > latent_channels
+
+
+def sample(
+    model: Any,
+    noise: torch.Tensor,
+    steps: int,
+    cfg: float,
+    sampler_name: str,
+    scheduler: str,
+    positive: list[Any],
+    negative: list[Any],
+    latent_image: torch.Tensor,
+    denoise: float = 1.0,
+    disable_noise: bool = False,
+    start_step: int | None = None,
+    last_step: int | None = None,
+    force_full_denoise: bool = False,
+    noise_mask: torch.Tensor | None = None,
+    callback: ProgressCallback | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Run KSampler; returns the new raw (unscaled) latent, float32 on the CPU."""
+    if steps < 1:
+        raise ValueError(f"sample(): steps must be >= 1, got {steps}")
+    spec = get_sampler(sampler_name)
+    ms = model.model_sampling
+    fmt = _latent_format(model)
+    latent = latent_image
+    channels = int(getattr(fmt, "latent_channels", latent.shape[1]))
+    if latent.shape[1] < channels and not torch.any(latent):
+        latent = latent.repeat(1, math.ceil(channels / latent.shape[1]), 1, 1)[:, :channels]
+    if disable_noise:
+        noise = torch.zeros_like(latent)
+    if noise.shape != latent.shape:
+        raise ValueError(f"sample(): noise shape {tuple(noise.shape)} does not match latent {tuple(latent.shape)}")
+
+    sigmas = step_window(ksampler_sigmas(ms, scheduler, steps, denoise, spec), start_step, last_step, force_full_denoise)
+    if sigmas is None or sigmas.shape[-1] == 0:
+        return latent_image
+
+    device = _model_device(model)
+    latent_in = latent.to(device, torch.float32)
+    if torch.count_nonzero(latent_in) > 0:
+        latent_in = _process_in(fmt, latent_in)
+    noise = noise.to(device, torch.float32)
+    sigmas = sigmas.to(device)
+    mask = prepare_mask(noise_mask, noise.shape, device) if noise_mask is not None else None
+
+    pos = resolve_conds(positive, noise.shape, ms, device, "positive")
+    neg = resolve_conds(negative, noise.shape, ms, device, "negative")
+    if _needs_concat(model, noise.shape[1]):
+        for c in pos + neg:
+            c.concat = _inpaint_concat(model, c.extra, noise, latent_in, mask)
+    add_matching_areas(neg, pos)
+    add_matching_areas(pos, neg)
+
+    max_sigma = float(ms.sigma_max)
+    first = float(sigmas[0])
+    max_denoise = math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
+    x = ms.noise_scaling(sigmas[0], noise, latent_in, max_denoise)
+
+    blend_noise = noise
+    if spec.random_inpaint_noise and mask is not None:
+        gen = torch.Generator(device="cpu").manual_seed(((41 if seed is None else int(seed)) + 1) % 2**64)
+        blend_noise = torch.randn(noise.shape, generator=gen, device="cpu").to(noise.dtype).to(device)
+    denoiser = InpaintDenoiser(CFGDenoiser(model, pos, neg, cfg), ms, latent_in, blend_noise, mask)
+
+    total = len(sigmas) - 1
+    step_cb = None
+    if callback is not None:
+        def step_cb(i: int, denoised: torch.Tensor, x_now: torch.Tensor) -> None:
+            callback(i, denoised, x_now, total)
+
+    noise_sampler = make_noise_sampler(spec, x, sigmas, seed)
+    with torch.no_grad():
+        out = spec.fn(denoiser, x, sigmas, noise_sampler=noise_sampler, callback=step_cb)
+    out = ms.inverse_noise_scaling(sigmas[-1], out)
+    return _process_out(fmt, out.to(torch.float32)).cpu()
+
+
+__all__ = ["Cond", "ksampler_sigmas", "prepare_mask", "sample", "step_window"]
