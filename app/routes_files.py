@@ -41,7 +41,10 @@ def decode_image(data: bytes, what: str) -> Any:
                                   "upload a smaller image", type_="image_too_large")
         img.load()
         return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"{what}: refused as a decompression bomb", str(exc),
+                              type_="image_too_large") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"{what} is not a readable image", str(exc), type_="invalid_image") from None
 
 
@@ -69,7 +72,7 @@ async def view(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"GET /view: {type_name}/{subfolder + '/' if subfolder else ''}{name} does not exist",
                        type_="file_not_found")
     preview = q.get("preview")
-    channel = q.get("channel", "rgba")
+    channel = q.get("channel", "")
     if preview or channel in ("rgb", "a"):
         body, ctype = await asyncio.get_running_loop().run_in_executor(None, _transform, path, preview, channel)
         return web.Response(body=body, content_type=ctype,

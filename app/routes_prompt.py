@@ -41,9 +41,9 @@ def broadcast_status(request: web.Request) -> None:
 
 
 async def _json_object(request: web.Request, *, required: bool) -> dict[str, Any]:
-    body = await read_json(request, required=required)
-    if body is None:
+    if not required and not (await request.read()).strip():
         return {}
+    body = await read_json(request, required=True)
     if not isinstance(body, dict):
         raise BadRequest(f"{request.method} {request.path}: the body must be a JSON object, "
                          f"got {type(body).__name__}", type_="invalid_json")

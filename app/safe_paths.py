@@ -5,6 +5,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
+from urllib.parse import unquote
 
 from app.errors import BadRequest, Forbidden
 
@@ -47,7 +48,8 @@ def confine(root: Path, *parts: str, what: str = "path") -> Path:
 
 def sanitize_filename(name: str, what: str = "filename") -> str:
     """An uploaded file's name made safe: basename only, no control chars, not hidden, bounded length."""
-    name = unicodedata.normalize("NFC", name).replace("\\", "/").split("/")[-1]
+    # Percent-decoded first so an encoded separator (%2F, %5C) cannot smuggle a folder in.
+    name = unicodedata.normalize("NFC", unquote(name)).replace("\\", "/").split("/")[-1]
     name = _BAD_CHARS.sub("", name).strip().strip(".").strip()
     name = re.sub(r'[<>:"|?*]', "_", name)
     if not name:

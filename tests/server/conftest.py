@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from server_fakes import FakeExecutor, FakeRegistry, InterruptFlag, fake_validate
 
 from app.config import Config
 from app.loom import Loom
 from server import create_app
-from server_fakes import FakeExecutor, FakeRegistry, InterruptFlag, fake_validate
 
 LoomFactory = Callable[..., Loom]
 

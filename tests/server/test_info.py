@@ -1,0 +1,144 @@
+"""Information and boot routes: system_stats, models, embeddings, view_metadata, extensions, i18n, jobs, internal."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from server_helpers import graph, wait_history
+
+from app.loom import Loom
+
+
+async def test_system_stats_shape(client: Any) -> None:
+    data = await (await client.get("/api/system_stats")).json()
+    for key in ("os", "python_version", "embedded_python", "comfyui_version", "pytorch_version", "argv",
+                "ram_total", "ram_free"):
+        assert key in data["system"], key
+    dev = data["devices"][0]
+    assert set(dev) >= {"name", "type", "index", "vram_total", "vram_free", "torch_vram_total", "torch_vram_free"}
+
+
+def _safetensors(path: Path, meta: dict[str, str] | None) -> None:
+    header: dict[str, Any] = {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
+    if meta is not None:
+        header["__metadata__"] = meta
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\x00" * 4)
+
+
+async def test_models_embeddings_and_metadata(client: Any, loom: Loom) -> None:
+    models = loom.config.models_dir
+    (models / "checkpoints" / "sd").mkdir(parents=True)
+    _safetensors(models / "checkpoints" / "sd" / "a.safetensors", {"title": "tiny"})
+    _safetensors(models / "checkpoints" / "b.safetensors", None)
+    (models / "checkpoints" / "notes.txt").write_text("x")
+    (models / "embeddings").mkdir()
+    (models / "embeddings" / "easyneg.pt").write_bytes(b"x")
+    keys = await (await client.get("/models")).json()
+    assert "checkpoints" in keys and "loras" in keys
+    assert await (await client.get("/api/models/checkpoints")).json() == ["b.safetensors", "sd/a.safetensors"]
+    assert (await client.get("/models/unet")).status == 404
+    assert (await client.get("/models/nope")).status == 404
+    assert await (await client.get("/embeddings")).json() == ["easyneg"]
+    resp = await client.get("/view_metadata/checkpoints?filename=sd/a.safetensors")
+    assert await resp.json() == {"title": "tiny"}
+    for q, status in (("filename=b.safetensors", 404), ("filename=missing.safetensors", 404),
+                      ("filename=notes.txt", 404), ("", 404), ("filename=../../x.safetensors", 400)):
+        assert (await client.get(f"/view_metadata/checkpoints?{q}")).status == status, q
+    exp = await (await client.get("/experiment/models")).json()
+    assert {"name": "checkpoints", "folders": [str(models / "checkpoints"),
+                                               str(loom.config.output_dir / "checkpoints")]} in exp
+    files = await (await client.get("/experiment/models/checkpoints")).json()
+    assert [f["name"] for f in files] == ["b.safetensors", "sd/a.safetensors"] and files[0]["pathIndex"] == 0
+    assert (await client.get("/experiment/models/preview/checkpoints/0/b.safetensors")).status == 404
+
+
+async def test_custom_node_boot_routes(client: Any, loom: Loom) -> None:
+    pack = loom.config.custom_nodes_dirs[0] / "pack_a"
+    (pack / "locales" / "en").mkdir(parents=True)
+    (pack / "locales" / "en" / "main.json").write_text('{"hello": "Hello"}')
+    (pack / "locales" / "en" / "nodeDefs.json").write_text('{"MyNode": {"display_name": "Mine"}}')
+    (pack / "example_workflows").mkdir()
+    (pack / "example_workflows" / "demo.json").write_text("{}")
+    (pack / "subgraphs").mkdir()
+    (pack / "subgraphs" / "blue.json").write_text('{"nodes": []}')
+    assert await (await client.get("/api/i18n")).json() == {
+        "en": {"hello": "Hello", "nodeDefs": {"MyNode": {"display_name": "Mine"}}}}
+    assert await (await client.get("/workflow_templates")).json() == {"pack_a": ["demo"]}
+    subs = await (await client.get("/global_subgraphs")).json()
+    (sid, info), = subs.items()
+    assert info == {"source": "custom_node", "name": "blue", "info": {"node_pack": "custom_nodes.pack_a"}}
+    one = await (await client.get(f"/global_subgraphs/{sid}")).json()
+    assert one["data"] == '{"nodes": []}'
+    assert await (await client.get("/global_subgraphs/unknown")).json() is None
+    assert await (await client.get("/extensions")).json() == []
+
+
+async def test_internal_routes(client: Any, loom: Loom) -> None:
+    (loom.config.output_dir / "a.png").write_bytes(b"x")
+    (loom.config.output_dir / ".hidden").write_bytes(b"x")
+    assert await (await client.get("/internal/files/output")).json() == ["a.png"]
+    resp = await client.get("/internal/files/models")
+    assert resp.status == 400 and await resp.json() == {"error": "Invalid directory type"}
+    assert (await client.get("/api/internal/files/output")).status == 404  # never /api-prefixed
+    fp = await (await client.get("/internal/folder_paths")).json()
+    assert fp["checkpoints"][0].endswith("checkpoints")
+    assert isinstance(await (await client.get("/internal/logs")).json(), str)
+    raw = await (await client.get("/internal/logs/raw")).json()
+    assert set(raw) == {"entries", "size"}
+    resp = await client.patch("/internal/logs/subscribe", json={"clientId": "x", "enabled": True})
+    assert resp.status == 200
+    assert (await client.patch("/internal/logs/subscribe", json=[1])).status == 400
+
+
+async def test_jobs_api(client: Any) -> None:
+    ok = (await (await client.post("/prompt", json={
+        "prompt": graph(1), "extra_data": {"extra_pnginfo": {"workflow": {"id": "wf-1"}}}})).json())["prompt_id"]
+    bad = (await (await client.post("/prompt", json={"prompt": graph(fail=True)})).json())["prompt_id"]
+    await wait_history(client, ok)
+    await wait_history(client, bad)
+    data = await (await client.get("/api/jobs")).json()
+    assert {j["id"]: j["status"] for j in data["jobs"]} == {ok: "completed", bad: "failed"}
+    assert data["pagination"] == {"offset": 0, "limit": None, "total": 2, "has_more": False}
+    done = await (await client.get("/api/jobs?status=completed")).json()
+    assert [j["id"] for j in done["jobs"]] == [ok] and done["jobs"][0]["workflow_id"] == "wf-1"
+    assert done["jobs"][0]["outputs_count"] == 1
+    page = await (await client.get("/api/api/jobs?limit=1&sort_order=asc")).json()
+    assert [j["id"] for j in page["jobs"]] == [ok] and page["pagination"]["has_more"] is True
+    for q in ("status=weird", "sort_by=name", "sort_order=up", "limit=0", "offset=-1", "limit=x"):
+        resp = await client.get(f"/api/jobs?{q}")
+        assert resp.status == 400 and "error" in await resp.json(), q
+    job = await (await client.get(f"/api/jobs/{bad}")).json()
+    assert job["status"] == "failed" and "fixture failure" in job["execution_error"]["exception_message"]
+    assert job["workflow"]["prompt"] == graph(fail=True)
+    resp = await client.get("/api/jobs/nope")
+    assert resp.status == 404 and await resp.json() == {"error": "Job not found"}
+
+
+async def test_index_placeholder_and_404_json(client: Any) -> None:
+    resp = await client.get("/")
+    assert resp.status == 200 and "Loom" in await resp.text()
+    assert resp.headers["Cache-Control"] == "no-cache"
+    resp = await client.get("/no/such/thing")
+    assert resp.status == 404 and "error" in await resp.json()
+    resp = await client.put("/prompt")
+    assert resp.status == 405 and "error" in await resp.json()
+
+
+async def test_index_serves_web_root(aiohttp_client: Any, loom: Loom, tmp_path: Path) -> None:
+    from server import create_app
+
+    root = tmp_path / "webroot"
+    (root / "assets").mkdir(parents=True)
+    (root / "index.html").write_text("<html>editor</html>")
+    (root / "assets" / "app.js").write_text("console.log(1)")
+    (tmp_path / "outside.txt").write_text("TOP SECRET")
+    c = await aiohttp_client(create_app(loom, web_root=root))
+    assert "editor" in await (await c.get("/")).text()
+    resp = await c.get("/assets/app.js")
+    assert resp.status == 200 and resp.headers["Cache-Control"] == "no-cache"
+    for raw in ("/../outside.txt", "/%2E%2E/outside.txt", "/assets/..%2F..%2Foutside.txt"):
+        resp = await c.get(raw)
+        assert resp.status in (400, 403, 404) and b"TOP SECRET" not in await resp.read(), raw
