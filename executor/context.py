@@ -24,6 +24,9 @@ class ProgressReporter(Protocol):
 class NodeContext:
     """The context of one node call: ids, extra data, progress and interrupt."""
 
+    __slots__ = ("prompt_id", "node_id", "display_node_id", "extra_data", "call_index", "parent_node_id",
+                 "real_node_id", "_reporter", "_interrupt", "_graph_index")
+
     def __init__(self, *, prompt_id: str, node_id: str, display_node_id: str, extra_data: Mapping[str, Any],
                  reporter: ProgressReporter | None = None, interrupt: InterruptFlag | None = None,
                  call_index: int = 0, parent_node_id: str | None = None,
@@ -64,6 +67,16 @@ _CURRENT: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar("l
 def current() -> NodeContext | None:
     """Return the context of the node call running in this thread, or None outside execution."""
     return _CURRENT.get()
+
+
+def enter(ctx: NodeContext) -> contextvars.Token[NodeContext | None]:
+    """Make ``ctx`` current; pass the returned token to ``leave`` (the executor's fast path)."""
+    return _CURRENT.set(ctx)
+
+
+def leave(token: contextvars.Token[NodeContext | None]) -> None:
+    """Restore the context that was current before ``enter``."""
+    _CURRENT.reset(token)
 
 
 @contextmanager

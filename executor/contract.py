@@ -173,3 +173,25 @@ def _check_outputs(name: str, cls: type) -> None:
         if len(value) != len(rt):
             raise _fail(name, f"{attr} has {len(value)} entries but RETURN_TYPES has {len(rt)}; "
                               "give one entry per output")
+
+
+class ClassInfo:
+    """What the executor needs from a node class, read once per prompt (INPUT_TYPES stays live per prompt)."""
+
+    __slots__ = ("cls", "input_types", "declared", "hidden", "lazy", "raw_links", "output_is_list", "n_outputs",
+                 "is_output", "input_is_list", "has_is_changed", "keyed_by_id", "function")
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.input_types = call_input_types(cls)
+        self.declared = declared_inputs(self.input_types)
+        self.hidden = hidden_inputs(self.input_types)
+        self.lazy = frozenset(n for n, (_, opts, _) in self.declared.items() if opts.get("lazy"))
+        self.raw_links = frozenset(n for n, (_, opts, _) in self.declared.items() if opts.get("rawLink"))
+        self.output_is_list = output_is_list(cls)
+        self.n_outputs = len(return_types(cls))
+        self.is_output = is_output_node(cls)
+        self.input_is_list = bool(getattr(cls, "INPUT_IS_LIST", False))
+        self.has_is_changed = hasattr(cls, "IS_CHANGED")
+        self.keyed_by_id = bool(getattr(cls, "NOT_IDEMPOTENT", False)) or "UNIQUE_ID" in self.hidden.values()
+        self.function = str(getattr(cls, "FUNCTION", ""))

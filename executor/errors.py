@@ -9,7 +9,8 @@
     ├── ExecutionInterrupted              raised inside a run when an interrupt was requested
     │                                     (alias ``InterruptedError_`` for the architecture contract)
     ├── DependencyCycleError              the graph has a cycle (reported as ``graph.DependencyCycleError``)
-    └── NodeContractError                 a node returned something the contract does not allow
+    ├── NodeContractError                 a node returned something the contract does not allow
+    └── GraphRunError                     executor.testing: a test graph failed (carries the error event)
 
 ``PromptExecutor.execute`` never raises node failures: they become ``execution_error`` events and an
 ``ExecutionOutcome`` with ``status="error"``.
@@ -85,3 +86,16 @@ class DependencyCycleError(LoomExecutorError):
 
 class NodeContractError(LoomExecutorError):
     """A node returned a value the V1 contract does not allow (wrong arity, wrong type)."""
+
+
+class GraphRunError(LoomExecutorError):
+    """``executor.testing`` helpers: the graph failed or was interrupted; ``.payload`` is the event."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        node = payload.get("node_id")
+        kind = payload.get("exception_type", "interrupted")
+        message = payload.get("exception_message", "execution interrupted")
+        tb = "".join(payload.get("traceback") or [])
+        super().__init__(f"Node '#{node}' ({payload.get('node_type')}) failed with {kind}: {message}"
+                         + (f"\n{tb}" if tb else ""))
+        self.payload = payload

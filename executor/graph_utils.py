@@ -8,13 +8,13 @@ from executor.context import current
 
 def is_link(value: Any) -> bool:
     """Return whether ``value`` is a link ``[source_node_id: str, output_index: int]`` (ComfyUI's test)."""
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], (int, float))
-        and not isinstance(value[1], bool)
-    )
+    t = type(value)
+    if t is not list and t is not tuple and not isinstance(value, (list, tuple)):
+        return False
+    if len(value) != 2 or not isinstance(value[0], str):
+        return False
+    index = value[1]
+    return type(index) is int or (isinstance(index, (int, float)) and not isinstance(index, bool))
 
 
 class ExecutionBlocker:

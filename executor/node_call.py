@@ -27,6 +27,8 @@ def call_slices(data: InputData, input_is_list: bool) -> list[dict[str, Any]]:
     if not data:
         return [{}]
     count = max(len(v) for v in data.values())
+    if count == 1 and all(len(v) == 1 for v in data.values()):
+        return [{k: v[0] for k, v in data.items()}]
     if count == 0:
         return [{}]
     return [{k: (v[i] if i < len(v) else v[-1]) if v else None for k, v in data.items()} for i in range(count)]

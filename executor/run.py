@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from executor.cache import CacheEntry
-from executor.context import NodeContext, use
-from executor.contract import declared_inputs, hidden_inputs, is_output_node, output_is_list, return_types
+from executor.context import NodeContext, enter, leave
+from executor.contract import ClassInfo
 from executor.dynprompt import DynamicPrompt, hidden_value
 from executor.errors import DependencyCycleError, ExecutionInterrupted, NodeContractError
 from executor.events import EventSink, InterruptFlag, now_ms
@@ -27,7 +27,7 @@ from executor.node_call import (
 from executor.outcome import ExecutionOutcome
 from executor.prompt import unwrap_value
 from executor.runlist import ExecutionList
-from executor.signature import Signatures
+from executor.signature import ClassTable, Signatures
 
 if TYPE_CHECKING:
     from executor.execution import PromptExecutor
@@ -51,7 +51,8 @@ class PromptRun:
         self.extra_data = extra_data
         self.sink = sink
         self.interrupt = interrupt
-        self.sigs = Signatures(executor.registry, dyn, extra_data)
+        self.infos = ClassTable(executor.registry)
+        self.sigs = Signatures(self.infos, dyn, extra_data)
         self.results: dict[str, CacheEntry] = {}
         self.outcome = ExecutionOutcome(status="success")
         self.states: dict[str, dict[str, Any]] = {}
@@ -59,6 +60,7 @@ class PromptRun:
         self.current_inputs: dict[str, list[Any]] = {}
         self.runlist = ExecutionList(dyn, self.has_result, self.is_output, self.lazy_inputs)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsent = False
 
     # -- helpers the execution list uses -------------------------------------------------------------
     def lookup(self, node_id: str) -> CacheEntry | None:
@@ -74,22 +76,22 @@ class PromptRun:
         """Whether ``node_id``'s outputs are known."""
         return self.lookup(node_id) is not None
 
+    def info_of(self, node_id: str) -> ClassInfo | None:
+        """``ClassInfo`` of ``node_id``'s class, or None if it is unknown or broken."""
+        try:
+            return self.infos(self.dyn.get_node(node_id)["class_type"])
+        except Exception:
+            return None
+
     def is_output(self, node_id: str) -> bool:
         """Whether ``node_id`` is an output node."""
-        cls = self.ex.registry.find(self.dyn.get_node(node_id)["class_type"])
-        return cls is not None and is_output_node(cls)
+        info = self.info_of(node_id)
+        return info is not None and info.is_output
 
-    def lazy_inputs(self, node_id: str) -> set[str]:
+    def lazy_inputs(self, node_id: str) -> frozenset[str]:
         """Names of ``node_id``'s inputs declared ``lazy``."""
-        try:
-            declared = self.declared(self.dyn.get_node(node_id)["class_type"])
-        except Exception:
-            return set()
-        return {name for name, (_, options, _) in declared.items() if options.get("lazy")}
-
-    def declared(self, class_type: str) -> dict[str, tuple[Any, dict[str, Any], str]]:
-        """Declared inputs of ``class_type`` (INPUT_TYPES memoised per prompt)."""
-        return declared_inputs(self.sigs.input_types(class_type))
+        info = self.info_of(node_id)
+        return info.lazy if info is not None else frozenset()
 
     # -- events -------------------------------------------------------------------------------------
     def emit(self, event: str, data: dict[str, Any], message: bool = False) -> None:
@@ -98,19 +100,36 @@ class PromptRun:
             self.outcome.messages.append((event, data))
         self.sink.emit(event, data)
 
-    def set_state(self, node_id: str, state: str, value: float | None = None, total: float | None = None) -> None:
-        """Update ``node_id``'s progress state and emit ``progress_state``."""
+    def set_state(self, node_id: str, state: str, value: float | None = None, total: float | None = None,
+                  emit: bool = True) -> None:
+        """Update ``node_id``'s progress state and emit ``progress_state`` (``emit=False``: with the next one).
+
+        A node's "finished" state travels with the next node's "running" state (or the end of the run):
+        one ``progress_state`` per node instead of two, since each carries every node seen so far.
+        """
         old = self.states.get(node_id)
-        top = 1.0 if old is None else old["max"]
-        top = float(total) if total is not None else top
-        val = float(value) if value is not None else (top if state == "finished" else 0.0 if old is None
-                                                      else old["value"])
-        self.states[node_id] = {
-            "value": val, "max": top, "state": state, "node_id": node_id, "prompt_id": self.prompt_id,
-            "display_node_id": self.dyn.get_display_node_id(node_id),
-            "parent_node_id": self.dyn.get_parent_node_id(node_id),
-            "real_node_id": self.dyn.get_real_node_id(node_id)}
-        self.sink.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.states)})
+        top = float(total) if total is not None else 1.0 if old is None else old["max"]
+        if value is not None:
+            val = float(value)
+        else:
+            val = top if state == "finished" else 0.0 if old is None else old["value"]
+        if old is None:
+            dyn = self.dyn
+            entry = {"value": val, "max": top, "state": state, "node_id": node_id, "prompt_id": self.prompt_id,
+                     "display_node_id": dyn.get_display_node_id(node_id),
+                     "parent_node_id": dyn.get_parent_node_id(node_id), "real_node_id": dyn.get_real_node_id(node_id)}
+        else:
+            entry = {**old, "value": val, "max": top, "state": state}
+        self.states[node_id] = entry
+        self._unsent = not emit
+        if emit:
+            self.sink.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.states)})
+
+    def flush_state(self) -> None:
+        """Emit a ``progress_state`` held back by ``set_state(..., emit=False)``."""
+        if self._unsent:
+            self._unsent = False
+            self.sink.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.states)})
 
     def report_progress(self, ctx: NodeContext, value: float, total: float, preview: Any) -> None:
         """``NodeContext.progress`` lands here: ``progress`` + ``progress_state`` (+ preview)."""
@@ -134,12 +153,14 @@ class PromptRun:
                 else:
                     self.runlist.requeue(node_id)
         except ExecutionInterrupted:
+            self.flush_state()
             self._interrupted(node_id)
         except DependencyCycleError as err:
             self._error(err.nodes[0], err, "graph.DependencyCycleError", [])
         except Exception as err:  # a node failed: report it fully, keep the executor alive
             self._error(node_id, err, full_type_name(type(err)), traceback.format_tb(err.__traceback__))
         else:
+            self.flush_state()
             self.emit("execution_success", {"prompt_id": self.prompt_id, "timestamp": now_ms()}, message=True)
         finally:
             if self._loop is not None:
@@ -150,6 +171,9 @@ class PromptRun:
         if node_id is None or not self.dyn.has_node(node_id):
             return None
         return str(self.dyn.get_node(node_id)["class_type"])
+
+    def _formatted_inputs(self) -> dict[str, list[Any]]:
+        return {k: [format_value(v) for v in vals] for k, vals in self.current_inputs.items()}
 
     def _interrupted(self, node_id: str | None) -> None:
         self.outcome.status = "interrupted"
@@ -162,10 +186,12 @@ class PromptRun:
         self.outcome.status = "error"
         if node_id is not None and self.dyn.has_node(node_id):
             self.set_state(node_id, "error")
+        else:
+            self.flush_state()
         payload = {
             "prompt_id": self.prompt_id, "node_id": node_id, "node_type": self._node_type(node_id),
             "executed": list(self.outcome.executed), "exception_message": str(err), "exception_type": type_name,
-            "traceback": tb, "current_inputs": self.current_inputs, "current_outputs": list(self.results),
+            "traceback": tb, "current_inputs": self._formatted_inputs(), "current_outputs": list(self.results),
             "timestamp": now_ms()}
         self.outcome.error = payload
         self.emit("execution_error", payload, message=True)
@@ -185,26 +211,27 @@ class PromptRun:
             if cached is not None:
                 self._finish(node_id, display, cached, ran=False)
                 return SUCCESS
-        cls = self.ex.registry.get(class_type)
+        info = self.infos(class_type)
+        cls = info.cls
         self.set_state(node_id, "running")
         self.sink.emit("executing", {"node": node_id, "display_node": display, "prompt_id": self.prompt_id})
         start = time.perf_counter()
-        data = self.input_data(node_id, node, class_type)
+        data = self.input_data(node_id, node, info)
         if node_id in self.pending_expansion:
             results, ui = self.pending_expansion.pop(node_id)
-            entry = CacheEntry(merge_outputs(results, output_is_list(cls), self._resolve_link), ui)
+            entry = CacheEntry(merge_outputs(results, info.output_is_list, self._resolve_link), ui)
         else:
             obj = self.ex.instance(node_id, class_type, cls)
-            if self._request_lazy(node_id, node, obj, data, cls):
+            if self._request_lazy(node_id, node, obj, data, info):
                 return PENDING
-            returns = self.map_calls(node_id, getattr(obj, cls.FUNCTION), data, cls)  # type: ignore[attr-defined]
-            collected = collect_returns(returns, node_id, class_type, len(return_types(cls)))
+            returns = self.map_calls(node_id, getattr(obj, info.function), data, info)
+            collected = collect_returns(returns, node_id, class_type, info.n_outputs)
             ui = merge_ui(collected.uis)
             if collected.has_expansion:
                 self.pending_expansion[node_id] = (collected.results, ui)
                 self._expand(node_id, display, collected.expansions, collected.results)
                 return PENDING
-            entry = CacheEntry(merge_outputs(collected.results, output_is_list(cls)), ui)
+            entry = CacheEntry(merge_outputs(collected.results, info.output_is_list), ui)
         self.results[node_id] = entry
         self.ex.cache.put(self.sigs.key(node_id), entry)
         self.outcome.timings[node_id] = time.perf_counter() - start
@@ -222,38 +249,38 @@ class PromptRun:
                                         "prompt_id": self.prompt_id})
         if not ran and node_id not in self.outcome.cached:
             self.outcome.cached.append(node_id)
-        self.set_state(node_id, "finished")
+        self.set_state(node_id, "finished", emit=False)
         self.outcome.executed.append(node_id)
         if self.ex.keep_values:
             self.outcome.values[node_id] = entry.outputs
 
-    def input_data(self, node_id: str, node: Mapping[str, Any], class_type: str) -> InputData:
+    def input_data(self, node_id: str, node: Mapping[str, Any], info: ClassInfo) -> InputData:
         """Assemble the input lists of one node (links, literals, hidden inputs)."""
-        declared = self.declared(class_type)
+        declared = info.declared
         data: InputData = {}
         for name, value in node["inputs"].items():
-            info = declared.get(name)
-            if is_link(value) and not (info is not None and info[1].get("rawLink")):
+            if is_link(value) and name not in info.raw_links:
                 entry = self.lookup(value[0])
                 index = int(value[1])
                 data[name] = entry.outputs[index] if entry is not None and index < len(entry.outputs) else [None]
-            elif info is not None:
+            elif name in declared:
                 data[name] = [unwrap_value(value)]
-        self.current_inputs = {k: [format_value(v) for v in vals] for k, vals in data.items()}
-        for name, kind in hidden_inputs(self.sigs.input_types(class_type)).items():
-            data[name] = [hidden_value(kind, node_id, self.dyn, self.extra_data)]
+        self.current_inputs = data
+        for name, kind in info.hidden.items():
+            data = {**data, name: [hidden_value(kind, node_id, self.dyn, self.extra_data)]}
         return data
 
     def _missing(self, node: Mapping[str, Any], name: str) -> bool:
         value = node["inputs"].get(name)
         return is_link(value) and self.lookup(value[0]) is None
 
-    def _request_lazy(self, node_id: str, node: Mapping[str, Any], obj: Any, data: InputData, cls: type) -> bool:
+    def _request_lazy(self, node_id: str, node: Mapping[str, Any], obj: Any, data: InputData,
+                      info: ClassInfo) -> bool:
         check = getattr(obj, "check_lazy_status", None)
         if check is None:
             return False
         names: list[str] = []
-        for requested in self.map_calls(node_id, check, data, cls, blockers=False):
+        for requested in self.map_calls(node_id, check, data, info, blockers=False):
             if isinstance(requested, (list, tuple)):
                 names.extend(n for n in requested if isinstance(n, str))
         wanted = [n for n in dict.fromkeys(names) if self._missing(node, n)]
@@ -261,9 +288,10 @@ class PromptRun:
             self.runlist.add_strong_link(node["inputs"][name][0], node_id)
         return bool(wanted)
 
-    def map_calls(self, node_id: str, func: Any, data: InputData, cls: type, blockers: bool = True) -> list[Any]:
+    def map_calls(self, node_id: str, func: Any, data: InputData, info: ClassInfo,
+                  blockers: bool = True) -> list[Any]:
         """Call ``func`` once per list element (or once with whole lists for INPUT_IS_LIST)."""
-        whole = bool(getattr(cls, "INPUT_IS_LIST", False))
+        whole = info.input_is_list
         results: list[Any] = []
         for index, kwargs in enumerate(call_slices(data, whole)):
             blocker = find_blocker(kwargs, whole) if blockers else None
@@ -273,17 +301,21 @@ class PromptRun:
             if self.interrupt.is_set():
                 self.interrupt.clear()
                 raise ExecutionInterrupted(f"Processing interrupted at node #{node_id}")
+            dyn = self.dyn
             ctx = NodeContext(prompt_id=self.prompt_id, node_id=node_id,
-                              display_node_id=self.dyn.get_display_node_id(node_id), extra_data=self.extra_data,
+                              display_node_id=dyn.get_display_node_id(node_id), extra_data=self.extra_data,
                               reporter=self, interrupt=self.interrupt, call_index=index,
-                              parent_node_id=self.dyn.get_parent_node_id(node_id),
-                              real_node_id=self.dyn.get_real_node_id(node_id))
-            with use(ctx):
+                              parent_node_id=dyn.get_parent_node_id(node_id),
+                              real_node_id=dyn.get_real_node_id(node_id))
+            token = enter(ctx)
+            try:
                 result = func(**kwargs)
                 if inspect.isawaitable(result):
                     if self._loop is None:
                         self._loop = asyncio.new_event_loop()
                     result = self._loop.run_until_complete(result)
+            finally:
+                leave(token)
             results.append(result)
         return results
 

@@ -1,7 +1,7 @@
 """The execution list: a staged topological dissolve with lazy inputs (spec 5.2)."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 from executor.dynprompt import DynamicPrompt
 from executor.errors import DependencyCycleError
@@ -18,7 +18,7 @@ class ExecutionList:
     """
 
     def __init__(self, dynprompt: DynamicPrompt, has_result: Callable[[str], bool],
-                 is_output: Callable[[str], bool], lazy_inputs: Callable[[str], set[str]]) -> None:
+                 is_output: Callable[[str], bool], lazy_inputs: Callable[[str], Set[str]]) -> None:
         self._dyn = dynprompt
         self._has_result = has_result
         self._is_output = is_output

@@ -8,11 +8,11 @@ invalidates everything downstream) in linear time. Anything unhashable or NaN ma
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
+from hashlib import blake2b
 from typing import Any
 
-from executor.contract import accepted_kwargs, call_input_types, declared_inputs, hidden_inputs
+from executor.contract import ClassInfo, accepted_kwargs
 from executor.dynprompt import DynamicPrompt, hidden_value
 from executor.graph_utils import is_link
 from executor.prompt import unwrap_value
@@ -22,13 +22,13 @@ from executor.registry import NodeRegistry
 def canonical(value: Any) -> str | None:
     """Return a stable text form of a literal, or None if it cannot be part of a cache key."""
     t = type(value)
-    if value is None or t is bool or t is int or t is str:
+    if t is str or t is int or t is bool or value is None:
         return repr(value)
     if t is float:
         return None if value != value else repr(value)
     if t is list or t is tuple:
         parts = [canonical(v) for v in value]
-        return None if any(p is None for p in parts) else "[" + ",".join(parts) + "]"  # type: ignore[arg-type]
+        return None if None in parts else "[" + ",".join(parts) + "]"  # type: ignore[arg-type]
     if t is dict:
         items = sorted((repr(k), canonical(v)) for k, v in value.items())
         if any(v is None for _, v in items):
@@ -37,44 +37,50 @@ def canonical(value: Any) -> str | None:
     return None
 
 
+class ClassTable:
+    """``ClassInfo`` per class type, read once per prompt."""
+
+    def __init__(self, registry: NodeRegistry) -> None:
+        self._registry = registry
+        self._infos: dict[str, ClassInfo] = {}
+
+    def __call__(self, class_type: str) -> ClassInfo:
+        info = self._infos.get(class_type)
+        if info is None:
+            info = ClassInfo(self._registry.get(class_type))
+            self._infos[class_type] = info
+        return info
+
+
 class Signatures:
     """Computes (and memoises for one prompt) the cache key of every node."""
 
-    def __init__(self, registry: NodeRegistry, dynprompt: DynamicPrompt, extra_data: Mapping[str, Any],
-                 types_of: Mapping[str, Any] | None = None) -> None:
-        self._registry = registry
+    def __init__(self, infos: ClassTable, dynprompt: DynamicPrompt, extra_data: Mapping[str, Any]) -> None:
+        self._infos = infos
         self._dyn = dynprompt
         self._extra = extra_data
         self._keys: dict[str, str | None] = {}
-        self._types: dict[str, Any] = dict(types_of or {})
-
-    def input_types(self, class_type: str) -> Any:
-        """Return (memoised per prompt) ``INPUT_TYPES()`` of ``class_type``."""
-        types = self._types.get(class_type)
-        if types is None:
-            types = call_input_types(self._registry.get(class_type))
-            self._types[class_type] = types
-        return types
 
     def key(self, node_id: str) -> str | None:
         """Return the cache key of ``node_id`` (None: never cached)."""
-        if node_id in self._keys:
-            return self._keys[node_id]
+        keys = self._keys
+        if node_id in keys:
+            return keys[node_id]
         stack = [node_id]
         visiting: set[str] = set()
         while stack:
             current = stack[-1]
-            if current in self._keys:
+            if current in keys:
                 stack.pop()
                 continue
-            pending = [p for p in self._producers(current) if p not in self._keys]
+            pending = [p for p in self._producers(current) if p not in keys]
             if pending and current not in visiting:
                 visiting.add(current)
                 stack.extend(p for p in pending if p not in visiting)
                 continue
             stack.pop()
-            self._keys[current] = None if pending else self._immediate(current)
-        return self._keys[node_id]
+            keys[current] = None if pending else self._immediate(current)
+        return keys[node_id]
 
     def _producers(self, node_id: str) -> list[str]:
         if not self._dyn.has_node(node_id):
@@ -91,23 +97,21 @@ class Signatures:
     def _digest(self, node_id: str) -> str | None:
         node = self._dyn.get_node(node_id)
         class_type = node["class_type"]
-        cls = self._registry.get(class_type)
-        types = self.input_types(class_type)
-        hidden = hidden_inputs(types)
-        parts = [repr(class_type)]
-        if hasattr(cls, "IS_CHANGED"):
-            changed = self._is_changed(cls, node_id, node["inputs"], hidden)
+        info = self._infos(class_type)
+        parts = [class_type]
+        if info.has_is_changed:
+            changed = self._is_changed(info, node_id, node["inputs"])
             if changed is None:
                 return None
             parts.append(changed)
-        if getattr(cls, "NOT_IDEMPOTENT", False) or "UNIQUE_ID" in hidden.values():
+        if info.keyed_by_id:
             parts.append("id=" + repr(node_id))
-        for name in sorted(node["inputs"]):
-            value = node["inputs"][name]
+        inputs = node["inputs"]
+        keys = self._keys
+        for name in sorted(inputs):
+            value = inputs[name]
             if is_link(value):
-                if not self._dyn.has_node(value[0]):
-                    return None
-                producer = self._keys.get(value[0])
+                producer = keys.get(value[0])
                 if producer is None:
                     return None
                 parts.append(f"{name}=<{producer}:{int(value[1])}>")
@@ -116,16 +120,14 @@ class Signatures:
                 if text is None:
                     return None
                 parts.append(f"{name}={text}")
-        return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+        return blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
-    def _is_changed(self, cls: type, node_id: str, inputs: Mapping[str, Any],
-                    hidden: Mapping[str, str]) -> str | None:
-        declared = declared_inputs(self.input_types(self._dyn.get_node(node_id)["class_type"]))
-        kwargs = {k: (None if is_link(v) else unwrap_value(v)) for k, v in inputs.items() if k in declared}
-        for name, kind in hidden.items():
+    def _is_changed(self, info: ClassInfo, node_id: str, inputs: Mapping[str, Any]) -> str | None:
+        kwargs = {k: (None if is_link(v) else unwrap_value(v)) for k, v in inputs.items() if k in info.declared}
+        for name, kind in info.hidden.items():
             kwargs[name] = hidden_value(kind, node_id, self._dyn, self._extra)
         try:
-            func = cls.IS_CHANGED  # type: ignore[attr-defined]
+            func = info.cls.IS_CHANGED  # type: ignore[attr-defined]
             result = func(**accepted_kwargs(func, kwargs))
         except Exception:
             return None

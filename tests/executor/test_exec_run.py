@@ -29,11 +29,15 @@ def test_event_order_and_payloads(nodes: Reg) -> None:
     outcome, sink = run(reg, CHAIN, prompt_id="abc")
     assert outcome.status == "success" and outcome.executed == ["1", "2", "3"]
     names = sink.names()
+    # a node's "finished" state travels with the next node's "running" state (one progress_state per node)
     assert names == ["execution_start", "execution_cached",
-                     "progress_state", "executing", "progress_state",
-                     "progress_state", "executing", "progress_state",
-                     "progress_state", "executing", "executed", "progress_state",
-                     "execution_success"]
+                     "progress_state", "executing",
+                     "progress_state", "executing",
+                     "progress_state", "executing", "executed",
+                     "progress_state", "execution_success"]
+    states = [e["nodes"] for e in sink.of("progress_state")]
+    assert states[1]["1"]["state"] == "finished" and states[1]["2"]["state"] == "running"
+    assert [s["state"] for s in states[3].values()] == ["finished"] * 3
     assert set(sink.of("execution_start")[0]) == {"prompt_id", "timestamp"}
     assert sink.of("execution_cached")[0]["nodes"] == []
     assert sink.of("executing")[0] == {"node": "1", "display_node": "1", "prompt_id": "abc"}
