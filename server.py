@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
 import secrets
 import sys
 import time
@@ -22,7 +23,7 @@ from app.errors import error_middleware
 from app.logbuffer import LogRing
 from app.loom import Loom, build_loom
 from app.security import make_security_middlewares
-from app.state import LOG_RING, LOOM, PROMPT_SERVER, WEB_ROOT
+from app.state import EXTRA_ROUTES, LOG_RING, LOOM, PROMPT_SERVER, WEB_ROOT
 from app.static import find_web_root
 
 __all__ = ["create_app", "main", "route_table"]
@@ -74,6 +75,10 @@ def route_table() -> list[tuple[str, str, Handler, bool]]:
     return rows
 
 
+def _doc_path(path: str) -> str:
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
 def _make_prompt_server(loom: Loom, app: web.Application) -> Any:
     try:
         mod = importlib.import_module("app.compat.prompt_server")
@@ -119,8 +124,13 @@ def create_app(loom: Loom, *, web_root: Path | None | str = "auto", load_custom_
         app.router.add_route(method, path, handler)
         if api:
             app.router.add_route(method, "/api" + path, handler)
+    core = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
     if ps is not None and hasattr(ps, "add_routes_to"):
         ps.add_routes_to(app)
+    app[EXTRA_ROUTES] = [(r.method, _doc_path(r.resource.canonical), (r.handler.__doc__ or "").strip()
+                          .split("\n")[0]) for r in app.router.routes()
+                         if r.resource is not None and r.method != "HEAD"
+                         and (r.method, r.resource.canonical) not in core]
     routes_static.add_static_routes(app, loom)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

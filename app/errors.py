@@ -103,10 +103,14 @@ async def read_json(request: web.Request, *, what: str = "body", required: bool 
                              "send a JSON document with Content-Type: application/json", type_="invalid_json")
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"{request.method} {request.path}: the {what} is not valid JSON", str(exc),
                          type_="invalid_json") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (use null or a finite number)")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -90,9 +90,15 @@ def _operation(method: str, path: str, summary: str, errors: tuple[int, ...]) ->
     return op
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document; every /api-mounted route appears at both paths."""
+def openapi_document(extra_routes: list[tuple[str, str, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    """The OpenAPI 3.1 document; every /api-mounted route appears at both paths.
+
+    `extra_routes` are (method, path, summary) rows added at run time (custom node packs, the custom node
+    loader's own routes); they are documented as they were registered.
+    """
     paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary in extra_routes:
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, summary or "extension route", ())
     for method, path, summary, errors in API_ROUTES:
         for p in (path, "/api" + path):
             paths.setdefault(p, {})[method.lower()] = _operation(method, p, summary, errors)

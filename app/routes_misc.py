@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from app.state import WEB_ROOT, loom_of
+from app.state import EXTRA_ROUTES, WEB_ROOT, loom_of
 
 __all__ = ["routes", "web_directories", "TEMPLATE_FOLDERS"]
 
@@ -124,7 +124,7 @@ async def global_subgraph(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     from app.openapi import openapi_document
 
-    return web.json_response(openapi_document())
+    return web.json_response(openapi_document(request.app.get(EXTRA_ROUTES, [])))
 
 
 def routes() -> list[tuple[str, str, Any]]:

@@ -9,12 +9,14 @@ if TYPE_CHECKING:
     from app.logbuffer import LogRing
     from app.loom import Loom
 
-__all__ = ["LOOM", "WEB_ROOT", "PROMPT_SERVER", "LOG_RING", "loom_of"]
+__all__ = ["LOOM", "WEB_ROOT", "PROMPT_SERVER", "LOG_RING", "EXTRA_ROUTES", "loom_of"]
 
 LOOM: web.AppKey[Loom] = web.AppKey("loom")
 WEB_ROOT: web.AppKey[Any] = web.AppKey("web_root")
 PROMPT_SERVER: web.AppKey[Any] = web.AppKey("prompt_server")
 LOG_RING: web.AppKey[LogRing] = web.AppKey("log_ring")
+# (method, path, summary) of routes added by custom nodes after start-up (documented in /openapi.json)
+EXTRA_ROUTES: web.AppKey[list[tuple[str, str, str]]] = web.AppKey("extra_routes")
 
 
 def loom_of(request: web.Request) -> Loom:
