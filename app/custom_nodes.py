@@ -147,6 +147,10 @@ def load_custom_nodes(
         prompt_server = PromptServer(None, None, None)  # headless: routes are collected, messages dropped
     handles.prompt_server = prompt_server
     environment.install()
+    try:
+        prompt_server.compat_environment = environment  # so its owner can uninstall it
+    except AttributeError:
+        pass
     _ensure_parent_package()
 
     entries, reports = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)

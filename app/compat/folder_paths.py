@@ -19,7 +19,9 @@ _loom = handles_for(__name__)  # this Loom instance's objects
 
 def _make_paths() -> ModelPaths:
     if _loom.paths is None:
-        _loom.paths = ModelPaths(_loom.base_dir)
+        config = _loom.config
+        dirs = {name: getattr(config, name, None) for name in ("input_dir", "output_dir", "temp_dir", "user_dir")}
+        _loom.paths = ModelPaths(_loom.base_dir, **{k: v for k, v in dirs.items() if v is not None})
     return _loom.paths
 
 

@@ -132,4 +132,16 @@ class PromptServer:
             if not route.path.startswith("/api/"):
                 app.router.add_route(route.method, "/api" + route.path, route.handler, **route.kwargs)
             count += 1
+        self._add_report_routes(app)
         return count
+
+    @staticmethod
+    def _add_report_routes(app: web.Application) -> None:
+        """Loom's `/loom/custom_nodes` report route, unless the server's table already serves it."""
+        from app import routes_custom_nodes
+
+        taken = {getattr(r, "canonical", None) for r in app.router.resources()}
+        for method, path, handler in routes_custom_nodes.routes():
+            for full in (path, "/api" + path):
+                if full not in taken:
+                    app.router.add_route(method, full, handler)
