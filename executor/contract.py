@@ -28,8 +28,8 @@ def declared_inputs(input_types: Mapping[str, Any]) -> dict[str, tuple[Any, dict
     for category in ("required", "optional"):
         for name, spec in (input_types.get(category) or {}).items():
             type_ = spec[0]
-            options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
-            out[name] = (type_, dict(options), category)
+            options = spec[1] if len(spec) > 1 and (type(spec[1]) is dict or isinstance(spec[1], Mapping)) else {}
+            out[name] = (type_, options if type(options) is dict else dict(options), category)
     return out
 
 
@@ -179,7 +179,7 @@ class ClassInfo:
     """What the executor needs from a node class, read once per prompt (INPUT_TYPES stays live per prompt)."""
 
     __slots__ = ("cls", "input_types", "declared", "hidden", "lazy", "raw_links", "output_is_list", "n_outputs",
-                 "is_output", "input_is_list", "has_is_changed", "keyed_by_id", "function")
+                 "is_output", "input_is_list", "has_is_changed", "keyed_by_id", "function", "open_sections")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -195,3 +195,11 @@ class ClassInfo:
         self.has_is_changed = hasattr(cls, "IS_CHANGED")
         self.keyed_by_id = bool(getattr(cls, "NOT_IDEMPOTENT", False)) or "UNIQUE_ID" in self.hidden.values()
         self.function = str(getattr(cls, "FUNCTION", ""))
+        # packs declare "any input name" with a dict subclass whose __contains__ says yes to everything
+        self.open_sections = tuple(section for section in (self.input_types.get("required"),
+                                                           self.input_types.get("optional"))
+                                   if section is not None and type(section) is not dict)
+
+    def declares(self, name: str) -> bool:
+        """Whether ``name`` is a declared (required or optional) input of the class."""
+        return name in self.declared or any(name in section for section in self.open_sections)

@@ -7,8 +7,9 @@ One executor serves one worker: ``execute`` runs one prompt at a time. It emits 
 """
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from executor.cache import CachePolicy, OutputCache
 from executor.contract import is_output_node
@@ -16,9 +17,22 @@ from executor.dynprompt import DynamicPrompt
 from executor.errors import PromptValidationError
 from executor.events import EventSink, InterruptFlag, NullSink, now_ms
 from executor.outcome import ExecutionOutcome
-from executor.prompt import parse_prompt
+from executor.prompt import Prompt, parse_prompt
 from executor.registry import NodeRegistry
 from executor.run import PromptRun
+from executor.signature import ClassTable
+
+
+def _is_normalised(prompt: Mapping[str, Any]) -> bool:
+    """Whether ``prompt`` already has the shape ``parse_prompt`` produces (a validated prompt does)."""
+    if type(prompt) is not dict:
+        return False
+    for node_id, node in prompt.items():
+        if type(node_id) is not str or type(node) is not dict:
+            return False
+        if type(node.get("class_type")) is not str or type(node.get("inputs")) is not dict:
+            return False
+    return True
 
 
 class PromptExecutor:
@@ -30,6 +44,7 @@ class PromptExecutor:
         self.cache: OutputCache = self.policy.create()
         self.keep_values = keep_values
         self._objects: dict[tuple[str, str], Any] = {}
+        self.classes = ClassTable(registry)
 
     def instance(self, node_id: str, class_type: str, cls: type) -> Any:
         """Return the node object of ``(node_id, class_type)``, created once and reused while cached."""
@@ -46,6 +61,7 @@ class PromptExecutor:
         """Forget cached outputs and node instances (``/free``)."""
         self.cache.clear()
         self._objects.clear()
+        self.classes.clear()
 
     def execute(self, prompt: Mapping[str, Any], prompt_id: str, extra_data: Mapping[str, Any] | None = None,
                 execute_outputs: Sequence[str] | None = None, sink: EventSink | None = None,
@@ -57,12 +73,19 @@ class PromptExecutor:
         """
         sink = sink or NullSink()
         interrupt = interrupt or InterruptFlag()
-        extra = dict(extra_data or {})
         interrupt.clear()
         start = {"prompt_id": prompt_id, "timestamp": now_ms()}
         sink.emit("execution_start", start)
         try:
-            parsed = parse_prompt(prompt)
+            return self._execute(prompt, prompt_id, dict(extra_data or {}), execute_outputs, sink, interrupt, start)
+        except Exception as err:  # an executor bug must not kill the worker: report it like a node error
+            return self._broken(prompt_id, sink, start, err)
+
+    def _execute(self, prompt: Mapping[str, Any], prompt_id: str, extra: dict[str, Any],
+                 execute_outputs: Sequence[str] | None, sink: EventSink, interrupt: InterruptFlag,
+                 start: dict[str, Any]) -> ExecutionOutcome:
+        try:
+            parsed: Prompt = cast(Prompt, prompt) if _is_normalised(prompt) else parse_prompt(prompt)
         except PromptValidationError as err:
             return self._broken(prompt_id, sink, start, err)
         dyn = DynamicPrompt(parsed)
@@ -86,11 +109,12 @@ class PromptExecutor:
         for key in [k for k in self._objects if k not in live and k[0].split(".")[0] not in prompt]:
             del self._objects[key]
 
-    def _broken(self, prompt_id: str, sink: EventSink, start: dict[str, Any],
-                err: PromptValidationError) -> ExecutionOutcome:
-        payload: dict[str, Any] = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
-                   "exception_message": str(err), "exception_type": "executor.errors.PromptValidationError",
-                   "traceback": [], "current_inputs": {}, "current_outputs": [], "timestamp": now_ms()}
+    def _broken(self, prompt_id: str, sink: EventSink, start: dict[str, Any], err: Exception) -> ExecutionOutcome:
+        payload: dict[str, Any] = {
+            "prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+            "exception_message": str(err), "exception_type": f"{type(err).__module__}.{type(err).__qualname__}",
+            "traceback": traceback.format_tb(err.__traceback__), "current_inputs": {}, "current_outputs": [],
+            "timestamp": now_ms()}
         sink.emit("execution_error", payload)
         return ExecutionOutcome(status="error", error=payload,
                                 messages=[("execution_start", start), ("execution_error", payload)])

@@ -27,7 +27,7 @@ from executor.node_call import (
 from executor.outcome import ExecutionOutcome
 from executor.prompt import unwrap_value
 from executor.runlist import ExecutionList
-from executor.signature import ClassTable, Signatures
+from executor.signature import Signatures
 
 if TYPE_CHECKING:
     from executor.execution import PromptExecutor
@@ -51,7 +51,7 @@ class PromptRun:
         self.extra_data = extra_data
         self.sink = sink
         self.interrupt = interrupt
-        self.infos = ClassTable(executor.registry)
+        self.infos = executor.classes
         self.sigs = Signatures(self.infos, dyn, extra_data)
         self.results: dict[str, CacheEntry] = {}
         self.outcome = ExecutionOutcome(status="success")
@@ -263,7 +263,7 @@ class PromptRun:
                 entry = self.lookup(value[0])
                 index = int(value[1])
                 data[name] = entry.outputs[index] if entry is not None and index < len(entry.outputs) else [None]
-            elif name in declared:
+            elif name in declared or (info.open_sections and info.declares(name)):
                 data[name] = [unwrap_value(value)]
         self.current_inputs = data
         for name, kind in info.hidden.items():

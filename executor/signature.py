@@ -38,7 +38,11 @@ def canonical(value: Any) -> str | None:
 
 
 class ClassTable:
-    """``ClassInfo`` per class type, read once per prompt."""
+    """``ClassInfo`` per node class, read once and reused across prompts.
+
+    Only input names and flags (``lazy``, ``rawLink``, hidden kinds) are taken from ``INPUT_TYPES`` here;
+    option lists stay live in /object_info and validation. ``clear()`` re-reads every class.
+    """
 
     def __init__(self, registry: NodeRegistry) -> None:
         self._registry = registry
@@ -46,10 +50,15 @@ class ClassTable:
 
     def __call__(self, class_type: str) -> ClassInfo:
         info = self._infos.get(class_type)
-        if info is None:
+        cls = self._registry.find(class_type)
+        if info is None or info.cls is not cls:
             info = ClassInfo(self._registry.get(class_type))
             self._infos[class_type] = info
         return info
+
+    def clear(self) -> None:
+        """Forget every class's info."""
+        self._infos.clear()
 
 
 class Signatures:

@@ -1,0 +1,156 @@
+"""Edge cases: expansion with output nodes, open input sections, robustness, GraphBuilder, policies."""
+from __future__ import annotations
+
+from typing import Any
+
+from executor_fixture_nodes import CallLog
+
+from executor import CachePolicy, CollectingSink, GraphBuilder, NodeRegistry, PromptExecutor, current
+from executor.testing import run_graph
+
+Reg = tuple[NodeRegistry, CallLog]
+
+
+def test_expansion_with_an_output_node_records_meta(nodes: Reg) -> None:
+    reg, _ = nodes
+
+    class ShowTwice:
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+        OUTPUT_NODE = True
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {"value": ("INT",)}}
+
+        def run(self, value: int) -> dict[str, Any]:
+            graph = GraphBuilder()
+            doubled = graph.node("Add", a=value, b=value)
+            graph.node("Show", value=doubled.out(0))
+            return {"result": (), "expand": graph.finalize()}
+
+    reg.register("ShowTwice", ShowTwice)
+    sink = CollectingSink()
+    outcome = PromptExecutor(reg).execute({"5": {"class_type": "ShowTwice", "inputs": {"value": 4}}}, "p", {}, None,
+                                          sink=sink)
+    assert outcome.status == "success", outcome.error
+    assert outcome.outputs == {"5.0.0.2": {"value": [8]}}
+    assert outcome.meta["5.0.0.2"] == {"node_id": "5.0.0.2", "display_node": "5", "parent_node": "5",
+                                       "real_node_id": "5"}
+    assert sink.of("executed")[0]["display_node"] == "5"
+
+
+def test_duplicate_ephemeral_ids_are_an_error(nodes: Reg) -> None:
+    reg, _ = nodes
+
+    class Clash:
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def run(self) -> dict[str, Any]:
+            return {"result": (["1", 0],), "expand": {"1": {"class_type": "Const", "inputs": {"value": 1}}}}
+
+    reg.register("Clash", Clash)
+    outcome = PromptExecutor(reg).execute({"1": {"class_type": "Clash", "inputs": {}},
+                                           "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}}, "p", {}, None)
+    assert outcome.status == "error" and outcome.error is not None
+    assert "GraphBuilder" in outcome.error["exception_message"]
+
+
+def test_graph_builder_ids_outside_and_inside_a_node() -> None:
+    graph = GraphBuilder(prefix="x.")
+    a = graph.node("Const", value=1)
+    b = graph.node("Add", id="sum", a=a.out(0), b=2)
+    assert graph.finalize() == {"x.1": {"class_type": "Const", "inputs": {"value": 1}},
+                                "x.sum": {"class_type": "Add", "inputs": {"a": ["x.1", 0], "b": 2}}}
+    assert b.out(0) == ["x.sum", 0] and graph.lookup_node("sum") is b
+    assert current() is None
+
+
+def test_open_optional_section_accepts_any_input_name(nodes: Reg) -> None:
+    reg, _ = nodes
+
+    class AnyDict(dict):  # type: ignore[type-arg]
+        def __contains__(self, key: object) -> bool:
+            return True
+
+        def __getitem__(self, key: Any) -> Any:
+            return ("*",)
+
+    class Collect:
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+        OUTPUT_NODE = True
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}, "optional": AnyDict()}
+
+        def run(self, **kwargs: Any) -> dict[str, Any]:
+            return {"ui": {"keys": sorted(kwargs)}}
+
+    reg.register("Collect", Collect)
+    result = run_graph(reg, {"1": {"class_type": "Collect", "inputs": {"alpha": 1, "beta": "x"}}})
+    assert result.ui["1"] == {"keys": ["alpha", "beta"]}
+
+
+def test_execute_never_raises(nodes: Reg) -> None:
+    reg, _ = nodes
+    executor = PromptExecutor(reg)
+    for bad in ([1, 2], {"1": "nope"}, {"1": {"class_type": "Show", "inputs": {"value": ["zz", 0]}}}):
+        sink = CollectingSink()
+        outcome = executor.execute(bad, "p", {}, ["1"], sink=sink)  # type: ignore[arg-type]
+        assert outcome.status in {"error", "success"}
+        assert sink.names()[0] == "execution_start"
+    ok = executor.execute({"1": {"class_type": "Show", "inputs": {"value": 1}}}, "p", {}, None)
+    assert ok.status == "success" and ok.outputs == {"1": {"value": [1]}}
+
+
+def test_none_policy_creates_fresh_instances(nodes: Reg) -> None:
+    reg, _ = nodes
+    made: list[int] = []
+
+    class Counted:
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+        OUTPUT_NODE = True
+
+        def __init__(self) -> None:
+            made.append(1)
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def run(self) -> dict[str, Any]:
+            ctx = current()
+            assert ctx is not None and ctx.node_id == "1" and ctx.prompt_id == "p"
+            return {"ui": {"ok": [True]}}
+
+    reg.register("Counted", Counted)
+    executor = PromptExecutor(reg, cache=CachePolicy.none())
+    for _ in range(3):
+        executor.execute({"1": {"class_type": "Counted", "inputs": {}}}, "p", {}, None)
+    assert len(made) == 3
+
+
+def test_lru_evicts_oldest_generation_first(nodes: Reg) -> None:
+    reg, log = nodes
+    executor = PromptExecutor(reg, cache=CachePolicy.lru(2))
+
+    def prompt(v: int) -> dict[str, Any]:
+        return {"1": {"class_type": "Const", "inputs": {"value": v}},
+                "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}}
+
+    for v in (1, 2, 3):
+        executor.execute(prompt(v), "p", {}, None)
+    assert len(executor.cache) == 2  # generation 3 holds 2 entries; older ones evicted
+    log.calls.clear()
+    executor.execute(prompt(3), "p", {}, None)
+    assert log.calls == []
+    executor.execute(prompt(1), "p", {}, None)
+    assert sorted(log.calls) == ["1", "2"]
