@@ -44,27 +44,27 @@ class TrainConfig:
     seed: int = 1234
     threads: int = 1
     # phase 1: VAE
-    vae_crop_steps: int = 2000
+    vae_crop_steps: int = 1000
     vae_crop_size: int = 32
     vae_crop_batch: int = 16
-    vae_full_steps: int = 300
+    vae_full_steps: int = 150
     vae_full_batch: int = 16
     vae_lr: float = 8e-4
     vae_kl_weight: float = 1e-6
     # phase 2: UNet + text encoder
-    unet_steps: int = 3000
+    unet_steps: int = 1600
     unet_batch: int = 64
-    unet_lr: float = 6e-4
-    text_lr: float = 3e-4
+    unet_lr: float = 8e-4
+    text_lr: float = 6e-4
     warmup_steps: int = 100
     empty_caption_prob: float = 0.1
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.999
-    latent_pool: int = 8192
-    pool_refresh_every: int = 6
+    latent_pool: int = 4096
+    pool_refresh_every: int = 8
     # bookkeeping
     checkpoint_every: int = 100
-    eval_every: int = 500
+    eval_every: int = 400
     eval_steps: int = 16
     eval_cfg: float = 6.0
 
