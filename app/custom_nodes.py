@@ -121,9 +121,12 @@ def load_custom_nodes(
     disable_all: bool = False,
     whitelist: Collection[str] = (),
     run_prestartup: bool = True,
+    model_path_folders: bool = True,
 ) -> list[PackReport]:
     """Import every pack in `folders`, register its nodes on `registry`, and report per pack.
 
+    With `model_path_folders`, the `custom_nodes` roots of Loom's ModelPaths (`<base>/custom_nodes` and
+    `custom_nodes:` entries of extra_model_paths.yaml) are searched after `folders`.
     The ComfyUI module view (`folder_paths`, `comfy.*`, `nodes`, `server`, ...) is installed first and stays
     installed (packs import those names lazily at run time); pass `environment` to control its lifetime.
     """
@@ -153,6 +156,10 @@ def load_custom_nodes(
         pass
     _ensure_parent_package()
 
+    disable_all = disable_all or bool(getattr(handles.config, "disable_all_custom_nodes", False))
+    whitelist = whitelist or tuple(getattr(handles.config, "whitelist_custom_nodes", None) or ())
+    if model_path_folders:
+        folders = _with_model_path_folders(folders, handles.paths)
     entries, reports = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)
     if run_prestartup:
         prestartup = {e.name: _run_prestartup(e) for e in entries}
@@ -164,6 +171,23 @@ def load_custom_nodes(
         reports.append(report)
     log.info("%s", format_import_times(reports))
     return reports
+
+
+def _with_model_path_folders(folders: Iterable[Path], paths: Any) -> list[Path]:
+    result = [Path(f) for f in folders]
+    getter = getattr(paths, "get_folder_paths", None)
+    if getter is None:
+        return result
+    try:
+        extra = [Path(p) for p in getter("custom_nodes")]
+    except Exception:  # a ModelPaths without the key
+        return result
+    seen = {f.resolve() for f in result}
+    for folder in extra:
+        if folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            result.append(folder)
+    return result
 
 
 def _ensure_parent_package() -> None:

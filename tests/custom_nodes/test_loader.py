@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
 from app.custom_nodes import custom_node_folders, extension_urls, format_import_times, web_directories
+
+PACKS = Path(__file__).parent / "packs"
 
 
 def test_good_pack_registers_its_node_with_display_name_and_source(packs) -> None:
@@ -165,8 +168,6 @@ def test_same_pack_name_in_two_folders_gets_unique_module_names(packs, tmp_path)
     packs.add("good_pack")
     import shutil
 
-    from tests.custom_nodes.conftest import PACKS
-
     shutil.copytree(PACKS / "helper_a", other_root / "good_pack")
     from app.custom_nodes import load_custom_nodes
 
@@ -182,3 +183,22 @@ def test_pack_routes_are_collected_on_the_prompt_server(packs, pack) -> None:
     report = packs.load(pack)[pack]
     assert report.status == "loaded", report.error
     assert report.routes_added == 1
+
+
+def test_custom_nodes_roots_from_model_paths_yaml_are_searched(packs, tmp_path) -> None:
+    from engine.paths import ModelPaths
+
+    elsewhere = tmp_path / "shared_nodes"
+    elsewhere.mkdir()
+    import shutil
+
+    shutil.copy(PACKS / "single_file_node.py", elsewhere / "single_file_node.py")
+    yaml_file = tmp_path / "extra_model_paths.yaml"
+    yaml_file.write_text(f"mine:\n  custom_nodes: {elsewhere}\n")
+    paths = ModelPaths(tmp_path)
+    paths.load_extra_model_paths(yaml_file)
+    packs.environment.handles.paths = paths
+    reports = packs.load("good_pack")
+    assert reports["good_pack"].status == "loaded"
+    assert reports["single_file_node"].status == "loaded"
+    assert reports["single_file_node"].path == str(elsewhere / "single_file_node.py")
