@@ -157,7 +157,8 @@ def validate_prompt(registry: NodeRegistry, prompt: Any, partial_execution_targe
                     extra_checks: Sequence[ExtraCheck] | None = None) -> ValidatedPrompt:
     """Validate an API-format prompt; return a ``ValidatedPrompt`` or raise ``PromptValidationError``.
 
-    Only nodes feeding the output nodes (or the ``partial_execution_targets`` among them) are checked.
+    Only nodes feeding the output nodes (or the ``partial_execution_targets`` among them) are checked, and
+    ``extra_checks`` see only those nodes (``callable(prompt, registry) -> [NodeError]``).
     Literal values are coerced in the returned (normalised) copy; the input is not modified.
     """
     parsed = parse_prompt(prompt)
@@ -189,9 +190,10 @@ def validate_prompt(registry: NodeRegistry, prompt: Any, partial_execution_targe
             own = [_exception_error(ex, node_id in output_set)]
         if own:
             errors.setdefault(node_id, []).extend(own)
+    reachable = {node_id: parsed[node_id] for node_id in parsed if node_id in deps}
     for check in extra_checks or ():
         try:
-            found = list(check(parsed, registry))
+            found = list(check(reachable, registry))
         except Exception as ex:
             name = getattr(check, "__name__", repr(check))
             found = [NodeError(o, "exception_during_validation", f"Extra check {name} raised", str(ex),
@@ -214,10 +216,6 @@ def _aggregate(registry: NodeRegistry, parsed: Prompt, outputs: list[str], deps:
             entry = node_errors.setdefault(node_id, {"errors": errors[node_id], "dependent_outputs": [],
                                                      "class_type": parsed[node_id]["class_type"]})
             entry["dependent_outputs"].append(output)
-    for node_id in errors:  # problems an extra check found outside every output's ancestry
-        if node_id not in node_errors and node_id in parsed:
-            node_errors[node_id] = {"errors": errors[node_id], "dependent_outputs": [],
-                                    "class_type": parsed[node_id]["class_type"]}
     if not good:
         lines = [f"{e['message']}: {e['details']}" for entry in node_errors.values() for e in entry["errors"]]
         raise PromptValidationError({"type": "prompt_outputs_failed_validation",
