@@ -201,30 +201,30 @@ class ClipHandle(_Patchable):
         """Prompt -> {"l": windows of (token, weight)} (ComfyUI's SD1 token layout)."""
         return {"l": self.tokenizer.tokenize_with_weights(text)}
 
-    def _run(self, windows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, windows: list[list[TokenWeight]]) -> tuple[torch.Tensor, torch.Tensor]:
         module = self.manager.load(self.entry)
         device = self.manager.policy.device
-        ids = torch.tensor(windows, dtype=torch.long, device=device)
+        # embedding vectors (textual inversion) ride on a placeholder id and replace its embedding
+        injected = [(r, c, t) for r, w in enumerate(windows) for c, (t, _) in enumerate(w)
+                    if isinstance(t, torch.Tensor)]
+        ids = torch.tensor([[0 if isinstance(t, torch.Tensor) else int(t) for t, _ in w] for w in windows],
+                           dtype=torch.long, device=device)
+        args = (ids, self.layer_idx, injected or None)
         patched = self._patched_weights(module)
         with torch.no_grad():
             if patched:
-                hidden, pooled = torch.func.functional_call(module, patched, (ids, self.layer_idx), strict=False)
+                hidden, pooled = torch.func.functional_call(module, patched, args, strict=False)
             else:
-                hidden, pooled = module(ids, self.layer_idx)
+                hidden, pooled = module(*args)
         return hidden.float().cpu(), pooled.float().cpu()
 
     def encode_from_tokens(self, tokens: dict[str, list[list[TokenWeight]]], return_pooled: bool = False
                            ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Encode token windows; weights interpolate from the empty prompt: z = (z - z_empty) * w + z_empty."""
         windows = tokens["l"]
-        for window in windows:
-            if any(isinstance(t, torch.Tensor) for t, _ in window):
-                raise NotImplementedError(
-                    "textual-inversion embeddings in prompts are not supported yet; remove 'embedding:' words"
-                )
-        ids = [[int(t) for t, _ in w] for w in windows]
         has_weights = any(w != 1.0 for window in windows for _, w in window)
-        batch = ids + ([self.tokenizer.empty_tokens()] if has_weights or not ids else [])
+        empty: list[TokenWeight] = [(t, 1.0) for t in self.tokenizer.empty_tokens()]
+        batch = list(windows) + ([empty] if has_weights or not windows else [])
         hidden, pooled = self.manager.run_oom_safe(lambda: self._run(batch))
         parts = []
         for k, window in enumerate(windows):

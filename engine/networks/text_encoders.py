@@ -55,9 +55,27 @@ class ClipTextEncoder(nn.Module):
     def num_layers(self) -> int:
         return self.config.num_hidden_layers
 
-    def forward(self, tokens: torch.Tensor, layer: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode token ids; ``layer`` -1 = last layer (final-normed), -2 = penultimate, ..."""
-        out = self.transformer.text_model(input_ids=tokens, output_hidden_states=layer != -1)
+    def forward(self, tokens: torch.Tensor, layer: int = -1,
+                injected: list[tuple[int, int, torch.Tensor]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode token ids; ``layer`` -1 = last layer (final-normed), -2 = penultimate, ...
+
+        ``injected``: (batch row, position, vector) triples that replace those positions' token embeddings
+        (textual inversion); the ids there should be a placeholder below the end token.
+        """
+        handle = None
+        if injected:
+            def replace(_module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
+                output = output.clone()
+                for row, pos, vec in injected:
+                    output[row, pos] = vec.to(output)
+                return output
+
+            handle = self.transformer.text_model.embeddings.token_embedding.register_forward_hook(replace)
+        try:
+            out = self.transformer.text_model(input_ids=tokens, output_hidden_states=layer != -1)
+        finally:
+            if handle is not None:
+                handle.remove()
         final = out.last_hidden_state
         if layer == -1 or abs(layer) > self.num_layers:
             hidden = final
