@@ -128,7 +128,7 @@ def find_cycles(deps: Mapping[str, list[str]]) -> list[list[str]]:
                     if member == node:
                         break
                 if len(component) > 1 or node in deps.get(node, []):
-                    cycles.append(sorted(component, key=list(deps).index))
+                    cycles.append(component[::-1])
     return cycles
 
 
@@ -207,12 +207,13 @@ def _aggregate(registry: NodeRegistry, parsed: Prompt, outputs: list[str], deps:
                errors: dict[str, list[ErrorDict]], warnings: list[str]) -> ValidatedPrompt:
     node_errors: dict[str, Any] = {}
     good: list[str] = []
+    order = {node_id: i for i, node_id in enumerate(parsed)}
     for output in outputs:
         bad = [n for n in _ancestors(deps, output) if n in errors] if errors else []
         if not bad:
             good.append(output)
             continue
-        for node_id in sorted(bad, key=list(parsed).index):
+        for node_id in sorted(bad, key=order.__getitem__):
             entry = node_errors.setdefault(node_id, {"errors": errors[node_id], "dependent_outputs": [],
                                                      "class_type": parsed[node_id]["class_type"]})
             entry["dependent_outputs"].append(output)
