@@ -9,7 +9,6 @@ pack does can stop the server from starting: every outcome is a `PackReport` (JS
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -24,6 +23,7 @@ from urllib.parse import quote
 
 from app.compat._environment import CompatEnvironment, LoomHandles
 from app.compat._node_checks import InvalidNodeError, check_node_class, run_entrypoint
+from app.compat._pack_import import import_hint, import_pack, run_prestartup_script, watch_sys_path
 from app.compat._pip_guard import block_installs
 
 log = logging.getLogger("loom.custom_nodes")
@@ -162,7 +162,7 @@ def load_custom_nodes(
         folders = _with_model_path_folders(folders, handles.paths)
     entries, reports = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)
     if run_prestartup:
-        prestartup = {e.name: _run_prestartup(e) for e in entries}
+        prestartup = {e.name: run_prestartup_script(e.module, e.path) for e in entries}
     legacy_web_root = Path(handles.base_dir) / "web" / "extensions"
     for entry in entries:
         report = _load_pack(entry, registry, prompt_server, legacy_web_root)
@@ -197,49 +197,6 @@ def _ensure_parent_package() -> None:
         sys.modules[PACKAGE_ROOT] = parent
 
 
-def _run_prestartup(entry: PackEntry) -> str | None:
-    script = entry.path / "prestartup_script.py"
-    if not script.is_file():
-        return None
-    try:
-        import runpy
-
-        with block_installs([]):
-            runpy.run_path(str(script), run_name=f"{entry.module}.prestartup_script")
-    except Exception as exc:  # a pack's script must not stop the start-up
-        log.warning("PRESTARTUP FAILED for custom nodes %s: %s", script, exc)
-        return f"failed: {type(exc).__name__}: {exc}"
-    return "ok"
-
-
-def _forget_module(module: str) -> None:
-    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
-        del sys.modules[name]
-
-
-def _import_pack(entry: PackEntry) -> ModuleType:
-    _forget_module(entry.module)
-    if entry.path.is_dir():
-        init = entry.path / "__init__.py"
-        if not init.is_file():
-            raise ImportError(f"{entry.path} has no __init__.py; a pack directory must be a Python package")
-        spec = importlib.util.spec_from_file_location(
-            entry.module, init, submodule_search_locations=[str(entry.path)]
-        )
-    else:
-        spec = importlib.util.spec_from_file_location(entry.module, entry.path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot build an import spec for {entry.path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[entry.module] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        _forget_module(entry.module)
-        raise
-    return module
-
-
 def _files_under(root: Path) -> set[str]:
     if not root.is_dir():
         return set()
@@ -251,14 +208,18 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
     routes = getattr(prompt_server, "routes", None)
     routes_before = len(routes) if routes is not None else 0
     web_before = _files_under(legacy_web_root)
+    path_added: list[str] = []
     started = time.perf_counter()
     try:
-        with block_installs(report.pip_attempts):
-            module = _import_pack(entry)
+        with block_installs(report.pip_attempts), watch_sys_path(path_added):
+            module = import_pack(entry.module, entry.path)
             mappings, display_names = _read_mappings(module, entry)
     except Exception as exc:
         report.status = "failed"
         report.error = f"Cannot import {entry.path} module for custom nodes: {type(exc).__name__}: {exc}"
+        hint = import_hint(exc, entry.path)
+        if hint:
+            report.error += f" ({hint})"
         report.traceback = traceback.format_exc()
         log.warning("%s\n%s", report.error, report.traceback)
     else:
@@ -271,6 +232,11 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
         report.seconds = time.perf_counter() - started
     if routes is not None:
         report.routes_added = len(routes) - routes_before
+    if path_added:
+        report.warnings.append(
+            f"pack {entry.name!r} added {path_added} to sys.path; its top-level modules can shadow other "
+            f"packs' modules of the same name. Packs should use relative imports"
+        )
     report.legacy_web_files = sorted(_files_under(legacy_web_root) - web_before)
     if report.legacy_web_files:
         report.warnings.append(

@@ -202,3 +202,31 @@ def test_custom_nodes_roots_from_model_paths_yaml_are_searched(packs, tmp_path) 
     assert reports["good_pack"].status == "loaded"
     assert reports["single_file_node"].status == "loaded"
     assert reports["single_file_node"].path == str(elsewhere / "single_file_node.py")
+
+
+def test_failed_imports_carry_a_hint(packs) -> None:
+    reports = packs.load("missing_dep_pack", "comfy_missing_pack", "syntax_error_pack")
+    missing = reports["missing_dep_pack"].error
+    assert "loom_fixture_missing_dependency" in missing and "pip install -r" in missing
+    assert "requirements.txt" in missing
+    comfy = reports["comfy_missing_pack"].error
+    assert "comfy.ldm" in comfy and "compatibility layer does not provide" in comfy
+    assert "line 2" in reports["syntax_error_pack"].error
+
+
+def test_sys_path_edits_by_a_pack_are_reported(packs) -> None:
+    before = list(sys.path)
+    try:
+        report = packs.load("sys_path_pack")["sys_path_pack"]
+        assert report.status == "loaded"
+        assert packs.registry.get("SysPathAnswer")().run() == (42,)
+        assert any("sys.path" in w and "relative imports" in w for w in report.warnings)
+    finally:
+        sys.path[:] = before
+        sys.modules.pop("sys_path_pack_helpers", None)
+
+
+def test_prestartup_script_runs_before_the_import(packs) -> None:
+    report = packs.load("prestartup_pack")["prestartup_pack"]
+    assert report.prestartup == "ok"
+    assert sys.modules["custom_nodes.prestartup_pack"].RAN_BEFORE_IMPORT is True
