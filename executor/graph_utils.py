@@ -78,12 +78,15 @@ class GraphBuilder:
     """
 
     def __init__(self, prefix: str | None = None) -> None:
-        if prefix is None:
-            ctx = current()
-            prefix = "" if ctx is None else f"{ctx.node_id}.{ctx.call_index}.{ctx.next_graph_index()}."
-        self.prefix = prefix
+        self.prefix = self.alloc_prefix() if prefix is None else prefix
         self.nodes: dict[str, GraphNode] = {}
         self._counter = 1
+
+    @staticmethod
+    def alloc_prefix() -> str:
+        """Return a fresh deterministic prefix for the node call running now (``""`` outside one)."""
+        ctx = current()
+        return "" if ctx is None else f"{ctx.node_id}.{ctx.call_index}.{ctx.next_graph_index()}."
 
     def node(self, class_type: str, id: str | None = None, **inputs: Any) -> GraphNode:
         """Add (or return the existing) node ``id`` of ``class_type`` with ``inputs``."""
@@ -108,3 +111,18 @@ class GraphBuilder:
     def finalize(self) -> dict[str, dict[str, Any]]:
         """Return the graph as an API-format dict (the ``expand`` value of a node result)."""
         return {node_id: node.serialize() for node_id, node in self.nodes.items()}
+
+
+def add_graph_prefix(graph: dict[str, dict[str, Any]], outputs: tuple[Any, ...] | list[Any],
+                     prefix: str) -> tuple[dict[str, dict[str, Any]], tuple[Any, ...]]:
+    """Return ``graph`` with ``prefix`` added to its node ids and internal links, and ``outputs`` likewise."""
+
+    def relink(value: Any) -> Any:
+        if is_link(value) and value[0] in graph:
+            return [prefix + value[0], value[1]]
+        return value
+
+    new_graph = {prefix + node_id: {**node, "class_type": node["class_type"],
+                                    "inputs": {k: relink(v) for k, v in (node.get("inputs") or {}).items()}}
+                 for node_id, node in graph.items()}
+    return new_graph, tuple(relink(o) for o in outputs)

@@ -164,6 +164,8 @@ def validate_prompt(registry: NodeRegistry, prompt: Any, partial_execution_targe
     parsed = parse_prompt(prompt)
     _check_classes(registry, parsed)
     warnings: list[str] = []
+    if isinstance(partial_execution_targets, str):
+        partial_execution_targets = [partial_execution_targets]
     targets = None if partial_execution_targets is None else {str(t) for t in partial_execution_targets}
     outputs = [n for n, node in parsed.items() if is_output_node(registry.get(node["class_type"]))
                and (targets is None or n in targets)]

@@ -154,3 +154,38 @@ def test_lru_evicts_oldest_generation_first(nodes: Reg) -> None:
     assert log.calls == []
     executor.execute(prompt(1), "p", {}, None)
     assert sorted(log.calls) == ["1", "2"]
+
+
+def test_add_graph_prefix_relinks_internal_links_only() -> None:
+    from executor.graph_utils import add_graph_prefix
+
+    graph = {"1": {"class_type": "Const", "inputs": {"value": 1}},
+             "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["outside", 0]}}}
+    new_graph, outputs = add_graph_prefix(graph, (["2", 0], 5), "p.")
+    assert new_graph == {"p.1": {"class_type": "Const", "inputs": {"value": 1}},
+                         "p.2": {"class_type": "Add", "inputs": {"a": ["p.1", 0], "b": ["outside", 0]}}}
+    assert outputs == (["p.2", 0], 5)
+
+
+def test_two_builders_in_one_call_get_distinct_prefixes(nodes: Reg) -> None:
+    reg, _ = nodes
+
+    class TwoGraphs:
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def run(self) -> dict[str, Any]:
+            first, second = GraphBuilder(), GraphBuilder()
+            a = first.node("Const", value=2)
+            b = second.node("Add", a=a.out(0), b=3)
+            return {"result": (b.out(0),), "expand": {**first.finalize(), **second.finalize()}}
+
+    reg.register("TwoGraphs", TwoGraphs)
+    result = run_graph(reg, {"1": {"class_type": "TwoGraphs", "inputs": {}},
+                             "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}})
+    assert result.ui["2"] == {"value": [5]}
+    assert set(result.outputs) >= {"1.0.0.1", "1.0.1.1"}
