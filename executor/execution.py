@@ -7,6 +7,7 @@ One executor serves one worker: ``execute`` runs one prompt at a time. It emits 
 """
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -21,6 +22,8 @@ from executor.prompt import Prompt, parse_prompt
 from executor.registry import NodeRegistry
 from executor.run import PromptRun
 from executor.signature import ClassTable
+
+log = logging.getLogger(__name__)
 
 
 def _is_normalised(prompt: Mapping[str, Any]) -> bool:
@@ -115,6 +118,9 @@ class PromptExecutor:
             "exception_message": str(err), "exception_type": f"{type(err).__module__}.{type(err).__qualname__}",
             "traceback": traceback.format_tb(err.__traceback__), "current_inputs": {}, "current_outputs": [],
             "timestamp": now_ms()}
-        sink.emit("execution_error", payload)
+        try:
+            sink.emit("execution_error", payload)
+        except Exception:  # the sink itself is broken; the outcome still carries the error
+            log.exception("prompt %s: the event sink raised while reporting an error", prompt_id)
         return ExecutionOutcome(status="error", error=payload,
                                 messages=[("execution_start", start), ("execution_error", payload)])

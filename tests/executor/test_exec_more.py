@@ -189,3 +189,18 @@ def test_two_builders_in_one_call_get_distinct_prefixes(nodes: Reg) -> None:
                              "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}})
     assert result.ui["2"] == {"value": [5]}
     assert set(result.outputs) >= {"1.0.0.1", "1.0.1.1"}
+
+
+def test_a_broken_sink_does_not_make_execute_raise(nodes: Reg) -> None:
+    reg, _ = nodes
+
+    class Broken(CollectingSink):
+        def emit(self, event: str, data: dict[str, Any]) -> None:
+            super().emit(event, data)
+            if event in ("execution_success", "execution_error"):
+                raise RuntimeError("socket closed")
+
+    outcome = PromptExecutor(reg).execute({"1": {"class_type": "Show", "inputs": {"value": 1}}}, "p", {}, None,
+                                          sink=Broken())
+    assert outcome.status == "error" and outcome.error is not None
+    assert "socket closed" in outcome.error["exception_message"]
