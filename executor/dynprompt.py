@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from executor.graph_utils import is_link
 from executor.prompt import Prompt
 
 
@@ -15,6 +16,7 @@ class DynamicPrompt:
         self._ephemeral: dict[str, dict[str, Any]] = {}
         self._parents: dict[str, str] = {}
         self._display: dict[str, str] = {}
+        self._links: dict[str, list[tuple[str, str, int]]] = {}
 
     def get_node(self, node_id: str) -> dict[str, Any]:
         """Return the API-format dict of ``node_id`` (original or ephemeral)."""
@@ -24,6 +26,15 @@ class DynamicPrompt:
         if node is None:
             raise KeyError(f"Node '#{node_id}' is not in this prompt (nor among its expanded nodes)")
         return node
+
+    def links(self, node_id: str) -> list[tuple[str, str, int]]:
+        """Return ``[(input name, producer id, output index)]`` of ``node_id``'s links (memoised)."""
+        found = self._links.get(node_id)
+        if found is None:
+            found = [(name, value[0], int(value[1])) for name, value in self.get_node(node_id)["inputs"].items()
+                     if is_link(value)]
+            self._links[node_id] = found
+        return found
 
     def has_node(self, node_id: str) -> bool:
         """Return whether ``node_id`` is an original or ephemeral node."""

@@ -9,7 +9,10 @@ from executor.context import current
 def is_link(value: Any) -> bool:
     """Return whether ``value`` is a link ``[source_node_id: str, output_index: int]`` (ComfyUI's test)."""
     t = type(value)
-    if t is not list and t is not tuple and not isinstance(value, (list, tuple)):
+    if t is list:
+        if len(value) == 2 and type(value[0]) is str and type(value[1]) is int:
+            return True
+    elif t is not tuple and not isinstance(value, (list, tuple)):
         return False
     if len(value) != 2 or not isinstance(value[0], str):
         return False

@@ -5,7 +5,6 @@ from collections.abc import Callable, Set
 
 from executor.dynprompt import DynamicPrompt
 from executor.errors import DependencyCycleError
-from executor.graph_utils import is_link
 from executor.validation import find_cycles
 
 
@@ -44,10 +43,9 @@ class ExecutionList:
             self.blocked_by.setdefault(current, set())
             self.blocking.setdefault(current, set())
             lazy = self._lazy_inputs(current)
-            for name, value in self._dyn.get_node(current)["inputs"].items():
-                if not is_link(value) or name in lazy:
+            for name, producer, _ in self._dyn.links(current):
+                if name in lazy:
                     continue
-                producer = value[0]
                 if not self._dyn.has_node(producer) or self._has_result(producer):
                     continue
                 self._link(producer, current)

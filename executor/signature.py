@@ -50,8 +50,7 @@ class ClassTable:
 
     def __call__(self, class_type: str) -> ClassInfo:
         info = self._infos.get(class_type)
-        cls = self._registry.find(class_type)
-        if info is None or info.cls is not cls:
+        if info is None:  # a registry never replaces a class, so the id keeps naming the same class
             info = ClassInfo(self._registry.get(class_type))
             self._infos[class_type] = info
         return info
@@ -92,10 +91,10 @@ class Signatures:
         return keys[node_id]
 
     def _producers(self, node_id: str) -> list[str]:
-        if not self._dyn.has_node(node_id):
+        dyn = self._dyn
+        if not dyn.has_node(node_id):
             return []
-        return [v[0] for v in self._dyn.get_node(node_id)["inputs"].values()
-                if is_link(v) and self._dyn.has_node(v[0])]
+        return [producer for _, producer, _ in dyn.links(node_id) if dyn.has_node(producer)]
 
     def _immediate(self, node_id: str) -> str | None:
         try:
@@ -117,15 +116,16 @@ class Signatures:
             parts.append("id=" + repr(node_id))
         inputs = node["inputs"]
         keys = self._keys
+        linked = {name: (producer, index) for name, producer, index in self._dyn.links(node_id)}
         for name in sorted(inputs):
-            value = inputs[name]
-            if is_link(value):
-                producer = keys.get(value[0])
+            link = linked.get(name)
+            if link is not None:
+                producer = keys.get(link[0])
                 if producer is None:
                     return None
-                parts.append(f"{name}=<{producer}:{int(value[1])}>")
+                parts.append(f"{name}=<{producer}:{link[1]}>")
             else:
-                text = canonical(value)
+                text = canonical(inputs[name])
                 if text is None:
                     return None
                 parts.append(f"{name}={text}")

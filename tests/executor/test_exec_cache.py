@@ -199,3 +199,13 @@ def test_cached_output_node_replays_without_running(nodes: Reg) -> None:
     log.calls.clear()
     outcome = executor.execute(prompt, "b", {}, None)
     assert log.calls == [] and outcome.outputs == {"2": {"value": [3]}} and outcome.cached == ["2"]
+
+
+def test_unique_id_hidden_input_keys_the_cache_by_node_id(nodes: Reg) -> None:
+    reg, log = nodes
+    prompt = {"a": {"class_type": "Hidden", "inputs": {}}, "b": {"class_type": "Hidden", "inputs": {}},
+              "c": {"class_type": "Show", "inputs": {"value": ["a", 0]}},
+              "d": {"class_type": "Show", "inputs": {"value": ["b", 0]}}}
+    outcome = PromptExecutor(reg).execute(prompt, "p", {}, None)
+    assert outcome.outputs["c"]["value"][0].startswith("a:") and outcome.outputs["d"]["value"][0].startswith("b:")
+    assert log.count("a") == 1 and log.count("b") == 1

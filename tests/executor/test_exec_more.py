@@ -204,3 +204,31 @@ def test_a_broken_sink_does_not_make_execute_raise(nodes: Reg) -> None:
                                           sink=Broken())
     assert outcome.status == "error" and outcome.error is not None
     assert "socket closed" in outcome.error["exception_message"]
+
+
+def test_progress_preview_and_selected_outputs(nodes: Reg) -> None:
+    reg, log = nodes
+
+    class Previewer:
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def run(self) -> tuple[int]:
+            ctx = current()
+            assert ctx is not None
+            ctx.progress(1, 2, preview="fake-image")
+            return (1,)
+
+    reg.register("Previewer", Previewer)
+    prompt = {"1": {"class_type": "Previewer", "inputs": {}},
+              "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}},
+              "3": {"class_type": "Const", "inputs": {"value": 9}},
+              "4": {"class_type": "Show", "inputs": {"value": ["3", 0]}}}
+    sink = CollectingSink()
+    outcome = PromptExecutor(reg).execute(prompt, "pp", {}, ["2"], sink=sink)
+    assert sink.previews == [("pp", "1", "fake-image")]
+    assert list(outcome.outputs) == ["2"] and "3" not in log.calls and "4" not in log.calls
