@@ -13,7 +13,8 @@ class ExecutionOutcome:
 
     ``outputs``/``meta`` become history ``outputs``/``meta``; ``messages`` are the prompt-level events
     (start, cached, success / error / interrupted) for history ``status.messages``; ``error`` is the
-    ``execution_error`` or ``execution_interrupted`` payload.
+    ``execution_error`` or ``execution_interrupted`` payload. Unlike ComfyUI, the stored UI of a cached
+    output node is in ``outputs`` whether or not the prompt had a ``client_id``.
     """
 
     status: Status

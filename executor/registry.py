@@ -116,9 +116,14 @@ class NodeRegistry:
         return self._display.get(name, name)
 
     def python_module_of(self, name: str) -> str:
-        """Return ``python_module`` for /object_info: ``"nodes"`` for built-ins, else the source."""
+        """Return ``python_module`` for /object_info: ``"nodes"`` for built-ins, else the source.
+
+        A bare pack name (no dot) is shown as ``custom_nodes.<name>``, as ComfyUI names pack modules.
+        """
         source = self.source_of(name)
-        return "nodes" if source == BUILTIN_SOURCE else source
+        if source == BUILTIN_SOURCE:
+            return "nodes"
+        return source if "." in source else f"custom_nodes.{source}"
 
     def node_info(self, name: str) -> dict[str, Any]:
         """Return the /object_info node definition of ``name`` (raises if INPUT_TYPES raises)."""

@@ -94,6 +94,8 @@ def test_object_info_shape_v1() -> None:
         run=lambda self, **kw: (1, 2))
     reg.register("S", cls, display_name="Sampler S", source="custom_nodes.my_pack")
     reg.register("Plain", _node())
+    reg.register("Bare", _node(), source="bare_pack")
+    assert reg.python_module_of("Bare") == "custom_nodes.bare_pack"
     info = reg.object_info()
     s = info["S"]
     assert s == {
