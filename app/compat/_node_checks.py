@@ -27,6 +27,8 @@ def check_node_class(node_id: str, cls: Any, module: str) -> type:
     adapter = getattr(cls, "_loom_as_v1", None)
     if callable(adapter) and not hasattr(cls, "INPUT_TYPES"):
         cls = adapter()
+        if not isinstance(cls, type):
+            raise InvalidNodeError(f"{where}: its V3 adapter did not produce a class")
     _check_input_types(where, cls)
     returns = getattr(cls, "RETURN_TYPES", None)
     if not isinstance(returns, (tuple, list)) or not all(isinstance(t, (str, list, tuple)) for t in returns):

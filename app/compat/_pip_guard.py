@@ -102,7 +102,7 @@ def block_installs(record: list[str]) -> Iterator[None]:
                 return _BlockedProcess(args, text)
             return super().__new__(cls)
 
-    def guarded_system(command: str) -> int:
+    def guarded_system(command: Any) -> int:
         if is_install_command(command):
             record.append(str(command))
             return 1
@@ -115,11 +115,11 @@ def block_installs(record: list[str]) -> Iterator[None]:
     subprocess.Popen = GuardedPopen  # type: ignore[misc]
     os.system = guarded_system
     if real_pip_main is not None:
-        pip_mod.main = guarded_pip_main  # type: ignore[union-attr]
+        pip_mod.main = guarded_pip_main
     try:
         yield
     finally:
         subprocess.Popen = real_popen  # type: ignore[misc]
         os.system = real_system
         if real_pip_main is not None:
-            pip_mod.main = real_pip_main  # type: ignore[union-attr]
+            pip_mod.main = real_pip_main

@@ -25,9 +25,16 @@ def load_checkpoint_guess_config(ckpt_path: str, output_vae: bool = True, output
     """(MODEL, CLIP, VAE, CLIP_VISION=None) from a single-file checkpoint, family auto-detected."""
     from engine.loading import load_checkpoint
 
-    model, clip, vae = load_checkpoint(ckpt_path, _manager(), embedding_directory=embedding_directory,
+    model, clip, vae = load_checkpoint(ckpt_path, _manager(), embedding_directory=_one_dir(embedding_directory),
                                        output_clip=output_clip, output_vae=output_vae)
     return (model if output_model else None), clip, vae, None
+
+
+def _one_dir(embedding_directory: Any) -> str | None:
+    # ComfyUI passes folder_paths.get_folder_paths("embeddings") (a list); Loom's loader takes one folder.
+    if isinstance(embedding_directory, (list, tuple)):
+        return str(embedding_directory[0]) if embedding_directory else None
+    return embedding_directory
 
 
 def load_diffusion_model(unet_path: str, model_options: dict[str, Any] | None = None) -> Any:
@@ -53,7 +60,7 @@ def load_clip(ckpt_paths: list[str], embedding_directory: str | None = None, cli
 
     kind = getattr(clip_type, "name", None) or "stable_diffusion"
     return engine_load_clip(ckpt_paths, str(kind).lower(), manager=_manager(),
-                            embedding_directory=embedding_directory)
+                            embedding_directory=_one_dir(embedding_directory))
 
 
 def load_lora_for_models(model: Any, clip: Any, lora: dict[str, Any], strength_model: float,
