@@ -28,9 +28,28 @@ def parse_prompt(data: Any) -> Prompt:
     """Check the structure of an API-format prompt and return a normalised copy.
 
     Node ids become strings and ``inputs`` defaults to ``{}``; ``{"__value__": [...]}`` literal wrappers
-    are kept (so a literal list can never be mistaken for a link) and unwrapped where values are used. Every structural problem is collected; the first one is the top-level ``invalid_prompt``
-    error and all of them are listed in ``node_errors``.
+    are kept (so a literal list can never be mistaken for a link) and unwrapped where values are used.
+    Every structural problem is collected; the first one is the top-level ``invalid_prompt`` error and
+    all of them are listed in ``node_errors``.
     """
+    parsed, problems = parse_prompt_collect(data)
+    if problems:
+        raise prompt_error(problems)
+    return parsed
+
+
+def prompt_error(problems: dict[str, Any]) -> PromptValidationError:
+    """The error for prompt-level ``problems`` (``{node id: node_errors entry}``): the first is top-level."""
+    first = next(iter(problems.values()))["errors"][0]
+    extra = dict(first["extra_info"]) if first["type"] == "missing_node_type" else {}
+    error = {"type": first["type"], "message": first["message"], "details": first["details"], "extra_info": extra}
+    if len(problems) > 1:
+        error["details"] = "; ".join(p["errors"][0]["details"] for p in problems.values())
+    return PromptValidationError(error, problems)
+
+
+def parse_prompt_collect(data: Any) -> tuple[Prompt, dict[str, Any]]:
+    """Like ``parse_prompt`` but return ``(well-formed nodes, {node id: problem})`` instead of raising."""
     if not isinstance(data, Mapping):
         raise PromptValidationError({
             "type": "invalid_prompt", "message": "Cannot execute because the prompt is not a JSON object.",
@@ -62,9 +81,4 @@ def parse_prompt(data: Any) -> Prompt:
         normalised = dict(node)
         normalised["inputs"] = {str(k): v for k, v in inputs.items()}
         out[node_id] = normalised
-    if problems:
-        first = problems[0][1]["errors"][0]
-        raise PromptValidationError(
-            {"type": first["type"], "message": first["message"], "details": first["details"], "extra_info": {}},
-            dict(problems))
-    return out
+    return out, dict(problems)

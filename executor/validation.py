@@ -15,7 +15,7 @@ from executor.checks import ErrorDict, check_node
 from executor.contract import is_output_node
 from executor.errors import PromptValidationError
 from executor.graph_utils import is_link
-from executor.prompt import Prompt, parse_prompt
+from executor.prompt import Prompt, parse_prompt_collect, prompt_error
 from executor.registry import NodeRegistry
 
 
@@ -48,8 +48,7 @@ class ValidatedPrompt:
     node_errors: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_classes(registry: NodeRegistry, prompt: Prompt) -> None:
-    problems: dict[str, Any] = {}
+def _check_classes(registry: NodeRegistry, prompt: Prompt, problems: dict[str, Any]) -> None:
     for node_id, node in prompt.items():
         class_type = node["class_type"]
         if class_type not in registry:
@@ -61,11 +60,7 @@ def _check_classes(registry: NodeRegistry, prompt: Prompt) -> None:
                 "extra_info": {"node_id": node_id, "class_type": class_type, "node_title": title or class_type},
             }], "dependent_outputs": [], "class_type": class_type}
     if problems:
-        first = next(iter(problems.values()))["errors"][0]
-        error = dict(first)
-        if len(problems) > 1:
-            error["details"] = "; ".join(p["errors"][0]["details"] for p in problems.values())
-        raise PromptValidationError(error, problems)
+        raise prompt_error(problems)
 
 
 def _links(node: Mapping[str, Any]) -> Iterable[str]:
@@ -161,8 +156,8 @@ def validate_prompt(registry: NodeRegistry, prompt: Any, partial_execution_targe
     ``extra_checks`` see only those nodes (``callable(prompt, registry) -> [NodeError]``).
     Literal values are coerced in the returned (normalised) copy; the input is not modified.
     """
-    parsed = parse_prompt(prompt)
-    _check_classes(registry, parsed)
+    parsed, problems = parse_prompt_collect(prompt)
+    _check_classes(registry, parsed, problems)
     warnings: list[str] = []
     if isinstance(partial_execution_targets, str):
         partial_execution_targets = [partial_execution_targets]

@@ -42,6 +42,15 @@ def test_missing_node_types_are_all_reported(nodes: Reg) -> None:
     assert wire["error"]["message"] == "Node 'Nope' not found. The custom node may not be installed."
     assert set(wire["node_errors"]) == {"1", "2"}
     assert wire["node_errors"]["2"]["class_type"] == "Gone"
+    assert wire["error"]["extra_info"] == {"node_id": "1", "class_type": "Nope", "node_title": "Nope"}
+
+
+def test_structural_and_missing_class_problems_are_reported_together(nodes: Reg) -> None:
+    reg, _ = nodes
+    wire = _fail(reg, {"1": {"inputs": {}}, "2": {"class_type": "Gone", "inputs": {}}, "3": "junk"})
+    assert wire["error"]["type"] == "invalid_prompt" and wire["error"]["extra_info"] == {}
+    assert {n: _types(wire, n) for n in wire["node_errors"]} == {
+        "1": ["invalid_prompt"], "3": ["invalid_prompt"], "2": ["missing_node_type"]}
 
 
 def test_prompt_without_outputs(nodes: Reg) -> None:
