@@ -44,6 +44,7 @@ class Hub:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._clients: dict[str, _Client] = {}
         self._lock = threading.Lock()
         self._running: tuple[str | None, str] | None = None  # (sid, node) of the executing node
@@ -53,6 +54,7 @@ class Hub:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the server's event loop; messages sent before are dropped (nobody is connected)."""
         self._loop = loop
+        self._loop_thread = threading.get_ident()
 
     async def close(self) -> None:
         for client in list(self._clients.values()):
@@ -134,6 +136,9 @@ class Hub:
     def _post(self, msg: str | bytes, sid: str | None, rich: bytes | None) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._dispatch, msg, sid, rich)  # no self-pipe wake-up needed
             return
         try:
             loop.call_soon_threadsafe(self._dispatch, msg, sid, rich)

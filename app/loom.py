@@ -6,6 +6,7 @@ Tests build a `Loom` directly with small pure-Python fixture nodes.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,8 @@ class Loom:
     def free(self, unload_models: bool, free_memory: bool) -> None:
         """Honour POST /free between prompts: unload models; with free_memory also reset executor caches."""
         models = getattr(self.services, "models", None)
+        if isinstance(models, LazyModelManager) and not models.loaded:
+            models = None  # nothing was ever loaded: nothing to unload
         if models is not None and (unload_models or free_memory):
             for name in ("unload_all", "unload_all_models", "free_all"):
                 fn = getattr(models, name, None)
@@ -103,6 +106,37 @@ class Loom:
             self.worker.stop()
         if self.store is not None:
             self.store.close()
+
+
+class LazyModelManager:
+    """Stands in for `engine.model_management.ModelManager` until a node first uses it.
+
+    Creating the real manager imports torch and probes devices (seconds); deferring it keeps server start-up
+    fast. Attribute access is forwarded to the real manager, built once, thread-safely.
+    """
+
+    def __init__(self, cpu_only: bool) -> None:
+        self._cpu_only = cpu_only
+        self._real: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._real is not None
+
+    def real(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                from engine.device import DevicePolicy
+                from engine.model_management import ModelManager
+
+                self._real = ModelManager(DevicePolicy.detect(cpu_only=self._cpu_only))
+            return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.real(), name)
 
 
 def _cache_policy(config: Config) -> Any:
@@ -126,13 +160,11 @@ def _build_services(config: Config) -> tuple[Any, Any]:
         return None, None
     paths = _make_paths(ModelPaths, config)
     try:
-        from engine.device import DevicePolicy
-        from engine.model_management import ModelManager
         from nodes.services import NodeServices
     except ImportError as exc:
         log.warning("built-in node services unavailable (%s)", exc)
         return None, paths
-    models = ModelManager(DevicePolicy.detect(cpu_only=config.cpu))
+    models = LazyModelManager(config.cpu)
     return NodeServices(paths=paths, models=models, preview_method=config.preview_method), paths
 
 

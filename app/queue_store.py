@@ -89,6 +89,13 @@ class QueueStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self.recovered: list[str] = self._recover_running()
+        row = self._db.execute("SELECT value FROM kv WHERE key='counter'").fetchone()
+        self._counter = int(row[0]) if row else 0
+        self._counter_lock = threading.Lock()
+        # Readers (HTTP handlers) get their own connection: under WAL they never wait for the worker's writes.
+        self._rdb = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._rlock = threading.Lock()
+        self._remaining = int(self._db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
 
     # -- internals -------------------------------------------------------------------------------------
     @contextmanager
@@ -119,12 +126,6 @@ class QueueStore:
                 db.execute("DELETE FROM queue WHERE prompt_id=?", (prompt_id,))
         return [r[0] for r in rows]
 
-    def _next_counter(self, db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT value FROM kv WHERE key='counter'").fetchone()
-        value = int(row[0]) if row else 0
-        db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES('counter', ?)", (str(value + 1),))
-        return value
-
     @staticmethod
     def _insert_history(db: sqlite3.Connection, prompt_id: str, entry: dict[str, Any], status: str,
                         created: float | None, started: float | None, ended: float | None) -> None:
@@ -141,8 +142,9 @@ class QueueStore:
             if not math.isfinite(float(number)):
                 raise ValueError("number must be finite")
             return number
-        with self._tx() as db:
-            counter = self._next_counter(db)
+        with self._counter_lock:  # persisted with the next enqueue (a restart continues after the last one)
+            counter = self._counter
+            self._counter += 1
         return -counter if front else counter
 
     def enqueue(self, item: QueueItem, sensitive: dict[str, Any] | None = None) -> None:
@@ -153,29 +155,30 @@ class QueueStore:
                            (item.prompt_id, float(item.number), json.dumps(item.to_wire())))
             except sqlite3.IntegrityError:
                 raise ValueError(f"prompt_id {item.prompt_id!r} is already in the queue") from None
+            db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES('counter', ?)", (str(self._counter),))
+            self._remaining += 1
             if sensitive:
                 self._sensitive[item.prompt_id] = sensitive
 
     def pending(self) -> list[QueueItem]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._rlock:
+            rows = self._rdb.execute(
                 "SELECT item FROM queue WHERE state='pending' ORDER BY number, seq").fetchall()
         return [QueueItem.from_wire(json.loads(r[0])) for r in rows]
 
     def running(self) -> list[QueueItem]:
-        with self._lock:
-            rows = self._db.execute("SELECT item FROM queue WHERE state='running' ORDER BY seq").fetchall()
+        with self._rlock:
+            rows = self._rdb.execute("SELECT item FROM queue WHERE state='running' ORDER BY seq").fetchall()
         return [QueueItem.from_wire(json.loads(r[0])) for r in rows]
 
     def started_at(self, prompt_id: str) -> float | None:
-        with self._lock:
-            row = self._db.execute("SELECT started FROM queue WHERE prompt_id=?", (prompt_id,)).fetchone()
+        with self._rlock:
+            row = self._rdb.execute("SELECT started FROM queue WHERE prompt_id=?", (prompt_id,)).fetchone()
         return row[0] if row else None
 
     def remaining(self) -> int:
-        """`queue_remaining`: pending + running."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
+        """`queue_remaining`: pending + running (kept in memory, updated with every queue write)."""
+        return self._remaining
 
     def claim_next(self) -> tuple[QueueItem, dict[str, Any]] | None:
         """Mark the first pending prompt running and return it with its sensitive side slot."""
@@ -191,7 +194,7 @@ class QueueStore:
         """Move a running prompt to history (one transaction: never lost, never duplicated)."""
         with self._tx() as db:
             row = db.execute("SELECT started FROM queue WHERE prompt_id=?", (item.prompt_id,)).fetchone()
-            db.execute("DELETE FROM queue WHERE prompt_id=?", (item.prompt_id,))
+            self._remaining -= db.execute("DELETE FROM queue WHERE prompt_id=?", (item.prompt_id,)).rowcount
             self._insert_history(db, item.prompt_id, entry, status, _create_time(item),
                                  row[0] if row else None, time.time())
 
@@ -202,12 +205,14 @@ class QueueStore:
             for pid in ids:
                 n += db.execute("DELETE FROM queue WHERE prompt_id=? AND state='pending'", (pid,)).rowcount
                 self._sensitive.pop(pid, None)
+            self._remaining -= n
         return n
 
     def clear_pending(self) -> int:
         with self._tx() as db:
             ids = [r[0] for r in db.execute("SELECT prompt_id FROM queue WHERE state='pending'")]
             db.execute("DELETE FROM queue WHERE state='pending'")
+            self._remaining -= len(ids)
             for pid in ids:
                 self._sensitive.pop(pid, None)
         return len(ids)
@@ -216,28 +221,28 @@ class QueueStore:
     def history(self, max_items: int | None = None, offset: int | None = None) -> dict[str, Any]:
         """ComfyUI's paging: newest `max_items` without offset; with offset, skip from the oldest end."""
         sql = "SELECT prompt_id, entry FROM history"
-        with self._lock:
+        with self._rlock:
             if offset is None and max_items is not None:
-                rows = self._db.execute(sql + " ORDER BY seq DESC LIMIT ?", (max_items,)).fetchall()[::-1]
+                rows = self._rdb.execute(sql + " ORDER BY seq DESC LIMIT ?", (max_items,)).fetchall()[::-1]
             else:
                 limit = -1 if max_items is None else max_items
-                rows = self._db.execute(sql + " ORDER BY seq LIMIT ? OFFSET ?", (limit, offset or 0)).fetchall()
+                rows = self._rdb.execute(sql + " ORDER BY seq LIMIT ? OFFSET ?", (limit, offset or 0)).fetchall()
         return {pid: json.loads(entry) for pid, entry in rows}
 
     def history_entry(self, prompt_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT entry FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
+        with self._rlock:
+            row = self._rdb.execute("SELECT entry FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def history_records(self) -> list[HistoryRecord]:
-        with self._lock:
-            rows = self._db.execute("SELECT prompt_id, entry, status, created, started, ended FROM history "
+        with self._rlock:
+            rows = self._rdb.execute("SELECT prompt_id, entry, status, created, started, ended FROM history "
                                     "ORDER BY seq").fetchall()
         return [HistoryRecord(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     def history_record(self, prompt_id: str) -> HistoryRecord | None:
-        with self._lock:
-            r = self._db.execute("SELECT prompt_id, entry, status, created, started, ended FROM history "
+        with self._rlock:
+            r = self._rdb.execute("SELECT prompt_id, entry, status, created, started, ended FROM history "
                                  "WHERE prompt_id=?", (prompt_id,)).fetchone()
         return HistoryRecord(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5]) if r else None
 
@@ -250,8 +255,9 @@ class QueueStore:
             db.execute("DELETE FROM history")
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._rlock:
             self._db.close()
+            self._rdb.close()
 
 
 def _create_time(item: QueueItem) -> float | None:

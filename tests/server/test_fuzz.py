@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from server_helpers import graph, wait_history
@@ -37,10 +36,10 @@ bodies = st.one_of(envelopes, json_values, st.binary(max_size=40),
 
 
 def real_executor_loom(tmp_path: Path) -> Loom:
-    import executor
-
-    from app.config import Config
     from server_fakes import Add, Const, Fail, Show
+
+    import executor
+    from app.config import Config
 
     reg = executor.NodeRegistry()
     for cls in (Const, Add, Show, Fail):
