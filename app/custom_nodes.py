@@ -224,6 +224,7 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
         log.warning("%s\n%s", report.error, report.traceback)
     else:
         _register_nodes(report, registry, mappings, display_names)
+        _rename_others(report, registry, mappings, display_names)
         report.web_directory = _web_directory(module, entry)
         report.status = "partial" if report.refused and report.nodes else "refused" if report.refused else "loaded"
         if report.status == "refused":
@@ -286,7 +287,7 @@ def _register_nodes(report: PackReport, registry: Any, mappings: dict[str, Any],
         try:
             cls = check_node_class(node_id, cls, report.module)
             try:
-                cls.RELATIVE_PYTHON_MODULE = report.module
+                setattr(cls, "RELATIVE_PYTHON_MODULE", report.module)  # noqa: B010 (ComfyUI's attribute)
             except (AttributeError, TypeError):
                 pass
             registry.register(node_id, cls, display_name=str(display.get(node_id) or node_id), source=report.module)
@@ -296,6 +297,17 @@ def _register_nodes(report: PackReport, registry: Any, mappings: dict[str, Any],
             _refuse(report, node_id, f"node {node_id!r} of pack {report.module!r} was refused: {exc}")
         else:
             report.nodes.append(node_id)
+
+
+def _rename_others(report: PackReport, registry: Any, mappings: dict[str, Any], display: dict[str, str]) -> None:
+    # ComfyUI lets NODE_DISPLAY_NAME_MAPPINGS retitle nodes the pack does not own (built-ins included).
+    setter = getattr(registry, "set_display_name", None)
+    for node_id, title in display.items():
+        if node_id in mappings or node_id not in registry or setter is None:
+            continue
+        setter(node_id, str(title))
+        report.warnings.append(f"pack {report.name!r} renamed node {node_id!r} (from {_source_of(registry, node_id)!r}) "
+                               f"to {title!r} in the menu")
 
 
 def _refuse(report: PackReport, node_id: str, reason: str) -> None:

@@ -230,3 +230,10 @@ def test_prestartup_script_runs_before_the_import(packs) -> None:
     report = packs.load("prestartup_pack")["prestartup_pack"]
     assert report.prestartup == "ok"
     assert sys.modules["custom_nodes.prestartup_pack"].RAN_BEFORE_IMPORT is True
+
+
+def test_display_names_may_retitle_other_nodes_and_it_is_reported(packs) -> None:
+    report = packs.load("good_pack")["good_pack"]
+    assert packs.registry.display_name_of("CoreNode") == "Core Node (retitled by good_pack)"
+    assert packs.registry.source_of("CoreNode") == "builtin"
+    assert any("renamed node 'CoreNode'" in w for w in report.warnings)
