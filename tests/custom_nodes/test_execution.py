@@ -37,7 +37,7 @@ def test_a_node_raising_at_run_time_fails_only_its_prompt(packs) -> None:
 def test_v3_node_is_registered_from_its_schema(packs) -> None:
     report = packs.load("v3_pack")["v3_pack"]
     assert report.status == "loaded", report.error or report.refused
-    assert report.nodes == ["V3ScaleNumber", "V3Gate", "V3Show"]
+    assert report.nodes == ["V3Mapped", "V3ScaleNumber", "V3Gate", "V3Show"]
     info = packs.registry.object_info()["V3ScaleNumber"]
     assert info["display_name"] == "Scale a number (V3)"
     assert info["category"] == "fixtures/v3"
@@ -90,3 +90,12 @@ def test_pack_expansion_and_progress_through_the_executor(packs) -> None:
     progress = [(d["node"], d["value"], d["max"]) for d in sink.of("progress")]
     assert progress == [("2", 1, 5), ("2", 2, 5), ("2", 3, 5), ("2", 4, 5), ("2", 5, 5)]
     assert outcome.outputs["99"]["shown"] == ["5"]
+
+
+def test_v3_class_in_node_class_mappings(packs) -> None:
+    packs.load("v3_pack")
+    cls = packs.registry.get("V3Mapped")
+    assert cls.INPUT_TYPES()["required"]["text"] == ("STRING", {"multiline": True})
+    assert cls.IS_CHANGED(text="abc") == "ABC"
+    outcome, _ = run(packs.registry, {"1": {"class_type": "V3Mapped", "inputs": {"text": "abc"}}})
+    assert outcome.outputs["99"]["shown"] == ["'cba'"]

@@ -64,3 +64,23 @@ class Extension(ComfyExtension):
 
 async def comfy_entrypoint():
     return Extension()
+
+
+class MappedV3(io.ComfyNode):
+    """A V3 class listed in NODE_CLASS_MAPPINGS instead of comfy_entrypoint (some packs mix both)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="V3Mapped", inputs=[io.String.Input("text", multiline=True)],
+                         outputs=[io.String.Output()])
+
+    @classmethod
+    def fingerprint_inputs(cls, text):
+        return text.upper()
+
+    @classmethod
+    def execute(cls, text):
+        return io.NodeOutput(text[::-1])
+
+
+NODE_CLASS_MAPPINGS = {"V3Mapped": MappedV3}
