@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not config.loopback_only and not config.auth_token:
         config = config.with_changes(auth_token=secrets.token_urlsafe(24))
         generated = True
+    # The worker thread holds the GIL while Python-heavy nodes run; a shorter switch interval keeps the
+    # event loop's request latency low (the default 5 ms is paid again after every socket syscall).
+    sys.setswitchinterval(0.001)
     loom = build_loom(config)
     loom.started_at = time.time()
     app = create_app(loom)

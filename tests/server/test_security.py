@@ -124,3 +124,41 @@ def test_cli_flags(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--port"):
         parse_args(["--port", "70000"])
     assert isinstance(Config(), Config)
+
+
+def test_cache_flags_build_policies(tmp_path: Path) -> None:
+    pytest.importorskip("executor")
+    from app.loom import _cache_policy
+
+    for argv in ([], ["--cache-lru", "3"], ["--cache-none"], ["--cache-ram", "2"]):
+        assert _cache_policy(parse_args(argv)) is not None
+
+
+def test_main_generates_and_prints_token_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from server_fakes import FakeExecutor, FakeRegistry, InterruptFlag, fake_validate
+
+    import server
+    from app.loom import Loom
+
+    seen: dict[str, Any] = {}
+
+    def fake_build(cfg: Config) -> Loom:
+        reg = FakeRegistry()
+        seen["loom"] = Loom(config=cfg.with_changes(custom_node_dirs=(tmp_path / "none",)), registry=reg,
+                            executor=FakeExecutor(reg), validate_fn=fake_validate, interrupt_flag=InterruptFlag())
+        return seen["loom"]
+
+    def fake_run_app(app: Any, **kwargs: Any) -> None:
+        seen["run"] = kwargs
+
+    monkeypatch.setattr(server, "build_loom", fake_build)
+    monkeypatch.setattr(server.web, "run_app", fake_run_app)
+    assert server.main(["--listen", "0.0.0.0", "--port", "8189", "--base-directory", str(tmp_path)]) == 0
+    token = seen["loom"].config.auth_token
+    assert token and len(token) >= 24
+    assert seen["run"]["host"] == ["0.0.0.0"] and seen["run"]["port"] == 8189
+    out = capsys.readouterr().out
+    assert out.count(token) == 2 and "printed once" in out  # the token line and the ready-made URL
+    assert server.main(["--port", "99999"]) == 2
+    assert "--port" in capsys.readouterr().err

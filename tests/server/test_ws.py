@@ -173,3 +173,29 @@ async def test_status_broadcast_on_queue_change(client: Any) -> None:
     frames = await ws_until(ws, is_done)
     statuses = [f["data"]["status"]["exec_info"]["queue_remaining"] for f in frames if f["type"] == "status"]
     assert statuses[0] == 1 and statuses[-1] == 0
+
+
+async def test_reconnect_replays_executing_node(client: Any) -> None:
+    ws = await client.ws_connect("/ws?clientId=rc")
+    await ws.receive_json()
+    resp = await client.post("/prompt", json={"prompt": graph(1, sleep=1.0), "client_id": "rc"})
+    pid = (await resp.json())["prompt_id"]
+    await ws_until(ws, lambda f: f.get("type") == "executing" and f["data"].get("node") == "2")
+    again = await client.ws_connect("/ws?clientId=rc")
+    assert (await again.receive_json())["type"] == "status"
+    assert await again.receive_json(timeout=2) == {"type": "executing", "data": {"node": "2"}}
+    await client.post("/interrupt", json={"prompt_id": pid})
+    await again.close()
+
+
+async def test_on_prompt_handler_rewrites_body(client: Any) -> None:
+    from server import PromptServer
+
+    def double(body: dict[str, Any]) -> dict[str, Any]:
+        body["prompt"]["1"]["inputs"]["value"] *= 2
+        return body
+
+    PromptServer.instance.add_on_prompt_handler(double)
+    resp = await client.post("/prompt", json={"prompt": graph(21)})
+    entry = await wait_history(client, (await resp.json())["prompt_id"])
+    assert entry["outputs"]["9"] == {"text": ["42"]}
