@@ -79,6 +79,11 @@ def import_hint(exc: BaseException, path: Path) -> str | None:
         if requirements is not None and requirements.is_file():
             return f"missing dependency {root!r}: install the pack's requirements: pip install -r {requirements}"
         return f"missing dependency {root!r}: pip install it into Loom's environment"
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] in SHIM_ROOTS | {"nodes"}:
+        return (
+            f"Loom's ComfyUI compatibility module {exc.name!r} lacks a name this pack imports"
+            + (" (no built-in node or helper of that name)" if exc.name == "nodes" else "")
+        )
     if isinstance(exc, SyntaxError):
         return f"syntax error in {exc.filename}, line {exc.lineno}: fix the file or disable the pack"
     return None

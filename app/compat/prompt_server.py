@@ -22,6 +22,15 @@ log = logging.getLogger("loom.custom_nodes")
 PROGRESS_TEXT = 3  # binary frame type (spec 2.3)
 
 
+class BinaryEventTypes:
+    """ComfyUI's binary websocket frame ids (`server.BinaryEventTypes`, spec 2.3)."""
+
+    PREVIEW_IMAGE = 1
+    UNENCODED_PREVIEW_IMAGE = 2
+    TEXT = 3
+    PREVIEW_IMAGE_WITH_METADATA = 4
+
+
 def _context() -> Any:
     try:
         from executor.context import current

@@ -205,7 +205,8 @@ def test_custom_nodes_roots_from_model_paths_yaml_are_searched(packs, tmp_path) 
 
 
 def test_failed_imports_carry_a_hint(packs) -> None:
-    reports = packs.load("missing_dep_pack", "comfy_missing_pack", "syntax_error_pack")
+    reports = packs.load("missing_dep_pack", "comfy_missing_pack", "syntax_error_pack", "nodes_missing_pack")
+    assert "no built-in node or helper of that name" in reports["nodes_missing_pack"].error
     missing = reports["missing_dep_pack"].error
     assert "loom_fixture_missing_dependency" in missing and "pip install -r" in missing
     assert "requirements.txt" in missing

@@ -87,6 +87,17 @@ def load_torch_file(ckpt: str, safe_load: bool = True, device: Any = None, retur
     return (sd, metadata) if return_metadata else sd
 
 
+def safetensors_header(safetensors_path: str, max_size: int = 100 * 1024 * 1024) -> bytes | None:
+    """The raw JSON header of a .safetensors file, or None when it is larger than `max_size`."""
+    import struct
+
+    with open(safetensors_path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        if length > max_size:
+            return None
+        return f.read(length)
+
+
 def save_torch_file(sd: dict[str, torch.Tensor], ckpt: str, metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 

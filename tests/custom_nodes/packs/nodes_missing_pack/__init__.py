@@ -1,0 +1,3 @@
+from nodes import LoraLoaderThatLoomLacks  # noqa: F401
+
+NODE_CLASS_MAPPINGS = {}
