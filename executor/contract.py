@@ -179,7 +179,8 @@ class ClassInfo:
     """What the executor needs from a node class, read once per prompt (INPUT_TYPES stays live per prompt)."""
 
     __slots__ = ("cls", "input_types", "declared", "hidden", "lazy", "raw_links", "output_is_list", "n_outputs",
-                 "is_output", "input_is_list", "has_is_changed", "keyed_by_id", "function", "open_sections")
+                 "is_output", "input_is_list", "has_is_changed", "keyed_by_id", "function", "open_sections",
+                 "is_async")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -195,6 +196,7 @@ class ClassInfo:
         self.has_is_changed = hasattr(cls, "IS_CHANGED")
         self.keyed_by_id = bool(getattr(cls, "NOT_IDEMPOTENT", False)) or "UNIQUE_ID" in self.hidden.values()
         self.function = str(getattr(cls, "FUNCTION", ""))
+        self.is_async = inspect.iscoroutinefunction(getattr(cls, self.function, None))
         # packs declare "any input name" with a dict subclass whose __contains__ says yes to everything
         self.open_sections = tuple(section for section in (self.input_types.get("required"),
                                                            self.input_types.get("optional"))

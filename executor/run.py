@@ -40,6 +40,10 @@ def full_type_name(cls: type) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 class PromptRun:
     """The state of one ``execute`` call; also the ``ProgressReporter`` of its node contexts."""
 
@@ -58,9 +62,11 @@ class PromptRun:
         self.states: dict[str, dict[str, Any]] = {}
         self.pending_expansion: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any] | None]] = {}
         self.current_inputs: dict[str, list[Any]] = {}
-        self.runlist = ExecutionList(dyn, self.has_result, self.is_output, self.lazy_inputs)
+        self.runlist = ExecutionList(dyn, self.has_result, self.is_output, self.lazy_inputs, self.is_eager)
+        self.async_waiting: dict[str, tuple[list[Any], InputData, float]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsent = False
+        self._started: dict[str, float] = {}
 
     # -- helpers the execution list uses -------------------------------------------------------------
     def lookup(self, node_id: str) -> CacheEntry | None:
@@ -87,6 +93,11 @@ class PromptRun:
         """Whether ``node_id`` is an output node."""
         info = self.info_of(node_id)
         return info is not None and info.is_output
+
+    def is_eager(self, node_id: str) -> bool:
+        """Output nodes and async nodes run first among ready nodes."""
+        info = self.info_of(node_id)
+        return info is not None and (info.is_output or info.is_async)
 
     def lazy_inputs(self, node_id: str) -> frozenset[str]:
         """Names of ``node_id``'s inputs declared ``lazy``."""
@@ -147,11 +158,17 @@ class PromptRun:
             for output in outputs:
                 self.runlist.add_node(output)
             while self.runlist:
+                if not self.runlist.ready and self.async_waiting:
+                    node_id = next(iter(self.async_waiting))
+                    self._wait_async()
+                    continue
                 node_id = self.runlist.stage_next()
                 if self.execute_node(node_id) == SUCCESS:
                     self.runlist.complete(node_id)
                 else:
                     self.runlist.requeue(node_id)
+                if self.async_waiting:
+                    self._poll_async()
         except ExecutionInterrupted:
             self.flush_state()
             self._interrupted(node_id)
@@ -163,8 +180,7 @@ class PromptRun:
             self.flush_state()
             self.emit("execution_success", {"prompt_id": self.prompt_id, "timestamp": now_ms()}, message=True)
         finally:
-            if self._loop is not None:
-                self._loop.close()
+            self._close_loop()
         return self.outcome
 
     def _node_type(self, node_id: str | None) -> str | None:
@@ -202,32 +218,43 @@ class PromptRun:
         if self.interrupt.is_set():
             self.interrupt.clear()
             raise ExecutionInterrupted(f"Processing interrupted before node #{node_id}")
-        self.current_inputs = {}
         node = self.dyn.get_node(node_id)
         class_type = node["class_type"]
         display = self.dyn.get_display_node_id(node_id)
-        if node_id not in self.pending_expansion:
+        resuming = node_id in self.pending_expansion or node_id in self.async_waiting
+        if not resuming:
             cached = self.lookup(node_id)
             if cached is not None:
                 self._finish(node_id, display, cached, ran=False)
                 return SUCCESS
         info = self.infos(class_type)
-        cls = info.cls
-        self.set_state(node_id, "running")
-        self.sink.emit("executing", {"node": node_id, "display_node": display, "prompt_id": self.prompt_id})
-        start = time.perf_counter()
-        data = self.input_data(node_id, node, info)
         if node_id in self.pending_expansion:
+            start = self._started.get(node_id, time.perf_counter())
             results, ui = self.pending_expansion.pop(node_id)
             entry = CacheEntry(merge_outputs(results, info.output_is_list, self._resolve_link), ui)
         else:
-            obj = self.ex.instance(node_id, class_type, cls)
-            if self._request_lazy(node_id, node, obj, data, info):
-                return PENDING
-            returns = self.map_calls(node_id, getattr(obj, info.function), data, info)
+            if node_id in self.async_waiting:
+                waiting, self.current_inputs, start = self.async_waiting.pop(node_id)
+                returns = [r.result() if isinstance(r, asyncio.Future) else r for r in waiting]
+            else:
+                self.current_inputs = {}
+                self.set_state(node_id, "running")
+                self.sink.emit("executing", {"node": node_id, "display_node": display, "prompt_id": self.prompt_id})
+                start = time.perf_counter()
+                data = self.input_data(node_id, node, info)
+                obj = self.ex.instance(node_id, class_type, info.cls)
+                if self._request_lazy(node_id, node, obj, data, info):
+                    return PENDING
+                returns = self.map_calls(node_id, getattr(obj, info.function), data, info)
+                if self._has_running_tasks(returns):
+                    self.async_waiting[node_id] = (returns, self.current_inputs, start)
+                    self.runlist.hold(node_id)
+                    return PENDING
+                returns = [r.result() if isinstance(r, asyncio.Future) else r for r in returns]
             collected = collect_returns(returns, node_id, class_type, info.n_outputs)
             ui = merge_ui(collected.uis)
             if collected.has_expansion:
+                self._started[node_id] = start
                 self.pending_expansion[node_id] = (collected.results, ui)
                 self._expand(node_id, display, collected.expansions, collected.results)
                 return PENDING
@@ -238,6 +265,51 @@ class PromptRun:
         self._finish(node_id, display, entry, ran=True)
         self.ex.cache.after_node()
         return SUCCESS
+
+    # -- async node calls -----------------------------------------------------------------------------
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def _has_running_tasks(self, returns: list[Any]) -> bool:
+        if not any(isinstance(r, asyncio.Future) for r in returns):
+            return False
+        self._poll_async()
+        return any(isinstance(r, asyncio.Future) and not r.done() for r in returns)
+
+    def _release_finished(self) -> None:
+        for node_id, (returns, _, _) in self.async_waiting.items():
+            if node_id in self.runlist.held and all(r.done() for r in returns if isinstance(r, asyncio.Future)):
+                self.runlist.release(node_id)
+
+    def _poll_async(self) -> None:
+        """Let running async calls make progress without blocking, then release finished nodes."""
+        self._event_loop().run_until_complete(asyncio.sleep(0))
+        self._release_finished()
+
+    def _wait_async(self) -> None:
+        """Nothing else can run: wait for an async call to finish (checking the interrupt flag)."""
+        tasks = [r for returns, _, _ in self.async_waiting.values() for r in returns
+                 if isinstance(r, asyncio.Future) and not r.done()]
+        if tasks:
+            self._event_loop().run_until_complete(
+                asyncio.wait(tasks, timeout=0.05, return_when=asyncio.FIRST_COMPLETED))
+        if self.interrupt.is_set():
+            self.interrupt.clear()
+            raise ExecutionInterrupted("Processing interrupted while async nodes were running")
+        self._release_finished()
+
+    def _close_loop(self) -> None:
+        if self._loop is None:
+            return
+        pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
+        self._loop = None
 
     def _finish(self, node_id: str, display: str, entry: CacheEntry, ran: bool) -> None:
         if entry.ui:
@@ -310,10 +382,8 @@ class PromptRun:
             token = enter(ctx)
             try:
                 result = func(**kwargs)
-                if inspect.isawaitable(result):
-                    if self._loop is None:
-                        self._loop = asyncio.new_event_loop()
-                    result = self._loop.run_until_complete(result)
+                if inspect.isawaitable(result):  # runs as a task (the context is copied in) beside other nodes
+                    result = self._event_loop().create_task(_awaited(result))
             finally:
                 leave(token)
             results.append(result)

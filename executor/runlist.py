@@ -12,16 +12,20 @@ class ExecutionList:
     """Nodes waiting to run, what blocks each, and which ready node runs next.
 
     ``has_result(id)`` says whether a producer's output is already known (cached or run), ``is_output(id)``
-    marks output nodes (run first when ready) and ``lazy_inputs(id)`` names inputs that are not
-    dependencies up-front.
+    marks output nodes, ``is_eager(id)`` the nodes run first when ready (output nodes and async nodes, so
+    their work starts early) and ``lazy_inputs(id)`` names inputs that are not dependencies up-front.
+    A node can be *held* (waiting for async work) until ``release``.
     """
 
     def __init__(self, dynprompt: DynamicPrompt, has_result: Callable[[str], bool],
-                 is_output: Callable[[str], bool], lazy_inputs: Callable[[str], Set[str]]) -> None:
+                 is_output: Callable[[str], bool], lazy_inputs: Callable[[str], Set[str]],
+                 is_eager: Callable[[str], bool] | None = None) -> None:
         self._dyn = dynprompt
         self._has_result = has_result
         self._is_output = is_output
+        self._is_eager = is_eager or is_output
         self._lazy_inputs = lazy_inputs
+        self.held: set[str] = set()
         self._order: dict[str, int] = {}
         self.pending: dict[str, None] = {}
         self.blocked_by: dict[str, set[str]] = {}
@@ -80,7 +84,7 @@ class ExecutionList:
             raise DependencyCycleError(cycles[0] if cycles else list(self.pending))
         pick: str | None = None
         if len(self.ready) > 1:
-            for test in (self._is_output, lambda n: self._feeds_output(n, 1), lambda n: self._feeds_output(n, 2)):
+            for test in (self._is_eager, lambda n: self._feeds_output(n, 1), lambda n: self._feeds_output(n, 2)):
                 pick = next((n for n in self.ready if test(n)), None)
                 if pick is not None:
                     break
@@ -100,11 +104,22 @@ class ExecutionList:
             if waiting is None:
                 continue
             waiting.discard(node_id)
-            if not waiting and consumer in self.pending:
+            if not waiting and consumer in self.pending and consumer not in self.held:
                 self.ready[consumer] = None
         self.blocked_by.pop(node_id, None)
 
     def requeue(self, node_id: str) -> None:
         """Put ``node_id`` back after it asked for more inputs or expanded; ready again once unblocked."""
-        if not self.blocked_by.get(node_id):
+        if not self.blocked_by.get(node_id) and node_id not in self.held:
+            self.ready[node_id] = None
+
+    def hold(self, node_id: str) -> None:
+        """Keep ``node_id`` from running until ``release`` (its async calls are still running)."""
+        self.held.add(node_id)
+        self.ready.pop(node_id, None)
+
+    def release(self, node_id: str) -> None:
+        """Let a held node run again once nothing else blocks it."""
+        self.held.discard(node_id)
+        if node_id in self.pending and not self.blocked_by.get(node_id):
             self.ready[node_id] = None
