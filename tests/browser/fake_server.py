@@ -82,7 +82,7 @@ class FakeLoom:
                     elif not isinstance(spec[0], list) and not _compatible(out_types[value[1]], spec[0]):
                         errs.append(_err("return_type_mismatch", "Return type mismatch between linked nodes",
                                          f"{name}, received_type({out_types[value[1]]}) mismatch input_type({spec[0]})", name))
-                elif isinstance(spec[0], list) and value not in spec[0]:
+                elif isinstance(spec[0], list) and str(value).removesuffix(" [input]") not in spec[0]:
                     errs.append(_err("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {spec[0]}", name))
             if errs:
                 errors[nid] = {"errors": errs, "dependent_outputs": outputs, "class_type": node["class_type"]}

@@ -48,6 +48,7 @@ export class LoomApp {
     Object.assign(this.canvas.default_connection_color_byType, TYPE_COLORS);
     this.canvas.onDrawForeground = () => this.textAreas.afterDraw();
     this.canvas.show_info = false;
+    this.canvas.render_canvas_border = false;
     this.canvas.getExtraMenuOptions = () => [
       null,
       { content: "Queue", callback: () => this.queue() },
@@ -102,10 +103,31 @@ export class LoomApp {
     } catch (err) {
       this.ui.showError("Cannot build the default graph", String(err.message));
     }
-    this.canvas.ds.scale = 0.75;
-    this.canvas.ds.offset[0] = 0;
-    this.canvas.ds.offset[1] = -120;
+    this.fitView();
+  }
+
+  /** Sets zoom and pan; the visible area is recomputed first so the background is not drawn stale. */
+  setView(scale, x, y) {
+    const ds = this.canvas.ds;
+    ds.scale = scale;
+    ds.offset[0] = x;
+    ds.offset[1] = y;
+    ds.computeVisibleArea(this.canvas.viewport);
     this.canvas.setDirty(true, true);
+  }
+
+  /** Zooms and pans so every node is visible (capped at 100 %). */
+  fitView() {
+    const nodes = this.graph._nodes;
+    if (!nodes.length) return;
+    const x0 = Math.min(...nodes.map((n) => n.pos[0]));
+    const y0 = Math.min(...nodes.map((n) => n.pos[1])) - 40;
+    const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+    const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+    const { width, height } = this.canvasEl;
+    const margin = 40;
+    const scale = Math.min(1, (width - 2 * margin) / (x1 - x0), (height - 2 * margin) / (y1 - y0));
+    this.setView(scale, margin / scale - x0, margin / scale - y0);
   }
 
   restoreAutosave() {
@@ -128,10 +150,8 @@ export class LoomApp {
     this.textAreas.clear();
     const missing = api ? loadApiPrompt(this.graph, data) : loadUiWorkflow(this.graph, data);
     if (data?.extra?.ds) {
-      this.canvas.ds.scale = data.extra.ds.scale ?? 1;
       const [x, y] = data.extra.ds.offset ?? [0, 0];
-      this.canvas.ds.offset[0] = x;
-      this.canvas.ds.offset[1] = y;
+      this.setView(data.extra.ds.scale ?? 1, x, y);
     }
     this.canvas.setDirty(true, true);
     if (missing.length && !quiet) {
