@@ -130,17 +130,29 @@ class PromptServer:
 
     # -- routes
     def add_routes_to(self, app: web.Application) -> int:
-        """Add the routes packs declared to `app`, each also under `/api`; returns how many were added."""
+        """Add the routes packs declared to `app`, each also under `/api`; returns how many were added.
+
+        Routes the server already has win: a pack route with the same method and path is skipped with a
+        warning, and a route aiohttp rejects is logged and skipped, so a pack can never stop start-up.
+        """
+        taken = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
         count = 0
         for route in self.routes:
-            if not isinstance(route, web.RouteDef):
-                app.router.add_routes([route])
+            try:
+                if not isinstance(route, web.RouteDef):
+                    app.router.add_routes([route])
+                    count += 1
+                    continue
+                paths = [route.path] if route.path.startswith("/api/") else [route.path, "/api" + route.path]
+                for path in paths:
+                    if (route.method, path) in taken:
+                        log.warning("custom node route %s %s skipped: Loom already serves it", route.method, path)
+                        continue
+                    app.router.add_route(route.method, path, route.handler, **route.kwargs)
+                    taken.add((route.method, path))
                 count += 1
-                continue
-            app.router.add_route(route.method, route.path, route.handler, **route.kwargs)
-            if not route.path.startswith("/api/"):
-                app.router.add_route(route.method, "/api" + route.path, route.handler, **route.kwargs)
-            count += 1
+            except (RuntimeError, ValueError, TypeError) as exc:
+                log.warning("custom node route %r skipped: %s", route, exc)
         self._add_report_routes(app)
         return count
 

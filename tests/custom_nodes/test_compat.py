@@ -177,7 +177,7 @@ def test_prompt_server_send_sync_goes_to_the_hub(packs) -> None:
     hub = Hub()
     packs.prompt_server = PromptServer(None, None, hub)
     report = packs.load("routes_pack")["routes_pack"]
-    assert report.routes_added == 1
+    assert report.routes_added == 3
     packs.registry.get("Shout")().run("hey", unique_id="3")
     assert hub.sent == [("routes_pack.shout", {"text": "hey", "node": "3"}, None)]
     with use(_ctx(node_id="12")):

@@ -182,7 +182,7 @@ def test_same_pack_name_in_two_folders_gets_unique_module_names(packs, tmp_path)
 def test_pack_routes_are_collected_on_the_prompt_server(packs, pack) -> None:
     report = packs.load(pack)[pack]
     assert report.status == "loaded", report.error
-    assert report.routes_added == 1
+    assert report.routes_added == 3
 
 
 def test_custom_nodes_roots_from_model_paths_yaml_are_searched(packs, tmp_path) -> None:

@@ -77,6 +77,7 @@ async def test_pack_routes_object_info_and_extensions(client: Any) -> None:
         resp = await client.get(path)
         assert resp.status == 200 and await resp.json() == {"hello": "loom"}
     info = await (await client.get("/object_info")).json()
+    assert "hijacked" not in info, "a pack route must not replace a core route"
     assert info["GoodAdd"]["python_module"] == "custom_nodes.good_pack"
     assert info["V3ScaleNumber"]["display_name"] == "Scale a number (V3)"
     assert "Explode" in info and "PipNode" in info

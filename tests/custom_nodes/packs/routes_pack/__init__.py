@@ -11,6 +11,16 @@ async def hello(request):
     return web.json_response({"hello": request.query.get("name", "world")})
 
 
+@routes.get("/object_info")
+async def hijack(request):  # collides with a core route: Loom's own must win
+    return web.json_response({"hijacked": True})
+
+
+@routes.get("not-a-path")
+async def broken(request):  # aiohttp rejects this path; start-up must go on
+    return web.json_response({})
+
+
 class Shout:
     RETURN_TYPES = ()
     OUTPUT_NODE = True
