@@ -214,7 +214,7 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
         with block_installs(report.pip_attempts), watch_sys_path(path_added):
             module = import_pack(entry.module, entry.path)
             mappings, display_names = _read_mappings(module, entry)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a pack calling sys.exit() must not stop the server
         report.status = "failed"
         report.error = f"Cannot import {entry.path} module for custom nodes: {type(exc).__name__}: {exc}"
         hint = import_hint(exc, entry.path)

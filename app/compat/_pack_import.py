@@ -60,7 +60,7 @@ def run_prestartup_script(module_name: str, path: Path) -> str | None:
     try:
         with block_installs([]):
             runpy.run_path(str(script), run_name=f"{module_name}.prestartup_script")
-    except Exception as exc:  # a pack's script must not stop the start-up
+    except (Exception, SystemExit) as exc:  # a pack's script must not stop the start-up
         log.warning("PRESTARTUP FAILED for custom nodes %s: %s", script, exc)
         return f"failed: {type(exc).__name__}: {exc}"
     return "ok"

@@ -29,7 +29,8 @@ def test_good_pack_registers_its_node_with_display_name_and_source(packs) -> Non
 
 
 def test_broken_packs_are_skipped_with_a_clear_error_and_the_rest_loads(packs) -> None:
-    reports = packs.load("good_pack", "syntax_error_pack", "raising_pack", "no_mappings_pack")
+    reports = packs.load("good_pack", "syntax_error_pack", "raising_pack", "no_mappings_pack", "exit_pack")
+    assert reports["exit_pack"].status == "failed" and "SystemExit" in reports["exit_pack"].error
     assert reports["good_pack"].status == "loaded"
     syntax = reports["syntax_error_pack"]
     assert syntax.status == "failed"
