@@ -1,13 +1,13 @@
 """One prompt run: the loop over the execution list, node calls, expansion, events (spec 5)."""
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from executor.async_calls import AsyncCalls, results_of
 from executor.cache import CacheEntry
 from executor.context import NodeContext, enter, leave
 from executor.contract import ClassInfo
@@ -25,6 +25,7 @@ from executor.node_call import (
     merge_ui,
 )
 from executor.outcome import ExecutionOutcome
+from executor.progress import ProgressStates
 from executor.prompt import unwrap_value
 from executor.runlist import ExecutionList
 from executor.signature import Signatures
@@ -38,10 +39,6 @@ SUCCESS, PENDING = "success", "pending"
 def full_type_name(cls: type) -> str:
     """``module.Class`` (just ``Class`` for builtins), as in ComfyUI's ``exception_type``."""
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
 
 
 class PromptRun:
@@ -59,13 +56,11 @@ class PromptRun:
         self.sigs = Signatures(self.infos, dyn, extra_data)
         self.results: dict[str, CacheEntry] = {}
         self.outcome = ExecutionOutcome(status="success")
-        self.states: dict[str, dict[str, Any]] = {}
+        self.progress = ProgressStates(prompt_id, dyn, sink)
         self.pending_expansion: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any] | None]] = {}
         self.current_inputs: dict[str, list[Any]] = {}
         self.runlist = ExecutionList(dyn, self.has_result, self.is_output, self.lazy_inputs, self.is_eager)
-        self.async_waiting: dict[str, tuple[list[Any], InputData, float]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._unsent = False
+        self.calls = AsyncCalls(self.runlist, interrupt)
         self._started: dict[str, float] = {}
 
     # -- helpers the execution list uses -------------------------------------------------------------
@@ -111,42 +106,11 @@ class PromptRun:
             self.outcome.messages.append((event, data))
         self.sink.emit(event, data)
 
-    def set_state(self, node_id: str, state: str, value: float | None = None, total: float | None = None,
-                  emit: bool = True) -> None:
-        """Update ``node_id``'s progress state and emit ``progress_state`` (``emit=False``: with the next one).
-
-        A node's "finished" state travels with the next node's "running" state (or the end of the run):
-        one ``progress_state`` per node instead of two, since each carries every node seen so far.
-        """
-        old = self.states.get(node_id)
-        top = float(total) if total is not None else 1.0 if old is None else old["max"]
-        if value is not None:
-            val = float(value)
-        else:
-            val = top if state == "finished" else 0.0 if old is None else old["value"]
-        if old is None:
-            dyn = self.dyn
-            entry = {"value": val, "max": top, "state": state, "node_id": node_id, "prompt_id": self.prompt_id,
-                     "display_node_id": dyn.get_display_node_id(node_id),
-                     "parent_node_id": dyn.get_parent_node_id(node_id), "real_node_id": dyn.get_real_node_id(node_id)}
-        else:
-            entry = {**old, "value": val, "max": top, "state": state}
-        self.states[node_id] = entry
-        self._unsent = not emit
-        if emit:
-            self.sink.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.states)})
-
-    def flush_state(self) -> None:
-        """Emit a ``progress_state`` held back by ``set_state(..., emit=False)``."""
-        if self._unsent:
-            self._unsent = False
-            self.sink.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.states)})
-
     def report_progress(self, ctx: NodeContext, value: float, total: float, preview: Any) -> None:
         """``NodeContext.progress`` lands here: ``progress`` + ``progress_state`` (+ preview)."""
         self.sink.emit("progress", {"value": value, "max": total, "prompt_id": self.prompt_id,
                                     "node": ctx.node_id})
-        self.set_state(ctx.node_id, "running", value, total)
+        self.progress.set(ctx.node_id, "running", value, total)
         if preview is not None:
             self.sink.preview(self.prompt_id, ctx.node_id, preview)
 
@@ -158,29 +122,29 @@ class PromptRun:
             for output in outputs:
                 self.runlist.add_node(output)
             while self.runlist:
-                if not self.runlist.ready and self.async_waiting:
-                    node_id = next(iter(self.async_waiting))
-                    self._wait_async()
+                if not self.runlist.ready and self.calls.waiting:
+                    node_id = next(iter(self.calls.waiting))
+                    self.calls.wait()
                     continue
                 node_id = self.runlist.stage_next()
                 if self.execute_node(node_id) == SUCCESS:
                     self.runlist.complete(node_id)
                 else:
                     self.runlist.requeue(node_id)
-                if self.async_waiting:
-                    self._poll_async()
+                if self.calls.waiting:
+                    self.calls.poll()
         except ExecutionInterrupted:
-            self.flush_state()
+            self.progress.flush()
             self._interrupted(node_id)
         except DependencyCycleError as err:
             self._error(err.nodes[0], err, "graph.DependencyCycleError", [])
         except Exception as err:  # a node failed: report it fully, keep the executor alive
             self._error(node_id, err, full_type_name(type(err)), traceback.format_tb(err.__traceback__))
         else:
-            self.flush_state()
+            self.progress.flush()
             self.emit("execution_success", {"prompt_id": self.prompt_id, "timestamp": now_ms()}, message=True)
         finally:
-            self._close_loop()
+            self.calls.close()
         return self.outcome
 
     def _node_type(self, node_id: str | None) -> str | None:
@@ -201,9 +165,9 @@ class PromptRun:
     def _error(self, node_id: str | None, err: Exception, type_name: str, tb: list[str]) -> None:
         self.outcome.status = "error"
         if node_id is not None and self.dyn.has_node(node_id):
-            self.set_state(node_id, "error")
+            self.progress.set(node_id, "error")
         else:
-            self.flush_state()
+            self.progress.flush()
         payload = {
             "prompt_id": self.prompt_id, "node_id": node_id, "node_type": self._node_type(node_id),
             "executed": list(self.outcome.executed), "exception_message": str(err), "exception_type": type_name,
@@ -221,7 +185,7 @@ class PromptRun:
         node = self.dyn.get_node(node_id)
         class_type = node["class_type"]
         display = self.dyn.get_display_node_id(node_id)
-        resuming = node_id in self.pending_expansion or node_id in self.async_waiting
+        resuming = node_id in self.pending_expansion or node_id in self.calls.waiting
         if not resuming:
             cached = self.lookup(node_id)
             if cached is not None:
@@ -233,12 +197,11 @@ class PromptRun:
             results, ui = self.pending_expansion.pop(node_id)
             entry = CacheEntry(merge_outputs(results, info.output_is_list, self._resolve_link), ui)
         else:
-            if node_id in self.async_waiting:
-                waiting, self.current_inputs, start = self.async_waiting.pop(node_id)
-                returns = [r.result() if isinstance(r, asyncio.Future) else r for r in waiting]
+            if node_id in self.calls.waiting:
+                returns, self.current_inputs, start = self.calls.resume(node_id)
             else:
                 self.current_inputs = {}
-                self.set_state(node_id, "running")
+                self.progress.set(node_id, "running")
                 self.sink.emit("executing", {"node": node_id, "display_node": display, "prompt_id": self.prompt_id})
                 start = time.perf_counter()
                 data = self.input_data(node_id, node, info)
@@ -246,11 +209,10 @@ class PromptRun:
                 if self._request_lazy(node_id, node, obj, data, info):
                     return PENDING
                 returns = self.map_calls(node_id, getattr(obj, info.function), data, info)
-                if self._has_running_tasks(returns):
-                    self.async_waiting[node_id] = (returns, self.current_inputs, start)
-                    self.runlist.hold(node_id)
+                if self.calls.has_running(returns):
+                    self.calls.hold(node_id, returns, self.current_inputs, start)
                     return PENDING
-                returns = [r.result() if isinstance(r, asyncio.Future) else r for r in returns]
+                returns = results_of(returns)
             collected = collect_returns(returns, node_id, class_type, info.n_outputs)
             ui = merge_ui(collected.uis)
             if collected.has_expansion:
@@ -266,51 +228,6 @@ class PromptRun:
         self.ex.cache.after_node()
         return SUCCESS
 
-    # -- async node calls -----------------------------------------------------------------------------
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop
-
-    def _has_running_tasks(self, returns: list[Any]) -> bool:
-        if not any(isinstance(r, asyncio.Future) for r in returns):
-            return False
-        self._poll_async()
-        return any(isinstance(r, asyncio.Future) and not r.done() for r in returns)
-
-    def _release_finished(self) -> None:
-        for node_id, (returns, _, _) in self.async_waiting.items():
-            if node_id in self.runlist.held and all(r.done() for r in returns if isinstance(r, asyncio.Future)):
-                self.runlist.release(node_id)
-
-    def _poll_async(self) -> None:
-        """Let running async calls make progress without blocking, then release finished nodes."""
-        self._event_loop().run_until_complete(asyncio.sleep(0))
-        self._release_finished()
-
-    def _wait_async(self) -> None:
-        """Nothing else can run: wait for an async call to finish (checking the interrupt flag)."""
-        tasks = [r for returns, _, _ in self.async_waiting.values() for r in returns
-                 if isinstance(r, asyncio.Future) and not r.done()]
-        if tasks:
-            self._event_loop().run_until_complete(
-                asyncio.wait(tasks, timeout=0.05, return_when=asyncio.FIRST_COMPLETED))
-        if self.interrupt.is_set():
-            self.interrupt.clear()
-            raise ExecutionInterrupted("Processing interrupted while async nodes were running")
-        self._release_finished()
-
-    def _close_loop(self) -> None:
-        if self._loop is None:
-            return
-        pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self._loop.close()
-        self._loop = None
-
     def _finish(self, node_id: str, display: str, entry: CacheEntry, ran: bool) -> None:
         if entry.ui:
             self.outcome.outputs[node_id] = entry.ui
@@ -321,7 +238,7 @@ class PromptRun:
                                         "prompt_id": self.prompt_id})
         if not ran and node_id not in self.outcome.cached:
             self.outcome.cached.append(node_id)
-        self.set_state(node_id, "finished", emit=False)
+        self.progress.set(node_id, "finished", emit=False)
         self.outcome.executed.append(node_id)
         if self.ex.keep_values:
             self.outcome.values[node_id] = entry.outputs
@@ -383,7 +300,7 @@ class PromptRun:
             try:
                 result = func(**kwargs)
                 if inspect.isawaitable(result):  # runs as a task (the context is copied in) beside other nodes
-                    result = self._event_loop().create_task(_awaited(result))
+                    result = self.calls.start(result)
             finally:
                 leave(token)
             results.append(result)
