@@ -16,7 +16,7 @@ import torch
 
 from engine.sampling.conditioning import Cond, repeat_to_batch_size
 
-_FEATHER = 8  # area edges that do not touch the image border fade in over 8 latent pixels
+_FEATHER = 8  # area edges off the image border fade in over min(8, area size // 4) latent pixels
 
 
 @dataclass
@@ -62,12 +62,13 @@ def _prepare(c: Cond, x: torch.Tensor, sigma: torch.Tensor, side: int) -> _Job |
     if c.mask is None and area is not None:
         n = len(dims)
         for i in range(n):
+            rr = min(_FEATHER, mult.shape[2 + i] // 4)
             if area[n + i] != 0:
-                for t in range(_FEATHER):
-                    mult.narrow(i + 2, t, 1).mul_((1.0 / _FEATHER) * (t + 1))
+                for t in range(rr):
+                    mult.narrow(i + 2, t, 1).mul_((1.0 / rr) * (t + 1))
             if area[i] + area[n + i] < x.shape[i + 2]:
-                for t in range(_FEATHER):
-                    mult.narrow(i + 2, area[i] - 1 - t, 1).mul_((1.0 / _FEATHER) * (t + 1))
+                for t in range(rr):
+                    mult.narrow(i + 2, area[i] - 1 - t, 1).mul_((1.0 / rr) * (t + 1))
     job_cond = c if area == c.area else Cond(**{**c.__dict__, "area": area})
     return _Job(x_in, mult, job_cond, side)
 

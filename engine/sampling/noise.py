@@ -45,12 +45,12 @@ def prepare_noise(latent: torch.Tensor, seed: int, batch_index: Sequence[int] | 
 def gaussian_noise_sampler(x: torch.Tensor, seed: int | None) -> NoiseSampler:
     """Fresh ``randn(x.shape)`` per call from a generator on x's device (ComfyUI's default noise sampler).
 
-    ComfyUI seeds it with ``seed + 1`` when x is on the CPU (so the first draw differs from the initial
-    noise) and with ``seed`` on other devices.
+    Seeded with ``seed`` itself, as ComfyUI 0.3.64 does (golden txt2img__batch2__euler_ancestral): on the
+    CPU its first draw therefore equals the initial noise. (Later ComfyUI versions add 1 on the CPU.)
     """
     gen: torch.Generator | None = None
     if seed is not None:
-        s = int(seed) + (1 if x.device.type == "cpu" else 0)
+        s = int(seed)
         gen = torch.Generator(device=x.device).manual_seed(s % _SEED_MOD)
     shape, dtype, layout, device = x.size(), x.dtype, x.layout, x.device
 
