@@ -41,10 +41,20 @@ class Latent2RGBPreviewer(LatentPreviewer):
 def get_previewer(device: Any, latent_format: Any) -> LatentPreviewer | None:
     """A Latent2RGB previewer when previews are on and the latent format has RGB factors, else None."""
     method = str(getattr(_loom.config, "preview_method", "none") or "none")
+    ctx = _context()
+    if ctx is not None:
+        method = str((getattr(ctx, "extra_data", None) or {}).get("preview_method", method))
     factors = getattr(latent_format, "latent_rgb_factors", None)
-    if method == "none" or factors is None:
+    if method == "none" or not factors:
         return None
-    return Latent2RGBPreviewer(factors, getattr(latent_format, "latent_rgb_factors_bias", None))
+    bias = getattr(latent_format, "latent_rgb_factors_bias", None) or getattr(latent_format, "latent_rgb_bias", None)
+    return Latent2RGBPreviewer(factors, bias)
+
+
+def _context() -> Any:
+    from executor.context import current
+
+    return current()
 
 
 def prepare_callback(model: Any, steps: int, x0_output_dict: dict[str, Any] | None = None) -> Callable[..., None]:

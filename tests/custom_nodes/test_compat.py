@@ -204,3 +204,28 @@ def test_on_prompt_handlers_rewrite_and_survive_failures(packs) -> None:
     ps.add_on_prompt_handler(broken)
     ps.add_on_prompt_handler(add_marker)
     assert ps.trigger_on_prompt({"prompt": {}}) == {"prompt": {}, "marker": True}
+
+
+def test_latent_preview_callback_reports_progress_with_a_preview(packs) -> None:
+    from types import SimpleNamespace
+
+    import torch
+    from PIL import Image
+
+    packs.environment.handles.config = SimpleNamespace(preview_method="latent2rgb")
+    packs.load("progress_pack")
+    import latent_preview
+
+    fmt = SimpleNamespace(latent_rgb_factors=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]],
+                          latent_rgb_bias=(0.0, 0.0, 0.0))
+    model = SimpleNamespace(latent_format=fmt)
+    recorder = Recorder()
+    with use(_ctx(recorder)):
+        callback = latent_preview.prepare_callback(model, 2)
+        x0 = torch.zeros(1, 4, 8, 6)
+        callback(0, x0, x0, 2)
+        callback(1, x0, x0, 2)
+    assert [(v, t) for _, v, t, _ in recorder.calls] == [(1, 2), (2, 2)]
+    preview = recorder.calls[-1][3]
+    assert isinstance(preview, Image.Image) and preview.size == (6, 8)
+    assert preview.getpixel((0, 0)) == (128, 128, 128)
