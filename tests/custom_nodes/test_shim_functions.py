@@ -1,0 +1,80 @@
+"""Unit checks of shim helpers packs call directly (comfy.utils, node_helpers, comfy.samplers)."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def shims(packs):
+    packs.load("good_pack")
+    return packs
+
+
+def test_load_torch_file_reads_safetensors_and_refuses_pickled_code(shims, tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    import comfy.utils
+
+    save_file({"w": torch.arange(4.0)}, str(tmp_path / "a.safetensors"), metadata={"k": "v"})
+    sd, meta = comfy.utils.load_torch_file(str(tmp_path / "a.safetensors"), return_metadata=True)
+    assert torch.equal(sd["w"], torch.arange(4.0)) and meta == {"k": "v"}
+    assert comfy.utils.safetensors_header(str(tmp_path / "a.safetensors")).startswith(b"{")
+    torch.save({"w": torch.ones(2)}, tmp_path / "b.pt")
+    assert torch.equal(comfy.utils.load_torch_file(str(tmp_path / "b.pt"))["w"], torch.ones(2))
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"x": Evil()}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError):
+        comfy.utils.load_torch_file(str(tmp_path / "evil.pt"))
+
+
+@pytest.mark.parametrize("method", ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"])
+def test_common_upscale_methods_and_center_crop(shims, method) -> None:
+    import comfy.utils
+
+    samples = torch.rand(2, 3, 10, 20)
+    out = comfy.utils.common_upscale(samples, 8, 8, method, "center")
+    assert out.shape == (2, 3, 8, 8)
+    flat = torch.full((1, 3, 6, 6), 0.25)
+    assert torch.allclose(comfy.utils.common_upscale(flat, 12, 3, method, "disabled"), torch.full((1, 3, 3, 12), 0.25),
+                          atol=1 / 255)
+
+
+def test_center_crop_keeps_the_middle(shims) -> None:
+    import comfy.utils
+
+    samples = torch.zeros(1, 1, 4, 8)
+    samples[..., 2:6] = 1.0  # the middle square
+    out = comfy.utils.common_upscale(samples, 4, 4, "nearest-exact", "center")
+    assert torch.equal(out, torch.ones(1, 1, 4, 4))
+
+
+def test_node_helpers_and_samplers(shims) -> None:
+    import comfy.samplers
+    import node_helpers
+
+    cond = [[torch.zeros(1, 2, 3), {"strength": 1.0, "area": [1]}]]
+    out = node_helpers.conditioning_set_values(cond, {"strength": 0.5, "area": [2]}, append=True)
+    assert out[0][1] == {"strength": 0.5, "area": [1, 2]} and cond[0][1] == {"strength": 1.0, "area": [1]}
+    assert "euler" in comfy.samplers.KSampler.SAMPLERS
+    assert comfy.samplers.sampler_object("euler").sampler_name == "euler"
+    with pytest.raises(ValueError, match="unknown sampler"):
+        comfy.samplers.sampler_object("no_such_sampler")
+
+    class Schedule:
+        sigma_min, sigma_max = 0.03, 14.6
+
+        def timestep(self, sigma):
+            return sigma
+
+        def sigma(self, t):
+            return t
+
+    sigmas = comfy.samplers.calculate_sigmas(Schedule(), "karras", 4)
+    assert sigmas.shape == (5,) and float(sigmas[-1]) == 0.0 and abs(float(sigmas[0]) - 14.6) < 1e-4
