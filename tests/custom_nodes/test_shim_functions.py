@@ -14,9 +14,8 @@ def shims(packs):
 
 
 def test_load_torch_file_reads_safetensors_and_refuses_pickled_code(shims, tmp_path) -> None:
-    from safetensors.torch import save_file
-
     import comfy.utils
+    from safetensors.torch import save_file
 
     save_file({"w": torch.arange(4.0)}, str(tmp_path / "a.safetensors"), metadata={"k": "v"})
     sd, meta = comfy.utils.load_torch_file(str(tmp_path / "a.safetensors"), return_metadata=True)
