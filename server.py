@@ -10,6 +10,7 @@ import importlib
 import logging
 import re
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -174,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The worker thread holds the GIL while Python-heavy nodes run; a shorter switch interval keeps the
     # event loop's request latency low (the default 5 ms is paid again after every socket syscall).
     sys.setswitchinterval(0.001)
+    shutil.rmtree(config.temp_dir, ignore_errors=True)  # ComfyUI: temp/ is emptied at start and exit
     loom = build_loom(config)
     loom.started_at = time.time()
     app = create_app(loom)
@@ -183,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         web.run_app(app, host=list(config.listen), port=config.port, print=None, handle_signals=True)
     finally:
         loom.close()
+        shutil.rmtree(config.temp_dir, ignore_errors=True)
     return 0
 
 

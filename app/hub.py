@@ -21,6 +21,12 @@ __all__ = ["Hub", "BinaryEventTypes"]
 log = logging.getLogger("loom.ws")
 
 
+# Back-pressure for one slow socket: past SKIP_PREVIEWS queued frames its previews are dropped, past
+# MAX_BACKLOG it is closed (the browser reconnects and gets a fresh status).
+SKIP_PREVIEWS = 200
+MAX_BACKLOG = 5000
+
+
 class BinaryEventTypes:
     """ComfyUI's binary frame ids (spec 2.3)."""
 
@@ -149,6 +155,14 @@ class Hub:
         targets = list(self._clients.values()) if sid is None else (
             [self._clients[sid]] if sid in self._clients else [])
         for client in targets:
+            backlog = client.queue.qsize()
+            if backlog > MAX_BACKLOG:
+                log.warning("websocket %s is %d frames behind: closing it", client.sid, backlog)
+                self._clients.pop(client.sid, None)
+                asyncio.get_running_loop().create_task(self._drop(client))
+                continue
+            if isinstance(msg, bytes) and backlog > SKIP_PREVIEWS:
+                continue
             if rich is not None and client.flags.get("supports_preview_metadata"):
                 client.queue.put_nowait(rich)
             else:

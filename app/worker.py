@@ -208,7 +208,7 @@ def history_entry(item: QueueItem, outcome: Any) -> tuple[dict[str, Any], str]:
 def crash_entry(item: QueueItem, exc: BaseException, started: float) -> tuple[dict[str, Any], str]:
     """History for an executor that raised instead of reporting (a bug, but the queue must go on)."""
     now_ms = int(time.time() * 1000)
-    err = {"prompt_id": item.prompt_id, "node_id": None, "node_type": None, "executed": [],
+    err: dict[str, Any] = {"prompt_id": item.prompt_id, "node_id": None, "node_type": None, "executed": [],
            "exception_message": f"{type(exc).__name__}: {exc}",
            "exception_type": f"{type(exc).__module__}.{type(exc).__name__}",
            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),

@@ -142,3 +142,20 @@ async def test_index_serves_web_root(aiohttp_client: Any, loom: Loom, tmp_path: 
     for raw in ("/../outside.txt", "/%2E%2E/outside.txt", "/assets/..%2F..%2Foutside.txt"):
         resp = await c.get(raw)
         assert resp.status in (400, 403, 404) and b"TOP SECRET" not in await resp.read(), raw
+
+
+async def test_custom_node_web_directory_served(aiohttp_client: Any, loom: Loom) -> None:
+    from server import create_app
+
+    pack = loom.config.custom_nodes_dirs[0] / "web_pack"
+    (pack / "js").mkdir(parents=True)
+    (pack / "js" / "ext.js").write_text("export const x = 1;")
+    (pack / "__init__.py").write_text('WEB_DIRECTORY = "./js"\nNODE_CLASS_MAPPINGS = {}\n')
+    (loom.config.base_directory / "secret.js").write_text("TOP SECRET")
+    c = await aiohttp_client(create_app(loom, web_root=None))
+    assert "/extensions/web_pack/ext.js" in await (await c.get("/api/extensions")).json()
+    resp = await c.get("/extensions/web_pack/ext.js")
+    assert resp.status == 200 and "export const x" in await resp.text()
+    for raw in ("/extensions/web_pack/..%2F..%2F..%2Fsecret.js", "/extensions/web_pack/%2E%2E/%2E%2E/secret.js"):
+        resp = await c.get(raw)
+        assert resp.status in (400, 403, 404) and b"TOP SECRET" not in await resp.read(), raw
