@@ -10,7 +10,6 @@ pack does can stop the server from starting: every outcome is a `PackReport` (JS
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import traceback
@@ -21,14 +20,31 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
+from app.compat._discovery import (
+    PACKAGE_ROOT,
+    PackEntry,
+    custom_node_folders,
+    discover_packs,
+    web_directory_of,
+    with_model_path_folders,
+)
 from app.compat._environment import CompatEnvironment, LoomHandles
 from app.compat._node_checks import InvalidNodeError, check_node_class, run_entrypoint
 from app.compat._pack_import import import_hint, import_pack, run_prestartup_script, watch_sys_path
 from app.compat._pip_guard import block_installs
 
-log = logging.getLogger("loom.custom_nodes")
+__all__ = [
+    "PackReport",
+    "PackEntry",
+    "load_custom_nodes",
+    "discover_packs",
+    "custom_node_folders",
+    "web_directories",
+    "extension_urls",
+    "format_import_times",
+]
 
-PACKAGE_ROOT = "custom_nodes"
+log = logging.getLogger("loom.custom_nodes")
 
 
 @dataclass
@@ -58,53 +74,6 @@ class PackReport:
     def to_json(self) -> dict[str, Any]:
         """A plain dict for HTTP (`/loom/custom_nodes`) and logs."""
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class PackEntry:
-    """A discovered pack: `name` is the directory name or file stem, `module` its unique module name."""
-
-    name: str
-    path: Path
-    module: str
-
-
-def discover_packs(
-    folders: Iterable[Path], *, disable_all: bool = False, whitelist: Collection[str] = ()
-) -> tuple[list[PackEntry], list[PackReport]]:
-    """List packs in `folders` (directory order, sorted); returns (entries to load, disabled reports)."""
-    entries: list[PackEntry] = []
-    disabled: list[PackReport] = []
-    taken: set[str] = set()
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir(), key=lambda p: p.name):
-            name = path.name
-            is_disabled = name.endswith(".disabled")
-            name = name.removesuffix(".disabled")
-            if name.startswith((".", "__")) or (path.is_file() and not name.endswith(".py")):
-                continue
-            stem = name.removesuffix(".py") if path.is_file() else name
-            module = _unique_module_name(stem, taken)
-            if is_disabled or (disable_all and stem not in whitelist):
-                why = "name ends with .disabled" if is_disabled else "--disable-all-custom-nodes without --whitelist"
-                disabled.append(PackReport(stem, module, str(path), status="disabled", error=why))
-                continue
-            taken.add(module)
-            entries.append(PackEntry(stem, path, module))
-    return entries, disabled
-
-
-def _unique_module_name(stem: str, taken: set[str]) -> str:
-    ident = "".join(c if c.isalnum() or c == "_" else "_" for c in stem) or "pack"
-    if ident[0].isdigit():
-        ident = "_" + ident
-    module, n = f"{PACKAGE_ROOT}.{ident}", 2
-    while module in taken:
-        module, n = f"{PACKAGE_ROOT}.{ident}_{n}", n + 1
-    return module
 
 
 def load_custom_nodes(
@@ -159,35 +128,21 @@ def load_custom_nodes(
     disable_all = disable_all or bool(getattr(handles.config, "disable_all_custom_nodes", False))
     whitelist = whitelist or tuple(getattr(handles.config, "whitelist_custom_nodes", None) or ())
     if model_path_folders:
-        folders = _with_model_path_folders(folders, handles.paths)
-    entries, reports = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)
+        folders = with_model_path_folders(folders, handles.paths)
+    found = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)
+    entries = [e for e in found if e.disabled is None]
+    reports = [PackReport(e.name, e.module, str(e.path), status="disabled", error=e.disabled)
+               for e in found if e.disabled is not None]
     if run_prestartup:
         prestartup = {e.name: run_prestartup_script(e.module, e.path) for e in entries}
     legacy_web_root = Path(handles.base_dir) / "web" / "extensions"
     for entry in entries:
-        report = _load_pack(entry, registry, prompt_server, legacy_web_root)
+        report = _load_pack(entry, registry, prompt_server, legacy_web_root, handles)
         if run_prestartup:
             report.prestartup = prestartup[entry.name]
         reports.append(report)
     log.info("%s", format_import_times(reports))
     return reports
-
-
-def _with_model_path_folders(folders: Iterable[Path], paths: Any) -> list[Path]:
-    result = [Path(f) for f in folders]
-    getter = getattr(paths, "get_folder_paths", None)
-    if getter is None:
-        return result
-    try:
-        extra = [Path(p) for p in getter("custom_nodes")]
-    except Exception:  # a ModelPaths without the key
-        return result
-    seen = {f.resolve() for f in result}
-    for folder in extra:
-        if folder.resolve() not in seen:
-            seen.add(folder.resolve())
-            result.append(folder)
-    return result
 
 
 def _ensure_parent_package() -> None:
@@ -203,17 +158,24 @@ def _files_under(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
-def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_root: Path) -> PackReport:
+def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_root: Path,
+               handles: LoomHandles) -> PackReport:
     report = PackReport(entry.name, entry.module, str(entry.path))
     routes = getattr(prompt_server, "routes", None)
     routes_before = len(routes) if routes is not None else 0
     web_before = _files_under(legacy_web_root)
     path_added: list[str] = []
     started = time.perf_counter()
+    # Old packs also add nodes with `nodes.NODE_CLASS_MAPPINGS[...] = cls`; the proxy collects them here.
+    pending: dict[str, Any] = {}
+    pending_display: dict[str, str] = {}
+    handles.extra["pending_mappings"] = pending
+    handles.extra["pending_display"] = pending_display
     try:
         with block_installs(report.pip_attempts), watch_sys_path(path_added):
             module = import_pack(entry.module, entry.path)
-            mappings, display_names = _read_mappings(module, entry)
+            mappings, display_names = _read_mappings(module, entry, pending)
+            display_names = {**pending_display, **display_names}
     except (Exception, SystemExit) as exc:  # a pack calling sys.exit() must not stop the server
         report.status = "failed"
         report.error = f"Cannot import {entry.path} module for custom nodes: {type(exc).__name__}: {exc}"
@@ -225,11 +187,13 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
     else:
         _register_nodes(report, registry, mappings, display_names)
         _rename_others(report, registry, mappings, display_names)
-        report.web_directory = _web_directory(module, entry)
+        report.web_directory = web_directory_of(module, entry)
         report.status = "partial" if report.refused and report.nodes else "refused" if report.refused else "loaded"
         if report.status == "refused":
             report.error = f"no node of pack {entry.name!r} could be registered (see 'refused')"
     finally:
+        handles.extra.pop("pending_mappings", None)
+        handles.extra.pop("pending_display", None)
         report.seconds = time.perf_counter() - started
     if routes is not None:
         report.routes_added = len(routes) - routes_before
@@ -254,18 +218,19 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
     return report
 
 
-def _read_mappings(module: ModuleType, entry: PackEntry) -> tuple[dict[str, Any], dict[str, str]]:
+def _read_mappings(module: ModuleType, entry: PackEntry, pending: dict[str, Any]
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
     mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
     display = dict(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {})
     entrypoint = getattr(module, "comfy_entrypoint", None)
-    if mappings is None and entrypoint is None:
+    if mappings is None and entrypoint is None and not pending:
         raise ImportError(
             f"Skip {entry.path} module for custom nodes due to the lack of NODE_CLASS_MAPPINGS or "
             f"comfy_entrypoint (need one)"
         )
     if mappings is not None and not isinstance(mappings, dict):
         raise TypeError(f"NODE_CLASS_MAPPINGS of {entry.path} must be a dict, got {type(mappings).__name__}")
-    result = dict(mappings or {})
+    result = {**pending, **(mappings or {})}
     if entrypoint is not None:
         for node_id, cls, display_name in run_entrypoint(entrypoint):
             result[node_id] = cls
@@ -322,28 +287,6 @@ def _source_of(registry: Any, node_id: str) -> str:
         return "another source"
 
 
-def _web_directory(module: ModuleType, entry: PackEntry) -> str | None:
-    base = entry.path if entry.path.is_dir() else entry.path.parent
-    web = getattr(module, "WEB_DIRECTORY", None)
-    if web is None and entry.path.is_dir() and (entry.path / "pyproject.toml").is_file():
-        web = _pyproject_web_dir(entry.path / "pyproject.toml")
-    if not web:
-        return None
-    path = (base / str(web)).resolve()
-    return str(path) if path.is_dir() else None
-
-
-def _pyproject_web_dir(pyproject: Path) -> str | None:
-    import tomllib
-
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    web = data.get("tool", {}).get("comfy", {}).get("web")
-    return str(web) if web else None
-
-
 def web_directories(reports: Iterable[PackReport]) -> dict[str, Path]:
     """`{pack name: web dir}` to serve at `/extensions/<pack name>/` (spec 1.9)."""
     return {r.name: Path(r.web_directory) for r in reports if r.web_directory and r.status != "failed"}
@@ -371,26 +314,3 @@ def format_import_times(reports: Iterable[PackReport]) -> str:
     return "\n".join(lines)
 
 
-def custom_node_folders(base_dir: Path, extra_model_paths: Iterable[Path] = (), extra: Iterable[Path] = ()) -> list[Path]:
-    """Search roots: `<base>/custom_nodes`, `custom_nodes` entries of extra_model_paths.yaml files, `extra`."""
-    import yaml
-
-    folders = [Path(base_dir) / "custom_nodes"]
-    for yaml_file in extra_model_paths:
-        yaml_file = Path(yaml_file)
-        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
-        for section in data.values():
-            if not isinstance(section, dict) or "custom_nodes" not in section:
-                continue
-            base = Path(os.path.expandvars(os.path.expanduser(str(section.get("base_path", yaml_file.parent)))))
-            if not base.is_absolute():
-                base = yaml_file.parent / base
-            for line in str(section["custom_nodes"]).splitlines():
-                if line.strip():
-                    folders.append(base / os.path.expandvars(os.path.expanduser(line.strip())))
-    folders.extend(Path(p) for p in extra)
-    unique: list[Path] = []
-    for folder in folders:
-        if folder.resolve() not in [u.resolve() for u in unique]:
-            unique.append(folder)
-    return unique

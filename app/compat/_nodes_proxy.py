@@ -16,34 +16,52 @@ _COPIED = ("__path__", "__file__", "__spec__", "__package__", "__loader__", "__a
 
 
 class NodeClassMappings(MutableMapping[str, Any]):
-    """Live `{node id: class}` view of the registry; assigning registers (packs that add nodes this way)."""
+    """Live `{node id: class}` view of the registry.
 
-    def __init__(self, registry: Any) -> None:
-        self._registry = registry
+    Assigning adds a node: while a pack is being imported the entry joins that pack's mappings (checked,
+    registered and reported like `NODE_CLASS_MAPPINGS`); at any other time it is registered at once.
+    """
+
+    def __init__(self, handles: Any) -> None:
+        self._handles = handles
+        self._registry = handles.registry
+
+    def _pending(self) -> dict[str, Any] | None:
+        pending = self._handles.extra.get("pending_mappings")
+        return pending if isinstance(pending, dict) else None
 
     def __getitem__(self, key: str) -> Any:
+        pending = self._pending()
+        if pending is not None and key in pending:
+            return pending[key]
         if key not in self._registry:
             raise KeyError(key)
         return self._registry.get(key)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._registry.register(key, value, display_name=key, source="custom_nodes (nodes.NODE_CLASS_MAPPINGS)")
+        pending = self._pending()
+        if pending is not None:
+            pending[key] = value
+        else:
+            self._registry.register(key, value, display_name=key, source="custom_nodes (nodes.NODE_CLASS_MAPPINGS)")
 
     def __delitem__(self, key: str) -> None:
         raise TypeError(f"cannot remove node {key!r}: Loom's node catalogue is append-only for packs")
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._registry.names()))
+        pending = self._pending() or {}
+        return iter(list(self._registry.names()) + [k for k in pending if k not in self._registry])
 
     def __len__(self) -> int:
-        return len(list(self._registry.names()))
+        return len(list(iter(self)))
 
 
 class NodeDisplayNameMappings(MutableMapping[str, str]):
     """Live `{node id: display name}` view of the registry."""
 
-    def __init__(self, registry: Any) -> None:
-        self._registry = registry
+    def __init__(self, handles: Any) -> None:
+        self._handles = handles
+        self._registry = handles.registry
         self._overrides: dict[str, str] = {}
 
     def __getitem__(self, key: str) -> str:
@@ -57,6 +75,10 @@ class NodeDisplayNameMappings(MutableMapping[str, str]):
         return key
 
     def __setitem__(self, key: str, value: str) -> None:
+        pending = self._handles.extra.get("pending_display")
+        if isinstance(pending, dict):  # a pack is being imported: the title joins its display names
+            pending[key] = value
+            return
         setter = getattr(self._registry, "set_display_name", None)
         if callable(setter) and key in self._registry:
             setter(key, value)
@@ -83,8 +105,8 @@ class NodesProxy(ModuleType):
                 self.__dict__[name] = getattr(real, name)
         self.__dict__["real_module"] = real
         self.__dict__["MAX_RESOLUTION"] = MAX_RESOLUTION
-        self.__dict__["NODE_CLASS_MAPPINGS"] = NodeClassMappings(handles.registry)
-        self.__dict__["NODE_DISPLAY_NAME_MAPPINGS"] = NodeDisplayNameMappings(handles.registry)
+        self.__dict__["NODE_CLASS_MAPPINGS"] = NodeClassMappings(handles)
+        self.__dict__["NODE_DISPLAY_NAME_MAPPINGS"] = NodeDisplayNameMappings(handles)
         self.__dict__["_handles"] = handles
 
     def __getattr__(self, name: str) -> Any:

@@ -239,3 +239,13 @@ def test_display_names_may_retitle_other_nodes_and_it_is_reported(packs) -> None
     assert packs.registry.display_name_of("CoreNode") == "Core Node (retitled by good_pack)"
     assert packs.registry.source_of("CoreNode") == "builtin"
     assert any("renamed node 'CoreNode'" in w for w in report.warnings)
+
+
+def test_nodes_added_through_nodes_node_class_mappings_are_checked_and_reported(packs) -> None:
+    report = packs.load("legacy_mappings_pack")["legacy_mappings_pack"]
+    assert report.status == "partial", report.error
+    assert report.nodes == ["LegacyNode"]
+    assert report.refused[0]["node"] == "CoreNode" and "'builtin'" in report.refused[0]["reason"]
+    assert packs.registry.source_of("LegacyNode") == "custom_nodes.legacy_mappings_pack"
+    assert packs.registry.display_name_of("LegacyNode") == "Legacy"
+    assert packs.registry.source_of("CoreNode") == "builtin"
