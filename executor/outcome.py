@@ -13,7 +13,8 @@ class ExecutionOutcome:
 
     ``outputs``/``meta`` become history ``outputs``/``meta``; ``messages`` are the prompt-level events
     (start, cached, success / error / interrupted) for history ``status.messages``; ``error`` is the
-    ``execution_error`` or ``execution_interrupted`` payload. Unlike ComfyUI, the stored UI of a cached
+    ``execution_error`` or ``execution_interrupted`` payload. ``executed`` lists the nodes that ran,
+    ``cached`` the nodes whose outputs this run took from the cache (including replayed output nodes). Unlike ComfyUI, the stored UI of a cached
     output node is in ``outputs`` whether or not the prompt had a ``client_id``.
     """
 

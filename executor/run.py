@@ -61,6 +61,7 @@ class PromptRun:
         self.current_inputs: dict[str, list[Any]] = {}
         self.runlist = ExecutionList(dyn, self.has_result, self.is_output, self.lazy_inputs, self.is_eager)
         self.calls = AsyncCalls(self.runlist, interrupt)
+        self.done: list[str] = []  # finished in this run, run or replayed from the cache (event payloads)
         self._started: dict[str, float] = {}
 
     # -- helpers the execution list uses -------------------------------------------------------------
@@ -71,6 +72,7 @@ class PromptRun:
             entry = self.ex.cache.get(self.sigs.key(node_id))
             if entry is not None:
                 self.results[node_id] = entry
+                self.outcome.cached.append(node_id)
         return entry
 
     def has_result(self, node_id: str) -> bool:
@@ -158,7 +160,7 @@ class PromptRun:
     def _interrupted(self, node_id: str | None) -> None:
         self.outcome.status = "interrupted"
         payload = {"prompt_id": self.prompt_id, "node_id": node_id, "node_type": self._node_type(node_id),
-                   "executed": list(self.outcome.executed), "timestamp": now_ms()}
+                   "executed": list(self.done), "timestamp": now_ms()}
         self.outcome.error = payload
         self.emit("execution_interrupted", payload, message=True)
 
@@ -170,7 +172,7 @@ class PromptRun:
             self.progress.flush()
         payload = {
             "prompt_id": self.prompt_id, "node_id": node_id, "node_type": self._node_type(node_id),
-            "executed": list(self.outcome.executed), "exception_message": str(err), "exception_type": type_name,
+            "executed": list(self.done), "exception_message": str(err), "exception_type": type_name,
             "traceback": tb, "current_inputs": self._formatted_inputs(), "current_outputs": list(self.results),
             "timestamp": now_ms()}
         self.outcome.error = payload
@@ -236,10 +238,10 @@ class PromptRun:
                 "real_node_id": self.dyn.get_real_node_id(node_id)}
             self.sink.emit("executed", {"node": node_id, "display_node": display, "output": entry.ui,
                                         "prompt_id": self.prompt_id})
-        if not ran and node_id not in self.outcome.cached:
-            self.outcome.cached.append(node_id)
         self.progress.set(node_id, "finished", emit=False)
-        self.outcome.executed.append(node_id)
+        self.done.append(node_id)
+        if ran:
+            self.outcome.executed.append(node_id)
         if self.ex.keep_values:
             self.outcome.values[node_id] = entry.outputs
 
@@ -311,7 +313,7 @@ class PromptRun:
             return blocker
         self.sink.emit("execution_error", {
             "prompt_id": self.prompt_id, "node_id": node_id, "node_type": self._node_type(node_id),
-            "executed": list(self.outcome.executed), "exception_message": f"Execution Blocked: {blocker.message}",
+            "executed": list(self.done), "exception_message": f"Execution Blocked: {blocker.message}",
             "exception_type": "ExecutionBlocked", "traceback": [], "current_inputs": [], "current_outputs": [],
             "timestamp": now_ms()})
         return ExecutionBlocker(None)

@@ -46,6 +46,9 @@ class ExecutionList:
             self._order.setdefault(current, len(self._order))
             self.blocked_by.setdefault(current, set())
             self.blocking.setdefault(current, set())
+            if self._has_result(current):  # a cached output node replays without its inputs
+                self.ready[current] = None
+                continue
             lazy = self._lazy_inputs(current)
             for name, producer, _ in self._dyn.links(current):
                 if name in lazy:

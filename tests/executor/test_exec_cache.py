@@ -209,3 +209,16 @@ def test_unique_id_hidden_input_keys_the_cache_by_node_id(nodes: Reg) -> None:
     outcome = PromptExecutor(reg).execute(prompt, "p", {}, None)
     assert outcome.outputs["c"]["value"][0].startswith("a:") and outcome.outputs["d"]["value"][0].startswith("b:")
     assert log.count("a") == 1 and log.count("b") == 1
+
+
+def test_outcome_lists_what_ran_and_what_came_from_the_cache(nodes: Reg) -> None:
+    reg, _ = nodes
+    executor = PromptExecutor(reg)
+    first = executor.execute(GRAPH, "a", {}, None)
+    assert sorted(first.executed) == ["1", "2", "3", "4", "5", "6"] and first.cached == []
+    changed = copy.deepcopy(GRAPH)
+    changed["2"]["inputs"]["value"] = 5
+    second = executor.execute(changed, "b", {}, None)
+    assert sorted(second.executed) == ["2", "4", "5"] and sorted(second.cached) == ["3", "6"]
+    third = executor.execute(changed, "c", {}, None)
+    assert third.executed == [] and sorted(third.cached) == ["5", "6"]
