@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from engine.errors import UnknownModelError
-from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family, family_names
-from engine.networks.text_encoders import ClipTextConfig
+from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family, TextEncoderSpec, family_names
+from engine.networks.text_encoders import ClipTextConfig, OpenClipConfig
 from engine.networks.unet import UNetConfig
 from engine.networks.vae import VAEConfig
 
@@ -33,16 +33,17 @@ _V_RULE_KEY = "output_blocks.11.1.transformer_blocks.0.norm1.bias"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What a checkpoint holds: family, network configs (None when absent) and prediction type."""
+    """What a checkpoint holds: family, network configs (None when absent), text towers by token key
+    ("l", "g", "h"; empty when the file has none) and prediction type. ``found["text_error"]`` explains a
+    tower that is present but cannot be configured."""
 
     family: Family
     unet: UNetConfig | None
     vae: VAEConfig | None
-    clip_l: ClipTextConfig | None
+    text: dict[str, ClipTextConfig | OpenClipConfig]
     prediction: str
     unet_prefix: str
     vae_prefix: str | None
-    clip_prefix: str | None
     found: dict[str, Any] = field(default_factory=dict)
 
 
@@ -163,6 +164,41 @@ def clip_heads(hidden: int, configured: Any, default: int, source: str) -> int:
     return heads
 
 
+def detect_open_clip(shapes: Shapes, prefix: str, heads: int) -> OpenClipConfig:
+    """OpenCLIP text tower config; ``prefix`` ends with ``model.`` (keys ``token_embedding.weight`` ...)."""
+    tok = shapes[prefix + "token_embedding.weight"]
+    width = int(tok[1])
+    proj = shapes.get(prefix + "text_projection")
+    return OpenClipConfig(
+        vocab_size=int(tok[0]), width=width, layers=len(_indices(shapes, prefix + "transformer.resblocks.")),
+        heads=heads, mlp_width=int(shapes[prefix + "transformer.resblocks.0.mlp.c_fc.weight"][0]),
+        context_length=int(shapes[prefix + "positional_embedding"][0]),
+        projection_dim=int(proj[1]) if proj is not None else width,
+    )
+
+
+def tower_probe_key(spec: TextEncoderSpec) -> str:
+    """The key whose presence (under the family prefix) means the file holds this tower."""
+    if spec.kind == "clip_l":
+        return "text_model.embeddings.token_embedding.weight"
+    return "token_embedding.weight"
+
+
+def detect_text_tower(shapes: Shapes, spec: TextEncoderSpec, meta: Mapping[str, Any], source: str,
+                      prefix: str | None = None) -> ClipTextConfig | OpenClipConfig | None:
+    """Config of one text tower (None when its keys are absent); heads from metadata or the family."""
+    prefix = spec.prefix if prefix is None else prefix
+    probe = prefix + tower_probe_key(spec)
+    if probe not in shapes:
+        return None
+    configured = next((meta[k].get("num_attention_heads") for k in spec.meta_keys
+                       if isinstance(meta.get(k), dict) and "num_attention_heads" in meta[k]), None)
+    heads = clip_heads(int(shapes[probe][1]), configured, spec.default_heads, source)
+    if spec.kind == "clip_l":
+        return detect_clip_l(shapes, prefix + "text_model.", heads)
+    return detect_open_clip(shapes, prefix, heads)
+
+
 def _classify(unet: UNetConfig, shapes: Shapes) -> Family:
     if unet.adm_in_channels is not None:
         if any(k.startswith("conditioner.embedders.1.") for k in shapes):
@@ -210,25 +246,21 @@ def detect(shapes: Shapes, metadata: Mapping[str, str] | None = None,
     unet = detect_unet(shapes, unet_prefix, meta.get("unet"), family)
     vae_prefix: str | None = family.vae_prefix if family.vae_prefix + "decoder.conv_in.weight" in shapes else None
     vae = detect_vae(shapes, vae_prefix) if vae_prefix else None
-    clip_cfg: ClipTextConfig | None = None
-    clip_prefix: str | None = None
     found: dict[str, Any] = {"metadata_config": bool(meta)}
-    te = family.text_encoders[0]
-    if te.kind == "clip_l" and te.prefix + "text_model.embeddings.token_embedding.weight" in shapes:
-        clip_prefix = te.prefix
-        hidden = int(shapes[te.prefix + "text_model.embeddings.token_embedding.weight"][1])
+    text: dict[str, ClipTextConfig | OpenClipConfig] = {}
+    for spec in family.text_encoders:
         try:
-            heads = clip_heads(hidden, (meta.get("clip") or {}).get("num_attention_heads"), te.default_heads,
-                               source)
-            clip_cfg = detect_clip_l(shapes, te.prefix + "text_model.", heads)
+            cfg = detect_text_tower(shapes, spec, meta, source)
         except UnknownModelError as exc:
-            found["clip_error"] = str(exc)
+            found["text_error"] = str(exc)
+            continue
+        if cfg is not None:
+            text[spec.key] = cfg
     pred = prediction or family.prediction
     if prediction is None and family is SD20 and _is_v_prediction(unet, get_tensor, unet_prefix):
         pred = "v"
-    return ModelConfig(family=family, unet=unet, vae=vae, clip_l=clip_cfg, prediction=pred,
-                       unet_prefix=unet_prefix, vae_prefix=vae_prefix, clip_prefix=clip_prefix,
-                       found=found)
+    return ModelConfig(family=family, unet=unet, vae=vae, text=text, prediction=pred,
+                       unet_prefix=unet_prefix, vae_prefix=vae_prefix, found=found)
 
 
 def detect_family_of_unet(shapes: Shapes, metadata: Mapping[str, str] | None = None,

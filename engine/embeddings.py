@@ -16,9 +16,10 @@ _SUFFIXES = (".safetensors", ".pt", ".bin", ".sft", "")
 class EmbeddingStore:
     """Finds ``<name>`` (+ .safetensors/.pt/.bin) in a folder and returns its [N, width] vectors."""
 
-    def __init__(self, directory: str | Path, width: int) -> None:
+    def __init__(self, directory: str | Path, width: int, key: str = "clip_l") -> None:
         self.directory = Path(directory)
         self.width = width
+        self.key = key
         self._cache: dict[str, torch.Tensor] = {}
 
     def _find(self, name: str) -> Path | None:
@@ -37,7 +38,8 @@ class EmbeddingStore:
         if path is None:
             return None
         sd, _ = read_state_dict(path)
-        candidates = [v for k, v in sd.items() if k in ("emb_params", "clip_l")]
+        # SDXL files hold one tensor per tower ("clip_l", "clip_g"); A1111 files one "emb_params"
+        candidates = [v for k, v in sd.items() if k in (self.key, "emb_params")]
         if not candidates:
             candidates = [v for v in sd.values() if v.ndim in (1, 2) and v.shape[-1] == self.width]
         if not candidates:

@@ -19,13 +19,23 @@ Prediction = Literal["eps", "v"]
 
 @dataclass(frozen=True)
 class TextEncoderSpec:
-    """One text tower of a family: its kind, checkpoint prefix, padding token and standard heads."""
+    """One text tower of a family.
 
-    kind: Literal["clip_l", "open_clip_h", "open_clip_g"]
+    key: token-dict key ("l", "g", "h"); kind: network layout; prefix: checkpoint prefix of the tower's
+    keys (CLIP-L: up to ``transformer.``; OpenCLIP: up to ``model.``); pad_token: padding id;
+    default_heads: standard head count (heads cannot be read from shapes); default_layer: None = last
+    layer, -2 = penultimate; norm_hidden: final layer norm on an intermediate layer's output;
+    meta_keys: where a file's metadata config describes this tower.
+    """
+
+    key: Literal["l", "g", "h"]
+    kind: Literal["clip_l", "open_clip"]
     prefix: str
     pad_token: int
     default_heads: int
-    layer: Literal["last", "penultimate"] = "last"
+    default_layer: int | None
+    norm_hidden: bool
+    meta_keys: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -40,14 +50,15 @@ class Family:
     vae_prefix: str = "first_stage_model."
     default_num_head_channels: int = -1
     default_num_heads: int = 8
-    supported: bool = True
+    adm: Literal["none", "sdxl", "sdxl_refiner"] = "none"
 
 
 SD15 = Family(
     name="sd15",
     latent_format=SD15_LATENT,
     prediction="eps",
-    text_encoders=(TextEncoderSpec("clip_l", "cond_stage_model.transformer.", 49407, 12),),
+    text_encoders=(TextEncoderSpec("l", "clip_l", "cond_stage_model.transformer.", 49407, 12, None, True,
+                                   ("clip", "text_encoder_l", "text_encoder")),),
     default_num_heads=8,
 )
 
@@ -55,30 +66,33 @@ SD20 = Family(
     name="sd20",
     latent_format=SD15_LATENT,
     prediction="eps",  # v for 768-v files: decided by the norm1.bias std rule in engine.detect
-    text_encoders=(TextEncoderSpec("open_clip_h", "cond_stage_model.model.", 0, 16, "penultimate"),),
+    text_encoders=(TextEncoderSpec("h", "open_clip", "cond_stage_model.model.", 0, 16, -2, True,
+                                   ("text_encoder", "text_encoder_h")),),
     default_num_head_channels=64,
-    supported=False,
 )
 
 SDXL = Family(
     name="sdxl",
     latent_format=SDXL_LATENT,
     prediction="eps",
+    adm="sdxl",
     text_encoders=(
-        TextEncoderSpec("clip_l", "conditioner.embedders.0.transformer.", 49407, 12, "penultimate"),
-        TextEncoderSpec("open_clip_g", "conditioner.embedders.1.model.", 0, 20, "penultimate"),
+        TextEncoderSpec("l", "clip_l", "conditioner.embedders.0.transformer.", 49407, 12, -2, False,
+                        ("text_encoder_l",)),
+        TextEncoderSpec("g", "open_clip", "conditioner.embedders.1.model.", 0, 20, -2, False,
+                        ("text_encoder_g",)),
     ),
     default_num_head_channels=64,
-    supported=False,
 )
 
 SDXL_REFINER = Family(
     name="sdxl_refiner",
     latent_format=SDXL_LATENT,
     prediction="eps",
-    text_encoders=(TextEncoderSpec("open_clip_g", "conditioner.embedders.0.model.", 0, 20, "penultimate"),),
+    adm="sdxl_refiner",
+    text_encoders=(TextEncoderSpec("g", "open_clip", "conditioner.embedders.0.model.", 0, 20, -2, False,
+                                   ("text_encoder_g",)),),
     default_num_head_channels=64,
-    supported=False,
 )
 
 FAMILIES: tuple[Family, ...] = (SDXL, SDXL_REFINER, SD20, SD15)
@@ -86,4 +100,4 @@ FAMILIES: tuple[Family, ...] = (SDXL, SDXL_REFINER, SD20, SD15)
 
 def family_names() -> list[str]:
     """Names of the families Loom can build today (for error messages)."""
-    return [f.name for f in FAMILIES if f.supported]
+    return [f.name for f in FAMILIES]

@@ -9,84 +9,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
+from engine.clip_handle import ClipHandle
 from engine.families import Family
 from engine.latent_formats import LatentFormat
 from engine.model_management import ManagedModel, ModelManager
-from engine.networks.text_encoders import ClipTextEncoder
 from engine.networks.vae import AutoencoderKL
-from engine.tokenizer import PromptTokenizer, TokenWeight
+from engine.patching import Patch, Patchable
 
 __all__ = ["ModelHandle", "ClipHandle", "VaeHandle", "Patch", "Conditioning"]
 
-# A patch is a weight delta (same shape as the weight) or a function weight(fp32) -> delta.
-Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 Conditioning = list[list[Any]]
 
 
-class _Patchable:
-    """Patch bookkeeping shared by the MODEL and CLIP handles."""
-
-    _prefixes: tuple[str, ...] = ()
-
-    def __init__(self) -> None:
-        self.patches: dict[str, list[tuple[float, Patch, float]]] = {}
-        self._patched: dict[str, torch.Tensor] | None = None
-
-    def _module(self) -> nn.Module:
-        raise NotImplementedError
-
-    def _normalise_key(self, key: str) -> str | None:
-        names = dict(self._module().named_parameters())
-        for prefix in ("", *self._prefixes):
-            if key.startswith(prefix) and key[len(prefix):] in names:
-                return key[len(prefix):]
-        return None
-
-    def add_patches(self, patches: dict[str, Patch], strength_patch: float = 1.0,
-                    strength_model: float = 1.0) -> list[str]:
-        """Record patches (applied when the handle runs); returns the keys that matched a weight."""
-        added = []
-        for key, patch in patches.items():
-            name = self._normalise_key(key)
-            if name is None:
-                continue
-            self.patches.setdefault(name, []).append((strength_patch, patch, strength_model))
-            added.append(key)
-        self._patched = None
-        return added
-
-    def _patched_weights(self, module: nn.Module) -> dict[str, torch.Tensor]:
-        if not self.patches:
-            return {}
-        if self._patched is not None:
-            first = next(iter(self._patched.values()))
-            if first.device == next(module.parameters()).device:
-                return self._patched
-        params = dict(module.named_parameters())
-        out: dict[str, torch.Tensor] = {}
-        for name, entries in self.patches.items():
-            base = params[name]
-            w = base.detach().float()
-            for strength, patch, strength_model in entries:
-                if strength_model != 1.0:
-                    w = w * strength_model
-                delta = patch(w) if callable(patch) else patch.to(device=w.device, dtype=torch.float32)
-                w = w + strength * delta.reshape(w.shape)
-            out[name] = w.to(base.dtype)
-        self._patched = out
-        return out
-
-    def _copy_patches_to(self, other: _Patchable) -> None:
-        other.patches = {k: list(v) for k, v in self.patches.items()}
-        other._patched = None
-
-
-class ModelHandle(_Patchable):
+class ModelHandle(Patchable):
     """The MODEL: a diffusion network, its noise schedule and latent format.
 
     apply_model(x, sigma, context) does the c_in scaling, the nearest-integer timestep and the eps / v rule
@@ -159,94 +99,17 @@ class ModelHandle(_Patchable):
         out = out.to(device=x.device, dtype=torch.float32)
         return self.model_sampling.calculate_denoised(sigma, out, x)
 
+    def adm(self, cond: dict[str, Any], latent_shape: tuple[int, ...] | torch.Size,
+            prompt_type: str = "positive") -> torch.Tensor | None:
+        """The UNet's ``y`` for one conditioning entry (SDXL size / aesthetic vector), None for SD1/SD2."""
+        from engine.adm import adm_vector
+
+        return adm_vector(self.family.adm, cond, tuple(latent_shape), prompt_type)  # type: ignore[arg-type]
+
     # ComfyUI-style aliases used by packs
     def get_model_object(self, name: str) -> Any:
         """ComfyUI's accessor: ``model_sampling`` or ``diffusion_model``."""
         return getattr(self, name)
-
-
-class ClipHandle(_Patchable):
-    """The CLIP: tokenizer + text encoder + clip-skip layer. encode -> ComfyUI CONDITIONING."""
-
-    _prefixes = ("transformer.", "cond_stage_model.")
-
-    def __init__(self, encoder: ClipTextEncoder, tokenizer: PromptTokenizer, manager: ModelManager,
-                 entry: ManagedModel | None = None, embedding_directory: str | None = None) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.tokenizer = tokenizer
-        self.manager = manager
-        self.entry = entry if entry is not None else manager.register(encoder, "clip_l", "clip")
-        self.embedding_directory = embedding_directory
-        self.layer_idx: int = -1
-
-    def _module(self) -> nn.Module:
-        return self.encoder
-
-    def clone(self) -> ClipHandle:
-        """A handle sharing the encoder, with its own layer setting and patches."""
-        other = copy.copy(self)
-        self._copy_patches_to(other)
-        return other
-
-    def set_clip_skip(self, layer: int) -> None:
-        """CLIPSetLastLayer: -1 = last layer, -2 = penultimate, ... (in place; clone first)."""
-        if layer >= 0:
-            raise ValueError(f"CLIPSetLastLayer: stop_at_clip_layer must be negative (-1 = last), got {layer}")
-        self.layer_idx = layer
-
-    clip_layer = set_clip_skip
-
-    def tokenize(self, text: str) -> dict[str, list[list[TokenWeight]]]:
-        """Prompt -> {"l": windows of (token, weight)} (ComfyUI's SD1 token layout)."""
-        return {"l": self.tokenizer.tokenize_with_weights(text)}
-
-    def _run(self, windows: list[list[TokenWeight]]) -> tuple[torch.Tensor, torch.Tensor]:
-        module = self.manager.load(self.entry)
-        device = self.manager.policy.device
-        # embedding vectors (textual inversion) ride on a placeholder id and replace its embedding
-        injected = [(r, c, t) for r, w in enumerate(windows) for c, (t, _) in enumerate(w)
-                    if isinstance(t, torch.Tensor)]
-        ids = torch.tensor([[0 if isinstance(t, torch.Tensor) else int(t) for t, _ in w] for w in windows],
-                           dtype=torch.long, device=device)
-        args = (ids, self.layer_idx, injected or None)
-        patched = self._patched_weights(module)
-        with torch.no_grad():
-            if patched:
-                hidden, pooled = torch.func.functional_call(module, patched, args, strict=False)
-            else:
-                hidden, pooled = module(*args)
-        return hidden.float().cpu(), pooled.float().cpu()
-
-    def encode_from_tokens(self, tokens: dict[str, list[list[TokenWeight]]], return_pooled: bool = False
-                           ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Encode token windows; weights interpolate from the empty prompt: z = (z - z_empty) * w + z_empty."""
-        windows = tokens["l"]
-        has_weights = any(w != 1.0 for window in windows for _, w in window)
-        empty: list[TokenWeight] = [(t, 1.0) for t in self.tokenizer.empty_tokens()]
-        batch = list(windows) + ([empty] if has_weights or not windows else [])
-        hidden, pooled = self.manager.run_oom_safe(lambda: self._run(batch))
-        parts = []
-        for k, window in enumerate(windows):
-            z = hidden[k].clone()
-            if has_weights:
-                empty = hidden[-1]
-                for j, (_, w) in enumerate(window):
-                    if w != 1.0:
-                        z[j] = (z[j] - empty[j]) * w + empty[j]
-            parts.append(z)
-        cond = torch.cat(parts, dim=0)[None] if parts else hidden[-1:]
-        first_pooled = pooled[0:1]
-        return (cond, first_pooled) if return_pooled else cond
-
-    def encode_from_tokens_scheduled(self, tokens: dict[str, list[list[TokenWeight]]]) -> Conditioning:
-        """CLIPTextEncode's output: [[cond, {"pooled_output": pooled}]]."""
-        cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)  # type: ignore[misc]
-        return [[cond, {"pooled_output": pooled}]]
-
-    def encode(self, text: str) -> Conditioning:
-        """Tokenize and encode a prompt to CONDITIONING."""
-        return self.encode_from_tokens_scheduled(self.tokenize(text))
 
 
 def _feather(h: int, w: int, overlap: int, device: torch.device) -> torch.Tensor:

@@ -14,21 +14,21 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from engine.clip_handle import TOWER_MODULES, ClipHandle, TextEncoderSet
 from engine.detect import (
     ModelConfig,
-    clip_heads,
     detect,
-    detect_clip_l,
     detect_family_of_unet,
+    detect_text_tower,
     detect_vae,
     metadata_config,
 )
 from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
-from engine.families import SD15, Family, family_names
-from engine.handles import ClipHandle, ModelHandle, VaeHandle
+from engine.families import SD15, Family, TextEncoderSpec
+from engine.handles import ModelHandle, VaeHandle
 from engine.model_management import ModelManager, file_cache_key
-from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder
+from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder, OpenClipConfig, OpenClipTextEncoder
 from engine.networks.unet import UNetConfig, UNetModel
 from engine.networks.vae import AutoencoderKL, VAEConfig
 from engine.state_files import read_shapes, read_state_dict
@@ -79,8 +79,6 @@ def _model_sampling(prediction: str) -> Any:
 
 def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Family, prediction: str,
                 manager: ModelManager, path: Path, dtype: torch.dtype | None) -> ModelHandle:
-    if family.name != "sd15" and not family.supported and family.name not in ("sd20", "sdxl", "sdxl_refiner"):
-        raise UnknownModelError(f"{path.name}: family {family.name} is not supported")
     unet = _build_assign(UNetModel, unet_cfg, sd, dtype or manager.policy.unet_dtype, "UNet", path)
     entry = manager.register(unet, f"{path.name} (unet)", "unet")
     return ModelHandle(unet, _model_sampling(prediction), family.latent_format, family, manager, entry)
@@ -91,17 +89,46 @@ def _make_vae(cfg: VAEConfig, sd: Mapping[str, torch.Tensor], manager: ModelMana
     return VaeHandle(vae, manager, manager.register(vae, f"{path.name} (vae)", "vae"))
 
 
-def _make_clip(cfg: ClipTextConfig, sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path,
-               pad_token: int, embedding_directory: str | None) -> ClipHandle:
-    encoder = ClipTextEncoder(cfg, dtype=manager.policy.text_dtype)
-    weights = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
-    _check_keys(encoder, weights, "text encoder", path)
-    encoder.load_state_dict(weights, strict=True)
-    encoder.requires_grad_(False)
-    store = EmbeddingStore(embedding_directory, cfg.hidden_size) if embedding_directory else None
-    tokenizer = PromptTokenizer(pad_token=pad_token, embedding_lookup=store.get if store else None)
-    entry = manager.register(encoder, f"{path.name} (clip)", "clip")
-    return ClipHandle(encoder, tokenizer, manager, entry, embedding_directory)
+def _build_tower(spec: TextEncoderSpec, cfg: ClipTextConfig | OpenClipConfig, sd: Mapping[str, torch.Tensor],
+                 dtype: torch.dtype, path: Path) -> nn.Module:
+    """One text tower from its config and its keys (prefix already stripped to the tower's own names)."""
+    tower: nn.Module
+    if isinstance(cfg, ClipTextConfig):
+        tower = ClipTextEncoder(cfg, dtype=dtype, layer_norm_hidden_state=spec.norm_hidden,
+                                default_layer=spec.default_layer)
+        weights = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
+        _check_keys(tower, weights, f"text encoder ({spec.key})", path)
+        tower.load_state_dict(weights, strict=True)
+    else:
+        weights = {k: v for k, v in sd.items() if k != "logit_scale" and not k.endswith("attn_mask")}
+        with torch.device("meta"):
+            tower = OpenClipTextEncoder(cfg, layer_norm_hidden_state=spec.norm_hidden,
+                                        default_layer=spec.default_layer)
+        _check_keys(tower, weights, f"text encoder ({spec.key})", path)
+        tower.load_state_dict(weights, strict=True, assign=True)
+        tower.to(dtype=dtype)
+    tower.eval()
+    tower.requires_grad_(False)
+    return tower
+
+
+def _make_clip(family: Family, configs: Mapping[str, ClipTextConfig | OpenClipConfig],
+               weights: Mapping[str, Mapping[str, torch.Tensor]], manager: ModelManager, path: Path,
+               embedding_directory: str | None) -> ClipHandle:
+    """A CLIP handle over the family's towers; ``weights`` maps token key -> that tower's tensors."""
+    towers = TextEncoderSet()
+    tokenizers: dict[str, PromptTokenizer] = {}
+    for spec in family.text_encoders:
+        cfg = configs[spec.key]
+        towers[TOWER_MODULES[spec.key]] = _build_tower(spec, cfg, weights[spec.key], manager.policy.text_dtype,
+                                                       path)
+        width = cfg.hidden_size if isinstance(cfg, ClipTextConfig) else cfg.width
+        store = (EmbeddingStore(embedding_directory, width, TOWER_MODULES[spec.key])
+                 if embedding_directory else None)
+        tokenizers[spec.key] = PromptTokenizer(pad_token=spec.pad_token,
+                                               embedding_lookup=store.get if store else None)
+    entry = manager.register(towers, f"{path.name} (clip)", "clip")
+    return ClipHandle(towers, tokenizers, manager, entry, embedding_directory)
 
 
 def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_directory: str | None,
@@ -114,16 +141,19 @@ def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_direc
     model = _make_model(cfg.unet, _sub(sd, cfg.unet_prefix), cfg.family, cfg.prediction, manager, path, None)
     clip: ClipHandle | None = None
     if output_clip:
-        if "clip_error" in cfg.found:
-            raise UnknownModelError(cfg.found["clip_error"])
-        if cfg.clip_l is None or cfg.clip_prefix is None:
-            raise UnknownModelError(
-                f"{path.name}: detected family {cfg.family.name}, whose text encoder "
-                f"({', '.join(t.kind for t in cfg.family.text_encoders)}) Loom cannot build yet. "
-                f"Supported for full checkpoints: {', '.join(family_names())}; load the UNet alone with UNETLoader"
+        if "text_error" in cfg.found:
+            raise UnknownModelError(cfg.found["text_error"])
+        missing = [spec.key for spec in cfg.family.text_encoders if spec.key not in cfg.text]
+        if missing:
+            raise CheckpointError(
+                f"{path.name}: detected family {cfg.family.name}, but its text encoder weights "
+                f"({', '.join(spec.prefix for spec in cfg.family.text_encoders if spec.key in missing)}*) are "
+                "missing; load a text encoder with CLIPLoader"
             )
-        clip = _make_clip(cfg.clip_l, _sub(sd, cfg.clip_prefix.removesuffix("transformer.")), manager, path,
-                          cfg.family.text_encoders[0].pad_token, embedding_directory)
+        weights = {spec.key: _sub(sd, spec.prefix if spec.kind == "open_clip"
+                                  else spec.prefix.removesuffix("transformer."))
+                   for spec in cfg.family.text_encoders}
+        clip = _make_clip(cfg.family, cfg.text, weights, manager, path, embedding_directory)
     vae: VaeHandle | None = None
     if output_vae:
         if cfg.vae is None or cfg.vae_prefix is None:
@@ -205,13 +235,11 @@ def load_clip(paths: PathLike | Sequence[PathLike], clip_type: str = "stable_dif
         if "text_model.embeddings.token_embedding.weight" not in sd:
             raise UnknownModelError(f"{p.name}: not a CLIP-L text encoder (no 'text_model.*' keys); "
                                     f"found {len(sd)} tensors such as {sorted(sd)[:3]}")
-        meta = metadata_config(metadata)
-        te = SD15.text_encoders[0]
-        hidden = int(sd["text_model.embeddings.token_embedding.weight"].shape[1])
-        heads = clip_heads(hidden, (meta.get("clip") or {}).get("num_attention_heads"), te.default_heads, p.name)
-        cfg = detect_clip_l(read_shapes(sd), "text_model.", heads)
-        return _make_clip(cfg, {"transformer." + k: v for k, v in sd.items()}, manager, p, te.pad_token,
-                          embedding_directory)
+        spec = SD15.text_encoders[0]
+        cfg = detect_text_tower(read_shapes(sd), spec, metadata_config(metadata), p.name, prefix="")
+        assert cfg is not None
+        return _make_clip(SD15, {spec.key: cfg}, {spec.key: {"transformer." + k: v for k, v in sd.items()}},
+                          manager, p, embedding_directory)
 
     if not p.is_file():
         raise CheckpointError(f"text encoder file not found: {p}. Put it in models/text_encoders (or models/clip)")

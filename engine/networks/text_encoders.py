@@ -1,7 +1,12 @@
-"""Text encoders. SD1.x CLIP-L through transformers' CLIPTextModel, built from a config (no download).
+"""Text encoders: CLIP-L (transformers' CLIPTextModel built from a config) and OpenCLIP text towers.
 
-``ClipTextEncoder.transformer`` is the CLIPTextModel, so the checkpoint's
-``cond_stage_model.transformer.text_model.*`` keys load (prefix ``cond_stage_model.`` stripped).
+Both take token ids and return (hidden [B,T,C], pooled [B,P]); attribute names match checkpoint keys:
+CLIP-L under ``transformer.text_model.*`` (SD1 ``cond_stage_model.``, SDXL ``conditioner.embedders.0.``),
+OpenCLIP under ``token_embedding``, ``positional_embedding``, ``transformer.resblocks.N``, ``ln_final``,
+``text_projection`` (SD2 ``cond_stage_model.model.``, SDXL ``conditioner.embedders.1.model.``).
+
+Layer selection follows ComfyUI: ``layer`` None = the tower's default; an index -1, -2 ... takes that
+layer's output (final-normed when ``layer_norm_hidden_state``); an index past the depth means "last".
 """
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+Injected = list[tuple[int, int, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -27,15 +35,30 @@ class ClipTextConfig:
     projection_dim: int = 768
 
 
+def _inject_hook(injected: Injected) -> Any:
+    def replace(_module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        for row, pos, vec in injected:
+            output[row, pos] = vec.to(output)
+        return output
+    return replace
+
+
+def _eos_index(tokens: torch.Tensor) -> torch.Tensor:
+    # the end-of-text token has the highest id in CLIP's vocab; argmax takes its first occurrence
+    return tokens.to(torch.long).argmax(dim=-1)
+
+
 class ClipTextEncoder(nn.Module):
-    """CLIP-L style text tower. forward(tokens, layer) -> (hidden [B,T,C], pooled [B,C]).
+    """CLIP-L style text tower (HF layout). forward(tokens, layer, injected) -> (hidden, pooled).
 
     Parameters: config: ClipTextConfig; dtype/device: parameter placement;
-    layer_norm_hidden_state: apply final_layer_norm to an intermediate layer's output (SD1 clip skip).
+    layer_norm_hidden_state: apply final_layer_norm to an intermediate layer's output (SD1: yes, SDXL: no);
+    default_layer: None = last layer (SD1), -2 = penultimate (SDXL).
     """
 
     def __init__(self, config: ClipTextConfig, dtype: torch.dtype | None = None, device: Any = None,
-                 layer_norm_hidden_state: bool = True) -> None:
+                 layer_norm_hidden_state: bool = True, default_layer: int | None = None) -> None:
         super().__init__()
         from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -44,6 +67,7 @@ class ClipTextEncoder(nn.Module):
         hf._attn_implementation = "sdpa"
         self.config = config
         self.layer_norm_hidden_state = layer_norm_hidden_state
+        self.default_layer = default_layer
         # transformers 5's CLIPTextModel holds embeddings/encoder/final_layer_norm directly; the checkpoint
         # nests them under ``transformer.text_model``, so wrap it once more.
         self.transformer = nn.Module()
@@ -55,35 +79,128 @@ class ClipTextEncoder(nn.Module):
     def num_layers(self) -> int:
         return self.config.num_hidden_layers
 
-    def forward(self, tokens: torch.Tensor, layer: int = -1,
-                injected: list[tuple[int, int, torch.Tensor]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode token ids; ``layer`` -1 = last layer (final-normed), -2 = penultimate, ...
-
-        ``injected``: (batch row, position, vector) triples that replace those positions' token embeddings
-        (textual inversion); the ids there should be a placeholder below the end token.
-        """
+    def forward(self, tokens: torch.Tensor, layer: int | None = None,
+                injected: Injected | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode token ids; ``injected`` (row, position, vector) replace token embeddings (textual inversion)."""
+        layer = self.default_layer if layer is None else layer
+        text_model = self.transformer.text_model
         handle = None
         if injected:
-            def replace(_module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
-                output = output.clone()
-                for row, pos, vec in injected:
-                    output[row, pos] = vec.to(output)
-                return output
-
-            handle = self.transformer.text_model.embeddings.token_embedding.register_forward_hook(replace)
+            handle = text_model.embeddings.token_embedding.register_forward_hook(_inject_hook(injected))
         try:
-            out = self.transformer.text_model(input_ids=tokens, output_hidden_states=layer != -1)
+            out = text_model(input_ids=tokens, output_hidden_states=layer is not None)
         finally:
             if handle is not None:
                 handle.remove()
         final = out.last_hidden_state
-        if layer == -1 or abs(layer) > self.num_layers:
+        if layer is None or abs(layer) > self.num_layers:
             hidden = final
         else:
             hidden = out.hidden_states[layer]
             if self.layer_norm_hidden_state:
-                hidden = self.transformer.text_model.final_layer_norm(hidden)
-        # pooled = final-normed state at the first end-of-text token (the highest id in CLIP's vocab)
-        eos = tokens.to(torch.long).argmax(dim=-1)
-        pooled = final[torch.arange(final.shape[0], device=final.device), eos]
+                hidden = text_model.final_layer_norm(hidden)
+        pooled = final[torch.arange(final.shape[0], device=final.device), _eos_index(tokens)]
         return hidden, pooled
+
+
+@dataclass(frozen=True)
+class OpenClipConfig:
+    """OpenCLIP text tower hyper-parameters (SD2's ViT-H, SDXL's bigG)."""
+
+    vocab_size: int = 49408
+    width: int = 1024
+    layers: int = 24
+    heads: int = 16
+    mlp_width: int = 4096
+    context_length: int = 77
+    projection_dim: int = 1024
+    layer_norm_eps: float = 1e-5
+
+
+class _FusedAttention(nn.Module):
+    """Causal self-attention with OpenCLIP's fused in_proj (keys in_proj_weight / in_proj_bias / out_proj)."""
+
+    def __init__(self, width: int, heads: int, kw: dict[str, Any]) -> None:
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width, **kw))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * width, **kw))
+        self.out_proj = nn.Linear(width, width, **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, w = x.shape
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (z.view(b, t, self.heads, w // self.heads).transpose(1, 2) for z in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, w))
+
+
+class _Mlp(nn.Module):
+    def __init__(self, width: int, hidden: int, kw: dict[str, Any]) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(width, hidden, **kw)
+        self.c_proj = nn.Linear(hidden, width, **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x)))
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, cfg: OpenClipConfig, kw: dict[str, Any]) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps, **kw)
+        self.attn = _FusedAttention(cfg.width, cfg.heads, kw)
+        self.ln_2 = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps, **kw)
+        self.mlp = _Mlp(cfg.width, cfg.mlp_width, kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class OpenClipTextEncoder(nn.Module):
+    """OpenCLIP text tower. forward(tokens, layer, injected) -> (hidden, projected pooled EOS state).
+
+    Parameters: config: OpenClipConfig; layer_norm_hidden_state: ln_final on an intermediate layer
+    (SD2: yes, SDXL: no); default_layer: -2 (penultimate) for both SD2 and SDXL.
+    """
+
+    def __init__(self, config: OpenClipConfig, dtype: torch.dtype | None = None, device: Any = None,
+                 layer_norm_hidden_state: bool = True, default_layer: int | None = -2) -> None:
+        super().__init__()
+        kw: dict[str, Any] = {"dtype": dtype, "device": device}
+        self.config = config
+        self.layer_norm_hidden_state = layer_norm_hidden_state
+        self.default_layer = default_layer
+        self.token_embedding = nn.Embedding(config.vocab_size, config.width, **kw)
+        self.positional_embedding = nn.Parameter(torch.empty(config.context_length, config.width, **kw))
+        self.transformer = nn.Module()
+        self.transformer.resblocks = nn.ModuleList(_ResBlock(config, kw) for _ in range(config.layers))
+        self.ln_final = nn.LayerNorm(config.width, eps=config.layer_norm_eps, **kw)
+        self.text_projection = nn.Parameter(torch.empty(config.width, config.projection_dim, **kw))
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.layers
+
+    def forward(self, tokens: torch.Tensor, layer: int | None = None,
+                injected: Injected | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode token ids (see ClipTextEncoder.forward)."""
+        layer = self.default_layer if layer is None else layer
+        x = self.token_embedding(tokens)
+        if injected:
+            x = _inject_hook(injected)(self.token_embedding, (), x)
+        x = x + self.positional_embedding[: tokens.shape[1]].to(x)
+        stop = None if layer is None or abs(layer) > self.num_layers else self.num_layers + layer
+        hidden: torch.Tensor | None = None
+        for i, block in enumerate(self.transformer.resblocks):
+            x = block(x)
+            if i == stop:
+                hidden = x
+        final = self.ln_final(x)
+        if hidden is None:
+            hidden = final
+        elif self.layer_norm_hidden_state:
+            hidden = self.ln_final(hidden)
+        pooled = final[torch.arange(final.shape[0], device=final.device), _eos_index(tokens)]
+        return hidden, pooled @ self.text_projection.to(pooled)

@@ -89,7 +89,7 @@ def test_clip_skip_equals_truncated_encoder() -> None:
 def test_set_clip_skip_on_clone_only(clip: ClipHandle) -> None:
     other = clip.clone()
     other.set_clip_skip(-2)
-    assert clip.layer_idx == -1 and other.layer_idx == -2
+    assert clip.layer_idx is None and other.layer_idx == -2
     a = clip.encode_from_tokens(clip.tokenize("a cat"))
     b = other.encode_from_tokens(other.tokenize("a cat"))
     assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and not torch.allclose(a, b)

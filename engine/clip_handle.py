@@ -1,0 +1,150 @@
+"""The CLIP handle: one or more text towers (SD1 CLIP-L, SD2 OpenCLIP-H, SDXL CLIP-L + bigG) with their
+tokenizers, the clip-skip setting and patches. Encodes prompts to ComfyUI CONDITIONING.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.model_management import ManagedModel, ModelManager
+from engine.patching import Patchable
+from engine.tokenizer import PromptTokenizer, TokenWeight
+
+__all__ = ["ClipHandle", "TextEncoderSet", "TOWER_MODULES"]
+
+Tokens = dict[str, list[list[TokenWeight]]]
+Conditioning = list[list[Any]]
+
+# token-dict key -> module name (ComfyUI's names, so LoRA keys like "clip_l.transformer..." match)
+TOWER_MODULES = {"l": "clip_l", "g": "clip_g", "h": "clip_h"}
+
+
+class TextEncoderSet(nn.ModuleDict):
+    """The towers of one CLIP, by module name; forward(name, ...) runs one of them."""
+
+    def forward(self, name: str, tokens: torch.Tensor, layer: int | None,  # type: ignore[override]
+                injected: list[tuple[int, int, torch.Tensor]] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self[name](tokens, layer, injected)  # type: ignore[no-any-return]
+
+
+class ClipHandle(Patchable):
+    """The CLIP: tokenizers + text towers + clip-skip layer. encode -> [[cond, {"pooled_output": pooled}]].
+
+    Parameters: encoders: TextEncoderSet (``clip_l`` / ``clip_g`` / ``clip_h``); tokenizers: token key
+    ("l", "g", "h") -> PromptTokenizer; pooled_from: token key whose pooled output is the pooled_output.
+    Several towers are concatenated along channels in token-key order ``l`` then ``g`` (SDXL).
+    """
+
+    _prefixes = ("clip.", "cond_stage_model.")
+
+    def __init__(self, encoders: TextEncoderSet, tokenizers: dict[str, PromptTokenizer], manager: ModelManager,
+                 entry: ManagedModel | None = None, embedding_directory: str | None = None,
+                 pooled_from: str | None = None) -> None:
+        super().__init__()
+        self.encoders = encoders
+        self.tokenizers = tokenizers
+        self.manager = manager
+        self.entry = entry if entry is not None else manager.register(encoders, "clip", "clip")
+        self.embedding_directory = embedding_directory
+        self.pooled_from = pooled_from or ("g" if "g" in tokenizers else next(iter(tokenizers)))
+        self.layer_idx: int | None = None
+
+    def _module(self) -> nn.Module:
+        return self.encoders
+
+    @property
+    def tokenizer(self) -> PromptTokenizer:
+        """The first tower's tokenizer."""
+        return next(iter(self.tokenizers.values()))
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The only tower when there is one (SD1, SD2), else the tower set."""
+        return next(iter(self.encoders.values())) if len(self.encoders) == 1 else self.encoders
+
+    def clone(self) -> ClipHandle:
+        """A handle sharing the towers, with its own layer setting and patches."""
+        other = copy.copy(self)
+        self._copy_patches_to(other)
+        return other
+
+    def set_clip_skip(self, layer: int) -> None:
+        """CLIPSetLastLayer: -1 = last layer, -2 = penultimate, ... (in place; clone first)."""
+        if layer >= 0:
+            raise ValueError(f"CLIPSetLastLayer: stop_at_clip_layer must be negative (-1 = last), got {layer}")
+        self.layer_idx = layer
+
+    clip_layer = set_clip_skip
+
+    def reset_clip_skip(self) -> None:
+        """Back to each tower's default layer."""
+        self.layer_idx = None
+
+    def tokenize(self, text: str) -> Tokens:
+        """Prompt -> {key: windows of (token, weight)} for every tower (ComfyUI's token layout)."""
+        return {key: tok.tokenize_with_weights(text) for key, tok in self.tokenizers.items()}
+
+    def _run(self, key: str, windows: list[list[TokenWeight]]) -> tuple[torch.Tensor, torch.Tensor]:
+        module = self.manager.load(self.entry)
+        device = self.manager.policy.device
+        # embedding vectors (textual inversion) ride on a placeholder id and replace its embedding
+        injected = [(r, c, t) for r, w in enumerate(windows) for c, (t, _) in enumerate(w)
+                    if isinstance(t, torch.Tensor)]
+        ids = torch.tensor([[0 if isinstance(t, torch.Tensor) else int(t) for t, _ in w] for w in windows],
+                           dtype=torch.long, device=device)
+        args = (TOWER_MODULES[key], ids, self.layer_idx, injected or None)
+        patched = self._patched_weights(module)
+        with torch.no_grad():
+            if patched:
+                hidden, pooled = torch.func.functional_call(module, patched, args, strict=False)
+            else:
+                hidden, pooled = module(*args)
+        return hidden.float().cpu(), pooled.float().cpu()
+
+    def _encode_tower(self, key: str, windows: list[list[TokenWeight]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """ComfyUI's token-weight rule for one tower: z = (z - z_empty) * w + z_empty per token."""
+        has_weights = any(w != 1.0 for window in windows for _, w in window)
+        empty: list[TokenWeight] = [(t, 1.0) for t in self.tokenizers[key].empty_tokens()]
+        batch = list(windows) + ([empty] if has_weights or not windows else [])
+        hidden, pooled = self.manager.run_oom_safe(lambda: self._run(key, batch))
+        parts = []
+        for k, window in enumerate(windows):
+            z = hidden[k].clone()
+            if has_weights:
+                z_empty = hidden[-1]
+                for j, (_, w) in enumerate(window):
+                    if w != 1.0:
+                        z[j] = (z[j] - z_empty[j]) * w + z_empty[j]
+            parts.append(z)
+        cond = torch.cat(parts, dim=0)[None] if parts else hidden[-1:]
+        return cond, pooled[0:1]
+
+    def encode_from_tokens(self, tokens: Tokens, return_pooled: bool = False
+                           ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Encode token windows of every tower; several towers are concatenated along channels."""
+        missing = [k for k in self.tokenizers if k not in tokens]
+        if missing:
+            raise ValueError(f"CLIP encode: tokens lack {missing} (this CLIP has towers "
+                             f"{list(self.tokenizers)}); tokenize with this CLIP's tokenize()")
+        outs = {key: self._encode_tower(key, tokens[key]) for key in self.tokenizers}
+        if len(outs) == 1:
+            cond = next(iter(outs.values()))[0]
+        else:
+            conds = [outs[k][0] for k in ("l", "g", "h") if k in outs]
+            cut = min(c.shape[1] for c in conds)
+            cond = torch.cat([c[:, :cut] for c in conds], dim=-1)
+        pooled = outs[self.pooled_from][1]
+        return (cond, pooled) if return_pooled else cond
+
+    def encode_from_tokens_scheduled(self, tokens: Tokens, add_dict: dict[str, Any] | None = None
+                                     ) -> Conditioning:
+        """CLIPTextEncode's output: [[cond, {"pooled_output": pooled, **add_dict}]]."""
+        cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)  # type: ignore[misc]
+        return [[cond, {"pooled_output": pooled, **(add_dict or {})}]]
+
+    def encode(self, text: str) -> Conditioning:
+        """Tokenize and encode a prompt to CONDITIONING."""
+        return self.encode_from_tokens_scheduled(self.tokenize(text))
