@@ -44,8 +44,11 @@ def __getattr__(name: str) -> Any:
 
 @web.middleware
 async def cache_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """ComfyUI's cache-control rules (spec 1.1)."""
+    """ComfyUI's cache-control rules (spec 1.1), plus a `Server-Timing` header (handler time)."""
+    t0 = time.perf_counter()
     resp = await handler(request)
+    if not resp.prepared:
+        resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.2f}"
     path = request.path
     last = path.rsplit("/", 1)[-1]
     if path.endswith((".js", ".css")) or (last.startswith("index") and last.endswith(".json")):

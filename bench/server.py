@@ -76,8 +76,15 @@ async def first_prompt(url: str, proc: subprocess.Popen[bytes], t0: float) -> fl
             await asyncio.sleep(0.02)
 
 
+def server_ms(resp: aiohttp.ClientResponse) -> float | None:
+    raw = resp.headers.get("Server-Timing", "")
+    if "dur=" not in raw:
+        return None
+    return float(raw.split("dur=")[1].split(";")[0].split(",")[0])
+
+
 async def client(url: str, n: int, stop_at: float, node_seconds: float, poll: float, latencies: list[float],
-                 accepted: list[str], errors: list[str]) -> None:
+                 server_side: list[float], accepted: list[str], errors: list[str]) -> None:
     async with aiohttp.ClientSession() as s:
         i = 0
         while time.perf_counter() < stop_at:
@@ -88,6 +95,9 @@ async def client(url: str, n: int, stop_at: float, node_seconds: float, poll: fl
             async with s.post(url + "/prompt", json=body) as r:
                 data = await r.json()
             latencies.append(time.perf_counter() - t)
+            ms = server_ms(r)
+            if ms is not None:
+                server_side.append(ms / 1000)
             if r.status != 200:
                 errors.append(f"POST /prompt {r.status}: {data}")
                 continue
@@ -115,10 +125,12 @@ async def run(args: argparse.Namespace) -> int:
     try:
         startup = await asyncio.wait_for(first_prompt(url, proc, t0), 120)
         latencies: list[float] = []
+        server_side: list[float] = []
         accepted: list[str] = []
         errors: list[str] = []
         stop_at = time.perf_counter() + args.seconds
-        await asyncio.gather(*(client(url, n, stop_at, args.node_seconds, args.poll, latencies, accepted, errors)
+        await asyncio.gather(*(client(url, n, stop_at, args.node_seconds, args.poll, latencies, server_side,
+                                      accepted, errors)
                                for n in range(args.clients)))
         # every accepted prompt must finish (bounded wait for the tail of the queue)
         deadline = time.perf_counter() + args.drain_seconds
@@ -146,6 +158,8 @@ async def run(args: argparse.Namespace) -> int:
         ("/prompt latency p99", f"{pct(latencies, 99) * 1000:.1f} ms"),
         ("/prompt latency max", f"{max(latencies) * 1000:.1f} ms"),
         ("/prompt latency mean", f"{statistics.fmean(latencies) * 1000:.1f} ms"),
+        ("/prompt handler time p50 (Server-Timing)", f"{pct(server_side, 50) * 1000:.2f} ms"),
+        ("/prompt handler time p99 (Server-Timing)", f"{pct(server_side, 99) * 1000:.2f} ms"),
         ("rejected /prompt", str(len(errors))),
         ("accepted but not finished", str(len(missing))),
         ("finished with an error", str(len(failed))),
