@@ -54,10 +54,35 @@ class SlowShow:
         return {"ui": {"text": [str(value)]}}
 
 
+class Stepper:
+    """Reports two progress steps, each with a small preview image."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"value": ("INT",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    CATEGORY = "test"
+
+    def run(self, value: int) -> dict[str, Any]:
+        from PIL import Image
+
+        from executor.context import current
+
+        ctx = current()
+        assert ctx is not None
+        for step in range(2):
+            ctx.progress(step + 1, 2, preview=Image.new("RGB", (32, 16), (0, 255, 0)))
+        return {"ui": {"text": [str(value)]}}
+
+
 def real_loom(tmp_path: Path, **changes: Any) -> Loom:
     reg = executor.NodeRegistry()
     reg.register("Number", Number, source="tests")
     reg.register("SlowShow", SlowShow, source="tests")
+    reg.register("Stepper", Stepper, source="tests")
     cfg = Config(base_directory=tmp_path, custom_node_dirs=(tmp_path / "custom_nodes",)).with_changes(**changes)
     return Loom(config=cfg, registry=reg, executor=executor.PromptExecutor(reg), validate_fn=executor.validate_prompt,
                 interrupt_flag=executor.InterruptFlag())
@@ -112,6 +137,34 @@ async def test_real_executor_interrupt(aiohttp_client: Any, tmp_path: Path) -> N
         entry = await wait_history(c, pid, timeout=5)
         assert entry["status"]["status_str"] == "error"
         assert entry["status"]["messages"][-1][0] == "execution_interrupted"
+    finally:
+        loom.close()
+
+
+async def test_real_executor_progress_and_previews(aiohttp_client: Any, tmp_path: Path) -> None:
+    import json
+    import struct
+
+    loom = real_loom(tmp_path, preview_method="auto")
+    try:
+        c = await aiohttp_client(create_app(loom, web_root=None))
+        ws = await c.ws_connect("/ws?clientId=pv")
+        await ws.receive_json()
+        await ws.send_str(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        await ws.receive_json()
+        g = {"1": {"class_type": "Number", "inputs": {"value": 2}},
+             "2": {"class_type": "Stepper", "inputs": {"value": ["1", 0]}}}
+        await c.post("/prompt", json={"prompt": g, "client_id": "pv"})
+        frames = await ws_until(ws, lambda f: f.get("type") == "executing" and f["data"]["node"] is None)
+        progress = [f["data"] for f in frames if f.get("type") == "progress"]
+        assert [(p["value"], p["max"], p["node"]) for p in progress] == [(1, 2, "2"), (2, 2, "2")]
+        assert any(f.get("type") == "progress_state" for f in frames)
+        previews = [f["binary"] for f in frames if "binary" in f]
+        assert len(previews) == 2
+        event, n = struct.unpack(">II", previews[0][:8])
+        meta = json.loads(previews[0][8:8 + n])
+        assert event == 4 and meta["node_id"] == "2" and meta["display_node_id"] == "2"
+        await ws.close()
     finally:
         loom.close()
 

@@ -199,3 +199,16 @@ async def test_on_prompt_handler_rewrites_body(client: Any) -> None:
     resp = await client.post("/prompt", json={"prompt": graph(21)})
     entry = await wait_history(client, (await resp.json())["prompt_id"])
     assert entry["outputs"]["9"] == {"text": ["42"]}
+
+
+async def test_logs_pushed_to_subscribers(client: Any) -> None:
+    import logging
+
+    ws = await client.ws_connect("/ws?clientId=lg")
+    await ws.receive_json()
+    resp = await client.patch("/internal/logs/subscribe", json={"clientId": "lg", "enabled": True})
+    assert resp.status == 200
+    logging.getLogger("loom.test").warning("hello from the test")
+    frame = await ws.receive_json(timeout=2)
+    assert frame["type"] == "logs" and "hello from the test" in frame["data"]["entries"][0]["m"]
+    assert "hello from the test" in await (await client.get("/internal/logs")).json()
