@@ -94,6 +94,9 @@ class Loom:
                 if callable(fn):
                     fn()
                     break
+            forget = getattr(models, "forget_files", None)
+            if free_memory and callable(forget):
+                forget()  # drop loaded checkpoints too, so the next prompt reloads from disk
         if free_memory:
             for name in ("reset", "reset_cache", "clear_cache"):
                 fn = getattr(self.executor, name, None)

@@ -185,3 +185,12 @@ async def test_upload_mask_ref_confined(client: Any, ref: Any, status: int) -> N
     raw = ref if isinstance(ref, str) else json.dumps(ref)
     resp = await client.post("/upload/mask", data=form(png_bytes(), filename="m.png", original_ref=raw))
     assert resp.status == status and "error" in await resp.json()
+
+
+async def test_json_body_size_limit(aiohttp_client: Any, make_loom: Any) -> None:
+    from server import create_app
+
+    c = await aiohttp_client(create_app(make_loom(max_upload_size_mb=0.01), web_root=None))
+    big = {"prompt": {"1": {"class_type": "Const", "inputs": {"value": 1, "pad": "x" * 20000}}}}
+    resp = await c.post("/prompt", json=big)
+    assert resp.status == 413 and (await resp.json())["error"]["type"] == "payload_too_large"

@@ -1,0 +1,37 @@
+"""Loom.free (POST /free between prompts) and the lazy model manager."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from app.loom import LazyModelManager, Loom
+
+
+class Models:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def unload_all(self) -> None:
+        self.calls.append("unload_all")
+
+    def forget_files(self) -> None:
+        self.calls.append("forget_files")
+
+
+def test_free_flags(loom: Loom) -> None:
+    models = Models()
+    loom.services = SimpleNamespace(models=models)
+    loom.free(True, False)
+    assert models.calls == ["unload_all"] and loom.executor.resets == 0
+    loom.free(False, True)
+    assert models.calls == ["unload_all", "unload_all", "forget_files"] and loom.executor.resets == 1
+
+
+def test_lazy_manager_untouched_by_free(loom: Loom, monkeypatch: Any) -> None:
+    lazy = LazyModelManager(cpu_only=True)
+    built: list[bool] = []
+    monkeypatch.setattr(LazyModelManager, "real", lambda self: built.append(True) or Models())
+    loom.services = SimpleNamespace(models=lazy)
+    loom.free(True, True)
+    assert built == [] and not lazy.loaded  # nothing was ever loaded: torch is not imported for /free
+    assert callable(lazy.unload_all) and built == [True]
