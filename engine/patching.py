@@ -29,8 +29,7 @@ class Patchable:
     def _module(self) -> nn.Module:
         raise NotImplementedError
 
-    def _normalise_key(self, key: str) -> str | None:
-        names = dict(self._module().named_parameters())
+    def _normalise_key(self, key: str, names: set[str]) -> str | None:
         for prefix in ("", *self._prefixes):
             if key.startswith(prefix) and key[len(prefix):] in names:
                 return key[len(prefix):]
@@ -39,9 +38,10 @@ class Patchable:
     def add_patches(self, patches: dict[str, Patch], strength_patch: float = 1.0,
                     strength_model: float = 1.0) -> list[str]:
         """Record patches (applied when the handle runs); returns the keys that matched a weight."""
+        names = {n for n, _ in self._module().named_parameters()}
         added = []
         for key, patch in patches.items():
-            name = self._normalise_key(key)
+            name = self._normalise_key(key, names)
             if name is None:
                 continue
             self.patches.setdefault(name, []).append((strength_patch, patch, strength_model))
