@@ -5,6 +5,13 @@ Public surface (see docs/architecture.md sections 1-2)::
     reg = NodeRegistry(); reg.register("MyNode", MyNode, source="builtin")
     valid = validate_prompt(reg, prompt)                 # or PromptValidationError(...).to_wire()
     outcome = PromptExecutor(reg).execute(valid.prompt, "id", {}, valid.outputs, sink=sink)
+
+Modules: ``registry`` + ``contract`` (V1 class contract, /object_info), ``prompt`` (API format),
+``validation`` + ``checks`` (spec 4), ``execution`` + ``run`` + ``runlist`` + ``node_call`` +
+``async_calls`` (spec 5), ``signature`` + ``cache`` (output cache), ``events`` + ``progress`` (EventSink,
+InterruptFlag, progress_state), ``context`` (what a running node can reach), ``graph_utils``
+(GraphBuilder, ExecutionBlocker), ``dynprompt`` (expanded graphs), ``errors`` (the exception tree),
+``testing`` (run nodes in tests), ``declare`` (typed node declarations).
 """
 from __future__ import annotations
 

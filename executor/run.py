@@ -195,6 +195,7 @@ class PromptRun:
                 return SUCCESS
         info = self.infos(class_type)
         if node_id in self.pending_expansion:
+            self.current_inputs = {}
             start = self._started.get(node_id, time.perf_counter())
             results, ui = self.pending_expansion.pop(node_id)
             entry = CacheEntry(merge_outputs(results, info.output_is_list, self._resolve_link), ui)
