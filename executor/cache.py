@@ -116,6 +116,7 @@ class LRUCache(OutputCache):
     def __init__(self, max_size: int) -> None:
         super().__init__()
         self.max_size = max_size
+        self._floor = 0  # no entry is older than this generation (skips hopeless eviction passes)
 
     def start_prompt(self, live_keys: Collection[str]) -> None:
         """Start a generation and evict."""
@@ -128,12 +129,13 @@ class LRUCache(OutputCache):
         self._evict()
 
     def _evict(self) -> None:
-        if len(self._entries) <= self.max_size:
+        if len(self._entries) <= self.max_size or self._floor >= self.generation:
             return
         for key in sorted(self._entries, key=self._used.__getitem__):
             if len(self._entries) <= self.max_size or self._used[key] >= self.generation:
                 break
             self._drop(key)
+        self._floor = min(self._used.values(), default=self.generation)
 
 
 class NoCache(OutputCache):
