@@ -75,6 +75,15 @@ def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
     raise RuntimeError(f"server at {url} did not answer within {timeout}s: {log.read_text()[-2000:]}")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def _start_fake(tmp: Path, token: str = "") -> Iterator[Server]:
     (tmp / "models" / "checkpoints").mkdir(parents=True)
     (tmp / "models" / "checkpoints" / "tiny-sd15.safetensors").write_bytes(b"")
@@ -92,8 +101,37 @@ def _start_fake(tmp: Path, token: str = "") -> Iterator[Server]:
         _wait_until_up(url + "object_info", proc, log)
         yield Server(url=url, root=tmp, token=token)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        _stop(proc)
+
+
+def _start_real(tmp: Path, token: str = "") -> Iterator[Server]:
+    """Loom's own server.py on a temp base directory holding the tiny SD1.5 checkpoint and example inputs."""
+    ckpts = tmp / "models" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "tiny-sd15.safetensors").symlink_to(REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors")
+    (tmp / "input").mkdir()
+    for image in (REPO / "workflows" / "inputs").glob("*.png"):
+        shutil.copy(image, tmp / "input" / image.name)
+    port = free_port()
+    log = tmp / "server.log"
+    cmd = [sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu", "--base-directory", str(tmp),
+           "--disable-all-custom-nodes"]
+    if token:
+        cmd += ["--auth-token", token]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url + "object_info", proc, log, timeout=90)
+        yield Server(url=url, root=tmp, token=token)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def real_server(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server for the module, behind an auth token (every test signs in with ?token=)."""
+    yield from _start_real(tmp_path_factory.mktemp("real"), token="loom-test-token-1234")
 
 
 @pytest.fixture(scope="module")

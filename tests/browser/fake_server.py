@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from PIL import Image, PngImagePlugin
-
 from fake_defs import node_defs
+from PIL import Image, PngImagePlugin
 
 WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
 

@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEFAULT_TYPES, drop_file, node_types, open_editor, posted, set_widget, wait_output_image, widget
+from helpers import (
+    DEFAULT_TYPES,
+    drop_file,
+    node_types,
+    open_editor,
+    posted,
+    set_widget,
+    wait_output_image,
+    widget,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -55,7 +63,7 @@ def test_saved_png_dropped_back_restores_graph(page: Any, fake_server: Any) -> N
     before = page.evaluate("JSON.stringify(loom.graph.serialize().nodes.map(n => [n.id, n.type, n.widgets_values]))")
     page.click("#loom-queue")
     src = wait_output_image(page, 9)
-    png = urllib.request.urlopen(src).read()
+    png = page.request.get(src).body()
     page.click("#loom-clear")
     assert node_types(page) == []
     drop_file(page, png, "ComfyUI_00001_.png", "image/png")
@@ -143,7 +151,7 @@ def test_ui_workflow_roundtrip_comfyui_file(page: Any, fake_server: Any) -> None
     saved = page.evaluate("loom.graph.serialize()")
     assert saved["version"] == 0.4
     assert saved["last_node_id"] == data["last_node_id"] and saved["last_link_id"] == data["last_link_id"]
-    assert sorted(map(tuple, (l[:6] for l in saved["links"]))) == sorted(map(tuple, data["links"]))
+    assert sorted(map(tuple, (link[:6] for link in saved["links"]))) == sorted(map(tuple, data["links"]))
     by_id = {n["id"]: n for n in saved["nodes"]}
     for node in data["nodes"]:
         assert by_id[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]

@@ -72,6 +72,7 @@ export class LoomApp {
   }
 
   async start() {
+    this.dropTokenFromAddress();
     this.api.addEventListener("unauthorized", () => this.ui.setStatus("Not signed in"));
     this.api.addEventListener("reconnected", () => this.ui.setStatus("Connected"));
     this.api.addEventListener("disconnected", () => this.ui.setStatus("Reconnecting…"));
@@ -94,6 +95,14 @@ export class LoomApp {
     window.loom = this;
     window.loomLiteGraph = LiteGraph;
     document.body.dataset.ready = "true";
+  }
+
+  /** `?token=` has become a cookie by now: keep it out of the address bar, history and bookmarks. */
+  dropTokenFromAddress() {
+    const url = new URL(location.href);
+    if (!url.searchParams.has("token")) return;
+    url.searchParams.delete("token");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
   }
 
   loadDefault() {
