@@ -36,9 +36,11 @@ class ModelHandle(Patchable):
     _prefixes = ("diffusion_model.", "model.diffusion_model.")
 
     def __init__(self, diffusion_model: nn.Module, model_sampling: Any, latent_format: LatentFormat,
-                 family: Family, manager: ModelManager, entry: ManagedModel | None = None) -> None:
+                 family: Family, manager: ModelManager, entry: ManagedModel | None = None,
+                 compute_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.diffusion_model = diffusion_model
+        self.compute_dtype = compute_dtype or next(diffusion_model.parameters()).dtype
         self.model_sampling = model_sampling
         self.latent_format = latent_format
         self.family = family
@@ -59,7 +61,8 @@ class ModelHandle(Patchable):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.diffusion_model.parameters()).dtype
+        """The dtype the network computes in (weights may be stored narrower, e.g. fp8)."""
+        return self.compute_dtype
 
     @property
     def load_device(self) -> torch.device:

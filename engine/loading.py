@@ -28,6 +28,7 @@ from engine.errors import CheckpointError, UnknownModelError
 from engine.families import SD15, Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
 from engine.model_management import ModelManager, file_cache_key
+from engine.networks.ops import ManualCast, Plain
 from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder, OpenClipConfig, OpenClipTextEncoder
 from engine.networks.unet import UNetConfig, UNetModel
 from engine.networks.vae import AutoencoderKL, VAEConfig
@@ -58,14 +59,26 @@ def _check_keys(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str, pa
         )
 
 
+_LOW_PRECISION = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+
+
 def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype,
-                  what: str, path: Path) -> M:
-    """Build on the meta device, adopt the file's tensors, then cast to ``dtype``."""
+                  what: str, path: Path, storage_dtype: torch.dtype | None = None) -> M:
+    """Build on the meta device, adopt the file's tensors, then cast to ``dtype``.
+
+    With a ``storage_dtype`` (fp8), matrices are stored in it and cast to ``dtype`` on each call
+    (ManualCast layers); vectors (norms, biases) stay in ``dtype``.
+    """
+    ops = ManualCast if storage_dtype is not None else Plain
     with torch.device("meta"):
-        module = cls(config)  # type: ignore[call-arg]
+        module = cls(config, operations=ops)  # type: ignore[call-arg]
     _check_keys(module, sd, what, path)
     module.load_state_dict(dict(sd), strict=True, assign=True)
     module.to(dtype=dtype)
+    if storage_dtype is not None:
+        for p in module.parameters():
+            if p.ndim >= 2:
+                p.data = p.data.to(storage_dtype)
     module.eval()
     module.requires_grad_(False)
     return module
@@ -79,9 +92,15 @@ def _model_sampling(prediction: str) -> Any:
 
 def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Family, prediction: str,
                 manager: ModelManager, path: Path, dtype: torch.dtype | None) -> ModelHandle:
-    unet = _build_assign(UNetModel, unet_cfg, sd, dtype or manager.policy.unet_dtype, "UNet", path)
+    compute = manager.policy.unet_dtype
+    if dtype is not None and dtype in _LOW_PRECISION:
+        unet = _build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path, storage_dtype=dtype)
+    else:
+        unet = _build_assign(UNetModel, unet_cfg, sd, dtype or compute, "UNet", path)
+        compute = dtype or compute
     entry = manager.register(unet, f"{path.name} (unet)", "unet")
-    return ModelHandle(unet, _model_sampling(prediction), family.latent_format, family, manager, entry)
+    return ModelHandle(unet, _model_sampling(prediction), family.latent_format, family, manager, entry,
+                       compute_dtype=compute)
 
 
 def _make_vae(cfg: VAEConfig, sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path) -> VaeHandle:

@@ -173,3 +173,18 @@ def test_unknown_layout_lists_findings_and_families(manager: ModelManager, tmp_p
 def test_missing_file(manager: ModelManager, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.safetensors", manager)
+
+
+@pytest.mark.skipif(not hasattr(torch, "float8_e4m3fn"), reason="torch without float8")
+def test_fp8_weight_storage_runs_close_to_fp32(ckpt: Path, manager: ModelManager, tmp_path: Path) -> None:
+    sd = load_file(str(ckpt))
+    path = tmp_path / "unet.safetensors"
+    save_file({k[22:]: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}, str(path))
+    fp8 = load_unet(path, manager, dtype=torch.float8_e4m3fn)
+    full = load_unet(path, manager)
+    weight = dict(fp8.diffusion_model.named_parameters())["input_blocks.1.1.proj_in.weight"]
+    assert weight.dtype == torch.float8_e4m3fn and fp8.dtype == torch.float32
+    x, ctx, sigma = torch.randn(1, 4, 8, 8), torch.randn(1, 77, 32), torch.tensor([2.0])
+    a, b = fp8.apply_model(x, sigma, ctx), full.apply_model(x, sigma, ctx)
+    assert not torch.equal(a, b)
+    assert float((a - b).abs().max() / b.abs().max()) < 0.2
