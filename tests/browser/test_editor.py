@@ -37,8 +37,15 @@ def test_queue_changed_prompt_and_seed_shows_output(page: Any, fake_server: Any)
     area.fill("a red fox in the snow")
     set_widget(page, 3, "seed", 1234)
     set_widget(page, 3, "control_after_generate", "increment")
+    page.evaluate("""() => { window.seen = [];
+        loom.api.addEventListener('progress', () => { const s = loom.graph.getNodeById(3).loom;
+            window.seen.push([s.running, s.progress.value, s.progress.max,
+                              document.querySelector('#loom-progress-text').textContent]); }); }""")
     page.click("#loom-queue")
     src = wait_output_image(page, 9)
+    seen = page.evaluate("window.seen")
+    assert seen[0] == [True, 1, 20, "1/20"] and seen[-1] == [True, 20, 20, "20/20"]
+    assert page.evaluate("loom.graph.getNodeById(3).loom.running") is False
     assert "ComfyUI_" in src
     body = posted(fake_server.url)[-1]
     prompt = body["prompt"]

@@ -5,7 +5,7 @@ import io
 from typing import Any
 
 import pytest
-from helpers import open_editor, posted, wait_output_image
+from helpers import drop_file, open_editor, posted, wait_output_image
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -93,3 +93,16 @@ def test_load_image_upload_and_mask_editor(page: Any, fake_server: Any) -> None:
     page.click("#loom-queue")
     wait_output_image(page, 9)
     assert posted(fake_server.url)[-1]["prompt"]["40"]["inputs"]["image"] == value
+
+
+def test_image_dropped_on_load_image_node_is_uploaded(page: Any, fake_server: Any) -> None:
+    open_editor(page, fake_server.url)
+    point = page.evaluate("""() => { const n = window.loomLiteGraph.createNode('LoadImage'); n.id = 41;
+        n.pos = [100, 700]; loom.graph.add(n);
+        const ds = loom.canvas.ds, r = loom.canvasEl.getBoundingClientRect();
+        return [r.left + (n.pos[0] + 60 + ds.offset[0]) * ds.scale, r.top + (n.pos[1] + 30 + ds.offset[1]) * ds.scale]; }""")
+    nodes_before = page.evaluate("loom.graph._nodes.length")
+    drop_file(page, _png((10, 200, 10)), "dropped.png", "image/png", int(point[0]), int(point[1]))
+    page.wait_for_function("() => loom.graph.getNodeById(41).widgets[0].value === 'dropped.png'")
+    assert (fake_server.root / "input" / "dropped.png").is_file()
+    assert page.evaluate("loom.graph._nodes.length") == nodes_before  # not opened as a workflow

@@ -49,6 +49,8 @@ export class LoomApp {
     this.canvas.onDrawForeground = () => this.textAreas.afterDraw();
     this.canvas.show_info = false;
     this.canvas.render_canvas_border = false;
+    // Dropping a link on empty canvas offers matching nodes (Shift: the search box), as ComfyUI.
+    LiteGraph.release_link_on_empty_shows_menu = true;
     this.canvas.getExtraMenuOptions = () => [
       null,
       { content: "Queue", callback: () => this.queue() },
