@@ -185,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("ready in %.2f s (%d node types)", time.perf_counter() - t0, len(loom.registry.names()))
     _announce(config, generated)
     try:
-        web.run_app(app, host=list(config.listen), port=config.port, print=None, handle_signals=True)
+        # Per-request access lines only with --verbose DEBUG (ComfyUI prints none; polling clients flood them).
+        access_log = logging.getLogger("aiohttp.access") if config.verbose == "DEBUG" else None
+        web.run_app(app, host=list(config.listen), port=config.port, print=None, handle_signals=True,
+                    access_log=access_log)
     finally:
         loom.close()
         shutil.rmtree(config.temp_dir, ignore_errors=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import socket
 import statistics
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 PACK = textwrap.dedent('''
@@ -128,10 +130,17 @@ async def run(args: argparse.Namespace) -> int:
         server_side: list[float] = []
         accepted: list[str] = []
         errors: list[str] = []
+        ps = psutil.Process(proc.pid)
+        cpu0 = sum(ps.cpu_times()[:2])
+        own0 = time.process_time()
+        load0 = time.perf_counter()
         stop_at = time.perf_counter() + args.seconds
         await asyncio.gather(*(client(url, n, stop_at, args.node_seconds, args.poll, latencies, server_side,
                                       accepted, errors)
                                for n in range(args.clients)))
+        server_cpu = sum(ps.cpu_times()[:2]) - cpu0
+        client_cpu = time.process_time() - own0
+        load_wall = time.perf_counter() - load0
         # every accepted prompt must finish (bounded wait for the tail of the queue)
         deadline = time.perf_counter() + args.drain_seconds
         async with aiohttp.ClientSession() as s:
@@ -160,6 +169,10 @@ async def run(args: argparse.Namespace) -> int:
         ("/prompt latency mean", f"{statistics.fmean(latencies) * 1000:.1f} ms"),
         ("/prompt handler time p50 (Server-Timing)", f"{pct(server_side, 50) * 1000:.2f} ms"),
         ("/prompt handler time p99 (Server-Timing)", f"{pct(server_side, 99) * 1000:.2f} ms"),
+        ("server CPU during load (share of one core)", f"{server_cpu:.1f} s ({server_cpu / load_wall:.0%})"),
+        ("bench clients' CPU during load", f"{client_cpu:.1f} s ({client_cpu / load_wall:.0%})"),
+        ("server CPU per prompt (POST + polls + run)", f"{server_cpu / max(1, len(accepted)) * 1000:.2f} ms"),
+        ("machine load average (1 min) / cores", f"{os.getloadavg()[0]:.1f} / {os.cpu_count()}"),
         ("rejected /prompt", str(len(errors))),
         ("accepted but not finished", str(len(missing))),
         ("finished with an error", str(len(failed))),
