@@ -22,7 +22,8 @@ def _make_paths() -> ModelPaths:
         config = _loom.config
         dirs = {name: getattr(config, name, None) for name in ("input_dir", "output_dir", "temp_dir", "user_dir")}
         _loom.paths = ModelPaths(_loom.base_dir, **{k: v for k, v in dirs.items() if v is not None})
-    return _loom.paths
+    paths: ModelPaths = _loom.paths
+    return paths
 
 
 _paths = _make_paths()
@@ -199,7 +200,8 @@ def get_save_image_path(
     filename_prefix: str, output_dir: str, image_width: int = 0, image_height: int = 0
 ) -> tuple[str, str, int, str, str]:
     """(full_output_folder, filename, counter, subfolder, filename_prefix), ComfyUI's counter rule."""
-    return tuple(_paths.get_save_image_path(filename_prefix, output_dir, image_width, image_height))  # type: ignore[return-value]
+    found = _paths.get_save_image_path(filename_prefix, output_dir, image_width, image_height)
+    return found.full_output_folder, found.filename, found.counter, found.subfolder, found.filename_prefix
 
 
 def filter_files_extensions(files: Iterable[str], extensions: Iterable[str]) -> list[str]:

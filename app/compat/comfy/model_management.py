@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from engine.device import DevicePolicy
 from executor.errors import ExecutionInterrupted
 
 _loom = handles_for(__name__)  # this Loom instance's objects
@@ -30,15 +31,14 @@ class CPUState(Enum):
     MPS = 2
 
 
-def _policy() -> Any:
-    models = _loom.models
-    if models is not None and getattr(models, "policy", None) is not None:
-        return models.policy
+def _policy() -> DevicePolicy:
+    own = getattr(_loom.models, "policy", None)
+    if isinstance(own, DevicePolicy):
+        return own
     if "device_policy" not in _loom.extra:
-        from engine.device import DevicePolicy
-
         _loom.extra["device_policy"] = DevicePolicy.detect(cpu_only=bool(getattr(_loom.config, "cpu", False)))
-    return _loom.extra["device_policy"]
+    policy: DevicePolicy = _loom.extra["device_policy"]
+    return policy
 
 
 def get_torch_device() -> torch.device:

@@ -34,7 +34,7 @@ def _one_dir(embedding_directory: Any) -> str | None:
     # ComfyUI passes folder_paths.get_folder_paths("embeddings") (a list); Loom's loader takes one folder.
     if isinstance(embedding_directory, (list, tuple)):
         return str(embedding_directory[0]) if embedding_directory else None
-    return embedding_directory
+    return str(embedding_directory) if embedding_directory is not None else None
 
 
 def load_diffusion_model(unet_path: str, model_options: dict[str, Any] | None = None) -> Any:

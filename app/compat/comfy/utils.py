@@ -44,8 +44,8 @@ class ProgressBar:
     """
 
     def __init__(self, total: int, node_id: Any = None) -> None:
-        self.total = total
-        self.current = 0
+        self.total: float = total
+        self.current: float = 0
         self.node_id = node_id
         self._ctx = _context()
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, TypedDict
 
 class StrEnum(str, Enum):
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
 
 class IO(StrEnum):

@@ -259,12 +259,12 @@ class ComfyNode:
     @classmethod
     def _loom_as_v1(cls) -> type:
         """The V1 class Loom registers for this node (built once per class)."""
-        cached = cls.__dict__.get("_loom_v1_class")
+        cached: type | None = cls.__dict__.get("_loom_v1_class")
         if cached is None:
             from comfy_api.latest._v1 import to_v1
 
             cached = to_v1(cls)
-            cls._loom_v1_class = cached
+            setattr(cls, "_loom_v1_class", cached)  # noqa: B010 (per class, not inherited)
         return cached
 
 

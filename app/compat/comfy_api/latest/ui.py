@@ -14,7 +14,7 @@ class _UIOutput:
         return dict(self.values)
 
 
-class SavedResult(dict):
+class SavedResult(dict[str, str]):
     """One file reference `{"filename", "subfolder", "type"}`."""
 
     def __init__(self, filename: str, subfolder: str, type: str) -> None:
