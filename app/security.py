@@ -101,6 +101,13 @@ def make_security_middlewares(config: Config) -> list[Callable[..., Awaitable[we
         assert expected is not None
         token, from_query = _token_from(request)
         if token is not None and hmac.compare_digest(token.encode(), expected.encode()):
+            wants_page = request.method == "GET" and "text/html" in request.headers.get("Accept", "")
+            if from_query and wants_page:
+                # Keep the token out of the address bar and history: cookie + redirect to the clean URL.
+                clean = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
+                redirect = web.HTTPSeeOther(location=str(clean))
+                redirect.set_cookie(TOKEN_COOKIE, expected, httponly=True, samesite="Strict", path="/")
+                return redirect
             resp = await handler(request)
             if from_query and not resp.prepared:
                 resp.set_cookie(TOKEN_COOKIE, expected, httponly=True, samesite="Strict", path="/")

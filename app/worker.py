@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -73,6 +74,7 @@ class Worker:
         self._flags_lock = threading.Lock()
         self._done = 0
         self._last_gc = 0.0
+        self._gc_at = -1
 
     # -- WorkerBackend ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -143,10 +145,16 @@ class Worker:
             except Exception:
                 log.exception("/free failed")
         now = time.monotonic()
-        if unload or free or now - self._last_gc > 10.0:
-            if self._done:
-                gc.collect()
-            self._last_gc = now
+        due = now - self._last_gc > 10.0 and self._done != self._gc_at  # a prompt ran since the last one
+        if unload or free or due:
+            gc.collect()
+            torch = sys.modules.get("torch")  # only if something already imported it
+            try:
+                if torch is not None and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except Exception as exc:
+                log.debug("cuda cache trim failed: %s", exc)
+            self._last_gc, self._gc_at = now, self._done
 
     def _run(self, item: QueueItem, sensitive: dict[str, Any]) -> None:
         prompt_id = item.prompt_id

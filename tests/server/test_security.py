@@ -51,6 +51,13 @@ async def test_browser_gets_login_page(secured: Any) -> None:
     resp = await secured.get("/", headers={"Accept": "text/html"})
     assert resp.status == 401 and resp.content_type == "text/html"
     assert 'name="token"' in await resp.text()
+    wrong = await secured.get("/?token=nope", headers={"Accept": "text/html"})
+    assert wrong.status == 401 and "Wrong token" in await wrong.text()
+    resp = await secured.get(f"/?token={TOKEN}&x=1", headers={"Accept": "text/html"}, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/?x=1"
+    assert "HttpOnly" in resp.headers["Set-Cookie"]
+    page = await secured.get("/?x=1", headers={"Accept": "text/html"})
+    assert page.status == 200 and "Loom" in await page.text()
 
 
 async def test_listen_beyond_loopback_needs_token(make_loom: Any) -> None:
