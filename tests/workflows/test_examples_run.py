@@ -110,3 +110,73 @@ def test_png_metadata_round_trip_through_a_run(rt: Any, tmp_path: Path) -> None:
     shutil.copyfile(png, copy)
     prompt, workflow = load_prompt(copy, rt.registry)
     assert prompt == result.prompt and workflow is not None and workflow["version"] == 0.4
+
+
+def test_ksampler_reports_progress_previews_and_honours_interrupt(rt: Any) -> None:
+    from executor import CollectingSink, InterruptFlag, PromptExecutor, validate_prompt
+
+    rt.services.preview_method = "latent2rgb"
+    try:
+        valid = validate_prompt(rt.registry, load("txt2img", "KSampler.steps=3", "KSampler.seed=11"))
+        sink = CollectingSink()
+        outcome = PromptExecutor(rt.registry).execute(valid.prompt, "p", {}, valid.outputs, sink=sink)
+        assert outcome.status == "success", outcome.error
+        steps = [(d["value"], d["max"]) for e, d in sink.events if e == "progress" and d["node"] == "3"]
+        assert steps == [(1, 3), (2, 3), (3, 3)]
+        assert len(sink.previews) == 3 and sink.previews[0][1] == "3"
+        assert sink.previews[0][2].size == (8, 8)  # latent-resolution latent2rgb preview
+    finally:
+        rt.services.preview_method = "none"
+
+    class InterruptingSink(CollectingSink):
+        def __init__(self, flag: InterruptFlag) -> None:
+            super().__init__()
+            self.flag = flag
+
+        def emit(self, event: str, data: dict[str, Any]) -> None:
+            super().emit(event, data)
+            if event == "progress" and data["value"] == 1:
+                self.flag.set()
+
+    flag = InterruptFlag()
+    valid = validate_prompt(rt.registry, load("txt2img", "KSampler.steps=3", "KSampler.seed=12"))
+    sink = InterruptingSink(flag)
+    outcome = PromptExecutor(rt.registry).execute(valid.prompt, "q", {}, valid.outputs, sink=sink,
+                                                  interrupt=flag)
+    assert outcome.status == "interrupted"
+    assert [d["value"] for e, d in sink.events if e == "progress"] == [1]
+
+
+def test_split_loaders_match_checkpoint_loader(rt: Any, loom_base: Path) -> None:
+    """UNETLoader + CLIPLoader + VAELoader on the same weights give exactly the checkpoint loader's latent."""
+    from executor import PromptExecutor, validate_prompt
+
+    src = loom_base / "models" / "checkpoints" / "tiny-sd15.safetensors"
+    for folder in ("diffusion_models", "text_encoders", "vae"):
+        (loom_base / "models" / folder).mkdir(parents=True, exist_ok=True)
+        target = loom_base / "models" / folder / "tiny-part.safetensors"
+        if not target.exists():
+            target.symlink_to(src)
+    base = load("txt2img", "KSampler.seed=3")
+    split = json.loads(json.dumps(base))
+    split["20"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny-part.safetensors",
+                                                          "weight_dtype": "default"}}
+    split["21"] = {"class_type": "CLIPLoader", "inputs": {"clip_name": "tiny-part.safetensors",
+                                                          "type": "stable_diffusion"}}
+    split["22"] = {"class_type": "VAELoader", "inputs": {"vae_name": "tiny-part.safetensors"}}
+    split["3"]["inputs"]["model"] = ["20", 0]
+    for nid in ("6", "7"):
+        split[nid]["inputs"]["clip"] = ["21", 0]
+    split["8"]["inputs"]["vae"] = ["22", 0]
+    del split["4"]
+    results = []
+    for prompt in (base, split):
+        valid = validate_prompt(rt.registry, prompt)
+        outcome = PromptExecutor(rt.registry, keep_values=True).execute(valid.prompt, "s", {}, valid.outputs)
+        assert outcome.status == "success", outcome.error
+        results.append((outcome.values["3"][0][0]["samples"], outcome.values["8"][0][0]))
+    assert results[0][0].abs().max() > 0
+    assert (results[0][0] - results[1][0]).abs().max() <= 1e-5 * results[0][0].abs().max()
+    assert (results[0][1] - results[1][1]).abs().max() <= 1e-4
+    vae_choices = rt.registry.get("VAELoader").INPUT_TYPES()["required"]["vae_name"][0]
+    assert vae_choices[0] == "tiny-part.safetensors" and vae_choices[-1] == "pixel_space"
