@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Columns added after the first schema (cluster backend): which worker runs / ran a prompt, and retries.
+_ADDED_COLUMNS = (("queue", "worker", "TEXT"), ("queue", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+                  ("history", "worker", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ class HistoryRecord:
 class QueueStore:
     """SQLite-backed queue + history; every method is thread-safe (one connection behind a lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, requeue_running: bool = False) -> None:
+        """`requeue_running`: prompts a dead server left running go back to the queue front (cluster
+        backend: the workers may have outlived the server) instead of into history as interrupted."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
@@ -88,7 +93,8 @@ class QueueStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self.recovered: list[str] = self._recover_running()
+        self._add_columns()
+        self.recovered: list[str] = self._requeue_running() if requeue_running else self._recover_running()
         row = self._db.execute("SELECT value FROM kv WHERE key='counter'").fetchone()
         self._counter = int(row[0]) if row else 0
         self._counter_lock = threading.Lock()
@@ -108,6 +114,26 @@ class QueueStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _add_columns(self) -> None:
+        for table, column, decl in _ADDED_COLUMNS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+    def _requeue_running(self) -> list[str]:
+        with self._tx() as db:
+            rows = [r[0] for r in db.execute("SELECT prompt_id FROM queue WHERE state='running' ORDER BY seq")]
+            for prompt_id in reversed(rows):
+                self._to_front(db, prompt_id)
+        return rows
+
+    @staticmethod
+    def _to_front(db: sqlite3.Connection, prompt_id: str) -> None:
+        row = db.execute("SELECT MIN(number) FROM queue").fetchone()
+        front = (row[0] if row and row[0] is not None else 0) - 1
+        db.execute("UPDATE queue SET state='pending', number=?, started=NULL, worker=NULL, "
+                   "attempts=attempts+1 WHERE prompt_id=?", (front, prompt_id))
 
     def _recover_running(self) -> list[str]:
         """Record prompts left `running` by a dead process as interrupted; return their ids."""
@@ -180,23 +206,56 @@ class QueueStore:
         """`queue_remaining`: pending + running (kept in memory, updated with every queue write)."""
         return self._remaining
 
-    def claim_next(self) -> tuple[QueueItem, dict[str, Any]] | None:
-        """Mark the first pending prompt running and return it with its sensitive side slot."""
+    def claim_next(self, worker: str | None = None) -> tuple[QueueItem, dict[str, Any]] | None:
+        """Mark the first pending prompt running (on `worker`) and return it with its sensitive side slot."""
         with self._tx() as db:
             row = db.execute("SELECT prompt_id, item FROM queue WHERE state='pending' "
                              "ORDER BY number, seq LIMIT 1").fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE queue SET state='running', started=? WHERE prompt_id=?", (time.time(), row[0]))
+            db.execute("UPDATE queue SET state='running', started=?, worker=? WHERE prompt_id=?",
+                       (time.time(), worker, row[0]))
             return QueueItem.from_wire(json.loads(row[1])), self._sensitive.pop(row[0], {})
+
+    def set_worker(self, prompt_id: str, worker: str | None) -> None:
+        """Record which worker runs a claimed prompt."""
+        with self._tx() as db:
+            db.execute("UPDATE queue SET worker=? WHERE prompt_id=?", (worker, prompt_id))
+
+    def worker_of(self, prompt_id: str) -> str | None:
+        """The worker running `prompt_id` (queue row), else the one that ran it (history row)."""
+        with self._rlock:
+            row = self._rdb.execute("SELECT worker FROM queue WHERE prompt_id=?", (prompt_id,)).fetchone()
+            if row is None:
+                row = self._rdb.execute("SELECT worker FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
+        return row[0] if row else None
+
+    def attempts(self, prompt_id: str) -> int:
+        """How many times a queued prompt was requeued after its worker died."""
+        with self._rlock:
+            row = self._rdb.execute("SELECT attempts FROM queue WHERE prompt_id=?", (prompt_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def requeue_front(self, item: QueueItem, sensitive: dict[str, Any] | None = None) -> int:
+        """Put a running prompt back at the head of the queue (its worker died); returns its attempts."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM queue WHERE prompt_id=? AND state='running'",
+                          (item.prompt_id,)).fetchone() is None:
+                raise ValueError(f"prompt {item.prompt_id!r} is not running; only a running prompt is requeued")
+            self._to_front(db, item.prompt_id)
+            if sensitive:
+                self._sensitive[item.prompt_id] = sensitive
+            return int(db.execute("SELECT attempts FROM queue WHERE prompt_id=?", (item.prompt_id,)).fetchone()[0])
 
     def finish(self, item: QueueItem, entry: dict[str, Any], status: str) -> None:
         """Move a running prompt to history (one transaction: never lost, never duplicated)."""
         with self._tx() as db:
-            row = db.execute("SELECT started FROM queue WHERE prompt_id=?", (item.prompt_id,)).fetchone()
+            row = db.execute("SELECT started, worker FROM queue WHERE prompt_id=?", (item.prompt_id,)).fetchone()
             self._remaining -= db.execute("DELETE FROM queue WHERE prompt_id=?", (item.prompt_id,)).rowcount
             self._insert_history(db, item.prompt_id, entry, status, _create_time(item),
                                  row[0] if row else None, time.time())
+            if row and row[1] is not None:
+                db.execute("UPDATE history SET worker=? WHERE prompt_id=?", (row[1], item.prompt_id))
 
     def delete_pending(self, prompt_ids: Iterable[str]) -> int:
         ids = [str(i) for i in prompt_ids]
