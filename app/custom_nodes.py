@@ -136,8 +136,9 @@ def load_custom_nodes(
     if run_prestartup:
         prestartup = {e.name: run_prestartup_script(e.module, e.path) for e in entries}
     legacy_web_root = Path(handles.base_dir) / "web" / "extensions"
+    served_root = _served_extensions_root(prompt_server)
     for entry in entries:
-        report = _load_pack(entry, registry, prompt_server, legacy_web_root, handles)
+        report = _load_pack(entry, registry, prompt_server, legacy_web_root, handles, served_root)
         if run_prestartup:
             report.prestartup = prestartup[entry.name]
         reports.append(report)
@@ -152,14 +153,36 @@ def _ensure_parent_package() -> None:
         sys.modules[PACKAGE_ROOT] = parent
 
 
-def _files_under(root: Path) -> set[str]:
+def _files_under(root: Path) -> dict[str, tuple[int, int]]:
     if not root.is_dir():
-        return set()
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        return {}
+    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in root.rglob("*") if p.is_file()}
+
+
+def _adopt_legacy_web(report: PackReport, legacy_web_root: Path, served_root: Path | None) -> None:
+    # An old pack copies its JS into ComfyUI's web/extensions/<folder>; unless the editor already serves
+    # that folder, serve it as the pack's web directory (at /extensions/<pack>/).
+    if report.web_directory is not None or legacy_web_root.resolve() == served_root:
+        return
+    tops = {f.split("/")[0] for f in report.legacy_web_files if "/" in f}
+    folder = legacy_web_root / (tops.pop() if len(tops) == 1 else report.name)
+    if folder.is_dir():
+        report.web_directory = str(folder.resolve())
+
+
+def _served_extensions_root(prompt_server: Any) -> Path | None:
+    app = getattr(prompt_server, "app", None)
+    if app is None:
+        return None
+    from app.state import WEB_ROOT
+
+    root = app.get(WEB_ROOT)
+    return (Path(root) / "extensions").resolve() if root else None
 
 
 def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_root: Path,
-               handles: LoomHandles) -> PackReport:
+               handles: LoomHandles, served_root: Path | None) -> PackReport:
     report = PackReport(entry.name, entry.module, str(entry.path))
     routes = getattr(prompt_server, "routes", None)
     routes_before = len(routes) if routes is not None else 0
@@ -202,7 +225,10 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
             f"pack {entry.name!r} added {path_added} to sys.path; its top-level modules can shadow other "
             f"packs' modules of the same name. Packs should use relative imports"
         )
-    report.legacy_web_files = sorted(_files_under(legacy_web_root) - web_before)
+    web_after = _files_under(legacy_web_root)
+    report.legacy_web_files = sorted(f for f, stamp in web_after.items() if web_before.get(f) != stamp)
+    if report.status != "failed":
+        _adopt_legacy_web(report, legacy_web_root, served_root)
     if report.legacy_web_files:
         report.warnings.append(
             f"pack {entry.name!r} wrote {len(report.legacy_web_files)} file(s) into {legacy_web_root} at import "

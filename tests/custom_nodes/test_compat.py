@@ -122,8 +122,13 @@ def test_web_extensions_write_at_import_is_contained_and_reported(packs) -> None
     report = reports["web_writer_pack"]
     assert report.status == "loaded", report.error
     assert report.legacy_web_files == ["web_writer_pack/legacy.js"]
-    assert (packs.base / "web" / "extensions" / "web_writer_pack" / "legacy.js").is_file()
+    legacy_dir = packs.base / "web" / "extensions" / "web_writer_pack"
+    assert (legacy_dir / "legacy.js").is_file()
     assert reports["good_pack"].legacy_web_files == []
+    assert report.web_directory == str(legacy_dir.resolve()), "served as the pack's web directory"
+    from app.custom_nodes import extension_urls
+
+    assert "/extensions/web_writer_pack/legacy.js" in extension_urls(reports.values())
 
 
 def test_web_extensions_write_failure_does_not_stop_other_packs(packs) -> None:
