@@ -52,6 +52,9 @@ class Config:
     auth_token: str | None = None
     max_upload_size_mb: float = 100.0
     custom_node_dirs: tuple[Path, ...] = ()
+    backend: str = "local"  # local | ray (issue 11: app/cluster)
+    ray_address: str | None = None  # None: start a local Ray instance; "auto" or host:port: join a cluster
+    ray_workers: int = 0  # 0: one per GPU in the cluster, else one per CPU slot (at most 2)
 
     @property
     def output_dir(self) -> Path:
@@ -125,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-token", default=None,
                    help="token required on every request (Bearer header, ?token= or cookie)")
     p.add_argument("--max-upload-size", type=float, default=100.0, metavar="MB")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where prompts run: this process (local) or worker actors in a Ray cluster (ray)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR|auto",
+                   help="Ray cluster to join (with --backend ray); default: start a local one")
+    p.add_argument("--ray-workers", type=int, default=0, metavar="N",
+                   help="worker actors to run (with --backend ray); default: one per GPU")
     return p
 
 
@@ -140,6 +149,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         raise ConfigError("--max-upload-size must be a positive number of MB (default 100)")
     if ns.cache_lru < 0:
         raise ConfigError("--cache-lru N needs N >= 0")
+    if ns.ray_workers < 0:
+        raise ConfigError("--ray-workers N needs N >= 0 (0: one per GPU in the cluster)")
+    if ns.backend != "ray" and (ns.ray_address is not None or ns.ray_workers):
+        raise ConfigError("--ray-address / --ray-workers only apply with --backend ray")
     if ns.cache_none:
         cache = "none"
     elif ns.cache_lru:
@@ -159,4 +172,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         preview_method=ns.preview_method, preview_size=ns.preview_size, front_end_root=ns.front_end_root,
         extra_model_paths_config=extra, disable_all_custom_nodes=ns.disable_all_custom_nodes,
         verbose=ns.verbose, auth_token=token, max_upload_size_mb=ns.max_upload_size,
+        backend=ns.backend, ray_address=ns.ray_address, ray_workers=ns.ray_workers,
     )
