@@ -136,8 +136,8 @@ class _Converter:
             source = self.resolve(int(inp["link"]))
             if source is None:
                 continue
-            name = inp.get("widget", {}).get("name") if isinstance(inp.get("widget"), dict) else None
-            name = name or inp["name"]
+            widget = inp.get("widget")
+            name = str((widget.get("name") if isinstance(widget, dict) else None) or inp["name"])
             inputs[name] = _wrap(source.value) if isinstance(source, _Literal) else [source[0], source[1]]
         return inputs
 
@@ -230,7 +230,7 @@ def api_to_ui(prompt: Mapping[str, Any], input_types: InputTypes,
                       "widgets_values": widgets,
                       **({"title": node["_meta"]["title"]} if node.get("_meta", {}).get("title") not in
                          (None, kind) else {})})
-    for node, (nid, entry) in zip(nodes, prompt.items()):
+    for node, (nid, entry) in zip(nodes, prompt.items(), strict=True):
         node["outputs"] = [{"name": name, "type": type_, "links": out_links.get((nid, slot), []),
                             "slot_index": slot}
                            for slot, (name, type_) in enumerate(outputs_of(entry["class_type"]))]

@@ -29,7 +29,8 @@ def to_uint8(pixels: Any) -> np.ndarray:
     if hasattr(pixels, "detach"):
         pixels = pixels.detach().cpu().float().numpy()
     arr = np.asarray(pixels, dtype=np.float32)
-    return np.clip(255.0 * arr, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(255.0 * arr, 0, 255).astype(np.uint8)
+    return out
 
 
 def to_pil(pixels: Any) -> Image.Image:

@@ -22,7 +22,7 @@ class BuiltinNode:
 
     @classmethod
     def _services(cls) -> NodeServices:
-        services = getattr(cls, "services", None)
+        services: NodeServices | None = getattr(cls, "services", None)
         if services is None:
             raise RuntimeError(
                 f"{cls.__name__} is not bound to NodeServices; register it with "

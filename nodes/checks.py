@@ -102,7 +102,8 @@ class _ModelFacts:
 
 
 def _facts_from_header(header: Mapping[str, Any]) -> _ModelFacts:
-    shapes = {k: v.get("shape") for k, v in header.items() if isinstance(v, dict) and "shape" in v}
+    shapes: dict[str, list[int]] = {k: list(v["shape"]) for k, v in header.items()
+                                    if isinstance(v, dict) and isinstance(v.get("shape"), list)}
     unet_prefix = next((p for p in ("model.diffusion_model.", "") if f"{p}out.2.weight" in shapes), None)
     latent = context = None
     if unet_prefix is not None:

@@ -110,7 +110,8 @@ def test_api_to_ui_round_trip(registry: Any) -> None:
 
     def outs(name: str) -> list[tuple[str, str]]:
         cls = registry.get(name)
-        return list(zip(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES, cls.RETURN_TYPES))
+        names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
+        return list(zip(names, cls.RETURN_TYPES, strict=True))
 
     ui = api_to_ui(api, types_of(registry), outs)
     assert len(ui["links"]) == sum(isinstance(v, list) for n in api.values() for v in n["inputs"].values())
