@@ -17,7 +17,7 @@ from app.hub import Hub
 from app.queue_store import QueueStore
 from app.worker import Worker, WorkerBackend
 
-__all__ = ["Loom", "build_loom"]
+__all__ = ["Loom", "build_loom", "build_engine"]
 
 log = logging.getLogger("loom")
 
@@ -177,9 +177,9 @@ def _make_paths(model_paths_cls: Any, config: Config) -> Any:
                            extra_model_paths=config.extra_model_paths_config)
 
 
-def build_loom(config: Config) -> Loom:
-    """The production Loom: real registry + built-in nodes + executor; custom nodes load in create_app."""
-    from executor import InterruptFlag, NodeRegistry, PromptExecutor, validate_prompt
+def build_engine(config: Config) -> tuple[Any, Any, Any, Any]:
+    """(registry with built-in nodes, executor, services, paths): what runs prompts (server or Ray worker)."""
+    from executor import NodeRegistry, PromptExecutor
 
     registry = NodeRegistry()
     services, paths = _build_services(config)
@@ -188,5 +188,18 @@ def build_loom(config: Config) -> Loom:
 
         register_builtin_nodes(registry, services)
     executor = PromptExecutor(registry, cache=_cache_policy(config))
+    return registry, executor, services, paths
+
+
+def build_loom(config: Config) -> Loom:
+    """The production Loom: real registry + built-in nodes + executor; custom nodes load in create_app."""
+    from executor import InterruptFlag, validate_prompt
+
+    registry, executor, services, paths = build_engine(config)
+    extra: dict[str, Any] = {}
+    if config.backend == "ray":  # Ray is imported only here, and only when asked for
+        from app.cluster import build_ray_parts
+
+        extra = build_ray_parts(config)
     return Loom(config=config, registry=registry, executor=executor, validate_fn=validate_prompt,
-                interrupt_flag=InterruptFlag(), services=services, paths=paths)
+                interrupt_flag=InterruptFlag(), services=services, paths=paths, **extra)
