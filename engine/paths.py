@@ -123,6 +123,7 @@ class ModelPaths:
         temp_dir: str | os.PathLike[str] | None = None,
         user_dir: str | os.PathLike[str] | None = None,
         extra_model_paths: Iterable[str | os.PathLike[str]] = (),
+        load_base_extra_paths: bool = True,
     ) -> None:
         self.base_dir = os.path.abspath(os.fspath(base_dir))
         self.models_dir = self._dir(models_dir, "models")
@@ -137,7 +138,12 @@ class ModelPaths:
         for key, sub in _OUTPUT_MODEL_FOLDERS.items():
             self._folders[key].paths.append(os.path.join(self.output_dir, sub))
         self._folders["custom_nodes"] = _Folder([os.path.join(self.base_dir, "custom_nodes")], _ANY)
-        for yaml_path in extra_model_paths:
+        extra = [os.path.abspath(os.fspath(p)) for p in extra_model_paths]
+        # like ComfyUI, an extra_model_paths.yaml in the base directory applies without being named
+        base_yaml = os.path.join(self.base_dir, "extra_model_paths.yaml")
+        if load_base_extra_paths and os.path.isfile(base_yaml) and base_yaml not in extra:
+            extra.insert(0, base_yaml)
+        for yaml_path in extra:
             self.load_extra_model_paths(yaml_path)
 
     def _dir(self, given: str | os.PathLike[str] | None, default: str) -> str:

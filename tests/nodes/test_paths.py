@@ -94,6 +94,13 @@ def test_extra_model_paths_yaml(tmp_path: Path) -> None:
     assert mp.get_filename_list("my_new_kind") == ["lora.safetensors"]
 
 
+def test_base_dir_extra_model_paths_yaml_applies_by_itself(tmp_path: Path) -> None:
+    _touch(tmp_path / "shared" / "ckpts" / "s.safetensors")
+    (tmp_path / "extra_model_paths.yaml").write_text("mine:\n  checkpoints: shared/ckpts\n")
+    assert "s.safetensors" in ModelPaths(tmp_path).get_filename_list("checkpoints")
+    assert ModelPaths(tmp_path, load_base_extra_paths=False).get_filename_list("checkpoints") == []
+
+
 def test_save_image_path_counter_rule(tmp_path: Path) -> None:
     mp = ModelPaths(tmp_path)
     out = tmp_path / "output"
