@@ -66,8 +66,15 @@ def _check_envelope(body: dict[str, Any]) -> None:
         raise _envelope_error("front", "a boolean", body["front"])
     if body.get("client_id") is not None and not isinstance(body["client_id"], str):
         raise _envelope_error("client_id", "a string", body["client_id"])
-    if body.get("extra_data") is not None and not isinstance(body["extra_data"], dict):
-        raise _envelope_error("extra_data", "an object", body["extra_data"])
+    extra = body.get("extra_data")
+    if extra is not None and not isinstance(extra, dict):
+        raise _envelope_error("extra_data", "an object", extra)
+    if isinstance(extra, dict):
+        if extra.get("extra_pnginfo") is not None and not isinstance(extra["extra_pnginfo"], dict):
+            raise _envelope_error("extra_data.extra_pnginfo", "an object (e.g. {\"workflow\": {...}})",
+                                  extra["extra_pnginfo"])
+        if extra.get("preview_method") is not None and not isinstance(extra["preview_method"], str):
+            raise _envelope_error("extra_data.preview_method", "a string", extra["preview_method"])
     pid = body.get("prompt_id")
     if pid is not None and (not isinstance(pid, str) or not pid or len(pid) > MAX_PROMPT_ID):
         raise _envelope_error("prompt_id", f"a non-empty string of at most {MAX_PROMPT_ID} characters", pid)

@@ -80,6 +80,8 @@ def make_security_middlewares(config: Config) -> list[Callable[..., Awaitable[we
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            return web.Response(status=200)  # ComfyUI's answer; no CORS headers, so browsers stay same-origin
         # With a token, the token is the guard against rebinding (the attacker's origin has no cookie);
         # without one (loopback only), an unknown Host means a rebinding attack or a misconfigured proxy.
         if not config.auth_required and not host_allowed(request.headers.get("Host", ""), config):

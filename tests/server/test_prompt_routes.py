@@ -59,6 +59,8 @@ async def test_prompt_node_errors_shape(client: TestClient) -> None:
     ({"prompt": {}, "number": True}, "number"),
     ({"prompt": {}, "client_id": ["x"]}, "client_id"),
     ({"prompt": {}, "extra_data": []}, "extra_data"),
+    ({"prompt": {}, "extra_data": {"extra_pnginfo": ["workflow"]}}, "extra_data.extra_pnginfo"),
+    ({"prompt": {}, "extra_data": {"preview_method": 3}}, "extra_data.preview_method"),
     ({"prompt": {}, "front": "yes"}, "front"),
     ({"prompt": {}, "prompt_id": 5}, "prompt_id"),
     ({"prompt": {}, "partial_execution_targets": "9"}, "partial_execution_targets"),

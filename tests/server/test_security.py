@@ -79,6 +79,13 @@ async def test_foreign_origin_refused(client: Any, headers: dict[str, str]) -> N
     assert await (await client.get("/queue")).json() == {"queue_running": [], "queue_pending": []}
 
 
+async def test_options_is_empty_200_without_cors(client: Any) -> None:
+    resp = await client.options("/api/prompt", headers={"Origin": "http://evil.example",
+                                                         "Access-Control-Request-Method": "POST"})
+    assert resp.status == 200 and await resp.read() == b""
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
 async def test_same_origin_allowed(client: Any) -> None:
     host = f"{client.host}:{client.port}"
     for origin in (f"http://{host}", f"http://localhost:{client.port}"):
