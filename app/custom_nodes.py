@@ -91,9 +91,12 @@ def load_custom_nodes(
     whitelist: Collection[str] = (),
     run_prestartup: bool = True,
     model_path_folders: bool = True,
+    installed_packs: bool = True,
 ) -> list[PackReport]:
     """Import every pack in `folders`, register its nodes on `registry`, and report per pack.
 
+    With `installed_packs`, packs installed with pip that declare a `comfyui.custom_nodes` (or
+    `comfyui_legacy.custom_nodes`) entry point are loaded too.
     With `model_path_folders`, the `custom_nodes` roots of Loom's ModelPaths (`<base>/custom_nodes` and
     `custom_nodes:` entries of extra_model_paths.yaml) are searched after `folders`.
     The ComfyUI module view (`folder_paths`, `comfy.*`, `nodes`, `server`, ...) is installed first and stays
@@ -129,7 +132,7 @@ def load_custom_nodes(
     whitelist = whitelist or tuple(getattr(handles.config, "whitelist_custom_nodes", None) or ())
     if model_path_folders:
         folders = with_model_path_folders(folders, handles.paths)
-    found = discover_packs(folders, disable_all=disable_all, whitelist=whitelist)
+    found = discover_packs(folders, disable_all=disable_all, whitelist=whitelist, installed=installed_packs)
     entries = [e for e in found if e.disabled is None]
     reports = [PackReport(e.name, e.module, str(e.path), status="disabled", error=e.disabled)
                for e in found if e.disabled is not None]

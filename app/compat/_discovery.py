@@ -21,10 +21,18 @@ class PackEntry:
     disabled: str | None = None  # why the pack is not loaded, when it is not
 
 
+ENTRY_POINT_GROUPS = ("comfyui.custom_nodes", "comfyui_legacy.custom_nodes")
+
+
 def discover_packs(
-    folders: Iterable[Path], *, disable_all: bool = False, whitelist: Collection[str] = ()
+    folders: Iterable[Path], *, disable_all: bool = False, whitelist: Collection[str] = (),
+    installed: bool = False,
 ) -> list[PackEntry]:
-    """List packs in `folders` (each folder's entries sorted by name); disabled ones carry the reason."""
+    """List packs in `folders` (each folder's entries sorted by name); disabled ones carry the reason.
+
+    With `installed`, packs installed with pip that declare an entry point in `ENTRY_POINT_GROUPS` follow
+    (a pack of the same name found in a folder wins).
+    """
     entries: list[PackEntry] = []
     taken: set[str] = set()
     for folder in folders:
@@ -45,7 +53,36 @@ def discover_packs(
                 continue
             taken.add(module)
             entries.append(PackEntry(stem, path, module))
+    if installed:
+        entries += _installed_packs({e.name for e in entries}, taken, disable_all, whitelist)
     return entries
+
+
+def _installed_packs(names: set[str], taken: set[str], disable_all: bool,
+                     whitelist: Collection[str]) -> list[PackEntry]:
+    """Packs installed as Python distributions, located (not imported) from their entry points."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    found: list[PackEntry] = []
+    for group in ENTRY_POINT_GROUPS:
+        for point in sorted(entry_points(group=group), key=lambda p: p.name):
+            target = point.value.split(":")[0].strip()
+            if point.name in names or "." in target:
+                continue  # already found in a folder; dotted targets would need their parent imported
+            spec = importlib.util.find_spec(target)
+            if spec is None or spec.origin is None:
+                continue
+            locations = list(spec.submodule_search_locations or [])
+            path = Path(locations[0]) if locations else Path(spec.origin)
+            module = _unique_module_name(point.name, taken)
+            names.add(point.name)
+            if disable_all and point.name not in whitelist:
+                found.append(PackEntry(point.name, path, module, disabled="--disable-all-custom-nodes"))
+                continue
+            taken.add(module)
+            found.append(PackEntry(point.name, path, module))
+    return found
 
 
 def _unique_module_name(stem: str, taken: set[str]) -> str:

@@ -249,3 +249,25 @@ def test_nodes_added_through_nodes_node_class_mappings_are_checked_and_reported(
     assert packs.registry.source_of("LegacyNode") == "custom_nodes.legacy_mappings_pack"
     assert packs.registry.display_name_of("LegacyNode") == "Legacy"
     assert packs.registry.source_of("CoreNode") == "builtin"
+
+
+def test_packs_installed_with_pip_are_found_through_entry_points(packs, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(PACKS / "good_pack", site / "installed_good_pack")
+    dist = site / "installed_good_pack-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: installed-good-pack\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[comfyui_legacy.custom_nodes]\nInstalledGood = installed_good_pack\n")
+    monkeypatch.syspath_prepend(str(site))
+    reports = packs.load("single_file_node.py")
+    installed = reports["InstalledGood"]
+    assert installed.status == "loaded", installed.error
+    assert installed.module == "custom_nodes.InstalledGood"
+    assert installed.path == str(site / "installed_good_pack")
+    assert packs.registry.source_of("GoodAdd") == "custom_nodes.InstalledGood"
+    assert "installed_good_pack" not in sys.modules, "located, not imported under its own top-level name"
+    off = __import__("app.custom_nodes", fromlist=["load_custom_nodes"]).load_custom_nodes(
+        type(packs.registry)(), [packs.root], environment=packs.environment, installed_packs=False)
+    assert [r.name for r in off] == ["single_file_node"]
