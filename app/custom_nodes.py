@@ -137,13 +137,13 @@ def load_custom_nodes(
     reports = [PackReport(e.name, e.module, str(e.path), status="disabled", error=e.disabled)
                for e in found if e.disabled is not None]
     if run_prestartup:
-        prestartup = {e.name: run_prestartup_script(e.module, e.path) for e in entries}
+        prestartup = {e.module: run_prestartup_script(e.module, e.path) for e in entries}
     legacy_web_root = Path(handles.base_dir) / "web" / "extensions"
     served_root = _served_extensions_root(prompt_server)
     for entry in entries:
         report = _load_pack(entry, registry, prompt_server, legacy_web_root, handles, served_root)
         if run_prestartup:
-            report.prestartup = prestartup[entry.name]
+            report.prestartup = prestartup[entry.module]
         reports.append(report)
     log.info("%s", format_import_times(reports))
     return reports
