@@ -12,25 +12,18 @@ __all__ = ["KSampler", "KSamplerAdvanced", "common_ksampler", "sampler_names", "
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
 
-# Used only while the engine does not publish its lists (they are the spec's full option lists).
-_SPEC_SAMPLERS = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m",
-                  "dpmpp_2m_sde", "ddim", "uni_pc"]
-_SPEC_SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
-                    "linear_quadratic", "kl_optimal"]
-
-
 def sampler_names() -> list[str]:
     """The engine's implemented sampler names (spec option order)."""
     from engine import sampling
 
-    return list(getattr(sampling, "SAMPLER_NAMES", _SPEC_SAMPLERS))
+    return list(sampling.SAMPLER_NAMES)
 
 
 def scheduler_names() -> list[str]:
     """The engine's implemented scheduler names (spec option order)."""
     from engine import sampling
 
-    return list(getattr(sampling, "SCHEDULER_NAMES", _SPEC_SCHEDULERS))
+    return list(sampling.SCHEDULER_NAMES)
 
 
 def _latent2rgb(model: Any, x0: torch.Tensor) -> Any:

@@ -58,9 +58,8 @@ def test_selected_specs(registry: Any) -> None:
 
 
 def test_services_bound_per_registry(tmp_path: Any) -> None:
-    from executor.registry import NodeRegistry
-
     from engine.paths import ModelPaths
+    from executor.registry import NodeRegistry
     from nodes import register_builtin_nodes
     from nodes.services import NodeServices
 
@@ -75,3 +74,24 @@ def test_services_bound_per_registry(tmp_path: Any) -> None:
     lists = [r.object_info_for("CheckpointLoaderSimple")["CheckpointLoaderSimple"]["input"]["required"]
              ["ckpt_name"][0] for r in regs]
     assert lists == [["a.safetensors"], ["b.safetensors"]]
+
+
+SPEC_SAMPLERS = (
+    "euler euler_cfg_pp euler_ancestral euler_ancestral_cfg_pp heun heunpp2 exp_heun_2_x0 exp_heun_2_x0_sde dpm_2 "
+    "dpm_2_ancestral lms dpm_fast dpm_adaptive dpmpp_2s_ancestral dpmpp_2s_ancestral_cfg_pp dpmpp_sde dpmpp_sde_gpu "
+    "dpmpp_2m dpmpp_2m_cfg_pp dpmpp_2m_sde dpmpp_2m_sde_gpu dpmpp_2m_sde_heun dpmpp_2m_sde_heun_gpu dpmpp_3m_sde "
+    "dpmpp_3m_sde_gpu ddpm lcm ipndm ipndm_v deis res_multistep res_multistep_cfg_pp res_multistep_ancestral "
+    "res_multistep_ancestral_cfg_pp gradient_estimation gradient_estimation_cfg_pp er_sde seeds_2 seeds_3 sa_solver "
+    "sa_solver_pece ddim uni_pc uni_pc_bh2").split()
+SPEC_SCHEDULERS = "simple sgm_uniform karras exponential ddim_uniform beta normal linear_quadratic kl_optimal".split()
+
+
+def test_sampler_and_scheduler_options_are_the_engines_in_spec_order(registry: Any) -> None:
+    from engine import sampling
+
+    req = registry.object_info_for("KSampler")["KSampler"]["input"]["required"]
+    samplers, schedulers = req["sampler_name"][0], req["scheduler"][0]
+    assert samplers == list(sampling.SAMPLER_NAMES) and schedulers == list(sampling.SCHEDULER_NAMES)
+    assert samplers == [s for s in SPEC_SAMPLERS if s in samplers]
+    assert schedulers == [s for s in SPEC_SCHEDULERS if s in schedulers]
+    assert {"euler", "euler_ancestral", "dpmpp_2m", "ddim", "uni_pc"} <= set(samplers)
