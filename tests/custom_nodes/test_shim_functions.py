@@ -77,3 +77,22 @@ def test_node_helpers_and_samplers(shims) -> None:
 
     sigmas = comfy.samplers.calculate_sigmas(Schedule(), "karras", 4)
     assert sigmas.shape == (5,) and float(sigmas[-1]) == 0.0 and abs(float(sigmas[0]) - 14.6) < 1e-4
+
+
+def test_v3_ui_preview_image_saves_to_temp(shims) -> None:
+    import folder_paths
+    from comfy_api.latest import ui
+
+    result = ui.PreviewImage(torch.rand(2, 4, 6, 3)).as_dict()
+    images = result["images"]
+    assert [i["type"] for i in images] == ["temp", "temp"]
+    from pathlib import Path
+
+    from PIL import Image
+
+    for item in images:
+        path = Path(folder_paths.get_temp_directory()) / item["subfolder"] / item["filename"]
+        assert Image.open(path).size == (6, 4)
+    mask = ui.PreviewMask(torch.ones(1, 4, 6)).as_dict()["images"]
+    assert len(mask) == 1
+    assert ui.PreviewText("hi").as_dict() == {"text": ("hi",)}
