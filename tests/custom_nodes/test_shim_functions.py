@@ -96,3 +96,20 @@ def test_v3_ui_preview_image_saves_to_temp(shims) -> None:
     mask = ui.PreviewMask(torch.ones(1, 4, 6)).as_dict()["images"]
     assert len(mask) == 1
     assert ui.PreviewText("hi").as_dict() == {"text": ("hi",)}
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(8, 2), (16, 4), (64, 8)])
+def test_tiled_scale_equals_whole_image_scaling_for_a_pointwise_function(shims, tile, overlap) -> None:
+    import comfy.utils
+
+    samples = torch.rand(2, 3, 20, 28)
+
+    def upscale(x: torch.Tensor) -> torch.Tensor:  # nearest x2 plus a colour map: tiles must blend exactly
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest") * 0.5 + 0.25
+
+    expected = upscale(samples)
+    out = comfy.utils.tiled_scale(samples, upscale, tile_x=tile, tile_y=tile, overlap=overlap, upscale_amount=2)
+    assert out.shape == expected.shape
+    assert torch.allclose(out, expected, atol=1e-5)
+    steps = comfy.utils.get_tiled_scale_steps(28, 20, tile, tile, overlap)
+    assert steps >= 1
