@@ -66,3 +66,26 @@ def test_not_a_workflow_file_is_explained(page: Any, fake_server: Any) -> None:
     page.wait_for_selector("#loom-error-dialog")
     assert "no \"workflow\" or \"prompt\"" in page.locator("#loom-error-dialog").inner_text()
     assert node_types(page) == sorted(DEFAULT_TYPES)
+
+
+def test_undo_redo_and_mode_shortcuts(page: Any, fake_server: Any) -> None:
+    open_editor(page, fake_server.url)
+    page.evaluate("loom.graph.getNodeById(7).widgets[0].value = 'changed'; loom.history.check()")
+    page.evaluate("loom.graph.remove(loom.graph.getNodeById(5)); loom.history.check()")
+    assert len(node_types(page)) == 6
+    page.mouse.click(700, 850)  # focus the canvas
+    page.keyboard.press("Control+z")
+    page.wait_for_function("() => loom.graph._nodes.length === 7")
+    assert widget(page, 7, "text") == "changed"
+    assert page.evaluate("loom.graph.getNodeById(3).inputs[3].link") is not None  # the latent link is back
+    page.keyboard.press("Control+z")
+    page.wait_for_function("() => loom.graph.getNodeById(7).widgets[0].value === 'text, watermark'")
+    page.keyboard.press("Control+y")
+    page.wait_for_function("() => loom.graph.getNodeById(7).widgets[0].value === 'changed'")
+    page.evaluate("loom.canvas.selectNodes([loom.graph.getNodeById(9)])")
+    page.keyboard.press("Control+m")
+    assert page.evaluate("loom.graph.getNodeById(9).mode") == 2
+    page.keyboard.press("Control+m")
+    assert page.evaluate("loom.graph.getNodeById(9).mode") == 0
+    page.keyboard.press("Control+b")
+    assert page.evaluate("loom.graph.getNodeById(9).mode") == 4

@@ -8,6 +8,7 @@ import { registerNodeDefs } from "./nodedefs.js";
 import { GraphError, graphToPrompt } from "./prompt.js";
 import { TextAreaLayer } from "./textareas.js";
 import { TYPE_COLORS } from "./types.js";
+import { UndoHistory } from "./undo.js";
 import { download, EditorUi } from "./ui.js";
 import { addUploadWidget, showComboImage } from "./upload.js";
 import { registerVirtualNodes } from "./virtual.js";
@@ -92,6 +93,12 @@ export class LoomApp {
     this.installShortcuts();
     this.api.connect();
     if (!this.restoreAutosave()) this.loadDefault();
+    this.history = new UndoHistory(this.graph, (data) => {
+      this.undoing = true;
+      try { this.loadWorkflow(data, { quiet: true, keepView: true }); } finally { this.undoing = false; }
+    });
+    // Snapshot after every gesture; cheap enough for graphs of a few hundred nodes.
+    for (const type of ["pointerup", "keyup"]) window.addEventListener(type, () => setTimeout(() => this.history.check(), 0));
     setInterval(() => this.autosave(), 2000);
     // Handles for scripting and tests (the editor object and the graph library).
     window.loom = this;
@@ -104,10 +111,11 @@ export class LoomApp {
     const url = new URL(location.href);
     if (!url.searchParams.has("token")) return;
     url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
   }
 
   loadDefault() {
+    this.history?.check();
     this.textAreas.clear();
     try {
       buildDefaultGraph(this.graph);
@@ -157,10 +165,12 @@ export class LoomApp {
   }
 
   /** Loads a UI-format workflow or an API-format prompt object. */
-  loadWorkflow(data, { quiet = false, api = false } = {}) {
+  loadWorkflow(data, { quiet = false, api = false, keepView = false } = {}) {
     this.textAreas.clear();
     const missing = api ? loadApiPrompt(this.graph, data) : loadUiWorkflow(this.graph, data);
-    if (data?.extra?.ds) {
+    if (!this.undoing) this.history?.reset();
+    if (api && !keepView) this.fitView();
+    else if (data?.extra?.ds && !keepView) {
       const [x, y] = data.extra.ds.offset ?? [0, 0];
       this.setView(data.extra.ds.scale ?? 1, x, y);
     }
@@ -206,6 +216,19 @@ export class LoomApp {
 
   installShortcuts() {
     window.addEventListener("keydown", (e) => {
+      const typing = ["TEXTAREA", "INPUT"].includes(document.activeElement?.tagName);
+      const mod = e.ctrlKey || e.metaKey;
+      if (mod && !typing && (e.key === "z" || e.key === "Z" || e.key === "y")) {
+        e.preventDefault();
+        if (e.key === "y" || e.shiftKey) this.history.redo();
+        else this.history.undo();
+        return;
+      }
+      if (mod && !typing && (e.key === "m" || e.key === "b")) {
+        e.preventDefault();
+        this.toggleMode(e.key === "m" ? 2 : 4);
+        return;
+      }
       if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
         e.preventDefault();
         this.queue({ front: e.shiftKey });
@@ -215,6 +238,16 @@ export class LoomApp {
         this.save();
       }
     });
+  }
+
+  /** Mutes (2) or bypasses (4) the selected nodes, or sets them back to always (0) when all already are. */
+  toggleMode(mode) {
+    const nodes = Object.values(this.canvas.selected_nodes ?? {});
+    if (!nodes.length) return;
+    const target = nodes.every((n) => n.mode === mode) ? 0 : mode;
+    for (const node of nodes) node.mode = target;
+    this.history?.check();
+    this.canvas.setDirty(true, true);
   }
 
   /** Builds the prompt, posts it, shows validation errors on nodes, then applies seed controls. */
@@ -241,6 +274,7 @@ export class LoomApp {
         this.ui.toast(`Some outputs were skipped: ${lines.join(" ")}`, "error");
       }
       applyControlAfterGenerate(this.graph);
+      this.history?.check();
       this.ui.setStatus(`Queued ${res?.prompt_id?.slice(0, 8) ?? ""}`);
       this.ui.refreshQueue();
       this.canvas.setDirty(true, true);

@@ -12,6 +12,13 @@ export function decorateNodeClass(cls, ctx) {
     const state = this.loom;
     if (!state) return;
     const titleH = LiteGraph.NODE_TITLE_HEIGHT;
+    if (this.mode === 2 || this.mode === 4) {
+      // Muted nodes are greyed out, bypassed ones tinted purple (ComfyUI's cues).
+      g.save();
+      g.fillStyle = this.mode === 4 ? "rgba(160, 60, 200, 0.35)" : "rgba(20, 20, 20, 0.55)";
+      g.fillRect(0, -titleH, this.size[0], this.size[1] + titleH);
+      g.restore();
+    }
     if (state.running || state.errors) {
       g.save();
       g.lineWidth = state.running ? 3 : 2;
