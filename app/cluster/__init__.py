@@ -1,0 +1,27 @@
+"""Scale-out on a Ray cluster (`python server.py --backend ray`): worker actors instead of the worker thread.
+
+Module map: `backend` (RayBackend, the server-side WorkerBackend: dispatch, streaming, faults), `actor`
+(LoomWorker, the Ray actor that owns an engine), `routing` (model- and cache-aware choice of worker, no Ray),
+`files` (output files shipped back and placed under the server's output/), `connect` (joining or starting
+Ray, GPU/CPU placement). Importing this package does not import Ray; `build_ray_parts` does, when called.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from app.config import Config
+
+__all__ = ["build_ray_parts"]
+
+
+def build_ray_parts(config: Config) -> dict[str, Any]:
+    """The hub, queue store and RayBackend a `Loom` takes for `--backend ray` (keyword arguments)."""
+    from app.cluster.backend import RayBackend
+    from app.hub import Hub
+    from app.queue_store import QueueStore
+
+    hub = Hub()
+    # Prompts a previous server left running go back to the front: the cluster may have outlived it.
+    store = QueueStore(config.user_dir / "loom.db", requeue_running=True)
+    backend = RayBackend(store, hub, config, workers=config.ray_workers, address=config.ray_address)
+    return {"hub": hub, "store": store, "worker": backend}

@@ -1,0 +1,258 @@
+"""`LoomWorker`: the Ray worker actor (the class is made remote by the backend, so this imports no Ray).
+
+Each worker owns its own registry, model manager, executor and output cache (built by
+`app.loom.build_engine`, the same builder the server uses), loads the same custom node packs, and runs one
+prompt at a time. `run` is a streaming generator: it yields batches of messages in the order the executor
+produced them, then the outcome:
+
+    ("event", name, data, [ShippedFile])   executor event; `executed` carries the files its ui names
+    ("preview", jpeg, mime, metadata)      a preview frame, already encoded (HubSink's rules)
+    ("send", name, data, sid)              a custom node's PromptServer.send_sync
+    ("files", [ShippedFile])               files written but named by no ui dict
+    ("outcome", {...})                     ExecutionOutcome fields, or ("crash", text) if execute raised
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from app.cluster.files import ShippedFile, files_under, read_files, refs_in
+from app.config import Config
+from app.events import HubSink
+from app.queue_store import QueueItem
+
+__all__ = ["LoomWorker"]
+
+log = logging.getLogger("loom.cluster.worker")
+Message = tuple[Any, ...]
+
+
+class _Recorder:
+    """Stands in for the Hub inside a worker: HubSink.preview and send_sync messages go to the stream."""
+
+    def __init__(self) -> None:
+        self.out: queue.Queue[Message | None] | None = None
+
+    def send(self, event: str, data: Any, sid: str | None = None) -> None:
+        if self.out is not None:
+            self.out.put(("send", event, data, sid))
+
+    def send_preview(self, image: bytes, image_type: str, metadata: dict[str, Any], sid: str | None) -> None:
+        if self.out is not None:
+            self.out.put(("preview", image, image_type, metadata))
+
+
+class _StreamSink:
+    """The executor's EventSink inside a worker: every event goes into the stream, unfiltered."""
+
+    def __init__(self, out: queue.Queue[Message | None], roots: dict[str, Path], previews: HubSink) -> None:
+        self.out = out
+        self.roots = roots
+        self.previews = previews
+        self.shipped: set[tuple[str, str, str]] = set()
+
+    def emit(self, event: str, data: dict[str, Any]) -> None:
+        files: list[ShippedFile] = []
+        if event == "executed" and isinstance(data, dict):
+            refs = [r for r in refs_in(data.get("output")) if r not in self.shipped]
+            self.shipped.update(refs)
+            files = read_files(refs, self.roots)
+        self.out.put(("event", event, data, files))
+
+    def preview(self, prompt_id: str, node_id: str, image: Any) -> None:
+        self.previews.preview(prompt_id, node_id, image)
+
+
+class LoomWorker:
+    """One Ray worker: builds Loom's engine from the server's Config and runs prompts it is handed."""
+
+    def __init__(self, config: Config, name: str, threads: int = 1) -> None:
+        from app.loom import build_engine
+        from executor import InterruptFlag
+
+        if threads > 0:
+            try:
+                import torch
+
+                torch.set_num_threads(threads)
+            except ImportError:
+                pass
+        self.name = name
+        self.work = Path(tempfile.mkdtemp(prefix=f"loom-{name}-"))
+        # Outputs go to a private folder first; the server places them under its own output/.
+        self.config = config.with_changes(output_directory=self.work / "output", temp_directory=self.work)
+        self.registry, self.executor, self.services, self.paths = build_engine(self.config)
+        self.flag = InterruptFlag()
+        self.recorder = _Recorder()
+        self.packs = self._load_custom_nodes()
+        self._lock = threading.Lock()
+        self._running: str | None = None
+        self._ran: list[str] = []
+        self._free = (False, False)
+
+    def _load_custom_nodes(self) -> list[str]:
+        if self.config.disable_all_custom_nodes:
+            return []
+        folders = [d for d in self.config.custom_nodes_dirs if d.is_dir()]
+        if not folders:
+            return []
+        from app.compat.prompt_server import PromptServer
+        from app.custom_nodes import load_custom_nodes
+
+        reports = load_custom_nodes(self.registry, folders, PromptServer(None, None, self.recorder),
+                                    base_dir=self.config.base_directory, paths=self.paths,
+                                    models=getattr(self.services, "models", None), config=self.config,
+                                    interrupt=self.flag)
+        return [str(getattr(r, "name", r)) for r in reports or []]
+
+    @property
+    def roots(self) -> dict[str, Path]:
+        return {"output": self.config.output_dir, "temp": self.config.temp_dir}
+
+    # -- remote methods --------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Who this worker is: name, host, node address, pid, device, node types and packs."""
+        try:
+            import ray
+
+            node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        except Exception:
+            node_ip = None
+        return {"name": self.name, "host": socket.gethostname(), "node_ip": node_ip, "pid": os.getpid(),
+                "device": _device_name(self.config.cpu), "node_types": len(self.registry.names()),
+                "custom_node_packs": self.packs}
+
+    def stats(self) -> dict[str, Any]:
+        """Live numbers for /system_stats: loaded models, running prompt, prompts done."""
+        models = getattr(self.services, "models", None)
+        loaded: list[Any] = []
+        if models is not None and getattr(models, "loaded", True):
+            try:
+                loaded = list(models.loaded_models())
+            except Exception as exc:  # stats must never fail the caller
+                loaded = [f"unavailable: {exc}"]
+        return {**self.info(), "loaded_models": loaded, "running_prompt": self._running,
+                "prompts_done": len(self._ran)}
+
+    def ran(self) -> list[str]:
+        """Every prompt id this worker has run to the end (tests use it: deleted prompts never get here)."""
+        return list(self._ran)
+
+    def interrupt(self, prompt_id: str | None = None) -> bool:
+        """Interrupt the running prompt (only if it is `prompt_id`, when given)."""
+        running = self._running
+        if running is None or (prompt_id is not None and prompt_id != running):
+            return False
+        self.flag.set()
+        return True
+
+    def free(self, unload_models: bool, free_memory: bool) -> None:
+        """POST /free: done now when idle, else before the next prompt."""
+        u, f = self._free
+        self._free = (u or unload_models, f or free_memory)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._honour_free()
+            finally:
+                self._lock.release()
+
+    def run(self, item_wire: list[Any], sensitive: dict[str, Any], preview_method: str,
+            preview_size: int) -> Iterator[list[Message]]:
+        """Execute one prompt, yielding message batches in order; the last batch ends with the outcome."""
+        item = QueueItem.from_wire(item_wire)
+        with self._lock:
+            self._honour_free()
+            self._running = item.prompt_id
+            self.flag.clear()
+            for root in self.roots.values():
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir(parents=True, exist_ok=True)
+            out: queue.Queue[Message | None] = queue.Queue()
+            self.recorder.out = out
+            previews = HubSink(self.recorder, item.prompt_id, None, preview_method, preview_size)  # type: ignore[arg-type]
+            sink = _StreamSink(out, self.roots, previews)
+            thread = threading.Thread(target=self._execute, args=(item, sensitive, sink, out),
+                                      name=f"loom-{self.name}-run", daemon=True)
+            thread.start()
+            try:
+                done = False
+                while not done:
+                    batch: list[Message] = []
+                    msg = out.get()
+                    while True:
+                        if msg is None:
+                            done = True
+                            break
+                        batch.append(msg)
+                        try:
+                            msg = out.get_nowait()
+                        except queue.Empty:
+                            break
+                    if batch:
+                        yield batch
+                thread.join()
+            finally:
+                self.recorder.out = None
+                self._running = None
+
+    def _execute(self, item: QueueItem, sensitive: dict[str, Any], sink: _StreamSink,
+                 out: queue.Queue[Message | None]) -> None:
+        try:
+            outcome = self.executor.execute(item.prompt, item.prompt_id, {**item.extra_data, **sensitive},
+                                            list(item.outputs), sink=sink, interrupt=self.flag)
+            leftovers = files_under(self.roots, sink.shipped)
+            if leftovers:
+                out.put(("files", leftovers))
+            out.put(("outcome", {name: getattr(outcome, name, None) for name in
+                                 ("status", "outputs", "meta", "messages", "error", "executed", "cached",
+                                  "timings")}))
+            self._ran.append(item.prompt_id)
+        except BaseException as exc:  # report, never hang the stream
+            log.exception("prompt %s: executor raised", item.prompt_id)
+            out.put(("crash", f"{type(exc).__name__}: {exc}",
+                     traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        finally:
+            out.put(None)
+
+    def _honour_free(self) -> None:
+        unload, free = self._free
+        self._free = (False, False)
+        if not (unload or free):
+            return
+        models = getattr(self.services, "models", None)
+        if models is not None and getattr(models, "loaded", True):
+            fn = getattr(models, "unload_all", None)
+            if callable(fn):
+                fn()
+            forget = getattr(models, "forget_files", None)
+            if free and callable(forget):
+                forget()
+        if free:
+            for name in ("reset", "reset_cache", "clear_cache"):
+                fn = getattr(self.executor, name, None)
+                if callable(fn):
+                    fn()
+                    break
+
+
+def _device_name(cpu_only: bool) -> str:
+    try:
+        import torch
+
+        if not cpu_only and torch.cuda.is_available():
+            idx = torch.cuda.current_device()
+            return f"cuda:{idx} {torch.cuda.get_device_name(idx)}"
+    except Exception:
+        pass
+    return "cpu"
+
+

@@ -1,0 +1,356 @@
+"""`RayBackend`: the server's `WorkerBackend` over Ray worker actors.
+
+The SQLite queue stays the single source of truth: a dispatcher thread claims the head prompt only when a
+worker is idle (a pending prompt never reaches a worker, so deleting it needs no remote call), records the
+worker on the queue row, and streams the run from the actor: events go to the websocket hub through the
+same `HubSink` as on one machine, output files are placed under the server's output/, history is written
+here. A worker that dies mid-run has its prompt put back at the queue front (up to `retries` times, then
+an execution error naming the worker) and is replaced by a fresh actor.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import types
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.cluster.files import OutputPlacer
+from app.cluster.routing import WorkerView, choose_worker, model_files, node_keys
+from app.config import Config
+from app.events import HubSink, effective_preview_method
+from app.hub import Hub
+from app.queue_store import QueueItem, QueueStore
+from app.worker import WorkerStatus, crash_entry, history_entry
+
+__all__ = ["RayBackend", "DEFAULT_RETRIES"]
+
+log = logging.getLogger("loom.cluster")
+DEFAULT_RETRIES = 2
+
+
+@dataclass
+class _Slot:
+    """One worker actor and what the server knows of it."""
+
+    name: str
+    actor: Any
+    alive: bool = True
+    running: QueueItem | None = None
+    done: int = 0
+    models: set[str] = field(default_factory=set)
+    recent: deque[frozenset[str]] = field(default_factory=lambda: deque(maxlen=1))
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def view(self) -> WorkerView:
+        keys = frozenset().union(*self.recent) if self.recent else frozenset()
+        return WorkerView(self.name, self.alive and self.running is None, frozenset(self.models), keys, self.done)
+
+
+class RayBackend:
+    """Runs queued prompts on N Ray worker actors; same interface as the in-process `Worker`."""
+
+    def __init__(self, store: QueueStore, hub: Hub, config: Config, *, workers: int = 0,
+                 address: str | None = None, retries: int = DEFAULT_RETRIES, num_cpus: int | None = None,
+                 worker_threads: int = 1, actor_options: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.hub = hub
+        self.config = config
+        self.requested = workers
+        self.address = address
+        self.retries = retries
+        self.num_cpus = num_cpus
+        self.worker_threads = worker_threads
+        self.actor_options = actor_options
+        self.slots: list[_Slot] = []
+        self._lock = threading.RLock()
+        self._files_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._runs: set[threading.Thread] = set()
+        self._owns_ray = False
+        self._start_error: BaseException | None = None
+        self._spawned = 0
+        self._remote_cls: Any = None
+        self._options: dict[str, Any] = {}
+        self._death: tuple[type[BaseException], ...] = ()
+
+    # -- WorkerBackend ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect to Ray and start the workers on a background thread (the server is up meanwhile)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._main, name="loom-ray-dispatch", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until the workers are started (raises what start-up raised)."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"Ray workers not started after {timeout:.0f}s")
+        if self._start_error is not None:
+            raise self._start_error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        import ray
+
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            slots = list(self.slots)
+        for slot in slots:  # runs still streaming see the actor die and requeue their prompt
+            try:
+                ray.kill(slot.actor, no_restart=True)
+            except Exception:
+                pass
+        deadline = time.monotonic() + timeout
+        for t in list(self._runs):
+            t.join(max(0.0, deadline - time.monotonic()))
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+            self._owns_ray = False
+
+    def submit(self, item: QueueItem) -> None:
+        """The item is already in the store; wake the dispatcher."""
+        self._wake.set()
+
+    def interrupt(self, prompt_id: str | None = None) -> bool:
+        """Interrupt the worker running `prompt_id` (every running prompt when None)."""
+        with self._lock:
+            targets = [s for s in self.slots if s.running is not None and
+                       (prompt_id is None or s.running.prompt_id == prompt_id)]
+        for slot in targets:
+            slot.actor.interrupt.remote(prompt_id)
+        return bool(targets)
+
+    def status(self) -> WorkerStatus:
+        with self._lock:
+            alive = any(s.alive for s in self.slots)
+            running = next((s.running.prompt_id for s in self.slots if s.running is not None), None)
+            done = sum(s.done for s in self.slots)
+        return WorkerStatus(alive, running, done)
+
+    def request_free(self, unload_models: bool, free_memory: bool) -> None:
+        with self._lock:
+            slots = [s for s in self.slots if s.alive]
+            for s in slots:
+                if unload_models or free_memory:
+                    s.models.clear()
+                if free_memory:
+                    s.recent.clear()
+        for slot in slots:
+            slot.actor.free.remote(unload_models, free_memory)
+
+    # -- reporting -------------------------------------------------------------------------------------
+    def worker_stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
+        """Per worker: name, device, node, loaded models, running prompt, prompts done (for /system_stats)."""
+        import ray
+
+        with self._lock:
+            slots = list(self.slots)
+        refs = [s.actor.stats.remote() if s.alive else None for s in slots]
+        out = []
+        for slot, ref in zip(slots, refs, strict=True):
+            live: dict[str, Any] = {}
+            if ref is not None:
+                try:
+                    live = ray.get(ref, timeout=timeout)
+                except Exception as exc:
+                    live = {"error": f"{type(exc).__name__}: {exc}"}
+            out.append({**slot.info, **live, "name": slot.name, "alive": slot.alive,
+                        "running_prompt": slot.running.prompt_id if slot.running else None,
+                        "prompts_done": slot.done, "models_used": sorted(slot.models)})
+        return out
+
+    # -- start-up and dispatch -------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._start_workers()
+        except BaseException as exc:
+            log.exception("Ray backend failed to start")
+            self._start_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while not self._stop.is_set():
+            try:
+                self._dispatch()
+            except Exception:
+                log.exception("dispatch failed; retrying")
+                time.sleep(0.5)
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+
+    def _start_workers(self) -> None:
+        import ray
+
+        from app.cluster.actor import LoomWorker
+        from app.cluster.connect import connect, death_errors, placement
+
+        self._owns_ray = connect(self.address, num_cpus=self.num_cpus)
+        self._death = death_errors()
+        where = placement(self.requested, cpu_only=self.config.cpu)
+        self._options = {"max_concurrency": 4, "max_restarts": 0,
+                         **(self.actor_options if self.actor_options is not None else where.options)}
+        self._cpu_only = self.config.cpu or not where.gpus
+        self._remote_cls = ray.remote(LoomWorker)
+        with self._lock:
+            self.slots = [self._spawn() for _ in range(where.workers)]
+        for slot in list(self.slots):
+            self._fetch_info(slot)
+
+    def _spawn(self) -> _Slot:
+        name = f"worker-{self._spawned}"
+        self._spawned += 1
+        config = self.config.with_changes(cpu=self._cpu_only)
+        actor = self._remote_cls.options(**self._options).remote(config, name, self.worker_threads)
+        return _Slot(name, actor)
+
+    def _fetch_info(self, slot: _Slot) -> None:
+        import ray
+
+        try:
+            slot.info = ray.get(slot.actor.info.remote(), timeout=300)
+        except Exception as exc:
+            log.warning("%s did not start: %s", slot.name, exc)
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if not any(s.alive and s.running is None for s in self.slots):
+                    return
+                claimed = self.store.claim_next()
+                if claimed is None:
+                    return
+                item, sensitive = claimed
+                name = choose_worker(item.prompt, [s.view() for s in self.slots])
+                slot = next(s for s in self.slots if s.name == name)
+                slot.running = item
+            self.store.set_worker(item.prompt_id, slot.name)
+            t = threading.Thread(target=self._run, args=(slot, item, sensitive),
+                                 name=f"loom-ray-{item.prompt_id[:8]}", daemon=True)
+            self._runs.add(t)
+            t.start()
+
+    # -- one run ---------------------------------------------------------------------------------------
+    def _run(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
+        try:
+            self._stream(slot, item, sensitive)
+        except Exception:
+            log.exception("prompt %s on %s: backend failure", item.prompt_id, slot.name)
+        finally:
+            self._runs.discard(threading.current_thread())
+            self._wake.set()
+
+    def _stream(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
+        import ray
+
+        prompt_id = item.prompt_id
+        client_id = item.extra_data.get("client_id")
+        client_id = client_id if isinstance(client_id, str) else None
+        self.hub.current_client_id = client_id
+        self._send_status()
+        method = effective_preview_method(self.config.preview_method, item.extra_data)
+        sink = HubSink(self.hub, prompt_id, client_id, method, self.config.preview_size)
+        placer = OutputPlacer({"output": self.config.output_dir, "temp": self.config.temp_dir}, self._files_lock)
+        started = time.time()
+        outcome: dict[str, Any] | None = None
+        crash: tuple[str, list[str]] | None = None
+        try:
+            gen = slot.actor.run.options(num_returns="streaming").remote(
+                item.to_wire(), sensitive, method, self.config.preview_size)
+            for ref in gen:
+                for msg in ray.get(ref):
+                    kind = msg[0]
+                    if kind == "event":
+                        placer.place(msg[3])
+                        sink.emit(msg[1], placer.rewrite(msg[2]))
+                    elif kind == "preview":
+                        self.hub.send_preview(msg[1], msg[2], msg[3], client_id)
+                    elif kind == "send":
+                        self.hub.send(msg[1], msg[2], msg[3])
+                    elif kind == "files":
+                        placer.place(msg[1])
+                    elif kind == "outcome":
+                        outcome = msg[1]
+                    elif kind == "crash":
+                        crash = (msg[1], msg[2])
+        except self._death as exc:
+            self._worker_died(slot, item, sensitive, exc)
+            return
+        except Exception as exc:  # the actor's code raised: report like a crashed executor
+            log.exception("prompt %s on %s: run failed", prompt_id, slot.name)
+            entry, status = crash_entry(item, exc, started)
+            sink.emit("execution_error", entry["status"]["messages"][-1][1])
+        else:
+            if outcome is not None:
+                outcome["outputs"] = placer.rewrite(outcome.get("outputs") or {})
+                entry, status = history_entry(item, types.SimpleNamespace(**outcome))
+            else:
+                err = RuntimeError(crash[0] if crash else f"{slot.name} returned no outcome")
+                entry, status = crash_entry(item, err, started)
+                if crash:
+                    entry["status"]["messages"][-1][1]["traceback"] = crash[1]
+                sink.emit("execution_error", entry["status"]["messages"][-1][1])
+        with self._lock:
+            slot.done += 1
+            slot.models |= model_files(item.prompt)
+            slot.recent.append(node_keys(item.prompt))
+        self._finish(slot, item, entry, status, client_id)
+
+    def _finish(self, slot: _Slot, item: QueueItem, entry: dict[str, Any], status: str,
+                client_id: str | None) -> None:
+        try:
+            self.store.finish(item, entry, status)
+        finally:
+            with self._lock:
+                if slot.running is item:
+                    slot.running = None
+            if self.hub.current_client_id == client_id:
+                self.hub.current_client_id = None
+            self._send_status()
+            self.hub.send("executing", {"node": None, "prompt_id": item.prompt_id}, client_id)
+
+    def _send_status(self) -> None:
+        self.hub.send("status", {"status": {"exec_info": {"queue_remaining": self.store.remaining()}}})
+
+    # -- faults ----------------------------------------------------------------------------------------
+    def _worker_died(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
+        where = f"{slot.name} (host {slot.info.get('host', '?')}, node {slot.info.get('node_ip', '?')}, " \
+                f"pid {slot.info.get('pid', '?')})"
+        log.warning("prompt %s: worker %s died: %s", item.prompt_id, where, type(exc).__name__)
+        with self._lock:
+            slot.alive = False
+            slot.running = None
+            replacement = None if self._stop.is_set() else self._spawn()
+            if replacement is not None:
+                self.slots[self.slots.index(slot)] = replacement
+        attempts = self.store.attempts(item.prompt_id)
+        if self._stop.is_set() or attempts < self.retries:
+            self.store.requeue_front(item, sensitive)
+            self._send_status()
+        else:
+            self._fail(slot, item, where, attempts + 1, exc)
+        if replacement is not None:
+            self._fetch_info(replacement)
+
+    def _fail(self, slot: _Slot, item: QueueItem, where: str, runs: int, exc: BaseException) -> None:
+        client_id = item.extra_data.get("client_id")
+        client_id = client_id if isinstance(client_id, str) else None
+        msg = (f"Ray worker {where} died while running this prompt ({type(exc).__name__}); it was run "
+               f"{runs} times on {runs} workers and every one died. Check that worker's logs (ray logs, "
+               f"`dmesg` for the OOM killer) and the prompt's memory needs, then queue it again.")
+        err = crash_entry(item, RuntimeError(msg), time.time())[0]
+        data = err["status"]["messages"][-1][1]
+        data.update({"exception_message": msg, "exception_type": "WorkerDied", "traceback": [],
+                     "worker": slot.name})
+        HubSink(self.hub, item.prompt_id, client_id, "none", 0).emit("execution_error", data)
+        self._finish(slot, item, err, "error", client_id)
+
+
