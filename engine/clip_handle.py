@@ -25,7 +25,7 @@ TOWER_MODULES = {"l": "clip_l", "g": "clip_g", "h": "clip_h"}
 class TextEncoderSet(nn.ModuleDict):
     """The towers of one CLIP, by module name; forward(name, ...) runs one of them."""
 
-    def forward(self, name: str, tokens: torch.Tensor, layer: int | None,  # type: ignore[override]
+    def forward(self, name: str, tokens: torch.Tensor, layer: int | None,
                 injected: list[tuple[int, int, torch.Tensor]] | None) -> tuple[torch.Tensor, torch.Tensor]:
         return self[name](tokens, layer, injected)  # type: ignore[no-any-return]
 
@@ -142,7 +142,7 @@ class ClipHandle(Patchable):
     def encode_from_tokens_scheduled(self, tokens: Tokens, add_dict: dict[str, Any] | None = None
                                      ) -> Conditioning:
         """CLIPTextEncode's output: [[cond, {"pooled_output": pooled, **add_dict}]]."""
-        cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)  # type: ignore[misc]
+        cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)
         return [[cond, {"pooled_output": pooled, **(add_dict or {})}]]
 
     def encode(self, text: str) -> Conditioning:

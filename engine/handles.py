@@ -18,6 +18,7 @@ from engine.clip_handle import ClipHandle
 from engine.families import Family
 from engine.latent_formats import LatentFormat
 from engine.model_management import ManagedModel, ModelManager
+from engine.networks.unet import UNetModel
 from engine.networks.vae import AutoencoderKL
 from engine.patching import Patch, Patchable
 
@@ -35,7 +36,7 @@ class ModelHandle(Patchable):
 
     _prefixes = ("diffusion_model.", "model.diffusion_model.")
 
-    def __init__(self, diffusion_model: nn.Module, model_sampling: Any, latent_format: LatentFormat,
+    def __init__(self, diffusion_model: UNetModel, model_sampling: Any, latent_format: LatentFormat,
                  family: Family, manager: ModelManager, entry: ManagedModel | None = None,
                  compute_dtype: torch.dtype | None = None) -> None:
         super().__init__()
@@ -100,7 +101,8 @@ class ModelHandle(Patchable):
             else:
                 out = module(*args, **kwargs)
         out = out.to(device=x.device, dtype=torch.float32)
-        return self.model_sampling.calculate_denoised(sigma, out, x)
+        denoised: torch.Tensor = self.model_sampling.calculate_denoised(sigma, out, x)
+        return denoised
 
     def adm(self, cond: dict[str, Any], latent_shape: tuple[int, ...] | torch.Size,
             prompt_type: str = "positive") -> torch.Tensor | None:

@@ -71,7 +71,7 @@ def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dty
     """
     ops = ManualCast if storage_dtype is not None else Plain
     with torch.device("meta"):
-        module = cls(config, operations=ops)  # type: ignore[call-arg]
+        module = cls(config, operations=ops)
     _check_keys(module, sd, what, path)
     module.load_state_dict(dict(sd), strict=True, assign=True)
     module.to(dtype=dtype)
@@ -169,7 +169,7 @@ def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_direc
                 f"({', '.join(spec.prefix for spec in cfg.family.text_encoders if spec.key in missing)}*) are "
                 "missing; load a text encoder with CLIPLoader"
             )
-        weights = {spec.key: _sub(sd, spec.prefix if spec.kind == "open_clip"
+        weights: dict[str, Mapping[str, torch.Tensor]] = {spec.key: _sub(sd, spec.prefix if spec.kind == "open_clip"
                                   else spec.prefix.removesuffix("transformer."))
                    for spec in cfg.family.text_encoders}
         clip = _make_clip(cfg.family, cfg.text, weights, manager, path, embedding_directory)

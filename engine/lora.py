@@ -120,8 +120,18 @@ def _patches(sd: Mapping[str, torch.Tensor], names: Mapping[str, LoraTarget]
         patches.setdefault(param, []).append(patch)
     merged: dict[str, Patch] = {}
     for param, fns in patches.items():
-        merged[param] = fns[0] if len(fns) == 1 else (lambda w, fns=fns: sum(f(w) for f in fns))
+        merged[param] = fns[0] if len(fns) == 1 else _summed(fns)
     return merged, used
+
+
+def _summed(fns: list[Callable[[torch.Tensor], torch.Tensor]]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One patch from several modules patching the same weight (e.g. bigG's q, k and v thirds)."""
+    def patch(w: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(w)
+        for f in fns:
+            total = total + f(w)
+        return total
+    return patch
 
 
 def load_lora(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
