@@ -85,8 +85,8 @@ class CheckpointLoaderSimple(BuiltinNode):
         services = self._services()
         path = _resolve("CheckpointLoaderSimple", services, "checkpoints", "ckpt_name", ckpt_name)
         try:
-            model, clip, vae = _call(loading.load_checkpoint, path, services.model_manager(),
-                                     embedding_directory=_embeddings_dir(services))
+            model, clip, vae = loading.load_checkpoint(path, services.model_manager(),
+                                                       embedding_directory=_embeddings_dir(services))
         except Exception as exc:  # engine errors of any kind: name node, input and file
             raise _loading_error("CheckpointLoaderSimple", "ckpt_name", path, exc) from exc
         return model, clip, vae
@@ -111,8 +111,7 @@ class UNETLoader(BuiltinNode):
         services = self._services()
         path = _resolve("UNETLoader", services, "diffusion_models", "unet_name", unet_name)
         try:
-            model = _call(loading.load_unet, path, manager=services.model_manager(),
-                          dtype=_weight_dtype(weight_dtype), weight_dtype=weight_dtype)
+            model = loading.load_unet(path, services.model_manager(), dtype=_weight_dtype(weight_dtype))
         except Exception as exc:  # engine errors of any kind: name node, input and file
             raise _loading_error("UNETLoader", "unet_name", path, exc) from exc
         return (model,)
@@ -140,8 +139,9 @@ class CLIPLoader(BuiltinNode):
         services = self._services()
         path = _resolve("CLIPLoader", services, "text_encoders", "clip_name", clip_name)
         try:
-            clip = _call(loading.load_clip, [path], type, manager=services.model_manager(), device=device,
-                         embedding_directory=_embeddings_dir(services))
+            # device "cpu" needs no action here: the model manager places text encoders
+            clip = loading.load_clip([path], type, manager=services.model_manager(),
+                                     embedding_directory=_embeddings_dir(services))
         except Exception as exc:  # engine errors of any kind: name node, input and file
             raise _loading_error("CLIPLoader", "clip_name", path, exc) from exc
         return (clip,)
@@ -187,7 +187,7 @@ class VAELoader(BuiltinNode):
         folder = "vae" if services.paths.get_full_path("vae", vae_name) else "vae_approx"
         path = _resolve("VAELoader", services, folder, "vae_name", vae_name)
         try:
-            vae = _call(loading.load_vae, path, manager=services.model_manager())
+            vae = loading.load_vae(path, services.model_manager())
         except Exception as exc:  # engine errors of any kind: name node, input and file
             raise _loading_error("VAELoader", "vae_name", path, exc) from exc
         return (vae,)

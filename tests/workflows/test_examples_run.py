@@ -180,3 +180,9 @@ def test_split_loaders_match_checkpoint_loader(rt: Any, loom_base: Path) -> None
     assert (results[0][1] - results[1][1]).abs().max() <= 1e-4
     vae_choices = rt.registry.get("VAELoader").INPUT_TYPES()["required"]["vae_name"][0]
     assert vae_choices[0] == "tiny-part.safetensors" and vae_choices[-1] == "pixel_space"
+
+
+def test_broken_checkpoint_names_node_input_and_file(rt: Any, loom_base: Path) -> None:
+    (loom_base / "models" / "checkpoints" / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}")
+    message = _error(rt, load("txt2img", "4.ckpt_name=junk.safetensors"))
+    assert "node 4" in message and "input 'ckpt_name'" in message and "junk.safetensors" in message
