@@ -85,10 +85,12 @@ def server_ms(resp: aiohttp.ClientResponse) -> float | None:
     return float(raw.split("dur=")[1].split(";")[0].split(",")[0])
 
 
-async def client(url: str, n: int, stop_at: float, node_seconds: float, poll: float, latencies: list[float],
-                 server_side: list[float], accepted: list[str], errors: list[str]) -> None:
+async def client(url: str, n: int, stop_at: float, node_seconds: float, poll: float, think: float,
+                 latencies: list[float], server_side: list[float], accepted: list[str], errors: list[str]) -> None:
     async with aiohttp.ClientSession() as s:
         i = 0
+        if think:
+            await asyncio.sleep(think * n / 100)  # spread the clients' first submissions over `think`
         while time.perf_counter() < stop_at:
             body = {"prompt": {"1": {"class_type": "BenchEcho",
                                      "inputs": {"value": n * 100000 + i, "seconds": node_seconds}}},
@@ -111,6 +113,8 @@ async def client(url: str, n: int, stop_at: float, node_seconds: float, poll: fl
                     if pid in await r.json():
                         break
                 await asyncio.sleep(poll)
+            if think:
+                await asyncio.sleep(think)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -135,7 +139,7 @@ async def run(args: argparse.Namespace) -> int:
         own0 = time.process_time()
         load0 = time.perf_counter()
         stop_at = time.perf_counter() + args.seconds
-        await asyncio.gather(*(client(url, n, stop_at, args.node_seconds, args.poll, latencies, server_side,
+        await asyncio.gather(*(client(url, n, stop_at, args.node_seconds, args.poll, args.think, latencies, server_side,
                                       accepted, errors)
                                for n in range(args.clients)))
         server_cpu = sum(ps.cpu_times()[:2]) - cpu0
@@ -161,7 +165,8 @@ async def run(args: argparse.Namespace) -> int:
             proc.kill()
     rows = [
         ("server start -> first accepted /prompt", f"{startup * 1000:.0f} ms"),
-        ("clients / duration / poll interval", f"{args.clients} / {args.seconds:.0f} s / {args.poll * 1000:.0f} ms"),
+        ("clients / duration / poll / think", f"{args.clients} / {args.seconds:.0f} s / {args.poll * 1000:.0f} ms"
+                                              f" / {args.think * 1000:.0f} ms"),
         ("prompts accepted", f"{len(accepted)} ({len(accepted) / args.seconds:.1f}/s)"),
         ("/prompt latency p50", f"{pct(latencies, 50) * 1000:.1f} ms"),
         ("/prompt latency p99", f"{pct(latencies, 99) * 1000:.1f} ms"),
@@ -199,6 +204,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--node-seconds", type=float, default=0.0, help="time each prompt's node sleeps")
     p.add_argument("--poll", type=float, default=0.25, help="seconds between a client's /history polls")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="seconds a client waits after its prompt finished before the next (0: saturate)")
     p.add_argument("--drain-seconds", type=float, default=120.0, help="bound on waiting for the queue to empty")
     p.add_argument("--profile", metavar="FILE", help="run the server under cProfile, stats written to FILE")
     p.add_argument("--strict", action="store_true", help="also fail when p99 > 100 ms")
