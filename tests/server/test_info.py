@@ -159,3 +159,22 @@ async def test_custom_node_web_directory_served(aiohttp_client: Any, loom: Loom)
     for raw in ("/extensions/web_pack/..%2F..%2F..%2Fsecret.js", "/extensions/web_pack/%2E%2E/%2E%2E/secret.js"):
         resp = await c.get(raw)
         assert resp.status in (400, 403, 404) and b"TOP SECRET" not in await resp.read(), raw
+
+
+def test_find_web_root_order(tmp_path: Path) -> None:
+    from app.config import Config
+    from app.static import find_web_root
+
+    repo = tmp_path / "repo"
+    assert find_web_root(Config(), repo) is None
+    (repo / "web").mkdir(parents=True)
+    (repo / "web" / "index.html").write_text("src")
+    assert find_web_root(Config(), repo) == (repo / "web").resolve()
+    (repo / "web" / "dist").mkdir()
+    (repo / "web" / "dist" / "index.html").write_text("built")
+    assert find_web_root(Config(), repo) == (repo / "web" / "dist").resolve()
+    custom = tmp_path / "fe"
+    custom.mkdir()
+    (custom / "index.html").write_text("custom")
+    assert find_web_root(Config(front_end_root=custom), repo) == custom.resolve()
+    assert find_web_root(Config(front_end_root=tmp_path / "missing"), repo) == (repo / "web" / "dist").resolve()
