@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/unet.py [--device cuda|cpu] [--dtype fp16|fp32] [--runs N]``. One call =
 batch 2 (cond + uncond), 64x64 latent (512x512 image), 77-token context of width 768. Prints min and
-median wall time per call over ``--runs`` timed calls after one warm-up, and the max relative difference
+median wall time per call over ``--runs`` timed calls after one warm-up (the two implementations
+alternate call by call), and the max relative difference
 between the two outputs (weights are copied from the diffusers model through the LDM key mapping).
 """
 from __future__ import annotations
@@ -22,20 +23,23 @@ from engine.networks.unet import UNetConfig, UNetModel  # noqa: E402
 from tests.engine.test_networks_unet import diffusers_to_ldm  # noqa: E402
 
 
-def _time(fn: Callable[[], torch.Tensor], runs: int, device: torch.device) -> tuple[list[float], torch.Tensor]:
+def _time_pair(fns: tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor]], runs: int,
+               device: torch.device) -> tuple[list[list[float]], list[torch.Tensor]]:
+    """Time two callables, alternating them run by run so load changes on a shared machine hit both."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    out = fn()  # warm-up (kernel selection, allocator)
+    outs = [fn() for fn in fns]  # warm-up (kernel selection, allocator)
     sync()
-    times = []
+    times: list[list[float]] = [[], []]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return times, out
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[i] = fn()
+            sync()
+            times[i].append(time.perf_counter() - t0)
+    return times, outs
 
 
 def main() -> None:
@@ -68,8 +72,8 @@ def main() -> None:
     ctx = torch.randn(2, 77, 768, generator=g).to(device, dtype)
 
     with torch.inference_mode():
-        ours_times, ours_out = _time(lambda: ours(x, t, ctx), runs, device)
-        ref_times, ref_out = _time(lambda: ref(x, t, encoder_hidden_states=ctx).sample, runs, device)
+        (ours_times, ref_times), (ours_out, ref_out) = _time_pair(
+            (lambda: ours(x, t, ctx), lambda: ref(x, t, encoder_hidden_states=ctx).sample), runs, device)
     rel = float((ours_out.float() - ref_out.float()).abs().max() / ref_out.float().abs().max())
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"

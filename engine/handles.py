@@ -186,14 +186,24 @@ class VaeHandle:
         module = self.manager.load(self.entry)
         return module, self.manager.policy.device, self.dtype  # type: ignore[return-value]
 
+    def _batch_size(self, pixels_per_item: int, bytes_per_pixel: int) -> int:
+        """Items per VAE call: all of them on the CPU, as many as fit in free memory on a GPU."""
+        if self.manager.policy.device.type == "cpu":
+            return 1 << 30
+        per_item = pixels_per_item * bytes_per_pixel * torch.finfo(self.dtype).bits // 8
+        return max(1, self.manager.policy.free_memory() // max(per_item, 1))
+
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels [B,H,W,C] in 0..1 -> raw latent [B,4,H/8,W/8] (posterior mean)."""
         x = self.crop_pixels(pixels)[..., :3].movedim(-1, 1).float() * 2.0 - 1.0
 
         def run() -> torch.Tensor:
             vae, dev, dtype = self._on_device()
+            # activation memory of the SD VAE encoder: about 1.8 kB per pixel at 1 byte/element
+            step = self._batch_size(x.shape[2] * x.shape[3], 1800)
             with torch.no_grad():
-                return vae.encode(x.to(dev, dtype)).float().cpu()
+                return torch.cat([vae.encode(x[i:i + step].to(dev, dtype)).float().cpu()
+                                  for i in range(0, x.shape[0], step)])
 
         try:
             return self.manager.run_oom_safe(run)
@@ -204,8 +214,11 @@ class VaeHandle:
         """Raw latent [B,4,h,w] -> pixels [B,8h,8w,3] = clamp((x+1)/2, 0, 1)."""
         def run() -> torch.Tensor:
             vae, dev, dtype = self._on_device()
+            # decoder activations: about 2.2 kB per output pixel at 1 byte/element
+            step = self._batch_size(latent.shape[2] * latent.shape[3] * self.downscale**2, 2200)
             with torch.no_grad():
-                return vae.decode(latent.to(dev, dtype)).float().cpu()
+                return torch.cat([vae.decode(latent[i:i + step].to(dev, dtype)).float().cpu()
+                                  for i in range(0, latent.shape[0], step)])
 
         try:
             out = self.manager.run_oom_safe(run)

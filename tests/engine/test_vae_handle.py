@@ -79,3 +79,16 @@ def test_tiled_blending_is_exact_for_local_ops() -> None:
 def test_too_small_image(vae: VaeHandle) -> None:
     with pytest.raises(ValueError, match="smaller than 8x8"):
         vae.encode(torch.rand(1, 4, 16, 3))
+
+
+def test_gpu_batch_size_follows_free_memory(vae: VaeHandle) -> None:
+    from types import SimpleNamespace
+
+    clone = vae.clone()
+    clone.manager = SimpleNamespace(  # type: ignore[assignment]
+        policy=SimpleNamespace(device=torch.device("meta"), free_memory=lambda: 100_000_000))
+    per_item = 64 * 64 * 1800 * 4  # fp32
+    assert clone._batch_size(64 * 64, 1800) == 100_000_000 // per_item == 3
+    clone.manager.policy.free_memory = lambda: 10  # type: ignore[attr-defined]
+    assert clone._batch_size(64 * 64, 1800) == 1
+    assert vae._batch_size(64 * 64, 1800) >= 1 << 30  # CPU: the whole batch at once
