@@ -16,7 +16,7 @@ def test_double_click_search_adds_node(page: Any, fake_server: Any) -> None:
     before = page.evaluate("loom.graph._nodes.length")
     page.mouse.dblclick(700, 820)
     box = page.locator(".litegraph.litesearchbox input").first
-    box.wait_for(timeout=5000)
+    box.wait_for(timeout=15000)
     box.type("Empty Latent")
     page.wait_for_selector(".litesearchbox .lite-search-item")
     box.press("Enter")

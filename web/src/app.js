@@ -98,7 +98,12 @@ export class LoomApp {
       try { this.loadWorkflow(data, { quiet: true, keepView: true }); } finally { this.undoing = false; }
     });
     // Snapshot after every gesture; cheap enough for graphs of a few hundred nodes.
-    for (const type of ["pointerup", "keyup"]) window.addEventListener(type, () => setTimeout(() => this.history.check(), 0));
+    let pending = 0;
+    const schedule = () => {
+      clearTimeout(pending);
+      pending = setTimeout(() => this.history.check(), 300);  // debounced: off the double-click path
+    };
+    for (const type of ["pointerup", "keyup"]) window.addEventListener(type, schedule);
     setInterval(() => this.autosave(), 2000);
     // Handles for scripting and tests (the editor object and the graph library).
     window.loom = this;
