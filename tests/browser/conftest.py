@@ -115,7 +115,7 @@ def _start_real(tmp: Path, token: str = "") -> Iterator[Server]:
     port = free_port()
     log = tmp / "server.log"
     cmd = [sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu", "--base-directory", str(tmp),
-           "--disable-all-custom-nodes"]
+           "--disable-all-custom-nodes", "--preview-method", "latent2rgb"]
     if token:
         cmd += ["--auth-token", token]
     with log.open("wb") as out:

@@ -31,8 +31,14 @@ def test_real_default_graph_runs_and_png_reopens(page: Any, real_server: Any) ->
     page.locator("textarea.loom-textarea").first.fill("a yellow square on a green background")
     set_widget(page, 3, "seed", 42)
     set_widget(page, 3, "control_after_generate", "fixed")
+    page.evaluate("""() => { window.runLog = [];
+        for (const t of ['b_preview', 'progress']) loom.api.addEventListener(t, () => window.runLog.push(
+            [t, loom.graph.getNodeById(3).loom.running])); }""")
     page.click("#loom-queue")
     src = wait_output_image(page, 9, timeout=90000)
+    log = page.evaluate("window.runLog")
+    assert ["progress", True] in log and ["b_preview", True] in log  # live previews while KSampler runs
+    assert page.evaluate("!!loom.graph.getNodeById(3).loom.preview")
     png = page.request.get(src).body()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert widget(page, 3, "seed") == 42  # "fixed" leaves the seed alone
