@@ -89,3 +89,12 @@ def test_undo_redo_and_mode_shortcuts(page: Any, fake_server: Any) -> None:
     assert page.evaluate("loom.graph.getNodeById(9).mode") == 0
     page.keyboard.press("Control+b")
     assert page.evaluate("loom.graph.getNodeById(9).mode") == 4
+
+
+def test_widget_values_saved_as_object_load_by_name(page: Any, fake_server: Any) -> None:
+    open_editor(page, fake_server.url)
+    wf = page.evaluate("loom.graph.serialize()")
+    latent = next(n for n in wf["nodes"] if n["type"] == "EmptyLatentImage")
+    latent["widgets_values"] = {"height": 96, "width": 160, "batch_size": 2}
+    page.evaluate("wf => loom.loadWorkflow(wf)", wf)
+    assert page.evaluate("loom.buildPrompt()['5'].inputs") == {"width": 160, "height": 96, "batch_size": 2}

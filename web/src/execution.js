@@ -18,6 +18,7 @@ export class ExecutionTracker {
     api.addEventListener("execution_interrupted", (e) => this.onInterrupted(e.detail));
     api.addEventListener("execution_success", () => this.app.ui.setStatus("Finished"));
     api.addEventListener("b_preview", (e) => this.onPreview(e.detail));
+    api.addEventListener("progress_text", (e) => this.onText(e.detail.nodeId, [e.detail.text]));
     api.addEventListener("status", (e) => this.app.ui.setQueueSize(e.detail?.status?.exec_info?.queue_remaining ?? 0));
   }
 
@@ -99,8 +100,16 @@ export class ExecutionTracker {
     img.src = url;
   }
 
+  onText(nodeId, lines) {
+    const target = this.node(nodeId);
+    if (!target?.loom) return;
+    target.loom.text = lines.map(String).join("\n").slice(0, 2000);
+    this.app.canvas.setDirty(true, false);
+  }
+
   onExecuted({ node, display_node, output }) {
     const target = this.node(display_node ?? node);
+    if (Array.isArray(output?.text)) this.onText(display_node ?? node, output.text);
     const images = output?.images ?? [];
     if (!images.length) return;
     const urls = images.map((im) => this.app.api.viewUrl(im, `&rand=${Math.random()}`));

@@ -51,6 +51,11 @@ function makeNodeClass(name, def, ctx) {
 
     onConfigure(info) {
       ensureWidgetSlots(this, inputs);
+      // Newer frontends may save widget values as {name: value} instead of an array.
+      const values = info.widgets_values;
+      if (values && typeof values === "object" && !Array.isArray(values)) {
+        for (const w of this.widgets ?? []) if (w.name in values) w.value = values[w.name];
+      }
       ctx.onNodeConfigured?.(this, info);
     }
 

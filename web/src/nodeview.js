@@ -35,6 +35,13 @@ export function decorateNodeClass(cls, ctx) {
       g.fillRect(0, -titleH, this.size[0] * frac, 4);
       g.restore();
     }
+    if (state.text && !state.errors) {
+      g.save();
+      g.font = "12px sans-serif";
+      g.fillStyle = "#9cf";
+      state.text.split("\n").slice(0, 6).forEach((line, i) => g.fillText(line.slice(0, 80), 0, this.size[1] + 16 + i * 15));
+      g.restore();
+    }
     if (state.errors) {
       g.save();
       g.font = "12px sans-serif";

@@ -19,6 +19,9 @@ export function graphToPrompt(graph) {
   for (const node of [...graph._nodes].sort((a, b) => a.id - b.id)) {
     if (node.isVirtualNode || node.mode === MODE_NEVER || node.mode === MODE_BYPASS) continue;
     const def = node.constructor?.nodeDef;
+    if (!def && node.subgraph) {
+      throw new GraphError(`Node #${node.id} "${node.title}" is a subgraph, which Loom's editor cannot run yet: open it in ComfyUI and use "Unpack subgraph", or rebuild it from plain nodes.`, node.id);
+    }
     if (!def) {
       throw new GraphError(`Node #${node.id} "${node.title || node.type}" has type "${node.type}", which the server does not know: install its node pack or remove the node.`, node.id);
     }
