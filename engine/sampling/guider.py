@@ -9,6 +9,7 @@ cfg == 1 the negative side is not evaluated.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,21 +126,21 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         inputs = [_model_inputs(j, batch) for j in jobs]
         ys = [i[1] for i in inputs]
         concats = [i[2] for i in inputs]
-        pred = model.apply_model(
+        pred: tuple[torch.Tensor, ...] = model.apply_model(
             torch.cat([j.x for j in jobs]),
             torch.cat([sigma] * len(jobs)),
             _cat_context([i[0] for i in inputs]),
             y=torch.cat([y for y in ys if y is not None]) if ys[0] is not None else None,
             concat=torch.cat([c for c in concats if c is not None]) if concats[0] is not None else None,
         ).chunk(len(jobs))
-        for j, p in zip(jobs, pred):
+        for j, p in zip(jobs, pred, strict=True):
             if j.cond.area is None:
                 out[j.side] += p * j.mult
                 counts[j.side] += j.mult
             else:
                 _crop(out[j.side], j.cond.area, 2).add_(p * j.mult)
                 _crop(counts[j.side], j.cond.area, 2).add_(j.mult)
-    for o, n in zip(out, counts):
+    for o, n in zip(out, counts, strict=True):
         o /= n
     return out
 
@@ -168,7 +169,8 @@ class InpaintDenoiser:
     sigma with ``noise``; after it the kept region of x0 is the original latent.
     """
 
-    def __init__(self, inner: Any, model_sampling: Any, latent: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor | None) -> None:
+    def __init__(self, inner: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], model_sampling: Any,
+                 latent: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor | None) -> None:
         self.inner = inner
         self.model_sampling = model_sampling
         self.latent = latent
@@ -179,7 +181,8 @@ class InpaintDenoiser:
         if self.mask is None:
             return self.inner(x, sigma)
         keep = 1.0 - self.mask
-        renoised = self.model_sampling.noise_scaling(sigma.reshape([sigma.shape[0]] + [1] * (self.noise.ndim - 1)), self.noise, self.latent)
+        column = sigma.reshape([sigma.shape[0]] + [1] * (self.noise.ndim - 1))
+        renoised: torch.Tensor = self.model_sampling.noise_scaling(column, self.noise, self.latent)
         x = x * self.mask + renoised * keep
         out = self.inner(x, sigma)
         return out * self.mask + self.latent * keep

@@ -184,7 +184,7 @@ def sample_lms(
         else:
             cur = min(i + 1, order)
             coeffs = [_lms_coeff(cur, t, i, j) for j in range(cur)]
-            x = x + sum(c * d for c, d in zip(coeffs, reversed(ds)))
+            x = x + sum(c * d for c, d in zip(coeffs, reversed(ds), strict=True))
     return x
 
 

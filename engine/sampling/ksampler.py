@@ -83,11 +83,13 @@ def _latent_format(model: Any) -> Any:
 
 
 def _process_in(fmt: Any, latent: torch.Tensor) -> torch.Tensor:
-    return fmt.process_in(latent) if hasattr(fmt, "process_in") else latent * fmt.scale_factor
+    out: torch.Tensor = fmt.process_in(latent) if hasattr(fmt, "process_in") else latent * fmt.scale_factor
+    return out
 
 
 def _process_out(fmt: Any, latent: torch.Tensor) -> torch.Tensor:
-    return fmt.process_out(latent) if hasattr(fmt, "process_out") else latent / fmt.scale_factor
+    out: torch.Tensor = fmt.process_out(latent) if hasattr(fmt, "process_out") else latent / fmt.scale_factor
+    return out
 
 
 def _inpaint_concat(model: Any, opts: dict[str, Any], noise: torch.Tensor, latent_in: torch.Tensor, denoise_mask: torch.Tensor | None) -> torch.Tensor:

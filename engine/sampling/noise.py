@@ -102,6 +102,6 @@ class BrownianTreeNoiseSampler:
         with warnings.catch_warnings():
             # the float32 schedule's sigma_max can exceed the tree's end by an ulp; torchsde clamps and warns
             warnings.filterwarnings("ignore", message="Should have", category=UserWarning)
-            w = self._tree(a, b)
+            w: torch.Tensor = self._tree(a, b)
         w = w.to(device=device, dtype=dtype) * (self._sign * sign)
         return w / (s1 - s0).abs().sqrt()

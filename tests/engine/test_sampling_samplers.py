@@ -134,7 +134,7 @@ def test_callback_sees_every_step_in_order() -> None:
         spec = get_sampler(name)
         sigmas = schedule(spec, "karras", 6)
         seen: list[int] = []
-        spec.fn(gaussian_denoiser, start(sigmas), sigmas, callback=lambda i, d, x: seen.append(i))
+        spec.fn(gaussian_denoiser, start(sigmas), sigmas, callback=lambda i, d, x, seen=seen: seen.append(i))
         assert seen == list(range(6)), name
 
 
