@@ -146,10 +146,22 @@ async def test_upload_must_be_image(client: Any, loom: Loom) -> None:
 
 
 async def test_upload_decompression_bomb_refused(client: Any) -> None:
-    buf = io.BytesIO()
-    Image.new("1", (20000, 20000)).save(buf, format="PNG")  # 400 Mpx in a few kB
-    resp = await client.post("/upload/image", data=form(buf.getvalue(), filename="bomb.png"))
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # A PNG header announcing 30000 x 30000 pixels (900 Mpx) with almost no data behind it.
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 1, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    resp = await client.post("/upload/image", data=form(bomb, filename="bomb.png"))
     assert resp.status == 413 and (await resp.json())["error"]["type"] == "image_too_large"
+    # just over Loom's own 64 Mpx limit but under PIL's bomb threshold: refused before decoding
+    mid = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 9000, 8000, 1, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    resp = await client.post("/upload/image", data=form(mid, filename="big.png"))
+    assert resp.status == 413 and "pixel limit" in (await resp.json())["error"]["message"]
 
 
 async def test_upload_size_limit(aiohttp_client: Any, make_loom: Any) -> None:
