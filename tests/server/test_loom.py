@@ -35,3 +35,29 @@ def test_lazy_manager_untouched_by_free(loom: Loom, monkeypatch: Any) -> None:
     loom.free(True, True)
     assert built == [] and not lazy.loaded  # nothing was ever loaded: torch is not imported for /free
     assert callable(lazy.unload_all) and built == [True]
+
+
+def test_graceful_stop_keeps_pending(make_loom: Any) -> None:
+    import time
+
+    from server_helpers import graph
+
+    from app.queue_store import QueueItem
+
+    loom = make_loom()
+    q = loom.queue
+    for i in range(3):
+        g = graph(i, sleep=5.0 if i == 0 else None)
+        q.enqueue(QueueItem(q.assign_number(None, False), f"p{i}", g, {}, ["9"]))
+    loom.backend.start()
+    deadline = time.monotonic() + 5
+    while not q.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [i.prompt_id for i in q.running()] == ["p0"]
+    t0 = time.monotonic()
+    loom.close()  # interrupts the running prompt, records it, leaves the rest queued
+    assert time.monotonic() - t0 < 3
+    again = make_loom()
+    assert [i.prompt_id for i in again.queue.pending()] == ["p1", "p2"]
+    entry = again.queue.history_entry("p0")
+    assert entry is not None and entry["status"]["messages"][-1][0] == "execution_interrupted"
