@@ -98,3 +98,11 @@ def test_widget_values_saved_as_object_load_by_name(page: Any, fake_server: Any)
     latent["widgets_values"] = {"height": 96, "width": 160, "batch_size": 2}
     page.evaluate("wf => loom.loadWorkflow(wf)", wf)
     assert page.evaluate("loom.buildPrompt()['5'].inputs") == {"width": 160, "height": 96, "batch_size": 2}
+
+
+def test_dynamic_prompts_expand_at_queue_time(page: Any, fake_server: Any) -> None:
+    open_editor(page, fake_server.url)
+    page.locator("textarea.loom-textarea").first.fill("a {red|red} {fox|fox}\n// a note for me\n/* hidden */sky")
+    text = page.evaluate("loom.buildPrompt()['6'].inputs.text")
+    assert text == "a red fox\n\nsky"
+    assert widget(page, 6, "text").startswith("a {red|red}")  # the widget keeps the template

@@ -35,7 +35,7 @@ export function graphToPrompt(graph) {
         continue;
       }
       const widget = node.widgets?.find((w) => w.name === name && !w.isControl);
-      if (widget) inputs[name] = wrapValue(widget.value);
+      if (widget) inputs[name] = wrapValue(widget.dynamicPrompts ? expandDynamicPrompt(widget.value) : widget.value);
     }
     output[String(node.id)] = { inputs, class_type: node.comfyClass ?? node.type, _meta: { title: node.title } };
   }
@@ -89,4 +89,21 @@ function bypassInput(node, link) {
   const same = inputs[link.origin_slot];
   if (same && same.link != null && same.type === outType) return same;
   return inputs.find((s) => s.link != null && s.type === outType);
+}
+
+/**
+ * ComfyUI's dynamic prompts for STRING inputs marked `dynamicPrompts`: comments (`// ...` lines and
+ * `/* ... *\/`) are removed and every `{a|b|c}` (nestable) is replaced by one random option.
+ */
+export function expandDynamicPrompt(text, random = Math.random) {
+  if (typeof text !== "string") return text;
+  let out = text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
+  for (let guard = 0; guard < 1000; guard++) {
+    const match = /\{([^{}]*)\}/.exec(out);
+    if (!match) break;
+    const options = match[1].split("|");
+    const pick = options[Math.floor(random() * options.length)];
+    out = out.slice(0, match.index) + pick + out.slice(match.index + match[0].length);
+  }
+  return out;
 }

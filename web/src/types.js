@@ -33,10 +33,10 @@ export function parseInputSpec(spec) {
   const first = raw[0];
   const options = (raw[1] && typeof raw[1] === "object" && !Array.isArray(raw[1])) ? raw[1] : {};
   if (Array.isArray(first)) {
-    return { type: "COMBO", options, isCombo: true, values: first.map(String) };
+    return { type: "COMBO", options, isCombo: true, values: [...first] };
   }
   if (first === "COMBO") {
-    return { type: "COMBO", options, isCombo: true, values: (options.options ?? []).map(String) };
+    return { type: "COMBO", options, isCombo: true, values: [...(options.options ?? [])] };
   }
   return { type: String(first ?? "*"), options, isCombo: false, values: null };
 }

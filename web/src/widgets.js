@@ -21,7 +21,7 @@ export function addInputWidget(node, name, parsed, textAreas) {
   const added = [];
   if (parsed.isCombo) {
     const values = parsed.values;
-    const value = opts.default !== undefined && values.includes(String(opts.default)) ? String(opts.default) : values[0] ?? "";
+    const value = opts.default !== undefined && values.includes(opts.default) ? opts.default : values[0] ?? "";
     added.push(node.addWidget("combo", name, value, () => {}, { values }));
     if (opts.control_after_generate) added.push(addControlWidget(node, name, "fixed"));
   } else if (parsed.type === "INT") {
@@ -57,6 +57,7 @@ export function addInputWidget(node, name, parsed, textAreas) {
   for (const w of added) {
     if (opts.tooltip && w.name === name) w.tooltip = opts.tooltip;
   }
+  if (parsed.type === "STRING" && opts.dynamicPrompts && added[0]) added[0].dynamicPrompts = true;
   return added;
 }
 
