@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 
-from engine.sampling import dpm_solvers, k_samplers, unipc
+from engine.sampling import dpm_solvers, k_samplers, multistep, unipc
 from engine.sampling.noise import BrownianTreeNoiseSampler, NoiseSampler, gaussian_noise_sampler
 
 NoiseKind = Literal["none", "gaussian", "brownian", "brownian_device"]
@@ -38,6 +38,7 @@ _SPECS: dict[str, SamplerSpec] = {
     "euler": SamplerSpec(k_samplers.sample_euler),
     "euler_ancestral": SamplerSpec(k_samplers.sample_euler_ancestral, "gaussian"),
     "heun": SamplerSpec(k_samplers.sample_heun),
+    "heunpp2": SamplerSpec(multistep.sample_heunpp2),
     "dpm_2": SamplerSpec(k_samplers.sample_dpm_2, discard_penultimate_sigma=True),
     "dpm_2_ancestral": SamplerSpec(k_samplers.sample_dpm_2_ancestral, "gaussian", discard_penultimate_sigma=True),
     "lms": SamplerSpec(k_samplers.sample_lms),
@@ -56,6 +57,8 @@ _SPECS: dict[str, SamplerSpec] = {
     "dpmpp_3m_sde_gpu": SamplerSpec(dpm_solvers.sample_dpmpp_3m_sde, "brownian_device"),
     "ddpm": SamplerSpec(k_samplers.sample_ddpm, "gaussian"),
     "lcm": SamplerSpec(k_samplers.sample_lcm, "gaussian"),
+    "ipndm": SamplerSpec(multistep.sample_ipndm),
+    "ipndm_v": SamplerSpec(multistep.sample_ipndm_v),
     "ddim": SamplerSpec(k_samplers.sample_euler, random_inpaint_noise=True),
     "uni_pc": SamplerSpec(unipc.sample_uni_pc, discard_penultimate_sigma=True),
     "uni_pc_bh2": SamplerSpec(unipc.sample_uni_pc_bh2, discard_penultimate_sigma=True),

@@ -52,9 +52,11 @@ def run(name: str, steps: int, sched: str = "karras", seed: int = 0, noise_seed:
 
 # (name, max error at 40 steps relative to S, min error reduction from 10 to 40 steps): 4x more steps
 # shrink a first-order method's error ~4x and a higher-order one's much more.
+# About 0.004 is the floor set by the final jump from sigma_min to 0 (x = x0 estimate).
 ODE_SAMPLERS = [
     ("euler", 0.25, 3.5), ("ddim", 0.25, 3.5), ("heun", 0.02, 10), ("dpm_2", 0.01, 10), ("lms", 0.01, 10),
-    ("dpmpp_2m", 0.02, 10), ("uni_pc", 0.01, 10), ("uni_pc_bh2", 0.01, 10),
+    ("dpmpp_2m", 0.02, 10), ("uni_pc", 0.01, 10), ("uni_pc_bh2", 0.01, 10), ("ipndm", 0.01, 10),
+    ("ipndm_v", 0.01, 2.5), ("heunpp2", 0.25, 3.5),
 ]
 
 
@@ -145,7 +147,8 @@ def test_model_evaluation_counts() -> None:
         calls["n"] += 1
         return gaussian_denoiser(x, sigma)
 
-    expected = {"euler": 10, "dpmpp_2m": 10, "uni_pc": 10, "heun": 19, "dpm_2": 19, "dpm_fast": 10}
+    expected = {"euler": 10, "dpmpp_2m": 10, "uni_pc": 10, "heun": 19, "dpm_2": 19, "dpm_fast": 10, "ipndm": 10,
+                "heunpp2": 27}
     for name, nfe in expected.items():
         calls["n"] = 0
         spec = get_sampler(name)
