@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from engine.sampling.k_samplers import Denoiser, StepCallback, _need_noise, _s_in, ancestral_step, to_d
+from engine.sampling.k_samplers import Denoiser, StepCallback, ancestral_step, batch_ones, require_noise, to_d
 from engine.sampling.noise import NoiseSampler
 
 
@@ -28,7 +28,7 @@ def sample_dpmpp_2m(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M): second-order multistep in data prediction (Lu et al. 2022b, Algorithm 2)."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     old_denoised: torch.Tensor | None = None
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
@@ -52,8 +52,8 @@ def sample_dpmpp_2s_ancestral(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
 ) -> torch.Tensor:
     """DPM-Solver++(2S) single-step midpoint to sigma_down, then ancestral noise (Lu et al. 2022b)."""
-    noise = _need_noise(noise_sampler, "dpmpp_2s_ancestral")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "dpmpp_2s_ancestral")
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
@@ -82,8 +82,8 @@ def sample_dpmpp_sde(
     """DPM-Solver++ stochastic second-order single-step (Lu et al. 2022b, SDE variant in k-diffusion)."""
     if len(sigmas) <= 1:
         return x
-    noise = _need_noise(noise_sampler, "dpmpp_sde")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "dpmpp_sde")
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         if callback is not None:
@@ -125,8 +125,8 @@ def sample_dpmpp_2m_sde(
         return x
     if solver_type not in ("heun", "midpoint"):
         raise ValueError(f"dpmpp_2m_sde: solver_type must be 'heun' or 'midpoint', got {solver_type!r}")
-    noise = _need_noise(noise_sampler, "dpmpp_2m_sde")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "dpmpp_2m_sde")
+    s_in = batch_ones(x)
     old_denoised: torch.Tensor | None = None
     h: torch.Tensor | None = None
     h_last: torch.Tensor | None = None
@@ -164,8 +164,8 @@ def sample_dpmpp_3m_sde(
     """DPM-Solver++(3M) SDE: third-order multistep with Brownian noise (Lu et al. 2022b)."""
     if len(sigmas) <= 1:
         return x
-    noise = _need_noise(noise_sampler, "dpmpp_3m_sde")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "dpmpp_3m_sde")
+    s_in = batch_ones(x)
     den_1: torch.Tensor | None = None
     den_2: torch.Tensor | None = None
     h: torch.Tensor | None = None

@@ -31,13 +31,15 @@ def ancestral_step(sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float 
     return sigma_down, sigma_up
 
 
-def _need_noise(noise_sampler: NoiseSampler | None, name: str) -> NoiseSampler:
+def require_noise(noise_sampler: NoiseSampler | None, name: str) -> NoiseSampler:
+    """The noise source of a stochastic sampler, or a ValueError saying how to provide one."""
     if noise_sampler is None:
         raise ValueError(f"sampler {name!r} is stochastic: pass a noise_sampler (see engine.sampling.noise)")
     return noise_sampler
 
 
-def _s_in(x: torch.Tensor) -> torch.Tensor:
+def batch_ones(x: torch.Tensor) -> torch.Tensor:
+    """Ones of shape [B]: turns a scalar sigma into a per-item sigma."""
     return x.new_ones([x.shape[0]])
 
 
@@ -47,7 +49,7 @@ def sample_euler(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 2 with s_churn = 0)."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         d = to_d(x, sigmas[i], denoised)
@@ -63,8 +65,8 @@ def sample_euler_ancestral(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
 ) -> torch.Tensor:
     """Euler step to sigma_down plus fresh noise sigma_up (ancestral sampling, Ho et al. 2020 / k-diffusion)."""
-    noise = _need_noise(noise_sampler, "euler_ancestral")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "euler_ancestral")
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
@@ -84,7 +86,7 @@ def sample_heun(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Heun's second-order method (Karras et al. 2022, Algorithm 2, s_churn = 0); Euler on the last step."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         d = to_d(x, sigmas[i], denoised)
@@ -107,7 +109,7 @@ def sample_dpm_2(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """DPM-Solver-2 style midpoint step in log-sigma (Karras et al. 2022 variant in k-diffusion)."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         d = to_d(x, sigmas[i], denoised)
@@ -130,8 +132,8 @@ def sample_dpm_2_ancestral(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
 ) -> torch.Tensor:
     """Ancestral DPM-2: midpoint step to sigma_down, then fresh noise sigma_up."""
-    noise = _need_noise(noise_sampler, "dpm_2_ancestral")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "dpm_2_ancestral")
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
@@ -169,7 +171,7 @@ def sample_lms(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, order: int = 4,
 ) -> torch.Tensor:
     """Linear multistep (Adams-Bashforth in sigma) with Lagrange coefficients by quadrature (k-diffusion)."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     t = [float(s) for s in sigmas.detach().cpu().numpy()]
     ds: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
@@ -194,8 +196,8 @@ def sample_lcm(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Latent Consistency Model multistep sampling (Luo et al. 2023): jump to x0, re-noise to the next sigma."""
-    noise = _need_noise(noise_sampler, "lcm")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "lcm")
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
         if callback is not None:
@@ -212,8 +214,8 @@ def sample_ddpm(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Ancestral DDPM posterior step (Ho et al. 2020, Algorithm 2) in variance-preserving space."""
-    noise = _need_noise(noise_sampler, "ddpm")
-    s_in = _s_in(x)
+    noise = require_noise(noise_sampler, "ddpm")
+    s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         sigma, sigma_prev = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * s_in)

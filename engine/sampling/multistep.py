@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.sampling.k_samplers import Denoiser, StepCallback, _s_in, to_d
+from engine.sampling.k_samplers import Denoiser, StepCallback, batch_ones, to_d
 from engine.sampling.noise import NoiseSampler
 
 
@@ -23,7 +23,7 @@ def sample_ipndm(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, max_order: int = 4,
 ) -> torch.Tensor:
     """Improved PNDM (Zhang & Chen 2023, DEIS paper): Adams-Bashforth with fixed-step coefficients, order <= 4."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     buffer: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         t_cur, t_next = sigmas[i], sigmas[i + 1]
@@ -53,7 +53,7 @@ def sample_ipndm_v(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, max_order: int = 4,
 ) -> torch.Tensor:
     """iPNDM with variable-step Adams-Bashforth coefficients (Zhang & Chen 2023; diff-sampler's iPNDM-v)."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     t = sigmas
     buffer: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
@@ -104,7 +104,7 @@ def sample_heunpp2(
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Heun++ (sd-webui-samplers-scheduler): Heun with a third slope look-ahead, weighted by sigma / sigma_max."""
-    s_in = _s_in(x)
+    s_in = batch_ones(x)
     s_end = sigmas[-1]
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in)
