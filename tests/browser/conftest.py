@@ -91,7 +91,7 @@ def _start_fake(tmp: Path, token: str = "") -> Iterator[Server]:
     shutil.copy(REPO / "tests" / "fixtures" / "tiny-sd15" / "init_128x64.png", tmp / "input" / "init_128x64.png")
     port = free_port()
     log = tmp / "server.log"
-    cmd = [sys.executable, str(Path(__file__).with_name("fake_server.py")), "--port", str(port), "--root", str(tmp)]
+    cmd = [sys.executable, str(Path(__file__).with_name("editor_fake_server.py")), "--port", str(port), "--root", str(tmp)]
     if token:
         cmd += ["--token", token]
     with log.open("wb") as out:

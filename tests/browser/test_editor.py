@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
+from editor_helpers import (
     DEFAULT_TYPES,
     drop_file,
     node_types,

@@ -5,7 +5,7 @@ import io
 from typing import Any
 
 import pytest
-from helpers import drop_file, open_editor, posted, wait_output_image
+from editor_helpers import drop_file, open_editor, posted, wait_output_image
 from PIL import Image
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEFAULT_TYPES, drop_file, node_types, open_editor, set_widget, wait_output_image, widget
+from editor_helpers import (
+    DEFAULT_TYPES,
+    drop_file,
+    node_types,
+    open_editor,
+    set_widget,
+    wait_output_image,
+    widget,
+)
 
 pytestmark = pytest.mark.browser
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"

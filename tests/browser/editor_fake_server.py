@@ -2,7 +2,7 @@
 
 It serves web/dist, /object_info (fake_defs), validates prompts (400 node_errors), runs them with
 websocket events (progress, binary previews, executed) and writes PNGs with `prompt` / `workflow`
-tEXt chunks. Run: python tests/browser/fake_server.py --port 8199 --root /tmp/x [--token T]
+tEXt chunks. Run: python tests/browser/editor_fake_server.py --port 8199 --root /tmp/x [--token T]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from fake_defs import node_defs
+from editor_fake_defs import node_defs
 from PIL import Image, PngImagePlugin
 
 WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
