@@ -76,6 +76,28 @@ def test_dpm_fast_reaches_the_ode_solution_at_sigma_min() -> None:
     assert float((out - exact).abs().max()) / S < 1.5e-2
 
 
+def test_dpm_adaptive_meets_its_tolerance_at_sigma_min() -> None:
+    calls = {"n": 0}
+
+    def counting(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return gaussian_denoiser(x, sigma)
+
+    spec = get_sampler("dpm_adaptive")
+    sigmas = schedule(spec, "karras", 10)
+    x = start(sigmas)
+    exact = ode_solution(x, float(sigmas[0]), float(sigmas[-2]))
+    errs, nfes = [], []
+    # ComfyUI's defaults, then tight: the error test is relative to |x|, which is ~15 at the start
+    for rtol, atol in ((0.05, 0.0078), (1e-4, 1e-5)):
+        calls["n"] = 0
+        out = spec.fn(counting, x, sigmas, rtol=rtol, atol=atol)
+        errs.append(float((out - exact).abs().max()) / S)
+        nfes.append(calls["n"])
+    assert errs[0] < 0.25 and errs[1] < 5e-3, errs
+    assert nfes[1] > nfes[0] > 0  # the error controller, not the schedule, picks the steps
+
+
 def test_second_order_beats_euler() -> None:
     euler, x, sigmas = run("euler", 20)
     exact = ode_solution(x, float(sigmas[0]))
