@@ -140,6 +140,14 @@ class FakeLoom:
         for nid in sorted(prompt, key=lambda k: self._depth(prompt, k)):
             node = prompt[nid]
             await self.send("executing", {"node": nid, "display_node": nid, "prompt_id": prompt_id}, sid)
+            if node["class_type"] == "KSampler" and node["inputs"].get("steps") == 666:
+                status = "error"
+                await self.send("execution_error", {
+                    "prompt_id": prompt_id, "node_id": nid, "node_type": "KSampler", "executed": [],
+                    "exception_message": "steps=666 is cursed", "exception_type": "ValueError",
+                    "traceback": [], "current_inputs": {}, "current_outputs": [], "timestamp": ts()}, sid)
+                self.history[prompt_id] = self._entry(prompt_id, prompt, extra, outputs, status)
+                return
             if node["class_type"] == "KSampler":
                 steps = min(int(node["inputs"].get("steps", 1)), 300)
                 for i in range(steps):

@@ -214,3 +214,16 @@ def test_auth_token_flow(page: Any, token_server: Any) -> None:
     open_editor(page, token_server.url + "?token=" + token_server.token)
     assert "token=" not in page.url
     assert node_types(page) == sorted(DEFAULT_TYPES)
+
+
+def test_runtime_error_is_shown_on_node(page: Any, fake_server: Any) -> None:
+    open_editor(page, fake_server.url)
+    set_widget(page, 3, "steps", 666)
+    page.click("#loom-queue")
+    page.wait_for_selector("#loom-error-dialog")
+    assert "ValueError: steps=666 is cursed" in page.locator("#loom-error-dialog").inner_text()
+    assert page.evaluate("loom.graph.getNodeById(3).loom.errors") == ["ValueError: steps=666 is cursed"]
+    page.wait_for_timeout(1500)
+    assert page.locator('#loom-status').inner_text() == 'Error in node #3'
+    page.click("#loom-tab-history")
+    page.wait_for_selector("#loom-history-list .loom-item.error")

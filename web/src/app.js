@@ -280,7 +280,8 @@ export class LoomApp {
       }
       applyControlAfterGenerate(this.graph);
       this.history?.check();
-      this.ui.setStatus(`Queued ${res?.prompt_id?.slice(0, 8) ?? ""}`);
+      // Events of a fast run can beat the HTTP answer: don't overwrite their status.
+      if (this.tracker.promptId !== res?.prompt_id) this.ui.setStatus(`Queued ${res?.prompt_id?.slice(0, 8) ?? ""}`);
       this.ui.refreshQueue();
       this.canvas.setDirty(true, true);
       return res;
