@@ -227,3 +227,22 @@ def test_runtime_error_is_shown_on_node(page: Any, fake_server: Any) -> None:
     assert page.locator('#loom-status').inner_text() == 'Error in node #3'
     page.click("#loom-tab-history")
     page.wait_for_selector("#loom-history-list .loom-item.error")
+
+
+def test_modern_comfyui_layout_with_virtual_muted_bypassed_nodes(page: Any, fake_server: Any) -> None:
+    open_editor(page, fake_server.url)
+    data = json.loads((Path(__file__).parent / "data" / "comfyui_modern_layout.json").read_text())
+    assert page.evaluate("wf => loom.loadWorkflow(wf)", data) == []
+    prompt = page.evaluate("() => { Math.random = () => 0; return loom.buildPrompt(); }")
+    assert sorted(prompt, key=int) == ["3", "4", "5", "6", "7", "8", "9"]
+    assert prompt["3"]["inputs"]["seed"] == 777                 # from the PrimitiveNode
+    assert prompt["3"]["inputs"]["scheduler"] == "karras" and prompt["3"]["inputs"]["steps"] == 3
+    assert prompt["8"]["inputs"]["vae"] == ["4", 2]              # through the Reroute
+    assert prompt["9"]["inputs"]["images"] == ["8", 0]           # around the bypassed ImageInvert
+    assert prompt["6"]["inputs"]["text"] == "a lighthouse, storm sea"
+    saved = {n["id"]: n for n in page.evaluate("loom.graph.serialize().nodes")}
+    assert saved[10]["widgets_values"] == [777, "fixed"]
+    seed_slot = saved[3]["inputs"][4]
+    assert (seed_slot["name"], seed_slot["widget"], seed_slot["link"]) == ("seed", {"name": "seed"}, 10)
+    assert saved[12]["mode"] == 4 and saved[13]["mode"] == 2
+    assert saved[14]["widgets_values"] == ["Saved in the newer ComfyUI layout"]
