@@ -114,6 +114,13 @@ def test_incompatible_link_is_refused_and_compatible_types_connect(page: Any, fa
         const seedOut = LG.getNodeById(5).connect(0, cat, slot);
         return [a, b, seedOut === null]; }""")
     assert ok == [True, True, True]
+    # A Primitive feeds widget inputs only.
+    prim = page.evaluate("""() => { const LG = loom.graph, p = window.loomLiteGraph.createNode('PrimitiveNode'); LG.add(p);
+        const ks = LG.getNodeById(3);
+        const toModel = p.connect(0, ks, 0);
+        const toSteps = p.connect(0, ks, ks.inputs.findIndex(s => s.name === 'steps'));
+        return [toModel === null, toSteps !== null, p.outputs[0].type]; }""")
+    assert prim == [True, True, "INT"]
 
 
 def test_validation_error_for_bad_link_type(page: Any, fake_server: Any) -> None:

@@ -31,8 +31,8 @@ export function decorateNodeClass(cls, ctx) {
     if (state.progress && state.progress.max > 0) {
       const frac = Math.max(0, Math.min(1, state.progress.value / state.progress.max));
       g.save();
-      g.fillStyle = "rgba(0,200,0,0.6)";
-      g.fillRect(0, -titleH, this.size[0] * frac, 4);
+      g.fillStyle = "rgba(40,220,40,0.85)";
+      g.fillRect(0, -6, this.size[0] * frac, 6);
       g.restore();
     }
     if (state.text && !state.errors) {

@@ -41,6 +41,12 @@ export function registerVirtualNodes(ctx) {
       this.adoptTarget(this.pendingValues);
       this.pendingValues = null;
     }
+    onConnectOutput(slot, type, input) {
+      // As ComfyUI: a Primitive only feeds widget inputs, and all its targets share one type.
+      if (!input?.widget) return false;
+      const current = this.outputs[0].type;
+      return current === "*" || current === input.type;
+    }
     onConnectionsChange() {
       if (!this.graph || this.graph._configuring) return;
       if (!this.widgets?.length) this.adoptTarget(null);
