@@ -129,11 +129,11 @@ class QueueStore:
         return rows
 
     @staticmethod
-    def _to_front(db: sqlite3.Connection, prompt_id: str) -> None:
+    def _to_front(db: sqlite3.Connection, prompt_id: str, count: bool = True) -> None:
         row = db.execute("SELECT MIN(number) FROM queue").fetchone()
         front = (row[0] if row and row[0] is not None else 0) - 1
         db.execute("UPDATE queue SET state='pending', number=?, started=NULL, worker=NULL, "
-                   "attempts=attempts+1 WHERE prompt_id=?", (front, prompt_id))
+                   "attempts=attempts+? WHERE prompt_id=?", (front, int(count), prompt_id))
 
     def _recover_running(self) -> list[str]:
         """Record prompts left `running` by a dead process as interrupted; return their ids."""
@@ -236,13 +236,16 @@ class QueueStore:
             row = self._rdb.execute("SELECT attempts FROM queue WHERE prompt_id=?", (prompt_id,)).fetchone()
         return int(row[0]) if row else 0
 
-    def requeue_front(self, item: QueueItem, sensitive: dict[str, Any] | None = None) -> int:
-        """Put a running prompt back at the head of the queue (its worker died); returns its attempts."""
+    def requeue_front(self, item: QueueItem, sensitive: dict[str, Any] | None = None, *,
+                      count_attempt: bool = True) -> int:
+        """Put a running prompt back at the head of the queue (its worker died); returns its attempts.
+
+        `count_attempt=False` when the server itself is stopping (not the prompt's fault)."""
         with self._tx() as db:
             if db.execute("SELECT 1 FROM queue WHERE prompt_id=? AND state='running'",
                           (item.prompt_id,)).fetchone() is None:
                 raise ValueError(f"prompt {item.prompt_id!r} is not running; only a running prompt is requeued")
-            self._to_front(db, item.prompt_id)
+            self._to_front(db, item.prompt_id, count_attempt)
             if sensitive:
                 self._sensitive[item.prompt_id] = sensitive
             return int(db.execute("SELECT attempts FROM queue WHERE prompt_id=?", (item.prompt_id,)).fetchone()[0])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shutil
 import socket
 import tempfile
 import threading
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app.cluster.files import ShippedFile, files_under, read_files, refs_in
+from app.cluster.files import ShippedFile, read_files, refs_in, refs_under
 from app.config import Config
 from app.events import HubSink
 from app.queue_store import QueueItem
@@ -54,22 +53,36 @@ class _Recorder:
 class _StreamSink:
     """The executor's EventSink inside a worker: every event goes into the stream, unfiltered."""
 
-    def __init__(self, out: queue.Queue[Message | None], roots: dict[str, Path], previews: HubSink) -> None:
+    def __init__(self, out: queue.Queue[Message | None], roots: dict[str, Path], previews: HubSink,
+                 shipped: set[tuple[str, str, str]]) -> None:
         self.out = out
         self.roots = roots
         self.previews = previews
-        self.shipped: set[tuple[str, str, str]] = set()
+        self.shipped = shipped  # the worker's: a cached output node names files shipped by an earlier prompt
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
         files: list[ShippedFile] = []
         if event == "executed" and isinstance(data, dict):
             refs = [r for r in refs_in(data.get("output")) if r not in self.shipped]
-            self.shipped.update(refs)
-            files = read_files(refs, self.roots)
+            files = ship(refs, self.roots, self.shipped)
         self.out.put(("event", event, data, files))
 
     def preview(self, prompt_id: str, node_id: str, image: Any) -> None:
         self.previews.preview(prompt_id, node_id, image)
+
+
+def ship(refs: list[tuple[str, str, str]], roots: dict[str, Path], shipped: set[tuple[str, str, str]]
+         ) -> list[ShippedFile]:
+    """Read files for the server, then empty them: the names stay (SaveImage counts existing files) but the
+    bytes live only under the server's output/."""
+    files = read_files(refs, roots)
+    for f in files:
+        shipped.add((f.type, f.subfolder, f.filename))
+        try:
+            (roots[f.type] / f.subfolder / f.filename).write_bytes(b"")
+        except OSError as exc:
+            log.warning("could not empty shipped file %s: %s", f.filename, exc)
+    return files
 
 
 class LoomWorker:
@@ -97,6 +110,7 @@ class LoomWorker:
         self._lock = threading.Lock()
         self._running: str | None = None
         self._ran: list[str] = []
+        self._shipped: set[tuple[str, str, str]] = set()
         self._free = (False, False)
 
     def _load_custom_nodes(self) -> list[str]:
@@ -174,12 +188,11 @@ class LoomWorker:
             self._running = item.prompt_id
             self.flag.clear()
             for root in self.roots.values():
-                shutil.rmtree(root, ignore_errors=True)
                 root.mkdir(parents=True, exist_ok=True)
             out: queue.Queue[Message | None] = queue.Queue()
             self.recorder.out = out
             previews = HubSink(self.recorder, item.prompt_id, None, preview_method, preview_size)  # type: ignore[arg-type]
-            sink = _StreamSink(out, self.roots, previews)
+            sink = _StreamSink(out, self.roots, previews, self._shipped)
             thread = threading.Thread(target=self._execute, args=(item, sensitive, sink, out),
                                       name=f"loom-{self.name}-run", daemon=True)
             thread.start()
@@ -209,9 +222,9 @@ class LoomWorker:
         try:
             outcome = self.executor.execute(item.prompt, item.prompt_id, {**item.extra_data, **sensitive},
                                             list(item.outputs), sink=sink, interrupt=self.flag)
-            leftovers = files_under(self.roots, sink.shipped)
+            leftovers = refs_under(self.roots, sink.shipped)
             if leftovers:
-                out.put(("files", leftovers))
+                out.put(("files", ship(leftovers, self.roots, sink.shipped)))
             out.put(("outcome", {name: getattr(outcome, name, None) for name in
                                  ("status", "outputs", "meta", "messages", "error", "executed", "cached",
                                   "timings")}))

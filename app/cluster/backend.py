@@ -43,6 +43,7 @@ class _Slot:
     models: set[str] = field(default_factory=set)
     recent: deque[frozenset[str]] = field(default_factory=lambda: deque(maxlen=1))
     info: dict[str, Any] = field(default_factory=dict)
+    placer: OutputPlacer | None = None  # this worker's file names -> the server's (kept across prompts)
 
     def view(self) -> WorkerView:
         keys = frozenset().union(*self.recent) if self.recent else frozenset()
@@ -258,7 +259,10 @@ class RayBackend:
         self._send_status()
         method = effective_preview_method(self.config.preview_method, item.extra_data)
         sink = HubSink(self.hub, prompt_id, client_id, method, self.config.preview_size)
-        placer = OutputPlacer({"output": self.config.output_dir, "temp": self.config.temp_dir}, self._files_lock)
+        if slot.placer is None:
+            slot.placer = OutputPlacer({"output": self.config.output_dir, "temp": self.config.temp_dir},
+                                       self._files_lock)
+        placer = slot.placer
         started = time.time()
         outcome: dict[str, Any] | None = None
         crash: tuple[str, list[str]] | None = None
@@ -333,7 +337,7 @@ class RayBackend:
                 self.slots[self.slots.index(slot)] = replacement
         attempts = self.store.attempts(item.prompt_id)
         if self._stop.is_set() or attempts < self.retries:
-            self.store.requeue_front(item, sensitive)
+            self.store.requeue_front(item, sensitive, count_attempt=not self._stop.is_set())
             self._send_status()
         else:
             self._fail(slot, item, where, attempts + 1, exc)

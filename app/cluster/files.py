@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ShippedFile", "FILE_TYPES", "refs_in", "read_files", "files_under", "OutputPlacer"]
+__all__ = ["ShippedFile", "FILE_TYPES", "refs_in", "read_files", "files_under", "refs_under",
+           "OutputPlacer"]
 
 log = logging.getLogger("loom.cluster")
 
@@ -69,6 +70,11 @@ def read_files(refs: Iterable[tuple[str, str, str]], roots: dict[str, Path]) -> 
 
 def files_under(roots: dict[str, Path], skip: set[tuple[str, str, str]]) -> list[ShippedFile]:
     """Every file under the worker's folders not in `skip` (files no `ui` dict named)."""
+    return read_files(refs_under(roots, skip), roots)
+
+
+def refs_under(roots: dict[str, Path], skip: set[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(type, subfolder, filename) of every file under `roots` not in `skip`."""
     refs = []
     for type_, root in roots.items():
         if not root.is_dir():
@@ -79,7 +85,7 @@ def files_under(roots: dict[str, Path], skip: set[tuple[str, str, str]]) -> list
                 ref = (type_, rel.parent.as_posix() if rel.parent != Path(".") else "", rel.name)
                 if ref not in skip:
                     refs.append(ref)
-    return read_files(refs, roots)
+    return refs
 
 
 class OutputPlacer:

@@ -12,6 +12,27 @@ import pytest
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-sd15"
 REPO = Path(__file__).resolve().parents[2]
+# A custom node pack the workers must load themselves (the server never loads it in these tests).
+ECHO_PACK = """
+import os
+
+
+class ClusterEcho:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": "hi"})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    CATEGORY = "test"
+
+    def run(self, text):
+        return {"ui": {"text": [text, str(os.getpid())]}}
+
+
+NODE_CLASS_MAPPINGS = {"ClusterEcho": ClusterEcho}
+"""
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +55,9 @@ def loom_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ck = base / "models" / "checkpoints"
     ck.mkdir(parents=True)
     shutil.copyfile(FIX / "tiny-sd15.safetensors", ck / "tiny-sd15.safetensors")
-    (base / "custom_nodes").mkdir()
+    pack = base / "custom_nodes" / "cluster_echo"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(ECHO_PACK)
     return base
 
 

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ class _KeepRunning:
 @pytest.fixture(scope="module")
 def shared(ray_cluster: Any, loom_base: Path, registry: Any, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Loom]:
-    loom = ray_loom(loom_base, tmp_path_factory.mktemp("run"), registry)
+    loom = ray_loom(loom_base, tmp_path_factory.mktemp("run"), registry, preview_method="latent2rgb")
     loom.backend.start()
     loom.backend.wait_ready(240)
     yield loom
@@ -209,10 +210,59 @@ async def test_seed_only_rerun_goes_to_the_worker_that_cached_it(client: Any, sh
     entry = (await (await client.get(f"/history/{p2}")).json())[p2]
     cached = [m[1]["nodes"] for m in entry["status"]["messages"] if m[0] == "execution_cached"][0]
     assert {"4", "5", "6", "7"} <= set(cached)
+    # The very same prompt again: all cached on that worker; the replayed ui names the file the server has.
+    p3 = await post(client, again, "seed")
+    frames = await frames_until(ws, finished([p3]))
+    h = await (await client.get("/history")).json()
+    assert h[p3]["outputs"] == h[p2]["outputs"]
+    replayed = [f["data"]["output"] for f in frames if f.get("type") == "executed" and f["data"]["prompt_id"] == p3]
+    assert replayed == [h[p2]["outputs"]["9"]]
+    img = h[p2]["outputs"]["9"]["images"][0]
+    view = await client.get("/view", params={"filename": img["filename"], "type": "output"})
+    assert view.status == 200 and Image.open(io.BytesIO(await view.read())).size == (64, 64)
     stats = shared.backend.worker_stats()
     assert len(stats) == 2 and all(s["device"] == "cpu" and s["prompts_done"] >= 1 for s in stats)
     assert any(m["name"].startswith("tiny-sd15") for s in stats for m in s["loaded_models"])
     await ws.close()
+
+
+async def test_previews_stream_from_the_worker_between_progress_events(client: Any, shared: Loom) -> None:
+    ws = await client.ws_connect("/ws?clientId=prev")
+    await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    pid = await post(client, txt2img(11, steps=3), "prev")  # the workers run with --preview-method latent2rgb
+    frames = await frames_until(ws, finished([pid]))
+    order = []
+    for f in frames:
+        if "binary" in f:
+            kind, size = struct.unpack(">II", f["binary"][:8])
+            assert kind == 4  # PREVIEW_IMAGE_WITH_METADATA: this client asked for it
+            meta = json.loads(f["binary"][8:8 + size])
+            assert meta["prompt_id"] == pid and meta["node_id"] == "3" and meta["image_type"] == "image/jpeg"
+            assert Image.open(io.BytesIO(f["binary"][8 + size:])).format == "JPEG"
+            order.append("preview")
+        elif isinstance(f.get("data"), dict) and f["data"].get("prompt_id") == pid and f["type"] in (
+                "progress", "executed"):
+            order.append(f["type"])
+    assert order.count("preview") == 3 and order.count("progress") == 3, order
+    assert order.index("preview") < order.index("executed")
+    await ws.close()
+
+
+def test_workers_load_custom_node_packs(shared: Loom, ray_cluster: Any) -> None:
+    from app.queue_store import QueueItem
+
+    infos = [ray_cluster.get(s.actor.info.remote()) for s in shared.backend.slots]
+    assert all("cluster_echo" in " ".join(i["custom_node_packs"]) for i in infos), infos
+    item = QueueItem(-50, "echo-1", {"1": {"class_type": "ClusterEcho", "inputs": {"text": "from a pack"}}}, {}, ["1"])
+    shared.queue.enqueue(item)  # straight into the queue: the server's registry does not have the pack
+    shared.backend.submit(item)
+    deadline = time.monotonic() + 60
+    while shared.queue.history_entry("echo-1") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entry = shared.queue.history_entry("echo-1")
+    assert entry is not None and entry["status"]["status_str"] == "success", entry
+    text, pid = entry["outputs"]["1"]["text"]
+    assert text == "from a pack" and int(pid) in {i["pid"] for i in infos}
 
 
 async def _running_slot(shared: Loom, timeout: float = 120.0) -> Any:
