@@ -44,15 +44,15 @@ class TrainConfig:
     seed: int = 1234
     threads: int = 1
     # phase 1: VAE
-    vae_crop_steps: int = 1000
+    vae_crop_steps: int = 1400
     vae_crop_size: int = 32
     vae_crop_batch: int = 16
-    vae_full_steps: int = 150
+    vae_full_steps: int = 120
     vae_full_batch: int = 16
     vae_lr: float = 8e-4
     vae_kl_weight: float = 1e-6
     # phase 2: UNet + text encoder
-    unet_steps: int = 1600
+    unet_steps: int = 1400
     unet_batch: int = 64
     unet_lr: float = 8e-4
     text_lr: float = 6e-4

@@ -131,7 +131,17 @@ class Trainer:
         self.save_state()
 
     # ---- phase 1: VAE ------------------------------------------------------------------------
+    def vae_lr(self) -> float:
+        """Cosine from vae_lr to a tenth over the crop phase, then a fifth of vae_lr on whole images."""
+        c = self.cfg
+        if self.phase == "vae_full":
+            return c.vae_lr * 0.2
+        progress = min(1.0, self.step / max(1, c.vae_crop_steps))
+        return c.vae_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
     def vae_step(self, batch: int, crop: int) -> float:
+        for group in self.vae_opt.param_groups:
+            group["lr"] = self.vae_lr()
         images, _ = random_batch(self.scenes, self.cfg.image_size, batch, self.np_rng)
         x = _random_crop(_to_pixels(images), crop, self.gen)
         moments = self.vae.quant_conv(self.vae.encoder(x))
@@ -268,8 +278,6 @@ class Trainer:
             self._loop(c.vae_crop_steps, "vae_crop", lambda: self.vae_step(c.vae_crop_batch, c.vae_crop_size))
             self.next_phase()
         if self.phase == "vae_full":
-            for group in self.vae_opt.param_groups:
-                group["lr"] = c.vae_lr * 0.5
             self._loop(c.vae_full_steps, "vae_full", lambda: self.vae_step(c.vae_full_batch, c.image_size))
             self.next_phase()
         self.vae.requires_grad_(False).eval()
