@@ -3,8 +3,8 @@ import { LGraph, LGraphCanvas, LiteGraph } from "@comfyorg/litegraph";
 import { ApiError, LoomApi } from "./api.js";
 import { applyNodeErrors, clearNodeErrors } from "./errors.js";
 import { ExecutionTracker } from "./execution.js";
-import { openMaskEditor } from "./maskeditor.js";
 import { registerNodeDefs } from "./nodedefs.js";
+import { convertToInput, convertToWidget, nodeMenuOptions } from "./nodemenu.js";
 import { GraphError, graphToPrompt } from "./prompt.js";
 import { TextAreaLayer } from "./textareas.js";
 import { TYPE_COLORS } from "./types.js";
@@ -349,39 +349,16 @@ export class LoomApp {
   }
 
   nodeMenu(node, options) {
-    const extra = [];
-    for (const w of node.widgets ?? []) {
-      if (w.isControl || w.type === "button") continue;
-      const slot = node.inputs?.find((s) => s.name === w.name);
-      if (!slot) continue;
-      if (!w.hidden) {
-        extra.push({ content: `Convert ${w.name} to input`, callback: () => this.convertToInput(node, w, slot) });
-      } else {
-        extra.push({ content: `Convert ${w.name} to widget`, callback: () => this.convertToWidget(node, w, slot) });
-      }
-    }
-    if (node.loomImageCombo) extra.push({ content: "Open in Mask Editor", callback: () => openMaskEditor(this, node).catch((e) => this.ui.toast(e.message, "error")) });
-    return [...extra, null, ...options];
+    return nodeMenuOptions(this, node, options);
   }
 
-  /** Hides a widget and shows its input as a regular socket (ComfyUI's "convert to input"). */
   convertToInput(node, widget, slot) {
-    widget.hidden = true;
-    slot.loomConvertedWidget = slot.widget;
-    delete slot.widget;
-    slot.pos = undefined;
-    node.setSize(node.computeSize());
+    convertToInput(node, widget, slot);
     this.canvas.setDirty(true, true);
   }
 
-  /** Shows the widget again; a link into the input is removed as ComfyUI does. */
   convertToWidget(node, widget, slot) {
-    const index = node.inputs.indexOf(slot);
-    if (slot.link != null) node.disconnectInput(index);
-    widget.hidden = false;
-    slot.widget = slot.loomConvertedWidget ?? { name: widget.name };
-    delete slot.loomConvertedWidget;
-    node.setSize([node.size[0], node.computeSize()[1]]);
+    convertToWidget(node, widget, slot);
     this.canvas.setDirty(true, true);
   }
 }

@@ -43,7 +43,7 @@ export function registerVirtualNodes(ctx) {
     }
     onConnectOutput(slot, type, input) {
       // As ComfyUI: a Primitive only feeds widget inputs, and all its targets share one type.
-      if (!input?.widget) return false;
+      if (!input?.widget && !input?.loomConvertedWidget) return false;
       const current = this.outputs[0].type;
       return current === "*" || current === input.type;
     }
