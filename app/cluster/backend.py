@@ -104,7 +104,9 @@ class RayBackend:
         if self._thread is not None:
             self._thread.join(timeout)
         with self._lock:
-            slots = list(self.slots)
+            slots, self.slots = list(self.slots), []
+        if not ray.is_initialized():  # stopped before (any Ray call now would start a new local instance)
+            return
         for slot in slots:  # runs still streaming see the actor die and requeue their prompt
             try:
                 ray.kill(slot.actor, no_restart=True)
