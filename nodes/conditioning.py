@@ -10,7 +10,7 @@ from nodes._base import BuiltinNode, input_error
 from nodes._ops import center_crop_to_multiple, reshape_mask_nchw
 from nodes.services import MAX_RESOLUTION
 
-__all__ = ["CLIPTextEncode", "CLIPSetLastLayer", "ConditioningCombine", "ConditioningSetArea",
+__all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer", "ConditioningCombine", "ConditioningSetArea",
            "ConditioningSetAreaPercentage", "ConditioningSetMask", "ConditioningZeroOut",
            "ConditioningSetTimestepRange", "InpaintModelConditioning", "set_values"]
 
@@ -58,6 +58,80 @@ class CLIPTextEncode(BuiltinNode):
             return (scheduled(tokens),)
         cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
         return ([[cond, {"pooled_output": pooled}]],)
+
+
+def _encode(clip: Any, tokens: Any, add_dict: dict[str, Any]) -> Conditioning:
+    scheduled = getattr(clip, "encode_from_tokens_scheduled", None)
+    if scheduled is not None:
+        result: Conditioning = scheduled(tokens, add_dict=add_dict)
+        return result
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    return [[cond, {"pooled_output": pooled, **add_dict}]]
+
+
+class CLIPTextEncodeSDXL(BuiltinNode):
+    """SDXL text encode: separate text for the bigG (`text_g`) and CLIP-L (`text_l`) towers, size conditioning."""
+
+    CATEGORY = "advanced/conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
+        return {
+            "required": {
+                "width": ("INT", dict(size)),
+                "height": ("INT", dict(size)),
+                "crop_w": ("INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION}),
+                "crop_h": ("INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION}),
+                "target_width": ("INT", dict(size)),
+                "target_height": ("INT", dict(size)),
+                "text_g": ("STRING", {"multiline": True, "dynamicPrompts": True}),
+                "clip": ("CLIP",),
+                "text_l": ("STRING", {"multiline": True, "dynamicPrompts": True}),
+            }
+        }
+
+    def encode(self, clip: Any, width: int, height: int, crop_w: int, crop_h: int, target_width: int,
+               target_height: int, text_g: str, text_l: str) -> tuple[Conditioning]:
+        tokens = clip.tokenize(text_g)
+        if "g" not in tokens or "l" not in tokens:
+            raise input_error("CLIPTextEncodeSDXL", "clip",
+                              "this CLIP has no SDXL towers (g and l); use CLIPTextEncode for this model")
+        tokens["l"] = clip.tokenize(text_l)["l"]
+        if len(tokens["l"]) != len(tokens["g"]):
+            empty = clip.tokenize("")
+            while len(tokens["l"]) < len(tokens["g"]):
+                tokens["l"] += empty["l"]
+            while len(tokens["l"]) > len(tokens["g"]):
+                tokens["g"] += empty["g"]
+        return (_encode(clip, tokens, {"width": width, "height": height, "crop_w": crop_w, "crop_h": crop_h,
+                                       "target_width": target_width, "target_height": target_height}),)
+
+
+class CLIPTextEncodeSDXLRefiner(BuiltinNode):
+    """SDXL refiner text encode with an aesthetic score and size."""
+
+    CATEGORY = "advanced/conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
+        return {
+            "required": {
+                "ascore": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 1000.0, "step": 0.01}),
+                "width": ("INT", dict(size)),
+                "height": ("INT", dict(size)),
+                "text": ("STRING", {"multiline": True, "dynamicPrompts": True}),
+                "clip": ("CLIP",),
+            }
+        }
+
+    def encode(self, clip: Any, ascore: float, width: int, height: int, text: str) -> tuple[Conditioning]:
+        return (_encode(clip, clip.tokenize(text), {"aesthetic_score": ascore, "width": width, "height": height}),)
 
 
 class CLIPSetLastLayer(BuiltinNode):
@@ -280,6 +354,6 @@ class InpaintModelConditioning(BuiltinNode):
         return set_values(positive, extra), set_values(negative, extra), latent
 
 
-NODES = [CLIPTextEncode, CLIPSetLastLayer, ConditioningCombine, ConditioningSetArea,
+NODES = [CLIPTextEncode, CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner, CLIPSetLastLayer, ConditioningCombine, ConditioningSetArea,
          ConditioningSetAreaPercentage, ConditioningSetMask, ConditioningZeroOut, ConditioningSetTimestepRange,
          InpaintModelConditioning]

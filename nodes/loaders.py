@@ -8,7 +8,7 @@ from typing import Any
 from engine.paths import PathError
 from nodes._base import BuiltinNode, input_error
 
-__all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader"]
+__all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "LoraLoader", "LoraLoaderModelOnly"]
 
 WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
@@ -193,4 +193,86 @@ class VAELoader(BuiltinNode):
         return (vae,)
 
 
-NODES = [CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader]
+_STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
+
+
+class LoraLoader(BuiltinNode):
+    """Apply a LoRA file from `loras` to MODEL and CLIP (patched clones; the inputs stay untouched)."""
+
+    DISPLAY_NAME = "Load LoRA"
+    CATEGORY = "loaders"
+    DESCRIPTION = "LoRAs modify diffusion and CLIP models, altering the way in which latents are denoised."
+    RETURN_TYPES = ("MODEL", "CLIP")
+    OUTPUT_TOOLTIPS = ("The modified diffusion model.", "The modified CLIP model.")
+    FUNCTION = "load_lora"
+
+    def __init__(self) -> None:
+        self._loaded: tuple[str, Any] | None = None
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The diffusion model the LoRA will be applied to."}),
+                "clip": ("CLIP", {"tooltip": "The CLIP model the LoRA will be applied to."}),
+                "lora_name": (cls._services().paths.get_filename_list("loras"),
+                              {"tooltip": "The name of the LoRA."}),
+                "strength_model": ("FLOAT", dict(_STRENGTH)),
+                "strength_clip": ("FLOAT", dict(_STRENGTH)),
+            }
+        }
+
+    def _lora(self, cls_name: str, lora_name: str) -> Any:
+        from engine import lora
+
+        path = _resolve(cls_name, self._services(), "loras", "lora_name", lora_name)
+        if self._loaded is None or self._loaded[0] != path:
+            try:
+                self._loaded = (path, lora.load_lora(path))
+            except Exception as exc:  # engine errors of any kind: name node, input and file
+                raise _loading_error(cls_name, "lora_name", path, exc) from exc
+        return self._loaded[1]
+
+    def _apply(self, cls_name: str, model: Any, clip: Any, lora_name: str, strength_model: float,
+               strength_clip: float) -> tuple[Any, Any]:
+        from engine import lora
+
+        weights = self._lora(cls_name, lora_name)
+        try:
+            return lora.apply_lora(model, clip, weights, strength_model, strength_clip)
+        except ValueError as exc:
+            raise input_error(cls_name, "lora_name", f"{lora_name}: {exc}") from exc
+
+    def load_lora(self, model: Any, clip: Any, lora_name: str, strength_model: float,
+                  strength_clip: float) -> tuple[Any, Any]:
+        if strength_model == 0 and strength_clip == 0:
+            return model, clip
+        return self._apply("LoraLoader", model, clip, lora_name, strength_model, strength_clip)
+
+
+class LoraLoaderModelOnly(LoraLoader):
+    """Apply a LoRA file to MODEL only (text-encoder keys are ignored)."""
+
+    DISPLAY_NAME = "LoraLoaderModelOnly"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The modified diffusion model.",)
+    FUNCTION = "load_lora_model_only"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": ("MODEL",),
+                "lora_name": (cls._services().paths.get_filename_list("loras"),),
+                "strength_model": ("FLOAT", dict(_STRENGTH)),
+            }
+        }
+
+    def load_lora_model_only(self, model: Any, lora_name: str, strength_model: float) -> tuple[Any]:
+        if strength_model == 0:
+            return (model,)
+        new_model, _ = self._apply("LoraLoaderModelOnly", model, None, lora_name, strength_model, 0.0)
+        return (new_model,)
+
+
+NODES = [CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly]

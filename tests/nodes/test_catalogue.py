@@ -95,3 +95,30 @@ def test_sampler_and_scheduler_options_are_the_engines_in_spec_order(registry: A
     assert samplers == [s for s in SPEC_SAMPLERS if s in samplers]
     assert schedulers == [s for s in SPEC_SCHEDULERS if s in schedulers]
     assert {"euler", "euler_ancestral", "dpmpp_2m", "ddim", "uni_pc"} <= set(samplers)
+
+
+def test_lora_and_sdxl_text_nodes(registry: Any, services: Any) -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from nodes._base import NodeInputError
+
+    info = registry.object_info()
+    lora = info["LoraLoader"]
+    assert lora["input_order"]["required"] == ["model", "clip", "lora_name", "strength_model", "strength_clip"]
+    assert lora["input"]["required"]["strength_model"][1] == {"default": 1.0, "min": -100.0, "max": 100.0,
+                                                              "step": 0.01}
+    assert lora["output"] == ["MODEL", "CLIP"] and info["LoraLoaderModelOnly"]["output"] == ["MODEL"]
+    assert info["CLIPTextEncodeSDXL"]["input_order"]["required"] == [
+        "width", "height", "crop_w", "crop_h", "target_width", "target_height", "text_g", "clip", "text_l"]
+    model, clip = object(), object()
+    node = registry.get("LoraLoader")()
+    assert node.load_lora(model, clip, "absent.safetensors", 0.0, 0.0) == (model, clip)
+    with pytest.raises(NodeInputError, match="input 'lora_name'.*absent.safetensors"):
+        node.load_lora(model, clip, "absent.safetensors", 1.0, 1.0)
+    bad = Path(services.paths.get_folder_paths("loras")[0]) / "bad.safetensors"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(b"not a lora")
+    with pytest.raises(NodeInputError, match="LoraLoader.*input 'lora_name'.*bad.safetensors"):
+        node.load_lora(model, clip, "bad.safetensors", 1.0, 1.0)
