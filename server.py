@@ -37,8 +37,8 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".svg", ".ico", ".bmp")
 
 def __getattr__(name: str) -> Any:
     # `import server; server.PromptServer` for packs, resolved lazily (no import-time side effects).
-    if name == "PromptServer":
-        return importlib.import_module("app.compat.prompt_server").PromptServer
+    if name in ("PromptServer", "BinaryEventTypes"):
+        return getattr(importlib.import_module("app.compat.prompt_server"), name)
     raise AttributeError(name)
 
 

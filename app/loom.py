@@ -5,6 +5,7 @@ Tests build a `Loom` directly with small pure-Python fixture nodes.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -201,5 +202,10 @@ def build_loom(config: Config) -> Loom:
         from app.cluster import build_ray_parts
 
         extra = build_ray_parts(config)
-    return Loom(config=config, registry=registry, executor=executor, validate_fn=validate_prompt,
+    validate_fn: Any = validate_prompt
+    if services is not None:  # model-fits-its-use and size checks of the built-in nodes
+        from nodes.checks import builtin_checks
+
+        validate_fn = functools.partial(validate_prompt, extra_checks=builtin_checks(services))
+    return Loom(config=config, registry=registry, executor=executor, validate_fn=validate_fn,
                 interrupt_flag=InterruptFlag(), services=services, paths=paths, **extra)
