@@ -14,11 +14,14 @@ import threading
 import time
 import types
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.cluster.files import OutputPlacer
 from app.cluster.routing import WorkerView, choose_worker, model_files, node_keys
+from app.cluster.split import plan_split
+from app.cluster.split_run import run_split
 from app.config import Config
 from app.events import HubSink, effective_preview_method
 from app.hub import Hub
@@ -55,7 +58,8 @@ class RayBackend:
 
     def __init__(self, store: QueueStore, hub: Hub, config: Config, *, workers: int = 0,
                  address: str | None = None, retries: int = DEFAULT_RETRIES, num_cpus: int | None = None,
-                 worker_threads: int = 1, actor_options: dict[str, Any] | None = None) -> None:
+                 worker_threads: int = 1, actor_options: dict[str, Any] | None = None,
+                 split_batches: bool = True) -> None:
         self.store = store
         self.hub = hub
         self.config = config
@@ -65,6 +69,7 @@ class RayBackend:
         self.num_cpus = num_cpus
         self.worker_threads = worker_threads
         self.actor_options = actor_options
+        self.split_batches = split_batches  # a batch may run across idle workers (app/cluster/split.py)
         self.slots: list[_Slot] = []
         self._lock = threading.RLock()
         self._files_lock = threading.Lock()
@@ -232,28 +237,68 @@ class RayBackend:
                 if claimed is None:
                     return
                 item, sensitive = claimed
-                name = choose_worker(item.prompt, [s.view() for s in self.slots])
-                slot = next(s for s in self.slots if s.name == name)
-                slot.running = item
-            self.store.set_worker(item.prompt_id, slot.name)
-            t = threading.Thread(target=self._run, args=(slot, item, sensitive),
+                idle = [s for s in self.slots if s.alive and s.running is None]
+                parts = plan_split(item.prompt, len(idle)) if self.split_batches else None
+                chosen: list[_Slot] = []
+                for _ in range(len(parts) if parts else 1):
+                    name = choose_worker(item.prompt, [s.view() for s in self.slots])
+                    slot = next(s for s in self.slots if s.name == name)
+                    slot.running = item
+                    chosen.append(slot)
+            self.store.set_worker(item.prompt_id, "+".join(s.name for s in chosen))
+            if parts:
+                target: Callable[..., None] = run_split
+                args: tuple[Any, ...] = (self, chosen, item, sensitive, parts)
+            else:
+                target, args = self._run, (chosen[0], item, sensitive)
+            t = threading.Thread(target=self._guarded, args=(target, *args),
                                  name=f"loom-ray-{item.prompt_id[:8]}", daemon=True)
             self._runs.add(t)
             t.start()
 
     # -- one run ---------------------------------------------------------------------------------------
-    def _run(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
+    def _guarded(self, target: Callable[..., None], *args: Any) -> None:
         try:
-            self._stream(slot, item, sensitive)
+            target(*args)
         except Exception:
-            log.exception("prompt %s on %s: backend failure", item.prompt_id, slot.name)
+            log.exception("prompt run failed in the backend")
         finally:
             self._runs.discard(threading.current_thread())
             self._wake.set()
 
-    def _stream(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
+    def _run(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
+        self._stream(slot, item, sensitive)
+
+    def placer_of(self, slot: _Slot) -> OutputPlacer:
+        """The slot's file placer (its renames outlive one prompt: cached outputs replay old names)."""
+        if slot.placer is None:
+            slot.placer = OutputPlacer({"output": self.config.output_dir, "temp": self.config.temp_dir},
+                                       self._files_lock)
+        return slot.placer
+
+    def consume(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any], method: str,
+                handle: Callable[[tuple[Any, ...]], None]) -> tuple[dict[str, Any] | None, Any]:
+        """Run `item` on `slot`'s actor; every streamed message but the last goes to `handle`, in order.
+
+        Returns (outcome fields or None, crash (message, traceback) or None); raises Ray's death errors.
+        """
         import ray
 
+        outcome: dict[str, Any] | None = None
+        crash: tuple[str, list[str]] | None = None
+        gen = slot.actor.run.options(num_returns="streaming").remote(
+            item.to_wire(), sensitive, method, self.config.preview_size)
+        for ref in gen:
+            for msg in ray.get(ref):
+                if msg[0] == "outcome":
+                    outcome = msg[1]
+                elif msg[0] == "crash":
+                    crash = (msg[1], msg[2])
+                else:
+                    handle(msg)
+        return outcome, crash
+
+    def _stream(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
         prompt_id = item.prompt_id
         client_id = item.extra_data.get("client_id")
         client_id = client_id if isinstance(client_id, str) else None
@@ -261,32 +306,23 @@ class RayBackend:
         self._send_status()
         method = effective_preview_method(self.config.preview_method, item.extra_data)
         sink = HubSink(self.hub, prompt_id, client_id, method, self.config.preview_size)
-        if slot.placer is None:
-            slot.placer = OutputPlacer({"output": self.config.output_dir, "temp": self.config.temp_dir},
-                                       self._files_lock)
-        placer = slot.placer
+        placer = self.placer_of(slot)
         started = time.time()
-        outcome: dict[str, Any] | None = None
-        crash: tuple[str, list[str]] | None = None
+
+        def forward(msg: tuple[Any, ...]) -> None:
+            kind = msg[0]
+            if kind == "event":
+                placer.place(msg[3])
+                sink.emit(msg[1], placer.rewrite(msg[2]))
+            elif kind == "preview":
+                self.hub.send_preview(msg[1], msg[2], msg[3], client_id)
+            elif kind == "send":
+                self.hub.send(msg[1], msg[2], msg[3])
+            elif kind == "files":
+                placer.place(msg[1])
+
         try:
-            gen = slot.actor.run.options(num_returns="streaming").remote(
-                item.to_wire(), sensitive, method, self.config.preview_size)
-            for ref in gen:
-                for msg in ray.get(ref):
-                    kind = msg[0]
-                    if kind == "event":
-                        placer.place(msg[3])
-                        sink.emit(msg[1], placer.rewrite(msg[2]))
-                    elif kind == "preview":
-                        self.hub.send_preview(msg[1], msg[2], msg[3], client_id)
-                    elif kind == "send":
-                        self.hub.send(msg[1], msg[2], msg[3])
-                    elif kind == "files":
-                        placer.place(msg[1])
-                    elif kind == "outcome":
-                        outcome = msg[1]
-                    elif kind == "crash":
-                        crash = (msg[1], msg[2])
+            outcome, crash = self.consume(slot, item, sensitive, method, forward)
         except self._death as exc:
             self._worker_died(slot, item, sensitive, exc)
             return
@@ -304,20 +340,25 @@ class RayBackend:
                 if crash:
                     entry["status"]["messages"][-1][1]["traceback"] = crash[1]
                 sink.emit("execution_error", entry["status"]["messages"][-1][1])
+        self.ran_on(slot, item.prompt)
+        self.finish(item, entry, status, client_id)
+
+    def ran_on(self, slot: _Slot, prompt: dict[str, Any]) -> None:
+        """Routing memory: what `slot` has loaded and cached after running `prompt`."""
         with self._lock:
             slot.done += 1
-            slot.models |= model_files(item.prompt)
-            slot.recent.append(node_keys(item.prompt))
-        self._finish(slot, item, entry, status, client_id)
+            slot.models |= model_files(prompt)
+            slot.recent.append(node_keys(prompt))
 
-    def _finish(self, slot: _Slot, item: QueueItem, entry: dict[str, Any], status: str,
-                client_id: str | None) -> None:
+    def finish(self, item: QueueItem, entry: dict[str, Any], status: str, client_id: str | None) -> None:
+        """History, free the worker(s), then the final status and `executing {node: null}`."""
         try:
             self.store.finish(item, entry, status)
         finally:
             with self._lock:
-                if slot.running is item:
-                    slot.running = None
+                for s in self.slots:
+                    if s.running is item:
+                        s.running = None
             if self.hub.current_client_id == client_id:
                 self.hub.current_client_id = None
             self._send_status()
@@ -328,23 +369,36 @@ class RayBackend:
 
     # -- faults ----------------------------------------------------------------------------------------
     def _worker_died(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
-        where = f"{slot.name} (host {slot.info.get('host', '?')}, node {slot.info.get('node_ip', '?')}, " \
-                f"pid {slot.info.get('pid', '?')})"
-        log.warning("prompt %s: worker %s died: %s", item.prompt_id, where, type(exc).__name__)
+        replacement = self.replace(slot, item, exc)
+        self.requeue_or_fail(slot, item, sensitive, exc)
+        if replacement is not None:
+            self._fetch_info(replacement)
+
+    @staticmethod
+    def where(slot: _Slot) -> str:
+        return f"{slot.name} (host {slot.info.get('host', '?')}, node {slot.info.get('node_ip', '?')}, " \
+               f"pid {slot.info.get('pid', '?')})"
+
+    def replace(self, slot: _Slot, item: QueueItem, exc: BaseException) -> _Slot | None:
+        """Mark `slot` dead and put a fresh actor in its place (not while stopping)."""
+        log.warning("prompt %s: worker %s died: %s", item.prompt_id, self.where(slot), type(exc).__name__)
         with self._lock:
             slot.alive = False
             slot.running = None
             replacement = None if self._stop.is_set() else self._spawn()
-            if replacement is not None:
+            if replacement is not None and slot in self.slots:
                 self.slots[self.slots.index(slot)] = replacement
+        return replacement
+
+    def requeue_or_fail(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
+        """Back to the queue front, or an execution error naming the worker past the retry limit."""
+        where = self.where(slot)
         attempts = self.store.attempts(item.prompt_id)
         if self._stop.is_set() or attempts < self.retries:
             self.store.requeue_front(item, sensitive, count_attempt=not self._stop.is_set())
             self._send_status()
         else:
             self._fail(slot, item, where, attempts + 1, exc)
-        if replacement is not None:
-            self._fetch_info(replacement)
 
     def _fail(self, slot: _Slot, item: QueueItem, where: str, runs: int, exc: BaseException) -> None:
         client_id = item.extra_data.get("client_id")
@@ -357,6 +411,6 @@ class RayBackend:
         data.update({"exception_message": msg, "exception_type": "WorkerDied", "traceback": [],
                      "worker": slot.name})
         HubSink(self.hub, item.prompt_id, client_id, "none", 0).emit("execution_error", data)
-        self._finish(slot, item, err, "error", client_id)
+        self.finish(item, err, "error", client_id)
 
 

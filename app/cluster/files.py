@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,10 @@ class OutputPlacer:
         self._lock = lock  # shared by every prompt: two workers must not pick the same free name
         self.renames: dict[tuple[str, str, str], str] = {}
 
-    def place(self, files: Iterable[ShippedFile]) -> None:
-        """Write each file at its relative path, under the next free counter if the name is taken."""
+    def place(self, files: Iterable[ShippedFile], transform: Callable[[ShippedFile], bytes] | None = None) -> None:
+        """Write each file at its relative path, under the next free counter if the name is taken.
+
+        `transform` may rewrite the bytes first (a split prompt's PNGs get the whole prompt's metadata)."""
         with self._lock:
             for f in files:
                 root = self.roots.get(f.type)
@@ -113,7 +115,7 @@ class OutputPlacer:
                     target = target.parent / _free_name(target.parent, f.filename)
                     self.renames[(f.type, f.subfolder, f.filename)] = target.name
                 tmp = target.parent / f".{target.name}.part"
-                tmp.write_bytes(f.data)
+                tmp.write_bytes(transform(f) if transform is not None else f.data)
                 os.replace(tmp, target)
 
     def rewrite(self, value: Any) -> Any:
