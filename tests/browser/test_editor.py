@@ -56,11 +56,16 @@ def test_queue_changed_prompt_and_seed_shows_output(page: Any, fake_server: Any)
     assert prompt["9"] == {"inputs": {"images": ["8", 0], "filename_prefix": "ComfyUI"},
                            "class_type": "SaveImage", "_meta": {"title": "Save Image"}}
     assert body["client_id"] and body["extra_data"]["extra_pnginfo"]["workflow"]["version"] == 0.4
+    assert "preview_method" not in body["extra_data"]  # "server default" sends nothing
+
     # control after generate ran after queueing
     assert widget(page, 3, "seed") == 1235
     page.click("#loom-tab-gallery")
     assert page.locator(".loom-gallery-img").count() >= 1
     page.wait_for_function("() => document.querySelector('#loom-live-preview').src.startsWith('blob:')")
+    page.select_option("#loom-preview-method", "taesd")
+    page.evaluate("loom.queue()")  # resolves once /prompt answered
+    assert posted(fake_server.url)[-1]["extra_data"]["preview_method"] == "taesd"
 
 
 def test_saved_png_dropped_back_restores_graph(page: Any, fake_server: Any) -> None:

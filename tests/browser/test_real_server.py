@@ -82,6 +82,7 @@ def test_workflows_folder_is_not_empty() -> None:
 
 def test_real_validation_error_on_node(page: Any, real_server: Any) -> None:
     _open(page, real_server)
+    assert page.locator("#loom-preview-method").input_value() == "default"  # fresh browser profile
     page.evaluate("loom.graph.getNodeById(3).disconnectInput(0)")  # KSampler.model
     page.click("#loom-queue")
     page.wait_for_selector("#loom-error-dialog")

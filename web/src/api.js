@@ -69,8 +69,9 @@ export class LoomApi extends EventTarget {
   clearHistory() { return this.postJson("history", { clear: true }); }
 
   /** POST /prompt; throws ApiError whose body carries `node_errors` on a 400. */
-  queuePrompt(prompt, workflow, { front = false } = {}) {
+  queuePrompt(prompt, workflow, { front = false, previewMethod = "default" } = {}) {
     const body = { prompt, client_id: this.clientId, extra_data: { extra_pnginfo: { workflow } } };
+    if (previewMethod && previewMethod !== "default") body.extra_data.preview_method = previewMethod;
     if (front) body.front = true;
     return this.postJson("prompt", body);
   }

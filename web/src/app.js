@@ -205,13 +205,20 @@ export class LoomApp {
       const file = e.dataTransfer?.files?.[0];
       if (!file) return;
       this.canvas.adjustMouseEvent?.(e);
-      const node = this.graph.getNodeOnPos(e.canvasX, e.canvasY);
+      const node = this.nodeAt(e.canvasX, e.canvasY);
       if (node?.onDragDrop && file.type.startsWith("image/") && !(await this.isWorkflowPng(file))) {
         await node.onDragDrop(e);
         return;
       }
       await this.openFile(file);
     });
+  }
+
+  /** The top-most node under a graph position (from pos / size, so it is right before the next redraw). */
+  nodeAt(x, y) {
+    const title = LiteGraph.NODE_TITLE_HEIGHT;
+    return [...this.graph._nodes].reverse().find((n) => x >= n.pos[0] && x <= n.pos[0] + n.size[0]
+      && y >= n.pos[1] - title && y <= n.pos[1] + (n.flags?.collapsed ? 0 : n.size[1])) ?? null;
   }
 
   async isWorkflowPng(file) {
@@ -273,7 +280,7 @@ export class LoomApp {
       throw err;
     }
     try {
-      const res = await this.api.queuePrompt(built.output, built.workflow, { front });
+      const res = await this.api.queuePrompt(built.output, built.workflow, { front, previewMethod: this.ui.previewMethod });
       if (res?.node_errors && Object.keys(res.node_errors).length) {
         const lines = applyNodeErrors(this.graph, { node_errors: res.node_errors });
         this.ui.toast(`Some outputs were skipped: ${lines.join(" ")}`, "error");

@@ -40,6 +40,7 @@ export class EditorUi {
       btn("loom-default", "Default graph", "Load the default txt2img graph", () => actions.loadDefault()),
       btn("loom-clear", "Clear", "Remove every node", () => actions.clear()),
       btn("loom-refresh", "Refresh", "Reload node definitions and model lists from the server", () => actions.refresh()),
+      this.previewSelect(),
       el("span", { className: "sep" }),
       this.statusEl, this.queueSizeEl,
       el("div", { id: "loom-progress" }, this.progressBar, this.progressText),
@@ -60,6 +61,20 @@ export class EditorUi {
     this.activeTab = "queue";
     this.showTab("queue");
   }
+
+  /** Live preview method sent with each prompt (`extra_data.preview_method`), kept in local storage. */
+  previewSelect() {
+    const select = el("select", { id: "loom-preview-method", title: "Live previews while sampling" });
+    for (const value of ["default", "none", "latent2rgb", "taesd", "auto"]) {
+      select.append(el("option", { value }, value === "default" ? "previews: server default" : `previews: ${value}`));
+    }
+    select.value = localStorage.getItem("loom.previewMethod") ?? "default";
+    select.addEventListener("change", () => localStorage.setItem("loom.previewMethod", select.value));
+    this.previewMethodEl = select;
+    return select;
+  }
+
+  get previewMethod() { return this.previewMethodEl.value; }
 
   setStatus(text) { this.statusEl.textContent = text; }
   setQueueSize(n) {
