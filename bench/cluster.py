@@ -10,7 +10,8 @@ the tiny checkpoint (tests/fixtures) or `--base DIR` (its models/), and for each
 - first executing: time from POST /prompt to the prompt's first `executing` frame on an idle server,
   median over `--runs` single prompts;
 - dispatch overhead: end-to-end time of a prompt whose every node is cached (the executor does no work),
-  minus the same on the in-process worker: what Ray adds per prompt (claim, actor call, streaming, history).
+  minus the same on the in-process worker: what Ray adds per prompt (claim, actor call, streaming, history);
+- one batch prompt: end-to-end time of one prompt with `--batch` images (split across idle workers).
 
 Prints a Markdown table. A benchmark prints numbers; it never fails on a slow machine.
 """
@@ -33,10 +34,10 @@ sys.path.insert(0, str(REPO / "tests" / "cluster"))
 TINY = REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors"
 
 
-def _prompt(seed: int, steps: int, size: int, text: str = "a photo of a cat") -> dict[str, Any]:
+def _prompt(seed: int, steps: int, size: int, text: str = "a photo of a cat", batch: int = 1) -> dict[str, Any]:
     from cluster_helpers import txt2img
 
-    p = txt2img(seed, steps=steps, size=size, prefix="bench")
+    p = txt2img(seed, steps=steps, size=size, prefix="bench", batch=batch)
     p["6"]["inputs"]["text"] = text
     return p
 
@@ -48,11 +49,12 @@ async def _run(client: Any, ws: Any, prompts: list[dict[str, Any]]) -> tuple[flo
     done: dict[str, float] = {}
     t0 = time.perf_counter()
     for p in prompts:
+        sent = time.perf_counter()  # before the request: the worker may start before the response arrives
         resp = await client.post("/prompt", json={"prompt": p, "client_id": "bench"})
         body = await resp.json()
         if resp.status != 200:
             raise RuntimeError(f"POST /prompt failed: {body}")
-        posted[body["prompt_id"]] = time.perf_counter()
+        posted[body["prompt_id"]] = sent
     while len(done) < len(posted):
         msg = await ws.receive(timeout=600)
         if isinstance(msg.data, bytes):
@@ -91,9 +93,12 @@ async def _bench(loom: Any, args: argparse.Namespace, workers: int) -> dict[str,
         lat: list[float] = []
         for _ in range(args.runs):  # a prompt just run again: every node comes from the cache
             lat += (await _run(client, ws, [cached]))[2]
+        batch: list[float] = []
+        for i in range(args.runs):  # one prompt with a batch: split across idle workers when there are 2+
+            batch += (await _run(client, ws, [_prompt(30_000 + i, args.steps, args.size, batch=args.batch)]))[2]
         await ws.close()
         return {"ppm": args.prompts / wall * 60.0, "first_ms": statistics.median(first) * 1000,
-                "cached_ms": statistics.median(lat) * 1000}
+                "cached_ms": statistics.median(lat) * 1000, "batch_s": statistics.median(batch)}
     finally:
         await client.close()
 
@@ -115,6 +120,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--workers", default="1,2", help="Ray worker counts to measure, comma separated")
     ap.add_argument("--runs", type=int, default=5, help="single-prompt runs for the latency columns")
+    ap.add_argument("--batch", type=int, default=4, help="batch size of the data-parallel column")
     ap.add_argument("--ray-address", default=None, help="join this cluster instead of starting a local one")
     ap.add_argument("--base", type=Path, default=None, help="Loom base directory with models/ (default: tiny)")
     args = ap.parse_args()
@@ -143,11 +149,12 @@ def main() -> int:
     print(f"\n{args.prompts} txt2img prompts, {args.size}x{args.size}, {args.steps} steps, tiny checkpoint, "
           f"CPU (torch threads per process: 1)\n")
     print("| backend | prompts/min | POST -> first executing (idle, median) | fully cached prompt (median) "
-          "| dispatch overhead / prompt |")
-    print("|---|---|---|---|---|")
+          f"| dispatch overhead / prompt | one batch-{args.batch} prompt |")
+    print("|---|---|---|---|---|---|")
     for name, r in rows:
         over = "-" if name.startswith("in-process") else f"{r['cached_ms'] - base_cached:.1f} ms"
-        print(f"| {name} | {r['ppm']:.1f} | {r['first_ms']:.0f} ms | {r['cached_ms']:.1f} ms | {over} |")
+        print(f"| {name} | {r['ppm']:.1f} | {r['first_ms']:.0f} ms | {r['cached_ms']:.1f} ms | {over} "
+              f"| {r['batch_s']:.2f} s |")
     return 0
 
 
