@@ -43,9 +43,9 @@ def test_canvas_menu_lists_categories(page: Any, fake_server: Any) -> None:
 def test_convert_widget_to_input_and_back(page: Any, fake_server: Any) -> None:
     open_editor(page, fake_server.url)
     result = page.evaluate("""() => {
-        const ks = loom.graph.getNodeById(3);
-        const w = ks.widgets.find(x => x.name === 'steps');
-        const slot = ks.inputs.find(s => s.name === 'steps');
+        let ks = loom.graph.getNodeById(3);
+        let w = ks.widgets.find(x => x.name === 'steps');
+        let slot = ks.inputs.find(s => s.name === 'steps');
         const labels = ks.getExtraMenuOptions(loom.canvas, []).filter(Boolean).map(o => o.content);
         loom.convertToInput(ks, w, slot);
         const prim = window.loomLiteGraph.createNode('PrimitiveNode'); loom.graph.add(prim);
@@ -54,6 +54,14 @@ def test_convert_widget_to_input_and_back(page: Any, fake_server: Any) -> None:
         const asInput = loom.buildPrompt()['3'].inputs.steps;
         const saved = loom.graph.serialize().nodes.find(n => n.id === 3).inputs.find(s => s.name === 'steps');
         const labels2 = ks.getExtraMenuOptions(loom.canvas, []).filter(Boolean).map(o => o.content);
+        // Save and reload: the input stays converted.
+        loom.loadWorkflow(loom.graph.serialize());
+        const ks2 = loom.graph.getNodeById(3);
+        const reloaded = [ks2.widgets.find(x => x.name === 'steps').hidden, loom.buildPrompt()['3'].inputs.steps];
+        if (JSON.stringify(reloaded) !== JSON.stringify([true, 4])) return ['reload lost the conversion', reloaded];
+        ks = ks2;
+        w = ks.widgets.find(x => x.name === 'steps');
+        slot = ks.inputs.find(s => s.name === 'steps');
         loom.convertToWidget(ks, w, slot);
         w.value = 9;
         return [labels.includes('Convert steps to input'), asInput, saved.widget, labels2.includes('Convert steps to widget'),

@@ -2,6 +2,7 @@
 import { LGraphNode, LiteGraph } from "@comfyorg/litegraph";
 import { isWidgetInput, parseInputSpec } from "./types.js";
 import { addInputWidget } from "./widgets.js";
+import { convertToInput } from "./nodemenu.js";
 import { decorateNodeClass } from "./nodeview.js";
 
 /** Ordered input names of a definition: input_order when given, else the keys of `input`. */
@@ -51,6 +52,11 @@ function makeNodeClass(name, def, ctx) {
 
     onConfigure(info) {
       ensureWidgetSlots(this, inputs);
+      for (const slot of this.inputs ?? []) {
+        const widget = slot.loom_converted && this.widgets?.find((w) => w.name === slot.widget?.name);
+        delete slot.loom_converted;
+        if (widget) convertToInput(this, widget, slot);
+      }
       // Newer frontends may save widget values as {name: value} instead of an array.
       const values = info.widgets_values;
       if (values && typeof values === "object" && !Array.isArray(values)) {
@@ -62,8 +68,11 @@ function makeNodeClass(name, def, ctx) {
     onSerialize(o) {
       o.widgets_values ??= [];
       // Inputs converted from widgets are plain sockets while editing; saved files keep the locator.
+      // `loom_converted` (ignored by ComfyUI) brings the socket back as a socket on the next load.
       this.inputs?.forEach((slot, i) => {
-        if (slot.loomConvertedWidget && o.inputs?.[i]) o.inputs[i].widget = { ...slot.loomConvertedWidget };
+        if (!slot.loomConvertedWidget || !o.inputs?.[i]) return;
+        o.inputs[i].widget = { ...slot.loomConvertedWidget };
+        o.inputs[i].loom_converted = true;
       });
     }
 
