@@ -1,6 +1,7 @@
 """Textual-inversion embedding files looked up by name in an embeddings folder."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -23,10 +24,12 @@ class EmbeddingStore:
         self._cache: dict[str, torch.Tensor] = {}
 
     def _find(self, name: str) -> Path | None:
-        base = self.directory.resolve()
+        # confine by the normalised name, not the resolved target: a symlinked file in the folder is fine,
+        # "../x" is not
+        base = Path(os.path.abspath(self.directory))
         for suffix in _SUFFIXES:
-            candidate = (base / (name + suffix)).resolve()
-            if candidate.is_file() and base in candidate.parents:
+            candidate = Path(os.path.normpath(base / (name + suffix)))
+            if base in candidate.parents and candidate.is_file():
                 return candidate
         return None
 

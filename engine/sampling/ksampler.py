@@ -119,6 +119,18 @@ def _inpaint_concat(model: Any, opts: dict[str, Any], noise: torch.Tensor, laten
     return torch.cat([mask, image], dim=1)
 
 
+def _add_adm(model: Any, conds: list[Cond], shape: torch.Size, prompt_type: str) -> None:
+    """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2)."""
+    adm = getattr(model, "adm", None)
+    if adm is None:
+        return
+    for c in conds:
+        if c.y is None:
+            y = adm(c.extra, tuple(shape), prompt_type)
+            if y is not None:
+                c.y = y.to(device=c.cross_attn.device, dtype=torch.float32)
+
+
 def _needs_concat(model: Any, latent_channels: int) -> bool:
     in_ch = getattr(model, "in_channels", None)
     return isinstance(in_ch, int) and in_ch > latent_channels
@@ -172,6 +184,8 @@ def sample(
 
     pos = resolve_conds(positive, noise.shape, ms, device, "positive")
     neg = resolve_conds(negative, noise.shape, ms, device, "negative")
+    _add_adm(model, pos, noise.shape, "positive")
+    _add_adm(model, neg, noise.shape, "negative")
     if _needs_concat(model, noise.shape[1]):
         for c in pos + neg:
             c.concat = _inpaint_concat(model, c.extra, noise, latent_in, mask)
