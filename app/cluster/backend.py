@@ -251,17 +251,31 @@ class RayBackend:
                 args: tuple[Any, ...] = (self, chosen, item, sensitive, parts)
             else:
                 target, args = self._run, (chosen[0], item, sensitive)
-            t = threading.Thread(target=self._guarded, args=(target, *args),
+            t = threading.Thread(target=self._guarded, args=(item, sensitive, target, *args),
                                  name=f"loom-ray-{item.prompt_id[:8]}", daemon=True)
             self._runs.add(t)
             t.start()
 
     # -- one run ---------------------------------------------------------------------------------------
-    def _guarded(self, target: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, item: QueueItem, sensitive: dict[str, Any], target: Callable[..., None], *args: Any
+                 ) -> None:
         try:
             target(*args)
-        except Exception:
-            log.exception("prompt run failed in the backend")
+        except Exception as exc:  # a bug here must not hold a worker or lose the prompt
+            log.exception("prompt %s: backend failure", item.prompt_id)
+            with self._lock:
+                for s in self.slots:
+                    if s.running is item:
+                        s.running = None
+            try:
+                if self.store.attempts(item.prompt_id) < self.retries:
+                    self.store.requeue_front(item, sensitive)
+                else:
+                    client = item.extra_data.get("client_id")
+                    self.finish(item, crash_entry(item, exc, time.time())[0], "error",
+                                client if isinstance(client, str) else None)
+            except Exception:
+                log.exception("prompt %s could not be requeued or reported", item.prompt_id)
         finally:
             self._runs.discard(threading.current_thread())
             self._wake.set()
