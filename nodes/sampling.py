@@ -77,6 +77,21 @@ def _fix_empty_latent_channels(model: Any, latent: torch.Tensor) -> torch.Tensor
     return latent
 
 
+def _with_adm(model: Any, conditioning: Any, latent_shape: Any, prompt_type: str) -> Any:
+    """Entries carrying the model's ADM `y` vector (SDXL size / refiner aesthetic score); SD1/SD2 unchanged."""
+    adm = getattr(model, "adm", None)
+    if adm is None or not isinstance(conditioning, list):
+        return conditioning
+    out = []
+    for cond, opts in conditioning:
+        if opts.get("y") is None:
+            y = adm(opts, tuple(latent_shape), prompt_type)
+            if y is not None:
+                opts = {**opts, "y": y}
+        out.append([cond, opts])
+    return out
+
+
 def common_ksampler(model: Any, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
                     positive: Any, negative: Any, latent: dict[str, Any], *, preview_method: str = "none",
                     denoise: float = 1.0, disable_noise: bool = False, start_step: int | None = None,
@@ -95,6 +110,8 @@ def common_ksampler(model: Any, seed: int, steps: int, cfg: float, sampler_name:
                             device="cpu")
     else:
         noise = sampling.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    positive = _with_adm(model, positive, latent_image.shape, "positive")
+    negative = _with_adm(model, negative, latent_image.shape, "negative")
     samples = sampling.sample(
         model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
         denoise=denoise, disable_noise=disable_noise, start_step=start_step, last_step=last_step,
