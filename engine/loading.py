@@ -25,7 +25,7 @@ from engine.detect import (
 )
 from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
-from engine.families import SD15, Family, TextEncoderSpec
+from engine.families import Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
 from engine.model_management import ModelManager, file_cache_key
 from engine.networks.ops import ManualCast, Plain
@@ -240,27 +240,34 @@ def load_vae(path: PathLike, manager: ModelManager) -> VaeHandle:
 
 def load_clip(paths: PathLike | Sequence[PathLike], clip_type: str = "stable_diffusion", *,
               manager: ModelManager, embedding_directory: str | None = None) -> ClipHandle:
-    """Load a text-encoder-only file (CLIP-L keys ``text_model.*``, optionally with a transformer prefix)."""
+    """Load text-encoder-only files: one for ``stable_diffusion`` (SD1 CLIP-L, SD2 ViT-H or the refiner's
+    bigG, by depth) or ``sd2``; a CLIP-L + bigG pair for ``sdxl`` (DualCLIPLoader). See engine.clip_files."""
+    from engine.clip_files import family_for, read_tower
+
     plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(x) for x in paths]
-    if clip_type != "stable_diffusion" or len(plist) != 1:
-        raise UnknownModelError(f"CLIPLoader: type {clip_type!r} with {len(plist)} file(s) is not supported yet; "
-                                "supported: one CLIP-L file with type 'stable_diffusion'")
-    p = plist[0]
+    for p in plist:
+        if not p.is_file():
+            raise CheckpointError(f"text encoder file not found: {p}. Put it in models/text_encoders "
+                                  "(or models/clip)")
 
     def build() -> ClipHandle:
-        sd, metadata = read_state_dict(p)
-        sd = _strip_known(sd, ("", "transformer.", "cond_stage_model.transformer."),
-                          "text_model.embeddings.token_embedding.weight")
-        if "text_model.embeddings.token_embedding.weight" not in sd:
-            raise UnknownModelError(f"{p.name}: not a CLIP-L text encoder (no 'text_model.*' keys); "
-                                    f"found {len(sd)} tensors such as {sorted(sd)[:3]}")
-        spec = SD15.text_encoders[0]
-        cfg = detect_text_tower(read_shapes(sd), spec, metadata_config(metadata), p.name, prefix="")
-        assert cfg is not None
-        return _make_clip(SD15, {spec.key: cfg}, {spec.key: {"transformer." + k: v for k, v in sd.items()}},
-                          manager, p, embedding_directory)
+        towers, metas = [], {}
+        for p in plist:
+            sd, metadata = read_state_dict(p)
+            towers.append(read_tower(p.name, sd))
+            metas[p.name] = metadata_config(metadata)
+        family, assigned = family_for(clip_type, towers)
+        configs: dict[str, ClipTextConfig | OpenClipConfig] = {}
+        for spec in family.text_encoders:
+            tower, weights = assigned[spec.key]
+            cfg = detect_text_tower(read_shapes(weights), spec, metas[tower.name], tower.name,
+                                    prefix="transformer." if spec.kind == "clip_l" else "")
+            assert cfg is not None
+            configs[spec.key] = cfg
+        return _make_clip(family, configs, {k: w for k, (_, w) in assigned.items()}, manager, plist[0],
+                          embedding_directory)
 
-    if not p.is_file():
-        raise CheckpointError(f"text encoder file not found: {p}. Put it in models/text_encoders (or models/clip)")
-    key = file_cache_key("clip", p, clip_type, embedding_directory)
+    key = file_cache_key("clip", plist[0], clip_type, embedding_directory,
+                         *(file_cache_key("clip", p) for p in plist[1:]))
     return manager.cached(key, build).clone()
+

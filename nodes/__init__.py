@@ -17,6 +17,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.mask",
     "nodes.io",
     "nodes.primitives",
+    "nodes.families",
 )
 
 

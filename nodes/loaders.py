@@ -13,7 +13,7 @@ __all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "L
 WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
               "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux2",
-              "ovis"]
+              "ovis", "sd2"]
 _VIDEO_TAE_PREFIXES = ("taehv", "lighttaew2_2", "lighttaew2_1", "lighttaehy1_5")
 _TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1")
 
