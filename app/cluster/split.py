@@ -18,9 +18,10 @@ from typing import Any
 
 __all__ = ["Part", "plan_split", "merge_ui", "set_png_text", "SPLIT_SAMPLERS"]
 
-# Samplers whose only randomness is the initial noise.
+# Samplers whose only randomness is the initial noise and whose every step is per image (dpm_adaptive is
+# not: its step size follows an error norm over the whole batch).
 SPLIT_SAMPLERS = frozenset({"euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim", "uni_pc", "uni_pc_bh2", "deis",
-                            "ipndm", "ipndm_v", "dpm_fast", "dpm_adaptive"})
+                            "ipndm", "ipndm_v"})
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def test_batch_split_into_latent_slices() -> None:
     lambda p: p["5"]["inputs"].update(batch_size=1),
     lambda p: p["3"]["inputs"].update(sampler_name="euler_ancestral"),  # noise every step over the batch
     lambda p: p["3"]["inputs"].update(sampler_name="dpmpp_2m_sde"),
+    lambda p: p["3"]["inputs"].update(sampler_name="dpm_adaptive"),  # step size from a norm over the batch
     lambda p: p["5"]["inputs"].update(width=72),  # not a multiple of 16: per-slot noise would differ
     lambda p: p.update({"10": {"class_type": "KSampler", "inputs": dict(p["3"]["inputs"])}}),
 ])
