@@ -162,6 +162,9 @@ class VaeHandle:
         self.entry = entry if entry is not None else manager.register(vae, "vae", "vae")
         self.downscale = vae.config.downscale
         self.latent_channels = vae.config.embed_dim
+        # Upper bound on the activation memory of one VAE call (None: free memory of the device only).
+        # Larger calls go tiled automatically, so a 2048x2048 decode needs a few GB instead of tens.
+        self.max_memory: int | None = None
 
     def clone(self) -> VaeHandle:
         """A handle sharing the network."""
@@ -193,9 +196,33 @@ class VaeHandle:
         per_item = pixels_per_item * bytes_per_pixel * torch.finfo(self.dtype).bits // 8
         return max(1, self.manager.policy.free_memory() // max(per_item, 1))
 
+    def _memory_available(self) -> int:
+        """Bytes one VAE call may use: free device memory, capped by ``max_memory``."""
+        free = self.manager.policy.free_memory()
+        return free if self.max_memory is None else min(free, self.max_memory)
+
+    def _call_bytes(self, pixels: int, bytes_per_pixel: int) -> int:
+        """Estimated activation bytes of one item's call over ``pixels`` image pixels (SD VAE width 128)."""
+        width = self.vae.config.ch / 128
+        return int(pixels * bytes_per_pixel * width * torch.finfo(self.dtype).bits // 8)
+
+    def _auto_tile(self, image_pixels: int, bytes_per_pixel: int, tile_px: int) -> int | None:
+        """None when one whole item fits in memory, else the largest tile side (pixels) that fits."""
+        budget = self._memory_available()
+        if self._call_bytes(image_pixels, bytes_per_pixel) <= budget:
+            return None
+        min_tile = 16 * self.downscale
+        while tile_px > min_tile and self._call_bytes(tile_px * tile_px, bytes_per_pixel) > budget:
+            tile_px //= 2
+        return max(tile_px, min_tile)
+
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels [B,H,W,C] in 0..1 -> raw latent [B,4,H/8,W/8] (posterior mean)."""
-        x = self.crop_pixels(pixels)[..., :3].movedim(-1, 1).float() * 2.0 - 1.0
+        """Pixels [B,H,W,C] in 0..1 -> raw latent [B,4,H/8,W/8] (posterior mean); tiled when memory is short."""
+        cropped = self.crop_pixels(pixels)
+        tile = self._auto_tile(cropped.shape[1] * cropped.shape[2], 1800, 512)
+        if tile is not None:
+            return self.encode_tiled(pixels, tile=tile, overlap=tile // 8)
+        x = cropped[..., :3].movedim(-1, 1).float() * 2.0 - 1.0
 
         def run() -> torch.Tensor:
             vae, dev, dtype = self._on_device()
@@ -211,7 +238,12 @@ class VaeHandle:
             return self.encode_tiled(pixels)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Raw latent [B,4,h,w] -> pixels [B,8h,8w,3] = clamp((x+1)/2, 0, 1)."""
+        """Raw latent [B,4,h,w] -> pixels [B,8h,8w,3] = clamp((x+1)/2, 0, 1); tiled when memory is short."""
+        tile = self._auto_tile(latent.shape[2] * latent.shape[3] * self.downscale**2, 2200, 64 * self.downscale)
+        if tile is not None:
+            cells = tile // self.downscale
+            return self.decode_tiled(latent, tile=cells, overlap=cells // 4)
+
         def run() -> torch.Tensor:
             vae, dev, dtype = self._on_device()
             # decoder activations: about 2.2 kB per output pixel at 1 byte/element

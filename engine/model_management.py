@@ -3,6 +3,10 @@
 One ``ModelManager`` per Loom instance (no module globals). Loaders ask it for a cached result keyed by
 file path + mtime (a file is never loaded twice while unchanged); handles ask it to put their network on
 the compute device before running, which offloads least-recently-used networks when memory is short.
+
+Budgets: ``ram_budget_bytes`` bounds the networks kept loaded in the file cache (least recently used files
+are dropped beyond it, never the one in use); ``vram_budget_bytes`` bounds the networks resident on the
+compute device (least recently used are offloaded beyond it). None = no budget beyond free memory.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class ManagedModel:
     kind: str
     size: int
     last_used: float = field(default_factory=time.monotonic)
+    file_key: tuple[Hashable, ...] | None = None
 
     def device(self) -> torch.device:
         """Where the module's first parameter lives (cpu when it has none)."""
@@ -59,25 +64,64 @@ class ModelManager:
     reserve_bytes: memory kept free on the device beyond a model's own size when loading it.
     """
 
-    def __init__(self, policy: DevicePolicy | None = None, reserve_bytes: int = 512 * 1024**2) -> None:
+    def __init__(self, policy: DevicePolicy | None = None, reserve_bytes: int = 512 * 1024**2,
+                 ram_budget_bytes: int | None = None, vram_budget_bytes: int | None = None) -> None:
         self.policy = policy if policy is not None else DevicePolicy.detect()
         self.reserve_bytes = reserve_bytes
+        self.ram_budget_bytes = ram_budget_bytes
+        self.vram_budget_bytes = vram_budget_bytes
         self._models: list[ManagedModel] = []
         self._files: dict[tuple[Hashable, ...], Any] = {}
+        self._file_used: dict[tuple[Hashable, ...], float] = {}
         self._lock = threading.RLock()
 
     # ---- file cache -------------------------------------------------------------------------------
     def cached(self, key: tuple[Hashable, ...], build: Callable[[], T]) -> T:
-        """The value stored under ``key``, building (and storing) it once."""
+        """The value stored under ``key``, building (and storing) it once; evicts LRU files over budget."""
         with self._lock:
+            self._file_used[key] = time.monotonic()
             if key not in self._files:
+                first_new = len(self._models)
                 self._files[key] = build()
+                for entry in self._models[first_new:]:
+                    entry.file_key = key
+                self._evict_files(keep=key)
             return self._files[key]  # type: ignore[no-any-return]
+
+    def cached_bytes(self) -> int:
+        """Bytes of the networks that belong to cached files."""
+        with self._lock:
+            return sum(m.size for m in self._models if m.file_key in self._files)
+
+    def _evict_files(self, keep: tuple[Hashable, ...]) -> None:
+        """Drop least recently used cached files until the cache fits ``ram_budget_bytes``."""
+        if self.ram_budget_bytes is None:
+            return
+        for key in sorted(self._files, key=lambda k: self._file_used.get(k, 0.0)):
+            if self.cached_bytes() <= self.ram_budget_bytes:
+                break
+            if key != keep:
+                self.forget_file(key)
+
+    def forget_file(self, key: tuple[Hashable, ...]) -> None:
+        """Drop one cached file result and stop tracking its networks (freed once no handle holds them)."""
+        with self._lock:
+            self._files.pop(key, None)
+            self._file_used.pop(key, None)
+            for entry in [m for m in self._models if m.file_key == key]:
+                self.offload(entry)
+                self._models.remove(entry)
+
+    def cached_keys(self) -> list[tuple[Hashable, ...]]:
+        """Keys of the cached files, least recently used first."""
+        with self._lock:
+            return sorted(self._files, key=lambda k: self._file_used.get(k, 0.0))
 
     def forget_files(self) -> None:
         """Drop every cached file result (loaded networks stay tracked until garbage collected)."""
         with self._lock:
             self._files.clear()
+            self._file_used.clear()
             self._models.clear()
 
     # ---- tracked networks -------------------------------------------------------------------------
@@ -94,12 +138,27 @@ class ModelManager:
             entry.last_used = time.monotonic()
             if entry not in self._models:
                 self._models.append(entry)
+            if entry.file_key is not None and entry.file_key in self._file_used:
+                self._file_used[entry.file_key] = entry.last_used
             target = self.policy.device
             if entry.device() != target:
                 if target.type != "cpu":
+                    self._fit_vram_budget(entry)
                     self.free_memory(entry.size + self.reserve_bytes, keep=(entry,))
                 entry.module.to(target)
             return entry.module
+
+    def _fit_vram_budget(self, entry: ManagedModel) -> None:
+        """Offload least recently used networks until ``entry`` fits ``vram_budget_bytes`` beside the rest."""
+        if self.vram_budget_bytes is None:
+            return
+        on_device = [m for m in self._models if m is not entry and m.device() == self.policy.device]
+        resident = sum(m.size for m in on_device)
+        for other in sorted(on_device, key=lambda m: m.last_used):
+            if resident + entry.size <= self.vram_budget_bytes:
+                break
+            self.offload(other)
+            resident -= other.size
 
     def offload(self, entry: ManagedModel) -> None:
         """Move a network back to the offload device."""
