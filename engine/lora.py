@@ -9,7 +9,8 @@ thirds of OpenCLIP's fused ``in_proj_weight``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,11 +19,13 @@ from torch import nn
 from engine.clip_handle import ClipHandle
 from engine.handles import ModelHandle
 from engine.networks.text_encoders import OpenClipTextEncoder
+from engine.networks.unet import UNetConfig
 from engine.patching import Patch
 from engine.state_files import read_state_dict
 from engine.unet_names import ldm_to_diffusers_modules
 
-__all__ = ["load_lora", "apply_lora", "unet_lora_names", "clip_lora_names", "LoraTarget"]
+__all__ = ["load_lora", "apply_lora", "apply_lora_with_report", "unet_lora_names", "unet_lora_names_for",
+           "clip_lora_names", "lora_modules", "match_lora", "LoraMatch", "LoraTarget"]
 
 # (parameter name in the handle's network, row slice or None)
 LoraTarget = tuple[str, "slice | None"]
@@ -35,16 +38,20 @@ def _linear_like(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-def unet_lora_names(model: ModelHandle) -> dict[str, LoraTarget]:
-    """kohya UNet module name (both layouts) -> (parameter, None)."""
-    net = model.diffusion_model
-    modules = _linear_like(net)
+def unet_lora_names_for(config: UNetConfig, modules: Sequence[str]) -> dict[str, LoraTarget]:
+    """kohya UNet module name (diffusers and LDM layouts) -> (parameter, None) for a UNet's Linear/Conv names."""
     names: dict[str, LoraTarget] = {}
-    for ldm, diff in ldm_to_diffusers_modules(net.config, modules).items():
+    for ldm, diff in ldm_to_diffusers_modules(config, list(modules)).items():
         names["lora_unet_" + diff.replace(".", "_")] = (ldm + ".weight", None)
     for ldm in modules:
         names["lora_unet_" + ldm.replace(".", "_")] = (ldm + ".weight", None)
     return names
+
+
+def unet_lora_names(model: ModelHandle) -> dict[str, LoraTarget]:
+    """kohya UNet module name (both layouts) -> (parameter, None)."""
+    net = model.diffusion_model
+    return unet_lora_names_for(net.config, _linear_like(net))
 
 
 def _clip_l_names(prefix: str, tower: str, module: nn.Module) -> dict[str, LoraTarget]:
@@ -87,11 +94,49 @@ def clip_lora_names(clip: ClipHandle) -> dict[str, LoraTarget]:
     return names
 
 
-def _delta(sd: Mapping[str, torch.Tensor], module: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    up = sd.get(module + ".lora_up.weight")
-    down = sd.get(module + ".lora_down.weight")
-    if up is None or down is None:
-        return None
+def lora_modules(keys: Iterable[str]) -> set[str]:
+    """The module names of a kohya LoRA (``<module>.lora_down.weight`` keys)."""
+    return {k[: -len(".lora_down.weight")] for k in keys if k.endswith(".lora_down.weight")}
+
+
+@dataclass
+class LoraMatch:
+    """Which LoRA modules fit a network: module -> (parameter, rows) for those whose name and shape fit;
+    ``wrong_shape`` lists modules whose name exists but whose low-rank product has another shape."""
+
+    matched: dict[str, LoraTarget] = field(default_factory=dict)
+    wrong_shape: list[str] = field(default_factory=list)
+
+
+def match_lora(lora_shapes: Mapping[str, Sequence[int]], names: Mapping[str, LoraTarget],
+               param_shapes: Mapping[str, Sequence[int]]) -> LoraMatch:
+    """Match a LoRA's modules to parameters by name and shape (works on header shapes alone)."""
+    result = LoraMatch()
+    for module in sorted(lora_modules(lora_shapes)):
+        target = names.get(module)
+        up, down = lora_shapes.get(module + ".lora_up.weight"), lora_shapes.get(module + ".lora_down.weight")
+        if target is None or up is None or down is None or target[0] not in param_shapes:
+            continue
+        shape = list(param_shapes[target[0]])
+        rows = target[1]
+        if rows is not None:
+            shape[0] = len(range(*rows.indices(shape[0])))
+        fan_in = 1
+        for d in down[1:]:
+            fan_in *= int(d)
+        rest = 1
+        for d in shape[1:]:
+            rest *= int(d)
+        if int(up[0]) == int(shape[0]) and fan_in == rest:
+            result.matched[module] = target
+        else:
+            result.wrong_shape.append(module)
+    return result
+
+
+def _delta(sd: Mapping[str, torch.Tensor], module: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    up = sd[module + ".lora_up.weight"]
+    down = sd[module + ".lora_down.weight"]
     alpha = sd.get(module + ".alpha")
     rank = down.shape[0]
     scale = float(alpha) / rank if alpha is not None else 1.0
@@ -99,15 +144,13 @@ def _delta(sd: Mapping[str, torch.Tensor], module: str) -> Callable[[torch.Tenso
     return lambda w: mat.to(w.device)
 
 
-def _patches(sd: Mapping[str, torch.Tensor], names: Mapping[str, LoraTarget]
-             ) -> tuple[dict[str, Patch], set[str]]:
+def _patches(sd: Mapping[str, torch.Tensor], names: Mapping[str, LoraTarget], module: nn.Module
+             ) -> tuple[dict[str, Patch], LoraMatch]:
+    params = {n: tuple(p.shape) for n, p in module.named_parameters()}
+    match = match_lora({k: tuple(v.shape) for k, v in sd.items()}, names, params)
     patches: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {}
-    used: set[str] = set()
-    for module, (param, rows) in names.items():
-        delta = _delta(sd, module)
-        if delta is None:
-            continue
-        used.add(module)
+    for lora_module, (param, rows) in match.matched.items():
+        delta = _delta(sd, lora_module)
 
         def patch(w: torch.Tensor, delta: Callable[[torch.Tensor], torch.Tensor] = delta,
                   rows: slice | None = rows) -> torch.Tensor:
@@ -121,7 +164,7 @@ def _patches(sd: Mapping[str, torch.Tensor], names: Mapping[str, LoraTarget]
     merged: dict[str, Patch] = {}
     for param, fns in patches.items():
         merged[param] = fns[0] if len(fns) == 1 else _summed(fns)
-    return merged, used
+    return merged, match
 
 
 def _summed(fns: list[Callable[[torch.Tensor], torch.Tensor]]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -143,24 +186,49 @@ def load_lora(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 def apply_lora(model: ModelHandle | None, clip: ClipHandle | None, lora: Mapping[str, torch.Tensor],
                strength_model: float, strength_clip: float) -> tuple[Any, Any]:
     """Clones of ``model`` / ``clip`` carrying the LoRA (a handle passed as None stays None)."""
-    modules = {k.split(".")[0] for k in lora if k.endswith(".lora_down.weight")}
+    new_model, new_clip, _ = apply_lora_with_report(model, clip, lora, strength_model, strength_clip)
+    return new_model, new_clip
+
+
+def apply_lora_with_report(model: ModelHandle | None, clip: ClipHandle | None, lora: Mapping[str, torch.Tensor],
+                           strength_model: float, strength_clip: float) -> tuple[Any, Any, dict[str, Any]]:
+    """``apply_lora`` plus a report: modules in the file, those matched on the UNet / text encoders (with the
+    parameters they patch), those left unmatched or of the wrong shape. Raises ValueError when the LoRA
+    matches nothing, or has UNet modules of which none fits this model (another family's LoRA)."""
+    modules = lora_modules(lora)
+    unet_modules = {m for m in modules if m.startswith("lora_unet_")}
     used: set[str] = set()
+    wrong: list[str] = []
+    report: dict[str, Any] = {"modules_in_file": len(modules)}
     new_model = new_clip = None
     if model is not None:
         new_model = model.clone()
-        patches, hit = _patches(lora, unet_lora_names(model))
+        patches, match = _patches(lora, unet_lora_names(model), model.diffusion_model)
         new_model.add_patches(patches, strength_model)
-        used |= hit
+        used |= set(match.matched)
+        wrong += match.wrong_shape
+        report["unet_modules_patched"] = len(match.matched)
+        report["unet_weights_patched"] = len(patches)
+        if unet_modules and not match.matched:
+            raise ValueError(
+                f"LoRA matches none of this model's UNet layers ({len(unet_modules)} UNet modules such as "
+                f"{sorted(unet_modules)[:2]}; {len(match.wrong_shape)} have a known name but another shape). "
+                f"Is it for a different model family than this {model.family.name} model?")
     if clip is not None:
         new_clip = clip.clone()
-        patches, hit = _patches(lora, clip_lora_names(clip))
+        patches, match = _patches(lora, clip_lora_names(clip), clip.encoders)
         new_clip.add_patches(patches, strength_clip)
-        used |= hit
+        used |= set(match.matched)
+        wrong += match.wrong_shape
+        report["clip_modules_patched"] = len(match.matched)
+        report["clip_weights_patched"] = len(patches)
     unknown = modules - used
-    te_only = {m for m in unknown if m.startswith("lora_te")}
     if clip is None:
-        unknown -= te_only  # a model-only load ignores text-encoder keys
-    if unknown and len(unknown) == len(modules):
+        unknown = {m for m in unknown if not m.startswith("lora_te")}  # a model-only load ignores them
+    if modules and not used:
         raise ValueError(f"LoRA matches none of this model's layers ({len(modules)} modules such as "
                          f"{sorted(modules)[:3]}); is it for a different model family?")
-    return new_model, new_clip
+    report["matched_keys"] = sorted(used)
+    report["unmatched_keys"] = sorted(unknown)
+    report["wrong_shape_keys"] = sorted(wrong)
+    return new_model, new_clip, report

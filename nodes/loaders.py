@@ -204,10 +204,12 @@ class LoraLoader(BuiltinNode):
     DESCRIPTION = "LoRAs modify diffusion and CLIP models, altering the way in which latents are denoised."
     RETURN_TYPES = ("MODEL", "CLIP")
     OUTPUT_TOOLTIPS = ("The modified diffusion model.", "The modified CLIP model.")
-    FUNCTION = "load_lora"
+    FUNCTION = "run_with_report"
+    COMFY_FUNCTION = "load_lora"
 
     def __init__(self) -> None:
         self._loaded: tuple[str, Any] | None = None
+        self._report: dict[str, Any] | None = None
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -234,20 +236,35 @@ class LoraLoader(BuiltinNode):
         return self._loaded[1]
 
     def _apply(self, cls_name: str, model: Any, clip: Any, lora_name: str, strength_model: float,
-               strength_clip: float) -> tuple[Any, Any]:
+               strength_clip: float) -> tuple[Any, Any, dict[str, Any]]:
+        """Patched clones plus a report for /history: keys matched, modules patched per network."""
         from engine import lora
 
         weights = self._lora(cls_name, lora_name)
         try:
-            return lora.apply_lora(model, clip, weights, strength_model, strength_clip)
+            new_model, new_clip, report = lora.apply_lora_with_report(model, clip, weights, strength_model,
+                                                                      strength_clip)
         except ValueError as exc:
             raise input_error(cls_name, "lora_name", f"{lora_name}: {exc}") from exc
+        return new_model, new_clip, {"lora_name": lora_name, "strength_model": strength_model,
+                                     "strength_clip": strength_clip if clip is not None else None, **report}
 
     def load_lora(self, model: Any, clip: Any, lora_name: str, strength_model: float,
                   strength_clip: float) -> tuple[Any, Any]:
         if strength_model == 0 and strength_clip == 0:
             return model, clip
-        return self._apply("LoraLoader", model, clip, lora_name, strength_model, strength_clip)
+        new_model, new_clip, self._report = self._apply("LoraLoader", model, clip, lora_name, strength_model,
+                                                        strength_clip)
+        return new_model, new_clip
+
+    def run_with_report(self, **inputs: Any) -> Any:
+        """The executor's entry (FUNCTION): ComfyUI's method, plus the LoRA report as a `ui` entry for /history;
+        `load_lora` itself keeps ComfyUI's tuple return for packs that call or override it."""
+        self._report = None
+        result = getattr(self, self.COMFY_FUNCTION)(**inputs)
+        if self._report is None:
+            return result
+        return {"ui": {"lora": [self._report]}, "result": tuple(result)}
 
 
 class LoraLoaderModelOnly(LoraLoader):
@@ -256,7 +273,7 @@ class LoraLoaderModelOnly(LoraLoader):
     DISPLAY_NAME = "LoraLoaderModelOnly"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The modified diffusion model.",)
-    FUNCTION = "load_lora_model_only"
+    COMFY_FUNCTION = "load_lora_model_only"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -271,7 +288,8 @@ class LoraLoaderModelOnly(LoraLoader):
     def load_lora_model_only(self, model: Any, lora_name: str, strength_model: float) -> tuple[Any]:
         if strength_model == 0:
             return (model,)
-        new_model, _ = self._apply("LoraLoaderModelOnly", model, None, lora_name, strength_model, 0.0)
+        new_model, _, self._report = self._apply("LoraLoaderModelOnly", model, None, lora_name, strength_model,
+                                                 0.0)
         return (new_model,)
 
 
