@@ -1,7 +1,6 @@
 """Cluster fixtures: one local Ray instance on 127.0.0.1 for the session, a Loom base with the tiny checkpoint."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -64,13 +63,9 @@ def loom_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def engine(loom_base: Path) -> Any:
     """(registry, executor, services, paths) on this machine, as build_engine makes them for the server."""
-    import torch
-
     from app.config import Config
     from app.loom import build_engine
 
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     return build_engine(Config(base_directory=loom_base, cpu=True))
 
 
