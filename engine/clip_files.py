@@ -21,7 +21,7 @@ import torch
 from engine.errors import UnknownModelError
 from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family
 
-__all__ = ["TowerFile", "read_tower", "family_for", "CLIP_FILE_TYPES"]
+__all__ = ["TowerFile", "read_tower", "family_for", "classify_towers", "tower_layout", "CLIP_FILE_TYPES"]
 
 CLIP_FILE_TYPES = ("stable_diffusion", "sd2", "sdxl")
 
@@ -120,28 +120,55 @@ def as_clip_l(tower: TowerFile) -> dict[str, torch.Tensor]:
     return {"transformer." + k: v for k, v in tower.weights.items() if k.startswith("text_model.")}
 
 
+TowerShape = tuple[str, int, int]  # (layout, width, layers)
+
+
+def tower_layout(shapes: Mapping[str, object]) -> TowerShape | None:
+    """(layout, width, layers) of the tower in a file's key -> shape map (header only), None when absent."""
+    for prefixes, probe, layout in ((_HF_PREFIXES, _HF_PROBE, "hf"), (_OPEN_PREFIXES, _OPEN_PROBE, "open_clip")):
+        for prefix in prefixes:
+            shape = shapes.get(prefix + probe)
+            if shape is not None:
+                keys = [k[len(prefix):] for k in shapes if k.startswith(prefix)]
+                return layout, int(shape[1]), _depth(keys)  # type: ignore[index]
+    return None
+
+
+def classify_towers(clip_type: str, towers: list[TowerShape], names: list[str]) -> tuple[Family, list[str]]:
+    """The family a CLIPLoader / DualCLIPLoader type serves and the token key ("l", "g", "h") of each file."""
+    listed = ", ".join(names)
+    if clip_type == "sdxl":
+        if len(towers) != 2:
+            raise UnknownModelError(f"DualCLIPLoader type 'sdxl' needs two files (clip_l and clip_g), got {listed}")
+        order = sorted(range(2), key=lambda i: (towers[i][0] == "open_clip", towers[i][1], towers[i][2]))
+        if towers[order[0]][0] != "hf":
+            raise UnknownModelError(f"DualCLIPLoader type 'sdxl': neither {listed} is a CLIP-L (HF 'text_model.*') "
+                                    "file; pick clip_l and clip_g")
+        keys = ["", ""]
+        keys[order[0]], keys[order[1]] = "l", "g"
+        return SDXL, keys
+    if len(towers) != 1:
+        raise UnknownModelError(f"CLIP type {clip_type!r} takes one file, got {len(towers)} ({listed}); use "
+                                "DualCLIPLoader with type 'sdxl' for an SDXL pair")
+    layout, _, layers = towers[0]
+    if clip_type == "sd2":
+        return SD20, ["h"]
+    if clip_type != "stable_diffusion":
+        raise UnknownModelError(f"{listed}: CLIP type {clip_type!r} is not supported; supported: "
+                                f"{', '.join(CLIP_FILE_TYPES)}")
+    if layers >= 31:
+        return SDXL_REFINER, ["g"]
+    if layout == "open_clip" or layers >= 23:
+        return SD20, ["h"]
+    return SD15, ["l"]
+
+
 Assigned = dict[str, tuple[TowerFile, dict[str, torch.Tensor]]]
 
 
 def family_for(clip_type: str, towers: list[TowerFile]) -> tuple[Family, Assigned]:
     """The family a CLIPLoader / DualCLIPLoader type serves and, by token key, each tower with its tensors."""
-    names = ", ".join(t.name for t in towers)
-    if clip_type == "sdxl":
-        if len(towers) != 2:
-            raise UnknownModelError(f"DualCLIPLoader type 'sdxl' needs two files (clip_l and clip_g), got {names}")
-        small, big = sorted(towers, key=lambda t: (t.layout == "open_clip", t.width, t.layers))
-        return SDXL, {"l": (small, as_clip_l(small)), "g": (big, as_open_clip(big))}
-    if len(towers) != 1:
-        raise UnknownModelError(f"CLIP type {clip_type!r} takes one file, got {len(towers)} ({names}); use "
-                                "DualCLIPLoader with type 'sdxl' for an SDXL pair")
-    tower = towers[0]
-    if clip_type == "sd2":
-        return SD20, {"h": (tower, as_open_clip(tower))}
-    if clip_type != "stable_diffusion":
-        raise UnknownModelError(f"{tower.name}: CLIP type {clip_type!r} is not supported; supported: "
-                                f"{', '.join(CLIP_FILE_TYPES)}")
-    if tower.layers >= 31:
-        return SDXL_REFINER, {"g": (tower, as_open_clip(tower))}
-    if tower.layout == "open_clip" or tower.layers >= 23:
-        return SD20, {"h": (tower, as_open_clip(tower))}
-    return SD15, {"l": (tower, as_clip_l(tower))}
+    family, keys = classify_towers(clip_type, [(t.layout, t.width, t.layers) for t in towers],
+                                   [t.name for t in towers])
+    pairs = zip(keys, towers, strict=True)
+    return family, {key: (t, as_clip_l(t) if key == "l" else as_open_clip(t)) for key, t in pairs}

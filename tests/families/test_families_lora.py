@@ -101,9 +101,8 @@ def _lora_graph(strength: float) -> dict[str, Any]:
 
 
 def test_reweighting_reuses_checkpoint_and_executor_caches(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from executor import PromptExecutor, validate_prompt
-
     import engine.loading
+    from executor import PromptExecutor, validate_prompt
 
     reads: list[str] = []
     real = engine.loading.read_state_dict
