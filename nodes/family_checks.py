@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executor.validation import NodeError
-from nodes.checks import read_safetensors_header
+from nodes.checks import ModelCompatibilityCheck, read_safetensors_header
 from nodes.services import NodeServices
 
 __all__ = ["FamilyCheck", "FileFacts"]
@@ -79,6 +79,8 @@ class FamilyCheck:
 
     def __post_init__(self) -> None:
         self._cache: dict[tuple[str, str, float], FileFacts | None] = {}
+        # the width / channel check reports some of the same mistakes; one error per sampler input is enough
+        self._widths = ModelCompatibilityCheck(self.services)
 
     # ------------------------------------------------------------------ file facts (cached by path + mtime)
     def _path(self, folder: str, name: Any) -> str | None:
@@ -266,6 +268,7 @@ class FamilyCheck:
 
     def __call__(self, prompt: Prompt, registry: Any = None) -> list[NodeError]:
         problems: list[NodeError] = []
+        reported = {(e.node_id, e.extra_info.get("input_name")) for e in self._widths(prompt, registry)}
         for node_id, node in prompt.items():
             ct = node.get("class_type") if isinstance(node, Mapping) else None
             if ct in _LORA_NODES:
@@ -273,5 +276,6 @@ class FamilyCheck:
             elif ct in _SDXL_TEXT:
                 problems += self._sdxl_text(prompt, node_id, node)
             elif ct in _SAMPLERS:
-                problems += self._sampler(prompt, node_id, node)
+                problems += [e for e in self._sampler(prompt, node_id, node)
+                             if (e.node_id, e.extra_info.get("input_name")) not in reported]
         return problems

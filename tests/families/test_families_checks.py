@@ -87,7 +87,10 @@ def test_refiner_text_node_accepts_refiner_clip(runtime: Any) -> None:
 
 def test_conditioning_from_another_family(runtime: Any) -> None:
     errors = _validate(runtime, _graph("tiny-sdxl.safetensors", cond_ckpt="tiny-sd15.safetensors"))
-    problems = [e for e in errors["5"]["errors"] if e["type"] == "conditioning_family_mismatch"]
+    # one error per input: the width check's (text width 32 vs context 80) or the family check's
+    problems = [e for e in errors["5"]["errors"]
+                if e["type"] in ("conditioning_family_mismatch", "text_encoder_mismatch")]
+    assert len(problems) == 2
     assert {e["extra_info"]["input_name"] for e in problems} == {"positive", "negative"}
     assert "tiny-sd15.safetensors" in problems[0]["details"] and "tiny-sdxl.safetensors" in problems[0]["details"]
 
@@ -98,3 +101,13 @@ def test_latent_from_another_family(runtime: Any) -> None:
     assert "node #11" in err["details"] and "tiny-sd15.safetensors" in err["details"]
     # SDXL base latents are fine for the refiner (same latent space)
     assert _validate(runtime, _graph("tiny-sdxl-refiner.safetensors", latent_ckpt="tiny-sdxl.safetensors")) == {}
+
+
+def test_conditioning_of_equal_width_from_another_family(runtime: Any) -> None:
+    # tiny SD1.5 CLIP-L and tiny SD2.1 OpenCLIP-H are both 32 wide: only the family check sees the mix-up
+    errors = _validate(runtime, _graph("tiny-sd21v.safetensors", cond_ckpt="tiny-sd15.safetensors"))
+    problems = errors["5"]["errors"]
+    assert {e["type"] for e in problems} == {"conditioning_family_mismatch"}
+    assert {e["extra_info"]["input_name"] for e in problems} == {"positive", "negative"}
+    assert "node #10 (CheckpointLoaderSimple 'tiny-sd15.safetensors', sd15)" in problems[0]["details"]
+    assert "node #1 (CheckpointLoaderSimple 'tiny-sd21v.safetensors', sd20)" in problems[0]["details"]
