@@ -224,6 +224,12 @@ async def test_seed_only_rerun_goes_to_the_worker_that_cached_it(client: Any, sh
     stats = shared.backend.worker_stats()
     assert len(stats) == 2 and all(s["device"] == "cpu" and s["prompts_done"] >= 1 for s in stats)
     assert any(m["name"].startswith("tiny-sd15") for s in stats for m in s["loaded_models"])
+    # POST /free reaches every worker: they forget their checkpoints (and routing forgets what they held).
+    assert (await client.post("/free", json={"unload_models": True, "free_memory": True})).status == 200
+    deadline = time.monotonic() + 30
+    while any(s["loaded_models"] for s in shared.backend.worker_stats()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert all(s["loaded_models"] == [] and s["models_used"] == [] for s in shared.backend.worker_stats())
     await ws.close()
 
 
