@@ -1,4 +1,7 @@
-"""Text encoders: CLIP-L (transformers' CLIPTextModel built from a config) and OpenCLIP text towers.
+"""Text encoders: CLIP-L (HF CLIPTextModel layout, implemented here) and OpenCLIP text towers.
+
+The CLIP-L tower is Loom's own module with transformers' attribute names, so checkpoints load unchanged
+without importing transformers (whose import alone costs seconds at the first checkpoint load).
 
 Both take token ids and return (hidden [B,T,C], pooled [B,P]); attribute names match checkpoint keys:
 CLIP-L under ``transformer.text_model.*`` (SD1 ``cond_stage_model.``, SDXL ``conditioner.embedders.0.``),
@@ -10,7 +13,7 @@ layer's output (final-normed when ``layer_norm_hidden_state``); an index past th
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,6 +52,91 @@ def _eos_index(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.to(torch.long).argmax(dim=-1)
 
 
+class _ClipEmbeddings(nn.Module):
+    def __init__(self, cfg: ClipTextConfig, kw: dict[str, Any]) -> None:
+        super().__init__()
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size, **kw)
+        self.position_embedding = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size, **kw)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.token_embedding(tokens)
+        return x + self.position_embedding.weight[: tokens.shape[1]].to(x)
+
+
+class _ClipAttention(nn.Module):
+    """Causal multi-head self-attention (keys q_proj / k_proj / v_proj / out_proj)."""
+
+    def __init__(self, cfg: ClipTextConfig, kw: dict[str, Any]) -> None:
+        super().__init__()
+        w = cfg.hidden_size
+        self.heads = cfg.num_attention_heads
+        self.q_proj = nn.Linear(w, w, **kw)
+        self.k_proj = nn.Linear(w, w, **kw)
+        self.v_proj = nn.Linear(w, w, **kw)
+        self.out_proj = nn.Linear(w, w, **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, w = x.shape
+        q, k, v = (p(x).view(b, t, self.heads, w // self.heads).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, w))
+
+
+def _activation(name: str) -> Any:
+    if name == "quick_gelu":
+        return lambda x: x * torch.sigmoid(1.702 * x)
+    if name in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
+        approximate = "none" if name == "gelu" else "tanh"
+        return lambda x: F.gelu(x, approximate=approximate)
+    raise ValueError(f"CLIP text config: hidden_act {name!r} is not supported (quick_gelu, gelu, gelu_new)")
+
+
+class _ClipMlp(nn.Module):
+    def __init__(self, cfg: ClipTextConfig, kw: dict[str, Any]) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size, **kw)
+        self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size, **kw)
+        self.act = _activation(cfg.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class _ClipLayer(nn.Module):
+    def __init__(self, cfg: ClipTextConfig, kw: dict[str, Any]) -> None:
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps, **kw)
+        self.self_attn = _ClipAttention(cfg, kw)
+        self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps, **kw)
+        self.mlp = _ClipMlp(cfg, kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class _ClipTextModel(nn.Module):
+    """transformers' CLIPTextModel layout: embeddings, encoder.layers.N, final_layer_norm."""
+
+    def __init__(self, cfg: ClipTextConfig, kw: dict[str, Any]) -> None:
+        super().__init__()
+        self.embeddings = _ClipEmbeddings(cfg, kw)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList(_ClipLayer(cfg, kw) for _ in range(cfg.num_hidden_layers))
+        self.final_layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps, **kw)
+
+    def forward(self, tokens: torch.Tensor, stop: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(final-normed last hidden state, output of layer ``stop`` (0 = embeddings) or None)."""
+        x = self.embeddings(tokens)
+        picked = x if stop == 0 else None
+        for i, layer in enumerate(self.encoder.layers):
+            x = layer(x)
+            if i + 1 == stop:
+                picked = x
+        return self.final_layer_norm(x), picked
+
+
 class ClipTextEncoder(nn.Module):
     """CLIP-L style text tower (HF layout). forward(tokens, layer, injected) -> (hidden, pooled).
 
@@ -60,19 +148,13 @@ class ClipTextEncoder(nn.Module):
     def __init__(self, config: ClipTextConfig, dtype: torch.dtype | None = None, device: Any = None,
                  layer_norm_hidden_state: bool = True, default_layer: int | None = None) -> None:
         super().__init__()
-        from transformers import CLIPTextConfig, CLIPTextModel
-
-        hf = CLIPTextConfig(**asdict(config), bos_token_id=0, eos_token_id=2, pad_token_id=1,
-                            attention_dropout=0.0, dropout=0.0)
-        hf._attn_implementation = "sdpa"
+        kw: dict[str, Any] = {"dtype": dtype or torch.float32, "device": device}
         self.config = config
         self.layer_norm_hidden_state = layer_norm_hidden_state
         self.default_layer = default_layer
-        # transformers 5's CLIPTextModel holds embeddings/encoder/final_layer_norm directly; the checkpoint
-        # nests them under ``transformer.text_model``, so wrap it once more.
+        # the checkpoint nests the tower under ``transformer.text_model``
         self.transformer = nn.Module()
-        self.transformer.text_model = CLIPTextModel(hf)
-        self.transformer.to(dtype=dtype or torch.float32, device=device)
+        self.transformer.text_model = _ClipTextModel(config, kw)
         self.transformer.eval()
 
     @property
@@ -84,21 +166,22 @@ class ClipTextEncoder(nn.Module):
         """Encode token ids; ``injected`` (row, position, vector) replace token embeddings (textual inversion)."""
         layer = self.default_layer if layer is None else layer
         text_model = self.transformer.text_model
+        # hidden_states indexing as transformers: [embeddings, layer 1, ..., layer N]; -1 = layer N
+        stop = None if layer is None or abs(layer) > self.num_layers else layer % (self.num_layers + 1)
         handle = None
         if injected:
             handle = text_model.embeddings.token_embedding.register_forward_hook(_inject_hook(injected))
         try:
-            out = text_model(input_ids=tokens, output_hidden_states=layer is not None)
+            final, picked = text_model(tokens, stop)
         finally:
             if handle is not None:
                 handle.remove()
-        final = out.last_hidden_state
-        if layer is None or abs(layer) > self.num_layers:
+        if picked is None:
             hidden = final
+        elif self.layer_norm_hidden_state:
+            hidden = text_model.final_layer_norm(picked)
         else:
-            hidden = out.hidden_states[layer]
-            if self.layer_norm_hidden_state:
-                hidden = text_model.final_layer_norm(hidden)
+            hidden = picked
         pooled = final[torch.arange(final.shape[0], device=final.device), _eos_index(tokens)]
         return hidden, pooled
 
