@@ -1,9 +1,10 @@
 """Scale-out on a Ray cluster (`python server.py --backend ray`): worker actors instead of the worker thread.
 
-Module map: `backend` (RayBackend, the server-side WorkerBackend: dispatch, streaming, faults), `actor`
-(LoomWorker, the Ray actor that owns an engine), `routing` (model- and cache-aware choice of worker, no Ray),
-`files` (output files shipped back and placed under the server's output/), `connect` (joining or starting
-Ray, GPU/CPU placement). Importing this package does not import Ray; `build_ray_parts` does, when called.
+Module map: `backend` (RayBackend, the server-side WorkerBackend: dispatch, streaming, faults), `slot`
+(what the server knows of one worker), `actor` (LoomWorker, the Ray actor that owns an engine), `routing`
+(model- and cache-aware choice of worker, no Ray), `files` (output files shipped back and placed under the
+server's output/), `split` / `split_run` (a batch across workers), `faults` (error entries), `connect`
+(joining or starting Ray, GPU/CPU placement). Importing this package does not import Ray; `build_ray_parts` does, when called.
 """
 from __future__ import annotations
 

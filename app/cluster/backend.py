@@ -13,13 +13,13 @@ import logging
 import threading
 import time
 import types
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from app.cluster.faults import client_of, worker_died_entry
 from app.cluster.files import OutputPlacer
-from app.cluster.routing import WorkerView, choose_worker, model_files, node_keys
+from app.cluster.routing import choose_worker, model_files, node_keys
+from app.cluster.slot import Slot
 from app.cluster.split import plan_split
 from app.cluster.split_run import run_split
 from app.config import Config
@@ -32,25 +32,6 @@ __all__ = ["RayBackend", "DEFAULT_RETRIES"]
 
 log = logging.getLogger("loom.cluster")
 DEFAULT_RETRIES = 2
-
-
-@dataclass
-class _Slot:
-    """One worker actor and what the server knows of it."""
-
-    name: str
-    actor: Any
-    alive: bool = True
-    running: QueueItem | None = None
-    done: int = 0
-    models: set[str] = field(default_factory=set)
-    recent: deque[frozenset[str]] = field(default_factory=lambda: deque(maxlen=1))
-    info: dict[str, Any] = field(default_factory=dict)
-    placer: OutputPlacer | None = None  # this worker's file names -> the server's (kept across prompts)
-
-    def view(self) -> WorkerView:
-        keys = frozenset().union(*self.recent) if self.recent else frozenset()
-        return WorkerView(self.name, self.alive and self.running is None, frozenset(self.models), keys, self.done)
 
 
 class RayBackend:
@@ -70,7 +51,7 @@ class RayBackend:
         self.worker_threads = worker_threads
         self.actor_options = actor_options
         self.split_batches = split_batches  # a batch may run across idle workers (app/cluster/split.py)
-        self.slots: list[_Slot] = []
+        self.slots: list[Slot] = []
         self._lock = threading.RLock()
         self._files_lock = threading.Lock()
         self._wake = threading.Event()
@@ -213,14 +194,14 @@ class RayBackend:
         for slot in list(self.slots):
             self._fetch_info(slot)
 
-    def _spawn(self) -> _Slot:
+    def _spawn(self) -> Slot:
         name = f"worker-{self._spawned}"
         self._spawned += 1
         config = self.config.with_changes(cpu=self._cpu_only)
         actor = self._remote_cls.options(**self._options).remote(config, name, self.worker_threads)
-        return _Slot(name, actor)
+        return Slot(name, actor)
 
-    def _fetch_info(self, slot: _Slot) -> None:
+    def _fetch_info(self, slot: Slot) -> None:
         import ray
 
         try:
@@ -239,7 +220,7 @@ class RayBackend:
                 item, sensitive = claimed
                 idle = [s for s in self.slots if s.alive and s.running is None]
                 parts = plan_split(item.prompt, len(idle)) if self.split_batches else None
-                chosen: list[_Slot] = []
+                chosen: list[Slot] = []
                 for _ in range(len(parts) if parts else 1):
                     name = choose_worker(item.prompt, [s.view() for s in self.slots])
                     slot = next(s for s in self.slots if s.name == name)
@@ -271,26 +252,24 @@ class RayBackend:
                 if self.store.attempts(item.prompt_id) < self.retries:
                     self.store.requeue_front(item, sensitive)
                 else:
-                    client = item.extra_data.get("client_id")
-                    self.finish(item, crash_entry(item, exc, time.time())[0], "error",
-                                client if isinstance(client, str) else None)
+                    self.finish(item, crash_entry(item, exc, time.time())[0], "error", client_of(item))
             except Exception:
                 log.exception("prompt %s could not be requeued or reported", item.prompt_id)
         finally:
             self._runs.discard(threading.current_thread())
             self._wake.set()
 
-    def _run(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
+    def _run(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
         self._stream(slot, item, sensitive)
 
-    def placer_of(self, slot: _Slot) -> OutputPlacer:
+    def placer_of(self, slot: Slot) -> OutputPlacer:
         """The slot's file placer (its renames outlive one prompt: cached outputs replay old names)."""
         if slot.placer is None:
             slot.placer = OutputPlacer({"output": self.config.output_dir, "temp": self.config.temp_dir},
                                        self._files_lock)
         return slot.placer
 
-    def consume(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any], method: str,
+    def consume(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], method: str,
                 handle: Callable[[tuple[Any, ...]], None]) -> tuple[dict[str, Any] | None, Any]:
         """Run `item` on `slot`'s actor; every streamed message but the last goes to `handle`, in order.
 
@@ -312,10 +291,9 @@ class RayBackend:
                     handle(msg)
         return outcome, crash
 
-    def _stream(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
+    def _stream(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
         prompt_id = item.prompt_id
-        client_id = item.extra_data.get("client_id")
-        client_id = client_id if isinstance(client_id, str) else None
+        client_id = client_of(item)
         self.hub.current_client_id = client_id
         self._send_status()
         method = effective_preview_method(self.config.preview_method, item.extra_data)
@@ -357,7 +335,7 @@ class RayBackend:
         self.ran_on(slot, item.prompt)
         self.finish(item, entry, status, client_id)
 
-    def ran_on(self, slot: _Slot, prompt: dict[str, Any]) -> None:
+    def ran_on(self, slot: Slot, prompt: dict[str, Any]) -> None:
         """Routing memory: what `slot` has loaded and cached after running `prompt`."""
         with self._lock:
             slot.done += 1
@@ -382,18 +360,18 @@ class RayBackend:
         self.hub.send("status", {"status": {"exec_info": {"queue_remaining": self.store.remaining()}}})
 
     # -- faults ----------------------------------------------------------------------------------------
-    def _worker_died(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
+    def _worker_died(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
         replacement = self.replace(slot, item, exc)
         self.requeue_or_fail(slot, item, sensitive, exc)
         if replacement is not None:
             self._fetch_info(replacement)
 
     @staticmethod
-    def where(slot: _Slot) -> str:
+    def where(slot: Slot) -> str:
         return f"{slot.name} (host {slot.info.get('host', '?')}, node {slot.info.get('node_ip', '?')}, " \
                f"pid {slot.info.get('pid', '?')})"
 
-    def replace(self, slot: _Slot, item: QueueItem, exc: BaseException) -> _Slot | None:
+    def replace(self, slot: Slot, item: QueueItem, exc: BaseException) -> Slot | None:
         """Mark `slot` dead and put a fresh actor in its place (not while stopping)."""
         log.warning("prompt %s: worker %s died: %s", item.prompt_id, self.where(slot), type(exc).__name__)
         with self._lock:
@@ -404,7 +382,7 @@ class RayBackend:
                 self.slots[self.slots.index(slot)] = replacement
         return replacement
 
-    def requeue_or_fail(self, slot: _Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
+    def requeue_or_fail(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
         """Back to the queue front, or an execution error naming the worker past the retry limit."""
         where = self.where(slot)
         attempts = self.store.attempts(item.prompt_id)
@@ -414,17 +392,9 @@ class RayBackend:
         else:
             self._fail(slot, item, where, attempts + 1, exc)
 
-    def _fail(self, slot: _Slot, item: QueueItem, where: str, runs: int, exc: BaseException) -> None:
-        client_id = item.extra_data.get("client_id")
-        client_id = client_id if isinstance(client_id, str) else None
-        msg = (f"Ray worker {where} died while running this prompt ({type(exc).__name__}); it was run "
-               f"{runs} times on {runs} workers and every one died. Check that worker's logs (ray logs, "
-               f"`dmesg` for the OOM killer) and the prompt's memory needs, then queue it again.")
-        err = crash_entry(item, RuntimeError(msg), time.time())[0]
-        data = err["status"]["messages"][-1][1]
-        data.update({"exception_message": msg, "exception_type": "WorkerDied", "traceback": [],
-                     "worker": slot.name})
-        HubSink(self.hub, item.prompt_id, client_id, "none", 0).emit("execution_error", data)
-        self.finish(item, err, "error", client_id)
-
-
+    def _fail(self, slot: Slot, item: QueueItem, where: str, runs: int, exc: BaseException) -> None:
+        client_id = client_of(item)
+        entry = worker_died_entry(item, slot.name, where, runs, exc)
+        HubSink(self.hub, item.prompt_id, client_id, "none", 0).emit("execution_error",
+                                                                     entry["status"]["messages"][-1][1])
+        self.finish(item, entry, "error", client_id)

@@ -14,6 +14,7 @@ import time
 import types
 from typing import TYPE_CHECKING, Any
 
+from app.cluster.faults import client_of
 from app.cluster.files import ShippedFile
 from app.cluster.split import Part, merge_ui, set_png_text
 from app.events import HubSink, effective_preview_method
@@ -21,7 +22,8 @@ from app.queue_store import QueueItem
 from app.worker import crash_entry, history_entry
 
 if TYPE_CHECKING:
-    from app.cluster.backend import RayBackend, _Slot
+    from app.cluster.backend import RayBackend
+    from app.cluster.slot import Slot
 
 __all__ = ["run_split"]
 
@@ -29,11 +31,10 @@ log = logging.getLogger("loom.cluster")
 HELD = frozenset({"executed", "execution_success"})
 
 
-def run_split(backend: RayBackend, slots: list[_Slot], item: QueueItem, sensitive: dict[str, Any],
+def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive: dict[str, Any],
               parts: list[Part]) -> None:
     """Run `parts` of `item` on `slots` (one each) and report them as one prompt."""
-    client_id = item.extra_data.get("client_id")
-    client_id = client_id if isinstance(client_id, str) else None
+    client_id = client_of(item)
     backend.hub.current_client_id = client_id
     backend.hub.send("status", {"status": {"exec_info": {"queue_remaining": backend.store.remaining()}}})
     method = effective_preview_method(backend.config.preview_method, item.extra_data)

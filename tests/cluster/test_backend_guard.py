@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.cluster.backend import RayBackend, _Slot
+from app.cluster.backend import RayBackend
+from app.cluster.slot import Slot
 from app.config import Config
 from app.hub import Hub
 from app.queue_store import QueueItem, QueueStore
@@ -20,7 +21,7 @@ def test_backend_failure_requeues_then_reports(tmp_path: Path) -> None:
     store.enqueue(item)
     for attempt in range(2):
         claimed, sensitive = store.claim_next(worker="w0")  # type: ignore[misc]
-        slot = _Slot("w0", actor=None, running=claimed)
+        slot = Slot("w0", actor=None, running=claimed)
         backend.slots = [slot]
         backend._guarded(claimed, sensitive, _boom)
         assert slot.running is None  # the worker is free again
