@@ -41,8 +41,9 @@ class EmbeddingStore:
         if path is None:
             return None
         sd, _ = read_state_dict(path)
-        # SDXL files hold one tensor per tower ("clip_l", "clip_g"); A1111 files one "emb_params"
-        candidates = [v for k, v in sd.items() if k in (self.key, "emb_params")]
+        # SDXL files hold one tensor per tower ("clip_l", "clip_g"); A1111 files one "emb_params" (.safetensors)
+        # or "string_to_param.*" (.pt)
+        candidates = [v for k, v in sd.items() if k in (self.key, "emb_params") or k.startswith("string_to_param.")]
         if not candidates:
             candidates = [v for v in sd.values() if v.ndim in (1, 2) and v.shape[-1] == self.width]
         if not candidates:

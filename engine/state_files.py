@@ -64,8 +64,18 @@ def _read_pickle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path.name}: expected a dict of tensors, found {type(obj).__name__}")
-    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    return sd, {}
+    return _flatten(obj), {}
+
+
+def _flatten(obj: Mapping[Any, Any], prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
+    """Tensors of a (nested) dict with dotted keys; A1111 embeddings nest theirs (``string_to_param.*``)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            out[prefix + str(k)] = v
+        elif isinstance(v, Mapping) and depth < 2:
+            out.update(_flatten(v, f"{prefix}{k}.", depth + 1))
+    return out
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
