@@ -17,7 +17,13 @@ __all__ = ["build_ray_parts"]
 
 def build_ray_parts(config: Config) -> dict[str, Any]:
     """The hub, queue store and RayBackend a `Loom` takes for `--backend ray` (keyword arguments)."""
+    import importlib.util
+
     from app.cluster.backend import RayBackend
+    from app.cluster.connect import ClusterError
+
+    if importlib.util.find_spec("ray") is None:  # fail at start-up, not when the first prompt waits forever
+        raise ClusterError("--backend ray needs Ray: pip install '.[cluster]' (or pip install 'ray>=2.9')")
     from app.hub import Hub
     from app.queue_store import QueueStore
 
