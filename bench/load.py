@@ -1,0 +1,108 @@
+"""Checkpoint load time and peak memory: Loom's load_checkpoint vs a raw safetensors read of the same file.
+
+Run: ``.venv/bin/python bench/load.py [PATH] [--runs 3]`` (default: the tiny fixture checkpoint). Each
+measurement runs in a fresh subprocess (imports done before the clock starts, the file already in the page
+cache), alternating raw / Loom. Peak RSS growth = peak RSS during the load minus RSS before it, compared to
+the file size. ``--make-fullsize OUT`` first writes a full-size SD1.5-layout checkpoint (random fp16
+weights, about 2 GB) to OUT to measure with.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._timing import Row, print_table  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors"
+
+
+def child(kind: str, path: str) -> None:
+    """Measure one load in this process and print JSON (seconds, rss_before, rss_peak)."""
+    import psutil
+    import torch
+
+    torch.set_num_threads(1)
+    from safetensors.torch import load_file
+
+    from bench._timing import peak_rss_bytes
+    from engine.device import DevicePolicy
+    from engine.loading import load_checkpoint
+    from engine.model_management import ModelManager
+
+    if kind == "loom":  # warm the lazy imports the loader does on first use, not the file
+        import engine.networks.text_encoders  # noqa: F401
+        import engine.tokenizer  # noqa: F401
+    manager = ModelManager(DevicePolicy.cpu())
+    before = psutil.Process().memory_info().rss
+    t0 = time.perf_counter()
+    if kind == "raw":
+        sd = load_file(path)
+        n = sum(t.numel() for t in sd.values())
+    else:
+        model, clip, vae = load_checkpoint(path, manager)
+        n = sum(p.numel() for m in (model.diffusion_model, vae.vae) for p in m.parameters())
+    secs = time.perf_counter() - t0
+    print(json.dumps({"seconds": secs, "rss_before": before, "rss_peak": peak_rss_bytes(), "numel": n}))
+
+
+def make_fullsize(out: Path) -> None:
+    """Write a full-size SD1.5-layout checkpoint with random fp16 weights (for load benchmarks only)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder
+    from engine.networks.unet import UNetConfig, UNetModel
+    from engine.networks.vae import AutoencoderKL, VAEConfig
+
+    sd: dict[str, torch.Tensor] = {}
+    for prefix, module in (("model.diffusion_model.", UNetModel(UNetConfig(), dtype=torch.float16)),
+                           ("first_stage_model.", AutoencoderKL(VAEConfig(), dtype=torch.float16)),
+                           ("cond_stage_model.", ClipTextEncoder(ClipTextConfig(), dtype=torch.float16))):
+        for k, v in module.state_dict().items():
+            sd[prefix + k] = v.contiguous()
+    sd["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    save_file(sd, str(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("path", nargs="?", type=Path, default=TINY)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--child", choices=["raw", "loom"], help=argparse.SUPPRESS)
+    ap.add_argument("--make-fullsize", type=Path, default=None, metavar="OUT")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, str(args.path))
+        return
+    path = args.path
+    if args.make_fullsize is not None:
+        make_fullsize(args.make_fullsize)
+        path = args.make_fullsize
+    size = path.stat().st_size
+    path.read_bytes()  # page cache
+    results: dict[str, list[dict[str, float]]] = {"raw": [], "loom": []}
+    for _ in range(args.runs):
+        for kind in results:
+            out = subprocess.run([sys.executable, __file__, str(path), "--child", kind], capture_output=True,
+                                 text=True, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+            results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = []
+    for kind, label in (("raw", "safetensors load_file"), ("loom", "loom load_checkpoint")):
+        rs = results[kind]
+        grow = max(r["rss_peak"] - r["rss_before"] for r in rs)
+        rows.append(Row(label, [r["seconds"] for r in rs], **{"peak RSS growth MiB": f"{grow / 2**20:.0f}",
+                                                             "x file size": f"{grow / size:.2f}"}))
+    print(f"checkpoint {path.name}: {size / 2**20:.0f} MiB, {args.runs} runs each, fresh process per run")
+    print_table("load time", rows, reference=rows[0])
+
+
+if __name__ == "__main__":
+    main()
