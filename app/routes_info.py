@@ -84,7 +84,24 @@ async def system_stats(request: web.Request) -> web.Response:
                    "pytorch_version": torch_version, "embedded_python": False, "argv": list(sys.argv),
                    "machine": platform.machine()},
         "devices": devices,
+        "workers": _workers(loom),
     })
+
+
+def _workers(loom: Any) -> list[dict[str, Any]]:
+    """Per-worker state beside ComfyUI's fields: the Ray backend reports each actor, else the local thread."""
+    backend = getattr(loom, "worker", None)
+    stats = getattr(backend, "worker_stats", None)
+    if callable(stats):
+        return list(stats())
+    if backend is None:
+        return []
+    status = backend.status()
+    models = getattr(loom.services, "models", None)
+    loaded = getattr(models, "loaded_models", None) if getattr(models, "loaded", True) else None
+    return [{"id": "local", "alive": status.alive, "running_prompt": status.running_prompt_id,
+             "prompts_done": status.prompts_done, "device": "cpu" if loom.config.cpu else "auto",
+             "loaded_models": list(loaded()) if callable(loaded) else []}]
 
 
 async def features(request: web.Request) -> web.Response:

@@ -20,6 +20,14 @@ async def test_system_stats_shape(client: Any) -> None:
     assert set(dev) >= {"name", "type", "index", "vram_total", "vram_free", "torch_vram_total", "torch_vram_free"}
 
 
+async def test_system_stats_reports_the_worker(client: Any) -> None:
+    data = await (await client.get("/system_stats")).json()
+    (worker,) = data["workers"]
+    assert worker["id"] == "local" and worker["alive"] is True
+    assert worker["running_prompt"] is None and worker["prompts_done"] == 0
+    assert isinstance(worker["loaded_models"], list)
+
+
 def _safetensors(path: Path, meta: dict[str, str] | None) -> None:
     header: dict[str, Any] = {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
     if meta is not None:
