@@ -1,0 +1,102 @@
+"""Server start to the first accepted POST /prompt carrying the real txt2img workflow (tiny checkpoint).
+
+Run: ``.venv/bin/python bench/startup.py [--runs 3]``. Each run starts ``server.py --cpu`` on a free port
+with a throw-away base directory holding the tiny checkpoint, polls POST /prompt with workflows/txt2img.json
+until it is accepted (validation included: the built-in nodes' checks read the checkpoint header), and
+also records when the worker finished that prompt. bench/server.py measures the same start-up with a
+one-node pack prompt (no built-in node involved) plus throughput.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._timing import Row, print_table  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def one_run(prompt: dict[str, Any]) -> tuple[float, float]:
+    """(seconds to the first accepted /prompt, seconds until that prompt finished) for one server start."""
+    base = Path(tempfile.mkdtemp(prefix="loom-bench-start-"))
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / TINY.name).symlink_to(TINY)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu",
+                             "--base-directory", str(base), "--verbose", "WARNING"], cwd=str(base),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited with {proc.returncode}; see a manual run of server.py")
+            try:
+                status, data = _post(url + "/prompt", {"prompt": prompt, "client_id": "bench"})
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.02)
+                continue
+            if status != 200:
+                raise SystemExit(f"POST /prompt {status}: {data}")
+            accepted = time.perf_counter() - t0
+            break
+        pid = data["prompt_id"]
+        while True:
+            with urllib.request.urlopen(f"{url}/history/{pid}", timeout=30) as r:
+                if pid in json.loads(r.read()):
+                    return accepted, time.perf_counter() - t0
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    prompt = json.loads((REPO / "workflows" / "txt2img.json").read_text())
+    prompt["4"]["inputs"]["ckpt_name"] = TINY.name
+    prompt["3"]["inputs"]["steps"] = args.steps
+    accepted, done = [], []
+    for _ in range(args.runs):
+        a, d = one_run(prompt)
+        accepted.append(a)
+        done.append(d)
+    print(f"server.py --cpu start-up, txt2img {args.steps} steps on the tiny checkpoint, {args.runs} runs")
+    print_table("start-up", [Row("start -> first accepted /prompt", accepted),
+                             Row("start -> that prompt in /history", done)], unit="s")
+
+
+if __name__ == "__main__":
+    main()
