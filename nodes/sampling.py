@@ -58,6 +58,10 @@ def _callback(preview_method: str, model: Any) -> Any:
     ctx = progress_context()
     if ctx is None:
         return None
+    # A prompt's `extra_data.preview_method` overrides the server's default (ComfyUI semantics).
+    requested = (getattr(ctx, "extra_data", None) or {}).get("preview_method")
+    if requested in ("none", "auto", "latent2rgb", "taesd"):
+        preview_method = requested
 
     def on_step(step: int, x0: Any, x: Any, total_steps: int) -> None:
         ctx.check_interrupt()

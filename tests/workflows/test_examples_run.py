@@ -147,6 +147,22 @@ def test_ksampler_reports_progress_previews_and_honours_interrupt(rt: Any) -> No
     assert [d["value"] for e, d in sink.events if e == "progress"] == [1]
 
 
+def test_prompt_preview_method_overrides_the_server_default(rt: Any) -> None:
+    from executor import CollectingSink, PromptExecutor, validate_prompt
+
+    assert rt.services.preview_method == "none"
+    valid = validate_prompt(rt.registry, load("txt2img", "KSampler.steps=2", "KSampler.seed=13"))
+    sink = CollectingSink()
+    outcome = PromptExecutor(rt.registry).execute(valid.prompt, "pm", {"preview_method": "latent2rgb"},
+                                                  valid.outputs, sink=sink)
+    assert outcome.status == "success", outcome.error
+    assert len(sink.previews) == 2
+    sink = CollectingSink()
+    valid = validate_prompt(rt.registry, load("txt2img", "KSampler.steps=2", "KSampler.seed=14"))
+    PromptExecutor(rt.registry).execute(valid.prompt, "pn", {}, valid.outputs, sink=sink)
+    assert sink.previews == []
+
+
 def test_split_loaders_match_checkpoint_loader(rt: Any, loom_base: Path) -> None:
     """UNETLoader + CLIPLoader + VAELoader on the same weights give exactly the checkpoint loader's latent."""
     from executor import PromptExecutor, validate_prompt
