@@ -1,13 +1,16 @@
-"""Reading model files safely: memory-mapped safetensors, weights-only torch pickles, clear errors."""
+"""Reading model files safely: memory-mapped safetensors (zero-copy), weights-only torch pickles, clear errors."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from engine.errors import CheckpointError, UnsafeCheckpointError
@@ -22,19 +25,50 @@ def _check_exists(path: Path) -> None:
         raise CheckpointError(f"model file not found: {path}. Put it in the right models/ folder and refresh")
 
 
+# safetensors dtype -> (numpy storage dtype, torch dtype to view it as, or None)
+_ST_DTYPES: dict[str, tuple[Any, str | None]] = {
+    "F64": (np.float64, None), "F32": (np.float32, None), "F16": (np.float16, None), "BF16": (np.uint16, "bfloat16"),
+    "I64": (np.int64, None), "I32": (np.int32, None), "I16": (np.int16, None), "I8": (np.int8, None),
+    "U8": (np.uint8, None), "BOOL": (np.bool_, None), "F8_E4M3": (np.uint8, "float8_e4m3fn"),
+    "F8_E5M2": (np.uint8, "float8_e5m2"),
+}
+_HEADER_LIMIT = 100 * 1024 * 1024
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    """Tensors backed by one copy-on-write memory map of the file: nothing is read until used, and pages of a
+    file loaded by several loaders are shared through the page cache rather than copied per load."""
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-        # load_file maps the file and builds each tensor once; no second full copy is made later
-        # because the networks take these tensors with load_state_dict(assign=True)
-        return load_file(str(path), device="cpu"), metadata
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise ValueError("file shorter than the 8-byte header length")
+            (length,) = struct.unpack("<Q", raw)
+            if length > min(_HEADER_LIMIT, size - 8):
+                raise ValueError(f"header length {length} does not fit a {size}-byte file")
+            header = json.loads(fh.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        metadata = {str(k): str(v) for k, v in (header.pop("__metadata__", None) or {}).items()}
+        base = 8 + length
+        mm = np.memmap(path, mode="c", dtype=np.uint8) if size > base else np.zeros(0, np.uint8)
+        out: dict[str, torch.Tensor] = {}
+        for key, info in header.items():
+            np_dtype, view = _ST_DTYPES[info["dtype"]]
+            start, end = (int(x) for x in info["data_offsets"])
+            shape = [int(d) for d in info["shape"]]
+            count = int(np.prod(shape)) if shape else 1
+            if end - start != count * np.dtype(np_dtype).itemsize or base + end > size or start > end:
+                raise ValueError(f"tensor {key!r} ({info['dtype']} {shape}) does not match its byte range "
+                                 f"{start}..{end} of a {size - base}-byte data section")
+            tensor = torch.from_numpy(mm[base + start:base + end].view(np_dtype).reshape(shape))
+            out[key] = tensor.view(getattr(torch, view)) if view else tensor
+        return out, metadata
+    except KeyError as exc:
+        raise CheckpointError(f"cannot read {path.name}: unsupported or missing tensor field {exc} in the "
+                              ".safetensors header. Convert the file with a current safetensors version") from exc
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(
             f"cannot read {path.name}: the .safetensors file is corrupt or truncated ({exc}). "
             "Download it again (compare its size / hash with the source)"

@@ -141,3 +141,25 @@ def test_bf16_checkpoint_detects_and_samples(split_files: dict[str, str], runtim
     (out,) = _load(runtime, "KSampler", model=model, seed=1, steps=2, cfg=1.0, sampler_name="euler",
                    scheduler="normal", positive=cond, negative=cond, latent_image=latent, denoise=1.0)
     assert out["samples"].shape == (1, 4, 8, 8) and torch.isfinite(out["samples"]).all()
+
+
+def _mapped_ranges(path: Path) -> list[tuple[int, int]]:
+    real = str(path.resolve())
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(real):
+            lo, hi = line.split()[0].split("-")
+            ranges.append((int(lo, 16), int(hi, 16)))
+    return ranges
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps (Linux)")
+def test_fp32_weights_stay_memory_mapped(runtime: Any) -> None:
+    model, clip, vae = _load(runtime, "CheckpointLoaderSimple", ckpt_name="tiny-sd15.safetensors")
+    if model.dtype != torch.float32:
+        pytest.skip("weights are cast to the compute dtype on this device")
+    ranges = _mapped_ranges(FAM.parent / "tiny-sd15" / "tiny-sd15.safetensors")
+    assert ranges, "the checkpoint is not memory-mapped"
+    params = list(model.diffusion_model.parameters()) + list(vae.vae.parameters())
+    inside = [any(lo <= p.data_ptr() < hi for lo, hi in ranges) for p in params]
+    assert all(inside)  # adopted from the map, no private copy
