@@ -169,7 +169,8 @@ def _build_services(config: Config) -> tuple[Any, Any]:
         log.warning("built-in node services unavailable (%s)", exc)
         return None, paths
     models = LazyModelManager(config.cpu)
-    return NodeServices(paths=paths, models=models, preview_method=config.preview_method), paths
+    return NodeServices(paths=paths, models=models, preview_method=config.preview_method,
+                        disable_metadata=config.disable_metadata), paths
 
 
 def _make_paths(model_paths_cls: Any, config: Config) -> Any:

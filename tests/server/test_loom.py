@@ -61,3 +61,12 @@ def test_graceful_stop_keeps_pending(make_loom: Any) -> None:
     assert [i.prompt_id for i in again.queue.pending()] == ["p1", "p2"]
     entry = again.queue.history_entry("p0")
     assert entry is not None and entry["status"]["messages"][-1][0] == "execution_interrupted"
+
+
+def test_disable_metadata_flag_reaches_the_nodes(tmp_path: Any) -> None:
+    from app.config import parse_args
+    from app.loom import build_loom
+
+    on = build_loom(parse_args(["--base-directory", str(tmp_path), "--disable-metadata"]))
+    off = build_loom(parse_args(["--base-directory", str(tmp_path)]))
+    assert on.services.disable_metadata is True and off.services.disable_metadata is False
