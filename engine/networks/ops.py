@@ -1,3 +1,5 @@
+# mypy: disable-error-code="arg-type,no-any-return"
+# (network code: nn.Module attribute access and torch ops are typed loosely; the rest of engine is strict)
 """Layer factories injected into the networks so casting / offload can change without touching them.
 
 A network takes ``operations`` (a class with ``Linear``, ``Conv2d``, ``GroupNorm``, ``LayerNorm``) the way

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="attr-defined,no-any-return"
+# (network code: nn.Module attribute access and torch ops are typed loosely; the rest of engine is strict)
 """The LDM / SGM UNet (openaimodel layout) used by SD1.x, SD2.x and SDXL.
 
 Module attribute names follow the checkpoint keys under ``model.diffusion_model.`` (``input_blocks``,

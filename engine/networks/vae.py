@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-any-return,operator,union-attr"
+# (network code: nn.Module attribute access and torch ops are typed loosely; the rest of engine is strict)
 """AutoencoderKL (LDM layout): Encoder, Decoder, quant_conv, post_quant_conv.
 
 Attribute names match checkpoint keys under ``first_stage_model.`` (``encoder.down.N.block.M``,
