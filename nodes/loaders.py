@@ -39,7 +39,7 @@ def _resolve(cls_name: str, services: Any, folder: str, input_name: str, name: s
         raise input_error(cls_name, input_name,
                           f"file {name!r} not found in models folder '{folder}' (searched {roots}); "
                           "copy the file there or pick another")
-    return path
+    return str(path)
 
 
 def _embeddings_dir(services: Any) -> str | None:
@@ -202,8 +202,8 @@ class LoraLoader(BuiltinNode):
     DISPLAY_NAME = "Load LoRA"
     CATEGORY = "loaders"
     DESCRIPTION = "LoRAs modify diffusion and CLIP models, altering the way in which latents are denoised."
-    RETURN_TYPES = ("MODEL", "CLIP")
-    OUTPUT_TOOLTIPS = ("The modified diffusion model.", "The modified CLIP model.")
+    RETURN_TYPES: tuple[str, ...] = ("MODEL", "CLIP")
+    OUTPUT_TOOLTIPS: tuple[str, ...] = ("The modified diffusion model.", "The modified CLIP model.")
     FUNCTION = "run_with_report"
     COMFY_FUNCTION = "load_lora"
 
