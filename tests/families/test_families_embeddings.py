@@ -88,3 +88,18 @@ async def test_routes_list_embeddings_and_loras(aiohttp_client: Any, models_base
         assert {"tiny-sd15-lora.safetensors", "tiny-sdxl-lora.safetensors"} <= set(loras)
     finally:
         loom.close()
+
+
+@pytest.mark.parametrize("ckpt,default_layer", [("tiny-sd15.safetensors", -1), ("tiny-sd21v.safetensors", -2),
+                                                ("tiny-sdxl.safetensors", -2),
+                                                ("tiny-sdxl-refiner.safetensors", -2)])
+def test_clip_set_last_layer_per_family(runtime: Any, ckpt: str, default_layer: int) -> None:
+    clip = _node(runtime, "CheckpointLoaderSimple", ckpt_name=ckpt)[1]
+    default = _cond(runtime, clip, "a photo of a cat")[0][0]
+    by_layer = {layer: _cond(runtime, _node(runtime, "CLIPSetLastLayer", clip=clip, stop_at_clip_layer=layer)[0],
+                             "a photo of a cat")[0][0] for layer in (-1, -2)}
+    assert torch.equal(by_layer[default_layer], default)  # the family's standard layer
+    other = -1 if default_layer == -2 else -2
+    assert not torch.allclose(by_layer[other], default, atol=1e-4)
+    assert _cond(runtime, clip, "a photo of a cat")[0][0].shape == default.shape  # the input CLIP is unchanged
+    assert clip.layer_idx is None
