@@ -20,16 +20,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _sheet(items: list[tuple[str, np.ndarray]], columns: int, scale: int) -> Image.Image:
-    cell_w, cell_h = 64 * scale, 64 * scale + 24
+    size = items[0][1].shape[0] * scale
+    cell_w, cell_h = size, size + 24
     rows = (len(items) + columns - 1) // columns
     sheet = Image.new("RGB", (cell_w * columns, cell_h * rows), (255, 255, 255))
     pen = ImageDraw.Draw(sheet)
     for i, (caption, image) in enumerate(items):
         x, y = (i % columns) * cell_w, (i // columns) * cell_h
-        pil = Image.fromarray((image * 255).astype(np.uint8)).resize((64 * scale, 64 * scale), Image.Resampling.NEAREST)
+        pil = Image.fromarray((image * 255).astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST)
         sheet.paste(pil, (x, y))
         words = caption.replace(" on a", "\non a").replace(" on an", "\non an")
-        pen.multiline_text((x + 2, y + 64 * scale), words, fill=(0, 0, 0), spacing=0)
+        pen.multiline_text((x + 2, y + size), words, fill=(0, 0, 0), spacing=0)
     return sheet
 
 
@@ -70,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         table = score_table(rows)
         print(json.dumps(table, indent=1))
         per = float(np.median(runner.seconds[1:]))
-        print(f"images: {len(rows)} in {total:.1f} s; median {per:.2f} s per 64x64 image "
+        print(f"images: {len(rows)} in {total:.1f} s; median {per:.2f} s per native-size image "
               f"(txt2img workflow: euler, 20 steps, cfg 7.5, {args.threads} thread)")
         if args.sheet is not None:
-            _sheet(shown, columns=6, scale=2).save(args.sheet)
+            _sheet(shown, columns=6, scale=1).save(args.sheet)
             print(f"wrote {args.sheet}")
         runner.close()
     return 0

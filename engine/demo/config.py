@@ -51,20 +51,23 @@ class TrainConfig:
     vae_full_batch: int = 16
     vae_lr: float = 8e-4
     vae_kl_weight: float = 1e-6
-    # phase 2: UNet + text encoder
-    unet_steps: int = 1400
-    unet_batch: int = 64
+    # phase 2: UNet + text encoder (images of unet_image_size; the VAE is size-agnostic)
+    unet_image_size: int = 128
+    unet_steps: int = 1250
+    unet_batch: int = 32
     unet_lr: float = 8e-4
     text_lr: float = 6e-4
     warmup_steps: int = 100
     empty_caption_prob: float = 0.1
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.999
-    latent_pool: int = 4096
-    pool_refresh_every: int = 8
+    high_noise_fraction: float = 0.25
+    high_noise_from: int = 800
+    latent_pool: int = 1024
+    pool_refresh_every: int = 1000
     # bookkeeping
     checkpoint_every: int = 100
-    eval_every: int = 400
+    eval_every: int = 1000
     eval_steps: int = 16
     eval_cfg: float = 6.0
 

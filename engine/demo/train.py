@@ -98,6 +98,7 @@ class Trainer:
             "vae": self.vae.state_dict(), "unet": self.unet.state_dict(), "text": self.text.state_dict(),
             "ema_unet": self.ema_unet.state_dict(), "ema_text": self.ema_text.state_dict(),
             "vae_opt": self.vae_opt.state_dict(), "unet_opt": self.unet_opt.state_dict(),
+            "unet_opt_names": self._opt_names(),
             "np_rng": self.np_rng.bit_generator.state, "gen": self.gen.get_state(),
             "pool": self.pool, "pool_tokens": self.pool_tokens, "pool_cursor": self.pool_cursor,
             "elapsed": self.elapsed(),
@@ -111,8 +112,9 @@ class Trainer:
         if not self.state_path.exists():
             return False
         s = torch.load(self.state_path, weights_only=False)
-        for name in ("vae", "unet", "text", "ema_unet", "ema_text", "vae_opt", "unet_opt"):
+        for name in ("vae", "unet", "text", "ema_unet", "ema_text", "vae_opt"):
             getattr(self, name).load_state_dict(s[name])
+        self.unet_opt.load_state_dict(self._reorder_opt(s["unet_opt"], s.get("unet_opt_names")))
         self.phase, self.step = s["phase"], s["step"]
         self.np_rng.bit_generator.state = s["np_rng"]
         self.gen.set_state(s["gen"])
@@ -121,6 +123,31 @@ class Trainer:
         self.log.info("resumed at phase %s step %d (%.1f min trained before)", self.phase, self.step,
                       self.elapsed_before / 60)
         return True
+
+    def _opt_names(self) -> list[str]:
+        return [n for n, _ in self.unet.named_parameters()] + [n for n, _ in self.text.named_parameters()]
+
+    def _reorder_opt(self, state: dict[str, Any], saved_names: list[str] | None) -> dict[str, Any]:
+        """Map saved optimiser slots to parameters by name (the text encoder's layer order may change)."""
+        if saved_names is None:
+            # states written before names were saved: the text tower was transformers' CLIPTextModel,
+            # whose attention registers k, v, q, out
+            from transformers import CLIPTextConfig, CLIPTextModel
+
+            hf = CLIPTextModel(CLIPTextConfig(**{k: getattr(self.spec.clip, k) for k in (
+                "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "max_position_embeddings", "hidden_act", "layer_norm_eps", "projection_dim")}))
+            saved_names = ([n for n, _ in self.unet.named_parameters()]
+                           + ["transformer." + (n if n.startswith("text_model.") else "text_model." + n)
+                              for n, _ in hf.named_parameters()])
+        index = {name: i for i, name in enumerate(saved_names)}
+        current = self._opt_names()
+        if sorted(current) != sorted(saved_names):
+            raise RuntimeError("saved optimiser state does not name the same parameters; restart with --fresh")
+        remapped = copy.deepcopy(state)
+        remapped["state"] = {i: state["state"][index[name]] for i, name in enumerate(current)
+                             if index[name] in state["state"]}
+        return remapped
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.started
@@ -171,11 +198,12 @@ class Trainer:
     # ---- phase 2: UNet + text ----------------------------------------------------------------
     @torch.no_grad()
     def draw_latents(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, captions = random_batch(self.scenes, self.cfg.image_size, count, self.np_rng)
+        images, captions = random_batch(self.scenes, self.cfg.unet_image_size, count, self.np_rng)
         return self.vae.encode(_to_pixels(images)), self.tokenizer(captions)
 
     def build_pool(self) -> None:
         chunks, tokens = [], []
+        self.log.info("building a latent pool of %d images at %d px", self.cfg.latent_pool, self.cfg.unet_image_size)
         for _ in tqdm(range(self.cfg.latent_pool // 64), desc="latent pool", file=sys.stderr):
             lat, tok = self.draw_latents(64)
             chunks.append(lat)
@@ -209,6 +237,10 @@ class Trainer:
             words = torch.randint(0, 49406, (count,), generator=self.gen)
             tokens[row, 1: 1 + count] = words
         t = torch.randint(0, 1000, (c.unet_batch,), generator=self.gen)
+        # Extra samples at the highest noise levels: there an eps model must copy its input almost exactly
+        # (x0 error = eps error * sigma, sigma up to 14.6), and samplers start from there.
+        high = torch.rand(c.unet_batch, generator=self.gen) < c.high_noise_fraction
+        t = torch.where(high, torch.randint(c.high_noise_from, 1000, (c.unet_batch,), generator=self.gen), t)
         ac = self.alphas_cumprod[t][:, None, None, None]
         noise = torch.randn(x0.shape, generator=self.gen)
         xt = ac.sqrt() * x0 + (1.0 - ac).sqrt() * noise
@@ -239,7 +271,7 @@ class Trainer:
         """Score a fixed set of prompts (every colour/shape + held-out pairs, one seed) with the EMA."""
         scenes = scoring_scenes()[::2]
         images = generate(self.ema_unet, self.ema_text, self.vae, self.tokenizer,
-                          [s.caption() for s in scenes], [0] * len(scenes), self.cfg.image_size,
+                          [s.caption() for s in scenes], [0] * len(scenes), self.cfg.unet_image_size,
                           self.cfg.eval_steps, self.cfg.eval_cfg)
         table = score_table([(s, read_image(img)) for s, img in zip(scenes, images)])
         self.log.info("eval at unet step %d: %s", self.step,
@@ -287,6 +319,10 @@ class Trainer:
         if self.phase == "pool":
             self.build_pool()
             self.next_phase()
+        if self.phase == "unet" and self.pool.shape[-1] * 8 != c.unet_image_size:
+            # the UNet's image size changed (a resumed run): redraw the pool at the new size
+            self.build_pool()
+            self.pool_cursor = 0
         if self.phase == "unet":
             self._loop(c.unet_steps, "unet", self.unet_step)
             self.evaluate()
@@ -314,12 +350,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="resumable state folder")
     parser.add_argument("--log", type=Path, default=DEFAULT_LOG)
     parser.add_argument("--fresh", action="store_true", help="ignore saved state and start over")
+    parser.add_argument("--export-only", action="store_true",
+                        help="write the checkpoint from the saved state (EMA weights) without training")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.overrides)
     cfg = TrainConfig.from_overrides(overrides)
     torch.set_num_threads(cfg.threads)
     log = _logger(args.log)
     trainer = Trainer(cfg, args.work, args.out, log)
+    if args.export_only:
+        if not trainer.load_state():
+            raise SystemExit(f"no saved state in {args.work}; run the training first")
+        trainer.export()
+        return 0
     if args.fresh or not trainer.load_state():
         log.info("training from scratch: %s", cfg.to_json())
     else:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from engine.demo.config import TrainConfig
 from engine.demo.score import Reading, read_image
 from engine.demo.world import Scene
 from engine.device import DevicePolicy
@@ -43,9 +44,16 @@ def _node(graph: dict[str, Any], class_type: str, title: str | None = None) -> d
     raise KeyError(f"workflow has no {class_type} node{f' titled {title!r}' if title else ''}")
 
 
+NATIVE = TrainConfig().unet_image_size
+"""The demo model's native image size (what its UNet was last trained at)."""
+
+
 def with_prompt(graph: dict[str, Any], text: str, seed: int, **sampler: Any) -> dict[str, Any]:
-    """A copy of `graph` with the positive prompt, seed and any KSampler inputs replaced."""
+    """A copy of `graph` with the positive prompt, seed, any KSampler inputs, and the native size."""
     out = copy.deepcopy(graph)
+    for node in out.values():
+        if node["class_type"] == "EmptyLatentImage":
+            node["inputs"]["width"] = node["inputs"]["height"] = NATIVE
     _node(out, "CLIPTextEncode", "Positive prompt")["inputs"]["text"] = text
     ks = _node(out, "KSampler")["inputs"]
     ks["seed"] = seed

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_harness import DemoGraphRunner, with_prompt, workflow
+from demo_harness import NATIVE, DemoGraphRunner, with_prompt, workflow
 
 from engine.demo.draw import draw_scene
 from engine.demo.score import read_image, score_table
@@ -44,7 +44,7 @@ def test_score_over_every_colour_and_shape(runner: DemoGraphRunner, tmp_path: Pa
     table = score_table([(s, r) for s, r, _ in results])
     print(json.dumps(table, indent=1))
     per_image = float(np.median(runner.seconds[1:]))
-    print(f"median seconds per 64x64 image (20 euler steps, cfg 7.5): {per_image:.2f}")
+    print(f"median seconds per native-size image (20 euler steps, cfg 7.5): {per_image:.2f}")
     assert table["all"]["colour"] >= 0.9, table
     assert table["all"]["background"] >= 0.9, table
     assert table["all"]["shape"] >= 0.8, table
@@ -73,9 +73,11 @@ def test_img2img_turns_a_red_circle_blue(runner: DemoGraphRunner) -> None:
 @pytest.mark.slow
 def test_inpaint_puts_a_yellow_square_in_the_masked_side(runner: DemoGraphRunner) -> None:
     # a red circle on the right half of a white picture; repaint the right half as a yellow square
-    init = np.asarray(draw_scene(Scene("circle", "red", "white"), 64, (38.0, 20.0, 22.0)), dtype=np.float32) / 255
-    mask = np.zeros((64, 64, 3), dtype=np.float32)
-    mask[:, 32:] = 1.0
+    n = NATIVE
+    box = (0.6 * n, 0.3 * n, 0.34 * n)
+    init = np.asarray(draw_scene(Scene("circle", "red", "white"), n, box), dtype=np.float32) / 255
+    mask = np.zeros((n, n, 3), dtype=np.float32)
+    mask[:, n // 2:] = 1.0
     init_name = _image_to_input(runner, "demo_inpaint_init.png", init)
     mask_name = _image_to_input(runner, "demo_inpaint_mask.png", mask)
     graph = with_prompt(workflow("inpaint"), "a yellow square on a white background", seed=2)
@@ -85,9 +87,9 @@ def test_inpaint_puts_a_yellow_square_in_the_masked_side(runner: DemoGraphRunner
         elif node["class_type"] == "LoadImageMask":
             node["inputs"]["image"] = mask_name
     result = runner.run(graph)
-    right = read_image(result[:, 32:])
+    right = read_image(result[:, n // 2:])
     assert right.colour == "yellow", right
-    kept = np.abs(result[:, :24] - init[:, :24]).mean()
+    kept = np.abs(result[:, : 3 * n // 8] - init[:, : 3 * n // 8]).mean()
     assert kept < 0.04, f"unmasked side changed by {kept:.3f} on average"
 
 
@@ -96,5 +98,6 @@ def test_workflows_use_the_demo_checkpoint_at_native_size() -> None:
         graph = json.loads((Path(__file__).resolve().parents[2] / "workflows" / f"{name}.json").read_text())
         loaders = [n for n in graph.values() if n["class_type"] == "CheckpointLoaderSimple"]
         assert [n["inputs"]["ckpt_name"] for n in loaders] == ["loom-demo-shapes.safetensors"], name
-    latent = next(n for n in workflow("txt2img").values() if n["class_type"] == "EmptyLatentImage")["inputs"]
-    assert (latent["width"], latent["height"]) == (64, 64)
+    raw = json.loads((Path(__file__).resolve().parents[2] / "workflows" / "txt2img.json").read_text())
+    latent = next(n for n in raw.values() if n["class_type"] == "EmptyLatentImage")["inputs"]
+    assert (latent["width"], latent["height"]) == (NATIVE, NATIVE), "workflows should use the demo's native size"
