@@ -103,3 +103,14 @@ def test_clip_set_last_layer_per_family(runtime: Any, ckpt: str, default_layer: 
     assert not torch.allclose(by_layer[other], default, atol=1e-4)
     assert _cond(runtime, clip, "a photo of a cat")[0][0].shape == default.shape  # the input CLIP is unchanged
     assert clip.layer_idx is None
+
+
+@pytest.mark.parametrize("ckpt,keys", [("tiny-sd21v.safetensors", ("h",)), ("tiny-sdxl-refiner.safetensors", ("g",))])
+def test_openclip_family_embeddings(runtime: Any, models_base: Path, ckpt: str, keys: tuple[str, ...]) -> None:
+    clip = _node(runtime, "CheckpointLoaderSimple", ckpt_name=ckpt)[1]
+    name = f"words-{keys[0]}"
+    tensors = {"emb_params": _token_vectors(clip, keys[0])} if keys == ("h",) else {"clip_g": _token_vectors(clip, "g")}
+    save_file(tensors, str(models_base / "models" / "embeddings" / f"{name}.safetensors"))
+    got = _cond(runtime, clip, f"a embedding:{name} on a mat")
+    want = _cond(runtime, clip, f"a {WORDS} on a mat")
+    assert torch.allclose(got[0][0], want[0][0], atol=1e-5)

@@ -77,7 +77,8 @@ def test_img2img_follows_comfyui_rules(inputs: None, run: Any, rel: Any, ckpt: s
     assert err < 1e-5
 
 
-@pytest.mark.parametrize("ckpt", ["tiny-sd21v.safetensors", "tiny-sdxl.safetensors"])
+@pytest.mark.parametrize("ckpt", ["tiny-sd21v.safetensors", "tiny-sdxl.safetensors",
+                                  "tiny-sdxl-refiner.safetensors"])
 def test_inpaint_keeps_unmasked_region(inputs: None, run: Any, ckpt: str) -> None:
     outcome = run(_graph(ckpt, inpaint=True), "inp-" + ckpt)
     assert outcome.status == "success", outcome.error

@@ -134,3 +134,47 @@ def test_reweighting_reuses_checkpoint_and_executor_caches(runtime: Any, monkeyp
     assert not torch.allclose(a, b)
     report = half.outputs["2"]["lora"][0]
     assert report["strength_model"] == 0.5 and report["unet_modules_patched"] > 0
+
+
+def test_sd2_kohya_lora_on_linear_proj_and_fused_openclip(runtime: Any, models_base: Path) -> None:
+    """Hand-picked kohya SD2 names: linear proj_in, mid-block attn2, OpenCLIP-H fused q/k/v rows, c_fc."""
+    model, clip, _ = _call(runtime, "CheckpointLoaderSimple", ckpt_name="tiny-sd21v.safetensors")
+    unet_w = dict(model.diffusion_model.named_parameters())
+    clip_w = dict(clip.encoders.named_parameters())
+    width = clip_w["clip_h.ln_final.weight"].shape[0]
+    targets: dict[str, tuple[str, slice | None]] = {
+        "lora_unet_down_blocks_0_attentions_0_proj_in": ("input_blocks.1.1.proj_in.weight", None),
+        "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k":
+            ("middle_block.1.transformer_blocks.0.attn2.to_k.weight", None),
+        "lora_te_text_model_encoder_layers_1_self_attn_k_proj":
+            ("clip_h.transformer.resblocks.1.attn.in_proj_weight", slice(width, 2 * width)),
+        "lora_te_text_model_encoder_layers_1_self_attn_v_proj":
+            ("clip_h.transformer.resblocks.1.attn.in_proj_weight", slice(2 * width, 3 * width)),
+        "lora_te_text_model_encoder_layers_0_mlp_fc1": ("clip_h.transformer.resblocks.0.mlp.c_fc.weight", None),
+    }
+    g = torch.Generator().manual_seed(9)
+    lora: dict[str, torch.Tensor] = {}
+    for module, (param, rows) in targets.items():
+        w = (unet_w if module.startswith("lora_unet") else clip_w)[param]
+        out = w.shape[0] if rows is None else rows.stop - rows.start
+        lora[module + ".lora_down.weight"] = torch.randn(3, w.shape[1], generator=g)
+        lora[module + ".lora_up.weight"] = torch.randn(out, 3, generator=g)
+        lora[module + ".alpha"] = torch.tensor(1.5)
+    save_file(lora, str(models_base / "models" / "loras" / "sd2-hand.safetensors"))
+    out = runtime.registry.get("LoraLoader")().run_with_report(
+        model=model, clip=clip, lora_name="sd2-hand.safetensors", strength_model=0.8, strength_clip=1.2)
+    new_model, new_clip = out["result"]
+    assert out["ui"]["lora"][0]["unmatched_keys"] == [] and len(out["ui"]["lora"][0]["matched_keys"]) == 5
+    unet_p = new_model._patched_weights(new_model.diffusion_model)
+    clip_p = new_clip._patched_weights(new_clip.encoders)
+    fused = "clip_h.transformer.resblocks.1.attn.in_proj_weight"
+    want_fused = clip_w[fused].detach().float().clone()
+    for module, (param, rows) in targets.items():
+        if module.startswith("lora_unet"):
+            assert torch.allclose(unet_p[param], _expected(lora, module, unet_w[param], 0.8), atol=1e-5)
+        elif rows is None:
+            assert torch.allclose(clip_p[param], _expected(lora, module, clip_w[param], 1.2), atol=1e-5)
+        else:
+            want_fused[rows] = _expected(lora, module, clip_w[param][rows], 1.2)
+    assert torch.allclose(clip_p[fused], want_fused, atol=1e-5)
+    assert torch.equal(clip_p[fused][:width], clip_w[fused][:width])  # the q third is untouched
