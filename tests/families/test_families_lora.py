@@ -178,3 +178,32 @@ def test_sd2_kohya_lora_on_linear_proj_and_fused_openclip(runtime: Any, models_b
             want_fused[rows] = _expected(lora, module, clip_w[param][rows], 1.2)
     assert torch.allclose(clip_p[fused], want_fused, atol=1e-5)
     assert torch.equal(clip_p[fused][:width], clip_w[fused][:width])  # the q third is untouched
+
+
+async def test_lora_report_lands_in_history(aiohttp_client: Any, models_base: Path) -> None:
+    import asyncio
+
+    from app.config import Config
+    from app.loom import build_loom
+    from server import create_app
+
+    graph = _lora_graph(0.9)
+    loom = build_loom(Config(base_directory=models_base, cpu=True, user_directory=models_base / "user-history"))
+    try:
+        client = await aiohttp_client(create_app(loom, web_root=None, load_custom_nodes=False))
+        resp = await client.post("/prompt", json={"prompt": graph, "client_id": "t"})
+        assert resp.status == 200, await resp.text()
+        prompt_id = (await resp.json())["prompt_id"]
+        entry: dict[str, Any] = {}
+        for _ in range(600):  # up to 60 s on a loaded machine
+            entry = (await (await client.get(f"/history/{prompt_id}")).json()).get(prompt_id, {})
+            if entry.get("status", {}).get("completed") or entry.get("status", {}).get("status_str") == "error":
+                break
+            await asyncio.sleep(0.1)
+        assert entry.get("status", {}).get("status_str") == "success", entry.get("status")
+        report = entry["outputs"]["2"]["lora"][0]
+        assert report["lora_name"] == "tiny-sd15-lora.safetensors" and report["strength_model"] == 0.9
+        assert len(report["matched_keys"]) == 204 and report["unet_modules_patched"] > 0
+        assert report["clip_modules_patched"] > 0 and report["unmatched_keys"] == []
+    finally:
+        loom.close()
