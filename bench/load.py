@@ -1,9 +1,10 @@
 """Checkpoint load time and peak memory: Loom's load_checkpoint vs a raw safetensors read of the same file.
 
 Run: ``.venv/bin/python bench/load.py [PATH] [--runs 3]`` (default: the tiny fixture checkpoint). Each
-measurement runs in a fresh subprocess (imports done before the clock starts, the file already in the page
-cache), alternating raw / Loom. Peak RSS growth = peak RSS during the load minus RSS before it, compared to
-the file size. ``--make-fullsize OUT`` first writes a full-size SD1.5-layout checkpoint (random fp16
+measurement runs in a fresh subprocess (the file already in the page cache), alternating raw / Loom / Loom
+cold. "loom" has its lazy imports done by an earlier load of the tiny file; "loom cold" is the first load of
+the process. Peak RSS growth = peak RSS (sampled every 2 ms) during the load minus RSS before it, compared
+to the file size. ``--make-fullsize OUT`` first writes a full-size SD1.5-layout checkpoint (random fp16
 weights, about 2 GB) to OUT to measure with.
 """
 from __future__ import annotations
@@ -24,33 +25,62 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors"
 
 
+class _PeakRss:
+    """Samples this process's RSS every few milliseconds in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
 def child(kind: str, path: str) -> None:
     """Measure one load in this process and print JSON (seconds, rss_before, rss_peak)."""
+    import gc
+
     import psutil
     import torch
 
     torch.set_num_threads(1)
     from safetensors.torch import load_file
 
-    from bench._timing import peak_rss_bytes
     from engine.device import DevicePolicy
     from engine.loading import load_checkpoint
     from engine.model_management import ModelManager
 
-    if kind == "loom":  # warm the lazy imports the loader does on first use, not the file
-        import engine.networks.text_encoders  # noqa: F401
-        import engine.tokenizer  # noqa: F401
+    if kind == "loom":  # lazy imports (tokenizer, ...) done by a first load of the tiny file, then dropped
+        load_checkpoint(TINY, ModelManager(DevicePolicy.cpu()))
+        gc.collect()
     manager = ModelManager(DevicePolicy.cpu())
     before = psutil.Process().memory_info().rss
-    t0 = time.perf_counter()
-    if kind == "raw":
-        sd = load_file(path)
-        n = sum(t.numel() for t in sd.values())
-    else:
-        model, clip, vae = load_checkpoint(path, manager)
-        n = sum(p.numel() for m in (model.diffusion_model, vae.vae) for p in m.parameters())
-    secs = time.perf_counter() - t0
-    print(json.dumps({"seconds": secs, "rss_before": before, "rss_peak": peak_rss_bytes(), "numel": n}))
+    with _PeakRss() as peak:
+        t0 = time.perf_counter()
+        if kind == "raw":
+            sd = load_file(path)
+            n = sum(t.numel() for t in sd.values())
+        else:
+            model, clip, vae = load_checkpoint(path, manager)
+            n = sum(p.numel() for m in (model.diffusion_model, vae.vae) for p in m.parameters())
+        secs = time.perf_counter() - t0
+    print(json.dumps({"seconds": secs, "rss_before": before, "rss_peak": peak.peak, "numel": n}))
 
 
 def make_fullsize(out: Path) -> None:
@@ -76,7 +106,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("path", nargs="?", type=Path, default=TINY)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--child", choices=["raw", "loom"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["raw", "loom", "loom-cold"], help=argparse.SUPPRESS)
     ap.add_argument("--make-fullsize", type=Path, default=None, metavar="OUT")
     args = ap.parse_args()
     if args.child:
@@ -88,14 +118,15 @@ def main() -> None:
         path = args.make_fullsize
     size = path.stat().st_size
     path.read_bytes()  # page cache
-    results: dict[str, list[dict[str, float]]] = {"raw": [], "loom": []}
+    results: dict[str, list[dict[str, float]]] = {"raw": [], "loom": [], "loom-cold": []}
     for _ in range(args.runs):
         for kind in results:
             out = subprocess.run([sys.executable, __file__, str(path), "--child", kind], capture_output=True,
                                  text=True, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
             results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     rows = []
-    for kind, label in (("raw", "safetensors load_file"), ("loom", "loom load_checkpoint")):
+    for kind, label in (("raw", "safetensors load_file"), ("loom", "loom load_checkpoint"),
+                        ("loom-cold", "loom, first load in process (lazy imports)")):
         rs = results[kind]
         grow = max(r["rss_peak"] - r["rss_before"] for r in rs)
         rows.append(Row(label, [r["seconds"] for r in rs], **{"peak RSS growth MiB": f"{grow / 2**20:.0f}",

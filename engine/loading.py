@@ -113,11 +113,12 @@ def _build_tower(spec: TextEncoderSpec, cfg: ClipTextConfig | OpenClipConfig, sd
     """One text tower from its config and its keys (prefix already stripped to the tower's own names)."""
     tower: nn.Module
     if isinstance(cfg, ClipTextConfig):
-        tower = ClipTextEncoder(cfg, dtype=dtype, layer_norm_hidden_state=spec.norm_hidden,
-                                default_layer=spec.default_layer)
+        with torch.device("meta"):  # Loom's own module: no random init, the file's tensors are adopted
+            tower = ClipTextEncoder(cfg, layer_norm_hidden_state=spec.norm_hidden, default_layer=spec.default_layer)
         weights = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
         _check_keys(tower, weights, f"text encoder ({spec.key})", path)
-        tower.load_state_dict(weights, strict=True)
+        tower.load_state_dict(weights, strict=True, assign=True)
+        tower.to(dtype=dtype)
     else:
         weights = {k: v for k, v in sd.items() if k != "logit_scale" and not k.endswith("attn_mask")}
         with torch.device("meta"):
