@@ -144,7 +144,9 @@ def token_server(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     yield from _start_fake(tmp_path_factory.mktemp("fake_auth"), token="s3cret-token")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in the main thread while
+# it is alive, which would break every later asyncio-based test module in the same pytest session.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
