@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/load.py [PATH] [--runs 3]`` (default: the tiny fix
 measurement runs in a fresh subprocess (the file already in the page cache), alternating raw / Loom / Loom
 cold. "loom" has its lazy imports done by an earlier load of the tiny file; "loom cold" is the first load of
 the process. Peak RSS growth = peak RSS (sampled every 2 ms) during the load minus RSS before it, compared
-to the file size. ``--make-fullsize OUT`` first writes a full-size SD1.5-layout checkpoint (random fp16
-weights, about 2 GB) to OUT to measure with.
+to the file size. ``--make-fullsize OUT`` first writes a full-size SD1.5-layout checkpoint (random fp32
+weights, about 4 GB; ``--half``: fp16, 2 GB, which the CPU then widens to fp32) to OUT to measure with.
 """
 from __future__ import annotations
 
@@ -83,8 +83,8 @@ def child(kind: str, path: str) -> None:
     print(json.dumps({"seconds": secs, "rss_before": before, "rss_peak": peak.peak, "numel": n}))
 
 
-def make_fullsize(out: Path) -> None:
-    """Write a full-size SD1.5-layout checkpoint with random fp16 weights (for load benchmarks only)."""
+def make_fullsize(out: Path, half: bool) -> None:
+    """Write a full-size SD1.5-layout checkpoint with random weights (for load benchmarks only)."""
     import torch
     from safetensors.torch import save_file
 
@@ -93,9 +93,10 @@ def make_fullsize(out: Path) -> None:
     from engine.networks.vae import AutoencoderKL, VAEConfig
 
     sd: dict[str, torch.Tensor] = {}
-    for prefix, module in (("model.diffusion_model.", UNetModel(UNetConfig(), dtype=torch.float16)),
-                           ("first_stage_model.", AutoencoderKL(VAEConfig(), dtype=torch.float16)),
-                           ("cond_stage_model.", ClipTextEncoder(ClipTextConfig(), dtype=torch.float16))):
+    dt = torch.float16 if half else torch.float32
+    for prefix, module in (("model.diffusion_model.", UNetModel(UNetConfig(), dtype=dt)),
+                           ("first_stage_model.", AutoencoderKL(VAEConfig(), dtype=dt)),
+                           ("cond_stage_model.", ClipTextEncoder(ClipTextConfig(), dtype=dt))):
         for k, v in module.state_dict().items():
             sd[prefix + k] = v.contiguous()
     sd["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
@@ -108,16 +109,19 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--child", choices=["raw", "loom", "loom-cold"], help=argparse.SUPPRESS)
     ap.add_argument("--make-fullsize", type=Path, default=None, metavar="OUT")
+    ap.add_argument("--half", action="store_true", help="--make-fullsize writes fp16 (2 GB) instead of fp32")
     args = ap.parse_args()
     if args.child:
         child(args.child, str(args.path))
         return
     path = args.path
     if args.make_fullsize is not None:
-        make_fullsize(args.make_fullsize)
+        make_fullsize(args.make_fullsize, args.half)
         path = args.make_fullsize
     size = path.stat().st_size
-    path.read_bytes()  # page cache
+    with path.open("rb") as f:  # into the page cache, so every run reads from memory
+        while f.read(1 << 24):
+            pass
     results: dict[str, list[dict[str, float]]] = {"raw": [], "loom": [], "loom-cold": []}
     for _ in range(args.runs):
         for kind in results:
