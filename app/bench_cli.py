@@ -9,6 +9,7 @@ executor cache keeps the rest) unless --same-seed; --no-cache clears the executo
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import resource
@@ -63,13 +64,15 @@ class BenchResult:
     device: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.device, "run_seconds": self.run_seconds, "node_seconds": self.node_times,
+        """The raw numbers as a JSON-ready dict."""
+        out: dict[str, Any] = {"device": self.device, "run_seconds": self.run_seconds, "node_seconds": self.node_times,
                 "node_class": self.node_class, "it_per_s": self.its, "executed_per_run": self.executed_per_run,
                 "peak_rss_bytes": self.peak_rss_bytes, "peak_device_bytes": self.peak_device_bytes}
+        return out
 
 
 def _bump_seeds(prompt: dict[str, Any], offset: int) -> dict[str, Any]:
-    out = json.loads(json.dumps(prompt))
+    out: dict[str, Any] = copy.deepcopy(prompt)
     for node in out.values():
         inputs = node.get("inputs", {})
         for name in SEED_INPUTS:

@@ -62,6 +62,39 @@ def variant_call(name: str, model: UNetModel, x: torch.Tensor, t: torch.Tensor,
     raise SystemExit(f"unknown variant {name!r}: choose fp32, channels_last, bf16, compile")
 
 
+def bench_size(size: int, ref: Any, ours: UNetModel, variants: list[str], runs: int, peak: float) -> float:
+    """Time diffusers and each Loom variant at one latent size, print the table; returns the GEMM peak."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, size, size, generator=g)
+    t = torch.tensor([981.0, 981.0])
+    ctx = torch.randn(2, 77, 768, generator=g)
+    flops = count_flops(lambda: ours(x, t, ctx))
+    calls: list[Callable[[], Any]] = [lambda: ref(x, t, encoder_hidden_states=ctx).sample]
+    setup: dict[str, float] = {}
+    for v in variants:
+        fn, secs = variant_call(v, ours, x, t, ctx)
+        calls.append(fn)
+        setup[v] = secs
+    times = alternate(calls, runs)
+    peak = max(peak, gemm_peak_gflops())
+    out_ref = calls[0]().float()
+
+    def gflops(ts: list[float]) -> dict[str, str]:
+        rate = flops / min(ts) / 1e9
+        return {"GFLOP/s (min)": f"{rate:.0f}", "% GEMM peak": f"{rate / peak:.0%}"}
+
+    rows = [Row("diffusers", times[0], **gflops(times[0]))]
+    for v, ts, fn in zip(variants, times[1:], calls[1:], strict=True):
+        rel = float((fn().float() - out_ref).abs().max() / out_ref.abs().max())
+        extra = {**gflops(ts), "max rel diff": f"{rel:.1e}"}
+        if setup[v]:
+            extra["compile s"] = f"{setup[v]:.1f}"
+        rows.append(Row(f"loom {v}", ts, **extra))
+    print_table(f"{size}x{size} latent: {flops / 1e12:.3f} TFLOP per call, GEMM peak {peak:.0f} GFLOP/s",
+                rows, reference=rows[0])
+    return peak
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="latent sizes (64 = 512x512 image)")
@@ -80,33 +113,9 @@ def main() -> None:
     print(f"UNet {'small (ch 64)' if args.small else 'SD1.5'} ({n_params / 1e6:.0f}M params), batch 2, fp32, "
           f"{device_name()}, torch {torch.__version__}, {args.runs} timed runs, alternating")
     with torch.inference_mode():
-        peak_before = gemm_peak_gflops()
+        peak = gemm_peak_gflops()
         for size in args.sizes:
-            g = torch.Generator().manual_seed(1)
-            x = torch.randn(2, 4, size, size, generator=g)
-            t = torch.tensor([981.0, 981.0])
-            ctx = torch.randn(2, 77, 768, generator=g)
-            flops = count_flops(lambda: ours(x, t, ctx))
-            calls: list[Callable[[], Any]] = [lambda: ref(x, t, encoder_hidden_states=ctx).sample]
-            setup: dict[str, float] = {}
-            for v in variants:
-                fn, secs = variant_call(v, ours, x, t, ctx)
-                calls.append(fn)
-                setup[v] = secs
-            times = alternate(calls, args.runs)
-            peak = max(peak_before, gemm_peak_gflops())
-            out_ref = calls[0]().float()
-            rows = [Row("diffusers", times[0], **{"GFLOP/s (min)": f"{flops / min(times[0]) / 1e9:.0f}",
-                                                   "% GEMM peak": f"{flops / min(times[0]) / 1e9 / peak:.0%}"})]
-            for v, ts, fn in zip(variants, times[1:], calls[1:], strict=True):
-                rel = float((fn().float() - out_ref).abs().max() / out_ref.abs().max())
-                extra = {"GFLOP/s (min)": f"{flops / min(ts) / 1e9:.0f}",
-                         "% GEMM peak": f"{flops / min(ts) / 1e9 / peak:.0%}", "max rel diff": f"{rel:.1e}"}
-                if setup[v]:
-                    extra["compile s"] = f"{setup[v]:.1f}"
-                rows.append(Row(f"loom {v}", ts, **extra))
-            print_table(f"{size}x{size} latent: {flops / 1e12:.3f} TFLOP per call, GEMM peak {peak:.0f} GFLOP/s",
-                        rows, reference=rows[0])
+            peak = bench_size(size, ref, ours, variants, args.runs, peak)
 
 
 if __name__ == "__main__":
