@@ -1,4 +1,4 @@
-"""Score the demo model through Loom's nodes and print the table (`python bench/demo.py`).
+"""Score the demo model through Loom's nodes and print the table (`python -m bench.demo`).
 
 Runs the shipped txt2img workflow for every scene of the score set (every colour x shape, held-out and
 seen colour/background pairs) with two seeds, reads each image with the pixel scorer, and prints accuracy
