@@ -207,7 +207,13 @@ class VaeHandle:
         return int(pixels * bytes_per_pixel * width * torch.finfo(self.dtype).bits // 8)
 
     def _auto_tile(self, image_pixels: int, bytes_per_pixel: int, tile_px: int) -> int | None:
-        """None when one whole item fits in memory, else the largest tile side (pixels) that fits."""
+        """None when one whole item fits in memory, else the largest tile side (pixels) that fits.
+
+        On a GPU the VAE is loaded and least recently used networks are offloaded first, so a UNet still on
+        the device does not force tiling."""
+        if self.manager.policy.device.type != "cpu":
+            self._on_device()
+            self.manager.free_memory(self._call_bytes(image_pixels, bytes_per_pixel), keep=(self.entry,))
         budget = self._memory_available()
         if self._call_bytes(image_pixels, bytes_per_pixel) <= budget:
             return None
