@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from engine.demo.config import SD15_SCALE_FACTOR, ModelSpec, TrainConfig
@@ -251,7 +250,7 @@ class Trainer:
         snr = (ac / (1.0 - ac)).flatten()
         weight = torch.clamp(snr, max=c.min_snr_gamma) / snr
         loss = (weight * ((eps - noise) ** 2).mean(dim=(1, 2, 3))).mean()
-        for group, base in zip(self.unet_opt.param_groups, (c.unet_lr, c.text_lr)):
+        for group, base in zip(self.unet_opt.param_groups, (c.unet_lr, c.text_lr), strict=False):
             group["lr"] = base * self.lr_factor(self.step)
         self.unet_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -264,7 +263,7 @@ class Trainer:
     def update_ema(self) -> None:
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         for ema, live in ((self.ema_unet, self.unet), (self.ema_text, self.text)):
-            for pe, pl in zip(ema.parameters(), live.parameters()):
+            for pe, pl in zip(ema.parameters(), live.parameters(), strict=False):
                 pe.lerp_(pl, 1.0 - decay)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -273,7 +272,7 @@ class Trainer:
         images = generate(self.ema_unet, self.ema_text, self.vae, self.tokenizer,
                           [s.caption() for s in scenes], [0] * len(scenes), self.cfg.unet_image_size,
                           self.cfg.eval_steps, self.cfg.eval_cfg)
-        table = score_table([(s, read_image(img)) for s, img in zip(scenes, images)])
+        table = score_table([(s, read_image(img)) for s, img in zip(scenes, images, strict=False)])
         self.log.info("eval at unet step %d: %s", self.step,
                       {g: {k: round(v, 2) for k, v in row.items()} for g, row in table.items()})
         return table
