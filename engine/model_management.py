@@ -49,6 +49,7 @@ class ManagedModel:
     size: int
     last_used: float = field(default_factory=time.monotonic)
     file_key: tuple[Hashable, ...] | None = None
+    partial: Any = None  # engine.partial_load.PartialLoad while only part of the network is on the device
 
     def device(self) -> torch.device:
         """Where the module's first parameter lives (cpu when it has none)."""
@@ -65,8 +66,10 @@ class ModelManager:
     """
 
     def __init__(self, policy: DevicePolicy | None = None, reserve_bytes: int = 512 * 1024**2,
-                 ram_budget_bytes: int | None = None, vram_budget_bytes: int | None = None) -> None:
+                 ram_budget_bytes: int | None = None, vram_budget_bytes: int | None = None,
+                 lowvram: bool = True) -> None:
         self.policy = policy if policy is not None else DevicePolicy.detect()
+        self.lowvram = lowvram
         self.reserve_bytes = reserve_bytes
         self.ram_budget_bytes = ram_budget_bytes
         self.vram_budget_bytes = vram_budget_bytes
@@ -141,10 +144,22 @@ class ModelManager:
             if entry.file_key is not None and entry.file_key in self._file_used:
                 self._file_used[entry.file_key] = entry.last_used
             target = self.policy.device
-            if entry.device() != target:
+            if entry.device() != target or entry.partial is not None:
                 if target.type != "cpu":
                     self._fit_vram_budget(entry)
                     self.free_memory(entry.size + self.reserve_bytes, keep=(entry,))
+                    resident = entry.partial.resident_bytes if entry.partial is not None else 0
+                    room = self.policy.free_memory() + resident - self.reserve_bytes
+                    if self.lowvram and room < entry.size:
+                        if entry.partial is None:  # partial offload: stream the layers that do not fit
+                            from engine.partial_load import partial_load
+
+                            entry.partial = partial_load(entry.module, target, self.policy.offload_device,
+                                                         max(room, 0))
+                        return entry.module
+                if entry.partial is not None:
+                    entry.partial.remove()
+                    entry.partial = None
                 entry.module.to(target)
             return entry.module
 
@@ -163,7 +178,11 @@ class ModelManager:
     def offload(self, entry: ManagedModel) -> None:
         """Move a network back to the offload device."""
         with self._lock:
-            if entry.device() != self.policy.offload_device:
+            if entry.partial is not None:
+                entry.partial.remove()
+                entry.partial = None
+            if entry.device() != self.policy.offload_device or any(
+                    p.device != self.policy.offload_device for p in entry.module.parameters()):
                 entry.module.to(self.policy.offload_device)
 
     def free_memory(self, required_bytes: int, keep: tuple[ManagedModel, ...] = ()) -> int:
