@@ -61,13 +61,13 @@ def partial_load(module: nn.Module, device: torch.device, offload: torch.device,
             used += size
         else:
             stream_ids.add(id(m))
-    for m in module.modules():
-        if id(m) in stream_ids:
-            _move_own(m, offload)
-            result.streamed.append(m)
-            result.hooks.append(m.register_forward_pre_hook(lambda mod, args: _move_own(mod, device)))
-            result.hooks.append(m.register_forward_hook(lambda mod, args, out: _move_own(mod, offload)))
+    for sub in module.modules():
+        if id(sub) in stream_ids:
+            _move_own(sub, offload)
+            result.streamed.append(sub)
+            result.hooks.append(sub.register_forward_pre_hook(lambda mod, args: _move_own(mod, device)))
+            result.hooks.append(sub.register_forward_hook(lambda mod, args, out: _move_own(mod, offload)))
         else:
-            _move_own(m, device)
+            _move_own(sub, device)
     result.resident_bytes = used
     return result
