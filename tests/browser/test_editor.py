@@ -46,14 +46,14 @@ def test_queue_changed_prompt_and_seed_shows_output(page: Any, fake_server: Any)
     seen = page.evaluate("window.seen")
     assert seen[0] == [True, 1, 20, "1/20"] and seen[-1] == [True, 20, 20, "20/20"]
     assert page.evaluate("loom.graph.getNodeById(3).loom.running") is False
-    assert "ComfyUI_" in src
+    assert "loom_" in src
     body = posted(fake_server.url)[-1]
     prompt = body["prompt"]
     assert prompt["6"]["inputs"]["text"] == "a red fox in the snow"
     assert prompt["3"]["inputs"]["seed"] == 1234
     assert prompt["3"]["inputs"]["model"] == ["4", 0]
     assert prompt["3"]["inputs"]["positive"] == ["6", 0]
-    assert prompt["9"] == {"inputs": {"images": ["8", 0], "filename_prefix": "ComfyUI"},
+    assert prompt["9"] == {"inputs": {"images": ["8", 0], "filename_prefix": "loom"},
                            "class_type": "SaveImage", "_meta": {"title": "Save Image"}}
     assert body["client_id"] and body["extra_data"]["extra_pnginfo"]["workflow"]["version"] == 0.4
     assert "preview_method" not in body["extra_data"]  # "server default" sends nothing

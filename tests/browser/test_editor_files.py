@@ -37,7 +37,7 @@ def test_graph_survives_reload(page: Any, fake_server: Any) -> None:
     page.wait_for_selector("body[data-ready='true']")
     assert widget(page, 5, "width") == 320
     page.click("#loom-default")
-    assert widget(page, 5, "width") == 512
+    assert widget(page, 5, "width") == 128
     assert node_types(page) == sorted(DEFAULT_TYPES)
 
 
@@ -79,7 +79,7 @@ def test_undo_redo_and_mode_shortcuts(page: Any, fake_server: Any) -> None:
     assert widget(page, 7, "text") == "changed"
     assert page.evaluate("loom.graph.getNodeById(3).inputs[3].link") is not None  # the latent link is back
     page.keyboard.press("Control+z")
-    page.wait_for_function("() => loom.graph.getNodeById(7).widgets[0].value === 'text, watermark'")
+    page.wait_for_function("() => loom.graph.getNodeById(7).widgets[0].value === 'blurry'")
     page.keyboard.press("Control+y")
     page.wait_for_function("() => loom.graph.getNodeById(7).widgets[0].value === 'changed'")
     page.evaluate("loom.canvas.selectNodes([loom.graph.getNodeById(9)])")

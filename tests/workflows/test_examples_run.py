@@ -35,7 +35,7 @@ def test_example_workflow_runs(rt: Any, name: str) -> None:
     (png,) = result.files
     assert png.is_file() and png.name.startswith(f"loom_{name}_")
     with Image.open(png) as img:
-        assert img.size == (64, 64)
+        assert img.size == (128, 128)  # the demo model's native size
         pixels = list(img.getdata())
     assert len(set(pixels)) > 1  # a decoded image, not a constant
     workflow, prompt = read_graphs(png)
@@ -124,7 +124,7 @@ def test_ksampler_reports_progress_previews_and_honours_interrupt(rt: Any) -> No
         steps = [(d["value"], d["max"]) for e, d in sink.events if e == "progress" and d["node"] == "3"]
         assert steps == [(1, 3), (2, 3), (3, 3)]
         assert len(sink.previews) == 3 and sink.previews[0][1] == "3"
-        assert sink.previews[0][2].size == (8, 8)  # latent-resolution latent2rgb preview
+        assert sink.previews[0][2].size == (16, 16)  # latent-resolution latent2rgb preview (128 px image)
     finally:
         rt.services.preview_method = "none"
 

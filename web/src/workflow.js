@@ -14,17 +14,17 @@ function setWidget(node, name, value) {
   w.value = value;
 }
 
-/** Builds the default txt2img graph (ids 3-9 as ComfyUI's default) into `graph`. */
+/** Builds the default txt2img graph (ids 3-9 as ComfyUI's default, sized and worded for the demo model). */
 export function buildDefaultGraph(graph) {
   graph.clear();
   const specs = [
     [4, "CheckpointLoaderSimple", [26, 474]],
-    [6, "CLIPTextEncode", [415, 186], { text: "beautiful scenery nature glass bottle landscape, purple galaxy bottle" }],
-    [7, "CLIPTextEncode", [413, 389], { text: "text, watermark" }],
-    [5, "EmptyLatentImage", [473, 609], { width: 512, height: 512, batch_size: 1 }],
-    [3, "KSampler", [863, 186], { seed: 156680208700286, steps: 20, cfg: 8, sampler_name: "euler", scheduler: "normal", denoise: 1 }],
+    [6, "CLIPTextEncode", [415, 186], { text: "a red circle on a blue background" }],
+    [7, "CLIPTextEncode", [413, 389], { text: "blurry" }],
+    [5, "EmptyLatentImage", [473, 609], { width: 128, height: 128, batch_size: 1 }],
+    [3, "KSampler", [863, 186], { seed: 156680208700286, steps: 20, cfg: 7.5, sampler_name: "euler", scheduler: "normal", denoise: 1 }],
     [8, "VAEDecode", [1209, 188]],
-    [9, "SaveImage", [1451, 189], { filename_prefix: "ComfyUI" }],
+    [9, "SaveImage", [1451, 189], { filename_prefix: "loom" }],
   ];
   const nodes = {};
   for (const [id, type, pos, values] of specs) {
