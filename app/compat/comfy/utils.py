@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from nodes import _ops
 
 _loom = handles_for(__name__)  # this Loom instance's objects
 
@@ -128,41 +129,14 @@ def repeat_to_batch_size(tensor: torch.Tensor, batch_size: int, dim: int = 0) ->
 
 
 def lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Lanczos resize of [B,C,H,W] through PIL, per image and channel layout."""
-    import numpy as np
-    from PIL import Image
-
-    images = []
-    for image in samples:
-        arr = (image.movedim(0, -1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        pil = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
-        pil = pil.resize((width, height), resample=Image.Resampling.LANCZOS)
-        out = torch.from_numpy(np.array(pil).astype(np.float32) / 255.0)
-        if out.ndim == 2:
-            out = out.unsqueeze(-1)
-        images.append(out.movedim(-1, 0))
-    return torch.stack(images).to(samples.device, samples.dtype)
+    """Lanczos resize of [B,C,H,W] 0..1 images through PIL (Loom's one implementation in nodes._ops)."""
+    return _ops.lanczos(samples, width, height)
 
 
 def common_upscale(samples: torch.Tensor, width: int, height: int, upscale_method: str, crop: str) -> torch.Tensor:
-    """Resize [B,C,H,W] to (height, width): methods nearest-exact / bilinear / area / bicubic / lanczos;
-    crop "center" first cuts the source to the target aspect ratio (ComfyUI's rule)."""
-    if crop == "center":
-        old_w, old_h = samples.shape[-1], samples.shape[-2]
-        old_aspect = old_w / old_h
-        new_aspect = width / height
-        x = y = 0
-        if old_aspect > new_aspect:
-            x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-        elif old_aspect < new_aspect:
-            y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-        samples = samples.narrow(-2, y, old_h - y * 2).narrow(-1, x, old_w - x * 2)
-    if upscale_method == "lanczos":
-        return lanczos(samples, width, height)
-    if upscale_method == "bislerp":
-        upscale_method = "bilinear"  # close stand-in; Loom has no slerp resize
-    kwargs = {"align_corners": False} if upscale_method in ("bilinear", "bicubic") else {}
-    return torch.nn.functional.interpolate(samples, size=(height, width), mode=upscale_method, **kwargs)
+    """Resize [B,C,H,W] to (height, width): nearest-exact / bilinear / area / bicubic / lanczos / bislerp;
+    crop "center" first cuts the source to the target aspect ratio (ComfyUI's rule, as the built-in nodes do)."""
+    return _ops.common_upscale(samples, width, height, upscale_method, crop)
 
 
 def get_tiled_scale_steps(width: int, height: int, tile_x: int, tile_y: int, overlap: int) -> int:
