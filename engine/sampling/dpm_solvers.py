@@ -10,7 +10,15 @@ import math
 
 import torch
 
-from engine.sampling.k_samplers import Denoiser, StepCallback, ancestral_step, batch_ones, require_noise, to_d
+from engine.sampling.k_samplers import (
+    Denoiser,
+    StepCallback,
+    ancestral_step,
+    batch_ones,
+    denoise_and_report,
+    require_noise,
+    to_d,
+)
 from engine.sampling.noise import NoiseSampler
 
 
@@ -31,9 +39,7 @@ def sample_dpmpp_2m(
     s_in = batch_ones(x)
     old_denoised: torch.Tensor | None = None
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         t, t_next = _lam(sigmas[i]), _lam(sigmas[i + 1])
         h = t_next - t
         if old_denoised is None or sigmas[i + 1] == 0:
@@ -55,10 +61,8 @@ def sample_dpmpp_2s_ancestral(
     noise = require_noise(noise_sampler, "dpmpp_2s_ancestral")
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        if callback is not None:
-            callback(i, denoised, x)
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
         else:
@@ -85,9 +89,7 @@ def sample_dpmpp_sde(
     noise = require_noise(noise_sampler, "dpmpp_sde")
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         if sigmas[i + 1] == 0:
             x = denoised
             continue
@@ -131,9 +133,7 @@ def sample_dpmpp_2m_sde(
     h: torch.Tensor | None = None
     h_last: torch.Tensor | None = None
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         if sigmas[i + 1] == 0:
             x = denoised
         else:
@@ -172,9 +172,7 @@ def sample_dpmpp_3m_sde(
     h_1: torch.Tensor | None = None
     h_2: torch.Tensor | None = None
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         if sigmas[i + 1] == 0:
             x = denoised
         else:

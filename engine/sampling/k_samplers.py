@@ -43,6 +43,16 @@ def batch_ones(x: torch.Tensor) -> torch.Tensor:
     return x.new_ones([x.shape[0]])
 
 
+def denoise_and_report(
+    model: Denoiser, x: torch.Tensor, sigma: torch.Tensor, s_in: torch.Tensor, step: int, callback: StepCallback | None,
+) -> torch.Tensor:
+    """The x0 estimate ``model(x, sigma)`` of step ``step``, first shown to ``callback`` (previews, progress)."""
+    denoised = model(x, sigma * s_in)
+    if callback is not None:
+        callback(step, denoised, x)
+    return denoised
+
+
 @torch.no_grad()
 def sample_euler(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
@@ -51,10 +61,8 @@ def sample_euler(
     """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 2 with s_churn = 0)."""
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         d = to_d(x, sigmas[i], denoised)
-        if callback is not None:
-            callback(i, denoised, x)
         x = x + d * (sigmas[i + 1] - sigmas[i])
     return x
 
@@ -68,10 +76,8 @@ def sample_euler_ancestral(
     noise = require_noise(noise_sampler, "euler_ancestral")
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        if callback is not None:
-            callback(i, denoised, x)
         if sigma_down == 0:
             x = denoised
         else:
@@ -88,10 +94,8 @@ def sample_heun(
     """Heun's second-order method (Karras et al. 2022, Algorithm 2, s_churn = 0); Euler on the last step."""
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         d = to_d(x, sigmas[i], denoised)
-        if callback is not None:
-            callback(i, denoised, x)
         dt = sigmas[i + 1] - sigmas[i]
         if sigmas[i + 1] == 0:
             x = x + d * dt
@@ -111,10 +115,8 @@ def sample_dpm_2(
     """DPM-Solver-2 style midpoint step in log-sigma (Karras et al. 2022 variant in k-diffusion)."""
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         d = to_d(x, sigmas[i], denoised)
-        if callback is not None:
-            callback(i, denoised, x)
         if sigmas[i + 1] == 0:
             x = x + d * (sigmas[i + 1] - sigmas[i])
         else:
@@ -135,10 +137,8 @@ def sample_dpm_2_ancestral(
     noise = require_noise(noise_sampler, "dpm_2_ancestral")
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        if callback is not None:
-            callback(i, denoised, x)
         d = to_d(x, sigmas[i], denoised)
         if sigma_down == 0:
             x = x + d * (sigma_down - sigmas[i])
@@ -175,12 +175,10 @@ def sample_lms(
     t = [float(s) for s in sigmas.detach().cpu().numpy()]
     ds: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         ds.append(to_d(x, sigmas[i], denoised))
         if len(ds) > order:
             ds.pop(0)
-        if callback is not None:
-            callback(i, denoised, x)
         if sigmas[i + 1] == 0:
             x = denoised
         else:
@@ -199,9 +197,7 @@ def sample_lcm(
     noise = require_noise(noise_sampler, "lcm")
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         x = denoised
         if sigmas[i + 1] > 0:
             x = noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] + x
@@ -218,9 +214,7 @@ def sample_ddpm(
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
         sigma, sigma_prev = sigmas[i], sigmas[i + 1]
-        denoised = model(x, sigma * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, sigma, s_in, i, callback)
         eps = (x - denoised) / sigma
         x_vp = x / torch.sqrt(1.0 + sigma**2.0)
         ac = 1 / ((sigma * sigma) + 1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.sampling.k_samplers import Denoiser, StepCallback, batch_ones, to_d
+from engine.sampling.k_samplers import Denoiser, StepCallback, batch_ones, denoise_and_report, to_d
 from engine.sampling.noise import NoiseSampler
 
 
@@ -27,9 +27,7 @@ def sample_ipndm(
     buffer: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         t_cur, t_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, t_cur * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, t_cur, s_in, i, callback)
         d_cur = (x - denoised) / t_cur
         order = min(max_order, i + 1)
         if t_next == 0:
@@ -58,9 +56,7 @@ def sample_ipndm_v(
     buffer: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         t_cur, t_next = t[i], t[i + 1]
-        denoised = model(x, t_cur * s_in)
-        if callback is not None:
-            callback(i, denoised, x)
+        denoised = denoise_and_report(model, x, t_cur, s_in, i, callback)
         d_cur = (x - denoised) / t_cur
         order = min(max_order, i + 1)
         if t_next == 0:
@@ -107,10 +103,8 @@ def sample_heunpp2(
     s_in = batch_ones(x)
     s_end = sigmas[-1]
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         d = to_d(x, sigmas[i], denoised)
-        if callback is not None:
-            callback(i, denoised, x)
         dt = sigmas[i + 1] - sigmas[i]
         if sigmas[i + 1] == s_end:
             x = x + d * dt
