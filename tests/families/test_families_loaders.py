@@ -130,7 +130,9 @@ def test_sdxl_golden_from_split_files(split_files: dict[str, str], run: Any, rel
     outcome = run(graph, "split-xl")
     assert outcome.status == "success", outcome.error
     latent = outcome.values[str(case["latent_node"])][0][0]["samples"].numpy()
-    assert rel(latent, np.load(GOLDEN / "comfy__sdxl__txt2img__euler__normal.latent.npy")) < 5e-5
+    err = rel(latent, np.load(GOLDEN / "comfy__sdxl__txt2img__euler__normal.latent.npy"))
+    print(f"sdxl split-file golden latent rel err {err:.2e}")
+    assert err < 5e-5
 
 
 def test_bf16_checkpoint_detects_and_samples(split_files: dict[str, str], runtime: Any) -> None:
