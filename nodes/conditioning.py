@@ -17,12 +17,19 @@ __all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", 
 Conditioning = list[list[Any]]
 
 
-def set_values(conditioning: Conditioning, values: dict[str, Any]) -> Conditioning:
-    """A copy of `conditioning` with `values` set on every entry's options dict."""
+def set_values(conditioning: Conditioning, values: dict[str, Any], append: bool = False) -> Conditioning:
+    """A copy of `conditioning` with `values` set on every entry's options dict.
+
+    With `append`, a list already under a key is extended instead (ComfyUI's `conditioning_set_values`).
+    """
     out = []
     for cond, opts in conditioning:
         new_opts = dict(opts)
-        new_opts.update(values)
+        for key, value in values.items():
+            if append and isinstance(new_opts.get(key), list):
+                new_opts[key] = new_opts[key] + list(value)
+            else:
+                new_opts[key] = value
         out.append([cond, new_opts])
     return out
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from nodes.conditioning import set_values
 
 _loom = handles_for(__name__)  # this Loom instance's objects
 
@@ -15,17 +16,7 @@ _loom = handles_for(__name__)  # this Loom instance's objects
 def conditioning_set_values(conditioning: list[list[Any]], values: dict[str, Any] | None = None,
                             append: bool = False) -> list[list[Any]]:
     """A copy of `conditioning` with `values` set in every entry's options (lists appended with `append`)."""
-    values = values or {}
-    out = []
-    for cond, options in conditioning:
-        new = dict(options)
-        for key, value in values.items():
-            if append and key in new and isinstance(new[key], list):
-                new[key] = new[key] + list(value)
-            else:
-                new[key] = value
-        out.append([cond, new])
-    return out
+    return set_values(conditioning, values or {}, append=append)
 
 
 def pillow(fn: Callable[..., Any], arg: Any) -> Any:
