@@ -35,13 +35,14 @@ class Cond:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def repeat_to_batch_size(t: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Trim or tile a tensor along dim 0 to ``batch_size`` (ComfyUI's rule)."""
-    if t.shape[0] > batch_size:
-        return t[:batch_size]
-    if t.shape[0] < batch_size:
-        reps = math.ceil(batch_size / t.shape[0])
-        return t.repeat([reps] + [1] * (t.ndim - 1))[:batch_size]
+def repeat_to_batch_size(t: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:
+    """Trim or tile a tensor along ``dim`` (the batch by default) to ``batch_size`` (ComfyUI's rule)."""
+    if t.shape[dim] > batch_size:
+        return t.narrow(dim, 0, batch_size)
+    if t.shape[dim] < batch_size:
+        reps = [1] * t.ndim
+        reps[dim] = math.ceil(batch_size / t.shape[dim])
+        return t.repeat(reps).narrow(dim, 0, batch_size)
     return t
 
 

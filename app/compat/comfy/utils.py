@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from engine.sampling.conditioning import repeat_to_batch_size as engine_repeat_to_batch_size
 from nodes import _ops
 
 _loom = handles_for(__name__)  # this Loom instance's objects
@@ -119,13 +120,7 @@ def state_dict_prefix_replace(sd: dict[str, Any], replace_prefix: dict[str, str]
 
 def repeat_to_batch_size(tensor: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:
     """Repeat (or cut) `tensor` along `dim` to `batch_size`."""
-    if tensor.shape[dim] > batch_size:
-        return tensor.narrow(dim, 0, batch_size)
-    if tensor.shape[dim] < batch_size:
-        reps = [1] * tensor.ndim
-        reps[dim] = math.ceil(batch_size / tensor.shape[dim])
-        return tensor.repeat(reps).narrow(dim, 0, batch_size)
-    return tensor
+    return engine_repeat_to_batch_size(tensor, batch_size, dim)
 
 
 def lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
