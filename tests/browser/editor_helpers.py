@@ -11,7 +11,7 @@ DEFAULT_TYPES = ["CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode", "
 
 def open_editor(page: Any, url: str) -> None:
     page.goto(url)
-    page.wait_for_selector("body[data-ready='true']", timeout=20000)
+    page.wait_for_selector("body[data-ready='true']", timeout=60000)
 
 
 def node_types(page: Any) -> list[str]:
