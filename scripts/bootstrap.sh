@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LOOM_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
-EXTRAS="${1:-}"
+EXTRAS="${LOOM_EXTRAS:-}"  # set by the caller (scripts/test: "test"); never the caller's arguments
 
 if [ ! -x "$PY" ]; then
     if python3 -c "import torch" >/dev/null 2>&1; then
