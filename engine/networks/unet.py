@@ -16,7 +16,52 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.networks.attention import SpatialTransformer
-from engine.networks.ops import Plain
+from engine.networks.ops import ManualCast, Plain
+
+# Output positions (batch x height x width) up to which a CPU conv runs as one im2col GEMM (see ``conv``).
+GEMM_CONV_MAX_POSITIONS = 512
+_PLAIN_CONV_FORWARDS = (nn.Conv2d.forward, ManualCast.Conv2d.forward)
+
+
+def conv(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for a Conv2d; on CPU, a fp32 k x k conv with few output positions runs as one GEMM.
+
+    oneDNN reorders an NCHW weight into its blocked layout on every call. With few output positions (SD's
+    8x8 and 4x4 levels at 1280-2560 channels, batch 2) that reorder costs more than the convolution itself:
+    1280 -> 1280 channels on 4x4 took 77 ms through F.conv2d and 19 ms as ``W[o, c*k*k] @ cols`` (1 thread).
+    Same weights and products, only the summation order differs (~5e-6 relative per layer, fp32 noise).
+    Anything else (GPU, other dtypes, strided / grouped / dilated / padded-mode convs, hooked or custom
+    layers, large maps where oneDNN is faster) goes through ``layer(x)``.
+    """
+    w = getattr(layer, "weight", None)
+    if (x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or w is None
+            or w.dtype != x.dtype or w.device != x.device or w.dim() != 4
+            or getattr(type(layer), "forward", None) not in _PLAIN_CONV_FORWARDS
+            or layer._forward_hooks or layer._forward_pre_hooks
+            or layer.groups != 1 or layer.dilation != (1, 1) or layer.padding_mode != "zeros"
+            or not isinstance(layer.padding, tuple)):
+        return layer(x)
+    n, _, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    if kh * kw == 1 or n * ho * wo > GEMM_CONV_MAX_POSITIONS or ho <= 0 or wo <= 0:
+        return layer(x)
+    patches = F.pad(x, (pw, pw, ph, ph)).unfold(2, kh, sh).unfold(3, kw, sw)  # [n, c, ho, wo, kh, kw] view
+    cols = patches.permute(1, 4, 5, 0, 2, 3).reshape(-1, n * ho * wo)           # [c*kh*kw, n*ho*wo]
+    wm = w.reshape(o, -1)
+    b = layer.bias
+    out = torch.mm(wm, cols) if b is None else torch.addmm(b[:, None], wm, cols)  # [o, n*ho*wo]
+    return out.view(o, n, ho, wo).transpose(0, 1).contiguous()
+
+
+def _sequential(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)`` with its convolutions through ``conv``."""
+    if type(seq) is not nn.Sequential or seq._forward_hooks or seq._forward_pre_hooks:
+        return seq(x)
+    for layer in seq:
+        x = conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
+    return x
 
 
 @dataclass(frozen=True)
@@ -73,7 +118,7 @@ class TimestepEmbedSequential(nn.Sequential):
             elif isinstance(layer, SpatialTransformer):
                 x = layer(x, context)
             else:
-                x = layer(x)
+                x = conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
         return x
 
 
@@ -98,9 +143,9 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.in_layers(x)
+        h = _sequential(self.in_layers, x)
         h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None]
-        return self.skip_connection(x) + self.out_layers(h)
+        return conv(self.skip_connection, x) + _sequential(self.out_layers, h)
 
 
 class Downsample(nn.Module):
@@ -112,7 +157,7 @@ class Downsample(nn.Module):
         self.op = operations.Conv2d(channels, channels, 3, stride=2, padding=1, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
+        return conv(self.op, x)
 
 
 class Upsample(nn.Module):
@@ -125,7 +170,7 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor, output_shape: tuple[int, int] | None = None) -> torch.Tensor:
         size = output_shape if output_shape is not None else (x.shape[2] * 2, x.shape[3] * 2)
-        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+        return conv(self.conv, F.interpolate(x, size=size, mode="nearest"))
 
 
 class UNetModel(nn.Module):
@@ -235,5 +280,5 @@ class UNetModel(nn.Module):
                     target = skips[-1].shape[2:] if skips else None
                     h = layer(h, tuple(target) if target is not None else None)
                 else:
-                    h = layer(h)
-        return self.out(h)
+                    h = conv(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
+        return _sequential(self.out, h)
