@@ -61,7 +61,35 @@ def metadata_config(metadata: Mapping[str, str] | None) -> dict[str, Any]:
     return {}
 
 
+class _IndexedShapes(dict):  # type: ignore[type-arg]
+    """A key -> shape dict that also knows, for every ``prefix.`` followed by a numeric key component, the
+    numbers that follow it: built in one pass over the keys, so the many block-index lookups of one
+    detection cost a dict lookup each instead of a regex scan over all keys."""
+
+    _numbers: dict[str, list[int]] | None = None
+
+    def numbers(self, prefix: str) -> list[int]:
+        if self._numbers is None:
+            found: dict[str, set[int]] = {}
+            for key in self:
+                parts = key.split(".")
+                start = 0
+                for part in parts[:-1]:  # a number followed by a dot: never the last component
+                    if part.isdecimal():
+                        found.setdefault(key[:start], set()).add(int(part))
+                    start += len(part) + 1
+            self._numbers = {p: sorted(v) for p, v in found.items()}
+        return self._numbers.get(prefix, [])
+
+
+def _indexed(shapes: Shapes) -> Shapes:
+    """``shapes`` as an _IndexedShapes (itself when it already is one)."""
+    return shapes if isinstance(shapes, _IndexedShapes) else _IndexedShapes(shapes)
+
+
 def _indices(shapes: Shapes, prefix: str) -> list[int]:
+    if isinstance(shapes, _IndexedShapes) and (prefix == "" or prefix.endswith(".")):
+        return list(shapes.numbers(prefix))
     pat = re.compile(re.escape(prefix) + r"(\d+)\.")
     return sorted({int(m.group(1)) for k in shapes if (m := pat.match(k))})
 
@@ -73,6 +101,7 @@ def _depth(shapes: Shapes, prefix: str) -> int:
 def detect_unet(shapes: Shapes, prefix: str = "", heads: Mapping[str, Any] | None = None,
                 family: Family | None = None) -> UNetConfig:
     """UNet hyper-parameters from the keys/shapes under ``prefix``."""
+    shapes = _indexed(shapes)
     conv_in = shapes.get(prefix + "input_blocks.0.0.weight")
     if conv_in is None:
         raise KeyError(prefix + "input_blocks.0.0.weight")
@@ -131,6 +160,7 @@ def detect_unet(shapes: Shapes, prefix: str = "", heads: Mapping[str, Any] | Non
 
 def detect_vae(shapes: Shapes, prefix: str = "") -> VAEConfig:
     """AutoencoderKL hyper-parameters from the keys/shapes under ``prefix``."""
+    shapes = _indexed(shapes)
     ch = int(shapes[prefix + "decoder.conv_out.weight"][1])
     levels = _indices(shapes, prefix + "decoder.up.")
     mult = tuple(int(shapes[f"{prefix}decoder.up.{i}.block.0.conv2.weight"][0]) // ch for i in levels)
@@ -142,6 +172,7 @@ def detect_vae(shapes: Shapes, prefix: str = "") -> VAEConfig:
 
 def detect_clip_l(shapes: Shapes, prefix: str, heads: int) -> ClipTextConfig:
     """CLIP-L (HF layout) text tower config; ``prefix`` ends with ``text_model.``."""
+    shapes = _indexed(shapes)
     tok = shapes[prefix + "embeddings.token_embedding.weight"]
     pos = shapes[prefix + "embeddings.position_embedding.weight"]
     layers = len(_indices(shapes, prefix + "encoder.layers."))
@@ -166,6 +197,7 @@ def clip_heads(hidden: int, configured: Any, default: int, source: str) -> int:
 
 def detect_open_clip(shapes: Shapes, prefix: str, heads: int) -> OpenClipConfig:
     """OpenCLIP text tower config; ``prefix`` ends with ``model.`` (keys ``token_embedding.weight`` ...)."""
+    shapes = _indexed(shapes)
     tok = shapes[prefix + "token_embedding.weight"]
     width = int(tok[1])
     proj = shapes.get(prefix + "text_projection")
@@ -187,6 +219,7 @@ def tower_probe_key(spec: TextEncoderSpec) -> str:
 def detect_text_tower(shapes: Shapes, spec: TextEncoderSpec, meta: Mapping[str, Any], source: str,
                       prefix: str | None = None) -> ClipTextConfig | OpenClipConfig | None:
     """Config of one text tower (None when its keys are absent); heads from metadata or the family."""
+    shapes = _indexed(shapes)
     prefix = spec.prefix if prefix is None else prefix
     probe = prefix + tower_probe_key(spec)
     if probe not in shapes:
@@ -229,6 +262,7 @@ def detect(shapes: Shapes, metadata: Mapping[str, str] | None = None,
            get_tensor: TensorGetter | None = None, prediction: str | None = None,
            source: str = "checkpoint") -> ModelConfig:
     """Detect family and network configs of a full checkpoint (``model.diffusion_model.`` keys)."""
+    shapes = _indexed(shapes)
     meta = metadata_config(metadata)
     unet_prefix = "model.diffusion_model."
     if unet_prefix + "input_blocks.0.0.weight" not in shapes:
@@ -267,6 +301,7 @@ def detect_family_of_unet(shapes: Shapes, metadata: Mapping[str, str] | None = N
                           get_tensor: TensorGetter | None = None, source: str = "unet file"
                           ) -> tuple[Family, UNetConfig, str]:
     """Family, UNet config and prediction of a UNet-only file (keys without prefix)."""
+    shapes = _indexed(shapes)
     if "input_blocks.0.0.weight" not in shapes:
         raise UnknownModelError(
             f"{source}: not a Stable Diffusion UNet (no 'input_blocks.0.0.weight'); {_summary(shapes)}. "

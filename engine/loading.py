@@ -5,7 +5,9 @@ so a checkpoint is held in memory once. The ModelManager caches results by path 
 """
 from __future__ import annotations
 
+import json
 import os
+import struct
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -62,16 +64,203 @@ def _check_keys(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str, pa
 _LOW_PRECISION = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
 
 
-def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype,
-                  what: str, path: Path, storage_dtype: torch.dtype | None = None) -> M:
-    """Build on the meta device, adopt the file's tensors, then cast to ``dtype``.
+# ---- reading: one header parse gives the shapes (for detection) and memory-mapped tensors --------------
+_ST_TORCH: dict[str, torch.dtype] = {
+    name: getattr(torch, attr) for name, attr in (
+        ("F64", "float64"), ("F32", "float32"), ("F16", "float16"), ("BF16", "bfloat16"), ("I64", "int64"),
+        ("I32", "int32"), ("I16", "int16"), ("I8", "int8"), ("U8", "uint8"), ("BOOL", "bool"),
+        ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")) if hasattr(torch, attr)
+}
 
-    With a ``storage_dtype`` (fp8), matrices are stored in it and cast to ``dtype`` on each call
-    (ManualCast layers); vectors (norms, biases) stay in ``dtype``.
+
+def _fast_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, tuple[int, ...]]] | None:
+    """Tensors, metadata and shapes of a .safetensors file from one header parse, as views of one copy-on-write
+    memory map of the file (torch.from_file, nothing read until used, never copied). None when anything is
+    unusual (damaged file, unaligned tensor, unknown dtype): engine.state_files then reads it, or names the
+    problem, exactly as before."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                return None
+            (length,) = struct.unpack("<Q", raw)
+            if length > min(100 * 1024 * 1024, size - 8):
+                return None
+            header = json.loads(fh.read(length))
+        if not isinstance(header, dict):
+            return None
+        meta_raw = header.pop("__metadata__", None) or {}
+        metadata = {str(k): str(v) for k, v in meta_raw.items()}
+        base = 8 + length
+        if size <= base or not header:
+            return None
+        mapped = torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8)
+        out: dict[str, torch.Tensor] = {}
+        shapes: dict[str, tuple[int, ...]] = {}
+        for key, info in header.items():
+            dtype = _ST_TORCH[info["dtype"]]
+            start, end = (int(x) for x in info["data_offsets"])
+            shape = tuple(int(d) for d in info["shape"])
+            count = 1
+            for d in shape:
+                count *= d
+            item = dtype.itemsize
+            if (end - start != count * item or base + end > size or start > end or count == 0
+                    or (base + start) % item):
+                return None
+            flat = mapped[base + start:base + end]
+            out[key] = (flat if dtype == torch.uint8 else flat.view(dtype)).view(shape)
+            shapes[key] = shape
+        return out, metadata, shapes
+    except Exception:  # noqa: BLE001 - the careful reader reports it
+        return None
+
+
+def _read_with_shapes(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, tuple[int, ...]]]:
+    """(tensors, metadata, key -> shape) of a model file; safetensors through one header parse."""
+    if path.suffix.lower() in (".safetensors", ".sft"):
+        fast = _fast_safetensors(path)
+        if fast is not None:
+            return fast
+    sd, metadata = read_state_dict(path)
+    return sd, metadata, read_shapes(sd)
+
+
+# ---- building: networks on the meta device, then the file's tensors adopted in one pass -----------------
+def _skip_init(base: type[nn.Module]) -> type[nn.Module]:
+    """A subclass of a torch layer whose constructor leaves its (meta) parameters uninitialised; modules built
+    from it get their class set back to ``base`` once built, so the finished network has plain torch layers."""
+    sub = type(base.__name__, (base,), {"reset_parameters": lambda self: None, "__module__": base.__module__,
+                                         "__qualname__": base.__qualname__})
+    _BASE_OF[sub] = base
+    return sub
+
+
+_BASE_OF: dict[type, type[nn.Module]] = {}
+
+
+def _meta_ops(ops: Any) -> Any:
+    """``ops`` (Plain / ManualCast) with layers that skip random init (meaningless on the meta device)."""
+    cached = _META_OPS.get(ops)
+    if cached is None:
+        cached = type(f"_Meta{ops.__name__}", (ops,), {n: _skip_init(getattr(ops, n))
+                                                         for n in ("Linear", "Conv2d", "GroupNorm", "LayerNorm")})
+        _META_OPS[ops] = cached
+    return cached
+
+
+_META_OPS: dict[Any, Any] = {}
+
+
+_INIT_FUNCS = frozenset(getattr(nn.init, n) for n in (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "kaiming_uniform_", "kaiming_normal_",
+    "xavier_uniform_", "xavier_normal_", "orthogonal_", "sparse_") if hasattr(nn.init, n))
+
+
+class _SkipMetaInit(torch.overrides.TorchFunctionMode):
+    """While a network is built (this thread only): ``torch.nn.init`` calls on meta tensors return at once.
+    Initialising a meta tensor has no effect anyway, but costs ~0.1 ms per call in torch's Python meta
+    kernels; this covers layers built from ``torch.nn`` directly (the text towers)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _INIT_FUNCS:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
+
+
+def _meta_build(factory: Any, *args: Any, skip_init_mode: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a network on the meta device: no memory, no random init (the file's tensors replace it all)."""
+    if skip_init_mode:
+        with _SkipMetaInit():
+            module: nn.Module = factory(*args, device="meta", **kwargs)
+    else:
+        module = factory(*args, device="meta", **kwargs)
+    return module  # layers of _meta_ops get their plain class back in _adopt's walk
+
+
+def _adopt(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.dtype, what: str, path: Path,
+           storage_dtype: torch.dtype | None = None) -> None:
+    """Take the file's tensors as the module's parameters and buffers, in eval mode without grad.
+
+    The result equals ``_check_keys`` + ``load_state_dict(sd, strict=True, assign=True)`` + ``to(dtype=dtype)``
+    (+ matrices to ``storage_dtype``) + ``eval()`` + ``requires_grad_(False)``, done in one walk over the
+    modules: tensors already in ``dtype`` are adopted as they are (memory-mapped, no copy).
     """
-    ops = ManualCast if storage_dtype is not None else Plain
-    with torch.device("meta"):
-        module = cls(config, operations=ops)
+    slots: list[tuple[nn.Module, str, str, bool]] = []  # (module, name, key, is_parameter)
+    modules: list[nn.Module] = []
+    stack: list[tuple[str, nn.Module]] = [("", module)]
+    while stack:
+        prefix, m = stack.pop()
+        base = _BASE_OF.get(type(m))
+        if base is not None:
+            m.__class__ = base
+        modules.append(m)
+        for name, p in m._parameters.items():
+            if p is not None:
+                slots.append((m, name, prefix + name, True))
+        if m._buffers:
+            skip = m._non_persistent_buffers_set
+            for name, b in m._buffers.items():
+                if b is not None and name not in skip:
+                    slots.append((m, name, prefix + name, False))
+        if type(m).set_extra_state is not nn.Module.set_extra_state:  # unusual layer: torch's own loader
+            return _adopt_slow(module, sd, dtype, what, path, storage_dtype)
+        for name, child in reversed(m._modules.items()):
+            if child is not None:
+                stack.append((prefix + name + ".", child))
+    expected = {key for _, _, key, _ in slots}
+    if len(expected) != len(sd) or any(k not in sd for k in expected):
+        _check_keys(module, sd, what, path)
+    errors: list[str] = []
+    adopted: list[torch.Tensor] = []
+    for m, name, key, is_param in slots:
+        t, cur = sd[key], (m._parameters[name] if is_param else m._buffers[name])
+        if len(cur.shape) == 0 and len(t.shape) == 1 and t.shape[0] == 1:  # torch's 0-dim rule
+            t = t[0]
+        if t.shape != cur.shape:
+            errors.append(f"size mismatch for {key}: copying a param with shape {t.shape} from checkpoint, "
+                          f"the shape in current model is {cur.shape}.")
+        adopted.append(t)
+    if errors:
+        raise RuntimeError(f"Error(s) in loading state_dict for {type(module).__name__}:\n\t" + "\n\t".join(errors))
+    hooks = bool(nn.modules.module._global_parameter_registration_hooks
+                 or nn.modules.module._global_buffer_registration_hooks)
+    for (m, name, _, is_param), t in zip(slots, adopted):
+        if t.is_floating_point() or t.is_complex():
+            if t.dtype != dtype:
+                t = t.to(dtype=dtype)
+            if storage_dtype is not None and is_param and t.ndim >= 2:
+                t = t.to(storage_dtype)
+        if is_param:
+            if type(t) is not torch.Tensor and isinstance(t, nn.Parameter):
+                t.requires_grad_(False)
+            else:
+                t = nn.Parameter(t, requires_grad=False)
+            if hooks:
+                setattr(m, name, t)
+            else:
+                m._parameters[name] = t
+        elif hooks:
+            setattr(m, name, t)
+        else:
+            m._buffers[name] = t
+    if all(type(m).train is nn.Module.train for m in modules):
+        for m in modules:  # what eval() does, without its recursion
+            m.__dict__["training"] = False
+    else:
+        module.eval()
+
+
+def _adopt_slow(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.dtype, what: str, path: Path,
+                storage_dtype: torch.dtype | None = None) -> None:
+    for m in module.modules():
+        base = _BASE_OF.get(type(m))
+        if base is not None:
+            m.__class__ = base
     _check_keys(module, sd, what, path)
     module.load_state_dict(dict(sd), strict=True, assign=True)
     module.to(dtype=dtype)
@@ -81,7 +270,19 @@ def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dty
                 p.data = p.data.to(storage_dtype)
     module.eval()
     module.requires_grad_(False)
-    return module
+
+
+def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype,
+                  what: str, path: Path, storage_dtype: torch.dtype | None = None) -> M:
+    """Build on the meta device, adopt the file's tensors, then cast to ``dtype``.
+
+    With a ``storage_dtype`` (fp8), matrices are stored in it and cast to ``dtype`` on each call
+    (ManualCast layers); vectors (norms, biases) stay in ``dtype``.
+    """
+    ops = ManualCast if storage_dtype is not None else Plain
+    module = _meta_build(cls, config, operations=_meta_ops(ops))
+    _adopt(module, sd, dtype, what, path, storage_dtype)
+    return module  # type: ignore[return-value]
 
 
 def _model_sampling(prediction: str) -> Any:
@@ -113,22 +314,15 @@ def _build_tower(spec: TextEncoderSpec, cfg: ClipTextConfig | OpenClipConfig, sd
     """One text tower from its config and its keys (prefix already stripped to the tower's own names)."""
     tower: nn.Module
     if isinstance(cfg, ClipTextConfig):
-        with torch.device("meta"):  # Loom's own module: no random init, the file's tensors are adopted
-            tower = ClipTextEncoder(cfg, layer_norm_hidden_state=spec.norm_hidden, default_layer=spec.default_layer)
+        # Loom's own module: no random init, the file's tensors are adopted
+        tower = _meta_build(ClipTextEncoder, cfg, layer_norm_hidden_state=spec.norm_hidden,
+                            default_layer=spec.default_layer, skip_init_mode=True)
         weights = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
-        _check_keys(tower, weights, f"text encoder ({spec.key})", path)
-        tower.load_state_dict(weights, strict=True, assign=True)
-        tower.to(dtype=dtype)
     else:
         weights = {k: v for k, v in sd.items() if k != "logit_scale" and not k.endswith("attn_mask")}
-        with torch.device("meta"):
-            tower = OpenClipTextEncoder(cfg, layer_norm_hidden_state=spec.norm_hidden,
-                                        default_layer=spec.default_layer)
-        _check_keys(tower, weights, f"text encoder ({spec.key})", path)
-        tower.load_state_dict(weights, strict=True, assign=True)
-        tower.to(dtype=dtype)
-    tower.eval()
-    tower.requires_grad_(False)
+        tower = _meta_build(OpenClipTextEncoder, cfg, layer_norm_hidden_state=spec.norm_hidden,
+                            default_layer=spec.default_layer, skip_init_mode=True)
+    _adopt(tower, weights, dtype, f"text encoder ({spec.key})", path)
     return tower
 
 
@@ -154,8 +348,7 @@ def _make_clip(family: Family, configs: Mapping[str, ClipTextConfig | OpenClipCo
 def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_directory: str | None,
                               output_clip: bool, output_vae: bool, prediction: str | None
                               ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
-    sd, metadata = read_state_dict(path)
-    shapes = read_shapes(sd)
+    sd, metadata, shapes = _read_with_shapes(path)
     cfg = detect(shapes, metadata, get_tensor=sd.__getitem__, prediction=prediction, source=path.name)
     assert cfg.unet is not None
     model = _make_model(cfg.unet, _sub(sd, cfg.unet_prefix), cfg.family, cfg.prediction, manager, path, None)

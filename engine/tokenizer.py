@@ -7,7 +7,9 @@ weighted segment is tokenized as a whole; a window holds start + 75 + end tokens
 """
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,44 @@ _ESC_OPEN = "\0\2"
 def default_tokenizer_dir() -> Path:
     """The CLIP BPE files shipped with Loom (vocab.json, merges.txt)."""
     return Path(__file__).parent / "tokenizers" / "sd1"
+
+
+# Parsed BPE tokenizers, shared process-wide: (real folder, its files' mtimes and sizes, max length) ->
+# (tokenizer, lock). Building one parses vocab.json + merges.txt (~100-500 ms); every checkpoint load makes
+# a PromptTokenizer per text tower, so they reuse the parsed one. The lock serialises calls into it (the
+# fast tokenizer's Rust object refuses concurrent mutable borrows).
+_BPE_CACHE: dict[tuple[Any, ...], tuple[Any, threading.Lock]] = {}
+_BPE_CACHE_LOCK = threading.Lock()
+
+
+def _folder_stamp(folder: Path) -> tuple[Any, ...]:
+    """The folder's real path plus name, mtime and size of every file in it (a changed file parses again)."""
+    real = os.path.realpath(folder)
+    try:
+        entries = sorted((e.name, st.st_mtime_ns, st.st_size) for e in os.scandir(real) if e.is_file()
+                         for st in (e.stat(),))
+    except OSError:
+        entries = []
+    return (real, tuple(entries))
+
+
+def shared_bpe(folder: Path, max_length: int) -> tuple[Any, threading.Lock]:
+    """The parsed CLIP BPE tokenizer of ``folder`` (built once per folder version), with its call lock."""
+    key = (*_folder_stamp(folder), max_length)
+    hit = _BPE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    with _BPE_CACHE_LOCK:
+        hit = _BPE_CACHE.get(key)
+        if hit is None:
+            from transformers import CLIPTokenizer
+
+            stale = [k for k in _BPE_CACHE if k[0] == key[0] and k[2] == max_length]
+            for k in stale:  # an older version of the same folder
+                del _BPE_CACHE[k]
+            hit = (CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length), threading.Lock())
+            _BPE_CACHE[key] = hit
+        return hit
 
 
 def _split_parentheses(text: str) -> list[str]:
@@ -104,13 +144,13 @@ class PromptTokenizer:
     embedding_identifier: str = "embedding:"
 
     def __post_init__(self) -> None:
-        from transformers import CLIPTokenizer
-
         folder = self.tokenizer_dir or default_tokenizer_dir()
-        self._bpe: Any = CLIPTokenizer.from_pretrained(str(folder), model_max_length=self.max_length)
+        self._bpe, self._bpe_lock = shared_bpe(Path(folder), self.max_length)
 
     def _ids(self, text: str) -> list[int]:
-        return list(self._bpe(text)["input_ids"][1:-1])
+        with self._bpe_lock:
+            ids = self._bpe(text)["input_ids"]
+        return list(ids[1:-1])
 
     def _groups(self, text: str) -> list[list[TokenWeight]]:
         groups: list[list[TokenWeight]] = []
