@@ -12,6 +12,7 @@ import re
 import secrets
 import shutil
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -161,6 +162,28 @@ def _announce(config: Config, generated: bool) -> None:
               f"Open {url}?token={config.auth_token} or send 'Authorization: Bearer <token>'.", flush=True)
 
 
+# What the first prompt needs that the server itself does not: torch (1-2 s to import) and model detection
+# (validation reads checkpoint headers through it). The HTTP side never imports torch, so these load in a
+# background thread while the server starts; whoever needs them first simply waits on Python's import lock.
+_PRELOAD = ("torch", "engine.detect")
+
+
+def _preload_ml_modules() -> threading.Thread:
+    """Import `_PRELOAD` in a daemon thread (failures are left for the code that needs the module to report)."""
+
+    def run() -> None:
+        for name in _PRELOAD:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - reported again, with context, where it is used
+                log.debug("preloading %s failed: %s", name, exc)
+                return
+
+    thread = threading.Thread(target=run, name="loom-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python server.py [flags]`: parse flags, build Loom, serve until interrupted."""
     t0 = time.perf_counter()
@@ -169,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"server.py: error: {exc}", file=sys.stderr)
         return 2
+    _preload_ml_modules()
     logging.basicConfig(level=getattr(logging, config.verbose, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     generated = False

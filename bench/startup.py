@@ -1,10 +1,12 @@
 """Server start to the first accepted POST /prompt carrying the real txt2img workflow (tiny checkpoint).
 
-Run: ``.venv/bin/python bench/startup.py [--runs 3]``. Each run starts ``server.py --cpu`` on a free port
-with a throw-away base directory holding the tiny checkpoint, polls POST /prompt with workflows/txt2img.json
-until it is accepted (validation included: the built-in nodes' checks read the checkpoint header), and
-also records when the worker finished that prompt. bench/server.py measures the same start-up with a
-one-node pack prompt (no built-in node involved) plus throughput.
+Run: ``.venv/bin/python bench/startup.py [--runs 3] [--compare DIR]``. Each run starts ``server.py --cpu`` on a
+free port with a throw-away base directory holding the tiny checkpoint, polls POST /prompt with
+workflows/txt2img.json until it is accepted (validation included: the built-in nodes' checks read the
+checkpoint header), and also records when the worker finished that prompt. The same-run reference is a fresh
+``python -c "import torch"`` (what any prompt needs at least); ``--compare DIR`` also starts DIR's server.py
+(another checkout, e.g. ``git worktree add /tmp/base HEAD~1``), alternating run by run. bench/server.py
+measures the same start-up with a one-node pack prompt (no built-in node involved) plus throughput.
 """
 from __future__ import annotations
 
@@ -44,7 +46,14 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return e.code, json.loads(e.read() or b"{}")
 
 
-def one_run(prompt: dict[str, Any]) -> tuple[float, float]:
+def import_torch_seconds() -> float:
+    """Wall time of a fresh ``python -c "import torch"`` (the same-run reference)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True, cwd=str(REPO))
+    return time.perf_counter() - t0
+
+
+def one_run(prompt: dict[str, Any], repo: Path = REPO) -> tuple[float, float]:
     """(seconds to the first accepted /prompt, seconds until that prompt finished) for one server start."""
     base = Path(tempfile.mkdtemp(prefix="loom-bench-start-"))
     (base / "models" / "checkpoints").mkdir(parents=True)
@@ -52,7 +61,7 @@ def one_run(prompt: dict[str, Any]) -> tuple[float, float]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu",
+    proc = subprocess.Popen([sys.executable, str(repo / "server.py"), "--port", str(port), "--cpu",
                              "--base-directory", str(base), "--verbose", "WARNING"], cwd=str(base),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -84,18 +93,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                    help="also start DIR/server.py (another checkout), alternating with this one")
     args = ap.parse_args()
     prompt = json.loads((REPO / "workflows" / "txt2img.json").read_text())
     prompt["4"]["inputs"]["ckpt_name"] = TINY.name
     prompt["3"]["inputs"]["steps"] = args.steps
-    accepted, done = [], []
+    repos = [REPO] + ([args.compare.resolve()] if args.compare else [])
+    accepted: list[list[float]] = [[] for _ in repos]
+    done: list[list[float]] = [[] for _ in repos]
+    torch_s: list[float] = []
     for _ in range(args.runs):
-        a, d = one_run(prompt)
-        accepted.append(a)
-        done.append(d)
+        torch_s.append(import_torch_seconds())
+        for i, repo in enumerate(repos):
+            a, d = one_run(prompt, repo)
+            accepted[i].append(a)
+            done[i].append(d)
     print(f"server.py --cpu start-up, txt2img {args.steps} steps on the tiny checkpoint, {args.runs} runs")
-    print_table("start-up", [Row("start -> first accepted /prompt", accepted),
-                             Row("start -> that prompt in /history", done)], unit="s")
+    ref = Row("python -c 'import torch' (reference)", torch_s)
+    rows = [ref]
+    for i, repo in enumerate(repos):
+        tag = "" if repo == REPO else f" [{repo}]"
+        rows += [Row(f"start -> first accepted /prompt{tag}", accepted[i]),
+                 Row(f"start -> that prompt in /history{tag}", done[i])]
+    print_table("start-up", rows, reference=ref, unit="s")
 
 
 if __name__ == "__main__":

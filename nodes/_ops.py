@@ -5,11 +5,13 @@ These would sit in `engine` (an image-ops module) if the engine offered one; the
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["common_upscale", "center_crop_to_multiple", "grow_mask", "reshape_mask_nchw"]
 
@@ -28,6 +30,7 @@ def _center_crop(samples: torch.Tensor, width: int, height: int) -> torch.Tensor
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation along dim 1 (channels), magnitudes interpolated linearly."""
+    import torch
     na = a.norm(dim=1, keepdim=True)
     nb = b.norm(dim=1, keepdim=True)
     ua = a / na.clamp_min(1e-8)
@@ -42,6 +45,7 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _bislerp_axis(x: torch.Tensor, new: int, dim: int) -> torch.Tensor:
+    import torch
     old = x.shape[dim]
     if old == new:
         return x
@@ -65,6 +69,8 @@ def bislerp(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
 
 def lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """PIL Lanczos resampling of `[B,C,H,W]` 0..1 images."""
+    import numpy as np
+    import torch
     out = []
     for img in samples:
         arr = (img.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
@@ -77,6 +83,7 @@ def lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
 
 def common_upscale(samples: torch.Tensor, width: int, height: int, method: str, crop: str) -> torch.Tensor:
     """Resize `[B,C,H,W]` to (height, width); crop "center" trims to the target aspect first."""
+    import torch.nn.functional as F
     s = _center_crop(samples, width, height) if crop == "center" else samples
     if method == "bislerp":
         return bislerp(s, width, height)
@@ -103,6 +110,8 @@ def reshape_mask_nchw(mask: torch.Tensor) -> torch.Tensor:
 
 def grow_mask(mask: torch.Tensor, expand: int, tapered_corners: bool) -> torch.Tensor:
     """Grey dilation (expand > 0) or erosion (< 0) with a 3x3 kernel, |expand| times, `[B,H,W]`."""
+    import torch
+    import torch.nn.functional as F
     m = mask.reshape((-1, mask.shape[-2], mask.shape[-1])).float()
     steps = abs(int(expand))
     if steps == 0:

@@ -1,14 +1,15 @@
 """Conditioning nodes: text encoding, clip skip, combine, area / mask / timestep range, inpaint model."""
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
 from nodes._ops import center_crop_to_multiple, reshape_mask_nchw
 from nodes.services import MAX_RESOLUTION
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer", "ConditioningCombine", "ConditioningSetArea",
            "ConditioningSetAreaPercentage", "ConditioningSetMask", "ConditioningZeroOut",
@@ -273,6 +274,7 @@ class ConditioningZeroOut(BuiltinNode):
         return {"required": {"conditioning": ("CONDITIONING",)}}
 
     def zero_out(self, conditioning: Conditioning) -> tuple[Conditioning]:
+        import torch
         out = []
         for cond, opts in conditioning:
             new_opts = dict(opts)
@@ -314,6 +316,7 @@ def grey_masked(pixels: torch.Tensor, mask_nchw: torch.Tensor) -> torch.Tensor:
 
 def resize_mask_to(mask: torch.Tensor, pixels: torch.Tensor, cls_name: str) -> torch.Tensor:
     """Mask as `[B,1,H,W]` bilinearly resized to the image; refuses a different aspect ratio."""
+    import torch.nn.functional as F
     m = reshape_mask_nchw(mask).float()
     mh, mw = m.shape[-2], m.shape[-1]
     ph, pw = pixels.shape[1], pixels.shape[2]

@@ -1,13 +1,15 @@
 """Image nodes: scale, invert, pad for outpainting, batch, crop (ComfyUI names and inputs)."""
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
 from nodes._ops import common_upscale
 from nodes.services import MAX_RESOLUTION
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch", "ImageCrop"]
 
@@ -112,6 +114,7 @@ class ImagePadForOutpaint(BuiltinNode):
 
     def expand_image(self, image: torch.Tensor, left: int, top: int, right: int, bottom: int,
                      feathering: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
         b, h, w, c = image.shape
         new_image = torch.full((b, h + top + bottom, w + left + right, c), 0.5, dtype=torch.float32)
         new_image[:, top : top + h, left : left + w, :] = image
@@ -144,6 +147,7 @@ class ImageBatch(BuiltinNode):
         return {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}}
 
     def batch(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor]:
+        import torch
         if image1.shape[-1] != image2.shape[-1]:
             raise input_error(
                 "ImageBatch", "image2",

@@ -5,15 +5,17 @@ import hashlib
 import os
 import random
 import string
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from engine.paths import PathError
 from engine.png import save_png
 from nodes._base import BuiltinNode, input_error
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["LoadImage", "LoadImageMask", "SaveImage", "PreviewImage"]
 
@@ -47,6 +49,8 @@ def _file_sha256(services: Any, image: str) -> str:
 
 
 def _frame_mask(frame: Image.Image) -> torch.Tensor:
+    import numpy as np
+    import torch
     if "A" in frame.getbands():
         alpha = np.array(frame.getchannel("A")).astype(np.float32) / 255.0
         return 1.0 - torch.from_numpy(alpha)
@@ -70,6 +74,8 @@ class LoadImage(BuiltinNode):
         return {"required": {"image": (files, {"image_upload": True})}}
 
     def load_image(self, image: str) -> tuple[torch.Tensor, torch.Tensor]:
+        import numpy as np
+        import torch
         _, img = _open_image("LoadImage", self._services(), image)
         images: list[torch.Tensor] = []
         masks: list[torch.Tensor] = []
@@ -114,6 +120,8 @@ class LoadImageMask(BuiltinNode):
         return {"required": {"image": (files, {"image_upload": True}), "channel": (MASK_CHANNELS,)}}
 
     def load_image(self, image: str, channel: str) -> tuple[torch.Tensor]:
+        import numpy as np
+        import torch
         _, img = _open_image("LoadImageMask", self._services(), image)
         frame = ImageOps.exif_transpose(img) or img
         if frame.getbands() != ("R", "G", "B", "A"):

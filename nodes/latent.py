@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
 from nodes._ops import common_upscale, reshape_mask_nchw
 from nodes.services import MAX_RESOLUTION
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["EmptyLatentImage", "LatentUpscale", "LatentUpscaleBy", "LatentFromBatch", "RepeatLatentBatch",
            "LatentComposite", "SetLatentNoiseMask"]
@@ -45,6 +47,7 @@ class EmptyLatentImage(BuiltinNode):
         }
 
     def generate(self, width: int, height: int, batch_size: int = 1) -> tuple[LatentDict]:
+        import torch
         return ({"samples": torch.zeros([batch_size, 4, height // 8, width // 8])},)
 
 
@@ -205,6 +208,7 @@ class LatentComposite(BuiltinNode):
 
     def composite(self, samples_to: LatentDict, samples_from: LatentDict, x: int, y: int,
                   feather: int) -> tuple[LatentDict]:
+        import torch
         to = _samples(samples_to, "LatentComposite", "samples_to")
         src = _samples(samples_from, "LatentComposite", "samples_from")
         x, y, feather = x // 8, y // 8, feather // 8

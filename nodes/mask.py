@@ -1,13 +1,15 @@
 """Mask nodes: invert, solid, mask<->image, grow (ComfyUI `comfy_extras/nodes_mask.py` names)."""
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
 from nodes._ops import grow_mask
 from nodes.services import MAX_RESOLUTION
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask"]
 
@@ -47,6 +49,7 @@ class SolidMask(BuiltinNode):
         }
 
     def solid(self, value: float, width: int, height: int) -> tuple[torch.Tensor]:
+        import torch
         return (torch.full((1, height, width), value, dtype=torch.float32),)
 
 

@@ -1,11 +1,13 @@
 """KSampler and KSamplerAdvanced: noise, engine sampling, progress + preview + interrupt per step."""
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error, progress_context
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["KSampler", "KSamplerAdvanced", "common_ksampler", "sampler_names", "scheduler_names"]
 
@@ -14,20 +16,21 @@ SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
 def sampler_names() -> list[str]:
     """The engine's implemented sampler names (spec option order)."""
-    from engine import sampling
+    from engine import names as sampling  # torch-free: read by /object_info and validation at start-up
 
     return list(sampling.SAMPLER_NAMES)
 
 
 def scheduler_names() -> list[str]:
     """The engine's implemented scheduler names (spec option order)."""
-    from engine import sampling
+    from engine import names as sampling  # torch-free: read by /object_info and validation at start-up
 
     return list(sampling.SCHEDULER_NAMES)
 
 
 def _latent2rgb(model: Any, x0: torch.Tensor) -> Any:
     """Cheap preview: the latent format's linear latent->RGB factors, as a PIL image."""
+    import torch
     from PIL import Image
 
     fmt = getattr(model, "latent_format", None)
@@ -102,6 +105,8 @@ def common_ksampler(model: Any, seed: int, steps: int, cfg: float, sampler_name:
                     last_step: int | None = None, force_full_denoise: bool = False,
                     node_class: str = "KSampler") -> tuple[dict[str, Any]]:
     """ComfyUI's `common_ksampler`: initial noise from the seed, engine sampling, LATENT copy out."""
+    import torch
+
     from engine import sampling
 
     if model is None:

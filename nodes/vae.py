@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
 from nodes._ops import center_crop_to_multiple
 from nodes.conditioning import grey_masked, resize_mask_to
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["VAEEncode", "VAEDecode", "VAEDecodeTiled", "VAEEncodeTiled", "VAEEncodeForInpaint"]
 
@@ -20,6 +21,7 @@ def _check_vae(vae: Any, cls_name: str) -> None:
 
 
 def _check_image(pixels: Any, cls_name: str, input_name: str = "pixels") -> None:
+    import torch
     if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4:
         got = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
         raise input_error(cls_name, input_name, f"expected an IMAGE tensor [B,H,W,C], got {got}")
@@ -140,6 +142,7 @@ class VAEEncodeTiled(BuiltinNode):
 
 def _tiled(fn: Any, x: torch.Tensor, tile: int, overlap: int, scale: float) -> torch.Tensor:
     """Run `fn` on overlapping tiles of `x` `[B,C,H,W]` and blend with linear ramps; returns `[B,H',W',C']`."""
+    import torch
     h, w = x.shape[-2], x.shape[-1]
     tile = max(tile, 1)
     stride = max(tile - overlap, 1)
@@ -166,6 +169,7 @@ def _tiled(fn: Any, x: torch.Tensor, tile: int, overlap: int, scale: float) -> t
 
 
 def _ramp(n: int, overlap: int) -> torch.Tensor:
+    import torch
     r = torch.ones(n)
     k = min(overlap, n // 2)
     if k > 0:
@@ -190,6 +194,8 @@ class VAEEncodeForInpaint(BuiltinNode):
 
     def encode(self, vae: Any, pixels: torch.Tensor, mask: torch.Tensor,
                grow_mask_by: int = 6) -> tuple[dict[str, Any]]:
+        import torch
+        import torch.nn.functional as F
         _check_vae(vae, "VAEEncodeForInpaint")
         _check_image(pixels, "VAEEncodeForInpaint")
         m = resize_mask_to(mask, pixels, "VAEEncodeForInpaint")
