@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--sheet", type=Path, default=None, help="write a sample sheet PNG here")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cfg", type=float, default=None, help="override the workflow's cfg")
     args = parser.parse_args(argv)
     import torch
 
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         shown: list[tuple[str, np.ndarray]] = []
         for scene in scoring_scenes():
             for seed in args.seeds:
-                image = runner.txt2img(scene.caption(), seed)
+                overrides = {} if args.cfg is None else {"cfg": args.cfg}
+                image = runner.txt2img(scene.caption(), seed, **overrides)
                 from engine.demo.score import read_image
 
                 reading = read_image(image)
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(table, indent=1))
         per = float(np.median(runner.seconds[1:]))
         print(f"images: {len(rows)} in {total:.1f} s; median {per:.2f} s per native-size image "
-              f"(txt2img workflow: euler, 20 steps, cfg 7.5, {args.threads} thread)")
+              f"(txt2img workflow: euler, 20 steps, cfg {args.cfg or 'of the workflow'}, {args.threads} thread)")
         if args.sheet is not None:
             _sheet(shown, columns=6, scale=1).save(args.sheet)
             print(f"wrote {args.sheet}")

@@ -40,33 +40,41 @@ class TrainConfig:
     on latents of the frozen VAE, with empty captions for CFG, min-SNR weighting and an EMA.
     """
 
-    image_size: int = 64
+    image_size: int = 128
     seed: int = 1234
     threads: int = 1
-    # phase 1: VAE
-    vae_crop_steps: int = 1400
-    vae_crop_size: int = 32
-    vae_crop_batch: int = 16
-    vae_full_steps: int = 120
-    vae_full_batch: int = 16
+    device: str = "auto"
+    draw_workers: int = 1
+    max_minutes: float = 0.0
+    final_report: str = "3,5,7.5"
+    # phase 1: VAE (random crops of a pool of drawn images, then whole images)
+    vae_crop_steps: int = 3000
+    vae_crop_size: int = 64
+    vae_crop_batch: int = 32
+    vae_full_steps: int = 400
+    vae_full_batch: int = 32
     vae_lr: float = 8e-4
     vae_kl_weight: float = 1e-6
+    vae_pool: int = 8192
+    vae_from: str = ""
     # phase 2: UNet + text encoder (images of unet_image_size; the VAE is size-agnostic)
     unet_image_size: int = 128
-    unet_steps: int = 1250
-    unet_batch: int = 32
+    unet_steps: int = 4800
+    unet_batch: int = 128
     unet_lr: float = 8e-4
     text_lr: float = 6e-4
-    warmup_steps: int = 100
+    warmup_steps: int = 200
     empty_caption_prob: float = 0.1
     min_snr_gamma: float = 5.0
+    noise_offset: float = 0.25
     ema_decay: float = 0.999
     high_noise_fraction: float = 0.25
     high_noise_from: int = 800
-    latent_pool: int = 1024
-    pool_refresh_every: int = 1000
+    latent_pool: int = 32768
+    pool_refresh_every: int = 0
+    pool_refresh_count: int = 64
     # bookkeeping
-    checkpoint_every: int = 100
+    checkpoint_every: int = 500
     eval_every: int = 1000
     eval_steps: int = 16
     eval_cfg: float = 6.0

@@ -58,7 +58,7 @@ def fold_latent_scale(vae: AutoencoderKL, mean: torch.Tensor, std: float, target
     qc.bias[:e] = (qc.bias[:e] - mean) * k
     qc.bias[e:] += 2.0 * float(torch.log(torch.tensor(k)))
     w = pqc.weight.clone()
-    pqc.bias += (w[:, :, 0, 0] @ mean.to(w.dtype))
+    pqc.bias += (w[:, :, 0, 0] @ mean.to(w))
     pqc.weight /= k
     return k
 
@@ -71,7 +71,7 @@ def checkpoint_state(unet: nn.Module, text: ClipTextEncoder, vae: nn.Module,
         for key, value in module.state_dict().items():
             if key.endswith("position_ids"):
                 continue
-            state[prefix + key] = value.detach().to(dtype).contiguous()
+            state[prefix + key] = value.detach().to("cpu", dtype).contiguous()
     positions = text.config.max_position_embeddings
     state[CLIP_PREFIX + "text_model.embeddings.position_ids"] = torch.arange(positions)[None]
     state.update(ddpm_buffers())

@@ -53,8 +53,8 @@ def read_image(image: np.ndarray) -> Reading:
     """Classify one [H, W, 3] image (uint8, or float 0..1).
 
     Background: the palette colour nearest the median border pixel. Shape colour: the most common
-    palette colour among pixels that differ from the background. Shape: how much of that colour's
-    bounding box it fills.
+    palette colour among pixels that differ from the background. Shape: how much of its bounding box the
+    largest connected blob of that colour fills (specks of the same colour elsewhere do not count).
     """
     pixels = _to_uint8(image)
     h, w, _ = pixels.shape
@@ -71,7 +71,7 @@ def read_image(image: np.ndarray) -> Reading:
     colour = names[colour_index]
     mask = np.zeros((h, w), dtype=bool)
     mask[away] = labels == colour_index
-    fill = _fill_ratio(mask)
+    fill = _fill_ratio(_largest_component(mask))
     if fill > _SQUARE_ABOVE:
         shape = "square"
     elif fill < _TRIANGLE_BELOW:
@@ -79,6 +79,18 @@ def read_image(image: np.ndarray) -> Reading:
     else:
         shape = "circle"
     return Reading(background, colour, shape, fill)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected blob of the mask: the shape itself, without specks of its colour elsewhere."""
+    from scipy import ndimage
+
+    labelled, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labelled.ravel())
+    sizes[0] = 0
+    return labelled == int(sizes.argmax())
 
 
 def _fill_ratio(mask: np.ndarray) -> float:

@@ -38,8 +38,36 @@ DEFAULT_WORK = DEMO_DIR.parent.parent / "temp" / "demo-train"
 PHASES = ("vae_crop", "vae_full", "fold", "pool", "unet", "done")
 
 
-def _to_pixels(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2) * 2.0 - 1.0
+def _to_pixels(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when there is one, else cpu; anything else as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _draw_chunk(args: tuple[int, int, int, int]) -> tuple[np.ndarray, list[str]]:
+    seed, chunk, size, count = args
+    torch.set_num_threads(1)
+    return random_batch(training_scenes(), size, count, np.random.default_rng([seed, chunk]))
+
+
+def draw_many(seed: int, first_chunk: int, chunks: int, size: int, per_chunk: int,
+              workers: int) -> tuple[np.ndarray, list[str]]:
+    """`chunks` x `per_chunk` drawn scenes; chunk i is seeded by (seed, i), so any worker count gives
+    the same images."""
+    jobs = [(seed, first_chunk + i, size, per_chunk) for i in range(chunks)]
+    if workers > 1 and chunks > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(min(workers, chunks)) as pool:
+            parts = pool.map(_draw_chunk, jobs)
+    else:
+        parts = [_draw_chunk(job) for job in jobs]
+    return np.concatenate([p[0] for p in parts]), [c for p in parts for c in p[1]]
 
 
 def _random_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -58,11 +86,17 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, work: Path, out: Path, log: logging.Logger) -> None:
         self.cfg, self.work, self.out, self.log = cfg, work, out, log
         self.spec = ModelSpec()
+        self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.vae = AutoencoderKL(self.spec.vae)
-        self.unet = UNetModel(self.spec.unet)
-        self.text = ClipTextEncoder(self.spec.clip)
+        # built on the CPU from the seed, then moved: the initial weights do not depend on the device
+        self.vae = AutoencoderKL(self.spec.vae).to(self.device)
+        self.unet = UNetModel(self.spec.unet).to(self.device)
+        self.text = ClipTextEncoder(self.spec.clip).to(self.device)
         self.text.transformer.train()
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
         self.ema_unet = copy.deepcopy(self.unet).requires_grad_(False)
         self.ema_text = copy.deepcopy(self.text).requires_grad_(False)
         self.tokenizer = CaptionTokenizer()
@@ -80,6 +114,9 @@ class Trainer:
         self.pool_tokens = torch.zeros(0, dtype=torch.long)
         self.pool_cursor = 0
         self.alphas_cumprod = ddpm_buffers()["alphas_cumprod"]
+        self.pool_chunks = 0
+        self.unet_final_step = 0
+        self.vae_images: torch.Tensor | None = None
         self.empty_tokens = self.tokenizer([""])[0]
         self.started = time.time()
         self.elapsed_before = 0.0
@@ -99,7 +136,8 @@ class Trainer:
             "vae_opt": self.vae_opt.state_dict(), "unet_opt": self.unet_opt.state_dict(),
             "unet_opt_names": self._opt_names(),
             "np_rng": self.np_rng.bit_generator.state, "gen": self.gen.get_state(),
-            "pool": self.pool, "pool_tokens": self.pool_tokens, "pool_cursor": self.pool_cursor,
+            "pool": self.pool.cpu(), "pool_tokens": self.pool_tokens, "pool_cursor": self.pool_cursor,
+            "pool_chunks": self.pool_chunks, "unet_final_step": self.unet_final_step,
             "elapsed": self.elapsed(),
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -110,14 +148,19 @@ class Trainer:
         """Resume from the work folder; False when there is nothing to resume."""
         if not self.state_path.exists():
             return False
-        s = torch.load(self.state_path, weights_only=False)
+        s = torch.load(self.state_path, weights_only=False, map_location="cpu")
         for name in ("vae", "unet", "text", "ema_unet", "ema_text", "vae_opt"):
             getattr(self, name).load_state_dict(s[name])
         self.unet_opt.load_state_dict(self._reorder_opt(s["unet_opt"], s.get("unet_opt_names")))
         self.phase, self.step = s["phase"], s["step"]
         self.np_rng.bit_generator.state = s["np_rng"]
         self.gen.set_state(s["gen"])
-        self.pool, self.pool_tokens, self.pool_cursor = s["pool"], s["pool_tokens"], s["pool_cursor"]
+        self.pool, self.pool_tokens, self.pool_cursor = s["pool"].to(self.device), s["pool_tokens"], s["pool_cursor"]
+        self.pool_chunks = s.get("pool_chunks", 0)
+        self.unet_final_step = s.get("unet_final_step", 0)
+        if self.phase == "done" and 0 < self.unet_final_step < self.cfg.unet_steps:
+            # a finished (or time-limited) run asked for more UNet steps: continue the UNet phase
+            self.phase, self.step = "unet", self.unet_final_step
         self.elapsed_before = s["elapsed"]
         self.log.info("resumed at phase %s step %d (%.1f min trained before)", self.phase, self.step,
                       self.elapsed_before / 60)
@@ -152,6 +195,8 @@ class Trainer:
         return self.elapsed_before + time.time() - self.started
 
     def next_phase(self) -> None:
+        if self.phase == "unet":
+            self.unet_final_step = self.step
         self.phase = PHASES[PHASES.index(self.phase) + 1]
         self.step = 0
         self.save_state()
@@ -168,12 +213,21 @@ class Trainer:
     def vae_step(self, batch: int, crop: int) -> float:
         for group in self.vae_opt.param_groups:
             group["lr"] = self.vae_lr()
-        images, _ = random_batch(self.scenes, self.cfg.image_size, batch, self.np_rng)
-        x = _random_crop(_to_pixels(images), crop, self.gen)
+        if self.cfg.vae_pool > 0:
+            if self.vae_images is None:
+                # a fixed pool drawn in parallel (chunks seeded apart from the latent pool's)
+                images, _ = draw_many(self.cfg.seed + 7919, 0, max(1, self.cfg.vae_pool // 64), self.cfg.image_size,
+                                      64, self.cfg.draw_workers)
+                self.vae_images = _to_pixels(images, self.device)
+            pick = torch.randint(0, len(self.vae_images), (batch,), generator=self.gen)
+            x = _random_crop(self.vae_images[pick.to(self.device)], crop, self.gen)
+        else:
+            images, _ = random_batch(self.scenes, self.cfg.image_size, batch, self.np_rng)
+            x = _random_crop(_to_pixels(images, self.device), crop, self.gen)
         moments = self.vae.quant_conv(self.vae.encoder(x))
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(-30.0, 20.0)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=self.gen)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=self.gen).to(self.device)
         rec = self.vae.decode(z)
         kl = 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).sum() / x.shape[0]
         loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean() + self.cfg.vae_kl_weight * kl / x[0].numel()
@@ -184,30 +238,44 @@ class Trainer:
         return loss.item()
 
     @torch.no_grad()
+    def adopt_vae(self, path: Path) -> None:
+        """Take a trained (already folded) VAE from an earlier run's checkpoint instead of phase 1."""
+        from safetensors.torch import load_file
+
+        from engine.demo.export import VAE_PREFIX
+
+        sd = {k[len(VAE_PREFIX):]: v for k, v in load_file(str(path)).items() if k.startswith(VAE_PREFIX)}
+        self.vae.load_state_dict(sd)
+        self.log.info("VAE taken from %s (%d tensors); phase 1 skipped", path, len(sd))
+
+    @torch.no_grad()
     def fold(self) -> None:
         images, _ = random_batch(self.scenes, self.cfg.image_size, 512, self.np_rng)
-        latents = torch.cat([self.vae.encode(_to_pixels(images[i: i + 64])) for i in range(0, 512, 64)])
+        latents = torch.cat([self.vae.encode(_to_pixels(images[i: i + 64], self.device)) for i in range(0, 512, 64)])
         mean = latents.mean(dim=(0, 2, 3))
         std = float((latents - mean[None, :, None, None]).std())
         k = fold_latent_scale(self.vae, mean, std, 1.0 / SD15_SCALE_FACTOR)
-        check = self.vae.encode(_to_pixels(images[:64])) * SD15_SCALE_FACTOR
+        check = self.vae.encode(_to_pixels(images[:64], self.device)) * SD15_SCALE_FACTOR
         self.log.info("latent spread: mean %s std %.4f -> folded x%.4f; scaled latents now mean %.3f std %.3f",
                       [round(float(v), 3) for v in mean], std, k, float(check.mean()), float(check.std()))
 
     # ---- phase 2: UNet + text ----------------------------------------------------------------
     @torch.no_grad()
     def draw_latents(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, captions = random_batch(self.scenes, self.cfg.unet_image_size, count, self.np_rng)
-        return self.vae.encode(_to_pixels(images)), self.tokenizer(captions)
+        """`count` (a multiple of 64) fresh images as latents + tokens; chunk seeds continue the pool's."""
+        chunks = max(1, count // 64)
+        images, captions = draw_many(self.cfg.seed, self.pool_chunks, chunks, self.cfg.unet_image_size, 64,
+                                     self.cfg.draw_workers)
+        self.pool_chunks += chunks
+        latents = torch.cat([self.vae.encode(_to_pixels(images[i: i + 256], self.device))
+                             for i in range(0, len(images), 256)])
+        return latents, self.tokenizer(captions)
 
     def build_pool(self) -> None:
-        chunks, tokens = [], []
         self.log.info("building a latent pool of %d images at %d px", self.cfg.latent_pool, self.cfg.unet_image_size)
-        for _ in tqdm(range(self.cfg.latent_pool // 64), desc="latent pool", file=sys.stderr):
-            lat, tok = self.draw_latents(64)
-            chunks.append(lat)
-            tokens.append(tok)
-        self.pool, self.pool_tokens = torch.cat(chunks), torch.cat(tokens)
+        started = time.time()
+        self.pool, self.pool_tokens = self.draw_latents(self.cfg.latent_pool)
+        self.log.info("latent pool drawn and encoded in %.1f s", time.time() - started)
 
     def lr_factor(self, step: int) -> float:
         c = self.cfg
@@ -218,14 +286,14 @@ class Trainer:
 
     def unet_step(self) -> float:
         c = self.cfg
-        if self.step % c.pool_refresh_every == 0:
-            lat, tok = self.draw_latents(64)
+        if c.pool_refresh_every > 0 and self.step % c.pool_refresh_every == 0:
+            lat, tok = self.draw_latents(self.cfg.pool_refresh_count)
             n = len(lat)
             at = self.pool_cursor
             self.pool[at: at + n], self.pool_tokens[at: at + n] = lat, tok
             self.pool_cursor = (at + n) % (len(self.pool) - n + 1)
         idx = torch.randint(0, len(self.pool), (c.unet_batch,), generator=self.gen)
-        x0 = self.pool[idx] * SD15_SCALE_FACTOR
+        x0 = self.pool[idx.to(self.device)] * SD15_SCALE_FACTOR
         tokens = self.pool_tokens[idx].clone()
         drop = torch.rand(c.unet_batch, generator=self.gen) < c.empty_caption_prob
         tokens[drop] = self.empty_tokens
@@ -240,13 +308,20 @@ class Trainer:
         # (x0 error = eps error * sigma, sigma up to 14.6), and samplers start from there.
         high = torch.rand(c.unet_batch, generator=self.gen) < c.high_noise_fraction
         t = torch.where(high, torch.randint(c.high_noise_from, 1000, (c.unet_batch,), generator=self.gen), t)
-        ac = self.alphas_cumprod[t][:, None, None, None]
+        ac = self.alphas_cumprod[t][:, None, None, None].to(self.device)
         noise = torch.randn(x0.shape, generator=self.gen)
+        if c.noise_offset > 0:
+            # Offset noise: a per-image, per-channel constant. Backgrounds are the latent's mean; without it,
+            # the mean of x_t at high noise still leaks the background (16x16 latents average the noise down
+            # only 16x), the model learns to copy it from the input instead of reading it from the caption,
+            # and from a sampler's pure noise it then paints a random background.
+            noise = noise + c.noise_offset * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=self.gen)
+        noise = noise.to(self.device)
         xt = ac.sqrt() * x0 + (1.0 - ac).sqrt() * noise
         # most of a batch repeats a few captions: encode each distinct one once (a third of the step cost)
         unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
-        context = self.text(unique)[0][inverse]
-        eps = self.unet(xt, t.float(), context)
+        context = self.text(unique.to(self.device))[0][inverse.to(self.device)]
+        eps = self.unet(xt, t.float().to(self.device), context)
         snr = (ac / (1.0 - ac)).flatten()
         weight = torch.clamp(snr, max=c.min_snr_gamma) / snr
         loss = (weight * ((eps - noise) ** 2).mean(dim=(1, 2, 3))).mean()
@@ -263,8 +338,7 @@ class Trainer:
     def update_ema(self) -> None:
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         for ema, live in ((self.ema_unet, self.unet), (self.ema_text, self.text)):
-            for pe, pl in zip(ema.parameters(), live.parameters(), strict=False):
-                pe.lerp_(pl, 1.0 - decay)
+            torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - decay)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Score a fixed set of prompts (every colour/shape + held-out pairs, one seed) with the EMA."""
@@ -277,6 +351,21 @@ class Trainer:
                       {g: {k: round(v, 2) for k, v in row.items()} for g, row in table.items()})
         return table
 
+    def final_report(self) -> None:
+        """Every scoring scene x seeds 0 and 1 at several CFG scales (EMA, the monitor sampler, 20 steps)."""
+        scenes = scoring_scenes()
+        captions = [s.caption() for s in scenes for _ in (0, 1)]
+        seeds = [seed for _ in scenes for seed in (0, 1)]
+        for cfg_scale in (float(v) for v in self.cfg.final_report.split(",")):
+            images = np.concatenate([
+                generate(self.ema_unet, self.ema_text, self.vae, self.tokenizer, captions[i: i + 24],
+                         seeds[i: i + 24], self.cfg.unet_image_size, 20, cfg_scale)
+                for i in range(0, len(captions), 24)])
+            pairs = [(scenes[i // 2], read_image(img)) for i, img in enumerate(images)]
+            table = score_table(pairs)
+            self.log.info("final report cfg %.1f: %s", cfg_scale,
+                          {g: {k: round(v, 3) for k, v in row.items()} for g, row in table.items()})
+
     def export(self) -> None:
         save_checkpoint(self.out, self.ema_unet, self.ema_text, self.vae, self.spec.to_dict(),
                         self.cfg.to_json())
@@ -288,6 +377,10 @@ class Trainer:
         losses: list[float] = []
         t0 = time.time()
         while self.step < total:
+            if self.cfg.max_minutes > 0 and (time.time() - self.started) / 60 > self.cfg.max_minutes:
+                self.log.info("%s stopped at step %d/%d: max_minutes=%.1f reached", desc, self.step, total,
+                              self.cfg.max_minutes)
+                break
             losses.append(fn())
             self.step += 1
             bar.update(1)
@@ -305,6 +398,9 @@ class Trainer:
 
     def run(self) -> None:
         c = self.cfg
+        if c.vae_from and self.phase in ("vae_crop", "vae_full", "fold"):
+            self.adopt_vae(Path(c.vae_from))
+            self.phase = "pool"
         if self.phase == "vae_crop":
             self._loop(c.vae_crop_steps, "vae_crop", lambda: self.vae_step(c.vae_crop_batch, c.vae_crop_size))
             self.next_phase()
@@ -318,7 +414,7 @@ class Trainer:
         if self.phase == "pool":
             self.build_pool()
             self.next_phase()
-        if self.phase == "unet" and self.pool.shape[-1] * 8 != c.unet_image_size:
+        if self.phase == "unet" and (self.pool.numel() == 0 or self.pool.shape[-1] * 8 != c.unet_image_size):
             # the UNet's image size changed (a resumed run): redraw the pool at the new size
             self.build_pool()
             self.pool_cursor = 0
@@ -326,6 +422,9 @@ class Trainer:
             self._loop(c.unet_steps, "unet", self.unet_step)
             self.evaluate()
             self.next_phase()
+            self.export()
+            if c.final_report:
+                self.final_report()
         self.export()
         self.log.info("done in %.1f min", self.elapsed() / 60)
 

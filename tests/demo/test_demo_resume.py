@@ -10,7 +10,8 @@ import torch
 from engine.demo.config import TrainConfig
 from engine.demo.train import Trainer
 
-CFG = TrainConfig(vae_crop_batch=2, vae_crop_size=16, latent_pool=64, unet_batch=4, pool_refresh_every=2)
+CFG = TrainConfig(image_size=64, vae_crop_batch=2, vae_crop_size=16, vae_pool=64, latent_pool=64, unet_batch=4,
+                  pool_refresh_every=2, unet_image_size=64)
 
 
 def _trainer(work: Path) -> Trainer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.demo.draw import random_batch, random_image
+from engine.demo.draw import draw_scene, random_batch, random_image
 from engine.demo.score import read_image, score_table
 from engine.demo.world import (
     BACKGROUND_RGB,
@@ -94,3 +94,18 @@ def test_scorer_rejects_bad_shapes() -> None:
         read_image(np.zeros((8, 8), dtype=np.float32))
     with pytest.raises(ValueError, match="batch"):
         read_image(np.zeros((2, 8, 8, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_scorer_ignores_specks_of_the_shape_colour_elsewhere(shape: str) -> None:
+    # generated images can carry a few stray pixels of the shape's colour (e.g. in a corner): they must not
+    # stretch the shape's bounding box and turn a circle into a "triangle"
+    scene = Scene(shape, "green")
+    image = np.asarray(draw_scene(scene, 128, (40.0, 40.0, 60.0)), dtype=np.float32) / 255
+    green = np.array(COLOURS["green"], dtype=np.float32) / 255
+    image[2:5, 2:5] = green
+    image[120:123, 3:5] = green
+    reading = read_image(image)
+    assert reading.shape == shape, reading
+    # ...while a shape that is really spread out still reads by its own blob's fill
+    assert abs(reading.fill - {"circle": 0.785, "square": 1.0, "triangle": 0.5}[shape]) < 0.06

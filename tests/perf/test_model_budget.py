@@ -72,7 +72,8 @@ def test_without_a_budget_everything_stays() -> None:
 
 @pytest.mark.gpu
 def test_vram_budget_offloads_least_recently_used() -> None:
-    policy = DevicePolicy(torch.device("cuda"), torch.device("cpu"), torch.float16, torch.float32, torch.float16)
+    # float32 weights, so each Linear is 1 MB on the device too (with fp16 all three fit the budget)
+    policy = DevicePolicy(torch.device("cuda"), torch.device("cpu"), torch.float32, torch.float32, torch.float32)
     manager = ModelManager(policy, reserve_bytes=0, vram_budget_bytes=int(2.5 * MB))
     entries = [manager.register(nn.Linear(512, 512, bias=False), n, "unet") for n in "abc"]
     manager.load(entries[0])
