@@ -9,7 +9,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.networks.ops import Plain
+from engine.networks.ops import ManualCast, Plain
+
+# Feed-forward token chunks on CPU: a chunk's GEGLU activation stays about FF_CHUNK_FLOATS floats (8 MiB), so
+# it is reused from the heap and stays in cache instead of being a fresh mmap'd buffer; at least
+# FF_CHUNK_MIN_ROWS rows per chunk, so the (up to 52 MB) weights of the deep levels are not re-read per chunk.
+FF_CHUNK_FLOATS = 1 << 21
+FF_CHUNK_MIN_ROWS = 1024
+_PLAIN_LINEAR_FORWARDS = (nn.Linear.forward, ManualCast.Linear.forward)
+
+
+def _hooked(*modules: nn.Module) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _plain_linear(layer: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``layer`` is an ordinary Linear whose weight may be used as is with ``x``."""
+    w = getattr(layer, "weight", None)
+    b = getattr(layer, "bias", None)
+    return (getattr(type(layer), "forward", None) in _PLAIN_LINEAR_FORWARDS and w is not None
+            and w.dtype == x.dtype and w.device == x.device
+            and (b is None or (b.dtype == x.dtype and b.device == x.device)) and not _hooked(layer))
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -72,7 +92,30 @@ class FeedForward(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        geglu, drop, out_proj = self.net
+        if (x.device.type != "cpu" or torch.is_grad_enabled() or type(geglu) is not GEGLU
+                or not _plain_linear(geglu.proj, x) or not _plain_linear(out_proj, x)
+                or _hooked(self.net, geglu, drop)):
+            return self.net(x)
+        # CPU inference: the same maths in token chunks, gelu and the product in place. At 64x64 latents
+        # the unchunked GEGLU output is [8192, 2560] fp32 (84 MB): fresh pages on every call (~130 ms of page
+        # faults per block on the development VM) and three passes over memory that does not fit in cache.
+        x2 = x.reshape(-1, x.shape[-1])
+        rows = x2.shape[0]
+        inner = out_proj.in_features
+        step = max(FF_CHUNK_MIN_ROWS, FF_CHUNK_FLOATS // (2 * inner))
+        out = torch.empty(rows, out_proj.out_features, dtype=x.dtype, device=x.device)
+        w_out = out_proj.weight.t()
+        for start in range(0, rows, step):
+            h = F.linear(x2[start:start + step], geglu.proj.weight, geglu.proj.bias)
+            value, gate = h.chunk(2, dim=-1)
+            torch._C._nn.gelu_(gate)
+            value.mul_(gate)
+            if out_proj.bias is None:
+                torch.mm(value, w_out, out=out[start:start + step])
+            else:
+                torch.addmm(out_proj.bias, value, w_out, out=out[start:start + step])
+        return out.view(*x.shape[:-1], out_proj.out_features)
 
 
 class BasicTransformerBlock(nn.Module):

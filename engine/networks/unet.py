@@ -18,8 +18,10 @@ from torch import nn
 from engine.networks.attention import SpatialTransformer
 from engine.networks.ops import ManualCast, Plain
 
-# Output positions (batch x height x width) up to which a CPU conv runs as one im2col GEMM (see ``conv``).
+# Output positions (batch x height x width) up to which a CPU conv runs as an im2col GEMM (see ``conv``), and
+# the size (floats) of the im2col blocks it builds: channel chunks of ~8 MiB are reused from the heap.
 GEMM_CONV_MAX_POSITIONS = 512
+GEMM_CONV_CHUNK_FLOATS = 1 << 21
 _PLAIN_CONV_FORWARDS = (nn.Conv2d.forward, ManualCast.Conv2d.forward)
 
 
@@ -34,8 +36,10 @@ def conv(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     layers, large maps where oneDNN is faster) goes through ``layer(x)``.
     """
     w = getattr(layer, "weight", None)
+    bias = getattr(layer, "bias", None)
     if (x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or w is None
             or w.dtype != x.dtype or w.device != x.device or w.dim() != 4
+            or (bias is not None and (bias.dtype != x.dtype or bias.device != x.device))
             or getattr(type(layer), "forward", None) not in _PLAIN_CONV_FORWARDS
             or layer._forward_hooks or layer._forward_pre_hooks
             or layer.groups != 1 or layer.dilation != (1, 1) or layer.padding_mode != "zeros"
@@ -48,10 +52,20 @@ def conv(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if kh * kw == 1 or n * ho * wo > GEMM_CONV_MAX_POSITIONS or ho <= 0 or wo <= 0:
         return layer(x)
     patches = F.pad(x, (pw, pw, ph, ph)).unfold(2, kh, sh).unfold(3, kw, sw)  # [n, c, ho, wo, kh, kw] view
-    cols = patches.permute(1, 4, 5, 0, 2, 3).reshape(-1, n * ho * wo)           # [c*kh*kw, n*ho*wo]
+    positions, taps = n * ho * wo, kh * kw
+    step = max(1, GEMM_CONV_CHUNK_FLOATS // (taps * positions))
     wm = w.reshape(o, -1)
-    b = layer.bias
-    out = torch.mm(wm, cols) if b is None else torch.addmm(b[:, None], wm, cols)  # [o, n*ho*wo]
+    out: torch.Tensor | None = None
+    for c0 in range(0, x.shape[1], step):
+        cols = patches[:, c0:c0 + step].permute(1, 4, 5, 0, 2, 3).reshape(-1, positions)  # [c*kh*kw, n*ho*wo]
+        wc = wm[:, c0 * taps:(c0 + step) * taps]
+        if out is not None:
+            out.addmm_(wc, cols)
+        elif bias is None:
+            out = torch.mm(wc, cols)
+        else:
+            out = torch.addmm(bias[:, None], wc, cols)  # [o, n*ho*wo]
+    assert out is not None
     return out.view(o, n, ho, wo).transpose(0, 1).contiguous()
 
 
