@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from engine.paths import PathError
-from engine.png import save_png
 from nodes._base import BuiltinNode, input_error
 
 if TYPE_CHECKING:
@@ -180,6 +179,8 @@ class SaveImage(BuiltinNode):
 
     def save_images(self, images: torch.Tensor, filename_prefix: str = "ComfyUI", prompt: Any = None,
                     extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
+        from engine.png import save_png
+
         services = self._services()
         if images.ndim != 4:
             raise input_error(type(self).__name__, "images",
