@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask"]
+__all__ = ["InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "ImageCompositeMasked"]
 
 CHANNELS = ["red", "green", "blue", "alpha"]
 
@@ -111,4 +111,67 @@ class GrowMask(BuiltinNode):
         return (grow_mask(mask, expand, tapered_corners),)
 
 
-NODES = [InvertMask, SolidMask, MaskToImage, ImageToMask, GrowMask]
+class ImageCompositeMasked(BuiltinNode):
+    """Paste `source` onto `destination` at (x, y), through `mask` when given (1 = source, 0 = destination).
+
+    The usual last step of an inpaint graph: pixels outside the mask come back exactly as they were, instead
+    of as the VAE's reconstruction of them. Batches repeat to the destination's size; the mask is resized
+    to the source; parts falling outside the destination are cut off.
+    """
+
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "composite"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "destination": ("IMAGE",),
+                "source": ("IMAGE",),
+                "x": ("INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
+                "y": ("INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
+                "resize_source": ("BOOLEAN", {"default": False}),
+            },
+            "optional": {"mask": ("MASK",)},
+        }
+
+    def composite(self, destination: torch.Tensor, source: torch.Tensor, x: int, y: int, resize_source: bool,
+                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+        import torch
+        import torch.nn.functional as F
+
+        out = destination.clone()
+        batch, height, width = out.shape[0], out.shape[1], out.shape[2]
+        src = source.to(out)
+        if src.shape[-1] != out.shape[-1]:
+            raise input_error("ImageCompositeMasked", "source",
+                              f"source has {src.shape[-1]} channels but destination has {out.shape[-1]}")
+        if resize_source:
+            src = F.interpolate(src.movedim(-1, 1), size=(height, width), mode="bilinear",
+                                align_corners=False).movedim(1, -1)
+        src = _repeat_batch(src, batch)
+        sh, sw = src.shape[1], src.shape[2]
+        if mask is None:
+            weight = torch.ones((batch, sh, sw, 1), dtype=out.dtype, device=out.device)
+        else:
+            m = mask.to(out).reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+            m = F.interpolate(m, size=(sh, sw), mode="bilinear", align_corners=False)
+            weight = _repeat_batch(m.movedim(1, -1), batch)
+        h, w = max(0, min(sh, height - y)), max(0, min(sw, width - x))
+        if h and w:
+            region = out[:, y: y + h, x: x + w]
+            a = weight[:, :h, :w]
+            out[:, y: y + h, x: x + w] = src[:, :h, :w] * a + region * (1.0 - a)
+        return (out,)
+
+
+def _repeat_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Repeat (or cut) the leading batch dimension to `batch` items, ComfyUI's repeat_to_batch_size rule."""
+    if t.shape[0] == batch:
+        return t
+    reps = -(-batch // t.shape[0])
+    return t.repeat(reps, *([1] * (t.dim() - 1)))[:batch]
+
+
+NODES = [InvertMask, SolidMask, MaskToImage, ImageToMask, GrowMask, ImageCompositeMasked]

@@ -11,7 +11,8 @@ EXPECTED = {
     "InpaintModelConditioning", "KSampler", "KSamplerAdvanced", "LatentUpscale", "LatentUpscaleBy",
     "LatentFromBatch", "RepeatLatentBatch", "LatentComposite", "LoadImage", "LoadImageMask", "SaveImage",
     "PreviewImage", "ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch",
-    "ImageCrop", "InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "PrimitiveInt",
+    "ImageCrop", "InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "ImageCompositeMasked",
+    "PrimitiveInt",
     "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean",
 }
 

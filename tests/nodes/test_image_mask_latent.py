@@ -96,6 +96,26 @@ def test_mask_nodes(registry: Any) -> None:
     assert shrunk.sum() == 9
 
 
+def test_image_composite_masked(registry: Any) -> None:
+    composite = node(registry, "ImageCompositeMasked")
+    dest = torch.zeros(2, 6, 8, 3)
+    src = torch.ones(1, 4, 4, 3)
+    (plain,) = composite(destination=dest, source=src, x=6, y=1, resize_source=False)
+    # pasted at (x=6, y=1), cut at the right edge, repeated over the batch; destination untouched
+    assert plain.shape == dest.shape and not dest.any()
+    assert plain[:, 1:5, 6:8].eq(1).all() and plain.sum() == 2 * 4 * 2 * 3
+    mask = torch.zeros(1, 4, 4)
+    mask[:, :, 2:] = 1.0
+    (masked,) = composite(destination=dest, source=src, x=0, y=0, resize_source=False, mask=mask)
+    assert masked[:, :4, 2:4].eq(1).all() and masked[:, :4, :2].eq(0).all() and masked[:, 4:].eq(0).all()
+    (whole,) = composite(destination=dest, source=src, x=0, y=0, resize_source=True)
+    assert whole.eq(1).all()
+    (outside,) = composite(destination=dest, source=src, x=100, y=0, resize_source=False)
+    assert not outside.any()
+    with pytest.raises(NodeInputError, match="channels"):
+        composite(destination=dest, source=torch.ones(1, 4, 4, 4), x=0, y=0, resize_source=False)
+
+
 def test_primitives(registry: Any) -> None:
     assert node(registry, "PrimitiveInt")(value=7) == (7,)
     assert node(registry, "PrimitiveStringMultiline")(value="a\nb") == ("a\nb",)
