@@ -6,6 +6,8 @@ cold. "loom" has its lazy imports done by an earlier load of the tiny file; "loo
 the process. Peak RSS growth = peak RSS (sampled every 2 ms) during the load minus RSS before it, compared
 to the file size. ``--make-fullsize OUT`` first writes a full-size SD1.5-layout checkpoint (random fp32
 weights, about 4 GB; ``--half``: fp16, 2 GB, which the CPU then widens to fp32) to OUT to measure with.
+``--compare DIR`` adds DIR's loader (another checkout, e.g. ``git worktree add /tmp/base HEAD~3``), measured
+by DIR's own bench/load.py child in the same alternation.
 """
 from __future__ import annotations
 
@@ -110,6 +112,8 @@ def main() -> None:
     ap.add_argument("--child", choices=["raw", "loom", "loom-cold"], help=argparse.SUPPRESS)
     ap.add_argument("--make-fullsize", type=Path, default=None, metavar="OUT")
     ap.add_argument("--half", action="store_true", help="--make-fullsize writes fp16 (2 GB) instead of fp32")
+    ap.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                    help="also measure DIR's load_checkpoint (another checkout), alternating with this one")
     args = ap.parse_args()
     if args.child:
         child(args.child, str(args.path))
@@ -123,14 +127,23 @@ def main() -> None:
         while f.read(1 << 24):
             pass
     results: dict[str, list[dict[str, float]]] = {"raw": [], "loom": [], "loom-cold": []}
+    compare = args.compare.resolve() if args.compare else None
+    if compare is not None:
+        results["compare"] = []
     for _ in range(args.runs):
         for kind in results:
-            out = subprocess.run([sys.executable, __file__, str(path), "--child", kind], capture_output=True,
-                                 text=True, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+            repo, child_kind = (compare, "loom") if kind == "compare" else (REPO, kind)
+            assert repo is not None
+            out = subprocess.run([sys.executable, str(repo / "bench" / "load.py"), str(path), "--child", child_kind],
+                                 capture_output=True, text=True, check=True, cwd=repo,
+                                 env={**os.environ, "PYTHONPATH": str(repo)})
             results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     rows = []
-    for kind, label in (("raw", "safetensors load_file"), ("loom", "loom load_checkpoint"),
-                        ("loom-cold", "loom, first load in process (lazy imports)")):
+    labels = [("raw", "safetensors load_file"), ("loom", "loom load_checkpoint"),
+              ("loom-cold", "loom, first load in process (lazy imports)")]
+    if compare is not None:
+        labels.append(("compare", f"loom load_checkpoint [{compare}]"))
+    for kind, label in labels:
         rs = results[kind]
         grow = max(r["rss_peak"] - r["rss_before"] for r in rs)
         rows.append(Row(label, [r["seconds"] for r in rs], **{"peak RSS growth MiB": f"{grow / 2**20:.0f}",
