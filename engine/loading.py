@@ -219,6 +219,7 @@ def _adopt(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.dtype
     adopted: list[torch.Tensor] = []
     for m, name, key, is_param in slots:
         t, cur = sd[key], (m._parameters[name] if is_param else m._buffers[name])
+        assert cur is not None  # slots hold only set parameters / buffers
         if len(cur.shape) == 0 and len(t.shape) == 1 and t.shape[0] == 1:  # torch's 0-dim rule
             t = t[0]
         if t.shape != cur.shape:
@@ -229,7 +230,7 @@ def _adopt(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.dtype
         raise RuntimeError(f"Error(s) in loading state_dict for {type(module).__name__}:\n\t" + "\n\t".join(errors))
     hooks = bool(nn.modules.module._global_parameter_registration_hooks
                  or nn.modules.module._global_buffer_registration_hooks)
-    for (m, name, _, is_param), t in zip(slots, adopted):
+    for (m, name, _, is_param), t in zip(slots, adopted, strict=True):
         if t.is_floating_point() or t.is_complex():
             if t.dtype != dtype:
                 t = t.to(dtype=dtype)
