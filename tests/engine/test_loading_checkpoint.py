@@ -94,7 +94,10 @@ def test_split_loaders_equal_single_file(ckpt: Path, manager: ModelManager, tmp_
     x = torch.randn(1, 4, 8, 16)
     ctx = torch.randn(1, 77, 32)
     sigma = torch.tensor([3.0])
-    assert torch.equal(model.apply_model(x, sigma, ctx), full_model.apply_model(x, sigma, ctx))
+    # same weights, but mmapped at other file offsets: BLAS may take other (alignment-dependent) code paths,
+    # so allow last-bit differences (measured up to 3.7e-6 on one CPU)
+    torch.testing.assert_close(model.apply_model(x, sigma, ctx), full_model.apply_model(x, sigma, ctx),
+                               rtol=1e-5, atol=1e-5)
     golden = fixtures_dir / "families/golden/comfy__sd15__split_loaders__euler__normal"
     meta = json.loads(Path(f"{golden}.json").read_text())
     tokens = meta["text_encodes"]["2"]["tokens"]["l"]
@@ -106,7 +109,7 @@ def test_split_loaders_equal_single_file(ckpt: Path, manager: ModelManager, tmp_
     lat = torch.from_numpy(np.load(f"{golden}.latent.npy"))
     img = np.load(f"{golden}.image.npy")
     assert np.abs(vae.decode(lat).numpy() - img).max() <= 1e-4
-    assert torch.equal(vae.decode(lat), full_vae.decode(lat))
+    torch.testing.assert_close(vae.decode(lat), full_vae.decode(lat), rtol=1e-5, atol=1e-5)
 
 
 def test_ckpt_weights_only_loads(ckpt: Path, manager: ModelManager, tmp_path: Path) -> None:
