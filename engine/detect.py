@@ -11,21 +11,20 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from engine.errors import UnknownModelError
 from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family, TextEncoderSpec, family_names
-from engine.networks.text_encoders import ClipTextConfig, OpenClipConfig
-from engine.networks.unet import UNetConfig
-from engine.networks.vae import VAEConfig
+from engine.networks.configs import ClipTextConfig, OpenClipConfig, UNetConfig, VAEConfig
 
 __all__ = ["ModelConfig", "detect", "detect_unet", "detect_vae", "detect_clip_l", "metadata_config",
            "V_PREDICTION_STD_THRESHOLD"]
 
 Shapes = Mapping[str, Sequence[int]]
-TensorGetter = Callable[[str], torch.Tensor]
+TensorGetter = Callable[[str], "torch.Tensor"]
 
 V_PREDICTION_STD_THRESHOLD = 0.09
 _V_RULE_KEY = "output_blocks.11.1.transformer_blocks.0.norm1.bias"

@@ -15,29 +15,15 @@ layer's output (final-normed when ``layer_norm_hidden_state``); an index past th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.networks.configs import ClipTextConfig, OpenClipConfig  # torch-free home; re-exported here
+
 Injected = list[tuple[int, int, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class ClipTextConfig:
-    """CLIP text tower hyper-parameters (heads cannot be read from shapes: family default or metadata)."""
-
-    vocab_size: int = 49408
-    hidden_size: int = 768
-    intermediate_size: int = 3072
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    max_position_embeddings: int = 77
-    hidden_act: str = "quick_gelu"
-    layer_norm_eps: float = 1e-5
-    projection_dim: int = 768
 
 
 def _inject_hook(injected: Injected) -> Any:
@@ -186,20 +172,6 @@ class ClipTextEncoder(nn.Module):
             hidden = picked
         pooled = final[torch.arange(final.shape[0], device=final.device), _eos_index(tokens)]
         return hidden, pooled
-
-
-@dataclass(frozen=True)
-class OpenClipConfig:
-    """OpenCLIP text tower hyper-parameters (SD2's ViT-H, SDXL's bigG)."""
-
-    vocab_size: int = 49408
-    width: int = 1024
-    layers: int = 24
-    heads: int = 16
-    mlp_width: int = 4096
-    context_length: int = 77
-    projection_dim: int = 1024
-    layer_norm_eps: float = 1e-5
 
 
 class _FusedAttention(nn.Module):

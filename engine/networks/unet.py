@@ -8,7 +8,6 @@ Module attribute names follow the checkpoint keys under ``model.diffusion_model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.networks.attention import SpatialTransformer
+from engine.networks.configs import UNetConfig  # torch-free home; re-exported here
 from engine.networks.ops import ManualCast, Plain
 
 # Output positions (batch x height x width) up to which a CPU conv runs as an im2col GEMM (see ``conv``), and
@@ -76,38 +76,6 @@ def _sequential(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
     for layer in seq:
         x = conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
     return x
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """Hyper-parameters of a UNet; everything but heads is readable from checkpoint shapes.
-
-    transformer_depth: per input res block (len = sum(num_res_blocks)); transformer_depth_output: per output
-    block in *input* level order (len = sum(num_res_blocks) + len(channel_mult)), consumed from the end; transformer_depth_middle: -1 = no middle
-    transformer (-2 = no middle block at all); num_head_channels -1 means "use num_heads".
-    adm_in_channels: width of the ``y`` vector (SDXL) when num_classes == "sequential".
-    """
-
-    model_channels: int = 320
-    in_channels: int = 4
-    out_channels: int = 4
-    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
-    num_res_blocks: tuple[int, ...] = (2, 2, 2, 2)
-    transformer_depth: tuple[int, ...] = (1, 1, 1, 1, 1, 1, 0, 0)
-    transformer_depth_output: tuple[int, ...] = (1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0)
-    transformer_depth_middle: int = 1
-    context_dim: int = 768
-    num_heads: int = 8
-    num_head_channels: int = -1
-    use_linear_in_transformer: bool = False
-    num_classes: str | int | None = None
-    adm_in_channels: int | None = None
-
-    def heads_for(self, ch: int) -> tuple[int, int]:
-        """(heads, dim_head) of an attention layer at ``ch`` channels."""
-        if self.num_head_channels == -1:
-            return self.num_heads, ch // self.num_heads
-        return ch // self.num_head_channels, self.num_head_channels
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

@@ -7,32 +7,14 @@ Attribute names match checkpoint keys under ``first_stage_model.`` (``encoder.do
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.networks.configs import VAEConfig  # torch-free home; re-exported here
 from engine.networks.ops import Plain
-
-
-@dataclass(frozen=True)
-class VAEConfig:
-    """Hyper-parameters of an AutoencoderKL (all readable from checkpoint shapes)."""
-
-    ch: int = 128
-    ch_mult: tuple[int, ...] = (1, 2, 4, 4)
-    num_res_blocks: int = 2
-    z_channels: int = 4
-    embed_dim: int = 4
-    in_channels: int = 3
-    out_ch: int = 3
-
-    @property
-    def downscale(self) -> int:
-        """Pixels per latent cell along each axis."""
-        return 2 ** (len(self.ch_mult) - 1)
 
 
 def _norm(ops: Any, ch: int, kw: dict[str, Any]) -> nn.Module:
