@@ -68,7 +68,9 @@ def bench_size(size: int, ref: Any, ours: UNetModel, variants: list[str], runs: 
     x = torch.randn(2, 4, size, size, generator=g)
     t = torch.tensor([981.0, 981.0])
     ctx = torch.randn(2, 77, 768, generator=g)
-    flops = count_flops(lambda: ours(x, t, ctx))
+    # Counted on diffusers' call (the same maths): Loom's CPU fast paths use out= / in-place matmuls
+    # (addmm_, mm.out) that flop_counter does not count, which would under-count the call.
+    flops = count_flops(lambda: ref(x, t, encoder_hidden_states=ctx))
     calls: list[Callable[[], Any]] = [lambda: ref(x, t, encoder_hidden_states=ctx).sample]
     setup: dict[str, float] = {}
     for v in variants:
