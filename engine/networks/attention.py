@@ -3,7 +3,7 @@
 """Transformer pieces of the LDM UNet: cross-attention, GEGLU feed-forward, SpatialTransformer."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -100,22 +100,22 @@ class FeedForward(nn.Module):
         # CPU inference: the same maths in token chunks, gelu and the product in place. At 64x64 latents
         # the unchunked GEGLU output is [8192, 2560] fp32 (84 MB): fresh pages on every call (~130 ms of page
         # faults per block on the development VM) and three passes over memory that does not fit in cache.
+        proj, lin = cast(nn.Linear, geglu.proj), cast(nn.Linear, out_proj)
         x2 = x.reshape(-1, x.shape[-1])
         rows = x2.shape[0]
-        inner = out_proj.in_features
-        step = max(FF_CHUNK_MIN_ROWS, FF_CHUNK_FLOATS // (2 * inner))
-        out = torch.empty(rows, out_proj.out_features, dtype=x.dtype, device=x.device)
-        w_out = out_proj.weight.t()
+        step = max(FF_CHUNK_MIN_ROWS, FF_CHUNK_FLOATS // (2 * lin.in_features))
+        out = torch.empty(rows, lin.out_features, dtype=x.dtype, device=x.device)
+        w_out = lin.weight.t()
         for start in range(0, rows, step):
-            h = F.linear(x2[start:start + step], geglu.proj.weight, geglu.proj.bias)
+            h = F.linear(x2[start:start + step], proj.weight, proj.bias)
             value, gate = h.chunk(2, dim=-1)
-            torch._C._nn.gelu_(gate)
+            torch._C._nn.gelu_(gate)  # type: ignore[attr-defined]  # in-place F.gelu (same kernel)
             value.mul_(gate)
-            if out_proj.bias is None:
+            if lin.bias is None:
                 torch.mm(value, w_out, out=out[start:start + step])
             else:
-                torch.addmm(out_proj.bias, value, w_out, out=out[start:start + step])
-        return out.view(*x.shape[:-1], out_proj.out_features)
+                torch.addmm(lin.bias, value, w_out, out=out[start:start + step])
+        return out.view(*x.shape[:-1], lin.out_features)
 
 
 class BasicTransformerBlock(nn.Module):

@@ -8,7 +8,7 @@ Module attribute names follow the checkpoint keys under ``model.diffusion_model.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,8 @@ def conv(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return layer(x)
     n, _, h, wd = x.shape
     o, _, kh, kw = w.shape
-    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    conv2d = cast(nn.Conv2d, layer)
+    (sh, sw), (ph, pw) = conv2d.stride, cast(tuple[int, int], conv2d.padding)
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     if kh * kw == 1 or n * ho * wo > GEMM_CONV_MAX_POSITIONS or ho <= 0 or wo <= 0:
         return layer(x)
