@@ -55,7 +55,7 @@ class VAEConfig:
     @property
     def downscale(self) -> int:
         """Pixels per latent cell along each axis."""
-        return 2 ** (len(self.ch_mult) - 1)
+        return int(2 ** (len(self.ch_mult) - 1))
 
 
 @dataclass(frozen=True)
