@@ -185,4 +185,81 @@ class ImageCrop(BuiltinNode):
         return (image[:, y : y + height, x : x + width, :],)
 
 
-NODES = [ImageScale, ImageScaleBy, ImageInvert, ImagePadForOutpaint, ImageBatch, ImageCrop]
+class EmptyImage(BuiltinNode):
+    """A batch of images of one colour (`color` as 0xRRGGBB)."""
+
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "width": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+                "height": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+                "color": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color"}),
+            }
+        }
+
+    def generate(self, width: int, height: int, batch_size: int = 1, color: int = 0) -> tuple[torch.Tensor]:
+        import torch
+
+        rgb = torch.tensor([(color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF], dtype=torch.float32) / 255.0
+        return (rgb.expand(batch_size, height, width, 3).clone(),)
+
+
+_BLEND_MODES = ["normal", "multiply", "screen", "overlay", "soft_light", "difference"]
+
+
+class ImageBlend(BuiltinNode):
+    """image1 mixed with `blend_mode`(image1, image2) by `blend_factor` (image2 resized to image1 if needed)."""
+
+    CATEGORY = "image/postprocessing"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "blend_images"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image1": ("IMAGE",),
+                "image2": ("IMAGE",),
+                "blend_factor": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "blend_mode": (list(_BLEND_MODES),),
+            }
+        }
+
+    def blend_images(self, image1: torch.Tensor, image2: torch.Tensor, blend_factor: float,
+                     blend_mode: str) -> tuple[torch.Tensor]:
+        import torch
+
+        if blend_mode not in _BLEND_MODES:
+            raise input_error("ImageBlend", "blend_mode", f"{blend_mode!r} is not one of {', '.join(_BLEND_MODES)}")
+        if image1.shape[-1] != image2.shape[-1]:
+            raise input_error("ImageBlend", "image2",
+                              f"has {image2.shape[-1]} channels but image1 has {image1.shape[-1]}")
+        image2 = image2.to(image1)
+        if image1.shape[1:3] != image2.shape[1:3]:
+            image2 = common_upscale(image2.movedim(-1, 1), image1.shape[2], image1.shape[1], "bicubic",
+                                    "center").movedim(1, -1)
+        a, b = image1, image2
+        if blend_mode == "normal":
+            mixed = b
+        elif blend_mode == "multiply":
+            mixed = a * b
+        elif blend_mode == "screen":
+            mixed = 1 - (1 - a) * (1 - b)
+        elif blend_mode == "overlay":
+            mixed = torch.where(a <= 0.5, 2 * a * b, 1 - 2 * (1 - a) * (1 - b))
+        elif blend_mode == "soft_light":
+            g = torch.where(a <= 0.25, ((16 * a - 12) * a + 4) * a, torch.sqrt(a))
+            mixed = torch.where(b <= 0.5, a - (1 - 2 * b) * a * (1 - a), a + (2 * b - 1) * (g - a))
+        else:
+            mixed = a - b
+        out = a * (1 - blend_factor) + mixed * blend_factor
+        return (torch.clamp(out, 0, 1),)
+
+
+NODES = [ImageScale, ImageScaleBy, ImageInvert, ImagePadForOutpaint, ImageBatch, ImageCrop, EmptyImage, ImageBlend]

@@ -263,5 +263,100 @@ class SetLatentNoiseMask(BuiltinNode):
         return (out,)
 
 
+class LatentCompositeMasked(BuiltinNode):
+    """Paste `source` into `destination` at (x, y) pixels (multiples of 8), through `mask` when given."""
+
+    CATEGORY = "latent"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "composite"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
+        return {
+            "required": {"destination": ("LATENT",), "source": ("LATENT",), "x": ("INT", dict(pos)),
+                         "y": ("INT", dict(pos)), "resize_source": ("BOOLEAN", {"default": False})},
+            "optional": {"mask": ("MASK",)},
+        }
+
+    def composite(self, destination: LatentDict, source: LatentDict, x: int, y: int, resize_source: bool,
+                  mask: torch.Tensor | None = None) -> tuple[LatentDict]:
+        import torch
+        import torch.nn.functional as F
+
+        dest = _samples(destination, "LatentCompositeMasked", "destination").clone()
+        src = _samples(source, "LatentCompositeMasked", "source").to(dest)
+        if src.shape[1] != dest.shape[1]:
+            raise input_error("LatentCompositeMasked", "source",
+                              f"source has {src.shape[1]} latent channels but destination has {dest.shape[1]}")
+        if resize_source:
+            src = F.interpolate(src, size=dest.shape[2:], mode="bilinear", align_corners=False)
+        if src.shape[0] != dest.shape[0]:
+            src = src.repeat(-(-dest.shape[0] // src.shape[0]), 1, 1, 1)[: dest.shape[0]]
+        lx, ly = x // 8, y // 8
+        h = max(0, min(src.shape[2], dest.shape[2] - ly))
+        w = max(0, min(src.shape[3], dest.shape[3] - lx))
+        if h and w:
+            if mask is None:
+                weight = torch.ones_like(src[:, :1])
+            else:
+                m = mask.to(dest).reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+                weight = F.interpolate(m, size=src.shape[2:], mode="bilinear", align_corners=False)
+                if weight.shape[0] != dest.shape[0]:
+                    weight = weight.repeat(-(-dest.shape[0] // weight.shape[0]), 1, 1, 1)[: dest.shape[0]]
+            a = weight[:, :, :h, :w]
+            region = dest[:, :, ly: ly + h, lx: lx + w]
+            dest[:, :, ly: ly + h, lx: lx + w] = src[:, :, :h, :w] * a + region * (1.0 - a)
+        out = dict(destination)
+        out["samples"] = dest
+        return (out,)
+
+
+_FLIPS = ["x-axis: vertically", "y-axis: horizontally"]
+_ROTATIONS = ["none", "90 degrees", "180 degrees", "270 degrees"]
+
+
+class LatentFlip(BuiltinNode):
+    """Mirror the latent vertically (x-axis) or horizontally (y-axis)."""
+
+    CATEGORY = "latent/transform"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "flip"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"samples": ("LATENT",), "flip_method": (list(_FLIPS),)}}
+
+    def flip(self, samples: LatentDict, flip_method: str) -> tuple[LatentDict]:
+        s = _samples(samples, "LatentFlip", "samples")
+        if flip_method not in _FLIPS:
+            raise input_error("LatentFlip", "flip_method", f"{flip_method!r} is not one of {_FLIPS}")
+        out = dict(samples)
+        out["samples"] = s.flip(dims=[2] if flip_method.startswith("x") else [3])
+        return (out,)
+
+
+class LatentRotate(BuiltinNode):
+    """Rotate the latent clockwise by 90, 180 or 270 degrees."""
+
+    CATEGORY = "latent/transform"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "rotate"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"samples": ("LATENT",), "rotation": (list(_ROTATIONS),)}}
+
+    def rotate(self, samples: LatentDict, rotation: str) -> tuple[LatentDict]:
+        import torch
+
+        s = _samples(samples, "LatentRotate", "samples")
+        if rotation not in _ROTATIONS:
+            raise input_error("LatentRotate", "rotation", f"{rotation!r} is not one of {_ROTATIONS}")
+        out = dict(samples)
+        out["samples"] = torch.rot90(s, k=_ROTATIONS.index(rotation), dims=[3, 2])
+        return (out,)
+
+
 NODES = [EmptyLatentImage, LatentUpscale, LatentUpscaleBy, LatentFromBatch, RepeatLatentBatch, LatentComposite,
-         SetLatentNoiseMask]
+         SetLatentNoiseMask, LatentCompositeMasked, LatentFlip, LatentRotate]

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "ImageCompositeMasked"]
+__all__ = ["InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "ImageCompositeMasked", "ThresholdMask",
+           "CropMask", "MaskComposite", "FeatherMask"]
 
 CHANNELS = ["red", "green", "blue", "alpha"]
 
@@ -174,4 +175,123 @@ def _repeat_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
     return t.repeat(reps, *([1] * (t.dim() - 1)))[:batch]
 
 
-NODES = [InvertMask, SolidMask, MaskToImage, ImageToMask, GrowMask, ImageCompositeMasked]
+def _as_batch(mask: torch.Tensor) -> torch.Tensor:
+    """A MASK as [B, H, W] (a single [H, W] mask gets a batch of one)."""
+    return mask.reshape(-1, mask.shape[-2], mask.shape[-1])
+
+
+class ThresholdMask(BuiltinNode):
+    """1 where the mask is above `value`, else 0."""
+
+    CATEGORY = "mask"
+    RETURN_TYPES = ("MASK",)
+    FUNCTION = "image_to_mask"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"mask": ("MASK",),
+                             "value": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01})}}
+
+    def image_to_mask(self, mask: torch.Tensor, value: float) -> tuple[torch.Tensor]:
+        return ((mask > value).to(mask.dtype),)
+
+
+class CropMask(BuiltinNode):
+    """The `width` x `height` window of the mask whose top-left corner is (x, y), cut at the mask's edges."""
+
+    CATEGORY = "mask"
+    RETURN_TYPES = ("MASK",)
+    FUNCTION = "crop"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}
+        size = {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}
+        return {"required": {"mask": ("MASK",), "x": ("INT", dict(pos)), "y": ("INT", dict(pos)),
+                             "width": ("INT", dict(size)), "height": ("INT", dict(size))}}
+
+    def crop(self, mask: torch.Tensor, x: int, y: int, width: int, height: int) -> tuple[torch.Tensor]:
+        m = _as_batch(mask)
+        if x >= m.shape[-1] or y >= m.shape[-2]:
+            raise input_error("CropMask", "x" if x >= m.shape[-1] else "y",
+                              f"({x}, {y}) is outside the {m.shape[-1]}x{m.shape[-2]} mask")
+        return (m[:, y: y + height, x: x + width],)
+
+
+_MASK_OPS = ["multiply", "add", "subtract", "and", "or", "xor"]
+
+
+class MaskComposite(BuiltinNode):
+    """Combine `source` into `destination` at (x, y) with an operation; the result is clamped to 0..1."""
+
+    CATEGORY = "mask"
+    RETURN_TYPES = ("MASK",)
+    FUNCTION = "combine"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}
+        return {"required": {"destination": ("MASK",), "source": ("MASK",), "x": ("INT", dict(pos)),
+                             "y": ("INT", dict(pos)), "operation": (list(_MASK_OPS),)}}
+
+    def combine(self, destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+                operation: str) -> tuple[torch.Tensor]:
+        import torch
+
+        if operation not in _MASK_OPS:
+            raise input_error("MaskComposite", "operation", f"{operation!r} is not one of {', '.join(_MASK_OPS)}")
+        out = _as_batch(destination).clone()
+        src = _as_batch(source).to(out)
+        h = max(0, min(src.shape[-2], out.shape[-2] - y))
+        w = max(0, min(src.shape[-1], out.shape[-1] - x))
+        if h and w:
+            region = out[:, y: y + h, x: x + w]
+            part = src[:, :h, :w]
+            if operation == "multiply":
+                new = region * part
+            elif operation == "add":
+                new = region + part
+            elif operation == "subtract":
+                new = region - part
+            else:
+                a, b = torch.round(region).bool(), torch.round(part).bool()
+                logic = {"and": torch.logical_and, "or": torch.logical_or, "xor": torch.logical_xor}[operation]
+                new = logic(a, b).to(out.dtype)
+            out[:, y: y + h, x: x + w] = new
+        return (out.clamp(0.0, 1.0),)
+
+
+class FeatherMask(BuiltinNode):
+    """Fade the mask linearly to 0 over `left` / `top` / `right` / `bottom` pixels from each edge."""
+
+    CATEGORY = "mask"
+    RETURN_TYPES = ("MASK",)
+    FUNCTION = "feather"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}
+        return {"required": {"mask": ("MASK",), **{side: ("INT", dict(pos)) for side in
+                                                    ("left", "top", "right", "bottom")}}}
+
+    def feather(self, mask: torch.Tensor, left: int, top: int, right: int, bottom: int) -> tuple[torch.Tensor]:
+        import torch
+
+        out = _as_batch(mask).clone()
+        h, w = out.shape[-2], out.shape[-1]
+        left, right, top, bottom = min(left, w), min(right, w), min(top, h), min(bottom, h)
+        cols = torch.ones(w, dtype=out.dtype)
+        rows = torch.ones(h, dtype=out.dtype)
+        for i in range(left):
+            cols[i] *= (i + 1) / left
+        for i in range(right):
+            cols[w - 1 - i] *= (i + 1) / right
+        for i in range(top):
+            rows[i] *= (i + 1) / top
+        for i in range(bottom):
+            rows[h - 1 - i] *= (i + 1) / bottom
+        return (out * rows.to(out.device)[:, None] * cols.to(out.device)[None, :],)
+
+
+NODES = [InvertMask, SolidMask, MaskToImage, ImageToMask, GrowMask, ImageCompositeMasked, ThresholdMask, CropMask,
+         MaskComposite, FeatherMask]

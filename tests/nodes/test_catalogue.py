@@ -12,6 +12,8 @@ EXPECTED = {
     "LatentFromBatch", "RepeatLatentBatch", "LatentComposite", "LoadImage", "LoadImageMask", "SaveImage",
     "PreviewImage", "ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch",
     "ImageCrop", "InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "ImageCompositeMasked",
+    "ThresholdMask", "CropMask", "MaskComposite", "FeatherMask", "LatentCompositeMasked", "LatentFlip", "LatentRotate",
+    "EmptyImage", "ImageBlend",
     "PrimitiveInt",
     "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean",
 }

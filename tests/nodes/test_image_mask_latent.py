@@ -116,6 +116,63 @@ def test_image_composite_masked(registry: Any) -> None:
         composite(destination=dest, source=torch.ones(1, 4, 4, 4), x=0, y=0, resize_source=False)
 
 
+def test_mask_tools(registry: Any) -> None:
+    ramp = torch.linspace(0, 1, 8).repeat(1, 4, 1)  # [1, 4, 8], 0 .. 1 along x
+    (hard,) = node(registry, "ThresholdMask")(mask=ramp, value=0.5)
+    assert hard[0, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    (cut,) = node(registry, "CropMask")(mask=ramp, x=2, y=1, width=3, height=10)
+    assert cut.shape == (1, 3, 3) and torch.equal(cut[0, 0], ramp[0, 0, 2:5])
+    with pytest.raises(NodeInputError, match="outside"):
+        node(registry, "CropMask")(mask=ramp, x=8, y=0, width=1, height=1)
+    ones = torch.ones(1, 4, 8)
+    small = torch.ones(1, 2, 2)
+    (sub,) = node(registry, "MaskComposite")(destination=ones, source=small, x=7, y=3, operation="subtract")
+    assert sub.sum() == 32 - 1 and sub[0, 3, 7] == 0  # cut at the edges: only one pixel overlaps
+    (both,) = node(registry, "MaskComposite")(destination=hard, source=ones, x=0, y=0, operation="and")
+    assert torch.equal(both, hard)
+    (either,) = node(registry, "MaskComposite")(destination=hard, source=ones, x=0, y=0, operation="xor")
+    assert torch.equal(either, 1 - hard)
+    (added,) = node(registry, "MaskComposite")(destination=ramp, source=ones, x=0, y=0, operation="add")
+    assert added.max() == 1.0  # clamped
+    (soft,) = node(registry, "FeatherMask")(mask=ones, left=4, top=0, right=0, bottom=2)
+    assert soft[0, 0, :4].tolist() == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert soft[0, 3, 7] == pytest.approx(0.5) and soft[0, 2, 7] == 1.0
+
+
+def test_latent_composite_masked_flip_rotate(registry: Any) -> None:
+    dest = {"samples": torch.zeros(1, 4, 4, 4)}
+    src = {"samples": torch.ones(1, 4, 2, 2)}
+    (plain,) = node(registry, "LatentCompositeMasked")(destination=dest, source=src, x=16, y=8, resize_source=False)
+    assert plain["samples"][0, :, 1:3, 2:4].eq(1).all() and plain["samples"].sum() == 4 * 4
+    assert not dest["samples"].any()
+    mask = torch.zeros(1, 16, 16)
+    mask[:, :, 8:] = 1.0  # right half of the (pixel) source
+    (masked,) = node(registry, "LatentCompositeMasked")(destination=dest, source=src, x=0, y=0, resize_source=True,
+                                                        mask=mask)
+    assert masked["samples"][0, 0, :, 2:].eq(1).all() and masked["samples"][0, 0, :, :2].lt(0.5).all()
+    lat = {"samples": torch.arange(4.0).reshape(1, 1, 2, 2), "batch_index": [0]}
+    (flipped,) = node(registry, "LatentFlip")(samples=lat, flip_method="y-axis: horizontally")
+    assert flipped["samples"][0, 0].tolist() == [[1, 0], [3, 2]] and flipped["batch_index"] == [0]
+    (turned,) = node(registry, "LatentRotate")(samples=lat, rotation="90 degrees")
+    assert turned["samples"][0, 0].tolist() == [[2, 0], [3, 1]]  # clockwise
+
+
+def test_empty_image_and_blend(registry: Any) -> None:
+    (img,) = node(registry, "EmptyImage")(width=4, height=2, batch_size=2, color=0xFF8000)
+    assert img.shape == (2, 2, 4, 3)
+    assert img[0, 0, 0].tolist() == pytest.approx([1.0, 128 / 255, 0.0])
+    grey = torch.full((1, 2, 4, 3), 0.5)
+    (mixed,) = node(registry, "ImageBlend")(image1=img[:1], image2=grey, blend_factor=0.5, blend_mode="normal")
+    assert mixed[0, 0, 0].tolist() == pytest.approx([0.75, (128 / 255 + 0.5) / 2, 0.25])
+    (mult,) = node(registry, "ImageBlend")(image1=grey, image2=grey, blend_factor=1.0, blend_mode="multiply")
+    assert torch.allclose(mult, torch.full_like(grey, 0.25))
+    (diff,) = node(registry, "ImageBlend")(image1=grey, image2=img[:1], blend_factor=1.0, blend_mode="difference")
+    assert diff.min() >= 0 and diff.max() <= 1  # clamped
+    (resized,) = node(registry, "ImageBlend")(image1=grey, image2=torch.ones(1, 8, 8, 3), blend_factor=1.0,
+                                              blend_mode="screen")
+    assert resized.shape == grey.shape and torch.allclose(resized, torch.ones_like(grey))
+
+
 def test_primitives(registry: Any) -> None:
     assert node(registry, "PrimitiveInt")(value=7) == (7,)
     assert node(registry, "PrimitiveStringMultiline")(value="a\nb") == ("a\nb",)
