@@ -41,7 +41,8 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     lerp = ua * (1 - t) + ub * t
     slerp = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so.clamp_min(1e-8)
     direction = torch.where(so.abs() < 1e-6, lerp, slerp)
-    return direction * (na * (1 - t) + nb * t)
+    out: torch.Tensor = direction * (na * (1 - t) + nb * t)
+    return out
 
 
 def _bislerp_axis(x: torch.Tensor, new: int, dim: int) -> torch.Tensor:
