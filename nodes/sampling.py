@@ -47,8 +47,9 @@ def _latent2rgb(model: Any, x0: torch.Tensor) -> Any:
 
 
 def _make_preview(model: Any, x0: torch.Tensor, method: str) -> Any:
+    engine_preview: Any
     try:
-        from engine import preview as engine_preview  # type: ignore[attr-defined]
+        from engine import preview as engine_preview
     except ImportError:
         engine_preview = None
     make = getattr(engine_preview, "latent_preview", None) if engine_preview is not None else None

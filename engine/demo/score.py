@@ -46,7 +46,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 def _nearest(pixels: np.ndarray, names: list[str], table: dict[str, tuple[int, int, int]]) -> np.ndarray:
     palette = np.array([table[n] for n in names], dtype=np.float32)
     dist = ((pixels[..., None, :].astype(np.float32) - palette) ** 2).sum(-1)
-    return dist.argmin(-1)
+    return np.asarray(dist.argmin(-1))
 
 
 def read_image(image: np.ndarray) -> Reading:
@@ -90,7 +90,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
         return mask
     sizes = np.bincount(labelled.ravel())
     sizes[0] = 0
-    return labelled == int(sizes.argmax())
+    return np.asarray(labelled == int(sizes.argmax()))
 
 
 def _fill_ratio(mask: np.ndarray) -> float:

@@ -235,7 +235,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
         self.vae_opt.step()
-        return loss.item()
+        return float(loss.item())
 
     @torch.no_grad()
     def adopt_vae(self, path: Path) -> None:
@@ -332,7 +332,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(list(self.unet.parameters()) + list(self.text.parameters()), 1.0)
         self.unet_opt.step()
         self.update_ema()
-        return loss.item()
+        return float(loss.item())
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.networks.configs import ClipTextConfig, OpenClipConfig  # torch-free home; re-exported here
+from engine.networks.configs import ClipTextConfig as ClipTextConfig  # torch-free home; re-exported here
+from engine.networks.configs import OpenClipConfig as OpenClipConfig
 
 Injected = list[tuple[int, int, torch.Tensor]]
 

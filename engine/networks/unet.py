@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.networks.attention import SpatialTransformer
-from engine.networks.configs import UNetConfig  # torch-free home; re-exported here
+from engine.networks.configs import UNetConfig as UNetConfig  # torch-free home; re-exported here
 from engine.networks.ops import ManualCast, Plain
 
 # Output positions (batch x height x width) up to which a CPU conv runs as an im2col GEMM (see ``conv``), and

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.networks.configs import VAEConfig  # torch-free home; re-exported here
+from engine.networks.configs import VAEConfig as VAEConfig  # torch-free home; re-exported here
 from engine.networks.ops import Plain
 
 
