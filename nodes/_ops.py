@@ -109,6 +109,45 @@ def reshape_mask_nchw(mask: torch.Tensor) -> torch.Tensor:
     return mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
 
 
+def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Repeat (or cut) the leading batch dimension to `batch` items, ComfyUI's repeat_to_batch_size rule."""
+    if t.shape[0] == batch:
+        return t
+    return t.repeat(ceil_div(batch, t.shape[0]), *([1] * (t.dim() - 1)))[:batch]
+
+
+def paste(destination: torch.Tensor, source: torch.Tensor, x: int, y: int, mask: torch.Tensor | None,
+          resize_source: bool) -> torch.Tensor:
+    """`source` pasted onto a copy of `destination` (both [B,C,H,W]) at column x, row y, through `mask`.
+
+    The source (optionally resized to the destination first) and the mask (resized to the source) repeat to
+    the destination's batch; what falls outside the destination is cut off. ImageCompositeMasked and
+    LatentCompositeMasked share it.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = destination.clone()
+    src = source.to(out)
+    if resize_source:
+        src = F.interpolate(src, size=out.shape[2:], mode="bilinear", align_corners=False)
+    src = repeat_to_batch(src, out.shape[0])
+    h = max(0, min(src.shape[2], out.shape[2] - y))
+    w = max(0, min(src.shape[3], out.shape[3] - x))
+    if not (h and w):
+        return out
+    if mask is None:
+        weight = torch.ones_like(src[:, :1])
+    else:
+        weight = F.interpolate(reshape_mask_nchw(mask.to(out)), size=src.shape[2:], mode="bilinear",
+                               align_corners=False)
+        weight = repeat_to_batch(weight, out.shape[0])
+    a = weight[:, :, :h, :w]
+    region = out[:, :, y: y + h, x: x + w]
+    out[:, :, y: y + h, x: x + w] = src[:, :, :h, :w] * a + region * (1.0 - a)
+    return out
+
+
 def grow_mask(mask: torch.Tensor, expand: int, tapered_corners: bool) -> torch.Tensor:
     """Grey dilation (expand > 0) or erosion (< 0) with a 3x3 kernel, |expand| times, `[B,H,W]`."""
     import torch

@@ -1,11 +1,10 @@
 """Latent nodes: empty latent, upscale, batch slicing, composite, noise mask (ComfyUI names)."""
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
-from nodes._ops import common_upscale, reshape_mask_nchw
+from nodes._ops import common_upscale, paste, repeat_to_batch, reshape_mask_nchw
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -117,9 +116,7 @@ class LatentUpscaleBy(BuiltinNode):
 
 
 def _masks_for_batch(masks: torch.Tensor, batch: int) -> torch.Tensor:
-    if masks.shape[0] < batch:
-        masks = masks.repeat(math.ceil(batch / masks.shape[0]), *([1] * (masks.ndim - 1)))[:batch]
-    return masks
+    return repeat_to_batch(masks, batch) if masks.shape[0] < batch else masks
 
 
 class LatentFromBatch(BuiltinNode):
@@ -281,34 +278,13 @@ class LatentCompositeMasked(BuiltinNode):
 
     def composite(self, destination: LatentDict, source: LatentDict, x: int, y: int, resize_source: bool,
                   mask: torch.Tensor | None = None) -> tuple[LatentDict]:
-        import torch
-        import torch.nn.functional as F
-
-        dest = _samples(destination, "LatentCompositeMasked", "destination").clone()
-        src = _samples(source, "LatentCompositeMasked", "source").to(dest)
+        dest = _samples(destination, "LatentCompositeMasked", "destination")
+        src = _samples(source, "LatentCompositeMasked", "source")
         if src.shape[1] != dest.shape[1]:
             raise input_error("LatentCompositeMasked", "source",
                               f"source has {src.shape[1]} latent channels but destination has {dest.shape[1]}")
-        if resize_source:
-            src = F.interpolate(src, size=dest.shape[2:], mode="bilinear", align_corners=False)
-        if src.shape[0] != dest.shape[0]:
-            src = src.repeat(-(-dest.shape[0] // src.shape[0]), 1, 1, 1)[: dest.shape[0]]
-        lx, ly = x // 8, y // 8
-        h = max(0, min(src.shape[2], dest.shape[2] - ly))
-        w = max(0, min(src.shape[3], dest.shape[3] - lx))
-        if h and w:
-            if mask is None:
-                weight = torch.ones_like(src[:, :1])
-            else:
-                m = mask.to(dest).reshape(-1, 1, mask.shape[-2], mask.shape[-1])
-                weight = F.interpolate(m, size=src.shape[2:], mode="bilinear", align_corners=False)
-                if weight.shape[0] != dest.shape[0]:
-                    weight = weight.repeat(-(-dest.shape[0] // weight.shape[0]), 1, 1, 1)[: dest.shape[0]]
-            a = weight[:, :, :h, :w]
-            region = dest[:, :, ly: ly + h, lx: lx + w]
-            dest[:, :, ly: ly + h, lx: lx + w] = src[:, :, :h, :w] * a + region * (1.0 - a)
         out = dict(destination)
-        out["samples"] = dest
+        out["samples"] = paste(dest, src, x // 8, y // 8, mask, resize_source)
         return (out,)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
-from nodes._ops import grow_mask
+from nodes._ops import grow_mask, paste
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -139,40 +139,11 @@ class ImageCompositeMasked(BuiltinNode):
 
     def composite(self, destination: torch.Tensor, source: torch.Tensor, x: int, y: int, resize_source: bool,
                   mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
-        import torch
-        import torch.nn.functional as F
-
-        out = destination.clone()
-        batch, height, width = out.shape[0], out.shape[1], out.shape[2]
-        src = source.to(out)
-        if src.shape[-1] != out.shape[-1]:
+        if source.shape[-1] != destination.shape[-1]:
             raise input_error("ImageCompositeMasked", "source",
-                              f"source has {src.shape[-1]} channels but destination has {out.shape[-1]}")
-        if resize_source:
-            src = F.interpolate(src.movedim(-1, 1), size=(height, width), mode="bilinear",
-                                align_corners=False).movedim(1, -1)
-        src = _repeat_batch(src, batch)
-        sh, sw = src.shape[1], src.shape[2]
-        if mask is None:
-            weight = torch.ones((batch, sh, sw, 1), dtype=out.dtype, device=out.device)
-        else:
-            m = mask.to(out).reshape(-1, 1, mask.shape[-2], mask.shape[-1])
-            m = F.interpolate(m, size=(sh, sw), mode="bilinear", align_corners=False)
-            weight = _repeat_batch(m.movedim(1, -1), batch)
-        h, w = max(0, min(sh, height - y)), max(0, min(sw, width - x))
-        if h and w:
-            region = out[:, y: y + h, x: x + w]
-            a = weight[:, :h, :w]
-            out[:, y: y + h, x: x + w] = src[:, :h, :w] * a + region * (1.0 - a)
-        return (out,)
-
-
-def _repeat_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
-    """Repeat (or cut) the leading batch dimension to `batch` items, ComfyUI's repeat_to_batch_size rule."""
-    if t.shape[0] == batch:
-        return t
-    reps = -(-batch // t.shape[0])
-    return t.repeat(reps, *([1] * (t.dim() - 1)))[:batch]
+                              f"source has {source.shape[-1]} channels but destination has {destination.shape[-1]}")
+        out = paste(destination.movedim(-1, 1), source.movedim(-1, 1), x, y, mask, resize_source)
+        return (out.movedim(1, -1),)
 
 
 def _as_batch(mask: torch.Tensor) -> torch.Tensor:
