@@ -13,15 +13,15 @@ class CaptionTokenizer:
     """The real CLIP BPE tokenizer from the package's vocab/merges, with SD1.x padding."""
 
     def __init__(self, folder: Path = TOKENIZER_DIR) -> None:
-        from transformers import CLIPTokenizer
+        from engine.tokenizer import shared_bpe
 
-        self._bpe = CLIPTokenizer.from_pretrained(str(folder))
-        # built from vocab/merges alone the tokenizer has no length limit until it is set
-        self._bpe.model_max_length = LENGTH
+        # the process-wide parsed tokenizer the prompt tokenizer uses too (length limit set to 77)
+        self._bpe, self._lock = shared_bpe(folder, LENGTH)
 
     def ids(self, caption: str) -> list[int]:
         """77 ids for one caption; longer captions are cut (like SD1.x) keeping the end token."""
-        words = self._bpe(caption, add_special_tokens=False)["input_ids"][: LENGTH - 2]
+        with self._lock:
+            words = self._bpe(caption, add_special_tokens=False)["input_ids"][: LENGTH - 2]
         return [START, *words, END] + [END] * (LENGTH - 2 - len(words))
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
