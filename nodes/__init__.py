@@ -18,6 +18,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.io",
     "nodes.primitives",
     "nodes.families",
+    "nodes.custom_sampling",
+    "nodes.model_patches",
 )
 
 

@@ -1,0 +1,4 @@
+"""Model-patching nodes (RescaleCFG, DifferentialDiffusion, ...): being written."""
+from __future__ import annotations
+
+NODES: list[type] = []
