@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["common_upscale", "center_crop_to_multiple", "grow_mask", "reshape_mask_nchw"]
+__all__ = ["common_upscale", "center_crop_to_multiple", "grow_mask", "reshape_mask_nchw", "post_kernel",
+           "filter2d_reflect", "canny_edges", "bayer_offsets"]
 
 
 def _center_crop(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -173,3 +174,83 @@ def grow_mask(mask: torch.Tensor, expand: int, tapered_corners: bool) -> torch.T
 def ceil_div(a: int, b: int) -> int:
     """Ceiling division for positive ints."""
     return math.ceil(a / b)
+
+
+def post_kernel(size: int, sigma: float) -> torch.Tensor:
+    """ComfyUI's post-processing Gaussian: `size` x `size` taps over coordinates spanning [-1, 1], summing to 1.
+
+    The coordinates are normalised to the kernel, so `sigma` is relative to the radius, not in pixels.
+    """
+    import torch
+    t = torch.linspace(-1.0, 1.0, size)
+    g = torch.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2.0 * sigma * sigma))
+    return g / g.sum()
+
+
+def filter2d_reflect(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Correlate every channel of `[B,C,H,W]` with one odd `[k,k]` kernel; reflect padding keeps the size."""
+    import torch.nn.functional as F
+    r = kernel.shape[-1] // 2
+    channels = images.shape[1]
+    weight = kernel.to(images).expand(channels, 1, *kernel.shape).contiguous()
+    return F.conv2d(F.pad(images, (r, r, r, r), mode="reflect"), weight, groups=channels)
+
+
+# neighbour (dy, dx) for gradient directions 0, 45, ..., 315 degrees (y grows downwards)
+_DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
+
+
+def canny_edges(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Canny edges of `[B,C,H,W]` (RGB or grey) as a `[B,1,H,W]` 0/1 map, kornia's defaults as ComfyUI uses them.
+
+    Luma (0.299, 0.587, 0.114), 5x5 Gaussian with sigma 1 (reflect border), unnormalised 3x3 Sobel (replicate
+    border), non-maximum suppression along the gradient rounded to 45 degrees (zeros outside), double threshold, then hysteresis: weak pixels 8-connected to strong ones are kept.
+    """
+    import torch
+    import torch.nn.functional as F
+    x = images.float()
+    if x.shape[1] >= 3:
+        x = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    elif x.shape[1] != 1:
+        x = x.mean(dim=1, keepdim=True)
+    taps = torch.exp(-(torch.arange(5, dtype=torch.float32) - 2.0) ** 2 / 2.0)
+    taps = taps / taps.sum()
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="reflect"), taps.reshape(1, 1, 1, 5))
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="reflect"), taps.reshape(1, 1, 5, 1))
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    h, w = x.shape[-2:]
+
+    def at(dy: int, dx: int, src: torch.Tensor = p) -> torch.Tensor:
+        return src[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    gx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1)) - (at(-1, -1) + 2 * at(0, -1) + at(1, -1))
+    gy = (at(1, -1) + 2 * at(1, 0) + at(1, 1)) - (at(-1, -1) + 2 * at(-1, 0) + at(-1, 1))
+    magnitude = torch.sqrt(gx * gx + gy * gy + 1e-6)
+    direction = torch.round(torch.rad2deg(torch.atan2(gy, gx)) / 45.0).long() % 8
+    zp = F.pad(magnitude, (1, 1, 1, 1))
+    neighbours = torch.cat([at(dy, dx, zp) for dy, dx in _DIRECTIONS], dim=1)
+    ahead = torch.gather(neighbours, 1, direction)
+    behind = torch.gather(neighbours, 1, (direction + 4) % 8)
+    # kornia keeps a pixel only if strictly above both neighbours, which drops *both* sides of a symmetric
+    # step (gaps in the edges of flat shapes); ties go to the pixel ahead along the gradient instead
+    tol = 1e-5 * magnitude.amax().clamp_min(1.0)
+    magnitude = magnitude * ((magnitude - ahead > tol) & (magnitude - behind >= -tol))
+    strong = magnitude > high
+    weak = (magnitude > low) & ~strong
+    while True:
+        before = strong
+        for _ in range(8):  # several growth steps per convergence check
+            strong = strong | (weak & (F.max_pool2d(strong.float(), 3, stride=1, padding=1) > 0))
+        if torch.equal(before, strong):
+            return strong.to(images.dtype if images.is_floating_point() else torch.float32)
+
+
+def bayer_offsets(order: int) -> torch.Tensor:
+    """The `order` x `order` ordered-dither matrix, centred: `(rank + 0.5) / order**2 - 0.5`."""
+    import torch
+    rank = torch.zeros((1, 1), dtype=torch.float64)
+    while rank.shape[0] < order:
+        top = torch.cat([4 * rank, 4 * rank + 2], dim=1)
+        bottom = torch.cat([4 * rank + 3, 4 * rank + 1], dim=1)
+        rank = torch.cat([top, bottom], dim=0)
+    return (rank + 0.5) / (order * order) - 0.5

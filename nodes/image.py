@@ -1,17 +1,21 @@
-"""Image nodes: scale, invert, pad for outpainting, batch, crop (ComfyUI names and inputs)."""
+"""Image nodes: scale, invert, pad, batch, crop, blend, blur, sharpen, quantize, Canny (ComfyUI names and inputs)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from nodes._base import BuiltinNode, input_error
-from nodes._ops import common_upscale
+from nodes._ops import bayer_offsets, canny_edges, common_upscale, filter2d_reflect, post_kernel
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch", "ImageCrop"]
+__all__ = ["ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch", "ImageCrop", "EmptyImage",
+           "ImageBlend", "ImageBlur", "ImageSharpen", "ImageScaleToTotalPixels", "ImageQuantize", "Canny",
+           "RepeatImageBatch", "ImageFromBatch"]
 
 IMAGE_UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 CROP_METHODS = ["disabled", "center"]
@@ -216,6 +220,7 @@ _BLEND_MODES = ["normal", "multiply", "screen", "overlay", "soft_light", "differ
 class ImageBlend(BuiltinNode):
     """image1 mixed with `blend_mode`(image1, image2) by `blend_factor` (image2 resized to image1 if needed)."""
 
+    DISPLAY_NAME = "Image Blend"
     CATEGORY = "image/postprocessing"
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "blend_images"
@@ -262,4 +267,221 @@ class ImageBlend(BuiltinNode):
         return (torch.clamp(out, 0, 1),)
 
 
-NODES = [ImageScale, ImageScaleBy, ImageInvert, ImagePadForOutpaint, ImageBatch, ImageCrop, EmptyImage, ImageBlend]
+def _check_radius(class_name: str, input_name: str, image: torch.Tensor, radius: int) -> None:
+    if image.ndim != 4:
+        raise input_error(class_name, "image", f"expected an IMAGE tensor [B,H,W,C], got shape {tuple(image.shape)}")
+    if radius >= min(image.shape[1], image.shape[2]):
+        raise input_error(class_name, input_name,
+                          f"{radius} needs an image larger than {radius} px on each side (reflect padding), "
+                          f"got {image.shape[2]}x{image.shape[1]}; lower {input_name}")
+
+
+class ImageBlur(BuiltinNode):
+    """Gaussian blur, kernel `2 * blur_radius + 1` wide with reflect padding (sigma relative to the radius)."""
+
+    DISPLAY_NAME = "Image Blur"
+    CATEGORY = "image/postprocessing"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "blur"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "blur_radius": ("INT", {"default": 1, "min": 1, "max": 31, "step": 1}),
+                "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1}),
+            }
+        }
+
+    def blur(self, image: torch.Tensor, blur_radius: int, sigma: float) -> tuple[torch.Tensor]:
+        if blur_radius == 0:
+            return (image,)
+        _check_radius("ImageBlur", "blur_radius", image, blur_radius)
+        kernel = post_kernel(2 * blur_radius + 1, sigma)
+        return (filter2d_reflect(image.movedim(-1, 1), kernel).movedim(1, -1),)
+
+
+class ImageSharpen(BuiltinNode):
+    """Unsharp-style sharpening: centre tap minus `alpha * 10` times a Gaussian, kernel summing to 1, clamped."""
+
+    DISPLAY_NAME = "Image Sharpen"
+    CATEGORY = "image/postprocessing"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "sharpen"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "sharpen_radius": ("INT", {"default": 1, "min": 1, "max": 31, "step": 1}),
+                "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.01}),
+                "alpha": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.01}),
+            }
+        }
+
+    def sharpen(self, image: torch.Tensor, sharpen_radius: int, sigma: float, alpha: float) -> tuple[torch.Tensor]:
+        import torch
+        if sharpen_radius == 0:
+            return (image,)
+        _check_radius("ImageSharpen", "sharpen_radius", image, sharpen_radius)
+        kernel = post_kernel(2 * sharpen_radius + 1, sigma) * -(alpha * 10)
+        kernel[sharpen_radius, sharpen_radius] += 1.0 - kernel.sum()
+        out = filter2d_reflect(image.movedim(-1, 1), kernel).movedim(1, -1)
+        return (torch.clamp(out, 0, 1),)
+
+
+class ImageScaleToTotalPixels(BuiltinNode):
+    """Resize keeping the aspect ratio so width * height is about `megapixels` * 1024 * 1024."""
+
+    DISPLAY_NAME = "Scale Image to Total Pixels"
+    CATEGORY = "image/upscaling"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "upscale_method": (list(IMAGE_UPSCALE_METHODS),),
+                "megapixels": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 16.0, "step": 0.01}),
+            }
+        }
+
+    def upscale(self, image: torch.Tensor, upscale_method: str, megapixels: float) -> tuple[torch.Tensor]:
+        import math
+        if upscale_method not in IMAGE_UPSCALE_METHODS:
+            raise input_error("ImageScaleToTotalPixels", "upscale_method",
+                              f"{upscale_method!r} is not one of {IMAGE_UPSCALE_METHODS}")
+        samples = image.movedim(-1, 1)
+        total = int(megapixels * 1024 * 1024)
+        scale_by = math.sqrt(total / (samples.shape[3] * samples.shape[2]))
+        width = max(1, round(samples.shape[3] * scale_by))
+        height = max(1, round(samples.shape[2] * scale_by))
+        return (common_upscale(samples, width, height, upscale_method, "disabled").movedim(1, -1),)
+
+
+_DITHERS = ["none", "floyd-steinberg", "bayer-2", "bayer-4", "bayer-8", "bayer-16"]
+
+
+class ImageQuantize(BuiltinNode):
+    """Reduce each image to `colors` palette colours (PIL median cut), optionally dithered."""
+
+    DISPLAY_NAME = "Image Quantize"
+    CATEGORY = "image/postprocessing"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "quantize"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "colors": ("INT", {"default": 256, "min": 1, "max": 256, "step": 1}),
+                "dither": (list(_DITHERS),),
+            }
+        }
+
+    def quantize(self, image: torch.Tensor, colors: int = 256, dither: str = "none") -> tuple[torch.Tensor]:
+        import numpy as np
+        import torch
+        if dither not in _DITHERS:
+            raise input_error("ImageQuantize", "dither", f"{dither!r} is not one of {_DITHERS}")
+        if image.ndim != 4 or image.shape[-1] != 3:
+            raise input_error("ImageQuantize", "image",
+                              f"expected an RGB IMAGE [B,H,W,3], got shape {tuple(image.shape)}")
+        result = torch.zeros_like(image)
+        for b in range(image.shape[0]):
+            # ComfyUI truncates to uint8 here (no rounding)
+            arr = (image[b].clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+            pil = Image.fromarray(arr, mode="RGB")
+            palette = pil.quantize(colors=colors)  # the palette must come from a quantize of the same image
+            if dither.startswith("bayer"):
+                order = int(dither.split("-")[1])
+                spread = 2 * 256 / (len(palette.getpalette() or []) // 3)
+                offsets = spread * bayer_offsets(order) + 0.5
+                h, w = arr.shape[:2]
+                tiled = offsets.repeat(-(-h // order), -(-w // order))[:h, :w, None]
+                shifted = (torch.from_numpy(arr.astype(np.float64)) + tiled).clamp(0, 255).to(torch.uint8)
+                pil = Image.fromarray(shifted.numpy(), mode="RGB")
+                quantized = pil.quantize(palette=palette, dither=Image.Dither.NONE)
+            else:
+                mode = Image.Dither.FLOYDSTEINBERG if dither == "floyd-steinberg" else Image.Dither.NONE
+                quantized = pil.quantize(palette=palette, dither=mode)
+            rgb = np.array(quantized.convert("RGB")).astype(np.float32) / 255.0
+            result[b] = torch.from_numpy(rgb).to(result)
+        return (result,)
+
+
+class Canny(BuiltinNode):
+    """Canny edge map of each image as a 3-channel 0/1 IMAGE (thresholds on the Sobel magnitude of 0..1 luma)."""
+
+    CATEGORY = "image/preprocessors"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "detect_edge"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        threshold = {"min": 0.01, "max": 0.99, "step": 0.01}
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "low_threshold": ("FLOAT", {"default": 0.4, **threshold}),
+                "high_threshold": ("FLOAT", {"default": 0.8, **threshold}),
+            }
+        }
+
+    def detect_edge(self, image: torch.Tensor, low_threshold: float, high_threshold: float) -> tuple[torch.Tensor]:
+        if image.ndim != 4:
+            raise input_error("Canny", "image", f"expected an IMAGE tensor [B,H,W,C], got shape {tuple(image.shape)}")
+        if low_threshold > high_threshold:
+            raise input_error("Canny", "low_threshold",
+                              f"{low_threshold} is above high_threshold {high_threshold}; swap them")
+        if min(image.shape[1], image.shape[2]) < 3:
+            raise input_error("Canny", "image", f"needs at least 3x3 pixels, got {image.shape[2]}x{image.shape[1]}")
+        edges = canny_edges(image.movedim(-1, 1), low_threshold, high_threshold)
+        return (edges.repeat(1, 3, 1, 1).movedim(1, -1),)
+
+
+class RepeatImageBatch(BuiltinNode):
+    """The image batch repeated `amount` times."""
+
+    CATEGORY = "image/batch"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "repeat"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"image": ("IMAGE",), "amount": ("INT", {"default": 1, "min": 1, "max": 4096})}}
+
+    def repeat(self, image: torch.Tensor, amount: int) -> tuple[torch.Tensor]:
+        return (image.repeat((amount, *([1] * (image.ndim - 1)))),)
+
+
+class ImageFromBatch(BuiltinNode):
+    """`length` images from `batch_index` (both clamped to the batch)."""
+
+    CATEGORY = "image/batch"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "frombatch"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "batch_index": ("INT", {"default": 0, "min": 0, "max": 4095}),
+                "length": ("INT", {"default": 1, "min": 1, "max": 4096}),
+            }
+        }
+
+    def frombatch(self, image: torch.Tensor, batch_index: int, length: int) -> tuple[torch.Tensor]:
+        batch_index = min(image.shape[0] - 1, batch_index)
+        length = min(image.shape[0] - batch_index, length)
+        return (image[batch_index : batch_index + length].clone(),)
+
+
+NODES = [ImageScale, ImageScaleBy, ImageInvert, ImagePadForOutpaint, ImageBatch, ImageCrop, EmptyImage, ImageBlend,
+         ImageBlur, ImageSharpen, ImageScaleToTotalPixels, ImageQuantize, Canny, RepeatImageBatch, ImageFromBatch]

@@ -1,7 +1,8 @@
-"""File nodes: LoadImage, LoadImageMask (input/), SaveImage (output/), PreviewImage (temp/)."""
+"""File nodes: LoadImage, LoadImageMask, LoadLatent (input/), SaveImage, SaveLatent (output/), PreviewImage (temp/)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import string
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["LoadImage", "LoadImageMask", "SaveImage", "PreviewImage"]
+__all__ = ["LoadImage", "LoadImageMask", "LoadImageOutput", "SaveImage", "PreviewImage", "SaveLatent", "LoadLatent"]
 
 MASK_CHANNELS = ["alpha", "red", "green", "blue"]
 
@@ -225,4 +226,110 @@ class PreviewImage(SaveImage):
         return {"required": {"images": ("IMAGE",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
 
-NODES = [LoadImage, LoadImageMask, SaveImage, PreviewImage]
+class LoadImageOutput(LoadImage):
+    """LoadImage whose picker lists output/ (names arrive annotated, e.g. `"x.png [output]"`)."""
+
+    DISPLAY_NAME = "Load Image (from Outputs)"
+    DESCRIPTION = ("Load an image from the output folder. When the refresh button is clicked, the node will update "
+                   "the image list and automatically select the first image, allowing for easy iteration.")
+    EXPERIMENTAL = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"image": ("COMBO", {
+            "image_upload": True,
+            "image_folder": "output",
+            "remote": {"route": "/internal/files/output", "refresh_button": True, "control_after_refresh": "first"},
+        })}}
+
+
+# ComfyUI's latent file keys; files written before the version key held latents scaled by SD1's 0.18215
+LATENT_KEY = "latent_tensor"
+LATENT_VERSION_KEY = "latent_format_version_0"
+LEGACY_LATENT_SCALE = 1.0 / 0.18215
+
+
+class SaveLatent(BuiltinNode):
+    """Save a latent to output/ as `<prefix>_<counter:05>_.latent` (safetensors, ComfyUI's keys and metadata)."""
+
+    CATEGORY = "_for_testing"
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {"samples": ("LATENT",), "filename_prefix": ("STRING", {"default": "latents/ComfyUI"})},
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def save(self, samples: dict[str, Any], filename_prefix: str = "ComfyUI", prompt: Any = None,
+             extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
+        import torch
+        from safetensors.torch import save_file
+
+        services = self._services()
+        if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
+            raise input_error("SaveLatent", "samples",
+                              f"expected a LATENT dict with a 'samples' tensor, got {type(samples).__name__}")
+        try:
+            target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir))
+        except PathError as exc:
+            raise input_error("SaveLatent", "filename_prefix", str(exc)) from exc
+        metadata: dict[str, str] | None = None
+        if not services.disable_metadata:
+            metadata = {"prompt": json.dumps(prompt) if prompt is not None else ""}
+            for key, value in (extra_pnginfo or {}).items():
+                metadata[key] = json.dumps(value)
+        file = f"{target.filename}_{target.counter:05}_.latent"
+        tensors = {LATENT_KEY: samples["samples"].detach().cpu().contiguous(), LATENT_VERSION_KEY: torch.tensor([])}
+        save_file(tensors, os.path.join(target.full_output_folder, file), metadata=metadata)
+        return {"ui": {"latents": [{"filename": file, "subfolder": target.subfolder, "type": "output"}]}}
+
+
+class LoadLatent(BuiltinNode):
+    """Load a `.latent` file from input/ (files without the version key are rescaled by 1 / 0.18215)."""
+
+    CATEGORY = "_for_testing"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        files = [f for f in cls._services().paths.list_input_files() if f.endswith(".latent")]
+        return {"required": {"latent": (files,)}}
+
+    def load(self, latent: str) -> tuple[dict[str, Any]]:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            path = self._services().paths.get_annotated_filepath(latent)
+        except PathError as exc:
+            raise input_error("LoadLatent", "latent", str(exc)) from exc
+        if not os.path.isfile(path):
+            raise input_error("LoadLatent", "latent",
+                              f"file {latent!r} not found in the input folder ({path}); copy it there or pick another")
+        try:
+            tensors = load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise input_error("LoadLatent", "latent", f"file {latent!r} is not a safetensors latent ({exc})") from exc
+        if LATENT_KEY not in tensors:
+            raise input_error("LoadLatent", "latent",
+                              f"file {latent!r} has no {LATENT_KEY!r} tensor (keys: {sorted(tensors)[:5]})")
+        multiplier = 1.0 if LATENT_VERSION_KEY in tensors else LEGACY_LATENT_SCALE
+        return ({"samples": tensors[LATENT_KEY].float() * multiplier},)
+
+    @classmethod
+    def IS_CHANGED(cls, latent: str) -> str:
+        return _file_sha256(cls._services(), latent)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, latent: str) -> bool | str:
+        if not cls._services().paths.exists_annotated_filepath(latent):
+            return f"Invalid latent file: {latent}"
+        return True
+
+
+NODES = [LoadImage, LoadImageMask, LoadImageOutput, SaveImage, PreviewImage, SaveLatent, LoadLatent]
