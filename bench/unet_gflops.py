@@ -105,7 +105,13 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=["fp32"],
                     help="Loom variants: fp32 channels_last bf16 compile (fp32 is always included)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                    help="keep: Loom's heap settings (engine.cpu_heap, as the server runs); default: glibc's")
     args = ap.parse_args()
+    if args.malloc == "keep":
+        from engine.cpu_heap import keep_freed_memory
+
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = ["fp32", *[v for v in args.variants if v != "fp32"]]
@@ -113,7 +119,7 @@ def main() -> None:
     ref, ours = build_pair(args.small)
     n_params = sum(p.numel() for p in ours.parameters())
     print(f"UNet {'small (ch 64)' if args.small else 'SD1.5'} ({n_params / 1e6:.0f}M params), batch 2, fp32, "
-          f"{device_name()}, torch {torch.__version__}, {args.runs} timed runs, alternating")
+          f"{device_name()}, torch {torch.__version__}, {args.runs} timed runs, alternating, malloc {args.malloc}")
     with torch.inference_mode():
         peak = gemm_peak_gflops()
         for size in args.sizes:

@@ -44,7 +44,13 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="ch 32 instead of 128 (development)")
     ap.add_argument("--tiled", action="store_true", help="also time Loom's tiled decode")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                    help="keep: Loom's heap settings (engine.cpu_heap, as the server runs); default: glibc's")
     args = ap.parse_args()
+    if args.malloc == "keep":
+        from engine.cpu_heap import keep_freed_memory
+
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     ref, ours = build_pair(args.small)

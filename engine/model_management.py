@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from engine.cpu_heap import keep_freed_memory, release_freed_memory
 from engine.device import DevicePolicy
 
 __all__ = ["ModelManager", "ManagedModel", "file_cache_key"]
@@ -77,6 +78,7 @@ class ModelManager:
         self._files: dict[tuple[Hashable, ...], Any] = {}
         self._file_used: dict[tuple[Hashable, ...], float] = {}
         self._lock = threading.RLock()
+        keep_freed_memory()  # CPU activations reuse heap pages instead of page-faulting (engine.cpu_heap)
 
     # ---- file cache -------------------------------------------------------------------------------
     def cached(self, key: tuple[Hashable, ...], build: Callable[[], T]) -> T:
@@ -114,6 +116,7 @@ class ModelManager:
             for entry in [m for m in self._models if m.file_key == key]:
                 self.offload(entry)
                 self._models.remove(entry)
+        release_freed_memory()
 
     def cached_keys(self) -> list[tuple[Hashable, ...]]:
         """Keys of the cached files, least recently used first."""
@@ -208,6 +211,7 @@ class ModelManager:
                 self.offload(entry)
             if self.policy.device.type == "cuda":
                 torch.cuda.empty_cache()
+        release_freed_memory()
 
     def run_oom_safe(self, fn: Callable[[], T]) -> T:
         """Run ``fn``; after an out-of-memory error unload everything and retry once."""

@@ -154,11 +154,18 @@ def sample(
     noise_mask: torch.Tensor | None = None,
     callback: ProgressCallback | None = None,
     seed: int | None = None,
+    *,
+    sigmas: torch.Tensor | None = None,
+    sampler: SamplerSpec | None = None,
 ) -> torch.Tensor:
-    """Run KSampler; returns the new raw (unscaled) latent, float32 on the CPU."""
-    if steps < 1:
+    """Run KSampler; returns the new raw (unscaled) latent, float32 on the CPU.
+
+    ``sigmas`` and ``sampler`` (SamplerCustom) are used as given instead of the schedule that ``scheduler``,
+    ``steps``, ``denoise`` and the step window would build and the sampler that ``sampler_name`` names.
+    """
+    if steps < 1 and sigmas is None:
         raise ValueError(f"sample(): steps must be >= 1, got {steps}")
-    spec = get_sampler(sampler_name)
+    spec = sampler if sampler is not None else get_sampler(sampler_name)
     ms = model.model_sampling
     fmt = _latent_format(model)
     latent = latent_image
@@ -170,7 +177,9 @@ def sample(
     if noise.shape != latent.shape:
         raise ValueError(f"sample(): noise shape {tuple(noise.shape)} does not match latent {tuple(latent.shape)}")
 
-    sigmas = step_window(ksampler_sigmas(ms, scheduler, steps, denoise, spec), start_step, last_step, force_full_denoise)
+    if sigmas is None:
+        sigmas = step_window(ksampler_sigmas(ms, scheduler, steps, denoise, spec), start_step, last_step,
+                             force_full_denoise)
     if sigmas is None or sigmas.shape[-1] == 0:
         return latent_image
 
