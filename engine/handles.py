@@ -8,6 +8,7 @@ shared base weights are never modified.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +116,37 @@ class ModelHandle(Patchable):
     def get_model_object(self, name: str) -> Any:
         """ComfyUI's accessor: ``model_sampling`` or ``diffusion_model``."""
         return getattr(self, name)
+
+    # ComfyUI ModelPatcher setters for the sampler hooks (semantics: engine/sampling/guider.py)
+    def set_model_sampler_cfg_function(self, sampler_cfg_function: Callable[..., Any],
+                                       disable_cfg1_optimization: bool = False) -> None:
+        """Replace plain CFG: ``fn(args) -> input - guided_x0`` (or the old ``fn(cond, uncond, cond_scale)``)."""
+        def old_style(args: dict[str, Any]) -> Any:
+            return sampler_cfg_function(args["cond"], args["uncond"], args["cond_scale"])
+
+        three_args = len(inspect.signature(sampler_cfg_function).parameters) == 3
+        self.model_options["sampler_cfg_function"] = old_style if three_args else sampler_cfg_function
+        if disable_cfg1_optimization:
+            self.model_options["disable_cfg1_optimization"] = True
+
+    def _append_option(self, key: str, fn: Callable[..., Any], disable_cfg1_optimization: bool) -> None:
+        self.model_options[key] = list(self.model_options.get(key, [])) + [fn]
+        if disable_cfg1_optimization:
+            self.model_options["disable_cfg1_optimization"] = True
+
+    def set_model_sampler_post_cfg_function(self, post_cfg_function: Callable[..., Any],
+                                            disable_cfg1_optimization: bool = False) -> None:
+        """Append ``fn(args) -> x0`` run on the guided x0 after CFG."""
+        self._append_option("sampler_post_cfg_function", post_cfg_function, disable_cfg1_optimization)
+
+    def set_model_sampler_pre_cfg_function(self, pre_cfg_function: Callable[..., Any],
+                                           disable_cfg1_optimization: bool = False) -> None:
+        """Append ``fn(args) -> [cond_x0, uncond_x0]`` run on the predictions before CFG."""
+        self._append_option("sampler_pre_cfg_function", pre_cfg_function, disable_cfg1_optimization)
+
+    def set_model_denoise_mask_function(self, denoise_mask_function: Callable[..., Any]) -> None:
+        """Map the inpaint noise mask per step: ``fn(sigma, mask, extra_options) -> mask``."""
+        self.model_options["denoise_mask_function"] = denoise_mask_function
 
 
 def _feather(h: int, w: int, overlap: int, device: torch.device) -> torch.Tensor:

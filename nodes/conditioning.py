@@ -1,6 +1,7 @@
 """Conditioning nodes: text encoding, clip skip, combine, area / mask / timestep range, inpaint model."""
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
@@ -11,11 +12,13 @@ if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer", "ConditioningCombine", "ConditioningSetArea",
-           "ConditioningSetAreaPercentage", "ConditioningSetMask", "ConditioningZeroOut",
+__all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer", "ConditioningCombine",
+           "ConditioningAverage", "ConditioningConcat", "ConditioningSetArea", "ConditioningSetAreaPercentage",
+           "ConditioningSetAreaStrength", "ConditioningSetMask", "ConditioningZeroOut",
            "ConditioningSetTimestepRange", "InpaintModelConditioning", "set_values"]
 
 Conditioning = list[list[Any]]
+log = logging.getLogger(__name__)
 
 
 def set_values(conditioning: Conditioning, values: dict[str, Any], append: bool = False) -> Conditioning:
@@ -180,6 +183,81 @@ class ConditioningCombine(BuiltinNode):
         return (list(conditioning_1) + list(conditioning_2),)
 
 
+def _first_from(conditioning_from: Conditioning, node: str) -> list[Any]:
+    if not conditioning_from:
+        raise input_error(node, "conditioning_from", "the conditioning is empty; connect an encoded prompt")
+    if len(conditioning_from) > 1:
+        log.warning("%s: conditioning_from has %d entries; only the first is applied to conditioning_to",
+                    node, len(conditioning_from))
+    return list(conditioning_from[0])
+
+
+class ConditioningAverage(BuiltinNode):
+    """Blend every `conditioning_to` entry with the first `conditioning_from` entry (tokens and pooled output).
+
+    `from` is cut or zero-padded to each `to` entry's token length; `conditioning_to_strength` 1 keeps `to`.
+    No DISPLAY_NAME: ComfyUI's display-name table misspells this key, so its editors show the class name.
+    """
+
+    CATEGORY = "conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "addWeighted"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"conditioning_to": ("CONDITIONING",), "conditioning_from": ("CONDITIONING",),
+                             "conditioning_to_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0,
+                                                                    "step": 0.01})}}
+
+    def addWeighted(self, conditioning_to: Conditioning, conditioning_from: Conditioning,
+                    conditioning_to_strength: float) -> tuple[Conditioning]:
+        import torch
+
+        w = conditioning_to_strength
+        cond_from, opts_from = _first_from(conditioning_from, "ConditioningAverage")
+        pooled_from = opts_from.get("pooled_output")
+        out = []
+        for cond_to, opts_to in conditioning_to:
+            t0 = cond_from[:, : cond_to.shape[1]]
+            if t0.shape[1] < cond_to.shape[1]:
+                pad = t0.new_zeros((t0.shape[0], cond_to.shape[1] - t0.shape[1], cond_to.shape[2]))
+                t0 = torch.cat([t0, pad], dim=1)
+            new_opts = dict(opts_to)
+            pooled_to = opts_to.get("pooled_output", pooled_from)
+            if pooled_from is not None and pooled_to is not None:
+                new_opts["pooled_output"] = torch.mul(pooled_to, w) + torch.mul(pooled_from, 1.0 - w)
+            elif pooled_from is not None:
+                new_opts["pooled_output"] = pooled_from
+            out.append([torch.mul(cond_to, w) + torch.mul(t0, 1.0 - w), new_opts])
+        return (out,)
+
+
+class ConditioningConcat(BuiltinNode):
+    """Append the first `conditioning_from` entry's tokens to every `conditioning_to` entry (one longer prompt)."""
+
+    DISPLAY_NAME = "Conditioning (Concat)"
+    CATEGORY = "conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "concat"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"conditioning_to": ("CONDITIONING",), "conditioning_from": ("CONDITIONING",)}}
+
+    def concat(self, conditioning_to: Conditioning, conditioning_from: Conditioning) -> tuple[Conditioning]:
+        import torch
+
+        cond_from = _first_from(conditioning_from, "ConditioningConcat")[0]
+        out = []
+        for cond_to, opts_to in conditioning_to:
+            if cond_to.shape[2] != cond_from.shape[2]:
+                raise input_error("ConditioningConcat", "conditioning_from",
+                                  f"token width {cond_from.shape[2]} does not match conditioning_to's "
+                                  f"{cond_to.shape[2]}; both must come from the same text encoder")
+            out.append([torch.cat((cond_to, cond_from), 1), dict(opts_to)])
+        return (out,)
+
+
 class ConditioningSetArea(BuiltinNode):
     """Restrict conditioning to a rectangle (pixels, stored in latent units)."""
 
@@ -233,6 +311,22 @@ class ConditioningSetAreaPercentage(BuiltinNode):
                strength: float) -> tuple[Conditioning]:
         return (set_values(conditioning, {"area": ("percentage", height, width, y, x),
                                           "strength": strength, "set_area_to_bounds": False}),)
+
+
+class ConditioningSetAreaStrength(BuiltinNode):
+    """Set the weight of conditioning entries (how much each counts where areas overlap)."""
+
+    CATEGORY = "conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "append"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"conditioning": ("CONDITIONING",),
+                             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01})}}
+
+    def append(self, conditioning: Conditioning, strength: float) -> tuple[Conditioning]:
+        return (set_values(conditioning, {"strength": strength}),)
 
 
 class ConditioningSetMask(BuiltinNode):
@@ -364,6 +458,7 @@ class InpaintModelConditioning(BuiltinNode):
         return set_values(positive, extra), set_values(negative, extra), latent
 
 
-NODES = [CLIPTextEncode, CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner, CLIPSetLastLayer, ConditioningCombine, ConditioningSetArea,
-         ConditioningSetAreaPercentage, ConditioningSetMask, ConditioningZeroOut, ConditioningSetTimestepRange,
+NODES = [CLIPTextEncode, CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner, CLIPSetLastLayer, ConditioningCombine,
+         ConditioningAverage, ConditioningConcat, ConditioningSetArea, ConditioningSetAreaPercentage,
+         ConditioningSetAreaStrength, ConditioningSetMask, ConditioningZeroOut, ConditioningSetTimestepRange,
          InpaintModelConditioning]

@@ -4,6 +4,22 @@ Every active entry of the positive and negative lists is evaluated on its area o
 same input shape run in one model call (negative first, as ComfyUI orders them); predictions of one side
 are averaged with their area / mask / strength weights, then ``uncond + (cond - uncond) * cfg``. At
 cfg == 1 the negative side is not evaluated.
+
+The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/samplers.py``):
+
+- ``sampler_pre_cfg_function``: list of ``fn(args) -> [cond_pred, uncond_pred]``; args ``conds``,
+  ``conds_out``, ``cond_scale``, ``timestep``, ``input``, ``sigma``, ``model``, ``model_options``.
+- ``sampler_cfg_function``: ``fn(args) -> x - guided_x0`` (noise-like: the input minus the guided x0);
+  args ``cond`` / ``uncond`` (``x - cond_x0`` / ``x - uncond_x0``), ``cond_scale``, ``timestep``, ``input``,
+  ``sigma``, ``cond_denoised``, ``uncond_denoised``, ``model``, ``model_options``. Replaces plain CFG.
+- ``sampler_post_cfg_function``: list of ``fn(args) -> x0``; args ``denoised``, ``cond``, ``uncond``
+  (the resolved cond lists), ``cond_scale``, ``model``, ``uncond_denoised``, ``cond_denoised``, ``sigma``,
+  ``model_options``, ``input``.
+- ``denoise_mask_function``: ``fn(sigma, denoise_mask, extra_options={"model", "sigmas"}) -> mask``,
+  applied by ``InpaintDenoiser`` before each evaluation (DifferentialDiffusion).
+- ``disable_cfg1_optimization``: evaluate the negative side even at cfg == 1.
+
+With no hooks set the arithmetic is exactly the plain path's, so sampling parity is untouched.
 """
 
 from __future__ import annotations
@@ -145,44 +161,153 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
     return out
 
 
-class CFGDenoiser:
-    """``denoiser(x, sigma) -> x0`` with classifier-free guidance over positive / negative conds."""
+ModelOptions = dict[str, Any]
+_HOOK_KEYS = ("sampler_pre_cfg_function", "sampler_cfg_function", "sampler_post_cfg_function")
 
-    def __init__(self, model: Any, positive: list[Cond], negative: list[Cond], cfg: float) -> None:
+
+def model_options_of(model: Any) -> ModelOptions:
+    """The handle's ``model_options`` dict (empty for handles without one)."""
+    opts = getattr(model, "model_options", None)
+    return opts if isinstance(opts, dict) else {}
+
+
+def has_cfg_hooks(model_options: ModelOptions) -> bool:
+    """True when a pre-, post- or replacement CFG function is set."""
+    return any(model_options.get(k) for k in _HOOK_KEYS)
+
+
+def cfg_function(model: Any, cond_pred: torch.Tensor, uncond_pred: torch.Tensor, cond_scale: float,
+                 x: torch.Tensor, sigma: torch.Tensor, model_options: ModelOptions,
+                 cond: list[Cond] | None = None, uncond: list[Cond] | None = None) -> torch.Tensor:
+    """Guided x0: ``sampler_cfg_function`` (or plain CFG), then each ``sampler_post_cfg_function``."""
+    replace = model_options.get("sampler_cfg_function")
+    if replace is not None:
+        args = {"cond": x - cond_pred, "uncond": x - uncond_pred, "cond_scale": cond_scale, "timestep": sigma,
+                "input": x, "sigma": sigma, "cond_denoised": cond_pred, "uncond_denoised": uncond_pred,
+                "model": model, "model_options": model_options}
+        result: torch.Tensor = x - replace(args)
+    else:
+        result = uncond_pred + (cond_pred - uncond_pred) * cond_scale
+    for post in model_options.get("sampler_post_cfg_function", ()):
+        result = post({"denoised": result, "cond": cond, "uncond": uncond, "cond_scale": cond_scale,
+                       "model": model, "uncond_denoised": uncond_pred, "cond_denoised": cond_pred,
+                       "sigma": sigma, "model_options": model_options, "input": x})
+    return result
+
+
+class CFGDenoiser:
+    """``denoiser(x, sigma) -> x0`` with classifier-free guidance over positive / negative conds.
+
+    ``model_options`` defaults to the handle's own (``model.model_options``); its CFG hooks are applied as
+    described in the module docstring. ``inner_model`` names the handle as ComfyUI's guider does, for
+    ``denoise_mask_function`` hooks that read ``extra_options["model"].inner_model.model_sampling``.
+    """
+
+    def __init__(self, model: Any, positive: list[Cond], negative: list[Cond], cfg: float,
+                 model_options: ModelOptions | None = None) -> None:
         self.model = model
+        self.inner_model = model
+        self.model_patcher = model
         self.positive = positive
         self.negative = negative
         self.cfg = float(cfg)
+        self.model_options = model_options if model_options is not None else model_options_of(model)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        uncond = None if math.isclose(self.cfg, 1.0) else self.negative
-        cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma)
-        if uncond is None:
-            return cond_pred
-        return uncond_pred + (cond_pred - uncond_pred) * self.cfg
+        opts = self.model_options
+        skip_uncond = math.isclose(self.cfg, 1.0) and not opts.get("disable_cfg1_optimization", False)
+        uncond = None if skip_uncond else self.negative
+        if not has_cfg_hooks(opts):
+            cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma)
+            if uncond is None:
+                return cond_pred
+            return uncond_pred + (cond_pred - uncond_pred) * self.cfg
+        conds: list[list[Cond] | None] = [self.positive, uncond]
+        out = calc_cond_batch(self.model, conds, x, sigma)
+        for pre in opts.get("sampler_pre_cfg_function", ()):
+            out = pre({"conds": conds, "conds_out": out, "cond_scale": self.cfg, "timestep": sigma, "input": x,
+                       "sigma": sigma, "model": self.model, "model_options": opts})
+        return cfg_function(self.model, out[0], out[1], self.cfg, x, sigma, opts, cond=self.positive, uncond=uncond)
+
+
+def rescale_cfg(args: dict[str, Any], multiplier: float) -> torch.Tensor:
+    """RescaleCFG's ``sampler_cfg_function`` (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample
+    Steps are Flawed", eq. 15-16), computed as ComfyUI does: in v-prediction space, the CFG result's
+    per-sample std is rescaled to the positive prediction's, then mixed by ``multiplier``.
+    Returns ``input - x0`` like every ``sampler_cfg_function``."""
+    x_orig: torch.Tensor = args["input"]
+    sigma: torch.Tensor = args["sigma"]
+    sigma = sigma.view(sigma.shape[:1] + (1,) * (x_orig.ndim - 1))
+    scale = args["cond_scale"]
+    x = x_orig / (sigma * sigma + 1.0)
+    root = (sigma**2 + 1.0) ** 0.5
+    v_cond = ((x - (x_orig - args["cond"])) * root) / sigma
+    v_uncond = ((x - (x_orig - args["uncond"])) * root) / sigma
+    v_cfg = v_uncond + scale * (v_cond - v_uncond)
+    dims = tuple(range(1, v_cfg.ndim))
+    std_pos = torch.std(v_cond, dim=dims, keepdim=True)
+    std_cfg = torch.std(v_cfg, dim=dims, keepdim=True)
+    v_final = multiplier * (v_cfg * (std_pos / std_cfg)) + (1.0 - multiplier) * v_cfg
+    out: torch.Tensor = x_orig - (x - v_final * sigma / (sigma * sigma + 1.0) ** 0.5)
+    return out
+
+
+def differential_diffusion_mask(sigma: torch.Tensor, denoise_mask: torch.Tensor, extra_options: dict[str, Any],
+                                strength: float = 1.0) -> torch.Tensor:
+    """DifferentialDiffusion's ``denoise_mask_function`` (Levin & Fried 2023, "Differential Diffusion").
+
+    The threshold falls linearly in timestep from 1 at the first sigma of the schedule to 0 at its last
+    (or the model's smallest) sigma; a cell is regenerated once its mask value reaches the threshold, so
+    soft mask values mean "change this much". ``strength`` < 1 blends that binary mask with the soft one.
+    """
+    holder = extra_options["model"]
+    ms = getattr(holder, "inner_model", holder).model_sampling
+    sigmas: torch.Tensor = extra_options["sigmas"]
+    sigma_to = ms.sigma_min
+    if sigmas[-1] > sigma_to:
+        sigma_to = sigmas[-1]
+    ts_from = ms.timestep(sigmas[0])
+    ts_to = ms.timestep(sigma_to)
+    threshold = (ms.timestep(sigma[0]) - ts_to) / (ts_from - ts_to)
+    binary: torch.Tensor = (denoise_mask >= threshold).to(denoise_mask.dtype)
+    if strength and strength < 1:
+        blended: torch.Tensor = strength * binary + (1 - strength) * denoise_mask
+        return blended
+    return binary
 
 
 class InpaintDenoiser:
     """Noise-mask inpainting around a denoiser (ComfyUI's KSamplerX0Inpaint, parity rule 6).
 
     Before each call the kept region (mask 0) is replaced by the original latent re-noised to the current
-    sigma with ``noise``; after it the kept region of x0 is the original latent.
+    sigma with ``noise``; after it the kept region of x0 is the original latent. A
+    ``denoise_mask_function`` in ``model_options`` (default: the inner denoiser's) first maps the mask per
+    sigma; it is given ``extra_options={"model": inner, "sigmas": sigmas}`` (the schedule being sampled).
     """
 
     def __init__(self, inner: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], model_sampling: Any,
-                 latent: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor | None) -> None:
+                 latent: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor | None, *,
+                 sigmas: torch.Tensor | None = None, model_options: ModelOptions | None = None) -> None:
         self.inner = inner
         self.model_sampling = model_sampling
         self.latent = latent
         self.noise = noise
         self.mask = mask
+        self.sigmas = sigmas
+        self.model_options = model_options if model_options is not None else model_options_of(inner)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.mask is None:
             return self.inner(x, sigma)
-        keep = 1.0 - self.mask
+        mask = self.mask
+        mask_fn = self.model_options.get("denoise_mask_function")
+        if mask_fn is not None:
+            if self.sigmas is None:
+                raise ValueError("InpaintDenoiser: a denoise_mask_function is set; pass sigmas= (the schedule)")
+            mask = mask_fn(sigma, mask, extra_options={"model": self.inner, "sigmas": self.sigmas})
+        keep = 1.0 - mask
         column = sigma.reshape([sigma.shape[0]] + [1] * (self.noise.ndim - 1))
         renoised: torch.Tensor = self.model_sampling.noise_scaling(column, self.noise, self.latent)
-        x = x * self.mask + renoised * keep
+        x = x * mask + renoised * keep
         out = self.inner(x, sigma)
-        return out * self.mask + self.latent * keep
+        return out * mask + self.latent * keep

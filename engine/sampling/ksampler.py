@@ -210,7 +210,7 @@ def sample(
     if spec.random_inpaint_noise and mask is not None:
         gen = torch.Generator(device="cpu").manual_seed(((41 if seed is None else int(seed)) + 1) % 2**64)
         blend_noise = torch.randn(noise.shape, generator=gen, device="cpu").to(noise.dtype).to(device)
-    denoiser = InpaintDenoiser(CFGDenoiser(model, pos, neg, cfg), ms, latent_in, blend_noise, mask)
+    denoiser = InpaintDenoiser(CFGDenoiser(model, pos, neg, cfg), ms, latent_in, blend_noise, mask, sigmas=sigmas)
 
     total = len(sigmas) - 1
     step_cb = None
