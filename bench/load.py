@@ -2,8 +2,10 @@
 
 Run: ``.venv/bin/python bench/load.py [PATH] [--runs 3]`` (default: the tiny fixture checkpoint). Each
 measurement runs in a fresh subprocess (the file already in the page cache), alternating raw / Loom / Loom
-cold. "loom" has its lazy imports done by an earlier load of the tiny file; "loom cold" is the first load of
-the process. Peak RSS growth = peak RSS (sampled every 2 ms) during the load minus RSS before it, compared
+new architecture / Loom cold. "loom" has its lazy imports done by an earlier load of the tiny file and SD1.5's
+network skeletons built as server.py's start-up thread builds them (engine.meta_build), so it is also what
+switching between two checkpoints of one architecture costs; "loom, first network of this architecture"
+skips the skeletons; "loom cold" is the first load of the process. Peak RSS growth = peak RSS (sampled every 2 ms) during the load minus RSS before it, compared
 to the file size. ``--make-fullsize OUT`` first writes a full-size SD1.5-layout checkpoint (random fp32
 weights, about 4 GB; ``--half``: fp16, 2 GB, which the CPU then widens to fp32) to OUT to measure with.
 ``--compare DIR`` adds DIR's loader (another checkout, e.g. ``git worktree add /tmp/base HEAD~3``), measured
@@ -68,9 +70,13 @@ def child(kind: str, path: str) -> None:
     from engine.loading import load_checkpoint
     from engine.model_management import ModelManager
 
-    if kind == "loom":  # lazy imports (tokenizer, ...) done by a first load of the tiny file, then dropped
+    if kind in ("loom", "loom-newarch"):  # lazy imports (tokenizer, ...) done by a first load of the tiny file
         load_checkpoint(TINY, ModelManager(DevicePolicy.cpu()))
         gc.collect()
+    if kind == "loom":  # what server.py's start-up thread does: SD1.5's network skeletons built once
+        from engine.meta_build import prewarm_skeletons
+
+        prewarm_skeletons()
     manager = ModelManager(DevicePolicy.cpu())
     before = psutil.Process().memory_info().rss
     with _PeakRss() as peak:
@@ -109,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("path", nargs="?", type=Path, default=TINY)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--child", choices=["raw", "loom", "loom-cold"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["raw", "loom", "loom-newarch", "loom-cold"], help=argparse.SUPPRESS)
     ap.add_argument("--make-fullsize", type=Path, default=None, metavar="OUT")
     ap.add_argument("--half", action="store_true", help="--make-fullsize writes fp16 (2 GB) instead of fp32")
     ap.add_argument("--compare", type=Path, default=None, metavar="DIR",
@@ -126,7 +132,7 @@ def main() -> None:
     with path.open("rb") as f:  # into the page cache, so every run reads from memory
         while f.read(1 << 24):
             pass
-    results: dict[str, list[dict[str, float]]] = {"raw": [], "loom": [], "loom-cold": []}
+    results: dict[str, list[dict[str, float]]] = {"raw": [], "loom": [], "loom-newarch": [], "loom-cold": []}
     compare = args.compare.resolve() if args.compare else None
     if compare is not None:
         results["compare"] = []
@@ -139,7 +145,8 @@ def main() -> None:
                                  env={**os.environ, "PYTHONPATH": str(repo)})
             results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     rows = []
-    labels = [("raw", "safetensors load_file"), ("loom", "loom load_checkpoint"),
+    labels = [("raw", "safetensors load_file"), ("loom", "loom load_checkpoint (server: SD1.5 skeletons prewarmed)"),
+              ("loom-newarch", "loom, first network of this architecture in the process"),
               ("loom-cold", "loom, first load in process (lazy imports)")]
     if compare is not None:
         labels.append(("compare", f"loom load_checkpoint [{compare}]"))

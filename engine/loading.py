@@ -29,6 +29,9 @@ from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
 from engine.families import Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
+from engine.meta_build import BASE_OF as _BASE_OF
+from engine.meta_build import meta_build as _meta_build
+from engine.meta_build import meta_ops as _meta_ops
 from engine.model_management import ModelManager, file_cache_key
 from engine.networks.ops import ManualCast, Plain
 from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder, OpenClipConfig, OpenClipTextEncoder
@@ -128,59 +131,6 @@ def _read_with_shapes(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 # ---- building: networks on the meta device, then the file's tensors adopted in one pass -----------------
-def _skip_init(base: type[nn.Module]) -> type[nn.Module]:
-    """A subclass of a torch layer whose constructor leaves its (meta) parameters uninitialised; modules built
-    from it get their class set back to ``base`` once built, so the finished network has plain torch layers."""
-    sub = type(base.__name__, (base,), {"reset_parameters": lambda self: None, "__module__": base.__module__,
-                                         "__qualname__": base.__qualname__})
-    _BASE_OF[sub] = base
-    return sub
-
-
-_BASE_OF: dict[type, type[nn.Module]] = {}
-
-
-def _meta_ops(ops: Any) -> Any:
-    """``ops`` (Plain / ManualCast) with layers that skip random init (meaningless on the meta device)."""
-    cached = _META_OPS.get(ops)
-    if cached is None:
-        cached = type(f"_Meta{ops.__name__}", (ops,), {n: _skip_init(getattr(ops, n))
-                                                         for n in ("Linear", "Conv2d", "GroupNorm", "LayerNorm")})
-        _META_OPS[ops] = cached
-    return cached
-
-
-_META_OPS: dict[Any, Any] = {}
-
-
-_INIT_FUNCS = frozenset(getattr(nn.init, n) for n in (
-    "uniform_", "normal_", "trunc_normal_", "constant_", "kaiming_uniform_", "kaiming_normal_",
-    "xavier_uniform_", "xavier_normal_", "orthogonal_", "sparse_") if hasattr(nn.init, n))
-
-
-class _SkipMetaInit(torch.overrides.TorchFunctionMode):
-    """While a network is built (this thread only): ``torch.nn.init`` calls on meta tensors return at once.
-    Initialising a meta tensor has no effect anyway, but costs ~0.1 ms per call in torch's Python meta
-    kernels; this covers layers built from ``torch.nn`` directly (the text towers)."""
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func in _INIT_FUNCS:
-            tensor = args[0] if args else kwargs.get("tensor")
-            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
-                return tensor
-        return func(*args, **kwargs)
-
-
-def _meta_build(factory: Any, *args: Any, skip_init_mode: bool = False, **kwargs: Any) -> nn.Module:
-    """Build a network on the meta device: no memory, no random init (the file's tensors replace it all)."""
-    if skip_init_mode:
-        with _SkipMetaInit():
-            module: nn.Module = factory(*args, device="meta", **kwargs)
-    else:
-        module = factory(*args, device="meta", **kwargs)
-    return module  # layers of _meta_ops get their plain class back in _adopt's walk
-
 
 def _adopt(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.dtype, what: str, path: Path,
            storage_dtype: torch.dtype | None = None) -> None:
