@@ -20,6 +20,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.families",
     "nodes.custom_sampling",
     "nodes.model_patches",
+    "nodes.upscale",
 )
 
 
