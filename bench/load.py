@@ -73,10 +73,12 @@ def child(kind: str, path: str) -> None:
     if kind in ("loom", "loom-newarch"):  # lazy imports (tokenizer, ...) done by a first load of the tiny file
         load_checkpoint(TINY, ModelManager(DevicePolicy.cpu()))
         gc.collect()
-    if kind == "loom":  # what server.py's start-up thread does: SD1.5's network skeletons built once
-        from engine.meta_build import prewarm_skeletons
+    from engine.meta_build import clear_skeletons, prewarm_skeletons
 
+    if kind == "loom":  # what server.py's start-up thread does: SD1.5's network skeletons built once
         prewarm_skeletons()
+    elif kind == "loom-newarch":  # the warm-up's skeletons forgotten: every network is constructed
+        clear_skeletons()
     manager = ModelManager(DevicePolicy.cpu())
     before = psutil.Process().memory_info().rss
     with _PeakRss() as peak:
