@@ -9,11 +9,14 @@ __all__ = ["register_builtin_nodes", "builtin_node_classes", "CATEGORY_MODULES"]
 # one module per category; each exposes NODES (a list of node classes)
 CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.loaders",
+    "nodes.text_encoders",
     "nodes.conditioning",
     "nodes.latent",
+    "nodes.latent_ops",
     "nodes.vae",
     "nodes.sampling",
     "nodes.image",
+    "nodes.image_filters",
     "nodes.mask",
     "nodes.io",
     "nodes.primitives",

@@ -1,20 +1,33 @@
-"""Tensor helpers the image/latent/mask nodes share (ComfyUI `common_upscale` semantics).
+"""Helpers several node modules share: tensor ops (ComfyUI `common_upscale` semantics) and input checks.
 
-These would sit in `engine` (an image-ops module) if the engine offered one; they are kept small and pure.
+The tensor ops would sit in `engine` (an image-ops module) if the engine offered one; they are kept small and pure.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
+
+from nodes._base import input_error
 
 if TYPE_CHECKING:
     import torch
 
 
 __all__ = ["common_upscale", "center_crop_to_multiple", "grow_mask", "reshape_mask_nchw", "post_kernel",
-           "filter2d_reflect", "canny_edges", "bayer_offsets"]
+           "filter2d_reflect", "canny_edges", "bayer_offsets", "latent_samples", "grey_masked", "resize_mask_to"]
+
+LatentDict = dict[str, Any]
+
+
+def latent_samples(latent: Any, class_name: str, input_name: str) -> torch.Tensor:
+    """The `samples` tensor of a LATENT dict; a `NodeInputError` naming node and input when it is not one."""
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise input_error(class_name, input_name,
+                          f"expected a LATENT dict with 'samples', got {type(latent).__name__}")
+    samples: torch.Tensor = latent["samples"]
+    return samples
 
 
 def _center_crop(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -108,6 +121,26 @@ def center_crop_to_multiple(pixels: torch.Tensor, multiple: int = 8) -> tuple[to
 def reshape_mask_nchw(mask: torch.Tensor) -> torch.Tensor:
     """`[H,W]`, `[B,H,W]` or `[B,1,H,W]` -> `[B,1,H,W]`."""
     return mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
+
+
+def grey_masked(pixels: torch.Tensor, mask_nchw: torch.Tensor) -> torch.Tensor:
+    """Pixels where round(mask) == 1 set to 0.5 grey (RGB channels only)."""
+    keep = (1.0 - mask_nchw.round()).squeeze(1).unsqueeze(-1)
+    out = pixels.clone()
+    out[..., :3] = (out[..., :3] - 0.5) * keep + 0.5
+    return out
+
+
+def resize_mask_to(mask: torch.Tensor, pixels: torch.Tensor, cls_name: str) -> torch.Tensor:
+    """Mask as `[B,1,H,W]` bilinearly resized to the image; refuses a different aspect ratio."""
+    import torch.nn.functional as F
+    m = reshape_mask_nchw(mask).float()
+    mh, mw = m.shape[-2], m.shape[-1]
+    ph, pw = pixels.shape[1], pixels.shape[2]
+    if (mh, mw) != (ph, pw) and abs(mw / mh - pw / ph) > 0.02 * (pw / ph):
+        raise input_error(cls_name, "mask",
+                          f"mask is {mw}x{mh} px but the image is {pw}x{ph} px; use a mask of the image's size")
+    return F.interpolate(m, size=(ph, pw), mode="bilinear")
 
 
 def repeat_to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:

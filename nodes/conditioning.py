@@ -1,21 +1,23 @@
-"""Conditioning nodes: text encoding, clip skip, combine, area / mask / timestep range, inpaint model."""
+"""Conditioning nodes: combine, average, concat, area / mask / strength / timestep range, zero out, inpaint model.
+
+Prompt encoding and clip skip are in `nodes.text_encoders`.
+"""
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
-from nodes._ops import center_crop_to_multiple, reshape_mask_nchw
+from nodes._ops import center_crop_to_multiple, grey_masked, resize_mask_to
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer", "ConditioningCombine",
-           "ConditioningAverage", "ConditioningConcat", "ConditioningSetArea", "ConditioningSetAreaPercentage",
-           "ConditioningSetAreaStrength", "ConditioningSetMask", "ConditioningZeroOut",
-           "ConditioningSetTimestepRange", "InpaintModelConditioning", "set_values"]
+__all__ = ["ConditioningCombine", "ConditioningAverage", "ConditioningConcat", "ConditioningSetArea",
+           "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength", "ConditioningSetMask",
+           "ConditioningZeroOut", "ConditioningSetTimestepRange", "InpaintModelConditioning", "set_values"]
 
 Conditioning = list[list[Any]]
 log = logging.getLogger(__name__)
@@ -36,135 +38,6 @@ def set_values(conditioning: Conditioning, values: dict[str, Any], append: bool 
                 new_opts[key] = value
         out.append([cond, new_opts])
     return out
-
-
-class CLIPTextEncode(BuiltinNode):
-    """Encode a prompt (weights `(word:1.2)`, `embedding:name`) with a text encoder."""
-
-    DISPLAY_NAME = "CLIP Text Encode (Prompt)"
-    CATEGORY = "conditioning"
-    DESCRIPTION = "Encodes a text prompt using a CLIP model into an embedding that guides the diffusion model."
-    RETURN_TYPES = ("CONDITIONING",)
-    OUTPUT_TOOLTIPS = ("A conditioning containing the embedded text used to guide the diffusion model.",)
-    FUNCTION = "encode"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {
-            "required": {
-                "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
-                                    "tooltip": "The text to be encoded."}),
-                "clip": ("CLIP", {"tooltip": "The CLIP model used for encoding the text."}),
-            }
-        }
-
-    def encode(self, clip: Any, text: str) -> tuple[Conditioning]:
-        if clip is None:
-            raise RuntimeError(
-                "ERROR: clip input is invalid: None\n\nIf the clip is from a checkpoint loader node your "
-                "checkpoint does not contain a valid clip or text encoder model.")
-        tokens = clip.tokenize(text)
-        scheduled = getattr(clip, "encode_from_tokens_scheduled", None)
-        if scheduled is not None:
-            return (scheduled(tokens),)
-        cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
-        return ([[cond, {"pooled_output": pooled}]],)
-
-
-def _encode(clip: Any, tokens: Any, add_dict: dict[str, Any]) -> Conditioning:
-    scheduled = getattr(clip, "encode_from_tokens_scheduled", None)
-    if scheduled is not None:
-        result: Conditioning = scheduled(tokens, add_dict=add_dict)
-        return result
-    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
-    return [[cond, {"pooled_output": pooled, **add_dict}]]
-
-
-class CLIPTextEncodeSDXL(BuiltinNode):
-    """SDXL text encode: separate text for the bigG (`text_g`) and CLIP-L (`text_l`) towers, size conditioning."""
-
-    CATEGORY = "advanced/conditioning"
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "encode"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
-        return {
-            "required": {
-                "width": ("INT", dict(size)),
-                "height": ("INT", dict(size)),
-                "crop_w": ("INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION}),
-                "crop_h": ("INT", {"default": 0, "min": 0, "max": MAX_RESOLUTION}),
-                "target_width": ("INT", dict(size)),
-                "target_height": ("INT", dict(size)),
-                "text_g": ("STRING", {"multiline": True, "dynamicPrompts": True}),
-                "clip": ("CLIP",),
-                "text_l": ("STRING", {"multiline": True, "dynamicPrompts": True}),
-            }
-        }
-
-    def encode(self, clip: Any, width: int, height: int, crop_w: int, crop_h: int, target_width: int,
-               target_height: int, text_g: str, text_l: str) -> tuple[Conditioning]:
-        tokens = clip.tokenize(text_g)
-        if "g" not in tokens or "l" not in tokens:
-            raise input_error("CLIPTextEncodeSDXL", "clip",
-                              "this CLIP has no SDXL towers (g and l); use CLIPTextEncode for this model")
-        tokens["l"] = clip.tokenize(text_l)["l"]
-        if len(tokens["l"]) != len(tokens["g"]):
-            empty = clip.tokenize("")
-            while len(tokens["l"]) < len(tokens["g"]):
-                tokens["l"] += empty["l"]
-            while len(tokens["l"]) > len(tokens["g"]):
-                tokens["g"] += empty["g"]
-        return (_encode(clip, tokens, {"width": width, "height": height, "crop_w": crop_w, "crop_h": crop_h,
-                                       "target_width": target_width, "target_height": target_height}),)
-
-
-class CLIPTextEncodeSDXLRefiner(BuiltinNode):
-    """SDXL refiner text encode with an aesthetic score and size."""
-
-    CATEGORY = "advanced/conditioning"
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "encode"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
-        return {
-            "required": {
-                "ascore": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 1000.0, "step": 0.01}),
-                "width": ("INT", dict(size)),
-                "height": ("INT", dict(size)),
-                "text": ("STRING", {"multiline": True, "dynamicPrompts": True}),
-                "clip": ("CLIP",),
-            }
-        }
-
-    def encode(self, clip: Any, ascore: float, width: int, height: int, text: str) -> tuple[Conditioning]:
-        return (_encode(clip, clip.tokenize(text), {"aesthetic_score": ascore, "width": width, "height": height}),)
-
-
-class CLIPSetLastLayer(BuiltinNode):
-    """Stop the text encoder at an earlier layer (-2 = "clip skip 2")."""
-
-    DISPLAY_NAME = "CLIP Set Last Layer"
-    CATEGORY = "conditioning"
-    RETURN_TYPES = ("CLIP",)
-    FUNCTION = "set_last_layer"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"clip": ("CLIP",),
-                             "stop_at_clip_layer": ("INT", {"default": -1, "min": -24, "max": -1, "step": 1})}}
-
-    def set_last_layer(self, clip: Any, stop_at_clip_layer: int) -> tuple[Any]:
-        clip = clip.clone()
-        if hasattr(clip, "clip_layer"):
-            clip.clip_layer(stop_at_clip_layer)
-        else:
-            clip.set_clip_skip(stop_at_clip_layer)
-        return (clip,)
 
 
 class ConditioningCombine(BuiltinNode):
@@ -400,26 +273,6 @@ class ConditioningSetTimestepRange(BuiltinNode):
         return (set_values(conditioning, {"start_percent": start, "end_percent": end}),)
 
 
-def grey_masked(pixels: torch.Tensor, mask_nchw: torch.Tensor) -> torch.Tensor:
-    """Pixels where round(mask) == 1 set to 0.5 grey (RGB channels only)."""
-    keep = (1.0 - mask_nchw.round()).squeeze(1).unsqueeze(-1)
-    out = pixels.clone()
-    out[..., :3] = (out[..., :3] - 0.5) * keep + 0.5
-    return out
-
-
-def resize_mask_to(mask: torch.Tensor, pixels: torch.Tensor, cls_name: str) -> torch.Tensor:
-    """Mask as `[B,1,H,W]` bilinearly resized to the image; refuses a different aspect ratio."""
-    import torch.nn.functional as F
-    m = reshape_mask_nchw(mask).float()
-    mh, mw = m.shape[-2], m.shape[-1]
-    ph, pw = pixels.shape[1], pixels.shape[2]
-    if (mh, mw) != (ph, pw) and abs(mw / mh - pw / ph) > 0.02 * (pw / ph):
-        raise input_error(cls_name, "mask",
-                          f"mask is {mw}x{mh} px but the image is {pw}x{ph} px; use a mask of the image's size")
-    return F.interpolate(m, size=(ph, pw), mode="bilinear")
-
-
 class InpaintModelConditioning(BuiltinNode):
     """Add the masked image latent and mask to conditioning for inpainting (9-channel) models."""
 
@@ -458,7 +311,6 @@ class InpaintModelConditioning(BuiltinNode):
         return set_values(positive, extra), set_values(negative, extra), latent
 
 
-NODES = [CLIPTextEncode, CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner, CLIPSetLastLayer, ConditioningCombine,
-         ConditioningAverage, ConditioningConcat, ConditioningSetArea, ConditioningSetAreaPercentage,
-         ConditioningSetAreaStrength, ConditioningSetMask, ConditioningZeroOut, ConditioningSetTimestepRange,
-         InpaintModelConditioning]
+NODES = [ConditioningCombine, ConditioningAverage, ConditioningConcat, ConditioningSetArea,
+         ConditioningSetAreaPercentage, ConditioningSetAreaStrength, ConditioningSetMask, ConditioningZeroOut,
+         ConditioningSetTimestepRange, InpaintModelConditioning]

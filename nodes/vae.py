@@ -5,8 +5,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
-from nodes._ops import center_crop_to_multiple
-from nodes.conditioning import grey_masked, resize_mask_to
+from nodes._ops import center_crop_to_multiple, grey_masked, resize_mask_to
 
 if TYPE_CHECKING:
     import torch
