@@ -3,20 +3,52 @@ from __future__ import annotations
 
 from typing import Any
 
-EXPECTED = {
-    "CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "CLIPTextEncode", "CLIPSetLastLayer",
-    "ConditioningCombine", "ConditioningSetArea", "ConditioningSetAreaPercentage", "ConditioningSetMask",
-    "ConditioningZeroOut", "ConditioningSetTimestepRange", "EmptyLatentImage", "VAEEncode",
-    "VAEEncodeForInpaint", "VAEDecode", "VAEDecodeTiled", "VAEEncodeTiled", "SetLatentNoiseMask",
-    "InpaintModelConditioning", "KSampler", "KSamplerAdvanced", "LatentUpscale", "LatentUpscaleBy",
-    "LatentFromBatch", "RepeatLatentBatch", "LatentComposite", "LoadImage", "LoadImageMask", "SaveImage",
-    "PreviewImage", "ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch",
-    "ImageCrop", "InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "ImageCompositeMasked",
-    "ThresholdMask", "CropMask", "MaskComposite", "FeatherMask", "LatentCompositeMasked", "LatentFlip", "LatentRotate",
-    "EmptyImage", "ImageBlend",
-    "PrimitiveInt",
-    "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean",
+# every built-in node id (ComfyUI's names), by the module that defines it; an explicit list, so a node that
+# disappears, is renamed or is added without being listed here fails the test
+EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
+    "loaders": ("CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "LoraLoader",
+                "LoraLoaderModelOnly"),
+    "text_encoders": ("CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer"),
+    "conditioning": ("ConditioningCombine", "ConditioningAverage", "ConditioningConcat", "ConditioningSetArea",
+                     "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength", "ConditioningSetMask",
+                     "ConditioningZeroOut", "ConditioningSetTimestepRange", "InpaintModelConditioning"),
+    "latent": ("EmptyLatentImage", "LatentUpscale", "LatentUpscaleBy", "LatentFromBatch", "RepeatLatentBatch",
+               "LatentComposite", "SetLatentNoiseMask", "LatentCompositeMasked"),
+    "latent_ops": ("LatentFlip", "LatentRotate", "LatentCrop", "LatentBlend", "LatentAdd", "LatentSubtract",
+                   "LatentMultiply", "LatentInterpolate", "LatentBatch", "LatentBatchSeedBehavior"),
+    "vae": ("VAEEncode", "VAEEncodeForInpaint", "VAEDecode", "VAEDecodeTiled", "VAEEncodeTiled"),
+    "sampling": ("KSampler", "KSamplerAdvanced"),
+    "image": ("ImageScale", "ImageScaleBy", "ImageInvert", "ImagePadForOutpaint", "ImageBatch", "ImageCrop",
+              "EmptyImage", "ImageScaleToTotalPixels", "RepeatImageBatch", "ImageFromBatch"),
+    "image_filters": ("ImageBlend", "ImageBlur", "ImageSharpen", "ImageQuantize", "Canny"),
+    "mask": ("InvertMask", "SolidMask", "MaskToImage", "ImageToMask", "GrowMask", "ImageCompositeMasked",
+             "ThresholdMask", "CropMask", "MaskComposite", "FeatherMask"),
+    "io": ("LoadImage", "LoadImageMask", "LoadImageOutput", "SaveImage", "PreviewImage", "SaveLatent", "LoadLatent"),
+    "primitives": ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
+                   "PrimitiveBoolean"),
+    "families": ("DualCLIPLoader", "ModelSamplingDiscrete", "CheckpointLoader"),
+    "custom_sampling": ("SamplerCustom", "BasicScheduler", "KarrasScheduler", "ExponentialScheduler",
+                        "PolyexponentialScheduler", "SDTurboScheduler", "BetaSamplingScheduler", "KSamplerSelect",
+                        "SplitSigmas", "SplitSigmasDenoise", "FlipSigmas", "SetFirstSigma", "CFGGuider", "BasicGuider",
+                        "DisableNoise", "RandomNoise", "SamplerCustomAdvanced"),
+    "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
+    "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
 }
+EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
+
+
+def test_builtin_classes_are_exactly_the_expected_comfyui_names() -> None:
+    from nodes import CATEGORY_MODULES, builtin_node_classes
+
+    classes = builtin_node_classes()
+    missing, unexpected = EXPECTED - set(classes), set(classes) - EXPECTED
+    assert not missing and not unexpected, (
+        f"built-in nodes missing: {sorted(missing)}; not in EXPECTED (add them here): {sorted(unexpected)}")
+    by_module = {name: cls.__module__.removeprefix("nodes.") for name, cls in classes.items()}
+    assert by_module == {name: module for module, names in EXPECTED_BY_MODULE.items() for name in names}
+    assert list(CATEGORY_MODULES) == [f"nodes.{module}" for module in EXPECTED_BY_MODULE]
+    # the catalogue (and /object_info) lists nodes module by module, each module in its NODES order
+    assert list(classes) == [name for names in EXPECTED_BY_MODULE.values() for name in names]
 
 
 def test_all_builtins_registered_with_python_module_nodes(registry: Any) -> None:
