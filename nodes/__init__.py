@@ -22,6 +22,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.primitives",
     "nodes.families",
     "nodes.custom_sampling",
+    "nodes.custom_samplers",
+    "nodes.custom_sigmas",
     "nodes.model_patches",
     "nodes.upscale",
 )

@@ -56,6 +56,7 @@ def sample_dpmpp_2m(
 def sample_dpmpp_2s_ancestral(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
+    s_noise: float = 1.0,
 ) -> torch.Tensor:
     """DPM-Solver++(2S) single-step midpoint to sigma_down, then ancestral noise (Lu et al. 2022b)."""
     noise = require_noise(noise_sampler, "dpmpp_2s_ancestral")
@@ -73,7 +74,7 @@ def sample_dpmpp_2s_ancestral(
             denoised_2 = model(x_2, _sig(s) * s_in)
             x = (_sig(t_next) / _sig(t)) * x - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
-            x = x + noise(sigmas[i], sigmas[i + 1]) * sigma_up
+            x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
 
 
@@ -81,7 +82,7 @@ def sample_dpmpp_2s_ancestral(
 def sample_dpmpp_sde(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
-    eta: float = 1.0, r: float = 0.5,
+    eta: float = 1.0, r: float = 0.5, s_noise: float = 1.0,
 ) -> torch.Tensor:
     """DPM-Solver++ stochastic second-order single-step (Lu et al. 2022b, SDE variant in k-diffusion)."""
     if len(sigmas) <= 1:
@@ -105,14 +106,14 @@ def sample_dpmpp_sde(
         h_ = sd.log().neg() - lam_s
         x_2 = (alpha_s1 / alpha_s) * (-h_).exp() * x - alpha_s1 * (-h_).expm1() * denoised
         if eta > 0:
-            x_2 = x_2 + alpha_s1 * noise(sigmas[i], sigma_s1) * su
+            x_2 = x_2 + alpha_s1 * noise(sigmas[i], sigma_s1) * s_noise * su
         denoised_2 = model(x_2, sigma_s1 * s_in)
         sd, su = ancestral_step(lam_s.neg().exp(), lam_t.neg().exp(), eta)
         h_ = sd.log().neg() - lam_s
         blended = (1 - fac) * denoised + fac * denoised_2
         x = (alpha_t / alpha_s) * (-h_).exp() * x - alpha_t * (-h_).expm1() * blended
         if eta > 0:
-            x = x + alpha_t * noise(sigmas[i], sigmas[i + 1]) * su
+            x = x + alpha_t * noise(sigmas[i], sigmas[i + 1]) * s_noise * su
     return x
 
 
@@ -120,7 +121,7 @@ def sample_dpmpp_sde(
 def sample_dpmpp_2m_sde(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
-    eta: float = 1.0, solver_type: str = "midpoint",
+    eta: float = 1.0, solver_type: str = "midpoint", s_noise: float = 1.0,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) SDE (Lu et al. 2022b, stochastic multistep; midpoint or Heun correction)."""
     if len(sigmas) <= 1:
@@ -150,7 +151,7 @@ def sample_dpmpp_2m_sde(
                 else:
                     x = x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / r) * (denoised - old_denoised)
             if eta > 0:
-                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
+                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
         old_denoised = denoised
         h_last = h
     return x
@@ -160,6 +161,7 @@ def sample_dpmpp_2m_sde(
 def sample_dpmpp_3m_sde(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
+    s_noise: float = 1.0,
 ) -> torch.Tensor:
     """DPM-Solver++(3M) SDE: third-order multistep with Brownian noise (Lu et al. 2022b)."""
     if len(sigmas) <= 1:
@@ -196,7 +198,7 @@ def sample_dpmpp_3m_sde(
                 phi_2 = h_eta.neg().expm1() / h_eta + 1
                 x = x + (alpha_t * phi_2) * ((denoised - den_1) / r)
             if eta > 0:
-                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
+                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
         den_1, den_2 = denoised, den_1
         h_1, h_2 = h, h_1
     return x
@@ -308,10 +310,14 @@ def sample_dpm_adaptive(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
     order: int = 3, rtol: float = 0.05, atol: float = 0.0078, h_init: float = 0.05,
+    pcoeff: float = 0.0, icoeff: float = 1.0, dcoeff: float = 0.0, accept_safety: float = 0.81,
+    eta: float = 0.0, s_noise: float = 1.0,
 ) -> torch.Tensor:
     """DPM-Solver-23 with embedded error estimate and adaptive steps (Lu et al. 2022a, Algorithm 6).
 
     Only the schedule's end points are used; the number of model calls depends on the tolerances.
+    ``pcoeff`` / ``icoeff`` / ``dcoeff`` / ``accept_safety`` tune the PID step controller; ``eta`` > 0
+    makes each accepted step ancestral (solve down to sigma_down, add ``s_noise``-scaled fresh noise).
     """
     if len(sigmas) <= 1:
         return x
@@ -322,19 +328,25 @@ def sample_dpm_adaptive(
     t_end = _lam(torch.tensor(float(sigma_min)))
     s = _lam(torch.tensor(float(sigmas[0])))
     atol_t, rtol_t = torch.tensor(atol), torch.tensor(rtol)
-    pid = _PIDStepController(abs(h_init), 0.0, 1.0, 0.0, order)
+    noise = require_noise(noise_sampler, "dpm_adaptive") if eta else None
+    pid = _PIDStepController(abs(h_init), pcoeff, icoeff, dcoeff, order, accept_safety)
     x_prev = x
     step = 0
     while s < t_end - 1e-5:
         cache: dict[str, torch.Tensor] = {}
         t = torch.minimum(t_end, s + pid.h)
+        t_solve, sigma_up = t, None
+        if noise is not None:
+            sigma_down, _ = ancestral_step(_sig(s), _sig(t), eta)
+            t_solve = torch.minimum(t_end, _lam(sigma_down))
+            sigma_up = (_sig(t) ** 2 - _sig(t_solve) ** 2) ** 0.5
         eps = solver.eps(cache, "eps", x, s)
         if order == 2:
-            x_low = solver.step1(x, s, t, cache)
-            x_high = solver.step2(x, s, t, cache)
+            x_low = solver.step1(x, s, t_solve, cache)
+            x_high = solver.step2(x, s, t_solve, cache)
         else:
-            x_low = solver.step2(x, s, t, cache, r1=1 / 3)
-            x_high = solver.step3(x, s, t, cache)
+            x_low = solver.step2(x, s, t_solve, cache, r1=1 / 3)
+            x_high = solver.step3(x, s, t_solve, cache)
         delta = torch.maximum(atol_t, rtol_t * torch.maximum(x_low.abs(), x_prev.abs()))
         error = torch.linalg.norm((x_low - x_high) / delta) / x.numel() ** 0.5
         if pid.propose(error):
@@ -342,6 +354,8 @@ def sample_dpm_adaptive(
                 callback(step, x - _sig(s) * eps, x)
             x_prev = x_low
             x = x_high
+            if noise is not None and sigma_up is not None:
+                x = x + sigma_up * s_noise * noise(_sig(s), _sig(t))
             s = t
             step += 1
     return x

@@ -71,8 +71,11 @@ def sample_euler(
 def sample_euler_ancestral(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, eta: float = 1.0,
+    s_noise: float = 1.0,
 ) -> torch.Tensor:
-    """Euler step to sigma_down plus fresh noise sigma_up (ancestral sampling, Ho et al. 2020 / k-diffusion)."""
+    """Euler step to sigma_down plus fresh noise sigma_up (ancestral sampling, Ho et al. 2020 / k-diffusion).
+
+    ``eta`` scales the ancestral noise level (0: plain Euler steps); ``s_noise`` scales the fresh noise."""
     noise = require_noise(noise_sampler, "euler_ancestral")
     s_in = batch_ones(x)
     for i in range(len(sigmas) - 1):
@@ -82,7 +85,7 @@ def sample_euler_ancestral(
             x = denoised
         else:
             d = to_d(x, sigmas[i], denoised)
-            x = x + d * (sigma_down - sigmas[i]) + noise(sigmas[i], sigmas[i + 1]) * sigma_up
+            x = x + d * (sigma_down - sigmas[i]) + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
 
 

@@ -43,7 +43,7 @@ _SPECS: dict[str, SamplerSpec] = {
     "dpm_2_ancestral": SamplerSpec(k_samplers.sample_dpm_2_ancestral, "gaussian", discard_penultimate_sigma=True),
     "lms": SamplerSpec(k_samplers.sample_lms),
     "dpm_fast": SamplerSpec(dpm_solvers.sample_dpm_fast),
-    "dpm_adaptive": SamplerSpec(dpm_solvers.sample_dpm_adaptive),
+    "dpm_adaptive": SamplerSpec(dpm_solvers.sample_dpm_adaptive, "gaussian"),  # noise used only at eta > 0
     "dpmpp_2s_ancestral": SamplerSpec(dpm_solvers.sample_dpmpp_2s_ancestral, "gaussian"),
     "dpmpp_sde": SamplerSpec(dpm_solvers.sample_dpmpp_sde, "brownian"),
     "dpmpp_sde_gpu": SamplerSpec(dpm_solvers.sample_dpmpp_sde, "brownian_device"),

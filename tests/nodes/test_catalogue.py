@@ -31,6 +31,9 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                         "PolyexponentialScheduler", "SDTurboScheduler", "BetaSamplingScheduler", "KSamplerSelect",
                         "SplitSigmas", "SplitSigmasDenoise", "FlipSigmas", "SetFirstSigma", "CFGGuider", "BasicGuider",
                         "DisableNoise", "RandomNoise", "SamplerCustomAdvanced"),
+    "custom_samplers": ("SamplerEulerAncestral", "SamplerLMS", "SamplerDPMPP_3M_SDE", "SamplerDPMPP_2M_SDE",
+                        "SamplerDPMPP_SDE", "SamplerDPMPP_2S_Ancestral", "SamplerDPMAdaptative"),
+    "custom_sigmas": ("LaplaceScheduler", "VPScheduler", "ManualSigmas", "AddNoise"),
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
 }
