@@ -4,8 +4,6 @@ schedules equal their formulas computed here, AddNoise equals latent + noise * s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,27 +11,16 @@ import torch
 
 from nodes._base import NodeInputError
 
-TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-sd15"
 STEPS = 4
 SEED = 11
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model() -> Any:
-    from engine.device import DevicePolicy
-    from engine.loading import load_checkpoint
-    from engine.model_management import ModelManager
-
-    manager = ModelManager(DevicePolicy.detect(cpu_only=True, force_fp32=True))
-    return load_checkpoint(TINY / "tiny-sd15.safetensors", manager)[0]
+def model(tiny_model: Any) -> Any:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

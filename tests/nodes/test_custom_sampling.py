@@ -20,24 +20,12 @@ CKPT = "tiny-sd15.safetensors"
 STEPS = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # the tiny UNet is far faster on one thread than on two contended ones; results are compared
-    # within this process, so the thread count does not matter for them
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model() -> Any:
-    from engine.device import DevicePolicy
-    from engine.loading import load_checkpoint
-    from engine.model_management import ModelManager
-
-    manager = ModelManager(DevicePolicy.detect(cpu_only=True, force_fp32=True))
-    return load_checkpoint(TINY / CKPT, manager)[0]
+def model(tiny_model: Any) -> Any:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
