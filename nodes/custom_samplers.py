@@ -43,12 +43,16 @@ def _device_name(node: str, base: str, noise_device: str) -> str:
     return base if noise_device == "cpu" else f"{base}_gpu"
 
 
-class SamplerEulerAncestral(BuiltinNode):
-    """euler_ancestral with its ancestral noise level eta (0: plain Euler steps) and noise scale s_noise."""
+class SamplerNode(BuiltinNode):
+    """Base of the SAMPLER-with-options nodes (category, output and function name)."""
 
     CATEGORY = _CATEGORY
     RETURN_TYPES = ("SAMPLER",)
     FUNCTION = "get_sampler"
+
+
+class SamplerEulerAncestral(SamplerNode):
+    """euler_ancestral with its ancestral noise level eta (0: plain Euler steps) and noise scale s_noise."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -58,12 +62,8 @@ class SamplerEulerAncestral(BuiltinNode):
         return _choice("SamplerEulerAncestral", "euler_ancestral", {"eta": float(eta), "s_noise": float(s_noise)})
 
 
-class SamplerLMS(BuiltinNode):
+class SamplerLMS(SamplerNode):
     """Linear multistep with a chosen order (KSampler's lms is order 4)."""
-
-    CATEGORY = _CATEGORY
-    RETURN_TYPES = ("SAMPLER",)
-    FUNCTION = "get_sampler"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -75,12 +75,8 @@ class SamplerLMS(BuiltinNode):
         return _choice("SamplerLMS", "lms", {"order": int(order)})
 
 
-class SamplerDPMPP_3M_SDE(BuiltinNode):
+class SamplerDPMPP_3M_SDE(SamplerNode):
     """DPM-Solver++(3M) SDE with its SDE strength, noise scale and Brownian-noise device."""
-
-    CATEGORY = _CATEGORY
-    RETURN_TYPES = ("SAMPLER",)
-    FUNCTION = "get_sampler"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -92,12 +88,8 @@ class SamplerDPMPP_3M_SDE(BuiltinNode):
                        {"eta": float(eta), "s_noise": float(s_noise)})
 
 
-class SamplerDPMPP_2M_SDE(BuiltinNode):
+class SamplerDPMPP_2M_SDE(SamplerNode):
     """DPM-Solver++(2M) SDE: midpoint or Heun correction, SDE strength, noise scale, noise device."""
-
-    CATEGORY = _CATEGORY
-    RETURN_TYPES = ("SAMPLER",)
-    FUNCTION = "get_sampler"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -112,12 +104,8 @@ class SamplerDPMPP_2M_SDE(BuiltinNode):
                        {"eta": float(eta), "s_noise": float(s_noise), "solver_type": solver_type})
 
 
-class SamplerDPMPP_SDE(BuiltinNode):
+class SamplerDPMPP_SDE(SamplerNode):
     """DPM-Solver++ SDE (single-step): SDE strength, noise scale, intermediate step ratio r, noise device."""
-
-    CATEGORY = _CATEGORY
-    RETURN_TYPES = ("SAMPLER",)
-    FUNCTION = "get_sampler"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -132,12 +120,8 @@ class SamplerDPMPP_SDE(BuiltinNode):
                        {"eta": float(eta), "s_noise": float(s_noise), "r": float(r)})
 
 
-class SamplerDPMPP_2S_Ancestral(BuiltinNode):
+class SamplerDPMPP_2S_Ancestral(SamplerNode):
     """DPM-Solver++(2S) ancestral with its ancestral noise level and noise scale."""
-
-    CATEGORY = _CATEGORY
-    RETURN_TYPES = ("SAMPLER",)
-    FUNCTION = "get_sampler"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -148,12 +132,8 @@ class SamplerDPMPP_2S_Ancestral(BuiltinNode):
                        {"eta": float(eta), "s_noise": float(s_noise)})
 
 
-class SamplerDPMAdaptative(BuiltinNode):
+class SamplerDPMAdaptative(SamplerNode):
     """Adaptive-step DPM-Solver-2/3: tolerances, first step, PID controller and optional ancestral noise."""
-
-    CATEGORY = _CATEGORY
-    RETURN_TYPES = ("SAMPLER",)
-    FUNCTION = "get_sampler"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:

@@ -69,12 +69,16 @@ class KSamplerSelect(BuiltinNode):
 
 
 # ------------------------------------------------------------------------------------------- schedulers
-class BasicScheduler(BuiltinNode):
-    """The model's named schedule; denoise < 1 keeps the last steps + 1 sigmas of a longer one (like KSampler)."""
+class SchedulerNode(BuiltinNode):
+    """Base of the nodes that make a SIGMAS schedule (category, output and function name)."""
 
     CATEGORY = "sampling/custom_sampling/schedulers"
     RETURN_TYPES = ("SIGMAS",)
     FUNCTION = "get_sigmas"
+
+
+class BasicScheduler(SchedulerNode):
+    """The model's named schedule; denoise < 1 keeps the last steps + 1 sigmas of a longer one (like KSampler)."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -101,12 +105,8 @@ class BasicScheduler(BuiltinNode):
         return (sigmas[-(steps + 1):],)
 
 
-class KarrasScheduler(BuiltinNode):
+class KarrasScheduler(SchedulerNode):
     """Karras et al. 2022 rho schedule between sigma_max and sigma_min (trailing 0)."""
-
-    CATEGORY = "sampling/custom_sampling/schedulers"
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -120,12 +120,8 @@ class KarrasScheduler(BuiltinNode):
         return (karras_sigmas(steps, sigma_min, sigma_max, rho),)
 
 
-class ExponentialScheduler(BuiltinNode):
+class ExponentialScheduler(SchedulerNode):
     """Sigmas evenly spaced in log sigma from sigma_max to sigma_min (trailing 0)."""
-
-    CATEGORY = "sampling/custom_sampling/schedulers"
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -137,12 +133,8 @@ class ExponentialScheduler(BuiltinNode):
         return (exponential_sigmas(steps, sigma_min, sigma_max),)
 
 
-class PolyexponentialScheduler(BuiltinNode):
+class PolyexponentialScheduler(SchedulerNode):
     """Log sigma following a rho-th power ramp (rho 1 = exponential)."""
-
-    CATEGORY = "sampling/custom_sampling/schedulers"
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -156,12 +148,8 @@ class PolyexponentialScheduler(BuiltinNode):
         return (polyexponential_sigmas(steps, sigma_min, sigma_max, rho),)
 
 
-class SDTurboScheduler(BuiltinNode):
+class SDTurboScheduler(SchedulerNode):
     """SD-Turbo's few-step schedule: timesteps 999, 899, ..., entered later for denoise < 1."""
-
-    CATEGORY = "sampling/custom_sampling/schedulers"
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -174,12 +162,8 @@ class SDTurboScheduler(BuiltinNode):
         return (sd_turbo_sigmas(_model_in("SDTurboScheduler", model).model_sampling, steps, denoise),)
 
 
-class BetaSamplingScheduler(BuiltinNode):
+class BetaSamplingScheduler(SchedulerNode):
     """Beta-distribution timestep spacing over the model's schedule (Lee et al. 2024)."""
-
-    CATEGORY = "sampling/custom_sampling/schedulers"
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from nodes._base import BuiltinNode, input_error
-from nodes.custom_sampling import _latent_in, _model_in, _sigmas_in
+from nodes.custom_sampling import SchedulerNode, _latent_in, _model_in, _sigmas_in
 
 if TYPE_CHECKING:
     import torch
@@ -51,12 +51,8 @@ def parse_sigmas(text: str) -> list[float]:
     return [float(n) for n in _NUMBER.findall(text)]
 
 
-class VPScheduler(BuiltinNode):
+class VPScheduler(SchedulerNode):
     """Variance-preserving SDE schedule (beta_d, beta_min, eps_s), trailing 0."""
-
-    CATEGORY = "sampling/custom_sampling/schedulers"
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -73,12 +69,8 @@ class VPScheduler(BuiltinNode):
         return (vp_sigmas(int(steps), float(beta_d), float(beta_min), float(eps_s)),)
 
 
-class LaplaceScheduler(BuiltinNode):
+class LaplaceScheduler(SchedulerNode):
     """Laplace schedule around log sigma = mu with scale beta, between sigma_min and sigma_max."""
-
-    CATEGORY = "sampling/custom_sampling/schedulers"
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
