@@ -30,7 +30,7 @@ MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's upper bound for this setting on 64-
 TRIM_THRESHOLD = 1024 * 1024 * 1024  # keep up to 1 GiB of freed memory at the top of the heap
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"applied": None}
+_state: dict[str, Any] = {"applied": None, "libc": None}
 
 
 def _glibc() -> Any | None:
@@ -55,12 +55,11 @@ def keep_freed_memory() -> bool:
             applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
                 libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
         _state["applied"] = applied
+        _state["libc"] = libc if applied else None
         return applied
 
 
 def release_freed_memory() -> bool:
     """Give freed heap memory back to the kernel (``malloc_trim(0)``); True when something was released."""
-    if not _state["applied"]:
-        return False
-    libc = _glibc()
+    libc = _state.get("libc")
     return bool(libc is not None and libc.malloc_trim(0))

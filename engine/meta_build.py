@@ -90,8 +90,8 @@ def _plain(value: Any) -> bool:
         return all(_plain(v) for v in value)
     if isinstance(value, torch.Size):
         return True
-    return bool(getattr(type(value), "__dataclass_params__", None) and type(value).__dataclass_params__.frozen
-                and hash(value) is not None)
+    params = getattr(type(value), "__dataclass_params__", None)  # a frozen dataclass (a network config)
+    return bool(params is not None and params.frozen)
 
 
 def _copyable(root: nn.Module) -> bool:
