@@ -21,6 +21,7 @@ import pytest
 from cluster_helpers import ray_loom, txt2img
 from PIL import Image
 
+from app.engine_factory import Engine
 from app.loom import Loom
 from server import create_app
 
@@ -53,7 +54,7 @@ def shared(ray_cluster: Any, loom_base: Path, registry: Any, tmp_path_factory: p
 
 @pytest.fixture
 async def client(aiohttp_client: Any, shared: Loom) -> Any:
-    view = Loom(config=shared.config, registry=shared.registry, executor=None, validate_fn=shared.validate_fn,
+    view = Loom(config=shared.config, engine=Engine(shared.registry, None), validate_fn=shared.validate_fn,
                 interrupt_flag=shared.interrupt_flag, hub=shared.hub, store=shared.store,
                 worker=_KeepRunning(shared.backend))  # type: ignore[arg-type]
     return await aiohttp_client(create_app(view, web_root=None, load_custom_nodes=False))
