@@ -20,7 +20,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from app.config import Config
 from app.compat._discovery import (
     PACKAGE_ROOT,
     PackEntry,
@@ -33,6 +32,7 @@ from app.compat._environment import CompatEnvironment, LoomHandles
 from app.compat._node_checks import InvalidNodeError, check_node_class, run_entrypoint
 from app.compat._pack_import import import_hint, import_pack, run_prestartup_script, watch_sys_path
 from app.compat._pip_guard import block_installs
+from app.config import Config
 from app.state import WEB_ROOT
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from app.workflow_format import GraphFormatError, load_graph_file, ui_to_api
 
 if TYPE_CHECKING:
     from engine.paths import ModelPaths
-    from executor import EventSink, ExecutionOutcome, NodeRegistry
+    from executor import ExecutionOutcome, NodeRegistry
     from nodes.services import NodeServices
 
 __all__ = ["RunnerError", "Runtime", "RunResult", "apply_overrides", "build_runtime", "run_graph", "main"]

@@ -212,7 +212,8 @@ class RayBackend:
         actor = self._remote_cls.options(**self._options).remote(config, name, self.worker_threads)
         return Slot(name, actor)
 
-    def _fetch_info(self, slot: Slot) -> None:
+    def fetch_info(self, slot: Slot) -> None:
+        """Ask `slot`'s actor who it is (waits for the actor to start, up to 5 minutes)."""
         import ray
 
         try:
@@ -316,6 +317,7 @@ class RayBackend:
             elif kind == "files":
                 placer.place(msg[1])
 
+        result: ExecutionOutcome | RemoteCrash | BaseException | None
         try:
             result = self.consume(slot, item, sensitive, run.preview_method, forward)
         except self.death_errors as exc:

@@ -6,8 +6,8 @@ from typing import Any
 
 from app.cluster.backend import RayBackend
 from app.config import Config
-from app.hub import Hub
 from app.engine_factory import Engine
+from app.hub import Hub
 from app.loom import Loom
 from app.queue_store import QueueStore
 

@@ -162,8 +162,8 @@ async def test_ten_prompts_finish_on_both_workers_in_order(client: Any, shared: 
 
     fresh = txt2img(999, prefix="local")
     fresh["6"]["inputs"]["text"] = "compared with one machine"
-    local_frames(engine[1], validate_prompt(engine[0], txt2img(998)).prompt, "W")  # warm: loader cached
-    local = local_frames(engine[1], validate_prompt(engine[0], fresh).prompt, "L")
+    local_frames(engine.executor, validate_prompt(engine.registry, txt2img(998)).prompt, "W")  # warm: loader cached
+    local = local_frames(engine.executor, validate_prompt(engine.registry, fresh).prompt, "L")
     pid = await post(client, fresh, "ten")
     frames = await frames_until(ws, finished([pid]))
     assert of_prompt(frames, pid) == local
