@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.config import Config
 from app.engine_factory import Engine, ExecutorLike, build_engine, make_paths
-from app.errors import PromptRejected
+from app.errors import PromptRejected, error_body
 from app.hub import Hub
 from app.queue_store import QueueStore
 from app.worker import Worker, WorkerBackend
@@ -98,9 +98,9 @@ class Loom:
             raise PromptRejected(exc.to_wire()) from None
         except Exception as exc:
             log.exception("validation crashed")
-            raise PromptRejected({"error": {"type": "exception_during_validation",
-                                            "message": "Prompt validation raised an exception",
-                                            "details": f"{type(exc).__name__}: {exc}", "extra_info": {}},
+            raise PromptRejected({"error": error_body("exception_during_validation",
+                                                      "Prompt validation raised an exception",
+                                                      f"{type(exc).__name__}: {exc}"),
                                   "node_errors": {}}) from None
 
     def free(self, unload_models: bool, free_memory: bool) -> None:
