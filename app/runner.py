@@ -24,7 +24,7 @@ from app.workflow_format import GraphFormatError, load_graph_file, ui_to_api
 
 if TYPE_CHECKING:
     from engine.paths import ModelPaths
-    from executor import ExecutionOutcome, NodeRegistry
+    from executor import EventSink, ExecutionOutcome, NodeRegistry
     from nodes.services import NodeServices
 
 __all__ = ["RunnerError", "Runtime", "RunResult", "apply_overrides", "build_runtime", "run_graph", "main"]
@@ -171,11 +171,12 @@ class ConsoleSink:
 
 
 # ------------------------------------------------------------------------------------------------ run
-def _input_types(registry: Any, name: str) -> Any:
-    return registry.get(name).INPUT_TYPES() if name in registry else None
+def _input_types(registry: NodeRegistry, name: str) -> Any:
+    cls: Any = registry.find(name)  # a node class: INPUT_TYPES is the contract's, not `type`'s
+    return cls.INPUT_TYPES() if cls is not None else None
 
 
-def load_prompt(path: Path, registry: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def load_prompt(path: Path, registry: NodeRegistry) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The API prompt of a graph file (UI workflows converted) and the UI workflow if there is one."""
     try:
         prompt, workflow = load_graph_file(path)
@@ -187,7 +188,7 @@ def load_prompt(path: Path, registry: Any) -> tuple[dict[str, Any], dict[str, An
     return prompt, workflow
 
 
-def _substitute_demo(prompt: dict[str, Any], services: Any, log: TextIO) -> None:
+def _substitute_demo(prompt: dict[str, Any], services: NodeServices, log: TextIO) -> None:
     names = services.paths.get_filename_list("checkpoints")
     if DEMO_NAME in names or STAND_IN_NAME not in names:
         return
@@ -209,7 +210,7 @@ def _format_validation(wire: dict[str, Any]) -> str:
 
 
 def run_graph(runtime: Runtime, prompt: dict[str, Any], workflow: dict[str, Any] | None = None, *,
-              sink: Any = None, log: TextIO | None = None) -> RunResult:
+              sink: EventSink | None = None, log: TextIO | None = None) -> RunResult:
     """Validate (with the built-in extra checks) and execute one prompt; list the images it saved."""
     log = log if log is not None else sys.stderr
     from executor import PromptValidationError, validate_prompt

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from aiohttp import web
 
+from app.hub import BinaryEventTypes
 from executor.context import NodeContext, current
 
 if TYPE_CHECKING:
@@ -26,16 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("loom.custom_nodes")
 
-PROGRESS_TEXT = 3  # binary frame type (spec 2.3)
+__all__ = ["PromptServer", "BinaryEventTypes", "PackMessages"]
 
-
-class BinaryEventTypes:
-    """ComfyUI's binary websocket frame ids (`server.BinaryEventTypes`, spec 2.3)."""
-
-    PREVIEW_IMAGE = 1
-    UNENCODED_PREVIEW_IMAGE = 2
-    TEXT = 3
-    PREVIEW_IMAGE_WITH_METADATA = 4
+PROGRESS_TEXT = BinaryEventTypes.TEXT  # binary frame type (spec 2.3)
 
 
 def _context() -> NodeContext | None:
