@@ -5,7 +5,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from executor.contract import call_input_types, hidden_inputs, return_types
+from executor.blocking import run_blocking
+from executor.contract import HIDDEN_VALUES, call_input_types, hidden_inputs, return_types
 from executor.prompt import Prompt, unwrap_value
 from executor.registry import NodeRegistry, _jsonable
 
@@ -29,14 +30,19 @@ def types_compatible(received: Any, expected: Any) -> bool:
 
 
 def coerce_literal(type_: Any, value: Any) -> Any:
-    """Convert a literal for a widget type like ComfyUI does (``int()``, ``float()``, ``str()``, ``bool()``)."""
-    if type_ == "INT":
+    """Convert a literal for a widget type like ComfyUI does (``int()``, ``float()``, ``str()``, ``bool()``).
+
+    The type is compared as a plain string: an "any" type (a ``str`` subclass whose ``==`` says yes to every
+    name) leaves the literal as it is instead of sending it through ``int()``.
+    """
+    name = str.__str__(type_) if isinstance(type_, str) else None
+    if name == "INT":
         return int(value)
-    if type_ == "FLOAT":
+    if name == "FLOAT":
         return float(value)
-    if type_ == "STRING":
+    if name == "STRING":
         return str(value)
-    if type_ == "BOOLEAN":
+    if name == "BOOLEAN":
         return bool(value)
     return value
 
@@ -157,11 +163,14 @@ def _run_validator(vfunc: Callable[..., Any], vnames: set[str], vkwargs: bool, n
         if name in declared or name in vnames or vkwargs:
             values[name] = None if isinstance(val, (list, tuple)) else unwrap_value(val)
     for name, kind in hidden_inputs(types).items():
-        values[name] = {"PROMPT": prompt, "UNIQUE_ID": node_id}.get(kind)
+        if kind in HIDDEN_VALUES:  # a hidden input of an ordinary type keeps the value the prompt gives
+            values[name] = {"PROMPT": prompt, "UNIQUE_ID": node_id}.get(kind)
     chosen = {k: v for k, v in values.items() if vkwargs or k in vnames}
     if "input_types" in vnames:
         chosen["input_types"] = received_types
     ret = vfunc(**chosen)
+    if inspect.isawaitable(ret):  # an `async def VALIDATE_INPUTS`
+        ret = run_blocking(ret)
     if ret is True:
         return []
     suffix = "" if ret is False else f" - {ret}"
