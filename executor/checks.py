@@ -29,13 +29,18 @@ def types_compatible(received: Any, expected: Any) -> bool:
     return "*" in got or "*" in want or bool(got & want)
 
 
-def coerce_literal(type_: Any, value: Any) -> Any:
-    """Convert a literal for a widget type like ComfyUI does (``int()``, ``float()``, ``str()``, ``bool()``).
+def type_name(type_: Any) -> str | None:
+    """A declared input type as a plain string (None for a COMBO list).
 
-    The type is compared as a plain string: an "any" type (a ``str`` subclass whose ``==`` says yes to every
-    name) leaves the literal as it is instead of sending it through ``int()``.
+    Literal checks compare this, not the declared object: packs declare "any" types as ``str`` subclasses
+    whose ``==`` says yes to every name, and such an input must not be treated as INT or COMBO.
     """
-    name = str.__str__(type_) if isinstance(type_, str) else None
+    return str.__str__(type_) if isinstance(type_, str) else None
+
+
+def coerce_literal(type_: Any, value: Any) -> Any:
+    """Convert a literal for a widget type like ComfyUI does (``int()``, ``float()``, ``str()``, ``bool()``)."""
+    name = type_name(type_)
     if name == "INT":
         return int(value)
     if name == "FLOAT":
@@ -71,7 +76,7 @@ def _check_literal(name: str, type_: Any, options: Mapping[str, Any], config: An
         return _err("value_smaller_than_min", f"Value {val} smaller than min of {lo}", name, base)
     if hi is not None and _is_number(hi) and _is_number(val) and val > hi:
         return _err("value_bigger_than_max", f"Value {val} bigger than max of {hi}", name, base)
-    if isinstance(type_, (list, tuple)) or type_ == "COMBO":
+    if isinstance(type_, (list, tuple)) or type_name(type_) == "COMBO":
         choices = list(type_) if isinstance(type_, (list, tuple)) else list(options.get("options") or [])
         if val not in choices:
             if len(choices) > 20:
