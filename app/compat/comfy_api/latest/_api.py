@@ -9,7 +9,6 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
-
 from comfy_api.latest import io
 
 
