@@ -65,7 +65,7 @@ def versions(source: Path) -> list[Version]:
     if git_dir is None:
         if not (source / "tests" / "execution").is_dir():
             raise LookupError(f"{source} holds no tests/execution folder (not a ComfyUI checkout?)")
-        return [Version("work tree", None, source)]
+        return [Version(f"work tree {source}", None, source)]
     found: list[Version] = []
     try:
         _git(git_dir, "cat-file", "-e", f"{PINNED[1]}^{{commit}}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,8 +13,8 @@ from pathlib import Path
 
 LOOM_ROOT = Path(__file__).resolve().parents[2]
 REDIRECT = Path(__file__).with_name("redirect_conftest.py")
-# The suite's `_server` fixture params, in order: (use_lru, lru_size) -> the flag ComfyUI passes.
-CACHE_SETTINGS = {"_server0": "classic (no flag)", "_server1": "--cache-lru 0", "_server2": "--cache-lru 100"}
+# A suite's server-fixture parameters in test ids: `_server0` (v0.3.64), `server1` (later versions).
+SERVER_PARAM = re.compile(r"^_?server\d+$")
 
 
 @dataclass
@@ -22,13 +23,14 @@ class FileResult:
 
     outcomes: dict[str, str] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # test id -> the cache flags of its server
     log_tail: str = ""
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Cache setting -> (passed, run)."""
         table: dict[str, tuple[int, int]] = {}
         for test_id, outcome in self.outcomes.items():
-            setting = cache_setting(test_id)
+            setting = self.settings.get(test_id, "no server started")
             passed, run = table.get(setting, (0, 0))
             table[setting] = (passed + (outcome == "passed"), run + 1)
         return table
@@ -38,19 +40,10 @@ class FileResult:
         return {t: self.messages.get(t, o) for t, o in self.outcomes.items() if o != "passed"}
 
 
-def cache_setting(test_id: str) -> str:
-    """The cache setting a test id ran under (`test_x[_server1-5-True]` -> '--cache-lru 0')."""
-    params = test_id.partition("[")[2].rstrip("]").split("-")
-    for param in params:
-        if param in CACHE_SETTINGS:
-            return CACHE_SETTINGS[param]
-    return "one server"
-
-
 def base_name(test_id: str) -> str:
-    """A test id without its cache-setting parameter (`test_x[_server1-5-True]` -> `test_x[5-True]`)."""
+    """A test id without its server parameter (`test_x[_server1-5-True]` -> `test_x[5-True]`)."""
     name, _, params = test_id.partition("[")
-    kept = [p for p in params.rstrip("]").split("-") if p and p not in CACHE_SETTINGS]
+    kept = [p for p in params.rstrip("]").split("-") if p and not SERVER_PARAM.match(p)]
     return f"{name}[{'-'.join(kept)}]" if kept else name
 
 
@@ -78,6 +71,9 @@ def run_file(suite: Path, test_file: str, timeout: float, extra_args: tuple[str,
     for case in ET.parse(report).getroot().iter("testcase"):
         test_id = case.get("name", "")
         outcome, message = "passed", ""
+        for prop in case.iter("property"):
+            if prop.get("name") == "loom_cache_flags":
+                result.settings[test_id] = prop.get("value", "")
         for child in case:
             if child.tag in ("failure", "error", "skipped"):
                 outcome = child.tag

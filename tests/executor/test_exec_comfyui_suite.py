@@ -76,7 +76,14 @@ def test_a_literal_on_an_any_typed_input_is_not_converted(nodes: Reg) -> None:
 def test_a_hidden_input_of_an_ordinary_type_keeps_the_value_it_is_given(nodes: Reg) -> None:
     reg, _ = nodes
     spec = {"required": {}, "hidden": {"value": ("*",), "uid": "UNIQUE_ID"}}
-    echo = _echo(reg, "HiddenEcho", spec, VALIDATE_INPUTS=classmethod(lambda cls, value=None, uid=None: True))
+    fingerprints: list[dict[str, Any]] = []
+
+    def is_changed(cls: type, **kwargs: Any) -> str:
+        fingerprints.append(kwargs)
+        return "same"
+
+    echo = _echo(reg, "HiddenEcho", spec, VALIDATE_INPUTS=classmethod(lambda cls, value=None, uid=None: True),
+                 IS_CHANGED=classmethod(is_changed))
     prompt = {"c": {"class_type": "Const", "inputs": {"value": 7}},
               "linked": {"class_type": "HiddenEcho", "inputs": {"value": ["c", 0]}},
               "literal": {"class_type": "HiddenEcho", "inputs": {"value": 4}},
@@ -86,6 +93,7 @@ def test_a_hidden_input_of_an_ordinary_type_keeps_the_value_it_is_given(nodes: R
     assert by_node["linked"] == {"value": 7, "uid": "linked"}
     assert by_node["literal"] == {"value": 4, "uid": "literal"}
     assert by_node["absent"] == {"uid": "absent"}  # not given: not passed, as in ComfyUI (never None)
+    assert {"value": 4, "uid": "literal"} in fingerprints and {"uid": "absent"} in fingerprints
 
 
 def test_a_cycle_made_by_expansion_is_blamed_on_the_expanding_node(nodes: Reg) -> None:
