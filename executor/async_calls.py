@@ -95,4 +95,3 @@ class AsyncCalls:
 def results_of(returns: list[Any]) -> list[Any]:
     """Replace finished tasks by their results (raising their exceptions)."""
     return [r.result() if isinstance(r, asyncio.Future) else r for r in returns]
-
