@@ -55,7 +55,7 @@ def find_source() -> tuple[Path, str]:
             return mirror, "fetch mirror"
     raise LookupError(
         "no ComfyUI checkout on this machine: set LOOM_COMFYUI_DIR to a ComfyUI clone (work tree or git dir) "
-        f"or fetch github:Comfy-Org/ComfyUI into {MIRRORS[0].parent}"
+        "or fetch github:Comfy-Org/ComfyUI (a bare git dir under /work/.mirror/Comfy-Org+ComfyUI/repo)"
     )
 
 
