@@ -1,0 +1,73 @@
+"""A tmp ComfyUI models/ tree for the families2 fixtures; derived checkpoints are written at test time from the
+stored tiny files and deltas (byte copies of stored tensors, as ../shared/fixtures/families2/make_derived.py does)."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+FAM2 = FIX / "families2"
+GOLDEN2 = FAM2 / "golden"
+SD15 = FIX / "tiny-sd15" / "tiny-sd15.safetensors"
+INPAINT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+def make_sd15_inpaint(target: Path) -> None:
+    """tiny-sd15 with input_blocks.0.0.weight replaced by the 9-channel delta (the sd-v1-5-inpainting layout)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(SD15), "pt") as f:
+        sd = {k: f.get_tensor(k) for k in f.keys()}
+    with safe_open(str(FAM2 / "tiny-sd15-inpaint.delta.safetensors"), "pt") as f:
+        meta = dict(f.metadata() or {})
+        delta = f.get_tensor(INPAINT_KEY)
+    assert sd[INPAINT_KEY].shape[1] == 4 and bool((delta[:, :4] == sd[INPAINT_KEY]).all())
+    sd[INPAINT_KEY] = delta
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(target), metadata={"format": "pt", **{k: v for k, v in meta.items() if k != "format"}})
+
+
+@pytest.fixture(scope="session")
+def models2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("families2")
+    make_sd15_inpaint(base / "models" / "checkpoints" / "tiny-sd15-inpaint.safetensors")
+    return base
+
+
+@pytest.fixture(scope="session")
+def runtime2(models2_base: Path) -> Iterator[Any]:
+    import torch
+
+    from app.runner import build_runtime
+
+    torch.set_num_threads(1)
+    rt = build_runtime(models2_base, cpu=True)
+    for name in ("init_128x64.png", "mask_128x64.png"):
+        shutil.copy(FIX / "tiny-sd15" / name, Path(rt.services.paths.input_dir) / name)
+    yield rt
+    rt.close()
+
+
+def rel_err(a: Any, b: Any) -> float:
+    """max |a - b| / max |b| (the fixtures' comparison rule)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+@pytest.fixture(scope="session")
+def run2(runtime2: Any) -> Any:
+    """run2(graph, prompt_id) -> ExecutionOutcome through the real nodes and the executor."""
+    from executor import PromptExecutor, validate_prompt
+    from nodes.checks import builtin_checks
+
+    def _run(graph: dict[str, Any], prompt_id: str = "p") -> Any:
+        valid = validate_prompt(runtime2.registry, graph, extra_checks=builtin_checks(runtime2.services))
+        return PromptExecutor(runtime2.registry, keep_values=True).execute(valid.prompt, prompt_id, {},
+                                                                           valid.outputs)
+    return _run
