@@ -14,7 +14,7 @@ import torch
 
 from engine.networks.unet import timestep_embedding
 
-__all__ = ["size_embedding", "adm_vector"]
+__all__ = ["size_embedding", "adm_vector", "flux_vector", "FLUX_DEFAULT_GUIDANCE"]
 
 PromptType = Literal["positive", "negative"]
 
@@ -24,12 +24,30 @@ def size_embedding(values: Sequence[float], dim: int = 256) -> torch.Tensor:
     return timestep_embedding(torch.tensor([float(v) for v in values]), dim).flatten()
 
 
+FLUX_DEFAULT_GUIDANCE = 3.5
+
+
+def flux_vector(cond: Mapping[str, Any]) -> torch.Tensor:
+    """Flux's ``y``: the CLIP-L pooled vector and one column of distilled guidance (default 3.5; NaN when
+    FluxDisableGuidance set it to None, so the network skips the guidance embedding)."""
+    pooled = cond.get("pooled_output")
+    if pooled is None:
+        raise ValueError("flux needs a pooled text embedding: the conditioning has no 'pooled_output' "
+                         "(encode the prompt with a flux DualCLIPLoader CLIP)")
+    guidance = cond.get("guidance", FLUX_DEFAULT_GUIDANCE)
+    value = float("nan") if guidance is None else float(guidance)
+    column = torch.full((pooled.shape[0], 1), value, dtype=torch.float32)
+    return torch.cat([pooled.float(), column], dim=1)
+
+
 def adm_vector(kind: str, cond: Mapping[str, Any], latent_shape: Sequence[int],
                prompt_type: PromptType = "positive", downscale: int = 8) -> torch.Tensor | None:
     """The ``y`` vector [B, adm] of one conditioning entry for an ADM family ("sdxl" / "sdxl_refiner")."""
     if kind == "none":
         return None
     pooled = cond.get("pooled_output")
+    if kind == "flux":
+        return flux_vector(cond)
     if pooled is None:
         raise ValueError(f"{kind} needs a pooled text embedding: the conditioning has no 'pooled_output' "
                          "(encode the prompt with this model's CLIP)")

@@ -165,8 +165,9 @@ def detect_vae(shapes: Shapes, prefix: str = "") -> VAEConfig:
     mult = tuple(int(shapes[f"{prefix}decoder.up.{i}.block.0.conv2.weight"][0]) // ch for i in levels)
     n_res = len(_indices(shapes, prefix + "decoder.up.0.block.")) - 1
     z = int(shapes[prefix + "decoder.conv_in.weight"][1])
-    embed = int(shapes[prefix + "post_quant_conv.weight"][1]) if prefix + "post_quant_conv.weight" in shapes else z
-    return VAEConfig(ch=ch, ch_mult=mult, num_res_blocks=n_res, z_channels=z, embed_dim=embed)
+    quant = prefix + "post_quant_conv.weight" in shapes
+    embed = int(shapes[prefix + "post_quant_conv.weight"][1]) if quant else z
+    return VAEConfig(ch=ch, ch_mult=mult, num_res_blocks=n_res, z_channels=z, embed_dim=embed, quant_conv=quant)
 
 
 def detect_clip_l(shapes: Shapes, prefix: str, heads: int) -> ClipTextConfig:

@@ -8,13 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from engine.latent_formats import FLUX as FLUX_LATENT
+from engine.latent_formats import SD3 as SD3_LATENT
 from engine.latent_formats import SD15 as SD15_LATENT
 from engine.latent_formats import SDXL as SDXL_LATENT
 from engine.latent_formats import LatentFormat
 
-__all__ = ["Family", "FAMILIES", "SD15", "SD20", "SDXL", "SDXL_REFINER", "family_names"]
+__all__ = ["Family", "FAMILIES", "SD15", "SD20", "SDXL", "SDXL_REFINER", "FLUX_DEV", "FLUX_SCHNELL", "SD35",
+           "family_names"]
 
-Prediction = Literal["eps", "v"]
+Prediction = Literal["eps", "v", "flow"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,8 @@ class TextEncoderSpec:
     meta_keys: where a file's metadata config describes this tower.
     """
 
-    key: Literal["l", "g", "h"]
-    kind: Literal["clip_l", "open_clip"]
+    key: Literal["l", "g", "h", "t5xxl"]
+    kind: Literal["clip_l", "open_clip", "t5"]
     prefix: str
     pad_token: int
     default_heads: int
@@ -50,7 +53,13 @@ class Family:
     vae_prefix: str = "first_stage_model."
     default_num_head_channels: int = -1
     default_num_heads: int = 8
-    adm: Literal["none", "sdxl", "sdxl_refiner"] = "none"
+    adm: Literal["none", "sdxl", "sdxl_refiner", "flux"] = "none"
+    arch: Literal["unet", "flux", "mmdit"] = "unet"
+    # model sampling: "discrete" (DDPM table), "flow" (ModelSamplingDiscreteFlow shift / multiplier),
+    # "flux" (ModelSamplingFlux shift)
+    sampling: Literal["discrete", "flow", "flux"] = "discrete"
+    shift: float = 1.0
+    multiplier: float = 1000.0
 
 
 SD15 = Family(
@@ -95,9 +104,55 @@ SDXL_REFINER = Family(
     default_num_head_channels=64,
 )
 
+# Flow-matching families. Their text towers come from text-encoder files or an all-in-one checkpoint's
+# ``text_encoders.<name>.transformer.`` keys (HF names); CLIP heads as in SD1 / SDXL (not readable from shapes).
+_FLOW_L = TextEncoderSpec("l", "clip_l", "text_encoders.clip_l.transformer.", 49407, 12, None, True,
+                          ("clip_l", "text_encoder_l"))
+_FLOW_T5 = TextEncoderSpec("t5xxl", "t5", "text_encoders.t5xxl.transformer.", 0, 64, None, True, ("t5xxl",))
+
+FLUX_DEV = Family(
+    name="flux1_dev",
+    latent_format=FLUX_LATENT,
+    prediction="flow",
+    text_encoders=(_FLOW_L, _FLOW_T5),
+    vae_prefix="vae.",
+    adm="flux",
+    arch="flux",
+    sampling="flux",
+    shift=1.15,
+)
+
+FLUX_SCHNELL = Family(
+    name="flux1_schnell",
+    latent_format=FLUX_LATENT,
+    prediction="flow",
+    text_encoders=(_FLOW_L, _FLOW_T5),
+    vae_prefix="vae.",
+    adm="flux",
+    arch="flux",
+    sampling="flow",
+    shift=1.0,
+    multiplier=1.0,
+)
+
+SD35 = Family(
+    name="sd35",
+    latent_format=SD3_LATENT,
+    prediction="flow",
+    text_encoders=(_FLOW_L,
+                   TextEncoderSpec("g", "clip_l", "text_encoders.clip_g.transformer.", 0, 20, None, True,
+                                   ("clip_g", "text_encoder_g")),
+                   _FLOW_T5),
+    arch="mmdit",
+    sampling="flow",
+    shift=3.0,
+    multiplier=1000.0,
+)
+
 FAMILIES: tuple[Family, ...] = (SDXL, SDXL_REFINER, SD20, SD15)
+FLOW_FAMILIES: tuple[Family, ...] = (FLUX_DEV, FLUX_SCHNELL, SD35)
 
 
 def family_names() -> list[str]:
     """Names of the families Loom can build today (for error messages)."""
-    return [f.name for f in FAMILIES]
+    return [f.name for f in FAMILIES + (FLUX_DEV, FLUX_SCHNELL)]

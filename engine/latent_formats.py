@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LatentFormat", "SD15", "SDXL"]
+__all__ = ["LatentFormat", "SD15", "SDXL", "SD3", "FLUX"]
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,18 @@ class LatentFormat:
     latent_channels: int = 4
     latent_rgb_factors: tuple[tuple[float, float, float], ...] = ()
     latent_rgb_bias: tuple[float, float, float] | None = None
+    shift_factor: float = 0.0
 
     def process_in(self, latent: torch.Tensor) -> torch.Tensor:
-        """Raw VAE latent -> diffusion-model space."""
+        """Raw VAE latent -> diffusion-model space: ``(z - shift) * scale``."""
+        if self.shift_factor:
+            return (latent - self.shift_factor) * self.scale_factor
         return latent * self.scale_factor
 
     def process_out(self, latent: torch.Tensor) -> torch.Tensor:
-        """Diffusion-model space -> raw VAE latent."""
+        """Diffusion-model space -> raw VAE latent: ``z / scale + shift``."""
+        if self.shift_factor:
+            return latent / self.scale_factor + self.shift_factor
         return latent / self.scale_factor
 
 
@@ -53,3 +58,8 @@ SDXL = LatentFormat(
     ),
     latent_rgb_bias=(0.1084, -0.0175, -0.0011),
 )
+
+# The 16-channel VAEs of the flow families (SD3.x and Flux.1 have different VAE weights and statistics).
+# No latent->RGB factors yet: previews of these latents fall back to the preview's plain method.
+SD3 = LatentFormat(name="SD3", scale_factor=1.5305, latent_channels=16, shift_factor=0.0609)
+FLUX = LatentFormat(name="Flux", scale_factor=0.3611, latent_channels=16, shift_factor=0.1159)

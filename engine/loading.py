@@ -23,8 +23,10 @@ from engine.detect import (
     detect_vae,
     metadata_config,
 )
+from engine.detect_flow import flux_prefix
 from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
+from engine.flow_loading import make_flux_model
 from engine.families import Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
 from engine.meta_build import BASE_OF as _BASE_OF
@@ -168,10 +170,11 @@ def _adopt(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.dtype
                  or nn.modules.module._global_buffer_registration_hooks)
     for (m, name, _, is_param), t in zip(slots, adopted, strict=True):
         if t.is_floating_point() or t.is_complex():
-            if t.dtype != dtype:
-                t = t.to(dtype=dtype)
             if storage_dtype is not None and is_param and t.ndim >= 2:
-                t = t.to(storage_dtype)
+                if t.dtype != storage_dtype:  # a matrix already in its storage dtype stays the mapped tensor
+                    t = t.to(dtype=dtype).to(storage_dtype)
+            elif t.dtype != dtype:
+                t = t.to(dtype=dtype)
         if is_param:
             if type(t) is not torch.Tensor and isinstance(t, nn.Parameter):
                 t.requires_grad_(False)
@@ -209,14 +212,14 @@ def _adopt_slow(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.
     module.requires_grad_(False)
 
 
-def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype,
-                  what: str, path: Path, storage_dtype: torch.dtype | None = None) -> M:
+def build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype,
+                 what: str, path: Path, storage_dtype: torch.dtype | None = None, cast: bool = False) -> M:
     """Build on the meta device, adopt the file's tensors, then cast to ``dtype``.
 
-    With a ``storage_dtype`` (fp8), matrices are stored in it and cast to ``dtype`` on each call
-    (ManualCast layers); vectors (norms, biases) stay in ``dtype``.
+    With a ``storage_dtype`` (fp8, or a bf16 / fp16 file kept as it is), matrices are stored in it and cast to
+    ``dtype`` on each call (ManualCast layers, also when ``cast``); vectors (norms, biases) stay in ``dtype``.
     """
-    ops = ManualCast if storage_dtype is not None else Plain
+    ops = ManualCast if storage_dtype is not None or cast else Plain
     module = _meta_build(cls, config, operations=_meta_ops(ops))
     _adopt(module, sd, dtype, what, path, storage_dtype)
     return module  # type: ignore[return-value]
@@ -232,9 +235,9 @@ def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Fa
                 manager: ModelManager, path: Path, dtype: torch.dtype | None) -> ModelHandle:
     compute = manager.policy.unet_dtype
     if dtype is not None and dtype in _LOW_PRECISION:
-        unet = _build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path, storage_dtype=dtype)
+        unet = build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path, storage_dtype=dtype)
     else:
-        unet = _build_assign(UNetModel, unet_cfg, sd, dtype or compute, "UNet", path)
+        unet = build_assign(UNetModel, unet_cfg, sd, dtype or compute, "UNet", path)
         compute = dtype or compute
     entry = manager.register(unet, f"{path.name} (unet)", "unet")
     return ModelHandle(unet, _model_sampling(prediction), family.latent_format, family, manager, entry,
@@ -242,7 +245,7 @@ def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Fa
 
 
 def _make_vae(cfg: VAEConfig, sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path) -> VaeHandle:
-    vae = _build_assign(AutoencoderKL, cfg, sd, manager.policy.vae_dtype, "VAE", path)
+    vae = build_assign(AutoencoderKL, cfg, sd, manager.policy.vae_dtype, "VAE", path)
     return VaeHandle(vae, manager, manager.register(vae, f"{path.name} (vae)", "vae"))
 
 
@@ -340,6 +343,9 @@ def load_unet(path: PathLike, manager: ModelManager, dtype: torch.dtype | None =
 
     def build() -> ModelHandle:
         sd, metadata = read_state_dict(p)
+        flux = flux_prefix(read_shapes(sd))
+        if flux is not None:
+            return make_flux_model(_sub(sd, flux) if flux else sd, manager, p, dtype, build_assign)
         sd = _strip_known(sd, ("", "model.diffusion_model."), "input_blocks.0.0.weight")
         if "conv_in.weight" in sd and "input_blocks.0.0.weight" not in sd:
             raise UnknownModelError(f"{p.name}: diffusers-format UNet (conv_in / down_blocks keys) is not supported "

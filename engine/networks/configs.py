@@ -51,6 +51,7 @@ class VAEConfig:
     embed_dim: int = 4
     in_channels: int = 3
     out_ch: int = 3
+    quant_conv: bool = True  # the SD3 / Flux 16-channel VAEs have no quant_conv / post_quant_conv
 
     @property
     def downscale(self) -> int:
@@ -85,3 +86,27 @@ class OpenClipConfig:
     context_length: int = 77
     projection_dim: int = 1024
     layer_norm_eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class FluxConfig:
+    """Hyper-parameters of a Flux.1 transformer (engine.detect_flow reads them from shapes).
+
+    in_channels: latent channels (the patchified ``img_in`` input is in_channels * patch**2); context_dim:
+    T5 width (``txt_in``); vec_in_dim: CLIP-L pooled width; axes_dim: RoPE split of head_dim over
+    (text index, row, column); guidance_embed: dev (``guidance_in``) vs schnell.
+    """
+
+    in_channels: int = 16
+    hidden_size: int = 3072
+    num_heads: int = 24
+    depth: int = 19
+    depth_single_blocks: int = 38
+    mlp_ratio: float = 4.0
+    context_dim: int = 4096
+    vec_in_dim: int = 768
+    axes_dim: tuple[int, ...] = (16, 56, 56)
+    theta: int = 10000
+    qkv_bias: bool = True
+    guidance_embed: bool = True
+    patch_size: int = 2

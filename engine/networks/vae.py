@@ -178,14 +178,17 @@ class AutoencoderKL(nn.Module):
         kw: dict[str, Any] = {"dtype": dtype, "device": device}
         self.encoder = Encoder(config, kw, operations)
         self.decoder = Decoder(config, kw, operations)
-        self.quant_conv = operations.Conv2d(2 * config.z_channels, 2 * config.embed_dim, 1, **kw)
-        self.post_quant_conv = operations.Conv2d(config.embed_dim, config.z_channels, 1, **kw)
+        if config.quant_conv:
+            self.quant_conv = operations.Conv2d(2 * config.z_channels, 2 * config.embed_dim, 1, **kw)
+            self.post_quant_conv = operations.Conv2d(config.embed_dim, config.z_channels, 1, **kw)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior mean (the distribution's mode) of pixels in [-1, 1]."""
-        moments = self.quant_conv(self.encoder(x))
+        moments = self.encoder(x)
+        if self.config.quant_conv:
+            moments = self.quant_conv(moments)
         return moments[:, : self.config.embed_dim]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Pixels in about [-1, 1] from a raw (unscaled) latent."""
-        return self.decoder(self.post_quant_conv(z))
+        return self.decoder(self.post_quant_conv(z) if self.config.quant_conv else z)

@@ -1,0 +1,66 @@
+"""Loading the flow-matching families' diffusion models (Flux.1; SD3.5 to follow) as MODEL handles.
+
+The transformer is built on the meta device and adopts the file's memory-mapped tensors. Matrices stay in
+the file's dtype (bf16 / fp16 / fp8; or UNETLoader's fp8 ``weight_dtype``) and are cast per layer at call
+time (ManualCast layers); only vectors (biases, norm gains) are held in the compute dtype. A bf16 file thus
+never becomes an fp32 copy.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.detect_flow import detect_flux
+from engine.families import Family
+from engine.handles import ModelHandle
+from engine.model_management import ModelManager
+from engine.networks.flux import Flux
+
+__all__ = ["model_sampling_for", "make_flux_model", "NARROW_DTYPES"]
+
+NARROW_DTYPES = tuple(getattr(torch, n) for n in ("float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
+                      if hasattr(torch, n))
+
+
+def model_sampling_for(family: Family, shift: float | None = None, multiplier: float | None = None) -> Any:
+    """The family's default noise schedule (ModelSamplingSD3 / ModelSamplingFlux nodes override shift)."""
+    from engine.sampling.flow_sampling import ModelSamplingDiscreteFlow, ModelSamplingFlux
+    from engine.sampling.model_sampling import ModelSamplingDiscrete
+
+    if family.sampling == "flux":
+        return ModelSamplingFlux(family.shift if shift is None else shift)
+    if family.sampling == "flow":
+        return ModelSamplingDiscreteFlow(family.shift if shift is None else shift,
+                                         family.multiplier if multiplier is None else multiplier)
+    return ModelSamplingDiscrete(prediction=family.prediction)  # type: ignore[arg-type]
+
+
+def _storage_dtype(sd: Mapping[str, torch.Tensor], requested: torch.dtype | None) -> torch.dtype | None:
+    """The dtype matrices are kept in: the requested one (UNETLoader weight_dtype), else the file's own when
+    it is narrower than fp32."""
+    if requested is not None:
+        return requested
+    for t in sd.values():
+        if t.ndim >= 2 and t.is_floating_point():
+            return t.dtype if t.dtype in NARROW_DTYPES else None
+    return None
+
+
+def make_flux_model(sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path,
+                    dtype: torch.dtype | None, build_assign: Callable[..., Any]) -> ModelHandle:
+    """A MODEL handle over a Flux transformer (keys without prefix); ``build_assign`` is engine.loading's
+    meta-device builder."""
+    family, cfg = detect_flux({k: tuple(v.shape) for k, v in sd.items()}, "", path.name)
+    compute = manager.policy.unet_dtype
+    if dtype is not None and dtype not in NARROW_DTYPES and dtype != compute:
+        compute = dtype
+    storage = _storage_dtype(sd, dtype if dtype in NARROW_DTYPES else None)
+    if storage == compute:
+        storage = None
+    net = build_assign(Flux, cfg, sd, compute, "Flux transformer", path, storage_dtype=storage, cast=True)
+    entry = manager.register(net, f"{path.name} (flux)", "unet")
+    return ModelHandle(net, model_sampling_for(family), family.latent_format, family, manager, entry,  # type: ignore[arg-type]
+                       compute_dtype=compute)
