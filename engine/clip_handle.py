@@ -13,13 +13,13 @@ from engine.model_management import ManagedModel, ModelManager
 from engine.patching import Patchable
 from engine.tokenizer import PromptTokenizer, TokenWeight
 
-__all__ = ["ClipHandle", "TextEncoderSet", "TOWER_MODULES"]
+__all__ = ["ClipHandle", "TextEncoderSet", "TOWER_MODULES", "Tokens"]
 
 Tokens = dict[str, list[list[TokenWeight]]]
 Conditioning = list[list[Any]]
 
 # token-dict key -> module name (ComfyUI's names, so LoRA keys like "clip_l.transformer..." match)
-TOWER_MODULES = {"l": "clip_l", "g": "clip_g", "h": "clip_h"}
+TOWER_MODULES = {"l": "clip_l", "g": "clip_g", "h": "clip_h", "t5xxl": "t5xxl"}
 
 
 class TextEncoderSet(nn.ModuleDict):

@@ -26,6 +26,7 @@ from engine.detect import (
 from engine.detect_flow import flux_prefix
 from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
+from engine.flow_clip import FLOW_CLIP_TYPES, build_flow_clip
 from engine.flow_loading import make_flux_model
 from engine.families import Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
@@ -386,6 +387,13 @@ def load_clip(paths: PathLike | Sequence[PathLike], clip_type: str = "stable_dif
         if not p.is_file():
             raise CheckpointError(f"text encoder file not found: {p}. Put it in models/text_encoders "
                                   "(or models/clip)")
+    if clip_type in FLOW_CLIP_TYPES:
+        def build_flow() -> ClipHandle:
+            files = [(p, *read_state_dict(p)) for p in plist]
+            return build_flow_clip(clip_type, files, manager, _build_tower)
+
+        return manager.cached(file_cache_key("clip", plist[0], clip_type,
+                                             *(file_cache_key("clip", p) for p in plist[1:])), build_flow).clone()
 
     def build() -> ClipHandle:
         towers, metas = [], {}

@@ -39,9 +39,9 @@ class DualCLIPLoader(BuiltinNode):
                   ) -> tuple[Any]:
         from engine import loading
 
-        if type != "sdxl":
+        if type not in ("sdxl", "flux"):
             raise input_error("DualCLIPLoader", "type", f"type {type!r} is not supported yet; Loom loads the "
-                              "'sdxl' pair (clip_l + clip_g)")
+                              "'sdxl' pair (clip_l + clip_g) and the 'flux' pair (clip_l + t5xxl)")
         services = self._services()
         paths = [_resolve("DualCLIPLoader", services, "text_encoders", f"clip_name{i}", name)
                  for i, name in ((1, clip_name1), (2, clip_name2))]

@@ -2,6 +2,7 @@
 stored tiny files and deltas (byte copies of stored tensors, as ../shared/fixtures/families2/make_derived.py does)."""
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,10 @@ def make_sd15_inpaint(target: Path) -> None:
 def models2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("families2")
     make_sd15_inpaint(base / "models" / "checkpoints" / "tiny-sd15-inpaint.safetensors")
+    for rel, name in FLOW_LINKS.items():
+        target = base / "models" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(FAM2 / name, target)
     return base
 
 
@@ -71,3 +76,12 @@ def run2(runtime2: Any) -> Any:
         return PromptExecutor(runtime2.registry, keep_values=True).execute(valid.prompt, prompt_id, {},
                                                                            valid.outputs)
     return _run
+
+
+FLOW_LINKS = {
+    "diffusion_models/tiny-flux1-dev.safetensors": "tiny-flux1-dev.safetensors",
+    "diffusion_models/tiny-flux1-schnell.safetensors": "tiny-flux1-schnell.safetensors",
+    "vae/tiny-flux-ae.safetensors": "tiny-flux-ae.safetensors",
+    "text_encoders/tiny-clip_l.safetensors": "tiny-clip_l.safetensors",
+    "text_encoders/tiny-t5xxl_fp16.safetensors": "tiny-t5xxl_fp16.safetensors",
+}

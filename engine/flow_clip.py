@@ -1,0 +1,116 @@
+"""Text encoders of the flow families: Flux (CLIP-L pooled + T5-XXL context); SD3.5 to follow.
+
+Files are classified by content, as ComfyUI does: a T5 encoder by ``relative_attention_bias``; an HF-named CLIP
+with ``text_model.encoder.layers.30.*`` is CLIP-G, otherwise CLIP-L. CLIP heads come from a JSON config in the
+file's metadata (``num_attention_heads``) when present, else from the family's standard value.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.clip_handle import ClipHandle, TextEncoderSet, Tokens
+from engine.detect import clip_heads, detect_clip_l
+from engine.errors import UnknownModelError
+from engine.families import FLUX_DEV, Family, TextEncoderSpec
+from engine.model_management import ModelManager
+from engine.networks.text_encoders import ClipTextEncoder
+from engine.t5 import T5PromptTokenizer, T5TextEncoder, detect_t5, is_t5
+from engine.tokenizer import PromptTokenizer
+
+__all__ = ["FlowClipHandle", "build_flow_clip", "tower_kind", "FLOW_CLIP_TYPES"]
+
+FLOW_CLIP_TYPES: dict[str, tuple[Family, tuple[str, ...]]] = {"flux": (FLUX_DEV, ("l", "t5xxl"))}
+TOWER_NAMES = {"l": "clip_l", "g": "clip_g", "t5xxl": "t5xxl"}
+_T5_MIN_LENGTH = {"flux": 256, "sd3": 77}
+
+
+def tower_kind(shapes: Mapping[str, Sequence[int]]) -> str | None:
+    """"t5xxl", "g", "l" or None (not a text encoder these families use)."""
+    if is_t5(shapes):
+        return "t5xxl"
+    if "text_model.embeddings.token_embedding.weight" in shapes:
+        return "g" if "text_model.encoder.layers.30.mlp.fc1.weight" in shapes else "l"
+    return None
+
+
+def _configured_heads(metadata: Mapping[str, str] | None) -> int | None:
+    for value in (metadata or {}).values():
+        try:
+            parsed = json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(parsed, dict) and "num_attention_heads" in parsed:
+            return int(parsed["num_attention_heads"])
+    return None
+
+
+class FlowClipHandle(ClipHandle):
+    """The CLIP of a flow family; ``kind`` "flux": cond = T5 last layer, pooled = CLIP-L final-LN EOS token."""
+
+    def __init__(self, kind: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+
+    def encode_from_tokens(self, tokens: Tokens, return_pooled: bool = False
+                           ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        missing = [k for k in self.tokenizers if k not in tokens]
+        if missing:
+            raise ValueError(f"CLIP encode: tokens lack {missing} (this {self.kind} CLIP has towers "
+                             f"{list(self.tokenizers)}); tokenize with this CLIP's tokenize()")
+        cond, _ = self._encode_tower("t5xxl", tokens["t5xxl"])
+        _, pooled = self._encode_tower("l", tokens["l"])
+        return (cond, pooled) if return_pooled else cond
+
+
+def _clip_tower(spec: TextEncoderSpec, sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None,
+                source: str, dtype: torch.dtype, build_tower: Any, path: Path) -> tuple[Any, int]:
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    width = int(shapes["text_model.embeddings.token_embedding.weight"][1])
+    heads = clip_heads(width, _configured_heads(metadata), spec.default_heads, source)
+    cfg = detect_clip_l(shapes, "text_model.", heads)
+    weights = {"transformer." + k: v for k, v in sd.items() if k.startswith("text_model.")
+               and not k.endswith("position_ids")}
+    return build_tower(spec, cfg, weights, dtype, path), width
+
+
+def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, torch.Tensor], Mapping[str, str]]],
+                    manager: ModelManager, build_tower: Any) -> FlowClipHandle:
+    """A flow family's CLIP from (path, tensors, metadata) of its text-encoder files (any order);
+    ``build_tower`` is engine.loading's CLIP tower builder."""
+    family, keys = FLOW_CLIP_TYPES[clip_type]
+    by_kind: dict[str, tuple[Path, Mapping[str, torch.Tensor], Mapping[str, str]]] = {}
+    for path, sd, meta in files:
+        kind = tower_kind({k: tuple(v.shape) for k, v in sd.items()})
+        if kind is None or kind not in keys:
+            raise UnknownModelError(f"{path.name}: not a text encoder of a {clip_type} CLIP (expected "
+                                    f"{' + '.join(TOWER_NAMES[k] for k in keys)})")
+        if kind in by_kind:
+            raise UnknownModelError(f"{path.name} and {by_kind[kind][0].name} are both {TOWER_NAMES[kind]}; "
+                                    f"a {clip_type} CLIP needs {' + '.join(TOWER_NAMES[k] for k in keys)}")
+        by_kind[kind] = (path, sd, meta)
+    absent = [TOWER_NAMES[k] for k in keys if k not in by_kind]
+    if absent:
+        raise UnknownModelError(f"a {clip_type} CLIP needs {' + '.join(TOWER_NAMES[k] for k in keys)}; "
+                                f"missing {', '.join(absent)}")
+    towers = TextEncoderSet()
+    tokenizers: dict[str, Any] = {}
+    specs = {s.key: s for s in family.text_encoders}
+    for key in keys:
+        path, sd, meta = by_kind[key]
+        if key == "t5xxl":
+            t5 = T5TextEncoder(detect_t5({k: tuple(v.shape) for k, v in sd.items()}, "", path.name))
+            t5.adopt(sd, path.name)
+            towers[TOWER_NAMES[key]] = t5
+            tokenizers[key] = T5PromptTokenizer(min_length=_T5_MIN_LENGTH[clip_type])
+        else:
+            spec = specs[key]
+            towers[TOWER_NAMES[key]], _ = _clip_tower(spec, sd, meta, path.name, manager.policy.text_dtype,
+                                                      build_tower, path)
+            tokenizers[key] = PromptTokenizer(pad_token=spec.pad_token)
+    entry = manager.register(towers, f"{'+'.join(p.name for p, _, _ in by_kind.values())} (clip)", "clip")
+    return FlowClipHandle(clip_type, towers, tokenizers, manager, entry, None, pooled_from="l")
