@@ -53,7 +53,7 @@ class Family:
     vae_prefix: str = "first_stage_model."
     default_num_head_channels: int = -1
     default_num_heads: int = 8
-    adm: Literal["none", "sdxl", "sdxl_refiner", "flux"] = "none"
+    adm: Literal["none", "sdxl", "sdxl_refiner", "flux", "pooled"] = "none"
     arch: Literal["unet", "flux", "mmdit"] = "unet"
     # model sampling: "discrete" (DDPM table), "flow" (ModelSamplingDiscreteFlow shift / multiplier),
     # "flux" (ModelSamplingFlux shift)
@@ -143,6 +143,7 @@ SD35 = Family(
                    TextEncoderSpec("g", "clip_l", "text_encoders.clip_g.transformer.", 0, 20, None, True,
                                    ("clip_g", "text_encoder_g")),
                    _FLOW_T5),
+    adm="pooled",
     arch="mmdit",
     sampling="flow",
     shift=3.0,

@@ -13,13 +13,14 @@ from typing import Any
 
 import torch
 
-from engine.detect_flow import detect_flux
+from engine.detect_flow import detect_flux, detect_mmdit
 from engine.families import Family
 from engine.handles import ModelHandle
 from engine.model_management import ModelManager
 from engine.networks.flux import Flux
+from engine.networks.mmdit import MMDiT
 
-__all__ = ["model_sampling_for", "make_flux_model", "NARROW_DTYPES"]
+__all__ = ["model_sampling_for", "make_flux_model", "make_mmdit_model", "NARROW_DTYPES"]
 
 NARROW_DTYPES = tuple(getattr(torch, n) for n in ("float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
                       if hasattr(torch, n))
@@ -54,13 +55,25 @@ def make_flux_model(sd: Mapping[str, torch.Tensor], manager: ModelManager, path:
     """A MODEL handle over a Flux transformer (keys without prefix); ``build_assign`` is engine.loading's
     meta-device builder."""
     family, cfg = detect_flux({k: tuple(v.shape) for k, v in sd.items()}, "", path.name)
+    return _make(Flux, family, cfg, sd, manager, path, dtype, build_assign)
+
+
+def make_mmdit_model(sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path,
+                     dtype: torch.dtype | None, build_assign: Callable[..., Any]) -> ModelHandle:
+    """A MODEL handle over an SD3 / SD3.5 MMDiT (keys without prefix)."""
+    family, cfg = detect_mmdit({k: tuple(v.shape) for k, v in sd.items()}, "", path.name)
+    return _make(MMDiT, family, cfg, sd, manager, path, dtype, build_assign)
+
+
+def _make(cls: Any, family: Family, cfg: Any, sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path,
+          dtype: torch.dtype | None, build_assign: Callable[..., Any]) -> ModelHandle:
     compute = manager.policy.unet_dtype
     if dtype is not None and dtype not in NARROW_DTYPES and dtype != compute:
         compute = dtype
     storage = _storage_dtype(sd, dtype if dtype in NARROW_DTYPES else None)
     if storage == compute:
         storage = None
-    net = build_assign(Flux, cfg, sd, compute, "Flux transformer", path, storage_dtype=storage, cast=True)
-    entry = manager.register(net, f"{path.name} (flux)", "unet")
+    net = build_assign(cls, cfg, sd, compute, f"{family.name} transformer", path, storage_dtype=storage, cast=True)
+    entry = manager.register(net, f"{path.name} ({family.arch})", "unet")
     return ModelHandle(net, model_sampling_for(family), family.latent_format, family, manager, entry,  # type: ignore[arg-type]
                        compute_dtype=compute)

@@ -110,3 +110,30 @@ class FluxConfig:
     qkv_bias: bool = True
     guidance_embed: bool = True
     patch_size: int = 2
+
+
+@dataclass(frozen=True)
+class MMDiTConfig:
+    """Hyper-parameters of an SD3 / SD3.5 MMDiT(-X) (engine.detect_flow reads them from shapes).
+
+    hidden = 64 x depth and heads = depth (the SD3 rule); x_self_attn_layers: the MMDiT-X blocks with a second
+    image-only attention (attn2); pos_embed_max: side of the learned position grid (centre-cropped per image).
+    """
+
+    in_channels: int = 16
+    depth: int = 24
+    patch_size: int = 2
+    context_dim: int = 4096
+    adm_in_channels: int = 2048
+    mlp_ratio: float = 4.0
+    pos_embed_max: int = 384
+    x_self_attn_layers: tuple[int, ...] = ()
+    qk_norm: bool = True
+
+    @property
+    def hidden_size(self) -> int:
+        return 64 * self.depth
+
+    @property
+    def num_heads(self) -> int:
+        return self.depth
