@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from engine.clip_handle import ClipHandle, TextEncoderSet, Tokens
 from engine.detect import clip_heads, detect_clip_l
 from engine.errors import UnknownModelError
-from engine.families import FLUX_DEV, Family, TextEncoderSpec
+from engine.families import FLUX_DEV, SD35, Family, TextEncoderSpec
 from engine.model_management import ModelManager
 from engine.networks.text_encoders import ClipTextEncoder
 from engine.t5 import T5PromptTokenizer, T5TextEncoder, detect_t5, is_t5
@@ -24,7 +25,8 @@ from engine.tokenizer import PromptTokenizer
 
 __all__ = ["FlowClipHandle", "build_flow_clip", "tower_kind", "FLOW_CLIP_TYPES"]
 
-FLOW_CLIP_TYPES: dict[str, tuple[Family, tuple[str, ...]]] = {"flux": (FLUX_DEV, ("l", "t5xxl"))}
+FLOW_CLIP_TYPES: dict[str, tuple[Family, tuple[str, ...]]] = {"flux": (FLUX_DEV, ("l", "t5xxl")),
+                                                               "sd3": (SD35, ("l", "g", "t5xxl"))}
 TOWER_NAMES = {"l": "clip_l", "g": "clip_g", "t5xxl": "t5xxl"}
 _T5_MIN_LENGTH = {"flux": 256, "sd3": 77}
 
@@ -38,23 +40,35 @@ def tower_kind(shapes: Mapping[str, Sequence[int]]) -> str | None:
     return None
 
 
-def _configured_heads(metadata: Mapping[str, str] | None) -> int | None:
+def _configured_heads(metadata: Mapping[str, str] | None, tower: str) -> int | None:
+    """Heads from a JSON config in the metadata: top-level (a text-encoder file) or under
+    ``text_encoders.<tower>`` (an all-in-one checkpoint)."""
     for value in (metadata or {}).values():
         try:
             parsed = json.loads(value)
         except (TypeError, ValueError):
             continue
-        if isinstance(parsed, dict) and "num_attention_heads" in parsed:
-            return int(parsed["num_attention_heads"])
+        if not isinstance(parsed, dict):
+            continue
+        nested = parsed.get("text_encoders", {}).get(tower) if isinstance(parsed.get("text_encoders"), dict) else None
+        for cfg in (parsed, nested):
+            if isinstance(cfg, dict) and "num_attention_heads" in cfg:
+                return int(cfg["num_attention_heads"])
     return None
 
 
 class FlowClipHandle(ClipHandle):
-    """The CLIP of a flow family; ``kind`` "flux": cond = T5 last layer, pooled = CLIP-L final-LN EOS token."""
+    """The CLIP of a flow family.
 
-    def __init__(self, kind: str, *args: Any, **kwargs: Any) -> None:
+    ``kind`` "flux": cond = T5 last layer, pooled = CLIP-L final-LN EOS token (not projected).
+    ``kind`` "sd3": cond = [pad(concat(CLIP-L, CLIP-G penultimate, channels), T5 width), T5 last layer] over
+    tokens; pooled = concat(CLIP-L pooled (not projected), CLIP-G projected pooled).
+    """
+
+    def __init__(self, kind: str, *args: Any, g_projection: torch.Tensor | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.kind = kind
+        self.g_projection = g_projection
 
     def encode_from_tokens(self, tokens: Tokens, return_pooled: bool = False
                            ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +76,23 @@ class FlowClipHandle(ClipHandle):
         if missing:
             raise ValueError(f"CLIP encode: tokens lack {missing} (this {self.kind} CLIP has towers "
                              f"{list(self.tokenizers)}); tokenize with this CLIP's tokenize()")
-        cond, _ = self._encode_tower("t5xxl", tokens["t5xxl"])
-        _, pooled = self._encode_tower("l", tokens["l"])
+        # an empty token list (CLIPTextEncodeSD3 empty_padding "none"): T5 encodes the end token alone
+        t5_windows = tokens["t5xxl"] or [[(self.tokenizers["t5xxl"].end_token, 1.0)]]
+        t5, _ = self._encode_tower("t5xxl", t5_windows)
+        if self.kind == "flux":
+            _, l_pooled = self._encode_tower("l", tokens["l"])
+            return (t5, l_pooled) if return_pooled else t5
+        assert self.g_projection is not None
+        if not tokens["l"] and not tokens["g"]:
+            width = int(self.encoders["clip_l"].config.hidden_size) + int(self.g_projection.shape[0])
+            return (t5, torch.zeros(1, width)) if return_pooled else t5
+        l_hidden, l_pooled = self._encode_tower("l", tokens["l"])
+        g_hidden, g_pooled = self._encode_tower("g", tokens["g"])
+        cut = min(l_hidden.shape[1], g_hidden.shape[1])
+        lg = torch.cat([l_hidden[:, :cut], g_hidden[:, :cut]], dim=-1)
+        lg = torch.nn.functional.pad(lg, (0, t5.shape[-1] - lg.shape[-1]))
+        cond = torch.cat([lg, t5], dim=-2)
+        pooled = torch.cat([l_pooled, g_pooled @ self.g_projection.float().T], dim=-1)
         return (cond, pooled) if return_pooled else cond
 
 
@@ -71,8 +100,10 @@ def _clip_tower(spec: TextEncoderSpec, sd: Mapping[str, torch.Tensor], metadata:
                 source: str, dtype: torch.dtype, build_tower: Any, path: Path) -> tuple[Any, int]:
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     width = int(shapes["text_model.embeddings.token_embedding.weight"][1])
-    heads = clip_heads(width, _configured_heads(metadata), spec.default_heads, source)
+    heads = clip_heads(width, _configured_heads(metadata, TOWER_NAMES[spec.key]), spec.default_heads, source)
     cfg = detect_clip_l(shapes, "text_model.", heads)
+    if spec.key == "g":  # bigG: exact gelu
+        cfg = replace(cfg, hidden_act="gelu")
     weights = {"transformer." + k: v for k, v in sd.items() if k.startswith("text_model.")
                and not k.endswith("position_ids")}
     return build_tower(spec, cfg, weights, dtype, path), width
@@ -99,6 +130,7 @@ def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, tor
                                 f"missing {', '.join(absent)}")
     towers = TextEncoderSet()
     tokenizers: dict[str, Any] = {}
+    g_projection = None
     specs = {s.key: s for s in family.text_encoders}
     for key in keys:
         path, sd, meta = by_kind[key]
@@ -112,5 +144,10 @@ def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, tor
             towers[TOWER_NAMES[key]], _ = _clip_tower(spec, sd, meta, path.name, manager.policy.text_dtype,
                                                       build_tower, path)
             tokenizers[key] = PromptTokenizer(pad_token=spec.pad_token)
+            if key == "g":
+                if "text_projection.weight" not in sd:
+                    raise UnknownModelError(f"{path.name}: the CLIP-G file has no text_projection.weight")
+                g_projection = sd["text_projection.weight"].float()
     entry = manager.register(towers, f"{'+'.join(p.name for p, _, _ in by_kind.values())} (clip)", "clip")
-    return FlowClipHandle(clip_type, towers, tokenizers, manager, entry, None, pooled_from="l")
+    return FlowClipHandle(clip_type, towers, tokenizers, manager, entry, None, pooled_from="l",
+                          g_projection=g_projection)

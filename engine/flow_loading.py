@@ -77,3 +77,53 @@ def _make(cls: Any, family: Family, cfg: Any, sd: Mapping[str, torch.Tensor], ma
     entry = manager.register(net, f"{path.name} ({family.arch})", "unet")
     return ModelHandle(net, model_sampling_for(family), family.latent_format, family, manager, entry,  # type: ignore[arg-type]
                        compute_dtype=compute)
+
+
+_TOWER_PREFIX = "text_encoders.{}.transformer."
+
+
+def flow_checkpoint_arch(shapes: Mapping[str, Any]) -> str | None:
+    """"flux" / "mmdit" when a checkpoint holds a flow transformer under ``model.diffusion_model.``."""
+    from engine.detect_flow import FLUX_PROBE, MMDIT_PROBE
+
+    if "model.diffusion_model." + MMDIT_PROBE in shapes:
+        return "mmdit"
+    if "model.diffusion_model." + FLUX_PROBE in shapes:
+        return "flux"
+    return None
+
+
+def load_flow_checkpoint(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str], path: Path,
+                         manager: ModelManager, output_clip: bool, output_vae: bool,
+                         builders: Mapping[str, Callable[..., Any]]) -> tuple[ModelHandle, Any, Any]:
+    """MODEL / CLIP / VAE of an all-in-one SD3.x or Flux checkpoint (``model.diffusion_model.``, the VAE under
+    ``first_stage_model.`` or ``vae.``, towers under ``text_encoders.{clip_l,clip_g,t5xxl}.transformer.``).
+    CLIP is None when the file holds no text encoders (ComfyUI's behaviour; load them with a CLIP loader)."""
+    from engine.errors import CheckpointError
+    from engine.flow_clip import build_flow_clip
+
+    def sub(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+    arch = flow_checkpoint_arch(sd)
+    maker = make_mmdit_model if arch == "mmdit" else make_flux_model
+    model = maker(sub("model.diffusion_model."), manager, path, None, builders["assign"])
+    clip = None
+    if output_clip:
+        names = ("clip_l", "clip_g", "t5xxl") if arch == "mmdit" else ("clip_l", "t5xxl")
+        towers = {n: sub(_TOWER_PREFIX.format(n)) for n in names}
+        if any(towers.values()):
+            absent = [n for n, t in towers.items() if not t]
+            if absent:
+                raise CheckpointError(f"{path.name}: text encoders {', '.join(absent)} are missing from this "
+                                      "checkpoint; load them with a CLIP loader")
+            clip = build_flow_clip("sd3" if arch == "mmdit" else "flux",
+                                   [(path, t, metadata) for t in towers.values()], manager, builders["tower"])
+    vae = None
+    if output_vae:
+        prefix = next((p for p in ("first_stage_model.", "vae.") if p + "decoder.conv_in.weight" in sd), None)
+        if prefix is None:
+            raise CheckpointError(f"{path.name}: no VAE weights (first_stage_model.* / vae.*) in this checkpoint; "
+                                  "load one with VAELoader")
+        vae = builders["vae"](sub(prefix))
+    return model, clip, vae

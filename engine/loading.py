@@ -27,7 +27,7 @@ from engine.detect_flow import flux_prefix
 from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
 from engine.flow_clip import FLOW_CLIP_TYPES, build_flow_clip
-from engine.flow_loading import make_flux_model
+from engine.flow_loading import flow_checkpoint_arch, load_flow_checkpoint, make_flux_model
 from engine.families import Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
 from engine.meta_build import BASE_OF as _BASE_OF
@@ -290,6 +290,10 @@ def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_direc
                               output_clip: bool, output_vae: bool, prediction: str | None
                               ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
     sd, metadata, shapes = _read_with_shapes(path)
+    if flow_checkpoint_arch(shapes) is not None:
+        builders = {"assign": build_assign, "tower": _build_tower,
+                    "vae": lambda vsd: _make_vae(detect_vae(read_shapes(vsd)), vsd, manager, path)}
+        return load_flow_checkpoint(sd, metadata, path, manager, output_clip, output_vae, builders)
     cfg = detect(shapes, metadata, get_tensor=sd.__getitem__, prediction=prediction, source=path.name)
     assert cfg.unet is not None
     model = _make_model(cfg.unet, _sub(sd, cfg.unet_prefix), cfg.family, cfg.prediction, manager, path, None)

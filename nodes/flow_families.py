@@ -1,16 +1,80 @@
 """Flow-family nodes (Flux.1, SD3.x): model-sampling shifts, distilled guidance, Flux text encode, SD3 latents."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from nodes._base import BuiltinNode, input_error
 from nodes.conditioning import set_values
+from nodes.loaders import _loading_error, _resolve
 from nodes.services import MAX_RESOLUTION
 
-__all__ = ["EmptySD3LatentImage", "FluxGuidance", "FluxDisableGuidance", "CLIPTextEncodeFlux",
+__all__ = ["TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance", "FluxDisableGuidance", "CLIPTextEncodeFlux",
            "ModelSamplingFlux", "ModelSamplingSD3", "ModelSamplingAuraFlow", "NODES"]
 
 Conditioning = list[list[Any]]
+
+
+class TripleCLIPLoader(BuiltinNode):
+    """Load CLIP-L, CLIP-G and T5-XXL files as one SD3 CLIP (any order: each file is recognised by content)."""
+
+    DISPLAY_NAME = "TripleCLIPLoader"
+    CATEGORY = "advanced/loaders"
+    DESCRIPTION = "[Recipes]\n\nsd3: clip-l, clip-g, t5"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"clip_name1": "text_encoders", "clip_name2": "text_encoders",
+                                                "clip_name3": "text_encoders"}
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        files = cls._services().paths.get_filename_list("text_encoders")
+        return {"required": {"clip_name1": (files,), "clip_name2": (files,), "clip_name3": (files,)}}
+
+    def load_clip(self, clip_name1: str, clip_name2: str, clip_name3: str) -> tuple[Any]:
+        from engine import loading
+
+        services = self._services()
+        paths = [_resolve("TripleCLIPLoader", services, "text_encoders", f"clip_name{i}", name)
+                 for i, name in ((1, clip_name1), (2, clip_name2), (3, clip_name3))]
+        try:
+            clip = loading.load_clip(paths, "sd3", manager=services.model_manager())
+        except Exception as exc:  # engine errors of any kind: name node, input and files
+            raise _loading_error("TripleCLIPLoader", "clip_name1", " + ".join(paths), exc) from exc
+        return (clip,)
+
+
+class CLIPTextEncodeSD3(BuiltinNode):
+    """Encode separate CLIP-L, CLIP-G and T5 prompts with an SD3 CLIP."""
+
+    DISPLAY_NAME = "CLIPTextEncodeSD3"
+    CATEGORY = "advanced/conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        text = ("STRING", {"multiline": True, "dynamicPrompts": True})
+        return {"required": {"clip": ("CLIP",), "clip_l": text, "clip_g": text, "t5xxl": text,
+                             "empty_padding": (["none", "empty_prompt"],)}}
+
+    def encode(self, clip: Any, clip_l: str, clip_g: str, t5xxl: str, empty_padding: str) -> tuple[Conditioning]:
+        if clip is None or not {"l", "g", "t5xxl"} <= set(getattr(clip, "tokenizers", {})):
+            raise input_error("CLIPTextEncodeSD3", "clip", "needs an SD3 CLIP (clip_l + clip_g + t5xxl: "
+                              "TripleCLIPLoader or an all-in-one SD3 checkpoint)")
+        no_padding = empty_padding == "none"
+        tokens = clip.tokenize(clip_g)
+        if not clip_g and no_padding:
+            tokens["g"] = []
+        tokens["l"] = [] if not clip_l and no_padding else clip.tokenize(clip_l)["l"]
+        tokens["t5xxl"] = [] if not t5xxl and no_padding else clip.tokenize(t5xxl)["t5xxl"]
+        if len(tokens["l"]) != len(tokens["g"]):
+            empty = clip.tokenize("")
+            while len(tokens["l"]) < len(tokens["g"]):
+                tokens["l"] += empty["l"]
+            while len(tokens["l"]) > len(tokens["g"]):
+                tokens["g"] += empty["g"]
+        return (clip.encode_from_tokens_scheduled(tokens),)
 
 
 class EmptySD3LatentImage(BuiltinNode):
@@ -175,5 +239,5 @@ class ModelSamplingFlux(BuiltinNode):
             raise input_error("ModelSamplingFlux", "model", str(exc)) from exc
 
 
-NODES = [EmptySD3LatentImage, FluxGuidance, FluxDisableGuidance, CLIPTextEncodeFlux, ModelSamplingFlux,
+NODES = [TripleCLIPLoader, CLIPTextEncodeSD3, EmptySD3LatentImage, FluxGuidance, FluxDisableGuidance, CLIPTextEncodeFlux, ModelSamplingFlux,
          ModelSamplingSD3, ModelSamplingAuraFlow]

@@ -34,10 +34,32 @@ def make_sd15_inpaint(target: Path) -> None:
     save_file(sd, str(target), metadata={"format": "pt", **{k: v for k, v in meta.items() if k != "format"}})
 
 
+def make_sd35m_aio(target: Path) -> None:
+    """tiny-sd35m plus the three text encoders under text_encoders.{clip_l,clip_g,t5xxl}.transformer. (the layout
+    of the SD3 all-in-one files); metadata carries each tower's config, as make_derived.py writes it."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(FAM2 / "tiny-sd35m.safetensors"), "pt") as f:
+        sd = {k: f.get_tensor(k) for k in f.keys()}
+        cfg = json.loads(f.metadata()["tiny_sd35m_config"])
+    towers = {}
+    for name, key in (("tiny-clip_l", "clip_l"), ("tiny-clip_g", "clip_g"), ("tiny-t5xxl_fp16", "t5xxl")):
+        with safe_open(str(FAM2 / f"{name}.safetensors"), "pt") as f:
+            sd.update({f"text_encoders.{key}.transformer.{k}": f.get_tensor(k) for k in f.keys()})
+            towers[key] = json.loads(next(v for k, v in f.metadata().items() if k.startswith("tiny_")))
+    cfg["text_encoders"] = towers
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(target),
+              metadata={"format": "pt", "tiny_sd35m_aio_config": json.dumps(cfg)})
+
+
 @pytest.fixture(scope="session")
 def models2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("families2")
     make_sd15_inpaint(base / "models" / "checkpoints" / "tiny-sd15-inpaint.safetensors")
+    make_sd35m_aio(base / "models" / "checkpoints" / "tiny-sd35m-aio.safetensors")
     for rel, name in FLOW_LINKS.items():
         target = base / "models" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,5 +105,7 @@ FLOW_LINKS = {
     "diffusion_models/tiny-flux1-schnell.safetensors": "tiny-flux1-schnell.safetensors",
     "vae/tiny-flux-ae.safetensors": "tiny-flux-ae.safetensors",
     "text_encoders/tiny-clip_l.safetensors": "tiny-clip_l.safetensors",
+    "text_encoders/tiny-clip_g.safetensors": "tiny-clip_g.safetensors",
+    "checkpoints/tiny-sd35m.safetensors": "tiny-sd35m.safetensors",
     "text_encoders/tiny-t5xxl_fp16.safetensors": "tiny-t5xxl_fp16.safetensors",
 }

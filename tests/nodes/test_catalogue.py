@@ -37,7 +37,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
     "batch": ("RebatchImages", "RebatchLatents"),
-    "flow_families": ("EmptySD3LatentImage", "FluxGuidance", "FluxDisableGuidance", "CLIPTextEncodeFlux",
+    "flow_families": ("TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance", "FluxDisableGuidance", "CLIPTextEncodeFlux",
                       "ModelSamplingFlux", "ModelSamplingSD3", "ModelSamplingAuraFlow"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
