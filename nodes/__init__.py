@@ -26,6 +26,10 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.custom_sigmas",
     "nodes.model_patches",
     "nodes.upscale",
+    "nodes.strings",
+    "nodes.image_utils",
+    "nodes.latent_utils",
+    "nodes.save_animated",
 )
 
 

@@ -36,6 +36,14 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "custom_sigmas": ("LaplaceScheduler", "VPScheduler", "ManualSigmas", "AddNoise"),
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
+    "strings": ("StringConcatenate", "StringSubstring", "StringLength", "CaseConverter", "StringTrim", "StringReplace",
+                "StringContains", "StringCompare", "RegexMatch", "RegexExtract", "RegexReplace", "PreviewAny"),
+    "image_utils": ("GetImageSize", "ImageFlip", "ImageRotate", "ImageStitch", "ResizeAndPadImage",
+                    "ImageScaleToMaxDimension", "ImageAddNoise", "ImageColorToMask", "JoinImageWithAlpha",
+                    "SplitImageWithAlpha", "PorterDuffImageComposite", "MaskPreview"),
+    "latent_utils": ("LatentConcat", "LatentCut", "LatentApplyOperation", "LatentApplyOperationCFG",
+                     "LatentOperationTonemapReinhard", "LatentOperationSharpen"),
+    "save_animated": ("SaveAnimatedWEBP", "SaveAnimatedPNG"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
