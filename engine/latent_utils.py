@@ -75,7 +75,8 @@ def tonemap_reinhard(multiplier: float) -> LatentOperation:
         std = torch.std(magnitude, dim=(1, 2, 3), keepdim=True)
         top = (std * 5 + mean) * multiplier
         scaled = magnitude * (1.0 / top)
-        return direction * (scaled / (scaled + 1.0) * top)
+        out: torch.Tensor = direction * (scaled / (scaled + 1.0) * top)
+        return out
 
     return op
 
@@ -108,7 +109,8 @@ def sharpen(sharpen_radius: int, sigma: float, alpha: float) -> LatentOperation:
         padded = F.pad(normalized, (r, r, r, r), "reflect")
         weight = kernel.repeat(channels, 1, 1).unsqueeze(1)
         sharpened = F.conv2d(padded, weight, padding=size // 2, groups=channels)[:, :, r:-r, r:-r]
-        return luminance * sharpened
+        out: torch.Tensor = luminance * sharpened
+        return out
 
     return op
 

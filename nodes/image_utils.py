@@ -264,7 +264,7 @@ class PorterDuffImageComposite(BuiltinNode):
 class MaskPreview(PreviewImage):
     """Show a mask in the editor: saved to temp/ as a grey PNG (`ui.images`, as PreviewImage)."""
 
-    DISPLAY_NAME = None
+    DISPLAY_NAME = "MaskPreview"  # ComfyUI 0.3.64 gives it no display name
     CATEGORY = "mask"
     DESCRIPTION = "Saves the input images to your ComfyUI output directory."
     FUNCTION = "execute"
