@@ -7,6 +7,7 @@ torch is imported inside the functions so that importing the node catalogue stay
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Resize", "FLIP_METHODS", "ROTATIONS", "STITCH_DIRECTIONS", "SPACING_COLORS", "PORTER_DUFF_MODES",
            "flip", "rotate", "stitch", "resize_and_pad", "max_dimension_size", "add_noise", "color_to_mask",
-           "join_alpha", "split_alpha", "porter_duff", "porter_duff_batch", "mask_preview_pixels"]
+           "join_alpha", "split_alpha", "porter_duff", "porter_duff_batch", "mask_preview_pixels", "ASPECT_RATIOS",
+           "resolution_for"]
 
 Resize = Callable[["torch.Tensor", int, int, str, str], "torch.Tensor"]
 
@@ -261,3 +263,29 @@ def porter_duff_batch(source: torch.Tensor, source_alpha: torch.Tensor, destinat
 def mask_preview_pixels(mask: torch.Tensor) -> torch.Tensor:
     """A MASK as a grey RGB IMAGE `[B,H,W,3]` for previews."""
     return mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1])).movedim(1, -1).expand(-1, -1, -1, 3)
+
+
+# ResolutionSelector's aspect ratios: label -> (width units, height units)
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1 (Square)": (1, 1), "3:2 (Photo)": (3, 2), "4:3 (Standard)": (4, 3), "16:9 (Widescreen)": (16, 9),
+    "21:9 (Ultrawide)": (21, 9), "2:3 (Portrait Photo)": (2, 3), "3:4 (Portrait Standard)": (3, 4),
+    "9:16 (Portrait Widescreen)": (9, 16)}
+
+
+def resolution_for(aspect_ratio: str, megapixels: float, multiple: int, minimum: int) -> tuple[int, int]:
+    """(width, height) near `megapixels` x 2^20 pixels at the ratio, each rounded to a multiple of `multiple`.
+
+    When a side falls under `minimum`, both become the smallest common scale k of the ratio with k * ratio a
+    multiple of `multiple` on each side and no side under `minimum` (the ratio kept exactly).
+    """
+    w_ratio, h_ratio = ASPECT_RATIOS[aspect_ratio]
+    scale = math.sqrt(megapixels * 1024 * 1024 / (w_ratio * h_ratio))
+    width = round(w_ratio * scale / multiple) * multiple
+    height = round(h_ratio * scale / multiple) * multiple
+    if width < minimum or height < minimum:
+        step_w = multiple // math.gcd(w_ratio, multiple)
+        step_h = multiple // math.gcd(h_ratio, multiple)
+        k_step = step_w * step_h // math.gcd(step_w, step_h)
+        k = math.ceil(math.ceil(max(minimum / w_ratio, minimum / h_ratio)) / k_step) * k_step
+        width, height = w_ratio * k, h_ratio * k
+    return width, height

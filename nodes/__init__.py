@@ -30,6 +30,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.image_utils",
     "nodes.latent_utils",
     "nodes.save_animated",
+    "nodes.template_staples",
 )
 
 

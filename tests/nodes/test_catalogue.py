@@ -44,6 +44,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "latent_utils": ("LatentConcat", "LatentCut", "LatentApplyOperation", "LatentApplyOperationCFG",
                      "LatentOperationTonemapReinhard", "LatentOperationSharpen"),
     "save_animated": ("SaveAnimatedWEBP", "SaveAnimatedPNG"),
+    "template_staples": ("ComfySwitchNode", "ImageCompare", "ResolutionSelector"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
