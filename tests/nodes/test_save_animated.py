@@ -106,3 +106,23 @@ def test_bad_inputs_name_node_and_input(registry: Any) -> None:
                           method="default")
     with pytest.raises(NodeInputError, match="'method'"):
         getattr(node, fn)(images=_frames(), fps=1.0, filename_prefix="x", lossless=True, quality=1, method="best")
+
+
+def test_prompt_and_workflow_reach_the_file_through_the_executor(registry: Any, services: Any) -> None:
+    from executor.testing import run_graph
+
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 4, "batch_size": 2, "color": 0xFF0000}},
+        "2": {"class_type": "SaveAnimatedPNG", "inputs": {"images": ["1", 0], "filename_prefix": "graph",
+                                                          "fps": 2.0, "compress_level": 4}},
+        "3": {"class_type": "MaskPreview", "inputs": {"mask": ["4", 0]}},
+        "4": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "red"}},
+    }
+    run = run_graph(registry, prompt, extra_data={"extra_pnginfo": EXTRA})
+    assert run.ui["2"] == {"images": [{"filename": "graph_00001_.png", "subfolder": "", "type": "output"}],
+                           "animated": [True]}
+    assert len(run.ui["3"]["images"]) == 2 and run.ui["3"]["images"][0]["type"] == "temp"
+    data = (Path(services.paths.output_dir) / "graph_00001_.png").read_bytes()
+    comf = {payload.split(b"\0", 1)[0]: json.loads(payload.split(b"\0", 1)[1]) for t, payload in _chunks(data)
+            if t == b"comf"}
+    assert comf[b"workflow"] == EXTRA["workflow"] and comf[b"prompt"]["2"]["class_type"] == "SaveAnimatedPNG"
