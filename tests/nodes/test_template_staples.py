@@ -64,3 +64,15 @@ def test_resolution_selector(registry: Any) -> None:
     assert node.execute("2:3 (Portrait Photo)", 2.0, 64, 256) == (1152, 1792)  # 1182.4 / 1773.6 to 64s
     # 21:9 at 0.1 MP gives 496 x 208; 208 < 256, so the smallest k (multiple of 8) with 9k >= 256: k = 32
     assert node.execute("21:9 (Ultrawide)", 0.1, 8, 256) == (672, 288)
+
+
+def test_image_compare_accepts_the_editors_widget_value(registry: Any) -> None:
+    from executor.testing import run_graph
+
+    # the editor's compare widget holds ["", ""] and sends array widget values wrapped as {"__value__": [...]}
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "ImageCompare", "inputs": {"image_a": ["1", 0], "compare_view": {"__value__": ["", ""]}}},
+    }
+    run = run_graph(registry, prompt)
+    assert len(run.ui["2"]["a_images"]) == 1 and run.ui["2"]["b_images"] == []
