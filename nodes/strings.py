@@ -205,11 +205,15 @@ class RegexReplace(_StringNode):
 
 
 class PreviewAny(BuiltinNode):
-    """Show any value as text in the editor (`ui.text`): strings as is, numbers via str(), other values as JSON."""
+    """Show any value as text in the editor (`ui.text`): strings as is, numbers via str(), other values as JSON.
+
+    ComfyUI 0.3.64's node has no output; later versions also return the text as a STRING, and current workflow
+    templates link it (70 of them), so Loom serves the output too. The text is 0.3.64's (compact JSON).
+    """
 
     DISPLAY_NAME = "Preview Any"
     CATEGORY = "utils"
-    RETURN_TYPES = ()
+    RETURN_TYPES = ("STRING",)
     FUNCTION = "main"
     OUTPUT_NODE = True
 
@@ -218,7 +222,8 @@ class PreviewAny(BuiltinNode):
         return {"required": {"source": ("*", {})}}
 
     def main(self, source: Any = None) -> dict[str, Any]:
-        return {"ui": {"text": (strings.preview_text(source),)}}
+        text = strings.preview_text(source)
+        return {"ui": {"text": (text,)}, "result": (text,)}
 
 
 NODES = [StringConcatenate, StringSubstring, StringLength, CaseConverter, StringTrim, StringReplace, StringContains,

@@ -41,7 +41,7 @@ def test_specs(registry: Any) -> None:
     assert rep["optional"]["count"][1]["default"] == 0
     pa = info["PreviewAny"]
     assert pa["input"]["required"]["source"][0] == "*" and pa["output_node"] is True
-    assert pa["category"] == "utils" and pa["display_name"] == "Preview Any" and pa["output"] == []
+    assert pa["category"] == "utils" and pa["display_name"] == "Preview Any" and pa["output"] == ["STRING"]
 
 
 @pytest.mark.parametrize(("name", "inputs", "expected"), [
@@ -119,9 +119,10 @@ def test_preview_any_text(registry: Any) -> None:
     import torch
 
     def text(value: Any) -> str:
-        ui = _run(registry, "PreviewAny", source=value)
-        assert set(ui) == {"ui"} and set(ui["ui"]) == {"text"}
-        return str(ui["ui"]["text"][0])
+        out = _run(registry, "PreviewAny", source=value)
+        assert set(out) == {"ui", "result"} and set(out["ui"]) == {"text"}
+        assert out["result"] == out["ui"]["text"]  # the STRING output carries the shown text
+        return str(out["ui"]["text"][0])
 
     assert text("plain") == "plain"
     assert text(17) == "17" and text(0.5) == "0.5" and text(True) == "True"
@@ -129,3 +130,14 @@ def test_preview_any_text(registry: Any) -> None:
     assert text({"k": [1.5]}) == '{"k": [1.5]}'
     assert text(torch.zeros(2)) == str(torch.zeros(2))  # not JSON: falls back to str()
     assert text(None) == "None"
+
+
+def test_preview_any_output_can_be_linked(registry: Any) -> None:
+    from executor.testing import run_graph
+
+    run = run_graph(registry, {
+        "1": {"class_type": "PreviewAny", "inputs": {"source": 12.5}},
+        "2": {"class_type": "StringLength", "inputs": {"string": ["1", 0]}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+    })
+    assert run.ui["1"]["text"] == ["12.5"] and run.ui["3"]["text"] == ["4"]
