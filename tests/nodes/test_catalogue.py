@@ -36,6 +36,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "custom_sigmas": ("LaplaceScheduler", "VPScheduler", "ManualSigmas", "AddNoise"),
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
+    "batch": ("RebatchImages", "RebatchLatents"),
     "strings": ("StringConcatenate", "StringSubstring", "StringLength", "CaseConverter", "StringTrim", "StringReplace",
                 "StringContains", "StringCompare", "RegexMatch", "RegexExtract", "RegexReplace", "PreviewAny"),
     "image_utils": ("GetImageSize", "ImageFlip", "ImageRotate", "ImageStitch", "ResizeAndPadImage",
