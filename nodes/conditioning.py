@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import center_crop_to_multiple, grey_masked, resize_mask_to
+from engine.image_ops import center_crop_to_multiple, grey_masked
+from nodes._base import BuiltinNode, InputTypes, input_error, resize_mask_to
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class ConditioningCombine(BuiltinNode):
     FUNCTION = "combine"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning_1": ("CONDITIONING",), "conditioning_2": ("CONDITIONING",)}}
 
     def combine(self, conditioning_1: Conditioning, conditioning_2: Conditioning) -> tuple[Conditioning]:
@@ -77,7 +77,7 @@ class ConditioningAverage(BuiltinNode):
     FUNCTION = "addWeighted"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning_to": ("CONDITIONING",), "conditioning_from": ("CONDITIONING",),
                              "conditioning_to_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0,
                                                                     "step": 0.01})}}
@@ -114,7 +114,7 @@ class ConditioningConcat(BuiltinNode):
     FUNCTION = "concat"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning_to": ("CONDITIONING",), "conditioning_from": ("CONDITIONING",)}}
 
     def concat(self, conditioning_to: Conditioning, conditioning_from: Conditioning) -> tuple[Conditioning]:
@@ -140,7 +140,7 @@ class ConditioningSetArea(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "conditioning": ("CONDITIONING",),
@@ -167,7 +167,7 @@ class ConditioningSetAreaPercentage(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         frac = {"min": 0, "max": 1.0, "step": 0.01}
         return {
             "required": {
@@ -194,7 +194,7 @@ class ConditioningSetAreaStrength(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",),
                              "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01})}}
 
@@ -211,7 +211,7 @@ class ConditioningSetMask(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "conditioning": ("CONDITIONING",),
@@ -237,7 +237,7 @@ class ConditioningZeroOut(BuiltinNode):
     FUNCTION = "zero_out"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",)}}
 
     def zero_out(self, conditioning: Conditioning) -> tuple[Conditioning]:
@@ -260,7 +260,7 @@ class ConditioningSetTimestepRange(BuiltinNode):
     FUNCTION = "set_range"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "conditioning": ("CONDITIONING",),
@@ -282,7 +282,7 @@ class InpaintModelConditioning(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "positive": ("CONDITIONING",),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 
 __all__ = ["NODES"]
 
@@ -55,7 +55,7 @@ class SamplerEulerAncestral(SamplerNode):
     """euler_ancestral with its ancestral noise level eta (0: plain Euler steps) and noise scale s_noise."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0)}}
 
     def get_sampler(self, eta: float, s_noise: float) -> tuple[Any]:
@@ -66,7 +66,7 @@ class SamplerLMS(SamplerNode):
     """Linear multistep with a chosen order (KSampler's lms is order 4)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"order": ("INT", {"default": 4, "min": 1, "max": 100})}}
 
     def get_sampler(self, order: int) -> tuple[Any]:
@@ -79,7 +79,7 @@ class SamplerDPMPP_3M_SDE(SamplerNode):
     """DPM-Solver++(3M) SDE with its SDE strength, noise scale and Brownian-noise device."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0), "noise_device": (list(_NOISE_DEVICES),)}}
 
     def get_sampler(self, eta: float, s_noise: float, noise_device: str) -> tuple[Any]:
@@ -92,7 +92,7 @@ class SamplerDPMPP_2M_SDE(SamplerNode):
     """DPM-Solver++(2M) SDE: midpoint or Heun correction, SDE strength, noise scale, noise device."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"solver_type": (list(_SOLVER_TYPES),), "eta": _knob(1.0), "s_noise": _knob(1.0),
                              "noise_device": (list(_NOISE_DEVICES),)}}
 
@@ -108,7 +108,7 @@ class SamplerDPMPP_SDE(SamplerNode):
     """DPM-Solver++ SDE (single-step): SDE strength, noise scale, intermediate step ratio r, noise device."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0), "r": _knob(0.5),
                              "noise_device": (list(_NOISE_DEVICES),)}}
 
@@ -124,7 +124,7 @@ class SamplerDPMPP_2S_Ancestral(SamplerNode):
     """DPM-Solver++(2S) ancestral with its ancestral noise level and noise scale."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0)}}
 
     def get_sampler(self, eta: float, s_noise: float) -> tuple[Any]:
@@ -136,7 +136,7 @@ class SamplerDPMAdaptative(SamplerNode):
     """Adaptive-step DPM-Solver-2/3: tolerances, first step, PID controller and optional ancestral noise."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "order": ("INT", {"default": 3, "min": 2, "max": 3}),
             "rtol": _knob(0.05), "atol": _knob(0.0078), "h_init": _knob(0.05), "pcoeff": _knob(0.0),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nodes._base import BuiltinNode, input_error
-from nodes.sampling import SEED_MAX, _callback, _fix_empty_latent_channels, sampler_names, scheduler_names
+from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes.sampling import SEED_MAX, _callback, sampler_names, scheduler_names
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +54,7 @@ class KSamplerSelect(BuiltinNode):
     FUNCTION = "get_sampler"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sampler_name": (sampler_names(),)}}
 
     def get_sampler(self, sampler_name: str) -> tuple[Any]:
@@ -81,7 +81,7 @@ class BasicScheduler(SchedulerNode):
     """The model's named schedule; denoise < 1 keeps the last steps + 1 sigmas of a longer one (like KSampler)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "scheduler": (scheduler_names(),), "steps": _STEPS,
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
@@ -109,7 +109,7 @@ class KarrasScheduler(SchedulerNode):
     """Karras et al. 2022 rho schedule between sigma_max and sigma_min (trailing 0)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN,
                              "rho": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.01,
                                                "round": False})}}
@@ -124,7 +124,7 @@ class ExponentialScheduler(SchedulerNode):
     """Sigmas evenly spaced in log sigma from sigma_max to sigma_min (trailing 0)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN}}
 
     def get_sigmas(self, steps: int, sigma_max: float, sigma_min: float) -> tuple[torch.Tensor]:
@@ -137,7 +137,7 @@ class PolyexponentialScheduler(SchedulerNode):
     """Log sigma following a rho-th power ramp (rho 1 = exponential)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN,
                              "rho": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01,
                                                "round": False})}}
@@ -152,7 +152,7 @@ class SDTurboScheduler(SchedulerNode):
     """SD-Turbo's few-step schedule: timesteps 999, 899, ..., entered later for denoise < 1."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "steps": ("INT", {"default": 1, "min": 1, "max": 10}),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0, "max": 1.0, "step": 0.01})}}
 
@@ -166,7 +166,7 @@ class BetaSamplingScheduler(SchedulerNode):
     """Beta-distribution timestep spacing over the model's schedule (Lee et al. 2024)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         knob = ("FLOAT", {"default": 0.6, "min": 0.0, "max": 50.0, "step": 0.01, "round": False})
         return {"required": {"model": ("MODEL",), "steps": _STEPS, "alpha": knob, "beta": knob}}
 
@@ -186,7 +186,7 @@ class SplitSigmas(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",), "step": ("INT", {"default": 0, "min": 0, "max": 10000})}}
 
     def get_sigmas(self, sigmas: Any, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,7 +204,7 @@ class SplitSigmasDenoise(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
@@ -222,7 +222,7 @@ class FlipSigmas(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",)}}
 
     def get_sigmas(self, sigmas: Any) -> tuple[torch.Tensor]:
@@ -239,7 +239,7 @@ class SetFirstSigma(BuiltinNode):
     FUNCTION = "set_first_sigma"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",), "sigma": ("FLOAT", {"default": 136.0, "min": 0.0,
                                                                          "max": 20000.0, "step": 0.001,
                                                                          "round": False})}}
@@ -261,7 +261,7 @@ class RandomNoise(BuiltinNode):
     FUNCTION = "get_noise"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"noise_seed": _SEED}}
 
     def get_noise(self, noise_seed: int) -> tuple[Any]:
@@ -278,7 +278,7 @@ class DisableNoise(BuiltinNode):
     FUNCTION = "get_noise"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {}}
 
     def get_noise(self) -> tuple[Any]:
@@ -296,7 +296,7 @@ class CFGGuider(BuiltinNode):
     FUNCTION = "get_guider"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
                              "cfg": _CFG}}
 
@@ -314,7 +314,7 @@ class BasicGuider(BuiltinNode):
     FUNCTION = "get_guider"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "conditioning": ("CONDITIONING",)}}
 
     def get_guider(self, model: Any, conditioning: Any) -> tuple[Any]:
@@ -328,6 +328,7 @@ def _run(node: str, guider: Any, noise: Any, sampler: Any, sigmas: Any, latent: 
          seed: int | None, preview_method: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Shared body of SamplerCustom(Advanced): (output, denoised_output) LATENT copies."""
     from engine.sampling.custom import resolve_sampler, run_custom
+    from engine.sampling.ksampler import fix_empty_latent_channels
 
     sigmas = _sigmas_in(node, sigmas)
     try:
@@ -335,7 +336,7 @@ def _run(node: str, guider: Any, noise: Any, sampler: Any, sigmas: Any, latent: 
     except (TypeError, ValueError) as exc:
         raise input_error(node, "sampler", str(exc)) from None
     model = guider.model_patcher
-    samples = _fix_empty_latent_channels(model, latent["samples"])
+    samples = fix_empty_latent_channels(model, latent["samples"])
     latent = {**latent, "samples": samples}
     try:
         initial = noise.generate_noise(latent)
@@ -364,7 +365,7 @@ class SamplerCustom(BuiltinNode):
     FUNCTION = "sample"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "model": ("MODEL",),
             "add_noise": ("BOOLEAN", {"default": True}),
@@ -397,7 +398,7 @@ class SamplerCustomAdvanced(BuiltinNode):
     FUNCTION = "sample"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"noise": ("NOISE",), "guider": ("GUIDER",), "sampler": ("SAMPLER",),
                              "sigmas": ("SIGMAS",), "latent_image": ("LATENT",)}}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.custom_sampling import SchedulerNode, _latent_in, _model_in, _sigmas_in
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class VPScheduler(SchedulerNode):
     """Variance-preserving SDE schedule (beta_d, beta_min, eps_s), trailing 0."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "steps": _STEPS,
             "beta_d": ("FLOAT", {"default": 19.9, "min": 0.0, "max": 5000.0, "step": 0.01, "round": False}),
@@ -73,7 +73,7 @@ class LaplaceScheduler(SchedulerNode):
     """Laplace schedule around log sigma = mu with scale beta, between sigma_min and sigma_max."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN,
             "mu": ("FLOAT", {"default": 0.0, "min": -10.0, "max": 10.0, "step": 0.1, "round": False}),
@@ -98,7 +98,7 @@ class ManualSigmas(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("STRING", {"default": "1, 0.5", "multiline": False})}}
 
     def get_sigmas(self, sigmas: str) -> tuple[torch.Tensor]:
@@ -118,7 +118,7 @@ class AddNoise(BuiltinNode):
     FUNCTION = "add_noise"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "noise": ("NOISE",), "sigmas": ("SIGMAS",),
                              "latent_image": ("LATENT",)}}
 

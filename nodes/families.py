@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.loaders import _embeddings_dir, _loading_error, _resolve
 
 __all__ = ["DualCLIPLoader", "ModelSamplingDiscrete", "CheckpointLoader", "NODES"]
@@ -26,7 +26,7 @@ class DualCLIPLoader(BuiltinNode):
     FUNCTION = "load_clip"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.get_filename_list("text_encoders")
         return {
             "required": {"clip_name1": (files,), "clip_name2": (files,), "type": (DUAL_CLIP_TYPES,)},
@@ -60,7 +60,7 @@ class ModelSamplingDiscrete(BuiltinNode):
     FUNCTION = "patch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "sampling": (SAMPLING_TYPES,),
                              "zsnr": ("BOOLEAN", {"default": False, "advanced": True})}}
 
@@ -99,7 +99,7 @@ class CheckpointLoader(BuiltinNode):
     FUNCTION = "load_checkpoint"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         paths = cls._services().paths
         return {"required": {"config_name": (paths.get_filename_list("configs"),),
                              "ckpt_name": (paths.get_filename_list("checkpoints"),)}}

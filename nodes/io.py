@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from engine.paths import PathError
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 
 if TYPE_CHECKING:
     import torch
@@ -69,7 +69,7 @@ class LoadImage(BuiltinNode):
     FUNCTION = "load_image"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.list_input_files(images_only=True)
         return {"required": {"image": (files, {"image_upload": True})}}
 
@@ -115,7 +115,7 @@ class LoadImageMask(BuiltinNode):
     FUNCTION = "load_image"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.list_input_files()
         return {"required": {"image": (files, {"image_upload": True}), "channel": (MASK_CHANNELS,)}}
 
@@ -167,7 +167,7 @@ class SaveImage(BuiltinNode):
         return ""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The images to save."}),
@@ -222,7 +222,7 @@ class PreviewImage(SaveImage):
         return self._suffix
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"images": ("IMAGE",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
 
@@ -235,7 +235,7 @@ class LoadImageOutput(LoadImage):
     EXPERIMENTAL = True
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("COMBO", {
             "image_upload": True,
             "image_folder": "output",
@@ -258,7 +258,7 @@ class SaveLatent(BuiltinNode):
     OUTPUT_NODE = True
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {"samples": ("LATENT",), "filename_prefix": ("STRING", {"default": "latents/ComfyUI"})},
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
@@ -296,7 +296,7 @@ class LoadLatent(BuiltinNode):
     FUNCTION = "load"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = [f for f in cls._services().paths.list_input_files() if f.endswith(".latent")]
         return {"required": {"latent": (files,)}}
 

@@ -2,10 +2,11 @@
 behaviour (ComfyUI names)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import LatentDict, common_upscale, latent_samples, repeat_to_batch
+from engine.image_ops import common_upscale, repeat_to_batch
+from engine.types import Latent
+from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -28,10 +29,10 @@ class LatentFlip(BuiltinNode):
     FUNCTION = "flip"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "flip_method": (list(_FLIPS),)}}
 
-    def flip(self, samples: LatentDict, flip_method: str) -> tuple[LatentDict]:
+    def flip(self, samples: Latent, flip_method: str) -> tuple[Latent]:
         s = latent_samples(samples, "LatentFlip", "samples")
         if flip_method not in _FLIPS:
             raise input_error("LatentFlip", "flip_method", f"{flip_method!r} is not one of {_FLIPS}")
@@ -49,10 +50,10 @@ class LatentRotate(BuiltinNode):
     FUNCTION = "rotate"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "rotation": (list(_ROTATIONS),)}}
 
-    def rotate(self, samples: LatentDict, rotation: str) -> tuple[LatentDict]:
+    def rotate(self, samples: Latent, rotation: str) -> tuple[Latent]:
         import torch
 
         s = latent_samples(samples, "LatentRotate", "samples")
@@ -76,7 +77,7 @@ class LatentCrop(BuiltinNode):
     FUNCTION = "crop"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
         return {
             "required": {
@@ -88,7 +89,7 @@ class LatentCrop(BuiltinNode):
             }
         }
 
-    def crop(self, samples: LatentDict, width: int, height: int, x: int, y: int) -> tuple[LatentDict]:
+    def crop(self, samples: Latent, width: int, height: int, x: int, y: int) -> tuple[Latent]:
         s = latent_samples(samples, "LatentCrop", "samples")
         lh, lw = s.shape[-2], s.shape[-1]
         x0 = max(0, min(x // 8, lw - 8))
@@ -125,7 +126,7 @@ class LatentBlend(BuiltinNode):
     FUNCTION = "blend"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "samples1": ("LATENT",),
@@ -134,8 +135,8 @@ class LatentBlend(BuiltinNode):
             }
         }
 
-    def blend(self, samples1: LatentDict, samples2: LatentDict, blend_factor: float,
-              blend_mode: str = "normal") -> tuple[LatentDict]:
+    def blend(self, samples1: Latent, samples2: Latent, blend_factor: float,
+              blend_mode: str = "normal") -> tuple[Latent]:
         s1 = latent_samples(samples1, "LatentBlend", "samples1")
         s2 = latent_samples(samples2, "LatentBlend", "samples2").to(s1)
         if blend_mode != "normal":
@@ -156,10 +157,10 @@ class _LatentPair(BuiltinNode):
     FUNCTION = "op"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples1": ("LATENT",), "samples2": ("LATENT",)}}
 
-    def _pair(self, samples1: LatentDict, samples2: LatentDict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pair(self, samples1: Latent, samples2: Latent) -> tuple[torch.Tensor, torch.Tensor]:
         name = type(self).__name__
         s1 = latent_samples(samples1, name, "samples1")
         s2 = latent_samples(samples2, name, "samples2").to(s1)
@@ -169,7 +170,7 @@ class _LatentPair(BuiltinNode):
 class LatentAdd(_LatentPair):
     """samples1 + samples2 (samples2 resized bilinear/centre and repeated to samples1's batch)."""
 
-    def op(self, samples1: LatentDict, samples2: LatentDict) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent) -> tuple[Latent]:
         s1, s2 = self._pair(samples1, samples2)
         return ({**samples1, "samples": s1 + s2},)
 
@@ -177,7 +178,7 @@ class LatentAdd(_LatentPair):
 class LatentSubtract(_LatentPair):
     """samples1 - samples2 (samples2 resized bilinear/centre and repeated to samples1's batch)."""
 
-    def op(self, samples1: LatentDict, samples2: LatentDict) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent) -> tuple[Latent]:
         s1, s2 = self._pair(samples1, samples2)
         return ({**samples1, "samples": s1 - s2},)
 
@@ -186,11 +187,11 @@ class LatentInterpolate(_LatentPair):
     """Per pixel: directions mixed by `ratio` (1 = samples1) and re-normalised, lengths mixed linearly."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples1": ("LATENT",), "samples2": ("LATENT",),
                              "ratio": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
-    def op(self, samples1: LatentDict, samples2: LatentDict, ratio: float) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent, ratio: float) -> tuple[Latent]:
         import torch
         s1, s2 = self._pair(samples1, samples2)
         m1 = torch.linalg.vector_norm(s1, dim=1, keepdim=True)
@@ -205,7 +206,7 @@ class LatentBatch(_LatentPair):
 
     CATEGORY = "latent/batch"
 
-    def op(self, samples1: LatentDict, samples2: LatentDict) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent) -> tuple[Latent]:
         import torch
         s1 = latent_samples(samples1, "LatentBatch", "samples1")
         s2 = _match_latent(s1, latent_samples(samples2, "LatentBatch", "samples2").to(s1), "LatentBatch", "samples2",
@@ -225,11 +226,11 @@ class LatentMultiply(BuiltinNode):
     FUNCTION = "op"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",),
                              "multiplier": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01})}}
 
-    def op(self, samples: LatentDict, multiplier: float) -> tuple[LatentDict]:
+    def op(self, samples: Latent, multiplier: float) -> tuple[Latent]:
         return ({**samples, "samples": latent_samples(samples, "LatentMultiply", "samples") * multiplier},)
 
 
@@ -244,10 +245,10 @@ class LatentBatchSeedBehavior(BuiltinNode):
     FUNCTION = "op"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "seed_behavior": (list(_SEED_BEHAVIORS), {"default": "fixed"})}}
 
-    def op(self, samples: LatentDict, seed_behavior: str) -> tuple[LatentDict]:
+    def op(self, samples: Latent, seed_behavior: str) -> tuple[Latent]:
         s = latent_samples(samples, "LatentBatchSeedBehavior", "samples")
         if seed_behavior not in _SEED_BEHAVIORS:
             raise input_error("LatentBatchSeedBehavior", "seed_behavior",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes._base import BuiltinNode
+from nodes._base import BuiltinNode, InputTypes
 
 __all__ = ["RescaleCFG", "DifferentialDiffusion"]
 
@@ -24,7 +24,7 @@ class RescaleCFG(BuiltinNode):
     FUNCTION = "patch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",),
                              "multiplier": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
@@ -51,7 +51,7 @@ class DifferentialDiffusion(BuiltinNode):
     FUNCTION = "apply"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",)},
                 "optional": {"strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 

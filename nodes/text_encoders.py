@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.services import MAX_RESOLUTION
 
 __all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer"]
@@ -26,7 +26,7 @@ class CLIPTextEncode(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
@@ -65,7 +65,7 @@ class CLIPTextEncodeSDXL(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
         return {
             "required": {
@@ -106,7 +106,7 @@ class CLIPTextEncodeSDXLRefiner(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
         return {
             "required": {
@@ -131,7 +131,7 @@ class CLIPSetLastLayer(BuiltinNode):
     FUNCTION = "set_last_layer"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"clip": ("CLIP",),
                              "stop_at_clip_layer": ("INT", {"default": -1, "min": -24, "max": -1, "step": 1})}}
 

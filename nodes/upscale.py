@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nodes._base import BuiltinNode, input_error, progress_context
+from nodes._base import BuiltinNode, InputTypes, input_error, progress_context
 from nodes.loaders import _loading_error, _resolve
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class UpscaleModelLoader(BuiltinNode):
     FUNCTION = "load_model"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model_name": (cls._services().paths.get_filename_list("upscale_models"),)}}
 
     def load_model(self, model_name: str) -> tuple[Any]:
@@ -55,7 +55,7 @@ class ImageUpscaleWithModel(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)}}
 
     def upscale(self, upscale_model: Any, image: torch.Tensor) -> tuple[torch.Tensor]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import center_crop_to_multiple, grey_masked, resize_mask_to
+from engine.image_ops import center_crop_to_multiple, grey_masked
+from nodes._base import BuiltinNode, InputTypes, input_error, resize_mask_to
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +44,7 @@ class VAEEncode(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"pixels": ("IMAGE",), "vae": ("VAE",)}}
 
     def encode(self, vae: Any, pixels: torch.Tensor) -> tuple[dict[str, Any]]:
@@ -63,7 +63,7 @@ class VAEDecode(BuiltinNode):
     FUNCTION = "decode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "vae": ("VAE",)}}
 
     def decode(self, vae: Any, samples: dict[str, Any]) -> tuple[torch.Tensor]:
@@ -80,7 +80,7 @@ class VAEDecodeTiled(BuiltinNode):
     FUNCTION = "decode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "samples": ("LATENT",),
@@ -113,7 +113,7 @@ class VAEEncodeTiled(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "pixels": ("IMAGE",),
@@ -187,7 +187,7 @@ class VAEEncodeForInpaint(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"pixels": ("IMAGE",), "vae": ("VAE",), "mask": ("MASK",),
                              "grow_mask_by": ("INT", {"default": 6, "min": 0, "max": 64, "step": 1})}}
 

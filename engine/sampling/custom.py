@@ -173,8 +173,7 @@ class CustomResult:
 
 
 def _process_out(model: Any, x0: torch.Tensor) -> torch.Tensor:
-    fmt = model.latent_format
-    out: torch.Tensor = fmt.process_out(x0) if hasattr(fmt, "process_out") else x0 / fmt.scale_factor
+    out: torch.Tensor = model.latent_format.process_out(x0)
     return out
 
 
