@@ -6,15 +6,22 @@ torch-free at run time (the node catalogue imports it for /object_info); tensors
     Conditioning  the CONDITIONING list of [cross_attn, options] pairs
     CondOptions   one pair's options dict (pooled_output, area, strength, mask, start/end_percent, SDXL sizes, ...)
     Model         the MODEL: engine.handles.ModelHandle (imported under TYPE_CHECKING by users)
+    NoiseSource   a NOISE value (engine.sampling.custom.GaussianNoise / EmptyNoise, or a pack's)
+    Guider        a GUIDER value (engine.sampling.custom.CFGGuide, or a pack's)
+    SamplerValue  a SAMPLER value: anything engine.sampling.custom.resolve_sampler accepts
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Required, TypedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Latent", "CondOptions", "CondPair", "Conditioning", "cond_tensor", "cond_options", "latent_copy"]
+    from engine.handles import ModelHandle
+
+__all__ = ["Latent", "CondOptions", "CondPair", "Conditioning", "NoiseSource", "Guider", "SamplerValue",
+           "ProgressCallback", "cond_tensor", "cond_options", "latent_copy"]
 
 
 class Latent(TypedDict, total=False):
@@ -53,3 +60,31 @@ def latent_copy(latent: Latent, samples: torch.Tensor) -> Latent:
     out = latent.copy()
     out["samples"] = samples
     return out
+
+
+# callback(step, x0, x, total_steps) after each sampler step (ComfyUI's sampler callback).
+ProgressCallback = Callable[[int, "torch.Tensor", "torch.Tensor", int], None]
+
+# SamplerChoice, SamplerSpec, a sampler name or a ComfyUI KSAMPLER-like object; resolve_sampler checks it.
+SamplerValue = object
+
+
+class NoiseSource(Protocol):
+    """A NOISE value: the initial noise for a latent."""
+
+    @property
+    def seed(self) -> int: ...
+
+    def generate_noise(self, input_latent: Latent) -> torch.Tensor: ...
+
+
+class Guider(Protocol):
+    """A GUIDER value: runs the sampler over the given sigmas (ComfyUI's ``CFGGuider`` interface)."""
+
+    @property
+    def model_patcher(self) -> ModelHandle: ...
+
+    def sample(self, noise: torch.Tensor, latent_image: torch.Tensor, sampler: SamplerValue,
+               sigmas: torch.Tensor, denoise_mask: torch.Tensor | None = None,
+               callback: ProgressCallback | None = None, disable_pbar: bool = False,
+               seed: int | None = None) -> torch.Tensor: ...

@@ -5,25 +5,27 @@ Prompt encoding and clip skip are in `nodes.text_encoders`.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.image_ops import center_crop_to_multiple, grey_masked
+from engine.types import Conditioning, CondOptions, CondPair, Latent
 from nodes._base import BuiltinNode, InputTypes, input_error, resize_mask_to
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
     import torch
 
+    from engine.handles import VaeHandle
+
 
 __all__ = ["ConditioningCombine", "ConditioningAverage", "ConditioningConcat", "ConditioningSetArea",
            "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength", "ConditioningSetMask",
            "ConditioningZeroOut", "ConditioningSetTimestepRange", "InpaintModelConditioning", "set_values"]
 
-Conditioning = list[list[Any]]
 log = logging.getLogger(__name__)
 
 
-def set_values(conditioning: Conditioning, values: dict[str, Any], append: bool = False) -> Conditioning:
+def set_values(conditioning: Conditioning, values: CondOptions, append: bool = False) -> Conditioning:
     """A copy of `conditioning` with `values` set on every entry's options dict.
 
     With `append`, a list already under a key is extended instead (ComfyUI's `conditioning_set_values`).
@@ -56,7 +58,7 @@ class ConditioningCombine(BuiltinNode):
         return (list(conditioning_1) + list(conditioning_2),)
 
 
-def _first_from(conditioning_from: Conditioning, node: str) -> list[Any]:
+def _first_from(conditioning_from: Conditioning, node: str) -> CondPair:
     if not conditioning_from:
         raise input_error(node, "conditioning_from", "the conditioning is empty; connect an encoded prompt")
     if len(conditioning_from) > 1:
@@ -296,15 +298,15 @@ class InpaintModelConditioning(BuiltinNode):
             }
         }
 
-    def encode(self, positive: Conditioning, negative: Conditioning, vae: Any, pixels: torch.Tensor,
-               mask: torch.Tensor, noise_mask: bool = True) -> tuple[Conditioning, Conditioning, dict[str, Any]]:
+    def encode(self, positive: Conditioning, negative: Conditioning, vae: VaeHandle, pixels: torch.Tensor,
+               mask: torch.Tensor, noise_mask: bool = True) -> tuple[Conditioning, Conditioning, Latent]:
         m = resize_mask_to(mask, pixels, "InpaintModelConditioning")
         cropped, y0, x0 = center_crop_to_multiple(pixels)
         h, w = cropped.shape[1], cropped.shape[2]
         m = m[:, :, y0 : y0 + h, x0 : x0 + w]
         concat_latent = vae.encode(grey_masked(cropped, m)[..., :3])
         orig_latent = vae.encode(cropped[..., :3])
-        latent: dict[str, Any] = {"samples": orig_latent}
+        latent: Latent = {"samples": orig_latent}
         if noise_mask:
             latent["noise_mask"] = m
         extra = {"concat_latent_image": concat_latent, "concat_mask": m}

@@ -10,9 +10,12 @@ device), ``cpu`` -> the plain one (tree on the CPU).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nodes._base import BuiltinNode, InputTypes, input_error
+
+if TYPE_CHECKING:
+    from engine.sampling.custom import SamplerChoice
 
 __all__ = ["NODES"]
 
@@ -21,11 +24,11 @@ _NOISE_DEVICES = ["gpu", "cpu"]
 _SOLVER_TYPES = ["midpoint", "heun"]
 
 
-def _knob(default: float, max_value: float = 100.0) -> tuple[str, dict[str, Any]]:
+def _knob(default: float, max_value: float = 100.0) -> tuple[str, dict[str, float | bool]]:
     return ("FLOAT", {"default": default, "min": 0.0, "max": max_value, "step": 0.01, "round": False})
 
 
-def _choice(node: str, sampler_name: str, options: Mapping[str, Any]) -> tuple[Any]:
+def _choice(node: str, sampler_name: str, options: Mapping[str, object]) -> tuple[SamplerChoice]:
     """A SamplerChoice for ``sampler_name`` with ``options``, checked now so errors name this node."""
     from engine.sampling.custom import SamplerChoice
 
@@ -58,7 +61,7 @@ class SamplerEulerAncestral(SamplerNode):
     def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0)}}
 
-    def get_sampler(self, eta: float, s_noise: float) -> tuple[Any]:
+    def get_sampler(self, eta: float, s_noise: float) -> tuple[SamplerChoice]:
         return _choice("SamplerEulerAncestral", "euler_ancestral", {"eta": float(eta), "s_noise": float(s_noise)})
 
 
@@ -69,7 +72,7 @@ class SamplerLMS(SamplerNode):
     def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"order": ("INT", {"default": 4, "min": 1, "max": 100})}}
 
-    def get_sampler(self, order: int) -> tuple[Any]:
+    def get_sampler(self, order: int) -> tuple[SamplerChoice]:
         if int(order) < 1:
             raise input_error("SamplerLMS", "order", f"must be >= 1, got {order}")
         return _choice("SamplerLMS", "lms", {"order": int(order)})
@@ -82,7 +85,7 @@ class SamplerDPMPP_3M_SDE(SamplerNode):
     def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0), "noise_device": (list(_NOISE_DEVICES),)}}
 
-    def get_sampler(self, eta: float, s_noise: float, noise_device: str) -> tuple[Any]:
+    def get_sampler(self, eta: float, s_noise: float, noise_device: str) -> tuple[SamplerChoice]:
         node = "SamplerDPMPP_3M_SDE"
         return _choice(node, _device_name(node, "dpmpp_3m_sde", noise_device),
                        {"eta": float(eta), "s_noise": float(s_noise)})
@@ -96,7 +99,7 @@ class SamplerDPMPP_2M_SDE(SamplerNode):
         return {"required": {"solver_type": (list(_SOLVER_TYPES),), "eta": _knob(1.0), "s_noise": _knob(1.0),
                              "noise_device": (list(_NOISE_DEVICES),)}}
 
-    def get_sampler(self, solver_type: str, eta: float, s_noise: float, noise_device: str) -> tuple[Any]:
+    def get_sampler(self, solver_type: str, eta: float, s_noise: float, noise_device: str) -> tuple[SamplerChoice]:
         node = "SamplerDPMPP_2M_SDE"
         if solver_type not in _SOLVER_TYPES:
             raise input_error(node, "solver_type", f"must be one of {', '.join(_SOLVER_TYPES)}, got {solver_type!r}")
@@ -112,7 +115,7 @@ class SamplerDPMPP_SDE(SamplerNode):
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0), "r": _knob(0.5),
                              "noise_device": (list(_NOISE_DEVICES),)}}
 
-    def get_sampler(self, eta: float, s_noise: float, r: float, noise_device: str) -> tuple[Any]:
+    def get_sampler(self, eta: float, s_noise: float, r: float, noise_device: str) -> tuple[SamplerChoice]:
         node = "SamplerDPMPP_SDE"
         if not float(r) > 0.0:
             raise input_error(node, "r", f"must be > 0 (the intermediate step sits at r of the step), got {r}")
@@ -127,7 +130,7 @@ class SamplerDPMPP_2S_Ancestral(SamplerNode):
     def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _knob(1.0), "s_noise": _knob(1.0)}}
 
-    def get_sampler(self, eta: float, s_noise: float) -> tuple[Any]:
+    def get_sampler(self, eta: float, s_noise: float) -> tuple[SamplerChoice]:
         return _choice("SamplerDPMPP_2S_Ancestral", "dpmpp_2s_ancestral",
                        {"eta": float(eta), "s_noise": float(s_noise)})
 
@@ -145,7 +148,7 @@ class SamplerDPMAdaptative(SamplerNode):
         }}
 
     def get_sampler(self, order: int, rtol: float, atol: float, h_init: float, pcoeff: float, icoeff: float,
-                    dcoeff: float, accept_safety: float, eta: float, s_noise: float) -> tuple[Any]:
+                    dcoeff: float, accept_safety: float, eta: float, s_noise: float) -> tuple[SamplerChoice]:
         node = "SamplerDPMAdaptative"
         if int(order) not in (2, 3):
             raise input_error(node, "order", f"must be 2 or 3, got {order}")

@@ -10,13 +10,16 @@ Laplace schedules, a typed-in schedule (ManualSigmas), and noise added to a late
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from engine.types import Latent, NoiseSource
 from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.custom_sampling import SchedulerNode, _latent_in, _model_in, _sigmas_in
 
 if TYPE_CHECKING:
     import torch
+
+    from engine.handles import ModelHandle
 
 __all__ = ["NODES", "laplace_sigmas", "parse_sigmas", "vp_sigmas"]
 
@@ -122,7 +125,7 @@ class AddNoise(BuiltinNode):
         return {"required": {"model": ("MODEL",), "noise": ("NOISE",), "sigmas": ("SIGMAS",),
                              "latent_image": ("LATENT",)}}
 
-    def add_noise(self, model: Any, noise: Any, sigmas: Any, latent_image: Any) -> tuple[dict[str, Any]]:
+    def add_noise(self, model: ModelHandle, noise: NoiseSource, sigmas: torch.Tensor, latent_image: Latent) -> tuple[Latent]:
         import torch
 
         node = "AddNoise"
@@ -139,15 +142,13 @@ class AddNoise(BuiltinNode):
             raise input_error(node, "noise", f"the noise has shape {tuple(drawn.shape)} but the latent has "
                                              f"{tuple(samples.shape)}")
         scale = torch.abs(sigmas[0] - sigmas[-1]) if sigmas.shape[0] > 1 else sigmas[0]
-        fmt = getattr(model, "latent_format", None)
-        if fmt is None or not hasattr(fmt, "scale_factor"):
-            raise input_error(node, "model", "the model handle has no latent_format to scale latents with")
+        fmt = model.latent_format
         base = samples
         if torch.count_nonzero(samples) > 0:  # an empty latent stays 0 (no shift into model space)
-            base = fmt.process_in(samples) if hasattr(fmt, "process_in") else samples * fmt.scale_factor
+            base = fmt.process_in(samples)
         noisy = model.model_sampling.noise_scaling(scale.to(drawn.device), drawn, base.to(drawn.device))
-        noisy = fmt.process_out(noisy) if hasattr(fmt, "process_out") else noisy / fmt.scale_factor
-        out = dict(latent)
+        noisy = fmt.process_out(noisy)
+        out = latent.copy()
         out["samples"] = torch.nan_to_num(noisy, nan=0.0, posinf=0.0, neginf=0.0)
         return (out,)
 

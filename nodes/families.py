@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.clip_handle import ClipHandle
+    from engine.handles import ModelHandle, VaeHandle
 
 from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.loaders import _embeddings_dir, _loading_error, _resolve
@@ -34,7 +38,7 @@ class DualCLIPLoader(BuiltinNode):
         }
 
     def load_clip(self, clip_name1: str, clip_name2: str, type: str = "sdxl", device: str = "default"
-                  ) -> tuple[Any]:
+                  ) -> tuple[ClipHandle]:
         from engine import loading
 
         if type != "sdxl":
@@ -64,7 +68,7 @@ class ModelSamplingDiscrete(BuiltinNode):
         return {"required": {"model": ("MODEL",), "sampling": (SAMPLING_TYPES,),
                              "zsnr": ("BOOLEAN", {"default": False, "advanced": True})}}
 
-    def patch(self, model: Any, sampling: str, zsnr: bool = False) -> tuple[Any]:
+    def patch(self, model: ModelHandle, sampling: str, zsnr: bool = False) -> tuple[ModelHandle]:
         from engine.sampling.model_sampling import ModelSamplingDiscrete as Sampling
 
         prediction = _PREDICTIONS.get(sampling)
@@ -104,7 +108,8 @@ class CheckpointLoader(BuiltinNode):
         return {"required": {"config_name": (paths.get_filename_list("configs"),),
                              "ckpt_name": (paths.get_filename_list("checkpoints"),)}}
 
-    def load_checkpoint(self, config_name: str, ckpt_name: str) -> tuple[Any, Any, Any]:
+    def load_checkpoint(self, config_name: str, ckpt_name: str
+                        ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
         from engine import loading
 
         services = self._services()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from engine.paths import PathError
+from engine.types import Latent
 from nodes._base import BuiltinNode, InputTypes, input_error
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ class SaveLatent(BuiltinNode):
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
-    def save(self, samples: dict[str, Any], filename_prefix: str = "ComfyUI", prompt: Any = None,
+    def save(self, samples: Latent, filename_prefix: str = "ComfyUI", prompt: Any = None,
              extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
         import torch
         from safetensors.torch import save_file
@@ -300,7 +301,7 @@ class LoadLatent(BuiltinNode):
         files = [f for f in cls._services().paths.list_input_files() if f.endswith(".latent")]
         return {"required": {"latent": (files,)}}
 
-    def load(self, latent: str) -> tuple[dict[str, Any]]:
+    def load(self, latent: str) -> tuple[Latent]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

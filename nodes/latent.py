@@ -78,7 +78,7 @@ class LatentUpscale(BuiltinNode):
             height = max(64, round(x.shape[-2] * width / x.shape[-1]))
         else:
             width, height = max(64, width), max(64, height)
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = common_upscale(x, width // 8, height // 8, upscale_method, crop)
         return (out,)
 
@@ -105,7 +105,7 @@ class LatentUpscaleBy(BuiltinNode):
         x = latent_samples(samples, "LatentUpscaleBy", "samples")
         width = round(x.shape[-1] * scale_by)
         height = round(x.shape[-2] * scale_by)
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = common_upscale(x, width, height, upscale_method, "disabled")
         return (out,)
 
@@ -134,7 +134,7 @@ class LatentFromBatch(BuiltinNode):
 
     def frombatch(self, samples: Latent, batch_index: int, length: int) -> tuple[Latent]:
         x = latent_samples(samples, "LatentFromBatch", "samples")
-        out = dict(samples)
+        out = samples.copy()
         batch_index = min(x.shape[0] - 1, batch_index)
         length = min(x.shape[0] - batch_index, length)
         out["samples"] = x[batch_index : batch_index + length].clone()
@@ -165,7 +165,7 @@ class RepeatLatentBatch(BuiltinNode):
 
     def repeat(self, samples: Latent, amount: int) -> tuple[Latent]:
         x = latent_samples(samples, "RepeatLatentBatch", "samples")
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = x.repeat((amount, 1, 1, 1))
         if "noise_mask" in samples and samples["noise_mask"].shape[0] > 1:
             masks = _masks_for_batch(samples["noise_mask"], x.shape[0])
@@ -204,7 +204,7 @@ class LatentComposite(BuiltinNode):
         to = latent_samples(samples_to, "LatentComposite", "samples_to")
         src = latent_samples(samples_from, "LatentComposite", "samples_from")
         x, y, feather = x // 8, y // 8, feather // 8
-        out = dict(samples_to)
+        out = samples_to.copy()
         s = to.clone()
         src = src[:, :, : to.shape[2] - y, : to.shape[3] - x]
         region = (slice(None), slice(None), slice(y, y + src.shape[2]), slice(x, x + src.shape[3]))
@@ -250,7 +250,7 @@ class SetLatentNoiseMask(BuiltinNode):
                 f"mask is {w}x{h} px but the latent is for a {lw * 8}x{lh * 8} px image; "
                 "resize the mask (or the image) so their sizes match",
             )
-        out = dict(samples)
+        out = samples.copy()
         out["noise_mask"] = reshape_mask_nchw(mask)
         return (out,)
 
@@ -278,7 +278,7 @@ class LatentCompositeMasked(BuiltinNode):
         if src.shape[1] != dest.shape[1]:
             raise input_error("LatentCompositeMasked", "source",
                               f"source has {src.shape[1]} latent channels but destination has {dest.shape[1]}")
-        out = dict(destination)
+        out = destination.copy()
         out["samples"] = paste(dest, src, x // 8, y // 8, mask, resize_source)
         return (out,)
 

@@ -36,7 +36,7 @@ class LatentFlip(BuiltinNode):
         s = latent_samples(samples, "LatentFlip", "samples")
         if flip_method not in _FLIPS:
             raise input_error("LatentFlip", "flip_method", f"{flip_method!r} is not one of {_FLIPS}")
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = s.flip(dims=[2] if flip_method.startswith("x") else [3])
         return (out,)
 
@@ -59,7 +59,7 @@ class LatentRotate(BuiltinNode):
         s = latent_samples(samples, "LatentRotate", "samples")
         if rotation not in _ROTATIONS:
             raise input_error("LatentRotate", "rotation", f"{rotation!r} is not one of {_ROTATIONS}")
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = torch.rot90(s, k=_ROTATIONS.index(rotation), dims=[3, 2])
         return (out,)
 
@@ -95,7 +95,7 @@ class LatentCrop(BuiltinNode):
         x0 = max(0, min(x // 8, lw - 8))
         y0 = max(0, min(y // 8, lh - 8))
         x1, y1 = min(lw, x0 + width // 8), min(lh, y0 + height // 8)
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = s[..., y0:y1, x0:x1]
         mask = samples.get("noise_mask")
         if mask is not None:
@@ -146,7 +146,7 @@ class LatentBlend(BuiltinNode):
                               f"shape {tuple(s2.shape)} cannot be blended with samples1 {tuple(s1.shape)}")
         if s2.shape[2:] != s1.shape[2:]:
             s2 = common_upscale(s2, s1.shape[-1], s1.shape[-2], "bicubic", "center")
-        out = dict(samples1)
+        out = samples1.copy()
         out["samples"] = s1 * blend_factor + repeat_to_batch(s2, s1.shape[0]) * (1 - blend_factor)
         return (out,)
 
@@ -211,7 +211,7 @@ class LatentBatch(_LatentPair):
         s1 = latent_samples(samples1, "LatentBatch", "samples1")
         s2 = _match_latent(s1, latent_samples(samples2, "LatentBatch", "samples2").to(s1), "LatentBatch", "samples2",
                            repeat_batch=False)
-        out = dict(samples1)
+        out = samples1.copy()
         out["samples"] = torch.cat((s1, s2), dim=0)
         out["batch_index"] = (list(samples1.get("batch_index", range(s1.shape[0])))
                               + list(samples2.get("batch_index", range(s2.shape[0]))))
@@ -253,7 +253,7 @@ class LatentBatchSeedBehavior(BuiltinNode):
         if seed_behavior not in _SEED_BEHAVIORS:
             raise input_error("LatentBatchSeedBehavior", "seed_behavior",
                               f"{seed_behavior!r} is not one of {_SEED_BEHAVIORS}")
-        out = dict(samples)
+        out = samples.copy()
         if seed_behavior == "random":
             out.pop("batch_index", None)
         else:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import torch
 
     from engine.handles import ModelHandle
-    from engine.sampling.ksampler import ProgressCallback
+    from engine.types import ProgressCallback
 
 
 __all__ = ["KSampler", "KSamplerAdvanced", "common_ksampler", "sampler_names", "scheduler_names"]

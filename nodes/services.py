@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from engine.paths import ModelPaths
+
+if TYPE_CHECKING:
+    from engine.model_management import ModelManager
 
 __all__ = ["NodeServices", "MAX_RESOLUTION", "DEFAULT_MAX_PIXELS"]
 
@@ -26,16 +29,16 @@ class NodeServices:
     """
 
     paths: ModelPaths
-    models: Any = None
+    models: ModelManager | None = None
     preview_method: str = "none"
     disable_metadata: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
 
-    def model_manager(self) -> Any:
+    def model_manager(self) -> ModelManager:
         """The model manager, created from the engine's device policy on first use."""
         if self.models is None:
             from engine.device import DevicePolicy
-            from engine.model_management import ModelManager
+            from engine.model_management import ModelManager  # noqa: F811  (run time: torch-heavy)
 
             self.models = ModelManager(DevicePolicy.detect())
         return self.models

@@ -7,7 +7,6 @@ inpainting, 9-channel inpaint-model concat inputs, CFG, and the sampler's own no
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,9 +17,7 @@ from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_bat
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
-from engine.types import Conditioning, CondOptions
-
-ProgressCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
+from engine.types import Conditioning, CondOptions, ProgressCallback
 
 # SD1.x latents of a mid-grey (pixel value 0) image: the "no image" input of inpaint UNets.
 _BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
