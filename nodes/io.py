@@ -6,7 +6,7 @@ import json
 import os
 import random
 import string
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
@@ -17,13 +17,15 @@ from nodes._base import BuiltinNode, InputTypes, input_error
 if TYPE_CHECKING:
     import torch
 
+    from nodes.services import NodeServices
+
 
 __all__ = ["LoadImage", "LoadImageMask", "LoadImageOutput", "SaveImage", "PreviewImage", "SaveLatent", "LoadLatent"]
 
 MASK_CHANNELS = ["alpha", "red", "green", "blue"]
 
 
-def _open_image(cls_name: str, services: Any, image: str) -> tuple[str, Image.Image]:
+def _open_image(cls_name: str, services: NodeServices, image: str) -> tuple[str, Image.Image]:
     try:
         path = services.paths.get_annotated_filepath(image)
     except PathError as exc:
@@ -40,7 +42,7 @@ def _open_image(cls_name: str, services: Any, image: str) -> tuple[str, Image.Im
     return path, img
 
 
-def _file_sha256(services: Any, image: str) -> str:
+def _file_sha256(services: NodeServices, image: str) -> str:
     try:
         path = services.paths.get_annotated_filepath(image)
         with open(path, "rb") as fh:
@@ -179,8 +181,8 @@ class SaveImage(BuiltinNode):
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
-    def save_images(self, images: torch.Tensor, filename_prefix: str = "ComfyUI", prompt: Any = None,
-                    extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
+    def save_images(self, images: torch.Tensor, filename_prefix: str = "ComfyUI", prompt: object = None,
+                    extra_pnginfo: dict[str, object] | None = None) -> dict[str, object]:
         from engine.png import save_png
 
         services = self._services()
@@ -265,8 +267,8 @@ class SaveLatent(BuiltinNode):
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
-    def save(self, samples: Latent, filename_prefix: str = "ComfyUI", prompt: Any = None,
-             extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
+    def save(self, samples: Latent, filename_prefix: str = "ComfyUI", prompt: object = None,
+             extra_pnginfo: dict[str, object] | None = None) -> dict[str, object]:
         import torch
         from safetensors.torch import save_file
 

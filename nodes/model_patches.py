@@ -4,7 +4,7 @@ The hooks themselves live in `engine.sampling.guider`; these nodes only choose a
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +63,7 @@ class DifferentialDiffusion(BuiltinNode):
     def apply(self, model: ModelHandle, strength: float = 1.0) -> tuple[ModelHandle]:
         from engine.sampling.guider import differential_diffusion_mask
 
-        def mask_fn(sigma: torch.Tensor, denoise_mask: torch.Tensor, extra_options: dict[str, Any]) -> torch.Tensor:
+        def mask_fn(sigma: torch.Tensor, denoise_mask: torch.Tensor, extra_options: dict[str, object]) -> torch.Tensor:
             return differential_diffusion_mask(sigma, denoise_mask, extra_options, strength)
 
         m = model.clone()

@@ -5,14 +5,14 @@ Nodes that edit an encoded CONDITIONING (combine, area, mask, timestep range, in
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.types import Conditioning, CondOptions
 from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
-    from engine.clip_handle import ClipHandle
+    from engine.clip_handle import ClipHandle, Tokens
 
 __all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer"]
 
@@ -46,7 +46,7 @@ class CLIPTextEncode(BuiltinNode):
         return (clip.encode_from_tokens_scheduled(clip.tokenize(text)),)
 
 
-def _encode(clip: ClipHandle, tokens: Any, add_dict: CondOptions) -> Conditioning:
+def _encode(clip: ClipHandle, tokens: Tokens, add_dict: CondOptions) -> Conditioning:
     return clip.encode_from_tokens_scheduled(tokens, add_dict=add_dict)
 
 
