@@ -57,6 +57,8 @@ API_ROUTES: list[tuple[str, str, str, tuple[int, ...]]] = [
     ("GET", "/ws", "WebSocket (clientId query): status, execution events, previews", ()),
     ("GET", "/api/jobs", "Unified job list (status, workflow_id, sort_by, sort_order, limit, offset)", (400,)),
     ("GET", "/api/jobs/{job_id}", "One job with outputs and workflow", (404,)),
+    ("POST", "/api/jobs/{job_id}/cancel", "Cancel a pending or running job: {cancelled: bool}", ()),
+    ("POST", "/api/jobs/cancel", "Cancel several jobs {job_ids: [...]} (fail-fast on unknown ids)", (400, 404)),
 ]
 
 # Served only at the given path.
