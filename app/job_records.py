@@ -117,7 +117,8 @@ def summarise_history(entry: dict[str, Any], started: float | None = None, ended
     prompt = entry.get("prompt")
     prompt = prompt if isinstance(prompt, list) and len(prompt) >= 4 else [None, None, {}, {}, []]
     extra = prompt[3] if isinstance(prompt[3], dict) else {}
-    status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+    raw_status = entry.get("status")
+    status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
     start_ms = end_ms = None
     error: dict[str, Any] | None = None
     interrupted = False

@@ -127,10 +127,18 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(request.app.get(EXTRA_ROUTES, [])))
 
 
+async def node_replacements(request: web.Request) -> web.Response:
+    """ComfyUI's node replacement table (old node id -> replacements); Loom registers none."""
+    return web.json_response({})
+
+
 def routes() -> list[tuple[str, str, Any]]:
+    from app import routes_assets, templates
+
     return [
         ("GET", "/extensions", extensions), ("GET", "/i18n", i18n),
         ("GET", "/workflow_templates", workflow_templates),
         ("GET", "/global_subgraphs", global_subgraphs), ("GET", "/global_subgraphs/{id}", global_subgraph),
-        ("GET", "/openapi.json", openapi),
+        ("GET", "/openapi.json", openapi), ("GET", "/node_replacements", node_replacements),
+        *templates.routes(), *routes_assets.routes(),
     ]

@@ -6,8 +6,6 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from server_helpers import graph, wait_history
-
 from app.loom import Loom
 
 
