@@ -6,11 +6,12 @@ columns so `GET /api/jobs` filters, sorts and pages in SQL); queued prompts are 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["JOB_STATUSES", "HISTORY_STATUSES", "JobSummary", "summarise_history", "queued_job", "history_job",
-           "outputs_summary", "normalize_outputs", "workflow_id_of"]
+           "outputs_summary", "output_items", "normalize_outputs", "workflow_id_of"]
 
 # Every status ComfyUI's jobs API knows, in its order.
 JOB_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
@@ -32,6 +33,7 @@ class JobSummary:
     outputs_count: int
     preview_output: dict[str, Any] | None
     workflow_id: str | None
+    previewable_outputs_count: int = 0
 
 
 def workflow_id_of(extra_data: Any) -> str | None:
@@ -68,28 +70,43 @@ def _previewable(media_type: str, item: dict[str, Any]) -> bool:
 
 def outputs_summary(outputs: Any) -> tuple[int, dict[str, Any] | None]:
     """(number of output items, preview item): a previewable `type: output` item first, else any previewable."""
-    count, preview, fallback = 0, None, None
+    count, _, preview = _summary(outputs)
+    return count, preview
+
+
+def output_items(outputs: Any) -> Iterator[tuple[str, str, int, dict[str, Any]]]:
+    """Every counted output item as (node id, media key, index in its list, normalized item)."""
     if not isinstance(outputs, dict):
-        return 0, None
+        return
     for node_id, node_outputs in outputs.items():
         if not isinstance(node_outputs, dict):
             continue
         for media_type, items in node_outputs.items():
             if media_type == "animated" or not isinstance(items, list):
                 continue
-            for raw in items:
+            for index, raw in enumerate(items):
                 item = _normalize_item(raw)
-                if item is None:
-                    continue
-                count += 1
-                if preview is None and _previewable(media_type, item):
-                    enriched = {**item, "nodeId": node_id}
-                    enriched.setdefault("mediaType", media_type)
-                    if item.get("type") == "output":
-                        preview = enriched
-                    elif fallback is None:
-                        fallback = enriched
-    return count, preview or fallback
+                if item is not None:
+                    yield str(node_id), str(media_type), index, item
+
+
+def _summary(outputs: Any) -> tuple[int, int, dict[str, Any] | None]:
+    count = previewable = 0
+    preview: dict[str, Any] | None = None
+    fallback: dict[str, Any] | None = None
+    for node_id, media_type, _, item in output_items(outputs):
+        count += 1
+        if not _previewable(media_type, item):
+            continue
+        previewable += 1
+        if preview is None:
+            enriched = {**item, "nodeId": node_id}
+            enriched.setdefault("mediaType", media_type)
+            if item.get("type") == "output":
+                preview = enriched
+            elif fallback is None:
+                fallback = enriched
+    return count, previewable, preview or fallback
 
 
 def normalize_outputs(outputs: Any) -> Any:
@@ -111,9 +128,10 @@ def normalize_outputs(outputs: Any) -> Any:
     return out
 
 
-def summarise_history(entry: dict[str, Any], started: float | None = None, ended: float | None = None
-                      ) -> JobSummary:
-    """A history entry's job fields; times come from the status messages, else the store's own clock."""
+def summarise_history(entry: dict[str, Any], started: float | None = None, ended: float | None = None,
+                      created: float | None = None) -> JobSummary:
+    """A history entry's job fields; times come from the entry (create_time, status messages), else the store's
+    own clock (epoch seconds): the frontend requires a `create_time` on every job."""
     prompt = entry.get("prompt")
     prompt = prompt if isinstance(prompt, list) and len(prompt) >= 4 else [None, None, {}, {}, []]
     extra = prompt[3] if isinstance(prompt[3], dict) else {}
@@ -136,13 +154,14 @@ def summarise_history(entry: dict[str, Any], started: float | None = None, ended
                 interrupted = True
     status_str = status.get("status_str")
     job_status = ("cancelled" if interrupted else "failed") if status_str == "error" else "completed"
-    count, preview = outputs_summary(entry.get("outputs"))
+    count, previewable, preview = _summary(entry.get("outputs"))
     return JobSummary(
         status=job_status, priority=prompt[0] if isinstance(prompt[0], (int, float)) else None,
-        create_time=_create_time(extra),
+        create_time=_create_time(extra) or _ms_from_s(created),
         execution_start_time=_ms(start_ms) if start_ms is not None else _ms_from_s(started),
         execution_end_time=_ms(end_ms) if end_ms is not None else _ms_from_s(ended),
-        execution_error=error, outputs_count=count, preview_output=preview, workflow_id=workflow_id_of(extra))
+        execution_error=error, outputs_count=count, preview_output=preview, workflow_id=workflow_id_of(extra),
+        previewable_outputs_count=previewable)
 
 
 def _ms(value: Any) -> int | None:
@@ -168,18 +187,20 @@ def history_job(prompt_id: str, s: JobSummary) -> dict[str, Any]:
     return _prune({"id": prompt_id, "status": s.status, "priority": s.priority, "create_time": s.create_time,
                    "execution_start_time": s.execution_start_time, "execution_end_time": s.execution_end_time,
                    "execution_error": s.execution_error, "outputs_count": s.outputs_count,
-                   "preview_output": s.preview_output, "workflow_id": s.workflow_id})
+                   "previewable_outputs_count": s.previewable_outputs_count, "preview_output": s.preview_output,
+                   "workflow_id": s.workflow_id})
 
 
 def summary_columns(s: JobSummary) -> tuple[Any, ...]:
     """The history columns a summary is stored in (see `QueueStore`)."""
     return (s.status, s.priority, s.create_time, s.execution_start_time, s.execution_end_time,
             json.dumps(s.execution_error) if s.execution_error is not None else None, s.outputs_count,
-            json.dumps(s.preview_output) if s.preview_output is not None else None, s.workflow_id)
+            json.dumps(s.preview_output) if s.preview_output is not None else None, s.workflow_id,
+            s.previewable_outputs_count)
 
 
 def summary_from_columns(row: tuple[Any, ...]) -> JobSummary:
     """Inverse of `summary_columns`."""
-    status, priority, create, start, end, error, count, preview, wid = row
+    status, priority, create, start, end, error, count, preview, wid, previewable = row
     return JobSummary(status, priority, create, start, end, json.loads(error) if error else None, int(count or 0),
-                      json.loads(preview) if preview else None, wid)
+                      json.loads(preview) if preview else None, wid, int(previewable or 0))

@@ -50,13 +50,13 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # The jobs API's fields of a finished prompt (issue 21), computed when its history row is written; rows from an
 # older store are filled in when it is opened. `priority` has no type: an int stays an int, a float a float.
 _JOB_COLUMNS = ("job_status", "priority", "create_ms", "exec_start", "exec_end", "exec_error", "outputs_count",
-                "preview", "workflow_id")
+                "preview", "workflow_id", "previewable_count")
 _ADDED_COLUMNS = (("queue", "worker", "TEXT"), ("queue", "attempts", "INTEGER NOT NULL DEFAULT 0"),
                   ("history", "worker", "TEXT"), ("history", "job_status", "TEXT"), ("history", "priority", ""),
                   ("history", "create_ms", "INTEGER"), ("history", "exec_start", "INTEGER"),
                   ("history", "exec_end", "INTEGER"), ("history", "exec_error", "TEXT"),
                   ("history", "outputs_count", "INTEGER"), ("history", "preview", "TEXT"),
-                  ("history", "workflow_id", "TEXT"))
+                  ("history", "workflow_id", "TEXT"), ("history", "previewable_count", "INTEGER"))
 # GET /api/jobs sort keys (ComfyUI: a missing time or duration sorts as 0).
 _JOB_SORT = {"created_at": "COALESCE(create_ms, 0)",
              "execution_duration": "CASE WHEN exec_start AND exec_end THEN exec_end - exec_start ELSE 0 END"}
@@ -138,9 +138,10 @@ class QueueStore:
     def _fill_job_columns(self) -> None:
         """Migration: compute the job columns of history rows written before they existed."""
         with self._tx() as db:
-            rows = db.execute("SELECT prompt_id, entry, started, ended FROM history WHERE job_status IS NULL").fetchall()
-            for prompt_id, entry, started, ended in rows:
-                self._set_job_columns(db, prompt_id, summarise_history(json.loads(entry), started, ended))
+            rows = db.execute("SELECT prompt_id, entry, started, ended, created FROM history "
+                              "WHERE job_status IS NULL OR previewable_count IS NULL").fetchall()
+            for prompt_id, entry, started, ended, created in rows:
+                self._set_job_columns(db, prompt_id, summarise_history(json.loads(entry), started, ended, created))
 
     @staticmethod
     def _set_job_columns(db: sqlite3.Connection, prompt_id: str, summary: JobSummary) -> None:
@@ -184,7 +185,7 @@ class QueueStore:
         db.execute("DELETE FROM history WHERE prompt_id=?", (prompt_id,))
         db.execute("INSERT INTO history(prompt_id, entry, status, created, started, ended) VALUES(?,?,?,?,?,?)",
                    (prompt_id, json.dumps(entry), status, created, started, ended))
-        QueueStore._set_job_columns(db, prompt_id, summarise_history(entry, started, ended))
+        QueueStore._set_job_columns(db, prompt_id, summarise_history(entry, started, ended, created))
         db.execute("DELETE FROM history WHERE seq <= (SELECT seq FROM history ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                    (HISTORY_LIMIT,))
 

@@ -1,26 +1,32 @@
 """The unified jobs API (ComfyUI v0.4x `server.py` + `comfy_execution/jobs.py`), read from Loom's SQLite store.
 
-GET /api/jobs, GET /api/jobs/{job_id}, POST /api/jobs/{job_id}/cancel, POST /api/jobs/cancel. The routes are
+GET /api/jobs, GET /api/jobs/{job_id}, GET /api/jobs/{job_id}/assets, POST /api/jobs/{job_id}/cancel,
+POST /api/jobs/cancel. The routes are
 declared with /api, so (as in ComfyUI) they also answer at /api/api/.... Errors keep ComfyUI's shape here,
 `{"error": "<message>"}`, because that is what its clients parse from these routes.
 """
 from __future__ import annotations
 
+import mimetypes
 import uuid
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
-from app.errors import read_json
+from app.errors import ApiError, read_json
 from app.job_records import (
     HISTORY_STATUSES,
     JOB_STATUSES,
     history_job,
     normalize_outputs,
+    output_items,
     queued_job,
     workflow_id_of,
 )
 from app.queue_store import QueueItem, QueueStore
+from app.safe_paths import confine
 from app.state import loom_of
 
 __all__ = ["routes", "JOB_STATUSES", "canonical_job_id"]
@@ -130,6 +136,52 @@ async def get_job(request: web.Request) -> web.Response:
     return _refuse("Job not found", 404)
 
 
+def _job_asset(request: web.Request, node_id: str, key: str, index: int, item: dict[str, Any]) -> dict[str, Any]:
+    from app.routes_assets import asset_id  # the same id GET /api/assets gives the file
+
+    loom = loom_of(request)
+    kind = str(item["type"]) if item.get("type") in ("output", "input", "temp") else "output"
+    name, sub = str(item.get("filename") or ""), str(item.get("subfolder") or "")
+    root = {"output": loom.config.output_dir, "input": loom.config.input_dir, "temp": loom.config.temp_dir}[kind]
+    size = created = None
+    try:
+        path = confine(root, sub, name, what="output file")
+        st = path.stat()
+        size, created = st.st_size, datetime.fromtimestamp(st.st_ctime, tz=timezone.utc).isoformat()
+    except (ApiError, OSError):
+        pass  # deleted since, or a name that leaves its folder: listed without size
+    url = f"/api/view?type={kind}&filename={quote(name, safe='')}" + (f"&subfolder={quote(sub, safe='')}" if sub else "")
+    out = {"id": asset_id((kind,), f"{sub}/{name}" if sub else name), "name": name, "preview_url": url,
+           "mime_type": mimetypes.guess_type(name)[0], "size": size, "node_id": node_id, "output_key": key,
+           "output_index": index, "created_at": created}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+async def job_assets(request: web.Request) -> web.Response:
+    """A finished job's output files as assets: `{job_id, assets, pagination}` (limit, offset)."""
+    job_id = request.match_info["job_id"]
+    qs = request.query
+    limit, offset = 500, 0
+    for name in ("limit", "offset"):
+        if name in qs:
+            parsed = _int_query(qs[name], name)
+            if isinstance(parsed, web.Response):
+                return parsed
+            if parsed < (1 if name == "limit" else 0):
+                return _refuse(f"{name} must be {'a positive integer' if name == 'limit' else '>= 0'}")
+            limit, offset = (parsed, offset) if name == "limit" else (limit, parsed)
+    rec = loom_of(request).queue.history_record(job_id)
+    if rec is None:
+        if any(item.prompt_id == job_id for item, _ in loom_of(request).queue.queued_rows()):
+            return web.json_response({"job_id": job_id, "assets": [], "pagination": {
+                "offset": offset, "limit": limit, "total": 0, "has_more": False}})
+        return _refuse("Job not found", 404)
+    files = [(n, k, i, item) for n, k, i, item in output_items(rec.entry.get("outputs")) if item.get("filename")]
+    page = files[offset:offset + limit]
+    return web.json_response({"job_id": job_id, "assets": [_job_asset(request, *f) for f in page], "pagination": {
+        "offset": offset, "limit": limit, "total": len(files), "has_more": offset + len(page) < len(files)}})
+
+
 def _cancel(request: web.Request, job_id: str) -> bool:
     """Dequeue a pending job or interrupt a running one; False for a finished or unknown job."""
     loom = loom_of(request)
@@ -171,4 +223,5 @@ async def cancel_jobs(request: web.Request) -> web.Response:
 
 def routes() -> list[tuple[str, str, Any]]:
     return [("GET", "/api/jobs", list_jobs), ("GET", "/api/jobs/{job_id}", get_job),
+            ("GET", "/api/jobs/{job_id}/assets", job_assets),
             ("POST", "/api/jobs/cancel", cancel_jobs), ("POST", "/api/jobs/{job_id}/cancel", cancel_job)]

@@ -73,6 +73,11 @@ async def test_custom_node_boot_routes(client: Any, loom: Loom) -> None:
     assert await (await client.get("/api/i18n")).json() == {
         "en": {"hello": "Hello", "nodeDefs": {"MyNode": {"display_name": "Mine"}}}}
     assert await (await client.get("/workflow_templates")).json() == {"pack_a": ["demo"]}
+    # the frontend fetches a pack's template at /api/workflow_templates/{pack}/{name}.json (ComfyUI: a static folder)
+    assert await (await client.get("/api/workflow_templates/pack_a/demo.json")).json() == {}
+    for bad in ("/api/workflow_templates/pack_a/nope.json", "/api/workflow_templates/pack_b/demo.json",
+                "/api/workflow_templates/pack_a/..%2F..%2Fsecret.json"):
+        assert (await client.get(bad)).status in (400, 403, 404), bad
     subs = await (await client.get("/global_subgraphs")).json()
     (sid, info), = subs.items()
     assert info == {"source": "custom_node", "name": "blue", "info": {"node_pack": "custom_nodes.pack_a"}}

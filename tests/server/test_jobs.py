@@ -24,7 +24,7 @@ FRONTEND_QUEUE_QUERY = "/api/jobs?status=in_progress,pending&limit=200&offset=0"
 
 # Keys a job carries in ComfyUI's list (None-valued ones are left out, as ComfyUI's prune_dict does).
 LIST_KEYS = {"id", "status", "priority", "create_time", "execution_start_time", "execution_end_time",
-             "execution_error", "outputs_count", "preview_output", "workflow_id"}
+             "execution_error", "outputs_count", "previewable_outputs_count", "preview_output", "workflow_id"}
 
 
 async def _post(client: TestClient, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -220,11 +220,59 @@ def test_history_summary_follows_comfyui_rules() -> None:
     assert (s.status, s.priority, s.create_time, s.workflow_id) == ("completed", 4, 1_700_000_000_000, "wf")
     assert (s.execution_start_time, s.execution_end_time) == (1_700_000_000_500, 1_700_000_002_000)
     # images count twice, the .glb string once; `animated`, None and non-3D strings do not count
-    assert s.outputs_count == 3
+    assert s.outputs_count == 3 and s.previewable_outputs_count == 3
     assert s.preview_output == {"filename": "o.png", "type": "output", "nodeId": "9", "mediaType": "images"}
     assert summarise_history(_entry("p", "error", "execution_interrupted")).status == "cancelled"
     failed = summarise_history(_entry("p", "error", "execution_error"))
     assert failed.status == "failed" and failed.execution_error == {"prompt_id": "p", "timestamp": 1_700_000_002_000}
+
+
+async def test_job_assets_list_output_files(aiohttp_client: Any, make_loom: LoomFactory) -> None:
+    loom = make_loom()
+    out_dir = loom.config.output_dir
+
+    class SaveTwo:  # writes two images, one in a subfolder, and reports them as ComfyUI's SaveImage does
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {"value": ("INT",)}}
+
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+        OUTPUT_NODE = True
+        CATEGORY = "test"
+
+        def run(self, value: int) -> dict[str, Any]:
+            (out_dir / "sub").mkdir(parents=True, exist_ok=True)
+            (out_dir / "a.png").write_bytes(b"\x89PNG a")
+            (out_dir / "sub" / "b.png").write_bytes(b"\x89PNG bb")
+            return {"ui": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"},
+                                      {"filename": "b.png", "subfolder": "sub", "type": "output"}],
+                           "text": ["not a file"]}}
+
+    loom.registry.register("SaveTwo", SaveTwo)
+    client = await aiohttp_client(create_app(loom, web_root=None))
+    status, data = await _post(client, {"prompt": {"1": {"class_type": "Const", "inputs": {"value": 1}},
+                                                   "2": {"class_type": "SaveTwo", "inputs": {"value": ["1", 0]}}}})
+    assert status == 200, data
+    pid = data["prompt_id"]
+    await wait_history(client, pid)
+    job = await (await client.get(f"/api/jobs/{pid}")).json()
+    assert job["outputs_count"] == 2 and job["previewable_outputs_count"] == 2
+    assert job["preview_output"] == {"filename": "a.png", "subfolder": "", "type": "output", "nodeId": "2",
+                                     "mediaType": "images"}
+    assets = await (await client.get(f"/api/jobs/{pid}/assets?limit=500&offset=0")).json()
+    assert assets["job_id"] == pid and assets["pagination"] == {"offset": 0, "limit": 500, "total": 2,
+                                                                "has_more": False}
+    b = assets["assets"][1]
+    assert (b["name"], b["node_id"], b["output_key"], b["output_index"], b["size"]) == ("b.png", "2", "images", 1, 7)
+    assert b["preview_url"] == "/api/view?type=output&filename=b.png&subfolder=sub"
+    listed = await (await client.get("/api/assets?include_tags=output&limit=500")).json()
+    assert b["id"] in {a["id"] for a in listed["assets"]}  # the same id as the assets API gives the file
+    page = await (await client.get(f"/api/jobs/{pid}/assets?limit=1&offset=1")).json()
+    assert [a["name"] for a in page["assets"]] == ["b.png"] and page["pagination"]["has_more"] is False
+    assert (await client.get(f"/api/jobs/{pid}/assets?limit=0")).status == 400
+    resp = await client.get(f"/api/jobs/{uuid.uuid4()}/assets")
+    assert resp.status == 404 and await resp.json() == {"error": "Job not found"}
 
 
 def test_old_store_gets_job_columns_on_open(tmp_path: Any) -> None:
