@@ -1,0 +1,124 @@
+"""ComfyUI's official frontend (PyPI `comfyui-frontend-package`) served by Loom with --front-end-root (issue 21).
+
+Boots the frontend, runs the default graph on the tiny SD1.5 checkpoint, cancels a pending job, reads the jobs
+history the way the queue panel does, and asserts that no Loom API route answered 4xx/5xx except where ComfyUI
+answers the same (a missing user.css; /templates/... when the optional templates package is not installed).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from conftest import REPO, Server, _stop, _wait_until_up, free_port
+
+pytestmark = pytest.mark.browser
+
+# Answered 404 by ComfyUI too, on a fresh user directory: the optional user stylesheet and template settings
+# file, listings of user folders that do not exist yet; and the template files when ComfyUI's templates package
+# is absent (an optional dependency of Loom).
+EXPECTED_404 = ["/api/userdata/user.css", "/api/userdata/comfy.templates.json", "/api/userdata?dir=workflows&",
+                "/api/userdata?dir=subgraphs&"]
+TEMPLATES_INSTALLED = importlib.util.find_spec("comfyui_workflow_templates_core") is not None
+# Thumbnails live in the package's media bundles (several hundred MB); the core + json bundles give the workflows.
+MEDIA_INSTALLED = all(importlib.util.find_spec(f"comfyui_workflow_templates_media_{b}") is not None
+                      for b in ("api", "video", "image", "other"))
+if not TEMPLATES_INSTALLED:
+    EXPECTED_404.append("/templates/")
+SD15_GRAPH = REPO / "workflows" / "txt2img.ui.json"  # the classic SD1.5 default graph (1.58's default is not SD1.5)
+
+
+@pytest.fixture(scope="module")
+def comfy_frontend_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    frontend = pytest.importorskip("comfyui_frontend_package",
+                                   reason="pip install comfyui-frontend-package (ComfyUI's official frontend)")
+    static = Path(frontend.__file__).parent / "static"
+    tmp = tmp_path_factory.mktemp("comfy_frontend")
+    ckpts = tmp / "models" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "tiny-sd15.safetensors").symlink_to(REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors")
+    port = free_port()
+    log = tmp / "server.log"
+    cmd = [sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu", "--base-directory", str(tmp),
+           "--disable-all-custom-nodes", "--front-end-root", str(static)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url + "object_info", proc, log, timeout=90)
+        yield Server(url=url, root=tmp, token="")
+    finally:
+        _stop(proc)
+
+
+def _api_route(path: str) -> bool:
+    return not path.startswith(("/assets/", "/scripts/", "/fonts/", "/cursor/")) and not path.endswith(
+        (".js", ".css", ".woff2", ".svg", ".png", ".ico", ".webp", ".json.map")) or path.startswith(
+        ("/api/", "/templates/"))
+
+
+def test_official_frontend_boots_runs_cancels_and_lists_jobs(page: Any, comfy_frontend_server: Server) -> None:
+    seen: list[tuple[int, str, str]] = []
+    def record(r: Any) -> None:
+        url = urlparse(r.url)
+        seen.append((r.status, r.request.method, url.path + (f"?{url.query}" if url.query else "")))
+
+    page.on("response", record)
+    page.goto(comfy_frontend_server.url)
+    page.wait_for_function("() => !!(window.app?.graph && window.app?.api?.socket)", timeout=120000)
+    page.wait_for_timeout(3000)  # the first-run boot requests (settings, jobs, templates, ...) settle
+    page.keyboard.press("Escape")  # a new user gets the template dialog and an empty graph
+    page.evaluate("async (g) => { await app.loadGraphData(g); }", json.loads(SD15_GRAPH.read_text()))
+    page.wait_for_function("() => (app.graph.nodes ?? app.graph._nodes).length === 7", timeout=30000)
+    ids = page.evaluate("""async () => {
+        const g = app.graph, nodes = g.nodes ?? g._nodes;
+        const set = (type, name, value) => { for (const n of nodes.filter(n => n.type === type)) {
+            const w = n.widgets.find(w => w.name === name); if (w) w.value = value; } };
+        set('CheckpointLoaderSimple', 'ckpt_name', 'tiny-sd15.safetensors');
+        set('EmptyLatentImage', 'width', 64); set('EmptyLatentImage', 'height', 64);
+        set('KSampler', 'steps', 2);
+        const p = await app.graphToPrompt();
+        const first = await app.api.queuePrompt(0, p);
+        const second = await app.api.queuePrompt(0, p);
+        return [first.prompt_id, second.prompt_id];
+    }""")
+    first, second = ids
+    cancelled = page.evaluate("""async (id) => {
+        const r = await app.api.fetchApi(`/jobs/${id}/cancel`, { method: 'POST' });
+        return [r.status, await r.json()];
+    }""", second)
+    # the second job is pending behind the first (or already running on a fast machine): either way it is stopped
+    assert cancelled[0] == 200 and cancelled[1] == {"cancelled": True}
+    status = None
+    for _ in range(180):  # the tiny model runs 2 steps at 64x64: seconds, but the box may be busy
+        status = page.evaluate("async (id) => (await (await app.api.fetchApi(`/jobs/${id}`)).json()).status", first)
+        if status in ("completed", "failed", "cancelled"):
+            break
+        page.wait_for_timeout(1000)
+    assert status == "completed"
+    history = page.evaluate("""async () => {
+        const r = await app.api.fetchApi('/jobs?status=completed,failed,cancelled&limit=64&offset=0');
+        return [r.status, await r.json()];
+    }""")
+    assert history[0] == 200
+    done = next(j for j in history[1]["jobs"] if j["id"] == first)
+    assert done["outputs_count"] == 1 and done["preview_output"]["mediaType"] == "images"
+    assert second not in {j["id"] for j in history[1]["jobs"] if j["status"] == "completed"}
+    detail = page.evaluate("async (id) => (await app.api.fetchApi(`/jobs/${id}`)).json()", first)
+    assert detail["workflow"]["prompt"] and detail["outputs"]
+    page.wait_for_timeout(2000)  # let the queue panel's own polling run once more
+    bad = [(s, m, p) for s, m, p in seen if s >= 400 and _api_route(urlparse(p).path)
+           and not p.startswith(tuple(EXPECTED_404))
+           and not (p.startswith("/templates/") and not p.endswith(".json") and not MEDIA_INSTALLED)]
+    if TEMPLATES_INSTALLED:
+        assert (200, "GET", "/templates/index.json") in seen  # the frontend's template browser got its index
+    artifacts = REPO / "test-artifacts" / "browser"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "comfy_frontend_requests.json").write_text(json.dumps(seen, indent=1))
+    assert not bad, f"Loom refused requests of ComfyUI's frontend: {bad}"
