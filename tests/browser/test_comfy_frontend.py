@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from conftest import REPO, Server, _stop, _wait_until_up, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -31,30 +27,8 @@ MEDIA_INSTALLED = all(importlib.util.find_spec(f"comfyui_workflow_templates_medi
                       for b in ("api", "video", "image", "other"))
 if not TEMPLATES_INSTALLED:
     EXPECTED_404.append("/templates/")
+REPO = Path(__file__).resolve().parents[2]
 SD15_GRAPH = REPO / "workflows" / "txt2img.ui.json"  # the classic SD1.5 default graph (1.58's default is not SD1.5)
-
-
-@pytest.fixture(scope="module")
-def comfy_frontend_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    frontend = pytest.importorskip("comfyui_frontend_package",
-                                   reason="pip install comfyui-frontend-package (ComfyUI's official frontend)")
-    static = Path(frontend.__file__).parent / "static"
-    tmp = tmp_path_factory.mktemp("comfy_frontend")
-    ckpts = tmp / "models" / "checkpoints"
-    ckpts.mkdir(parents=True)
-    (ckpts / "tiny-sd15.safetensors").symlink_to(REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors")
-    port = free_port()
-    log = tmp / "server.log"
-    cmd = [sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu", "--base-directory", str(tmp),
-           "--disable-all-custom-nodes", "--front-end-root", str(static)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_until_up(url + "object_info", proc, log, timeout=90)
-        yield Server(url=url, root=tmp, token="")
-    finally:
-        _stop(proc)
 
 
 def _api_route(path: str) -> bool:
@@ -63,7 +37,7 @@ def _api_route(path: str) -> bool:
         ("/api/", "/templates/"))
 
 
-def test_official_frontend_boots_runs_cancels_and_lists_jobs(page: Any, comfy_frontend_server: Server) -> None:
+def test_official_frontend_boots_runs_cancels_and_lists_jobs(page: Any, comfy_frontend_server: Any) -> None:
     seen: list[tuple[int, str, str]] = []
     def record(r: Any) -> None:
         url = urlparse(r.url)

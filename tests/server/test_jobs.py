@@ -7,16 +7,19 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import LoomFactory
 from server_helpers import graph, wait_history
 
 from app.job_records import summarise_history
+from app.loom import Loom
 from app.queue_store import QueueStore
 from server import create_app
+
+LoomFactory = Callable[..., Loom]
 
 # The queue panel of ComfyUI's frontend (1.58) asks exactly this.
 FRONTEND_HISTORY_QUERY = "/api/jobs?status=completed,failed,cancelled&limit=64&offset=0"

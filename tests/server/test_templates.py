@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import LoomFactory
 
 from app import templates
+from app.loom import Loom
 from app.templates import TemplateLibrary, requirements
 from server import create_app
+
+LoomFactory = Callable[..., Loom]
 
 EDITOR_OK = {"nodes": [{"id": 1, "type": "Const", "widgets_values": [2]}, {"id": 2, "type": "Show"},
                        {"id": 3, "type": "Note", "widgets_values": ["a note, not a node"]}], "links": []}
