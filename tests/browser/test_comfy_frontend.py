@@ -1,7 +1,7 @@
 """ComfyUI's official frontend (PyPI `comfyui-frontend-package`) served by Loom with --front-end-root (issue 21).
 
-Boots the frontend, runs the default graph on the tiny SD1.5 checkpoint, cancels a pending job, reads the jobs
-history the way the queue panel does, and asserts that no Loom API route answered 4xx/5xx except where ComfyUI
+Boots the frontend, cancels a pending job from its queue panel and interrupts the running one with its button,
+runs the SD1.5 graph on the tiny checkpoint, reads the jobs history the way the queue panel does, and asserts that no Loom API route answered 4xx/5xx except where ComfyUI
 answers the same (a missing user.css; /templates/... when the optional templates package is not installed).
 """
 from __future__ import annotations
@@ -37,8 +37,21 @@ def _api_route(path: str) -> bool:
         ("/api/", "/templates/"))
 
 
+def wait_status(page: Any, job_id: str, wanted: tuple[str, ...], seconds: int = 180) -> str | None:
+    """Poll GET /api/jobs/{id} from the page until its status is one of `wanted`."""
+    status = None
+    for _ in range(seconds * 2):
+        status = page.evaluate("async (id) => { const r = await app.api.fetchApi(`/jobs/${id}`);"
+                               " return r.ok ? (await r.json()).status : null; }", job_id)
+        if status in wanted:
+            break
+        page.wait_for_timeout(500)
+    return status
+
+
 def test_official_frontend_boots_runs_cancels_and_lists_jobs(page: Any, comfy_frontend_server: Any) -> None:
     seen: list[tuple[int, str, str]] = []
+
     def record(r: Any) -> None:
         url = urlparse(r.url)
         seen.append((r.status, r.request.method, url.path + (f"?{url.query}" if url.query else "")))
@@ -50,32 +63,35 @@ def test_official_frontend_boots_runs_cancels_and_lists_jobs(page: Any, comfy_fr
     page.keyboard.press("Escape")  # a new user gets the template dialog and an empty graph
     page.evaluate("async (g) => { await app.loadGraphData(g); }", json.loads(SD15_GRAPH.read_text()))
     page.wait_for_function("() => (app.graph.nodes ?? app.graph._nodes).length === 7", timeout=30000)
-    ids = page.evaluate("""async () => {
+    queue = """async (steps) => {
         const g = app.graph, nodes = g.nodes ?? g._nodes;
         const set = (type, name, value) => { for (const n of nodes.filter(n => n.type === type)) {
             const w = n.widgets.find(w => w.name === name); if (w) w.value = value; } };
         set('CheckpointLoaderSimple', 'ckpt_name', 'tiny-sd15.safetensors');
         set('EmptyLatentImage', 'width', 64); set('EmptyLatentImage', 'height', 64);
-        set('KSampler', 'steps', 2);
-        const p = await app.graphToPrompt();
-        const first = await app.api.queuePrompt(0, p);
-        const second = await app.api.queuePrompt(0, p);
-        return [first.prompt_id, second.prompt_id];
-    }""")
-    first, second = ids
-    cancelled = page.evaluate("""async (id) => {
-        const r = await app.api.fetchApi(`/jobs/${id}/cancel`, { method: 'POST' });
-        return [r.status, await r.json()];
-    }""", second)
-    # the second job is pending behind the first (or already running on a fast machine): either way it is stopped
-    assert cancelled[0] == 200 and cancelled[1] == {"cancelled": True}
-    status = None
-    for _ in range(180):  # the tiny model runs 2 steps at 64x64: seconds, but the box may be busy
-        status = page.evaluate("async (id) => (await (await app.api.fetchApi(`/jobs/${id}`)).json()).status", first)
-        if status in ("completed", "failed", "cancelled"):
+        set('KSampler', 'steps', steps);
+        return (await app.api.queuePrompt(0, await app.graphToPrompt())).prompt_id;
+    }"""
+    slow = page.evaluate(queue, 400)  # runs long enough for the next one to wait behind it
+    pending = page.evaluate(queue, 400)
+    wait_status(page, slow, ("in_progress",))
+    # cancel the pending job from the queue panel, as a user does: expand the job queue, hover, Cancel
+    page.get_by_role("button", name="Expand job queue").click()
+    row = page.locator(f"[data-job-id='{pending}']")
+    row.hover()
+    row.get_by_role("button", name="Cancel").click()
+    for _ in range(30):  # dequeued, as in ComfyUI (a cancelled pending job leaves no history)
+        listed = page.evaluate("async () => (await (await app.api.fetchApi("
+                               "'/jobs?status=in_progress,pending&limit=200&offset=0')).json()).jobs.map(j => j.id)")
+        if pending not in listed:
             break
-        page.wait_for_timeout(1000)
-    assert status == "completed"
+        page.wait_for_timeout(500)
+    assert listed == [slow] and (200, "POST", f"/api/jobs/{pending}/cancel") in seen  # the panel's own call
+    assert wait_status(page, slow, ("in_progress",)) == "in_progress"
+    page.get_by_role("button", name="Cancel current run").click()  # interrupts the running job
+    assert wait_status(page, slow, ("completed", "failed", "cancelled")) == "cancelled"
+    first = page.evaluate(queue, 2)
+    assert wait_status(page, first, ("completed", "failed", "cancelled")) == "completed"
     history = page.evaluate("""async () => {
         const r = await app.api.fetchApi('/jobs?status=completed,failed,cancelled&limit=64&offset=0');
         return [r.status, await r.json()];
@@ -83,7 +99,7 @@ def test_official_frontend_boots_runs_cancels_and_lists_jobs(page: Any, comfy_fr
     assert history[0] == 200
     done = next(j for j in history[1]["jobs"] if j["id"] == first)
     assert done["outputs_count"] == 1 and done["preview_output"]["mediaType"] == "images"
-    assert second not in {j["id"] for j in history[1]["jobs"] if j["status"] == "completed"}
+    assert {j["id"]: j["status"] for j in history[1]["jobs"]} == {slow: "cancelled", first: "completed"}
     detail = page.evaluate("async (id) => (await app.api.fetchApi(`/jobs/${id}`)).json()", first)
     assert detail["workflow"]["prompt"] and detail["outputs"]
     page.wait_for_timeout(2000)  # let the queue panel's own polling run once more
