@@ -1,9 +1,9 @@
 """Image and mask utilities with ComfyUI's results: flip, rotate, stitch, fit-and-pad, longest-side scaling,
 noise, colour keying, alpha join / split and Porter-Duff compositing.
 
-IMAGE is `[B,H,W,C]` float 0..1, MASK `[B,H,W]`; a MASK is 1 - alpha (ComfyUI's convention). Functions that
-resample take `resize`, ComfyUI's `common_upscale(samples [B,C,H,W], width, height, method, crop)`.
-torch is imported inside the functions so that importing the node catalogue stays torch-free.
+IMAGE is `[B,H,W,C]` float 0..1, MASK `[B,H,W]`; a MASK is 1 - alpha (ComfyUI's convention). Resampling is
+`engine.image_ops.common_upscale` (ComfyUI's semantics). torch is imported inside the functions so that importing
+the node catalogue stays torch-free.
 """
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from engine.image_ops import common_upscale, repeat_to_batch
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Resize", "FLIP_METHODS", "ROTATIONS", "STITCH_DIRECTIONS", "SPACING_COLORS", "PORTER_DUFF_MODES",
-           "flip", "rotate", "stitch", "resize_and_pad", "max_dimension_size", "add_noise", "color_to_mask",
+__all__ = ["FLIP_METHODS", "ROTATIONS", "STITCH_DIRECTIONS", "SPACING_COLORS", "PORTER_DUFF_MODES",
+           "flip", "rotate", "stitch", "resize_and_pad", "scale_to_max_dimension", "max_dimension_size", "add_noise", "color_to_mask",
            "join_alpha", "split_alpha", "porter_duff", "porter_duff_batch", "mask_preview_pixels", "ASPECT_RATIOS",
            "resolution_for"]
-
-Resize = Callable[["torch.Tensor", int, int, str, str], "torch.Tensor"]
 
 FLIP_METHODS = ("x-axis: vertically", "y-axis: horizontally")
 ROTATIONS = ("none", "90 degrees", "180 degrees", "270 degrees")
@@ -74,7 +74,7 @@ def _add_ones_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def stitch(image1: torch.Tensor, image2: torch.Tensor | None, direction: str, match_image_size: bool,
-           spacing_width: int, spacing_color: str, resize: Resize) -> torch.Tensor:
+           spacing_width: int, spacing_color: str) -> torch.Tensor:
     """image2 joined to image1 on the `direction` side (KJNodes' ImageStitch as upstreamed into ComfyUI).
 
     Batches are equalised by repeating the last image; with `match_image_size` image2 is resized (lanczos) to
@@ -93,7 +93,7 @@ def stitch(image1: torch.Tensor, image2: torch.Tensor | None, direction: str, ma
         h2, w2 = image2.shape[1:3]
         aspect = w2 / h2
         target_w, target_h = (int(h1 * aspect), h1) if horizontal else (w1, int(w1 / aspect))
-        image2 = resize(image2.movedim(-1, 1), target_w, target_h, "lanczos", "disabled").movedim(1, -1)
+        image2 = common_upscale(image2.movedim(-1, 1), target_w, target_h, "lanczos", "disabled").movedim(1, -1)
     else:
         pad_value = 1.0 if spacing_color == "white" else 0.0
         dim = 1 if horizontal else 2
@@ -120,18 +120,24 @@ def stitch(image1: torch.Tensor, image2: torch.Tensor | None, direction: str, ma
 
 
 def resize_and_pad(image: torch.Tensor, target_width: int, target_height: int, padding_color: str,
-                   interpolation: str, resize: Resize) -> torch.Tensor:
+                   interpolation: str) -> torch.Tensor:
     """Scale to fit inside the target keeping the aspect (sizes truncated), centred on white or black."""
     import torch
     b, h, w, c = image.shape
     scale = min(target_width / w, target_height / h)
     new_w, new_h = int(w * scale), int(h * scale)
-    resized = resize(image.permute(0, 3, 1, 2), new_w, new_h, interpolation, "disabled")
+    resized = common_upscale(image.permute(0, 3, 1, 2), new_w, new_h, interpolation, "disabled")
     value = 0.0 if padding_color == "black" else 1.0
     out = torch.full((b, c, target_height, target_width), value, dtype=image.dtype, device=image.device)
     y, x = (target_height - new_h) // 2, (target_width - new_w) // 2
     out[:, :, y:y + new_h, x:x + new_w] = resized
     return out.permute(0, 2, 3, 1)
+
+
+def scale_to_max_dimension(image: torch.Tensor, method: str, largest_size: int) -> torch.Tensor:
+    """Resize `[B,H,W,C]` so that its longer side is `largest_size` (the other rounded in proportion)."""
+    width, height = max_dimension_size(image.shape[1], image.shape[2], largest_size)
+    return common_upscale(image.movedim(-1, 1), width, height, method, "disabled").movedim(1, -1)
 
 
 def max_dimension_size(height: int, width: int, largest_size: int) -> tuple[int, int]:
@@ -165,20 +171,10 @@ def join_alpha(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     import torch.nn.functional as F
     batch = max(image.shape[0], mask.shape[0] if mask.ndim == 3 else 1)
     mask = mask.reshape((-1, mask.shape[-2], mask.shape[-1]))
-    image, mask = _repeat_to(image, batch), _repeat_to(mask, batch)
+    image, mask = repeat_to_batch(image, batch), repeat_to_batch(mask, batch)
     if mask.shape[-2:] != image.shape[1:3]:
         mask = F.interpolate(mask.unsqueeze(1), size=(image.shape[1], image.shape[2]), mode="bilinear").squeeze(1)
     return torch.cat((image[..., :3], (1.0 - mask).unsqueeze(-1)), dim=-1)
-
-
-def _repeat_to(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """ComfyUI's repeat_to_batch_size: tile along dim 0 then cut to `batch`."""
-    if x.shape[0] > batch:
-        return x[:batch]
-    if x.shape[0] < batch:
-        reps = -(-batch // x.shape[0])
-        return x.repeat((reps,) + (1,) * (x.ndim - 1))[:batch]
-    return x
 
 
 def split_alpha(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,7 +225,7 @@ def porter_duff(src: torch.Tensor, src_alpha: torch.Tensor, dst: torch.Tensor, d
 
 
 def porter_duff_batch(source: torch.Tensor, source_alpha: torch.Tensor, destination: torch.Tensor,
-                      destination_alpha: torch.Tensor, mode: str, resize: Resize) -> tuple[torch.Tensor, torch.Tensor]:
+                      destination_alpha: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """PorterDuffImageComposite over the shortest of the four batches.
 
     Per item: the destination alpha is resized to the destination (bicubic, centre crop), the source to the
@@ -240,7 +236,8 @@ def porter_duff_batch(source: torch.Tensor, source_alpha: torch.Tensor, destinat
     images, alphas = [], []
 
     def fit(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        return resize(x.unsqueeze(0).permute(0, 3, 1, 2), w, h, "bicubic", "center").permute(0, 2, 3, 1).squeeze(0)
+        fitted = common_upscale(x.unsqueeze(0).permute(0, 3, 1, 2), w, h, "bicubic", "center")
+        return fitted.permute(0, 2, 3, 1).squeeze(0)
 
     for i in range(count):
         src, dst = source[i], destination[i]

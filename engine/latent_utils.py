@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from engine.image_ops import post_kernel, repeat_to_batch
+
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["LatentOperation", "CUT_DIMS", "CONCAT_DIMS", "cut", "concat", "tonemap_reinhard", "sharpen",
-           "gaussian_kernel", "cfg_pre_function"]
+           "cfg_pre_function"]
 
 LatentOperation = Callable[..., "torch.Tensor"]
 
@@ -42,19 +44,10 @@ def cut(samples: torch.Tensor, dim: str, index: int, amount: int) -> torch.Tenso
     return samples.narrow(axis, index, amount)
 
 
-def _repeat_to(x: torch.Tensor, batch: int) -> torch.Tensor:
-    if x.shape[0] > batch:
-        return x[:batch]
-    if x.shape[0] < batch:
-        reps = -(-batch // x.shape[0])
-        return x.repeat((reps,) + (1,) * (x.ndim - 1))[:batch]
-    return x
-
-
 def concat(samples1: torch.Tensor, samples2: torch.Tensor, dim: str) -> torch.Tensor:
     """samples1 then samples2 along x / y / t ("-" puts samples2 first); samples2's batch follows samples1's."""
     import torch
-    samples2 = _repeat_to(samples2, samples1.shape[0])
+    samples2 = repeat_to_batch(samples2, samples1.shape[0])
     axis = -_axis_offset(dim)
     parts = (samples2, samples1) if dim.startswith("-") else (samples1, samples2)
     return torch.cat(parts, dim=axis)
@@ -81,14 +74,6 @@ def tonemap_reinhard(multiplier: float) -> LatentOperation:
     return op
 
 
-def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
-    """ComfyUI's post-processing Gaussian: taps over [-1, 1] in both axes, normalised to sum 1."""
-    import torch
-    t = torch.linspace(-1.0, 1.0, size)
-    g = torch.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2.0 * sigma * sigma))
-    return g / g.sum()
-
-
 def sharpen(sharpen_radius: int, sigma: float, alpha: float) -> LatentOperation:
     """Unsharp mask on the channel-normalised latent (magnitude kept): centre 1 + k*sum, taps -10*alpha*Gaussian.
 
@@ -102,7 +87,7 @@ def sharpen(sharpen_radius: int, sigma: float, alpha: float) -> LatentOperation:
         normalized = latent / luminance
         channels = latent.shape[1]
         size = sharpen_radius * 2 + 1
-        kernel = gaussian_kernel(size, sigma).to(latent) * (alpha * -10)
+        kernel = post_kernel(size, sigma).to(latent) * (alpha * -10)
         centre = size // 2
         kernel[centre, centre] = kernel[centre, centre] - kernel.sum() + 1.0
         r = sharpen_radius

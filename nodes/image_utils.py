@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine import image_utils as ops
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import common_upscale
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.io import PreviewImage
 from nodes.services import MAX_RESOLUTION
 
@@ -38,7 +37,7 @@ class GetImageSize(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",)}, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def execute(self, image: torch.Tensor, unique_id: str | None = None) -> tuple[int, int, int]:
@@ -54,7 +53,7 @@ class ImageFlip(BuiltinNode):
     FUNCTION = "flip"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",), "flip_method": (list(ops.FLIP_METHODS),)}}
 
     def flip(self, image: torch.Tensor, flip_method: str) -> tuple[torch.Tensor]:
@@ -69,7 +68,7 @@ class ImageRotate(BuiltinNode):
     FUNCTION = "rotate"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",), "rotation": (list(ops.ROTATIONS),)}}
 
     def rotate(self, image: torch.Tensor, rotation: str) -> tuple[torch.Tensor]:
@@ -88,7 +87,7 @@ class ImageStitch(BuiltinNode):
     FUNCTION = "stitch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image1": ("IMAGE",),
@@ -105,8 +104,7 @@ class ImageStitch(BuiltinNode):
         image1 = _image("ImageStitch", "image1", image1)
         if image2 is not None:
             image2 = _image("ImageStitch", "image2", image2)
-        return (ops.stitch(image1, image2, direction, match_image_size, spacing_width, spacing_color,
-                           common_upscale),)
+        return (ops.stitch(image1, image2, direction, match_image_size, spacing_width, spacing_color),)
 
 
 class ResizeAndPadImage(BuiltinNode):
@@ -117,7 +115,7 @@ class ResizeAndPadImage(BuiltinNode):
     FUNCTION = "resize_and_pad"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         size = {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}
         return {"required": {
             "image": ("IMAGE",),
@@ -130,8 +128,7 @@ class ResizeAndPadImage(BuiltinNode):
     def resize_and_pad(self, image: torch.Tensor, target_width: int, target_height: int, padding_color: str,
                        interpolation: str) -> tuple[torch.Tensor]:
         image = _image("ResizeAndPadImage", "image", image)
-        return (ops.resize_and_pad(image, target_width, target_height, padding_color, interpolation,
-                                   common_upscale),)
+        return (ops.resize_and_pad(image, target_width, target_height, padding_color, interpolation),)
 
 
 class ImageScaleToMaxDimension(BuiltinNode):
@@ -142,7 +139,7 @@ class ImageScaleToMaxDimension(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         # ComfyUI lists "bilinear" twice; kept so saved workflows' widget values line up
         methods = ["area", "lanczos", "bilinear", "nearest-exact", "bilinear", "bicubic"]
         return {"required": {
@@ -155,8 +152,7 @@ class ImageScaleToMaxDimension(BuiltinNode):
         image = _image("ImageScaleToMaxDimension", "image", image)
         if largest_size == 0:
             raise input_error("ImageScaleToMaxDimension", "largest_size", "must be at least 1 to resize to")
-        width, height = ops.max_dimension_size(image.shape[1], image.shape[2], largest_size)
-        return (common_upscale(image.movedim(-1, 1), width, height, upscale_method, "disabled").movedim(1, -1),)
+        return (ops.scale_to_max_dimension(image, upscale_method, largest_size),)
 
 
 class ImageAddNoise(BuiltinNode):
@@ -167,7 +163,7 @@ class ImageAddNoise(BuiltinNode):
     FUNCTION = "repeat"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "image": ("IMAGE",),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
@@ -187,7 +183,7 @@ class ImageColorToMask(BuiltinNode):
     FUNCTION = "image_to_mask"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "image": ("IMAGE",),
             "color": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color"}),
@@ -206,7 +202,7 @@ class JoinImageWithAlpha(BuiltinNode):
     FUNCTION = "join_image_with_alpha"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",), "alpha": ("MASK",)}}
 
     def join_image_with_alpha(self, image: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor]:
@@ -222,7 +218,7 @@ class SplitImageWithAlpha(BuiltinNode):
     FUNCTION = "split_image_with_alpha"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",)}}
 
     def split_image_with_alpha(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,7 +234,7 @@ class PorterDuffImageComposite(BuiltinNode):
     FUNCTION = "composite"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "source": ("IMAGE",),
             "source_alpha": ("MASK",),
@@ -255,8 +251,7 @@ class PorterDuffImageComposite(BuiltinNode):
             raise input_error("PorterDuffImageComposite", "mode",
                               f"{mode!r} is not one of {list(ops.PORTER_DUFF_MODES)}")
         try:
-            return ops.porter_duff_batch(source, source_alpha, destination, destination_alpha, mode,
-                                         common_upscale)
+            return ops.porter_duff_batch(source, source_alpha, destination, destination_alpha, mode)
         except ValueError as exc:
             raise input_error("PorterDuffImageComposite", "source", str(exc)) from exc
 
@@ -271,7 +266,7 @@ class MaskPreview(PreviewImage):
     _compress_level = 4
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"mask": ("MASK",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
     def execute(self, mask: torch.Tensor, filename_prefix: str = "ComfyUI", prompt: Any = None,

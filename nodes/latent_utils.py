@@ -4,20 +4,20 @@ LATENT_OPERATION values are callables `op(latent=tensor) -> tensor` built by `en
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine import latent_utils as ops
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import latent_samples
+from engine.types import latent_copy
+from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
     from engine.latent_utils import LatentOperation
+    from engine.handles import ModelHandle
+    from engine.types import Latent
 
 __all__ = ["LatentCut", "LatentConcat", "LatentApplyOperation", "LatentApplyOperationCFG",
            "LatentOperationTonemapReinhard", "LatentOperationSharpen"]
-
-LatentDict = dict[str, Any]
 
 
 class LatentConcat(BuiltinNode):
@@ -28,10 +28,10 @@ class LatentConcat(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples1": ("LATENT",), "samples2": ("LATENT",), "dim": (list(ops.CONCAT_DIMS),)}}
 
-    def execute(self, samples1: LatentDict, samples2: LatentDict, dim: str) -> tuple[LatentDict]:
+    def execute(self, samples1: Latent, samples2: Latent, dim: str) -> tuple[Latent]:
         s1 = latent_samples(samples1, "LatentConcat", "samples1")
         s2 = latent_samples(samples2, "LatentConcat", "samples2")
         try:
@@ -39,9 +39,7 @@ class LatentConcat(BuiltinNode):
         except (RuntimeError, KeyError) as exc:
             raise input_error("LatentConcat", "samples2",
                               f"cannot join {tuple(s2.shape)} to {tuple(s1.shape)} along {dim!r}: {exc}") from exc
-        out = dict(samples1)
-        out["samples"] = joined
-        return (out,)
+        return (latent_copy(samples1, joined),)
 
 
 class LatentCut(BuiltinNode):
@@ -52,7 +50,7 @@ class LatentCut(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "samples": ("LATENT",),
             "dim": (list(ops.CUT_DIMS),),
@@ -60,15 +58,13 @@ class LatentCut(BuiltinNode):
             "amount": ("INT", {"default": 1, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
         }}
 
-    def execute(self, samples: LatentDict, dim: str, index: int, amount: int) -> tuple[LatentDict]:
+    def execute(self, samples: Latent, dim: str, index: int, amount: int) -> tuple[Latent]:
         s = latent_samples(samples, "LatentCut", "samples")
         try:
             cut = ops.cut(s, dim, index, amount)
         except (ValueError, KeyError) as exc:
             raise input_error("LatentCut", "dim", str(exc)) from exc
-        out = dict(samples)
-        out["samples"] = cut
-        return (out,)
+        return (latent_copy(samples, cut),)
 
 
 class LatentApplyOperation(BuiltinNode):
@@ -80,14 +76,12 @@ class LatentApplyOperation(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "operation": ("LATENT_OPERATION",)}}
 
-    def execute(self, samples: LatentDict, operation: LatentOperation) -> tuple[LatentDict]:
+    def execute(self, samples: Latent, operation: LatentOperation) -> tuple[Latent]:
         s = latent_samples(samples, "LatentApplyOperation", "samples")
-        out = dict(samples)
-        out["samples"] = operation(latent=s)
-        return (out,)
+        return (latent_copy(samples, operation(latent=s)),)
 
 
 class LatentApplyOperationCFG(BuiltinNode):
@@ -99,10 +93,10 @@ class LatentApplyOperationCFG(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "operation": ("LATENT_OPERATION",)}}
 
-    def execute(self, model: Any, operation: LatentOperation) -> tuple[Any]:
+    def execute(self, model: ModelHandle, operation: LatentOperation) -> tuple[ModelHandle]:
         patched = model.clone()
         patched.set_model_sampler_pre_cfg_function(ops.cfg_pre_function(operation))
         return (patched,)
@@ -117,7 +111,7 @@ class LatentOperationTonemapReinhard(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"multiplier": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01})}}
 
     def execute(self, multiplier: float) -> tuple[LatentOperation]:
@@ -133,7 +127,7 @@ class LatentOperationSharpen(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "sharpen_radius": ("INT", {"default": 9, "min": 1, "max": 31, "step": 1}),
             "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1}),

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import animated
 from engine.paths import PathError
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +53,7 @@ class SaveAnimatedWEBP(_SaveAnimated):
     _extension = "webp"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "images": ("IMAGE",),
@@ -84,7 +84,7 @@ class SaveAnimatedPNG(_SaveAnimated):
     _extension = "png"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "images": ("IMAGE",),

@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 from engine import strings
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 
 __all__ = ["StringConcatenate", "StringSubstring", "StringLength", "CaseConverter", "StringTrim", "StringReplace",
            "StringContains", "StringCompare", "RegexMatch", "RegexExtract", "RegexReplace", "PreviewAny"]
@@ -30,7 +30,7 @@ class StringConcatenate(_StringNode):
     DISPLAY_NAME = "Concatenate"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string_a": _TEXT, "string_b": _TEXT,
                              "delimiter": ("STRING", {"multiline": False, "default": ""})}}
 
@@ -44,7 +44,7 @@ class StringSubstring(_StringNode):
     DISPLAY_NAME = "Substring"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT, "start": ("INT", {}), "end": ("INT", {})}}
 
     def execute(self, string: str, start: int, end: int) -> tuple[str]:
@@ -59,7 +59,7 @@ class StringLength(_StringNode):
     RETURN_NAMES = ("length",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT}}
 
     def execute(self, string: str) -> tuple[int]:
@@ -72,7 +72,7 @@ class CaseConverter(_StringNode):
     DISPLAY_NAME = "Case Converter"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT, "mode": (list(strings.CASE_MODES),)}}
 
     def execute(self, string: str, mode: str) -> tuple[str]:
@@ -85,7 +85,7 @@ class StringTrim(_StringNode):
     DISPLAY_NAME = "Trim"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT, "mode": (list(strings.TRIM_MODES),)}}
 
     def execute(self, string: str, mode: str) -> tuple[str]:
@@ -98,7 +98,7 @@ class StringReplace(_StringNode):
     DISPLAY_NAME = "Replace"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT, "find": _TEXT, "replace": _TEXT}}
 
     def execute(self, string: str, find: str, replace: str) -> tuple[str]:
@@ -113,7 +113,7 @@ class StringContains(_StringNode):
     RETURN_NAMES = ("contains",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT, "substring": _TEXT,
                              "case_sensitive": ("BOOLEAN", {"default": True})}}
 
@@ -128,7 +128,7 @@ class StringCompare(_StringNode):
     RETURN_TYPES = ("BOOLEAN",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string_a": _TEXT, "string_b": _TEXT, "mode": (list(strings.COMPARE_MODES),),
                              "case_sensitive": ("BOOLEAN", {"default": True})}}
 
@@ -147,7 +147,7 @@ class RegexMatch(_StringNode):
     RETURN_NAMES = ("matches",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT, "regex_pattern": _TEXT, **_REGEX_SWITCHES}}
 
     def execute(self, string: str, regex_pattern: str, case_insensitive: bool, multiline: bool,
@@ -162,7 +162,7 @@ class RegexExtract(_StringNode):
     DISPLAY_NAME = "Regex Extract"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"string": _TEXT, "regex_pattern": _TEXT, "mode": (list(strings.EXTRACT_MODES),),
                              **_REGEX_SWITCHES,
                              "group_index": ("INT", {"default": 1, "min": 0, "max": 100})}}
@@ -180,7 +180,7 @@ class RegexReplace(_StringNode):
     DESCRIPTION = "Find and replace text using regex patterns."
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {"string": _TEXT, "regex_pattern": _TEXT, "replace": _TEXT},
             "optional": {
@@ -218,7 +218,7 @@ class PreviewAny(BuiltinNode):
     OUTPUT_NODE = True
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"source": ("*", {})}}
 
     def main(self, source: Any = None) -> dict[str, Any]:

@@ -5,10 +5,10 @@ nodes_logic / nodes_image_compare / nodes_resolution).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from engine import image_utils
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.io import PreviewImage
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class ComfySwitchNode(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         branch = (MATCHTYPE, {"lazy": True, "template": {"template_id": "switch", "allowed_types": "*"}})
         return {"required": {"switch": ("BOOLEAN", {}), "on_false": branch, "on_true": branch}}
 
@@ -57,7 +57,7 @@ class ImageCompare(PreviewImage):
     FUNCTION = "compare"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"compare_view": ("IMAGECOMPARE", {"socketless": True})},
                 "optional": {"image_a": ("IMAGE",), "image_b": ("IMAGE",)}}
 
@@ -67,7 +67,8 @@ class ImageCompare(PreviewImage):
         for key, images, prefix in (("a_images", image_a, "comfy.compare.a"), ("b_images", image_b,
                                                                                 "comfy.compare.b")):
             if images is not None and len(images) > 0:
-                result[key] = self.save_images(images, prefix)["ui"]["images"]
+                ui = cast("dict[str, list[dict[str, str]]]", self.save_images(images, prefix)["ui"])
+                result[key] = ui["images"]
         return {"ui": result}
 
 
@@ -84,7 +85,7 @@ class ResolutionSelector(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "aspect_ratio": (list(image_utils.ASPECT_RATIOS), {
                 "default": "1:1 (Square)", "tooltip": "The aspect ratio for the output dimensions."}),
