@@ -2,11 +2,12 @@
 
 Usage::
 
-    .venv/bin/python scripts/template_coverage.py FOLDER [--served object_info.json] [--open-source]
+    .venv/bin/python scripts/template_coverage.py [FOLDER] [--served object_info.json] [--open-source]
         [--models SDXL,SD1.5] [--top 30] [--json report.json]
 
 FOLDER is searched recursively for `*.json` editor (UI-format) workflows, for example the `templates/` folder
 of PyPI's `comfyui-workflow-templates-json` (`pip download --no-deps comfyui-workflow-templates-json`, unzip).
+Without FOLDER, that package's folder is used when it is installed (it is one of the test extras).
 Files that are not workflows (index files, schemas) are skipped. Where FOLDER has the package's `index.json`,
 `--open-source` keeps the templates it marks open source (no paid API nodes) and `--models` those that name one
 of the given model families.
@@ -22,6 +23,7 @@ running server (to include custom node packs).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections import Counter
@@ -137,6 +139,15 @@ def measure(folder: Path, served: set[str], *, open_source: bool = False,
     return result
 
 
+def installed_templates() -> Path | None:
+    """The `templates/` folder of an installed `comfyui-workflow-templates-json`, or None."""
+    spec = importlib.util.find_spec("comfyui_workflow_templates_json")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "templates"
+    return folder if folder.is_dir() else None
+
+
 def loom_node_types() -> set[str]:
     """The node ids Loom's built-in catalogue serves."""
     sys.path.insert(0, str(REPO))
@@ -159,13 +170,17 @@ def render(cov: Coverage, top: int, label: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?", help="default: the installed template package's folder")
     parser.add_argument("--served", type=Path, help="an /object_info JSON; default: Loom's built-in nodes")
     parser.add_argument("--open-source", action="store_true", help="only templates index.json marks open source")
     parser.add_argument("--models", default="", help="comma-separated model families from index.json (e.g. SDXL)")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--json", type=Path, help="also write the per-workflow result here")
     args = parser.parse_args(argv)
+    if args.folder is None:
+        args.folder = installed_templates()
+        if args.folder is None:
+            parser.error("no FOLDER given and comfyui-workflow-templates-json is not installed")
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
     served = set(json.loads(args.served.read_text(encoding="utf-8"))) if args.served else loom_node_types()

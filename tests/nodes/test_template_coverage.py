@@ -79,3 +79,21 @@ def test_loom_catalogue_is_the_default_served_set() -> None:
     from nodes import builtin_node_classes
 
     assert _script().loom_node_types() == set(builtin_node_classes())
+
+
+def test_installed_template_package_is_read_whole() -> None:
+    import pytest
+
+    pytest.importorskip("comfyui_workflow_templates_json")
+    tc = _script()
+    folder = tc.installed_templates()
+    assert folder is not None
+    served = tc.loom_node_types()
+    cov = tc.measure(folder, served)
+    files = sorted(folder.rglob("*.json"))
+    assert cov.total + len(cov.skipped) == len(files) and cov.total > 100
+    # only the package's index / search-option files are not workflows
+    assert all(Path(p).name.startswith("index") or Path(p).name == "fuse_options.json" for p in cov.skipped)
+    for name in cov.covered:  # a covered template really uses served types only
+        data = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        assert tc.workflow_node_types(data) <= served
