@@ -12,8 +12,8 @@ from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
-    from engine.latent_utils import LatentOperation
     from engine.handles import ModelHandle
+    from engine.latent_utils import LatentOperation
     from engine.types import Latent
 
 __all__ = ["LatentCut", "LatentConcat", "LatentApplyOperation", "LatentApplyOperationCFG",
