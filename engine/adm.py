@@ -51,7 +51,8 @@ def adm_vector(kind: str, cond: Mapping[str, Any], latent_shape: Sequence[int],
     if kind == "pooled":  # SD3: the joined CLIP-L + CLIP-G pooled vector as it is
         if pooled is None:
             raise ValueError("sd3 needs a pooled text embedding: the conditioning has no 'pooled_output'")
-        return pooled.float()
+        out: torch.Tensor = pooled.float()
+        return out
     if pooled is None:
         raise ValueError(f"{kind} needs a pooled text embedding: the conditioning has no 'pooled_output' "
                          "(encode the prompt with this model's CLIP)")

@@ -84,7 +84,8 @@ class FlowClipHandle(ClipHandle):
             return (t5, l_pooled) if return_pooled else t5
         assert self.g_projection is not None
         if not tokens["l"] and not tokens["g"]:
-            width = int(self.encoders["clip_l"].config.hidden_size) + int(self.g_projection.shape[0])
+            clip_l: Any = self.encoders["clip_l"]
+            width = int(clip_l.config.hidden_size) + int(self.g_projection.shape[0])
             return (t5, torch.zeros(1, width)) if return_pooled else t5
         l_hidden, l_pooled = self._encode_tower("l", tokens["l"])
         g_hidden, g_pooled = self._encode_tower("g", tokens["g"])
@@ -131,7 +132,7 @@ def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, tor
     towers = TextEncoderSet()
     tokenizers: dict[str, Any] = {}
     g_projection = None
-    specs = {s.key: s for s in family.text_encoders}
+    specs: dict[str, TextEncoderSpec] = {s.key: s for s in family.text_encoders}
     for key in keys:
         path, sd, meta = by_kind[key]
         if key == "t5xxl":

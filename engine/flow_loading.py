@@ -75,7 +75,7 @@ def _make(cls: Any, family: Family, cfg: Any, sd: Mapping[str, torch.Tensor], ma
         storage = None
     net = build_assign(cls, cfg, sd, compute, f"{family.name} transformer", path, storage_dtype=storage, cast=True)
     entry = manager.register(net, f"{path.name} ({family.arch})", "unet")
-    return ModelHandle(net, model_sampling_for(family), family.latent_format, family, manager, entry,  # type: ignore[arg-type]
+    return ModelHandle(net, model_sampling_for(family), family.latent_format, family, manager, entry,
                        compute_dtype=compute)
 
 

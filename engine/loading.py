@@ -291,7 +291,7 @@ def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_direc
                               ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
     sd, metadata, shapes = _read_with_shapes(path)
     if flow_checkpoint_arch(shapes) is not None:
-        builders = {"assign": build_assign, "tower": _build_tower,
+        builders: dict[str, Any] = {"assign": build_assign, "tower": _build_tower,
                     "vae": lambda vsd: _make_vae(detect_vae(read_shapes(vsd)), vsd, manager, path)}
         return load_flow_checkpoint(sd, metadata, path, manager, output_clip, output_vae, builders)
     cfg = detect(shapes, metadata, get_tensor=sd.__getitem__, prediction=prediction, source=path.name)

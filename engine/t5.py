@@ -69,7 +69,8 @@ class _CastEmbedding(nn.Embedding):
 def _gated_ff_forward(self: Any, hidden: torch.Tensor) -> torch.Tensor:
     """transformers' gated FF without its cast of the hidden state to ``wo``'s storage dtype (weights are cast
     to the input per layer instead, so the fp32 result is not rounded to fp16)."""
-    return self.wo(self.act(self.wi_0(hidden)) * self.wi_1(hidden))
+    out: torch.Tensor = self.wo(self.act(self.wi_0(hidden)) * self.wi_1(hidden))
+    return out
 
 
 class T5TextEncoder(nn.Module):
@@ -106,7 +107,8 @@ class T5TextEncoder(nn.Module):
             elif type(m) is nn.Embedding:
                 m.__class__ = _CastEmbedding
         self.transformer.encoder.embed_tokens = self.transformer.shared
-        self.transformer.eval().requires_grad_(False)
+        self.transformer.train(False)
+        self.transformer.requires_grad_(False)
 
     def forward(self, tokens: torch.Tensor, layer: int | None = None,
                 injected: list[tuple[int, int, torch.Tensor]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
