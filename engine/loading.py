@@ -23,11 +23,11 @@ from engine.detect import (
     detect_vae,
     metadata_config,
 )
-from engine.detect_flow import flux_prefix
+from engine.detect_flow import flux_prefix, mmdit_prefix
 from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
 from engine.flow_clip import FLOW_CLIP_TYPES, build_flow_clip
-from engine.flow_loading import flow_checkpoint_arch, load_flow_checkpoint, make_flux_model
+from engine.flow_loading import flow_checkpoint_arch, load_flow_checkpoint, make_flux_model, make_mmdit_model
 from engine.families import Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
 from engine.meta_build import BASE_OF as _BASE_OF
@@ -348,9 +348,12 @@ def load_unet(path: PathLike, manager: ModelManager, dtype: torch.dtype | None =
 
     def build() -> ModelHandle:
         sd, metadata = read_state_dict(p)
-        flux = flux_prefix(read_shapes(sd))
+        shapes = read_shapes(sd)
+        flux, mmdit = flux_prefix(shapes), mmdit_prefix(shapes)
         if flux is not None:
             return make_flux_model(_sub(sd, flux) if flux else sd, manager, p, dtype, build_assign)
+        if mmdit is not None:
+            return make_mmdit_model(_sub(sd, mmdit) if mmdit else sd, manager, p, dtype, build_assign)
         sd = _strip_known(sd, ("", "model.diffusion_model."), "input_blocks.0.0.weight")
         if "conv_in.weight" in sd and "input_blocks.0.0.weight" not in sd:
             raise UnknownModelError(f"{p.name}: diffusers-format UNet (conv_in / down_blocks keys) is not supported "

@@ -55,11 +55,24 @@ def make_sd35m_aio(target: Path) -> None:
               metadata={"format": "pt", "tiny_sd35m_aio_config": json.dumps(cfg)})
 
 
+def make_sd35m_unet(target: Path) -> None:
+    """tiny-sd35m's MMDiT alone, keys without prefix (the layout of a diffusion_models/ file)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    prefix = "model.diffusion_model."
+    with safe_open(str(FAM2 / "tiny-sd35m.safetensors"), "pt") as f:
+        sd = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(target))
+
+
 @pytest.fixture(scope="session")
 def models2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("families2")
     make_sd15_inpaint(base / "models" / "checkpoints" / "tiny-sd15-inpaint.safetensors")
     make_sd35m_aio(base / "models" / "checkpoints" / "tiny-sd35m-aio.safetensors")
+    make_sd35m_unet(base / "models" / "diffusion_models" / "tiny-sd35m-unet.safetensors")
     for rel, name in FLOW_LINKS.items():
         target = base / "models" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
