@@ -122,3 +122,29 @@ def test_inpaint_model_conditioning_noise_mask_off(run2: Any) -> None:
     # with the noise mask the kept cells stay the encoded image; without it they are resampled too
     assert np.abs(s_on[..., keep] - enc[..., keep]).max() < 1e-4
     assert np.abs(s_off[..., keep] - enc[..., keep]).max() > 1e-2
+
+
+def test_detect_full_size_sd15_inpainting_layout() -> None:
+    """The sd-v1-5-inpainting key/shape set (UNet built on the meta device with 9 input channels, plus the
+    SD1.5 CLIP-L and VAE) detects as SD1.5, eps, 9 channels, with the public widths."""
+    from dataclasses import replace
+
+    import torch
+
+    from engine.detect import detect
+    from engine.families import SD15
+    from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder
+    from engine.networks.unet import UNetConfig, UNetModel
+    from engine.networks.vae import AutoencoderKL, VAEConfig
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    with torch.device("meta"):
+        for prefix, module in (("model.diffusion_model.", UNetModel(replace(UNetConfig(), in_channels=9))),
+                               ("first_stage_model.", AutoencoderKL(VAEConfig())),
+                               ("cond_stage_model.", ClipTextEncoder(ClipTextConfig()))):
+            shapes.update({prefix + k: tuple(v.shape) for k, v in module.state_dict().items()})
+    cfg = detect(shapes)
+    assert cfg.family is SD15 and cfg.prediction == "eps"
+    assert cfg.unet is not None
+    assert (cfg.unet.in_channels, cfg.unet.model_channels, cfg.unet.context_dim) == (9, 320, 768)
+    assert set(cfg.text) == {"l"}
