@@ -19,7 +19,6 @@ from engine.detect import clip_heads, detect_clip_l
 from engine.errors import UnknownModelError
 from engine.families import FLUX_DEV, SD35, Family, TextEncoderSpec
 from engine.model_management import ModelManager
-from engine.networks.text_encoders import ClipTextEncoder
 from engine.t5 import T5PromptTokenizer, T5TextEncoder, detect_t5, is_t5
 from engine.tokenizer import PromptTokenizer
 

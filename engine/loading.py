@@ -26,9 +26,9 @@ from engine.detect import (
 from engine.detect_flow import flux_prefix, mmdit_prefix
 from engine.embeddings import EmbeddingStore
 from engine.errors import CheckpointError, UnknownModelError
+from engine.families import Family, TextEncoderSpec
 from engine.flow_clip import FLOW_CLIP_TYPES, build_flow_clip
 from engine.flow_loading import flow_checkpoint_arch, load_flow_checkpoint, make_flux_model, make_mmdit_model
-from engine.families import Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
 from engine.meta_build import BASE_OF as _BASE_OF
 from engine.meta_build import meta_build as _meta_build

@@ -13,7 +13,11 @@ from conftest import GOLDEN2
     ("comfy__sd35m__txt2img__euler__sgm_uniform__shift3", "sd3", "sgm_uniform", 20),
 ])
 def test_flow_sigmas_match_comfyui(case: str, kind: str, scheduler: str, steps: int) -> None:
-    from engine.sampling.flow_sampling import ModelSamplingDiscreteFlow, ModelSamplingFlux, flux_resolution_shift
+    from engine.sampling.flow_sampling import (
+        ModelSamplingDiscreteFlow,
+        ModelSamplingFlux,
+        flux_resolution_shift,
+    )
     from engine.sampling.schedulers import calculate_sigmas
 
     ms = {"flux": lambda: ModelSamplingFlux(flux_resolution_shift(128, 128)),
