@@ -26,6 +26,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.custom_sigmas",
     "nodes.model_patches",
     "nodes.upscale",
+    "nodes.custom_samplers_extra",
+    "nodes.custom_schedulers_extra",
 )
 
 

@@ -162,3 +162,19 @@ def sample_dpmpp_2m_cfg_pp(
         x = denoised + mix + torch.exp(-h) * x
         old_uncond = uncond
     return x
+
+
+@torch.no_grad()
+def sample_euler_cfg_pp_alt(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """SamplerEulerCFG++'s "alternative" version: an Euler step along (x - 2 x0_guided + x0_uncond) / sigma,
+    i.e. the guided slope with the guidance difference applied once more (no landing on x0)."""
+    model, last_uncond = track_uncond(model)
+    s_in = batch_ones(x)
+    for i in range(len(sigmas) - 1):
+        denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
+        d = to_d(x - denoised + last_uncond(), sigmas[i], denoised)
+        x = x + d * (sigmas[i + 1] - sigmas[i])
+    return x

@@ -36,6 +36,10 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "custom_sigmas": ("LaplaceScheduler", "VPScheduler", "ManualSigmas", "AddNoise"),
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
+    "custom_samplers_extra": ("SamplerEulerCFGpp", "SamplerEulerAncestralCFGPP", "SamplerER_SDE", "SamplerSASolver",
+                              "SamplerLCMUpscale"),
+    "custom_schedulers_extra": ("AlignYourStepsScheduler", "GITSScheduler", "OptimalStepsScheduler",
+                                "ExtendIntermediateSigmas", "SamplingPercentToSigma"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
