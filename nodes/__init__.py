@@ -28,6 +28,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.upscale",
     "nodes.custom_samplers_extra",
     "nodes.custom_schedulers_extra",
+    "nodes.guidance_patches",
+    "nodes.guiders_extra",
 )
 
 

@@ -40,6 +40,9 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                               "SamplerLCMUpscale"),
     "custom_schedulers_extra": ("AlignYourStepsScheduler", "GITSScheduler", "OptimalStepsScheduler",
                                 "ExtendIntermediateSigmas", "SamplingPercentToSigma"),
+    "guidance_patches": ("CFGZeroStar", "CFGNorm", "APG", "TCFG", "Mahiro", "RenormCFG", "Epsilon Scaling", "PerpNeg",
+                         "ModelSamplingContinuousEDM", "ModelSamplingContinuousV"),
+    "guiders_extra": ("PerpNegGuider", "DualCFGGuider", "ConditioningTimestepsRange"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
