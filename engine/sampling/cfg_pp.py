@@ -115,7 +115,8 @@ def sample_dpmpp_2s_ancestral_cfg_pp(
     s_noise: float = 1.0,
 ) -> torch.Tensor:
     """DPM-Solver++(2S) ancestral (Lu et al. 2022b) with CFG++ renoising (Chung et al. 2024): the
-    exponential-integrator steps start from x shifted by (guided - unconditional) x0, midpoint r = 1/2."""
+    exponential-integrator steps start from x shifted by (guided - unconditional) x0, midpoint r = 1/2.
+    As in ComfyUI, the final update's shift takes the unconditional x0 of the midpoint evaluation."""
     noise = require_noise(noise_sampler, "dpmpp_2s_ancestral_cfg_pp")
     model, last_uncond = track_uncond(model)
     s_in = batch_ones(x)
@@ -130,10 +131,10 @@ def sample_dpmpp_2s_ancestral_cfg_pp(
             h = t_next - t
             s = t + 0.5 * h
             sigma_t, sigma_s = t.neg().exp(), s.neg().exp()
-            shifted = x + (denoised - uncond)
-            x_2 = (sigma_s / sigma_t) * shifted - (-h * 0.5).expm1() * denoised
+            x_2 = (sigma_s / sigma_t) * (x + (denoised - uncond)) - (-h * 0.5).expm1() * denoised
             denoised_2 = model(x_2, sigma_s * s_in)
-            x = (t_next.neg().exp() / sigma_t) * shifted - (-h).expm1() * denoised_2
+            # as ComfyUI: the shift now uses the unconditional x0 of the midpoint evaluation
+            x = (t_next.neg().exp() / sigma_t) * (x + (denoised - last_uncond())) - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
             x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
