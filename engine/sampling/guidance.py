@@ -142,8 +142,8 @@ def renorm_cfg(args: Args, cfg_trunc: float, renorm: float, in_channels: int) ->
             dims = tuple(range(1, cond_eps.ndim))
             max_norm = torch.linalg.vector_norm(cond_eps, dim=dims, keepdim=True) * renorm
             new_norm = torch.linalg.vector_norm(half, dim=dims, keepdim=True)
-            if new_norm >= max_norm:
-                half = half * (max_norm / new_norm)
+            # per sample (ComfyUI compares the whole batch at once, which only works for batch 1)
+            half = torch.where(new_norm >= max_norm, half * (max_norm / new_norm), half)
     else:
         half = cond_eps
     out: torch.Tensor = args["input"] - torch.cat([half, rest], dim=1)

@@ -159,3 +159,11 @@ def test_continuous_edm_and_v_sampling() -> None:
     assert torch.allclose(v.sigma(v.timestep(s)), s, rtol=1e-5)
     with pytest.raises(ValueError, match="sigma_min"):
         ModelSamplingContinuousEDM("eps", 5.0, 1.0)
+
+
+def test_renorm_cfg_caps_each_sample_of_a_batch() -> None:
+    cond = rand(2, 4, 8, 8)
+    uncond = torch.stack([-cond[0], cond[1]])  # sample 0: CFG = 5 cond (capped); sample 1: CFG = cond (kept)
+    args = {**post_args(cond, uncond, 3.0, torch.zeros_like(cond)), "timestep": torch.tensor([1.0, 1.0])}
+    out = -renorm_cfg(args, 100.0, 2.0, 4)
+    assert torch.allclose(out[0], 2 * cond[0], atol=1e-5) and torch.allclose(out[1], cond[1], atol=1e-5)
