@@ -19,16 +19,32 @@ from engine.sampling.noise import NoiseSampler
 Resize = Callable[[torch.Tensor, int, int], torch.Tensor]  # (x, width, height) -> x
 
 
-def _noise_like(noise: NoiseSampler, sigma: torch.Tensor, sigma_next: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Unit Gaussian noise of ``shape`` from draws of the sampler's own (initial-latent) shape, used in order."""
-    need = math.prod(shape)
-    parts: list[torch.Tensor] = []
-    have = 0
-    while have < need:
-        draw = noise(sigma, sigma_next).reshape(-1)
-        parts.append(draw)
-        have += draw.numel()
-    return torch.cat(parts)[:need].reshape(shape)
+class _NoiseStream:
+    """Unit Gaussian noise of any shape, cut from consecutive draws of a fixed-shape noise sampler.
+
+    ComfyUI draws this sampler's noise with ``randn_like`` from torch's global generator, which its initial
+    noise draw seeded and advanced. The KSampler noise sampler is seeded the same way and its first draw is
+    that initial noise, so skipping one draw and cutting the rest into pieces reproduces ComfyUI's stream
+    (CPU ``randn`` of sizes that are multiples of 16 is position-wise, so pieces concatenate exactly).
+    """
+
+    def __init__(self, noise: NoiseSampler) -> None:
+        self.noise = noise
+        self.buffer: torch.Tensor | None = None
+
+    def __call__(self, sigma: torch.Tensor, sigma_next: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """The next ``prod(shape)`` values of the stream, shaped."""
+        need = math.prod(shape)
+        if self.buffer is None:
+            self.buffer = self.noise(sigma, sigma_next).reshape(-1)[:0]  # skip the initial noise's draw
+        parts = [self.buffer]
+        have = self.buffer.numel()
+        while have < need:
+            parts.append(self.noise(sigma, sigma_next).reshape(-1))
+            have += parts[-1].numel()
+        flat = torch.cat(parts)
+        self.buffer = flat[need:]
+        return flat[:need].reshape(shape)
 
 
 @torch.no_grad()
@@ -39,7 +55,7 @@ def sample_lcm_upscale(
 ) -> torch.Tensor:
     """LCM steps with the x0 estimate resized after each of the first ``upscale_steps`` steps (default: half
     the schedule), reaching ``total_upscale`` times the input size."""
-    noise = require_noise(noise_sampler, "lcm_upscale")
+    stream = _NoiseStream(require_noise(noise_sampler, "lcm_upscale"))
     if upscale_steps is None:
         count = max(len(sigmas) // 2 + 1, 2)
     else:
@@ -52,5 +68,5 @@ def sample_lcm_upscale(
         if i < len(factors):
             x = resize(x, round(width * float(factors[i])), round(height * float(factors[i])))
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * _noise_like(noise, sigmas[i], sigmas[i + 1], x.shape)
+            x = x + sigmas[i + 1] * stream(sigmas[i], sigmas[i + 1], x.shape)
     return x

@@ -143,3 +143,23 @@ def test_defaults_match_comfyui() -> None:
     assert SamplingPercentToSigma.RETURN_NAMES == ("sigma_value",)
 
 
+
+
+def test_lcm_upscale_noise_continues_the_initial_noise_stream() -> None:
+    # ComfyUI draws randn_like from the global generator its initial-noise draw left behind; the seeded
+    # noise sampler replays that stream: skip one initial-noise draw, then the values in order
+    (spec,) = SamplerLCMUpscale().get_sampler(2.0, 1, "nearest-exact")
+    sigmas = torch.tensor([5.0, 2.0, 1.0, 0.0])
+    x = torch.zeros(1, 4, 4, 8)
+    seen: list[torch.Tensor] = []
+
+    def denoiser(z: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        seen.append(z)
+        return torch.zeros_like(z)
+
+    spec.fn(denoiser, x, sigmas, noise_sampler=gaussian_noise_sampler(x, 11))
+    gen = torch.Generator().manual_seed(11)
+    torch.randn(1, 4, 4, 8, generator=gen)  # the initial noise
+    first = torch.randn(1, 4, 8, 16, generator=gen)  # upscaled after step 0 (one scale step)
+    second = torch.randn(1, 4, 8, 16, generator=gen)
+    assert torch.equal(seen[1], 2.0 * first) and torch.equal(seen[2], 1.0 * second)
