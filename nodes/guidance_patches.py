@@ -197,12 +197,13 @@ class PerpNeg(ModelPatchNode):
         return (m,)
 
 
-_EDM_SAMPLINGS = {"v_prediction": ("v", 1.0), "edm": ("edm", 0.5), "eps": ("eps", 1.0)}
+_EDM_SAMPLINGS = {"v_prediction": ("v", 1.0), "edm": ("edm", 0.5), "edm_playground_v2.5": ("edm", 0.5),
+                  "eps": ("eps", 1.0)}
 
 
 class ModelSamplingContinuousEDM(ModelPatchNode):
     """Continuous EDM noise levels (t = log(sigma) / 4) with an eps, v or EDM output, between sigma_min and
-    sigma_max."""
+    sigma_max; edm_playground_v2.5 also sets Playground v2.5's per-channel latent normalisation."""
 
     CATEGORY = "advanced/model"
 
@@ -216,6 +217,7 @@ class ModelSamplingContinuousEDM(ModelPatchNode):
         }}
 
     def patch(self, model: Any, sampling: str, sigma_max: float, sigma_min: float) -> tuple[Any]:
+        from engine.sampling.model_sampling_continuous import PLAYGROUND_V25
         from engine.sampling.model_sampling_continuous import ModelSamplingContinuousEDM as Sampling
 
         node = "ModelSamplingContinuousEDM"
@@ -228,6 +230,8 @@ class ModelSamplingContinuousEDM(ModelPatchNode):
             m.model_sampling = Sampling(prediction, float(sigma_min), float(sigma_max), sigma_data)  # type: ignore[arg-type]
         except ValueError as exc:
             raise input_error(node, "sigma_min", str(exc)) from None
+        if sampling == "edm_playground_v2.5":
+            m.latent_format = PLAYGROUND_V25
         return (m,)
 
 

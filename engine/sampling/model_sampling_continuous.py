@@ -7,15 +7,18 @@ The network is conditioned on a continuous noise level instead of a discrete tim
 - V (continuous v-prediction, e.g. CosXL / SDXL-edit style models): t = atan(sigma) * 2 / pi.
 
 The sigma table (for schedulers) is 1000 points evenly spaced in log sigma from sigma_min to sigma_max.
+Playground v2.5 (EDM, sigma_data 0.5) also normalises its SDXL-VAE latents per channel (``PLAYGROUND_V25``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from engine.latent_formats import LatentFormat
 from engine.sampling.model_sampling import _as_column
 
 ContinuousPrediction = Literal["eps", "v", "edm"]
@@ -111,3 +114,38 @@ class ModelSamplingContinuousV(ModelSamplingContinuousEDM):
     def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
         """tan(t * pi / 2)."""
         return (torch.as_tensor(timestep) * math.pi / 2).tan()
+
+
+@dataclass(frozen=True)
+class NormalizedLatentFormat(LatentFormat):
+    """A latent format that standardises each channel: (latent - mean) * scale_factor / std."""
+
+    latents_mean: tuple[float, ...] = ()
+    latents_std: tuple[float, ...] = ()
+
+    def _stats(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, len(self.latents_mean), 1, 1)
+        mean = torch.tensor(self.latents_mean).view(shape).to(latent.device, latent.dtype)
+        std = torch.tensor(self.latents_std).view(shape).to(latent.device, latent.dtype)
+        return mean, std
+
+    def process_in(self, latent: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latent -> diffusion-model space."""
+        mean, std = self._stats(latent)
+        return (latent - mean) * self.scale_factor / std
+
+    def process_out(self, latent: torch.Tensor) -> torch.Tensor:
+        """Diffusion-model space -> raw VAE latent."""
+        mean, std = self._stats(latent)
+        return latent * std / self.scale_factor + mean
+
+
+# Playground v2.5's published latent statistics (its diffusers VAE config) and preview factors.
+PLAYGROUND_V25 = NormalizedLatentFormat(
+    name="SDXL_Playground_2_5",
+    scale_factor=0.5,
+    latent_rgb_factors=((0.3920, 0.4054, 0.4549), (-0.2634, -0.0196, 0.0653), (0.0568, 0.1687, -0.0755),
+                        (-0.3112, -0.2359, -0.2076)),
+    latents_mean=(-1.6574, 1.886, -1.383, 2.5155),
+    latents_std=(8.4927, 5.9022, 6.5498, 5.2299),
+)

@@ -21,7 +21,11 @@ from engine.sampling.guidance import (
 )
 from engine.sampling.guider import cfg_function
 from engine.sampling.guiders import dual_cfg_function, perp_neg_cfg_function
-from engine.sampling.model_sampling_continuous import ModelSamplingContinuousEDM, ModelSamplingContinuousV
+from engine.sampling.model_sampling_continuous import (
+    PLAYGROUND_V25,
+    ModelSamplingContinuousEDM,
+    ModelSamplingContinuousV,
+)
 
 
 def rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -167,3 +171,11 @@ def test_renorm_cfg_caps_each_sample_of_a_batch() -> None:
     args = {**post_args(cond, uncond, 3.0, torch.zeros_like(cond)), "timestep": torch.tensor([1.0, 1.0])}
     out = -renorm_cfg(args, 100.0, 2.0, 4)
     assert torch.allclose(out[0], 2 * cond[0], atol=1e-5) and torch.allclose(out[1], cond[1], atol=1e-5)
+
+
+def test_playground_latent_format_standardises_each_channel() -> None:
+    raw = torch.tensor([-1.6574, 1.886, -1.383, 2.5155]).view(1, 4, 1, 1) + torch.tensor(
+        [8.4927, 5.9022, 6.5498, 5.2299]).view(1, 4, 1, 1) * 2.0
+    assert torch.allclose(PLAYGROUND_V25.process_in(raw), torch.ones(1, 4, 1, 1), atol=1e-5)  # 2 std * 0.5
+    x = rand(1, 4, 8, 8)
+    assert torch.allclose(PLAYGROUND_V25.process_out(PLAYGROUND_V25.process_in(x)), x, atol=1e-5)

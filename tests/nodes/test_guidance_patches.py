@@ -120,6 +120,10 @@ def test_model_sampling_continuous_nodes(registry: Any, tiny_model: Any, conds: 
     assert isinstance(v.model_sampling, ModelSamplingContinuousV)
     out = ksampler(registry, edm, conds)
     assert torch.isfinite(out).all()
+    (pg,) = call(registry, "ModelSamplingContinuousEDM", model=tiny_model, sampling="edm_playground_v2.5",
+                 sigma_max=80.0, sigma_min=0.002)
+    assert pg.model_sampling.prediction == "edm" and pg.model_sampling.sigma_data == 0.5
+    assert pg.latent_format.name == "SDXL_Playground_2_5" and tiny_model.latent_format.name == "SD15"
     with pytest.raises(NodeInputError, match="sampling"):
         call(registry, "ModelSamplingContinuousEDM", model=tiny_model, sampling="cosmos_rflow", sigma_max=120.0,
              sigma_min=0.002)
