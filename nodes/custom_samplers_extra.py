@@ -134,7 +134,6 @@ class SamplerLCMUpscale(SamplerNode):
     def get_sampler(self, scale_ratio: float, scale_steps: int, upscale_method: str) -> tuple[Any]:
         from engine.sampling.lcm_upscale import sample_lcm_upscale
         from engine.sampling.samplers import SamplerSpec
-        from nodes._ops import common_upscale
 
         node = "SamplerLCMUpscale"
         if upscale_method not in _LCM_UPSCALE_METHODS:
@@ -142,11 +141,7 @@ class SamplerLCMUpscale(SamplerNode):
                               f"must be one of {', '.join(_LCM_UPSCALE_METHODS)}, got {upscale_method!r}")
         if not float(scale_ratio) > 0:
             raise input_error(node, "scale_ratio", f"must be > 0, got {scale_ratio}")
-
-        def resize(x: Any, width: int, height: int) -> Any:
-            return common_upscale(x, width, height, upscale_method, "disabled")
-
-        fn = partial(sample_lcm_upscale, resize=resize, total_upscale=float(scale_ratio),
+        fn = partial(sample_lcm_upscale, total_upscale=float(scale_ratio), upscale_method=upscale_method,
                      upscale_steps=None if scale_steps < 0 else int(scale_steps))
         return (SamplerSpec(fn, "gaussian"),)
 

@@ -19,7 +19,8 @@ from engine.sampling.conditioning import Cond, resolve_conds
 from engine.sampling.custom import sample_custom
 from engine.sampling.guidance import perp_neg
 from engine.sampling.guider import calc_cond_batch
-from engine.sampling.ksampler import ProgressCallback, _add_adm
+from engine.sampling.ksampler import _add_adm
+from engine.types import Conditioning, ProgressCallback
 
 __all__ = ["DualCFGGuide", "PerpNegGuide", "ThirdCondPrediction", "dual_cfg_function", "perp_neg_cfg_function"]
 
@@ -27,7 +28,7 @@ __all__ = ["DualCFGGuide", "PerpNegGuide", "ThirdCondPrediction", "dual_cfg_func
 class ThirdCondPrediction:
     """x0 of an extra conditioning at the CFG stage's x and sigma (resolved per latent shape, ADM added)."""
 
-    def __init__(self, conditioning: list[Any], prompt_type: str, label: str) -> None:
+    def __init__(self, conditioning: Conditioning, prompt_type: str, label: str) -> None:
         self.conditioning = conditioning
         self.prompt_type = prompt_type
         self.label = label
@@ -89,9 +90,9 @@ class PerpNegGuide:
     (Perp-Neg), both measured from the empty prompt's prediction."""
 
     model: Any
-    positive: list[Any]
-    negative: list[Any]
-    empty: list[Any]
+    positive: Conditioning
+    negative: Conditioning
+    empty: Conditioning
     cfg: float
     neg_scale: float
 
@@ -119,9 +120,9 @@ class DualCFGGuide:
     """
 
     model: Any
-    cond1: list[Any]
-    cond2: list[Any]
-    negative: list[Any]
+    cond1: Conditioning
+    cond2: Conditioning
+    negative: Conditioning
     cfg_conds: float
     cfg_cond2_negative: float
     nested: bool = False

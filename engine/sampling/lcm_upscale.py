@@ -1,22 +1,20 @@
 """LCM sampling that grows the latent as it goes (ComfyUI's SamplerLCMUpscale).
 
 Latent Consistency Model multistep sampling (Luo et al. 2023, "Latent Consistency Models"): jump to the x0
-estimate, resize it by the next factor of a linear ramp from 1 to ``total_upscale``, re-noise to the next
-sigma. The resize function is passed in (the nodes own the image maths), so the engine stays free of it.
+estimate, resize it (``engine.image_ops.common_upscale``) by the next factor of a linear ramp from 1 to
+``total_upscale``, re-noise to the next sigma.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from engine.image_ops import common_upscale
 from engine.sampling.k_samplers import Denoiser, StepCallback, batch_ones, denoise_and_report, require_noise
 from engine.sampling.noise import NoiseSampler
-
-Resize = Callable[[torch.Tensor, int, int], torch.Tensor]  # (x, width, height) -> x
 
 
 class _NoiseStream:
@@ -50,11 +48,11 @@ class _NoiseStream:
 @torch.no_grad()
 def sample_lcm_upscale(
     model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None, *,
-    resize: Resize, total_upscale: float = 2.0, upscale_steps: int | None = None,
+    noise_sampler: NoiseSampler | None = None, callback: StepCallback | None = None,
+    total_upscale: float = 2.0, upscale_method: str = "bislerp", upscale_steps: int | None = None,
 ) -> torch.Tensor:
-    """LCM steps with the x0 estimate resized after each of the first ``upscale_steps`` steps (default: half
-    the schedule), reaching ``total_upscale`` times the input size."""
+    """LCM steps with the x0 estimate resized by ``upscale_method`` after each of the first ``upscale_steps``
+    steps (default: half the schedule), reaching ``total_upscale`` times the input size."""
     stream = _NoiseStream(require_noise(noise_sampler, "lcm_upscale"))
     if upscale_steps is None:
         count = max(len(sigmas) // 2 + 1, 2)
@@ -66,7 +64,8 @@ def sample_lcm_upscale(
     for i in range(len(sigmas) - 1):
         x = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
         if i < len(factors):
-            x = resize(x, round(width * float(factors[i])), round(height * float(factors[i])))
+            x = common_upscale(x, round(width * float(factors[i])), round(height * float(factors[i])),
+                               upscale_method, "disabled")
         if sigmas[i + 1] > 0:
             x = x + sigmas[i + 1] * stream(sigmas[i], sigmas[i + 1], x.shape)
     return x

@@ -36,6 +36,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "custom_sigmas": ("LaplaceScheduler", "VPScheduler", "ManualSigmas", "AddNoise"),
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
+    "batch": ("RebatchImages", "RebatchLatents"),
     "custom_samplers_extra": ("SamplerEulerCFGpp", "SamplerEulerAncestralCFGPP", "SamplerER_SDE", "SamplerSASolver",
                               "SamplerLCMUpscale"),
     "custom_schedulers_extra": ("AlignYourStepsScheduler", "GITSScheduler", "OptimalStepsScheduler",
