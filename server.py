@@ -104,6 +104,11 @@ def _load_custom_nodes(loom: Loom, ps: Any) -> None:
 
     folders = [d for d in loom.config.custom_nodes_dirs if d.is_dir()]
     if folders:
+        # Packs import torch at import time; torch imported by two threads at once fails half-initialised
+        # ("RpcBackendOptions already defined"), so the preload thread finishes first.
+        for thread in threading.enumerate():
+            if thread.name == _PRELOAD_THREAD:
+                thread.join()
         loom.custom_node_report = list(load_custom_nodes(loom.registry, folders, ps) or [])
 
 
@@ -170,6 +175,9 @@ def _announce(config: Config, generated: bool) -> None:
 _PRELOAD = ("torch", "engine.detect", "engine.meta_build")
 
 
+_PRELOAD_THREAD = "loom-preload"
+
+
 def _preload_ml_modules() -> threading.Thread:
     """Import `_PRELOAD` and build SD1.5's skeletons in a daemon thread (failures are left for the code that
     needs the module to report)."""
@@ -182,7 +190,7 @@ def _preload_ml_modules() -> threading.Thread:
         except Exception as exc:  # noqa: BLE001 - reported again, with context, where it is used
             log.debug("preloading failed: %s", exc)
 
-    thread = threading.Thread(target=run, name="loom-preload", daemon=True)
+    thread = threading.Thread(target=run, name=_PRELOAD_THREAD, daemon=True)
     thread.start()
     return thread
 
