@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pack_sources import PROBE_PACK, PackPin, load_manifest, source_of, stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_CHECKPOINT = ROOT / "engine" / "demo" / "loom-demo-shapes.safetensors"
 
 
 @dataclass
@@ -117,9 +119,29 @@ class Server:
         self.log.close()
 
 
-def run_smoke(server: Server, smoke: dict[str, Any], timeout: float = 120.0) -> str | None:
+def with_defaults(graph: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+    """`graph` with every widget input it leaves out set to the node's default (first choice), as the
+    editor sends them (optional widgets included)."""
+    out = json.loads(json.dumps(graph))
+    for node in out.values():
+        inputs = object_info.get(node["class_type"], {}).get("input", {})
+        spec = {**inputs.get("required", {}), **inputs.get("optional", {})}
+        for name, entry in spec.items():
+            if name in node["inputs"]:
+                continue
+            kind, options = entry[0], (entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {})
+            if "default" in options:
+                node["inputs"][name] = options["default"]
+            elif isinstance(kind, list) and kind:
+                node["inputs"][name] = kind[0]
+    return out
+
+
+def run_smoke(server: Server, smoke: dict[str, Any], object_info: dict[str, Any], timeout: float = 180.0
+              ) -> str | None:
     """Run one smoke graph; None when its probe output matches, else why not."""
-    answer = server.post("/prompt", {"prompt": smoke["graph"], "client_id": "pack-suite"})
+    graph = with_defaults(smoke["graph"], object_info)
+    answer = server.post("/prompt", {"prompt": graph, "client_id": "pack-suite"})
     if "prompt_id" not in answer:
         return f"{smoke['name']}: refused: {json.dumps(answer)[:400]}"
     prompt_id = answer["prompt_id"]
@@ -195,20 +217,26 @@ def run_suite(pins: list[PackPin], workdir: Path, *, server_args: list[str], rea
     if not staged:
         return results
     stage(PackPin("loom/loom_probe", "-"), PROBE_PACK, custom)
+    checkpoints = workdir / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    if not (checkpoints / DEMO_CHECKPOINT.name).exists():
+        shutil.copy(DEMO_CHECKPOINT, checkpoints / DEMO_CHECKPOINT.name)  # smoke graphs that need a MODEL
     server = Server(workdir, server_args)
     try:
         server.wait_ready(ready_timeout)
         reports = {r["name"]: r for r in server.get("/loom/custom_nodes")["packs"]}
         urls = server.get("/extensions")
+        object_info = server.get("/object_info")
         by_name = {pin.name: pin for pin in pins}
         for result in staged:
-            _fill(result, reports.get(result.name), server, urls, by_name[result.name])
+            _fill(result, reports.get(result.name), server, urls, object_info, by_name[result.name])
     finally:
         server.stop()
     return results
 
 
-def _fill(result: PackResult, report: dict[str, Any] | None, server: Server, urls: list[str], pin: PackPin) -> None:
+def _fill(result: PackResult, report: dict[str, Any] | None, server: Server, urls: list[str],
+          object_info: dict[str, Any], pin: PackPin) -> None:
     if report is None:
         result.status, result.reason = "failed", "the server did not report this pack"
         return
@@ -222,7 +250,7 @@ def _fill(result: PackResult, report: dict[str, Any] | None, server: Server, url
     if result.status == "failed":
         return
     for smoke in pin.smoke:
-        failure = run_smoke(server, smoke)
+        failure = run_smoke(server, smoke, object_info)
         if failure is None:
             result.smoke_passed += 1
         else:
