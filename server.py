@@ -214,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # event loop's request latency low (the default 5 ms is paid again after every socket syscall).
     sys.setswitchinterval(0.001)
     shutil.rmtree(config.temp_dir, ignore_errors=True)  # ComfyUI: temp/ is emptied at start and exit
+    # As in ComfyUI, the server's event loop exists before packs are imported: packs call
+    # asyncio.get_event_loop() at import time and expect the loop the server will run.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     loom = build_loom(config)
     loom.started_at = time.time()
     app = create_app(loom)
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Per-request access lines only with --verbose DEBUG (ComfyUI prints none; polling clients flood them).
         access_log = logging.getLogger("aiohttp.access") if config.verbose == "DEBUG" else None
         web.run_app(app, host=list(config.listen), port=config.port, print=None, handle_signals=True,
-                    access_log=access_log)
+                    access_log=access_log, loop=loop)
     finally:
         loom.close()
         shutil.rmtree(config.temp_dir, ignore_errors=True)

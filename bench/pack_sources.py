@@ -29,7 +29,8 @@ class PackPin:
     repo: str
     commit: str
     smoke: list[dict[str, Any]] = field(default_factory=list, hash=False, compare=False)
-    note: str = ""
+    requires: tuple[str, ...] = ()  # Python modules the pack imports beyond Loom's own dependencies
+    gap: str = ""  # a known Loom gap: text its failure reason contains (the suite expects that failure)
 
     @property
     def name(self) -> str:
@@ -39,7 +40,15 @@ class PackPin:
 def load_manifest(path: Path = MANIFEST) -> list[PackPin]:
     """The pinned packs, in suite order."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    return [PackPin(p["repo"], p["commit"], list(p.get("smoke", [])), p.get("note", "")) for p in data["packs"]]
+    return [PackPin(p["repo"], p["commit"], list(p.get("smoke", [])), tuple(p.get("requires", ())), p.get("gap", ""))
+            for p in data["packs"]]
+
+
+def missing_requirements(pin: PackPin) -> list[str]:
+    """The modules of `pin.requires` this Python cannot import."""
+    import importlib.util
+
+    return [name for name in pin.requires if importlib.util.find_spec(name) is None]
 
 
 def mirror_root() -> Path:

@@ -111,10 +111,8 @@ def run_sync(value: Any) -> Any:
     """Resolve `value` if it is awaitable, also when called from inside a running event loop."""
     if not inspect.isawaitable(value):
         return value
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_await(value))
+    # Always on a helper thread: asyncio.run() on this thread would unset its event loop afterwards, and
+    # packs imported later call asyncio.get_event_loop() expecting the server's loop (as in ComfyUI).
     box: dict[str, Any] = {}
 
     def runner() -> None:
