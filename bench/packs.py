@@ -15,6 +15,7 @@ pack is as pinned (fully working, or failing for exactly its known gap).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -216,9 +217,21 @@ def _js_check(server: Server, name: str, urls: list[str]) -> tuple[int, int]:
     return served, len(mine)
 
 
-def run_suite(pins: list[PackPin], workdir: Path, *, server_args: list[str], ready_timeout: float = 600.0
-              ) -> list[PackResult]:
-    """Stage every available pack, start one server, and return one result per pin (skipped ones too)."""
+def _install_requirements(pin: PackPin, source: Path, scratch: Path) -> None:
+    """`python -m app.packs install-requirements` on a copy of the pack (what a user runs)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    stage(pin, source, scratch)
+    subprocess.run([sys.executable, "-m", "app.packs", "install-requirements", str(scratch / pin.name)],
+                   cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    importlib.invalidate_caches()
+
+
+def run_suite(pins: list[PackPin], workdir: Path, *, server_args: list[str], ready_timeout: float = 600.0,
+              install: bool = False) -> list[PackResult]:
+    """Stage every available pack, start one server, and return one result per pin (skipped ones too).
+
+    With `install`, packs whose `requires` are missing get their requirements installed first (into this
+    Python's environment, torch pinned; see app/packs.py)."""
     custom = workdir / "custom_nodes"
     custom.mkdir(parents=True, exist_ok=True)
     results: list[PackResult] = []
@@ -226,6 +239,9 @@ def run_suite(pins: list[PackPin], workdir: Path, *, server_args: list[str], rea
         result = PackResult(pin.name, pin.repo, pin.commit[:12], smoke_total=len(pin.smoke), gap=pin.gap)
         source = source_of(pin)
         missing = missing_requirements(pin)
+        if missing and source is not None and install:
+            _install_requirements(pin, source, workdir / "requirements")
+            missing = missing_requirements(pin)
         if missing:
             result.reason = (f"needs {', '.join(missing)}, not installed here: "
                              f"python -m app.packs install-requirements <custom_nodes>/{pin.name}")
@@ -311,13 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     parser.add_argument("--server-arg", action="append", default=[], help="extra server flag (repeatable)")
+    parser.add_argument("--install-requirements", action="store_true",
+                        help="first pip-install missing pack requirements (python -m app.packs install-requirements)")
     args = parser.parse_args(argv)
     pins = [p for p in load_manifest() if args.packs is None or p.name in args.packs]
     with tempfile.TemporaryDirectory(prefix="loom-packs-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        results = run_suite(pins, workdir, server_args=args.server_arg)
+        results = run_suite(pins, workdir, server_args=args.server_arg, install=args.install_requirements)
         print(format_table(results))
         print(f"suite time: {time.perf_counter() - started:.1f} s")
     if args.json:
