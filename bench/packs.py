@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -31,16 +32,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pack_sources import (  # noqa: E402
-    PROBE_PACK,
-    PackPin,
-    load_manifest,
-    missing_requirements,
-    source_of,
-    stage,
-)
 
+
+def _sibling(name: str) -> Any:
+    """Import bench/<name>.py without putting bench/ on sys.path (its server.py would shadow Loom's)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_sources = _sibling("pack_sources")
+PROBE_PACK, PackPin, load_manifest = _sources.PROBE_PACK, _sources.PackPin, _sources.load_manifest
+missing_requirements, source_of, stage = _sources.missing_requirements, _sources.source_of, _sources.stage
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = ROOT / "engine" / "demo" / "loom-demo-shapes.safetensors"
 

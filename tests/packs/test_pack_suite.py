@@ -6,27 +6,38 @@ Pack sources are not in the repository: they come from `$LOOM_PACKS_CACHE` or th
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
 
-from packs import PackResult, _compare, format_table, run_suite, with_defaults  # noqa: E402
-from pack_sources import load_manifest, source_of  # noqa: E402
 
-PINS = load_manifest()
+def _bench_module(name: str, file: str) -> Any:
+    # imported by path: bench/ on sys.path would let bench/server.py shadow Loom's server.py
+    spec = importlib.util.spec_from_file_location(name, BENCH / file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+suite = _bench_module("loom_pack_suite", "packs.py")
+PINS = suite.load_manifest()
+PackResult = suite.PackResult
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PackResult]:
-    if not any(source_of(pin) for pin in PINS):
+    if not any(suite.source_of(pin) for pin in PINS):
         pytest.skip("no pinned pack source on this machine: set LOOM_PACKS_CACHE or LOOM_PACKS_MIRROR "
                     "(see bench/pack_sources.py)")
-    found = run_suite(PINS, tmp_path_factory.mktemp("packs"), server_args=[])
-    print(format_table(found))
+    found = suite.run_suite(PINS, tmp_path_factory.mktemp("packs"), server_args=[])
+    print(suite.format_table(found))
     return {r.name: r for r in found}
 
 
@@ -57,9 +68,9 @@ def test_manifest_pins_commits_and_checkable_smokes() -> None:
 
 def test_smoke_comparison_and_editor_defaults() -> None:
     smoke = {"name": "s", "expect": {"text": "7"}}
-    assert _compare(smoke, "7") is None and "expected '7'" in str(_compare(smoke, "8"))
-    assert "no text" in str(_compare(smoke, None))
+    assert suite._compare(smoke, "7") is None and "expected '7'" in str(suite._compare(smoke, "8"))
+    assert "no text" in str(suite._compare(smoke, None))
     info = {"N": {"input": {"required": {"a": ["INT", {"default": 3}], "b": [["x", "y"]], "img": ["IMAGE"]},
                             "optional": {"c": ["STRING", {"default": "z"}]}}}}
-    graph = with_defaults({"1": {"class_type": "N", "inputs": {"a": 5}}}, info)
+    graph = suite.with_defaults({"1": {"class_type": "N", "inputs": {"a": 5}}}, info)
     assert graph["1"]["inputs"] == {"a": 5, "b": "x", "c": "z"}
