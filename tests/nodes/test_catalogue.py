@@ -36,6 +36,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "custom_sigmas": ("LaplaceScheduler", "VPScheduler", "ManualSigmas", "AddNoise"),
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
+    "batch": ("RebatchImages", "RebatchLatents"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
