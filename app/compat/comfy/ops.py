@@ -7,7 +7,7 @@ operation sets are not provided.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -53,6 +53,7 @@ def cast_bias_weight(s: nn.Module, input: torch.Tensor | None = None, dtype: Any
     """`(weight, bias)` of layer `s` cast to `input`'s dtype / device (or the ones given)."""
     dtype = dtype if dtype is not None else (input.dtype if input is not None else None)
     device = device if device is not None else (input.device if input is not None else None)
-    weight = s.weight.to(device=device, dtype=dtype)
-    bias = s.bias.to(device=device, dtype=bias_dtype or dtype) if getattr(s, "bias", None) is not None else None
+    weight = cast(torch.Tensor, s.weight).to(device=device, dtype=dtype)
+    raw_bias = getattr(s, "bias", None)
+    bias = cast(torch.Tensor, raw_bias).to(device=device, dtype=bias_dtype or dtype) if raw_bias is not None else None
     return weight, bias
