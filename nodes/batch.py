@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import LatentDict, latent_samples
+from engine.types import Latent
+from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,7 @@ class RebatchImages(BuiltinNode):
     FUNCTION = "rebatch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"images": ("IMAGE",), "batch_size": _BATCH_SIZE}}
 
     def rebatch(self, images: list[torch.Tensor], batch_size: list[int]) -> tuple[list[torch.Tensor]]:
@@ -69,10 +69,10 @@ class RebatchLatents(BuiltinNode):
     FUNCTION = "rebatch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"latents": ("LATENT",), "batch_size": _BATCH_SIZE}}
 
-    def rebatch(self, latents: list[LatentDict], batch_size: list[int]) -> tuple[list[LatentDict]]:
+    def rebatch(self, latents: list[Latent], batch_size: list[int]) -> tuple[list[Latent]]:
         size = _batch_size(batch_size, "RebatchLatents")
         runs: list[list[tuple[torch.Tensor, torch.Tensor, Any]]] = []  # items of one latent size, in order
         position = 0
@@ -83,13 +83,13 @@ class RebatchLatents(BuiltinNode):
                 runs[-1].extend(items)
             elif items:
                 runs.append(items)
-        out: list[LatentDict] = []
+        out: list[Latent] = []
         for run in runs:
             out.extend(_batch(run[i:i + size]) for i in range(0, len(run), size))
         return (out,)
 
 
-def _items(latent: LatentDict, offset: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor, Any]], int]:
+def _items(latent: Latent, offset: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor, Any]], int]:
     """(one (samples, mask, index) per item, how far the running position moves)."""
     import torch
 
@@ -107,10 +107,10 @@ def _items(latent: LatentDict, offset: int) -> tuple[list[tuple[torch.Tensor, to
     return [(samples[i:i + 1], mask[i:i + 1], indices[i]) for i in range(count)], len(indices)
 
 
-def _batch(items: list[tuple[torch.Tensor, torch.Tensor, Any]]) -> LatentDict:
+def _batch(items: list[tuple[torch.Tensor, torch.Tensor, Any]]) -> Latent:
     import torch
 
-    out: LatentDict = {"samples": torch.cat([s for s, _, _ in items]), "batch_index": [i for _, _, i in items]}
+    out: Latent = {"samples": torch.cat([s for s, _, _ in items]), "batch_index": [i for _, _, i in items]}
     mask = torch.cat([m for _, m, _ in items])
     if mask.mean() != 1.0:
         out["noise_mask"] = mask

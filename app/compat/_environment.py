@@ -22,7 +22,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.lazy_models import LazyModelManager
 
 from app.compat._extras import EXTRAS_MODULES
 from app.compat._extras import SHIM_FILE as EXTRAS_SHIM_FILE
@@ -47,7 +50,7 @@ class LoomHandles:
     registry: Any
     base_dir: Path
     paths: Any = None  # engine.paths.ModelPaths
-    models: Any = None  # engine.model_management.ModelManager
+    models: LazyModelManager | None = None
     config: Any = None  # app.config.Config (parsed CLI)
     interrupt: Any = None  # executor.InterruptFlag
     prompt_server: Any = None  # app.compat.prompt_server.PromptServer

@@ -5,7 +5,7 @@ from comfy_api.latest import sync_api
 from comfy_api.v0_0_2 import ComfyAPIAdapter_v0_0_2, Input
 
 
-class ComfyAPIAdapter_v0_0_1(ComfyAPIAdapter_v0_0_2):
+class ComfyAPIAdapter_v0_0_1(ComfyAPIAdapter_v0_0_2):  # type: ignore[misc]  # ComfyUI module name: mypy cannot follow
     VERSION = "0.0.1"
     STABLE = True
 

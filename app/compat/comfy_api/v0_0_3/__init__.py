@@ -4,7 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import IO, UI, ComfyAPI_latest, ComfyExtension, Input, io, sync_api, ui
 
 
-class ComfyAPIAdapter_v0_0_3(ComfyAPI_latest):
+class ComfyAPIAdapter_v0_0_3(ComfyAPI_latest):  # type: ignore[misc]  # ComfyUI module name: mypy cannot follow
     VERSION = "0.0.3"
     STABLE = False
 
