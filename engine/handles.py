@@ -54,12 +54,6 @@ class ModelHandle(Patchable):
         return self.diffusion_model
 
     @property
-    def model(self) -> ModelHandle:
-        """ComfyUI's `ModelPatcher.model` (its BaseModel): packs read `model.model.model_sampling`,
-        `.diffusion_model` and `.latent_format` through it; the handle itself carries those."""
-        return self
-
-    @property
     def in_channels(self) -> int:
         return int(self.diffusion_model.config.in_channels)
 

@@ -1,9 +1,8 @@
-"""Classes that stand for ComfyUI's model classes in `isinstance` checks, answered from Loom's objects.
+"""Classes that stand for ComfyUI's text-encoder classes in `isinstance` checks, answered from Loom's objects.
 
-Packs test `isinstance(model.model, comfy.model_base.SDXL)` or
-`isinstance(clip.cond_stage_model, comfy.sdxl_clip.SDXLClipModel)` to choose a code path. Loom has no such
-class hierarchy: a MODEL handle carries its `family`, a CLIP's towers are named `clip_l` / `clip_g` /
-`clip_h`. The classes made here answer those checks from that data; they cannot be instantiated.
+Packs test `isinstance(clip.cond_stage_model, comfy.sdxl_clip.SDXLClipModel)` to choose a code path. Loom has
+no such class hierarchy: a CLIP's towers are named `clip_l` / `clip_g` / `clip_h` in one `TextEncoderSet`.
+The classes made here answer those checks from that data; they cannot be instantiated.
 """
 from __future__ import annotations
 
@@ -20,24 +19,6 @@ class _FamilyMeta(type):
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"{cls.__module__}.{cls.__name__} stands for a ComfyUI model class in isinstance checks; "
                         f"Loom builds its models with engine.loading (see docs/custom-nodes.md)")
-
-
-def _family_of(obj: Any) -> str | None:
-    family = getattr(obj, "family", None)
-    if family is None:  # a handle's network: ask the handle it was found through, when the pack passes one
-        return None
-    return str(getattr(family, "name", family))
-
-
-def model_family_type(name: str, module: str, families: frozenset[str] | None) -> type:
-    """A class matching MODEL handles of `families` (None: any Loom model handle)."""
-
-    def test(obj: Any) -> bool:
-        family = _family_of(obj)
-        return family is not None and (families is None or family in families)
-
-    return _FamilyMeta(name, (), {"__module__": module, "_loom_test": staticmethod(test),
-                                  "__doc__": f"isinstance stand-in: Loom models of families {families or 'any'}"})
 
 
 def towers_type(name: str, module: str, required: frozenset[str], exact: bool) -> type:

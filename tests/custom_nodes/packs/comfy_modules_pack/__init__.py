@@ -3,7 +3,6 @@ import comfy
 import comfy.k_diffusion.sampling as k_sampling
 import comfy.latent_formats
 import comfy.lora
-import comfy.model_base
 import comfy.ops
 import comfy.sampler_helpers
 import comfy.sd1_clip
@@ -51,7 +50,6 @@ class ModuleFacts:
             "linear_type": comfy.ops.manual_cast.Linear.__name__,
             "full_type_name": full_type_name(ModuleFacts),
             "unet_is_loom": UNetModel.__module__,
-            "sdxl_isinstance": isinstance(object(), comfy.model_base.SDXL),
             "clip_sets": [isinstance({"clip_l": 1, "clip_g": 2}, SDXLClipModel),
                           isinstance({"clip_g": 2}, SDXLRefinerClipModel),
                           isinstance({"clip_l": 1}, comfy.sd1_clip.SD1ClipModel),
