@@ -65,7 +65,7 @@ def test_execution_validate_prompt_uses_loom_validation(facts, packs) -> None:
     node = packs.registry.get("ValidatePrompt")()
     ok = node.run({"1": {"class_type": "CoreNode", "inputs": {"value": 3}},
                    "2": {"class_type": "ModuleFacts", "inputs": {}}})[0]
-    assert ok[0] is False or ok[0] is True
+    assert ok == (True, None, ["2"], {})
     bad = node.run({"1": {"class_type": "NoSuchNode", "inputs": {}}})[0]
     assert bad[0] is False and bad[1]["type"] and "NoSuchNode" in str(bad)
 

@@ -22,6 +22,7 @@ class ModuleFacts:
 
     CATEGORY = "fixtures"
     RETURN_TYPES = ("DICT", "STRING")
+    OUTPUT_NODE = True
     OUTPUT_TOOLTIPS = ("only one tooltip, as some real packs declare",)
     FUNCTION = "run"
 
