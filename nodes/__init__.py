@@ -31,6 +31,11 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.model_patches",
     "nodes.upscale",
     "nodes.batch",
+    "nodes.strings",
+    "nodes.image_utils",
+    "nodes.latent_utils",
+    "nodes.save_animated",
+    "nodes.template_staples",
 )
 
 

@@ -111,8 +111,9 @@ def run_sync(value: Any) -> Any:
     """Resolve `value` if it is awaitable, also when called from inside a running event loop."""
     if not inspect.isawaitable(value):
         return value
-    # Always on a helper thread: asyncio.run() on this thread would unset its event loop afterwards, and
-    # packs imported later call asyncio.get_event_loop() expecting the server's loop (as in ComfyUI).
+    # Always on a helper thread (unlike executor.blocking.run_blocking): asyncio.run() on this thread would
+    # unset its event loop afterwards, and packs imported later call asyncio.get_event_loop() expecting the
+    # server's loop (as in ComfyUI).
     box: dict[str, Any] = {}
 
     def runner() -> None:

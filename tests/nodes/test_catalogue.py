@@ -37,6 +37,15 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
     "batch": ("RebatchImages", "RebatchLatents"),
+    "strings": ("StringConcatenate", "StringSubstring", "StringLength", "CaseConverter", "StringTrim", "StringReplace",
+                "StringContains", "StringCompare", "RegexMatch", "RegexExtract", "RegexReplace", "PreviewAny"),
+    "image_utils": ("GetImageSize", "ImageFlip", "ImageRotate", "ImageStitch", "ResizeAndPadImage",
+                    "ImageScaleToMaxDimension", "ImageAddNoise", "ImageColorToMask", "JoinImageWithAlpha",
+                    "SplitImageWithAlpha", "PorterDuffImageComposite", "MaskPreview"),
+    "latent_utils": ("LatentConcat", "LatentCut", "LatentApplyOperation", "LatentApplyOperationCFG",
+                     "LatentOperationTonemapReinhard", "LatentOperationSharpen"),
+    "save_animated": ("SaveAnimatedWEBP", "SaveAnimatedPNG"),
+    "template_staples": ("ComfySwitchNode", "ImageCompare", "ResolutionSelector"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
