@@ -91,3 +91,15 @@ def test_k_diffusion_samplers_are_loom_functions(facts) -> None:
     assert [i for i, _ in seen] == [0, 1, 2] and seen[0][1] == pytest.approx(5.0)
     with pytest.raises(TypeError, match="s_churn"):
         k_sampling.sample_euler(denoiser, x, sigmas, extra_args={"offset": 0.0}, s_churn=1.0)
+
+
+def test_comfy_extras_string_nodes_run_as_loom_builtins(facts, packs) -> None:
+    packs.registry.register("StringConcatenate", bind(builtin_node_classes()["StringConcatenate"], None),
+                            source="builtin")
+    import comfy_extras.nodes_string as nodes_string
+
+    node = nodes_string.StringConcatenate()
+    assert nodes_string.StringConcatenate is packs.registry.get("StringConcatenate")
+    function = getattr(node, nodes_string.StringConcatenate.FUNCTION)
+    result = function(string_a="Loom", string_b="packs", delimiter=" ")
+    assert (result.get("result") if isinstance(result, dict) else result)[0] == "Loom packs"
