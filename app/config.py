@@ -48,6 +48,7 @@ class Config:
     front_end_root: Path | None = None
     extra_model_paths_config: tuple[Path, ...] = ()
     disable_all_custom_nodes: bool = False
+    allow_pack_installs: bool = False  # let packs run pip install while they are imported (off: blocked, reported)
     disable_metadata: bool = False
     verbose: str = "INFO"
     auth_token: str | None = None
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--front-end-root", type=Path, default=None, metavar="DIR")
     p.add_argument("--extra-model-paths-config", type=Path, nargs="+", action="append", default=None)
     p.add_argument("--disable-all-custom-nodes", action="store_true")
+    p.add_argument("--allow-pack-installs", action="store_true",
+                   help="let custom node packs install packages while they are imported (blocked by default)")
     p.add_argument("--disable-metadata", action="store_true", help="write no prompt/workflow into saved PNGs")
     p.add_argument("--verbose", nargs="?", const="DEBUG", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
@@ -173,7 +176,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         cache=cache, cache_lru=ns.cache_lru, cache_ram=ns.cache_ram if ns.cache_ram is not None else 4.0,
         preview_method=ns.preview_method, preview_size=ns.preview_size, front_end_root=ns.front_end_root,
         extra_model_paths_config=extra, disable_all_custom_nodes=ns.disable_all_custom_nodes,
-        disable_metadata=ns.disable_metadata,
+        allow_pack_installs=ns.allow_pack_installs, disable_metadata=ns.disable_metadata,
         verbose=ns.verbose, auth_token=token, max_upload_size_mb=ns.max_upload_size,
         backend=ns.backend, ray_address=ns.ray_address, ray_workers=ns.ray_workers,
     )
