@@ -18,9 +18,10 @@ __all__ = ["LazyModelManager"]
 class LazyModelManager:
     """Owns at most one `ModelManager`, built thread-safely by the first `real()` call."""
 
-    def __init__(self, cpu_only: bool = False) -> None:
+    def __init__(self, cpu_only: bool = False, manager: ModelManager | None = None) -> None:
+        """`manager`: one already built (tests, notebooks with their own device policy)."""
         self.cpu_only = cpu_only
-        self._real: ModelManager | None = None
+        self._real: ModelManager | None = manager
         self._lock = threading.Lock()
 
     @property
