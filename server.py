@@ -191,7 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # event loop's request latency low (the default 5 ms is paid again after every socket syscall).
     sys.setswitchinterval(0.001)
     shutil.rmtree(config.temp_dir, ignore_errors=True)  # ComfyUI: temp/ is emptied at start and exit
-    loom = build_loom(config)
+    try:
+        loom = build_loom(config)
+    except ConfigError as exc:  # e.g. --ray-address unreachable (app.cluster.connect.ClusterError)
+        print(f"server.py: error: {exc}", file=sys.stderr)
+        return 2
     loom.started_at = time.time()
     app = create_app(loom)
     log.info("ready in %.2f s (%d node types)", time.perf_counter() - t0, len(loom.registry.names()))

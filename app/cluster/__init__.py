@@ -33,4 +33,5 @@ def build_ray_parts(config: Config) -> tuple[Hub, QueueStore, RayBackend]:
     # Prompts a previous server left running go back to the front: the cluster may have outlived it.
     store = QueueStore(config.user_dir / "loom.db", requeue_running=True)
     backend = RayBackend(store, hub, config, workers=config.ray_workers, address=config.ray_address)
+    backend.connect()  # unreachable or unauthenticated: ClusterError now, with the reason and the fix
     return hub, store, backend

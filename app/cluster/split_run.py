@@ -82,9 +82,7 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
     if died:
         died.sort(key=lambda d: slots.index(d[0]))
         for slot, exc in died:
-            replacement = backend.replace(slot, item, exc)
-            if replacement is not None:
-                backend.fetch_info(replacement)
+            backend.lost(slot, f"{type(exc).__name__} while running part of prompt {item.prompt_id}")
         backend.release(item)
         backend.requeue_or_fail(died[0][0], item, sensitive, died[0][1])
         return
