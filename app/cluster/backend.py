@@ -22,6 +22,7 @@ from typing import Any
 from app.cluster.faults import worker_died_outcome
 from app.cluster.files import OutputPlacer
 from app.cluster.health import HealthMonitor
+from app.cluster.report import cluster_summary, no_worker_warning, worker_rows
 from app.cluster.routing import choose_worker, model_files, node_keys
 from app.cluster.slot import Slot
 from app.cluster.split import plan_split
@@ -171,34 +172,19 @@ class RayBackend:
 
     # -- reporting -------------------------------------------------------------------------------------
     def worker_stats(self) -> list[dict[str, Any]]:
-        """Per worker, from cached state only (never a Ray call): name, state, device, host, node, loaded
-        models (the actor's last stats, `stats_age_s` old), running prompt, prompts done (for /system_stats)."""
-        now = time.time()
+        """Per worker, from cached state only (no Ray call): see `report.worker_rows` (for /system_stats)."""
         with self.lock:
-            return [{**slot.info, **slot.live, "name": slot.name, "state": slot.state, "alive": slot.ready,
-                     "running_prompt": slot.running.prompt_id if slot.running else None,
-                     "prompts_done": slot.done, "models_used": sorted(slot.models),
-                     "stats_age_s": round(now - slot.live_at, 1) if slot.live_at else None}
-                    for slot in self.slots]
+            return worker_rows(self.slots)
 
     def warning(self) -> str | None:
-        """Why prompts cannot run now (no ready worker), or None."""
-        if self._start_error is not None:
-            return f"the Ray backend failed to start: {self._start_error}"
+        """Why prompts cannot run now (start-up failed, or no ready worker), or None."""
         with self.lock:
-            if any(s.ready for s in self.slots):
-                return None
-            starting = sum(s.state == "starting" for s in self.slots)
-        return (f"no Ray worker is ready ({starting} starting: waiting for Ray to place "
-                f"{'it' if starting == 1 else 'them'} on a node with a free slot); prompts stay queued until "
-                "one is. Check `ray status` for live nodes and free resources.")
+            return no_worker_warning(self.slots, self._start_error)
 
     def cluster_state(self) -> dict[str, Any]:
         """The cluster summary for /system_stats (cached; no Ray call)."""
         with self.lock:
-            states = [s.state for s in self.slots]
-        return {"backend": "ray", "workers_ready": states.count("ready"),
-                "workers_starting": states.count("starting"), "warning": self.warning()}
+            return cluster_summary(self.slots, self._start_error)
 
     # -- start-up and dispatch -------------------------------------------------------------------------
     def _main(self) -> None:

@@ -56,7 +56,6 @@ def _start_server(a: argparse.Namespace) -> subprocess.Popen[bytes]:
 
 async def _drive(a: argparse.Namespace, out: dict[str, Any]) -> None:
     import aiohttp
-
     from cluster_helpers import txt2img
 
     url = f"http://127.0.0.1:{a.port}"

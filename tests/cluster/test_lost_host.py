@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from netns import TwoHosts, netns_unavailable
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_helpers import ray_loom, txt2img
 
 from app.cluster.backend import RayBackend
 from app.cluster.connect import HEALTH_CHECK, ClusterError, health_check_env, probe
@@ -19,7 +20,6 @@ from app.hub import Hub
 from app.lifecycle import PromptLifecycle
 from app.queue_store import QueueItem, QueueStore
 from executor import ExecutionOutcome
-from cluster_helpers import ray_loom, txt2img
 
 
 def _backend(tmp_path: Path) -> RayBackend:
