@@ -19,7 +19,7 @@ Prints a Markdown table. A benchmark prints numbers; it never fails on a slow ma
 
 Two hosts as network namespaces joined by a veth (tests/cluster/netns.py), Ray with token auth and the
 documented health-check settings, one CPU slot per host, the server on the first: prompts per minute with
-one host (one worker) and with two, then the fault run (every process of the second host SIGKILLed while it
+one host (one worker) and with two (after one warm-up prompt per worker), then the fault run (every process of the second host SIGKILLed while it
 runs a prompt): kill -> `execution_restart`, kill -> the prompt running on the first host, and the wait for
 that host to be free -> the rerun starting. Everything is removed at the end.
 """
@@ -145,7 +145,7 @@ def _two_hosts(args: argparse.Namespace) -> int:
                 cmd = [*hosts.exec_args(0), sys.executable, str(REPO / "tests" / "cluster" / "netns_driver.py"),
                        "--ray-address", hosts.address, "--base", str(base), "--run-dir", str(tmp / f"run{len(results)}"),
                        "--prompts", str(args.prompts), "--steps", str(args.steps), "--workers", str(hosts_n),
-                       "--late", "0"]
+                       "--late", "0", "--warmup", str(hosts_n)]
                 if kill:
                     cmd += ["--kill-ns", hosts.ns[1], "--kill-ip", hosts.ips[1]]
                 r = subprocess.run(cmd, env=hosts.env(), capture_output=True, text=True, timeout=900)

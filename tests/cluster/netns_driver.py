@@ -33,11 +33,13 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-dir", required=True)
     p.add_argument("--kill-ns", default=None)
     p.add_argument("--kill-ip", default=None)
+    p.add_argument("--cut-dev", default=None, help="cut the link (this veth in --kill-ns down) instead of killing")
     p.add_argument("--prompts", type=int, default=6)
     p.add_argument("--late", type=int, default=2, help="prompts posted after the kill")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--port", type=int, default=8231)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=0, help="prompts run (and waited for) before timing")
     p.add_argument("--ready-timeout", type=float, default=300)
     p.add_argument("--timeout", type=float, default=300)
     return p.parse_args(argv)
@@ -102,13 +104,18 @@ async def _drive(a: argparse.Namespace, out: dict[str, Any]) -> None:
                 stats_ms.append((time.perf_counter() - t) * 1000)
                 await asyncio.sleep(0.25)
 
+        def finished() -> set[str]:
+            return {d.get("prompt_id") for _, t, d in frames if t == "executing" and d.get("node") is None}
+
         reader, poller = asyncio.create_task(read()), asyncio.create_task(poll_stats())
+        for i in range(a.warmup):  # every worker loads the checkpoint before the clock starts
+            await post(500 + i)
+        while not set(ids) <= finished() and time.monotonic() - t0 < a.ready_timeout:
+            await asyncio.sleep(0.1)
+        del ids[:], answers[:]
         t_start = time.monotonic()
         for i in range(a.prompts):
             await post(1000 + i)
-
-        def finished() -> set[str]:
-            return {d.get("prompt_id") for _, t, d in frames if t == "executing" and d.get("node") is None}
 
         victim = None
         if a.kill_ns:
@@ -122,6 +129,9 @@ async def _drive(a: argparse.Namespace, out: dict[str, Any]) -> None:
                 raise TimeoutError(f"no prompt started on {a.kill_ip}")
             pids = subprocess.run(["ip", "netns", "pids", a.kill_ns], capture_output=True, text=True).stdout.split()
             t_kill = time.monotonic()
+            if a.cut_dev:  # the host stays up, unreachable: only Ray's health checks can tell
+                subprocess.run(["ip", "-n", a.kill_ns, "link", "set", a.cut_dev, "down"], check=True, timeout=30)
+                pids = []
             for pid in pids:
                 try:
                     os.kill(int(pid), signal.SIGKILL)

@@ -25,13 +25,15 @@ STATS_BOUND_MS = 1000.0  # a cached answer: milliseconds, allowing for this mach
 
 
 def run_driver(hosts: TwoHosts, base: Path, run_dir: Path, *, kill: bool, prompts: int, late: int,
-               steps: int, timeout: float = 480) -> dict[str, Any]:
+               steps: int, timeout: float = 480, cut: bool = False) -> dict[str, Any]:
     """netns_driver.py inside host A; its RESULT line as a dict."""
     cmd = [*hosts.exec_args(0), sys.executable, str(HERE / "netns_driver.py"), "--ray-address", hosts.address,
            "--base", str(base), "--run-dir", str(run_dir), "--prompts", str(prompts), "--late", str(late),
            "--steps", str(steps)]
     if kill:
         cmd += ["--kill-ns", hosts.ns[1], "--kill-ip", hosts.ips[1]]
+    if cut:
+        cmd += ["--kill-ns", hosts.ns[1], "--kill-ip", hosts.ips[1], "--cut-dev", hosts.veth[1]]
     r = subprocess.run(cmd, env=hosts.env(), capture_output=True, text=True, timeout=timeout)
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
     log = (run_dir / "server.log").read_text(errors="replace")[-4000:] if (run_dir / "server.log").exists() else ""
@@ -81,6 +83,20 @@ def test_lost_host_prompts_finish_once_on_the_survivor(two_hosts: TwoHosts, loom
     assert all(p["node_ip"] == a_ip for p in late), late
     assert out["stats_ms_max"] < STATS_BOUND_MS and out["stats_calls"] > 5, out
     assert "lost" in out["server_log"] and out["victim"] in out["server_log"]
+
+
+def test_cut_link_detected_by_health_checks(two_hosts: TwoHosts, loom_base: Path, tmp_path: Path) -> None:
+    """The second host stays up but its link goes down: nothing is refused, only Ray's health checks (the
+    settings of docs/cluster.md) can tell; the prompt is requeued within the bound, none lost or doubled."""
+    out = run_driver(two_hosts, loom_base, tmp_path / "run", kill=False, cut=True, prompts=4, late=1, steps=12)
+    print(json.dumps({k: v for k, v in out.items() if k != "server_log"}, indent=1))
+    a_ip = two_hosts.ips[0]
+    for pid, p in out["prompts"].items():
+        assert p["status"] == "success" and p["successes"] == 1, (pid, p)
+    assert out["prompts"][out["victim"]]["node_ip"] == a_ip
+    assert out["kill_to_restart_event_s"] is not None and out["kill_to_restart_event_s"] <= FAULT_BOUND_S, out
+    assert out["free_to_rerun_start_s"] <= 2.0, out
+    assert out["stats_ms_max"] < STATS_BOUND_MS, out
 
 
 def test_unreachable_and_unauthenticated_address_fail_at_start(two_hosts: TwoHosts, tmp_path: Path) -> None:
