@@ -407,7 +407,7 @@ class RayBackend:
                 return None
             if slot.state == "starting":
                 self._start_failures += 1
-            slot.state = "dead"
+            slot.state, slot.running = "dead", None
             give_up = self._start_failures >= 3
             replacement = None if self._stop.is_set() or give_up else self._spawn()
             if slot in self.slots:
