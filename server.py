@@ -203,7 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # asyncio.get_event_loop() at import time and expect the loop the server will run.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loom = build_loom(config)
+    try:
+        loom = build_loom(config)
+    except ConfigError as exc:  # e.g. --ray-address unreachable (app.cluster.connect.ClusterError)
+        print(f"server.py: error: {exc}", file=sys.stderr)
+        return 2
     loom.started_at = time.time()
     app = create_app(loom)
     log.info("ready in %.2f s (%d node types)", time.perf_counter() - t0, len(loom.registry.names()))

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _sibling(name: str) -> Any:
     """Import bench/<name>.py without putting bench/ on sys.path (its server.py would shadow Loom's)."""
     if name in sys.modules:

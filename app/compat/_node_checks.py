@@ -65,7 +65,7 @@ _FILLER = {"RETURN_NAMES": None, "OUTPUT_IS_LIST": False, "OUTPUT_TOOLTIPS": ""}
 
 def _fit_to_outputs(cls: type, attr: str, value: tuple[Any, ...] | list[Any], n: int, where: str,
                     warnings: list[str] | None) -> None:
-    returns = tuple(getattr(cls, "RETURN_TYPES"))
+    returns = tuple(cls.RETURN_TYPES)
     filler = [returns[i] if _FILLER[attr] is None else _FILLER[attr] for i in range(len(value), n)]
     fitted = tuple(value[:n]) + tuple(filler)
     message = (f"{where}: {attr} has {len(value)} entries but RETURN_TYPES has {n}; ComfyUI accepts that, "

@@ -1,7 +1,6 @@
 """The ComfyUI modules added for popular packs (issue 25), imported by a fixture pack the way real packs do."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
