@@ -6,6 +6,7 @@ never at import time. Tests build an `Engine` directly around small pure-Python 
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +17,14 @@ from app.config import Config
 if TYPE_CHECKING:
     from engine.model_management import ModelManager
     from engine.paths import ModelPaths
+    from engine.precision import PrecisionFlags
     from executor import CachePolicy, EventSink, ExecutionOutcome, InterruptFlag, NodeRegistry
     from nodes.services import NodeServices
 
-__all__ = ["Engine", "ExecutorLike", "LazyModelManager", "ModelManagerLike", "build_engine", "make_paths"]
+__all__ = ["Engine", "ExecutorLike", "LazyModelManager", "ModelManagerLike", "build_engine", "make_paths",
+           "precision_flags"]
+
+log = logging.getLogger("loom.engine")
 
 
 class ExecutorLike(Protocol):
@@ -48,8 +53,9 @@ class LazyModelManager:
     listing models of a manager never built does nothing (and imports nothing).
     """
 
-    def __init__(self, cpu_only: bool) -> None:
+    def __init__(self, cpu_only: bool, config: Config | None = None) -> None:
         self._cpu_only = cpu_only
+        self._config = config
         self._real: ModelManager | None = None
         self._lock = threading.Lock()
 
@@ -65,7 +71,9 @@ class LazyModelManager:
                 from engine.device import DevicePolicy
                 from engine.model_management import ModelManager
 
-                self._real = ModelManager(DevicePolicy.detect(cpu_only=self._cpu_only))
+                policy = DevicePolicy.detect(cpu_only=self._cpu_only, flags=precision_flags(self._config))
+                log.info("precision: %s", policy.describe())
+                self._real = ModelManager(policy)
             return self._real
 
     def unload_all(self) -> None:
@@ -109,6 +117,16 @@ class Engine:
             self.executor.reset()
 
 
+def precision_flags(config: Config | None) -> PrecisionFlags:
+    """The precision flags of ``config`` for engine.precision (all defaults when None)."""
+    from engine.precision import PrecisionFlags
+
+    if config is None:
+        return PrecisionFlags()
+    return PrecisionFlags(unet=config.unet_precision, vae=config.vae_precision, text_enc=config.text_enc_precision,
+                          cpu_vae=config.cpu_vae, force_fp32=config.force_fp32, force_fp16=config.force_fp16)
+
+
 def make_paths(config: Config) -> ModelPaths:
     """The model, input and output folders `config` names."""
     from engine.paths import ModelPaths
@@ -138,7 +156,7 @@ def build_engine(config: Config) -> Engine:
     from nodes.services import NodeServices
 
     paths = make_paths(config)
-    models = LazyModelManager(config.cpu)
+    models = LazyModelManager(config.cpu, config)
     services = NodeServices(paths=paths, models=models, preview_method=config.preview_method,
                             disable_metadata=config.disable_metadata)
     registry = NodeRegistry()
