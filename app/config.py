@@ -6,8 +6,10 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Config", "ConfigError", "build_parser", "parse_args", "is_loopback"]
+__all__ = ["Config", "ConfigError", "add_precision_flags", "build_parser", "parse_args", "precision_fields",
+           "is_loopback"]
 
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -143,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (with --backend ray); default: start a local one")
     p.add_argument("--ray-workers", type=int, default=0, metavar="N",
                    help="worker actors to run (with --backend ray); default: one per GPU")
-    _add_precision_flags(p)
+    add_precision_flags(p)
     return p
 
 
@@ -152,7 +154,7 @@ VAE_PRECISIONS = ("fp16", "fp32", "bf16")
 TEXT_ENC_PRECISIONS = ("fp16", "fp32", "bf16")
 
 
-def _add_precision_flags(p: argparse.ArgumentParser) -> None:
+def add_precision_flags(p: argparse.ArgumentParser) -> None:
     """ComfyUI's precision flags: one choice per network (mutually exclusive groups), stored as names."""
     fp = p.add_mutually_exclusive_group()
     fp.add_argument("--force-fp32", action="store_true", help="every network in fp32 unless a flag below says")
@@ -172,6 +174,19 @@ def _add_precision_flags(p: argparse.ArgumentParser) -> None:
                         help=f"text encoder weights in {name}")
 
 
+def precision_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """The Config fields of the precision flags in a parsed namespace (`add_precision_flags`); raises
+    ConfigError for ComfyUI flags Loom does not support."""
+    if ns.unet_precision == "fp8_e8m0fnu":
+        raise ConfigError("--fp8_e8m0fnu-unet is not supported by Loom; use --fp8_e4m3fn-unet or --fp8_e5m2-unet")
+    if ns.text_enc_precision in ("fp8_e4m3fn", "fp8_e5m2"):
+        raise ConfigError(f"--{ns.text_enc_precision}-text-enc is not supported by Loom yet (the text encoders have "
+                          "no per-layer cast); use --fp16-text-enc or --bf16-text-enc")
+    return {"unet_precision": ns.unet_precision, "vae_precision": ns.vae_precision,
+            "text_enc_precision": ns.text_enc_precision, "cpu_vae": ns.cpu_vae, "force_fp32": ns.force_fp32,
+            "force_fp16": ns.force_fp16}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     """Parse `argv` (not sys.argv implicitly: pass `sys.argv[1:]`) into a Config."""
     ns = build_parser().parse_args(list(argv) if argv is not None else [])
@@ -188,11 +203,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         raise ConfigError("--ray-workers N needs N >= 0 (0: one per GPU in the cluster)")
     if ns.backend != "ray" and (ns.ray_address is not None or ns.ray_workers):
         raise ConfigError("--ray-address / --ray-workers only apply with --backend ray")
-    if ns.unet_precision == "fp8_e8m0fnu":
-        raise ConfigError("--fp8_e8m0fnu-unet is not supported by Loom; use --fp8_e4m3fn-unet or --fp8_e5m2-unet")
-    if ns.text_enc_precision in ("fp8_e4m3fn", "fp8_e5m2"):
-        raise ConfigError(f"--{ns.text_enc_precision}-text-enc is not supported by Loom yet (the text encoders have "
-                          "no per-layer cast); use --fp16-text-enc or --bf16-text-enc")
     if ns.cache_none:
         cache = "none"
     elif ns.cache_lru:
@@ -214,6 +224,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         disable_metadata=ns.disable_metadata,
         verbose=ns.verbose, auth_token=token, max_upload_size_mb=ns.max_upload_size,
         backend=ns.backend, ray_address=ns.ray_address, ray_workers=ns.ray_workers,
-        unet_precision=ns.unet_precision, vae_precision=ns.vae_precision, text_enc_precision=ns.text_enc_precision,
-        cpu_vae=ns.cpu_vae, force_fp32=ns.force_fp32, force_fp16=ns.force_fp16,
+        **precision_fields(ns),
     )
