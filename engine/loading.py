@@ -31,7 +31,7 @@ from engine.meta_build import BASE_OF as _BASE_OF
 from engine.meta_build import meta_build as _meta_build
 from engine.meta_build import meta_ops as _meta_ops
 from engine.model_management import ModelManager, file_cache_key
-from engine.networks.ops import CpuBf16, ManualCast, Plain
+from engine.networks.ops import CpuBf16, ManualCast, Operations, Plain
 from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder, OpenClipConfig, OpenClipTextEncoder
 from engine.networks.unet import UNetConfig, UNetModel
 from engine.networks.vae import AutoencoderKL, VAEConfig
@@ -217,9 +217,7 @@ def _build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dty
     (ManualCast layers); vectors (norms, biases) stay in ``dtype``. With ``bf16_ops`` the convs and linears
     compute in ``storage_dtype`` instead (CpuBf16 layers, engine.precision).
     """
-    ops = ManualCast if storage_dtype is not None else Plain
-    if bf16_ops:
-        ops = CpuBf16
+    ops: Operations = CpuBf16 if bf16_ops else ManualCast if storage_dtype is not None else Plain
     module = _meta_build(cls, config, operations=_meta_ops(ops))
     _adopt(module, sd, dtype, what, path, storage_dtype)
     return module  # type: ignore[return-value]
