@@ -6,7 +6,9 @@ Builds the real Loom (`app.loom.build_loom`, real nodes, real SQLite queue) over
 with the tiny checkpoint, serves it with aiohttp's test server on a loopback port, runs the graph once (cold),
 then resubmits the identical graph ``--runs`` times: each is POST /prompt, then GET /history/{id} polled until
 it is done (every node cached). Prints min / median / p90 of the POST alone and of POST -> done; ``--profile``
-adds a cProfile of the resubmits (both the event loop and the worker thread run in this process).
+adds a cProfile of the resubmits (the event loop's thread only). ``--seconds S`` then resubmits for S seconds
+twice, in the same run: first with the worker's periodic full gc.collect() forced as it was before issue 26
+(every 10 s after any prompt), then as it is now (skipped after fully cached prompts); it prints max / p99.
 """
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ def _stats(label: str, xs: list[float]) -> str:
     return f"| {label} | {xs[0] * 1e3:.2f} | {statistics.median(xs) * 1e3:.2f} | {p90 * 1e3:.2f} |"
 
 
-async def run(runs: int, profile: bool) -> None:
+async def run(runs: int, profile: bool, seconds: float = 0.0) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from app.config import Config
@@ -96,6 +98,21 @@ async def run(runs: int, profile: bool) -> None:
         print("| measure | min ms | median ms | p90 ms |\n|---|---|---|---|")
         print(_stats("POST /prompt answered", post_t))
         print(_stats("POST -> /history shows success", done_t))
+        if seconds > 0:
+            worker = loom.backend
+            for label, force in (("gc after every prompt (before)", True), ("gc only after executed nodes (now)", False)):
+                lat: list[float] = []
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    if force:
+                        worker._executed_since_gc = True  # type: ignore[attr-defined]
+                    t0 = time.perf_counter()
+                    data = await (await client.post("/prompt", json=body)).json()
+                    await _wait_done(client, data["prompt_id"])
+                    lat.append(time.perf_counter() - t0)
+                lat.sort()
+                print(f"| {label}, {seconds:.0f} s, {len(lat)} resubmits | median {statistics.median(lat) * 1e3:.2f} ms"
+                      f" | p99 {lat[int(0.99 * (len(lat) - 1))] * 1e3:.2f} ms | max {lat[-1] * 1e3:.1f} ms |")
         if prof is not None:
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(40)
@@ -109,11 +126,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--seconds", type=float, default=0.0, help="also resubmit for S s per gc policy (max / p99)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    asyncio.run(run(args.runs, args.profile))
+    asyncio.run(run(args.runs, args.profile, args.seconds))
 
 
 if __name__ == "__main__":
