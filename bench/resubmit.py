@@ -43,6 +43,9 @@ GRAPH: dict[str, Any] = {
 }
 
 
+PHASES = (("gc only after executed nodes (now)", False), ("gc after every prompt (before)", True))
+
+
 async def _wait_done(client: Any, prompt_id: str, timeout: float = 300.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -99,8 +102,14 @@ async def run(runs: int, profile: bool, seconds: float = 0.0) -> None:
         print(_stats("POST /prompt answered", post_t))
         print(_stats("POST -> /history shows success", done_t))
         if seconds > 0:
+            import gc
+            import threading
+
             worker = loom.backend
-            for label, force in (("gc after every prompt (before)", True), ("gc only after executed nodes (now)", False)):
+            fulls: list[float] = []
+            gc.callbacks.append(lambda phase, info: fulls.append(1.0) if phase == "start" and info.get(
+                "generation") == 2 and threading.current_thread().name == "loom-worker" else None)
+            for label, force in PHASES:
                 lat: list[float] = []
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
@@ -112,7 +121,9 @@ async def run(runs: int, profile: bool, seconds: float = 0.0) -> None:
                     lat.append(time.perf_counter() - t0)
                 lat.sort()
                 print(f"| {label}, {seconds:.0f} s, {len(lat)} resubmits | median {statistics.median(lat) * 1e3:.2f} ms"
-                      f" | p99 {lat[int(0.99 * (len(lat) - 1))] * 1e3:.2f} ms | max {lat[-1] * 1e3:.1f} ms |")
+                      f" | p99 {lat[int(0.99 * (len(lat) - 1))] * 1e3:.2f} ms | max {lat[-1] * 1e3:.1f} ms"
+                      f" | over 100 ms: {sum(x > 0.1 for x in lat)} | full collections on the worker: {len(fulls)} |")
+                fulls.clear()
         if prof is not None:
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(40)
