@@ -6,8 +6,10 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Config", "ConfigError", "build_parser", "parse_args", "is_loopback"]
+__all__ = ["Config", "ConfigError", "add_precision_flags", "build_parser", "parse_args", "precision_fields",
+           "is_loopback"]
 
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -57,6 +59,13 @@ class Config:
     backend: str = "local"  # local | ray (issue 11: app/cluster)
     ray_address: str | None = None  # None: start a local Ray instance; "auto" or host:port: join a cluster
     ray_workers: int = 0  # 0: one per GPU in the cluster, else one per CPU slot (at most 2)
+    # precision (ComfyUI's flags; resolved per device in engine.precision): None = the device default
+    unet_precision: str | None = None  # fp32 | fp64 | bf16 | fp16 | fp8_e4m3fn | fp8_e5m2
+    vae_precision: str | None = None  # fp32 | bf16 | fp16
+    text_enc_precision: str | None = None  # fp32 | bf16 | fp16
+    cpu_vae: bool = False
+    force_fp32: bool = False
+    force_fp16: bool = False
 
     @property
     def output_dir(self) -> Path:
@@ -139,7 +148,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (with --backend ray); default: start a local one")
     p.add_argument("--ray-workers", type=int, default=0, metavar="N",
                    help="worker actors to run (with --backend ray); default: one per GPU")
+    add_precision_flags(p)
     return p
+
+
+UNET_PRECISIONS = ("fp32", "fp64", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2")
+VAE_PRECISIONS = ("fp16", "fp32", "bf16")
+TEXT_ENC_PRECISIONS = ("fp16", "fp32", "bf16")
+
+
+def add_precision_flags(p: argparse.ArgumentParser) -> None:
+    """ComfyUI's precision flags: one choice per network (mutually exclusive groups), stored as names."""
+    fp = p.add_mutually_exclusive_group()
+    fp.add_argument("--force-fp32", action="store_true", help="every network in fp32 unless a flag below says")
+    fp.add_argument("--force-fp16", action="store_true", help="the diffusion model in fp16 (GPU: text encoders too)")
+    unet = p.add_mutually_exclusive_group()
+    for name in (*UNET_PRECISIONS, "fp8_e8m0fnu"):
+        unet.add_argument(f"--{name}-unet", dest="unet_precision", action="store_const", const=name,
+                          help=f"diffusion model weights in {name} (on the CPU: see docs/performance.md)")
+    vae = p.add_mutually_exclusive_group()
+    for name in VAE_PRECISIONS:
+        vae.add_argument(f"--{name}-vae", dest="vae_precision", action="store_const", const=name,
+                         help=f"run the VAE in {name}")
+    p.add_argument("--cpu-vae", action="store_true", help="run the VAE on the CPU")
+    te = p.add_mutually_exclusive_group()
+    for name in ("fp8_e4m3fn", "fp8_e5m2", *TEXT_ENC_PRECISIONS):
+        te.add_argument(f"--{name}-text-enc", dest="text_enc_precision", action="store_const", const=name,
+                        help=f"text encoder weights in {name}")
+
+
+def precision_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """The Config fields of the precision flags in a parsed namespace (`add_precision_flags`); raises
+    ConfigError for ComfyUI flags Loom does not support."""
+    if ns.unet_precision == "fp8_e8m0fnu":
+        raise ConfigError("--fp8_e8m0fnu-unet is not supported by Loom; use --fp8_e4m3fn-unet or --fp8_e5m2-unet")
+    if ns.text_enc_precision in ("fp8_e4m3fn", "fp8_e5m2"):
+        raise ConfigError(f"--{ns.text_enc_precision}-text-enc is not supported by Loom yet (the text encoders have "
+                          "no per-layer cast); use --fp16-text-enc or --bf16-text-enc")
+    return {"unet_precision": ns.unet_precision, "vae_precision": ns.vae_precision,
+            "text_enc_precision": ns.text_enc_precision, "cpu_vae": ns.cpu_vae, "force_fp32": ns.force_fp32,
+            "force_fp16": ns.force_fp16}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -179,4 +227,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         allow_pack_installs=ns.allow_pack_installs, disable_metadata=ns.disable_metadata,
         verbose=ns.verbose, auth_token=token, max_upload_size_mb=ns.max_upload_size,
         backend=ns.backend, ray_address=ns.ray_address, ray_workers=ns.ray_workers,
+        **precision_fields(ns),
     )
