@@ -86,6 +86,11 @@ def _load_custom_nodes(loom: Loom, ps: PromptServer) -> None:
 
     folders = [d for d in loom.config.custom_nodes_dirs if d.is_dir()]
     if folders:
+        # Packs import torch at import time; torch imported by two threads at once fails half-initialised
+        # ("RpcBackendOptions already defined"), so the preload thread finishes first.
+        for thread in threading.enumerate():
+            if thread.name == _PRELOAD_THREAD:
+                thread.join()
         loom.custom_node_report = load_custom_nodes(
             loom.registry, folders, ps, base_dir=loom.config.base_directory, paths=loom.paths,
             models=loom.engine.models, config=loom.config, interrupt=loom.interrupt_flag)
@@ -155,6 +160,9 @@ def _announce(config: Config, generated: bool) -> None:
 _PRELOAD = ("torch", "engine.detect", "engine.meta_build")
 
 
+_PRELOAD_THREAD = "loom-preload"
+
+
 def _preload_ml_modules() -> threading.Thread:
     """Import `_PRELOAD` and build SD1.5's skeletons in a daemon thread (failures are left for the code that
     needs the module to report)."""
@@ -167,7 +175,7 @@ def _preload_ml_modules() -> threading.Thread:
         except Exception as exc:  # noqa: BLE001 - reported again, with context, where it is used
             log.debug("preloading failed: %s", exc)
 
-    thread = threading.Thread(target=run, name="loom-preload", daemon=True)
+    thread = threading.Thread(target=run, name=_PRELOAD_THREAD, daemon=True)
     thread.start()
     return thread
 
@@ -191,7 +199,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # event loop's request latency low (the default 5 ms is paid again after every socket syscall).
     sys.setswitchinterval(0.001)
     shutil.rmtree(config.temp_dir, ignore_errors=True)  # ComfyUI: temp/ is emptied at start and exit
-    loom = build_loom(config)
+    # As in ComfyUI, the server's event loop exists before packs are imported: packs call
+    # asyncio.get_event_loop() at import time and expect the loop the server will run.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loom = build_loom(config)
+    except ConfigError as exc:  # e.g. --ray-address unreachable (app.cluster.connect.ClusterError)
+        print(f"server.py: error: {exc}", file=sys.stderr)
+        return 2
     loom.started_at = time.time()
     app = create_app(loom)
     log.info("ready in %.2f s (%d node types)", time.perf_counter() - t0, len(loom.registry.names()))
@@ -200,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Per-request access lines only with --verbose DEBUG (ComfyUI prints none; polling clients flood them).
         access_log = logging.getLogger("aiohttp.access") if config.verbose == "DEBUG" else None
         web.run_app(app, host=list(config.listen), port=config.port, print=None, handle_signals=True,
-                    access_log=access_log)
+                    access_log=access_log, loop=loop)
     finally:
         loom.close()
         shutil.rmtree(config.temp_dir, ignore_errors=True)

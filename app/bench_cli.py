@@ -21,9 +21,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from app.config import ConfigError, add_precision_flags, precision_fields
 from app.runner import RunnerError, Runtime, apply_overrides, build_runtime, load_prompt, run_graph
+
+if TYPE_CHECKING:
+    from nodes.services import NodeServices
 
 __all__ = ["BenchResult", "bench_prompt", "main"]
 
@@ -62,12 +66,14 @@ class BenchResult:
     peak_rss_bytes: int = 0
     peak_device_bytes: int | None = None
     device: str = ""
+    precision: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The raw numbers as a JSON-ready dict."""
         out: dict[str, Any] = {"device": self.device, "run_seconds": self.run_seconds, "node_seconds": self.node_times,
                 "node_class": self.node_class, "it_per_s": self.its, "executed_per_run": self.executed_per_run,
-                "peak_rss_bytes": self.peak_rss_bytes, "peak_device_bytes": self.peak_device_bytes}
+                "peak_rss_bytes": self.peak_rss_bytes, "peak_device_bytes": self.peak_device_bytes,
+                "precision": self.precision}
         return out
 
 
@@ -81,9 +87,8 @@ def _bump_seeds(prompt: dict[str, Any], offset: int) -> dict[str, Any]:
     return out
 
 
-def _device_text(services: Any) -> str:
-    models = services.models
-    policy = models.policy
+def _device_text(services: NodeServices) -> str:
+    policy = services.model_manager().policy
     dev = policy.device
     import torch
 
@@ -96,6 +101,18 @@ def _device_text(services: Any) -> str:
     except (OSError, StopIteration):
         pass
     return f"{dev.type}: {cpu}, {torch.get_num_threads()} threads, unet {policy.unet_dtype}, torch {torch.__version__}"
+
+
+def _precision_text(services: NodeServices) -> str:
+    """Which precision each network ran in and why (engine.precision), plus whether this CPU has bf16."""
+    from engine.precision import cpu_has_bf16
+
+    policy = services.model_manager().policy
+    text = str(policy.describe())
+    if policy.device.type == "cpu":
+        text += ("; CPU has AVX512_BF16 (--bf16-unet / --bf16-vae can pay)" if cpu_has_bf16() else
+                 "; CPU lacks AVX512_BF16: bf16 would be slower than fp32")
+    return text
 
 
 def bench_prompt(runtime: Runtime, prompt: dict[str, Any], runs: int, *, vary_seed: bool = True,
@@ -128,13 +145,14 @@ def bench_prompt(runtime: Runtime, prompt: dict[str, Any], runs: int, *, vary_se
         if runtime.services.model_manager().policy.device.type == "cuda":
             result.peak_device_bytes = int(torch.cuda.max_memory_allocated())
     result.device = _device_text(runtime.services)
+    result.precision = _precision_text(runtime.services)
     return result
 
 
 def format_result(result: BenchResult, graph: str) -> str:
     """The human-readable report: per-node table, it/s, runs, memory, device."""
     n = len(result.run_seconds)
-    lines = [f"Loom bench: {graph}, {n} runs", f"device: {result.device}", "",
+    lines = [f"Loom bench: {graph}, {n} runs", f"device: {result.device}", f"precision: {result.precision}", "",
              "| node | class | runs executed | min ms | median ms |", "|---|---|---|---|---|"]
     for nid, times in sorted(result.node_times.items(), key=lambda kv: -statistics.median(kv[1])):
         lines.append(f"| {nid} | {result.node_class.get(nid, '?')} | {len(times)} | {min(times) * 1e3:.1f} | "
@@ -168,12 +186,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--same-seed", action="store_true", help="keep seeds (later runs are served from the cache)")
     p.add_argument("--no-cache", action="store_true", help="clear the executor cache before every run")
     p.add_argument("--json", type=Path, default=None, help="also write the raw numbers to this JSON file")
+    add_precision_flags(p)  # ComfyUI's --bf16-unet, --fp32-vae, ... (docs/performance.md)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; 0 ok, 1 a run failed, 2 usage error."""
     args = _parser().parse_args(list(argv) if argv is not None else sys.argv[1:])
+    try:
+        precision = precision_fields(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.runs < 1:
         print("error: --runs must be at least 1", file=sys.stderr)
         return 2
@@ -185,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = None
     try:
         runtime = build_runtime(args.base_directory.resolve(), out_dir,
-                                args.models.resolve() if args.models else None, cpu=args.cpu)
+                                args.models.resolve() if args.models else None, cpu=args.cpu,
+                                precision=precision)
         prompt, workflow = load_prompt(args.graph, runtime.registry)
         prompt = apply_overrides(prompt, args.sets)
         result = bench_prompt(runtime, prompt, args.runs, vary_seed=not args.same_seed,

@@ -6,8 +6,10 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Config", "ConfigError", "build_parser", "parse_args", "is_loopback"]
+__all__ = ["Config", "ConfigError", "add_precision_flags", "build_parser", "parse_args", "precision_fields",
+           "is_loopback"]
 
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -48,6 +50,7 @@ class Config:
     front_end_root: Path | None = None
     extra_model_paths_config: tuple[Path, ...] = ()
     disable_all_custom_nodes: bool = False
+    allow_pack_installs: bool = False  # let packs run pip install while they are imported (off: blocked, reported)
     disable_metadata: bool = False
     verbose: str = "INFO"
     auth_token: str | None = None
@@ -56,6 +59,13 @@ class Config:
     backend: str = "local"  # local | ray (issue 11: app/cluster)
     ray_address: str | None = None  # None: start a local Ray instance; "auto" or host:port: join a cluster
     ray_workers: int = 0  # 0: one per GPU in the cluster, else one per CPU slot (at most 2)
+    # precision (ComfyUI's flags; resolved per device in engine.precision): None = the device default
+    unet_precision: str | None = None  # fp32 | fp64 | bf16 | fp16 | fp8_e4m3fn | fp8_e5m2
+    vae_precision: str | None = None  # fp32 | bf16 | fp16
+    text_enc_precision: str | None = None  # fp32 | bf16 | fp16
+    cpu_vae: bool = False
+    force_fp32: bool = False
+    force_fp16: bool = False
 
     @property
     def output_dir(self) -> Path:
@@ -124,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--front-end-root", type=Path, default=None, metavar="DIR")
     p.add_argument("--extra-model-paths-config", type=Path, nargs="+", action="append", default=None)
     p.add_argument("--disable-all-custom-nodes", action="store_true")
+    p.add_argument("--allow-pack-installs", action="store_true",
+                   help="let custom node packs install packages while they are imported (blocked by default)")
     p.add_argument("--disable-metadata", action="store_true", help="write no prompt/workflow into saved PNGs")
     p.add_argument("--verbose", nargs="?", const="DEBUG", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
@@ -136,7 +148,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (with --backend ray); default: start a local one")
     p.add_argument("--ray-workers", type=int, default=0, metavar="N",
                    help="worker actors to run (with --backend ray); default: one per GPU")
+    add_precision_flags(p)
     return p
+
+
+UNET_PRECISIONS = ("fp32", "fp64", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2")
+VAE_PRECISIONS = ("fp16", "fp32", "bf16")
+TEXT_ENC_PRECISIONS = ("fp16", "fp32", "bf16")
+
+
+def add_precision_flags(p: argparse.ArgumentParser) -> None:
+    """ComfyUI's precision flags: one choice per network (mutually exclusive groups), stored as names."""
+    fp = p.add_mutually_exclusive_group()
+    fp.add_argument("--force-fp32", action="store_true", help="every network in fp32 unless a flag below says")
+    fp.add_argument("--force-fp16", action="store_true", help="the diffusion model in fp16 (GPU: text encoders too)")
+    unet = p.add_mutually_exclusive_group()
+    for name in (*UNET_PRECISIONS, "fp8_e8m0fnu"):
+        unet.add_argument(f"--{name}-unet", dest="unet_precision", action="store_const", const=name,
+                          help=f"diffusion model weights in {name} (on the CPU: see docs/performance.md)")
+    vae = p.add_mutually_exclusive_group()
+    for name in VAE_PRECISIONS:
+        vae.add_argument(f"--{name}-vae", dest="vae_precision", action="store_const", const=name,
+                         help=f"run the VAE in {name}")
+    p.add_argument("--cpu-vae", action="store_true", help="run the VAE on the CPU")
+    te = p.add_mutually_exclusive_group()
+    for name in ("fp8_e4m3fn", "fp8_e5m2", *TEXT_ENC_PRECISIONS):
+        te.add_argument(f"--{name}-text-enc", dest="text_enc_precision", action="store_const", const=name,
+                        help=f"text encoder weights in {name}")
+
+
+def precision_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """The Config fields of the precision flags in a parsed namespace (`add_precision_flags`); raises
+    ConfigError for ComfyUI flags Loom does not support."""
+    if ns.unet_precision == "fp8_e8m0fnu":
+        raise ConfigError("--fp8_e8m0fnu-unet is not supported by Loom; use --fp8_e4m3fn-unet or --fp8_e5m2-unet")
+    if ns.text_enc_precision in ("fp8_e4m3fn", "fp8_e5m2"):
+        raise ConfigError(f"--{ns.text_enc_precision}-text-enc is not supported by Loom yet (the text encoders have "
+                          "no per-layer cast); use --fp16-text-enc or --bf16-text-enc")
+    return {"unet_precision": ns.unet_precision, "vae_precision": ns.vae_precision,
+            "text_enc_precision": ns.text_enc_precision, "cpu_vae": ns.cpu_vae, "force_fp32": ns.force_fp32,
+            "force_fp16": ns.force_fp16}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -173,7 +224,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         cache=cache, cache_lru=ns.cache_lru, cache_ram=ns.cache_ram if ns.cache_ram is not None else 4.0,
         preview_method=ns.preview_method, preview_size=ns.preview_size, front_end_root=ns.front_end_root,
         extra_model_paths_config=extra, disable_all_custom_nodes=ns.disable_all_custom_nodes,
-        disable_metadata=ns.disable_metadata,
+        allow_pack_installs=ns.allow_pack_installs, disable_metadata=ns.disable_metadata,
         verbose=ns.verbose, auth_token=token, max_upload_size_mb=ns.max_upload_size,
         backend=ns.backend, ray_address=ns.ray_address, ray_workers=ns.ray_workers,
+        **precision_fields(ns),
     )

@@ -194,7 +194,8 @@ def _load_pack(entry: PackEntry, registry: NodeRegistry, prompt_server: PromptSe
     handles.extra["pending_mappings"] = pending
     handles.extra["pending_display"] = pending_display
     try:
-        with block_installs(report.pip_attempts), watch_sys_path(path_added):
+        allow_installs = isinstance(handles.config, Config) and handles.config.allow_pack_installs
+        with block_installs(report.pip_attempts, allow=allow_installs), watch_sys_path(path_added):
             module = import_pack(entry.module, entry.path)
             mappings, display_names = _read_mappings(module, entry, pending)
             display_names = {**pending_display, **display_names}
@@ -232,11 +233,17 @@ def _load_pack(entry: PackEntry, registry: NodeRegistry, prompt_server: PromptSe
             f"pack {entry.name!r} wrote {len(report.legacy_web_files)} file(s) into {legacy_web_root} at import "
             f"(old-style web extension); prefer WEB_DIRECTORY in the pack"
         )
-    if report.pip_attempts:
+    if report.pip_attempts and isinstance(handles.config, Config) and handles.config.allow_pack_installs:
+        report.warnings.append(
+            f"pack {entry.name!r} installed packages at import ({'; '.join(report.pip_attempts)}), "
+            f"allowed by --allow-pack-installs"
+        )
+        log.warning("%s", report.warnings[-1])
+    elif report.pip_attempts:
         report.warnings.append(
             f"pack {entry.name!r} tried to install packages at import ({'; '.join(report.pip_attempts)}); "
-            f"Loom blocked it. Install its requirements yourself, e.g. "
-            f"pip install -r {entry.path / 'requirements.txt'}"
+            f"Loom blocked it. Install its requirements.txt yourself: python -m app.packs install-requirements "
+            f"{entry.path} (torch stays pinned), or start with --allow-pack-installs to let packs install"
         )
         log.warning("%s", report.warnings[-1])
     return report
@@ -274,7 +281,7 @@ def _register_nodes(report: PackReport, registry: NodeRegistry, mappings: dict[s
             _refuse(report, node_id, reason)
             continue
         try:
-            cls = check_node_class(node_id, cls, report.module)
+            cls = check_node_class(node_id, cls, report.module, report.warnings)
             try:
                 setattr(cls, "RELATIVE_PYTHON_MODULE", report.module)  # noqa: B010 (ComfyUI's attribute)
             except (AttributeError, TypeError):

@@ -7,6 +7,7 @@ never at import time. Tests build an `Engine` directly around small pure-Python 
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,10 +17,13 @@ from engine.lazy_models import LazyModelManager
 
 if TYPE_CHECKING:
     from engine.paths import ModelPaths
+    from engine.precision import PrecisionFlags
     from executor import CachePolicy, EventSink, ExecutionOutcome, InterruptFlag, NodeRegistry
     from nodes.services import NodeServices
 
-__all__ = ["Engine", "ExecutorLike", "build_engine", "make_paths"]
+__all__ = ["Engine", "ExecutorLike", "build_engine", "make_paths", "precision_flags"]
+
+log = logging.getLogger("loom.engine")
 
 
 class ExecutorLike(Protocol):
@@ -53,6 +57,16 @@ class Engine:
             self.executor.reset()
 
 
+def precision_flags(config: Config | None) -> PrecisionFlags:
+    """The precision flags of ``config`` for engine.precision (all defaults when None)."""
+    from engine.precision import PrecisionFlags
+
+    if config is None:
+        return PrecisionFlags()
+    return PrecisionFlags(unet=config.unet_precision, vae=config.vae_precision, text_enc=config.text_enc_precision,
+                          cpu_vae=config.cpu_vae, force_fp32=config.force_fp32, force_fp16=config.force_fp16)
+
+
 def make_paths(config: Config) -> ModelPaths:
     """The model, input and output folders `config` names."""
     from engine.paths import ModelPaths
@@ -82,7 +96,7 @@ def build_engine(config: Config) -> Engine:
     from nodes.services import NodeServices
 
     paths = make_paths(config)
-    models = LazyModelManager(config.cpu)
+    models = LazyModelManager(config.cpu, precision_flags(config))
     services = NodeServices(paths=paths, models=models, preview_method=config.preview_method,
                             disable_metadata=config.disable_metadata)
     registry = NodeRegistry()

@@ -14,7 +14,7 @@ from executor.context import current
 
 __all__ = ["HubSink", "EventHub", "CLIENT_ONLY_EVENTS", "effective_preview_method", "encode_preview",
            "status_data", "executing_done_data", "execution_start_data", "execution_error_data",
-           "crash_error_data"]
+           "crash_error_data", "execution_restart_data"]
 
 log = logging.getLogger("loom.events")
 
@@ -55,9 +55,18 @@ def executing_done_data(prompt_id: str) -> dict[str, Any]:
     return {"node": None, "prompt_id": prompt_id}
 
 
-def execution_start_data(prompt_id: str, started: float) -> dict[str, Any]:
-    """`execution_start` of a prompt that started at `started` (seconds since the epoch)."""
-    return {"prompt_id": prompt_id, "timestamp": int(started * 1000)}
+def execution_start_data(prompt_id: str, started: float, **where: Any) -> dict[str, Any]:
+    """`execution_start` of a prompt that started at `started` (seconds since the epoch); `where`: the Ray
+    backend's extra fields (worker, host, node_ip), which ComfyUI's clients ignore."""
+    return {"prompt_id": prompt_id, "timestamp": int(started * 1000), **where}
+
+
+def execution_restart_data(prompt_id: str, reason: str, attempt: int, **where: Any) -> dict[str, Any]:
+    """`execution_restart` (Loom's own event; ComfyUI's clients ignore unknown types): the prompt's worker
+    was lost (`where`: its worker, host, node_ip) and the prompt is back at the queue front, to run again
+    from the start on the first ready worker; `attempt`: how many runs it has had."""
+    return {"prompt_id": prompt_id, "reason": reason, "attempt": attempt, "timestamp": int(time.time() * 1000),
+            **where}
 
 
 def execution_error_data(prompt_id: str, exception_message: str, exception_type: str, traceback: list[str],

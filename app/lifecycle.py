@@ -83,10 +83,14 @@ class PromptLifecycle:
         """`status` with the queue's remaining count, to every client."""
         self.hub.send("status", status_data(self.store.remaining()))
 
-    def finish(self, run: PromptRun, outcome: ExecutionOutcome, release: Callable[[], None] | None = None) -> None:
-        """Write history from `outcome`; then (whatever happens) `release` the worker, clear the current
-        client, send `status` and the final `executing {node: null}`."""
+    def finish(self, run: PromptRun, outcome: ExecutionOutcome, release: Callable[[], None] | None = None,
+               where: dict[str, Any] | None = None) -> None:
+        """Write history from `outcome` (with `where`: the worker and host that ran it, extra fields); then
+        (whatever happens) `release` the worker, clear the current client, send `status` and the final
+        `executing {node: null}`."""
         entry, status = history_entry(run.item, outcome)
+        if where:
+            entry.update(_jsonable(where))
         try:
             self.store.finish(run.item, entry, status)
         finally:
@@ -97,11 +101,12 @@ class PromptLifecycle:
             self.send_status()
             self.hub.send("executing", executing_done_data(run.prompt_id), run.client_id)
 
-    def fail(self, run: PromptRun, outcome: ExecutionOutcome, release: Callable[[], None] | None = None) -> None:
+    def fail(self, run: PromptRun, outcome: ExecutionOutcome, release: Callable[[], None] | None = None,
+             where: dict[str, Any] | None = None) -> None:
         """Finish with an outcome the executor did not report: send its `execution_error` first."""
         if outcome.error is not None:
             run.sink.emit("execution_error", outcome.error)
-        self.finish(run, outcome, release)
+        self.finish(run, outcome, release, where)
 
 
 def failed_outcome(prompt_id: str, error: dict[str, Any], started: float) -> ExecutionOutcome:

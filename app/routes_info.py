@@ -84,7 +84,14 @@ async def system_stats(request: web.Request) -> web.Response:
                    "machine": platform.machine()},
         "devices": devices,
         "workers": _workers(loom),
+        **_cluster(loom),
     })
+
+
+def _cluster(loom: Any) -> dict[str, Any]:
+    """The Ray backend's summary (`cluster`: ready/starting workers, warning), from cached state."""
+    state = getattr(getattr(loom, "worker", None), "cluster_state", None)
+    return {"cluster": state()} if callable(state) else {}
 
 
 def _workers(loom: Any) -> list[dict[str, Any]]:

@@ -150,7 +150,11 @@ async def _post_prompt(request: web.Request) -> web.Response:
         raise _duplicate(prompt_id) from None
     loom.backend.submit(item)
     broadcast_status(request)
-    return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": _node_errors(valid)})
+    answer = {"prompt_id": prompt_id, "number": number, "node_errors": _node_errors(valid)}
+    warning = getattr(loom.backend, "warning", None)  # the Ray backend: queued, but no worker is ready
+    if callable(warning) and (text := warning()):
+        answer["warning"] = text
+    return web.json_response(answer)
 
 
 async def get_queue(request: web.Request) -> web.Response:

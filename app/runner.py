@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -104,11 +104,13 @@ def apply_overrides(prompt: dict[str, Any], sets: Sequence[str]) -> dict[str, An
 
 # ------------------------------------------------------------------------------------------- runtime
 def build_runtime(base_dir: Path, output_dir: Path | None = None, models_dir: Path | None = None,
-                  cpu: bool = False, preview_method: str = "none") -> Runtime:
-    """An in-process engine over `base_dir`'s folders (the server's builder, without queue or HTTP)."""
+                  cpu: bool = False, preview_method: str = "none",
+                  precision: Mapping[str, Any] | None = None) -> Runtime:
+    """An in-process engine over `base_dir`'s folders (the server's builder, without queue or HTTP);
+    ``precision``: Config's precision fields (`app.config.precision_fields`)."""
     user_dir = Path(tempfile.mkdtemp(prefix="loom-run-"))
     config = Config(base_directory=base_dir.resolve(), output_directory=output_dir, cpu=cpu,
-                    preview_method=preview_method, user_directory=user_dir)
+                    preview_method=preview_method, user_directory=user_dir, **dict(precision or {}))
     for d in (config.input_dir, config.output_dir, config.temp_dir):
         d.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(build_engine(config), lambda: shutil.rmtree(user_dir, ignore_errors=True))

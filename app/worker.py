@@ -70,6 +70,7 @@ class Worker:
         self._done = 0
         self._last_gc = 0.0
         self._gc_at = -1
+        self._executed_since_gc = False
 
     # -- WorkerBackend ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -140,7 +141,9 @@ class Worker:
             except Exception:
                 log.exception("/free failed")
         now = time.monotonic()
-        due = now - self._last_gc > 10.0 and self._done != self._gc_at  # a prompt ran since the last one
+        # a prompt that executed nodes ran since the last one: a fully cached prompt makes no garbage worth a full
+        # collection (200-400 ms holding the GIL with a model loaded, stalling the event loop: bench/resubmit.py)
+        due = now - self._last_gc > 10.0 and self._done != self._gc_at and self._executed_since_gc
         if unload or free or due:
             gc.collect()
             torch = sys.modules.get("torch")  # only if something already imported it
@@ -149,7 +152,7 @@ class Worker:
                     torch.cuda.empty_cache()
             except Exception as exc:
                 log.debug("cuda cache trim failed: %s", exc)
-            self._last_gc, self._gc_at = now, self._done
+            self._last_gc, self._gc_at, self._executed_since_gc = now, self._done, False
 
     def _run(self, item: QueueItem, sensitive: dict[str, Any]) -> None:
         self._running = item.prompt_id
@@ -160,9 +163,11 @@ class Worker:
             outcome = self.executor.execute(item.prompt, item.prompt_id, extra, list(item.outputs),
                                             sink=run.sink, interrupt=self.flag)
         except Exception as exc:
+            self._executed_since_gc = True
             log.exception("prompt %s: executor raised", item.prompt_id)
             self.lifecycle.fail(run, crash_outcome(item.prompt_id, exc, run.started), self._release)
         else:
+            self._executed_since_gc = self._executed_since_gc or bool(outcome.executed)
             self.lifecycle.finish(run, outcome, self._release)
 
     def _release(self) -> None:

@@ -14,6 +14,14 @@ the tiny checkpoint (tests/fixtures) or `--base DIR` (its models/), and for each
 - one batch prompt: end-to-end time of one prompt with `--batch` images (split across idle workers).
 
 Prints a Markdown table. A benchmark prints numbers; it never fails on a slow machine.
+
+    python bench/cluster.py --two-hosts [--prompts 8] [--steps 8]      (root: `ip netns`)
+
+Two hosts as network namespaces joined by a veth (tests/cluster/netns.py), Ray with token auth and the
+documented health-check settings, one CPU slot per host, the server on the first: prompts per minute with
+one host (one worker) and with two (after one warm-up prompt per worker), then the fault run (every process of the second host SIGKILLed while it
+runs a prompt): kill -> `execution_restart`, kill -> the prompt running on the first host, and the wait for
+that host to be free -> the rerun starting. Everything is removed at the end.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ import asyncio
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -113,6 +122,54 @@ def _loom(base: Path, run: Path, backend: str, workers: int, address: str | None
     return build_loom(cfg)
 
 
+def _two_hosts(args: argparse.Namespace) -> int:
+    """The --two-hosts runs (see the module docstring)."""
+    from netns import TwoHosts, netns_unavailable
+
+    reason = netns_unavailable()
+    if reason is not None:
+        print(f"--two-hosts: {reason}", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="loom-bench-"))
+    base = tmp / "base"
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(TINY, base / "models" / "checkpoints" / TINY.name)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for name, hosts_n, kill in (("one host", 1, False), ("two hosts", 2, False), ("two hosts, B killed", 2, True)):
+            hosts = TwoHosts()
+            try:
+                hosts.up()
+                for h in range(hosts_n):
+                    hosts.start_ray(h)
+                cmd = [*hosts.exec_args(0), sys.executable, str(REPO / "tests" / "cluster" / "netns_driver.py"),
+                       "--ray-address", hosts.address, "--base", str(base), "--run-dir", str(tmp / f"run{len(results)}"),
+                       "--prompts", str(args.prompts), "--steps", str(args.steps), "--workers", str(hosts_n),
+                       "--late", "0", "--warmup", str(hosts_n)]
+                if kill:
+                    cmd += ["--kill-ns", hosts.ns[1], "--kill-ip", hosts.ips[1]]
+                r = subprocess.run(cmd, env=hosts.env(), capture_output=True, text=True, timeout=900)
+                line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), "RESULT {}")
+                results[name] = json.loads(line[len("RESULT "):])
+                print(f"# {name}: {results[name]}", file=sys.stderr, flush=True)
+            finally:
+                hosts.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{args.prompts} txt2img prompts, 64x64, {args.steps} steps, tiny checkpoint, 1 CPU slot per host\n")
+    print("| run | prompts/min | /system_stats median / max | kill -> execution_restart | kill -> rerun starts "
+          "| survivor free -> rerun starts |")
+    print("|---|---|---|---|---|---|")
+    for name, o in results.items():
+        print(f"| {name} | {o.get('prompts_per_min', '-')} | {o.get('stats_ms_median', '-')} / "
+              f"{o.get('stats_ms_max', '-')} ms | {o.get('kill_to_restart_event_s', '-')} s | "
+              f"{o.get('kill_to_rerun_start_s', '-')} s | {o.get('free_to_rerun_start_s', '-')} s |")
+    one, two = results.get("one host", {}), results.get("two hosts", {})
+    if one.get("prompts_per_min") and two.get("prompts_per_min"):
+        print(f"\ntwo hosts / one host: {two['prompts_per_min'] / one['prompts_per_min']:.2f}x")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=10)
@@ -123,7 +180,10 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4, help="batch size of the data-parallel column")
     ap.add_argument("--ray-address", default=None, help="join this cluster instead of starting a local one")
     ap.add_argument("--base", type=Path, default=None, help="Loom base directory with models/ (default: tiny)")
+    ap.add_argument("--two-hosts", action="store_true", help="two network namespaces (root): hosts and faults")
     args = ap.parse_args()
+    if args.two_hosts:
+        return _two_hosts(args)
     import torch
 
     torch.set_num_threads(1)

@@ -185,11 +185,20 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
     return out / weight
 
 
+def _ram_free() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 class VaeHandle:
     """The VAE: encode pixels (BHWC, 0..1) to raw latents and decode back; tiled fallbacks on OOM."""
 
-    def __init__(self, vae: AutoencoderKL, manager: ModelManager, entry: ManagedModel | None = None) -> None:
+    def __init__(self, vae: AutoencoderKL, manager: ModelManager, entry: ManagedModel | None = None,
+                 compute_dtype: torch.dtype | None = None) -> None:
         self.vae = vae
+        # what the decoder is fed; bf16 weights on the CPU still compute between layers in fp32 (CpuBf16)
+        self.compute_dtype = compute_dtype
         self.manager = manager
         self.entry = entry if entry is not None else manager.register(vae, "vae", "vae")
         self.downscale = vae.config.downscale
@@ -204,7 +213,13 @@ class VaeHandle:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
+        """The dtype the VAE computes in (its weights may be stored narrower)."""
+        return self.compute_dtype or next(self.vae.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the VAE runs (the CPU under ``--cpu-vae``)."""
+        return self.manager.policy.device_for("vae")
 
     def crop_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Centre-crop BHWC pixels to multiples of the downscale factor (VAEEncode's rule)."""
@@ -219,18 +234,18 @@ class VaeHandle:
 
     def _on_device(self) -> tuple[AutoencoderKL, torch.device, torch.dtype]:
         module = self.manager.load(self.entry)
-        return module, self.manager.policy.device, self.dtype  # type: ignore[return-value]
+        return module, self.device, self.dtype  # type: ignore[return-value]
 
     def _batch_size(self, pixels_per_item: int, bytes_per_pixel: int) -> int:
         """Items per VAE call: all of them on the CPU, as many as fit in free memory on a GPU."""
-        if self.manager.policy.device.type == "cpu":
+        if self.device.type == "cpu":
             return 1 << 30
         per_item = pixels_per_item * bytes_per_pixel * torch.finfo(self.dtype).bits // 8
         return max(1, self.manager.policy.free_memory() // max(per_item, 1))
 
     def _memory_available(self) -> int:
         """Bytes one VAE call may use: free device memory, capped by ``max_memory``."""
-        free = self.manager.policy.free_memory()
+        free = self.manager.policy.free_memory() if self.device == self.manager.policy.device else _ram_free()
         return free if self.max_memory is None else min(free, self.max_memory)
 
     def _call_bytes(self, pixels: int, bytes_per_pixel: int) -> int:
@@ -243,7 +258,7 @@ class VaeHandle:
 
         On a GPU the VAE is loaded and least recently used networks are offloaded first, so a UNet still on
         the device does not force tiling."""
-        if self.manager.policy.device.type != "cpu":
+        if self.device.type != "cpu":
             self._on_device()
             self.manager.free_memory(self._call_bytes(image_pixels, bytes_per_pixel), keep=(self.entry,))
         budget = self._memory_available()

@@ -6,11 +6,15 @@ calls `real()`; freeing or listing models of a manager never built does nothing 
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.model_management import ModelManager
+    from engine.precision import PrecisionFlags
+
+log = logging.getLogger("loom.engine")
 
 __all__ = ["LazyModelManager"]
 
@@ -18,9 +22,13 @@ __all__ = ["LazyModelManager"]
 class LazyModelManager:
     """Owns at most one `ModelManager`, built thread-safely by the first `real()` call."""
 
-    def __init__(self, cpu_only: bool = False) -> None:
+    def __init__(self, cpu_only: bool = False, flags: PrecisionFlags | None = None,
+                 manager: ModelManager | None = None) -> None:
+        """`flags`: the precision flags (`--bf16-unet`, ...); `manager`: one already built (tests, notebooks
+        with their own device policy)."""
         self.cpu_only = cpu_only
-        self._real: ModelManager | None = None
+        self.flags = flags
+        self._real: ModelManager | None = manager
         self._lock = threading.Lock()
 
     @property
@@ -35,7 +43,9 @@ class LazyModelManager:
                 from engine.device import DevicePolicy
                 from engine.model_management import ModelManager
 
-                self._real = ModelManager(DevicePolicy.detect(cpu_only=self.cpu_only))
+                policy = DevicePolicy.detect(cpu_only=self.cpu_only, flags=self.flags)
+                log.info("precision: %s", policy.describe())
+                self._real = ModelManager(policy)
             return self._real
 
     def unload_all(self) -> None:

@@ -34,7 +34,7 @@ from engine.meta_build import BASE_OF as _BASE_OF
 from engine.meta_build import meta_build as _meta_build
 from engine.meta_build import meta_ops as _meta_ops
 from engine.model_management import ModelManager, file_cache_key
-from engine.networks.ops import ManualCast, Plain
+from engine.networks.ops import CpuBf16, ManualCast, Operations, Plain
 from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder, OpenClipConfig, OpenClipTextEncoder
 from engine.networks.unet import UNetConfig, UNetModel
 from engine.networks.vae import AutoencoderKL, VAEConfig
@@ -214,13 +214,16 @@ def _adopt_slow(module: nn.Module, sd: Mapping[str, torch.Tensor], dtype: torch.
 
 
 def build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype,
-                 what: str, path: Path, storage_dtype: torch.dtype | None = None, cast: bool = False) -> M:
+                 what: str, path: Path, storage_dtype: torch.dtype | None = None, bf16_ops: bool = False,
+                 cast: bool = False) -> M:
     """Build on the meta device, adopt the file's tensors, then cast to ``dtype``.
 
-    With a ``storage_dtype`` (fp8, or a bf16 / fp16 file kept as it is), matrices are stored in it and cast to
-    ``dtype`` on each call (ManualCast layers, also when ``cast``); vectors (norms, biases) stay in ``dtype``.
+    With a ``storage_dtype`` (fp8, fp16, or a bf16 / fp16 file kept as it is), matrices are stored in it and cast
+    to ``dtype`` on each call (ManualCast layers, also when ``cast``); vectors (norms, biases) stay in ``dtype``.
+    With ``bf16_ops`` the convs and linears compute in ``storage_dtype`` instead (CpuBf16 layers,
+    engine.precision).
     """
-    ops = ManualCast if storage_dtype is not None or cast else Plain
+    ops: Operations = CpuBf16 if bf16_ops else ManualCast if storage_dtype is not None or cast else Plain
     module = _meta_build(cls, config, operations=_meta_ops(ops))
     _adopt(module, sd, dtype, what, path, storage_dtype)
     return module  # type: ignore[return-value]
@@ -234,20 +237,31 @@ def _model_sampling(prediction: str) -> Any:
 
 def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Family, prediction: str,
                 manager: ModelManager, path: Path, dtype: torch.dtype | None) -> ModelHandle:
-    compute = manager.policy.unet_dtype
-    if dtype is not None and dtype in _LOW_PRECISION:
-        unet = build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path, storage_dtype=dtype)
+    prec = manager.policy.network("unet")
+    compute, storage, bf16_ops = prec.compute, prec.storage, prec.bf16_ops
+    if dtype is not None:  # UNETLoader's weight_dtype wins over the --*-unet flags, as in ComfyUI
+        if dtype in _LOW_PRECISION:
+            storage, bf16_ops = dtype, False
+        else:
+            compute, storage, bf16_ops = dtype, None, False
+    if storage is not None and storage != compute:
+        unet = build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path, storage_dtype=storage,
+                             bf16_ops=bf16_ops)
     else:
-        unet = build_assign(UNetModel, unet_cfg, sd, dtype or compute, "UNet", path)
-        compute = dtype or compute
+        unet = build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path)
     entry = manager.register(unet, f"{path.name} (unet)", "unet")
     return ModelHandle(unet, _model_sampling(prediction), family.latent_format, family, manager, entry,
                        compute_dtype=compute)
 
 
 def _make_vae(cfg: VAEConfig, sd: Mapping[str, torch.Tensor], manager: ModelManager, path: Path) -> VaeHandle:
-    vae = build_assign(AutoencoderKL, cfg, sd, manager.policy.vae_dtype, "VAE", path)
-    return VaeHandle(vae, manager, manager.register(vae, f"{path.name} (vae)", "vae"))
+    prec = manager.policy.network("vae")
+    if prec.storage is not None and prec.storage != prec.compute:
+        vae = build_assign(AutoencoderKL, cfg, sd, prec.compute, "VAE", path, storage_dtype=prec.storage,
+                            bf16_ops=prec.bf16_ops)
+    else:
+        vae = build_assign(AutoencoderKL, cfg, sd, prec.compute, "VAE", path)
+    return VaeHandle(vae, manager, manager.register(vae, f"{path.name} (vae)", "vae"), compute_dtype=prec.compute)
 
 
 def _build_tower(spec: TextEncoderSpec, cfg: ClipTextConfig | OpenClipConfig, sd: Mapping[str, torch.Tensor],

@@ -146,7 +146,7 @@ class ModelManager:
                 self._models.append(entry)
             if entry.file_key is not None and entry.file_key in self._file_used:
                 self._file_used[entry.file_key] = entry.last_used
-            target = self.policy.device
+            target = self.policy.device_for(entry.kind)
             if entry.device() != target or entry.partial is not None:
                 if target.type != "cpu":
                     self._fit_vram_budget(entry)

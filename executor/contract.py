@@ -78,9 +78,8 @@ def _fail(name: str, problem: str) -> RegistrationError:
 def _check_input(name: str, category: str, input_name: str, spec: Any) -> None:
     where = f"INPUT_TYPES()[{category!r}][{input_name!r}]"
     if category == "hidden":
-        kind = spec[0] if isinstance(spec, (list, tuple)) and spec else spec
-        if not isinstance(kind, str):
-            raise _fail(name, f"{where} must be a hidden kind string such as 'UNIQUE_ID', got {spec!r}")
+        # ComfyUI fills the hidden kinds it knows and ignores any other entry (packs keep data there, e.g.
+        # rgthree's `(['CHOOSE'],)`), so nothing about a hidden entry is refused.
         return
     if not isinstance(spec, (list, tuple)) or len(spec) not in (1, 2):
         raise _fail(name, f"{where} must be a tuple (TYPE,) or (TYPE, {{options}}), got {spec!r}")

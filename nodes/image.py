@@ -28,6 +28,8 @@ class ImageScale(BuiltinNode):
     CATEGORY = "image/upscaling"
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "upscale"
+    upscale_methods = IMAGE_UPSCALE_METHODS  # ComfyUI's class attributes; packs build their inputs from them
+    crop_methods = CROP_METHODS
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
@@ -60,6 +62,7 @@ class ImageScaleBy(BuiltinNode):
     CATEGORY = "image/upscaling"
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "upscale"
+    upscale_methods = IMAGE_UPSCALE_METHODS
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:

@@ -52,6 +52,8 @@ class LatentUpscale(BuiltinNode):
     CATEGORY = "latent"
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "upscale"
+    upscale_methods = LATENT_UPSCALE_METHODS  # ComfyUI's class attributes; packs build their inputs from them
+    crop_methods = CROP_METHODS
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
@@ -90,6 +92,7 @@ class LatentUpscaleBy(BuiltinNode):
     CATEGORY = "latent"
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "upscale"
+    upscale_methods = LATENT_UPSCALE_METHODS
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:

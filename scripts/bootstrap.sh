@@ -16,17 +16,28 @@ if [ ! -x "$PY" ]; then
     fi
 fi
 
-if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+# LOOM_TORCHVISION=1 (opt-in): packs that import torchvision (or spandrel) need it, and there is no CPU
+# torchvision for torch 2.13.0; torch 2.14.1 + torchvision 0.29.1 install together (a CUDA build of about
+# 5.5 GB that also runs on the CPU). Never the default.
+if [ "${LOOM_TORCHVISION:-0}" = "1" ]; then
+    if ! "$PY" -c "import torchvision" >/dev/null 2>&1; then
+        echo "[loom] LOOM_TORCHVISION=1: installing torch==2.14.1 torchvision==0.29.1 (about 5.5 GB)"
+        "$PY" -m pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
+    fi
+elif ! "$PY" -c "import torch" >/dev/null 2>&1; then
     echo "[loom] installing torch==2.13.0 (CPU wheel where one is on disk)"
     "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 fi
 TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 
 # Reinstall only when the project's dependency list changed.
-STAMP="$VENV/.loom-deps-$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)${EXTRAS:+-$EXTRAS}"
+STAMP="$VENV/.loom-deps-$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-torch$TORCH_VERSION${EXTRAS:+-$EXTRAS}"
 if [ ! -f "$STAMP" ]; then
     CONSTRAINTS="$VENV/.torch-constraint.txt"
-    echo "torch==$TORCH_VERSION" > "$CONSTRAINTS"
+    "$PY" -c 'from importlib import metadata as m
+for n in ("torch", "torchvision"):
+    try: print(f"{n}=={m.version(n)}")
+    except m.PackageNotFoundError: pass' > "$CONSTRAINTS"
     echo "[loom] installing dependencies${EXTRAS:+ [$EXTRAS]} (torch pinned at $TORCH_VERSION)"
     "$PY" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" -e "$ROOT${EXTRAS:+[$EXTRAS]}"
     touch "$STAMP"

@@ -33,12 +33,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "custom_nodes": ("app",),
 }
 
-# What a pack (and its tests) may import from app/: the public pack loader. Helper "app" is adding a public
-# pack-test loader; when it lands, this names that module and KNOWN_VIOLATIONS below is emptied.
+# What a pack (and its tests) may import from app/: the public pack loader (`load_pack_for_test`).
 PACK_ALLOWED_APP_MODULES = ("app.custom_nodes",)
 
-# Arrows that exist today and are scheduled to go (issue 20); each one listed must still exist, so the list
-# shrinks as the code is fixed. (importer file, imported module)
+# Arrows that exist and are scheduled to go; each one listed must still exist, so the list only shrinks.
+# (importer file, imported module). Empty since issue 20.
 KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
 
 

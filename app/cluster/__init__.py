@@ -2,7 +2,8 @@
 
 Module map: `backend` (RayBackend, the server-side WorkerBackend: dispatch, streaming, faults), `slot`
 (what the server knows of one worker), `actor` (LoomWorker, the Ray actor that owns an engine), `routing`
-(model- and cache-aware choice of worker, no Ray), `files` (output files shipped back and placed under the
+(model- and cache-aware choice of worker, no Ray), `health` (worker states, dead nodes, cached stats),
+`report` (what /system_stats and /prompt say about the workers), `files` (output files shipped back and placed under the
 server's output/), `split` / `split_run` (a batch across workers), `faults` (error entries), `connect`
 (joining or starting Ray, GPU/CPU placement). Importing this package does not import Ray; `build_ray_parts` does, when called.
 """
@@ -33,4 +34,5 @@ def build_ray_parts(config: Config) -> tuple[Hub, QueueStore, RayBackend]:
     # Prompts a previous server left running go back to the front: the cluster may have outlived it.
     store = QueueStore(config.user_dir / "loom.db", requeue_running=True)
     backend = RayBackend(store, hub, config, workers=config.ray_workers, address=config.ray_address)
+    backend.connect()  # unreachable or unauthenticated: ClusterError now, with the reason and the fix
     return hub, store, backend

@@ -139,9 +139,11 @@ class LoomWorker:
             import ray
 
             node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            node_id: str | None = ray.get_runtime_context().get_node_id()
         except Exception:
-            node_ip = None
-        return {"name": self.name, "host": socket.gethostname(), "node_ip": node_ip, "pid": os.getpid(),
+            node_ip = node_id = None
+        return {"name": self.name, "host": socket.gethostname(), "node_ip": node_ip, "node_id": node_id,
+                "pid": os.getpid(),
                 "device": _device_name(self.config.cpu), "node_types": len(self.engine.registry.names()),
                 "custom_node_packs": self.packs}
 

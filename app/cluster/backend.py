@@ -4,8 +4,11 @@ The SQLite queue stays the single source of truth: a dispatcher thread claims th
 worker is idle (a pending prompt never reaches a worker, so deleting it needs no remote call), records the
 worker on the queue row, and streams the run from the actor: events go to the websocket hub through the
 same `HubSink` as on one machine, output files are placed under the server's output/, history is written
-here. A worker that dies mid-run has its prompt put back at the queue front (up to `retries` times, then
-an execution error naming the worker) and is replaced by a fresh actor.
+here. Only a worker that Ray has placed and that answered is dispatched to (`Slot.state` "ready"); the
+health monitor (`health.py`) brings new actors to ready, notices hosts Ray declared dead and keeps the
+stats /system_stats shows. A worker that dies (mid-run or idle) is replaced by a fresh actor, "starting"
+until Ray can place it; its prompt goes back to the queue front (up to `retries` times, then an execution
+error naming the worker), the client hears `execution_restart`, and the first ready worker runs it.
 """
 from __future__ import annotations
 
@@ -18,13 +21,16 @@ from typing import Any
 
 from app.cluster.faults import worker_died_outcome
 from app.cluster.files import OutputPlacer
+from app.cluster.health import HealthMonitor
+from app.cluster.report import cluster_summary, no_worker_warning, worker_rows
 from app.cluster.routing import choose_worker, model_files, node_keys
 from app.cluster.slot import Slot
 from app.cluster.split import plan_split
 from app.cluster.split_run import run_split
 from app.config import Config
+from app.events import execution_restart_data
 from app.hub import Hub
-from app.lifecycle import PromptLifecycle, PromptRun, crash_outcome
+from app.lifecycle import PromptLifecycle, PromptRun, client_of, crash_outcome
 from app.queue_store import QueueItem, QueueStore
 from app.worker import WorkerStatus
 from executor import ExecutionOutcome
@@ -62,7 +68,7 @@ class RayBackend:
         self.split_batches = split_batches  # a batch may run across idle workers (app/cluster/split.py)
         self.slots: list[Slot] = []
         self.lifecycle = PromptLifecycle(hub, store, config.preview_method, config.preview_size)
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._files_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -74,10 +80,19 @@ class RayBackend:
         self._spawned = 0
         self._remote_cls: Any = None
         self._options: dict[str, Any] = {}
+        self._start_failures = 0  # actors in a row that died before becoming ready
+        self._warned_no_worker = False
+        self.monitor = HealthMonitor(self)
         # Ray's "the actor died" exceptions (set once Ray is imported, at start-up)
         self.death_errors: tuple[type[BaseException], ...] = ()
 
     # -- WorkerBackend ---------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Join (or start) Ray now; raises ClusterError saying why and what to do (server start-up)."""
+        from app.cluster.connect import connect
+
+        self._owns_ray = connect(self.address, num_cpus=self.num_cpus) or self._owns_ray
+
     def start(self) -> None:
         """Connect to Ray and start the workers on a background thread (the server is up meanwhile)."""
         if self._thread is not None and self._thread.is_alive():
@@ -87,20 +102,28 @@ class RayBackend:
         self._thread.start()
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until the workers are started (raises what start-up raised)."""
+        """Block until every worker is ready (raises what start-up raised)."""
+        deadline = time.monotonic() + timeout
         if not self._ready.wait(timeout):
             raise TimeoutError(f"Ray workers not started after {timeout:.0f}s")
         if self._start_error is not None:
             raise self._start_error
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.slots and all(s.ready for s in self.slots):
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"Ray workers not ready after {timeout:.0f}s: {self.warning()}")
 
     def stop(self, timeout: float = 10.0) -> None:
         import ray
 
         self._stop.set()
         self._wake.set()
+        self.monitor.stop()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._lock:
+        with self.lock:
             slots, self.slots = list(self.slots), []
         if not ray.is_initialized():  # stopped before (any Ray call now would start a new local instance)
             return
@@ -122,7 +145,7 @@ class RayBackend:
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
         """Interrupt the worker running `prompt_id` (every running prompt when None)."""
-        with self._lock:
+        with self.lock:
             targets = [s for s in self.slots if s.running is not None and
                        (prompt_id is None or s.running.prompt_id == prompt_id)]
         for slot in targets:
@@ -130,15 +153,15 @@ class RayBackend:
         return bool(targets)
 
     def status(self) -> WorkerStatus:
-        with self._lock:
-            alive = any(s.alive for s in self.slots)
+        with self.lock:
+            alive = any(s.ready for s in self.slots)
             running = next((s.running.prompt_id for s in self.slots if s.running is not None), None)
             done = sum(s.done for s in self.slots)
         return WorkerStatus(alive, running, done)
 
     def request_free(self, unload_models: bool, free_memory: bool) -> None:
-        with self._lock:
-            slots = [s for s in self.slots if s.alive]
+        with self.lock:
+            slots = [s for s in self.slots if s.ready]
             for s in slots:
                 if unload_models or free_memory:
                     s.models.clear()
@@ -148,25 +171,20 @@ class RayBackend:
             slot.actor.free.remote(unload_models, free_memory)
 
     # -- reporting -------------------------------------------------------------------------------------
-    def worker_stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
-        """Per worker: name, device, node, loaded models, running prompt, prompts done (for /system_stats)."""
-        import ray
+    def worker_stats(self) -> list[dict[str, Any]]:
+        """Per worker, from cached state only (no Ray call): see `report.worker_rows` (for /system_stats)."""
+        with self.lock:
+            return worker_rows(self.slots)
 
-        with self._lock:
-            slots = list(self.slots)
-        refs = [s.actor.stats.remote() if s.alive else None for s in slots]
-        out = []
-        for slot, ref in zip(slots, refs, strict=True):
-            live: dict[str, Any] = {}
-            if ref is not None:
-                try:
-                    live = ray.get(ref, timeout=timeout)
-                except Exception as exc:
-                    live = {"error": f"{type(exc).__name__}: {exc}"}
-            out.append({**slot.info, **live, "name": slot.name, "alive": slot.alive,
-                        "running_prompt": slot.running.prompt_id if slot.running else None,
-                        "prompts_done": slot.done, "models_used": sorted(slot.models)})
-        return out
+    def warning(self) -> str | None:
+        """Why prompts cannot run now (start-up failed, or no ready worker), or None."""
+        with self.lock:
+            return no_worker_warning(self.slots, self._start_error)
+
+    def cluster_state(self) -> dict[str, Any]:
+        """The cluster summary for /system_stats (cached; no Ray call)."""
+        with self.lock:
+            return cluster_summary(self.slots, self._start_error)
 
     # -- start-up and dispatch -------------------------------------------------------------------------
     def _main(self) -> None:
@@ -177,9 +195,11 @@ class RayBackend:
             self._start_error = exc
             self._ready.set()
             return
+        self.monitor.start()
         self._ready.set()
         while not self._stop.is_set():
             try:
+                self._warn_if_stalled()
                 self._dispatch()
             except Exception:
                 log.exception("dispatch failed; retrying")
@@ -191,19 +211,26 @@ class RayBackend:
         import ray
 
         from app.cluster.actor import LoomWorker
-        from app.cluster.connect import connect, death_errors, placement
+        from app.cluster.connect import ACTOR_FAULTS, death_errors, placement
 
-        self._owns_ray = connect(self.address, num_cpus=self.num_cpus)
+        self.connect()
         self.death_errors = death_errors()
         where = placement(self.requested, cpu_only=self.config.cpu)
-        self._options = {"max_concurrency": 4, "max_restarts": 0,
+        self._options = {"max_concurrency": 4, **ACTOR_FAULTS,
                          **(self.actor_options if self.actor_options is not None else where.options)}
         self._cpu_only = self.config.cpu or not where.gpus
         self._remote_cls = ray.remote(LoomWorker)
-        with self._lock:
+        with self.lock:
             self.slots = [self._spawn() for _ in range(where.workers)]
-        for slot in list(self.slots):
-            self.fetch_info(slot)
+
+    def _warn_if_stalled(self) -> None:
+        """Log once each time the queue has work but no worker is ready (and once when one is again)."""
+        msg = self.warning() if self.store.remaining() else None
+        if msg and not self._warned_no_worker:
+            log.warning("%s", msg)
+        elif msg is None and self._warned_no_worker:
+            log.info("a Ray worker is ready again")
+        self._warned_no_worker = msg is not None
 
     def _spawn(self) -> Slot:
         name = f"worker-{self._spawned}"
@@ -212,25 +239,26 @@ class RayBackend:
         actor = self._remote_cls.options(**self._options).remote(config, name, self.worker_threads)
         return Slot(name, actor)
 
-    def fetch_info(self, slot: Slot) -> None:
-        """Ask `slot`'s actor who it is (waits for the actor to start, up to 5 minutes)."""
-        import ray
-
-        try:
-            slot.info = ray.get(slot.actor.info.remote(), timeout=300)
-        except Exception as exc:
-            log.warning("%s did not start: %s", slot.name, exc)
+    def mark_ready(self, slot: Slot, info: dict[str, Any]) -> None:
+        """`slot`'s actor answered: Ray placed it and its engine is built; it may take prompts now."""
+        with self.lock:
+            if slot.state != "starting":
+                return
+            slot.info, slot.state = info, "ready"
+            self._start_failures = 0
+        log.info("%s ready on %s (%s, pid %s)", slot.name, info.get("host"), info.get("node_ip"), info.get("pid"))
+        self._wake.set()
 
     def _dispatch(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                if not any(s.alive and s.running is None for s in self.slots):
+            with self.lock:
+                if not any(s.idle for s in self.slots):
                     return
                 claimed = self.store.claim_next()
                 if claimed is None:
                     return
                 item, sensitive = claimed
-                idle = [s for s in self.slots if s.alive and s.running is None]
+                idle = [s for s in self.slots if s.idle]
                 parts = plan_split(item.prompt, len(idle)) if self.split_batches else None
                 chosen: list[Slot] = []
                 for _ in range(len(parts) if parts else 1):
@@ -309,7 +337,10 @@ class RayBackend:
             kind = msg[0]
             if kind == "event":
                 placer.place(msg[3])
-                run.sink.emit(msg[1], placer.rewrite(msg[2]))
+                data = placer.rewrite(msg[2])
+                if msg[1] == "execution_start":  # where it runs: extra fields ComfyUI's clients ignore
+                    data = {**data, **slot.placement()}
+                run.sink.emit(msg[1], data)
             elif kind == "preview":
                 self.hub.send_preview(msg[1], msg[2], msg[3], run.client_id)
             elif kind == "send":
@@ -321,22 +352,23 @@ class RayBackend:
         try:
             result = self.consume(slot, item, sensitive, run.preview_method, forward)
         except self.death_errors as exc:
-            self._worker_died(slot, item, sensitive, exc)
+            self.lost(slot, f"{type(exc).__name__} while running prompt {item.prompt_id}")
+            self.requeue_or_fail(slot, item, sensitive, exc)
             return
         except Exception as exc:  # the actor's code raised: report like a crashed executor
             log.exception("prompt %s on %s: run failed", item.prompt_id, slot.name)
             result = exc
         self.ran_on(slot, item.prompt)
-        self.report(run, slot.name, result, placer)
+        self.report(run, slot.name, result, placer, slot.placement())
 
     def report(self, run: PromptRun, worker: str, result: ExecutionOutcome | RemoteCrash | BaseException | None,
-               placer: OutputPlacer | None = None) -> None:
+               placer: OutputPlacer | None = None, where: dict[str, Any] | None = None) -> None:
         """Finish `run` with what its worker(s) returned: an outcome (outputs renamed by `placer`), a crash
-        in the actor, an exception here, or nothing."""
+        in the actor, an exception here, or nothing; `where` (worker, host, node_ip) goes into history."""
         release = lambda: self.release(run.item)  # noqa: E731
         if isinstance(result, ExecutionOutcome):
             outputs = placer.rewrite(result.outputs) if placer is not None else result.outputs
-            self.lifecycle.finish(run, replace(result, outputs=outputs), release)
+            self.lifecycle.finish(run, replace(result, outputs=outputs), release, where)
             return
         if isinstance(result, RemoteCrash):
             outcome = crash_outcome(run.prompt_id, RuntimeError(result.message), run.started, result.traceback)
@@ -344,44 +376,60 @@ class RayBackend:
             outcome = crash_outcome(run.prompt_id, result, run.started)
         else:
             outcome = crash_outcome(run.prompt_id, RuntimeError(f"{worker} returned no outcome"), run.started)
-        self.lifecycle.fail(run, outcome, release)
+        self.lifecycle.fail(run, outcome, release, where)
 
     def ran_on(self, slot: Slot, prompt: dict[str, Any]) -> None:
         """Routing memory: what `slot` has loaded and cached after running `prompt`."""
-        with self._lock:
+        with self.lock:
             slot.done += 1
             slot.models |= model_files(prompt)
             slot.recent.append(node_keys(prompt))
 
     def release(self, item: QueueItem) -> None:
         """Mark the worker(s) running `item` idle."""
-        with self._lock:
+        with self.lock:
             for s in self.slots:
                 if s.running is item:
                     s.running = None
 
     # -- faults ----------------------------------------------------------------------------------------
-    def _worker_died(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
-        replacement = self.replace(slot, item, exc)
-        self.requeue_or_fail(slot, item, sensitive, exc)
-        if replacement is not None:
-            self.fetch_info(replacement)
-
     @staticmethod
     def where(slot: Slot) -> str:
         return f"{slot.name} (host {slot.info.get('host', '?')}, node {slot.info.get('node_ip', '?')}, " \
                f"pid {slot.info.get('pid', '?')})"
 
-    def replace(self, slot: Slot, item: QueueItem, exc: BaseException) -> Slot | None:
-        """Mark `slot` dead and put a fresh actor in its place (not while stopping)."""
-        log.warning("prompt %s: worker %s died: %s", item.prompt_id, self.where(slot), type(exc).__name__)
-        with self._lock:
-            slot.alive = False
-            slot.running = None
-            replacement = None if self._stop.is_set() else self._spawn()
-            if replacement is not None and slot in self.slots:
-                self.slots[self.slots.index(slot)] = replacement
+    def lost(self, slot: Slot, reason: str) -> Slot | None:
+        """`slot`'s actor is gone: mark it dead and put a fresh actor ("starting") in its place, once, and
+        not while stopping nor after 3 actors in a row died before becoming ready. Its running prompt (if
+        any) is requeued by the thread streaming it, which sees Ray's death error."""
+        with self.lock:
+            if slot.state == "dead":
+                return None
+            if slot.state == "starting":
+                self._start_failures += 1
+            slot.state, slot.running = "dead", None
+            give_up = self._start_failures >= 3
+            replacement = None if self._stop.is_set() or give_up else self._spawn()
+            if slot in self.slots:
+                if replacement is not None:
+                    self.slots[self.slots.index(slot)] = replacement
+                else:
+                    self.slots.remove(slot)
+        self._kill(slot)  # an actor cut off but alive (a partitioned host) must not come back holding a slot
+        log.warning("worker %s lost: %s%s", self.where(slot), reason,
+                    f"; {replacement.name} starts in its place" if replacement else
+                    "; not replaced (3 workers in a row died while starting: see `ray logs`)" if give_up else "")
+        self._wake.set()
         return replacement
+
+    @staticmethod
+    def _kill(slot: Slot) -> None:
+        import ray
+
+        try:
+            ray.kill(slot.actor, no_restart=True)
+        except Exception as exc:  # already gone: nothing to do
+            log.debug("%s: kill: %s", slot.name, exc)
 
     def requeue_or_fail(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
         """Back to the queue front, or an execution error naming the worker past the retry limit."""
@@ -389,10 +437,15 @@ class RayBackend:
         attempts = self.store.attempts(item.prompt_id)
         if self._stop.is_set() or attempts < self.retries:
             self.store.requeue_front(item, sensitive, count_attempt=not self._stop.is_set())
+            if not self._stop.is_set():
+                log.warning("prompt %s: worker %s lost; back at the queue front (run %d of at most %d)",
+                            item.prompt_id, where, attempts + 2, self.retries + 1)
+                self.hub.send("execution_restart", execution_restart_data(
+                    item.prompt_id, "worker_lost", attempts + 1, **slot.placement()), client_of(item))
             self.lifecycle.send_status()
         else:
             self._fail(slot, item, where, attempts + 1, exc)
 
     def _fail(self, slot: Slot, item: QueueItem, where: str, runs: int, exc: BaseException) -> None:
         outcome = worker_died_outcome(item.prompt_id, slot.name, where, runs, exc)
-        self.lifecycle.fail(self.lifecycle.prepare(item), outcome, lambda: self.release(item))
+        self.lifecycle.fail(self.lifecycle.prepare(item), outcome, lambda: self.release(item), slot.placement())

@@ -41,6 +41,8 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
     results: list[ExecutionOutcome | RemoteCrash | BaseException | None] = [None] * len(parts)
     died: list[tuple[Slot, BaseException]] = []
 
+    where = {k: "+".join(str(s.placement()[k]) for s in slots) for k in ("worker", "host", "node_ip")}
+
     def run_part(i: int) -> None:
         placer = backend.placer_of(slots[i])
         sub = QueueItem(item.number, item.prompt_id, parts[i].prompt, item.extra_data, item.outputs)
@@ -50,6 +52,8 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
             if kind == "event":
                 placer.place(msg[3], whole_prompt_png)
                 data = placer.rewrite(msg[2])
+                if msg[1] == "execution_start":  # every part's worker, joined (extra fields)
+                    data = {**data, **where}
                 if msg[1] in HELD or i > 0:
                     held[i].append((msg[1], data))
                 else:
@@ -82,9 +86,7 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
     if died:
         died.sort(key=lambda d: slots.index(d[0]))
         for slot, exc in died:
-            replacement = backend.replace(slot, item, exc)
-            if replacement is not None:
-                backend.fetch_info(replacement)
+            backend.lost(slot, f"{type(exc).__name__} while running part of prompt {item.prompt_id}")
         backend.release(item)
         backend.requeue_or_fail(died[0][0], item, sensitive, died[0][1])
         return
@@ -95,7 +97,7 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
         _send_held(run.sink, held)
         first = results[0]
         assert isinstance(first, ExecutionOutcome)
-        backend.report(run, slots[0].name, replace(first, outputs=merged))
+        backend.report(run, slots[0].name, replace(first, outputs=merged), where=where)
         return
     bad = results[failed]
     if isinstance(bad, ExecutionOutcome):
@@ -106,7 +108,7 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
         bad = replace(bad, outputs=merged)
     elif bad is None:
         bad = RuntimeError("a worker returned no outcome")
-    backend.report(run, slots[failed].name, bad)
+    backend.report(run, slots[failed].name, bad, where=where)
 
 
 def _merged_outputs(results: list[Any]) -> dict[str, Any]:

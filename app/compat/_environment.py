@@ -1,7 +1,8 @@
 """Make ComfyUI's module names importable for custom node packs, bound to one Loom instance.
 
 `CompatEnvironment.install()` puts a meta-path finder in front of `sys.meta_path` that answers
-`folder_paths`, `comfy`, `comfy.*`, `comfy_api.*`, `comfy_execution.*`, `node_helpers`, `latent_preview`
+`folder_paths`, `comfy`, `comfy.*`, `comfy_api.*`, `comfy_execution.*`, `comfy_extras.*`, `execution`,
+`node_helpers`, `latent_preview`
 (and `server` when Loom's own `server.py` is not importable, e.g. in the headless runner) from the files
 in this folder, and replaces `sys.modules["nodes"]` with a proxy of Loom's `nodes` package that adds the
 ComfyUI names. Each shim module is executed under its ComfyUI name and reads this Loom instance's objects
@@ -26,11 +27,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.lazy_models import LazyModelManager
 
+from app.compat._extras import EXTRAS_MODULES
+from app.compat._extras import SHIM_FILE as EXTRAS_SHIM_FILE
+
 COMPAT_DIR = Path(__file__).resolve().parent
 
 # Top-level ComfyUI names answered from this folder (`server` only as a fallback, see `_fallback_only`).
 SHIM_ROOTS = frozenset(
-    {"folder_paths", "comfy", "comfy_api", "comfy_execution", "node_helpers", "latent_preview", "server"}
+    {"folder_paths", "comfy", "comfy_api", "comfy_execution", "comfy_extras", "execution", "node_helpers",
+     "latent_preview", "server"}
 )
 _FALLBACK_ONLY = frozenset({"server"})
 # Loom's own `server.py` provides PromptServer; the fallback shim lives under another file name so it
@@ -60,6 +65,16 @@ class _ShimLoader(importlib.machinery.SourceFileLoader):
         self.handles = handles
 
 
+class _ShimFolderLoader(importlib.abc.Loader):
+    """An empty package for a shim folder without `__init__.py` (only its submodules are shims)."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__doc__ = f"ComfyUI's {module.__name__} package for packs: only its listed submodules exist."
+
+
 def handles_for(module_name: str) -> LoomHandles:
     """The LoomHandles of the shim being executed as `module_name` (each shim calls it first thing)."""
     module = sys.modules.get(module_name)
@@ -85,6 +100,8 @@ class CompatFinder(importlib.abc.MetaPathFinder):
         if parts[0] in _FALLBACK_ONLY and len(parts) == 1 and _found_elsewhere(fullname, self):
             return None
         parts[0] = _FILE_FOR.get(parts[0], parts[0])
+        if parts[0] == "comfy_extras" and len(parts) == 2 and parts[1] in EXTRAS_MODULES:
+            parts[1] = EXTRAS_SHIM_FILE  # every comfy_extras.nodes_* module is one table-driven file
         base = COMPAT_DIR.joinpath(*parts)
         package_init = base / "__init__.py"
         if package_init.is_file():
@@ -96,6 +113,10 @@ class CompatFinder(importlib.abc.MetaPathFinder):
         if module_file.is_file():
             loader = _ShimLoader(fullname, str(module_file), self.handles)
             return importlib.util.spec_from_file_location(fullname, module_file, loader=loader)
+        if base.is_dir() and len(parts) > 1:  # e.g. comfy/ldm/: an empty package on the way to a shim module
+            spec = importlib.machinery.ModuleSpec(fullname, _ShimFolderLoader(), is_package=True)
+            spec.submodule_search_locations = [str(base)]
+            return spec
         return None  # not provided: the normal "No module named ..." ImportError names it
 
 
@@ -152,5 +173,5 @@ class CompatEnvironment:
 def _purge_shim_modules() -> None:
     for name in list(sys.modules):
         module = sys.modules[name]
-        if name.split(".")[0] in SHIM_ROOTS and isinstance(getattr(module, "__loader__", None), _ShimLoader):
+        if name.split(".")[0] in SHIM_ROOTS and isinstance(getattr(module, "__loader__", None), (_ShimLoader, _ShimFolderLoader)):
             del sys.modules[name]

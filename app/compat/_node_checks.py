@@ -6,19 +6,26 @@ or validation later (an `INPUT_TYPES` that raises, a missing `FUNCTION`) gets in
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from executor.blocking import run_blocking
+log = logging.getLogger("loom.custom_nodes")
 
 
 class InvalidNodeError(ValueError):
     """A pack declares a node class that cannot work; the message says which and how to fix it."""
 
 
-def check_node_class(node_id: str, cls: Any, module: str) -> type:
-    """Return the V1 class to register for `node_id` (V3 classes are adapted), or raise InvalidNodeError."""
+def check_node_class(node_id: str, cls: Any, module: str, warnings: list[str] | None = None) -> type:
+    """Return the V1 class to register for `node_id` (V3 classes are adapted), or raise InvalidNodeError.
+
+    What ComfyUI accepts but Loom would not use as declared (an OUTPUT_TOOLTIPS shorter than RETURN_TYPES)
+    is fixed on the class and described in `warnings`, not refused.
+    """
     where = f"node {node_id!r} of pack {module!r}"
     if not isinstance(node_id, str) or not node_id:
         raise InvalidNodeError(f"{where}: NODE_CLASS_MAPPINGS keys must be non-empty strings")
@@ -44,11 +51,29 @@ def check_node_class(node_id: str, cls: Any, module: str) -> type:
         )
     for attr in ("RETURN_NAMES", "OUTPUT_IS_LIST", "OUTPUT_TOOLTIPS"):
         value = getattr(cls, attr, None)
-        if value is not None and (not isinstance(value, (tuple, list)) or len(value) != len(returns)):
-            raise InvalidNodeError(
-                f"{where}: {attr} must have one entry per RETURN_TYPES entry ({len(returns)}), got {value!r}"
-            )
+        if value is not None and not isinstance(value, (tuple, list)):
+            raise InvalidNodeError(f"{where}: {attr} must be a tuple with one entry per output, got {value!r}")
+        if value is not None and len(value) != len(returns):
+            _fit_to_outputs(cls, attr, value, len(returns), where, warnings)
     return cls
+
+
+# ComfyUI registers a class whatever the lengths of these tuples (it reads them by output index), so a
+# mismatch is a warning; the class gets a tuple of the right length so every Loom layer can index it.
+_FILLER = {"RETURN_NAMES": None, "OUTPUT_IS_LIST": False, "OUTPUT_TOOLTIPS": ""}
+
+
+def _fit_to_outputs(cls: type, attr: str, value: tuple[Any, ...] | list[Any], n: int, where: str,
+                    warnings: list[str] | None) -> None:
+    returns = tuple(cls.RETURN_TYPES)
+    filler = [returns[i] if _FILLER[attr] is None else _FILLER[attr] for i in range(len(value), n)]
+    fitted = tuple(value[:n]) + tuple(filler)
+    message = (f"{where}: {attr} has {len(value)} entries but RETURN_TYPES has {n}; ComfyUI accepts that, "
+               f"Loom uses {fitted!r}. Give one entry per output")
+    setattr(cls, attr, fitted)
+    log.warning("custom nodes: %s", message)
+    if warnings is not None:
+        warnings.append(message)
 
 
 def _check_input_types(where: str, cls: type) -> None:
@@ -84,7 +109,29 @@ def _check_input_types(where: str, cls: type) -> None:
 
 def run_sync(value: Any) -> Any:
     """Resolve `value` if it is awaitable, also when called from inside a running event loop."""
-    return run_blocking(value) if inspect.isawaitable(value) else value
+    if not inspect.isawaitable(value):
+        return value
+    # Always on a helper thread (unlike executor.blocking.run_blocking): asyncio.run() on this thread would
+    # unset its event loop afterwards, and packs imported later call asyncio.get_event_loop() expecting the
+    # server's loop (as in ComfyUI).
+    box: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            box["value"] = asyncio.run(_await(value))
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=runner, name="loom-custom-node-entrypoint")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def _await(value: Any) -> Any:
+    return await value
 
 
 def run_entrypoint(entrypoint: Callable[[], Any]) -> list[tuple[str, type, str]]:

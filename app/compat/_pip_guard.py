@@ -87,8 +87,11 @@ def _import_pip() -> Any:
 
 
 @contextmanager
-def block_installs(record: list[str]) -> Iterator[None]:
-    """Within the block, install commands are not run; each one is appended to `record` as a string."""
+def block_installs(record: list[str], allow: bool = False) -> Iterator[None]:
+    """Within the block, install commands are not run; each one is appended to `record` as a string.
+
+    With `allow` (`--allow-pack-installs`) they run, and are still recorded for the pack's report.
+    """
     real_popen = subprocess.Popen
     real_system = os.system
     pip_mod = _import_pip()
@@ -98,6 +101,8 @@ def block_installs(record: list[str]) -> Iterator[None]:
         def __new__(cls, args: Any, *a: Any, **kw: Any) -> Any:
             if is_install_command(args):
                 record.append(" ".join(_argv(args)))
+                if allow:
+                    return super().__new__(cls)
                 text = bool(kw.get("text") or kw.get("universal_newlines") or kw.get("encoding"))
                 return _BlockedProcess(args, text)
             return super().__new__(cls)
@@ -105,11 +110,14 @@ def block_installs(record: list[str]) -> Iterator[None]:
     def guarded_system(command: Any) -> int:
         if is_install_command(command):
             record.append(str(command))
-            return 1
+            if not allow:
+                return 1
         return real_system(command)
 
     def guarded_pip_main(args: list[str] | None = None) -> int:
         record.append("pip " + " ".join(args or []))
+        if allow and real_pip_main is not None:
+            return int(real_pip_main(args))
         return 1
 
     subprocess.Popen = GuardedPopen  # type: ignore[misc]

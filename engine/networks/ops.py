@@ -5,6 +5,8 @@
 A network takes ``operations`` (a class with ``Linear``, ``Conv2d``, ``GroupNorm``, ``LayerNorm``) the way
 ComfyUI's networks do. ``Plain`` builds ordinary torch layers; ``ManualCast`` casts weights to the input's
 dtype and device at call time, for weights stored in a different dtype than the compute dtype.
+``CpuBf16`` runs convolutions and linear layers in their weights' dtype (bf16: oneDNN accumulates in fp32) and
+returns the input's dtype, so activations and norms stay fp32 (the per-operator choice: engine.precision).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Plain", "ManualCast", "Operations"]
+__all__ = ["Plain", "ManualCast", "CpuBf16", "Operations"]
 
 
 def _cast(weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -54,4 +56,22 @@ class ManualCast:
             )
 
 
-Operations = type[Plain] | type[ManualCast]
+class CpuBf16:
+    """Convs and linears computed in the weights' dtype (bf16), results back in the input's dtype (fp32);
+    norms are ordinary fp32 layers."""
+
+    class Linear(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = self.weight
+            return F.linear(x.to(w.dtype), w, _cast(self.bias, w)).to(x.dtype)
+
+    class Conv2d(nn.Conv2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = self.weight
+            return self._conv_forward(x.to(w.dtype), w, _cast(self.bias, w)).to(x.dtype)
+
+    GroupNorm = nn.GroupNorm
+    LayerNorm = nn.LayerNorm
+
+
+Operations = type[Plain] | type[ManualCast] | type[CpuBf16]

@@ -9,7 +9,17 @@ from typing import Literal
 
 import torch
 
-from engine.sampling import dpm_solvers, k_samplers, multistep, unipc
+from engine.sampling import (
+    cfg_pp,
+    deis,
+    dpm_solvers,
+    k_samplers,
+    multistep,
+    res_multistep,
+    sa_solver,
+    sde_solvers,
+    unipc,
+)
 from engine.sampling.noise import BrownianTreeNoiseSampler, NoiseSampler, gaussian_noise_sampler
 
 NoiseKind = Literal["none", "gaussian", "brownian", "brownian_device"]
@@ -63,6 +73,22 @@ _SPECS: dict[str, SamplerSpec] = {
     "ddim": SamplerSpec(k_samplers.sample_euler, random_inpaint_noise=True),
     "uni_pc": SamplerSpec(unipc.sample_uni_pc, discard_penultimate_sigma=True),
     "uni_pc_bh2": SamplerSpec(unipc.sample_uni_pc_bh2, discard_penultimate_sigma=True),
+    "euler_cfg_pp": SamplerSpec(cfg_pp.sample_euler_cfg_pp),
+    "euler_ancestral_cfg_pp": SamplerSpec(cfg_pp.sample_euler_ancestral_cfg_pp, "gaussian"),
+    "dpmpp_2s_ancestral_cfg_pp": SamplerSpec(cfg_pp.sample_dpmpp_2s_ancestral_cfg_pp, "gaussian"),
+    "dpmpp_2m_cfg_pp": SamplerSpec(cfg_pp.sample_dpmpp_2m_cfg_pp),
+    "deis": SamplerSpec(deis.sample_deis),
+    "res_multistep": SamplerSpec(res_multistep.sample_res_multistep),
+    "res_multistep_cfg_pp": SamplerSpec(res_multistep.sample_res_multistep_cfg_pp),
+    "res_multistep_ancestral": SamplerSpec(res_multistep.sample_res_multistep_ancestral, "gaussian"),
+    "res_multistep_ancestral_cfg_pp": SamplerSpec(res_multistep.sample_res_multistep_ancestral_cfg_pp, "gaussian"),
+    "gradient_estimation": SamplerSpec(res_multistep.sample_gradient_estimation),
+    "gradient_estimation_cfg_pp": SamplerSpec(res_multistep.sample_gradient_estimation_cfg_pp),
+    "er_sde": SamplerSpec(sde_solvers.sample_er_sde, "gaussian"),
+    "seeds_2": SamplerSpec(sde_solvers.sample_seeds_2, "gaussian"),
+    "seeds_3": SamplerSpec(sde_solvers.sample_seeds_3, "gaussian"),
+    "sa_solver": SamplerSpec(sa_solver.sample_sa_solver, "gaussian"),
+    "sa_solver_pece": SamplerSpec(sa_solver.sample_sa_solver_pece, "gaussian"),
 }
 
 # ComfyUI's option order, restricted to what is implemented here.

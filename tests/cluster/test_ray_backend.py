@@ -222,6 +222,10 @@ async def test_seed_only_rerun_goes_to_the_worker_that_cached_it(client: Any, sh
     img = h[p2]["outputs"]["9"]["images"][0]
     view = await client.get("/view", params={"filename": img["filename"], "type": "output"})
     assert view.status == 200 and Image.open(io.BytesIO(await view.read())).size == (64, 64)
+    deadline = time.monotonic() + 30  # /system_stats shows cached stats, refreshed every second
+    while not any(m["name"].startswith("tiny-sd15") for s in shared.backend.worker_stats()
+                  for m in s.get("loaded_models", [])) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     stats = shared.backend.worker_stats()
     assert len(stats) == 2 and all(s["device"] == "cpu" and s["prompts_done"] >= 1 for s in stats)
     assert any(m["name"].startswith("tiny-sd15") for s in stats for m in s["loaded_models"])

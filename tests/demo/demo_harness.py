@@ -16,6 +16,7 @@ from engine.demo.config import TrainConfig
 from engine.demo.score import Reading, read_image
 from engine.demo.world import Scene
 from engine.device import DevicePolicy
+from engine.lazy_models import LazyModelManager
 from engine.model_management import ModelManager
 from engine.paths import ModelPaths
 from executor import PromptExecutor, validate_prompt
@@ -76,7 +77,7 @@ class DemoGraphRunner:
         from executor import NodeRegistry
 
         self.registry = NodeRegistry()
-        self.services = NodeServices(paths=self.paths, models=ModelManager(DevicePolicy.cpu()))
+        self.services = NodeServices(paths=self.paths, models=LazyModelManager(manager=ModelManager(DevicePolicy.cpu())))
         register_builtin_nodes(self.registry, self.services)
         self.executor = PromptExecutor(self.registry)
         self.seconds: list[float] = []

@@ -180,9 +180,9 @@ def test_model_evaluation_counts() -> None:
 
 
 def test_sampler_names_follow_comfyui_order_and_unknown_names_raise() -> None:
-    assert SAMPLER_NAMES[:3] == ("euler", "euler_ancestral", "heun")
+    assert SAMPLER_NAMES[:4] == ("euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp")
     assert SAMPLER_NAMES[-3:] == ("ddim", "uni_pc", "uni_pc_bh2")
     for name in SAMPLER_NAMES:
         assert get_sampler(name).fn is not None
-    with pytest.raises(ValueError, match="euler_cfg_pp"):
-        get_sampler("euler_cfg_pp")
+    with pytest.raises(ValueError, match="euler_cfg_pp"):  # the message lists the implemented names
+        get_sampler("no_such_sampler")

@@ -86,7 +86,8 @@ def test_gpu_batch_size_follows_free_memory(vae: VaeHandle) -> None:
 
     clone = vae.clone()
     clone.manager = SimpleNamespace(  # type: ignore[assignment]
-        policy=SimpleNamespace(device=torch.device("meta"), free_memory=lambda: 100_000_000))
+        policy=SimpleNamespace(device=torch.device("meta"), free_memory=lambda: 100_000_000,
+                               device_for=lambda kind: torch.device("meta")))
     per_item = 64 * 64 * 1800 * 4  # fp32
     assert clone._batch_size(64 * 64, 1800) == 100_000_000 // per_item == 3
     clone.manager.policy.free_memory = lambda: 10  # type: ignore[attr-defined]

@@ -40,6 +40,7 @@ def _golden_prompt(case: dict[str, Any]) -> dict[str, Any]:
 
 def _runtime(tmp: Path, force_fp32: bool) -> Any:
     from engine.device import DevicePolicy
+    from engine.lazy_models import LazyModelManager
     from engine.model_management import ModelManager
     from engine.paths import ModelPaths
     from executor import NodeRegistry, PromptExecutor
@@ -54,7 +55,7 @@ def _runtime(tmp: Path, force_fp32: bool) -> Any:
     policy = DevicePolicy.detect(force_fp32=force_fp32)
     assert policy.device.type == "cuda"
     registry = NodeRegistry()
-    services = NodeServices(paths=paths, models=ModelManager(policy))
+    services = NodeServices(paths=paths, models=LazyModelManager(manager=ModelManager(policy)))
     register_builtin_nodes(registry, services)
     return registry, PromptExecutor(registry, keep_values=True), services
 

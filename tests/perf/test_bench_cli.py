@@ -52,3 +52,27 @@ def test_bad_override_is_a_usage_error(models_dir: Path, tmp_path: Path, capsys:
     rc = bench_cli.main(_args(models_dir, tmp_path, "--set", "NoSuchNode.x=1"))
     assert rc == 2
     assert "NoSuchNode" in capsys.readouterr().err
+
+
+def test_report_says_which_precision_ran_and_why(models_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.precision import cpu_has_bf16
+
+    out_json = tmp_path / "bench.json"
+    assert bench_cli.main(_args(models_dir, tmp_path, "--runs", "1", "--json", str(out_json))) == 0
+    out = capsys.readouterr().out
+    assert "precision: unet fp32 [CPU default: fp32 gives ComfyUI's exact pixels]" in out
+    assert bench_cli.main(_args(models_dir, tmp_path, "--runs", "1", "--bf16-unet", "--bf16-vae",
+                                "--json", str(out_json))) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("precision:"))
+    assert "unet fp32, weights bf16 (bf16 conv/linear, fp32 norms+attention) [--bf16-unet" in line
+    assert "vae fp32, weights bf16" in line
+    assert ("CPU has AVX512_BF16" if cpu_has_bf16() else "CPU lacks AVX512_BF16") in line
+    assert json.loads(out_json.read_text())["precision"] == line.removeprefix("precision: ")
+
+
+def test_unsupported_precision_flag_is_a_usage_error(models_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_cli.main(_args(models_dir, tmp_path, "--fp8_e5m2-text-enc")) == 2
+    assert "not supported" in capsys.readouterr().err

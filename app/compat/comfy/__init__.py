@@ -3,3 +3,11 @@
 Only the names listed in docs/custom-nodes.md exist; importing any other `comfy.*` module fails with the
 usual ImportError naming it, and the pack's report says so.
 """
+from __future__ import annotations
+
+import importlib
+
+# ComfyUI's own nodes.py imports these before any pack is loaded, so packs that only `import comfy` (or
+# `import comfy.sample`) go on to use `comfy.samplers.KSampler`, `comfy.utils.ProgressBar`, ...
+for _submodule in ("cli_args", "model_management", "utils", "model_patcher", "samplers", "sample", "sd"):
+    importlib.import_module(f"{__name__}.{_submodule}")

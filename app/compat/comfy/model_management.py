@@ -67,7 +67,7 @@ def text_encoder_device() -> torch.device:
 
 
 def vae_device() -> torch.device:
-    return _policy().device
+    return _policy().device_for("vae")  # the CPU under --cpu-vae
 
 
 def unet_dtype(*args: Any, **kwargs: Any) -> torch.dtype:

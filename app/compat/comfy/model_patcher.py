@@ -8,7 +8,8 @@ from typing import Any
 
 from engine.handles import ModelHandle as ModelPatcher
 
-__all__ = ["ModelPatcher", "set_model_options_post_cfg_function", "set_model_options_pre_cfg_function"]
+__all__ = ["ModelPatcher", "set_model_options_patch_replace", "set_model_options_post_cfg_function",
+           "set_model_options_pre_cfg_function"]
 
 
 def _append(model_options: dict[str, Any], key: str, fn: Callable[..., Any],
@@ -29,3 +30,18 @@ def set_model_options_pre_cfg_function(model_options: dict[str, Any], pre_cfg_fu
                                        disable_cfg1_optimization: bool = False) -> dict[str, Any]:
     """Append a pre-CFG function to a `model_options` dict (returned, as in ComfyUI)."""
     return _append(model_options, "sampler_pre_cfg_function", pre_cfg_function, disable_cfg1_optimization)
+
+
+def set_model_options_patch_replace(model_options: dict[str, Any], patch: Callable[..., Any], name: str,
+                                    block_name: str, number: int, transformer_index: int | None = None
+                                    ) -> dict[str, Any]:
+    """ComfyUI's attention-replacement hook; Loom's UNet has no `patches_replace`, so this raises.
+
+    Importing the name works (packs import it at module level); a node that calls it fails with this
+    message instead of sampling without the patch it asked for.
+    """
+    raise NotImplementedError(
+        f"comfy.model_patcher.set_model_options_patch_replace({name!r}, {block_name!r}, {number}): Loom's UNet "
+        f"does not run ComfyUI attention replacement patches (transformer_options['patches_replace']); "
+        f"see docs/custom-nodes.md"
+    )

@@ -1,0 +1,64 @@
+"""Which `comfy_extras.nodes_*` modules Loom answers, and the node ids (and helper names) each one holds.
+
+ComfyUI keeps many built-in nodes in `comfy_extras/nodes_<topic>.py`; packs import them from there
+(`from comfy_extras.nodes_custom_sampler import SamplerCustom`) to call or subclass them. Every listed
+module is served by the one shim file `comfy_extras/_nodes_module.py`, which exposes the registered
+classes of these ids (Loom's built-ins, bound to this instance) and `NODE_CLASS_MAPPINGS`. A listed id that
+Loom does not register is absent, so importing it fails with the usual ImportError naming it.
+"""
+from __future__ import annotations
+
+SHIM_FILE = "_nodes_module"
+
+# ComfyUI module -> node ids it defines (node id == class name in these modules).
+EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
+    "nodes_canny": ("Canny",),
+    "nodes_clip_sdxl": ("CLIPTextEncodeSDXLRefiner", "CLIPTextEncodeSDXL"),
+    "nodes_custom_sampler": (
+        "SamplerCustom", "BasicScheduler", "KarrasScheduler", "ExponentialScheduler", "PolyexponentialScheduler",
+        "LaplaceScheduler", "VPScheduler", "BetaSamplingScheduler", "SDTurboScheduler", "KSamplerSelect",
+        "SamplerEulerAncestral", "SamplerEulerAncestralCFGPP", "SamplerLMS", "SamplerDPMPP_3M_SDE",
+        "SamplerDPMPP_2M_SDE", "SamplerDPMPP_SDE", "SamplerDPMPP_2S_Ancestral", "SamplerDPMAdaptative",
+        "SamplerER_SDE", "SamplerSASolver", "SplitSigmas", "SplitSigmasDenoise", "FlipSigmas", "SetFirstSigma",
+        "ExtendIntermediateSigmas", "SamplingPercentToSigma", "CFGGuider", "DualCFGGuider", "BasicGuider",
+        "RandomNoise", "DisableNoise", "AddNoise", "SamplerCustomAdvanced",
+    ),
+    "nodes_differential_diffusion": ("DifferentialDiffusion",),
+    "nodes_images": (
+        "ImageCrop", "RepeatImageBatch", "ImageFromBatch", "ImageAddNoise", "SaveAnimatedWEBP", "SaveAnimatedPNG",
+        "ImageStitch", "ResizeAndPadImage", "GetImageSize", "ImageRotate", "ImageFlip", "ImageScaleToMaxDimension",
+    ),
+    "nodes_latent": (
+        "LatentAdd", "LatentSubtract", "LatentMultiply", "LatentInterpolate", "LatentConcat", "LatentCut",
+        "LatentBatch", "LatentBatchSeedBehavior",
+    ),
+    "nodes_mask": (
+        "LatentCompositeMasked", "ImageCompositeMasked", "MaskToImage", "ImageToMask", "ImageColorToMask",
+        "SolidMask", "InvertMask", "CropMask", "MaskComposite", "FeatherMask", "GrowMask", "ThresholdMask",
+        "MaskPreview",
+    ),
+    "nodes_model_advanced": (
+        "ModelSamplingDiscrete", "ModelSamplingContinuousEDM", "ModelSamplingContinuousV",
+        "ModelSamplingStableCascade", "ModelSamplingSD3", "ModelSamplingAuraFlow", "ModelSamplingFlux",
+        "RescaleCFG", "ModelComputeDtype",
+    ),
+    "nodes_post_processing": ("ImageBlend", "ImageBlur", "ImageQuantize", "ImageSharpen", "ImageScaleToTotalPixels"),
+    "nodes_primitive": ("PrimitiveString", "PrimitiveStringMultiline", "PrimitiveInt", "PrimitiveFloat",
+                        "PrimitiveBoolean"),
+    "nodes_upscale_model": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
+    "nodes_string": (
+        "StringConcatenate", "StringSubstring", "StringLength", "CaseConverter", "StringTrim", "StringReplace",
+        "StringContains", "StringCompare", "RegexMatch", "RegexExtract", "RegexReplace",
+    ),
+    "nodes_rebatch": ("RebatchLatents", "RebatchImages"),
+    "nodes_compositing": ("PorterDuffImageComposite", "SplitImageWithAlpha", "JoinImageWithAlpha"),
+    "nodes_morphology": ("Morphology", "ImageRGBToYUV", "ImageYUVToRGB"),
+}
+
+# Non-node names packs import from these modules -> "loom.module:attribute" of Loom's own object.
+EXTRAS_HELPERS: dict[str, dict[str, str]] = {
+    "nodes_custom_sampler": {
+        "Noise_RandomNoise": "engine.sampling.custom:GaussianNoise",
+        "Noise_EmptyNoise": "engine.sampling.custom:EmptyNoise",
+    },
+}

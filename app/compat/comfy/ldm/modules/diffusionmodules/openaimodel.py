@@ -1,0 +1,10 @@
+"""ComfyUI's `comfy.ldm.modules.diffusionmodules.openaimodel` for packs: the SD UNet class is Loom's own.
+
+`UNetModel` is `engine.networks.unet.UNetModel` (for `isinstance` checks and reading its config); packs
+that wrap or rebuild the UNet from ComfyUI's constructor arguments need Loom's `UNetConfig` instead.
+"""
+from __future__ import annotations
+
+from engine.networks.unet import Downsample, ResBlock, TimestepEmbedSequential, UNetModel, Upsample
+
+__all__ = ["Downsample", "ResBlock", "TimestepEmbedSequential", "UNetModel", "Upsample"]

@@ -1,0 +1,104 @@
+"""The ComfyUI modules added for popular packs (issue 25), imported by a fixture pack the way real packs do."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nodes import bind, builtin_node_classes
+
+
+@pytest.fixture
+def facts(packs) -> dict:
+    # comfy_extras.* modules expose the registry's built-ins; register the one the pack reads.
+    packs.registry.register("InvertMask", bind(builtin_node_classes()["InvertMask"], None), source="builtin")
+    report = packs.load("comfy_modules_pack")["comfy_modules_pack"]
+    assert report.status == "loaded", report.error or report.refused
+    packs.report = report
+    return packs.registry.get("ModuleFacts")().run()[0]
+
+
+def test_modules_import_and_answer_from_loom(facts) -> None:
+    assert facts["samplers_loaded"], "`import comfy` brings comfy.samplers and comfy.sd, as in ComfyUI"
+    assert facts["sdxl_scale"] == pytest.approx(0.13025) and facts["sd15_channels"] == 4
+    assert len(facts["karras"]) == 5 and facts["karras"][-1] == 0.0
+    assert facts["karras"][0] == pytest.approx(10.0) and facts["karras"][3] == pytest.approx(0.1)
+    assert facts["append_dims"] == [2, 1, 1, 1]
+    assert facts["to_d"] == [1.0]
+    assert facts["noise_shape"] == [1, 4, 8, 8] and facts["noise_same_seed"] and facts["empty_noise_zero"]
+    assert facts["invert_mask"]
+    assert facts["convert_cond"] == 0.5 and facts["additional_models"] == ([], 0)
+    assert facts["mask_shape"] == [2, 4, 8, 8]
+    assert facts["linear_type"] == "Linear"
+    assert facts["full_type_name"].endswith("comfy_modules_pack.ModuleFacts")
+    assert facts["unet_is_loom"] == "engine.networks.unet"
+    assert facts["clip_sets"] == [True, True, True, False]
+    assert facts["lora_keys"]
+
+
+def test_comfy_extras_classes_are_the_registered_builtins(facts, packs) -> None:
+    import comfy_extras.nodes_mask as nodes_mask
+
+    assert nodes_mask.InvertMask is packs.registry.get("InvertMask")
+    with pytest.raises(ImportError):
+        exec("from comfy_extras.nodes_mask import SolidMask", {})  # listed by ComfyUI, not registered here
+    with pytest.raises(ModuleNotFoundError):
+        exec("import comfy_extras.nodes_not_a_module", {})
+
+
+def test_short_output_tooltips_are_a_warning_not_a_refusal(facts, packs) -> None:
+    cls = packs.registry.get("ModuleFacts")
+    assert cls.OUTPUT_TOOLTIPS == ("only one tooltip, as some real packs declare", "")
+    info = packs.registry.node_info("ModuleFacts")
+    assert info["output_tooltips"] == ["only one tooltip, as some real packs declare", ""]
+    assert "UNIQUE_ID" in str(info["input"]["hidden"]), "unknown hidden entries are kept, not refused"
+
+
+def test_patch_replace_fails_loudly_when_called(facts, packs) -> None:
+    with pytest.raises(NotImplementedError, match="patches_replace"):
+        packs.registry.get("PatchReplace")().run()
+
+
+def test_execution_validate_prompt_uses_loom_validation(facts, packs) -> None:
+    import asyncio  # noqa: F401 (the node runs asyncio.run)
+
+    node = packs.registry.get("ValidatePrompt")()
+    ok = node.run({"1": {"class_type": "CoreNode", "inputs": {"value": 3}},
+                   "2": {"class_type": "ModuleFacts", "inputs": {}}})[0]
+    assert ok == (True, None, ["2"], {})
+    bad = node.run({"1": {"class_type": "NoSuchNode", "inputs": {}}})[0]
+    assert bad[0] is False and bad[1]["type"] and "NoSuchNode" in str(bad)
+
+
+def test_k_diffusion_samplers_are_loom_functions(facts) -> None:
+    import comfy.k_diffusion.sampling as k_sampling
+
+    from engine.sampling import k_samplers
+
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 5.0
+    sigmas = k_sampling.get_sigmas_exponential(3, 0.5, 5.0)
+    seen: list[tuple[int, float]] = []
+
+    def denoiser(x_: torch.Tensor, sigma: torch.Tensor, *, offset: float) -> torch.Tensor:
+        return torch.full_like(x_, offset)  # analytic: every sample's x0 is `offset`
+
+    def callback(step: dict) -> None:
+        seen.append((step["i"], float(step["sigma"])))
+
+    out = k_sampling.sample_euler(denoiser, x, sigmas, extra_args={"offset": 0.25}, callback=callback, disable=True)
+    reference = k_samplers.sample_euler(lambda x_, s: torch.full_like(x_, 0.25), x, sigmas)
+    assert torch.equal(out, reference) and torch.allclose(out, torch.full_like(out, 0.25))
+    assert [i for i, _ in seen] == [0, 1, 2] and seen[0][1] == pytest.approx(5.0)
+    with pytest.raises(TypeError, match="s_churn"):
+        k_sampling.sample_euler(denoiser, x, sigmas, extra_args={"offset": 0.0}, s_churn=1.0)
+
+
+def test_comfy_extras_string_nodes_run_as_loom_builtins(facts, packs) -> None:
+    packs.registry.register("StringConcatenate", bind(builtin_node_classes()["StringConcatenate"], None),
+                            source="builtin")
+    import comfy_extras.nodes_string as nodes_string
+
+    node = nodes_string.StringConcatenate()
+    assert nodes_string.StringConcatenate is packs.registry.get("StringConcatenate")
+    function = getattr(node, nodes_string.StringConcatenate.FUNCTION)
+    result = function(string_a="Loom", string_b="packs", delimiter=" ")
+    assert (result.get("result") if isinstance(result, dict) else result)[0] == "Loom packs"
