@@ -8,12 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from families2_support import FAM2, FIX
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
-FAM2 = FIX / "families2"
-GOLDEN2 = FAM2 / "golden"
 SD15 = FIX / "tiny-sd15" / "tiny-sd15.safetensors"
 INPAINT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 
@@ -92,12 +89,6 @@ def runtime2(models2_base: Path) -> Iterator[Any]:
         shutil.copy(FIX / "tiny-sd15" / name, Path(rt.services.paths.input_dir) / name)
     yield rt
     rt.close()
-
-
-def rel_err(a: Any, b: Any) -> float:
-    """max |a - b| / max |b| (the fixtures' comparison rule)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import FAM2, GOLDEN2, rel_err
+from families2_support import FAM2, GOLDEN2, rel_err
 
 DEV = "comfy__flux_dev__txt2img__euler__simple__128x128"
 SD3 = "comfy__sd35m__triple_clip_loader__euler__sgm_uniform__shift3"

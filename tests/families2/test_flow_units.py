@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN2
+from families2_support import GOLDEN2
 
 
 @pytest.mark.parametrize("case,kind,scheduler,steps", [

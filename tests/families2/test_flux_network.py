@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import FAM2, GOLDEN2, rel_err
+from families2_support import FAM2, GOLDEN2, rel_err
 
 DEV = "comfy__flux_dev__txt2img__euler__simple__128x128"
 SCHNELL = "comfy__flux_schnell__txt2img__euler__simple__4steps"

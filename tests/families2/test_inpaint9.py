@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import GOLDEN2, rel_err
+from families2_support import GOLDEN2, rel_err
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 IMC = "comfy__sd15inpaint__imc_noise_mask_true__euler__normal"
