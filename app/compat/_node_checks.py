@@ -54,7 +54,7 @@ def check_node_class(node_id: str, cls: Any, module: str, warnings: list[str] | 
         if value is not None and not isinstance(value, (tuple, list)):
             raise InvalidNodeError(f"{where}: {attr} must be a tuple with one entry per output, got {value!r}")
         if value is not None and len(value) != len(returns):
-            _fit_to_outputs(cls, attr, value, len(returns), where, warnings)
+            _fit_to_outputs(cls, attr, value, tuple(returns), where, warnings)
     return cls
 
 
@@ -63,9 +63,9 @@ def check_node_class(node_id: str, cls: Any, module: str, warnings: list[str] | 
 _FILLER = {"RETURN_NAMES": None, "OUTPUT_IS_LIST": False, "OUTPUT_TOOLTIPS": ""}
 
 
-def _fit_to_outputs(cls: type, attr: str, value: tuple[Any, ...] | list[Any], n: int, where: str,
-                    warnings: list[str] | None) -> None:
-    returns = tuple(cls.RETURN_TYPES)
+def _fit_to_outputs(cls: type, attr: str, value: tuple[Any, ...] | list[Any], returns: tuple[Any, ...],
+                    where: str, warnings: list[str] | None) -> None:
+    n = len(returns)
     filler = [returns[i] if _FILLER[attr] is None else _FILLER[attr] for i in range(len(value), n)]
     fitted = tuple(value[:n]) + tuple(filler)
     message = (f"{where}: {attr} has {len(value)} entries but RETURN_TYPES has {n}; ComfyUI accepts that, "
