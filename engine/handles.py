@@ -79,8 +79,10 @@ class ModelHandle(Patchable):
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                     y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                    transformer_options: dict[str, Any] | None = None) -> torch.Tensor:
-        """Denoised latent for noisy ``x`` at ``sigma`` ([B] or scalar) given the text ``context``."""
+                    transformer_options: dict[str, Any] | None = None,
+                    control: dict[str, list[Any]] | None = None) -> torch.Tensor:
+        """Denoised latent for noisy ``x`` at ``sigma`` ([B] or scalar) given the text ``context``;
+        ``control``: ControlNet / T2I residuals (``engine.adapters.control``) the UNet adds."""
         module = self.manager.load(self.entry)
         device, dtype = self.load_device, self.dtype
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
@@ -95,6 +97,8 @@ class ModelHandle(Patchable):
             "context": None if context is None else context.to(device, dtype),
             "y": None if y is None else y.to(device, dtype),
         }
+        if control is not None:
+            kwargs["control"] = {k: [None if r is None else r.to(device, dtype) for r in v] for k, v in control.items()}
         patched = self._patched_weights(module)
         with torch.no_grad():
             if patched:

@@ -26,6 +26,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.custom_sigmas",
     "nodes.model_patches",
     "nodes.upscale",
+    "nodes.adapters",
 )
 
 

@@ -156,6 +156,74 @@ class Upsample(nn.Module):
         return conv(self.conv, F.interpolate(x, size=size, mode="nearest"))
 
 
+def build_encoder(module: nn.Module, c: UNetConfig, dtype: torch.dtype | None = None, device: Any = None,
+                  operations: Any = Plain) -> list[int]:
+    """Give ``module`` the UNet's ``time_embed``, ``label_emb``, ``input_blocks`` and ``middle_block``.
+
+    Shared by the UNet and the ControlNet (a copy of the UNet's encoder); returns the channels of each input
+    block's output (the skip connections, in order).
+    """
+    kw: dict[str, Any] = {"dtype": dtype, "device": device, "operations": operations}
+    if len(c.num_res_blocks) != len(c.channel_mult):
+        raise ValueError(f"UNetConfig: num_res_blocks {c.num_res_blocks} must have one entry per "
+                         f"channel_mult level {c.channel_mult}")
+    mc = c.model_channels
+    ted = mc * 4
+    module.time_embed = nn.Sequential(
+        operations.Linear(mc, ted, dtype=dtype, device=device), nn.SiLU(),
+        operations.Linear(ted, ted, dtype=dtype, device=device),
+    )
+    if c.num_classes == "sequential":
+        if c.adm_in_channels is None:
+            raise ValueError("UNetConfig: num_classes='sequential' needs adm_in_channels")
+        module.label_emb = nn.Sequential(nn.Sequential(
+            operations.Linear(c.adm_in_channels, ted, dtype=dtype, device=device), nn.SiLU(),
+            operations.Linear(ted, ted, dtype=dtype, device=device),
+        ))
+    elif isinstance(c.num_classes, int):
+        module.label_emb = nn.Embedding(c.num_classes, ted, dtype=dtype, device=device)
+    depth_in = list(c.transformer_depth)
+
+    def attn(ch: int, depth: int) -> SpatialTransformer:
+        heads, dim_head = c.heads_for(ch)
+        return SpatialTransformer(ch, heads, dim_head, depth, c.context_dim, c.use_linear_in_transformer, **kw)
+
+    module.input_blocks = nn.ModuleList([TimestepEmbedSequential(
+        operations.Conv2d(c.in_channels, mc, 3, padding=1, dtype=dtype, device=device))])
+    skip_chans = [mc]
+    ch = mc
+    for level, mult in enumerate(c.channel_mult):
+        for _ in range(c.num_res_blocks[level]):
+            layers: list[nn.Module] = [ResBlock(ch, ted, mult * mc, **kw)]
+            ch = mult * mc
+            depth = depth_in.pop(0)
+            if depth > 0:
+                layers.append(attn(ch, depth))
+            module.input_blocks.append(TimestepEmbedSequential(*layers))
+            skip_chans.append(ch)
+        if level != len(c.channel_mult) - 1:
+            module.input_blocks.append(TimestepEmbedSequential(Downsample(ch, **kw)))
+            skip_chans.append(ch)
+
+    mid: list[nn.Module] = [ResBlock(ch, ted, ch, **kw)]
+    if c.transformer_depth_middle >= 0:
+        mid += [attn(ch, c.transformer_depth_middle), ResBlock(ch, ted, ch, **kw)]
+    module.middle_block = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None
+    return skip_chans
+
+
+def _add_control(h: torch.Tensor, control: dict[str, list[Any]] | None, name: str, index: int) -> torch.Tensor:
+    """``h`` plus the control residual ``control[name]`` holds for this position (ComfyUI pops these lists
+    from the end, so position ``index`` counted from the end); unchanged when there is none."""
+    if not control:
+        return h
+    items = control.get(name) or []
+    pos = len(items) - 1 - index
+    if pos < 0 or items[pos] is None:
+        return h
+    return h + items[pos].to(h.dtype)
+
+
 class UNetModel(nn.Module):
     """Noise-prediction UNet. forward(x, timesteps, context, y=None) -> model output (eps or v).
 
@@ -170,53 +238,13 @@ class UNetModel(nn.Module):
         self.config = c
         self.dtype = dtype or torch.float32
         kw: dict[str, Any] = {"dtype": dtype, "device": device, "operations": operations}
-        if len(c.num_res_blocks) != len(c.channel_mult):
-            raise ValueError(f"UNetConfig: num_res_blocks {c.num_res_blocks} must have one entry per "
-                             f"channel_mult level {c.channel_mult}")
-        mc = c.model_channels
-        ted = mc * 4
-        self.time_embed = nn.Sequential(
-            operations.Linear(mc, ted, dtype=dtype, device=device), nn.SiLU(),
-            operations.Linear(ted, ted, dtype=dtype, device=device),
-        )
-        if c.num_classes == "sequential":
-            if c.adm_in_channels is None:
-                raise ValueError("UNetConfig: num_classes='sequential' needs adm_in_channels")
-            self.label_emb = nn.Sequential(nn.Sequential(
-                operations.Linear(c.adm_in_channels, ted, dtype=dtype, device=device), nn.SiLU(),
-                operations.Linear(ted, ted, dtype=dtype, device=device),
-            ))
-        elif isinstance(c.num_classes, int):
-            self.label_emb = nn.Embedding(c.num_classes, ted, dtype=dtype, device=device)  # type: ignore[assignment]
-
-        depth_in = list(c.transformer_depth)
+        skip_chans = build_encoder(self, c, dtype, device, operations)
+        mc, ted, ch = c.model_channels, c.model_channels * 4, skip_chans[-1]
         depth_out = list(c.transformer_depth_output)
 
         def attn(ch: int, depth: int) -> SpatialTransformer:
             heads, dim_head = c.heads_for(ch)
             return SpatialTransformer(ch, heads, dim_head, depth, c.context_dim, c.use_linear_in_transformer, **kw)
-
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(
-            operations.Conv2d(c.in_channels, mc, 3, padding=1, dtype=dtype, device=device))])
-        skip_chans = [mc]
-        ch = mc
-        for level, mult in enumerate(c.channel_mult):
-            for _ in range(c.num_res_blocks[level]):
-                layers: list[nn.Module] = [ResBlock(ch, ted, mult * mc, **kw)]
-                ch = mult * mc
-                depth = depth_in.pop(0)
-                if depth > 0:
-                    layers.append(attn(ch, depth))
-                self.input_blocks.append(TimestepEmbedSequential(*layers))
-                skip_chans.append(ch)
-            if level != len(c.channel_mult) - 1:
-                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch, **kw)))
-                skip_chans.append(ch)
-
-        mid: list[nn.Module] = [ResBlock(ch, ted, ch, **kw)]
-        if c.transformer_depth_middle >= 0:
-            mid += [attn(ch, c.transformer_depth_middle), ResBlock(ch, ted, ch, **kw)]
-        self.middle_block = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
@@ -236,8 +264,13 @@ class UNetModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                y: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
-        """Predict the model output for latents ``x`` at integer/fractional ``timesteps``."""
+                y: torch.Tensor | None = None, control: dict[str, list[Any]] | None = None,
+                **_: Any) -> torch.Tensor:
+        """Predict the model output for latents ``x`` at integer/fractional ``timesteps``.
+
+        ``control``: adapter residuals as ComfyUI passes them (``input`` added after input blocks, ``middle``
+        after the middle block, ``output`` to the skip connections; each list consumed from its end).
+        """
         c = self.config
         emb = self.time_embed(timestep_embedding(timesteps, c.model_channels).to(x.dtype))
         if c.num_classes is not None:
@@ -246,13 +279,13 @@ class UNetModel(nn.Module):
             emb = emb + self.label_emb(y.to(x.dtype) if c.num_classes == "sequential" else y)
         skips: list[torch.Tensor] = []
         h = x
-        for block in self.input_blocks:
-            h = block(h, emb, context)
+        for i, block in enumerate(self.input_blocks):
+            h = _add_control(block(h, emb, context), control, "input", i)
             skips.append(h)
         if self.middle_block is not None:
-            h = self.middle_block(h, emb, context)
-        for block in self.output_blocks:
-            skip = skips.pop()
+            h = _add_control(self.middle_block(h, emb, context), control, "middle", 0)
+        for i, block in enumerate(self.output_blocks):
+            skip = _add_control(skips.pop(), control, "output", i)
             h = torch.cat([h, skip], dim=1)
             for layer in block:
                 if isinstance(layer, ResBlock):
