@@ -130,7 +130,8 @@ def _merge(out: Residuals, prev: Residuals | None) -> Residuals:
             if i >= len(mine):
                 mine.append(p)
             elif p is not None:
-                mine[i] = p if mine[i] is None else p + mine[i]
+                current = mine[i]
+                mine[i] = p if current is None else p + current
     return out
 
 

@@ -17,8 +17,15 @@ import torch
 from torch import nn
 
 from engine.adapters.control import ControlHandle
-from engine.adapters.detect import (LAYOUT_DIFFUSERS, LAYOUT_V10, V10_PREFIX, ControlNetConfig, ControlSpec,
-                                    control_family, detect_t2i)
+from engine.adapters.detect import (
+    LAYOUT_DIFFUSERS,
+    LAYOUT_V10,
+    V10_PREFIX,
+    ControlNetConfig,
+    ControlSpec,
+    control_family,
+    detect_t2i,
+)
 from engine.adapters.networks import ControlNet, build_t2i
 from engine.detect import detect_unet, metadata_config
 from engine.errors import CheckpointError, UnknownModelError

@@ -91,6 +91,9 @@ def _summary(shapes: Shapes) -> str:
 
 def control_layout(shapes: Shapes, source: str = "control file") -> str:
     """The file's layout (``LAYOUT_*``), in ComfyUI's detection order; raises naming the keys found."""
+    if "task_embedding" in shapes or "control_add_embedding.linear_1.weight" in shapes:
+        raise UnknownModelError(f"{source}: a union ControlNet (ControlNet++ / ProMax: task_embedding, "
+                                "control_add_embedding) is not supported yet; use a single-task ControlNet")
     if "controlnet_cond_embedding.conv_in.weight" in shapes:
         return LAYOUT_DIFFUSERS
     if V10_PREFIX + "zero_convs.0.0.weight" in shapes:

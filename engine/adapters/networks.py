@@ -32,6 +32,11 @@ class ControlNet(nn.Module):
     operations: layer factory (engine.networks.ops).
     """
 
+    time_embed: nn.Sequential
+    label_emb: nn.Module
+    input_blocks: nn.ModuleList
+    middle_block: TimestepEmbedSequential
+
     def __init__(self, config: ControlNetConfig, dtype: torch.dtype | None = None, device: Any = None,
                  operations: Any = Plain) -> None:
         super().__init__()

@@ -208,7 +208,7 @@ def build_encoder(module: nn.Module, c: UNetConfig, dtype: torch.dtype | None = 
     mid: list[nn.Module] = [ResBlock(ch, ted, ch, **kw)]
     if c.transformer_depth_middle >= 0:
         mid += [attn(ch, c.transformer_depth_middle), ResBlock(ch, ted, ch, **kw)]
-    module.middle_block = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None
+    module.middle_block = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None  # type: ignore[assignment]
     return skip_chans
 
 
@@ -231,6 +231,11 @@ class UNetModel(nn.Module):
     operations: layer factory (engine.networks.ops.Plain or ManualCast).
     """
 
+    time_embed: nn.Sequential
+    label_emb: nn.Module
+    input_blocks: nn.ModuleList
+    middle_block: TimestepEmbedSequential | None
+
     def __init__(self, config: UNetConfig, dtype: torch.dtype | None = None, device: Any = None,
                  operations: Any = Plain) -> None:
         super().__init__()
@@ -249,7 +254,7 @@ class UNetModel(nn.Module):
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
             for i in range(c.num_res_blocks[level] + 1):
-                layers = [ResBlock(ch + skip_chans.pop(), ted, mc * mult, **kw)]
+                layers: list[nn.Module] = [ResBlock(ch + skip_chans.pop(), ted, mc * mult, **kw)]
                 ch = mc * mult
                 depth = depth_out.pop() if depth_out else 0
                 if depth > 0:
