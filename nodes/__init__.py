@@ -27,6 +27,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.model_patches",
     "nodes.upscale",
     "nodes.adapters",
+    "nodes.clip_vision",
 )
 
 

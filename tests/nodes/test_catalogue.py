@@ -36,6 +36,9 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "custom_sigmas": ("LaplaceScheduler", "VPScheduler", "ManualSigmas", "AddNoise"),
     "model_patches": ("RescaleCFG", "DifferentialDiffusion"),
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
+    "adapters": ("ControlNetLoader", "DiffControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
+                 "SetUnionControlNetType"),
+    "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
