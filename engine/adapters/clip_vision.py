@@ -215,7 +215,7 @@ class ClipVisionModel:
     """CLIP_VISION: the tower on the manager's device; ``encode_image(image, crop=True)``."""
 
     def __init__(self, module: ClipVision, manager: ModelManager, name: str, entry: ManagedModel | None = None) -> None:
-        self.model = module
+        self.module = module
         self.manager = manager
         self.name = name
         self.entry = entry if entry is not None else manager.register(module, name, "clip_vision")
@@ -227,12 +227,23 @@ class ClipVisionModel:
         return self.manager.policy.device
 
     @property
+    def model(self) -> ClipVision:
+        """The tower, on the compute device (packs call ``clip_vision.model(pixel_values=...)`` directly)."""
+        module: ClipVision = self.manager.load(self.entry)  # type: ignore[assignment]
+        return module
+
+    @property
+    def patcher(self) -> ClipVisionModel:
+        """ComfyUI's ModelPatcher of the tower: this handle (it loads itself when used)."""
+        return self
+
+    @property
     def config(self) -> ClipVisionConfig:
-        return self.model.config
+        return self.module.config
 
     def encode_image(self, image: torch.Tensor, crop: bool = True) -> ClipVisionOutput:
         """IMAGE [B,H,W,C] -> ClipVisionOutput (float32, on the CPU)."""
-        module = self.manager.load(self.entry)
+        module = self.model
         pixels = clip_preprocess(image.to(self.load_device).float(), self.image_size, crop=crop)
         with torch.no_grad():
             last, penultimate, embeds, _ = module(pixels, intermediate_output=-2)

@@ -93,16 +93,30 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 class TimestepEmbedSequential(nn.Sequential):
     """Sequential that hands the time embedding to ResBlocks and the context to transformers."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None  # type: ignore[override]
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None,  # type: ignore[override]
+                transformer_options: dict[str, Any] | None = None,
+                output_shape: tuple[int, ...] | None = None) -> torch.Tensor:
         for layer in self:
-            if isinstance(layer, ResBlock):
-                x = layer(x, emb)
-            elif isinstance(layer, SpatialTransformer):
-                x = layer(x, context)
-            else:
-                x = conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
+            x = _layer_forward(layer, x, emb, context, transformer_options, output_shape)
         return x
+
+
+def _layer_forward(layer: nn.Module, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
+                   transformer_options: dict[str, Any] | None, output_shape: tuple[int, ...] | None) -> torch.Tensor:
+    """One layer of a UNet block (ComfyUI's forward_timestep_embed): the time embedding to ResBlocks, context and
+    options to transformers (counting ``transformer_index``), the skip size to Upsample."""
+    if isinstance(layer, ResBlock):
+        return layer(x, emb)
+    if isinstance(layer, SpatialTransformer):
+        if transformer_options is None:
+            return layer(x, context)
+        x = layer(x, context, transformer_options)
+        if "transformer_index" in transformer_options:
+            transformer_options["transformer_index"] += 1
+        return x
+    if isinstance(layer, Upsample):
+        return layer(x, output_shape)
+    return conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
 
 
 class ResBlock(nn.Module):
@@ -270,13 +284,23 @@ class UNetModel(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
                 y: torch.Tensor | None = None, control: dict[str, list[Any]] | None = None,
-                **_: Any) -> torch.Tensor:
+                transformer_options: dict[str, Any] | None = None, **_: Any) -> torch.Tensor:
         """Predict the model output for latents ``x`` at integer/fractional ``timesteps``.
 
         ``control``: adapter residuals as ComfyUI passes them (``input`` added after input blocks, ``middle``
         after the middle block, ``output`` to the skip connections; each list consumed from its end).
+        ``transformer_options``: ComfyUI's patch dict (a copy is used): ``block`` / ``transformer_index`` /
+        ``original_shape`` are set here for the attention patches (``engine.networks.attention``);
+        ``patches`` may hold ``input_block_patch``, ``input_block_patch_after_skip`` (``p(h, options) -> h``)
+        and ``output_block_patch`` (``p(h, skip, options) -> (h, skip)``).
         """
         c = self.config
+        to = None if transformer_options is None else dict(transformer_options)
+        patches: dict[str, list[Any]] = {}
+        if to is not None:
+            to["original_shape"] = list(x.shape)
+            to["transformer_index"] = 0
+            patches = to.get("patches") or {}
         emb = self.time_embed(timestep_embedding(timesteps, c.model_channels).to(x.dtype))
         if c.num_classes is not None:
             if y is None:
@@ -285,21 +309,26 @@ class UNetModel(nn.Module):
         skips: list[torch.Tensor] = []
         h = x
         for i, block in enumerate(self.input_blocks):
-            h = _add_control(block(h, emb, context), control, "input", i)
+            if to is not None:
+                to["block"] = ("input", i)
+            h = _add_control(block(h, emb, context, to), control, "input", i)
+            for p in patches.get("input_block_patch", ()):
+                h = p(h, to)
             skips.append(h)
+            for p in patches.get("input_block_patch_after_skip", ()):
+                h = p(h, to)
+        if to is not None:
+            to["block"] = ("middle", 0)
         if self.middle_block is not None:
-            h = _add_control(self.middle_block(h, emb, context), control, "middle", 0)
+            h = self.middle_block(h, emb, context, to)
+        h = _add_control(h, control, "middle", 0)
         for i, block in enumerate(self.output_blocks):
+            if to is not None:
+                to["block"] = ("output", i)
             skip = _add_control(skips.pop(), control, "output", i)
+            for p in patches.get("output_block_patch", ()):
+                h, skip = p(h, skip, to)
             h = torch.cat([h, skip], dim=1)
-            for layer in block:
-                if isinstance(layer, ResBlock):
-                    h = layer(h, emb)
-                elif isinstance(layer, SpatialTransformer):
-                    h = layer(h, context)
-                elif isinstance(layer, Upsample):
-                    target = skips[-1].shape[2:] if skips else None
-                    h = layer(h, tuple(target) if target is not None else None)
-                else:
-                    h = conv(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
+            target = tuple(skips[-1].shape[2:]) if skips else None
+            h = block(h, emb, context, to, target)
         return _sequential(self.out, h)

@@ -150,6 +150,10 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         extra: dict[str, Any] = {}
         if jobs[0].cond.control is not None:
             extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
+        patch_options = model_options_of(model).get("transformer_options")
+        if patch_options:  # ComfyUI's per-call options for UNet patches: rows' sides and sigmas
+            extra["transformer_options"] = {**patch_options, "cond_or_uncond": [j.side for j in jobs],
+                                            "sigmas": sigma_in}
         pred: tuple[torch.Tensor, ...] = model.apply_model(
             x_in, sigma_in, context, y=y,
             concat=torch.cat([c for c in concats if c is not None]) if concats[0] is not None else None,
