@@ -38,9 +38,10 @@ _HEADER_LIMIT = 100 * 1024 * 1024
 
 def builtin_checks(services: NodeServices) -> list[ExtraCheck]:
     """The extra checks to pass to `executor.validate_prompt(..., extra_checks=...)`."""
+    from nodes.adapter_checks import AdapterFamilyCheck
     from nodes.family_checks import FamilyCheck
 
-    return [SizeCheck(services), ModelCompatibilityCheck(services), FamilyCheck(services)]
+    return [SizeCheck(services), ModelCompatibilityCheck(services), FamilyCheck(services), AdapterFamilyCheck(services)]
 
 
 def _literal_int(value: Any) -> int | None:
