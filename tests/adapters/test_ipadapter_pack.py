@@ -102,3 +102,36 @@ def test_plus_adapter_and_style_transfer_run(pack: Any) -> None:
     base = run_graph(pack, case["graph"], "basic")
     assert not np.array_equal(out.values["5"][0][0]["samples"].numpy(), base.values["5"][0][0]["samples"].numpy())
     assert Path(pack.services.paths.get_full_path("ipadapter", "tiny-ip-adapter-plus_sd15.safetensors")).is_file()
+
+
+def test_ipadapter_of_another_family_fails_validation_naming_both_files(pack: Any) -> None:
+    from safetensors.torch import save_file
+
+    from executor import PromptValidationError, validate_prompt
+    from nodes.checks import builtin_checks
+
+    folder = Path(pack.services.paths.get_folder_paths("clip_vision")[0])
+    save_file({"visual_projection.weight": torch.zeros(64, 48),
+               "vision_model.embeddings.patch_embedding.weight": torch.zeros(48, 3, 14, 14)},
+              str(folder / "other-encoder.safetensors"))
+    graph = _case()["graph"]
+    graph["40"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "tiny-ip-adapter_sd15.safetensors"}}
+    graph["42"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "other-encoder.safetensors"}}
+    graph["41"] = {"class_type": "IPAdapterAdvanced", "inputs": {
+        "model": ["1", 0], "ipadapter": ["40", 0], "image": ["12", 0], "clip_vision": ["42", 0], "weight": 1.0,
+        "weight_type": "linear", "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0,
+        "embeds_scaling": "V only"}}
+    xl = copy.deepcopy(graph)
+    xl["1"]["inputs"]["ckpt_name"] = "tiny-sdxl.safetensors"
+    for g, expected in ((graph, {"clip_vision_mismatch"}), (xl, {"clip_vision_mismatch", "ipadapter_family_mismatch"})):
+        with pytest.raises(PromptValidationError) as info:
+            validate_prompt(pack.registry, g, extra_checks=builtin_checks(pack.services))
+        errors = info.value.to_wire()["node_errors"]["41"]["errors"]
+        assert {e["type"] for e in errors} >= expected
+        for e in errors:
+            if e["type"] == "clip_vision_mismatch":
+                assert "other-encoder.safetensors" in e["details"] and "tiny-ip-adapter_sd15" in e["details"]
+            if e["type"] == "ipadapter_family_mismatch":
+                assert "tiny-sdxl.safetensors" in e["details"] and "tiny-ip-adapter_sd15" in e["details"]
+    graph["42"]["inputs"]["clip_name"] = "tiny-CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    assert validate_prompt(pack.registry, graph, extra_checks=builtin_checks(pack.services)).outputs
