@@ -10,7 +10,7 @@ from nodes.loaders import _loading_error, _resolve
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply"]
+__all__ = ["CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply", "unCLIPConditioning"]
 
 Conditioning = list[list[Any]]
 
@@ -134,4 +134,38 @@ class StyleModelApply(BuiltinNode):
         return (apply_style(conditioning, tokens, strength, strength_type),)
 
 
-NODES = [CLIPVisionLoader, CLIPVisionEncode, StyleModelLoader, StyleModelApply]
+class unCLIPConditioning(BuiltinNode):  # noqa: N801  (ComfyUI's node id)
+    """Attach a CLIP vision output to the conditioning for unCLIP models (ComfyUI's `unclip_conditioning` list).
+
+    Only unCLIP checkpoints (SD2.1-unCLIP) read it; Loom does not load those yet, and the SD1.x / SD2.x / SDXL
+    models it runs ignore the entry, as ComfyUI's do.
+
+    Parameters:
+        conditioning: CONDITIONING to extend.
+        clip_vision_output: CLIPVisionEncode's output.
+        strength: weight of the image embedding (0 returns the input unchanged).
+        noise_augmentation: noise level added to the embedding by the unCLIP model.
+    """
+
+    CATEGORY = "conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "apply_adm"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"conditioning": ("CONDITIONING",), "clip_vision_output": ("CLIP_VISION_OUTPUT",),
+                             "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01}),
+                             "noise_augmentation": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
+
+    def apply_adm(self, conditioning: Conditioning, clip_vision_output: Any, strength: float,
+                  noise_augmentation: float) -> tuple[Conditioning]:
+        from nodes.conditioning import set_values
+
+        if strength == 0:
+            return (conditioning,)
+        entry = {"clip_vision_output": clip_vision_output, "strength": strength,
+                 "noise_augmentation": noise_augmentation}
+        return (set_values(conditioning, {"unclip_conditioning": [entry]}, append=True),)
+
+
+NODES = [CLIPVisionLoader, CLIPVisionEncode, StyleModelLoader, StyleModelApply, unCLIPConditioning]

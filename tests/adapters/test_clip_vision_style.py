@@ -113,3 +113,20 @@ def test_config_by_layer_count_for_real_files() -> None:
     with pytest.raises(UnknownModelError, match="12 layers"):
         clip_vision_config(shapes(12, 768, 50), None, "b16.safetensors")
     assert ClipVisionConfig().num_hidden_layers == 32
+
+
+def test_unclip_conditioning_appends_entries_and_sd15_ignores_them(run: Any) -> None:
+    case = _case()
+    graph = copy.deepcopy(case["graph"])
+    graph["33"] = {"class_type": "unCLIPConditioning", "inputs": {"conditioning": ["2", 0], "clip_vision_output":
+                                                                  ["31", 0], "strength": 0.7, "noise_augmentation": 0.1}}
+    graph["34"] = {"class_type": "unCLIPConditioning", "inputs": {"conditioning": ["33", 0], "clip_vision_output":
+                                                                  ["31", 0], "strength": 1.0, "noise_augmentation": 0.0}}
+    graph["5"]["inputs"]["positive"] = ["34", 0]
+    plain = copy.deepcopy(case["graph"])
+    plain["5"]["inputs"]["positive"] = ["2", 0]
+    a, b = run(graph, "unclip"), run(plain, "no-unclip")
+    assert a.status == b.status == "success", (a.error, b.error)
+    entries = a.values["34"][0][0][0][1]["unclip_conditioning"]
+    assert [e["strength"] for e in entries] == [0.7, 1.0] and entries[0]["noise_augmentation"] == 0.1
+    assert np.array_equal(a.values["5"][0][0]["samples"].numpy(), b.values["5"][0][0]["samples"].numpy())

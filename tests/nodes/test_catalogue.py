@@ -38,7 +38,8 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "upscale": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
     "adapters": ("ControlNetLoader", "DiffControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
                  "SetUnionControlNetType"),
-    "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply"),
+    "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
+                    "unCLIPConditioning"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
