@@ -1,11 +1,9 @@
 """Read-only information routes: /object_info, /system_stats, /features, /embeddings, /models, /view_metadata."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
-import struct
 import sys
 from typing import Any
 
@@ -14,6 +12,7 @@ from aiohttp import web
 from app.errors import BadRequest, NotFound
 from app.routes_ws import server_features
 from app.state import loom_of
+from engine.safetensors_header import HeaderTooLargeError, SafetensorsHeaderError, read_safetensors_header
 
 __all__ = ["routes", "LOOM_VERSION", "COMFYUI_VERSION", "FRONTEND_VERSION"]
 
@@ -160,14 +159,13 @@ async def view_metadata(request: web.Request) -> web.Response:
         raise NotFound(f"{filename!r} is not a .safetensors file", type_="not_safetensors")
     full = _resolve_model(paths, folder, filename)
     try:
-        with open(full, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > METADATA_HEADER_LIMIT:
-                raise NotFound(f"{filename}: safetensors header larger than 1 MiB", type_="no_metadata")
-            header = json.loads(f.read(length))
-    except (OSError, ValueError, struct.error) as exc:
-        raise NotFound(f"{filename}: not a readable safetensors file ({exc})", type_="no_metadata") from None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
+        header = read_safetensors_header(full, limit=METADATA_HEADER_LIMIT)
+    except HeaderTooLargeError:
+        raise NotFound(f"{filename}: safetensors header larger than 1 MiB", type_="no_metadata") from None
+    except SafetensorsHeaderError as exc:
+        raise NotFound(f"{filename}: not a readable safetensors file ({exc.__cause__ or exc})",
+                       type_="no_metadata") from None
+    meta = dict(header.metadata)
     if not meta:
         raise NotFound(f"{filename} has no __metadata__", type_="no_metadata")
     return web.json_response(meta)

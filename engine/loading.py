@@ -5,9 +5,7 @@ so a checkpoint is held in memory once. The ModelManager caches results by path 
 """
 from __future__ import annotations
 
-import json
 import os
-import struct
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -37,6 +35,7 @@ from engine.networks.ops import ManualCast, Plain
 from engine.networks.text_encoders import ClipTextConfig, ClipTextEncoder, OpenClipConfig, OpenClipTextEncoder
 from engine.networks.unet import UNetConfig, UNetModel
 from engine.networks.vae import AutoencoderKL, VAEConfig
+from engine.safetensors_header import read_safetensors_header
 from engine.state_files import read_shapes, read_state_dict
 from engine.tokenizer import PromptTokenizer
 
@@ -82,29 +81,16 @@ def _fast_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     unusual (damaged file, unaligned tensor, unknown dtype): engine.state_files then reads it, or names the
     problem, exactly as before."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            raw = fh.read(8)
-            if len(raw) != 8:
-                return None
-            (length,) = struct.unpack("<Q", raw)
-            if length > min(100 * 1024 * 1024, size - 8):
-                return None
-            header = json.loads(fh.read(length))
-        if not isinstance(header, dict):
-            return None
-        meta_raw = header.pop("__metadata__", None) or {}
-        metadata = {str(k): str(v) for k, v in meta_raw.items()}
-        base = 8 + length
-        if size <= base or not header:
+        header = read_safetensors_header(path)
+        size, base = header.file_size, header.data_start
+        if size <= base or not header.tensors:
             return None
         mapped = torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8)
         out: dict[str, torch.Tensor] = {}
         shapes: dict[str, tuple[int, ...]] = {}
-        for key, info in header.items():
-            dtype = _ST_TORCH[info["dtype"]]
-            start, end = (int(x) for x in info["data_offsets"])
-            shape = tuple(int(d) for d in info["shape"])
+        for key, info in header.tensors.items():
+            dtype = _ST_TORCH[info.dtype]
+            start, end, shape = info.start, info.end, info.shape
             count = 1
             for d in shape:
                 count *= d
@@ -115,7 +101,7 @@ def _fast_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             flat = mapped[base + start:base + end]
             out[key] = (flat if dtype == torch.uint8 else flat.view(dtype)).view(shape)
             shapes[key] = shape
-        return out, metadata, shapes
+        return out, dict(header.metadata), shapes
     except Exception:  # noqa: BLE001 - the careful reader reports it
         return None
 

@@ -1,10 +1,8 @@
 """Reading model files safely: memory-mapped safetensors (zero-copy), weights-only torch pickles, clear errors."""
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +12,7 @@ import numpy as np
 import torch
 
 from engine.errors import CheckpointError, UnsafeCheckpointError
+from engine.safetensors_header import read_safetensors_header
 
 __all__ = ["read_state_dict", "read_shapes"]
 
@@ -32,35 +31,22 @@ _ST_DTYPES: dict[str, tuple[Any, str | None]] = {
     "U8": (np.uint8, None), "BOOL": (np.bool_, None), "F8_E4M3": (np.uint8, "float8_e4m3fn"),
     "F8_E5M2": (np.uint8, "float8_e5m2"),
 }
-_HEADER_LIMIT = 100 * 1024 * 1024
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors backed by one copy-on-write memory map of the file: nothing is read until used, and pages of a
     file loaded by several loaders are shared through the page cache rather than copied per load."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            raw = fh.read(8)
-            if len(raw) != 8:
-                raise ValueError("file shorter than the 8-byte header length")
-            (length,) = struct.unpack("<Q", raw)
-            if length > min(_HEADER_LIMIT, size - 8):
-                raise ValueError(f"header length {length} does not fit a {size}-byte file")
-            header = json.loads(fh.read(length))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-        metadata = {str(k): str(v) for k, v in (header.pop("__metadata__", None) or {}).items()}
-        base = 8 + length
+        header = read_safetensors_header(path)
+        size, base, metadata = header.file_size, header.data_start, dict(header.metadata)
         mm = np.memmap(path, mode="c", dtype=np.uint8) if size > base else np.zeros(0, np.uint8)
         out: dict[str, torch.Tensor] = {}
-        for key, info in header.items():
-            np_dtype, view = _ST_DTYPES[info["dtype"]]
-            start, end = (int(x) for x in info["data_offsets"])
-            shape = [int(d) for d in info["shape"]]
+        for key, info in header.tensors.items():
+            np_dtype, view = _ST_DTYPES[info.dtype]
+            start, end, shape = info.start, info.end, list(info.shape)
             count = int(np.prod(shape)) if shape else 1
             if end - start != count * np.dtype(np_dtype).itemsize or base + end > size or start > end:
-                raise ValueError(f"tensor {key!r} ({info['dtype']} {shape}) does not match its byte range "
+                raise ValueError(f"tensor {key!r} ({info.dtype} {shape}) does not match its byte range "
                                  f"{start}..{end} of a {size - base}-byte data section")
             tensor = torch.from_numpy(mm[base + start:base + end].view(np_dtype).reshape(shape))
             out[key] = tensor.view(getattr(torch, view)) if view else tensor

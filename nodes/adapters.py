@@ -6,7 +6,8 @@ node makes the first control its `previous_controlnet`, and their residuals are 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nodes._base import BuiltinNode, input_error
 from nodes.loaders import _loading_error, _resolve
@@ -80,6 +81,7 @@ class ControlNetLoader(BuiltinNode):
 
     DISPLAY_NAME = "Load ControlNet Model"
     CATEGORY = "loaders"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"control_net_name": "controlnet"}
     RETURN_TYPES = ("CONTROL_NET",)
     FUNCTION = "load_controlnet"
 
@@ -101,6 +103,7 @@ class DiffControlNetLoader(BuiltinNode):
 
     DISPLAY_NAME = "Load ControlNet Model (diff)"
     CATEGORY = "loaders"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"control_net_name": "controlnet"}
     RETURN_TYPES = ("CONTROL_NET",)
     FUNCTION = "load_controlnet"
 

@@ -2,7 +2,8 @@
 style adapter's tokens to the conditioning."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nodes._base import BuiltinNode, input_error
 from nodes.loaders import _loading_error, _resolve
@@ -24,6 +25,7 @@ class CLIPVisionLoader(BuiltinNode):
 
     DISPLAY_NAME = "Load CLIP Vision"
     CATEGORY = "loaders"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"clip_name": "clip_vision"}
     RETURN_TYPES = ("CLIP_VISION",)
     FUNCTION = "load_clip"
 
@@ -80,6 +82,7 @@ class StyleModelLoader(BuiltinNode):
 
     DISPLAY_NAME = "Load Style Model"
     CATEGORY = "loaders"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"style_model_name": "style_models"}
     RETURN_TYPES = ("STYLE_MODEL",)
     FUNCTION = "load_style_model"
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nodes._base import BuiltinNode, input_error
 from nodes.loaders import _embeddings_dir, _loading_error, _resolve
@@ -24,6 +25,7 @@ class DualCLIPLoader(BuiltinNode):
     DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g"
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"clip_name1": "text_encoders", "clip_name2": "text_encoders"}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -97,6 +99,7 @@ class CheckpointLoader(BuiltinNode):
     DEPRECATED = True
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
     FUNCTION = "load_checkpoint"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"config_name": "configs", "ckpt_name": "checkpoints"}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:

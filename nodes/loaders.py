@@ -1,9 +1,9 @@
 """Model loaders: checkpoint, diffusion model, text encoder, VAE (files from the model folders)."""
 from __future__ import annotations
 
-import inspect
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from engine.paths import PathError
 from nodes._base import BuiltinNode, input_error
@@ -16,17 +16,6 @@ CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "moch
               "ovis", "sd2"]
 _VIDEO_TAE_PREFIXES = ("taehv", "lighttaew2_2", "lighttaew2_1", "lighttaehy1_5")
 _TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1")
-
-
-def _call(fn: Any, *args: Any, **optional: Any) -> Any:
-    """Call an engine loader with the optional keywords its signature accepts."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return fn(*args)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return fn(*args, **optional)
-    return fn(*args, **{k: v for k, v in optional.items() if k in params})
 
 
 def _resolve(cls_name: str, services: Any, folder: str, input_name: str, name: str) -> str:
@@ -73,6 +62,7 @@ class CheckpointLoaderSimple(BuiltinNode):
                        "The CLIP model used for encoding text prompts.",
                        "The VAE model used for encoding and decoding images to and from latent space.")
     FUNCTION = "load_checkpoint"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"ckpt_name": "checkpoints"}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -99,6 +89,7 @@ class UNETLoader(BuiltinNode):
     CATEGORY = "advanced/loaders"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "load_unet"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"unet_name": "diffusion_models"}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -124,6 +115,7 @@ class CLIPLoader(BuiltinNode):
     CATEGORY = "advanced/loaders"
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"clip_name": "text_encoders"}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -154,6 +146,7 @@ class VAELoader(BuiltinNode):
     CATEGORY = "loaders"
     RETURN_TYPES = ("VAE",)
     FUNCTION = "load_vae"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"vae_name": "vae"}
 
     @classmethod
     def vae_list(cls) -> list[str]:
@@ -179,11 +172,8 @@ class VAELoader(BuiltinNode):
 
         services = self._services()
         if vae_name == "pixel_space" or vae_name in _TAESD_NAMES:
-            special = getattr(loading, "load_special_vae", None)
-            if special is None:
-                raise input_error("VAELoader", "vae_name",
-                                  f"{vae_name!r} is not supported by this engine yet; pick a VAE file")
-            return (_call(special, vae_name, manager=services.model_manager()),)
+            raise input_error("VAELoader", "vae_name",
+                              f"{vae_name!r} is not supported by this engine yet; pick a VAE file")
         folder = "vae" if services.paths.get_full_path("vae", vae_name) else "vae_approx"
         path = _resolve("VAELoader", services, folder, "vae_name", vae_name)
         try:
@@ -206,6 +196,7 @@ class LoraLoader(BuiltinNode):
     OUTPUT_TOOLTIPS: tuple[str, ...] = ("The modified diffusion model.", "The modified CLIP model.")
     FUNCTION = "run_with_report"
     COMFY_FUNCTION = "load_lora"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"lora_name": "loras"}
 
     def __init__(self) -> None:
         self._loaded: tuple[str, Any] | None = None

@@ -89,3 +89,48 @@ def test_latent_channel_mismatch(registry: Any, ckpts: Any, services: Any) -> No
     (err,) = errs["3"]["errors"]
     assert err["type"] == "latent_channel_mismatch"
     assert "node #20 (VAELoader 'vae16.safetensors')" in err["details"] and "16-channel" in err["details"]
+
+
+class _PackCheckpointLoader:
+    """A pack's loader: not a built-in class name, but it declares its file input."""
+
+    CATEGORY = "test"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    FILE_INPUTS = {"ckpt_name": "checkpoints"}
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"ckpt_name": (["sd15.safetensors", "sdxl.safetensors"],)}}
+
+    def load(self, ckpt_name: str) -> tuple[Any, Any, Any]:
+        raise AssertionError("validation must not load anything")
+
+
+def test_checks_follow_a_custom_loaders_file_inputs(registry: Any, ckpts: Any) -> None:
+    registry.register("PackCheckpointLoader", _PackCheckpointLoader)
+    prompt = _graph("sd15.safetensors", "sdxl.safetensors")
+    prompt["40"]["class_type"] = "PackCheckpointLoader"
+    (err,) = _errors(registry, ckpts, prompt)["3"]["errors"]
+    assert err["type"] == "text_encoder_mismatch"
+    assert "node #40 (PackCheckpointLoader 'sdxl.safetensors')" in err["details"]
+    # without the declaration the loader is unknown to the checks: nothing to compare, the graph validates
+    registry.register("UndeclaredLoader", type("Undeclared", (_PackCheckpointLoader,), {"FILE_INPUTS": None}))
+    prompt["40"]["class_type"] = "UndeclaredLoader"
+    assert not validate_prompt(registry, prompt, extra_checks=builtin_checks(ckpts)).node_errors
+
+
+def test_each_header_is_read_once_per_validation(registry: Any, ckpts: Any, monkeypatch: Any) -> None:
+    import nodes.check_facts as facts
+
+    reads: list[str] = []
+    real = facts.read_safetensors_header
+
+    def counting(path: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(os.path.basename(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(facts, "read_safetensors_header", counting)
+    errs = _errors(registry, ckpts, _graph("sd15.safetensors", "sdxl.safetensors"))
+    assert [e["type"] for e in errs["3"]["errors"]] == ["text_encoder_mismatch"]
+    assert sorted(reads) == ["sd15.safetensors", "sdxl.safetensors"]

@@ -69,12 +69,8 @@ def load_clip(ckpt_paths: list[str], embedding_directory: str | None = None, cli
 def load_lora_for_models(model: Any, clip: Any, lora: dict[str, Any], strength_model: float,
                          strength_clip: float) -> tuple[Any, Any]:
     """Clones of `model` / `clip` carrying the LoRA state dict `lora` at the given strengths."""
-    try:
-        from engine.lora import apply_lora
-    except ImportError:
-        raise NotImplementedError(
-            "comfy.sd.load_lora_for_models: Loom's engine has no LoRA application yet; use the LoraLoader node"
-        ) from None
+    from engine.lora import apply_lora
+
     return apply_lora(model, clip, lora, strength_model, strength_clip)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from engine.safetensors_header import HEADER_LIMIT, HeaderTooLargeError, read_safetensors_header
 from engine.sampling.conditioning import repeat_to_batch_size as engine_repeat_to_batch_size
 from nodes import _ops
 
@@ -89,15 +90,12 @@ def load_torch_file(ckpt: str, safe_load: bool = True, device: Any = None, retur
     return (sd, metadata) if return_metadata else sd
 
 
-def safetensors_header(safetensors_path: str, max_size: int = 100 * 1024 * 1024) -> bytes | None:
+def safetensors_header(safetensors_path: str, max_size: int = HEADER_LIMIT) -> bytes | None:
     """The raw JSON header of a .safetensors file, or None when it is larger than `max_size`."""
-    import struct
-
-    with open(safetensors_path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        if length > max_size:
-            return None
-        return f.read(length)
+    try:
+        return read_safetensors_header(safetensors_path, limit=max_size).raw
+    except HeaderTooLargeError:
+        return None
 
 
 def save_torch_file(sd: dict[str, torch.Tensor], ckpt: str, metadata: dict[str, str] | None = None) -> None:
