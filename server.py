@@ -14,33 +14,25 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from app.compat.prompt_server import BinaryEventTypes, PromptServer  # `import server` in packs
 from app.config import Config, ConfigError, parse_args
 from app.errors import error_middleware
 from app.logbuffer import LogRing
 from app.loom import Loom, build_loom
 from app.security import make_security_middlewares
-from app.state import EXTRA_ROUTES, LOG_RING, LOOM, PROMPT_SERVER, WEB_ROOT
+from app.state import EXTRA_ROUTES, LOG_RING, LOOM, PROMPT_SERVER, WEB_ROOT, Handler
 from app.static import find_web_root
 
-__all__ = ["create_app", "main", "route_table"]
+__all__ = ["create_app", "main", "route_table", "PromptServer", "BinaryEventTypes"]
 
 log = logging.getLogger("loom.server")
 REPO_ROOT = Path(__file__).resolve().parent
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".svg", ".ico", ".bmp")
-
-
-def __getattr__(name: str) -> Any:
-    # `import server; server.PromptServer` for packs, resolved lazily (no import-time side effects).
-    if name in ("PromptServer", "BinaryEventTypes"):
-        return getattr(importlib.import_module("app.compat.prompt_server"), name)
-    raise AttributeError(name)
 
 
 @web.middleware
@@ -63,6 +55,7 @@ async def cache_headers(request: web.Request, handler: Handler) -> web.StreamRes
 def route_table() -> list[tuple[str, str, Handler, bool]]:
     """Every dynamic route as (method, path, handler, also_under_api)."""
     from app import (
+        routes_custom_nodes,
         routes_files,
         routes_info,
         routes_internal,
@@ -74,7 +67,8 @@ def route_table() -> list[tuple[str, str, Handler, bool]]:
     )
 
     rows: list[tuple[str, str, Handler, bool]] = []
-    for mod in (routes_prompt, routes_info, routes_files, routes_user, routes_misc, routes_ws, routes_jobs):
+    for mod in (routes_prompt, routes_info, routes_files, routes_user, routes_misc, routes_ws, routes_jobs,
+                routes_custom_nodes):
         rows += [(m, p, h, True) for m, p, h in mod.routes()]
     rows += [(m, p, h, False) for m, p, h in routes_internal.routes()]
     return rows
@@ -84,27 +78,17 @@ def _doc_path(path: str) -> str:
     return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
 
-def _make_prompt_server(loom: Loom, app: web.Application) -> Any:
-    try:
-        mod = importlib.import_module("app.compat.prompt_server")
-    except ImportError as exc:
-        log.info("custom node PromptServer shim unavailable: %s", exc)
-        return None
-    ps = mod.PromptServer(loom, app, loom.hub)
-    trigger = getattr(ps, "trigger_on_prompt", None)
-    if callable(trigger):
-        loom.on_prompt_handlers.append(trigger)
-    return ps
-
-
-def _load_custom_nodes(loom: Loom, ps: Any) -> None:
+def _load_custom_nodes(loom: Loom, ps: PromptServer) -> None:
+    """Load the configured pack folders with `ps` as their `server.PromptServer` (the pack host)."""
     if loom.config.disable_all_custom_nodes:
         return
     from app.custom_nodes import load_custom_nodes
 
     folders = [d for d in loom.config.custom_nodes_dirs if d.is_dir()]
     if folders:
-        loom.custom_node_report = list(load_custom_nodes(loom.registry, folders, ps) or [])
+        loom.custom_node_report = load_custom_nodes(
+            loom.registry, folders, ps, base_dir=loom.config.base_directory, paths=loom.paths,
+            models=loom.engine.models, config=loom.config, interrupt=loom.interrupt_flag)
 
 
 def create_app(loom: Loom, *, web_root: Path | None | str = "auto", load_custom_nodes: bool = True,
@@ -119,8 +103,10 @@ def create_app(loom: Loom, *, web_root: Path | None | str = "auto", load_custom_
     app = web.Application(client_max_size=config.max_upload_bytes,
                           middlewares=[error_middleware, *make_security_middlewares(config), cache_headers])
     app[LOOM] = loom
-    app[WEB_ROOT] = find_web_root(config, REPO_ROOT) if web_root == "auto" else web_root
-    ps = _make_prompt_server(loom, app)
+    app[WEB_ROOT] = find_web_root(config, REPO_ROOT) if web_root == "auto" else \
+        Path(web_root) if isinstance(web_root, str) else web_root
+    ps = PromptServer(loom, app, loom.hub)
+    loom.on_prompt_handlers.append(ps.trigger_on_prompt)
     app[PROMPT_SERVER] = ps
     app[LOG_RING] = LogRing(loom.hub)
     if load_custom_nodes:
@@ -130,8 +116,7 @@ def create_app(loom: Loom, *, web_root: Path | None | str = "auto", load_custom_
         if api:
             app.router.add_route(method, "/api" + path, handler)
     core = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
-    if ps is not None and hasattr(ps, "add_routes_to"):
-        ps.add_routes_to(app)
+    ps.add_routes_to(app)
     app[EXTRA_ROUTES] = [(r.method, _doc_path(r.resource.canonical), (r.handler.__doc__ or "").strip()
                           .split("\n")[0]) for r in app.router.routes()
                          if r.resource is not None and r.method != "HEAD"

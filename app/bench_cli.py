@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.runner import RunnerError, apply_overrides, build_runtime, load_prompt, run_graph
+from app.runner import Runtime, RunnerError, apply_overrides, build_runtime, load_prompt, run_graph
 
 __all__ = ["BenchResult", "bench_prompt", "main"]
 
@@ -98,21 +98,21 @@ def _device_text(services: Any) -> str:
     return f"{dev.type}: {cpu}, {torch.get_num_threads()} threads, unet {policy.unet_dtype}, torch {torch.__version__}"
 
 
-def bench_prompt(runtime: Any, prompt: dict[str, Any], runs: int, *, vary_seed: bool = True,
+def bench_prompt(runtime: Runtime, prompt: dict[str, Any], runs: int, *, vary_seed: bool = True,
                  reset_cache: bool = False, workflow: dict[str, Any] | None = None) -> BenchResult:
     """Execute ``prompt`` ``runs`` times and collect timings; raises RunnerError when a run fails."""
     result = BenchResult()
     for i in range(runs):
-        if reset_cache and hasattr(runtime.executor, "reset"):
+        if reset_cache:
             runtime.executor.reset()
         sink = _StepSink()
         t0 = time.perf_counter()
         run = run_graph(runtime, _bump_seeds(prompt, i) if vary_seed else prompt, workflow, sink=sink,
                         log=sys.stderr)
         result.run_seconds.append(time.perf_counter() - t0)
-        if run.status != "success":
-            raise RunnerError(f"run {i + 1} {run.status}: {run.error or ''}")
         outcome = run.outcome
+        if run.status != "success" or outcome is None:
+            raise RunnerError(f"run {i + 1} {run.status}: {run.error or ''}")
         result.executed_per_run.append(len(outcome.executed))
         for nid, secs in outcome.timings.items():
             result.node_times.setdefault(nid, []).append(secs)

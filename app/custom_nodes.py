@@ -13,11 +13,11 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from app.compat._discovery import (
@@ -32,6 +32,14 @@ from app.compat._environment import CompatEnvironment, LoomHandles
 from app.compat._node_checks import InvalidNodeError, check_node_class, run_entrypoint
 from app.compat._pack_import import import_hint, import_pack, run_prestartup_script, watch_sys_path
 from app.compat._pip_guard import block_installs
+from app.config import Config
+from app.state import WEB_ROOT
+
+if TYPE_CHECKING:
+    from app.compat.prompt_server import PromptServer
+    from app.engine_factory import ModelManagerLike
+    from engine.paths import ModelPaths
+    from executor import InterruptFlag, NodeRegistry
 
 __all__ = [
     "PackReport",
@@ -42,6 +50,7 @@ __all__ = [
     "web_directories",
     "extension_urls",
     "format_import_times",
+    "load_pack_for_test",
 ]
 
 log = logging.getLogger("loom.custom_nodes")
@@ -77,15 +86,15 @@ class PackReport:
 
 
 def load_custom_nodes(
-    registry: Any,
+    registry: NodeRegistry,
     folders: list[Path],
-    prompt_server: Any = None,
+    prompt_server: PromptServer,
     *,
     base_dir: Path | None = None,
-    paths: Any = None,
-    models: Any = None,
-    config: Any = None,
-    interrupt: Any = None,
+    paths: ModelPaths | None = None,
+    models: ModelManagerLike | None = None,
+    config: Config | None = None,
+    interrupt: InterruptFlag | None = None,
     environment: CompatEnvironment | None = None,
     disable_all: bool = False,
     whitelist: Collection[str] = (),
@@ -95,6 +104,9 @@ def load_custom_nodes(
 ) -> list[PackReport]:
     """Import every pack in `folders`, register its nodes on `registry`, and report per pack.
 
+    `prompt_server` is the pack host: the `server.PromptServer` packs see (the server's, or a headless
+    `PromptServer(None, None, None)` that collects routes and drops messages). `paths`, `models`, `config`
+    and `interrupt` are the Loom objects the ComfyUI module view adapts (any may be None in tests).
     With `installed_packs`, packs installed with pip that declare a `comfyui.custom_nodes` (or
     `comfyui_legacy.custom_nodes`) entry point are loaded too.
     With `model_path_folders`, the `custom_nodes` roots of Loom's ModelPaths (`<base>/custom_nodes` and
@@ -102,34 +114,20 @@ def load_custom_nodes(
     The ComfyUI module view (`folder_paths`, `comfy.*`, `nodes`, `server`, ...) is installed first and stays
     installed (packs import those names lazily at run time); pass `environment` to control its lifetime.
     """
-    from app.compat.prompt_server import PromptServer
-
     if environment is None:
-        loom = getattr(prompt_server, "loom", None)  # the server passes PromptServer(loom, app, hub)
-        config = config if config is not None else getattr(loom, "config", None)
         if base_dir is None:
-            base_dir = getattr(config, "base_directory", None) or Path.cwd()
-        handles = LoomHandles(
-            registry=registry, base_dir=Path(base_dir),
-            paths=paths if paths is not None else getattr(loom, "paths", None),
-            models=models if models is not None else getattr(getattr(loom, "services", None), "models", None),
-            config=config,
-            interrupt=interrupt if interrupt is not None else getattr(loom, "interrupt_flag", None),
-        )
+            base_dir = config.base_directory if config is not None else Path.cwd()
+        handles = LoomHandles(registry=registry, base_dir=Path(base_dir), paths=paths, models=models,
+                              config=config, interrupt=interrupt)
         environment = CompatEnvironment(handles)
     handles = environment.handles
-    if prompt_server is None:
-        prompt_server = PromptServer(None, None, None)  # headless: routes are collected, messages dropped
     handles.prompt_server = prompt_server
     environment.install()
-    try:
-        prompt_server.compat_environment = environment  # so its owner can uninstall it
-    except AttributeError:
-        pass
+    prompt_server.compat_environment = environment  # so its owner can uninstall it
     _ensure_parent_package()
 
-    disable_all = disable_all or bool(getattr(handles.config, "disable_all_custom_nodes", False))
-    whitelist = whitelist or tuple(getattr(handles.config, "whitelist_custom_nodes", None) or ())
+    if isinstance(handles.config, Config):
+        disable_all = disable_all or handles.config.disable_all_custom_nodes
     if model_path_folders:
         folders = with_model_path_folders(folders, handles.paths)
     found = discover_packs(folders, disable_all=disable_all, whitelist=whitelist, installed=installed_packs)
@@ -174,21 +172,19 @@ def _adopt_legacy_web(report: PackReport, legacy_web_root: Path, served_root: Pa
         report.web_directory = str(folder.resolve())
 
 
-def _served_extensions_root(prompt_server: Any) -> Path | None:
-    app = getattr(prompt_server, "app", None)
+def _served_extensions_root(prompt_server: PromptServer) -> Path | None:
+    app = prompt_server.app
     if app is None:
         return None
-    from app.state import WEB_ROOT
-
     root = app.get(WEB_ROOT)
     return (Path(root) / "extensions").resolve() if root else None
 
 
-def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_root: Path,
+def _load_pack(entry: PackEntry, registry: NodeRegistry, prompt_server: PromptServer, legacy_web_root: Path,
                handles: LoomHandles, served_root: Path | None) -> PackReport:
     report = PackReport(entry.name, entry.module, str(entry.path))
-    routes = getattr(prompt_server, "routes", None)
-    routes_before = len(routes) if routes is not None else 0
+    routes = prompt_server.routes
+    routes_before = len(routes)
     web_before = _files_under(legacy_web_root)
     path_added: list[str] = []
     started = time.perf_counter()
@@ -221,8 +217,7 @@ def _load_pack(entry: PackEntry, registry: Any, prompt_server: Any, legacy_web_r
         handles.extra.pop("pending_mappings", None)
         handles.extra.pop("pending_display", None)
         report.seconds = time.perf_counter() - started
-    if routes is not None:
-        report.routes_added = len(routes) - routes_before
+    report.routes_added = len(routes) - routes_before
     if path_added:
         report.warnings.append(
             f"pack {entry.name!r} added {path_added} to sys.path; its top-level modules can shadow other "
@@ -267,7 +262,7 @@ def _read_mappings(module: ModuleType, entry: PackEntry, pending: dict[str, Any]
     return result, display
 
 
-def _register_nodes(report: PackReport, registry: Any, mappings: dict[str, Any], display: dict[str, str]) -> None:
+def _register_nodes(report: PackReport, registry: NodeRegistry, mappings: dict[str, Any], display: dict[str, str]) -> None:
     for node_id, cls in mappings.items():
         if node_id in registry:
             other = _source_of(registry, node_id)
@@ -293,13 +288,13 @@ def _register_nodes(report: PackReport, registry: Any, mappings: dict[str, Any],
             report.nodes.append(node_id)
 
 
-def _rename_others(report: PackReport, registry: Any, mappings: dict[str, Any], display: dict[str, str]) -> None:
+def _rename_others(report: PackReport, registry: NodeRegistry, mappings: dict[str, Any],
+                   display: dict[str, str]) -> None:
     # ComfyUI lets NODE_DISPLAY_NAME_MAPPINGS retitle nodes the pack does not own (built-ins included).
-    setter = getattr(registry, "set_display_name", None)
     for node_id, title in display.items():
-        if node_id in mappings or node_id not in registry or setter is None:
+        if node_id in mappings or node_id not in registry:
             continue
-        setter(node_id, str(title))
+        registry.set_display_name(node_id, str(title))
         report.warnings.append(f"pack {report.name!r} renamed node {node_id!r} (from {_source_of(registry, node_id)!r}) "
                                f"to {title!r} in the menu")
 
@@ -309,11 +304,8 @@ def _refuse(report: PackReport, node_id: str, reason: str) -> None:
     log.warning("custom nodes: %s", reason)
 
 
-def _source_of(registry: Any, node_id: str) -> str:
-    try:
-        return str(registry.source_of(node_id))
-    except Exception:
-        return "another source"
+def _source_of(registry: NodeRegistry, node_id: str) -> str:
+    return registry.source_of(node_id) if node_id in registry else "another source"
 
 
 def web_directories(reports: Iterable[PackReport]) -> dict[str, Path]:
@@ -343,3 +335,28 @@ def format_import_times(reports: Iterable[PackReport]) -> str:
     return "\n".join(lines)
 
 
+
+
+def load_pack_for_test(pack_dir: Path, base_dir: Path, registry: NodeRegistry) -> tuple[PackReport, Callable[[], None]]:
+    """Load the one pack at `pack_dir` the way the server does (its own module name, the ComfyUI module
+    view, a headless `server.PromptServer`) into `registry`, for a pack's own tests.
+
+    Returns the pack's report and a cleanup function that uninstalls the ComfyUI view and forgets the
+    imported pack modules (call it at teardown). Nothing else of the pack's folder is loaded.
+    """
+    from app.compat.prompt_server import PromptServer
+
+    server = PromptServer(None, None, None)
+    environment = CompatEnvironment(LoomHandles(registry=registry, base_dir=base_dir))
+    reports = load_custom_nodes(registry, [pack_dir.parent], server, environment=environment,
+                                disable_all=True, whitelist=[pack_dir.name], run_prestartup=False, model_path_folders=False,
+                                installed_packs=False)
+    report = next(r for r in reports if r.name == pack_dir.name)
+
+    def cleanup() -> None:
+        environment.uninstall()
+        for name in [n for n in sys.modules if n == PACKAGE_ROOT or n.startswith(PACKAGE_ROOT + ".")]:
+            del sys.modules[name]
+        PromptServer.instance = None
+
+    return report, cleanup

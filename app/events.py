@@ -1,13 +1,19 @@
-"""The executor's EventSink for the server: ComfyUI's addressing rule (spec 2.1) and preview frames (2.3)."""
+"""The executor's EventSink for the server: ComfyUI's addressing rule (spec 2.1) and preview frames (2.3);
+and the builders of the wire events the app itself sends (each payload is built here and nowhere else).
+"""
 from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+import time
+import traceback as tb
+from typing import Any, Protocol
 
-from app.hub import Hub
+from executor.context import current
 
-__all__ = ["HubSink", "CLIENT_ONLY_EVENTS", "effective_preview_method", "encode_preview"]
+__all__ = ["HubSink", "EventHub", "CLIENT_ONLY_EVENTS", "effective_preview_method", "encode_preview",
+           "status_data", "executing_done_data", "execution_start_data", "execution_error_data",
+           "crash_error_data"]
 
 log = logging.getLogger("loom.events")
 
@@ -39,10 +45,48 @@ def encode_preview(image: Any, max_size: int) -> bytes:
     return buf.getvalue()
 
 
+class EventHub(Protocol):
+    """Where a HubSink sends: the server's `Hub`, or a Ray worker's recorder."""
+
+    def send(self, event: str, data: Any, sid: str | None = None) -> None: ...
+    def send_preview(self, image: bytes, image_type: str, metadata: dict[str, Any], sid: str | None) -> None: ...
+
+
+# -- wire event payloads the app sends (spec 2.2) ----------------------------------------------------------
+def status_data(queue_remaining: int) -> dict[str, Any]:
+    """`status`: how many prompts are queued or running."""
+    return {"status": {"exec_info": {"queue_remaining": queue_remaining}}}
+
+
+def executing_done_data(prompt_id: str) -> dict[str, Any]:
+    """The final `executing {node: null}` of a prompt, sent after its history is written."""
+    return {"node": None, "prompt_id": prompt_id}
+
+
+def execution_start_data(prompt_id: str, started: float) -> dict[str, Any]:
+    """`execution_start` of a prompt that started at `started` (seconds since the epoch)."""
+    return {"prompt_id": prompt_id, "timestamp": int(started * 1000)}
+
+
+def execution_error_data(prompt_id: str, exception_message: str, exception_type: str, traceback: list[str],
+                         **extra: Any) -> dict[str, Any]:
+    """`execution_error` for a failure outside any node (a crashed executor, a dead Ray worker)."""
+    return {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+            "exception_message": exception_message, "exception_type": exception_type, "traceback": traceback,
+            "current_inputs": {}, "current_outputs": [], "timestamp": int(time.time() * 1000), **extra}
+
+
+def crash_error_data(prompt_id: str, exc: BaseException, traceback: list[str] | None = None) -> dict[str, Any]:
+    """`execution_error` for an exception that escaped the executor (`traceback`: the remote one, if any)."""
+    lines = traceback if traceback is not None else tb.format_exception(type(exc), exc, exc.__traceback__)
+    return execution_error_data(prompt_id, f"{type(exc).__name__}: {exc}",
+                                f"{type(exc).__module__}.{type(exc).__name__}", lines)
+
+
 class HubSink:
     """Forwards one prompt's executor events to the hub, addressed as ComfyUI does."""
 
-    def __init__(self, hub: Hub, prompt_id: str, client_id: str | None, preview_method: str,
+    def __init__(self, hub: EventHub, prompt_id: str, client_id: str | None, preview_method: str,
                  preview_size: int) -> None:
         self.hub = hub
         self.prompt_id = prompt_id
@@ -71,16 +115,9 @@ class HubSink:
             log.warning("prompt %s node %s: preview dropped: %s", prompt_id, node_id, exc)
             return
         display, parent, real = node_id, None, node_id
-        try:
-            from executor.context import current
-
-            ctx = current()
-            if ctx is not None and str(ctx.node_id) == str(node_id):
-                display = str(getattr(ctx, "display_node_id", node_id))
-                parent = getattr(ctx, "parent_node_id", None)
-                real = str(getattr(ctx, "real_node_id", node_id))
-        except ImportError:
-            pass
+        ctx = current()
+        if ctx is not None and str(ctx.node_id) == str(node_id):
+            display, parent, real = str(ctx.display_node_id), ctx.parent_node_id, str(ctx.real_node_id)
         meta = {"node_id": node_id, "prompt_id": prompt_id, "display_node_id": display,
                 "parent_node_id": parent, "real_node_id": real}
         self.hub.send_preview(jpeg, "image/jpeg", meta, self.client_id)

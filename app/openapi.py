@@ -54,6 +54,7 @@ API_ROUTES: list[tuple[str, str, str, tuple[int, ...]]] = [
     ("GET", "/global_subgraphs", "Subgraph blueprints from custom nodes", ()),
     ("GET", "/global_subgraphs/{id}", "One subgraph blueprint", ()),
     ("GET", "/openapi.json", "This document", ()),
+    ("GET", "/loom/custom_nodes", "What happened to each custom node pack at start-up", ()),
     ("GET", "/ws", "WebSocket (clientId query): status, execution events, previews", ()),
     ("GET", "/api/jobs", "Unified job list (status, workflow_id, sort_by, sort_order, limit, offset)", (400,)),
     ("GET", "/api/jobs/{job_id}", "One job with outputs and workflow", (404,)),

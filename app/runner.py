@@ -13,12 +13,19 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from app.config import Config
+from app.engine_factory import Engine, ExecutorLike, build_engine
 from app.workflow_format import GraphFormatError, load_graph_file, ui_to_api
+
+if TYPE_CHECKING:
+    from engine.paths import ModelPaths
+    from executor import EventSink, ExecutionOutcome, NodeRegistry
+    from nodes.services import NodeServices
 
 __all__ = ["RunnerError", "Runtime", "RunResult", "apply_overrides", "build_runtime", "run_graph", "main"]
 
@@ -32,12 +39,24 @@ class RunnerError(Exception):
 
 @dataclass
 class Runtime:
-    """Registry, executor and node services of one in-process Loom."""
+    """One in-process engine (`app.engine_factory.build_engine`) and how to clean up after it."""
 
-    registry: Any
-    executor: Any
-    services: Any
-    closer: Any = None
+    engine: Engine
+    closer: Callable[[], None] | None = None
+
+    @property
+    def registry(self) -> NodeRegistry:
+        return self.engine.registry
+
+    @property
+    def executor(self) -> ExecutorLike:
+        assert self.engine.executor is not None  # build_engine always makes one
+        return self.engine.executor
+
+    @property
+    def services(self) -> NodeServices:
+        assert self.engine.services is not None  # build_engine always makes them
+        return self.engine.services
 
     def close(self) -> None:
         if self.closer is not None:
@@ -51,7 +70,7 @@ class RunResult:
     status: str
     files: list[Path] = field(default_factory=list)
     prompt: dict[str, Any] = field(default_factory=dict)
-    outcome: Any = None
+    outcome: ExecutionOutcome | None = None
     error: str | None = None
 
 
@@ -86,47 +105,19 @@ def apply_overrides(prompt: dict[str, Any], sets: Sequence[str]) -> dict[str, An
 # ------------------------------------------------------------------------------------------- runtime
 def build_runtime(base_dir: Path, output_dir: Path | None = None, models_dir: Path | None = None,
                   cpu: bool = False, preview_method: str = "none") -> Runtime:
-    """An in-process Loom: `app.loom.build_loom` when available, else registry + nodes + executor."""
-    try:
-        from app.config import Config
-        from app.loom import build_loom
-    except ImportError:
-        runtime = _build_plain(base_dir, output_dir, cpu, preview_method)
-    else:
-        config = Config(base_directory=base_dir.resolve(), output_directory=output_dir, cpu=cpu,
-                        preview_method=preview_method, user_directory=Path(tempfile.mkdtemp(prefix="loom-run-")))
-        loom = build_loom(config)
-        user_dir = config.user_dir
-
-        def close() -> None:
-            loom.close()
-            shutil.rmtree(user_dir, ignore_errors=True)
-
-        runtime = Runtime(loom.registry, loom.executor, loom.services, close)
-    if runtime.services is None:
-        raise RunnerError("built-in node services are unavailable (engine not installed?)")
+    """An in-process engine over `base_dir`'s folders (the server's builder, without queue or HTTP)."""
+    user_dir = Path(tempfile.mkdtemp(prefix="loom-run-"))
+    config = Config(base_directory=base_dir.resolve(), output_directory=output_dir, cpu=cpu,
+                    preview_method=preview_method, user_directory=user_dir)
+    for d in (config.input_dir, config.output_dir, config.temp_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime(build_engine(config), lambda: shutil.rmtree(user_dir, ignore_errors=True))
     if models_dir is not None:
         _add_models_dir(runtime.services.paths, models_dir)
     return runtime
 
 
-def _build_plain(base_dir: Path, output_dir: Path | None, cpu: bool, preview_method: str) -> Runtime:
-    from engine.device import DevicePolicy
-    from engine.model_management import ModelManager
-    from engine.paths import ModelPaths
-    from executor import NodeRegistry, PromptExecutor
-    from nodes import register_builtin_nodes
-    from nodes.services import NodeServices
-
-    paths = ModelPaths(base_dir, output_dir=output_dir)
-    services = NodeServices(paths=paths, models=ModelManager(DevicePolicy.detect(cpu_only=cpu)),
-                            preview_method=preview_method)
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, services)
-    return Runtime(registry, PromptExecutor(registry), services)
-
-
-def _add_models_dir(paths: Any, models_dir: Path) -> None:
+def _add_models_dir(paths: ModelPaths, models_dir: Path) -> None:
     from engine.paths import FOLDER_TABLE
 
     for key, (subdirs, _) in FOLDER_TABLE.items():
@@ -180,11 +171,12 @@ class ConsoleSink:
 
 
 # ------------------------------------------------------------------------------------------------ run
-def _input_types(registry: Any, name: str) -> Any:
-    return registry.get(name).INPUT_TYPES() if name in registry else None
+def _input_types(registry: NodeRegistry, name: str) -> Any:
+    cls: Any = registry.find(name)  # a node class: INPUT_TYPES is the contract's, not `type`'s
+    return cls.INPUT_TYPES() if cls is not None else None
 
 
-def load_prompt(path: Path, registry: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def load_prompt(path: Path, registry: NodeRegistry) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The API prompt of a graph file (UI workflows converted) and the UI workflow if there is one."""
     try:
         prompt, workflow = load_graph_file(path)
@@ -196,7 +188,7 @@ def load_prompt(path: Path, registry: Any) -> tuple[dict[str, Any], dict[str, An
     return prompt, workflow
 
 
-def _substitute_demo(prompt: dict[str, Any], services: Any, log: TextIO) -> None:
+def _substitute_demo(prompt: dict[str, Any], services: NodeServices, log: TextIO) -> None:
     names = services.paths.get_filename_list("checkpoints")
     if DEMO_NAME in names or STAND_IN_NAME not in names:
         return
@@ -218,7 +210,7 @@ def _format_validation(wire: dict[str, Any]) -> str:
 
 
 def run_graph(runtime: Runtime, prompt: dict[str, Any], workflow: dict[str, Any] | None = None, *,
-              sink: Any = None, log: TextIO | None = None) -> RunResult:
+              sink: EventSink | None = None, log: TextIO | None = None) -> RunResult:
     """Validate (with the built-in extra checks) and execute one prompt; list the images it saved."""
     log = log if log is not None else sys.stderr
     from executor import PromptValidationError, validate_prompt

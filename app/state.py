@@ -1,19 +1,24 @@
 """Typed application state keys shared by server.py and the route modules."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from app.compat.prompt_server import PromptServer
     from app.logbuffer import LogRing
     from app.loom import Loom
 
-__all__ = ["LOOM", "WEB_ROOT", "PROMPT_SERVER", "LOG_RING", "EXTRA_ROUTES", "loom_of"]
+__all__ = ["LOOM", "WEB_ROOT", "PROMPT_SERVER", "LOG_RING", "EXTRA_ROUTES", "Handler", "loom_of"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 LOOM: web.AppKey[Loom] = web.AppKey("loom")
-WEB_ROOT: web.AppKey[Any] = web.AppKey("web_root")
-PROMPT_SERVER: web.AppKey[Any] = web.AppKey("prompt_server")
+WEB_ROOT: web.AppKey[Path | None] = web.AppKey("web_root")
+PROMPT_SERVER: web.AppKey[PromptServer] = web.AppKey("prompt_server")
 LOG_RING: web.AppKey[LogRing] = web.AppKey("log_ring")
 # (method, path, summary) of routes added by custom nodes after start-up (documented in /openapi.json)
 EXTRA_ROUTES: web.AppKey[list[tuple[str, str, str]]] = web.AppKey("extra_routes")

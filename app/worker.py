@@ -10,22 +10,21 @@ import logging
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from app.events import HubSink, effective_preview_method
 from app.hub import Hub
+from app.lifecycle import PromptLifecycle, crash_outcome
 from app.queue_store import QueueItem, QueueStore
 
-__all__ = ["WorkerBackend", "WorkerStatus", "Worker", "HISTORY_EVENTS"]
+if TYPE_CHECKING:
+    from app.engine_factory import ExecutorLike
+    from executor import InterruptFlag
+
+__all__ = ["WorkerBackend", "WorkerStatus", "Worker"]
 
 log = logging.getLogger("loom.worker")
-
-# The events ComfyUI keeps in history `status.messages`.
-HISTORY_EVENTS = frozenset({"execution_start", "execution_cached", "execution_success", "execution_error",
-                            "execution_interrupted"})
 
 
 @dataclass(frozen=True)
@@ -48,15 +47,10 @@ class WorkerBackend(Protocol):
     def request_free(self, unload_models: bool, free_memory: bool) -> None: ...
 
 
-class ExecutorLike(Protocol):
-    def execute(self, prompt: dict[str, Any], prompt_id: str, extra_data: dict[str, Any],
-                execute_outputs: list[str], *, sink: Any, interrupt: Any) -> Any: ...
-
-
 class Worker:
     """One thread that claims prompts from the store, executes them and writes history."""
 
-    def __init__(self, store: QueueStore, hub: Hub, executor: ExecutorLike, interrupt_flag: Any, *,
+    def __init__(self, store: QueueStore, hub: Hub, executor: ExecutorLike, interrupt_flag: InterruptFlag, *,
                  preview_method: str = "none", preview_size: int = 512,
                  free: Callable[[bool, bool], None] | None = None) -> None:
         self.store = store
@@ -65,6 +59,7 @@ class Worker:
         self.flag = interrupt_flag
         self.preview_method = preview_method
         self.preview_size = preview_size
+        self.lifecycle = PromptLifecycle(hub, store, preview_method, preview_size)
         self._free = free
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -157,71 +152,18 @@ class Worker:
             self._last_gc, self._gc_at = now, self._done
 
     def _run(self, item: QueueItem, sensitive: dict[str, Any]) -> None:
-        prompt_id = item.prompt_id
-        client_id = item.extra_data.get("client_id")
-        client_id = client_id if isinstance(client_id, str) else None
-        self._running = prompt_id
-        self.hub.current_client_id = client_id
+        self._running = item.prompt_id
         self.flag.clear()
-        self.hub.send("status", {"status": {"exec_info": {"queue_remaining": self.store.remaining()}}})
-        method = effective_preview_method(self.preview_method, item.extra_data)
-        sink = HubSink(self.hub, prompt_id, client_id, method, self.preview_size)
+        run = self.lifecycle.begin(item)
         extra = {**item.extra_data, **sensitive}
-        started = time.time()
         try:
-            outcome = self.executor.execute(item.prompt, prompt_id, extra, list(item.outputs),
-                                            sink=sink, interrupt=self.flag)
-            entry, status_str = history_entry(item, outcome)
+            outcome = self.executor.execute(item.prompt, item.prompt_id, extra, list(item.outputs),
+                                            sink=run.sink, interrupt=self.flag)
         except Exception as exc:
-            log.exception("prompt %s: executor raised", prompt_id)
-            entry, status_str = crash_entry(item, exc, started)
-            sink.emit("execution_error", entry["status"]["messages"][-1][1])
-        try:
-            self.store.finish(item, entry, status_str)
-        finally:
-            self._running = None
-            self.hub.current_client_id = None
-            self.hub.send("status", {"status": {"exec_info": {"queue_remaining": self.store.remaining()}}})
-            self.hub.send("executing", {"node": None, "prompt_id": prompt_id}, client_id)
+            log.exception("prompt %s: executor raised", item.prompt_id)
+            self.lifecycle.fail(run, crash_outcome(item.prompt_id, exc, run.started), self._release)
+        else:
+            self.lifecycle.finish(run, outcome, self._release)
 
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return json.loads(json.dumps(value, default=str))
-
-
-def history_entry(item: QueueItem, outcome: Any) -> tuple[dict[str, Any], str]:
-    """ComfyUI's history entry from an ExecutionOutcome (spec 1.5)."""
-    status = getattr(outcome, "status", "error")
-    status_str = "success" if status == "success" else "error"
-    messages = [[ev, data] for ev, data in (getattr(outcome, "messages", None) or []) if ev in HISTORY_EVENTS]
-    entry = {
-        "prompt": item.to_wire(),
-        "outputs": _jsonable(dict(getattr(outcome, "outputs", None) or {})),
-        "status": {"status_str": status_str, "completed": status_str == "success",
-                   "messages": _jsonable(messages)},
-        "meta": _jsonable(dict(getattr(outcome, "meta", None) or {})),
-    }
-    timings = getattr(outcome, "timings", None)
-    if timings:
-        entry["timings"] = {str(k): float(v) for k, v in dict(timings).items()}
-    return entry, status_str
-
-
-def crash_entry(item: QueueItem, exc: BaseException, started: float) -> tuple[dict[str, Any], str]:
-    """History for an executor that raised instead of reporting (a bug, but the queue must go on)."""
-    now_ms = int(time.time() * 1000)
-    err: dict[str, Any] = {"prompt_id": item.prompt_id, "node_id": None, "node_type": None, "executed": [],
-           "exception_message": f"{type(exc).__name__}: {exc}",
-           "exception_type": f"{type(exc).__module__}.{type(exc).__name__}",
-           "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),
-           "current_inputs": {}, "current_outputs": [], "timestamp": now_ms}
-    messages = [["execution_start", {"prompt_id": item.prompt_id, "timestamp": int(started * 1000)}],
-                ["execution_error", err]]
-    return {"prompt": item.to_wire(), "outputs": {},
-            "status": {"status_str": "error", "completed": False, "messages": messages}, "meta": {}}, "error"
+    def _release(self) -> None:
+        self._running = None

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 Status = Literal["success", "error", "interrupted"]
+_STATUSES = ("success", "error", "interrupted")
 
 
 @dataclass
@@ -32,3 +33,21 @@ class ExecutionOutcome:
     def ok(self) -> bool:
         """Whether the run succeeded."""
         return self.status == "success"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists and dicts) to send to another process; ``values`` (live node outputs) stay here."""
+        return {"status": self.status, "outputs": self.outputs, "meta": self.meta,
+                "messages": [[event, data] for event, data in self.messages], "error": self.error,
+                "executed": list(self.executed), "cached": list(self.cached), "timings": dict(self.timings)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionOutcome:
+        """The outcome ``to_dict`` described (``values`` empty); raises ValueError on an unknown status."""
+        status = data.get("status")
+        if status not in _STATUSES:
+            raise ValueError(f"ExecutionOutcome.from_dict: status must be one of {_STATUSES}, got {status!r}")
+        return cls(status=cast(Status, status), outputs=dict(data.get("outputs") or {}),
+                   meta=dict(data.get("meta") or {}),
+                   messages=[(str(event), payload) for event, payload in data.get("messages") or []],
+                   error=data.get("error"), executed=list(data.get("executed") or []),
+                   cached=list(data.get("cached") or []), timings=dict(data.get("timings") or {}))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import sys
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,7 @@ PACK_ALLOWED_APP_MODULES = ("app.custom_nodes",)
 
 # Arrows that exist today and are scheduled to go (issue 20); each one listed must still exist, so the list
 # shrinks as the code is fixed. (importer file, imported module)
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset({
-    ("custom_nodes/example_pack/tests/conftest.py", "app.compat.prompt_server"),
-})
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,7 @@ class Arrow:
     target: str
     line: int
     lazy: bool  # inside a function / class body rather than at module level
+    type_only: bool = False  # inside `if TYPE_CHECKING:`: never runs, so it cannot close an import cycle
 
 
 def module_name(rel: Path) -> str:
@@ -102,18 +100,23 @@ def imports_of(path: Path, root: Path) -> Iterator[Arrow]:
                     for s in child.body:
                         eager.add(id(s))
                         stack.append(s)
+    typing_only = {id(n) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for stmt in node.body for n in ast.walk(stmt)}
     for node in ast.walk(tree):
         lazy = id(node) not in eager
+        typed = id(node) in typing_only
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield Arrow(str(rel), module, alias.name, node.lineno, lazy)
+                yield Arrow(str(rel), module, alias.name, node.lineno, lazy, typed)
         elif isinstance(node, ast.ImportFrom):
             base = (_resolve_relative(module, is_package, node.level, node.module) if node.level
                     else node.module or "")
             for alias in node.names:
                 # `from app.compat import prompt_server` imports app.compat.prompt_server when that is a module.
                 sub = f"{base}.{alias.name}"
-                yield Arrow(str(rel), module, sub if _is_repo_module(root, sub) else base, node.lineno, lazy)
+                yield Arrow(str(rel), module, sub if _is_repo_module(root, sub) else base, node.lineno, lazy,
+                            typed)
         elif isinstance(node, ast.Call):
             target = _literal_import_call(node)
             if target is not None:
@@ -169,7 +172,7 @@ def cycles(arrows: Iterable[Arrow], package: str, *, eager_only: bool = False) -
     graph: dict[str, set[str]] = {}
     for a in arrows:
         if _within(a.module, package) and _within(a.target, package) and a.module != a.target:
-            if eager_only and a.lazy:
+            if a.type_only or (eager_only and a.lazy):
                 continue
             graph.setdefault(a.module, set()).add(a.target)
             graph.setdefault(a.target, set())
@@ -237,9 +240,8 @@ def test_scanner_sees_every_layer(repo_arrows: list[Arrow]) -> None:
     assert {"executor", "engine", "nodes", "app", "server", "custom_nodes"} <= modules
     assert any(a.module.startswith("nodes") and _within(a.target, "engine") for a in repo_arrows)
     assert any(a.module.startswith("app") and _within(a.target, "executor") for a in repo_arrows)
-    # server.py's lazy importlib.import_module("app.compat.prompt_server") is read as an arrow.
-    assert any(a.source == "server.py" and a.target == "app.compat.prompt_server" and a.lazy
-               for a in repo_arrows)
+    # server.py's lazy `from app.custom_nodes import load_custom_nodes` (inside a function) is read as an arrow.
+    assert any(a.source == "server.py" and a.target == "app.custom_nodes" and a.lazy for a in repo_arrows)
 
 
 def test_no_forbidden_import(repo_arrows: list[Arrow]) -> None:
@@ -256,14 +258,14 @@ def test_known_violations_still_exist(repo_arrows: list[Arrow]) -> None:
     assert not gone, f"no longer imported, remove from KNOWN_VIOLATIONS: {gone}"
 
 
-def test_app_import_cycles_reported(repo_arrows: list[Arrow]) -> None:
-    """Cycles inside app/ are information for now (helper "app" removes them): shown as a warning.
+@pytest.mark.parametrize("package", ["app", "engine", "nodes", "executor"])
+def test_no_import_cycle(repo_arrows: list[Arrow], package: str) -> None:
+    """No import cycle inside a package, counting eager and lazy imports (`if TYPE_CHECKING:` ones never run).
 
-    Each cycle is printed as the set of modules that import each other (a strongly connected component)."""
-    found = cycles(repo_arrows, "app")
-    if found:
-        warnings.warn("import cycles in app/ (eager and lazy imports):\n"
-                      + "\n".join("{" + ", ".join(c) + "}" for c in found), stacklevel=1)
+    Each cycle is shown as the set of modules that import each other (a strongly connected component)."""
+    found = cycles(repo_arrows, package)
+    assert not found, (f"import cycles in {package}/:\n"
+                       + "\n".join("{" + ", ".join(c) + "}" for c in found))
 
 
 # --- the checker itself can fail ----------------------------------------------------------------------------
@@ -316,6 +318,8 @@ def test_checker_finds_cycles(tmp_path: Path) -> None:
         "app/b.py": "def f():\n    import app.c\n",
         "app/c.py": "from .a import x\n",
         "app/d.py": "import app.a\n",
+        "app/e.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import app.f\n",
+        "app/f.py": "import app.e\n",
     })
     arrows = all_arrows(root)
     assert cycles(arrows, "app") == [["app.a", "app.b", "app.c"]]
@@ -328,6 +332,6 @@ if __name__ == "__main__":
         known = " [known]" if (a.source, a.target) in KNOWN_VIOLATIONS else ""
         print("VIOLATION", _describe(a) + known)
     for eager_only in (False, True):
-        for c in cycles(arrows, "app", eager_only=eager_only):
+        for c in cycles(arrows, "app", eager_only=eager_only):  # `python tests/test_import_boundaries.py`
             print("CYCLE" + (" (eager)" if eager_only else ""), "{" + ", ".join(c) + "}")
     sys.exit(0)

@@ -8,15 +8,20 @@ server's output/), `split` / `split_run` (a batch across workers), `faults` (err
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from app.config import Config
+from app.hub import Hub
+from app.queue_store import QueueStore
+
+if TYPE_CHECKING:
+    from app.cluster.backend import RayBackend
 
 __all__ = ["build_ray_parts"]
 
 
-def build_ray_parts(config: Config) -> dict[str, Any]:
-    """The hub, queue store and RayBackend a `Loom` takes for `--backend ray` (keyword arguments)."""
+def build_ray_parts(config: Config) -> tuple[Hub, QueueStore, RayBackend]:
+    """The hub, queue store and RayBackend a `Loom` takes for `--backend ray`."""
     import importlib.util
 
     from app.cluster.backend import RayBackend
@@ -24,11 +29,8 @@ def build_ray_parts(config: Config) -> dict[str, Any]:
 
     if importlib.util.find_spec("ray") is None:  # fail at start-up, not when the first prompt waits forever
         raise ClusterError("--backend ray needs Ray: pip install '.[cluster]' (or pip install 'ray>=2.9')")
-    from app.hub import Hub
-    from app.queue_store import QueueStore
-
     hub = Hub()
     # Prompts a previous server left running go back to the front: the cluster may have outlived it.
     store = QueueStore(config.user_dir / "loom.db", requeue_running=True)
     backend = RayBackend(store, hub, config, workers=config.ray_workers, address=config.ray_address)
-    return {"hub": hub, "store": store, "worker": backend}
+    return hub, store, backend

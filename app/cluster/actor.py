@@ -1,7 +1,7 @@
 """`LoomWorker`: the Ray worker actor (the class is made remote by the backend, so this imports no Ray).
 
 Each worker owns its own registry, model manager, executor and output cache (built by
-`app.loom.build_engine`, the same builder the server uses), loads the same custom node packs, and runs one
+`app.engine_factory.build_engine`, the same builder the server uses), loads the same custom node packs, and runs one
 prompt at a time. `run` is a streaming generator: it yields batches of messages in the order the executor
 produced them, then the outcome:
 
@@ -9,7 +9,8 @@ produced them, then the outcome:
     ("preview", jpeg, mime, metadata)      a preview frame, already encoded (HubSink's rules)
     ("send", name, data, sid)              a custom node's PromptServer.send_sync
     ("files", [ShippedFile])               files written but named by no ui dict
-    ("outcome", {...})                     ExecutionOutcome fields, or ("crash", text) if execute raised
+    ("outcome", {...})                     ExecutionOutcome.to_dict(), or ("crash", text, traceback) if
+                                           execute raised
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from typing import Any
 
 from app.cluster.files import ShippedFile, read_files, refs_in, refs_under
 from app.config import Config
+from app.engine_factory import Engine, build_engine
 from app.events import HubSink
 from app.queue_store import QueueItem
+from executor import InterruptFlag
 
 __all__ = ["LoomWorker"]
 
@@ -40,6 +43,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.out: queue.Queue[Message | None] | None = None
+        self.current_client_id: str | None = None  # PromptServer.client_id reads the node context instead
 
     def send(self, event: str, data: Any, sid: str | None = None) -> None:
         if self.out is not None:
@@ -48,6 +52,9 @@ class _Recorder:
     def send_preview(self, image: bytes, image_type: str, metadata: dict[str, Any], sid: str | None) -> None:
         if self.out is not None:
             self.out.put(("preview", image, image_type, metadata))
+
+    def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None) -> None:
+        log.debug("binary frame %d from a custom node on a Ray worker: dropped", event_type)
 
 
 class _StreamSink:
@@ -89,21 +96,15 @@ class LoomWorker:
     """One Ray worker: builds Loom's engine from the server's Config and runs prompts it is handed."""
 
     def __init__(self, config: Config, name: str, threads: int = 1) -> None:
-        from app.loom import build_engine
-        from executor import InterruptFlag
-
         if threads > 0:
-            try:
-                import torch
+            import torch
 
-                torch.set_num_threads(threads)
-            except ImportError:
-                pass
+            torch.set_num_threads(threads)
         self.name = name
         self.work = Path(tempfile.mkdtemp(prefix=f"loom-{name}-"))
         # Outputs go to a private folder first; the server places them under its own output/.
         self.config = config.with_changes(output_directory=self.work / "output", temp_directory=self.work)
-        self.registry, self.executor, self.services, self.paths = build_engine(self.config)
+        self.engine: Engine = build_engine(self.config)
         self.flag = InterruptFlag()
         self.recorder = _Recorder()
         self.packs = self._load_custom_nodes()
@@ -122,11 +123,10 @@ class LoomWorker:
         from app.compat.prompt_server import PromptServer
         from app.custom_nodes import load_custom_nodes
 
-        reports = load_custom_nodes(self.registry, folders, PromptServer(None, None, self.recorder),
-                                    base_dir=self.config.base_directory, paths=self.paths,
-                                    models=getattr(self.services, "models", None), config=self.config,
-                                    interrupt=self.flag)
-        return [str(getattr(r, "name", r)) for r in reports or []]
+        reports = load_custom_nodes(self.engine.registry, folders, PromptServer(None, None, self.recorder),
+                                    base_dir=self.config.base_directory, paths=self.engine.paths,
+                                    models=self.engine.models, config=self.config, interrupt=self.flag)
+        return [r.name for r in reports]
 
     @property
     def roots(self) -> dict[str, Path]:
@@ -142,14 +142,14 @@ class LoomWorker:
         except Exception:
             node_ip = None
         return {"name": self.name, "host": socket.gethostname(), "node_ip": node_ip, "pid": os.getpid(),
-                "device": _device_name(self.config.cpu), "node_types": len(self.registry.names()),
+                "device": _device_name(self.config.cpu), "node_types": len(self.engine.registry.names()),
                 "custom_node_packs": self.packs}
 
     def stats(self) -> dict[str, Any]:
         """Live numbers for /system_stats: loaded models, running prompt, prompts done."""
-        models = getattr(self.services, "models", None)
+        models = self.engine.models
         loaded: list[Any] = []
-        if models is not None and getattr(models, "loaded", True):
+        if models is not None:
             try:
                 loaded = list(models.loaded_models())
             except Exception as exc:  # stats must never fail the caller
@@ -191,7 +191,7 @@ class LoomWorker:
                 root.mkdir(parents=True, exist_ok=True)
             out: queue.Queue[Message | None] = queue.Queue()
             self.recorder.out = out
-            previews = HubSink(self.recorder, item.prompt_id, None, preview_method, preview_size)  # type: ignore[arg-type]
+            previews = HubSink(self.recorder, item.prompt_id, None, preview_method, preview_size)
             sink = _StreamSink(out, self.roots, previews, self._shipped)
             thread = threading.Thread(target=self._execute, args=(item, sensitive, sink, out),
                                       name=f"loom-{self.name}-run", daemon=True)
@@ -219,15 +219,14 @@ class LoomWorker:
 
     def _execute(self, item: QueueItem, sensitive: dict[str, Any], sink: _StreamSink,
                  out: queue.Queue[Message | None]) -> None:
+        assert self.engine.executor is not None
         try:
-            outcome = self.executor.execute(item.prompt, item.prompt_id, {**item.extra_data, **sensitive},
+            outcome = self.engine.executor.execute(item.prompt, item.prompt_id, {**item.extra_data, **sensitive},
                                             list(item.outputs), sink=sink, interrupt=self.flag)
             leftovers = refs_under(self.roots, sink.shipped)
             if leftovers:
                 out.put(("files", ship(leftovers, self.roots, sink.shipped)))
-            out.put(("outcome", {name: getattr(outcome, name, None) for name in
-                                 ("status", "outputs", "meta", "messages", "error", "executed", "cached",
-                                  "timings")}))
+            out.put(("outcome", outcome.to_dict()))
             self._ran.append(item.prompt_id)
         except BaseException as exc:  # report, never hang the stream
             log.exception("prompt %s: executor raised", item.prompt_id)
@@ -239,22 +238,7 @@ class LoomWorker:
     def _honour_free(self) -> None:
         unload, free = self._free
         self._free = (False, False)
-        if not (unload or free):
-            return
-        models = getattr(self.services, "models", None)
-        if models is not None and getattr(models, "loaded", True):
-            fn = getattr(models, "unload_all", None)
-            if callable(fn):
-                fn()
-            forget = getattr(models, "forget_files", None)
-            if free and callable(forget):
-                forget()
-        if free:
-            for name in ("reset", "reset_cache", "clear_cache"):
-                fn = getattr(self.executor, name, None)
-                if callable(fn):
-                    fn()
-                    break
+        self.engine.free(unload, free)
 
 
 def _device_name(cpu_only: bool) -> str:

@@ -12,26 +12,35 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import types
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from app.cluster.faults import client_of, worker_died_entry
+from app.cluster.faults import worker_died_outcome
 from app.cluster.files import OutputPlacer
 from app.cluster.routing import choose_worker, model_files, node_keys
 from app.cluster.slot import Slot
 from app.cluster.split import plan_split
 from app.cluster.split_run import run_split
 from app.config import Config
-from app.events import HubSink, effective_preview_method
 from app.hub import Hub
+from app.lifecycle import PromptLifecycle, PromptRun, crash_outcome
 from app.queue_store import QueueItem, QueueStore
-from app.worker import WorkerStatus, crash_entry, history_entry
+from app.worker import WorkerStatus
+from executor import ExecutionOutcome
 
-__all__ = ["RayBackend", "DEFAULT_RETRIES"]
+__all__ = ["RayBackend", "RemoteCrash", "DEFAULT_RETRIES"]
 
 log = logging.getLogger("loom.cluster")
 DEFAULT_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class RemoteCrash:
+    """An actor's executor raised: the exception as text and the actor's traceback."""
+
+    message: str
+    traceback: list[str]
 
 
 class RayBackend:
@@ -52,6 +61,7 @@ class RayBackend:
         self.actor_options = actor_options
         self.split_batches = split_batches  # a batch may run across idle workers (app/cluster/split.py)
         self.slots: list[Slot] = []
+        self.lifecycle = PromptLifecycle(hub, store, config.preview_method, config.preview_size)
         self._lock = threading.RLock()
         self._files_lock = threading.Lock()
         self._wake = threading.Event()
@@ -64,7 +74,8 @@ class RayBackend:
         self._spawned = 0
         self._remote_cls: Any = None
         self._options: dict[str, Any] = {}
-        self._death: tuple[type[BaseException], ...] = ()
+        # Ray's "the actor died" exceptions (set once Ray is imported, at start-up)
+        self.death_errors: tuple[type[BaseException], ...] = ()
 
     # -- WorkerBackend ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -183,7 +194,7 @@ class RayBackend:
         from app.cluster.connect import connect, death_errors, placement
 
         self._owns_ray = connect(self.address, num_cpus=self.num_cpus)
-        self._death = death_errors()
+        self.death_errors = death_errors()
         where = placement(self.requested, cpu_only=self.config.cpu)
         self._options = {"max_concurrency": 4, "max_restarts": 0,
                          **(self.actor_options if self.actor_options is not None else where.options)}
@@ -192,7 +203,7 @@ class RayBackend:
         with self._lock:
             self.slots = [self._spawn() for _ in range(where.workers)]
         for slot in list(self.slots):
-            self._fetch_info(slot)
+            self.fetch_info(slot)
 
     def _spawn(self) -> Slot:
         name = f"worker-{self._spawned}"
@@ -201,7 +212,8 @@ class RayBackend:
         actor = self._remote_cls.options(**self._options).remote(config, name, self.worker_threads)
         return Slot(name, actor)
 
-    def _fetch_info(self, slot: Slot) -> None:
+    def fetch_info(self, slot: Slot) -> None:
+        """Ask `slot`'s actor who it is (waits for the actor to start, up to 5 minutes)."""
         import ray
 
         try:
@@ -244,15 +256,13 @@ class RayBackend:
             target(*args)
         except Exception as exc:  # a bug here must not hold a worker or lose the prompt
             log.exception("prompt %s: backend failure", item.prompt_id)
-            with self._lock:
-                for s in self.slots:
-                    if s.running is item:
-                        s.running = None
+            self.release(item)
             try:
                 if self.store.attempts(item.prompt_id) < self.retries:
                     self.store.requeue_front(item, sensitive)
                 else:
-                    self.finish(item, crash_entry(item, exc, time.time())[0], "error", client_of(item))
+                    run = self.lifecycle.prepare(item)
+                    self.lifecycle.finish(run, crash_outcome(item.prompt_id, exc, run.started))
             except Exception:
                 log.exception("prompt %s could not be requeued or reported", item.prompt_id)
         finally:
@@ -270,70 +280,71 @@ class RayBackend:
         return slot.placer
 
     def consume(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], method: str,
-                handle: Callable[[tuple[Any, ...]], None]) -> tuple[dict[str, Any] | None, Any]:
+                handle: Callable[[tuple[Any, ...]], None]) -> ExecutionOutcome | RemoteCrash | None:
         """Run `item` on `slot`'s actor; every streamed message but the last goes to `handle`, in order.
 
-        Returns (outcome fields or None, crash (message, traceback) or None); raises Ray's death errors.
+        Returns the outcome, the actor's crash, or None if the stream ended without either; raises Ray's
+        death errors.
         """
         import ray
 
-        outcome: dict[str, Any] | None = None
-        crash: tuple[str, list[str]] | None = None
+        result: ExecutionOutcome | RemoteCrash | None = None
         gen = slot.actor.run.options(num_returns="streaming").remote(
             item.to_wire(), sensitive, method, self.config.preview_size)
         for ref in gen:
             for msg in ray.get(ref):
                 if msg[0] == "outcome":
-                    outcome = msg[1]
+                    result = ExecutionOutcome.from_dict(msg[1])
                 elif msg[0] == "crash":
-                    crash = (msg[1], msg[2])
+                    result = RemoteCrash(msg[1], msg[2])
                 else:
                     handle(msg)
-        return outcome, crash
+        return result
 
     def _stream(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
-        prompt_id = item.prompt_id
-        client_id = client_of(item)
-        self.hub.current_client_id = client_id
-        self._send_status()
-        method = effective_preview_method(self.config.preview_method, item.extra_data)
-        sink = HubSink(self.hub, prompt_id, client_id, method, self.config.preview_size)
+        run = self.lifecycle.begin(item)
         placer = self.placer_of(slot)
-        started = time.time()
 
         def forward(msg: tuple[Any, ...]) -> None:
             kind = msg[0]
             if kind == "event":
                 placer.place(msg[3])
-                sink.emit(msg[1], placer.rewrite(msg[2]))
+                run.sink.emit(msg[1], placer.rewrite(msg[2]))
             elif kind == "preview":
-                self.hub.send_preview(msg[1], msg[2], msg[3], client_id)
+                self.hub.send_preview(msg[1], msg[2], msg[3], run.client_id)
             elif kind == "send":
                 self.hub.send(msg[1], msg[2], msg[3])
             elif kind == "files":
                 placer.place(msg[1])
 
+        result: ExecutionOutcome | RemoteCrash | BaseException | None
         try:
-            outcome, crash = self.consume(slot, item, sensitive, method, forward)
-        except self._death as exc:
+            result = self.consume(slot, item, sensitive, run.preview_method, forward)
+        except self.death_errors as exc:
             self._worker_died(slot, item, sensitive, exc)
             return
         except Exception as exc:  # the actor's code raised: report like a crashed executor
-            log.exception("prompt %s on %s: run failed", prompt_id, slot.name)
-            entry, status = crash_entry(item, exc, started)
-            sink.emit("execution_error", entry["status"]["messages"][-1][1])
-        else:
-            if outcome is not None:
-                outcome["outputs"] = placer.rewrite(outcome.get("outputs") or {})
-                entry, status = history_entry(item, types.SimpleNamespace(**outcome))
-            else:
-                err = RuntimeError(crash[0] if crash else f"{slot.name} returned no outcome")
-                entry, status = crash_entry(item, err, started)
-                if crash:
-                    entry["status"]["messages"][-1][1]["traceback"] = crash[1]
-                sink.emit("execution_error", entry["status"]["messages"][-1][1])
+            log.exception("prompt %s on %s: run failed", item.prompt_id, slot.name)
+            result = exc
         self.ran_on(slot, item.prompt)
-        self.finish(item, entry, status, client_id)
+        self.report(run, slot.name, result, placer)
+
+    def report(self, run: PromptRun, worker: str, result: ExecutionOutcome | RemoteCrash | BaseException | None,
+               placer: OutputPlacer | None = None) -> None:
+        """Finish `run` with what its worker(s) returned: an outcome (outputs renamed by `placer`), a crash
+        in the actor, an exception here, or nothing."""
+        release = lambda: self.release(run.item)  # noqa: E731
+        if isinstance(result, ExecutionOutcome):
+            outputs = placer.rewrite(result.outputs) if placer is not None else result.outputs
+            self.lifecycle.finish(run, replace(result, outputs=outputs), release)
+            return
+        if isinstance(result, RemoteCrash):
+            outcome = crash_outcome(run.prompt_id, RuntimeError(result.message), run.started, result.traceback)
+        elif isinstance(result, BaseException):
+            outcome = crash_outcome(run.prompt_id, result, run.started)
+        else:
+            outcome = crash_outcome(run.prompt_id, RuntimeError(f"{worker} returned no outcome"), run.started)
+        self.lifecycle.fail(run, outcome, release)
 
     def ran_on(self, slot: Slot, prompt: dict[str, Any]) -> None:
         """Routing memory: what `slot` has loaded and cached after running `prompt`."""
@@ -342,29 +353,19 @@ class RayBackend:
             slot.models |= model_files(prompt)
             slot.recent.append(node_keys(prompt))
 
-    def finish(self, item: QueueItem, entry: dict[str, Any], status: str, client_id: str | None) -> None:
-        """History, free the worker(s), then the final status and `executing {node: null}`."""
-        try:
-            self.store.finish(item, entry, status)
-        finally:
-            with self._lock:
-                for s in self.slots:
-                    if s.running is item:
-                        s.running = None
-            if self.hub.current_client_id == client_id:
-                self.hub.current_client_id = None
-            self._send_status()
-            self.hub.send("executing", {"node": None, "prompt_id": item.prompt_id}, client_id)
-
-    def _send_status(self) -> None:
-        self.hub.send("status", {"status": {"exec_info": {"queue_remaining": self.store.remaining()}}})
+    def release(self, item: QueueItem) -> None:
+        """Mark the worker(s) running `item` idle."""
+        with self._lock:
+            for s in self.slots:
+                if s.running is item:
+                    s.running = None
 
     # -- faults ----------------------------------------------------------------------------------------
     def _worker_died(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], exc: BaseException) -> None:
         replacement = self.replace(slot, item, exc)
         self.requeue_or_fail(slot, item, sensitive, exc)
         if replacement is not None:
-            self._fetch_info(replacement)
+            self.fetch_info(replacement)
 
     @staticmethod
     def where(slot: Slot) -> str:
@@ -388,13 +389,10 @@ class RayBackend:
         attempts = self.store.attempts(item.prompt_id)
         if self._stop.is_set() or attempts < self.retries:
             self.store.requeue_front(item, sensitive, count_attempt=not self._stop.is_set())
-            self._send_status()
+            self.lifecycle.send_status()
         else:
             self._fail(slot, item, where, attempts + 1, exc)
 
     def _fail(self, slot: Slot, item: QueueItem, where: str, runs: int, exc: BaseException) -> None:
-        client_id = client_of(item)
-        entry = worker_died_entry(item, slot.name, where, runs, exc)
-        HubSink(self.hub, item.prompt_id, client_id, "none", 0).emit("execution_error",
-                                                                     entry["status"]["messages"][-1][1])
-        self.finish(item, entry, "error", client_id)
+        outcome = worker_died_outcome(item.prompt_id, slot.name, where, runs, exc)
+        self.lifecycle.fail(self.lifecycle.prepare(item), outcome, lambda: self.release(item))

@@ -13,30 +13,36 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from aiohttp import web
 
+from app.hub import BinaryEventTypes
+from executor.context import NodeContext, current
+
+if TYPE_CHECKING:
+    from app.compat._environment import CompatEnvironment
+    from app.loom import Loom
+    from app.queue_store import QueueStore
+
 log = logging.getLogger("loom.custom_nodes")
 
-PROGRESS_TEXT = 3  # binary frame type (spec 2.3)
+__all__ = ["PromptServer", "BinaryEventTypes", "PackMessages"]
+
+PROGRESS_TEXT = BinaryEventTypes.TEXT  # binary frame type (spec 2.3)
 
 
-class BinaryEventTypes:
-    """ComfyUI's binary websocket frame ids (`server.BinaryEventTypes`, spec 2.3)."""
-
-    PREVIEW_IMAGE = 1
-    UNENCODED_PREVIEW_IMAGE = 2
-    TEXT = 3
-    PREVIEW_IMAGE_WITH_METADATA = 4
-
-
-def _context() -> Any:
-    try:
-        from executor.context import current
-    except ImportError:
-        return None
+def _context() -> NodeContext | None:
     return current()
+
+
+class PackMessages(Protocol):
+    """Where pack messages go: the server's `Hub`, or a Ray worker's recorder."""
+
+    current_client_id: str | None
+
+    def send(self, event: str, data: Any, sid: str | None = None) -> None: ...
+    def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None) -> None: ...
 
 
 class PromptServer:
@@ -44,17 +50,18 @@ class PromptServer:
 
     instance: ClassVar[PromptServer | None] = None
 
-    def __init__(self, loom: Any, web_app: web.Application | None, hub: Any) -> None:
+    def __init__(self, loom: Loom | None, web_app: web.Application | None, hub: PackMessages | None) -> None:
         self.loom = loom
         self.app = web_app
         self.hub = hub
+        self.compat_environment: CompatEnvironment | None = None  # set by load_custom_nodes
         self.routes = web.RouteTableDef()
         self.on_prompt_handlers: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
         self.supports = ["custom_nodes_from_web"]
         self._client_id: str | None = None
         self._last_node_id: str | None = None
         self.last_prompt_id: str | None = None
-        self.prompt_queue = getattr(loom, "queue", None) if loom is not None else None
+        self.prompt_queue: QueueStore | None = loom.queue if loom is not None else None
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -66,9 +73,10 @@ class PromptServer:
     def client_id(self) -> str | None:
         ctx = _context()
         if ctx is not None:
-            return (getattr(ctx, "extra_data", None) or {}).get("client_id")
+            client_id = (ctx.extra_data or {}).get("client_id")
+            return client_id if isinstance(client_id, str) else None
         if self._client_id is None and self.hub is not None:
-            return getattr(self.hub, "current_client_id", None)
+            return self.hub.current_client_id
         return self._client_id
 
     @client_id.setter
@@ -108,11 +116,10 @@ class PromptServer:
         node = str(node_id).encode()
         payload = struct.pack(">I", len(node)) + node + raw_text
         sid = sid if sid is not None else self.client_id
-        send_binary = getattr(self.hub, "send_bytes", None)
-        if send_binary is None:
-            log.debug("send_progress_text with no binary-capable hub: dropped")
+        if self.hub is None:
+            log.debug("send_progress_text with no server running: dropped")
             return
-        send_binary(PROGRESS_TEXT, payload, sid)
+        self.hub.send_bytes(PROGRESS_TEXT, payload, sid)
 
     # -- prompt rewriting
     def add_on_prompt_handler(self, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
@@ -153,16 +160,4 @@ class PromptServer:
                 count += 1
             except (RuntimeError, ValueError, TypeError) as exc:
                 log.warning("custom node route %r skipped: %s", route, exc)
-        self._add_report_routes(app)
         return count
-
-    @staticmethod
-    def _add_report_routes(app: web.Application) -> None:
-        """Loom's `/loom/custom_nodes` report route, unless the server's table already serves it."""
-        from app import routes_custom_nodes
-
-        taken = {getattr(r, "canonical", None) for r in app.router.resources()}
-        for method, path, handler in routes_custom_nodes.routes():
-            for full in (path, "/api" + path):
-                if full not in taken:
-                    app.router.add_route(method, full, handler)

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.cluster.backend import RayBackend
 from app.config import Config
+from app.engine_factory import Engine
 from app.hub import Hub
 from app.loom import Loom
 from app.queue_store import QueueStore
@@ -40,5 +41,5 @@ def ray_loom(base: Path, run_dir: Path, registry: Any, *, workers: int = 2, retr
     hub = Hub()
     store = QueueStore(cfg.user_dir / "loom.db", requeue_running=True)
     backend = RayBackend(store, hub, cfg, workers=workers, retries=retries, actor_options={"num_cpus": 1})
-    return Loom(config=cfg, registry=registry, executor=None, validate_fn=validate_prompt,
+    return Loom(config=cfg, engine=Engine(registry, None), validate_fn=validate_prompt,
                 interrupt_flag=InterruptFlag(), hub=hub, store=store, worker=backend)

@@ -62,9 +62,9 @@ def loom_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine(loom_base: Path) -> Any:
-    """(registry, executor, services, paths) on this machine, as build_engine makes them for the server."""
+    """The Engine on this machine, as build_engine makes it for the server."""
     from app.config import Config
-    from app.loom import build_engine
+    from app.engine_factory import build_engine
 
     return build_engine(Config(base_directory=loom_base, cpu=True))
 
@@ -72,4 +72,4 @@ def engine(loom_base: Path) -> Any:
 @pytest.fixture(scope="session")
 def registry(engine: Any) -> Any:
     """The server side's registry (validation only)."""
-    return engine[0]
+    return engine.registry

@@ -21,6 +21,7 @@ import pytest
 from cluster_helpers import ray_loom, txt2img
 from PIL import Image
 
+from app.engine_factory import Engine
 from app.loom import Loom
 from server import create_app
 
@@ -53,7 +54,7 @@ def shared(ray_cluster: Any, loom_base: Path, registry: Any, tmp_path_factory: p
 
 @pytest.fixture
 async def client(aiohttp_client: Any, shared: Loom) -> Any:
-    view = Loom(config=shared.config, registry=shared.registry, executor=None, validate_fn=shared.validate_fn,
+    view = Loom(config=shared.config, engine=Engine(shared.registry, None), validate_fn=shared.validate_fn,
                 interrupt_flag=shared.interrupt_flag, hub=shared.hub, store=shared.store,
                 worker=_KeepRunning(shared.backend))  # type: ignore[arg-type]
     return await aiohttp_client(create_app(view, web_root=None, load_custom_nodes=False))
@@ -161,8 +162,8 @@ async def test_ten_prompts_finish_on_both_workers_in_order(client: Any, shared: 
 
     fresh = txt2img(999, prefix="local")
     fresh["6"]["inputs"]["text"] = "compared with one machine"
-    local_frames(engine[1], validate_prompt(engine[0], txt2img(998)).prompt, "W")  # warm: loader cached
-    local = local_frames(engine[1], validate_prompt(engine[0], fresh).prompt, "L")
+    local_frames(engine.executor, validate_prompt(engine.registry, txt2img(998)).prompt, "W")  # warm: loader cached
+    local = local_frames(engine.executor, validate_prompt(engine.registry, fresh).prompt, "L")
     pid = await post(client, fresh, "ten")
     frames = await frames_until(ws, finished([pid]))
     assert of_prompt(frames, pid) == local

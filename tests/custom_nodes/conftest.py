@@ -57,7 +57,8 @@ class PackLoader:
 
     def load(self, *names: str, **kwargs: object) -> dict[str, PackReport]:
         self.add(*names)
-        reports = load_custom_nodes(self.registry, [self.root], self.prompt_server, environment=self.environment,
+        server = self.prompt_server if self.prompt_server is not None else PromptServer(None, None, None)
+        reports = load_custom_nodes(self.registry, [self.root], server, environment=self.environment,
                                     **kwargs)  # type: ignore[arg-type]
         return {r.name: r for r in reports}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.compat.prompt_server import PromptServer
 from app.custom_nodes import custom_node_folders, extension_urls, format_import_times, web_directories
 
 PACKS = Path(__file__).parent / "packs"
@@ -148,7 +149,7 @@ def test_reloading_in_a_new_registry_gives_fresh_classes(packs) -> None:
     fresh = NodeRegistry()
     from app.custom_nodes import load_custom_nodes
 
-    again = load_custom_nodes(fresh, [packs.root], environment=packs.environment)
+    again = load_custom_nodes(fresh, [packs.root], PromptServer(None, None, None), environment=packs.environment)
     assert first.status == "loaded" and again[0].status == "loaded"
     assert fresh.get("GoodAdd") is not old_cls
 
@@ -172,7 +173,8 @@ def test_same_pack_name_in_two_folders_gets_unique_module_names(packs, tmp_path)
     shutil.copytree(PACKS / "helper_a", other_root / "good_pack")
     from app.custom_nodes import load_custom_nodes
 
-    reports = load_custom_nodes(packs.registry, [packs.root, other_root], environment=packs.environment)
+    reports = load_custom_nodes(packs.registry, [packs.root, other_root], PromptServer(None, None, None),
+                                environment=packs.environment)
     modules = [r.module for r in reports]
     assert modules == ["custom_nodes.good_pack", "custom_nodes.good_pack_2"]
     assert all(r.status == "loaded" for r in reports)
@@ -269,5 +271,6 @@ def test_packs_installed_with_pip_are_found_through_entry_points(packs, tmp_path
     assert packs.registry.source_of("GoodAdd") == "custom_nodes.InstalledGood"
     assert "installed_good_pack" not in sys.modules, "located, not imported under its own top-level name"
     off = __import__("app.custom_nodes", fromlist=["load_custom_nodes"]).load_custom_nodes(
-        type(packs.registry)(), [packs.root], environment=packs.environment, installed_packs=False)
+        type(packs.registry)(), [packs.root], PromptServer(None, None, None), environment=packs.environment,
+        installed_packs=False)
     assert [r.name for r in off] == ["single_file_node"]

@@ -13,6 +13,7 @@ import pytest
 
 from app.compat.prompt_server import PromptServer
 from app.config import Config
+from app.engine_factory import Engine
 from app.loom import Loom
 from executor import InterruptFlag, NodeRegistry, PromptExecutor, validate_prompt
 from server import create_app
@@ -29,7 +30,7 @@ def loom(tmp_path: Path) -> Iterator[Loom]:
         shutil.copytree(PACKS / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     config = Config(base_directory=tmp_path, custom_node_dirs=(root,))
     registry = NodeRegistry()
-    loom = Loom(config=config, registry=registry, executor=PromptExecutor(registry), validate_fn=validate_prompt,
+    loom = Loom(config=config, engine=Engine(registry, PromptExecutor(registry)), validate_fn=validate_prompt,
                 interrupt_flag=InterruptFlag())
     yield loom
     loom.close()

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from server_fakes import FakeExecutor, FakeRegistry, InterruptFlag, fake_validate
 
 from app.config import Config
+from app.engine_factory import Engine
 from app.loom import Loom
 from server import create_app
 
@@ -24,7 +25,7 @@ def make_loom(tmp_path: Path) -> LoomFactory:
         cfg = Config(base_directory=tmp_path, custom_node_dirs=(tmp_path / "custom_nodes",)).with_changes(
             **config_changes)
         registry = FakeRegistry()
-        loom = Loom(config=cfg, registry=registry, executor=FakeExecutor(registry), validate_fn=fake_validate,
+        loom = Loom(config=cfg, engine=Engine(registry, FakeExecutor(registry)), validate_fn=fake_validate,
                     interrupt_flag=InterruptFlag())
         made.append(loom)
         return loom

@@ -10,14 +10,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from executor import PromptValidationError
 
-class FakeValidationError(Exception):
-    def __init__(self, error: dict[str, Any], node_errors: dict[str, Any]) -> None:
-        super().__init__(error["message"])
-        self.error, self.node_errors = error, node_errors
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"error": self.error, "node_errors": self.node_errors}
+class FakeValidationError(PromptValidationError):
+    """The fake validator's rejection: the executor's own exception type, so Loom treats it alike."""
 
 
 class FakeInterrupted(Exception):

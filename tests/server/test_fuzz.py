@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from server_helpers import graph, wait_history
 
+from app.engine_factory import Engine
 from app.loom import Loom
 from server import create_app
 
@@ -44,8 +45,7 @@ def real_executor_loom(tmp_path: Path) -> Loom:
     reg = executor.NodeRegistry()
     for cls in (Const, Add, Show, Fail):
         reg.register(cls.__name__, cls, source="tests")
-    return Loom(config=Config(base_directory=tmp_path, custom_node_dirs=()), registry=reg,
-                executor=executor.PromptExecutor(reg), validate_fn=executor.validate_prompt,
+    return Loom(config=Config(base_directory=tmp_path, custom_node_dirs=()), engine=Engine(reg, executor.PromptExecutor(reg)), validate_fn=executor.validate_prompt,
                 interrupt_flag=executor.InterruptFlag())
 
 

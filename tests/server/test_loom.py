@@ -1,10 +1,11 @@
-"""Loom.free (POST /free between prompts) and the lazy model manager."""
+"""Engine.free (POST /free between prompts), the lazy model manager, and Loom's life cycle."""
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import replace
 from typing import Any
 
-from app.loom import LazyModelManager, Loom
+from app.engine_factory import LazyModelManager
+from app.loom import Loom
 
 
 class Models:
@@ -17,10 +18,13 @@ class Models:
     def forget_files(self) -> None:
         self.calls.append("forget_files")
 
+    def loaded_models(self) -> list[dict[str, Any]]:
+        return []
+
 
 def test_free_flags(loom: Loom) -> None:
     models = Models()
-    loom.services = SimpleNamespace(models=models)
+    loom.engine = replace(loom.engine, models=models)
     loom.free(True, False)
     assert models.calls == ["unload_all"] and loom.executor.resets == 0
     loom.free(False, True)
@@ -31,10 +35,11 @@ def test_lazy_manager_untouched_by_free(loom: Loom, monkeypatch: Any) -> None:
     lazy = LazyModelManager(cpu_only=True)
     built: list[bool] = []
     monkeypatch.setattr(LazyModelManager, "real", lambda self: built.append(True) or Models())
-    loom.services = SimpleNamespace(models=lazy)
+    loom.engine = replace(loom.engine, models=lazy)
     loom.free(True, True)
+    assert lazy.loaded_models() == []
     assert built == [] and not lazy.loaded  # nothing was ever loaded: torch is not imported for /free
-    assert callable(lazy.unload_all) and built == [True]
+    assert callable(lazy.calls.append) and built == [True]  # any other use builds the real one
 
 
 def test_graceful_stop_keeps_pending(make_loom: Any) -> None:

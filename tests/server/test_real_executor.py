@@ -11,6 +11,7 @@ import pytest
 from server_helpers import wait_history, ws_until
 
 from app.config import Config
+from app.engine_factory import Engine
 from app.loom import Loom
 from server import create_app
 
@@ -84,7 +85,7 @@ def real_loom(tmp_path: Path, **changes: Any) -> Loom:
     reg.register("SlowShow", SlowShow, source="tests")
     reg.register("Stepper", Stepper, source="tests")
     cfg = Config(base_directory=tmp_path, custom_node_dirs=(tmp_path / "custom_nodes",)).with_changes(**changes)
-    return Loom(config=cfg, registry=reg, executor=executor.PromptExecutor(reg), validate_fn=executor.validate_prompt,
+    return Loom(config=cfg, engine=Engine(reg, executor.PromptExecutor(reg)), validate_fn=executor.validate_prompt,
                 interrupt_flag=executor.InterruptFlag())
 
 

@@ -142,7 +142,7 @@ def test_cli_flags(tmp_path: Path) -> None:
 
 def test_cache_flags_build_policies(tmp_path: Path) -> None:
     pytest.importorskip("executor")
-    from app.loom import _cache_policy
+    from app.engine_factory import _cache_policy
 
     for argv in ([], ["--cache-lru", "3"], ["--cache-none"], ["--cache-ram", "2"]):
         assert _cache_policy(parse_args(argv)) is not None
@@ -153,14 +153,16 @@ def test_main_generates_and_prints_token_once(tmp_path: Path, monkeypatch: pytes
     from server_fakes import FakeExecutor, FakeRegistry, InterruptFlag, fake_validate
 
     import server
+    from app.engine_factory import Engine
     from app.loom import Loom
 
     seen: dict[str, Any] = {}
 
     def fake_build(cfg: Config) -> Loom:
         reg = FakeRegistry()
-        seen["loom"] = Loom(config=cfg.with_changes(custom_node_dirs=(tmp_path / "none",)), registry=reg,
-                            executor=FakeExecutor(reg), validate_fn=fake_validate, interrupt_flag=InterruptFlag())
+        seen["loom"] = Loom(config=cfg.with_changes(custom_node_dirs=(tmp_path / "none",)),
+                            engine=Engine(reg, FakeExecutor(reg)), validate_fn=fake_validate,
+                            interrupt_flag=InterruptFlag())
         return seen["loom"]
 
     def fake_run_app(app: Any, **kwargs: Any) -> None:
