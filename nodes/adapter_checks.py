@@ -7,19 +7,24 @@ Beyond ComfyUI, before anything loads or runs, errors that name both files inste
   not the model's, or whose image projection does not take the CLIP vision model's embeds (a ViT-bigG encoder into
   an SD1.5 ViT-H IP-Adapter), on the node using them.
 
-Values are traced to their loaders with `nodes.checks.trace` (loaders declare `FILE_INPUTS`) and the headers are
-read through the same `nodes.check_facts.ModelFiles` cache as the other built-in checks.
+Values are traced to their loaders with `nodes.checks.trace` (loaders declare `FILE_INPUTS`; `builtin_checks`
+hands it in) and the headers are read through the same `nodes.check_facts.ModelFiles` cache as the other
+built-in checks.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from executor.registry import NodeRegistry
 from executor.validation import NodeError
 from nodes.check_facts import HeaderFacts, ModelFiles
-from nodes.checks import Origin, trace
 from nodes.services import NodeServices
+
+if TYPE_CHECKING:
+    from nodes.checks import Origin
+
+Tracer = Callable[[Mapping[str, Any], "NodeRegistry | None", Any, str], "Origin | None"]
 
 __all__ = ["AdapterFamilyCheck"]
 
@@ -41,9 +46,10 @@ def _describe(origin: Origin, family: str | None) -> str:
 class AdapterFamilyCheck:
     """ControlNet / T2I-Adapter family and IP-Adapter widths vs the model (and CLIP vision) they are used with."""
 
-    def __init__(self, services: NodeServices, files: ModelFiles | None = None) -> None:
+    def __init__(self, services: NodeServices, files: ModelFiles, trace: Tracer) -> None:
         self.services = services
-        self.files = files if files is not None else ModelFiles(services.paths)
+        self.files = files
+        self.trace = trace
 
     # ------------------------------------------------------------------ facts
     def _model_family(self, origin: Origin | None) -> str | None:
@@ -90,14 +96,14 @@ class AdapterFamilyCheck:
 
     def _controls(self, prompt: Prompt, registry: NodeRegistry | None, node_id: str, ct: str,
                   inputs: Mapping[str, Any], reported: set[str]) -> list[NodeError]:
-        model = trace(prompt, registry, inputs.get("model"), "MODEL")
+        model = self.trace(prompt, registry, inputs.get("model"), "MODEL")
         model_family = self._model_family(model)
         if model is None or model_family is None:
             return []
         problems = []
         for side in ("positive", "negative"):
             for apply_id in self._applies(prompt, inputs.get(side)):
-                control = trace(prompt, registry, prompt[apply_id].get("inputs", {}).get("control_net"), "CONTROL_NET")
+                control = self.trace(prompt, registry, prompt[apply_id].get("inputs", {}).get("control_net"), "CONTROL_NET")
                 family = self._control_family(control)
                 if control is None or family is None or family == model_family or apply_id in reported:
                     continue
@@ -128,7 +134,7 @@ class AdapterFamilyCheck:
         proj = facts.shapes.get("image_proj.proj.weight") or facts.shapes.get("image_proj.proj_in.weight")
         label = f"node #{node_id} ({ct})"
         problems = []
-        model = trace(prompt, registry, inputs.get("model"), "MODEL")
+        model = self.trace(prompt, registry, inputs.get("model"), "MODEL")
         model_facts = self._single(model)
         context = model_facts.context_dim if model_facts else None
         if model is not None and context is not None and context != cross:
@@ -140,7 +146,7 @@ class AdapterFamilyCheck:
                 f"the IP-Adapter made for {family} models",
                 {"input_name": "ipadapter", "ipadapter_file": name, "ipadapter_cross_attention_dim": cross,
                  "model_file": model.names, "model_family": family, "model_context_dim": context}))
-        vision = trace(prompt, registry, inputs.get("clip_vision"), "CLIP_VISION")
+        vision = self.trace(prompt, registry, inputs.get("clip_vision"), "CLIP_VISION")
         vision_facts = self._single(vision)
         if vision is not None and vision_facts is not None and proj is not None:
             shapes = vision_facts.shapes

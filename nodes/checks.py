@@ -59,7 +59,7 @@ def builtin_checks(services: NodeServices) -> list[ExtraCheck]:
     from nodes.adapter_checks import AdapterFamilyCheck
 
     checks = BuiltinChecks(services)
-    return [checks, AdapterFamilyCheck(services, checks.files)]
+    return [checks, AdapterFamilyCheck(services, checks.files, trace)]
 
 
 def file_inputs(node_class: type | None) -> Mapping[str, str]:
