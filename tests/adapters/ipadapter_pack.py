@@ -73,12 +73,13 @@ def torchvision_stub() -> Iterator[None]:
 def load_pack(runtime: Any, base: Path) -> tuple[Any, list[Any]]:
     """Load base/custom_nodes into the runtime's registry; returns (environment, reports)."""
     from app.compat._environment import CompatEnvironment, LoomHandles
+    from app.compat.prompt_server import PromptServer
     from app.custom_nodes import load_custom_nodes
 
     env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
                                         models=runtime.services.model_manager()))
-    reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], environment=env,
-                                model_path_folders=False, installed_packs=False)
+    reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
+                                environment=env, model_path_folders=False, installed_packs=False)
     return env, reports
 
 
