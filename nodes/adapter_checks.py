@@ -103,7 +103,8 @@ class AdapterFamilyCheck:
         problems = []
         for side in ("positive", "negative"):
             for apply_id in self._applies(prompt, inputs.get(side)):
-                control = self.trace(prompt, registry, prompt[apply_id].get("inputs", {}).get("control_net"), "CONTROL_NET")
+                link = prompt[apply_id].get("inputs", {}).get("control_net")
+                control = self.trace(prompt, registry, link, "CONTROL_NET")
                 family = self._control_family(control)
                 if control is None or family is None or family == model_family or apply_id in reported:
                     continue

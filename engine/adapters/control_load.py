@@ -165,5 +165,6 @@ def load_control(path: str | os.PathLike[str], manager: ModelManager, model: Any
         raise CheckpointError(f"control file not found: {p}. Put it in models/controlnet or models/t2i_adapter")
     diff = "difference" in read_state_dict(p)[0]  # a header read (memory-mapped)
     extra = id(model.diffusion_model) if diff and model is not None else None
-    handle: ControlHandle = manager.cached(file_cache_key("controlnet", p, extra), lambda: _build(p, manager, model if diff else None))
+    handle: ControlHandle = manager.cached(file_cache_key("controlnet", p, extra),
+                                           lambda: _build(p, manager, model if diff else None))
     return handle.copy()

@@ -222,7 +222,8 @@ def build_encoder(module: nn.Module, c: UNetConfig, dtype: torch.dtype | None = 
     mid: list[nn.Module] = [ResBlock(ch, ted, ch, **kw)]
     if c.transformer_depth_middle >= 0:
         mid += [attn(ch, c.transformer_depth_middle), ResBlock(ch, ted, ch, **kw)]
-    module.middle_block = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None  # type: ignore[assignment]
+    middle = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None
+    module.middle_block = middle  # type: ignore[assignment]
     return skip_chans
 
 

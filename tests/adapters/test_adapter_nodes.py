@@ -33,7 +33,8 @@ def test_apply_nodes_record_the_chain_for_history(run: Any) -> None:
 def test_set_union_type_on_a_plain_controlnet_changes_nothing(run: Any) -> None:
     graph = _graph("cn_v11__adv_s1.0__euler__normal")
     union = copy.deepcopy(graph)
-    union["25"] = {"class_type": "SetUnionControlNetType", "inputs": {"control_net": ["20", 0], "type": "canny/lineart/anime_lineart/mlsd"}}
+    union["25"] = {"class_type": "SetUnionControlNetType",
+                   "inputs": {"control_net": ["20", 0], "type": "canny/lineart/anime_lineart/mlsd"}}
     union["21"]["inputs"]["control_net"] = ["25", 0]
     a, b = run(graph, "plain"), run(union, "union")
     assert a.status == b.status == "success"

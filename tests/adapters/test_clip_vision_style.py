@@ -118,10 +118,10 @@ def test_config_by_layer_count_for_real_files() -> None:
 def test_unclip_conditioning_appends_entries_and_sd15_ignores_them(run: Any) -> None:
     case = _case()
     graph = copy.deepcopy(case["graph"])
-    graph["33"] = {"class_type": "unCLIPConditioning", "inputs": {"conditioning": ["2", 0], "clip_vision_output":
-                                                                  ["31", 0], "strength": 0.7, "noise_augmentation": 0.1}}
-    graph["34"] = {"class_type": "unCLIPConditioning", "inputs": {"conditioning": ["33", 0], "clip_vision_output":
-                                                                  ["31", 0], "strength": 1.0, "noise_augmentation": 0.0}}
+    for node, source, strength, noise in (("33", "2", 0.7, 0.1), ("34", "33", 1.0, 0.0)):
+        graph[node] = {"class_type": "unCLIPConditioning",
+                       "inputs": {"conditioning": [source, 0], "clip_vision_output": ["31", 0], "strength": strength,
+                                  "noise_augmentation": noise}}
     graph["5"]["inputs"]["positive"] = ["34", 0]
     plain = copy.deepcopy(case["graph"])
     plain["5"]["inputs"]["positive"] = ["2", 0]

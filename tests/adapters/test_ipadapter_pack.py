@@ -115,7 +115,8 @@ def test_ipadapter_of_another_family_fails_validation_naming_both_files(pack: An
                "vision_model.embeddings.patch_embedding.weight": torch.zeros(48, 3, 14, 14)},
               str(folder / "other-encoder.safetensors"))
     graph = _case()["graph"]
-    graph["40"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "tiny-ip-adapter_sd15.safetensors"}}
+    graph["40"] = {"class_type": "IPAdapterModelLoader",
+                   "inputs": {"ipadapter_file": "tiny-ip-adapter_sd15.safetensors"}}
     graph["42"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "other-encoder.safetensors"}}
     graph["41"] = {"class_type": "IPAdapterAdvanced", "inputs": {
         "model": ["1", 0], "ipadapter": ["40", 0], "image": ["12", 0], "clip_vision": ["42", 0], "weight": 1.0,
