@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.runner import Runtime, RunnerError, apply_overrides, build_runtime, load_prompt, run_graph
+from app.runner import RunnerError, Runtime, apply_overrides, build_runtime, load_prompt, run_graph
 
 __all__ = ["BenchResult", "bench_prompt", "main"]
 
@@ -125,7 +125,7 @@ def bench_prompt(runtime: Runtime, prompt: dict[str, Any], runs: int, *, vary_se
     if "torch" in sys.modules:
         import torch
 
-        if runtime.services.models.policy.device.type == "cuda":
+        if runtime.services.model_manager().policy.device.type == "cuda":
             result.peak_device_bytes = int(torch.cuda.max_memory_allocated())
     result.device = _device_text(runtime.services)
     return result

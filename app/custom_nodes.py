@@ -37,7 +37,7 @@ from app.state import WEB_ROOT
 
 if TYPE_CHECKING:
     from app.compat.prompt_server import PromptServer
-    from app.engine_factory import ModelManagerLike
+    from engine.lazy_models import LazyModelManager
     from engine.paths import ModelPaths
     from executor import InterruptFlag, NodeRegistry
 
@@ -92,7 +92,7 @@ def load_custom_nodes(
     *,
     base_dir: Path | None = None,
     paths: ModelPaths | None = None,
-    models: ModelManagerLike | None = None,
+    models: LazyModelManager | None = None,
     config: Config | None = None,
     interrupt: InterruptFlag | None = None,
     environment: CompatEnvironment | None = None,

@@ -1,25 +1,25 @@
 """`Engine`: what runs prompts (registry, executor, node services, model folders, model manager), and
 `build_engine(config)`, the one function that builds it for the server, the Ray worker actor and the runner.
 
-Heavy packages (torch, through `nodes` / `engine`) are imported inside `build_engine` and `LazyModelManager`,
+Heavy packages (torch, through `nodes` / `engine`) are imported inside `build_engine` and
+`engine.lazy_models.LazyModelManager`,
 never at import time. Tests build an `Engine` directly around small pure-Python fixture nodes.
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.config import Config
+from engine.lazy_models import LazyModelManager
 
 if TYPE_CHECKING:
-    from engine.model_management import ModelManager
     from engine.paths import ModelPaths
     from executor import CachePolicy, EventSink, ExecutionOutcome, InterruptFlag, NodeRegistry
     from nodes.services import NodeServices
 
-__all__ = ["Engine", "ExecutorLike", "LazyModelManager", "ModelManagerLike", "build_engine", "make_paths"]
+__all__ = ["Engine", "ExecutorLike", "build_engine", "make_paths"]
 
 
 class ExecutorLike(Protocol):
@@ -32,62 +32,6 @@ class ExecutorLike(Protocol):
     def reset(self) -> None: ...
 
 
-class ModelManagerLike(Protocol):
-    """What `Engine.free` and `/system_stats` need of `engine.model_management.ModelManager`."""
-
-    def unload_all(self) -> None: ...
-    def forget_files(self) -> None: ...
-    def loaded_models(self) -> list[dict[str, Any]]: ...
-
-
-class LazyModelManager:
-    """Stands in for `engine.model_management.ModelManager` until a node first uses it.
-
-    Creating the real manager imports torch and probes devices (seconds); deferring it keeps server start-up
-    fast. Other attribute access is forwarded to the real manager, built once, thread-safely. Freeing or
-    listing models of a manager never built does nothing (and imports nothing).
-    """
-
-    def __init__(self, cpu_only: bool) -> None:
-        self._cpu_only = cpu_only
-        self._real: ModelManager | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the real manager exists (something used a model)."""
-        return self._real is not None
-
-    def real(self) -> ModelManager:
-        """The real manager, built on first call."""
-        with self._lock:
-            if self._real is None:
-                from engine.device import DevicePolicy
-                from engine.model_management import ModelManager
-
-                self._real = ModelManager(DevicePolicy.detect(cpu_only=self._cpu_only))
-            return self._real
-
-    def unload_all(self) -> None:
-        """Move every loaded model off the device (nothing to do before the first load)."""
-        if self._real is not None:
-            self._real.unload_all()
-
-    def forget_files(self) -> None:
-        """Drop loaded checkpoints so the next prompt reads them from disk again."""
-        if self._real is not None:
-            self._real.forget_files()
-
-    def loaded_models(self) -> list[dict[str, Any]]:
-        """What is loaded now (empty before the first load)."""
-        return self._real.loaded_models() if self._real is not None else []
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.real(), name)
-
-
 @dataclass(frozen=True)
 class Engine:
     """One engine instance: everything a prompt run touches, owned together and freed together."""
@@ -96,7 +40,7 @@ class Engine:
     executor: ExecutorLike | None  # None where prompts run elsewhere (the Ray backend's server side)
     services: NodeServices | None = None  # None in tests with fixture nodes only
     paths: ModelPaths | None = None
-    models: ModelManagerLike | None = None
+    models: LazyModelManager | None = None
 
     def free(self, unload_models: bool, free_memory: bool) -> None:
         """Honour POST /free between prompts: unload models; with free_memory also drop loaded checkpoint

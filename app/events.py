@@ -9,6 +9,7 @@ import time
 import traceback as tb
 from typing import Any, Protocol
 
+from engine.preview import effective_preview_method
 from executor.context import current
 
 __all__ = ["HubSink", "EventHub", "CLIENT_ONLY_EVENTS", "effective_preview_method", "encode_preview",
@@ -20,15 +21,6 @@ log = logging.getLogger("loom.events")
 # Sent only to the prompt's client; dropped when the prompt has no client_id.
 CLIENT_ONLY_EVENTS = frozenset({"executing", "executed", "execution_start", "execution_cached",
                                 "execution_success", "execution_error"})
-PREVIEW_METHODS = frozenset({"none", "auto", "latent2rgb", "taesd"})
-
-
-def effective_preview_method(server_default: str, extra_data: dict[str, Any]) -> str:
-    """`extra_data.preview_method` overrides the CLI's unless it is "default" or unknown."""
-    requested = extra_data.get("preview_method")
-    if isinstance(requested, str) and requested in PREVIEW_METHODS:
-        return requested
-    return server_default
 
 
 def encode_preview(image: Any, max_size: int) -> bytes:

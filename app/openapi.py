@@ -51,6 +51,7 @@ API_ROUTES: list[tuple[str, str, str, tuple[int, ...]]] = [
     ("GET", "/extensions", "Frontend extension script URLs", ()),
     ("GET", "/i18n", "Custom node translations", ()),
     ("GET", "/workflow_templates", "Custom node workflow templates", ()),
+    ("GET", "/workflow_templates/{pack}/{path}", "A file of a custom node pack's template folder", (403, 404)),
     ("GET", "/global_subgraphs", "Subgraph blueprints from custom nodes", ()),
     ("GET", "/global_subgraphs/{id}", "One subgraph blueprint", ()),
     ("GET", "/openapi.json", "This document", ()),
@@ -58,6 +59,18 @@ API_ROUTES: list[tuple[str, str, str, tuple[int, ...]]] = [
     ("GET", "/ws", "WebSocket (clientId query): status, execution events, previews", ()),
     ("GET", "/api/jobs", "Unified job list (status, workflow_id, sort_by, sort_order, limit, offset)", (400,)),
     ("GET", "/api/jobs/{job_id}", "One job with outputs and workflow", (404,)),
+    ("GET", "/api/jobs/{job_id}/assets", "A job's output files as assets (limit, offset)", (400, 404)),
+    ("POST", "/api/jobs/{job_id}/cancel", "Cancel a pending or running job: {cancelled: bool}", ()),
+    ("POST", "/api/jobs/cancel", "Cancel several jobs {job_ids: [...]} (fail-fast on unknown ids)", (400, 404)),
+    ("GET", "/node_replacements", "Node replacement table (empty in Loom)", ()),
+    ("GET", "/templates/{path}", "A file of the installed comfyui-workflow-templates package", (404,)),
+    ("GET", "/loom/templates", "Template browser list: workflows/ and package templates, with what is missing", ()),
+    ("GET", "/loom/workflows/{name}", "One example workflow from workflows/", (400, 404)),
+    ("GET", "/api/assets", "Assets on disk (input, output, models): include_tags, exclude_tags, name_contains, "
+     "sort, order, limit, offset", (400,)),
+    ("GET", "/api/assets/{id}", "One asset", (404,)),
+    ("GET", "/api/assets/{id}/content", "An asset's file", (404,)),
+    ("GET", "/api/tags", "Asset tags with counts: prefix, order, limit, offset", (400,)),
 ]
 
 # Served only at the given path.

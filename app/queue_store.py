@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QueueItem", "QueueStore", "HISTORY_LIMIT", "CRASH_MESSAGE"]
+from app.job_records import JobSummary, summarise_history, summary_columns, summary_from_columns
+
+__all__ = ["QueueItem", "QueueStore", "HistoryRecord", "HISTORY_LIMIT", "CRASH_MESSAGE"]
 
 HISTORY_LIMIT = 10000
 CRASH_MESSAGE = ("Loom stopped while this prompt was running (the server was killed or crashed); "
@@ -45,8 +47,19 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Columns added after the first schema (cluster backend): which worker runs / ran a prompt, and retries.
+# The jobs API's fields of a finished prompt (issue 21), computed when its history row is written; rows from an
+# older store are filled in when it is opened. `priority` has no type: an int stays an int, a float a float.
+_JOB_COLUMNS = ("job_status", "priority", "create_ms", "exec_start", "exec_end", "exec_error", "outputs_count",
+                "preview", "workflow_id", "previewable_count")
 _ADDED_COLUMNS = (("queue", "worker", "TEXT"), ("queue", "attempts", "INTEGER NOT NULL DEFAULT 0"),
-                  ("history", "worker", "TEXT"))
+                  ("history", "worker", "TEXT"), ("history", "job_status", "TEXT"), ("history", "priority", ""),
+                  ("history", "create_ms", "INTEGER"), ("history", "exec_start", "INTEGER"),
+                  ("history", "exec_end", "INTEGER"), ("history", "exec_error", "TEXT"),
+                  ("history", "outputs_count", "INTEGER"), ("history", "preview", "TEXT"),
+                  ("history", "workflow_id", "TEXT"), ("history", "previewable_count", "INTEGER"))
+# GET /api/jobs sort keys (ComfyUI: a missing time or duration sorts as 0).
+_JOB_SORT = {"created_at": "COALESCE(create_ms, 0)",
+             "execution_duration": "CASE WHEN exec_start AND exec_end THEN exec_end - exec_start ELSE 0 END"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class QueueStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._add_columns()
+        self._fill_job_columns()
         self.recovered: list[str] = self._requeue_running() if requeue_running else self._recover_running()
         row = self._db.execute("SELECT value FROM kv WHERE key='counter'").fetchone()
         self._counter = int(row[0]) if row else 0
@@ -120,6 +134,19 @@ class QueueStore:
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+    def _fill_job_columns(self) -> None:
+        """Migration: compute the job columns of history rows written before they existed."""
+        with self._tx() as db:
+            rows = db.execute("SELECT prompt_id, entry, started, ended, created FROM history "
+                              "WHERE job_status IS NULL OR previewable_count IS NULL").fetchall()
+            for prompt_id, entry, started, ended, created in rows:
+                self._set_job_columns(db, prompt_id, summarise_history(json.loads(entry), started, ended, created))
+
+    @staticmethod
+    def _set_job_columns(db: sqlite3.Connection, prompt_id: str, summary: JobSummary) -> None:
+        db.execute(f"UPDATE history SET {', '.join(c + '=?' for c in _JOB_COLUMNS)} WHERE prompt_id=?",
+                   (*summary_columns(summary), prompt_id))
 
     def _requeue_running(self) -> list[str]:
         with self._tx() as db:
@@ -158,6 +185,7 @@ class QueueStore:
         db.execute("DELETE FROM history WHERE prompt_id=?", (prompt_id,))
         db.execute("INSERT INTO history(prompt_id, entry, status, created, started, ended) VALUES(?,?,?,?,?,?)",
                    (prompt_id, json.dumps(entry), status, created, started, ended))
+        QueueStore._set_job_columns(db, prompt_id, summarise_history(entry, started, ended, created))
         db.execute("DELETE FROM history WHERE seq <= (SELECT seq FROM history ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                    (HISTORY_LIMIT,))
 
@@ -174,8 +202,10 @@ class QueueStore:
         return -counter if front else counter
 
     def enqueue(self, item: QueueItem, sensitive: dict[str, Any] | None = None) -> None:
-        """Append a validated prompt; raises ValueError if its prompt_id is already queued."""
+        """Append a validated prompt; raises ValueError if its prompt_id is already queued or in history."""
         with self._tx() as db:
+            if db.execute("SELECT 1 FROM history WHERE prompt_id=?", (item.prompt_id,)).fetchone() is not None:
+                raise ValueError(f"prompt_id {item.prompt_id!r} already ran (it is in the history)")
             try:
                 db.execute("INSERT INTO queue(prompt_id, number, item) VALUES(?,?,?)",
                            (item.prompt_id, float(item.number), json.dumps(item.to_wire())))
@@ -185,6 +215,13 @@ class QueueStore:
             self._remaining += 1
             if sensitive:
                 self._sensitive[item.prompt_id] = sensitive
+
+    def is_known(self, prompt_id: str) -> bool:
+        """Whether a prompt id is queued or in the history (a client-supplied id is used once)."""
+        with self._rlock:
+            return self._rdb.execute("SELECT 1 FROM queue WHERE prompt_id=? UNION ALL "
+                                     "SELECT 1 FROM history WHERE prompt_id=? LIMIT 1",
+                                     (prompt_id, prompt_id)).fetchone() is not None
 
     def pending(self) -> list[QueueItem]:
         with self._rlock:
@@ -307,6 +344,35 @@ class QueueStore:
             r = self._rdb.execute("SELECT prompt_id, entry, status, created, started, ended FROM history "
                                  "WHERE prompt_id=?", (prompt_id,)).fetchone()
         return HistoryRecord(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5]) if r else None
+
+    def job_page(self, statuses: Iterable[str], workflow_id: str | None, sort_by: str, descending: bool,
+                 limit: int | None) -> tuple[list[tuple[str, JobSummary]], int]:
+        """Finished jobs with one of `statuses` (and `workflow_id`), sorted, the first `limit`; and their total."""
+        wanted = sorted(set(statuses))
+        where = f"job_status IN ({','.join('?' * len(wanted))})"
+        args: list[Any] = list(wanted)
+        if workflow_id is not None:
+            where += " AND workflow_id=?"
+            args.append(workflow_id)
+        order = f"{_JOB_SORT[sort_by]} {'DESC' if descending else 'ASC'}, seq ASC"
+        with self._rlock:
+            total = int(self._rdb.execute(f"SELECT COUNT(*) FROM history WHERE {where}", args).fetchone()[0])
+            rows = self._rdb.execute(f"SELECT prompt_id, {', '.join(_JOB_COLUMNS)} FROM history WHERE {where} "
+                                     f"ORDER BY {order} LIMIT ?", (*args, -1 if limit is None else limit)).fetchall()
+        return [(r[0], summary_from_columns(r[1:])) for r in rows], total
+
+    def job_summary(self, prompt_id: str) -> JobSummary | None:
+        """The stored job fields of one finished prompt."""
+        with self._rlock:
+            row = self._rdb.execute(f"SELECT {', '.join(_JOB_COLUMNS)} FROM history WHERE prompt_id=?",
+                                    (prompt_id,)).fetchone()
+        return summary_from_columns(row) if row else None
+
+    def queued_rows(self) -> list[tuple[QueueItem, str]]:
+        """Every queued prompt with its state (`running` first, then `pending` in run order), one read."""
+        with self._rlock:
+            rows = self._rdb.execute("SELECT item, state FROM queue ORDER BY state='pending', number, seq").fetchall()
+        return [(QueueItem.from_wire(json.loads(item)), state) for item, state in rows]
 
     def delete_history(self, prompt_ids: Iterable[str]) -> None:
         with self._tx() as db:

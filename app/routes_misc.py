@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from app.errors import NotFound
+from app.safe_paths import confine
 from app.state import EXTRA_ROUTES, WEB_ROOT, loom_of
 
 __all__ = ["routes", "web_directories", "TEMPLATE_FOLDERS"]
@@ -96,6 +98,26 @@ async def workflow_templates(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+def _template_folder(request: web.Request, pack: str) -> Path | None:
+    for folder in _pack_dirs(request):
+        if folder.name == pack:
+            return next((folder / sub for sub in TEMPLATE_FOLDERS if (folder / sub).is_dir()), None)
+    return None
+
+
+async def workflow_template_file(request: web.Request) -> web.StreamResponse:
+    """A file of a custom node pack's template folder (ComfyUI serves these folders statically)."""
+    pack, rel = request.match_info["pack"], request.match_info["path"]
+    folder = _template_folder(request, pack)
+    if folder is None:
+        raise NotFound(f"custom node pack {pack!r} has no workflow templates", "GET /workflow_templates lists them",
+                       type_="file_not_found")
+    path = confine(folder, rel, what="template file")
+    if not path.is_file():
+        raise NotFound(f"template file {pack}/{rel} not found", type_="file_not_found")
+    return web.FileResponse(path)
+
+
 def _subgraphs(request: web.Request) -> dict[str, tuple[dict[str, Any], Path]]:
     found: dict[str, tuple[dict[str, Any], Path]] = {}
     for pack in _pack_dirs(request):
@@ -127,10 +149,19 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(request.app.get(EXTRA_ROUTES, [])))
 
 
+async def node_replacements(request: web.Request) -> web.Response:
+    """ComfyUI's node replacement table (old node id -> replacements); Loom registers none."""
+    return web.json_response({})
+
+
 def routes() -> list[tuple[str, str, Any]]:
+    from app import routes_assets, templates
+
     return [
         ("GET", "/extensions", extensions), ("GET", "/i18n", i18n),
         ("GET", "/workflow_templates", workflow_templates),
+        ("GET", "/workflow_templates/{pack}/{path:.+}", workflow_template_file),
         ("GET", "/global_subgraphs", global_subgraphs), ("GET", "/global_subgraphs/{id}", global_subgraph),
-        ("GET", "/openapi.json", openapi),
+        ("GET", "/openapi.json", openapi), ("GET", "/node_replacements", node_replacements),
+        *templates.routes(), *routes_assets.routes(),
     ]

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from app.errors import BadRequest, PromptRejected, error_body, read_json
 from app.queue_store import QueueItem
+from app.routes_jobs import canonical_job_id
 from app.state import loom_of
 
 __all__ = ["routes", "SENSITIVE_KEYS", "parse_int_param", "broadcast_status"]
@@ -18,7 +19,6 @@ __all__ = ["routes", "SENSITIVE_KEYS", "parse_int_param", "broadcast_status"]
 log = logging.getLogger("loom.routes")
 
 SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
-MAX_PROMPT_ID = 256
 
 
 def parse_int_param(request: web.Request, name: str, *, minimum: int = 0) -> int | None:
@@ -53,7 +53,7 @@ async def _json_object(request: web.Request, *, required: bool) -> dict[str, Any
 def _envelope_error(key: str, expected: str, got: Any) -> BadRequest:
     return BadRequest(f"POST /prompt: '{key}' must be {expected}, got {type(got).__name__}",
                       "fix the request envelope (spec: client_id str, extra_data object, number numeric, "
-                      "front bool, prompt_id str, partial_execution_targets list of str)",
+                      "front bool, prompt_id a UUID string, partial_execution_targets list of str)",
                       type_="invalid_envelope", extra_info={"key": key})
 
 
@@ -76,8 +76,11 @@ def _check_envelope(body: dict[str, Any]) -> None:
         if extra.get("preview_method") is not None and not isinstance(extra["preview_method"], str):
             raise _envelope_error("extra_data.preview_method", "a string", extra["preview_method"])
     pid = body.get("prompt_id")
-    if pid is not None and (not isinstance(pid, str) or not pid or len(pid) > MAX_PROMPT_ID):
-        raise _envelope_error("prompt_id", f"a non-empty string of at most {MAX_PROMPT_ID} characters", pid)
+    if pid is not None and canonical_job_id(pid) is None:
+        got = repr(pid[:80]) if isinstance(pid, str) else f"a {type(pid).__name__}"
+        raise BadRequest(f"POST /prompt: 'prompt_id' must be a UUID string such as '{uuid.uuid4()}', got {got}",
+                         "leave prompt_id out to let the server pick one, or send a fresh str(uuid.uuid4())",
+                         type_="invalid_prompt_id", extra_info={"key": "prompt_id"})
     targets = body.get("partial_execution_targets")
     if targets is not None and (not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)):
         raise _envelope_error("partial_execution_targets", "a list of node id strings", targets)
@@ -91,11 +94,26 @@ def _node_errors(valid: Any) -> dict[str, Any]:
     return warnings if isinstance(warnings, dict) else {}
 
 
+def _duplicate(prompt_id: str) -> BadRequest:
+    return BadRequest(f"POST /prompt: prompt_id {prompt_id!r} is already queued or in the history; "
+                      "a prompt id is used once", "use a fresh prompt_id or leave it out",
+                      type_="duplicate_prompt_id", extra_info={"prompt_id": prompt_id})
+
+
 async def get_prompt(request: web.Request) -> web.Response:
     return web.json_response({"exec_info": {"queue_remaining": loom_of(request).queue.remaining()}})
 
 
 async def post_prompt(request: web.Request) -> web.Response:
+    """Validate and queue a prompt. Every 400 carries `error` {type, message, details, extra_info} and
+    `node_errors` (empty when no node is to blame), the two keys ComfyUI's clients read."""
+    try:
+        return await _post_prompt(request)
+    except BadRequest as exc:
+        raise PromptRejected({**exc.to_wire(), "node_errors": {}}) from None
+
+
+async def _post_prompt(request: web.Request) -> web.Response:
     loom = loom_of(request)
     body = await _json_object(request, required=True)
     for handler in list(loom.on_prompt_handlers):
@@ -116,7 +134,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     _check_envelope(body)
     number = loom.queue.assign_number(body.get("number"), bool(body.get("front")))
     valid = loom.validate(prompt, body.get("partial_execution_targets"))
-    prompt_id = body.get("prompt_id") or str(uuid.uuid4())
+    prompt_id = canonical_job_id(body.get("prompt_id")) or str(uuid.uuid4())
+    if loom.queue.is_known(prompt_id):  # refused before validation work; enqueue checks again atomically
+        raise _duplicate(prompt_id)
     extra_data = dict(body.get("extra_data") or {})
     if body.get("client_id") is not None:
         extra_data["client_id"] = body["client_id"]
@@ -126,9 +146,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     item = QueueItem(number, prompt_id, getattr(valid, "prompt", prompt), extra_data, outputs)
     try:
         loom.queue.enqueue(item, sensitive)
-    except ValueError as exc:
-        raise BadRequest(f"POST /prompt: {exc}", "use a fresh prompt_id or leave it out",
-                         type_="duplicate_prompt_id") from None
+    except ValueError:
+        raise _duplicate(prompt_id) from None
     loom.backend.submit(item)
     broadcast_status(request)
     return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": _node_errors(valid)})

@@ -18,8 +18,10 @@ log = logging.getLogger("loom.ws")
 def server_features(request: web.Request) -> dict[str, Any]:
     """The server feature flags (GET /features and the websocket reply)."""
     loom = loom_of(request)
+    # ComfyUI v0.4x's core flags. `assets` is False as in a ComfyUI started without --enable-assets: Loom serves
+    # the read-only asset routes (app/routes_assets.py) but not uploads, tag edits or hashes.
     return {"supports_preview_metadata": True, "max_upload_size": loom.config.max_upload_bytes,
-            "extension": {"manager": {"supports_v4": True}}}
+            "extension": {"manager": {"supports_v4": True}}, "node_replacements": True, "assets": False}
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:

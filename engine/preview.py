@@ -1,18 +1,30 @@
-"""Cheap latent -> RGB previews through a latent format's linear factor matrix (no VAE decode)."""
+"""Cheap latent -> RGB previews through a latent format's linear factor matrix (no VAE decode).
+
+torch and PIL are imported inside the functions: the server's event sink imports the preview-method rule
+from here on its torch-free start-up path.
+"""
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from PIL import Image
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine.latent_formats import LatentFormat
 
-__all__ = ["latent_to_rgb", "latent_preview"]
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from engine.handles import ModelHandle
+
+__all__ = ["PREVIEW_METHODS", "effective_preview_method", "latent_to_rgb", "latent_preview"]
+
+PREVIEW_METHODS = frozenset({"none", "auto", "latent2rgb", "taesd"})
 
 
 def latent_to_rgb(latent: torch.Tensor, fmt: LatentFormat) -> torch.Tensor:
     """[C,h,w] or [B,C,h,w] model-space latent -> [h,w,3] (first item) RGB in 0..1."""
+    import torch
+
     if not fmt.latent_rgb_factors:
         raise ValueError(f"latent format {fmt.name} has no RGB preview factors")
     x = latent[0] if latent.ndim == 4 else latent
@@ -26,20 +38,28 @@ def latent_to_rgb(latent: torch.Tensor, fmt: LatentFormat) -> torch.Tensor:
     return ((rgb + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def latent_preview(source: Any, latent: torch.Tensor, method: str = "latent2rgb",
-                   max_size: int = 512) -> Image.Image | None:
-    """PIL preview of a model-space latent (a sampler callback's x0), at most ``max_size`` pixels.
+def effective_preview_method(server_default: str, extra_data: Mapping[str, Any]) -> str:
+    """The one place the preview method is decided: ``extra_data.preview_method`` overrides the server's
+    ``--preview-method`` unless it is missing, "default" or unknown (ComfyUI semantics)."""
+    requested = extra_data.get("preview_method")
+    if isinstance(requested, str) and requested in PREVIEW_METHODS:
+        return requested
+    return server_default
 
-    ``source`` is a LatentFormat or anything with ``.latent_format`` (a MODEL handle). Returns None for
-    ``method`` "none" or a format without preview factors. Every other method uses the factor matrix.
+
+def latent_preview(source: LatentFormat | ModelHandle, latent: torch.Tensor,
+                   method: str = "latent2rgb") -> Image.Image | None:
+    """PIL preview of a model-space latent (a sampler callback's x0), one pixel per latent cell.
+
+    ``source`` is a LatentFormat or a MODEL handle. Returns None for ``method`` "none" or a format without
+    preview factors. Every other method uses the factor matrix. The event sink shrinks the image to the
+    server's ``--preview-size`` when it encodes the frame, so it is not resized here.
     """
-    fmt = source if isinstance(source, LatentFormat) else getattr(source, "latent_format", None)
-    if method == "none" or fmt is None or not fmt.latent_rgb_factors:
+    import torch
+    from PIL import Image
+
+    fmt = source if isinstance(source, LatentFormat) else source.latent_format
+    if method in ("none", "") or not fmt.latent_rgb_factors:
         return None
     rgb = latent_to_rgb(latent, fmt)
-    img = Image.fromarray((rgb * 255.0).round().to(torch.uint8).cpu().numpy(), mode="RGB")
-    if max(img.size) > max_size:
-        scale = max_size / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                         Image.Resampling.BILINEAR)
-    return img
+    return Image.fromarray((rgb * 255.0).round().to(torch.uint8).cpu().numpy(), mode="RGB")

@@ -69,6 +69,16 @@ class AsyncCalls:
             raise ExecutionInterrupted("Processing interrupted while async nodes were running")
         self._release_finished()
 
+    def finish(self, returns: list[Any]) -> list[Any]:
+        """Wait until the tasks among ``returns`` are done (other tasks keep running) and return the results."""
+        tasks = [r for r in returns if isinstance(r, asyncio.Future)]
+        while self._loop is not None and any(not t.done() for t in tasks):
+            self._loop.run_until_complete(asyncio.wait(tasks, timeout=0.05))
+            if self._interrupt.is_set():
+                self._interrupt.clear()
+                raise ExecutionInterrupted("Processing interrupted while check_lazy_status was running")
+        return results_of(returns)
+
     def close(self) -> None:
         """Cancel what still runs and close the loop."""
         if self._loop is None:

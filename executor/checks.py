@@ -5,7 +5,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from executor.contract import call_input_types, hidden_inputs, return_types
+from executor.blocking import run_blocking
+from executor.contract import HIDDEN_VALUES, call_input_types, hidden_inputs, return_types
 from executor.prompt import Prompt, unwrap_value
 from executor.registry import NodeRegistry, _jsonable
 
@@ -28,15 +29,25 @@ def types_compatible(received: Any, expected: Any) -> bool:
     return "*" in got or "*" in want or bool(got & want)
 
 
+def type_name(type_: Any) -> str | None:
+    """A declared input type as a plain string (None for a COMBO list).
+
+    Literal checks compare this, not the declared object: packs declare "any" types as ``str`` subclasses
+    whose ``==`` says yes to every name, and such an input must not be treated as INT or COMBO.
+    """
+    return str.__str__(type_) if isinstance(type_, str) else None
+
+
 def coerce_literal(type_: Any, value: Any) -> Any:
     """Convert a literal for a widget type like ComfyUI does (``int()``, ``float()``, ``str()``, ``bool()``)."""
-    if type_ == "INT":
+    name = type_name(type_)
+    if name == "INT":
         return int(value)
-    if type_ == "FLOAT":
+    if name == "FLOAT":
         return float(value)
-    if type_ == "STRING":
+    if name == "STRING":
         return str(value)
-    if type_ == "BOOLEAN":
+    if name == "BOOLEAN":
         return bool(value)
     return value
 
@@ -65,7 +76,7 @@ def _check_literal(name: str, type_: Any, options: Mapping[str, Any], config: An
         return _err("value_smaller_than_min", f"Value {val} smaller than min of {lo}", name, base)
     if hi is not None and _is_number(hi) and _is_number(val) and val > hi:
         return _err("value_bigger_than_max", f"Value {val} bigger than max of {hi}", name, base)
-    if isinstance(type_, (list, tuple)) or type_ == "COMBO":
+    if isinstance(type_, (list, tuple)) or type_name(type_) == "COMBO":
         choices = list(type_) if isinstance(type_, (list, tuple)) else list(options.get("options") or [])
         if val not in choices:
             if len(choices) > 20:
@@ -157,11 +168,14 @@ def _run_validator(vfunc: Callable[..., Any], vnames: set[str], vkwargs: bool, n
         if name in declared or name in vnames or vkwargs:
             values[name] = None if isinstance(val, (list, tuple)) else unwrap_value(val)
     for name, kind in hidden_inputs(types).items():
-        values[name] = {"PROMPT": prompt, "UNIQUE_ID": node_id}.get(kind)
+        if kind in HIDDEN_VALUES:  # a hidden input of an ordinary type keeps the value the prompt gives
+            values[name] = {"PROMPT": prompt, "UNIQUE_ID": node_id}.get(kind)
     chosen = {k: v for k, v in values.items() if vkwargs or k in vnames}
     if "input_types" in vnames:
         chosen["input_types"] = received_types
     ret = vfunc(**chosen)
+    if inspect.isawaitable(ret):  # an `async def VALIDATE_INPUTS`
+        ret = run_blocking(ret)
     if ret is True:
         return []
     suffix = "" if ret is False else f" - {ret}"

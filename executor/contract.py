@@ -148,7 +148,8 @@ def check_node_class(name: str, cls: Any) -> None:
     for attr, kind in (("CATEGORY", str), ("DESCRIPTION", str)):
         if hasattr(cls, attr) and not isinstance(getattr(cls, attr), kind):
             raise _fail(name, f"{attr} must be a string, got {getattr(cls, attr)!r}")
-    for attr in ("OUTPUT_NODE", "INPUT_IS_LIST", "NOT_IDEMPOTENT", "DEPRECATED", "EXPERIMENTAL"):
+    # INPUT_IS_LIST is read for its truth value, as ComfyUI does (packs write `INPUT_IS_LIST = (True,)`)
+    for attr in ("OUTPUT_NODE", "NOT_IDEMPOTENT", "DEPRECATED", "EXPERIMENTAL"):
         if hasattr(cls, attr) and not isinstance(getattr(cls, attr), bool):
             raise _fail(name, f"{attr} must be True or False, got {getattr(cls, attr)!r}")
 

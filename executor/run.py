@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from executor.async_calls import AsyncCalls, results_of
 from executor.cache import CacheEntry
 from executor.context import NodeContext, enter, leave
-from executor.contract import ClassInfo
+from executor.contract import HIDDEN_VALUES, ClassInfo
 from executor.dynprompt import DynamicPrompt, hidden_value
 from executor.errors import DependencyCycleError, ExecutionInterrupted, NodeContractError
 from executor.events import EventSink, InterruptFlag, now_ms
@@ -139,7 +139,7 @@ class PromptRun:
             self.progress.flush()
             self._interrupted(node_id)
         except DependencyCycleError as err:
-            self._error(err.nodes[0], err, "graph.DependencyCycleError", [])
+            self._error(self._cycle_blame(err.nodes), err, "graph.DependencyCycleError", [])
         except Exception as err:  # a node failed: report it fully, keep the executor alive
             self._error(node_id, err, full_type_name(type(err)), traceback.format_tb(err.__traceback__))
         else:
@@ -148,6 +148,14 @@ class PromptRun:
         finally:
             self.calls.close()
         return self.outcome
+
+    def _cycle_blame(self, cycle: list[str]) -> str:
+        """The node a cycle is reported on: the one that expanded into it, else the cycle's first node."""
+        for node_id in cycle:
+            display = self.dyn.get_display_node_id(node_id)
+            if display != node_id:
+                return display
+        return cycle[0]
 
     def _node_type(self, node_id: str | None) -> str | None:
         if node_id is None or not self.dyn.has_node(node_id):
@@ -255,11 +263,12 @@ class PromptRun:
                 entry = self.lookup(value[0])
                 index = int(value[1])
                 data[name] = entry.outputs[index] if entry is not None and index < len(entry.outputs) else [None]
-            elif name in declared or (info.open_sections and info.declares(name)):
+            elif name in declared or name in info.hidden or (info.open_sections and info.declares(name)):
                 data[name] = [unwrap_value(value)]
         self.current_inputs = data
         for name, kind in info.hidden.items():
-            data = {**data, name: [hidden_value(kind, node_id, self.dyn, self.extra_data)]}
+            if kind in HIDDEN_VALUES:  # a hidden input of an ordinary type keeps what the prompt links or gives
+                data = {**data, name: [hidden_value(kind, node_id, self.dyn, self.extra_data)]}
         return data
 
     def _missing(self, node: Mapping[str, Any], name: str) -> bool:
@@ -272,7 +281,8 @@ class PromptRun:
         if check is None:
             return False
         names: list[str] = []
-        for requested in self.map_calls(node_id, check, data, info, blockers=False):
+        answers = self.map_calls(node_id, check, data, info, blockers=False)
+        for requested in self.calls.finish(answers):  # an `async def check_lazy_status` is awaited here
             if isinstance(requested, (list, tuple)):
                 names.extend(n for n in requested if isinstance(n, str))
         wanted = [n for n in dict.fromkeys(names) if self._missing(node, n)]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any
 
-from executor.contract import ClassInfo, accepted_kwargs
+from executor.contract import HIDDEN_VALUES, ClassInfo, accepted_kwargs
 from executor.dynprompt import DynamicPrompt, hidden_value
 from executor.graph_utils import is_link
 from executor.prompt import unwrap_value
@@ -132,9 +132,11 @@ class Signatures:
         return blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
     def _is_changed(self, info: ClassInfo, node_id: str, inputs: Mapping[str, Any]) -> str | None:
-        kwargs = {k: (None if is_link(v) else unwrap_value(v)) for k, v in inputs.items() if k in info.declared}
+        kwargs = {k: (None if is_link(v) else unwrap_value(v)) for k, v in inputs.items()
+                  if k in info.declared or k in info.hidden}
         for name, kind in info.hidden.items():
-            kwargs[name] = hidden_value(kind, node_id, self._dyn, self._extra)
+            if kind in HIDDEN_VALUES:  # a hidden input of an ordinary type keeps the prompt's literal
+                kwargs[name] = hidden_value(kind, node_id, self._dyn, self._extra)
         try:
             func = info.cls.IS_CHANGED  # type: ignore[attr-defined]
             result = func(**accepted_kwargs(func, kwargs))

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from executor.registry import NodeRegistry
+    from nodes.services import NodeServices
 
 __all__ = ["register_builtin_nodes", "builtin_node_classes", "CATEGORY_MODULES"]
 
@@ -26,6 +30,12 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.custom_sigmas",
     "nodes.model_patches",
     "nodes.upscale",
+    "nodes.batch",
+    "nodes.strings",
+    "nodes.image_utils",
+    "nodes.latent_utils",
+    "nodes.save_animated",
+    "nodes.template_staples",
     "nodes.adapters",
     "nodes.clip_vision",
 )
@@ -41,13 +51,13 @@ def builtin_node_classes() -> dict[str, type]:
     return classes
 
 
-def bind(cls: type, services: Any) -> type:
+def bind(cls: type, services: NodeServices) -> type:
     """A subclass of `cls` carrying `services`, so one registry's nodes see that instance's folders."""
     return type(cls.__name__, (cls,), {"services": services, "__module__": cls.__module__,
                                        "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
 
 
-def register_builtin_nodes(registry: Any, services: Any) -> None:
+def register_builtin_nodes(registry: NodeRegistry, services: NodeServices) -> None:
     """Register every built-in node class on `registry`, bound to `services` (see docs/architecture.md)."""
     for name, cls in builtin_node_classes().items():
         display = getattr(cls, "DISPLAY_NAME", None) or name

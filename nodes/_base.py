@@ -1,11 +1,22 @@
-"""Shared pieces of the built-in nodes: the services binding and errors that name node and input."""
+"""Shared pieces of the built-in nodes: the services binding, input-schema type and errors that name node and input."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from engine.types import Latent
+from executor.context import NodeContext, current
 from nodes.services import NodeServices
 
-__all__ = ["BuiltinNode", "NodeInputError", "node_label", "input_error"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["BuiltinNode", "InputTypes", "NodeInputError", "node_label", "input_error", "progress_context",
+           "latent_samples", "resize_mask_to"]
+
+# What INPUT_TYPES returns: {"required" | "optional" | "hidden": {input name: spec}}. It is the wire schema
+# of /object_info; a spec is a (type or option list, options dict) tuple or a hidden-input name, so the
+# inner values stay Any, in this one place.
+InputTypes = dict[str, dict[str, Any]]
 
 
 class NodeInputError(ValueError):
@@ -22,7 +33,7 @@ class BuiltinNode:
 
     @classmethod
     def _services(cls) -> NodeServices:
-        services: NodeServices | None = getattr(cls, "services", None)
+        services: NodeServices | None = getattr(cls, "services", None)  # unset on an unbound class
         if services is None:
             raise RuntimeError(
                 f"{cls.__name__} is not bound to NodeServices; register it with "
@@ -33,12 +44,10 @@ class BuiltinNode:
 
 def node_label(class_name: str) -> str:
     """`"node 5 (LoadImage)"` while executing, else just the class name."""
-    try:
-        from executor.context import current
-    except ImportError:
-        return class_name
     ctx = current()
-    node_id = getattr(ctx, "display_node_id", None) or getattr(ctx, "node_id", None) if ctx else None
+    if ctx is None:
+        return class_name
+    node_id = ctx.display_node_id or ctx.node_id
     return f"node {node_id} ({class_name})" if node_id is not None else class_name
 
 
@@ -47,10 +56,24 @@ def input_error(class_name: str, input_name: str, message: str) -> NodeInputErro
     return NodeInputError(f"{node_label(class_name)}, input '{input_name}': {message}")
 
 
-def progress_context() -> Any:
+def progress_context() -> NodeContext | None:
     """The executor's NodeContext of the running node, or None outside execution."""
-    try:
-        from executor.context import current
-    except ImportError:
-        return None
     return current()
+
+
+def latent_samples(latent: Latent, class_name: str, input_name: str) -> torch.Tensor:
+    """The `samples` tensor of a LATENT dict; a `NodeInputError` naming node and input when it is not one."""
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise input_error(class_name, input_name,
+                          f"expected a LATENT dict with 'samples', got {type(latent).__name__}")
+    return latent["samples"]
+
+
+def resize_mask_to(mask: torch.Tensor, pixels: torch.Tensor, class_name: str) -> torch.Tensor:
+    """`engine.image_ops.resize_mask_to`, its refusal as a `NodeInputError` on the node's `mask` input."""
+    from engine import image_ops
+
+    try:
+        return image_ops.resize_mask_to(mask, pixels)
+    except ValueError as exc:
+        raise input_error(class_name, "mask", str(exc)) from exc

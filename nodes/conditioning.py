@@ -5,25 +5,27 @@ Prompt encoding and clip skip are in `nodes.text_encoders`.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import center_crop_to_multiple, grey_masked, resize_mask_to
+from engine.image_ops import center_crop_to_multiple, grey_masked
+from engine.types import Conditioning, CondOptions, CondPair, Latent
+from nodes._base import BuiltinNode, InputTypes, input_error, resize_mask_to
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
     import torch
+
+    from engine.handles import VaeHandle
 
 
 __all__ = ["ConditioningCombine", "ConditioningAverage", "ConditioningConcat", "ConditioningSetArea",
            "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength", "ConditioningSetMask",
            "ConditioningZeroOut", "ConditioningSetTimestepRange", "InpaintModelConditioning", "set_values"]
 
-Conditioning = list[list[Any]]
 log = logging.getLogger(__name__)
 
 
-def set_values(conditioning: Conditioning, values: dict[str, Any], append: bool = False) -> Conditioning:
+def set_values(conditioning: Conditioning, values: CondOptions, append: bool = False) -> Conditioning:
     """A copy of `conditioning` with `values` set on every entry's options dict.
 
     With `append`, a list already under a key is extended instead (ComfyUI's `conditioning_set_values`).
@@ -49,14 +51,14 @@ class ConditioningCombine(BuiltinNode):
     FUNCTION = "combine"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning_1": ("CONDITIONING",), "conditioning_2": ("CONDITIONING",)}}
 
     def combine(self, conditioning_1: Conditioning, conditioning_2: Conditioning) -> tuple[Conditioning]:
         return (list(conditioning_1) + list(conditioning_2),)
 
 
-def _first_from(conditioning_from: Conditioning, node: str) -> list[Any]:
+def _first_from(conditioning_from: Conditioning, node: str) -> CondPair:
     if not conditioning_from:
         raise input_error(node, "conditioning_from", "the conditioning is empty; connect an encoded prompt")
     if len(conditioning_from) > 1:
@@ -77,7 +79,7 @@ class ConditioningAverage(BuiltinNode):
     FUNCTION = "addWeighted"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning_to": ("CONDITIONING",), "conditioning_from": ("CONDITIONING",),
                              "conditioning_to_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0,
                                                                     "step": 0.01})}}
@@ -114,7 +116,7 @@ class ConditioningConcat(BuiltinNode):
     FUNCTION = "concat"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning_to": ("CONDITIONING",), "conditioning_from": ("CONDITIONING",)}}
 
     def concat(self, conditioning_to: Conditioning, conditioning_from: Conditioning) -> tuple[Conditioning]:
@@ -140,7 +142,7 @@ class ConditioningSetArea(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "conditioning": ("CONDITIONING",),
@@ -167,7 +169,7 @@ class ConditioningSetAreaPercentage(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         frac = {"min": 0, "max": 1.0, "step": 0.01}
         return {
             "required": {
@@ -194,7 +196,7 @@ class ConditioningSetAreaStrength(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",),
                              "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01})}}
 
@@ -211,7 +213,7 @@ class ConditioningSetMask(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "conditioning": ("CONDITIONING",),
@@ -237,7 +239,7 @@ class ConditioningZeroOut(BuiltinNode):
     FUNCTION = "zero_out"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",)}}
 
     def zero_out(self, conditioning: Conditioning) -> tuple[Conditioning]:
@@ -260,7 +262,7 @@ class ConditioningSetTimestepRange(BuiltinNode):
     FUNCTION = "set_range"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "conditioning": ("CONDITIONING",),
@@ -282,7 +284,7 @@ class InpaintModelConditioning(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "positive": ("CONDITIONING",),
@@ -296,15 +298,15 @@ class InpaintModelConditioning(BuiltinNode):
             }
         }
 
-    def encode(self, positive: Conditioning, negative: Conditioning, vae: Any, pixels: torch.Tensor,
-               mask: torch.Tensor, noise_mask: bool = True) -> tuple[Conditioning, Conditioning, dict[str, Any]]:
+    def encode(self, positive: Conditioning, negative: Conditioning, vae: VaeHandle, pixels: torch.Tensor,
+               mask: torch.Tensor, noise_mask: bool = True) -> tuple[Conditioning, Conditioning, Latent]:
         m = resize_mask_to(mask, pixels, "InpaintModelConditioning")
         cropped, y0, x0 = center_crop_to_multiple(pixels)
         h, w = cropped.shape[1], cropped.shape[2]
         m = m[:, :, y0 : y0 + h, x0 : x0 + w]
         concat_latent = vae.encode(grey_masked(cropped, m)[..., :3])
         orig_latent = vae.encode(cropped[..., :3])
-        latent: dict[str, Any] = {"samples": orig_latent}
+        latent: Latent = {"samples": orig_latent}
         if noise_mask:
             latent["noise_mask"] = m
         extra = {"concat_latent_image": concat_latent, "concat_mask": m}

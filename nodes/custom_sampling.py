@@ -6,13 +6,17 @@ nodes check inputs, name the node and input in errors, and wire progress and pre
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
-from nodes._base import BuiltinNode, input_error
-from nodes.sampling import SEED_MAX, _callback, _fix_empty_latent_channels, sampler_names, scheduler_names
+from engine.types import Conditioning, Guider, Latent, NoiseSource, SamplerValue
+from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes.sampling import SEED_MAX, _callback, sampler_names, scheduler_names
 
 if TYPE_CHECKING:
     import torch
+
+    from engine.handles import ModelHandle
+    from engine.sampling.custom import CFGGuide, EmptyNoise, GaussianNoise, SamplerChoice
 
 __all__ = ["NODES"]
 
@@ -23,7 +27,7 @@ _SIGMA_MIN = ("FLOAT", {"default": 0.0291675, "min": 0.0, "max": 5000.0, "step":
 _SEED = ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True})
 
 
-def _sigmas_in(node: str, sigmas: Any, name: str = "sigmas") -> torch.Tensor:
+def _sigmas_in(node: str, sigmas: object, name: str = "sigmas") -> torch.Tensor:
     import torch
 
     if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1:
@@ -32,17 +36,17 @@ def _sigmas_in(node: str, sigmas: Any, name: str = "sigmas") -> torch.Tensor:
     return sigmas
 
 
-def _model_in(node: str, model: Any, name: str = "model") -> Any:
+def _model_in(node: str, model: object, name: str = "model") -> ModelHandle:
     if model is None or not hasattr(model, "model_sampling"):
         raise input_error(node, name, f"expected a MODEL (connect a loader's MODEL output), got "
                                       f"{type(model).__name__}")
-    return model
+    return cast("ModelHandle", model)  # checked above by duck type: packs may pass their own handles
 
 
-def _latent_in(node: str, latent: Any) -> dict[str, Any]:
+def _latent_in(node: str, latent: object) -> Latent:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise input_error(node, "latent_image", f"expected a LATENT dict, got {type(latent).__name__}")
-    return latent
+    return cast(Latent, latent)
 
 
 # --------------------------------------------------------------------------------------------- samplers
@@ -54,10 +58,10 @@ class KSamplerSelect(BuiltinNode):
     FUNCTION = "get_sampler"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sampler_name": (sampler_names(),)}}
 
-    def get_sampler(self, sampler_name: str) -> tuple[Any]:
+    def get_sampler(self, sampler_name: str) -> tuple[SamplerChoice]:
         from engine.sampling.custom import SamplerChoice
         from engine.sampling.samplers import get_sampler
 
@@ -81,11 +85,11 @@ class BasicScheduler(SchedulerNode):
     """The model's named schedule; denoise < 1 keeps the last steps + 1 sigmas of a longer one (like KSampler)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "scheduler": (scheduler_names(),), "steps": _STEPS,
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
-    def get_sigmas(self, model: Any, scheduler: str, steps: int, denoise: float) -> tuple[torch.Tensor]:
+    def get_sigmas(self, model: ModelHandle, scheduler: str, steps: int, denoise: float) -> tuple[torch.Tensor]:
         import torch
 
         from engine.sampling.schedulers import calculate_sigmas
@@ -109,7 +113,7 @@ class KarrasScheduler(SchedulerNode):
     """Karras et al. 2022 rho schedule between sigma_max and sigma_min (trailing 0)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN,
                              "rho": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.01,
                                                "round": False})}}
@@ -124,7 +128,7 @@ class ExponentialScheduler(SchedulerNode):
     """Sigmas evenly spaced in log sigma from sigma_max to sigma_min (trailing 0)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN}}
 
     def get_sigmas(self, steps: int, sigma_max: float, sigma_min: float) -> tuple[torch.Tensor]:
@@ -137,7 +141,7 @@ class PolyexponentialScheduler(SchedulerNode):
     """Log sigma following a rho-th power ramp (rho 1 = exponential)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN,
                              "rho": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01,
                                                "round": False})}}
@@ -152,11 +156,11 @@ class SDTurboScheduler(SchedulerNode):
     """SD-Turbo's few-step schedule: timesteps 999, 899, ..., entered later for denoise < 1."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "steps": ("INT", {"default": 1, "min": 1, "max": 10}),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0, "max": 1.0, "step": 0.01})}}
 
-    def get_sigmas(self, model: Any, steps: int, denoise: float) -> tuple[torch.Tensor]:
+    def get_sigmas(self, model: ModelHandle, steps: int, denoise: float) -> tuple[torch.Tensor]:
         from engine.sampling.custom import sd_turbo_sigmas
 
         return (sd_turbo_sigmas(_model_in("SDTurboScheduler", model).model_sampling, steps, denoise),)
@@ -166,11 +170,11 @@ class BetaSamplingScheduler(SchedulerNode):
     """Beta-distribution timestep spacing over the model's schedule (Lee et al. 2024)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         knob = ("FLOAT", {"default": 0.6, "min": 0.0, "max": 50.0, "step": 0.01, "round": False})
         return {"required": {"model": ("MODEL",), "steps": _STEPS, "alpha": knob, "beta": knob}}
 
-    def get_sigmas(self, model: Any, steps: int, alpha: float, beta: float) -> tuple[torch.Tensor]:
+    def get_sigmas(self, model: ModelHandle, steps: int, alpha: float, beta: float) -> tuple[torch.Tensor]:
         from engine.sampling.schedulers import beta_sigmas
 
         return (beta_sigmas(_model_in("BetaSamplingScheduler", model).model_sampling, steps, alpha, beta),)
@@ -186,10 +190,10 @@ class SplitSigmas(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",), "step": ("INT", {"default": 0, "min": 0, "max": 10000})}}
 
-    def get_sigmas(self, sigmas: Any, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_sigmas(self, sigmas: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         from engine.sampling.custom import split_sigmas
 
         return split_sigmas(_sigmas_in("SplitSigmas", sigmas), step)
@@ -204,11 +208,11 @@ class SplitSigmasDenoise(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
-    def get_sigmas(self, sigmas: Any, denoise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_sigmas(self, sigmas: torch.Tensor, denoise: float) -> tuple[torch.Tensor, torch.Tensor]:
         from engine.sampling.custom import split_sigmas_denoise
 
         return split_sigmas_denoise(_sigmas_in("SplitSigmasDenoise", sigmas), denoise)
@@ -222,10 +226,10 @@ class FlipSigmas(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",)}}
 
-    def get_sigmas(self, sigmas: Any) -> tuple[torch.Tensor]:
+    def get_sigmas(self, sigmas: torch.Tensor) -> tuple[torch.Tensor]:
         from engine.sampling.custom import flip_sigmas
 
         return (flip_sigmas(_sigmas_in("FlipSigmas", sigmas)),)
@@ -239,12 +243,12 @@ class SetFirstSigma(BuiltinNode):
     FUNCTION = "set_first_sigma"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("SIGMAS",), "sigma": ("FLOAT", {"default": 136.0, "min": 0.0,
                                                                          "max": 20000.0, "step": 0.001,
                                                                          "round": False})}}
 
-    def set_first_sigma(self, sigmas: Any, sigma: float) -> tuple[torch.Tensor]:
+    def set_first_sigma(self, sigmas: torch.Tensor, sigma: float) -> tuple[torch.Tensor]:
         sigmas = _sigmas_in("SetFirstSigma", sigmas).clone()
         if sigmas.shape[0] == 0:
             raise input_error("SetFirstSigma", "sigmas", "the schedule is empty; there is no first sigma to set")
@@ -261,10 +265,10 @@ class RandomNoise(BuiltinNode):
     FUNCTION = "get_noise"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"noise_seed": _SEED}}
 
-    def get_noise(self, noise_seed: int) -> tuple[Any]:
+    def get_noise(self, noise_seed: int) -> tuple[GaussianNoise]:
         from engine.sampling.custom import GaussianNoise
 
         return (GaussianNoise(int(noise_seed)),)
@@ -278,10 +282,10 @@ class DisableNoise(BuiltinNode):
     FUNCTION = "get_noise"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {}}
 
-    def get_noise(self) -> tuple[Any]:
+    def get_noise(self) -> tuple[EmptyNoise]:
         from engine.sampling.custom import EmptyNoise
 
         return (EmptyNoise(),)
@@ -296,11 +300,12 @@ class CFGGuider(BuiltinNode):
     FUNCTION = "get_guider"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
                              "cfg": _CFG}}
 
-    def get_guider(self, model: Any, positive: Any, negative: Any, cfg: float) -> tuple[Any]:
+    def get_guider(self, model: ModelHandle, positive: Conditioning, negative: Conditioning,
+                   cfg: float) -> tuple[CFGGuide]:
         from engine.sampling.custom import CFGGuide
 
         return (CFGGuide(_model_in("CFGGuider", model), positive, negative, float(cfg)),)
@@ -314,20 +319,21 @@ class BasicGuider(BuiltinNode):
     FUNCTION = "get_guider"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "conditioning": ("CONDITIONING",)}}
 
-    def get_guider(self, model: Any, conditioning: Any) -> tuple[Any]:
+    def get_guider(self, model: ModelHandle, conditioning: Conditioning) -> tuple[CFGGuide]:
         from engine.sampling.custom import basic_guide
 
         return (basic_guide(_model_in("BasicGuider", model), conditioning),)
 
 
 # --------------------------------------------------------------------------------------------- samplers
-def _run(node: str, guider: Any, noise: Any, sampler: Any, sigmas: Any, latent: dict[str, Any],
-         seed: int | None, preview_method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _run(node: str, guider: Guider, noise: NoiseSource, sampler: SamplerValue, sigmas: torch.Tensor, latent: Latent,
+         seed: int | None, preview_method: str) -> tuple[Latent, Latent]:
     """Shared body of SamplerCustom(Advanced): (output, denoised_output) LATENT copies."""
     from engine.sampling.custom import resolve_sampler, run_custom
+    from engine.sampling.ksampler import fix_empty_latent_channels
 
     sigmas = _sigmas_in(node, sigmas)
     try:
@@ -335,7 +341,7 @@ def _run(node: str, guider: Any, noise: Any, sampler: Any, sigmas: Any, latent: 
     except (TypeError, ValueError) as exc:
         raise input_error(node, "sampler", str(exc)) from None
     model = guider.model_patcher
-    samples = _fix_empty_latent_channels(model, latent["samples"])
+    samples = fix_empty_latent_channels(model, latent["samples"])
     latent = {**latent, "samples": samples}
     try:
         initial = noise.generate_noise(latent)
@@ -346,11 +352,11 @@ def _run(node: str, guider: Any, noise: Any, sampler: Any, sigmas: Any, latent: 
                                          f"{tuple(samples.shape)}")
     result = run_custom(guider, initial, samples, sampler, sigmas, noise_mask=latent.get("noise_mask"),
                         callback=_callback(preview_method, model), seed=seed)
-    out = dict(latent)
+    out = latent.copy()
     out["samples"] = result.samples
     if result.denoised is None:
         return out, out
-    denoised = dict(latent)
+    denoised = latent.copy()
     denoised["samples"] = result.denoised
     return out, denoised
 
@@ -364,7 +370,7 @@ class SamplerCustom(BuiltinNode):
     FUNCTION = "sample"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "model": ("MODEL",),
             "add_noise": ("BOOLEAN", {"default": True}),
@@ -377,8 +383,8 @@ class SamplerCustom(BuiltinNode):
             "latent_image": ("LATENT",),
         }}
 
-    def sample(self, model: Any, add_noise: bool, noise_seed: int, cfg: float, positive: Any, negative: Any,
-               sampler: Any, sigmas: Any, latent_image: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sample(self, model: ModelHandle, add_noise: bool, noise_seed: int, cfg: float, positive: Conditioning, negative: Conditioning,
+               sampler: SamplerValue, sigmas: torch.Tensor, latent_image: Latent) -> tuple[Latent, Latent]:
         from engine.sampling.custom import CFGGuide, EmptyNoise, GaussianNoise
 
         guider = CFGGuide(_model_in("SamplerCustom", model), positive, negative, float(cfg))
@@ -397,12 +403,12 @@ class SamplerCustomAdvanced(BuiltinNode):
     FUNCTION = "sample"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"noise": ("NOISE",), "guider": ("GUIDER",), "sampler": ("SAMPLER",),
                              "sigmas": ("SIGMAS",), "latent_image": ("LATENT",)}}
 
-    def sample(self, noise: Any, guider: Any, sampler: Any, sigmas: Any,
-               latent_image: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sample(self, noise: NoiseSource, guider: Guider, sampler: SamplerValue, sigmas: torch.Tensor,
+               latent_image: Latent) -> tuple[Latent, Latent]:
         node = "SamplerCustomAdvanced"
         if not callable(getattr(noise, "generate_noise", None)):
             raise input_error(node, "noise", f"expected a NOISE (e.g. from RandomNoise), got {type(noise).__name__}")

@@ -10,13 +10,16 @@ Laplace schedules, a typed-in schedule (ManualSigmas), and noise added to a late
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
+from engine.types import Latent, NoiseSource
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.custom_sampling import SchedulerNode, _latent_in, _model_in, _sigmas_in
 
 if TYPE_CHECKING:
     import torch
+
+    from engine.handles import ModelHandle
 
 __all__ = ["NODES", "laplace_sigmas", "parse_sigmas", "vp_sigmas"]
 
@@ -55,7 +58,7 @@ class VPScheduler(SchedulerNode):
     """Variance-preserving SDE schedule (beta_d, beta_min, eps_s), trailing 0."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "steps": _STEPS,
             "beta_d": ("FLOAT", {"default": 19.9, "min": 0.0, "max": 5000.0, "step": 0.01, "round": False}),
@@ -73,7 +76,7 @@ class LaplaceScheduler(SchedulerNode):
     """Laplace schedule around log sigma = mu with scale beta, between sigma_min and sigma_max."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "steps": _STEPS, "sigma_max": _SIGMA_MAX, "sigma_min": _SIGMA_MIN,
             "mu": ("FLOAT", {"default": 0.0, "min": -10.0, "max": 10.0, "step": 0.1, "round": False}),
@@ -98,7 +101,7 @@ class ManualSigmas(BuiltinNode):
     FUNCTION = "get_sigmas"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"sigmas": ("STRING", {"default": "1, 0.5", "multiline": False})}}
 
     def get_sigmas(self, sigmas: str) -> tuple[torch.Tensor]:
@@ -118,11 +121,11 @@ class AddNoise(BuiltinNode):
     FUNCTION = "add_noise"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "noise": ("NOISE",), "sigmas": ("SIGMAS",),
                              "latent_image": ("LATENT",)}}
 
-    def add_noise(self, model: Any, noise: Any, sigmas: Any, latent_image: Any) -> tuple[dict[str, Any]]:
+    def add_noise(self, model: ModelHandle, noise: NoiseSource, sigmas: torch.Tensor, latent_image: Latent) -> tuple[Latent]:
         import torch
 
         node = "AddNoise"
@@ -139,15 +142,13 @@ class AddNoise(BuiltinNode):
             raise input_error(node, "noise", f"the noise has shape {tuple(drawn.shape)} but the latent has "
                                              f"{tuple(samples.shape)}")
         scale = torch.abs(sigmas[0] - sigmas[-1]) if sigmas.shape[0] > 1 else sigmas[0]
-        fmt = getattr(model, "latent_format", None)
-        if fmt is None or not hasattr(fmt, "scale_factor"):
-            raise input_error(node, "model", "the model handle has no latent_format to scale latents with")
+        fmt = model.latent_format
         base = samples
         if torch.count_nonzero(samples) > 0:  # an empty latent stays 0 (no shift into model space)
-            base = fmt.process_in(samples) if hasattr(fmt, "process_in") else samples * fmt.scale_factor
+            base = fmt.process_in(samples)
         noisy = model.model_sampling.noise_scaling(scale.to(drawn.device), drawn, base.to(drawn.device))
-        noisy = fmt.process_out(noisy) if hasattr(fmt, "process_out") else noisy / fmt.scale_factor
-        out = dict(latent)
+        noisy = fmt.process_out(noisy)
+        out = latent.copy()
         out["samples"] = torch.nan_to_num(noisy, nan=0.0, posinf=0.0, neginf=0.0)
         return (out,)
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from nodes._base import BuiltinNode, input_error
+if TYPE_CHECKING:
+    from engine.clip_handle import ClipHandle
+    from engine.handles import ModelHandle, VaeHandle
+
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.loaders import _embeddings_dir, _loading_error, _resolve
 
 __all__ = ["DualCLIPLoader", "ModelSamplingDiscrete", "CheckpointLoader", "NODES"]
@@ -28,7 +32,7 @@ class DualCLIPLoader(BuiltinNode):
     FILE_INPUTS: ClassVar[Mapping[str, str]] = {"clip_name1": "text_encoders", "clip_name2": "text_encoders"}
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.get_filename_list("text_encoders")
         return {
             "required": {"clip_name1": (files,), "clip_name2": (files,), "type": (DUAL_CLIP_TYPES,)},
@@ -36,7 +40,7 @@ class DualCLIPLoader(BuiltinNode):
         }
 
     def load_clip(self, clip_name1: str, clip_name2: str, type: str = "sdxl", device: str = "default"
-                  ) -> tuple[Any]:
+                  ) -> tuple[ClipHandle]:
         from engine import loading
 
         if type != "sdxl":
@@ -62,11 +66,11 @@ class ModelSamplingDiscrete(BuiltinNode):
     FUNCTION = "patch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "sampling": (SAMPLING_TYPES,),
                              "zsnr": ("BOOLEAN", {"default": False, "advanced": True})}}
 
-    def patch(self, model: Any, sampling: str, zsnr: bool = False) -> tuple[Any]:
+    def patch(self, model: ModelHandle, sampling: str, zsnr: bool = False) -> tuple[ModelHandle]:
         from engine.sampling.model_sampling import ModelSamplingDiscrete as Sampling
 
         prediction = _PREDICTIONS.get(sampling)
@@ -102,12 +106,13 @@ class CheckpointLoader(BuiltinNode):
     FILE_INPUTS: ClassVar[Mapping[str, str]] = {"config_name": "configs", "ckpt_name": "checkpoints"}
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         paths = cls._services().paths
         return {"required": {"config_name": (paths.get_filename_list("configs"),),
                              "ckpt_name": (paths.get_filename_list("checkpoints"),)}}
 
-    def load_checkpoint(self, config_name: str, ckpt_name: str) -> tuple[Any, Any, Any]:
+    def load_checkpoint(self, config_name: str, ckpt_name: str
+                        ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
         from engine import loading
 
         services = self._services()

@@ -4,10 +4,10 @@ Blend, blur, sharpen, quantize and Canny are in `nodes.image_filters`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import common_upscale
+from engine.image_ops import common_upscale
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class ImageScale(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),
@@ -62,7 +62,7 @@ class ImageScaleBy(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),
@@ -87,7 +87,7 @@ class ImageInvert(BuiltinNode):
     FUNCTION = "invert"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",)}}
 
     def invert(self, image: torch.Tensor) -> tuple[torch.Tensor]:
@@ -103,7 +103,7 @@ class ImagePadForOutpaint(BuiltinNode):
     FUNCTION = "expand_image"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         side = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
         return {
             "required": {
@@ -147,7 +147,7 @@ class ImageBatch(BuiltinNode):
     FUNCTION = "batch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}}
 
     def batch(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor]:
@@ -172,7 +172,7 @@ class ImageCrop(BuiltinNode):
     FUNCTION = "crop"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),
@@ -197,7 +197,7 @@ class EmptyImage(BuiltinNode):
     FUNCTION = "generate"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "width": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
@@ -223,7 +223,7 @@ class ImageScaleToTotalPixels(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),
@@ -253,7 +253,7 @@ class RepeatImageBatch(BuiltinNode):
     FUNCTION = "repeat"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",), "amount": ("INT", {"default": 1, "min": 1, "max": 4096})}}
 
     def repeat(self, image: torch.Tensor, amount: int) -> tuple[torch.Tensor]:
@@ -268,7 +268,7 @@ class ImageFromBatch(BuiltinNode):
     FUNCTION = "frombatch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),

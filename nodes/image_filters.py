@@ -1,12 +1,12 @@
 """Image filters: blend modes, Gaussian blur, sharpen, palette quantize, Canny edges (ComfyUI names and inputs)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import bayer_offsets, canny_edges, common_upscale, filter2d_reflect, post_kernel
+from engine.image_ops import bayer_offsets, canny_edges, common_upscale, filter2d_reflect, post_kernel
+from nodes._base import BuiltinNode, InputTypes, input_error
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +26,7 @@ class ImageBlend(BuiltinNode):
     FUNCTION = "blend_images"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image1": ("IMAGE",),
@@ -85,7 +85,7 @@ class ImageBlur(BuiltinNode):
     FUNCTION = "blur"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),
@@ -111,7 +111,7 @@ class ImageSharpen(BuiltinNode):
     FUNCTION = "sharpen"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),
@@ -144,7 +144,7 @@ class ImageQuantize(BuiltinNode):
     FUNCTION = "quantize"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "image": ("IMAGE",),
@@ -192,7 +192,7 @@ class Canny(BuiltinNode):
     FUNCTION = "detect_edge"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         threshold = {"min": 0.01, "max": 0.99, "step": 0.01}
         return {
             "required": {

@@ -6,15 +6,18 @@ import json
 import os
 import random
 import string
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from engine.paths import PathError
-from nodes._base import BuiltinNode, input_error
+from engine.types import Latent
+from nodes._base import BuiltinNode, InputTypes, input_error
 
 if TYPE_CHECKING:
     import torch
+
+    from nodes.services import NodeServices
 
 
 __all__ = ["LoadImage", "LoadImageMask", "LoadImageOutput", "SaveImage", "PreviewImage", "SaveLatent", "LoadLatent"]
@@ -22,7 +25,7 @@ __all__ = ["LoadImage", "LoadImageMask", "LoadImageOutput", "SaveImage", "Previe
 MASK_CHANNELS = ["alpha", "red", "green", "blue"]
 
 
-def _open_image(cls_name: str, services: Any, image: str) -> tuple[str, Image.Image]:
+def _open_image(cls_name: str, services: NodeServices, image: str) -> tuple[str, Image.Image]:
     try:
         path = services.paths.get_annotated_filepath(image)
     except PathError as exc:
@@ -39,7 +42,7 @@ def _open_image(cls_name: str, services: Any, image: str) -> tuple[str, Image.Im
     return path, img
 
 
-def _file_sha256(services: Any, image: str) -> str:
+def _file_sha256(services: NodeServices, image: str) -> str:
     try:
         path = services.paths.get_annotated_filepath(image)
         with open(path, "rb") as fh:
@@ -69,7 +72,7 @@ class LoadImage(BuiltinNode):
     FUNCTION = "load_image"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.list_input_files(images_only=True)
         return {"required": {"image": (files, {"image_upload": True})}}
 
@@ -115,7 +118,7 @@ class LoadImageMask(BuiltinNode):
     FUNCTION = "load_image"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.list_input_files()
         return {"required": {"image": (files, {"image_upload": True}), "channel": (MASK_CHANNELS,)}}
 
@@ -167,7 +170,7 @@ class SaveImage(BuiltinNode):
         return ""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The images to save."}),
@@ -178,8 +181,8 @@ class SaveImage(BuiltinNode):
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
-    def save_images(self, images: torch.Tensor, filename_prefix: str = "ComfyUI", prompt: Any = None,
-                    extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
+    def save_images(self, images: torch.Tensor, filename_prefix: str = "ComfyUI", prompt: object = None,
+                    extra_pnginfo: dict[str, object] | None = None) -> dict[str, object]:
         from engine.png import save_png
 
         services = self._services()
@@ -222,7 +225,7 @@ class PreviewImage(SaveImage):
         return self._suffix
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"images": ("IMAGE",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
 
@@ -235,7 +238,7 @@ class LoadImageOutput(LoadImage):
     EXPERIMENTAL = True
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("COMBO", {
             "image_upload": True,
             "image_folder": "output",
@@ -258,14 +261,14 @@ class SaveLatent(BuiltinNode):
     OUTPUT_NODE = True
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {"samples": ("LATENT",), "filename_prefix": ("STRING", {"default": "latents/ComfyUI"})},
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
-    def save(self, samples: dict[str, Any], filename_prefix: str = "ComfyUI", prompt: Any = None,
-             extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
+    def save(self, samples: Latent, filename_prefix: str = "ComfyUI", prompt: object = None,
+             extra_pnginfo: dict[str, object] | None = None) -> dict[str, object]:
         import torch
         from safetensors.torch import save_file
 
@@ -296,11 +299,11 @@ class LoadLatent(BuiltinNode):
     FUNCTION = "load"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = [f for f in cls._services().paths.list_input_files() if f.endswith(".latent")]
         return {"required": {"latent": (files,)}}
 
-    def load(self, latent: str) -> tuple[dict[str, Any]]:
+    def load(self, latent: str) -> tuple[Latent]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

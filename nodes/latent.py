@@ -4,10 +4,11 @@ Transforms, blending and latent arithmetic are in `nodes.latent_ops`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import LatentDict, common_upscale, latent_samples, paste, repeat_to_batch, reshape_mask_nchw
+from engine.image_ops import common_upscale, paste, repeat_to_batch, reshape_mask_nchw
+from engine.types import Latent
+from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class EmptyLatentImage(BuiltinNode):
     FUNCTION = "generate"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "width": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8}),
@@ -39,7 +40,7 @@ class EmptyLatentImage(BuiltinNode):
             }
         }
 
-    def generate(self, width: int, height: int, batch_size: int = 1) -> tuple[LatentDict]:
+    def generate(self, width: int, height: int, batch_size: int = 1) -> tuple[Latent]:
         import torch
         return ({"samples": torch.zeros([batch_size, 4, height // 8, width // 8])},)
 
@@ -53,7 +54,7 @@ class LatentUpscale(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "samples": ("LATENT",),
@@ -64,8 +65,8 @@ class LatentUpscale(BuiltinNode):
             }
         }
 
-    def upscale(self, samples: LatentDict, upscale_method: str, width: int, height: int,
-                crop: str) -> tuple[LatentDict]:
+    def upscale(self, samples: Latent, upscale_method: str, width: int, height: int,
+                crop: str) -> tuple[Latent]:
         x = latent_samples(samples, "LatentUpscale", "samples")
         if width == 0 and height == 0:
             return (samples,)
@@ -77,7 +78,7 @@ class LatentUpscale(BuiltinNode):
             height = max(64, round(x.shape[-2] * width / x.shape[-1]))
         else:
             width, height = max(64, width), max(64, height)
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = common_upscale(x, width // 8, height // 8, upscale_method, crop)
         return (out,)
 
@@ -91,7 +92,7 @@ class LatentUpscaleBy(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "samples": ("LATENT",),
@@ -100,11 +101,11 @@ class LatentUpscaleBy(BuiltinNode):
             }
         }
 
-    def upscale(self, samples: LatentDict, upscale_method: str, scale_by: float) -> tuple[LatentDict]:
+    def upscale(self, samples: Latent, upscale_method: str, scale_by: float) -> tuple[Latent]:
         x = latent_samples(samples, "LatentUpscaleBy", "samples")
         width = round(x.shape[-1] * scale_by)
         height = round(x.shape[-2] * scale_by)
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = common_upscale(x, width, height, upscale_method, "disabled")
         return (out,)
 
@@ -122,7 +123,7 @@ class LatentFromBatch(BuiltinNode):
     FUNCTION = "frombatch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "samples": ("LATENT",),
@@ -131,9 +132,9 @@ class LatentFromBatch(BuiltinNode):
             }
         }
 
-    def frombatch(self, samples: LatentDict, batch_index: int, length: int) -> tuple[LatentDict]:
+    def frombatch(self, samples: Latent, batch_index: int, length: int) -> tuple[Latent]:
         x = latent_samples(samples, "LatentFromBatch", "samples")
-        out = dict(samples)
+        out = samples.copy()
         batch_index = min(x.shape[0] - 1, batch_index)
         length = min(x.shape[0] - batch_index, length)
         out["samples"] = x[batch_index : batch_index + length].clone()
@@ -159,12 +160,12 @@ class RepeatLatentBatch(BuiltinNode):
     FUNCTION = "repeat"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "amount": ("INT", {"default": 1, "min": 1, "max": 64})}}
 
-    def repeat(self, samples: LatentDict, amount: int) -> tuple[LatentDict]:
+    def repeat(self, samples: Latent, amount: int) -> tuple[Latent]:
         x = latent_samples(samples, "RepeatLatentBatch", "samples")
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = x.repeat((amount, 1, 1, 1))
         if "noise_mask" in samples and samples["noise_mask"].shape[0] > 1:
             masks = _masks_for_batch(samples["noise_mask"], x.shape[0])
@@ -185,7 +186,7 @@ class LatentComposite(BuiltinNode):
     FUNCTION = "composite"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
         return {
             "required": {
@@ -197,13 +198,13 @@ class LatentComposite(BuiltinNode):
             }
         }
 
-    def composite(self, samples_to: LatentDict, samples_from: LatentDict, x: int, y: int,
-                  feather: int) -> tuple[LatentDict]:
+    def composite(self, samples_to: Latent, samples_from: Latent, x: int, y: int,
+                  feather: int) -> tuple[Latent]:
         import torch
         to = latent_samples(samples_to, "LatentComposite", "samples_to")
         src = latent_samples(samples_from, "LatentComposite", "samples_from")
         x, y, feather = x // 8, y // 8, feather // 8
-        out = dict(samples_to)
+        out = samples_to.copy()
         s = to.clone()
         src = src[:, :, : to.shape[2] - y, : to.shape[3] - x]
         region = (slice(None), slice(None), slice(y, y + src.shape[2]), slice(x, x + src.shape[3]))
@@ -235,10 +236,10 @@ class SetLatentNoiseMask(BuiltinNode):
     FUNCTION = "set_mask"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "mask": ("MASK",)}}
 
-    def set_mask(self, samples: LatentDict, mask: torch.Tensor) -> tuple[LatentDict]:
+    def set_mask(self, samples: Latent, mask: torch.Tensor) -> tuple[Latent]:
         x = latent_samples(samples, "SetLatentNoiseMask", "samples")
         h, w = mask.shape[-2], mask.shape[-1]
         lh, lw = x.shape[-2], x.shape[-1]
@@ -249,7 +250,7 @@ class SetLatentNoiseMask(BuiltinNode):
                 f"mask is {w}x{h} px but the latent is for a {lw * 8}x{lh * 8} px image; "
                 "resize the mask (or the image) so their sizes match",
             )
-        out = dict(samples)
+        out = samples.copy()
         out["noise_mask"] = reshape_mask_nchw(mask)
         return (out,)
 
@@ -262,7 +263,7 @@ class LatentCompositeMasked(BuiltinNode):
     FUNCTION = "composite"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
         return {
             "required": {"destination": ("LATENT",), "source": ("LATENT",), "x": ("INT", dict(pos)),
@@ -270,14 +271,14 @@ class LatentCompositeMasked(BuiltinNode):
             "optional": {"mask": ("MASK",)},
         }
 
-    def composite(self, destination: LatentDict, source: LatentDict, x: int, y: int, resize_source: bool,
-                  mask: torch.Tensor | None = None) -> tuple[LatentDict]:
+    def composite(self, destination: Latent, source: Latent, x: int, y: int, resize_source: bool,
+                  mask: torch.Tensor | None = None) -> tuple[Latent]:
         dest = latent_samples(destination, "LatentCompositeMasked", "destination")
         src = latent_samples(source, "LatentCompositeMasked", "source")
         if src.shape[1] != dest.shape[1]:
             raise input_error("LatentCompositeMasked", "source",
                               f"source has {src.shape[1]} latent channels but destination has {dest.shape[1]}")
-        out = dict(destination)
+        out = destination.copy()
         out["samples"] = paste(dest, src, x // 8, y // 8, mask, resize_source)
         return (out,)
 

@@ -2,10 +2,11 @@
 behaviour (ComfyUI names)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import LatentDict, common_upscale, latent_samples, repeat_to_batch
+from engine.image_ops import common_upscale, repeat_to_batch
+from engine.types import Latent
+from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -28,14 +29,14 @@ class LatentFlip(BuiltinNode):
     FUNCTION = "flip"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "flip_method": (list(_FLIPS),)}}
 
-    def flip(self, samples: LatentDict, flip_method: str) -> tuple[LatentDict]:
+    def flip(self, samples: Latent, flip_method: str) -> tuple[Latent]:
         s = latent_samples(samples, "LatentFlip", "samples")
         if flip_method not in _FLIPS:
             raise input_error("LatentFlip", "flip_method", f"{flip_method!r} is not one of {_FLIPS}")
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = s.flip(dims=[2] if flip_method.startswith("x") else [3])
         return (out,)
 
@@ -49,16 +50,16 @@ class LatentRotate(BuiltinNode):
     FUNCTION = "rotate"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "rotation": (list(_ROTATIONS),)}}
 
-    def rotate(self, samples: LatentDict, rotation: str) -> tuple[LatentDict]:
+    def rotate(self, samples: Latent, rotation: str) -> tuple[Latent]:
         import torch
 
         s = latent_samples(samples, "LatentRotate", "samples")
         if rotation not in _ROTATIONS:
             raise input_error("LatentRotate", "rotation", f"{rotation!r} is not one of {_ROTATIONS}")
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = torch.rot90(s, k=_ROTATIONS.index(rotation), dims=[3, 2])
         return (out,)
 
@@ -76,7 +77,7 @@ class LatentCrop(BuiltinNode):
     FUNCTION = "crop"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
         return {
             "required": {
@@ -88,13 +89,13 @@ class LatentCrop(BuiltinNode):
             }
         }
 
-    def crop(self, samples: LatentDict, width: int, height: int, x: int, y: int) -> tuple[LatentDict]:
+    def crop(self, samples: Latent, width: int, height: int, x: int, y: int) -> tuple[Latent]:
         s = latent_samples(samples, "LatentCrop", "samples")
         lh, lw = s.shape[-2], s.shape[-1]
         x0 = max(0, min(x // 8, lw - 8))
         y0 = max(0, min(y // 8, lh - 8))
         x1, y1 = min(lw, x0 + width // 8), min(lh, y0 + height // 8)
-        out = dict(samples)
+        out = samples.copy()
         out["samples"] = s[..., y0:y1, x0:x1]
         mask = samples.get("noise_mask")
         if mask is not None:
@@ -125,7 +126,7 @@ class LatentBlend(BuiltinNode):
     FUNCTION = "blend"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "samples1": ("LATENT",),
@@ -134,8 +135,8 @@ class LatentBlend(BuiltinNode):
             }
         }
 
-    def blend(self, samples1: LatentDict, samples2: LatentDict, blend_factor: float,
-              blend_mode: str = "normal") -> tuple[LatentDict]:
+    def blend(self, samples1: Latent, samples2: Latent, blend_factor: float,
+              blend_mode: str = "normal") -> tuple[Latent]:
         s1 = latent_samples(samples1, "LatentBlend", "samples1")
         s2 = latent_samples(samples2, "LatentBlend", "samples2").to(s1)
         if blend_mode != "normal":
@@ -145,7 +146,7 @@ class LatentBlend(BuiltinNode):
                               f"shape {tuple(s2.shape)} cannot be blended with samples1 {tuple(s1.shape)}")
         if s2.shape[2:] != s1.shape[2:]:
             s2 = common_upscale(s2, s1.shape[-1], s1.shape[-2], "bicubic", "center")
-        out = dict(samples1)
+        out = samples1.copy()
         out["samples"] = s1 * blend_factor + repeat_to_batch(s2, s1.shape[0]) * (1 - blend_factor)
         return (out,)
 
@@ -156,10 +157,10 @@ class _LatentPair(BuiltinNode):
     FUNCTION = "op"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples1": ("LATENT",), "samples2": ("LATENT",)}}
 
-    def _pair(self, samples1: LatentDict, samples2: LatentDict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pair(self, samples1: Latent, samples2: Latent) -> tuple[torch.Tensor, torch.Tensor]:
         name = type(self).__name__
         s1 = latent_samples(samples1, name, "samples1")
         s2 = latent_samples(samples2, name, "samples2").to(s1)
@@ -169,7 +170,7 @@ class _LatentPair(BuiltinNode):
 class LatentAdd(_LatentPair):
     """samples1 + samples2 (samples2 resized bilinear/centre and repeated to samples1's batch)."""
 
-    def op(self, samples1: LatentDict, samples2: LatentDict) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent) -> tuple[Latent]:
         s1, s2 = self._pair(samples1, samples2)
         return ({**samples1, "samples": s1 + s2},)
 
@@ -177,7 +178,7 @@ class LatentAdd(_LatentPair):
 class LatentSubtract(_LatentPair):
     """samples1 - samples2 (samples2 resized bilinear/centre and repeated to samples1's batch)."""
 
-    def op(self, samples1: LatentDict, samples2: LatentDict) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent) -> tuple[Latent]:
         s1, s2 = self._pair(samples1, samples2)
         return ({**samples1, "samples": s1 - s2},)
 
@@ -186,11 +187,11 @@ class LatentInterpolate(_LatentPair):
     """Per pixel: directions mixed by `ratio` (1 = samples1) and re-normalised, lengths mixed linearly."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples1": ("LATENT",), "samples2": ("LATENT",),
                              "ratio": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
-    def op(self, samples1: LatentDict, samples2: LatentDict, ratio: float) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent, ratio: float) -> tuple[Latent]:
         import torch
         s1, s2 = self._pair(samples1, samples2)
         m1 = torch.linalg.vector_norm(s1, dim=1, keepdim=True)
@@ -205,12 +206,12 @@ class LatentBatch(_LatentPair):
 
     CATEGORY = "latent/batch"
 
-    def op(self, samples1: LatentDict, samples2: LatentDict) -> tuple[LatentDict]:
+    def op(self, samples1: Latent, samples2: Latent) -> tuple[Latent]:
         import torch
         s1 = latent_samples(samples1, "LatentBatch", "samples1")
         s2 = _match_latent(s1, latent_samples(samples2, "LatentBatch", "samples2").to(s1), "LatentBatch", "samples2",
                            repeat_batch=False)
-        out = dict(samples1)
+        out = samples1.copy()
         out["samples"] = torch.cat((s1, s2), dim=0)
         out["batch_index"] = (list(samples1.get("batch_index", range(s1.shape[0])))
                               + list(samples2.get("batch_index", range(s2.shape[0]))))
@@ -225,11 +226,11 @@ class LatentMultiply(BuiltinNode):
     FUNCTION = "op"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",),
                              "multiplier": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01})}}
 
-    def op(self, samples: LatentDict, multiplier: float) -> tuple[LatentDict]:
+    def op(self, samples: Latent, multiplier: float) -> tuple[Latent]:
         return ({**samples, "samples": latent_samples(samples, "LatentMultiply", "samples") * multiplier},)
 
 
@@ -244,15 +245,15 @@ class LatentBatchSeedBehavior(BuiltinNode):
     FUNCTION = "op"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "seed_behavior": (list(_SEED_BEHAVIORS), {"default": "fixed"})}}
 
-    def op(self, samples: LatentDict, seed_behavior: str) -> tuple[LatentDict]:
+    def op(self, samples: Latent, seed_behavior: str) -> tuple[Latent]:
         s = latent_samples(samples, "LatentBatchSeedBehavior", "samples")
         if seed_behavior not in _SEED_BEHAVIORS:
             raise input_error("LatentBatchSeedBehavior", "seed_behavior",
                               f"{seed_behavior!r} is not one of {_SEED_BEHAVIORS}")
-        out = dict(samples)
+        out = samples.copy()
         if seed_behavior == "random":
             out.pop("batch_index", None)
         else:

@@ -1,10 +1,10 @@
 """Mask nodes: invert, solid, mask<->image, grow (ComfyUI `comfy_extras/nodes_mask.py` names)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import grow_mask, paste
+from engine.image_ops import grow_mask, paste
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class InvertMask(BuiltinNode):
     FUNCTION = "invert"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"mask": ("MASK",)}}
 
     def invert(self, mask: torch.Tensor) -> tuple[torch.Tensor]:
@@ -40,7 +40,7 @@ class SolidMask(BuiltinNode):
     FUNCTION = "solid"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "value": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
@@ -63,7 +63,7 @@ class MaskToImage(BuiltinNode):
     FUNCTION = "mask_to_image"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"mask": ("MASK",)}}
 
     def mask_to_image(self, mask: torch.Tensor) -> tuple[torch.Tensor]:
@@ -80,7 +80,7 @@ class ImageToMask(BuiltinNode):
     FUNCTION = "image_to_mask"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"image": ("IMAGE",), "channel": (CHANNELS,)}}
 
     def image_to_mask(self, image: torch.Tensor, channel: str) -> tuple[torch.Tensor]:
@@ -99,7 +99,7 @@ class GrowMask(BuiltinNode):
     FUNCTION = "expand_mask"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "mask": ("MASK",),
@@ -125,7 +125,7 @@ class ImageCompositeMasked(BuiltinNode):
     FUNCTION = "composite"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "destination": ("IMAGE",),
@@ -159,7 +159,7 @@ class ThresholdMask(BuiltinNode):
     FUNCTION = "image_to_mask"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"mask": ("MASK",),
                              "value": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
@@ -175,7 +175,7 @@ class CropMask(BuiltinNode):
     FUNCTION = "crop"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}
         size = {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}
         return {"required": {"mask": ("MASK",), "x": ("INT", dict(pos)), "y": ("INT", dict(pos)),
@@ -200,7 +200,7 @@ class MaskComposite(BuiltinNode):
     FUNCTION = "combine"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}
         return {"required": {"destination": ("MASK",), "source": ("MASK",), "x": ("INT", dict(pos)),
                              "y": ("INT", dict(pos)), "operation": (list(_MASK_OPS),)}}
@@ -240,7 +240,7 @@ class FeatherMask(BuiltinNode):
     FUNCTION = "feather"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         pos = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 1}
         return {"required": {"mask": ("MASK",), **{side: ("INT", dict(pos)) for side in
                                                     ("left", "top", "right", "bottom")}}}

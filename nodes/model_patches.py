@@ -4,9 +4,14 @@ The hooks themselves live in `engine.sampling.guider`; these nodes only choose a
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode
+if TYPE_CHECKING:
+    import torch
+
+    from engine.handles import ModelHandle
+
+from nodes._base import BuiltinNode, InputTypes
 
 __all__ = ["RescaleCFG", "DifferentialDiffusion"]
 
@@ -24,11 +29,11 @@ class RescaleCFG(BuiltinNode):
     FUNCTION = "patch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",),
                              "multiplier": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
-    def patch(self, model: Any, multiplier: float) -> tuple[Any]:
+    def patch(self, model: ModelHandle, multiplier: float) -> tuple[ModelHandle]:
         from engine.sampling.guider import rescale_cfg
 
         m = model.clone()
@@ -51,14 +56,14 @@ class DifferentialDiffusion(BuiltinNode):
     FUNCTION = "apply"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",)},
                 "optional": {"strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
-    def apply(self, model: Any, strength: float = 1.0) -> tuple[Any]:
+    def apply(self, model: ModelHandle, strength: float = 1.0) -> tuple[ModelHandle]:
         from engine.sampling.guider import differential_diffusion_mask
 
-        def mask_fn(sigma: Any, denoise_mask: Any, extra_options: dict[str, Any]) -> Any:
+        def mask_fn(sigma: torch.Tensor, denoise_mask: torch.Tensor, extra_options: dict[str, object]) -> torch.Tensor:
             return differential_diffusion_mask(sigma, denoise_mask, extra_options, strength)
 
         m = model.clone()

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from nodes._base import BuiltinNode
+from nodes._base import BuiltinNode, InputTypes
 
 __all__ = ["PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean"]
 
@@ -18,7 +17,7 @@ class PrimitiveString(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"value": ("STRING", {})}}
 
     def execute(self, value: str) -> tuple[str]:
@@ -31,7 +30,7 @@ class PrimitiveStringMultiline(PrimitiveString):
     DISPLAY_NAME = "String (Multiline)"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"value": ("STRING", {"multiline": True})}}
 
 
@@ -44,7 +43,7 @@ class PrimitiveInt(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"value": ("INT", {"default": 0, "min": -sys.maxsize, "max": sys.maxsize,
                                                "control_after_generate": True})}}
 
@@ -61,7 +60,7 @@ class PrimitiveFloat(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"value": ("FLOAT", {"default": 0.0, "min": -sys.maxsize, "max": sys.maxsize})}}
 
     def execute(self, value: float) -> tuple[float]:
@@ -77,7 +76,7 @@ class PrimitiveBoolean(BuiltinNode):
     FUNCTION = "execute"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"value": ("BOOLEAN", {"default": False})}}
 
     def execute(self, value: bool) -> tuple[bool]:

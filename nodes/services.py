@@ -1,10 +1,14 @@
 """The services built-in nodes use, bound to the node classes at registration (no globals)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from engine.lazy_models import LazyModelManager
 from engine.paths import ModelPaths
+
+if TYPE_CHECKING:
+    from engine.model_management import ModelManager
 
 __all__ = ["NodeServices", "MAX_RESOLUTION", "DEFAULT_MAX_PIXELS"]
 
@@ -19,23 +23,18 @@ class NodeServices:
 
     Parameters:
         paths: the instance's folders (`engine.paths.ModelPaths`).
-        models: the engine's `ModelManager` (None: loaders build one on first use).
+        models: the engine's model manager, built on first use (`engine.lazy_models`).
         preview_method: "none", "auto", "latent2rgb" or "taesd" (spec 8.4 `--preview-method`).
         disable_metadata: write no PNG text chunks (`--disable-metadata`).
         max_pixels: largest width*height accepted by validation-time checks.
     """
 
     paths: ModelPaths
-    models: Any = None
+    models: LazyModelManager = field(default_factory=LazyModelManager)
     preview_method: str = "none"
     disable_metadata: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
 
-    def model_manager(self) -> Any:
+    def model_manager(self) -> ModelManager:
         """The model manager, created from the engine's device policy on first use."""
-        if self.models is None:
-            from engine.device import DevicePolicy
-            from engine.model_management import ModelManager
-
-            self.models = ModelManager(DevicePolicy.detect())
-        return self.models
+        return self.models.real()

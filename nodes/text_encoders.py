@@ -5,14 +5,17 @@ Nodes that edit an encoded CONDITIONING (combine, area, mask, timestep range, in
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
+from engine.types import Conditioning, CondOptions
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.services import MAX_RESOLUTION
+
+if TYPE_CHECKING:
+    from engine.clip_handle import ClipHandle, Tokens
 
 __all__ = ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer"]
 
-Conditioning = list[list[Any]]
 
 
 class CLIPTextEncode(BuiltinNode):
@@ -26,7 +29,7 @@ class CLIPTextEncode(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
@@ -35,26 +38,16 @@ class CLIPTextEncode(BuiltinNode):
             }
         }
 
-    def encode(self, clip: Any, text: str) -> tuple[Conditioning]:
+    def encode(self, clip: ClipHandle, text: str) -> tuple[Conditioning]:
         if clip is None:
             raise RuntimeError(
                 "ERROR: clip input is invalid: None\n\nIf the clip is from a checkpoint loader node your "
                 "checkpoint does not contain a valid clip or text encoder model.")
-        tokens = clip.tokenize(text)
-        scheduled = getattr(clip, "encode_from_tokens_scheduled", None)
-        if scheduled is not None:
-            return (scheduled(tokens),)
-        cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
-        return ([[cond, {"pooled_output": pooled}]],)
+        return (clip.encode_from_tokens_scheduled(clip.tokenize(text)),)
 
 
-def _encode(clip: Any, tokens: Any, add_dict: dict[str, Any]) -> Conditioning:
-    scheduled = getattr(clip, "encode_from_tokens_scheduled", None)
-    if scheduled is not None:
-        result: Conditioning = scheduled(tokens, add_dict=add_dict)
-        return result
-    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
-    return [[cond, {"pooled_output": pooled, **add_dict}]]
+def _encode(clip: ClipHandle, tokens: Tokens, add_dict: CondOptions) -> Conditioning:
+    return clip.encode_from_tokens_scheduled(tokens, add_dict=add_dict)
 
 
 class CLIPTextEncodeSDXL(BuiltinNode):
@@ -65,7 +58,7 @@ class CLIPTextEncodeSDXL(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
         return {
             "required": {
@@ -81,7 +74,7 @@ class CLIPTextEncodeSDXL(BuiltinNode):
             }
         }
 
-    def encode(self, clip: Any, width: int, height: int, crop_w: int, crop_h: int, target_width: int,
+    def encode(self, clip: ClipHandle, width: int, height: int, crop_w: int, crop_h: int, target_width: int,
                target_height: int, text_g: str, text_l: str) -> tuple[Conditioning]:
         tokens = clip.tokenize(text_g)
         if "g" not in tokens or "l" not in tokens:
@@ -106,7 +99,7 @@ class CLIPTextEncodeSDXLRefiner(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
         return {
             "required": {
@@ -118,7 +111,7 @@ class CLIPTextEncodeSDXLRefiner(BuiltinNode):
             }
         }
 
-    def encode(self, clip: Any, ascore: float, width: int, height: int, text: str) -> tuple[Conditioning]:
+    def encode(self, clip: ClipHandle, ascore: float, width: int, height: int, text: str) -> tuple[Conditioning]:
         return (_encode(clip, clip.tokenize(text), {"aesthetic_score": ascore, "width": width, "height": height}),)
 
 
@@ -131,16 +124,13 @@ class CLIPSetLastLayer(BuiltinNode):
     FUNCTION = "set_last_layer"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"clip": ("CLIP",),
                              "stop_at_clip_layer": ("INT", {"default": -1, "min": -24, "max": -1, "step": 1})}}
 
-    def set_last_layer(self, clip: Any, stop_at_clip_layer: int) -> tuple[Any]:
+    def set_last_layer(self, clip: ClipHandle, stop_at_clip_layer: int) -> tuple[ClipHandle]:
         clip = clip.clone()
-        if hasattr(clip, "clip_layer"):
-            clip.clip_layer(stop_at_clip_layer)
-        else:
-            clip.set_clip_skip(stop_at_clip_layer)
+        clip.clip_layer(stop_at_clip_layer)
         return (clip,)
 
 

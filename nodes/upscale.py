@@ -1,13 +1,15 @@
 """Upscale-model nodes (ComfyUI's comfy_extras names): load an ESRGAN-family model, upscale images with it."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error, progress_context
+from nodes._base import BuiltinNode, InputTypes, input_error, progress_context
 from nodes.loaders import _loading_error, _resolve
 
 if TYPE_CHECKING:
     import torch
+
+    from engine.upscale import UpscaleModel
 
 __all__ = ["UpscaleModelLoader", "ImageUpscaleWithModel"]
 
@@ -25,10 +27,10 @@ class UpscaleModelLoader(BuiltinNode):
     FUNCTION = "load_model"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model_name": (cls._services().paths.get_filename_list("upscale_models"),)}}
 
-    def load_model(self, model_name: str) -> tuple[Any]:
+    def load_model(self, model_name: str) -> tuple[UpscaleModel]:
         from engine.upscale import load_upscale_model
 
         services = self._services()
@@ -55,10 +57,10 @@ class ImageUpscaleWithModel(BuiltinNode):
     FUNCTION = "upscale"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)}}
 
-    def upscale(self, upscale_model: Any, image: torch.Tensor) -> tuple[torch.Tensor]:
+    def upscale(self, upscale_model: UpscaleModel, image: torch.Tensor) -> tuple[torch.Tensor]:
         import torch
 
         if not isinstance(image, torch.Tensor) or image.ndim != 4:

@@ -2,24 +2,29 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nodes._base import BuiltinNode, input_error
-from nodes._ops import center_crop_to_multiple, grey_masked, resize_mask_to
+from engine.image_ops import center_crop_to_multiple, grey_masked
+from engine.types import Latent
+from nodes._base import BuiltinNode, InputTypes, input_error, resize_mask_to
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
+
+    from engine.handles import VaeHandle
 
 
 __all__ = ["VAEEncode", "VAEDecode", "VAEDecodeTiled", "VAEEncodeTiled", "VAEEncodeForInpaint"]
 
 
-def _check_vae(vae: Any, cls_name: str) -> None:
+def _check_vae(vae: object, cls_name: str) -> None:
     if vae is None:
         raise input_error(cls_name, "vae", "the VAE is None; the checkpoint has no VAE, load one with VAELoader")
 
 
-def _check_image(pixels: Any, cls_name: str, input_name: str = "pixels") -> None:
+def _check_image(pixels: object, cls_name: str, input_name: str = "pixels") -> None:
     import torch
     if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4:
         got = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
@@ -44,10 +49,10 @@ class VAEEncode(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"pixels": ("IMAGE",), "vae": ("VAE",)}}
 
-    def encode(self, vae: Any, pixels: torch.Tensor) -> tuple[dict[str, Any]]:
+    def encode(self, vae: VaeHandle, pixels: torch.Tensor) -> tuple[Latent]:
         _check_vae(vae, "VAEEncode")
         _check_image(pixels, "VAEEncode")
         cropped, _, _ = center_crop_to_multiple(pixels)
@@ -63,10 +68,10 @@ class VAEDecode(BuiltinNode):
     FUNCTION = "decode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"samples": ("LATENT",), "vae": ("VAE",)}}
 
-    def decode(self, vae: Any, samples: dict[str, Any]) -> tuple[torch.Tensor]:
+    def decode(self, vae: VaeHandle, samples: Latent) -> tuple[torch.Tensor]:
         _check_vae(vae, "VAEDecode")
         return (_decode_output(vae.decode(samples["samples"])),)
 
@@ -80,7 +85,7 @@ class VAEDecodeTiled(BuiltinNode):
     FUNCTION = "decode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "samples": ("LATENT",),
@@ -92,7 +97,7 @@ class VAEDecodeTiled(BuiltinNode):
             }
         }
 
-    def decode(self, vae: Any, samples: dict[str, Any], tile_size: int, overlap: int = 64,
+    def decode(self, vae: VaeHandle, samples: Latent, tile_size: int, overlap: int = 64,
                temporal_size: int = 64, temporal_overlap: int = 8) -> tuple[torch.Tensor]:
         _check_vae(vae, "VAEDecodeTiled")
         if tile_size < overlap * 4:
@@ -113,7 +118,7 @@ class VAEEncodeTiled(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "pixels": ("IMAGE",),
@@ -125,8 +130,8 @@ class VAEEncodeTiled(BuiltinNode):
             }
         }
 
-    def encode(self, vae: Any, pixels: torch.Tensor, tile_size: int, overlap: int = 64,
-               temporal_size: int = 64, temporal_overlap: int = 8) -> tuple[dict[str, Any]]:
+    def encode(self, vae: VaeHandle, pixels: torch.Tensor, tile_size: int, overlap: int = 64,
+               temporal_size: int = 64, temporal_overlap: int = 8) -> tuple[Latent]:
         _check_vae(vae, "VAEEncodeTiled")
         _check_image(pixels, "VAEEncodeTiled")
         cropped, _, _ = center_crop_to_multiple(pixels)
@@ -139,7 +144,7 @@ class VAEEncodeTiled(BuiltinNode):
         return ({"samples": out.movedim(-1, 1)},)
 
 
-def _tiled(fn: Any, x: torch.Tensor, tile: int, overlap: int, scale: float) -> torch.Tensor:
+def _tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: float) -> torch.Tensor:
     """Run `fn` on overlapping tiles of `x` `[B,C,H,W]` and blend with linear ramps; returns `[B,H',W',C']`."""
     import torch
     h, w = x.shape[-2], x.shape[-1]
@@ -187,12 +192,12 @@ class VAEEncodeForInpaint(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"pixels": ("IMAGE",), "vae": ("VAE",), "mask": ("MASK",),
                              "grow_mask_by": ("INT", {"default": 6, "min": 0, "max": 64, "step": 1})}}
 
-    def encode(self, vae: Any, pixels: torch.Tensor, mask: torch.Tensor,
-               grow_mask_by: int = 6) -> tuple[dict[str, Any]]:
+    def encode(self, vae: VaeHandle, pixels: torch.Tensor, mask: torch.Tensor,
+               grow_mask_by: int = 6) -> tuple[Latent]:
         import torch
         import torch.nn.functional as F
         _check_vae(vae, "VAEEncodeForInpaint")

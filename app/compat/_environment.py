@@ -21,7 +21,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.lazy_models import LazyModelManager
 
 COMPAT_DIR = Path(__file__).resolve().parent
 
@@ -42,7 +45,7 @@ class LoomHandles:
     registry: Any
     base_dir: Path
     paths: Any = None  # engine.paths.ModelPaths
-    models: Any = None  # engine.model_management.ModelManager
+    models: LazyModelManager | None = None
     config: Any = None  # app.config.Config (parsed CLI)
     interrupt: Any = None  # executor.InterruptFlag
     prompt_server: Any = None  # app.compat.prompt_server.PromptServer

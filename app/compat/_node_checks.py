@@ -6,11 +6,11 @@ or validation later (an `INPUT_TYPES` that raises, a missing `FUNCTION`) gets in
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
-import threading
 from collections.abc import Callable
 from typing import Any
+
+from executor.blocking import run_blocking
 
 
 class InvalidNodeError(ValueError):
@@ -84,30 +84,7 @@ def _check_input_types(where: str, cls: type) -> None:
 
 def run_sync(value: Any) -> Any:
     """Resolve `value` if it is awaitable, also when called from inside a running event loop."""
-    if not inspect.isawaitable(value):
-        return value
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_await(value))
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["value"] = asyncio.run(_await(value))
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=runner, name="loom-custom-node-entrypoint")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-async def _await(value: Any) -> Any:
-    return await value
+    return run_blocking(value) if inspect.isawaitable(value) else value
 
 
 def run_entrypoint(entrypoint: Callable[[], Any]) -> list[tuple[str, type, str]]:

@@ -23,10 +23,12 @@ from typing import Any
 
 import torch
 
-from engine.sampling.ksampler import ProgressCallback, sample
+from engine.handles import ModelHandle
+from engine.sampling.ksampler import sample
 from engine.sampling.noise import prepare_noise
 from engine.sampling.samplers import SamplerSpec, get_sampler
 from engine.sampling.schedulers import append_zero
+from engine.types import Conditioning, Guider, ProgressCallback
 
 __all__ = [
     "CFGGuide",
@@ -118,8 +120,8 @@ def _check_sigmas(sigmas: Any) -> torch.Tensor:
     return sigmas.to(torch.float32)
 
 
-def sample_custom(model: Any, noise: torch.Tensor, cfg: float, sampler: Any, sigmas: torch.Tensor,
-                  positive: list[Any], negative: list[Any], latent_image: torch.Tensor, *,
+def sample_custom(model: ModelHandle, noise: torch.Tensor, cfg: float, sampler: Any, sigmas: torch.Tensor,
+                  positive: Conditioning, negative: Conditioning, latent_image: torch.Tensor, *,
                   noise_mask: torch.Tensor | None = None, callback: ProgressCallback | None = None,
                   seed: int | None = None) -> torch.Tensor:
     """ComfyUI's ``comfy.sample.sample_custom``: sample over ``sigmas`` exactly as given.
@@ -141,13 +143,13 @@ class CFGGuide:
     ``BasicGuider`` is ``CFGGuide(model, conditioning, [], 1.0)``: at cfg 1 the negative side is skipped.
     """
 
-    model: Any
-    positive: list[Any]
-    negative: list[Any]
+    model: ModelHandle
+    positive: Conditioning
+    negative: Conditioning
     cfg: float
 
     @property
-    def model_patcher(self) -> Any:
+    def model_patcher(self) -> ModelHandle:
         """ComfyUI's name for the guider's model handle (packs read it)."""
         return self.model
 
@@ -159,7 +161,7 @@ class CFGGuide:
                              latent_image, noise_mask=denoise_mask, callback=callback, seed=seed)
 
 
-def basic_guide(model: Any, conditioning: list[Any]) -> CFGGuide:
+def basic_guide(model: ModelHandle, conditioning: Conditioning) -> CFGGuide:
     """ComfyUI's ``BasicGuider``: the conditioning alone, no negative pass."""
     return CFGGuide(model, conditioning, [], 1.0)
 
@@ -172,13 +174,12 @@ class CustomResult:
     denoised: torch.Tensor | None
 
 
-def _process_out(model: Any, x0: torch.Tensor) -> torch.Tensor:
-    fmt = model.latent_format
-    out: torch.Tensor = fmt.process_out(x0) if hasattr(fmt, "process_out") else x0 / fmt.scale_factor
+def _process_out(model: ModelHandle, x0: torch.Tensor) -> torch.Tensor:
+    out: torch.Tensor = model.latent_format.process_out(x0)
     return out
 
 
-def run_custom(guider: Any, noise: torch.Tensor, latent_image: torch.Tensor, sampler: Any, sigmas: torch.Tensor,
+def run_custom(guider: Guider, noise: torch.Tensor, latent_image: torch.Tensor, sampler: Any, sigmas: torch.Tensor,
                *, noise_mask: torch.Tensor | None = None, callback: ProgressCallback | None = None,
                seed: int | None = None) -> CustomResult:
     """SamplerCustomAdvanced's run: ``guider.sample`` plus the final x0 (its ``denoised_output``)."""

@@ -7,19 +7,18 @@ inpainting, 9-channel inpaint-model concat inputs, CFG, and the sampler's own no
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from engine.adapters.control import bind_controls
+from engine.handles import ModelHandle
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
-
-ProgressCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
+from engine.types import Conditioning, CondOptions, ProgressCallback
 
 # SD1.x latents of a mid-grey (pixel value 0) image: the "no image" input of inpaint UNets.
 _BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
@@ -64,43 +63,26 @@ def prepare_mask(mask: torch.Tensor, shape: torch.Size, device: torch.device) ->
     return repeat_to_batch_size(m, shape[0]).to(device)
 
 
-def _model_device(model: Any) -> torch.device:
-    for attr in ("load_device", "device"):
-        dev = getattr(model, attr, None)
-        if isinstance(dev, (torch.device, str)):
-            return torch.device(dev)
-    net = getattr(model, "diffusion_model", None)
-    if isinstance(net, torch.nn.Module):
-        for p in net.parameters():
-            return p.device
-    return torch.device("cpu")
+def fix_empty_latent_channels(model: ModelHandle, latent: torch.Tensor) -> torch.Tensor:
+    """An all-zero latent whose channel count differs from the model's latent format is repeated / cut to it.
+
+    The one place that decides it: ``sample()`` applies it, and KSampler applies it before drawing the seed's
+    noise so the noise has the model's channel count.
+    """
+    channels = model.latent_format.latent_channels
+    if latent.shape[1] != channels and not torch.any(latent):
+        latent = latent.repeat(1, math.ceil(channels / latent.shape[1]), 1, 1)[:, :channels]
+    return latent
 
 
-def _latent_format(model: Any) -> Any:
-    fmt = getattr(model, "latent_format", None)
-    if fmt is None or not hasattr(fmt, "scale_factor"):
-        raise TypeError("sample(): the model handle has no latent_format with a scale_factor")
-    return fmt
-
-
-def _process_in(fmt: Any, latent: torch.Tensor) -> torch.Tensor:
-    out: torch.Tensor = fmt.process_in(latent) if hasattr(fmt, "process_in") else latent * fmt.scale_factor
-    return out
-
-
-def _process_out(fmt: Any, latent: torch.Tensor) -> torch.Tensor:
-    out: torch.Tensor = fmt.process_out(latent) if hasattr(fmt, "process_out") else latent / fmt.scale_factor
-    return out
-
-
-def _inpaint_concat(model: Any, opts: dict[str, Any], noise: torch.Tensor, latent_in: torch.Tensor, denoise_mask: torch.Tensor | None) -> torch.Tensor:
+def _inpaint_concat(model: ModelHandle, opts: CondOptions, noise: torch.Tensor, latent_in: torch.Tensor, denoise_mask: torch.Tensor | None) -> torch.Tensor:
     """[mask, masked-image latent] extra UNet channels of an inpainting checkpoint (ComfyUI concat_cond)."""
-    fmt = _latent_format(model)
+    fmt = model.latent_format
     image = opts.get("concat_latent_image")
     if image is None:
         image = latent_in
     else:
-        image = _process_in(fmt, image.to(noise.device, torch.float32))
+        image = fmt.process_in(image.to(noise.device, torch.float32))
     if image.shape[1:] != noise.shape[1:]:
         image = F.interpolate(image, size=tuple(noise.shape[-2:]), mode="bilinear")
     image = repeat_to_batch_size(image, noise.shape[0])
@@ -120,32 +102,31 @@ def _inpaint_concat(model: Any, opts: dict[str, Any], noise: torch.Tensor, laten
     return torch.cat([mask, image], dim=1)
 
 
-def _add_adm(model: Any, conds: list[Cond], shape: torch.Size, prompt_type: str) -> None:
-    """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2)."""
-    adm = getattr(model, "adm", None)
-    if adm is None:
-        return
+def _add_adm(model: ModelHandle, conds: list[Cond], shape: torch.Size, prompt_type: str) -> None:
+    """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2).
+
+    The one place the ADM vector is added (KSampler, SamplerCustom and comfy.sample all come through here).
+    """
     for c in conds:
         if c.y is None:
-            y = adm(c.extra, tuple(shape), prompt_type)
+            y = model.adm(c.extra, tuple(shape), prompt_type)
             if y is not None:
                 c.y = y.to(device=c.cross_attn.device, dtype=torch.float32)
 
 
-def _needs_concat(model: Any, latent_channels: int) -> bool:
-    in_ch = getattr(model, "in_channels", None)
-    return isinstance(in_ch, int) and in_ch > latent_channels
+def _needs_concat(model: ModelHandle, latent_channels: int) -> bool:
+    return model.in_channels > latent_channels
 
 
 def sample(
-    model: Any,
+    model: ModelHandle,
     noise: torch.Tensor,
     steps: int,
     cfg: float,
     sampler_name: str,
     scheduler: str,
-    positive: list[Any],
-    negative: list[Any],
+    positive: Conditioning,
+    negative: Conditioning,
     latent_image: torch.Tensor,
     denoise: float = 1.0,
     disable_noise: bool = False,
@@ -168,11 +149,8 @@ def sample(
         raise ValueError(f"sample(): steps must be >= 1, got {steps}")
     spec = sampler if sampler is not None else get_sampler(sampler_name)
     ms = model.model_sampling
-    fmt = _latent_format(model)
-    latent = latent_image
-    channels = int(getattr(fmt, "latent_channels", latent.shape[1]))
-    if latent.shape[1] < channels and not torch.any(latent):
-        latent = latent.repeat(1, math.ceil(channels / latent.shape[1]), 1, 1)[:, :channels]
+    fmt = model.latent_format
+    latent = fix_empty_latent_channels(model, latent_image)
     if disable_noise:
         noise = torch.zeros_like(latent)
     if noise.shape != latent.shape:
@@ -184,10 +162,10 @@ def sample(
     if sigmas is None or sigmas.shape[-1] == 0:
         return latent_image
 
-    device = _model_device(model)
+    device = model.load_device
     latent_in = latent.to(device, torch.float32)
     if torch.count_nonzero(latent_in) > 0:
-        latent_in = _process_in(fmt, latent_in)
+        latent_in = fmt.process_in(latent_in)
     noise = noise.to(device, torch.float32)
     sigmas = sigmas.to(device)
     mask = prepare_mask(noise_mask, noise.shape, device) if noise_mask is not None else None
@@ -224,7 +202,7 @@ def sample(
     with torch.no_grad():
         out = spec.fn(denoiser, x, sigmas, noise_sampler=noise_sampler, callback=step_cb)
     out = ms.inverse_noise_scaling(sigmas[-1], out)
-    return _process_out(fmt, out.to(torch.float32)).cpu()
+    return fmt.process_out(out.to(torch.float32)).cpu()
 
 
-__all__ = ["Cond", "ksampler_sigmas", "prepare_mask", "sample", "step_window"]
+__all__ = ["Cond", "fix_empty_latent_channels", "ksampler_sigmas", "prepare_mask", "sample", "step_window"]

@@ -171,3 +171,27 @@ def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
         pass
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def comfy_frontend_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Loom's server.py serving ComfyUI's official frontend (PyPI comfyui-frontend-package) with --front-end-root."""
+    frontend = pytest.importorskip("comfyui_frontend_package",
+                                   reason="pip install comfyui-frontend-package (ComfyUI's official frontend)")
+    static = Path(frontend.__file__).parent / "static"
+    tmp = tmp_path_factory.mktemp("comfy_frontend")
+    ckpts = tmp / "models" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "tiny-sd15.safetensors").symlink_to(REPO / "tests" / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors")
+    port = free_port()
+    log = tmp / "server.log"
+    cmd = [sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu", "--base-directory", str(tmp),
+           "--disable-all-custom-nodes", "--front-end-root", str(static)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url + "object_info", proc, log, timeout=90)
+        yield Server(url=url, root=tmp, token="")
+    finally:
+        _stop(proc)

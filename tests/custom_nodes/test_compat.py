@@ -152,7 +152,10 @@ def test_common_comfy_imports_and_core_helpers(packs) -> None:
     assert out.shape == (2, 4, 8, 3) and out.device.type == "cpu"
     from comfy.comfy_types import IO
 
-    assert IO.ANY == "IMAGE" and IO.NUMBER == "INT" and IO.IMAGE != "MASK"
+    # ComfyUI overrides only `!=`: "*" and "FLOAT,INT" match by `!=`, while `==` stays string equality
+    assert not (IO.ANY != "IMAGE") and not (IO.NUMBER != "INT") and IO.IMAGE != "MASK"
+    assert not (IO.ANY == "INT") and IO.INT == "INT"
+    assert IO.NUMBER != "INT,STRING"  # neither a subset nor a superset
 
 
 def test_graph_builder_expansion_ids_come_from_the_context(packs) -> None:

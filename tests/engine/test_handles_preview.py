@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.latent_formats import SD15, SDXL
-from engine.preview import latent_preview, latent_to_rgb
+from engine.preview import effective_preview_method, latent_preview, latent_to_rgb
 
 
 def test_single_channel_maps_to_its_factor_row() -> None:
@@ -25,10 +25,19 @@ def test_bias_and_clamp() -> None:
 
 
 def test_pil_preview_size_and_errors() -> None:
-    img = latent_preview(SD15, torch.randn(2, 4, 80, 40), max_size=64)
-    assert img is not None and img.size == (32, 64) and img.mode == "RGB"
+    # one pixel per latent cell: the event sink, not the engine, shrinks frames to --preview-size
+    img = latent_preview(SD15, torch.randn(2, 4, 80, 40))
+    assert img is not None and img.size == (40, 80) and img.mode == "RGB"
     handle = SimpleNamespace(latent_format=SDXL)
     assert latent_preview(handle, torch.randn(1, 4, 8, 8), "auto") is not None
     assert latent_preview(handle, torch.randn(1, 4, 8, 8), "none") is None
     with pytest.raises(ValueError, match="channels"):
         latent_to_rgb(torch.randn(16, 2, 2), SD15)
+
+
+def test_prompt_preview_method_overrides_the_server_default_unless_unknown() -> None:
+    assert effective_preview_method("none", {"preview_method": "latent2rgb"}) == "latent2rgb"
+    assert effective_preview_method("auto", {"preview_method": "none"}) == "none"
+    assert effective_preview_method("auto", {"preview_method": "default"}) == "auto"
+    assert effective_preview_method("latent2rgb", {}) == "latent2rgb"
+    assert effective_preview_method("none", {"preview_method": 3}) == "none"

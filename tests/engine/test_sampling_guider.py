@@ -25,6 +25,11 @@ class FakeHandle:
     model_sampling: ModelSamplingDiscrete = field(default_factory=ModelSamplingDiscrete)
     latent_format: Any = SD15
     calls: list[dict[str, Any]] = field(default_factory=list)
+    load_device: torch.device = torch.device("cpu")
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def adm(self, cond: dict[str, Any], latent_shape: tuple[int, ...], prompt_type: str = "positive") -> None:
+        return None  # SD1.x: no ADM vector
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: Any = None,
                     concat: torch.Tensor | None = None) -> torch.Tensor:

@@ -49,6 +49,49 @@ def real_executor_loom(tmp_path: Path) -> Loom:
                 interrupt_flag=executor.InterruptFlag())
 
 
+ERROR_KEYS = {"type", "message", "details", "extra_info"}
+
+
+def assert_refusal_shape(status: int, payload: Any, body: Any) -> None:
+    """Issue 26: every 400 from /prompt carries `error` {type, message, details, extra_info} and `node_errors`."""
+    assert status == 400, (status, body, payload)
+    assert isinstance(payload, dict) and set(payload) == {"error", "node_errors"}, (body, payload)
+    assert isinstance(payload["error"], dict) and set(payload["error"]) == ERROR_KEYS, (body, payload)
+    assert isinstance(payload["error"]["message"], str) and payload["error"]["message"], (body, payload)
+    assert isinstance(payload["error"]["extra_info"], dict) and isinstance(payload["node_errors"], dict)
+
+
+def test_every_refusal_has_one_shape(make_loom: Any) -> None:
+    """1,200 hostile bodies (no worker: validation only): no 5xx, and each 400 in ComfyUI's two-key shape."""
+    loom = make_loom()
+    collected: list[Any] = [b"", b" ", b"null", b"[]", b"\xff\xfe", b"{", b'"prompt"', b"{}", b'{"prompt": null}',
+                            b'{"prompt": {}, "prompt_id": "not-a-uuid"}', b'{"prompt": {}, "prompt_id": 7}']
+
+    @settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(bodies)
+    def collect(body: Any) -> None:
+        collected.append(body)
+
+    collect()
+
+    async def scenario() -> int:
+        from aiohttp.test_utils import TestClient, TestServer
+
+        refused = 0
+        async with TestClient(TestServer(create_app(loom, web_root=None, start_worker=False))) as client:
+            for body in collected:
+                data = body if isinstance(body, bytes) else json.dumps(body, allow_nan=False).encode()
+                resp = await client.post("/prompt", data=data, headers={"Content-Type": "application/json"})
+                payload = await resp.json()
+                if resp.status != 200:
+                    assert_refusal_shape(resp.status, payload, body)
+                    refused += 1
+        return refused
+
+    refused = asyncio.run(scenario())
+    assert refused > len(collected) // 2  # the corpus is mostly hostile: the shape was checked many times
+
+
 @pytest.mark.parametrize("which", ["fake", "real"])
 def test_fuzz_post_prompt(which: str, make_loom: Any, tmp_path: Path) -> None:
     loom = make_loom() if which == "fake" else real_executor_loom(tmp_path / "real")
@@ -61,7 +104,10 @@ def test_fuzz_post_prompt(which: str, make_loom: Any, tmp_path: Path) -> None:
                 resp = await client.post("/api/prompt", data=data, headers={"Content-Type": "application/json"})
                 assert resp.status < 500, (body, await resp.text())
                 payload = await resp.json()
-                assert ("prompt_id" in payload) if resp.status == 200 else ("error" in payload)
+                if resp.status == 200:
+                    assert "prompt_id" in payload
+                else:
+                    assert_refusal_shape(resp.status, payload, body)
             resp = await client.post("/prompt", json={"prompt": graph(3)})
             assert resp.status == 200
             entry = await wait_history(client, (await resp.json())["prompt_id"], timeout=20)

@@ -1,12 +1,10 @@
-"""Information and boot routes: system_stats, models, embeddings, view_metadata, extensions, i18n, jobs, internal."""
+"""Information and boot routes: system_stats, models, embeddings, view_metadata, extensions, i18n, internal (jobs: test_jobs.py)."""
 from __future__ import annotations
 
 import json
 import struct
 from pathlib import Path
 from typing import Any
-
-from server_helpers import graph, wait_history
 
 from app.loom import Loom
 
@@ -75,6 +73,11 @@ async def test_custom_node_boot_routes(client: Any, loom: Loom) -> None:
     assert await (await client.get("/api/i18n")).json() == {
         "en": {"hello": "Hello", "nodeDefs": {"MyNode": {"display_name": "Mine"}}}}
     assert await (await client.get("/workflow_templates")).json() == {"pack_a": ["demo"]}
+    # the frontend fetches a pack's template at /api/workflow_templates/{pack}/{name}.json (ComfyUI: a static folder)
+    assert await (await client.get("/api/workflow_templates/pack_a/demo.json")).json() == {}
+    for bad in ("/api/workflow_templates/pack_a/nope.json", "/api/workflow_templates/pack_b/demo.json",
+                "/api/workflow_templates/pack_a/..%2F..%2Fsecret.json"):
+        assert (await client.get(bad)).status in (400, 403, 404), bad
     subs = await (await client.get("/global_subgraphs")).json()
     (sid, info), = subs.items()
     assert info == {"source": "custom_node", "name": "blue", "info": {"node_pack": "custom_nodes.pack_a"}}
@@ -99,30 +102,6 @@ async def test_internal_routes(client: Any, loom: Loom) -> None:
     resp = await client.patch("/internal/logs/subscribe", json={"clientId": "x", "enabled": True})
     assert resp.status == 200
     assert (await client.patch("/internal/logs/subscribe", json=[1])).status == 400
-
-
-async def test_jobs_api(client: Any) -> None:
-    ok = (await (await client.post("/prompt", json={
-        "prompt": graph(1), "extra_data": {"extra_pnginfo": {"workflow": {"id": "wf-1"}}}})).json())["prompt_id"]
-    bad = (await (await client.post("/prompt", json={"prompt": graph(fail=True)})).json())["prompt_id"]
-    await wait_history(client, ok)
-    await wait_history(client, bad)
-    data = await (await client.get("/api/jobs")).json()
-    assert {j["id"]: j["status"] for j in data["jobs"]} == {ok: "completed", bad: "failed"}
-    assert data["pagination"] == {"offset": 0, "limit": None, "total": 2, "has_more": False}
-    done = await (await client.get("/api/jobs?status=completed")).json()
-    assert [j["id"] for j in done["jobs"]] == [ok] and done["jobs"][0]["workflow_id"] == "wf-1"
-    assert done["jobs"][0]["outputs_count"] == 1
-    page = await (await client.get("/api/api/jobs?limit=1&sort_order=asc")).json()
-    assert [j["id"] for j in page["jobs"]] == [ok] and page["pagination"]["has_more"] is True
-    for q in ("status=weird", "sort_by=name", "sort_order=up", "limit=0", "offset=-1", "limit=x"):
-        resp = await client.get(f"/api/jobs?{q}")
-        assert resp.status == 400 and "error" in await resp.json(), q
-    job = await (await client.get(f"/api/jobs/{bad}")).json()
-    assert job["status"] == "failed" and "fixture failure" in job["execution_error"]["exception_message"]
-    assert job["workflow"]["prompt"] == graph(fail=True)
-    resp = await client.get("/api/jobs/nope")
-    assert resp.status == 404 and await resp.json() == {"error": "Job not found"}
 
 
 async def test_index_placeholder_and_404_json(client: Any) -> None:

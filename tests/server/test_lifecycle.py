@@ -88,7 +88,8 @@ def test_history_entry_keeps_only_history_events() -> None:
 
 def test_build_engine_frees_what_exists(tmp_path: Path) -> None:
     from app.config import Config
-    from app.engine_factory import LazyModelManager, build_engine
+    from app.engine_factory import build_engine
+    from engine.lazy_models import LazyModelManager
 
     engine = build_engine(Config(base_directory=tmp_path, cpu=True))
     assert "KSampler" in engine.registry and engine.services is not None

@@ -97,11 +97,12 @@ async def test_priority_number_and_front(paused: TestClient) -> None:
 
 
 async def test_extra_data_client_id_and_sensitive_keys(paused: TestClient) -> None:
-    body = {"prompt": graph(), "client_id": "c1", "prompt_id": "my-id",
+    my_id = "0f8e5c1a-3b1d-4c59-9a3e-6d2b7c8e9f01"
+    body = {"prompt": graph(), "client_id": "c1", "prompt_id": my_id,
             "extra_data": {"extra_pnginfo": {"workflow": {"id": "wf"}}, "api_key_comfy_org": "SECRET",
                            "auth_token_comfy_org": "SECRET2"}}
     status, data = await post(paused, body)
-    assert status == 200 and data["prompt_id"] == "my-id"
+    assert status == 200 and data["prompt_id"] == my_id
     q = await (await paused.get("/queue")).json()
     extra = q["queue_pending"][0][3]
     assert extra["client_id"] == "c1" and isinstance(extra["create_time"], int)

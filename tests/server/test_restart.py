@@ -96,7 +96,8 @@ def test_kill9_and_restart_loses_nothing(tmp_path: Path) -> None:
         ids = []
         for i in range(10):
             prompt = {"1": {"class_type": "TestSleep", "inputs": {"value": i, "seconds": 0.8}}}
-            ids.append(call(port, "/prompt", {"prompt": prompt, "prompt_id": f"p{i}"})["prompt_id"])
+            pid = f"00000000-0000-4000-8000-{i:012d}"  # a client-chosen id must be a UUID (ComfyUI v0.47)
+            ids.append(call(port, "/prompt", {"prompt": prompt, "prompt_id": pid})["prompt_id"])
         wait_for(lambda: len(call(port, "/history")) >= 2 and call(port, "/queue")["queue_running"], 30,
                  "two prompts done and a third running")
         running = call(port, "/queue")["queue_running"][0][1]
@@ -117,8 +118,11 @@ def test_kill9_and_restart_loses_nothing(tmp_path: Path) -> None:
         assert done_order == [pid for pid in ids if pid != running]  # same order across the crash
         for pid in done_order:
             assert full[pid]["status"]["status_str"] == "success"
-            assert full[pid]["outputs"]["1"]["text"] == [pid[1:]]
+            assert full[pid]["outputs"]["1"]["text"] == [str(int(pid[-12:]))]
         assert call(port2, "/queue") == {"queue_running": [], "queue_pending": []}
+        jobs = call(port2, "/api/jobs?status=completed,failed,cancelled&limit=64&offset=0")
+        assert {j["id"]: j["status"] for j in jobs["jobs"]} == {
+            pid: "cancelled" if pid == running else "completed" for pid in ids}
     finally:
         proc2.terminate()
         try:

@@ -63,6 +63,7 @@ export class LoomApi extends EventTarget {
   getObjectInfo() { return this.getJson("object_info"); }
   getQueue() { return this.getJson("queue"); }
   getHistory(maxItems = 64) { return this.getJson(`history?max_items=${maxItems}`); }
+  getTemplates() { return this.getJson("loom/templates"); }
   interrupt(promptId) { return this.postJson("interrupt", promptId ? { prompt_id: promptId } : {}); }
   deleteQueueItem(promptId) { return this.postJson("queue", { delete: [promptId] }); }
   clearQueue() { return this.postJson("queue", { clear: true }); }

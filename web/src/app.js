@@ -13,7 +13,9 @@ import { download, EditorUi } from "./ui.js";
 import { addUploadWidget, showComboImage } from "./upload.js";
 import { registerVirtualNodes } from "./virtual.js";
 import { applyControlAfterGenerate } from "./widgets.js";
-import { buildDefaultGraph, loadApiPrompt, loadUiWorkflow, readWorkflowFile, WorkflowError } from "./workflow.js";
+import {
+  buildDefaultGraph, isApiPrompt, loadApiPrompt, loadUiWorkflow, readWorkflowFile, WorkflowError,
+} from "./workflow.js";
 
 const AUTOSAVE_KEY = "loom.workflow";
 
@@ -34,6 +36,7 @@ export class LoomApp {
       clear: () => { this.textAreas.clear(); this.graph.clear(); this.canvas.setDirty(true, true); },
       refresh: () => this.refresh(),
       openFile: (file) => this.openFile(file),
+      openTemplate: (entry) => this.openTemplate(entry),
     });
     const host = document.createElement("div");
     host.id = "loom-canvas-host";
@@ -184,6 +187,20 @@ export class LoomApp {
       this.ui.showError("Missing node types", [`This workflow uses nodes the server does not offer:`, ...missing.map((t) => `  - ${t}`), "Install the node packs that provide them, then press Refresh."]);
     }
     return missing;
+  }
+
+  /** Opens a template-browser entry (an editor workflow or an API prompt), warning about what is missing. */
+  async openTemplate(entry) {
+    try {
+      const data = await this.api.getJson(entry.url);
+      this.loadWorkflow(data, { api: isApiPrompt(data) });
+      this.ui.toast(`Opened ${entry.title}`);
+      const missing = [...entry.missing_nodes, ...entry.missing_models];
+      if (missing.length) this.ui.toast(`This server lacks: ${missing.join(", ")}`, "error");
+    } catch (err) {
+      const known = err instanceof WorkflowError;
+      this.ui.showError(`Cannot open ${entry.title}`, known ? err.message : String(err));
+    }
   }
 
   async openFile(file) {

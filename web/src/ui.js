@@ -49,7 +49,8 @@ export class EditorUi {
     this.tabs = {};
     this.panelBody = el("div", { id: "loom-panel-body" });
     const tabBar = el("div", { id: "loom-tabs" });
-    for (const [key, label] of [["queue", "Queue"], ["history", "History"], ["gallery", "Gallery"]]) {
+    for (const [key, label] of [["queue", "Queue"], ["history", "History"], ["gallery", "Gallery"],
+      ["templates", "Templates"]]) {
       const tab = el("button", { id: `loom-tab-${key}`, onclick: () => this.showTab(key) }, label);
       tabBar.append(tab);
       this.tabs[key] = tab;
@@ -116,6 +117,52 @@ export class EditorUi {
     if (key === "queue") this.refreshQueue();
     if (key === "history") this.refreshHistory();
     if (key === "gallery") this.renderGallery();
+    if (key === "templates") this.refreshTemplates();
+  }
+
+  /** The template browser: workflows/ and the templates package, each marked with what this server lacks. */
+  async refreshTemplates() {
+    let data;
+    try { data = await this.app.api.getTemplates(); } catch (err) {
+      this.panelBody.replaceChildren(el("div", { className: "loom-empty" }, `Templates unavailable: ${err.message}`));
+      return;
+    }
+    if (this.activeTab !== "templates") return;
+    const search = el("input", { id: "loom-template-search", type: "search", placeholder: "Filter templates" });
+    const onlyReady = el("input", { id: "loom-template-ready", type: "checkbox" });
+    const list = el("div", { className: "loom-list", id: "loom-template-list" });
+    const render = () => {
+      const needle = search.value.trim().toLowerCase();
+      const rows = data.templates.filter((t) => (!onlyReady.checked || t.available)
+        && `${t.title} ${t.category} ${t.name}`.toLowerCase().includes(needle));
+      list.replaceChildren(...rows.slice(0, 300).map((t) => this.templateRow(t)));
+      if (!rows.length) list.append(el("div", { className: "loom-empty" }, "No template matches"));
+      else if (rows.length > 300) list.append(el("div", { className: "loom-empty" }, `${rows.length - 300} more: filter to see them`));
+    };
+    search.addEventListener("input", render);
+    onlyReady.addEventListener("change", render);
+    const note = data.package ? null
+      : el("div", { className: "loom-empty" }, "ComfyUI's templates are not installed (pip install comfyui-workflow-templates)");
+    render();
+    this.panelBody.replaceChildren(el("div", { className: "loom-template-tools" }, search,
+      el("label", {}, onlyReady, " runnable only")), note, list);
+  }
+
+  templateRow(t) {
+    const missing = [...t.missing_nodes.map((n) => `node ${n}`), ...t.missing_models.map((m) => `model ${m}`)];
+    const row = el("div", {
+      className: `loom-item loom-template ${t.available ? "available" : "missing"}`,
+      "data-template": `${t.source}/${t.name}`, title: t.description || t.title,
+    },
+    el("span", {}, `${t.available ? "✓" : "⚠"} ${t.title}`),
+    el("span", { className: "loom-template-source" }, t.source === "workflows" ? "Loom" : t.category),
+    el("button", { onclick: () => this.actions.openTemplate(t) }, "Open"));
+    if (!t.readable) missing.push("not a readable workflow");
+    if (missing.length) {
+      row.append(el("div", { className: "loom-template-missing" }, `Missing: ${missing.slice(0, 6).join(", ")}`
+        + (missing.length > 6 ? ` and ${missing.length - 6} more` : "")));
+    }
+    return row;
   }
 
   async refreshQueue() {

@@ -32,9 +32,8 @@ class CPUState(Enum):
 
 
 def _policy() -> DevicePolicy:
-    own = getattr(_loom.models, "policy", None)
-    if isinstance(own, DevicePolicy):
-        return own
+    if _loom.models is not None:  # the engine's own manager: packs see the device Loom's nodes use
+        return _loom.models.real().policy
     if "device_policy" not in _loom.extra:
         _loom.extra["device_policy"] = DevicePolicy.detect(cpu_only=bool(getattr(_loom.config, "cpu", False)))
     policy: DevicePolicy = _loom.extra["device_policy"]

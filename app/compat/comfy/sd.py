@@ -1,24 +1,26 @@
 """ComfyUI's `comfy.sd` for packs: model loaders returning Loom's MODEL / CLIP / VAE handles."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import comfy.clip_vision  # noqa: F401  (ComfyUI's comfy.sd imports these: packs reach them as comfy.* attributes)
 import comfy.model_base  # noqa: F401
 
 from app.compat._environment import handles_for
+from engine.lazy_models import LazyModelManager
+
+if TYPE_CHECKING:
+    from engine.model_management import ModelManager
 
 _loom = handles_for(__name__)  # this Loom instance's objects
 
 
-def _manager() -> Any:
-    if _loom.models is None:
+def _manager() -> ModelManager:
+    if _loom.models is None:  # shims loaded without a Loom instance (tests): one manager of their own
         import comfy.model_management
 
-        from engine.model_management import ModelManager
-
-        _loom.models = ModelManager(comfy.model_management._policy())
-    return _loom.models
+        _loom.models = LazyModelManager(cpu_only=comfy.model_management._policy().device.type == "cpu")
+    return _loom.models.real()
 
 
 def load_checkpoint_guess_config(ckpt_path: str, output_vae: bool = True, output_clip: bool = True,

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from engine import image_ops
 from engine.safetensors_header import HEADER_LIMIT, HeaderTooLargeError, read_safetensors_header
 from engine.sampling.conditioning import repeat_to_batch_size as engine_repeat_to_batch_size
-from nodes import _ops
 
 _loom = handles_for(__name__)  # this Loom instance's objects
 
@@ -122,14 +122,14 @@ def repeat_to_batch_size(tensor: torch.Tensor, batch_size: int, dim: int = 0) ->
 
 
 def lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Lanczos resize of [B,C,H,W] 0..1 images through PIL (Loom's one implementation in nodes._ops)."""
-    return _ops.lanczos(samples, width, height)
+    """Lanczos resize of [B,C,H,W] 0..1 images through PIL (Loom's one implementation in engine.image_ops)."""
+    return image_ops.lanczos(samples, width, height)
 
 
 def common_upscale(samples: torch.Tensor, width: int, height: int, upscale_method: str, crop: str) -> torch.Tensor:
     """Resize [B,C,H,W] to (height, width): nearest-exact / bilinear / area / bicubic / lanczos / bislerp;
     crop "center" first cuts the source to the target aspect ratio (ComfyUI's rule, as the built-in nodes do)."""
-    return _ops.common_upscale(samples, width, height, upscale_method, crop)
+    return image_ops.common_upscale(samples, width, height, upscale_method, crop)
 
 
 def get_tiled_scale_steps(width: int, height: int, tile_x: int, tile_y: int, overlap: int) -> int:

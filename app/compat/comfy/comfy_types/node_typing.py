@@ -50,20 +50,18 @@ class IO(StrEnum):
     PRIMITIVE = "STRING,FLOAT,INT,BOOLEAN"
 
     def __ne__(self, value: object) -> bool:
-        # ComfyUI's rule: "*" equals every type; "A,B" equals any of its members.
+        # ComfyUI's rule, used when a link's types are compared: "*" matches every type, and "A,B" matches a
+        # type whose names are a subset or a superset of its own. Only `!=` is overridden, as in ComfyUI:
+        # `==` stays plain string equality, so `IO.ANY == "INT"` is False and a literal on an any-typed input
+        # is not converted like an INT.
         mine = str(self.value)
         other = str(value.value) if isinstance(value, Enum) else value
-        if not isinstance(other, str):
-            return True
         if mine == "*" or other == "*":
             return False
-        return not (set(other.split(",")) & set(mine.split(",")))
-
-    def __eq__(self, value: object) -> bool:
-        return not self.__ne__(value)
-
-    def __hash__(self) -> int:
-        return hash(self.value)
+        if not isinstance(other, str):
+            return True
+        a, b = frozenset(mine.split(",")), frozenset(other.split(","))
+        return not (a <= b or b <= a)
 
 
 class InputTypeOptions(TypedDict, total=False):

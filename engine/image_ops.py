@@ -1,33 +1,22 @@
-"""Helpers several node modules share: tensor ops (ComfyUI `common_upscale` semantics) and input checks.
+"""Image, mask and latent tensor maths the nodes share (ComfyUI `common_upscale` semantics), small and pure.
 
-The tensor ops would sit in `engine` (an image-ops module) if the engine offered one; they are kept small and pure.
+torch is imported inside the functions so that importing the node catalogue (for /object_info and
+validation) stays torch-free.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
-
-from nodes._base import input_error
 
 if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["common_upscale", "center_crop_to_multiple", "grow_mask", "reshape_mask_nchw", "post_kernel",
-           "filter2d_reflect", "canny_edges", "bayer_offsets", "latent_samples", "grey_masked", "resize_mask_to"]
-
-LatentDict = dict[str, Any]
-
-
-def latent_samples(latent: Any, class_name: str, input_name: str) -> torch.Tensor:
-    """The `samples` tensor of a LATENT dict; a `NodeInputError` naming node and input when it is not one."""
-    if not isinstance(latent, dict) or "samples" not in latent:
-        raise input_error(class_name, input_name,
-                          f"expected a LATENT dict with 'samples', got {type(latent).__name__}")
-    samples: torch.Tensor = latent["samples"]
-    return samples
+__all__ = ["common_upscale", "bislerp", "lanczos", "center_crop_to_multiple", "grow_mask", "reshape_mask_nchw",
+           "post_kernel", "filter2d_reflect", "canny_edges", "bayer_offsets", "grey_masked", "resize_mask_to",
+           "repeat_to_batch", "paste", "ceil_div"]
 
 
 def _center_crop(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -131,15 +120,14 @@ def grey_masked(pixels: torch.Tensor, mask_nchw: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def resize_mask_to(mask: torch.Tensor, pixels: torch.Tensor, cls_name: str) -> torch.Tensor:
-    """Mask as `[B,1,H,W]` bilinearly resized to the image; refuses a different aspect ratio."""
+def resize_mask_to(mask: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Mask as `[B,1,H,W]` bilinearly resized to `[B,H,W,C]` pixels; ValueError for a different aspect ratio."""
     import torch.nn.functional as F
     m = reshape_mask_nchw(mask).float()
     mh, mw = m.shape[-2], m.shape[-1]
     ph, pw = pixels.shape[1], pixels.shape[2]
     if (mh, mw) != (ph, pw) and abs(mw / mh - pw / ph) > 0.02 * (pw / ph):
-        raise input_error(cls_name, "mask",
-                          f"mask is {mw}x{mh} px but the image is {pw}x{ph} px; use a mask of the image's size")
+        raise ValueError(f"mask is {mw}x{mh} px but the image is {pw}x{ph} px; use a mask of the image's size")
     return F.interpolate(m, size=(ph, pw), mode="bilinear")
 
 
