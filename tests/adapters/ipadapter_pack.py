@@ -77,7 +77,7 @@ def load_pack(runtime: Any, base: Path) -> tuple[Any, list[Any]]:
     from app.custom_nodes import load_custom_nodes
 
     env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
-                                        models=runtime.services.model_manager()))
+                                        models=runtime.services.models))
     reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
                                 environment=env, model_path_folders=False, installed_packs=False)
     return env, reports
