@@ -105,7 +105,8 @@ def detect_unet(shapes: Shapes, prefix: str = "", heads: Mapping[str, Any] | Non
     if conv_in is None:
         raise KeyError(prefix + "input_blocks.0.0.weight")
     mc, in_ch = int(conv_in[0]), int(conv_in[1])
-    out_ch = int(shapes[prefix + "out.2.weight"][0])
+    out = shapes.get(prefix + "out.2.weight")  # absent in a ControlNet (an encoder-only copy of the UNet)
+    out_ch = int(out[0]) if out is not None else in_ch
     channel_mult: list[int] = []
     num_res: list[int] = []
     depth_in: list[int] = []

@@ -79,8 +79,11 @@ class ModelHandle(Patchable):
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                     y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
-                    transformer_options: dict[str, Any] | None = None) -> torch.Tensor:
-        """Denoised latent for noisy ``x`` at ``sigma`` ([B] or scalar) given the text ``context``."""
+                    transformer_options: dict[str, Any] | None = None,
+                    control: dict[str, list[Any]] | None = None) -> torch.Tensor:
+        """Denoised latent for noisy ``x`` at ``sigma`` ([B] or scalar) given the text ``context``;
+        ``control``: ControlNet / T2I residuals (``engine.adapters.control``) the UNet adds;
+        ``transformer_options``: ComfyUI's patch options for this call (``engine.networks.unet``)."""
         module = self.manager.load(self.entry)
         device, dtype = self.load_device, self.dtype
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
@@ -95,6 +98,10 @@ class ModelHandle(Patchable):
             "context": None if context is None else context.to(device, dtype),
             "y": None if y is None else y.to(device, dtype),
         }
+        if transformer_options is not None:
+            kwargs["transformer_options"] = transformer_options
+        if control is not None:
+            kwargs["control"] = {k: [None if r is None else r.to(device, dtype) for r in v] for k, v in control.items()}
         patched = self._patched_weights(module)
         with torch.no_grad():
             if patched:
@@ -147,6 +154,57 @@ class ModelHandle(Patchable):
     def set_model_denoise_mask_function(self, denoise_mask_function: Callable[..., Any]) -> None:
         """Map the inpaint noise mask per step: ``fn(sigma, mask, extra_options) -> mask``."""
         self.model_options["denoise_mask_function"] = denoise_mask_function
+
+    # ComfyUI ModelPatcher setters for the UNet patches (semantics: engine/networks/attention.py, unet.py)
+    def set_model_patch(self, patch: Any, name: str) -> None:
+        """Append ``patch`` to ``transformer_options["patches"][name]`` (this handle's copy only)."""
+        to = self.model_options.setdefault("transformer_options", {})
+        patches = to.setdefault("patches", {})
+        patches[name] = list(patches.get(name, [])) + [patch]
+
+    def set_model_patch_replace(self, patch: Any, name: str, block_name: str, number: int,
+                                transformer_index: int | None = None) -> None:
+        """Replace the ``name`` ("attn1" / "attn2") attention of one block (and transformer) with ``patch``."""
+        to = self.model_options.setdefault("transformer_options", {})
+        table = to.setdefault("patches_replace", {}).setdefault(name, {})
+        table[(block_name, number) if transformer_index is None else (block_name, number, transformer_index)] = patch
+
+    def set_model_attn1_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "attn1_patch")
+
+    def set_model_attn2_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "attn2_patch")
+
+    def set_model_attn1_output_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "attn1_output_patch")
+
+    def set_model_attn2_output_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "attn2_output_patch")
+
+    def set_model_input_block_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "input_block_patch")
+
+    def set_model_input_block_patch_after_skip(self, patch: Any) -> None:
+        self.set_model_patch(patch, "input_block_patch_after_skip")
+
+    def set_model_output_block_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "output_block_patch")
+
+    def set_model_attn1_replace(self, patch: Any, block_name: str, number: int,
+                                transformer_index: int | None = None) -> None:
+        self.set_model_patch_replace(patch, "attn1", block_name, number, transformer_index)
+
+    def set_model_attn2_replace(self, patch: Any, block_name: str, number: int,
+                                transformer_index: int | None = None) -> None:
+        self.set_model_patch_replace(patch, "attn2", block_name, number, transformer_index)
+
+    @property
+    def model(self) -> Any:
+        """ComfyUI's ``ModelPatcher.model`` (the BaseModel): a view of this handle whose class names the family
+        (``engine.model_base``), for packs that check ``isinstance(model.model, comfy.model_base.SDXL)``."""
+        from engine.model_base import model_view
+
+        return model_view(self)
 
 
 def _feather(h: int, w: int, overlap: int, device: torch.device) -> torch.Tensor:

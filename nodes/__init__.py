@@ -41,6 +41,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.guidance_patches",
     "nodes.guiders_extra",
     "nodes.flow_families",
+    "nodes.adapters",
+    "nodes.clip_vision",
 )
 
 

@@ -33,7 +33,8 @@ ExtraCheck = Callable[[Prompt, Any], Sequence[NodeError]]
 # the IO types a file in each models folder provides (a loader is where such a value comes from)
 FOLDER_PROVIDES: Mapping[str, tuple[str, ...]] = {
     "checkpoints": ("MODEL", "CLIP", "VAE"), "diffusion_models": ("MODEL",), "text_encoders": ("CLIP",),
-    "vae": ("VAE",)}
+    "vae": ("VAE",), "controlnet": ("CONTROL_NET",), "clip_vision": ("CLIP_VISION",),
+    "style_models": ("STYLE_MODEL",)}
 # class -> (width input, height input, batch input or None); literal values only
 _SIZED_NODES: dict[str, tuple[str, str, str | None]] = {
     "EmptyLatentImage": ("width", "height", "batch_size"),
@@ -44,7 +45,7 @@ _SIZED_NODES: dict[str, tuple[str, str, str | None]] = {
 }
 # inputs a value of each type passes through unchanged (first linked one wins)
 _PASS_THROUGH: Mapping[str, tuple[str, ...]] = {
-    "MODEL": ("model",), "CLIP": ("clip",), "VAE": ("vae",),
+    "MODEL": ("model",), "CLIP": ("clip",), "VAE": ("vae",), "CONTROL_NET": ("control_net",),
     "CONDITIONING": ("conditioning", "conditioning_1", "conditioning_to", "positive"),
     "LATENT": ("samples", "latent_image", "samples_to", "latent")}
 _SAMPLER_INPUTS = ("model", "positive", "negative", "latent_image")
@@ -55,7 +56,10 @@ _MAX_HOPS = 64  # bounded: cycles are reported by validation itself
 
 def builtin_checks(services: NodeServices) -> list[ExtraCheck]:
     """The extra checks to pass to `executor.validate_prompt(..., extra_checks=...)`."""
-    return [BuiltinChecks(services)]
+    from nodes.adapter_checks import AdapterFamilyCheck
+
+    checks = BuiltinChecks(services)
+    return [checks, AdapterFamilyCheck(services, checks.files, trace)]
 
 
 def file_inputs(node_class: type | None) -> Mapping[str, str]:

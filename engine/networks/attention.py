@@ -41,6 +41,30 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> 
     return out.transpose(1, 2).reshape(b, -1, inner)
 
 
+def multihead_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: Any = None,
+                        skip_reshape: bool = False, skip_output_reshape: bool = False) -> torch.Tensor:
+    """ComfyUI's ``optimized_attention`` contract: [B, T, heads*d] tensors (or [B, heads, T, d] with
+    ``skip_reshape``), an optional additive / boolean ``mask`` broadcast to [B, heads, Tq, Tk]; the output is
+    [B, Tq, heads*d] (or [B, heads, Tq, d] with ``skip_output_reshape``). Without a mask and reshape flags it
+    is ``attention`` (the UNet's own)."""
+    if mask is None and not skip_reshape and not skip_output_reshape:
+        return attention(q, k, v, heads)
+    if not skip_reshape:
+        b, _, inner = q.shape
+        q, k, v = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
+    if mask is not None:
+        if mask.ndim == 2:
+            mask = mask.unsqueeze(0)
+        if mask.ndim == 3:
+            mask = mask.unsqueeze(1)
+        if mask.dtype != torch.bool:
+            mask = mask.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if skip_output_reshape:
+        return out
+    return out.transpose(1, 2).reshape(out.shape[0], -1, out.shape[1] * out.shape[3])
+
+
 class CrossAttention(nn.Module):
     """Attention from ``x`` to ``context`` (self-attention when context is None).
 
@@ -132,10 +156,67 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = operations.LayerNorm(dim, **kw)
         self.norm3 = operations.LayerNorm(dim, **kw)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                transformer_options: dict[str, Any] | None = None) -> torch.Tensor:
+        if transformer_options and (transformer_options.get("patches") or transformer_options.get("patches_replace")):
+            return patched_block_forward(self, x, context, transformer_options)
         x = self.attn1(self.norm1(x)) + x
         x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
+
+
+def _attend(attn: CrossAttention, n: torch.Tensor, context: torch.Tensor, value: torch.Tensor,
+            replace: Any, extra: dict[str, Any]) -> torch.Tensor:
+    q, k, v = attn.to_q(n), attn.to_k(context), attn.to_v(value)
+    out = replace(q, k, v, extra) if replace is not None else attention(q, k, v, attn.heads)
+    return attn.to_out(out)
+
+
+def patched_block_forward(block: BasicTransformerBlock, x: torch.Tensor, context: torch.Tensor | None,
+                          transformer_options: dict[str, Any]) -> torch.Tensor:
+    """BasicTransformerBlock with ComfyUI's ``transformer_options`` patches (comfy/ldm/modules/attention.py).
+
+    ``patches``: ``attn1_patch`` / ``attn2_patch`` (``p(n, context, value, extra) -> (n, context, value)``),
+    ``attn1_output_patch`` / ``attn2_output_patch`` (``p(n, extra) -> n``), ``middle_patch`` (``p(x, extra)``).
+    ``patches_replace["attn1" | "attn2"]``, keyed by ``(block_kind, block_id, transformer_block_index)`` or
+    ``(block_kind, block_id)``: ``p(q, k, v, extra) -> attention output`` instead of the attention itself.
+    ``extra`` holds the other options (``block``, ``block_index``, ``transformer_index``, ``cond_or_uncond``,
+    ``sigmas``, ``original_shape``, ``activations_shape``, ...) plus ``n_heads`` and ``dim_head``.
+    """
+    patches: dict[str, list[Any]] = transformer_options.get("patches") or {}
+    replace: dict[str, dict[Any, Any]] = transformer_options.get("patches_replace") or {}
+    extra = {k: v for k, v in transformer_options.items() if k not in ("patches", "patches_replace")}
+    heads = block.attn1.heads
+    extra["n_heads"] = heads
+    extra["dim_head"] = block.attn1.to_q.out_features // heads
+    extra["attn_precision"] = None
+    where = transformer_options.get("block")
+    key = (where[0], where[1], transformer_options.get("block_index", 0)) if where is not None else None
+
+    def lookup(kind: str) -> Any:
+        table = replace.get(kind, {})
+        return table.get(key) if key in table else table.get(where)
+
+    n = block.norm1(x)
+    ctx1, val1 = n, n
+    for p in patches.get("attn1_patch", ()):
+        n, ctx1, val1 = p(n, ctx1, val1, extra)
+    n = _attend(block.attn1, n, ctx1, val1, lookup("attn1"), extra)
+    for p in patches.get("attn1_output_patch", ()):
+        n = p(n, extra)
+    x = n + x
+    for p in patches.get("middle_patch", ()):
+        x = p(x, extra)
+    n = block.norm2(x)
+    ctx2 = n if context is None else context
+    val2 = ctx2
+    for p in patches.get("attn2_patch", ()):
+        n, ctx2, val2 = p(n, ctx2, val2, extra)
+    n = _attend(block.attn2, n, ctx2, val2, lookup("attn2"), extra)
+    for p in patches.get("attn2_output_patch", ()):
+        n = p(n, extra)
+    x = n + x
+    return block.ff(block.norm3(x)) + x
 
 
 class SpatialTransformer(nn.Module):
@@ -164,8 +245,11 @@ class SpatialTransformer(nn.Module):
             for _ in range(depth)
         )
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                transformer_options: dict[str, Any] | None = None) -> torch.Tensor:
         b, _, h, w = x.shape
+        if transformer_options is not None:
+            transformer_options["activations_shape"] = list(x.shape)
         x_in = x
         x = self.norm(x)
         if not self.use_linear:
@@ -174,8 +258,12 @@ class SpatialTransformer(nn.Module):
         x = x.flatten(2).transpose(1, 2).contiguous()
         if self.use_linear:
             x = self.proj_in(x)
-        for block in self.transformer_blocks:
-            x = block(x, context)
+        for i, block in enumerate(self.transformer_blocks):
+            if transformer_options is None:
+                x = block(x, context)
+            else:
+                transformer_options["block_index"] = i
+                x = block(x, context, transformer_options)
         if self.use_linear:
             x = self.proj_out(x)
         # Back to NCHW-contiguous. Without the copy this is a channels_last *view*, the residual add below keeps

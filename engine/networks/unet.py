@@ -93,16 +93,30 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 class TimestepEmbedSequential(nn.Sequential):
     """Sequential that hands the time embedding to ResBlocks and the context to transformers."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None  # type: ignore[override]
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None,  # type: ignore[override]
+                transformer_options: dict[str, Any] | None = None,
+                output_shape: tuple[int, ...] | None = None) -> torch.Tensor:
         for layer in self:
-            if isinstance(layer, ResBlock):
-                x = layer(x, emb)
-            elif isinstance(layer, SpatialTransformer):
-                x = layer(x, context)
-            else:
-                x = conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
+            x = _layer_forward(layer, x, emb, context, transformer_options, output_shape)
         return x
+
+
+def _layer_forward(layer: nn.Module, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
+                   transformer_options: dict[str, Any] | None, output_shape: tuple[int, ...] | None) -> torch.Tensor:
+    """One layer of a UNet block (ComfyUI's forward_timestep_embed): the time embedding to ResBlocks, context and
+    options to transformers (counting ``transformer_index``), the skip size to Upsample."""
+    if isinstance(layer, ResBlock):
+        return layer(x, emb)
+    if isinstance(layer, SpatialTransformer):
+        if transformer_options is None:
+            return layer(x, context)
+        x = layer(x, context, transformer_options)
+        if "transformer_index" in transformer_options:
+            transformer_options["transformer_index"] += 1
+        return x
+    if isinstance(layer, Upsample):
+        return layer(x, output_shape)
+    return conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
 
 
 class ResBlock(nn.Module):
@@ -156,12 +170,86 @@ class Upsample(nn.Module):
         return conv(self.conv, F.interpolate(x, size=size, mode="nearest"))
 
 
+def build_encoder(module: nn.Module, c: UNetConfig, dtype: torch.dtype | None = None, device: Any = None,
+                  operations: Any = Plain) -> list[int]:
+    """Give ``module`` the UNet's ``time_embed``, ``label_emb``, ``input_blocks`` and ``middle_block``.
+
+    Shared by the UNet and the ControlNet (a copy of the UNet's encoder); returns the channels of each input
+    block's output (the skip connections, in order).
+    """
+    kw: dict[str, Any] = {"dtype": dtype, "device": device, "operations": operations}
+    if len(c.num_res_blocks) != len(c.channel_mult):
+        raise ValueError(f"UNetConfig: num_res_blocks {c.num_res_blocks} must have one entry per "
+                         f"channel_mult level {c.channel_mult}")
+    mc = c.model_channels
+    ted = mc * 4
+    module.time_embed = nn.Sequential(
+        operations.Linear(mc, ted, dtype=dtype, device=device), nn.SiLU(),
+        operations.Linear(ted, ted, dtype=dtype, device=device),
+    )
+    if c.num_classes == "sequential":
+        if c.adm_in_channels is None:
+            raise ValueError("UNetConfig: num_classes='sequential' needs adm_in_channels")
+        module.label_emb = nn.Sequential(nn.Sequential(
+            operations.Linear(c.adm_in_channels, ted, dtype=dtype, device=device), nn.SiLU(),
+            operations.Linear(ted, ted, dtype=dtype, device=device),
+        ))
+    elif isinstance(c.num_classes, int):
+        module.label_emb = nn.Embedding(c.num_classes, ted, dtype=dtype, device=device)
+    depth_in = list(c.transformer_depth)
+
+    def attn(ch: int, depth: int) -> SpatialTransformer:
+        heads, dim_head = c.heads_for(ch)
+        return SpatialTransformer(ch, heads, dim_head, depth, c.context_dim, c.use_linear_in_transformer, **kw)
+
+    module.input_blocks = nn.ModuleList([TimestepEmbedSequential(
+        operations.Conv2d(c.in_channels, mc, 3, padding=1, dtype=dtype, device=device))])
+    skip_chans = [mc]
+    ch = mc
+    for level, mult in enumerate(c.channel_mult):
+        for _ in range(c.num_res_blocks[level]):
+            layers: list[nn.Module] = [ResBlock(ch, ted, mult * mc, **kw)]
+            ch = mult * mc
+            depth = depth_in.pop(0)
+            if depth > 0:
+                layers.append(attn(ch, depth))
+            module.input_blocks.append(TimestepEmbedSequential(*layers))
+            skip_chans.append(ch)
+        if level != len(c.channel_mult) - 1:
+            module.input_blocks.append(TimestepEmbedSequential(Downsample(ch, **kw)))
+            skip_chans.append(ch)
+
+    mid: list[nn.Module] = [ResBlock(ch, ted, ch, **kw)]
+    if c.transformer_depth_middle >= 0:
+        mid += [attn(ch, c.transformer_depth_middle), ResBlock(ch, ted, ch, **kw)]
+    middle = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None
+    module.middle_block = middle  # type: ignore[assignment]
+    return skip_chans
+
+
+def _add_control(h: torch.Tensor, control: dict[str, list[Any]] | None, name: str, index: int) -> torch.Tensor:
+    """``h`` plus the control residual ``control[name]`` holds for this position (ComfyUI pops these lists
+    from the end, so position ``index`` counted from the end); unchanged when there is none."""
+    if not control:
+        return h
+    items = control.get(name) or []
+    pos = len(items) - 1 - index
+    if pos < 0 or items[pos] is None:
+        return h
+    return h + items[pos].to(h.dtype)
+
+
 class UNetModel(nn.Module):
     """Noise-prediction UNet. forward(x, timesteps, context, y=None) -> model output (eps or v).
 
     Parameters: config: UNetConfig; dtype/device: where parameters are created;
     operations: layer factory (engine.networks.ops.Plain or ManualCast).
     """
+
+    time_embed: nn.Sequential
+    label_emb: nn.Module
+    input_blocks: nn.ModuleList
+    middle_block: TimestepEmbedSequential | None
 
     def __init__(self, config: UNetConfig, dtype: torch.dtype | None = None, device: Any = None,
                  operations: Any = Plain) -> None:
@@ -170,58 +258,18 @@ class UNetModel(nn.Module):
         self.config = c
         self.dtype = dtype or torch.float32
         kw: dict[str, Any] = {"dtype": dtype, "device": device, "operations": operations}
-        if len(c.num_res_blocks) != len(c.channel_mult):
-            raise ValueError(f"UNetConfig: num_res_blocks {c.num_res_blocks} must have one entry per "
-                             f"channel_mult level {c.channel_mult}")
-        mc = c.model_channels
-        ted = mc * 4
-        self.time_embed = nn.Sequential(
-            operations.Linear(mc, ted, dtype=dtype, device=device), nn.SiLU(),
-            operations.Linear(ted, ted, dtype=dtype, device=device),
-        )
-        if c.num_classes == "sequential":
-            if c.adm_in_channels is None:
-                raise ValueError("UNetConfig: num_classes='sequential' needs adm_in_channels")
-            self.label_emb = nn.Sequential(nn.Sequential(
-                operations.Linear(c.adm_in_channels, ted, dtype=dtype, device=device), nn.SiLU(),
-                operations.Linear(ted, ted, dtype=dtype, device=device),
-            ))
-        elif isinstance(c.num_classes, int):
-            self.label_emb = nn.Embedding(c.num_classes, ted, dtype=dtype, device=device)  # type: ignore[assignment]
-
-        depth_in = list(c.transformer_depth)
+        skip_chans = build_encoder(self, c, dtype, device, operations)
+        mc, ted, ch = c.model_channels, c.model_channels * 4, skip_chans[-1]
         depth_out = list(c.transformer_depth_output)
 
         def attn(ch: int, depth: int) -> SpatialTransformer:
             heads, dim_head = c.heads_for(ch)
             return SpatialTransformer(ch, heads, dim_head, depth, c.context_dim, c.use_linear_in_transformer, **kw)
 
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(
-            operations.Conv2d(c.in_channels, mc, 3, padding=1, dtype=dtype, device=device))])
-        skip_chans = [mc]
-        ch = mc
-        for level, mult in enumerate(c.channel_mult):
-            for _ in range(c.num_res_blocks[level]):
-                layers: list[nn.Module] = [ResBlock(ch, ted, mult * mc, **kw)]
-                ch = mult * mc
-                depth = depth_in.pop(0)
-                if depth > 0:
-                    layers.append(attn(ch, depth))
-                self.input_blocks.append(TimestepEmbedSequential(*layers))
-                skip_chans.append(ch)
-            if level != len(c.channel_mult) - 1:
-                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch, **kw)))
-                skip_chans.append(ch)
-
-        mid: list[nn.Module] = [ResBlock(ch, ted, ch, **kw)]
-        if c.transformer_depth_middle >= 0:
-            mid += [attn(ch, c.transformer_depth_middle), ResBlock(ch, ted, ch, **kw)]
-        self.middle_block = TimestepEmbedSequential(*mid) if c.transformer_depth_middle >= -1 else None
-
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
             for i in range(c.num_res_blocks[level] + 1):
-                layers = [ResBlock(ch + skip_chans.pop(), ted, mc * mult, **kw)]
+                layers: list[nn.Module] = [ResBlock(ch + skip_chans.pop(), ted, mc * mult, **kw)]
                 ch = mc * mult
                 depth = depth_out.pop() if depth_out else 0
                 if depth > 0:
@@ -236,9 +284,24 @@ class UNetModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                y: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
-        """Predict the model output for latents ``x`` at integer/fractional ``timesteps``."""
+                y: torch.Tensor | None = None, control: dict[str, list[Any]] | None = None,
+                transformer_options: dict[str, Any] | None = None, **_: Any) -> torch.Tensor:
+        """Predict the model output for latents ``x`` at integer/fractional ``timesteps``.
+
+        ``control``: adapter residuals as ComfyUI passes them (``input`` added after input blocks, ``middle``
+        after the middle block, ``output`` to the skip connections; each list consumed from its end).
+        ``transformer_options``: ComfyUI's patch dict (a copy is used): ``block`` / ``transformer_index`` /
+        ``original_shape`` are set here for the attention patches (``engine.networks.attention``);
+        ``patches`` may hold ``input_block_patch``, ``input_block_patch_after_skip`` (``p(h, options) -> h``)
+        and ``output_block_patch`` (``p(h, skip, options) -> (h, skip)``).
+        """
         c = self.config
+        to = None if transformer_options is None else dict(transformer_options)
+        patches: dict[str, list[Any]] = {}
+        if to is not None:
+            to["original_shape"] = list(x.shape)
+            to["transformer_index"] = 0
+            patches = to.get("patches") or {}
         emb = self.time_embed(timestep_embedding(timesteps, c.model_channels).to(x.dtype))
         if c.num_classes is not None:
             if y is None:
@@ -246,22 +309,27 @@ class UNetModel(nn.Module):
             emb = emb + self.label_emb(y.to(x.dtype) if c.num_classes == "sequential" else y)
         skips: list[torch.Tensor] = []
         h = x
-        for block in self.input_blocks:
-            h = block(h, emb, context)
+        for i, block in enumerate(self.input_blocks):
+            if to is not None:
+                to["block"] = ("input", i)
+            h = _add_control(block(h, emb, context, to), control, "input", i)
+            for p in patches.get("input_block_patch", ()):
+                h = p(h, to)
             skips.append(h)
+            for p in patches.get("input_block_patch_after_skip", ()):
+                h = p(h, to)
+        if to is not None:
+            to["block"] = ("middle", 0)
         if self.middle_block is not None:
-            h = self.middle_block(h, emb, context)
-        for block in self.output_blocks:
-            skip = skips.pop()
+            h = self.middle_block(h, emb, context, to)
+        h = _add_control(h, control, "middle", 0)
+        for i, block in enumerate(self.output_blocks):
+            if to is not None:
+                to["block"] = ("output", i)
+            skip = _add_control(skips.pop(), control, "output", i)
+            for p in patches.get("output_block_patch", ()):
+                h, skip = p(h, skip, to)
             h = torch.cat([h, skip], dim=1)
-            for layer in block:
-                if isinstance(layer, ResBlock):
-                    h = layer(h, emb)
-                elif isinstance(layer, SpatialTransformer):
-                    h = layer(h, context)
-                elif isinstance(layer, Upsample):
-                    target = skips[-1].shape[2:] if skips else None
-                    h = layer(h, tuple(target) if target is not None else None)
-                else:
-                    h = conv(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
+            target = tuple(skips[-1].shape[2:]) if skips else None
+            h = block(h, emb, context, to, target)
         return _sequential(self.out, h)

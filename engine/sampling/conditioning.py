@@ -33,6 +33,7 @@ class Cond:
     y: torch.Tensor | None = None
     concat: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    control: Any = None  # engine.adapters.control.ControlRun of this entry's CONTROL_NET (set by bind_controls)
 
 
 def repeat_to_batch_size(t: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:

@@ -100,6 +100,8 @@ def _ctx_compatible(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _batchable(a: _Job, b: _Job) -> bool:
     if a.x.shape != b.x.shape or not _ctx_compatible(a.cond.cross_attn, b.cond.cross_attn):
         return False
+    if a.cond.control is not b.cond.control:  # one control call per model call (ComfyUI's can_concat_cond)
+        return False
     for ta, tb in ((a.cond.y, b.cond.y), (a.cond.concat, b.cond.concat)):
         if (ta is None) != (tb is None) or (ta is not None and tb is not None and ta.shape != tb.shape):
             return False
@@ -142,12 +144,20 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         inputs = [_model_inputs(j, batch) for j in jobs]
         ys = [i[1] for i in inputs]
         concats = [i[2] for i in inputs]
+        x_in, sigma_in = torch.cat([j.x for j in jobs]), torch.cat([sigma] * len(jobs))
+        context = _cat_context([i[0] for i in inputs])
+        y = torch.cat([y for y in ys if y is not None]) if ys[0] is not None else None
+        extra: dict[str, Any] = {}
+        if jobs[0].cond.control is not None:
+            extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
+        patch_options = model_options_of(model).get("transformer_options")
+        if patch_options:  # ComfyUI's per-call options for UNet patches: rows' sides and sigmas
+            extra["transformer_options"] = {**patch_options, "cond_or_uncond": [j.side for j in jobs],
+                                            "sigmas": sigma_in}
         pred: tuple[torch.Tensor, ...] = model.apply_model(
-            torch.cat([j.x for j in jobs]),
-            torch.cat([sigma] * len(jobs)),
-            _cat_context([i[0] for i in inputs]),
-            y=torch.cat([y for y in ys if y is not None]) if ys[0] is not None else None,
+            x_in, sigma_in, context, y=y,
             concat=torch.cat([c for c in concats if c is not None]) if concats[0] is not None else None,
+            **extra,
         ).chunk(len(jobs))
         for j, p in zip(jobs, pred, strict=True):
             if j.cond.area is None:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from engine.adapters.control import bind_controls
 from engine.handles import ModelHandle
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
@@ -173,6 +174,7 @@ def sample(
     neg = resolve_conds(negative, noise.shape, ms, device, "negative")
     _add_adm(model, pos, noise.shape, "positive")
     _add_adm(model, neg, noise.shape, "negative")
+    bind_controls(pos, neg, model)
     if _needs_concat(model, noise.shape[1]):
         for c in pos + neg:
             c.concat = _inpaint_concat(model, c.extra, noise, latent_in, mask)

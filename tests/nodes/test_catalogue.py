@@ -56,6 +56,10 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "flow_families": ("TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance",
                       "FluxDisableGuidance", "CLIPTextEncodeFlux", "ModelSamplingFlux", "ModelSamplingSD3",
                       "ModelSamplingAuraFlow"),
+    "adapters": ("ControlNetLoader", "DiffControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
+                 "SetUnionControlNetType"),
+    "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
+                    "unCLIPConditioning"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import comfy.clip_vision  # noqa: F401  (ComfyUI's comfy.sd imports these: packs reach them as comfy.* attributes)
+import comfy.model_base  # noqa: F401
+
 from app.compat._environment import handles_for
 from engine.lazy_models import LazyModelManager
 

@@ -1,3 +1,3 @@
-import comfy.ldm.modules.attention  # noqa: F401  (a ComfyUI module Loom does not provide)
+import comfy.ldm.flux.layers  # noqa: F401  (a ComfyUI module Loom does not provide)
 
 NODE_CLASS_MAPPINGS = {}

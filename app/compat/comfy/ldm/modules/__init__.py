@@ -1,0 +1,1 @@
+"""ComfyUI's `comfy.ldm.modules` for packs: only `attention` is provided."""

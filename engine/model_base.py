@@ -1,0 +1,50 @@
+"""Views of a MODEL handle named like ComfyUI's ``comfy.model_base`` classes (``ModelPatcher.model``).
+
+Packs test the family with ``isinstance(model.model, comfy.model_base.SDXL)`` and read
+``model.model.diffusion_model`` / ``.model_sampling`` / ``.latent_format``; ``ModelHandle.model`` returns one of
+these views (the compatibility layer exports the classes under ComfyUI's names). SD1.x and SD2.x models are
+plain ``BaseModel`` instances there, as here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["BaseModel", "SDXL", "SDXLRefiner", "model_view"]
+
+
+class BaseModel:
+    """What ComfyUI's BaseModel offers packs, read from the handle (nothing is copied)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.diffusion_model = handle.diffusion_model
+        self.model_sampling = handle.model_sampling
+        self.latent_format = handle.latent_format
+        self.model_type = "V_PREDICTION" if getattr(handle.model_sampling, "prediction", "eps") == "v" else "EPS"
+
+    def get_dtype(self) -> torch.dtype:
+        dtype: torch.dtype = self._handle.dtype
+        return dtype
+
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = self._handle.load_device
+        return device
+
+
+class SDXL(BaseModel):
+    """An SDXL base model."""
+
+
+class SDXLRefiner(BaseModel):
+    """An SDXL refiner."""
+
+
+_BY_FAMILY: dict[str, type[BaseModel]] = {"sdxl": SDXL, "sdxl_refiner": SDXLRefiner}
+
+
+def model_view(handle: Any) -> BaseModel:
+    """The view class of the handle's family."""
+    return _BY_FAMILY.get(handle.family.name, BaseModel)(handle)

@@ -1,0 +1,92 @@
+"""The real cubiq/ComfyUI_IPAdapter_plus pack, exported at the pinned commit into a tmp `custom_nodes/` (never
+vendored), loaded unchanged into an in-process Loom.
+
+The pack comes from a git mirror of the repository: `LOOM_IPADAPTER_REPO` (a git directory), else the
+development machine's mirror. Without one the tests that need it are skipped with that reason.
+ComfyUI's own golden run stubbed `torchvision` (only the pack's tiled / masked paths use it); where it is
+not installed the same kind of stub is put in `sys.modules` for the test's lifetime.
+"""
+from __future__ import annotations
+
+import importlib.machinery
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PACK_REPO = "cubiq/ComfyUI_IPAdapter_plus"
+PACK_COMMIT = "9d076a3df0d2763cef5510ec5ab807f6632c39f5"
+DEFAULT_MIRROR = Path("/work/.mirror/cubiq+ComfyUI_IPAdapter_plus/repo")
+
+
+def pack_mirror() -> Path | None:
+    """The git directory holding the pinned commit, or None."""
+    path = Path(os.environ.get("LOOM_IPADAPTER_REPO", DEFAULT_MIRROR))
+    if not path.exists():
+        return None
+    ok = subprocess.run(["git", "--git-dir", str(path), "cat-file", "-e", PACK_COMMIT + "^{commit}"],
+                        capture_output=True).returncode == 0
+    return path if ok else None
+
+
+def export_pack(mirror: Path, custom_nodes: Path) -> Path:
+    """`git archive` of the pinned commit into custom_nodes/ComfyUI_IPAdapter_plus."""
+    target = custom_nodes / "ComfyUI_IPAdapter_plus"
+    target.mkdir(parents=True)
+    data = subprocess.run(["git", "--git-dir", str(mirror), "archive", "--format=tar", PACK_COMMIT],
+                          capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def torchvision_stub() -> Iterator[None]:
+    """A minimal `torchvision.transforms(.v2)` in sys.modules when torchvision is not installed."""
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        yield
+        return
+    import transformers  # noqa: F401  (it records which packages exist at import: before the stub)
+
+    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.v2")
+    modules = {n: types.ModuleType(n) for n in names}
+    for name, module in modules.items():
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    modules["torchvision"].transforms = modules["torchvision.transforms"]  # type: ignore[attr-defined]
+    modules["torchvision.transforms"].v2 = modules["torchvision.transforms.v2"]  # type: ignore[attr-defined]
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for n in names:
+            sys.modules.pop(n, None)
+
+
+def load_pack(runtime: Any, base: Path) -> tuple[Any, list[Any]]:
+    """Load base/custom_nodes into the runtime's registry; returns (environment, reports)."""
+    from app.compat._environment import CompatEnvironment, LoomHandles
+    from app.compat.prompt_server import PromptServer
+    from app.custom_nodes import load_custom_nodes
+
+    env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
+                                        models=runtime.services.models))
+    reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
+                                environment=env, model_path_folders=False, installed_packs=False)
+    return env, reports
+
+
+def unload_pack(env: Any) -> None:
+    from app.compat.prompt_server import PromptServer
+
+    env.uninstall()
+    for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
+        del sys.modules[name]
+    PromptServer.instance = None
