@@ -22,16 +22,16 @@ SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
 
 def parse_int_param(request: web.Request, name: str, *, minimum: int = 0) -> int | None:
-    """An optional integer query parameter; 400 naming it when it is not an integer >= minimum."""
+    """An optional integer query parameter; ValueError with ComfyUI's message when it is not an integer."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"query parameter {name}={raw!r} is not an integer", type_="bad_query") from None
+        raise ValueError(f"{name} must be an integer") from None
     if value < minimum:
-        raise BadRequest(f"query parameter {name}={value} must be >= {minimum}", type_="bad_query")
+        raise ValueError(f"{name} must be >= {minimum}")
     return value
 
 
@@ -205,8 +205,11 @@ async def post_free(request: web.Request) -> web.Response:
 
 
 async def get_history(request: web.Request) -> web.Response:
-    max_items = parse_int_param(request, "max_items")
-    offset = parse_int_param(request, "offset")
+    try:
+        max_items = parse_int_param(request, "max_items")
+        offset = parse_int_param(request, "offset")
+    except ValueError as exc:  # ComfyUI's shape for a bad history query: {"error": "max_items must be an integer"}
+        return web.json_response({"error": str(exc)}, status=400)
     return web.json_response(loom_of(request).queue.history(max_items, offset))
 
 

@@ -210,8 +210,10 @@ async def test_history_paging_delete_clear(client: TestClient) -> None:
     assert list(await (await client.get("/history?max_items=2")).json()) == ids[3:]
     assert list(await (await client.get("/history?max_items=2&offset=1")).json()) == ids[1:3]
     assert list(await (await client.get("/api/history?offset=3")).json()) == ids[3:]
-    resp = await client.get("/history?max_items=abc")
-    assert resp.status == 400 and "max_items" in (await resp.json())["error"]["message"]
+    resp = await client.get("/history?max_items=abc")  # ComfyUI's exact answer (its tests/execution checks it)
+    assert resp.status == 400 and await resp.json() == {"error": "max_items must be an integer"}
+    resp = await client.get("/history?offset=x")
+    assert resp.status == 400 and await resp.json() == {"error": "offset must be an integer"}
     assert await (await client.get("/history/unknown")).json() == {}
     await post(client, {"delete": [ids[0]]}, "/history")
     assert list(await (await client.get("/history")).json()) == ids[1:]
