@@ -18,8 +18,10 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where dtypes are made: the HTTP side reads the flags without it
+    import torch
 
 __all__ = ["PrecisionFlags", "NetworkPrecision", "ResolvedPrecision", "cpu_flags", "cpu_has_bf16", "resolve"]
 
@@ -29,10 +31,16 @@ UNET_CHOICES = ("fp32", "fp64", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2")
 VAE_CHOICES = ("fp32", "bf16", "fp16")
 TEXT_CHOICES = ("fp32", "bf16", "fp16")
 
-_DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32, "fp64": torch.float64, "bf16": torch.bfloat16, "fp16": torch.float16,
-    "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2,
-}
+_DTYPE_NAMES: dict[str, str] = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "fp16": "float16",
+                                 "fp8_e4m3fn": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
+
+
+def _dtype(name: str) -> torch.dtype:
+    """The torch dtype of a flag name (``bf16`` -> torch.bfloat16)."""
+    import torch
+
+    dtype: torch.dtype = getattr(torch, _DTYPE_NAMES[name])
+    return dtype
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -98,12 +106,14 @@ class ResolvedPrecision:
 
 
 def _name(dtype: torch.dtype | None) -> str:
-    return next((k for k, v in _DTYPES.items() if v == dtype), str(dtype))
+    return next((k for k in _DTYPE_NAMES if dtype is not None and _dtype(k) == dtype), str(dtype))
 
 
 def _cpu_narrow(flag: str, why: str) -> NetworkPrecision:
     """A 16/8-bit choice (``why``: the flag) for a network on the CPU: fp32 activations, narrow weights."""
-    storage = _DTYPES[flag]
+    import torch
+
+    storage = _dtype(flag)
     if flag == "bf16":
         if cpu_has_bf16():
             return NetworkPrecision(torch.float32, storage, True, f"{why}: CPU has AVX512_BF16")
@@ -115,10 +125,12 @@ def _cpu_narrow(flag: str, why: str) -> NetworkPrecision:
 
 def resolve(flags: PrecisionFlags, device: torch.device, *, bf16_supported: bool = False) -> ResolvedPrecision:
     """The dtypes each network uses on ``device`` under ``flags`` (``bf16_supported``: the GPU runs bf16)."""
+    import torch
+
     cpu = device.type == "cpu"
     # ---- UNet
     if flags.unet in ("fp32", "fp64"):
-        unet = NetworkPrecision(_DTYPES[flags.unet], reason=f"--{flags.unet}-unet")
+        unet = NetworkPrecision(_dtype(flags.unet), reason=f"--{flags.unet}-unet")
     elif flags.unet is not None or flags.force_fp16:
         name = flags.unet or "fp16"
         why = f"--{name}-unet" if flags.unet else "--force-fp16"
@@ -126,9 +138,9 @@ def resolve(flags: PrecisionFlags, device: torch.device, *, bf16_supported: bool
             unet = _cpu_narrow(name, why)
         elif name.startswith("fp8"):
             default = torch.float32 if flags.force_fp32 else torch.float16
-            unet = NetworkPrecision(default, _DTYPES[name], reason=f"{why}: fp8 weights, cast per layer")
+            unet = NetworkPrecision(default, _dtype(name), reason=f"{why}: fp8 weights, cast per layer")
         else:
-            unet = NetworkPrecision(_DTYPES[name], reason=why)
+            unet = NetworkPrecision(_dtype(name), reason=why)
     elif flags.force_fp32 or cpu:
         unet = NetworkPrecision(torch.float32, reason="--force-fp32" if flags.force_fp32 else
                                 "CPU default: fp32 gives ComfyUI's exact pixels")
@@ -141,7 +153,7 @@ def resolve(flags: PrecisionFlags, device: torch.device, *, bf16_supported: bool
         if flags.vae == "bf16" and vae_cpu:
             vae = _cpu_narrow("bf16", "--bf16-vae")
         else:
-            vae = NetworkPrecision(_DTYPES[flags.vae], reason=f"--{flags.vae}-vae")
+            vae = NetworkPrecision(_dtype(flags.vae), reason=f"--{flags.vae}-vae")
     elif flags.force_fp32 or vae_cpu:
         vae = NetworkPrecision(torch.float32, reason="--force-fp32" if flags.force_fp32 else
                                ("--cpu-vae" if flags.cpu_vae and not cpu else "CPU default"))
@@ -150,7 +162,7 @@ def resolve(flags: PrecisionFlags, device: torch.device, *, bf16_supported: bool
         vae = NetworkPrecision(torch.bfloat16 if bf16_supported else torch.float32, reason="GPU default")
     # ---- text encoders (run as a whole in the chosen dtype: they are small next to the UNet)
     if flags.text_enc is not None:
-        text = NetworkPrecision(_DTYPES[flags.text_enc], reason=f"--{flags.text_enc}-text-enc")
+        text = NetworkPrecision(_dtype(flags.text_enc), reason=f"--{flags.text_enc}-text-enc")
     elif flags.force_fp32 or cpu:
         text = NetworkPrecision(torch.float32, reason="--force-fp32" if flags.force_fp32 else "CPU default")
     else:

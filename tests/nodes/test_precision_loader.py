@@ -10,8 +10,7 @@ import torch
 
 from app.config import parse_args
 from app.engine_factory import precision_flags
-from engine.device import DevicePolicy
-from engine.model_management import ModelManager
+from engine.lazy_models import LazyModelManager
 from nodes.services import NodeServices
 
 
@@ -26,8 +25,7 @@ def test_unet_loader_weight_dtype(services: NodeServices, registry: Any, fixture
     folder = Path(services.paths.get_folder_paths("diffusion_models")[0])
     folder.mkdir(parents=True, exist_ok=True)
     os.symlink(fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors", folder / "tiny.safetensors")
-    services.models = ModelManager(DevicePolicy.detect(cpu_only=True,
-                                                       flags=precision_flags(parse_args(list(argv)))))
+    services.models = LazyModelManager(cpu_only=True, flags=precision_flags(parse_args(list(argv))))
     (model,) = registry.get("UNETLoader")().load_unet("tiny.safetensors", weight_dtype)
     assert {p.dtype for p in model.diffusion_model.parameters() if p.ndim >= 2} == matrices
     assert model.dtype == torch.float32  # the CPU computes in fp32 whatever the weights are stored in
