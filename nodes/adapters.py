@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.loaders import _loading_error, _resolve
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class ControlNetLoader(BuiltinNode):
     FUNCTION = "load_controlnet"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"control_net_name": (cls._services().paths.get_filename_list("controlnet"),)}}
 
     def load_controlnet(self, control_net_name: str) -> tuple[Any]:
@@ -108,7 +108,7 @@ class DiffControlNetLoader(BuiltinNode):
     FUNCTION = "load_controlnet"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.get_filename_list("controlnet")
         return {"required": {"model": ("MODEL",), "control_net_name": (files,)}}
 
@@ -135,7 +135,7 @@ class ControlNetApplyAdvanced(BuiltinNode):
     FUNCTION = "apply_controlnet"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
                              "control_net": ("CONTROL_NET",), "image": ("IMAGE",),
                              "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
@@ -172,7 +172,7 @@ class ControlNetApply(BuiltinNode):
     FUNCTION = "apply_controlnet"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",), "control_net": ("CONTROL_NET",),
                              "image": ("IMAGE",),
                              "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01})}}
@@ -208,7 +208,7 @@ class SetUnionControlNetType(BuiltinNode):
     FUNCTION = "set_controlnet_type"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"control_net": ("CONTROL_NET",),
                              "type": (["auto", *UNION_CONTROLNET_TYPES],)}}
 

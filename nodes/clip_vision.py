@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.loaders import _loading_error, _resolve
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class CLIPVisionLoader(BuiltinNode):
     FUNCTION = "load_clip"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"clip_name": (cls._services().paths.get_filename_list("clip_vision"),)}}
 
     def load_clip(self, clip_name: str) -> tuple[Any]:
@@ -59,7 +59,7 @@ class CLIPVisionEncode(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"clip_vision": ("CLIP_VISION",), "image": ("IMAGE",), "crop": (["center", "none"],)}}
 
     def encode(self, clip_vision: Any, image: torch.Tensor, crop: str) -> tuple[Any]:
@@ -87,7 +87,7 @@ class StyleModelLoader(BuiltinNode):
     FUNCTION = "load_style_model"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"style_model_name": (cls._services().paths.get_filename_list("style_models"),)}}
 
     def load_style_model(self, style_model_name: str) -> tuple[Any]:
@@ -118,7 +118,7 @@ class StyleModelApply(BuiltinNode):
     FUNCTION = "apply_stylemodel"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",), "style_model": ("STYLE_MODEL",),
                              "clip_vision_output": ("CLIP_VISION_OUTPUT",),
                              "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.001}),
@@ -155,7 +155,7 @@ class unCLIPConditioning(BuiltinNode):  # noqa: N801  (ComfyUI's node id)
     FUNCTION = "apply_adm"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",), "clip_vision_output": ("CLIP_VISION_OUTPUT",),
                              "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01}),
                              "noise_augmentation": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01})}}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.custom_samplers import SamplerNode, _choice
 from nodes.custom_sampling import _model_in
 
@@ -32,7 +32,7 @@ class SamplerEulerCFGpp(BuiltinNode):
     FUNCTION = "get_sampler"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"version": (["regular", "alternative"],)}}
 
     def get_sampler(self, version: str) -> tuple[Any]:
@@ -50,7 +50,7 @@ class SamplerEulerAncestralCFGPP(SamplerNode):
     """Euler ancestral with CFG++: ancestral noise level eta (0..1) and noise scale s_noise."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"eta": _float(1.0, 1.0), "s_noise": _float(1.0, 10.0)}}
 
     def get_sampler(self, eta: float, s_noise: float) -> tuple[Any]:
@@ -62,7 +62,7 @@ class SamplerER_SDE(SamplerNode):
     """ER-SDE-Solver: the ER-SDE noise scale, the reverse-time SDE of strength eta, or the ODE; 1-3 stages."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "solver_type": (list(_ER_SDE_TYPES),),
             "max_stage": ("INT", {"default": 3, "min": 1, "max": 3}),
@@ -90,7 +90,7 @@ class SamplerSASolver(SamplerNode):
     orders, PECE mode and the simple order-2 coefficients."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         percent = ("FLOAT", {"min": 0.0, "max": 1.0, "step": 0.001})
         return {"required": {
             "model": ("MODEL", {}),
@@ -124,7 +124,7 @@ class SamplerLCMUpscale(SamplerNode):
     (scale_steps < 0: over the first half of the schedule)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "scale_ratio": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 20.0, "step": 0.01}),
             "scale_steps": ("INT", {"default": -1, "min": -1, "max": 1000, "step": 1}),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.custom_sampling import SchedulerNode, _model_in, _sigmas_in
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class AlignYourStepsScheduler(SchedulerNode):
     """NVIDIA's Align Your Steps noise levels for SD1 / SDXL / SVD, interpolated to the step count."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model_type": (["SD1", "SDXL", "SVD"],),
                              "steps": ("INT", {"default": 10, "min": 1, "max": 10000}), "denoise": _DENOISE}}
 
@@ -46,7 +46,7 @@ class GITSScheduler(SchedulerNode):
     """GITS time steps searched for SD1.5 at a coefficient of 0.80 .. 1.50 (2 .. 20 steps tabulated)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"coeff": ("FLOAT", {"default": 1.20, "min": 0.80, "max": 1.50, "step": 0.05}),
                              "steps": ("INT", {"default": 10, "min": 2, "max": 1000}), "denoise": _DENOISE}}
 
@@ -64,7 +64,7 @@ class OptimalStepsScheduler(SchedulerNode):
     """Optimal Stepsize noise levels for the FLUX / Wan / Chroma flow models, interpolated to the step count."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model_type": (["FLUX", "Wan", "Chroma"],),
                              "steps": ("INT", {"default": 20, "min": 3, "max": 1000}), "denoise": _DENOISE}}
 
@@ -86,7 +86,7 @@ class ExtendIntermediateSigmas(BuiltinNode):
     FUNCTION = "extend"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "sigmas": ("SIGMAS",),
             "steps": ("INT", {"default": 2, "min": 1, "max": 100}),
@@ -116,7 +116,7 @@ class SamplingPercentToSigma(BuiltinNode):
     FUNCTION = "get_sigma"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "model": ("MODEL", {}),
             "sampling_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.0001}),

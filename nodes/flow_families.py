@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.conditioning import set_values
 from nodes.loaders import _loading_error, _resolve
 from nodes.services import MAX_RESOLUTION
@@ -27,7 +27,7 @@ class TripleCLIPLoader(BuiltinNode):
                                                 "clip_name3": "text_encoders"}
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.get_filename_list("text_encoders")
         return {"required": {"clip_name1": (files,), "clip_name2": (files,), "clip_name3": (files,)}}
 
@@ -53,7 +53,7 @@ class CLIPTextEncodeSD3(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         text = ("STRING", {"multiline": True, "dynamicPrompts": True})
         return {"required": {"clip": ("CLIP",), "clip_l": text, "clip_g": text, "t5xxl": text,
                              "empty_padding": (["none", "empty_prompt"],)}}
@@ -86,7 +86,7 @@ class EmptySD3LatentImage(BuiltinNode):
     FUNCTION = "generate"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "width": ("INT", {"default": 1024, "min": 16, "max": MAX_RESOLUTION, "step": 16}),
             "height": ("INT", {"default": 1024, "min": 16, "max": MAX_RESOLUTION, "step": 16}),
@@ -108,7 +108,7 @@ class FluxGuidance(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",),
                              "guidance": ("FLOAT", {"default": 3.5, "min": 0.0, "max": 100.0, "step": 0.1})}}
 
@@ -126,7 +126,7 @@ class FluxDisableGuidance(BuiltinNode):
     FUNCTION = "append"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",)}}
 
     def append(self, conditioning: Conditioning) -> tuple[Conditioning]:
@@ -142,7 +142,7 @@ class CLIPTextEncodeFlux(BuiltinNode):
     FUNCTION = "encode"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "clip": ("CLIP",),
             "clip_l": ("STRING", {"multiline": True, "dynamicPrompts": True}),
@@ -184,7 +184,7 @@ class ModelSamplingSD3(BuiltinNode):
     MULTIPLIER = 1000.0
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "shift": _shift_input(3.0)}}
 
     def patch(self, model: Any, shift: float) -> tuple[Any]:
@@ -204,7 +204,7 @@ class ModelSamplingAuraFlow(ModelSamplingSD3):
     MULTIPLIER = 1.0
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "shift": _shift_input(1.73)}}
 
     def patch_aura(self, model: Any, shift: float) -> tuple[Any]:
@@ -220,7 +220,7 @@ class ModelSamplingFlux(BuiltinNode):
     FUNCTION = "patch"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "model": ("MODEL",),
             "max_shift": _shift_input(1.15),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.custom_sampling import _model_in
 
 __all__ = ["NODES"]
@@ -32,7 +32,7 @@ class CFGZeroStar(ModelPatchNode):
     RETURN_NAMES = ("patched_model",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",)}}
 
     def patch(self, model: Any) -> tuple[Any]:
@@ -51,7 +51,7 @@ class CFGNorm(ModelPatchNode):
     RETURN_NAMES = ("patched_model",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "strength": _ratio(1.0, 0.0, 100.0)}}
 
     def patch(self, model: Any, strength: float) -> tuple[Any]:
@@ -70,7 +70,7 @@ class APG(ModelPatchNode):
     CATEGORY = "sampling/custom_sampling"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "model": ("MODEL",),
             "eta": _ratio(1.0, -10.0, 10.0, tooltip=(
@@ -99,7 +99,7 @@ class TCFG(ModelPatchNode):
     RETURN_NAMES = ("patched_model",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",)}}
 
     def patch(self, model: Any) -> tuple[Any]:
@@ -121,7 +121,7 @@ class Mahiro(ModelPatchNode):
     RETURN_NAMES = ("patched_model",)
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",)}}
 
     def patch(self, model: Any) -> tuple[Any]:
@@ -139,7 +139,7 @@ class RenormCFG(ModelPatchNode):
     CATEGORY = "advanced/model"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "cfg_trunc": _ratio(100, 0.0, 100.0),
                              "renorm_cfg": _ratio(1.0, 0.0, 100.0)}}
 
@@ -159,7 +159,7 @@ class EpsilonScaling(ModelPatchNode):
     CATEGORY = "model_patches/unet"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",),
                              "scaling_factor": _ratio(1.005, 0.5, 1.5, 0.001, display="number")}}
 
@@ -184,7 +184,7 @@ class PerpNeg(ModelPatchNode):
     DEPRECATED = True
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "empty_conditioning": ("CONDITIONING",),
                              "neg_scale": _ratio(1.0, 0.0, 100.0)}}
 
@@ -208,7 +208,7 @@ class ModelSamplingContinuousEDM(ModelPatchNode):
     CATEGORY = "advanced/model"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "model": ("MODEL",),
             "sampling": (["v_prediction", "edm", "edm_playground_v2.5", "eps", "cosmos_rflow"],),
@@ -241,7 +241,7 @@ class ModelSamplingContinuousV(ModelPatchNode):
     CATEGORY = "advanced/model"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {
             "model": ("MODEL",),
             "sampling": (["v_prediction"],),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.custom_sampling import _model_in
 
 __all__ = ["NODES"]
@@ -30,7 +30,7 @@ class PerpNegGuider(BuiltinNode):
     FUNCTION = "get_guider"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
                              "empty_conditioning": ("CONDITIONING",), "cfg": _CFG,
                              "neg_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01})}}
@@ -54,7 +54,7 @@ class DualCFGGuider(BuiltinNode):
     FUNCTION = "get_guider"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"model": ("MODEL",), "cond1": ("CONDITIONING",), "cond2": ("CONDITIONING",),
                              "negative": ("CONDITIONING",), "cfg_conds": _CFG, "cfg_cond2_negative": _CFG,
                              "style": (list(_STYLES),)}}
@@ -82,7 +82,7 @@ class ConditioningTimestepsRange(BuiltinNode):
     FUNCTION = "create_range"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         percent = {"min": 0.0, "max": 1.0, "step": 0.001}
         return {"required": {"start_percent": ("FLOAT", {"default": 0.0, **percent}),
                              "end_percent": ("FLOAT", {"default": 1.0, **percent})}}

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from engine.paths import PathError
-from nodes._base import BuiltinNode, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error
 
 __all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "LoraLoader", "LoraLoaderModelOnly"]
 
@@ -65,7 +65,7 @@ class CheckpointLoaderSimple(BuiltinNode):
     FILE_INPUTS: ClassVar[Mapping[str, str]] = {"ckpt_name": "checkpoints"}
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.get_filename_list("checkpoints")
         return {"required": {"ckpt_name": (files, {"tooltip": "The name of the checkpoint (model) to load."})}}
 
@@ -92,7 +92,7 @@ class UNETLoader(BuiltinNode):
     FILE_INPUTS: ClassVar[Mapping[str, str]] = {"unet_name": "diffusion_models"}
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.get_filename_list("diffusion_models")
         return {"required": {"unet_name": (files,), "weight_dtype": (WEIGHT_DTYPES,)}}
 
@@ -118,7 +118,7 @@ class CLIPLoader(BuiltinNode):
     FILE_INPUTS: ClassVar[Mapping[str, str]] = {"clip_name": "text_encoders"}
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         files = cls._services().paths.get_filename_list("text_encoders")
         return {
             "required": {"clip_name": (files,), "type": (CLIP_TYPES,)},
@@ -164,7 +164,7 @@ class VAELoader(BuiltinNode):
         return names
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"vae_name": (cls.vae_list(),)}}
 
     def load_vae(self, vae_name: str) -> tuple[Any]:
@@ -203,7 +203,7 @@ class LoraLoader(BuiltinNode):
         self._report: dict[str, Any] | None = None
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The diffusion model the LoRA will be applied to."}),
@@ -267,7 +267,7 @@ class LoraLoaderModelOnly(LoraLoader):
     COMFY_FUNCTION = "load_lora_model_only"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
+    def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
                 "model": ("MODEL",),
