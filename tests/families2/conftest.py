@@ -1,5 +1,5 @@
 """A tmp ComfyUI models/ tree for the families2 fixtures; derived checkpoints are written at test time from the
-stored tiny files and deltas (byte copies of stored tensors, as ../shared/fixtures/families2/make_derived.py does)."""
+stored tiny files and deltas in tests/fixtures/families2 (byte copies of stored tensors; README there)."""
 from __future__ import annotations
 
 import os

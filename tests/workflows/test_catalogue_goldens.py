@@ -1,4 +1,4 @@
-"""Catalogue example cases (ComfyUI 0.3.64's own executor, shared/fixtures/catalogue) that use the samplers,
+"""Catalogue example cases (made by ComfyUI 0.3.64's own executor, copied into tests/fixtures/catalogue) that use the samplers,
 sampler nodes and guiders of this project: each API prompt runs unchanged through the built-in nodes; the
 sampled latent matches to 1e-4 relative error and the saved PNG to 2 levels (mean difference <= 0.01
 levels). Copies of the prompts, latents and decoded PNGs are in tests/fixtures/catalogue/golden."""
