@@ -22,11 +22,13 @@ from engine.sampling.k_samplers import (
 from engine.sampling.noise import NoiseSampler
 
 
-def _lam(sigma: torch.Tensor) -> torch.Tensor:
+def lam_of(sigma: torch.Tensor) -> torch.Tensor:
+    """Half-log-SNR time of a noise level: lambda = -log(sigma)."""
     return sigma.log().neg()
 
 
-def _sig(lam: torch.Tensor) -> torch.Tensor:
+def sig_of(lam: torch.Tensor) -> torch.Tensor:
+    """The noise level at half-log-SNR time ``lam`` (inverse of ``lam_of``)."""
     return lam.neg().exp()
 
 
@@ -40,14 +42,14 @@ def sample_dpmpp_2m(
     old_denoised: torch.Tensor | None = None
     for i in range(len(sigmas) - 1):
         denoised = denoise_and_report(model, x, sigmas[i], s_in, i, callback)
-        t, t_next = _lam(sigmas[i]), _lam(sigmas[i + 1])
+        t, t_next = lam_of(sigmas[i]), lam_of(sigmas[i + 1])
         h = t_next - t
         if old_denoised is None or sigmas[i + 1] == 0:
-            x = (_sig(t_next) / _sig(t)) * x - (-h).expm1() * denoised
+            x = (sig_of(t_next) / sig_of(t)) * x - (-h).expm1() * denoised
         else:
-            r = (t - _lam(sigmas[i - 1])) / h
+            r = (t - lam_of(sigmas[i - 1])) / h
             blended = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-            x = (_sig(t_next) / _sig(t)) * x - (-h).expm1() * blended
+            x = (sig_of(t_next) / sig_of(t)) * x - (-h).expm1() * blended
         old_denoised = denoised
     return x
 
@@ -67,12 +69,12 @@ def sample_dpmpp_2s_ancestral(
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
         else:
-            t, t_next = _lam(sigmas[i]), _lam(sigma_down)
+            t, t_next = lam_of(sigmas[i]), lam_of(sigma_down)
             h = t_next - t
             s = t + 0.5 * h
-            x_2 = (_sig(s) / _sig(t)) * x - (-h * 0.5).expm1() * denoised
-            denoised_2 = model(x_2, _sig(s) * s_in)
-            x = (_sig(t_next) / _sig(t)) * x - (-h).expm1() * denoised_2
+            x_2 = (sig_of(s) / sig_of(t)) * x - (-h * 0.5).expm1() * denoised
+            denoised_2 = model(x_2, sig_of(s) * s_in)
+            x = (sig_of(t_next) / sig_of(t)) * x - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
             x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
@@ -94,11 +96,11 @@ def sample_dpmpp_sde(
         if sigmas[i + 1] == 0:
             x = denoised
             continue
-        lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+        lam_s, lam_t = lam_of(sigmas[i]), lam_of(sigmas[i + 1])
         h = lam_t - lam_s
         lam_s1 = lam_s + r * h
         fac = 1 / (2 * r)
-        sigma_s1 = _sig(lam_s1)
+        sigma_s1 = sig_of(lam_s1)
         alpha_s = sigmas[i] * lam_s.exp()
         alpha_s1 = sigma_s1 * lam_s1.exp()
         alpha_t = sigmas[i + 1] * lam_t.exp()
@@ -138,7 +140,7 @@ def sample_dpmpp_2m_sde(
         if sigmas[i + 1] == 0:
             x = denoised
         else:
-            lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+            lam_s, lam_t = lam_of(sigmas[i]), lam_of(sigmas[i + 1])
             h = lam_t - lam_s
             h_eta = h * (eta + 1)
             alpha_t = sigmas[i + 1] * lam_t.exp()
@@ -178,7 +180,7 @@ def sample_dpmpp_3m_sde(
         if sigmas[i + 1] == 0:
             x = denoised
         else:
-            lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+            lam_s, lam_t = lam_of(sigmas[i]), lam_of(sigmas[i + 1])
             h = lam_t - lam_s
             h_eta = h * (eta + 1)
             alpha_t = sigmas[i + 1] * lam_t.exp()
@@ -212,21 +214,21 @@ class _DPMSolverSteps:
 
     def eps(self, cache: dict[str, torch.Tensor], key: str, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if key not in cache:
-            sigma = _sig(t) * x.new_ones([x.shape[0]])
-            cache[key] = (x - self.model(x, sigma)) / _sig(t)
+            sigma = sig_of(t) * x.new_ones([x.shape[0]])
+            cache[key] = (x - self.model(x, sigma)) / sig_of(t)
         return cache[key]
 
     def step1(self, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cache: dict[str, torch.Tensor]) -> torch.Tensor:
         h = t_next - t
-        return x - _sig(t_next) * h.expm1() * self.eps(cache, "eps", x, t)
+        return x - sig_of(t_next) * h.expm1() * self.eps(cache, "eps", x, t)
 
     def step2(self, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cache: dict[str, torch.Tensor], r1: float = 0.5) -> torch.Tensor:
         h = t_next - t
         eps = self.eps(cache, "eps", x, t)
         s1 = t + r1 * h
-        u1 = x - _sig(s1) * (r1 * h).expm1() * eps
+        u1 = x - sig_of(s1) * (r1 * h).expm1() * eps
         eps_r1 = self.eps(cache, "eps_r1", u1, s1)
-        return x - _sig(t_next) * h.expm1() * eps - _sig(t_next) / (2 * r1) * h.expm1() * (eps_r1 - eps)
+        return x - sig_of(t_next) * h.expm1() * eps - sig_of(t_next) / (2 * r1) * h.expm1() * (eps_r1 - eps)
 
     def step3(self, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cache: dict[str, torch.Tensor]) -> torch.Tensor:
         r1, r2 = 1 / 3, 2 / 3
@@ -234,11 +236,11 @@ class _DPMSolverSteps:
         eps = self.eps(cache, "eps", x, t)
         s1 = t + r1 * h
         s2 = t + r2 * h
-        u1 = x - _sig(s1) * (r1 * h).expm1() * eps
+        u1 = x - sig_of(s1) * (r1 * h).expm1() * eps
         eps_r1 = self.eps(cache, "eps_r1", u1, s1)
-        u2 = x - _sig(s2) * (r2 * h).expm1() * eps - _sig(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (eps_r1 - eps)
+        u2 = x - sig_of(s2) * (r2 * h).expm1() * eps - sig_of(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (eps_r1 - eps)
         eps_r2 = self.eps(cache, "eps_r2", u2, s2)
-        return x - _sig(t_next) * h.expm1() * eps - _sig(t_next) / r2 * (h.expm1() / h - 1) * (eps_r2 - eps)
+        return x - sig_of(t_next) * h.expm1() * eps - sig_of(t_next) / r2 * (h.expm1() / h - 1) * (eps_r2 - eps)
 
 
 @torch.no_grad()
@@ -257,8 +259,8 @@ def sample_dpm_fast(
     if sigma_min <= 0 or sigmas[0] <= 0:
         raise ValueError("dpm_fast: the schedule needs positive first and last-nonzero sigmas")
     solver = _DPMSolverSteps(model)
-    t_start = _lam(torch.tensor(float(sigmas[0])))
-    t_end = _lam(torch.tensor(float(sigma_min)))
+    t_start = lam_of(torch.tensor(float(sigmas[0])))
+    t_end = lam_of(torch.tensor(float(sigma_min)))
     m = math.floor(nfe / 3) + 1
     ts = torch.linspace(float(t_start), float(t_end), m + 1, device=x.device)
     orders = [3] * (m - 2) + [2, 1] if nfe % 3 == 0 else [3] * (m - 1) + [nfe % 3]
@@ -267,7 +269,7 @@ def sample_dpm_fast(
         t, t_next = ts[i], ts[i + 1]
         eps = solver.eps(cache, "eps", x, t)
         if callback is not None:
-            callback(i, x - _sig(t) * eps, x)
+            callback(i, x - sig_of(t) * eps, x)
         if order == 1:
             x = solver.step1(x, t, t_next, cache)
         elif order == 2:
@@ -325,8 +327,8 @@ def sample_dpm_adaptive(
         raise ValueError(f"dpm_adaptive: order must be 2 or 3, got {order}")
     sigma_min = sigmas[-1] if sigmas[-1] != 0 else sigmas[-2]
     solver = _DPMSolverSteps(model)
-    t_end = _lam(torch.tensor(float(sigma_min)))
-    s = _lam(torch.tensor(float(sigmas[0])))
+    t_end = lam_of(torch.tensor(float(sigma_min)))
+    s = lam_of(torch.tensor(float(sigmas[0])))
     atol_t, rtol_t = torch.tensor(atol), torch.tensor(rtol)
     noise = require_noise(noise_sampler, "dpm_adaptive") if eta else None
     pid = _PIDStepController(abs(h_init), pcoeff, icoeff, dcoeff, order, accept_safety)
@@ -337,9 +339,9 @@ def sample_dpm_adaptive(
         t = torch.minimum(t_end, s + pid.h)
         t_solve, sigma_up = t, None
         if noise is not None:
-            sigma_down, _ = ancestral_step(_sig(s), _sig(t), eta)
-            t_solve = torch.minimum(t_end, _lam(sigma_down))
-            sigma_up = (_sig(t) ** 2 - _sig(t_solve) ** 2) ** 0.5
+            sigma_down, _ = ancestral_step(sig_of(s), sig_of(t), eta)
+            t_solve = torch.minimum(t_end, lam_of(sigma_down))
+            sigma_up = (sig_of(t) ** 2 - sig_of(t_solve) ** 2) ** 0.5
         eps = solver.eps(cache, "eps", x, s)
         if order == 2:
             x_low = solver.step1(x, s, t_solve, cache)
@@ -351,11 +353,11 @@ def sample_dpm_adaptive(
         error = torch.linalg.norm((x_low - x_high) / delta) / x.numel() ** 0.5
         if pid.propose(error):
             if callback is not None:
-                callback(step, x - _sig(s) * eps, x)
+                callback(step, x - sig_of(s) * eps, x)
             x_prev = x_low
             x = x_high
             if noise is not None and sigma_up is not None:
-                x = x + sigma_up * s_noise * noise(_sig(s), _sig(t))
+                x = x + sigma_up * s_noise * noise(sig_of(s), sig_of(t))
             s = t
             step += 1
     return x

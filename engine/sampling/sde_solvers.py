@@ -19,19 +19,12 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.sampling.dpm_solvers import lam_of, sig_of
 from engine.sampling.k_samplers import Denoiser, StepCallback, batch_ones, denoise_and_report, require_noise
 from engine.sampling.noise import NoiseSampler
 
 NoiseScaler = Callable[[torch.Tensor], torch.Tensor]
 _ER_POINTS = 200
-
-
-def _lam(sigma: torch.Tensor) -> torch.Tensor:
-    return sigma.log().neg()
-
-
-def _sig(lam: torch.Tensor) -> torch.Tensor:
-    return lam.neg().exp()
 
 
 def er_sde_noise_scaler(x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +56,7 @@ def sample_er_sde(
     scale = er_sde_noise_scaler if noise_scaler is None else noise_scaler
     noise = require_noise(noise_sampler, "er_sde") if s_noise > 0 else None
     points = torch.arange(0, float(_ER_POINTS), dtype=torch.float32, device=x.device)
-    er_lambdas = _lam(sigmas).neg().exp()
+    er_lambdas = lam_of(sigmas).neg().exp()
     s_in = batch_ones(x)
     old_denoised: torch.Tensor | None = None
     old_denoised_d: torch.Tensor | None = None
@@ -127,11 +120,11 @@ def sample_seeds_2(
         if sigmas[i + 1] == 0:
             x = denoised
             continue
-        lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+        lam_s, lam_t = lam_of(sigmas[i]), lam_of(sigmas[i + 1])
         h = lam_t - lam_s
         h_eta = h * (eta + 1)
         lam_1 = torch.lerp(lam_s, lam_t, r)
-        sigma_1 = _sig(lam_1)
+        sigma_1 = sig_of(lam_1)
         alpha_1 = sigma_1 * lam_1.exp()
         alpha_t = sigmas[i + 1] * lam_t.exp()
 
@@ -166,11 +159,11 @@ def sample_seeds_3(
         if sigmas[i + 1] == 0:
             x = denoised
             continue
-        lam_s, lam_t = _lam(sigmas[i]), _lam(sigmas[i + 1])
+        lam_s, lam_t = lam_of(sigmas[i]), lam_of(sigmas[i + 1])
         h = lam_t - lam_s
         h_eta = h * (eta + 1)
         lam_1, lam_2 = torch.lerp(lam_s, lam_t, r_1), torch.lerp(lam_s, lam_t, r_2)
-        sigma_1, sigma_2 = _sig(lam_1), _sig(lam_2)
+        sigma_1, sigma_2 = sig_of(lam_1), sig_of(lam_2)
         alpha_1, alpha_2 = sigma_1 * lam_1.exp(), sigma_2 * lam_2.exp()
         alpha_t = sigmas[i + 1] * lam_t.exp()
 
