@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nodes._base import BuiltinNode, InputTypes, input_error
-from nodes.loaders import _loading_error, _resolve
+from nodes.loaders import load_model_file
 
 if TYPE_CHECKING:
     import torch
@@ -28,11 +28,8 @@ UNION_CONTROLNET_TYPES = {"openpose": 0, "depth": 1, "hed/pidi/scribble/ted": 2,
 def _load(cls_name: str, services: Any, name: str, model: Any = None) -> Any:
     from engine.adapters.control_load import load_control
 
-    path = _resolve(cls_name, services, "controlnet", "control_net_name", name)
-    try:
-        return load_control(path, services.model_manager(), model)
-    except Exception as exc:  # engine errors of any kind: name node, input and file
-        raise _loading_error(cls_name, "control_net_name", path, exc) from exc
+    return load_model_file(cls_name, services, "controlnet", "control_net_name", name,
+                           lambda path, manager: load_control(path, manager, model))
 
 
 def _check_image(cls_name: str, image: Any) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nodes._base import BuiltinNode, InputTypes, input_error
-from nodes.loaders import _loading_error, _resolve
+from nodes.loaders import load_model_file
 
 if TYPE_CHECKING:
     import torch
@@ -36,12 +36,8 @@ class CLIPVisionLoader(BuiltinNode):
     def load_clip(self, clip_name: str) -> tuple[Any]:
         from engine.adapters.clip_vision import load_clip_vision
 
-        services = self._services()
-        path = _resolve("CLIPVisionLoader", services, "clip_vision", "clip_name", clip_name)
-        try:
-            return (load_clip_vision(path, services.model_manager()),)
-        except Exception as exc:  # engine errors of any kind: name node, input and file
-            raise _loading_error("CLIPVisionLoader", "clip_name", path, exc) from exc
+        return (load_model_file("CLIPVisionLoader", self._services(), "clip_vision", "clip_name", clip_name,
+                                load_clip_vision),)
 
 
 class CLIPVisionEncode(BuiltinNode):
@@ -93,12 +89,8 @@ class StyleModelLoader(BuiltinNode):
     def load_style_model(self, style_model_name: str) -> tuple[Any]:
         from engine.adapters.style import load_style_model
 
-        services = self._services()
-        path = _resolve("StyleModelLoader", services, "style_models", "style_model_name", style_model_name)
-        try:
-            return (load_style_model(path, services.model_manager()),)
-        except Exception as exc:  # engine errors of any kind: name node, input and file
-            raise _loading_error("StyleModelLoader", "style_model_name", path, exc) from exc
+        return (load_model_file("StyleModelLoader", self._services(), "style_models", "style_model_name",
+                                style_model_name, load_style_model),)
 
 
 class StyleModelApply(BuiltinNode):

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from engine.paths import PathError
 from nodes._base import BuiltinNode, InputTypes, input_error
+
+if TYPE_CHECKING:
+    from engine.model_management import ModelManager
+    from nodes.services import NodeServices
+
+T = TypeVar("T")
 
 __all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "LoraLoader", "LoraLoaderModelOnly"]
 
@@ -51,6 +57,17 @@ def _loading_error(cls_name: str, input_name: str, path: str, exc: Exception) ->
                        f"could not load {os.path.basename(path)} ({path}): {exc}")
 
 
+def load_model_file(cls_name: str, services: NodeServices, folder: str, input_name: str, name: str,
+                    load: Callable[[str, ModelManager], T]) -> T:
+    """Resolve `name` in the models `folder` and `load(path, model manager)` it; any failure is a node error
+    naming the node, the input and the file."""
+    path = _resolve(cls_name, services, folder, input_name, name)
+    try:
+        return load(path, services.model_manager())
+    except Exception as exc:  # engine errors of any kind: name node, input and file
+        raise _loading_error(cls_name, input_name, path, exc) from exc
+
+
 class CheckpointLoaderSimple(BuiltinNode):
     """Load a single-file checkpoint (architecture auto-detected) as MODEL, CLIP and VAE."""
 
@@ -73,13 +90,9 @@ class CheckpointLoaderSimple(BuiltinNode):
         from engine import loading
 
         services = self._services()
-        path = _resolve("CheckpointLoaderSimple", services, "checkpoints", "ckpt_name", ckpt_name)
-        try:
-            model, clip, vae = loading.load_checkpoint(path, services.model_manager(),
-                                                       embedding_directory=_embeddings_dir(services))
-        except Exception as exc:  # engine errors of any kind: name node, input and file
-            raise _loading_error("CheckpointLoaderSimple", "ckpt_name", path, exc) from exc
-        return model, clip, vae
+        return load_model_file("CheckpointLoaderSimple", services, "checkpoints", "ckpt_name", ckpt_name,
+                               lambda path, manager: loading.load_checkpoint(
+                                   path, manager, embedding_directory=_embeddings_dir(services)))
 
 
 class UNETLoader(BuiltinNode):
@@ -99,13 +112,9 @@ class UNETLoader(BuiltinNode):
     def load_unet(self, unet_name: str, weight_dtype: str = "default") -> tuple[Any]:
         from engine import loading
 
-        services = self._services()
-        path = _resolve("UNETLoader", services, "diffusion_models", "unet_name", unet_name)
-        try:
-            model = loading.load_unet(path, services.model_manager(), dtype=_weight_dtype(weight_dtype))
-        except Exception as exc:  # engine errors of any kind: name node, input and file
-            raise _loading_error("UNETLoader", "unet_name", path, exc) from exc
-        return (model,)
+        dtype = _weight_dtype(weight_dtype)
+        return (load_model_file("UNETLoader", self._services(), "diffusion_models", "unet_name", unet_name,
+                                lambda path, manager: loading.load_unet(path, manager, dtype=dtype)),)
 
 
 class CLIPLoader(BuiltinNode):
@@ -175,12 +184,7 @@ class VAELoader(BuiltinNode):
             raise input_error("VAELoader", "vae_name",
                               f"{vae_name!r} is not supported by this engine yet; pick a VAE file")
         folder = "vae" if services.paths.get_full_path("vae", vae_name) else "vae_approx"
-        path = _resolve("VAELoader", services, folder, "vae_name", vae_name)
-        try:
-            vae = loading.load_vae(path, services.model_manager())
-        except Exception as exc:  # engine errors of any kind: name node, input and file
-            raise _loading_error("VAELoader", "vae_name", path, exc) from exc
-        return (vae,)
+        return (load_model_file("VAELoader", services, folder, "vae_name", vae_name, loading.load_vae),)
 
 
 _STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}

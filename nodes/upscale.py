@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nodes._base import BuiltinNode, InputTypes, input_error, progress_context
-from nodes.loaders import _loading_error, _resolve
+from nodes.loaders import load_model_file
 
 if TYPE_CHECKING:
     import torch
@@ -33,13 +33,8 @@ class UpscaleModelLoader(BuiltinNode):
     def load_model(self, model_name: str) -> tuple[UpscaleModel]:
         from engine.upscale import load_upscale_model
 
-        services = self._services()
-        path = _resolve("UpscaleModelLoader", services, "upscale_models", "model_name", model_name)
-        try:
-            model = load_upscale_model(path, services.model_manager())
-        except Exception as exc:  # engine errors of any kind: name node, input and file
-            raise _loading_error("UpscaleModelLoader", "model_name", path, exc) from exc
-        return (model,)
+        return (load_model_file("UpscaleModelLoader", self._services(), "upscale_models", "model_name", model_name,
+                                load_upscale_model),)
 
 
 class ImageUpscaleWithModel(BuiltinNode):
