@@ -7,6 +7,7 @@ from typing import Any
 
 from executor.blocking import run_blocking
 from executor.contract import HIDDEN_VALUES, call_input_types, hidden_inputs, return_types
+from executor.dynamic_inputs import dynamic_paths, dynamic_roots, expand, fold
 from executor.prompt import Prompt, unwrap_value
 from executor.registry import NodeRegistry, _jsonable
 
@@ -92,8 +93,11 @@ def check_node(registry: NodeRegistry, prompt: Prompt, node_id: str) -> list[Err
     """Check every declared input of ``node_id``; coerce literals in place; return its errors."""
     node = prompt[node_id]
     cls = registry.get(node["class_type"])
-    types = call_input_types(cls)
+    declared = call_input_types(cls)
     inputs: dict[str, Any] = node["inputs"]
+    dynamic = bool(dynamic_roots(declared))
+    # Autogrow / DynamicCombo inputs: check the flat (dotted) members the prompt addresses
+    types = {**declared, **expand(declared, inputs)} if dynamic else declared
     vfunc, vnames, vkwargs = _validator_params(cls)
     takes_types = "input_types" in vnames
     received_types: dict[str, Any] = {}
@@ -130,7 +134,8 @@ def check_node(registry: NodeRegistry, prompt: Prompt, node_id: str) -> list[Err
             if err is not None:
                 errors.append(err)
     if vfunc is not None and (vnames or vkwargs):
-        errors.extend(_run_validator(vfunc, vnames, vkwargs, node_id, prompt, types, received_types))
+        errors.extend(_run_validator(vfunc, vnames, vkwargs, node_id, prompt, types, received_types,
+                                     declared if dynamic else None))
     return errors
 
 
@@ -160,7 +165,8 @@ def _check_link(registry: NodeRegistry, prompt: Prompt, name: str, type_: Any, c
 
 
 def _run_validator(vfunc: Callable[..., Any], vnames: set[str], vkwargs: bool, node_id: str, prompt: Prompt,
-                   types: Mapping[str, Any], received_types: dict[str, Any]) -> list[ErrorDict]:
+                   types: Mapping[str, Any], received_types: dict[str, Any],
+                   dynamic: Mapping[str, Any] | None) -> list[ErrorDict]:
     inputs = prompt[node_id]["inputs"]
     declared = {**(types.get("required") or {}), **(types.get("optional") or {})}
     values: dict[str, Any] = {}
@@ -170,6 +176,8 @@ def _run_validator(vfunc: Callable[..., Any], vnames: set[str], vkwargs: bool, n
     for name, kind in hidden_inputs(types).items():
         if kind in HIDDEN_VALUES:  # a hidden input of an ordinary type keeps the value the prompt gives
             values[name] = {"PROMPT": prompt, "UNIQUE_ID": node_id}.get(kind)
+    if dynamic is not None:  # the validator takes the nested dicts, as the node function does
+        values = fold(values, dynamic_paths(dynamic, values))
     chosen = {k: v for k, v in values.items() if vkwargs or k in vnames}
     if "input_types" in vnames:
         chosen["input_types"] = received_types

@@ -5,6 +5,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from executor.dynamic_inputs import accepts, dynamic_roots
 from executor.errors import RegistrationError
 
 INPUT_CATEGORIES = ("required", "optional", "hidden")
@@ -180,12 +181,13 @@ class ClassInfo:
 
     __slots__ = ("cls", "input_types", "declared", "hidden", "lazy", "raw_links", "output_is_list", "n_outputs",
                  "is_output", "input_is_list", "has_is_changed", "keyed_by_id", "function", "open_sections",
-                 "is_async")
+                 "is_async", "dynamic")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
         self.input_types = call_input_types(cls)
         self.declared = declared_inputs(self.input_types)
+        self.dynamic = dynamic_roots(self.input_types)  # Autogrow / DynamicCombo inputs: dotted prompt names
         self.hidden = hidden_inputs(self.input_types)
         self.lazy = frozenset(n for n, (_, opts, _) in self.declared.items() if opts.get("lazy"))
         self.raw_links = frozenset(n for n, (_, opts, _) in self.declared.items() if opts.get("rawLink"))
@@ -204,4 +206,5 @@ class ClassInfo:
 
     def declares(self, name: str) -> bool:
         """Whether ``name`` is a declared (required or optional) input of the class."""
-        return name in self.declared or any(name in section for section in self.open_sections)
+        return (name in self.declared or any(name in section for section in self.open_sections)
+                or (bool(self.dynamic) and accepts(self.dynamic, name)))

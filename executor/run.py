@@ -11,6 +11,7 @@ from executor.async_calls import AsyncCalls, results_of
 from executor.cache import CacheEntry
 from executor.context import NodeContext, enter, leave
 from executor.contract import HIDDEN_VALUES, ClassInfo
+from executor.dynamic_inputs import dynamic_paths, fold
 from executor.dynprompt import DynamicPrompt, hidden_value
 from executor.errors import DependencyCycleError, ExecutionInterrupted, NodeContractError
 from executor.events import EventSink, InterruptFlag, now_ms
@@ -263,7 +264,8 @@ class PromptRun:
                 entry = self.lookup(value[0])
                 index = int(value[1])
                 data[name] = entry.outputs[index] if entry is not None and index < len(entry.outputs) else [None]
-            elif name in declared or name in info.hidden or (info.open_sections and info.declares(name)):
+            elif name in declared or name in info.hidden or ((info.open_sections or info.dynamic)
+                                                              and info.declares(name)):
                 data[name] = [unwrap_value(value)]
         self.current_inputs = data
         for name, kind in info.hidden.items():
@@ -309,6 +311,8 @@ class PromptRun:
                               reporter=self, interrupt=self.interrupt, call_index=index,
                               parent_node_id=dyn.get_parent_node_id(node_id),
                               real_node_id=dyn.get_real_node_id(node_id))
+            if info.dynamic:
+                kwargs = fold(kwargs, dynamic_paths(info.input_types, kwargs))
             token = enter(ctx)
             try:
                 result = func(**kwargs)

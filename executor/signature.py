@@ -13,6 +13,7 @@ from hashlib import blake2b
 from typing import Any
 
 from executor.contract import HIDDEN_VALUES, ClassInfo, accepted_kwargs
+from executor.dynamic_inputs import dynamic_paths, fold
 from executor.dynprompt import DynamicPrompt, hidden_value
 from executor.graph_utils import is_link
 from executor.prompt import unwrap_value
@@ -133,7 +134,9 @@ class Signatures:
 
     def _is_changed(self, info: ClassInfo, node_id: str, inputs: Mapping[str, Any]) -> str | None:
         kwargs = {k: (None if is_link(v) else unwrap_value(v)) for k, v in inputs.items()
-                  if k in info.declared or k in info.hidden}
+                  if k in info.declared or k in info.hidden or (info.dynamic and info.declares(k))}
+        if info.dynamic:
+            kwargs = fold(kwargs, dynamic_paths(info.input_types, kwargs))
         for name, kind in info.hidden.items():
             if kind in HIDDEN_VALUES:  # a hidden input of an ordinary type keeps the prompt's literal
                 kwargs[name] = hidden_value(kind, node_id, self._dyn, self._extra)

@@ -36,6 +36,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.latent_utils",
     "nodes.save_animated",
     "nodes.template_staples",
+    "nodes.dynamic_staples",
     "nodes.custom_samplers_extra",
     "nodes.custom_schedulers_extra",
     "nodes.guidance_patches",

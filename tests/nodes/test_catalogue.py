@@ -46,6 +46,8 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                      "LatentOperationTonemapReinhard", "LatentOperationSharpen"),
     "save_animated": ("SaveAnimatedWEBP", "SaveAnimatedPNG"),
     "template_staples": ("ComfySwitchNode", "ImageCompare", "ResolutionSelector"),
+    "dynamic_staples": ("BatchImagesNode", "BatchMasksNode", "BatchLatentsNode", "ResizeImageMaskNode",
+                        "ComfyMathExpression"),
     "custom_samplers_extra": ("SamplerEulerCFGpp", "SamplerEulerAncestralCFGPP", "SamplerER_SDE", "SamplerSASolver",
                               "SamplerLCMUpscale"),
     "custom_schedulers_extra": ("AlignYourStepsScheduler", "GITSScheduler", "OptimalStepsScheduler",

@@ -1,6 +1,7 @@
 """`comfy_api.latest.io`: typed inputs/outputs, `Schema`, `ComfyNode`, `NodeOutput` (spec 6.4).
 
-Only what V1 can express is supported: the standard types, `Custom`, `MultiType`, widgets with their
+Supported: the standard types, `Custom`, `MultiType`, `MatchType`, the dynamic inputs `Autogrow` and
+`DynamicCombo` (the executor expands and folds them: executor/dynamic_inputs.py), widgets with their
 options, hidden values, lazy inputs, lists, expansion and execution blocking. A V3 class becomes a V1
 class through `ComfyNode._loom_as_v1()` (see `_v1.py`).
 """
@@ -192,6 +193,119 @@ class MultiType:
 
         def v1_type(self) -> Any:
             return ",".join(str(t) for t in self.types)
+
+
+def _io_name(t: Any) -> str:
+    return str(getattr(t, "io_type", t))
+
+
+def _sections(inputs: list[Input]) -> dict[str, dict[str, Any]]:
+    """V1 ``{"required": {...}, "optional": {...}}`` of a list of inputs (empty sections left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in inputs:
+        out.setdefault("optional" if item.optional else "required", {})[item.id] = item.as_v1()
+    return out
+
+
+class MatchType:
+    """Inputs and outputs that take one type from a list, the same across the node (`COMFY_MATCHTYPE_V3`)."""
+
+    io_type = "COMFY_MATCHTYPE_V3"
+
+    class Template:
+        def __init__(self, template_id: str, allowed_types: Any = None) -> None:
+            self.template_id = template_id
+            types = allowed_types if isinstance(allowed_types, (list, tuple)) else [allowed_types or "*"]
+            self.allowed_types = [_io_name(t) for t in types]
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"template_id": self.template_id, "allowed_types": ",".join(self.allowed_types)}
+
+    class Input(Input):
+        io_type = "COMFY_MATCHTYPE_V3"
+
+        def __init__(self, id: str, template: MatchType.Template, display_name: str | None = None,
+                     optional: bool = False, tooltip: str | None = None, lazy: bool | None = None,
+                     extra_dict: dict[str, Any] | None = None, raw_link: bool | None = None,
+                     advanced: bool | None = None) -> None:
+            super().__init__(id, display_name, optional, tooltip, lazy, extra_dict, raw_link, advanced)
+            self.options["template"] = template.as_dict()
+
+    class Output(Output):
+        io_type = "COMFY_MATCHTYPE_V3"
+
+        def __init__(self, template: MatchType.Template, id: str | None = None, display_name: str | None = None,
+                     tooltip: str | None = None, is_output_list: bool = False) -> None:
+            super().__init__(id, display_name or (None if id else "MATCHTYPE"), tooltip, is_output_list)
+
+
+class Autogrow:
+    """A group of inputs that grows as the user connects them (`COMFY_AUTOGROW_V3`); `execute` gets a dict."""
+
+    io_type = "COMFY_AUTOGROW_V3"
+    Type = dict
+
+    class _Template:
+        def __init__(self, input: Input) -> None:
+            self.input = input
+            if isinstance(input, WidgetInput):
+                input.options["forceInput"] = True
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"input": _sections([self.input])}
+
+    class TemplatePrefix(_Template):
+        """Members named `<prefix>0`, `<prefix>1`, ... up to `max`."""
+
+        def __init__(self, input: Input, prefix: str, min: int = 1, max: int = 10) -> None:
+            super().__init__(input)
+            self.prefix, self.min, self.max = prefix, min, max
+
+        def as_dict(self) -> dict[str, Any]:
+            return {**super().as_dict(), "prefix": self.prefix, "min": self.min, "max": self.max}
+
+    class TemplateNames(_Template):
+        """Members with the given names, in order."""
+
+        def __init__(self, input: Input, names: list[str], min: int = 1) -> None:
+            super().__init__(input)
+            self.names, self.min = list(names)[:100], min
+
+        def as_dict(self) -> dict[str, Any]:
+            return {**super().as_dict(), "names": self.names, "min": self.min}
+
+    class Input(Input):
+        io_type = "COMFY_AUTOGROW_V3"
+
+        def __init__(self, id: str, template: Autogrow._Template, display_name: str | None = None,
+                     optional: bool = False, tooltip: str | None = None, lazy: bool | None = None,
+                     extra_dict: dict[str, Any] | None = None) -> None:
+            super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+            self.options["template"] = template.as_dict()
+
+
+class DynamicCombo:
+    """A combo whose chosen option brings its own inputs (`COMFY_DYNAMICCOMBO_V3`); `execute` gets a dict."""
+
+    io_type = "COMFY_DYNAMICCOMBO_V3"
+    Type = dict
+
+    class Option:
+        def __init__(self, key: Any, inputs: list[Input]) -> None:
+            self.key = key.value if isinstance(key, Enum) else str(key)
+            self.inputs = inputs
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"key": self.key, "inputs": _sections(self.inputs)}
+
+    class Input(Input):
+        io_type = "COMFY_DYNAMICCOMBO_V3"
+
+        def __init__(self, id: str, options: list[DynamicCombo.Option], display_name: str | None = None,
+                     optional: bool = False, tooltip: str | None = None, lazy: bool | None = None,
+                     extra_dict: dict[str, Any] | None = None) -> None:
+            super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+            self.options["options"] = [option.as_dict() for option in options]
 
 
 @dataclass
