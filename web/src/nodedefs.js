@@ -4,6 +4,8 @@ import { isWidgetInput, parseInputSpec } from "./types.js";
 import { addInputWidget } from "./widgets.js";
 import { convertToInput } from "./nodemenu.js";
 import { decorateNodeClass } from "./nodeview.js";
+import { AUTOGROW, DYNAMIC_COMBO, addAutogrow, addDynamicCombo, configureDynamic, growAutogrow,
+  socketType } from "./dynamic.js";
 
 /** Ordered input names of a definition: input_order when given, else the keys of `input`. */
 export function orderedInputs(def) {
@@ -51,6 +53,7 @@ function makeNodeClass(name, def, ctx) {
     }
 
     onConfigure(info) {
+      configureDynamic(this, inputs, info, ctx);
       ensureWidgetSlots(this, inputs);
       for (const slot of this.inputs ?? []) {
         const widget = slot.loom_converted && this.widgets?.find((w) => w.name === slot.widget?.name);
@@ -76,6 +79,11 @@ function makeNodeClass(name, def, ctx) {
       });
     }
 
+    onConnectionsChange(type) {
+      if (type !== LiteGraph.INPUT || this.graph?._configuring) return;
+      for (const { name, spec } of inputs) if (spec.type === AUTOGROW) growAutogrow(this, name, spec);
+    }
+
     getExtraMenuOptions(canvas, options) {
       return ctx.nodeMenu?.(this, options) ?? options;
     }
@@ -86,10 +94,12 @@ function makeNodeClass(name, def, ctx) {
 
 function buildSlots(node, def, inputs, ctx) {
   for (const { name, spec, optional } of inputs) {
-    if (isWidgetInput(spec)) continue;
-    node.addInput(name, spec.type, optional ? { shape: 7 } : undefined);
+    if (isWidgetInput(spec) || spec.type === DYNAMIC_COMBO) continue;
+    if (spec.type === AUTOGROW) addAutogrow(node, name, spec);
+    else node.addInput(name, socketType(spec), optional ? { shape: 7 } : undefined);
   }
   for (const { name, spec } of inputs) {
+    if (spec.type === DYNAMIC_COMBO) addDynamicCombo(node, name, spec, ctx);
     if (!isWidgetInput(spec)) continue;
     const widgets = addInputWidget(node, name, spec, ctx.textAreas);
     if (!widgets.length) continue;
@@ -98,7 +108,8 @@ function buildSlots(node, def, inputs, ctx) {
   }
   const outputs = def.output ?? [];
   outputs.forEach((type, i) => {
-    const outType = Array.isArray(type) ? "COMBO" : String(type);
+    // a MatchType output takes its type from what is connected: "*" links anywhere
+    const outType = Array.isArray(type) ? "COMBO" : type === "COMFY_MATCHTYPE_V3" ? "*" : String(type);
     const label = def.output_name?.[i] ?? outType;
     node.addOutput(label, outType, def.output_is_list?.[i] ? { shape: 6 } : undefined);
   });

@@ -1,4 +1,5 @@
 // Builds the API ("prompt") format from the graph, as ComfyUI's frontend does (spec 3.1).
+import { promptInputNames } from "./dynamic.js";
 import { orderedInputs } from "./nodedefs.js";
 
 const MODE_NEVER = 2;
@@ -26,7 +27,7 @@ export function graphToPrompt(graph) {
       throw new GraphError(`Node #${node.id} "${node.title || node.type}" has type "${node.type}", which the server does not know: install its node pack or remove the node.`, node.id);
     }
     const inputs = {};
-    for (const { name } of orderedInputs(def)) {
+    for (const name of promptInputNames(node, orderedInputs(def))) {
       const slot = node.inputs?.find((s) => (s.widget?.name ?? s.name) === name);
       if (slot?.link != null) {
         const resolved = resolveLink(graph, slot.link);
