@@ -9,8 +9,6 @@ from engine.types import Latent
 from nodes._base import BuiltinNode, InputTypes, input_error, resize_mask_to
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import torch
 
     from engine.handles import VaeHandle
@@ -102,11 +100,7 @@ class VAEDecodeTiled(BuiltinNode):
         _check_vae(vae, "VAEDecodeTiled")
         if tile_size < overlap * 4:
             overlap = tile_size // 4
-        latent = samples["samples"]
-        tiled = getattr(vae, "decode_tiled", None)
-        if tiled is not None:
-            return (_decode_output(tiled(latent, tile_size // 8, overlap // 8)),)
-        return (_tiled(vae.decode, latent, tile_size // 8, overlap // 8, 8),)
+        return (_decode_output(vae.decode_tiled(samples["samples"], tile_size // 8, overlap // 8)),)
 
 
 class VAEEncodeTiled(BuiltinNode):
@@ -135,52 +129,7 @@ class VAEEncodeTiled(BuiltinNode):
         _check_vae(vae, "VAEEncodeTiled")
         _check_image(pixels, "VAEEncodeTiled")
         cropped, _, _ = center_crop_to_multiple(pixels)
-        tiled = getattr(vae, "encode_tiled", None)
-        if tiled is not None:
-            return ({"samples": tiled(cropped[..., :3], tile_size, overlap)},)
-        nchw = cropped[..., :3]
-        out = _tiled(lambda t: vae.encode(t.movedim(1, -1)).movedim(1, -1), nchw.movedim(-1, 1), tile_size,
-                     overlap, 1 / 8)
-        return ({"samples": out.movedim(-1, 1)},)
-
-
-def _tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: float) -> torch.Tensor:
-    """Run `fn` on overlapping tiles of `x` `[B,C,H,W]` and blend with linear ramps; returns `[B,H',W',C']`."""
-    import torch
-    h, w = x.shape[-2], x.shape[-1]
-    tile = max(tile, 1)
-    stride = max(tile - overlap, 1)
-    out: torch.Tensor | None = None
-    weight: torch.Tensor | None = None
-    for y0 in range(0, max(h - overlap, 1), stride):
-        for x0 in range(0, max(w - overlap, 1), stride):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ys, xs = max(0, y1 - tile), max(0, x1 - tile)
-            part = fn(x[:, :, ys:y1, xs:x1])
-            oy, ox = int(ys * scale), int(xs * scale)
-            ph, pw = part.shape[1], part.shape[2]
-            if out is None:
-                out = torch.zeros(part.shape[0], int(h * scale), int(w * scale), part.shape[3])
-                weight = torch.zeros(1, int(h * scale), int(w * scale), 1)
-            ramp_h = _ramp(ph, int(overlap * scale))
-            ramp_w = _ramp(pw, int(overlap * scale))
-            mask = (ramp_h[:, None] * ramp_w[None, :]).reshape(1, ph, pw, 1)
-            out[:, oy : oy + ph, ox : ox + pw] += part * mask
-            assert weight is not None
-            weight[:, oy : oy + ph, ox : ox + pw] += mask
-    assert out is not None and weight is not None
-    return out / weight.clamp_min(1e-8)
-
-
-def _ramp(n: int, overlap: int) -> torch.Tensor:
-    import torch
-    r = torch.ones(n)
-    k = min(overlap, n // 2)
-    if k > 0:
-        edge = torch.arange(1, k + 1, dtype=torch.float32) / (k + 1)
-        r[:k] = edge
-        r[n - k :] = edge.flip(0)
-    return r
+        return ({"samples": vae.encode_tiled(cropped[..., :3], tile_size, overlap)},)
 
 
 class VAEEncodeForInpaint(BuiltinNode):

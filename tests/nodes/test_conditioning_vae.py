@@ -38,24 +38,27 @@ def test_vae_encode_crops_to_multiple_of_8(registry: Any) -> None:
     assert torch.equal(vae.encoded[0], pixels[:, 2:18, 1:33, :3])
     (img,) = call(registry, "VAEDecode", samples=lat, vae=vae)
     assert img.shape == (1, 16, 32, 3)
-    (tiled,) = call(registry, "VAEDecodeTiled", samples={"samples": torch.rand(1, 4, 16, 24)}, vae=vae,
-                    tile_size=64, overlap=32)
-    assert tiled.shape == (1, 128, 192, 3)
-    direct = vae.decode(torch.rand(1, 4, 16, 24))
-    assert direct.shape == tiled.shape
     with pytest.raises(NodeInputError, match="VAEEncode.*input 'vae'"):
         call(registry, "VAEEncode", pixels=pixels, vae=None)
 
 
-def test_vae_decode_tiled_matches_plain_for_a_pointwise_decoder(registry: Any) -> None:
-    vae = FakeVae()
-    lat = {"samples": torch.rand(1, 4, 16, 24)}
-    (plain,) = call(registry, "VAEDecode", samples=lat, vae=vae)
+def test_tiled_nodes_pass_pixel_sizes_to_the_vae_s_tiling(registry: Any, fixtures_dir: Any) -> None:
+    """VAEDecodeTiled / VAEEncodeTiled take tile sizes in pixels; the VAE's own tiling (tested in
+    tests/engine/test_vae_handle.py) takes latent tiles for decoding; overlaps over a quarter tile are cut."""
+    from engine.device import DevicePolicy
+    from engine.loading import load_checkpoint
+    from engine.model_management import ModelManager
+
+    manager = ModelManager(DevicePolicy.detect(cpu_only=True, force_fp32=True))
+    vae = load_checkpoint(fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors", manager)[2]
+    lat = {"samples": torch.randn(1, 4, 16, 24, generator=torch.Generator().manual_seed(0))}
     (tiled,) = call(registry, "VAEDecodeTiled", samples=lat, vae=vae, tile_size=64, overlap=32)
-    assert torch.allclose(plain, tiled, atol=1e-6)
-    (enc_t,) = call(registry, "VAEEncodeTiled", pixels=plain, vae=vae, tile_size=64, overlap=32)
-    (enc,) = call(registry, "VAEEncode", pixels=plain, vae=vae)
-    assert torch.allclose(enc_t["samples"], enc["samples"], atol=1e-6)
+    assert torch.equal(tiled, vae.decode_tiled(lat["samples"], 8, 2))  # overlap 32 > 64 / 4 -> 16 px
+    assert not torch.equal(tiled, vae.decode_tiled(lat["samples"], 8, 4))
+    pixels = torch.rand(1, 70, 90, 4, generator=torch.Generator().manual_seed(1))
+    (enc,) = call(registry, "VAEEncodeTiled", pixels=pixels, vae=vae, tile_size=64, overlap=32)
+    assert torch.equal(enc["samples"], vae.encode_tiled(pixels[:, 3:67, 1:89, :3], 64, 32))
+    assert enc["samples"].shape == (1, 4, 8, 11)
 
 
 def test_vae_encode_for_inpaint_greys_and_grows(registry: Any) -> None:
