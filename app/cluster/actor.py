@@ -2,15 +2,8 @@
 
 Each worker owns its own registry, model manager, executor and output cache (built by
 `app.engine_factory.build_engine`, the same builder the server uses), loads the same custom node packs, and runs one
-prompt at a time. `run` is a streaming generator: it yields batches of messages in the order the executor
-produced them, then the outcome:
-
-    ("event", name, data, [ShippedFile])   executor event; `executed` carries the files its ui names
-    ("preview", jpeg, mime, metadata)      a preview frame, already encoded (HubSink's rules)
-    ("send", name, data, sid)              a custom node's PromptServer.send_sync
-    ("files", [ShippedFile])               files written but named by no ui dict
-    ("outcome", {...})                     ExecutionOutcome.to_dict(), or ("crash", text, traceback) if
-                                           execute raised
+prompt at a time. `run` is a streaming generator: it yields batches of messages (`app.cluster.messages`) in
+the order the executor produced them, ending with the `Outcome` (or a `Crash` if execute raised).
 """
 from __future__ import annotations
 
@@ -26,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cluster.files import ShippedFile, read_files, refs_in, refs_under
+from app.cluster.messages import Crash, Event, Files, Message, Outcome, Preview, Send
 from app.config import Config
 from app.engine_factory import Engine, build_engine
 from app.events import HubSink
@@ -35,7 +29,6 @@ from executor import InterruptFlag
 __all__ = ["LoomWorker"]
 
 log = logging.getLogger("loom.cluster.worker")
-Message = tuple[Any, ...]
 
 
 class _Recorder:
@@ -47,11 +40,11 @@ class _Recorder:
 
     def send(self, event: str, data: Any, sid: str | None = None) -> None:
         if self.out is not None:
-            self.out.put(("send", event, data, sid))
+            self.out.put(Send(event, data, sid))
 
     def send_preview(self, image: bytes, image_type: str, metadata: dict[str, Any], sid: str | None) -> None:
         if self.out is not None:
-            self.out.put(("preview", image, image_type, metadata))
+            self.out.put(Preview(image, image_type, metadata))
 
     def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None) -> None:
         log.debug("binary frame %d from a custom node on a Ray worker: dropped", event_type)
@@ -72,7 +65,7 @@ class _StreamSink:
         if event == "executed" and isinstance(data, dict):
             refs = [r for r in refs_in(data.get("output")) if r not in self.shipped]
             files = ship(refs, self.roots, self.shipped)
-        self.out.put(("event", event, data, files))
+        self.out.put(Event(event, data, files))
 
     def preview(self, prompt_id: str, node_id: str, image: Any) -> None:
         self.previews.preview(prompt_id, node_id, image)
@@ -227,13 +220,13 @@ class LoomWorker:
                                             list(item.outputs), sink=sink, interrupt=self.flag)
             leftovers = refs_under(self.roots, sink.shipped)
             if leftovers:
-                out.put(("files", ship(leftovers, self.roots, sink.shipped)))
-            out.put(("outcome", outcome.to_dict()))
+                out.put(Files(ship(leftovers, self.roots, sink.shipped)))
+            out.put(Outcome(outcome.to_dict()))
             self._ran.append(item.prompt_id)
         except BaseException as exc:  # report, never hang the stream
             log.exception("prompt %s: executor raised", item.prompt_id)
-            out.put(("crash", f"{type(exc).__name__}: {exc}",
-                     traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            out.put(Crash(f"{type(exc).__name__}: {exc}",
+                          traceback.format_exception(type(exc), exc, exc.__traceback__)))
         finally:
             out.put(None)
 

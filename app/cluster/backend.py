@@ -16,17 +16,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from app.cluster.faults import worker_died_outcome
 from app.cluster.files import OutputPlacer
 from app.cluster.health import HealthMonitor
+from app.cluster.messages import Crash, Outcome, Streamed
 from app.cluster.report import cluster_summary, no_worker_warning, worker_rows
 from app.cluster.routing import choose_worker, model_files, node_keys
 from app.cluster.slot import Slot
 from app.cluster.split import plan_split
 from app.cluster.split_run import run_split
+from app.cluster.whole_run import run_whole
 from app.config import Config
 from app.events import execution_restart_data
 from app.hub import Hub
@@ -35,18 +37,10 @@ from app.queue_store import QueueItem, QueueStore
 from app.worker import WorkerStatus
 from executor import ExecutionOutcome
 
-__all__ = ["RayBackend", "RemoteCrash", "DEFAULT_RETRIES"]
+__all__ = ["RayBackend", "DEFAULT_RETRIES"]
 
 log = logging.getLogger("loom.cluster")
 DEFAULT_RETRIES = 2
-
-
-@dataclass(frozen=True)
-class RemoteCrash:
-    """An actor's executor raised: the exception as text and the actor's traceback."""
-
-    message: str
-    traceback: list[str]
 
 
 class RayBackend:
@@ -271,7 +265,7 @@ class RayBackend:
                 target: Callable[..., None] = run_split
                 args: tuple[Any, ...] = (self, chosen, item, sensitive, parts)
             else:
-                target, args = self._run, (chosen[0], item, sensitive)
+                target, args = run_whole, (self, chosen[0], item, sensitive)
             t = threading.Thread(target=self._guarded, args=(item, sensitive, target, *args),
                                  name=f"loom-ray-{item.prompt_id[:8]}", daemon=True)
             self._runs.add(t)
@@ -297,9 +291,6 @@ class RayBackend:
             self._runs.discard(threading.current_thread())
             self._wake.set()
 
-    def _run(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
-        self._stream(slot, item, sensitive)
-
     def placer_of(self, slot: Slot) -> OutputPlacer:
         """The slot's file placer (its renames outlive one prompt: cached outputs replay old names)."""
         if slot.placer is None:
@@ -308,7 +299,7 @@ class RayBackend:
         return slot.placer
 
     def consume(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any], method: str,
-                handle: Callable[[tuple[Any, ...]], None]) -> ExecutionOutcome | RemoteCrash | None:
+                handle: Callable[[Streamed], None]) -> ExecutionOutcome | Crash | None:
         """Run `item` on `slot`'s actor; every streamed message but the last goes to `handle`, in order.
 
         Returns the outcome, the actor's crash, or None if the stream ended without either; raises Ray's
@@ -316,52 +307,20 @@ class RayBackend:
         """
         import ray
 
-        result: ExecutionOutcome | RemoteCrash | None = None
+        result: ExecutionOutcome | Crash | None = None
         gen = slot.actor.run.options(num_returns="streaming").remote(
             item.to_wire(), sensitive, method, self.config.preview_size)
         for ref in gen:
             for msg in ray.get(ref):
-                if msg[0] == "outcome":
-                    result = ExecutionOutcome.from_dict(msg[1])
-                elif msg[0] == "crash":
-                    result = RemoteCrash(msg[1], msg[2])
+                if isinstance(msg, Outcome):
+                    result = ExecutionOutcome.from_dict(msg.outcome)
+                elif isinstance(msg, Crash):
+                    result = msg
                 else:
                     handle(msg)
         return result
 
-    def _stream(self, slot: Slot, item: QueueItem, sensitive: dict[str, Any]) -> None:
-        run = self.lifecycle.begin(item)
-        placer = self.placer_of(slot)
-
-        def forward(msg: tuple[Any, ...]) -> None:
-            kind = msg[0]
-            if kind == "event":
-                placer.place(msg[3])
-                data = placer.rewrite(msg[2])
-                if msg[1] == "execution_start":  # where it runs: extra fields ComfyUI's clients ignore
-                    data = {**data, **slot.placement()}
-                run.sink.emit(msg[1], data)
-            elif kind == "preview":
-                self.hub.send_preview(msg[1], msg[2], msg[3], run.client_id)
-            elif kind == "send":
-                self.hub.send(msg[1], msg[2], msg[3])
-            elif kind == "files":
-                placer.place(msg[1])
-
-        result: ExecutionOutcome | RemoteCrash | BaseException | None
-        try:
-            result = self.consume(slot, item, sensitive, run.preview_method, forward)
-        except self.death_errors as exc:
-            self.lost(slot, f"{type(exc).__name__} while running prompt {item.prompt_id}")
-            self.requeue_or_fail(slot, item, sensitive, exc)
-            return
-        except Exception as exc:  # the actor's code raised: report like a crashed executor
-            log.exception("prompt %s on %s: run failed", item.prompt_id, slot.name)
-            result = exc
-        self.ran_on(slot, item.prompt)
-        self.report(run, slot.name, result, placer, slot.placement())
-
-    def report(self, run: PromptRun, worker: str, result: ExecutionOutcome | RemoteCrash | BaseException | None,
+    def report(self, run: PromptRun, worker: str, result: ExecutionOutcome | Crash | BaseException | None,
                placer: OutputPlacer | None = None, where: dict[str, Any] | None = None) -> None:
         """Finish `run` with what its worker(s) returned: an outcome (outputs renamed by `placer`), a crash
         in the actor, an exception here, or nothing; `where` (worker, host, node_ip) goes into history."""
@@ -370,7 +329,7 @@ class RayBackend:
             outputs = placer.rewrite(result.outputs) if placer is not None else result.outputs
             self.lifecycle.finish(run, replace(result, outputs=outputs), release, where)
             return
-        if isinstance(result, RemoteCrash):
+        if isinstance(result, Crash):
             outcome = crash_outcome(run.prompt_id, RuntimeError(result.message), run.started, result.traceback)
         elif isinstance(result, BaseException):
             outcome = crash_outcome(run.prompt_id, result, run.started)

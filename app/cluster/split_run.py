@@ -14,13 +14,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from app.cluster.files import ShippedFile
+from app.cluster.messages import Crash, Event, Files, Preview, Send, Streamed
 from app.cluster.split import Part, merge_ui, set_png_text
 from app.events import HubSink
 from app.queue_store import QueueItem
 from executor import ExecutionOutcome
 
 if TYPE_CHECKING:
-    from app.cluster.backend import RayBackend, RemoteCrash
+    from app.cluster.backend import RayBackend
     from app.cluster.slot import Slot
 
 __all__ = ["run_split"]
@@ -38,7 +39,7 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
         return set_png_text(f.data, "prompt", item.prompt) if f.filename.lower().endswith(".png") else f.data
 
     held: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in parts]
-    results: list[ExecutionOutcome | RemoteCrash | BaseException | None] = [None] * len(parts)
+    results: list[ExecutionOutcome | Crash | BaseException | None] = [None] * len(parts)
     died: list[tuple[Slot, BaseException]] = []
 
     where = {k: "+".join(str(s.placement()[k]) for s in slots) for k in ("worker", "host", "node_ip")}
@@ -47,23 +48,22 @@ def run_split(backend: RayBackend, slots: list[Slot], item: QueueItem, sensitive
         placer = backend.placer_of(slots[i])
         sub = QueueItem(item.number, item.prompt_id, parts[i].prompt, item.extra_data, item.outputs)
 
-        def handle(msg: tuple[Any, ...]) -> None:
-            kind = msg[0]
-            if kind == "event":
-                placer.place(msg[3], whole_prompt_png)
-                data = placer.rewrite(msg[2])
-                if msg[1] == "execution_start":  # every part's worker, joined (extra fields)
+        def handle(msg: Streamed) -> None:
+            if isinstance(msg, Event):
+                placer.place(msg.files, whole_prompt_png)
+                data = placer.rewrite(msg.data)
+                if msg.name == "execution_start":  # every part's worker, joined (extra fields)
                     data = {**data, **where}
-                if msg[1] in HELD or i > 0:
-                    held[i].append((msg[1], data))
+                if msg.name in HELD or i > 0:
+                    held[i].append((msg.name, data))
                 else:
-                    run.sink.emit(msg[1], data)
-            elif kind == "files":
-                placer.place(msg[1], whole_prompt_png)
-            elif i == 0 and kind == "preview":
-                backend.hub.send_preview(msg[1], msg[2], msg[3], run.client_id)
-            elif i == 0 and kind == "send":
-                backend.hub.send(msg[1], msg[2], msg[3])
+                    run.sink.emit(msg.name, data)
+            elif isinstance(msg, Files):
+                placer.place(msg.files, whole_prompt_png)
+            elif i == 0 and isinstance(msg, Preview):
+                backend.hub.send_preview(msg.image, msg.image_type, msg.metadata, run.client_id)
+            elif i == 0 and isinstance(msg, Send):
+                backend.hub.send(msg.event, msg.data, msg.sid)
 
         try:
             result = backend.consume(slots[i], sub, sensitive, run.preview_method, handle)
