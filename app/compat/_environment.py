@@ -25,7 +25,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from app.compat.prompt_server import PromptServer
+    from app.config import Config
     from engine.lazy_models import LazyModelManager
+    from engine.paths import ModelPaths
+    from executor import InterruptFlag, NodeRegistry
 
 from app.compat._extras import EXTRAS_MODULES
 from app.compat._extras import SHIM_FILE as EXTRAS_SHIM_FILE
@@ -47,13 +51,13 @@ _FILE_FOR = {"server": "server_fallback"}
 class LoomHandles:
     """The Loom objects the shims adapt. Any of them may be None (tests, headless runner)."""
 
-    registry: Any
+    registry: NodeRegistry
     base_dir: Path
-    paths: Any = None  # engine.paths.ModelPaths
+    paths: ModelPaths | None = None
     models: LazyModelManager | None = None
-    config: Any = None  # app.config.Config (parsed CLI)
-    interrupt: Any = None  # executor.InterruptFlag
-    prompt_server: Any = None  # app.compat.prompt_server.PromptServer
+    config: Config | None = None  # the parsed CLI
+    interrupt: InterruptFlag | None = None
+    prompt_server: PromptServer | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

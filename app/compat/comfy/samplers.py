@@ -1,42 +1,17 @@
 """ComfyUI's `comfy.samplers` for packs: sampler / scheduler names and sigma schedules from Loom's engine.
 
-The name lists are the ones Loom implements (so a pack's COMBO offers nothing that would fail later):
-`engine.sampling.SAMPLER_NAMES` / `SCHEDULER_NAMES`, else the built-in KSampler's own option lists.
+The name lists are the ones Loom implements (so a pack's COMBO offers nothing that would fail later), from
+`engine.names` (torch-free; equal to `engine.sampling`'s lists, which a test checks).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from app.compat._environment import handles_for
+from engine import names
 
-_loom = handles_for(__name__)  # this Loom instance's objects
-
-
-def _names(attr: str, ksampler_input: str, fallback: list[str]) -> list[str]:
-    try:
-        import engine.sampling as sampling
-
-        names = getattr(sampling, attr, None)
-        if names is None and attr == "SCHEDULER_NAMES":
-            from engine.sampling.schedulers import SCHEDULER_NAMES as names
-        if names:
-            return list(names)
-    except ImportError:
-        pass
-    registry = _loom.registry
-    if registry is not None and "KSampler" in registry:
-        try:
-            options = registry.get("KSampler").INPUT_TYPES()["required"][ksampler_input][0]
-            if isinstance(options, (list, tuple)):
-                return list(options)
-        except Exception:
-            pass
-    return list(fallback)
-
-
-SAMPLER_NAMES: list[str] = _names("SAMPLER_NAMES", "sampler_name", ["euler"])
+SAMPLER_NAMES: list[str] = list(names.SAMPLER_NAMES)
 KSAMPLER_NAMES: list[str] = [n for n in SAMPLER_NAMES if n not in ("ddim", "uni_pc", "uni_pc_bh2")]
-SCHEDULER_NAMES: list[str] = _names("SCHEDULER_NAMES", "scheduler", ["normal"])
+SCHEDULER_NAMES: list[str] = list(names.SCHEDULER_NAMES)
 
 
 def calculate_sigmas(model_sampling: Any, scheduler_name: str, steps: int) -> Any:
@@ -63,16 +38,8 @@ class KSAMPLER:
         return f"KSAMPLER({self.sampler_name!r})"
 
 
-def sampler_object(name: str) -> Any:
-    """The SAMPLER object for `name` (the engine's own when it defines one)."""
-    try:
-        import engine.sampling as sampling
-
-        make = getattr(sampling, "sampler_object", None)
-        if callable(make):
-            return make(name)
-    except ImportError:
-        pass
+def sampler_object(name: str) -> KSAMPLER:
+    """The SAMPLER object for `name`."""
     return KSAMPLER(name)
 
 
