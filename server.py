@@ -153,11 +153,12 @@ def _announce(config: Config, generated: bool) -> None:
 
 
 # What the first prompt needs that the server itself does not: torch (1-2 s to import), model detection
-# (validation reads checkpoint headers through it) and the skeletons of SD1.5's networks (engine.meta_build:
-# the first checkpoint load then skips ~60 ms of module construction). The HTTP side never imports torch, so
-# this runs in a background thread while the server starts; whoever needs a module first simply waits on
-# Python's import lock (or the skeleton cache's lock).
-_PRELOAD = ("torch", "engine.detect", "engine.meta_build")
+# (validation reads checkpoint headers through it), the loaders, samplers and tokenizer (transformers' CLIP
+# tokenizer: ~1 s to import, plus the BPE files' parse), and the skeletons of SD1.5's networks
+# (engine.meta_build: the first checkpoint load then skips ~60 ms of module construction). The HTTP side never
+# imports torch, so this runs in a background thread while the server starts; whoever needs a module first
+# simply waits on Python's import lock (or the skeleton / tokenizer cache's lock).
+_PRELOAD = ("torch", "engine.detect", "engine.meta_build", "engine.loading", "engine.sampling", "engine.tokenizer")
 
 
 _PRELOAD_THREAD = "loom-preload"
@@ -172,6 +173,7 @@ def _preload_ml_modules() -> threading.Thread:
             for name in _PRELOAD:
                 importlib.import_module(name)
             importlib.import_module("engine.meta_build").prewarm_skeletons()
+            importlib.import_module("engine.tokenizer").prewarm_default_bpe()
         except Exception as exc:  # noqa: BLE001 - reported again, with context, where it is used
             log.debug("preloading failed: %s", exc)
 

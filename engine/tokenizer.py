@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import torch
 
-__all__ = ["PromptTokenizer", "TokenWeight", "parse_weights", "default_tokenizer_dir"]
+__all__ = ["PromptTokenizer", "TokenWeight", "parse_weights", "default_tokenizer_dir", "prewarm_default_bpe"]
 
 # one position of a window: a token id or an embedding vector, with its weight
 TokenWeight = tuple[Union[int, torch.Tensor], float]
@@ -67,6 +67,11 @@ def shared_bpe(folder: Path, max_length: int) -> tuple[Any, threading.Lock]:
             hit = (CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length), threading.Lock())
             _BPE_CACHE[key] = hit
         return hit
+
+
+def prewarm_default_bpe() -> None:
+    """Parse the shipped CLIP BPE files (and import transformers' tokenizer) ahead of the first prompt."""
+    shared_bpe(default_tokenizer_dir(), PromptTokenizer.max_length)
 
 
 def _split_parentheses(text: str) -> list[str]:
