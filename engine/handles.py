@@ -36,6 +36,7 @@ class ModelHandle(Patchable):
     """
 
     _prefixes = ("diffusion_model.", "model.diffusion_model.")
+    _key_prefix = "diffusion_model."
 
     def __init__(self, diffusion_model: UNetModel, model_sampling: Any, latent_format: LatentFormat,
                  family: Family, manager: ModelManager, entry: ManagedModel | None = None,
