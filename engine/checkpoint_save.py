@@ -8,6 +8,8 @@ comfy_extras/nodes_model_merging.py), with every patch (LoRA, merges) baked into
 * metadata: ``modelspec.*`` for SDXL / SDXL refiner / SD3, ``modelspec.predict_key``, then (unless metadata is
   disabled) ``prompt`` and one JSON entry per ``extra_pnginfo`` key, as ComfyUI writes them.
 * CLIP files: one per tower, in the HF ``text_model.*`` layout ComfyUI's CLIPSave writes.
+* ``logit_scale``: ComfyUI saves its text models' (unused) logit scale for OpenCLIP towers in checkpoints and for
+  every tower in CLIPSave files; Loom does not keep the file's value and writes ComfyUI's initial 4.6055.
 
 Heads cannot be read from shapes. When a network's heads differ from its family's standard value (tiny test
 models), the file also gets a ``loom_config`` metadata entry (engine.detect.metadata_config) so it loads back;
@@ -35,6 +37,7 @@ __all__ = ["unet_state_dict", "clip_checkpoint_state", "vae_state_dict", "checkp
 LOOM_CONFIG_KEY = "loom_config"
 UNET_PREFIX = "model.diffusion_model."
 _CLIP_L_POSITIONS = 77
+COMFY_LOGIT_SCALE = 4.6055
 # ComfyUI's modelspec.architecture per family (comfy_extras/nodes_model_merging.py save_checkpoint)
 _ARCHITECTURE = {"sdxl": "stable-diffusion-xl-v1-base", "sdxl_refiner": "stable-diffusion-xl-v1-refiner",
                  "sd35": "stable-diffusion-v3-medium"}
@@ -89,6 +92,12 @@ def _spec_base(spec: TextEncoderSpec) -> str:
     return spec.prefix if spec.kind == "open_clip" else spec.prefix.removesuffix("transformer.")
 
 
+def _logit_scale(weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The CLIP ``logit_scale`` ComfyUI's text models carry and save (its initial value; Loom does not use it)."""
+    dtype = next(iter(weights.values())).dtype
+    return torch.tensor(COMFY_LOGIT_SCALE, dtype=dtype)
+
+
 def clip_checkpoint_state(clip: ClipHandle, family: Family) -> dict[str, torch.Tensor]:
     """The text towers under ``family``'s checkpoint prefixes, as ComfyUI writes them."""
     towers = _tower_state(clip)
@@ -102,6 +111,8 @@ def clip_checkpoint_state(clip: ClipHandle, family: Family) -> dict[str, torch.T
                    if not k.endswith(("position_ids", "text_projection.weight", "logit_scale"))}
         base = _spec_base(spec)
         out.update(_tensors(weights, base))
+        if spec.kind == "open_clip":
+            out[base + "logit_scale"] = _logit_scale(weights)
         if spec.kind == "clip_l" and family is SDXL:
             out[base + "transformer.text_model.embeddings.position_ids"] = \
                 torch.arange(_CLIP_L_POSITIONS).expand((1, -1)).contiguous()
@@ -238,6 +249,7 @@ def clip_tower_files(clip: ClipHandle) -> list[tuple[str, dict[str, torch.Tensor
             hf = {k.removeprefix("transformer."): v for k, v in weights.items() if not k.endswith("position_ids")}
         extra: dict[str, str] = {}
         if tower != "t5xxl":
+            hf["logit_scale"] = _logit_scale(weights)
             config = _tower_config(tower, _tower_heads(module))
             if config is not None:
                 extra[LOOM_CONFIG_KEY] = json.dumps(config)
