@@ -226,3 +226,34 @@ def test_weight_of_another_shape_is_not_merged() -> None:
     same = nn.Linear(8, 3)
     out = apply_entries(w, [(0.25, HandleWeight(same, "weight", ()), 0.75)])
     assert torch.allclose(out, 0.75 * w + 0.25 * same.weight.detach())
+
+
+def test_validation_sees_through_merges(registry: Any, services: Any) -> None:
+    """A merge's result is of model1's (clip1's) family: the text-encoder check still finds the mismatch."""
+    import os
+
+    from executor import PromptValidationError, validate_prompt
+    from nodes.checks import builtin_checks
+
+    ck = Path(services.paths.get_folder_paths("checkpoints")[0])
+    os.symlink(SD15, ck / "sd15.safetensors")
+    os.symlink(FIX / "families" / "tiny-sdxl.safetensors", ck / "sdxl.safetensors")
+    prompt = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+        "3": {"class_type": "ModelMergeSimple", "inputs": {"model1": ["1", 0], "model2": ["1", 0], "ratio": 0.5}},
+        "4": {"class_type": "CLIPMergeSimple", "inputs": {"clip1": ["2", 1], "clip2": ["2", 1], "ratio": 0.5}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 0]}},
+        "6": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "7": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 7.5, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 1.0, "model": ["3", 0],
+                                                   "positive": ["5", 0], "negative": ["5", 0],
+                                                   "latent_image": ["6", 0]}},
+        "8": {"class_type": "PreviewAny", "inputs": {"source": ["7", 0]}},
+    }
+    with pytest.raises(PromptValidationError) as info:
+        validate_prompt(registry, prompt, extra_checks=builtin_checks(services))
+    err = info.value.to_wire()["node_errors"]["7"]["errors"][0]
+    assert err["type"] == "text_encoder_mismatch" and err["extra_info"]["input_name"] == "positive"
+    assert "node #2 (CheckpointLoaderSimple 'sdxl.safetensors')" in err["details"]
+    assert "node #1 (CheckpointLoaderSimple 'sd15.safetensors')" in err["details"]
