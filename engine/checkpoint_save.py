@@ -28,7 +28,7 @@ import torch
 from engine.clip_handle import TOWER_MODULES, ClipHandle
 from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family, TextEncoderSpec
 from engine.handles import ModelHandle, VaeHandle
-from engine.networks.configs import ClipTextConfig, OpenClipConfig
+from engine.networks.configs import ClipTextConfig, OpenClipConfig, UNetConfig
 from engine.sampling.model_sampling import ModelSamplingDiscrete
 
 __all__ = ["unet_state_dict", "clip_checkpoint_state", "vae_state_dict", "checkpoint_state", "checkpoint_metadata",
@@ -166,7 +166,7 @@ def _loom_config(model: ModelHandle | None, clip: ClipHandle | None, family: Fam
     """Heads that differ from the family's standard values (None when all are standard)."""
     cfg: dict[str, Any] = {}
     needed = False
-    if model is not None:
+    if model is not None and isinstance(model.diffusion_model.config, UNetConfig):
         unet = model.diffusion_model.config
         cfg["unet"] = {"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels}
         needed = (unet.num_heads, unet.num_head_channels) != (family.default_num_heads,

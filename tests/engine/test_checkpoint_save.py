@@ -90,3 +90,19 @@ def test_sdxl_clip_save_files_load_as_a_pair(manager: ModelManager, tmp_path: Pa
     assert torch.allclose(loaded.encode("a cat")[0][0], clip.encode("a cat")[0][0], atol=1e-5)
     pooled = loaded.encode("a cat")[0][1]["pooled_output"]
     assert torch.allclose(pooled, clip.encode("a cat")[0][1]["pooled_output"], atol=1e-5)
+
+
+@pytest.mark.parametrize("name,arch", [("tiny-flux1-dev", None), ("tiny-sd35m", "stable-diffusion-v3-medium")])
+def test_flow_model_unet_save_round_trip(name: str, arch: str | None, manager: ModelManager, tmp_path: Path) -> None:
+    from engine.checkpoint_save import unet_state_dict
+    from engine.loading import load_unet
+
+    model = load_unet(FAM.parent / "families2" / f"{name}.safetensors", manager)
+    meta = checkpoint_metadata(model, None, "x 1", None, None)
+    assert meta.get("modelspec.architecture") == arch and "modelspec.predict_key" not in meta  # flow models
+    out = tmp_path / "unet.safetensors"
+    save_safetensors(out, unet_state_dict(model), meta)
+    back = load_unet(out, manager)
+    assert back.family is model.family
+    a, b = model.patched_state_dict(), back.patched_state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
