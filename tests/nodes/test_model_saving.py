@@ -163,3 +163,35 @@ def test_prefix_outside_output_is_refused(registry: Any, handles: dict[str, Any]
 
     with pytest.raises(NodeInputError, match="VAESave.*'filename_prefix'.*outside the output folder"):
         call(registry, "VAESave", vae=handles["vae"], filename_prefix="../escape")
+
+
+def test_block_merge_and_saves_through_the_executor(registry: Any, services: Any) -> None:
+    """Dotted ratio input names (ModelMergeSD1) validate and reach the node; the executor hands the prompt and
+    extra_pnginfo to ModelSave / CLIPSave / VAESave, which write them as metadata."""
+    import os
+
+    from executor import PromptExecutor, validate_prompt
+    from nodes.checks import builtin_checks
+
+    ck = Path(services.paths.get_folder_paths("checkpoints")[0])
+    os.symlink(SD15, ck / "sd15.safetensors")
+    ratios = {name: 0.5 for name in registry.get("ModelMergeSD1").INPUT_TYPES()["required"]
+              if name not in ("model1", "model2")}
+    prompt = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "2": {"class_type": "ModelMergeSD1", "inputs": {"model1": ["1", 0], "model2": ["1", 0], **ratios}},
+        "3": {"class_type": "ModelSave", "inputs": {"model": ["2", 0], "filename_prefix": "diffusion_models/m"}},
+        "4": {"class_type": "CLIPSave", "inputs": {"clip": ["1", 1], "filename_prefix": "clip/c"}},
+        "5": {"class_type": "VAESave", "inputs": {"vae": ["1", 2], "filename_prefix": "vae/v"}},
+    }
+    valid = validate_prompt(registry, prompt, extra_checks=builtin_checks(services))
+    outcome = PromptExecutor(registry).execute(valid.prompt, "p1", {"extra_pnginfo": EXTRA}, valid.outputs)
+    assert outcome.status == "success", outcome.error
+    out = Path(services.paths.output_dir)
+    for rel in ("diffusion_models/m_00001_.safetensors", "clip/c_clip_l_00001_.safetensors", "vae/v_00001_.safetensors"):
+        sd, meta = read(out / rel)
+        assert json.loads(meta["prompt"]) == prompt and json.loads(meta["workflow"]) == EXTRA["workflow"], rel
+    unet, _ = read(out / "diffusion_models/m_00001_.safetensors")
+    original, _ = read(SD15)
+    key = "model.diffusion_model.input_blocks.1.1.proj_in.weight"
+    assert torch.allclose(unet[key], original[key], atol=1e-6)  # a model merged with itself is itself
