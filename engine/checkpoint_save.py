@@ -30,6 +30,7 @@ from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family, TextEncoderS
 from engine.handles import ModelHandle, VaeHandle
 from engine.networks.configs import ClipTextConfig, OpenClipConfig, UNetConfig
 from engine.sampling.model_sampling import ModelSamplingDiscrete
+from engine.sampling.model_sampling_continuous import ModelSamplingContinuousEDM
 
 __all__ = ["unet_state_dict", "clip_checkpoint_state", "vae_state_dict", "checkpoint_state", "checkpoint_metadata",
            "clip_tower_files", "prompt_metadata", "save_safetensors", "LOOM_CONFIG_KEY"]
@@ -120,16 +121,25 @@ def clip_checkpoint_state(clip: ClipHandle, family: Family) -> dict[str, torch.T
 
 
 def _prediction_keys(model: ModelHandle) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """``modelspec.predict_key`` and the v-prediction marker tensors."""
+    """``modelspec.predict_key`` and the marker tensors, as ComfyUI decides them: the prediction type is the one
+    the network was loaded with (a ModelSamplingDiscrete patch does not change it); zero-SNR and the EDM v sigma
+    range come from the schedule in use."""
+    meta: dict[str, str] = {}
+    extra: dict[str, torch.Tensor] = {}
     sampling = model.model_sampling
-    if not isinstance(sampling, ModelSamplingDiscrete):
-        return {}, {}
-    if sampling.prediction == "v":
-        extra = {"v_pred": torch.tensor([])}
-        if sampling.zero_snr:
-            extra["ztsnr"] = torch.tensor([])
-        return {"modelspec.predict_key": "v"}, extra
-    return {"modelspec.predict_key": "epsilon"}, {}
+    if isinstance(sampling, ModelSamplingContinuousEDM) and sampling.prediction == "v":
+        extra["edm_vpred.sigma_max"] = torch.tensor(float(sampling.sigma_max)).float()
+        extra["edm_vpred.sigma_min"] = torch.tensor(float(sampling.sigma_min)).float()
+    base = model.base_sampling
+    if isinstance(base, ModelSamplingDiscrete):
+        if base.prediction == "v":
+            meta["modelspec.predict_key"] = "v"
+            extra["v_pred"] = torch.tensor([])
+            if isinstance(sampling, ModelSamplingDiscrete) and sampling.zero_snr:
+                extra["ztsnr"] = torch.tensor([])
+        else:
+            meta["modelspec.predict_key"] = "epsilon"
+    return meta, extra
 
 
 def checkpoint_state(model: ModelHandle, clip: ClipHandle | None = None, vae: VaeHandle | None = None

@@ -106,3 +106,28 @@ def test_flow_model_unet_save_round_trip(name: str, arch: str | None, manager: M
     assert back.family is model.family
     a, b = model.patched_state_dict(), back.patched_state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prediction_keys_follow_comfyui_model_type(manager: ModelManager) -> None:
+    """ComfyUI takes predict_key / v_pred from the type the network was loaded with (a ModelSamplingDiscrete patch
+    does not change it), ztsnr from the schedule in use for v models, and the EDM v sigma range when patched."""
+    from engine.sampling.model_sampling import ModelSamplingDiscrete
+    from engine.sampling.model_sampling_continuous import ModelSamplingContinuousEDM
+
+    sd15 = load_checkpoint(FAM.parent / "tiny-sd15" / "tiny-sd15.safetensors", manager, output_clip=False,
+                           output_vae=False)[0]
+    patched = sd15.clone()
+    patched.model_sampling = ModelSamplingDiscrete(prediction="v", zero_snr=True)
+    meta = checkpoint_metadata(patched, None, "x 1", None, None)
+    assert meta["modelspec.predict_key"] == "epsilon"
+    assert not {"v_pred", "ztsnr"} & set(checkpoint_state(patched))
+    edm = sd15.clone()
+    edm.model_sampling = ModelSamplingContinuousEDM("v", 0.002, 120.0)
+    keys = checkpoint_state(edm)
+    assert float(keys["edm_vpred.sigma_max"]) == pytest.approx(120.0, rel=1e-5)
+    assert float(keys["edm_vpred.sigma_min"]) == pytest.approx(0.002, rel=1e-4)
+    v_model = load_checkpoint(FAM / "tiny-sd21v.safetensors", manager, output_clip=False, output_vae=False)[0]
+    zsnr = v_model.clone()
+    zsnr.model_sampling = ModelSamplingDiscrete(prediction="v", zero_snr=True)
+    assert {"v_pred", "ztsnr"} <= set(checkpoint_state(zsnr))
+    assert "ztsnr" not in checkpoint_state(v_model)
