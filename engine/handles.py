@@ -36,6 +36,7 @@ class ModelHandle(Patchable):
     """
 
     _prefixes = ("diffusion_model.", "model.diffusion_model.")
+    _key_prefix = "diffusion_model."
 
     def __init__(self, diffusion_model: UNetModel, model_sampling: Any, latent_format: LatentFormat,
                  family: Family, manager: ModelManager, entry: ManagedModel | None = None,
@@ -44,6 +45,8 @@ class ModelHandle(Patchable):
         self.diffusion_model = diffusion_model
         self.compute_dtype = compute_dtype or next(diffusion_model.parameters()).dtype
         self.model_sampling = model_sampling
+        # the schedule the network was loaded with (ComfyUI's model_type); sampling patches replace model_sampling only
+        self.base_sampling = model_sampling
         self.latent_format = latent_format
         self.family = family
         self.manager = manager

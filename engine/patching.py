@@ -1,29 +1,82 @@
-"""Weight patches (LoRA and friends) kept beside a shared network and applied at run time.
+"""Weight patches (LoRA, merges and friends) kept beside a shared network and applied at run time.
 
-A patch is a weight delta (same shape as the weight) or a function weight(fp32) -> delta. Patched weights
-are computed in float32 on the network's current device, cached per handle, and passed to the network
+A patch is a weight delta (same shape as the weight) or a function weight(fp32) -> delta. Each weight keeps
+an ordered list of entries ``(strength_patch, patch, strength_model)`` and is computed, in float32, as
+ComfyUI's ``calculate_weight`` does: for each entry ``w = w * strength_model + strength_patch * delta``.
+Patched weights are computed on the network's current device, cached per handle, and passed to the network
 through ``torch.func.functional_call``; the shared base weights are never modified.
+
+A merge (ComfyUI's ``add_patches(other.get_key_patches(), 1 - r, r)``) is one more entry whose delta is the
+other handle's weight with that handle's own patches applied (``HandleWeight``): chains of merges and LoRAs
+compose in the order they were added, and nothing is copied until the handle runs.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from typing import Union
 
 import torch
 from torch import nn
 
-__all__ = ["Patch", "Patchable"]
+__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "apply_entries"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+PatchEntry = tuple[float, Patch, float]
+
+log = logging.getLogger(__name__)
+
+
+def apply_entries(w: torch.Tensor, entries: Sequence[PatchEntry]) -> torch.Tensor:
+    """``w`` (float32) with the patch entries applied in order; never modifies ``w`` in place."""
+    for strength, patch, strength_model in entries:
+        if strength_model != 1.0:
+            w = w * strength_model
+        delta = patch(w) if callable(patch) else patch.to(device=w.device, dtype=torch.float32)
+        w = w + strength * delta.reshape(w.shape)
+    return w
+
+
+class HandleWeight:
+    """A patch whose value is another network's weight ``name`` with that handle's patches (as they were
+    when taken) applied: ComfyUI's ``get_key_patches`` entry. The weight is read when the patch runs, on the
+    receiving weight's device, so it follows the other network wherever its manager has put it.
+
+    A weight of another shape (e.g. a 9-channel inpainting conv against a 4-channel one) contributes nothing,
+    as in ComfyUI ("weight not merged"); the receiving handle's ``strength_model`` still applies.
+    """
+
+    def __init__(self, module: nn.Module, name: str, entries: Sequence[PatchEntry]) -> None:
+        self.module = module
+        self.name = name
+        self.entries = tuple(entries)
+
+    def value(self, device: torch.device | None = None) -> torch.Tensor:
+        """The other handle's patched weight in float32."""
+        base = self.module.get_parameter(self.name).detach()
+        return apply_entries(base.to(device=device or base.device, dtype=torch.float32), self.entries)
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        other = self.value(w.device)
+        if other.shape != w.shape:
+            log.warning("merge: %s has shape %s here and %s in the other model; not merged", self.name,
+                        tuple(w.shape), tuple(other.shape))
+            return torch.zeros_like(w)
+        return other
 
 
 class Patchable:
-    """Patch bookkeeping shared by the MODEL and CLIP handles."""
+    """Patch bookkeeping shared by the MODEL and CLIP handles.
+
+    ``_prefixes``: prefixes a patch key may carry before the network's own parameter name;
+    ``_key_prefix``: the one ``get_key_patches`` puts on its keys (ComfyUI's state-dict names).
+    """
 
     _prefixes: tuple[str, ...] = ()
+    _key_prefix: str = ""
 
     def __init__(self) -> None:
-        self.patches: dict[str, list[tuple[float, Patch, float]]] = {}
+        self.patches: dict[str, list[PatchEntry]] = {}
         self._patched: dict[str, torch.Tensor] | None = None
 
     def _module(self) -> nn.Module:
@@ -49,6 +102,18 @@ class Patchable:
         self._patched = None
         return added
 
+    def get_key_patches(self, filter_prefix: str | None = None) -> dict[str, Patch]:
+        """ComfyUI's ``get_key_patches``: for every weight (key = ``_key_prefix`` + name, only those starting
+        with ``filter_prefix``), a patch whose value is this handle's weight with its current patches applied."""
+        module = self._module()
+        out: dict[str, Patch] = {}
+        for name, _ in module.named_parameters():
+            key = self._key_prefix + name
+            if filter_prefix is not None and not key.startswith(filter_prefix):
+                continue
+            out[key] = HandleWeight(module, name, self.patches.get(name, ()))
+        return out
+
     def _patched_weights(self, module: nn.Module) -> dict[str, torch.Tensor]:
         if not self.patches:
             return {}
@@ -60,14 +125,22 @@ class Patchable:
         out: dict[str, torch.Tensor] = {}
         for name, entries in self.patches.items():
             base = params[name]
-            w = base.detach().float()
-            for strength, patch, strength_model in entries:
-                if strength_model != 1.0:
-                    w = w * strength_model
-                delta = patch(w) if callable(patch) else patch.to(device=w.device, dtype=torch.float32)
-                w = w + strength * delta.reshape(w.shape)
-            out[name] = w.to(base.dtype)
+            out[name] = apply_entries(base.detach().float(), entries).to(base.dtype)
         self._patched = out
+        return out
+
+    def patched_state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's state dict with this handle's patches baked in (stored dtypes, on the CPU): what a
+        save node writes. Computed weight by weight, so no second full float32 copy is held."""
+        module = self._module()
+        params = dict(module.named_parameters())
+        out: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for name, value in module.state_dict().items():
+                entries = self.patches.get(name)
+                if entries and name in params:
+                    value = apply_entries(params[name].detach().float(), entries).to(params[name].dtype)
+                out[name] = value.detach().to("cpu").contiguous()
         return out
 
     def _copy_patches_to(self, other: Patchable) -> None:

@@ -44,6 +44,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.flow_families",
     "nodes.adapters",
     "nodes.clip_vision",
+    "nodes.model_merging",
+    "nodes.model_saving",
 )
 
 

@@ -45,7 +45,7 @@ _SIZED_NODES: dict[str, tuple[str, str, str | None]] = {
 }
 # inputs a value of each type passes through unchanged (first linked one wins)
 _PASS_THROUGH: Mapping[str, tuple[str, ...]] = {
-    "MODEL": ("model",), "CLIP": ("clip",), "VAE": ("vae",), "CONTROL_NET": ("control_net",),
+    "MODEL": ("model", "model1"), "CLIP": ("clip", "clip1"), "VAE": ("vae",), "CONTROL_NET": ("control_net",),
     "CONDITIONING": ("conditioning", "conditioning_1", "conditioning_to", "positive"),
     "LATENT": ("samples", "latent_image", "samples_to", "latent")}
 _SAMPLER_INPUTS = ("model", "positive", "negative", "latent_image")

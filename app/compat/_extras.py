@@ -53,6 +53,10 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_rebatch": ("RebatchLatents", "RebatchImages"),
     "nodes_compositing": ("PorterDuffImageComposite", "SplitImageWithAlpha", "JoinImageWithAlpha"),
     "nodes_morphology": ("Morphology", "ImageRGBToYUV", "ImageYUVToRGB"),
+    "nodes_model_merging": ("ModelMergeSimple", "ModelMergeBlocks", "ModelMergeSubtract", "ModelMergeAdd",
+                            "CheckpointSave", "CLIPMergeSimple", "CLIPMergeSubtract", "CLIPMergeAdd", "CLIPSave",
+                            "VAESave", "ModelSave"),
+    "nodes_model_merging_model_specific": ("ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL"),
 }
 
 # Non-node names packs import from these modules -> "loom.module:attribute" of Loom's own object.
@@ -60,5 +64,10 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
     "nodes_custom_sampler": {
         "Noise_RandomNoise": "engine.sampling.custom:GaussianNoise",
         "Noise_EmptyNoise": "engine.sampling.custom:EmptyNoise",
+    },
+    # ComfyUI's class names where they differ from the node ids (the merge nodes need no services)
+    "nodes_model_merging": {
+        "ModelSubtract": "nodes.model_merging:ModelMergeSubtract", "ModelAdd": "nodes.model_merging:ModelMergeAdd",
+        "CLIPSubtract": "nodes.model_merging:CLIPMergeSubtract", "CLIPAdd": "nodes.model_merging:CLIPMergeAdd",
     },
 }

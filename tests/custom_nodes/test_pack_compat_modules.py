@@ -102,3 +102,40 @@ def test_comfy_extras_string_nodes_run_as_loom_builtins(facts, packs) -> None:
     function = getattr(node, nodes_string.StringConcatenate.FUNCTION)
     result = function(string_a="Loom", string_b="packs", delimiter=" ")
     assert (result.get("result") if isinstance(result, dict) else result)[0] == "Loom packs"
+
+
+def test_comfy_extras_model_merging_subclass_as_packs_do(facts, packs) -> None:
+    """Packs add block-merge nodes for other architectures by subclassing ModelMergeBlocks with their own prefixes,
+    and merge by hand with get_key_patches / add_patches (tinyterra, Comfyroll): both work on Loom's handles."""
+    from pathlib import Path
+
+    from engine.device import DevicePolicy
+    from engine.loading import load_checkpoint
+    from engine.model_management import ModelManager
+
+    for node_id in ("ModelMergeBlocks", "ModelMergeSubtract"):
+        packs.registry.register(node_id, bind(builtin_node_classes()[node_id], None), source="builtin")
+    import comfy_extras.nodes_model_merging as merging
+
+    assert merging.ModelMergeBlocks is packs.registry.get("ModelMergeBlocks")
+    assert merging.ModelSubtract.__name__ == "ModelMergeSubtract"
+
+    class PackMerge(merging.ModelMergeBlocks):
+        @classmethod
+        def INPUT_TYPES(cls):
+            ratio = ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})
+            return {"required": {"model1": ("MODEL",), "model2": ("MODEL",), "time_embed.": ratio, "out.": ratio}}
+
+    ckpt = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-sd15" / "tiny-sd15.safetensors"
+    model = load_checkpoint(ckpt, ModelManager(DevicePolicy.cpu()), output_clip=False, output_vae=False)[0]
+    zero = merging.ModelSubtract().merge(model, model, 1.0)[0]  # model - model = 0 everywhere
+    merged = PackMerge().merge(model, zero, **{"time_embed.": 0.25, "out.": 1.0})[0]
+    sd, base = merged.patched_state_dict(), model.patched_state_dict()
+    assert torch.allclose(sd["time_embed.0.weight"], 0.25 * base["time_embed.0.weight"])
+    assert torch.equal(sd["out.2.bias"], base["out.2.bias"])
+    assert torch.allclose(sd["input_blocks.0.0.weight"], 0.25 * base["input_blocks.0.0.weight"])  # first ratio
+    by_hand = model.clone()
+    kp = zero.get_key_patches("diffusion_model.")
+    for k in kp:
+        by_hand.add_patches({k: kp[k]}, 0.5, 0.5)
+    assert torch.allclose(by_hand.patched_state_dict()["out.2.bias"], 0.5 * base["out.2.bias"])

@@ -62,6 +62,9 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                  "SetUnionControlNetType"),
     "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
                     "unCLIPConditioning"),
+    "model_merging": ("ModelMergeSimple", "ModelMergeBlocks", "ModelMergeSubtract", "ModelMergeAdd", "CLIPMergeSimple",
+                      "CLIPMergeSubtract", "CLIPMergeAdd", "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL"),
+    "model_saving": ("CheckpointSave", "CLIPSave", "VAESave", "ModelSave"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
