@@ -7,6 +7,10 @@ checkpoint header), and also records when the worker finished that prompt. The s
 ``python -c "import torch"`` (what any prompt needs at least); ``--compare DIR`` also starts DIR's server.py
 (another checkout, e.g. ``git worktree add /tmp/base HEAD~1``), alternating run by run. bench/server.py
 measures the same start-up with a one-node pack prompt (no built-in node involved) plus throughput.
+
+``--idle S``: instead, wait until the server answers, leave it idle for S seconds (its start-up preload
+finishes), then time the first prompt (POST -> in /history) and a second one with a new seed (the same work
+with everything loaded): "first after idle" minus "second" is what the first prompt still pays for.
 """
 from __future__ import annotations
 
@@ -53,6 +57,50 @@ def import_torch_seconds() -> float:
     return time.perf_counter() - t0
 
 
+def _until_done(url: str, prompt: dict[str, Any]) -> float:
+    """Seconds from POST /prompt to the prompt appearing in /history."""
+    t0 = time.perf_counter()
+    status, data = _post(url + "/prompt", {"prompt": prompt, "client_id": "bench"})
+    if status != 200:
+        raise SystemExit(f"POST /prompt {status}: {data}")
+    pid = data["prompt_id"]
+    while True:
+        with urllib.request.urlopen(f"{url}/history/{pid}", timeout=30) as r:
+            if pid in json.loads(r.read()):
+                return time.perf_counter() - t0
+        time.sleep(0.02)
+
+
+def idle_run(prompt: dict[str, Any], idle: float, repo: Path = REPO) -> tuple[float, float]:
+    """(first prompt after `idle` seconds of an idle start, a second prompt with a new seed), in seconds."""
+    base = Path(tempfile.mkdtemp(prefix="loom-bench-idle-"))
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / TINY.name).symlink_to(TINY)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, str(repo / "server.py"), "--port", str(port), "--cpu",
+                             "--base-directory", str(base), "--verbose", "WARNING"], cwd=str(base),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited with {proc.returncode}; see a manual run of server.py")
+            try:
+                urllib.request.urlopen(url + "/system_stats", timeout=5).read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.05)
+        time.sleep(idle)
+        first = _until_done(url, prompt)
+        prompt = json.loads(json.dumps(prompt))
+        prompt["3"]["inputs"]["seed"] += 1
+        return first, _until_done(url, prompt)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def one_run(prompt: dict[str, Any], repo: Path = REPO) -> tuple[float, float]:
     """(seconds to the first accepted /prompt, seconds until that prompt finished) for one server start."""
     base = Path(tempfile.mkdtemp(prefix="loom-bench-start-"))
@@ -95,11 +143,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--compare", type=Path, default=None, metavar="DIR",
                     help="also start DIR/server.py (another checkout), alternating with this one")
+    ap.add_argument("--idle", type=float, default=None, metavar="S",
+                    help="time the first prompt after S idle seconds and a second one instead")
     args = ap.parse_args()
     prompt = json.loads((REPO / "workflows" / "txt2img.json").read_text())
     prompt["4"]["inputs"]["ckpt_name"] = TINY.name
     prompt["3"]["inputs"]["steps"] = args.steps
     repos = [REPO] + ([args.compare.resolve()] if args.compare else [])
+    if args.idle is not None:
+        rows: list[Row] = []
+        results = [[idle_run(prompt, args.idle, repo) for repo in repos] for _ in range(args.runs)]
+        for i, repo in enumerate(repos):
+            tag = "" if repo == REPO else f" [{repo}]"
+            rows += [Row(f"first prompt after {args.idle:g} s idle{tag}", [r[i][0] for r in results]),
+                     Row(f"second prompt, new seed{tag}", [r[i][1] for r in results]),
+                     Row(f"first minus second{tag}", [r[i][0] - r[i][1] for r in results])]
+        print(f"server.py --cpu, txt2img {args.steps} steps on the tiny checkpoint, {args.runs} runs")
+        print_table("first prompt after an idle start", rows, reference=None, unit="s")
+        return
     accepted: list[list[float]] = [[] for _ in repos]
     done: list[list[float]] = [[] for _ in repos]
     torch_s: list[float] = []
