@@ -101,8 +101,9 @@ class Server:
         self.base = base
         self.port = _free_port()
         self.log = open(base / "server.log", "w", encoding="utf-8")  # noqa: SIM115 (closed in stop)
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-               "PYTHONPATH": str(ROOT)}
+        # Loom first, then any folders the caller put on PYTHONPATH (e.g. a pack requirement installed elsewhere)
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": python_path}
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--base-directory", str(base), *extra_args],

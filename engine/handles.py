@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -120,6 +121,16 @@ class ModelHandle(Patchable):
         return adm_vector(self.family.adm, cond, tuple(latent_shape), prompt_type)  # type: ignore[arg-type]
 
     # ComfyUI-style aliases used by packs
+    def model_dtype(self) -> torch.dtype:
+        """ComfyUI's ``ModelPatcher.model_dtype()``: the compute dtype."""
+        return self.compute_dtype
+
+    def memory_required(self, input_shape: tuple[int, ...] | torch.Size) -> int:
+        """ComfyUI's estimate of the bytes one model call on a latent batch of ``input_shape`` needs (packs pass
+        it to ``load_models_gpu``; Loom's manager makes its own room on load)."""
+        area = int(input_shape[0]) * math.prod(int(d) for d in input_shape[2:])
+        return int((area * self.compute_dtype.itemsize * 0.6 / 0.9 + 1024) * 1024 * 1024)
+
     def get_model_object(self, name: str) -> Any:
         """ComfyUI's accessor: ``model_sampling`` or ``diffusion_model``."""
         return getattr(self, name)
