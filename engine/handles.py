@@ -162,6 +162,10 @@ class ModelHandle(Patchable):
         """Append ``fn(args) -> [cond_x0, uncond_x0]`` run on the predictions before CFG."""
         self._append_option("sampler_pre_cfg_function", pre_cfg_function, disable_cfg1_optimization)
 
+    def set_model_unet_function_wrapper(self, unet_wrapper_function: Callable[..., Any]) -> None:
+        """Wrap every model call: ``fn(apply_model, {"input", "timestep", "c", "cond_or_uncond"}) -> x0``."""
+        self.model_options["model_function_wrapper"] = unet_wrapper_function
+
     def set_model_denoise_mask_function(self, denoise_mask_function: Callable[..., Any]) -> None:
         """Map the inpaint noise mask per step: ``fn(sigma, mask, extra_options) -> mask``."""
         self.model_options["denoise_mask_function"] = denoise_mask_function
@@ -289,6 +293,11 @@ class VaeHandle:
     def device(self) -> torch.device:
         """Where the VAE runs (the CPU under ``--cpu-vae``)."""
         return self.manager.policy.device_for("vae")
+
+    @property
+    def first_stage_model(self) -> AutoencoderKL:
+        """ComfyUI's ``VAE.first_stage_model``: the network (``encoder`` / ``decoder`` named as in checkpoints)."""
+        return self.vae
 
     def crop_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Centre-crop BHWC pixels to multiples of the downscale factor (VAEEncode's rule)."""

@@ -53,6 +53,7 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_rebatch": ("RebatchLatents", "RebatchImages"),
     "nodes_compositing": ("PorterDuffImageComposite", "SplitImageWithAlpha", "JoinImageWithAlpha"),
     "nodes_morphology": ("Morphology", "ImageRGBToYUV", "ImageYUVToRGB"),
+    "nodes_sag": ("SelfAttentionGuidance",),
 }
 
 # Non-node names packs import from these modules -> "loom.module:attribute" of Loom's own object.
@@ -61,4 +62,5 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
         "Noise_RandomNoise": "engine.sampling.custom:GaussianNoise",
         "Noise_EmptyNoise": "engine.sampling.custom:EmptyNoise",
     },
+    "nodes_sag": {"gaussian_blur_2d": "engine.image_ops:gaussian_blur_2d"},
 }

@@ -94,3 +94,32 @@ def test_sampling_function_runs_loom_cfg_with_the_model_hook(loaded) -> None:
     hooked.set_model_sampler_cfg_function(lambda args: args["input"] - args["cond_denoised"])  # cond only
     assert torch.allclose(comfy.samplers.sampling_function(hooked, x, sigma, neg, pos, 4.0,
                                                           hooked.model_options), cond_x0, atol=1e-5)
+
+
+def test_model_function_wrapper_and_tiled_diffusion_internals(loaded) -> None:
+    registry, model, clip = loaded
+    import comfy.samplers
+    import comfy.sd
+
+    from engine.sampling.conditioning import resolve_conds
+
+    _, _, vae, _ = comfy.sd.load_checkpoint_guess_config(str(CHECKPOINT), output_clip=False)
+    (facts,) = registry.get("TiledInternals")().run(model, vae, clip.encode("a red circle"), clip.encode(""))
+    x, sigma, wrapped, seen = facts["x"], facts["sigma"], facts["wrapped"], facts["seen"]
+    assert "model_function_wrapper" not in model.model_options, "set on the clone only"
+    pos, neg = (resolve_conds(clip.encode(t), x.shape, model.model_sampling, torch.device("cpu"), n)
+                for t, n in (("a red circle", "positive"), ("", "negative")))
+    cond_x0, _ = comfy.samplers.calc_cond_batch(wrapped, [pos, neg], x, sigma)
+    # one batched call (negative and positive rows together) went through the wrapper
+    assert seen == [(["c_crossattn", "transformer_options"], [1, 0], 2)]
+    assert torch.allclose(cond_x0[..., :8], facts["left"], atol=1e-5), "each half ran on its own"
+    plain, _ = comfy.samplers.calc_cond_batch(model, [pos, neg], x, sigma)
+    assert not torch.allclose(plain[..., :8], facts["left"], atol=1e-4), "unwrapped, the halves see each other"
+    assert facts["blur_sum"] == pytest.approx(1.0) and facts["blur_symmetric"] and facts["blur_flat"]
+    assert facts["ldm"][:4] == [len(vae.vae.config.ch_mult), vae.vae.config.num_res_blocks, False, False]
+    assert facts["ldm"][6] is False and facts["ldm"][4] > 0
+    assert facts["vae_attention"] == [1, 4, 2, 3] and facts["gligen"] is False
+    with pytest.raises(NotImplementedError, match="KSAMPLER.sample"):
+        comfy.samplers.KSAMPLER("euler").sample(None, None, None, None, None)
+    with pytest.raises(NotImplementedError, match="get_area_and_mult"):
+        comfy.samplers.get_area_and_mult([], x, sigma)

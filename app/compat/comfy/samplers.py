@@ -62,6 +62,12 @@ class KSAMPLER:
     def __repr__(self) -> str:
         return f"KSAMPLER({self.sampler_name!r})"
 
+    def sample(self, model_wrap: Any, sigmas: Any, extra_args: Any, callback: Any, noise: Any,
+               latent_image: Any = None, denoise_mask: Any = None, disable_pbar: bool = False) -> Any:
+        """ComfyUI runs its sampler loop here; Loom's runs in engine.sampling (pass this object as a SAMPLER)."""
+        raise NotImplementedError("comfy.samplers.KSAMPLER.sample is not provided by Loom: pass the KSAMPLER to "
+                                  "SamplerCustom / comfy.sample.sample_custom, which run Loom's sampler")
+
 
 def sampler_object(name: str) -> Any:
     """The SAMPLER object for `name` (the engine's own when it defines one)."""
@@ -139,3 +145,9 @@ def sampling_function(model: Any, x: Any, timestep: Any, uncond: Any, cond: Any,
     from engine.sampling.guider import CFGDenoiser
 
     return CFGDenoiser(model, cond, uncond or [], cond_scale, model_options)(x, timestep)
+
+
+def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
+    """ComfyUI's per-cond preparation step; Loom's sampler prepares conds itself (engine.sampling.guider)."""
+    raise NotImplementedError("comfy.samplers.get_area_and_mult is not provided by Loom: its sampler prepares "
+                              "areas and masks itself (engine.sampling.guider); packs that replace it change nothing")

@@ -1,11 +1,14 @@
-"""Imports the ComfyUI internals that ADV_CLIP_emb, Cutoff, TiledKSampler and AutomaticCFG use, as they do."""
+"""Imports the ComfyUI internals that ADV_CLIP_emb, Cutoff, TiledKSampler, AutomaticCFG and TiledDiffusion use,
+as they do."""
 import comfy.controlnet
+import comfy.gligen
 import comfy.model_management
 import comfy.sample
 import comfy.sampler_helpers
 import comfy.samplers
 import comfy.supported_models
 import comfy.supported_models_base
+import comfy_extras.nodes_sag
 import torch
 from comfy import model_management
 from comfy.controlnet import ControlNet, T2IAdapter
@@ -20,6 +23,13 @@ from comfy.ldm.modules.attention import (
 from comfy.model_base import BaseModel
 from comfy.sd1_clip import SD1ClipModel
 from comfy.sdxl_clip import SDXLClipG, SDXLClipModel, SDXLRefinerClipModel, StableCascadeClipModel
+from comfy_extras.nodes_sag import gaussian_blur_2d
+
+# TiledDiffusion wraps these at import (its wrappers only run if someone calls them)
+_originals = {name: getattr(comfy.samplers.KSAMPLER, name) for name in ("sample",)}
+_originals["get_area_and_mult"] = comfy.samplers.get_area_and_mult
+comfy.gligen.Gligen._set_position = lambda self, *a: None
+comfy_extras.nodes_sag.create_blur_map = lambda x0, attn, sigma=3.0, threshold=1.0: x0
 
 attnfunc = optimized_attention_for_device(model_management.get_torch_device())  # at import, as AutomaticCFG does
 
@@ -123,4 +133,48 @@ class ModelInternals:
         },)
 
 
-NODE_CLASS_MAPPINGS = {"WordIdEncode": WordIdEncode, "ControlFacts": ControlFacts, "ModelInternals": ModelInternals}
+class TiledInternals:
+    """TiledDiffusion's calls: a model function wrapper, the SAG blur, the VAE network's ldm attributes."""
+
+    CATEGORY = "fixtures"
+    RETURN_TYPES = ("DICT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "vae": ("VAE",), "positive": ("CONDITIONING",),
+                             "negative": ("CONDITIONING",)}}
+
+    def run(self, model, vae, positive, negative):
+        seen = []
+
+        def halves(apply_model, args):  # MultiDiffusion-like: run the left and right halves separately
+            x, t, c = args["input"], args["timestep"], args["c"]
+            seen.append((sorted(c), list(args["cond_or_uncond"]), x.shape[0]))
+            w = x.shape[-1] // 2
+            return torch.cat([apply_model(x[..., :w], t, **c), apply_model(x[..., w:], t, **c)], dim=-1)
+
+        wrapped = model.clone()
+        wrapped.set_model_unet_function_wrapper(halves)
+        x = torch.randn(1, 4, 8, 16, generator=torch.Generator().manual_seed(2))
+        sigma = torch.tensor([2.0])
+        conds = positive[0][0]
+        left = model.apply_model(x[..., :8], sigma, conds)
+        decoder = vae.first_stage_model.decoder
+        impulse = torch.zeros(1, 1, 9, 9)
+        impulse[..., 4, 4] = 1.0
+        blurred = gaussian_blur_2d(impulse, kernel_size=5, sigma=1.0)
+        return ({
+            "wrapped": wrapped, "seen": seen, "left": left, "x": x, "sigma": sigma,
+            "blur_sum": float(blurred.sum()), "blur_symmetric": bool(torch.equal(blurred, blurred.flip(-1, -2))),
+            "blur_flat": bool(torch.allclose(gaussian_blur_2d(torch.ones(1, 3, 6, 6), 5, 2.0), torch.ones(1, 3, 6, 6))),
+            "ldm": [decoder.num_resolutions, decoder.num_res_blocks, decoder.give_pre_end, decoder.tanh_out,
+                    decoder.up[0].block[0].in_channels, decoder.up[0].block[0].out_channels,
+                    decoder.up[0].block[0].use_conv_shortcut],
+            "vae_attention": list(decoder.mid.attn_1.optimized_attention(*(torch.ones(1, 4, 2, 3),) * 3).shape),
+            "gligen": isinstance(object(), comfy.gligen.Gligen),
+        },)
+
+
+NODE_CLASS_MAPPINGS = {"WordIdEncode": WordIdEncode, "ControlFacts": ControlFacts, "ModelInternals": ModelInternals,
+                       "TiledInternals": TiledInternals}
