@@ -18,13 +18,11 @@ pytestmark = pytest.mark.browser
 EXT_PACKS = Path(__file__).parent / "data" / "ext_packs"
 
 
-@pytest.fixture(scope="module")
-def ext_server(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("ext_packs")
+def _serve(tmp: Path, *extra: str) -> Iterator[Server]:
     shutil.copytree(EXT_PACKS, tmp / "custom_nodes")
     port = free_port()
     log = tmp / "server.log"
-    cmd = [sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu", "--base-directory", str(tmp)]
+    cmd = [sys.executable, str(REPO / "server.py"), "--port", str(port), "--cpu", "--base-directory", str(tmp), *extra]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}/"
@@ -33,6 +31,19 @@ def ext_server(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield Server(url=url, root=tmp, token="")
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def ext_server(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _serve(tmp_path_factory.mktemp("ext_packs"))
+
+
+@pytest.fixture(scope="module")
+def comfy_ext_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    frontend = pytest.importorskip("comfyui_frontend_package",
+                                   reason="pip install comfyui-frontend-package (ComfyUI's official frontend)")
+    static = Path(frontend.__file__).parent / "static"
+    yield from _serve(tmp_path_factory.mktemp("ext_packs_comfy"), "--front-end-root", str(static))
 
 
 def _report(page: Any) -> dict[str, dict[str, str]]:
@@ -89,3 +100,12 @@ def test_extensions_skipped_with_the_reason(page: Any, ext_server: Server) -> No
     # ComfyUI's frontend modules Loom does provide answer with the editor's objects
     assert page.evaluate("import('./scripts/app.js').then(m => m.app === loom.extensions.facade)") is True
     assert page.evaluate("import('./scripts/api.js').then(m => m.api === loom.api)") is True
+
+
+def test_comfyui_frontend_still_loads_every_extension(page: Any, comfy_ext_server: Server) -> None:
+    page.goto(comfy_ext_server.url)
+    page.wait_for_function("() => !!(window.app?.graph && window.app?.api?.socket)", timeout=120000)
+    page.wait_for_function("() => window.uiExtensionRan !== undefined && window.widgetSetupRan === true",
+                           timeout=60000)
+    assert page.evaluate("window.extLog[0]") == "init"
+    assert page.evaluate("typeof window.uiExtensionRan") == "function", "scripts/ui.js is ComfyUI's own there"

@@ -2,12 +2,13 @@
 // `app.registerExtension` contract, for the hooks this editor can honour.
 //
 // Before importing a file the loader reads its source and the pack files it imports: a file that imports a
-// ComfyUI frontend module Loom does not provide (anything under scripts/ but app.js and api.js, or a bare
-// package name) is skipped with that reason. An extension that registers a hook this editor does not run
+// ComfyUI frontend module Loom does not provide (anything under scripts/ but app.js and api.js, ComfyUI's own
+// extensions/core/, or a bare package name) is skipped with that reason. An extension that registers a hook this editor does not run
 // (custom widget types, settings, commands, ...) is listed as skipped and none of its hooks run. Each file's
 // outcome is in `LoomApp.extensions.report` (the Extensions tab shows it; skipped ones are logged with
 // console.warn). ComfyUI's own frontend (`--front-end-root`) loads every extension itself, untouched.
 
+import { LGraph, LGraphCanvas, LGraphNode, LiteGraph } from "@comfyorg/litegraph";
 import { graphToPrompt } from "./prompt.js";
 
 /** Frontend modules Loom serves for extensions (web/scripts/, copied to dist/scripts/ by build.mjs). */
@@ -18,13 +19,18 @@ export const HONOURED_HOOKS = ["init", "setup", "beforeRegisterNodeDef", "nodeCr
   "getCanvasMenuItems", "getNodeMenuItems"];
 const IGNORED_KEYS = new Set(["name"]);
 
-const IMPORT_RE = /\b(?:import|export)\s*(?:[\w$*{}\s,]+?\s*from\s*)?["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']\s*\)/g;
+const IMPORT_RE = /(?<![.\w$"'`])(?:import|export)\s*(?:[\w$*{}\s,]+?\s*from\s*)?["']([^"'\n]+)["']|(?<![.\w$"'`])import\s*\(\s*["']([^"'\n]+)["']\s*\)/g;
+// what a module specifier can look like: a path or URL, or a package name ("vue", "@scope/pkg/sub.js")
+const SPECIFIER_RE = /^(\.{0,2}\/|https?:)\S*$|^@?[\w-][\w@./-]*$/;
 
 /** Module specifiers a JavaScript source imports (static and literal dynamic imports). */
 export function importSpecifiers(source) {
   const text = source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:\\])\/\/.*$/gm, "$1");
   const out = [];
-  for (const m of text.matchAll(IMPORT_RE)) out.push(m[1] ?? m[2]);
+  for (const m of text.matchAll(IMPORT_RE)) {
+    const spec = m[1] ?? m[2];
+    if (SPECIFIER_RE.test(spec)) out.push(spec);
+  }
   return out;
 }
 
@@ -56,6 +62,8 @@ export class ExtensionHost {
       loadGraphData: (data) => app.loadWorkflow(data),
     };
     globalThis.loomExtensionHost = this;
+    // ComfyUI's frontend exposes the graph library as globals; older extensions use them without importing
+    Object.assign(globalThis, { LiteGraph, LGraph, LGraphCanvas, LGraphNode });
   }
 
   /** Reads /extensions and imports every file that passes the checks; never throws. */
@@ -81,7 +89,9 @@ export class ExtensionHost {
       try {
         await import(/* @vite-ignore */ url.href);
       } catch (err) {
-        this.skip(entry, `failed to import: ${err?.message ?? err}`);
+        // typically a ComfyUI app API the facade lacks (app.ui.settings, app.menu, ...) used at import time
+        this.skip(entry, `failed to import: ${err?.message ?? err} (usually a ComfyUI app API Loom's editor ` +
+          `lacks, e.g. app.ui, used at import)`);
       } finally {
         this.current = null;
       }
@@ -112,8 +122,8 @@ export class ExtensionHost {
       const target = new URL(spec, url);
       const path = basePath(target);
       if (PROVIDED_MODULES.includes(path)) continue;
-      if (path.startsWith("extensions/") && target.origin === url.origin) {
-        const why = await this.missingImports(target, seen);
+      if (target.origin === url.origin && !path.startsWith("scripts/") && !path.startsWith("extensions/core/")) {
+        const why = await this.missingImports(target, seen);  // a pack's own module (or one its routes serve)
         if (why) return why;
         continue;
       }
