@@ -65,6 +65,7 @@ class PackResult:
     nodes_declared: int | None = None
     js_served: int = 0
     js_total: int = 0
+    js_editor: list[dict[str, Any]] | None = None  # Loom's editor: each extension file's status / reason
     smoke_passed: int = 0
     smoke_total: int = 0
     smoke_failures: list[str] = field(default_factory=list)
@@ -101,8 +102,9 @@ class Server:
         self.base = base
         self.port = _free_port()
         self.log = open(base / "server.log", "w", encoding="utf-8")  # noqa: SIM115 (closed in stop)
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-               "PYTHONPATH": str(ROOT)}
+        # Loom first, then any folders the caller put on PYTHONPATH (e.g. a pack requirement installed elsewhere)
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": python_path}
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--base-directory", str(base), *extra_args],
@@ -234,11 +236,12 @@ def _install_requirements(pin: PackPin, source: Path, scratch: Path) -> None:
 
 
 def run_suite(pins: list[PackPin], workdir: Path, *, server_args: list[str], ready_timeout: float = 600.0,
-              install: bool = False) -> list[PackResult]:
+              install: bool = False, editor: bool = False) -> list[PackResult]:
     """Stage every available pack, start one server, and return one result per pin (skipped ones too).
 
     With `install`, packs whose `requires` are missing get their requirements installed first (into this
-    Python's environment, torch pinned; see app/packs.py)."""
+    Python's environment, torch pinned; see app/packs.py). With `editor`, Loom's own editor is opened in
+    Chromium and each pack's extension files are reported as it loaded or skipped them (bench/pack_editor.py)."""
     custom = workdir / "custom_nodes"
     custom.mkdir(parents=True, exist_ok=True)
     results: list[PackResult] = []
@@ -277,6 +280,10 @@ def run_suite(pins: list[PackPin], workdir: Path, *, server_args: list[str], rea
         by_name = {pin.name: pin for pin in pins}
         for result in staged:
             _fill(result, reports.get(result.name), server, urls, object_info, by_name[result.name])
+        if editor:
+            in_editor = _sibling("pack_editor").editor_report(server.url("/"))
+            for result in staged:
+                result.js_editor = in_editor.get(result.name, [])
     finally:
         server.stop()
     return results
@@ -306,12 +313,17 @@ def _fill(result: PackResult, report: dict[str, Any] | None, server: Server, url
 
 def format_table(results: list[PackResult]) -> str:
     """The suite's Markdown table, then one line per failure reason."""
-    lines = ["| pack | commit | status | nodes loaded/declared | JS served | smoke passed |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    editor = any(r.js_editor is not None for r in results)
+    lines = ["| pack | commit | status | nodes loaded/declared | JS served | "
+             + ("JS in Loom's editor (loaded/skipped) | " if editor else "") + "smoke passed |",
+             "| --- | --- | --- | --- | --- | " + ("--- | " if editor else "") + "--- |"]
     for r in results:
         declared = "?" if r.nodes_declared is None else str(r.nodes_declared)
         js = f"{r.js_served}/{r.js_total}" if r.js_total else "-"
-        lines.append(f"| {r.name} | {r.commit} | {r.status} | {r.nodes_loaded}/{declared} | {js} | "
+        shown = r.js_editor or []
+        counts = f"{sum(e['status'] == 'loaded' for e in shown)}/{sum(e['status'] == 'skipped' for e in shown)}"
+        in_editor = f"{counts if shown else '-'} | " if editor else ""
+        lines.append(f"| {r.name} | {r.commit} | {r.status} | {r.nodes_loaded}/{declared} | {js} | {in_editor}"
                      f"{r.smoke_passed}/{r.smoke_total} |")
     notes = []
     for r in results:
@@ -319,6 +331,8 @@ def format_table(results: list[PackResult]) -> str:
             notes.append(f"- {r.name}: {r.reason[:400]}")
         notes += [f"- {r.name}: refused {x['node']}: {x['reason'][:300]}" for x in r.refused[:5]]
         notes += [f"- {r.name}: smoke {f}" for f in r.smoke_failures]
+        notes += [f"- {r.name}: editor skipped {e['url'].rsplit('/', 1)[-1]}: {e['reason'][:200]}"
+                  for e in (r.js_editor or []) if e["status"] == "skipped"]
     available = [r for r in results if r.status != "skipped"]
     ok = sum(r.ok for r in available)
     unexpected = [r.name for r in results if not r.as_expected]
@@ -334,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     parser.add_argument("--server-arg", action="append", default=[], help="extra server flag (repeatable)")
+    parser.add_argument("--editor", action="store_true",
+                        help="also open Loom's editor in Chromium and report which pack extensions it loads")
     parser.add_argument("--install-requirements", action="store_true",
                         help="first pip-install missing pack requirements (python -m app.packs install-requirements)")
     args = parser.parse_args(argv)
@@ -342,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        results = run_suite(pins, workdir, server_args=args.server_arg, install=args.install_requirements)
+        results = run_suite(pins, workdir, server_args=args.server_arg, install=args.install_requirements,
+                            editor=args.editor)
         print(format_table(results))
         print(f"suite time: {time.perf_counter() - started:.1f} s")
     if args.json:

@@ -11,11 +11,12 @@ from torch import nn
 
 from engine.model_management import ManagedModel, ModelManager
 from engine.patching import Patchable
-from engine.tokenizer import PromptTokenizer, TokenWeight
+from engine.tokenizer import PromptTokenizer, TokenWeight, TokenWordId
 
-__all__ = ["ClipHandle", "TextEncoderSet", "TOWER_MODULES", "Tokens"]
+__all__ = ["ClipHandle", "TextEncoderSet", "TOWER_MODULES", "Tokens", "TowerTokenizers"]
 
-Tokens = dict[str, list[list[TokenWeight]]]
+# token key -> windows; a position is (token, weight) or, tokenized with word ids, (token, weight, word id)
+Tokens = dict[str, Any]
 Conditioning = list[list[Any]]
 
 # token-dict key -> module name (ComfyUI's names, so LoRA keys like "clip_l.transformer..." match)
@@ -28,6 +29,25 @@ class TextEncoderSet(nn.ModuleDict):
     def forward(self, name: str, tokens: torch.Tensor, layer: int | None,
                 injected: list[tuple[int, int, torch.Tensor]] | None) -> tuple[torch.Tensor, torch.Tensor]:
         return self[name](tokens, layer, injected)  # type: ignore[no-any-return]
+
+
+class TowerTokenizers:
+    """A CLIP's tokenizers as ComfyUI's ``clip.tokenizer`` shows them: one attribute per tower (``clip_l``,
+    ``clip_g``, ...) and ``tokenize_with_weights(text, return_word_ids)`` giving every tower's windows."""
+
+    def __init__(self, tokenizers: dict[str, Any]) -> None:
+        self.by_key = tokenizers
+
+    def __getattr__(self, name: str) -> Any:
+        for key, module in TOWER_MODULES.items():
+            if module == name and key in self.__dict__.get("by_key", {}):
+                return self.by_key[key]
+        raise AttributeError(f"this CLIP has no {name!r} tokenizer (towers: "
+                             f"{[TOWER_MODULES[k] for k in self.__dict__.get('by_key', {})]})")
+
+    def tokenize_with_weights(self, text: str, return_word_ids: bool = False) -> Tokens:
+        """Prompt -> {token key: windows} for every tower."""
+        return {key: tok.tokenize_with_weights(text, return_word_ids) for key, tok in self.by_key.items()}
 
 
 class ClipHandle(Patchable):
@@ -56,9 +76,15 @@ class ClipHandle(Patchable):
         return self.encoders
 
     @property
-    def tokenizer(self) -> PromptTokenizer:
-        """The first tower's tokenizer."""
-        return next(iter(self.tokenizers.values()))
+    def tokenizer(self) -> TowerTokenizers:
+        """ComfyUI's ``clip.tokenizer``: the towers' tokenizers as attributes (``clip.tokenizer.clip_l``)."""
+        return TowerTokenizers(self.tokenizers)
+
+    @property
+    def cond_stage_model(self) -> TextEncoderSet:
+        """ComfyUI's ``clip.cond_stage_model``: the tower set (``comfy.sd1_clip`` / ``comfy.sdxl_clip`` classes
+        answer ``isinstance`` checks on it from its tower names)."""
+        return self.encoders
 
     @property
     def encoder(self) -> nn.Module:
@@ -83,17 +109,18 @@ class ClipHandle(Patchable):
         """Back to each tower's default layer."""
         self.layer_idx = None
 
-    def tokenize(self, text: str) -> Tokens:
-        """Prompt -> {key: windows of (token, weight)} for every tower (ComfyUI's token layout)."""
-        return {key: tok.tokenize_with_weights(text) for key, tok in self.tokenizers.items()}
+    def tokenize(self, text: str, return_word_ids: bool = False) -> Tokens:
+        """Prompt -> {key: windows of (token, weight)} for every tower (ComfyUI's token layout); with
+        ``return_word_ids`` (token, weight, word id) triples, which ``encode_from_tokens`` also takes."""
+        return self.tokenizer.tokenize_with_weights(text, return_word_ids)
 
-    def _run(self, key: str, windows: list[list[TokenWeight]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, key: str, windows: list[list[TokenWeight | TokenWordId]]) -> tuple[torch.Tensor, torch.Tensor]:
         module = self.manager.load(self.entry)
         device = self.manager.policy.device
         # embedding vectors (textual inversion) ride on a placeholder id and replace its embedding
-        injected = [(r, c, t) for r, w in enumerate(windows) for c, (t, _) in enumerate(w)
-                    if isinstance(t, torch.Tensor)]
-        ids = torch.tensor([[0 if isinstance(t, torch.Tensor) else int(t) for t, _ in w] for w in windows],
+        injected = [(r, c, p[0]) for r, w in enumerate(windows) for c, p in enumerate(w)
+                    if isinstance(p[0], torch.Tensor)]
+        ids = torch.tensor([[0 if isinstance(p[0], torch.Tensor) else int(p[0]) for p in w] for w in windows],
                            dtype=torch.long, device=device)
         args = (TOWER_MODULES[key], ids, self.layer_idx, injected or None)
         patched = self._patched_weights(module)
@@ -104,10 +131,11 @@ class ClipHandle(Patchable):
                 hidden, pooled = module(*args)
         return hidden.float().cpu(), pooled.float().cpu()
 
-    def _encode_tower(self, key: str, windows: list[list[TokenWeight]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_tower(self, key: str, windows: list[list[TokenWeight | TokenWordId]]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """ComfyUI's token-weight rule for one tower: z = (z - z_empty) * w + z_empty per token."""
-        has_weights = any(w != 1.0 for window in windows for _, w in window)
-        empty: list[TokenWeight] = [(t, 1.0) for t in self.tokenizers[key].empty_tokens()]
+        has_weights = any(p[1] != 1.0 for window in windows for p in window)
+        empty: list[TokenWeight | TokenWordId] = [(t, 1.0) for t in self.tokenizers[key].empty_tokens()]
         batch = list(windows) + ([empty] if has_weights or not windows else [])
         hidden, pooled = self.manager.run_oom_safe(lambda: self._run(key, batch))
         parts = []
@@ -115,7 +143,8 @@ class ClipHandle(Patchable):
             z = hidden[k].clone()
             if has_weights:
                 z_empty = hidden[-1]
-                for j, (_, w) in enumerate(window):
+                for j, position in enumerate(window):
+                    w = position[1]
                     if w != 1.0:
                         z[j] = (z[j] - z_empty[j]) * w + z_empty[j]
             parts.append(z)

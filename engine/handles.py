@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -123,6 +124,16 @@ class ModelHandle(Patchable):
         return adm_vector(self.family.adm, cond, tuple(latent_shape), prompt_type)  # type: ignore[arg-type]
 
     # ComfyUI-style aliases used by packs
+    def model_dtype(self) -> torch.dtype:
+        """ComfyUI's ``ModelPatcher.model_dtype()``: the compute dtype."""
+        return self.compute_dtype
+
+    def memory_required(self, input_shape: tuple[int, ...] | torch.Size) -> int:
+        """ComfyUI's estimate of the bytes one model call on a latent batch of ``input_shape`` needs (packs pass
+        it to ``load_models_gpu``; Loom's manager makes its own room on load)."""
+        area = int(input_shape[0]) * math.prod(int(d) for d in input_shape[2:])
+        return int((area * self.compute_dtype.itemsize * 0.6 / 0.9 + 1024) * 1024 * 1024)
+
     def get_model_object(self, name: str) -> Any:
         """ComfyUI's accessor: ``model_sampling`` or ``diffusion_model``."""
         return getattr(self, name)
@@ -153,6 +164,10 @@ class ModelHandle(Patchable):
                                            disable_cfg1_optimization: bool = False) -> None:
         """Append ``fn(args) -> [cond_x0, uncond_x0]`` run on the predictions before CFG."""
         self._append_option("sampler_pre_cfg_function", pre_cfg_function, disable_cfg1_optimization)
+
+    def set_model_unet_function_wrapper(self, unet_wrapper_function: Callable[..., Any]) -> None:
+        """Wrap every model call: ``fn(apply_model, {"input", "timestep", "c", "cond_or_uncond"}) -> x0``."""
+        self.model_options["model_function_wrapper"] = unet_wrapper_function
 
     def set_model_denoise_mask_function(self, denoise_mask_function: Callable[..., Any]) -> None:
         """Map the inpaint noise mask per step: ``fn(sigma, mask, extra_options) -> mask``."""
@@ -281,6 +296,11 @@ class VaeHandle:
     def device(self) -> torch.device:
         """Where the VAE runs (the CPU under ``--cpu-vae``)."""
         return self.manager.policy.device_for("vae")
+
+    @property
+    def first_stage_model(self) -> AutoencoderKL:
+        """ComfyUI's ``VAE.first_stage_model``: the network (``encoder`` / ``decoder`` named as in checkpoints)."""
+        return self.vae
 
     def crop_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Centre-crop BHWC pixels to multiples of the downscale factor (VAEEncode's rule)."""

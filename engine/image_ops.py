@@ -208,6 +208,16 @@ def post_kernel(size: int, sigma: float) -> torch.Tensor:
     return g / g.sum()
 
 
+def gaussian_blur_2d(images: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
+    """Blur `[B,C,H,W]` with a `kernel_size` Gaussian whose `sigma` is in pixels (reflect padding): the blur of
+    Self-Attention Guidance (Hong et al. 2023), ComfyUI's `comfy_extras.nodes_sag.gaussian_blur_2d`."""
+    import torch
+    half = (kernel_size - 1) * 0.5
+    pdf = torch.exp(-0.5 * (torch.linspace(-half, half, kernel_size) / sigma) ** 2)
+    taps = pdf / pdf.sum()
+    return filter2d_reflect(images, taps[:, None] * taps[None, :])
+
+
 def filter2d_reflect(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Correlate every channel of `[B,C,H,W]` with one odd `[k,k]` kernel; reflect padding keeps the size."""
     import torch.nn.functional as F

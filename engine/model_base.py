@@ -33,6 +33,24 @@ class BaseModel:
         device: torch.device = self._handle.load_device
         return device
 
+    def apply_model(self, x: torch.Tensor, t: torch.Tensor, c_concat: torch.Tensor | None = None,
+                    c_crossattn: torch.Tensor | None = None, control: Any = None,
+                    transformer_options: dict[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
+        """ComfyUI's ``BaseModel.apply_model``: the denoised latent for ``x`` at sigma ``t`` (``y``: the ADM vector)."""
+        denoised: torch.Tensor = self._handle.apply_model(x, t, context=c_crossattn, y=kwargs.get("y"), concat=c_concat,
+                                                          transformer_options=transformer_options, control=control)
+        return denoised
+
+    def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:
+        """VAE latent -> diffusion-model space (the family's latent format)."""
+        out: torch.Tensor = self.latent_format.process_in(latent)
+        return out
+
+    def process_latent_out(self, latent: torch.Tensor) -> torch.Tensor:
+        """Diffusion-model space -> VAE latent."""
+        out: torch.Tensor = self.latent_format.process_out(latent)
+        return out
+
 
 class SDXL(BaseModel):
     """An SDXL base model."""

@@ -20,7 +20,7 @@ from torch import nn
 
 from engine.errors import UnknownModelError
 from engine.networks.ops import ManualCast
-from engine.tokenizer import TokenWeight, parse_weights
+from engine.tokenizer import TokenWeight, TokenWordId, parse_weights, without_word_ids
 
 __all__ = ["T5Shape", "detect_t5", "T5TextEncoder", "T5PromptTokenizer", "T5_TOKENIZER_DIR", "is_t5"]
 
@@ -147,14 +147,16 @@ class T5PromptTokenizer:
             ids = tok.encode(text, add_special_tokens=False).ids
         return [int(i) for i in ids]
 
-    def tokenize_with_weights(self, text: str) -> list[list[TokenWeight]]:
-        window: list[TokenWeight] = []
-        for segment, weight in parse_weights(text):
-            if segment:
-                window.extend((t, weight) for t in self._ids(segment))
-        window.append((self.end_token, 1.0))
-        window.extend([(self.pad_token, 1.0)] * (self.min_length - len(window)))
-        return [window]
+    def tokenize_with_weights(self, text: str, return_word_ids: bool = False
+                              ) -> list[list[TokenWeight]] | list[list[TokenWordId]]:
+        """Prompt -> one window of (token, weight) (or, with ``return_word_ids``, (token, weight, segment no.))."""
+        window: list[TokenWordId] = []
+        segments = [(segment, weight) for segment, weight in parse_weights(text) if segment]
+        for word_id, (segment, weight) in enumerate(segments, start=1):
+            window.extend((t, weight, word_id) for t in self._ids(segment))
+        window.append((self.end_token, 1.0, 0))
+        window.extend([(self.pad_token, 1.0, 0)] * (self.min_length - len(window)))
+        return [window] if return_word_ids else without_word_ids([window])
 
     def empty_tokens(self) -> list[int]:
         return [self.end_token] + [self.pad_token] * (self.min_length - 1)

@@ -17,10 +17,19 @@ from typing import Any, Union
 
 import torch
 
-__all__ = ["PromptTokenizer", "TokenWeight", "parse_weights", "default_tokenizer_dir", "prewarm_default_bpe"]
+__all__ = ["PromptTokenizer", "TokenWeight", "TokenWordId", "parse_weights", "default_tokenizer_dir",
+           "prewarm_default_bpe", "without_word_ids"]
 
 # one position of a window: a token id or an embedding vector, with its weight
 TokenWeight = tuple[Union[int, torch.Tensor], float]
+# the same with its word id (ComfyUI's `return_word_ids=True`): 1 + the index of the prompt segment the token
+# came from, 0 for start / end / padding
+TokenWordId = tuple[Union[int, torch.Tensor], float, int]
+
+
+def without_word_ids(windows: list[list[TokenWordId]]) -> list[list[TokenWeight]]:
+    """Windows of (token, weight, word id) -> windows of (token, weight)."""
+    return [[(t, w) for t, w, _ in window] for window in windows]
 
 _ESC_CLOSE = "\0\1"
 _ESC_OPEN = "\0\2"
@@ -188,32 +197,39 @@ class PromptTokenizer:
             return rest, ""
         return m.group(0), rest[m.end():]
 
-    def tokenize_with_weights(self, text: str) -> list[list[TokenWeight]]:
-        """Prompt -> windows of ``max_length`` (token, weight) pairs, padded."""
-        windows: list[list[TokenWeight]] = []
-        batch: list[TokenWeight] = [(self.start_token, 1.0)]
+    def tokenize_with_weights(self, text: str, return_word_ids: bool = False
+                              ) -> list[list[TokenWeight]] | list[list[TokenWordId]]:
+        """Prompt -> windows of ``max_length`` (token, weight) pairs, padded; with ``return_word_ids``
+        (token, weight, word id) triples, word ids numbering the prompt's segments from 1 (0: start/end/pad)."""
+        windows: list[list[TokenWordId]] = []
+        batch: list[TokenWordId] = [(self.start_token, 1.0, 0)]
         windows.append(batch)
         limit = self.max_length - 1  # room for the end token
-        for group in self._groups(text):
+        for word_id, pairs in enumerate(self._groups(text), start=1):
+            group = [(t, w, word_id) for t, w in pairs]
             is_large = len(group) >= self.max_word_length
             while group:
                 if len(group) + len(batch) > limit:
                     remaining = self.max_length - len(batch) - 1
                     if is_large:
                         batch.extend(group[:remaining])
-                        batch.append((self.end_token, 1.0))
+                        batch.append((self.end_token, 1.0, 0))
                         group = group[remaining:]
                     else:
-                        batch.append((self.end_token, 1.0))
-                        batch.extend([(self.pad_token, 1.0)] * remaining)
-                    batch = [(self.start_token, 1.0)]
+                        batch.append((self.end_token, 1.0, 0))
+                        batch.extend([(self.pad_token, 1.0, 0)] * remaining)
+                    batch = [(self.start_token, 1.0, 0)]
                     windows.append(batch)
                 else:
                     batch.extend(group)
                     group = []
-        batch.append((self.end_token, 1.0))
-        batch.extend([(self.pad_token, 1.0)] * (self.max_length - len(batch)))
-        return windows
+        batch.append((self.end_token, 1.0, 0))
+        batch.extend([(self.pad_token, 1.0, 0)] * (self.max_length - len(batch)))
+        return windows if return_word_ids else without_word_ids(windows)
+
+    def tokenizer(self, text: str) -> dict[str, list[int]]:
+        """ComfyUI's ``SDTokenizer.tokenizer`` (the BPE call): ``{"input_ids": [start, ..., end]}``, unpadded."""
+        return {"input_ids": [self.start_token, *self._ids(text), self.end_token]}
 
     def empty_tokens(self) -> list[int]:
         """The empty prompt's window: start, end, then padding."""

@@ -1,7 +1,7 @@
 // Bundles the editor (src/ + @comfyorg/litegraph from node_modules) into dist/ with esbuild.
 // Usage: node build.mjs [--watch]
 import { build, context } from "esbuild";
-import { copyFile, mkdir, rm } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -23,6 +23,11 @@ const options = {
 await rm(outdir, { recursive: true, force: true });
 await mkdir(outdir, { recursive: true });
 await copyFile(join(root, "index.html"), join(outdir, "index.html"));
+// ComfyUI frontend modules that pack extensions import (../../scripts/app.js): see src/extensions.js
+await mkdir(join(outdir, "scripts"), { recursive: true });
+for (const name of await readdir(join(root, "scripts"))) {
+  await copyFile(join(root, "scripts", name), join(outdir, "scripts", name));
+}
 if (process.argv.includes("--watch")) {
   const ctx = await context(options);
   await ctx.watch();

@@ -57,6 +57,7 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
                             "CheckpointSave", "CLIPMergeSimple", "CLIPMergeSubtract", "CLIPMergeAdd", "CLIPSave",
                             "VAESave", "ModelSave"),
     "nodes_model_merging_model_specific": ("ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL"),
+    "nodes_sag": ("SelfAttentionGuidance",),
 }
 
 # Non-node names packs import from these modules -> "loom.module:attribute" of Loom's own object.
@@ -70,4 +71,5 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
         "ModelSubtract": "nodes.model_merging:ModelMergeSubtract", "ModelAdd": "nodes.model_merging:ModelMergeAdd",
         "CLIPSubtract": "nodes.model_merging:CLIPMergeSubtract", "CLIPAdd": "nodes.model_merging:CLIPMergeAdd",
     },
+    "nodes_sag": {"gaussian_blur_2d": "engine.image_ops:gaussian_blur_2d"},
 }

@@ -1,4 +1,5 @@
-"""Classes that stand for ComfyUI's text-encoder classes in `isinstance` checks, answered from Loom's objects.
+"""Classes that stand for ComfyUI's model classes (text encoders, control networks) in `isinstance` checks,
+answered from Loom's objects.
 
 Packs test `isinstance(clip.cond_stage_model, comfy.sdxl_clip.SDXLClipModel)` to choose a code path. Loom has
 no such class hierarchy: a CLIP's towers are named `clip_l` / `clip_g` / `clip_h` in one `TextEncoderSet`.
@@ -40,3 +41,9 @@ def class_name_type(name: str, module: str, class_names: frozenset[str]) -> type
 
     return _FamilyMeta(name, (), {"__module__": module, "_loom_test": staticmethod(test),
                                   "__doc__": f"isinstance stand-in: Loom's {sorted(class_names)}"})
+
+
+def predicate_type(name: str, module: str, test: Callable[[Any], bool], matches: str) -> type:
+    """A class matching the objects `test` accepts (`matches` says which, for its docstring)."""
+    return _FamilyMeta(name, (), {"__module__": module, "_loom_test": staticmethod(test),
+                                  "__doc__": f"isinstance stand-in: {matches}"})

@@ -27,7 +27,7 @@ from torch import nn
 from engine.adapters.detect import ControlSpec
 from engine.model_management import ManagedModel, ModelManager
 
-__all__ = ["ControlHandle", "ControlRun", "bind_controls", "resize_hint", "Residuals"]
+__all__ = ["ControlHandle", "ControlRun", "bind_controls", "broadcast_rows", "resize_hint", "Residuals"]
 
 Residuals = dict[str, list[torch.Tensor | None]]
 
@@ -110,7 +110,7 @@ def resize_hint(hint: torch.Tensor, width: int, height: int) -> torch.Tensor:
     return F.interpolate(cropped, size=(height, width), mode="nearest-exact")
 
 
-def _broadcast_rows(hint: torch.Tensor, rows: int, batched_number: int) -> torch.Tensor:
+def broadcast_rows(hint: torch.Tensor, rows: int, batched_number: int) -> torch.Tensor:
     """ComfyUI's ``broadcast_image_to``: a batch-1 hint stays as is (it broadcasts); else per-row hints."""
     if hint.shape[0] == 1:
         return hint
@@ -171,7 +171,7 @@ class ControlRun:
 
     def _controlnet(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None,
                     batched_number: int) -> Residuals:
-        hint = _broadcast_rows(self._hint_for(x), x.shape[0], batched_number)
+        hint = broadcast_rows(self._hint_for(x), x.shape[0], batched_number)
         ms = self.model_sampling
         xc = ms.calculate_input(sigma, x).to(self.device, self.dtype)
         t = ms.timestep(sigma).float().to(self.device)

@@ -26,6 +26,8 @@ class ResnetBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kw: dict[str, Any], ops: Any) -> None:
         super().__init__()
+        # ldm's attributes, read by code that walks the blocks (e.g. tiled VAE implementations)
+        self.in_channels, self.out_channels, self.use_conv_shortcut = in_channels, out_channels, False
         self.norm1 = _norm(ops, in_channels, kw)
         self.conv1 = ops.Conv2d(in_channels, out_channels, 3, padding=1, **kw)
         self.norm2 = _norm(ops, out_channels, kw)
@@ -53,12 +55,16 @@ class AttnBlock(nn.Module):
         self.v = ops.Conv2d(ch, ch, 1, **kw)
         self.proj_out = ops.Conv2d(ch, ch, 1, **kw)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        n = self.norm(x)
-        q, k, v = (t.reshape(b, 1, c, h * w).transpose(2, 3) for t in (self.q(n), self.k(n), self.v(n)))
+    def optimized_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Single-head attention over the pixels of [B, C, H, W] q / k / v (ComfyUI's name for this step)."""
+        b, c, h, w = q.shape
+        q, k, v = (t.reshape(b, 1, c, h * w).transpose(2, 3) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)
-        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w))
+        return out.transpose(2, 3).reshape(b, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.norm(x)
+        return x + self.proj_out(self.optimized_attention(self.q(n), self.k(n), self.v(n)))
 
 
 class Downsample(nn.Module):
@@ -105,6 +111,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: VAEConfig, kw: dict[str, Any], ops: Any) -> None:
         super().__init__()
+        self.num_resolutions, self.num_res_blocks = len(cfg.ch_mult), cfg.num_res_blocks  # ldm's attributes
         self.conv_in = ops.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1, **kw)
         in_mult = (1, *cfg.ch_mult)
         self.down = nn.ModuleList()
@@ -138,6 +145,9 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: VAEConfig, kw: dict[str, Any], ops: Any) -> None:
         super().__init__()
+        # ldm's attributes, read by code that walks the blocks (this decoder ends in norm_out + conv_out, no tanh)
+        self.num_resolutions, self.num_res_blocks = len(cfg.ch_mult), cfg.num_res_blocks
+        self.give_pre_end, self.tanh_out = False, False
         block_in = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = ops.Conv2d(cfg.z_channels, block_in, 3, padding=1, **kw)
         self.mid = _Mid(block_in, kw, ops)

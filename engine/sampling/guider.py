@@ -18,6 +18,8 @@ The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/
 - ``denoise_mask_function``: ``fn(sigma, denoise_mask, extra_options={"model", "sigmas"}) -> mask``,
   applied by ``InpaintDenoiser`` before each evaluation (DifferentialDiffusion).
 - ``disable_cfg1_optimization``: evaluate the negative side even at cfg == 1.
+- ``model_function_wrapper``: ``fn(apply_model, args) -> x0`` called instead of each batched model call; args
+  ``input``, ``timestep`` (sigma), ``c`` (the call's keyword arguments) and ``cond_or_uncond`` (``_wrapped_call``).
 
 With no hooks set the arithmetic is exactly the plain path's, so sampling parity is untouched.
 """
@@ -150,15 +152,18 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         extra: dict[str, Any] = {}
         if jobs[0].cond.control is not None:
             extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
-        patch_options = model_options_of(model).get("transformer_options")
+        options = model_options_of(model)
+        patch_options = options.get("transformer_options")
         if patch_options:  # ComfyUI's per-call options for UNet patches: rows' sides and sigmas
             extra["transformer_options"] = {**patch_options, "cond_or_uncond": [j.side for j in jobs],
                                             "sigmas": sigma_in}
-        pred: tuple[torch.Tensor, ...] = model.apply_model(
-            x_in, sigma_in, context, y=y,
-            concat=torch.cat([c for c in concats if c is not None]) if concats[0] is not None else None,
-            **extra,
-        ).chunk(len(jobs))
+        concat = torch.cat([c for c in concats if c is not None]) if concats[0] is not None else None
+        wrapper = options.get("model_function_wrapper")
+        if wrapper is not None:
+            out_all = _wrapped_call(model, wrapper, x_in, sigma_in, context, y, concat, extra, [j.side for j in jobs])
+        else:
+            out_all = model.apply_model(x_in, sigma_in, context, y=y, concat=concat, **extra)
+        pred: tuple[torch.Tensor, ...] = out_all.chunk(len(jobs))
         for j, p in zip(jobs, pred, strict=True):
             if j.cond.area is None:
                 out[j.side] += p * j.mult
@@ -169,6 +174,27 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
     for o, n in zip(out, counts, strict=True):
         o /= n
     return out
+
+
+def _wrapped_call(model: Any, wrapper: Callable[..., torch.Tensor], x: torch.Tensor, sigma: torch.Tensor,
+                  context: torch.Tensor, y: torch.Tensor | None, concat: torch.Tensor | None, extra: dict[str, Any],
+                  sides: list[int]) -> torch.Tensor:
+    """ComfyUI's ``model_function_wrapper`` (``set_model_unet_function_wrapper``): ``wrapper(apply_model, args)``
+    with args ``input``, ``timestep`` (sigma), ``c`` (``c_crossattn``, ``y``, ``c_concat``, ``control``,
+    ``transformer_options``: the keyword arguments of ``apply_model``) and ``cond_or_uncond``; returns x0."""
+    c: dict[str, Any] = {"c_crossattn": context, "transformer_options": extra.get("transformer_options", {})}
+    for key, value in (("y", y), ("c_concat", concat), ("control", extra.get("control"))):
+        if value is not None:
+            c[key] = value
+
+    def apply_model(x_: torch.Tensor, t_: torch.Tensor, c_crossattn: torch.Tensor | None = None,
+                    c_concat: torch.Tensor | None = None, y: torch.Tensor | None = None, control: Any = None,
+                    transformer_options: dict[str, Any] | None = None, **_: Any) -> torch.Tensor:
+        out: torch.Tensor = model.apply_model(x_, t_, c_crossattn, y=y, concat=c_concat, control=control,
+                                              transformer_options=transformer_options or None)
+        return out
+
+    return wrapper(apply_model, {"input": x, "timestep": sigma, "c": c, "cond_or_uncond": sides})
 
 
 ModelOptions = dict[str, Any]

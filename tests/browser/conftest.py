@@ -41,7 +41,7 @@ def free_port() -> int:
 def web_dist() -> Path:
     """web/dist built from the sources (rebuilt when a source is newer than the bundle)."""
     bundle = WEB / "dist" / "loom.js"
-    sources = [*(WEB / "src").rglob("*"), WEB / "index.html", WEB / "build.mjs"]
+    sources = [*(WEB / "src").rglob("*"), *(WEB / "scripts").rglob("*"), WEB / "index.html", WEB / "build.mjs"]
     newest = max(p.stat().st_mtime for p in sources if p.is_file())
     if not bundle.exists() or bundle.stat().st_mtime < newest:
         if not (WEB / "node_modules").is_dir():

@@ -3,6 +3,7 @@ import { LGraph, LGraphCanvas, LiteGraph } from "@comfyorg/litegraph";
 import { ApiError, LoomApi } from "./api.js";
 import { applyNodeErrors, clearNodeErrors } from "./errors.js";
 import { ExecutionTracker } from "./execution.js";
+import { ExtensionHost } from "./extensions.js";
 import { registerNodeDefs } from "./nodedefs.js";
 import { convertToInput, convertToWidget, nodeMenuOptions } from "./nodemenu.js";
 import { GraphError, graphToPrompt } from "./prompt.js";
@@ -55,17 +56,24 @@ export class LoomApp {
     this.canvas.render_canvas_border = false;
     // Dropping a link on empty canvas offers matching nodes (Shift: the search box), as ComfyUI.
     LiteGraph.release_link_on_empty_shows_menu = true;
+    this.extensions = new ExtensionHost(this);
     this.canvas.getExtraMenuOptions = () => [
       null,
       { content: "Queue", callback: () => this.queue() },
       { content: "Load default graph", callback: () => this.loadDefault() },
+      ...this.extensions.menuItems("getCanvasMenuItems", this.canvas),
     ];
     this.tracker = new ExecutionTracker(this);
     this.nodeContext = {
       textAreas: this.textAreas,
       addUploadWidget: (node, combo) => addUploadWidget(this, node, combo),
       nodeMenu: (node, options) => this.nodeMenu(node, options),
-      onNodeConfigured: (node) => { if (node.loomImageCombo) showComboImage(this, node, node.loomImageCombo); },
+      onNodeConfigured: (node) => {
+        if (node.loomImageCombo) showComboImage(this, node, node.loomImageCombo);
+        this.extensions.invokeSync("loadedGraphNode", node);
+      },
+      beforeRegisterNodeDef: (cls, def) => this.extensions.invokeSync("beforeRegisterNodeDef", cls, def),
+      nodeCreated: (node) => this.extensions.invokeSync("nodeCreated", node),
       openImage: (url) => this.ui.openImage(url),
     };
     window.addEventListener("resize", () => this.resize());
@@ -90,12 +98,15 @@ export class LoomApp {
       this.ui.setStatus("Offline");
       return;
     }
+    await this.extensions.load();  // pack web extensions: those this editor can run (see extensions.js)
+    await this.extensions.invoke("init");
     registerVirtualNodes(this.nodeContext);
     registerNodeDefs(this.defs, this.nodeContext);
     this.installDropHandler();
     this.installShortcuts();
     this.api.connect();
     if (!this.restoreAutosave()) this.loadDefault();
+    await this.extensions.invoke("setup");
     this.history = new UndoHistory(this.graph, (data) => {
       this.undoing = true;
       try { this.loadWorkflow(data, { quiet: true, keepView: true }); } finally { this.undoing = false; }
@@ -373,7 +384,7 @@ export class LoomApp {
   }
 
   nodeMenu(node, options) {
-    return nodeMenuOptions(this, node, options);
+    return [...this.extensions.menuItems("getNodeMenuItems", node), ...nodeMenuOptions(this, node, options)];
   }
 
   convertToInput(node, widget, slot) {

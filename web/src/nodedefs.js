@@ -25,9 +25,10 @@ export function registerNodeDefs(defs, ctx) {
   const names = new Set();
   for (const [name, def] of Object.entries(defs)) {
     if (!def || typeof def !== "object") continue;
-    LiteGraph.registerNodeType(name, makeNodeClass(name, def, ctx));
-    const cls = LiteGraph.registered_node_types[name];
-    cls.category = def.category || "sd";
+    const cls = makeNodeClass(name, def, ctx);
+    ctx.beforeRegisterNodeDef?.(cls, def);  // pack extensions patch the class before it is registered
+    LiteGraph.registerNodeType(name, cls);
+    LiteGraph.registered_node_types[name].category = def.category || "sd";
     names.add(name);
   }
   return names;
@@ -50,6 +51,7 @@ function makeNodeClass(name, def, ctx) {
       this.properties["Node name for S&R"] = name;
       this.loom = { images: [], progress: null, running: false, errors: null };
       buildSlots(this, def, inputs, ctx);
+      ctx.nodeCreated?.(this);
     }
 
     onConfigure(info) {

@@ -50,7 +50,7 @@ export class EditorUi {
     this.panelBody = el("div", { id: "loom-panel-body" });
     const tabBar = el("div", { id: "loom-tabs" });
     for (const [key, label] of [["queue", "Queue"], ["history", "History"], ["gallery", "Gallery"],
-      ["templates", "Templates"]]) {
+      ["templates", "Templates"], ["extensions", "Extensions"]]) {
       const tab = el("button", { id: `loom-tab-${key}`, onclick: () => this.showTab(key) }, label);
       tabBar.append(tab);
       this.tabs[key] = tab;
@@ -118,6 +118,18 @@ export class EditorUi {
     if (key === "history") this.refreshHistory();
     if (key === "gallery") this.renderGallery();
     if (key === "templates") this.refreshTemplates();
+    if (key === "extensions") this.renderExtensions();
+  }
+
+  /** Pack web extensions: loaded, or skipped with the reason (app.extensions.report). */
+  renderExtensions() {
+    const report = this.app.extensions?.report ?? [];
+    const rows = report.map((e) => el("div", { className: `loom-ext ${e.status}`, "data-url": e.url },
+      el("b", {}, `${e.status}: `), e.url, e.reason ? el("div", { className: "loom-ext-reason" }, e.reason) : null));
+    const skipped = report.filter((e) => e.status === "skipped").length;
+    const summary = el("div", { className: "loom-empty", id: "loom-ext-summary" },
+      `${report.length - skipped} extension file(s) loaded, ${skipped} skipped`);
+    this.panelBody.replaceChildren(summary, el("div", { className: "loom-list", id: "loom-ext-list" }, ...rows));
   }
 
   /** The template browser: workflows/ and the templates package, each marked with what this server lacks. */

@@ -37,6 +37,12 @@ class KSAMPLER:
     def __repr__(self) -> str:
         return f"KSAMPLER({self.sampler_name!r})"
 
+    def sample(self, model_wrap: Any, sigmas: Any, extra_args: Any, callback: Any, noise: Any,
+               latent_image: Any = None, denoise_mask: Any = None, disable_pbar: bool = False) -> Any:
+        """ComfyUI runs its sampler loop here; Loom's runs in engine.sampling (pass this object as a SAMPLER)."""
+        raise NotImplementedError("comfy.samplers.KSAMPLER.sample is not provided by Loom: pass the KSAMPLER to "
+                                  "SamplerCustom / comfy.sample.sample_custom, which run Loom's sampler")
+
 
 def sampler_object(name: str) -> KSAMPLER:
     """The SAMPLER object for `name`."""
@@ -65,6 +71,15 @@ class KSampler:
         self.denoise = 1.0 if denoise is None else denoise
         self.steps = steps
         self.model_options = model_options or {}
+        self.sigmas = self.calculate_sigmas(steps)
+
+    def calculate_sigmas(self, steps: int) -> Any:
+        """The schedule this sampler runs (steps + 1 sigmas; denoise < 1 keeps the tail of a longer one)."""
+        from engine.sampling.ksampler import ksampler_sigmas
+        from engine.sampling.samplers import get_sampler
+
+        return ksampler_sigmas(self.model.model_sampling, self.scheduler, steps, self.denoise,
+                               get_sampler(self.sampler))
 
     def sample(self, noise: Any, positive: Any, negative: Any, cfg: float, latent_image: Any = None,
                start_step: int | None = None, last_step: int | None = None, force_full_denoise: bool = False,
@@ -77,3 +92,29 @@ class KSampler:
             denoise=self.denoise, start_step=start_step, last_step=last_step,
             force_full_denoise=force_full_denoise, noise_mask=denoise_mask, callback=callback, seed=seed,
         )
+
+
+def calc_cond_batch(model: Any, conds: list[Any], x_in: Any, timestep: Any, model_options: Any = None) -> list[Any]:
+    """x0 predictions of each cond list (None: skipped) at `x_in`, `timestep` (sigma): Loom's batched model calls.
+
+    The cond lists are the ones Loom's sampler hands its hooks (`args["conds"]`, resolved conditioning)."""
+    from engine.sampling.guider import calc_cond_batch as engine_calc_cond_batch
+
+    return engine_calc_cond_batch(model, conds, x_in, timestep)
+
+
+def sampling_function(model: Any, x: Any, timestep: Any, uncond: Any, cond: Any, cond_scale: float,
+                      model_options: dict[str, Any] | None = None, seed: int | None = None) -> Any:
+    """The guided x0 at `x`, `timestep` (sigma): Loom's CFG with the model's CFG hooks (engine.sampling.guider).
+
+    Packs that assign their own function to `comfy.samplers.sampling_function` change only this module's
+    name: Loom's sampler runs its own CFG and the hooks set with `set_model_sampler_*_function`."""
+    from engine.sampling.guider import CFGDenoiser
+
+    return CFGDenoiser(model, cond, uncond or [], cond_scale, model_options)(x, timestep)
+
+
+def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
+    """ComfyUI's per-cond preparation step; Loom's sampler prepares conds itself (engine.sampling.guider)."""
+    raise NotImplementedError("comfy.samplers.get_area_and_mult is not provided by Loom: its sampler prepares "
+                              "areas and masks itself (engine.sampling.guider); packs that replace it change nothing")
