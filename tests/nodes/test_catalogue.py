@@ -60,6 +60,8 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                  "SetUnionControlNetType"),
     "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
                     "unCLIPConditioning"),
+    "extra_loaders": ("DiffusersLoader", "HypernetworkLoader", "GLIGENLoader", "GLIGENTextBoxApply",
+                      "InstructPixToPixConditioning"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
