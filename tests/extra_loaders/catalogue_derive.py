@@ -77,12 +77,13 @@ def content_hash(sd: Mapping[str, torch.Tensor]) -> str:
 
 def make_ip2p(out: Path) -> Path:
     sd, _ = _read(SD15)
-    delta, _ = _read(CAT / "tiny-sd15-ip2p.delta.safetensors")
+    delta, delta_meta = _read(CAT / "tiny-sd15-ip2p.delta.safetensors")
     (key, w), = delta.items()
     assert torch.equal(w[:, :4], sd[key])
     sd[key] = w
     path = out / "tiny-sd15-ip2p.safetensors"
-    save_file(sd, str(path), metadata={"format": "pt"})
+    # the config (text encoder heads included) travels in the delta's metadata, as in the recipe
+    save_file(sd, str(path), metadata={"format": "pt", "tiny_sd15_ip2p_config": delta_meta["tiny_sd15_ip2p_config"]})
     return path
 
 
@@ -137,3 +138,9 @@ def make_hypernetwork(out: Path) -> Path:
     path = out / "tiny-sd15-hypernetwork.pt"
     torch.save(hn, str(path))
     return path
+
+
+def call(registry: Any, name: str, **kwargs: Any) -> Any:
+    """Run node ``name`` of ``registry`` with ``kwargs``."""
+    cls = registry.get(name)
+    return getattr(cls(), cls.FUNCTION)(**kwargs)

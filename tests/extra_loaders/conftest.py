@@ -33,3 +33,28 @@ def manager() -> Any:
     from engine.model_management import ModelManager
 
     return ModelManager(DevicePolicy.detect(cpu_only=True, force_fp32=True))
+
+
+@pytest.fixture(scope="module")
+def registry(derived: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A registry whose models folders hold tiny-sd15 and the derived files (checkpoints, diffusers,
+    hypernetworks, gligen)."""
+    import os
+
+    from catalogue_derive import SD15  # type: ignore[import-not-found]
+
+    from engine.paths import ModelPaths
+    from executor.registry import NodeRegistry
+    from nodes import register_builtin_nodes
+    from nodes.services import NodeServices
+
+    paths = ModelPaths(tmp_path_factory.mktemp("loom"))
+    paths.ensure_dirs()
+    for folder, src in (("checkpoints", SD15), ("checkpoints", derived["ip2p"]), ("diffusers", derived["diffusers"]),
+                        ("hypernetworks", derived["hypernetwork"]), ("gligen", derived["gligen"])):
+        os.makedirs(os.path.join(paths.models_dir, folder), exist_ok=True)
+        os.symlink(src, os.path.join(paths.models_dir, folder, src.name))
+    reg = NodeRegistry()
+    register_builtin_nodes(reg, NodeServices(paths=paths))
+    return reg
+
