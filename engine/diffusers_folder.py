@@ -119,7 +119,7 @@ def diffusers_state_dict(root: Path) -> tuple[dict[str, torch.Tensor], dict[str,
 def load_diffusers(folder: str | os.PathLike[str], manager: ModelManager, embedding_directory: str | None = None,
                    output_clip: bool = True, output_vae: bool = True
                    ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
-    """MODEL / CLIP / VAE of a diffusers pipeline folder (cached by the UNet file's path and mtime)."""
+    """MODEL / CLIP / VAE of a diffusers pipeline folder (cached by its weight files' paths and mtimes)."""
     from engine.loading import checkpoint_from_state_dict
 
     root = Path(folder)
@@ -134,6 +134,9 @@ def load_diffusers(folder: str | os.PathLike[str], manager: ModelManager, embedd
         return checkpoint_from_state_dict(sd, metadata, read_shapes(sd), root, manager, embedding_directory,
                                           output_clip, output_vae, None)
 
-    key = file_cache_key("diffusers", unet_path, str(root.resolve()), embedding_directory, output_clip, output_vae)
+    others = [first_file(root / "vae", UNET_FILES),
+              *(first_file(root / folder, TEXT_ENCODER_FILES) for folder in ("text_encoder", "text_encoder_2"))]
+    key = file_cache_key("diffusers", unet_path, str(root.resolve()), embedding_directory, output_clip, output_vae,
+                         *(file_cache_key("diffusers", p) for p in others if p is not None))
     model, clip, vae = manager.cached(key, build)
     return model.clone(), clip.clone() if clip else None, vae.clone() if vae else None
