@@ -50,7 +50,8 @@ def registry(derived: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
     paths = ModelPaths(tmp_path_factory.mktemp("loom"))
     paths.ensure_dirs()
-    for folder, src in (("checkpoints", SD15), ("checkpoints", derived["ip2p"]), ("diffusers", derived["diffusers"]),
+    for folder, src in (("checkpoints", SD15), ("checkpoints", derived["ip2p"]),
+                        ("diffusion_models", derived["ip2p"]), ("diffusers", derived["diffusers"]),
                         ("hypernetworks", derived["hypernetwork"]), ("gligen", derived["gligen"])):
         os.makedirs(os.path.join(paths.models_dir, folder), exist_ok=True)
         os.symlink(src, os.path.join(paths.models_dir, folder, src.name))
