@@ -42,7 +42,8 @@ from engine.safetensors_header import read_safetensors_header
 from engine.state_files import read_shapes, read_state_dict
 from engine.tokenizer import PromptTokenizer
 
-__all__ = ["load_checkpoint", "load_unet", "load_vae", "load_clip", "detect", "ModelConfig"]
+__all__ = ["load_checkpoint", "checkpoint_from_state_dict", "load_unet", "load_vae", "load_clip", "detect",
+           "ModelConfig"]
 
 M = TypeVar("M", bound=nn.Module)
 PathLike = str | os.PathLike[str]
@@ -304,6 +305,16 @@ def _load_checkpoint_uncached(path: Path, manager: ModelManager, embedding_direc
                               output_clip: bool, output_vae: bool, prediction: str | None
                               ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
     sd, metadata, shapes = _read_with_shapes(path)
+    return checkpoint_from_state_dict(sd, metadata, shapes, path, manager, embedding_directory, output_clip,
+                                      output_vae, prediction)
+
+
+def checkpoint_from_state_dict(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
+                               shapes: Mapping[str, Sequence[int]], path: Path, manager: ModelManager,
+                               embedding_directory: str | None, output_clip: bool, output_vae: bool,
+                               prediction: str | None) -> tuple[ModelHandle, ClipHandle | None, VaeHandle | None]:
+    """MODEL / CLIP / VAE handles from a checkpoint's tensors in the single-file layout (``path`` names the source
+    in messages and the model manager; not cached here)."""
     if flow_checkpoint_arch(shapes) is not None:
         builders: dict[str, Any] = {"assign": build_assign, "tower": _build_tower,
                     "vae": lambda vsd: _make_vae(detect_vae(read_shapes(vsd)), vsd, manager, path)}

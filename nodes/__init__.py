@@ -46,6 +46,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.clip_vision",
     "nodes.model_merging",
     "nodes.model_saving",
+    "nodes.extra_loaders",
 )
 
 

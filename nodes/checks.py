@@ -34,7 +34,7 @@ ExtraCheck = Callable[[Prompt, Any], Sequence[NodeError]]
 FOLDER_PROVIDES: Mapping[str, tuple[str, ...]] = {
     "checkpoints": ("MODEL", "CLIP", "VAE"), "diffusion_models": ("MODEL",), "text_encoders": ("CLIP",),
     "vae": ("VAE",), "controlnet": ("CONTROL_NET",), "clip_vision": ("CLIP_VISION",),
-    "style_models": ("STYLE_MODEL",)}
+    "style_models": ("STYLE_MODEL",), "diffusers": ("MODEL", "CLIP", "VAE")}
 # class -> (width input, height input, batch input or None); literal values only
 _SIZED_NODES: dict[str, tuple[str, str, str | None]] = {
     "EmptyLatentImage": ("width", "height", "batch_size"),

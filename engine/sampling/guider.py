@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from engine.gligen import gligen_middle_patch
 from engine.sampling.conditioning import Cond, repeat_to_batch_size
 
 _FEATHER = 8  # area edges off the image border fade in over min(8, area size // 4) latent pixels
@@ -104,6 +105,8 @@ def _batchable(a: _Job, b: _Job) -> bool:
         return False
     if a.cond.control is not b.cond.control:  # one control call per model call (ComfyUI's can_concat_cond)
         return False
+    if a.cond.extra.get("gligen") is not None or b.cond.extra.get("gligen") is not None:
+        return a is b  # a GLIGEN entry gets its own patch per call, so it never shares a call (as in ComfyUI)
     for ta, tb in ((a.cond.y, b.cond.y), (a.cond.concat, b.cond.concat)):
         if (ta is None) != (tb is None) or (ta is not None and tb is not None and ta.shape != tb.shape):
             return False
@@ -154,9 +157,15 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
             extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
         options = model_options_of(model)
         patch_options = options.get("transformer_options")
-        if patch_options:  # ComfyUI's per-call options for UNet patches: rows' sides and sigmas
-            extra["transformer_options"] = {**patch_options, "cond_or_uncond": [j.side for j in jobs],
-                                            "sigmas": sigma_in}
+        gligen = jobs[0].cond.extra.get("gligen")
+        if patch_options or gligen is not None:  # ComfyUI's per-call options for UNet patches: sides and sigmas
+            call_options = {**(patch_options or {}), "cond_or_uncond": [j.side for j in jobs], "sigmas": sigma_in}
+            if gligen is not None:  # the entry's own patch after the model's (ComfyUI merges them so)
+                patches = dict(call_options.get("patches") or {})
+                patches["middle_patch"] = [*patches.get("middle_patch", ()),
+                                           gligen_middle_patch(gligen, x_in.shape, x_in.device)]
+                call_options["patches"] = patches
+            extra["transformer_options"] = call_options
         concat = torch.cat([c for c in concats if c is not None]) if concats[0] is not None else None
         wrapper = options.get("model_function_wrapper")
         if wrapper is not None:

@@ -1,7 +1,7 @@
 """``sample()``: ComfyUI's KSampler / KSamplerAdvanced over a ModelHandle (comfyui-api.md section 9).
 
 Sigma windows (denoise, start/end steps), latent scaling in and out, the starting noise level, noise-mask
-inpainting, 9-channel inpaint-model concat inputs, CFG, and the sampler's own noise source.
+inpainting, 9-channel inpaint-model and 8-channel InstructPix2Pix concat inputs, CFG, and the sampler's own noise source.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from engine.adapters.control import bind_controls
+from engine.gligen import share_gligen
 from engine.handles import ModelHandle
+from engine.ip2p import ip2p_concat, is_instruct_pix2pix
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
@@ -176,10 +178,13 @@ def sample(
     _add_adm(model, neg, noise.shape, "negative")
     bind_controls(pos, neg, model)
     if _needs_concat(model, noise.shape[1]):
+        ip2p = is_instruct_pix2pix(model.in_channels, noise.shape[1])
         for c in pos + neg:
-            c.concat = _inpaint_concat(model, c.extra, noise, latent_in, mask)
+            c.concat = (ip2p_concat(c.extra, noise) if ip2p
+                        else _inpaint_concat(model, c.extra, noise, latent_in, mask))
     add_matching_areas(neg, pos)
     add_matching_areas(pos, neg)
+    share_gligen(pos, neg)
 
     max_sigma = float(ms.sigma_max)
     first = float(sigmas[0])

@@ -65,6 +65,8 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "model_merging": ("ModelMergeSimple", "ModelMergeBlocks", "ModelMergeSubtract", "ModelMergeAdd", "CLIPMergeSimple",
                       "CLIPMergeSubtract", "CLIPMergeAdd", "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL"),
     "model_saving": ("CheckpointSave", "CLIPSave", "VAESave", "ModelSave"),
+    "extra_loaders": ("DiffusersLoader", "HypernetworkLoader", "GLIGENLoader", "GLIGENTextBoxApply",
+                      "InstructPixToPixConditioning"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
