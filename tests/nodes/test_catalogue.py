@@ -60,6 +60,9 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                  "SetUnionControlNetType"),
     "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
                     "unCLIPConditioning"),
+    "attention_patches": ("FreeU", "FreeU_V2", "PerturbedAttentionGuidance", "SelfAttentionGuidance", "HyperTile",
+                          "PatchModelAddDownscale", "TomePatchModel", "UNetSelfAttentionMultiply",
+                          "UNetCrossAttentionMultiply", "CLIPAttentionMultiply", "UNetTemporalAttentionMultiply"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
