@@ -255,6 +255,10 @@ def test_deep_shrink_window_and_sizes() -> None:
     up, skip = UpscaleToSkip("nearest-exact")(small, h, {})
     assert skip is h and torch.equal(up, F.interpolate(small, size=(8, 12), mode="nearest-exact"))
     assert UpscaleToSkip("bicubic")(h, h, {})[0] is h
+    # every method keeps the features' device (bislerp built its sample grid on the CPU before)
+    for method in ("bicubic", "nearest-exact", "bilinear", "area", "bislerp"):
+        on_meta = UpscaleToSkip(method)(small.to("meta"), h.to("meta"), {})[0]
+        assert on_meta.device.type == "meta" and on_meta.shape == (1, 8, 8, 12)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
