@@ -71,12 +71,15 @@ def gaussian_blur_2d(img: torch.Tensor, kernel_size: int, sigma: float) -> torch
 
 
 def _map_grid(total: int, height: int, width: int) -> tuple[int, int]:
-    """Rows and columns of a ``total``-token map of a height x width latent (ComfyUI's divisor search)."""
+    """Rows and columns of a ``total``-token map of a height x width latent (ComfyUI's divisor search; below 4
+    tokens, where ComfyUI's search has no steps and fails, the first guess is taken when it divides)."""
     guess = round(math.sqrt((height / width) * total))
     for i in range(math.floor(math.sqrt(total) / 2)):
         for rows in (guess + i, max(1, guess - i)):
             if total % rows == 0:
                 return rows, total // rows
+    if guess >= 1 and total % guess == 0:
+        return guess, total // guess
     raise ValueError(f"SelfAttentionGuidance: cannot lay the middle block's {total} attention tokens out as a "
                      f"grid for a {height}x{width} latent; use a larger latent")
 

@@ -233,9 +233,16 @@ def test_gaussian_blur_and_blur_map() -> None:
     assert torch.allclose(got, blurred * mask + x0 * (1 - mask))
 
 
-def test_blur_map_without_a_grid_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="2 attention tokens"):
-        blur_by_attention(torch.zeros(1, 4, 8, 16), torch.zeros(8, 2, 2), 2.0)
+def test_blur_map_grids_and_a_clear_error() -> None:
+    x0 = torch.randn(1, 4, 8, 16, generator=gen(20))
+    attn = torch.zeros(8, 2, 2)
+    attn[:, :, 1] = 1.0  # 2 tokens as 1 x 2 (ComfyUI's search has no steps below 4 tokens): the right half blurs
+    mask = torch.zeros(8, 16)
+    mask[:, 8:] = 1
+    want = gaussian_blur_2d(x0, 9, 2.0) * mask + x0 * (1 - mask)
+    assert torch.allclose(blur_by_attention(x0, attn, 2.0), want)
+    with pytest.raises(ValueError, match="7 attention tokens"):  # 7 tokens: no grid near the latent's aspect
+        blur_by_attention(torch.zeros(1, 4, 8, 8), torch.zeros(8, 7, 7), 2.0)
 
 
 # ----------------------------------------------------------------------------------------------- Deep Shrink
