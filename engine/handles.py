@@ -208,6 +208,13 @@ class ModelHandle(Patchable):
     def set_model_output_block_patch(self, patch: Any) -> None:
         self.set_model_patch(patch, "output_block_patch")
 
+    def set_model_emb_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "emb_patch")
+
+    def set_model_forward_timestep_embed_patch(self, patch: Any) -> None:
+        """``patch`` is ``(layer_type, handler)``: see ``engine.networks.unet._layer_forward``."""
+        self.set_model_patch(patch, "forward_timestep_embed_patch")
+
     def set_model_attn1_replace(self, patch: Any, block_name: str, number: int,
                                 transformer_index: int | None = None) -> None:
         self.set_model_patch_replace(patch, "attn1", block_name, number, transformer_index)

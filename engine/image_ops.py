@@ -53,7 +53,7 @@ def _bislerp_axis(x: torch.Tensor, new: int, dim: int) -> torch.Tensor:
     old = x.shape[dim]
     if old == new:
         return x
-    coords = (torch.arange(new, dtype=torch.float32) + 0.5) * (old / new) - 0.5
+    coords = (torch.arange(new, dtype=torch.float32, device=x.device) + 0.5) * (old / new) - 0.5
     coords = coords.clamp(0, old - 1)
     lo = coords.floor().long()
     hi = (lo + 1).clamp(max=old - 1)

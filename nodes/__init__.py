@@ -47,6 +47,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.model_merging",
     "nodes.model_saving",
     "nodes.extra_loaders",
+    "nodes.attention_patches",
 )
 
 

@@ -104,7 +104,10 @@ class TimestepEmbedSequential(nn.Sequential):
 def _layer_forward(layer: nn.Module, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
                    transformer_options: dict[str, Any] | None, output_shape: tuple[int, ...] | None) -> torch.Tensor:
     """One layer of a UNet block (ComfyUI's forward_timestep_embed): the time embedding to ResBlocks, context and
-    options to transformers (counting ``transformer_index``), the skip size to Upsample."""
+    options to transformers (counting ``transformer_index``), the skip size to Upsample. Any other layer goes to
+    the first ``patches["forward_timestep_embed_patch"]`` entry ``(layer_type, handler)`` it is an instance of:
+    ``handler(layer, x, emb, context, transformer_options, output_shape, time_context, num_video_frames,
+    image_only_indicator)`` (the last three None here)."""
     if isinstance(layer, ResBlock):
         return layer(x, emb)
     if isinstance(layer, SpatialTransformer):
@@ -116,6 +119,10 @@ def _layer_forward(layer: nn.Module, x: torch.Tensor, emb: torch.Tensor, context
         return x
     if isinstance(layer, Upsample):
         return layer(x, output_shape)
+    if transformer_options is not None:
+        for layer_type, handler in (transformer_options.get("patches") or {}).get("forward_timestep_embed_patch", ()):
+            if isinstance(layer, layer_type):
+                return handler(layer, x, emb, context, transformer_options, output_shape, None, None, None)
     return conv(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
 
 
@@ -292,8 +299,10 @@ class UNetModel(nn.Module):
         after the middle block, ``output`` to the skip connections; each list consumed from its end).
         ``transformer_options``: ComfyUI's patch dict (a copy is used): ``block`` / ``transformer_index`` /
         ``original_shape`` are set here for the attention patches (``engine.networks.attention``);
-        ``patches`` may hold ``input_block_patch``, ``input_block_patch_after_skip`` (``p(h, options) -> h``)
-        and ``output_block_patch`` (``p(h, skip, options) -> (h, skip)``).
+        ``patches`` may hold ``emb_patch`` (``p(emb, model_channels, options) -> emb``, before the ADM / class
+        embedding is added), ``input_block_patch``, ``input_block_patch_after_skip`` (``p(h, options) -> h``),
+        ``output_block_patch`` (``p(h, skip, options) -> (h, skip)``) and ``forward_timestep_embed_patch``
+        (``_layer_forward``).
         """
         c = self.config
         to = None if transformer_options is None else dict(transformer_options)
@@ -303,6 +312,8 @@ class UNetModel(nn.Module):
             to["transformer_index"] = 0
             patches = to.get("patches") or {}
         emb = self.time_embed(timestep_embedding(timesteps, c.model_channels).to(x.dtype))
+        for p in patches.get("emb_patch", ()):
+            emb = p(emb, c.model_channels, to)
         if c.num_classes is not None:
             if y is None:
                 raise ValueError("UNetModel: this model is class/ADM-conditioned (num_classes set); pass y")

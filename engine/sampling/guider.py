@@ -130,8 +130,11 @@ def _model_inputs(job: _Job, batch: int) -> tuple[torch.Tensor, torch.Tensor | N
     return ctx, y, concat
 
 
-def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
-    """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``."""
+def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
+                    model_options: ModelOptions | None = None) -> list[torch.Tensor]:
+    """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``;
+    ``model_options`` (default: the handle's own) supplies the UNet's ``transformer_options``, as in ComfyUI,
+    so a hook can run one extra call with a patch of its own (PerturbedAttentionGuidance)."""
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     pending: list[_Job] = []
@@ -155,7 +158,7 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         extra: dict[str, Any] = {}
         if jobs[0].cond.control is not None:
             extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
-        options = model_options_of(model)
+        options = model_options if model_options is not None else model_options_of(model)
         patch_options = options.get("transformer_options")
         gligen = jobs[0].cond.extra.get("gligen")
         if patch_options or gligen is not None:  # ComfyUI's per-call options for UNet patches: sides and sigmas

@@ -53,9 +53,11 @@ def test_short_output_tooltips_are_a_warning_not_a_refusal(facts, packs) -> None
     assert "UNIQUE_ID" in str(info["input"]["hidden"]), "unknown hidden entries are kept, not refused"
 
 
-def test_patch_replace_fails_loudly_when_called(facts, packs) -> None:
-    with pytest.raises(NotImplementedError, match="patches_replace"):
-        packs.registry.get("PatchReplace")().run()
+def test_patch_replace_adds_to_a_copied_table(facts, packs) -> None:
+    # ComfyUI's semantics: the dict passed is returned with new transformer_options; a shallow copy made before
+    # the call keeps the old attention-replacement table
+    result = packs.registry.get("PatchReplace")().run()[0]
+    assert result == repr((True, {("input", 1): "old", ("middle", 0, 0): "new"}, {("input", 1): "old"}))
 
 
 def test_execution_validate_prompt_uses_loom_validation(facts, packs) -> None:

@@ -67,6 +67,9 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "model_saving": ("CheckpointSave", "CLIPSave", "VAESave", "ModelSave"),
     "extra_loaders": ("DiffusersLoader", "HypernetworkLoader", "GLIGENLoader", "GLIGENTextBoxApply",
                       "InstructPixToPixConditioning"),
+    "attention_patches": ("FreeU", "FreeU_V2", "PerturbedAttentionGuidance", "SelfAttentionGuidance", "HyperTile",
+                          "PatchModelAddDownscale", "TomePatchModel", "UNetSelfAttentionMultiply",
+                          "UNetCrossAttentionMultiply", "CLIPAttentionMultiply", "UNetTemporalAttentionMultiply"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 

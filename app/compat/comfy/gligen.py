@@ -1,17 +1,16 @@
-"""ComfyUI's `comfy.gligen` for packs: the `Gligen` class name, which packs import to patch or test with
-`isinstance`. Loom loads no GLIGEN models (GLIGENLoader / GLIGENTextBoxApply are not built in), so nothing is a
-`Gligen`, it cannot be instantiated, and `load_gligen` raises."""
+"""ComfyUI's `comfy.gligen` for packs: `Gligen` (Loom's GLIGEN model class, `engine.gligen.Gligen`, for
+`isinstance` and patching) and `load_gligen(state_dict)`, which builds one from a GLIGEN state dict as
+GLIGENLoader does from a file."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from app.compat._family_types import predicate_type
+from engine.gligen import Gligen, gligen_from_state_dict
 
 __all__ = ["Gligen", "load_gligen"]
 
-Gligen = predicate_type("Gligen", __name__, lambda obj: False, "nothing: Loom loads no GLIGEN model")
 
-
-def load_gligen(sd: Any) -> Any:
-    """ComfyUI builds a GLIGEN model from a state dict; Loom has no GLIGEN support."""
-    raise NotImplementedError("comfy.gligen.load_gligen: Loom does not support GLIGEN models")
+def load_gligen(sd: Mapping[str, Any]) -> Gligen:
+    """A GLIGEN model from a state dict (``*.fuser.*`` and ``position_net.*`` tensors)."""
+    return gligen_from_state_dict(sd, source="comfy.gligen.load_gligen")

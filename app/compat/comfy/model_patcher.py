@@ -1,5 +1,5 @@
 """ComfyUI's `comfy.model_patcher` for packs: `ModelPatcher` is Loom's MODEL handle class (for isinstance
-checks, `.clone()` and the sampler-hook setters such as `set_model_sampler_cfg_function`), plus the
+checks, `.clone()`, the sampler-hook and UNet-patch setters such as `set_model_sampler_cfg_function`), plus the
 module-level `model_options` helpers; other patching APIs beyond the handle's own are not provided."""
 from __future__ import annotations
 
@@ -35,13 +35,12 @@ def set_model_options_pre_cfg_function(model_options: dict[str, Any], pre_cfg_fu
 def set_model_options_patch_replace(model_options: dict[str, Any], patch: Callable[..., Any], name: str,
                                     block_name: str, number: int, transformer_index: int | None = None
                                     ) -> dict[str, Any]:
-    """ComfyUI's attention-replacement hook; Loom's UNet has no `patches_replace`, so this raises.
+    """Replace the ``name`` ("attn1" / "attn2") attention of one UNet block (and transformer) with ``patch`` in
+    ``model_options`` (returned, as in ComfyUI): its ``transformer_options`` dicts are copied, not modified, so
+    a copy of ``model_options`` made before the call keeps the old table (semantics:
+    ``engine.networks.attention.patched_block_forward``)."""
+    from engine.patches.options import with_patch_replace
 
-    Importing the name works (packs import it at module level); a node that calls it fails with this
-    message instead of sampling without the patch it asked for.
-    """
-    raise NotImplementedError(
-        f"comfy.model_patcher.set_model_options_patch_replace({name!r}, {block_name!r}, {number}): Loom's UNet "
-        f"does not run ComfyUI attention replacement patches (transformer_options['patches_replace']); "
-        f"see docs/custom-nodes.md"
-    )
+    replaced = with_patch_replace(model_options, patch, name, block_name, number, transformer_index)
+    model_options["transformer_options"] = replaced["transformer_options"]
+    return model_options

@@ -70,8 +70,11 @@ class PatchReplace:
         return {"required": {}}
 
     def run(self):
-        set_model_options_patch_replace({"transformer_options": {}}, lambda *a: None, "attn1", "input", 1)
-        return ("unreachable",)
+        before = {"transformer_options": {"patches_replace": {"attn1": {("input", 1): "old"}}}}
+        copied = dict(before)
+        after = set_model_options_patch_replace(before, "new", "attn1", "middle", 0, 0)
+        return (repr((after is before, after["transformer_options"]["patches_replace"]["attn1"],
+                      copied["transformer_options"]["patches_replace"]["attn1"])),)
 
 
 class ValidatePrompt:
