@@ -10,13 +10,15 @@ import torch
 from torch import nn
 
 from engine.model_management import ManagedModel, ModelManager
-from engine.patching import Patchable
+from engine.patching import Patch, Patchable
 from engine.tokenizer import PromptTokenizer, TokenWeight
 
-__all__ = ["ClipHandle", "TextEncoderSet", "TOWER_MODULES", "Tokens"]
+__all__ = ["ClipHandle", "ClipSchedule", "TextEncoderSet", "TOWER_MODULES", "Tokens"]
 
 Tokens = dict[str, list[list[TokenWeight]]]
 Conditioning = list[list[Any]]
+# hook keyframe ranges (start, end percent) with the patches and strengths to encode each with (engine.hooks)
+ClipSchedule = list[tuple[tuple[float, float], list[tuple[dict[str, Patch], float]]]]
 
 # token-dict key -> module name (ComfyUI's names, so LoRA keys like "clip_l.transformer..." match)
 TOWER_MODULES = {"l": "clip_l", "g": "clip_g", "h": "clip_h", "t5xxl": "t5xxl"}
@@ -51,6 +53,8 @@ class ClipHandle(Patchable):
         self.embedding_directory = embedding_directory
         self.pooled_from = pooled_from or ("g" if "g" in tokenizers else next(iter(tokenizers)))
         self.layer_idx: int | None = None
+        self.cond_hooks: Any = None  # engine.hooks.HookGroup put on every encoded cond as "hooks"
+        self.clip_schedule: ClipSchedule | None = None  # encode once per range (SetClipHooks schedule_clip)
 
     def _module(self) -> nn.Module:
         return self.encoders
@@ -141,9 +145,27 @@ class ClipHandle(Patchable):
 
     def encode_from_tokens_scheduled(self, tokens: Tokens, add_dict: dict[str, Any] | None = None
                                      ) -> Conditioning:
-        """CLIPTextEncode's output: [[cond, {"pooled_output": pooled, **add_dict}]]."""
-        cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)
-        return [[cond, {"pooled_output": pooled, **(add_dict or {})}]]
+        """CLIPTextEncode's output: [[cond, {"pooled_output": pooled, **add_dict}]], plus ``"hooks"`` when hooks
+        are set to go on conds; with a hook schedule, one entry per keyframe range that overlaps the add_dict's
+        start / end percent, each with ``clip_start_percent`` / ``clip_end_percent``."""
+        add = dict(add_dict or {})
+        hooks = {} if self.cond_hooks is None else {"hooks": self.cond_hooks}
+        if self.clip_schedule is None:
+            cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)
+            return [[cond, {"pooled_output": pooled, **hooks, **add}]]
+        out: Conditioning = []
+        for (start, end), patch_sets in self.clip_schedule:
+            if ("start_percent" in add and end < add["start_percent"]) or (
+                    "end_percent" in add and start > add["end_percent"]):
+                continue
+            clip = self.clone()
+            clip.clip_schedule = None
+            for patches, strength in patch_sets:
+                clip.add_patches(patches, strength)
+            cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+            out.append([cond, {"pooled_output": pooled, "clip_start_percent": start, "clip_end_percent": end,
+                               **add, **hooks}])
+        return out
 
     def encode(self, text: str) -> Conditioning:
         """Tokenize and encode a prompt to CONDITIONING."""

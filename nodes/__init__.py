@@ -43,6 +43,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.flow_families",
     "nodes.adapters",
     "nodes.clip_vision",
+    "nodes.hooks",
 )
 
 

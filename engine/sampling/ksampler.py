@@ -16,6 +16,7 @@ from engine.adapters.control import bind_controls
 from engine.handles import ModelHandle
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
+from engine.sampling.hook_run import bind_hooks
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
 from engine.types import Conditioning, CondOptions, ProgressCallback
@@ -175,6 +176,7 @@ def sample(
     _add_adm(model, pos, noise.shape, "positive")
     _add_adm(model, neg, noise.shape, "negative")
     bind_controls(pos, neg, model)
+    bind_hooks([pos, neg], ms, sigmas)
     if _needs_concat(model, noise.shape[1]):
         for c in pos + neg:
             c.concat = _inpaint_concat(model, c.extra, noise, latent_in, mask)

@@ -60,6 +60,12 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                  "SetUnionControlNetType"),
     "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
                     "unCLIPConditioning"),
+    "hooks": ("CreateHookLora", "CreateHookLoraModelOnly", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly",
+              "SetHookKeyframes", "CreateHookKeyframe", "CreateHookKeyframesInterpolated",
+              "CreateHookKeyframesFromFloats", "CombineHooks2", "CombineHooks4", "CombineHooks8",
+              "ConditioningSetProperties", "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties",
+              "PairConditioningSetPropertiesAndCombine", "ConditioningSetDefaultCombine",
+              "PairConditioningSetDefaultCombine", "PairConditioningCombine", "SetClipHooks"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
