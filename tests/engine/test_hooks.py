@@ -173,3 +173,34 @@ def test_hooked_and_plain_conds_run_with_their_own_weights(tiny: tuple[Any, Any]
     (want_neg,) = calc_cond_batch(model, [neg], x, sigma)
     assert torch.allclose(got_pos, want_pos, rtol=0, atol=1e-5) and torch.allclose(got_neg, want_neg, rtol=0, atol=1e-5)
     assert not torch.allclose(got_pos, calc_cond_batch(model, [plain_pos], x, sigma)[0], rtol=0, atol=1e-3)
+
+
+def test_checkpoint_as_lora_moves_weights_towards_the_other_model(tiny: tuple[Any, Any]) -> None:
+    import copy
+
+    from engine.hooks import hook_model_as_lora
+
+    model, _ = tiny
+    torch.manual_seed(4)
+    other = copy.copy(model)
+    other.diffusion_model = copy.deepcopy(model.diffusion_model)
+    halfway = copy.copy(model)
+    halfway.diffusion_model = copy.deepcopy(model.diffusion_model)
+    halfway.entry = model.manager.register(halfway.diffusion_model, "halfway", "unet")
+    with torch.no_grad():
+        for (_, p), (_, h) in zip(other.diffusion_model.named_parameters(),
+                                  halfway.diffusion_model.named_parameters(), strict=True):
+            d = 0.02 * torch.randn_like(p)
+            h.add_(0.5 * d)
+            p.add_(d)
+    hooks = hook_model_as_lora(other, None, 0.5, 0.0)
+    ctx = torch.randn(1, 77, 32)
+    shape, dev = torch.Size([1, 4, 8, 8]), torch.device("cpu")
+    pos = resolve_conds([[ctx, {"hooks": hooks}]], shape, model.model_sampling, dev, "positive")
+    bind_hooks([pos], model.model_sampling, torch.tensor([5.0, 0.0]))
+    x, sigma = torch.randn(shape), torch.tensor([5.0])
+    (got,) = calc_cond_batch(model, [pos], x, sigma)
+    plain = resolve_conds([[ctx, {}]], shape, model.model_sampling, dev, "positive")
+    (want,) = calc_cond_batch(halfway, [plain], x, sigma)
+    assert torch.allclose(got, want, rtol=0, atol=1e-4)
+    assert not torch.allclose(got, calc_cond_batch(model, [plain], x, sigma)[0], rtol=0, atol=1e-3)

@@ -214,3 +214,22 @@ def test_bad_inputs_name_node_and_input(reg: Any, paths: Any) -> None:
     save_file({"weight": torch.zeros(2)}, str(bogus))
     with pytest.raises(NodeInputError, match="bogus.safetensors.*no LoRA modules"):
         call(reg, "CreateHookLora", lora_name="bogus.safetensors", strength_model=1.0, strength_clip=1.0)
+
+
+def test_checkpoint_as_lora_of_the_same_checkpoint_changes_nothing(reg: Any, paths: Any, model_clip: Any,
+                                                                   fixtures_dir: Path) -> None:
+    model, clip = model_clip
+    ckpts = Path(paths.get_folder_paths("checkpoints")[0])
+    shutil.copyfile(fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors", ckpts / "tiny-sd15.safetensors")
+    (hooks,) = call(reg, "CreateHookModelAsLora", ckpt_name="tiny-sd15.safetensors", strength_model=0.8,
+                    strength_clip=0.5)
+    (hook,) = hooks.hooks
+    assert hook.model_source is not None and hook.clip_source is not None
+    (hooked_clip,) = call(reg, "SetClipHooks", clip=clip, apply_to_conds=True, schedule_clip=False, hooks=hooks)
+    pos, neg = encode(reg, hooked_clip, "a photo of a cat"), encode(reg, hooked_clip, "blurry")
+    assert hooked_clip.patches and pos[0][1]["hooks"] is hooks
+    plain_pos, plain_neg = encode(reg, clip, "a photo of a cat"), encode(reg, clip, "blurry")
+    assert close(pos[0][0], plain_pos[0][0])
+    assert close(ksampler(reg, model, pos, neg), ksampler(reg, model, plain_pos, plain_neg))
+    (mo,) = call(reg, "CreateHookModelAsLoraModelOnly", ckpt_name="tiny-sd15.safetensors", strength_model=0.8)
+    assert mo.hooks[0].strength_clip == 0.0
