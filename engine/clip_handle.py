@@ -13,12 +13,14 @@ from engine.model_management import ManagedModel, ModelManager
 from engine.patching import Patch, Patchable
 from engine.tokenizer import PromptTokenizer, TokenWeight
 
-__all__ = ["ClipHandle", "ClipSchedule", "TextEncoderSet", "TOWER_MODULES", "Tokens"]
+__all__ = ["ClipHandle", "ClipSchedule", "PatchSets", "TextEncoderSet", "TOWER_MODULES", "Tokens"]
 
 Tokens = dict[str, list[list[TokenWeight]]]
 Conditioning = list[list[Any]]
-# hook keyframe ranges (start, end percent) with the patches and strengths to encode each with (engine.hooks)
-ClipSchedule = list[tuple[tuple[float, float], list[tuple[dict[str, Patch], float]]]]
+# patches with their strengths (a hook group's CLIP side, engine.hooks)
+PatchSets = list[tuple[dict[str, Patch], float]]
+# hook keyframe ranges (start, end percent) with the patch sets to encode each with
+ClipSchedule = list[tuple[tuple[float, float], PatchSets]]
 
 # token-dict key -> module name (ComfyUI's names, so LoRA keys like "clip_l.transformer..." match)
 TOWER_MODULES = {"l": "clip_l", "g": "clip_g", "h": "clip_h", "t5xxl": "t5xxl"}
@@ -53,8 +55,12 @@ class ClipHandle(Patchable):
         self.embedding_directory = embedding_directory
         self.pooled_from = pooled_from or ("g" if "g" in tokenizers else next(iter(tokenizers)))
         self.layer_idx: int | None = None
-        self.cond_hooks: Any = None  # engine.hooks.HookGroup put on every encoded cond as "hooks"
-        self.clip_schedule: ClipSchedule | None = None  # encode once per range (SetClipHooks schedule_clip)
+        # SetClipHooks (engine.hooks.set_clip_hooks): the hook group put on every encoded cond as "hooks", the
+        # hooks' patches (kept apart from `patches`, so another SetClipHooks replaces them) and, with
+        # schedule_clip, the keyframe ranges encode_from_tokens_scheduled encodes once each
+        self.cond_hooks: Any = None
+        self.hook_patches: PatchSets = []
+        self.clip_schedule: ClipSchedule | None = None
 
     def _module(self) -> nn.Module:
         return self.encoders
@@ -126,9 +132,19 @@ class ClipHandle(Patchable):
         cond = torch.cat(parts, dim=0)[None] if parts else hidden[-1:]
         return cond, pooled[0:1]
 
+    def with_hook_patches(self, patch_sets: PatchSets) -> ClipHandle:
+        """A clone with ``patch_sets`` added to its own patches, and no hooks of its own."""
+        clip = self.clone()
+        clip.hook_patches, clip.clip_schedule = [], None
+        for patches, strength in patch_sets:
+            clip.add_patches(patches, strength)
+        return clip
+
     def encode_from_tokens(self, tokens: Tokens, return_pooled: bool = False
                            ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Encode token windows of every tower; several towers are concatenated along channels."""
+        if self.hook_patches:
+            return self.with_hook_patches(self.hook_patches).encode_from_tokens(tokens, return_pooled)
         missing = [k for k in self.tokenizers if k not in tokens]
         if missing:
             raise ValueError(f"CLIP encode: tokens lack {missing} (this CLIP has towers "
@@ -158,11 +174,7 @@ class ClipHandle(Patchable):
             if ("start_percent" in add and end < add["start_percent"]) or (
                     "end_percent" in add and start > add["end_percent"]):
                 continue
-            clip = self.clone()
-            clip.clip_schedule = None
-            for patches, strength in patch_sets:
-                clip.add_patches(patches, strength)
-            cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+            cond, pooled = self.with_hook_patches(patch_sets).encode_from_tokens(tokens, return_pooled=True)
             out.append([cond, {"pooled_output": pooled, "clip_start_percent": start, "clip_end_percent": end,
                                **add, **hooks}])
         return out

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from engine.clip_handle import ClipHandle, ClipSchedule
+from engine.clip_handle import ClipHandle, ClipSchedule, PatchSets
 from engine.handles import ModelHandle
 from engine.lora import clip_lora_patches, lora_modules, model_lora_patches
 from engine.patching import Patch
@@ -214,21 +214,22 @@ def clip_schedule(hooks: HookGroup) -> list[tuple[Range, list[float]]]:
 
 def set_clip_hooks(clip: ClipHandle, hooks: HookGroup, apply_to_conds: bool, schedule_clip: bool) -> ClipHandle:
     """SetClipHooks: a clone of ``clip`` that encodes with the hooks' CLIP patches (at strength_clip; per
-    keyframe range with ``schedule_clip``) and, with ``apply_to_conds``, puts ``hooks`` on its conds."""
+    keyframe range with ``schedule_clip``) and, with ``apply_to_conds``, puts ``hooks`` on its conds. The
+    hooks replace those of an earlier SetClipHooks (whose conds hooks stay unless ``apply_to_conds``)."""
     out = clip.clone()
     if apply_to_conds:
         out.cond_hooks = hooks
-    patch_sets = [(clip_patches(h, clip), h.strength_clip) for h in hooks.hooks]
+    sets = [(clip_patches(h, clip), h.strength_clip) for h in hooks.hooks]
+
+    def scaled(mults: Sequence[float]) -> PatchSets:
+        # a zero-strength patch leaves the weight as it is
+        return [(p, s * m) for (p, s), m in zip(sets, mults, strict=True) if p and s * m != 0]
+
     if schedule_clip:
-        schedule: ClipSchedule = []
-        for rng, mults in clip_schedule(hooks):
-            schedule.append((rng, [(p, s * m) for (p, s), m in zip(patch_sets, mults, strict=True)
-                                   if p and s * m != 0]))
+        schedule: ClipSchedule = [(rng, scaled(mults)) for rng, mults in clip_schedule(hooks)]
         out.clip_schedule = schedule
+        out.hook_patches = schedule[0][1] if schedule else []  # direct encodes: the first range's strengths
     else:
         out.clip_schedule = None
-        for patches, strength in patch_sets:
-            if patches and strength != 0:  # a zero-strength patch leaves the weight as it is
-                out.add_patches(patches, strength)
+        out.hook_patches = scaled([1.0] * len(sets))
     return out
-

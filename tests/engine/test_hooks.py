@@ -204,3 +204,23 @@ def test_checkpoint_as_lora_moves_weights_towards_the_other_model(tiny: tuple[An
     (want,) = calc_cond_batch(halfway, [plain], x, sigma)
     assert torch.allclose(got, want, rtol=0, atol=1e-4)
     assert not torch.allclose(got, calc_cond_batch(model, [plain], x, sigma)[0], rtol=0, atol=1e-3)
+
+
+def test_third_conditioning_of_a_guider_runs_its_hooks(tiny: tuple[Any, Any]) -> None:
+    from engine.hooks import hook_lora
+    from engine.lora import apply_lora
+    from engine.sampling.guiders import ThirdCondPrediction
+
+    model, lora = tiny
+    torch.manual_seed(5)
+    ctx = torch.randn(1, 77, 32)
+    timed = hook_lora(lora, 0.8, 0.0).with_keyframes(
+        HookKeyframes().add(HookKeyframe(1.0, 0.0)).add(HookKeyframe(0.5, 0.5)))
+    third = ThirdCondPrediction([[ctx, {"hooks": timed}]], "negative", "empty_conditioning")
+    plain = ThirdCondPrediction([[ctx, {}]], "negative", "empty_conditioning")
+    full, half = apply_lora(model, None, lora, 0.8, 0.0)[0], apply_lora(model, None, lora, 0.4, 0.0)[0]
+    x = torch.randn(1, 4, 8, 8)
+    high, low = torch.tensor([10.0]), torch.tensor([0.5])  # before / after the 0.5 keyframe's start
+    for _ in range(2):  # a second run (sigma rises again) starts the schedule over
+        assert torch.allclose(third(model, x, high), plain(full, x, high), rtol=0, atol=1e-5)
+        assert torch.allclose(third(model, x, low), plain(half, x, low), rtol=0, atol=1e-5)

@@ -227,9 +227,23 @@ def test_checkpoint_as_lora_of_the_same_checkpoint_changes_nothing(reg: Any, pat
     assert hook.model_source is not None and hook.clip_source is not None
     (hooked_clip,) = call(reg, "SetClipHooks", clip=clip, apply_to_conds=True, schedule_clip=False, hooks=hooks)
     pos, neg = encode(reg, hooked_clip, "a photo of a cat"), encode(reg, hooked_clip, "blurry")
-    assert hooked_clip.patches and pos[0][1]["hooks"] is hooks
+    assert hooked_clip.hook_patches and not hooked_clip.patches and pos[0][1]["hooks"] is hooks
     plain_pos, plain_neg = encode(reg, clip, "a photo of a cat"), encode(reg, clip, "blurry")
     assert close(pos[0][0], plain_pos[0][0])
     assert close(ksampler(reg, model, pos, neg), ksampler(reg, model, plain_pos, plain_neg))
     (mo,) = call(reg, "CreateHookModelAsLoraModelOnly", ckpt_name="tiny-sd15.safetensors", strength_model=0.8)
     assert mo.hooks[0].strength_clip == 0.0
+
+
+def test_a_second_set_clip_hooks_replaces_the_first(reg: Any, model_clip: Any) -> None:
+    _, clip = model_clip
+    (strong,) = call(reg, "CreateHookLora", lora_name=LORA, strength_model=1.0, strength_clip=1.5)
+    (weak,) = call(reg, "CreateHookLora", lora_name=LORA, strength_model=1.0, strength_clip=0.3)
+    (first,) = call(reg, "SetClipHooks", clip=clip, apply_to_conds=True, schedule_clip=False, hooks=strong)
+    (second,) = call(reg, "SetClipHooks", clip=first, apply_to_conds=False, schedule_clip=False, hooks=weak)
+    (_, ref) = call(reg, "LoraLoader", model=None, clip=clip, lora_name=LORA, strength_model=0.0, strength_clip=0.3)
+    cond = encode(reg, second, "a photo of a cat")
+    assert torch.equal(cond[0][0], encode(reg, ref, "a photo of a cat")[0][0])
+    assert cond[0][1]["hooks"] is strong  # apply_to_conds false keeps the conds' hooks (ComfyUI's behaviour)
+    tokens = second.tokenize("a photo of a cat")
+    assert torch.equal(second.encode_from_tokens(tokens), cond[0][0])  # direct encodes use the hooks too
