@@ -106,7 +106,7 @@ def test_clip_range_intersects_start_and_end_percent() -> None:
     ms = LinearSampling()
     entry = [torch.zeros(1, 2, 4), {"clip_start_percent": 0.5, "clip_end_percent": 1.0, "start_percent": 0.6}]
     (c,) = resolve_conds([entry], torch.Size([1, 4, 8, 8]), ms, torch.device("cpu"), "positive")
-    assert (c.sigma_start, c.sigma_end) == (pytest.approx(4.0), 0.0)
+    assert c.sigma_start == pytest.approx(4.0) and c.sigma_end == 0.0
 
 
 class ContextModel:

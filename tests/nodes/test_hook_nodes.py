@@ -61,8 +61,9 @@ def keyframes(registry: Any, *frames: tuple[float, float]) -> Any:
 
 
 def hooked_pair(registry: Any, hooks: Any, pos: Any, neg: Any) -> tuple[Any, Any]:
-    return call(registry, "PairConditioningSetProperties", positive_NEW=pos, negative_NEW=neg, strength=1.0,
-                set_cond_area="default", hooks=hooks)  # type: ignore[no-any-return]
+    pos_out, neg_out = call(registry, "PairConditioningSetProperties", positive_NEW=pos, negative_NEW=neg,
+                            strength=1.0, set_cond_area="default", hooks=hooks)
+    return pos_out, neg_out
 
 
 def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-6) -> bool:
