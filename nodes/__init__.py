@@ -44,6 +44,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.adapters",
     "nodes.clip_vision",
     "nodes.hooks",
+    "nodes.hook_attach",
 )
 
 

@@ -1,7 +1,7 @@
-"""Hook nodes (ComfyUI 0.3.64 ``comfy_extras/nodes_hooks.py``: names, inputs, defaults, categories): create
-LoRA / checkpoint-as-LoRA hooks, schedule them with keyframes, combine them, put them on the CLIP and on
-conditioning. Values: HOOKS = ``engine.hooks.HookGroup``, HOOK_KEYFRAMES = ``engine.hooks.HookKeyframes``;
-the edits of CONDITIONING are ``engine.hook_conds``. ConditioningTimestepsRange is in ``nodes.guiders_extra``.
+"""Hook nodes, part 1 (ComfyUI 0.3.64 ``comfy_extras/nodes_hooks.py``: names, inputs, defaults, categories):
+create LoRA / checkpoint-as-LoRA hooks, schedule them with keyframes, combine them. Values: HOOKS =
+``engine.hooks.HookGroup``, HOOK_KEYFRAMES = ``engine.hooks.HookKeyframes``. Putting hooks on the CLIP and on
+conditioning: ``nodes.hook_attach``; ConditioningTimestepsRange: ``nodes.guiders_extra``.
 """
 from __future__ import annotations
 
@@ -9,23 +9,20 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from engine import hook_conds
 from engine.hooks import INTERPOLATIONS, HookGroup, HookKeyframe, HookKeyframes, combine_hooks, interpolate
 from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.loaders import load_model_file
 
-__all__ = ["NODES"]
+__all__ = ["NODES", "HookNode", "hooks_in"]
 
 _log = logging.getLogger(__name__)
 
 _STRENGTH = ("FLOAT", {"default": 1.0, "min": -20.0, "max": 20.0, "step": 0.01})
 _PERCENT = {"min": 0.0, "max": 1.0, "step": 0.001}
-_PROPS_REQUIRED: dict[str, Any] = {"strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
-                               "set_cond_area": (["default", "mask bounds"],)}
-_PROPS_OPTIONAL: dict[str, Any] = {"mask": ("MASK",), "hooks": ("HOOKS",), "timesteps": ("TIMESTEPS_RANGE",)}
 
 
-def _hooks_in(node: str, name: str, value: Any) -> HookGroup | None:
+def hooks_in(node: str, name: str, value: Any) -> HookGroup | None:
+    """An optional HOOKS input; anything else is an error naming the node and input."""
     if value is None or isinstance(value, HookGroup):
         return value
     raise input_error(node, name, f"expected HOOKS, got {type(value).__name__}")
@@ -39,20 +36,16 @@ def _keyframes_in(node: str, name: str, value: Any) -> HookKeyframes:
     raise input_error(node, name, f"expected HOOK_KEYFRAMES, got {type(value).__name__}")
 
 
-def _set_cond_area(node: str, value: str) -> str:
-    if value not in ("default", "mask bounds"):
-        raise input_error(node, "set_cond_area", f"must be 'default' or 'mask bounds', got {value!r}")
-    return value
+class HookNode(BuiltinNode):
+    """Base of the hook nodes (ComfyUI marks them experimental)."""
 
-
-class _HookNode(BuiltinNode):
     EXPERIMENTAL = True
 
 
 # --- create ---------------------------------------------------------------------------------------------
 
 
-class CreateHookLora(_HookNode):
+class CreateHookLora(HookNode):
     """A HOOKS group with one LoRA (model and CLIP strengths), added after ``prev_hooks``."""
 
     DISPLAY_NAME = "Create Hook LoRA"
@@ -85,7 +78,7 @@ class CreateHookLora(_HookNode):
         from engine.hooks import hook_lora
 
         _node = type(self).__name__
-        given = _hooks_in(_node, "prev_hooks", prev_hooks)
+        given = hooks_in(_node, "prev_hooks", prev_hooks)
         prev = HookGroup() if given is None else given
         if strength_model == 0 and strength_clip == 0:
             return (prev,)
@@ -113,7 +106,7 @@ class CreateHookLoraModelOnly(CreateHookLora):
         return self.create_hook(lora_name, strength_model, 0.0, prev_hooks)
 
 
-class CreateHookModelAsLora(_HookNode):
+class CreateHookModelAsLora(HookNode):
     """A HOOKS group that moves the model (and CLIP) towards another checkpoint: weight + s * (other - weight)."""
 
     DISPLAY_NAME = "Create Hook Model as LoRA"
@@ -134,7 +127,7 @@ class CreateHookModelAsLora(_HookNode):
         from engine.hooks import hook_model_as_lora
 
         _node = type(self).__name__
-        given = _hooks_in(_node, "prev_hooks", prev_hooks)
+        given = hooks_in(_node, "prev_hooks", prev_hooks)
         prev = HookGroup() if given is None else given
         services = self._services()
         embeddings = services.paths.get_folder_paths("embeddings")
@@ -164,7 +157,7 @@ class CreateHookModelAsLoraModelOnly(CreateHookModelAsLora):
 # --- scheduling -----------------------------------------------------------------------------------------
 
 
-class SetHookKeyframes(_HookNode):
+class SetHookKeyframes(HookNode):
     """Give every hook of the group the keyframe schedule (one shared copy)."""
 
     DISPLAY_NAME = "Set Hook Keyframes"
@@ -177,7 +170,7 @@ class SetHookKeyframes(_HookNode):
         return {"required": {"hooks": ("HOOKS",)}, "optional": {"hook_kf": ("HOOK_KEYFRAMES",)}}
 
     def set_hook_keyframes(self, hooks: Any, hook_kf: Any = None) -> tuple[HookGroup]:
-        group = _hooks_in("SetHookKeyframes", "hooks", hooks)
+        group = hooks_in("SetHookKeyframes", "hooks", hooks)
         if group is None:
             raise input_error("SetHookKeyframes", "hooks", "HOOKS is required")
         if hook_kf is None:
@@ -185,7 +178,7 @@ class SetHookKeyframes(_HookNode):
         return (group.with_keyframes(_keyframes_in("SetHookKeyframes", "hook_kf", hook_kf)),)
 
 
-class CreateHookKeyframe(_HookNode):
+class CreateHookKeyframe(HookNode):
     """Add a keyframe: from ``start_percent`` of the schedule on, hooks apply at ``strength_mult`` x."""
 
     DISPLAY_NAME = "Create Hook Keyframe"
@@ -217,7 +210,7 @@ def _add_series(prev: HookKeyframes, percents: list[float], strengths: list[floa
     return out
 
 
-class CreateHookKeyframesInterpolated(_HookNode):
+class CreateHookKeyframesInterpolated(HookNode):
     """``keyframes_count`` keyframes evenly spaced from start to end percent, strengths interpolated."""
 
     DISPLAY_NAME = "Create Hook Keyframes Interp."
@@ -249,7 +242,7 @@ class CreateHookKeyframesInterpolated(_HookNode):
         return (_add_series(prev, percents, strengths, print_keyframes),)
 
 
-class CreateHookKeyframesFromFloats(_HookNode):
+class CreateHookKeyframesFromFloats(HookNode):
     """One keyframe per value of ``floats_strength``, evenly spaced from start to end percent."""
 
     DISPLAY_NAME = "Create Hook Keyframes From Floats"
@@ -287,7 +280,7 @@ class CreateHookKeyframesFromFloats(_HookNode):
 # --- combine --------------------------------------------------------------------------------------------
 
 
-class _CombineHooks(_HookNode):
+class _CombineHooks(HookNode):
     CATEGORY = "advanced/hooks/combine"
     RETURN_TYPES = ("HOOKS",)
     FUNCTION = "combine_hooks"
@@ -299,7 +292,7 @@ class _CombineHooks(_HookNode):
 
     def combine_hooks(self, **hooks: Any) -> tuple[HookGroup | None]:
         node = type(self).__name__
-        groups = [_hooks_in(node, f"hooks_{c}", hooks.get(f"hooks_{c}")) for c in self.LETTERS]
+        groups = [hooks_in(node, f"hooks_{c}", hooks.get(f"hooks_{c}")) for c in self.LETTERS]
         return (combine_hooks(groups),)
 
 
@@ -323,192 +316,6 @@ class CombineHooks8(_CombineHooks):
     LETTERS = "ABCDEFGH"
 
 
-# --- attach ---------------------------------------------------------------------------------------------
-
-
-class ConditioningSetProperties(_HookNode):
-    """Put hooks, a mask (strength = its mask strength) and a timestep range on a conditioning."""
-
-    DISPLAY_NAME = "Cond Set Props"
-    CATEGORY = "advanced/hooks/cond single"
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "set_properties"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"cond_NEW": ("CONDITIONING",), **_PROPS_REQUIRED}, "optional": dict(_PROPS_OPTIONAL)}
-
-    def set_properties(self, cond_NEW: Any, strength: float, set_cond_area: str, mask: Any = None,
-                       hooks: Any = None, timesteps: Any = None) -> tuple[Any]:
-        node = "ConditioningSetProperties"
-        (out,) = hook_conds.set_conds_props([cond_NEW], strength, _set_cond_area(node, set_cond_area), mask,
-                                            _hooks_in(node, "hooks", hooks), timesteps)
-        return (out,)
-
-
-class ConditioningSetPropertiesAndCombine(_HookNode):
-    """ConditioningSetProperties on ``cond_NEW``, appended to ``cond``."""
-
-    DISPLAY_NAME = "Cond Set Props Combine"
-    CATEGORY = "advanced/hooks/cond single"
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "set_properties"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"cond": ("CONDITIONING",), "cond_NEW": ("CONDITIONING",), **_PROPS_REQUIRED},
-                "optional": dict(_PROPS_OPTIONAL)}
-
-    def set_properties(self, cond: Any, cond_NEW: Any, strength: float, set_cond_area: str, mask: Any = None,
-                       hooks: Any = None, timesteps: Any = None) -> tuple[Any]:
-        node = "ConditioningSetPropertiesAndCombine"
-        (out,) = hook_conds.set_conds_props_and_combine([cond], [cond_NEW], strength,
-                                                        _set_cond_area(node, set_cond_area), mask,
-                                                        _hooks_in(node, "hooks", hooks), timesteps)
-        return (out,)
-
-
-class PairConditioningSetProperties(_HookNode):
-    """ConditioningSetProperties on a positive / negative pair."""
-
-    DISPLAY_NAME = "Cond Pair Set Props"
-    CATEGORY = "advanced/hooks/cond pair"
-    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
-    RETURN_NAMES = ("positive", "negative")
-    FUNCTION = "set_properties"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"positive_NEW": ("CONDITIONING",), "negative_NEW": ("CONDITIONING",),
-                             **_PROPS_REQUIRED},
-                "optional": dict(_PROPS_OPTIONAL)}
-
-    def set_properties(self, positive_NEW: Any, negative_NEW: Any, strength: float, set_cond_area: str,
-                       mask: Any = None, hooks: Any = None, timesteps: Any = None) -> tuple[Any, Any]:
-        node = "PairConditioningSetProperties"
-        pos, neg = hook_conds.set_conds_props([positive_NEW, negative_NEW], strength,
-                                              _set_cond_area(node, set_cond_area), mask,
-                                              _hooks_in(node, "hooks", hooks), timesteps)
-        return (pos, neg)
-
-
-class PairConditioningSetPropertiesAndCombine(_HookNode):
-    """PairConditioningSetProperties on the _NEW pair, appended to positive / negative."""
-
-    DISPLAY_NAME = "Cond Pair Set Props Combine"
-    CATEGORY = "advanced/hooks/cond pair"
-    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
-    RETURN_NAMES = ("positive", "negative")
-    FUNCTION = "set_properties"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
-                             "positive_NEW": ("CONDITIONING",), "negative_NEW": ("CONDITIONING",),
-                             **_PROPS_REQUIRED},
-                "optional": dict(_PROPS_OPTIONAL)}
-
-    def set_properties(self, positive: Any, negative: Any, positive_NEW: Any, negative_NEW: Any, strength: float,
-                       set_cond_area: str, mask: Any = None, hooks: Any = None,
-                       timesteps: Any = None) -> tuple[Any, Any]:
-        node = "PairConditioningSetPropertiesAndCombine"
-        pos, neg = hook_conds.set_conds_props_and_combine([positive, negative], [positive_NEW, negative_NEW],
-                                                          strength, _set_cond_area(node, set_cond_area), mask,
-                                                          _hooks_in(node, "hooks", hooks), timesteps)
-        return (pos, neg)
-
-
-class ConditioningSetDefaultCombine(_HookNode):
-    """Append ``cond_DEFAULT`` (with hooks) as a default entry: it fills what the other entries leave uncovered."""
-
-    DISPLAY_NAME = "Cond Set Default Combine"
-    CATEGORY = "advanced/hooks/cond single"
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "set_default_and_combine"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"cond": ("CONDITIONING",), "cond_DEFAULT": ("CONDITIONING",)},
-                "optional": {"hooks": ("HOOKS",)}}
-
-    def set_default_and_combine(self, cond: Any, cond_DEFAULT: Any, hooks: Any = None) -> tuple[Any]:
-        group = _hooks_in("ConditioningSetDefaultCombine", "hooks", hooks)
-        (out,) = hook_conds.set_default_conds_and_combine([cond], [cond_DEFAULT], group)
-        return (out,)
-
-
-class PairConditioningSetDefaultCombine(_HookNode):
-    """ConditioningSetDefaultCombine on a positive / negative pair."""
-
-    DISPLAY_NAME = "Cond Pair Set Default Combine"
-    CATEGORY = "advanced/hooks/cond pair"
-    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
-    RETURN_NAMES = ("positive", "negative")
-    FUNCTION = "set_default_and_combine"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
-                             "positive_DEFAULT": ("CONDITIONING",), "negative_DEFAULT": ("CONDITIONING",)},
-                "optional": {"hooks": ("HOOKS",)}}
-
-    def set_default_and_combine(self, positive: Any, negative: Any, positive_DEFAULT: Any, negative_DEFAULT: Any,
-                                hooks: Any = None) -> tuple[Any, Any]:
-        group = _hooks_in("PairConditioningSetDefaultCombine", "hooks", hooks)
-        pos, neg = hook_conds.set_default_conds_and_combine([positive, negative],
-                                                            [positive_DEFAULT, negative_DEFAULT], group)
-        return (pos, neg)
-
-
-class PairConditioningCombine(_HookNode):
-    """positive_A + positive_B, negative_A + negative_B."""
-
-    DISPLAY_NAME = "Cond Pair Combine"
-    CATEGORY = "advanced/hooks/cond pair"
-    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
-    RETURN_NAMES = ("positive", "negative")
-    FUNCTION = "combine"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"positive_A": ("CONDITIONING",), "negative_A": ("CONDITIONING",),
-                             "positive_B": ("CONDITIONING",), "negative_B": ("CONDITIONING",)}}
-
-    def combine(self, positive_A: Any, negative_A: Any, positive_B: Any, negative_B: Any) -> tuple[Any, Any]:
-        pos, neg = hook_conds.set_conds_props_and_combine([positive_A, negative_A], [positive_B, negative_B])
-        return (pos, neg)
-
-
-class SetClipHooks(_HookNode):
-    """Encode with the hooks' CLIP LoRAs (per keyframe range with ``schedule_clip``); with ``apply_to_conds``
-    the encoded conds carry the hooks to the sampler."""
-
-    DISPLAY_NAME = "Set CLIP Hooks"
-    CATEGORY = "advanced/hooks/clip"
-    RETURN_TYPES = ("CLIP",)
-    FUNCTION = "apply_hooks"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"clip": ("CLIP",), "apply_to_conds": ("BOOLEAN", {"default": True}),
-                             "schedule_clip": ("BOOLEAN", {"default": False})},
-                "optional": {"hooks": ("HOOKS",)}}
-
-    def apply_hooks(self, clip: Any, schedule_clip: bool, apply_to_conds: bool, hooks: Any = None) -> tuple[Any]:
-        from engine.clip_handle import ClipHandle
-        from engine.hooks import set_clip_hooks
-
-        group = _hooks_in("SetClipHooks", "hooks", hooks)
-        if group is None:
-            return (clip,)
-        if not isinstance(clip, ClipHandle):
-            raise input_error("SetClipHooks", "clip", f"expected CLIP, got {type(clip).__name__}")
-        return (set_clip_hooks(clip, group, bool(apply_to_conds), bool(schedule_clip)),)
-
-
 NODES: list[type] = [CreateHookLora, CreateHookLoraModelOnly, CreateHookModelAsLora, CreateHookModelAsLoraModelOnly,
                      SetHookKeyframes, CreateHookKeyframe, CreateHookKeyframesInterpolated,
-                     CreateHookKeyframesFromFloats, CombineHooks2, CombineHooks4, CombineHooks8,
-                     ConditioningSetProperties, ConditioningSetPropertiesAndCombine, PairConditioningSetProperties,
-                     PairConditioningSetPropertiesAndCombine, ConditioningSetDefaultCombine,
-                     PairConditioningSetDefaultCombine, PairConditioningCombine, SetClipHooks]
+                     CreateHookKeyframesFromFloats, CombineHooks2, CombineHooks4, CombineHooks8]

@@ -62,10 +62,10 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                     "unCLIPConditioning"),
     "hooks": ("CreateHookLora", "CreateHookLoraModelOnly", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly",
               "SetHookKeyframes", "CreateHookKeyframe", "CreateHookKeyframesInterpolated",
-              "CreateHookKeyframesFromFloats", "CombineHooks2", "CombineHooks4", "CombineHooks8",
-              "ConditioningSetProperties", "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties",
-              "PairConditioningSetPropertiesAndCombine", "ConditioningSetDefaultCombine",
-              "PairConditioningSetDefaultCombine", "PairConditioningCombine", "SetClipHooks"),
+              "CreateHookKeyframesFromFloats", "CombineHooks2", "CombineHooks4", "CombineHooks8"),
+    "hook_attach": ("ConditioningSetProperties", "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties",
+                    "PairConditioningSetPropertiesAndCombine", "ConditioningSetDefaultCombine",
+                    "PairConditioningSetDefaultCombine", "PairConditioningCombine", "SetClipHooks"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
