@@ -10,14 +10,18 @@ import torch
 from torch import nn
 
 from engine.model_management import ManagedModel, ModelManager
-from engine.patching import Patchable
+from engine.patching import Patch, Patchable
 from engine.tokenizer import PromptTokenizer, TokenWeight, TokenWordId
 
-__all__ = ["ClipHandle", "TextEncoderSet", "TOWER_MODULES", "Tokens", "TowerTokenizers"]
+__all__ = ["ClipHandle", "ClipSchedule", "PatchSets", "TextEncoderSet", "TOWER_MODULES", "Tokens", "TowerTokenizers"]
 
 # token key -> windows; a position is (token, weight) or, tokenized with word ids, (token, weight, word id)
 Tokens = dict[str, Any]
 Conditioning = list[list[Any]]
+# patches with their strengths (a hook group's CLIP side, engine.hooks)
+PatchSets = list[tuple[dict[str, Patch], float]]
+# hook keyframe ranges (start, end percent) with the patch sets to encode each with
+ClipSchedule = list[tuple[tuple[float, float], PatchSets]]
 
 # token-dict key -> module name (ComfyUI's names, so LoRA keys like "clip_l.transformer..." match)
 TOWER_MODULES = {"l": "clip_l", "g": "clip_g", "h": "clip_h", "t5xxl": "t5xxl"}
@@ -71,6 +75,12 @@ class ClipHandle(Patchable):
         self.embedding_directory = embedding_directory
         self.pooled_from = pooled_from or ("g" if "g" in tokenizers else next(iter(tokenizers)))
         self.layer_idx: int | None = None
+        # SetClipHooks (engine.hooks.set_clip_hooks): the hook group put on every encoded cond as "hooks", the
+        # hooks' patches (kept apart from `patches`, so another SetClipHooks replaces them) and, with
+        # schedule_clip, the keyframe ranges encode_from_tokens_scheduled encodes once each
+        self.cond_hooks: Any = None
+        self.hook_patches: PatchSets = []
+        self.clip_schedule: ClipSchedule | None = None
 
     def _module(self) -> nn.Module:
         return self.encoders
@@ -151,9 +161,19 @@ class ClipHandle(Patchable):
         cond = torch.cat(parts, dim=0)[None] if parts else hidden[-1:]
         return cond, pooled[0:1]
 
+    def with_hook_patches(self, patch_sets: PatchSets) -> ClipHandle:
+        """A clone with ``patch_sets`` added to its own patches, and no hooks of its own."""
+        clip = self.clone()
+        clip.hook_patches, clip.clip_schedule = [], None
+        for patches, strength in patch_sets:
+            clip.add_patches(patches, strength)
+        return clip
+
     def encode_from_tokens(self, tokens: Tokens, return_pooled: bool = False
                            ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Encode token windows of every tower; several towers are concatenated along channels."""
+        if self.hook_patches:
+            return self.with_hook_patches(self.hook_patches).encode_from_tokens(tokens, return_pooled)
         missing = [k for k in self.tokenizers if k not in tokens]
         if missing:
             raise ValueError(f"CLIP encode: tokens lack {missing} (this CLIP has towers "
@@ -170,9 +190,23 @@ class ClipHandle(Patchable):
 
     def encode_from_tokens_scheduled(self, tokens: Tokens, add_dict: dict[str, Any] | None = None
                                      ) -> Conditioning:
-        """CLIPTextEncode's output: [[cond, {"pooled_output": pooled, **add_dict}]]."""
-        cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)
-        return [[cond, {"pooled_output": pooled, **(add_dict or {})}]]
+        """CLIPTextEncode's output: [[cond, {"pooled_output": pooled, **add_dict}]], plus ``"hooks"`` when hooks
+        are set to go on conds; with a hook schedule, one entry per keyframe range that overlaps the add_dict's
+        start / end percent, each with ``clip_start_percent`` / ``clip_end_percent``."""
+        add = dict(add_dict or {})
+        hooks = {} if self.cond_hooks is None else {"hooks": self.cond_hooks}
+        if self.clip_schedule is None:
+            cond, pooled = self.encode_from_tokens(tokens, return_pooled=True)
+            return [[cond, {"pooled_output": pooled, **hooks, **add}]]
+        out: Conditioning = []
+        for (start, end), patch_sets in self.clip_schedule:
+            if ("start_percent" in add and end < add["start_percent"]) or (
+                    "end_percent" in add and start > add["end_percent"]):
+                continue
+            cond, pooled = self.with_hook_patches(patch_sets).encode_from_tokens(tokens, return_pooled=True)
+            out.append([cond, {"pooled_output": pooled, "clip_start_percent": start, "clip_end_percent": end,
+                               **add, **hooks}])
+        return out
 
     def encode(self, text: str) -> Conditioning:
         """Tokenize and encode a prompt to CONDITIONING."""

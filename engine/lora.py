@@ -25,7 +25,8 @@ from engine.state_files import read_state_dict
 from engine.unet_names import ldm_to_diffusers_modules
 
 __all__ = ["load_lora", "apply_lora", "apply_lora_with_report", "unet_lora_names", "unet_lora_names_for",
-           "clip_lora_names", "lora_modules", "match_lora", "LoraMatch", "LoraTarget"]
+           "clip_lora_names", "lora_modules", "match_lora", "LoraMatch", "LoraTarget", "model_lora_patches",
+           "clip_lora_patches"]
 
 # (parameter name in the handle's network, row slice or None)
 LoraTarget = tuple[str, "slice | None"]
@@ -175,6 +176,16 @@ def _summed(fns: list[Callable[[torch.Tensor], torch.Tensor]]) -> Callable[[torc
             total = total + f(w)
         return total
     return patch
+
+
+def model_lora_patches(model: ModelHandle, lora: Mapping[str, torch.Tensor]) -> dict[str, Patch]:
+    """The LoRA's UNet patches for ``model`` (parameter name -> delta), for ``Patchable.add_patches``."""
+    return _patches(lora, unet_lora_names(model), model.diffusion_model)[0]
+
+
+def clip_lora_patches(clip: ClipHandle, lora: Mapping[str, torch.Tensor]) -> dict[str, Patch]:
+    """The LoRA's text-encoder patches for ``clip`` (parameter name -> delta)."""
+    return _patches(lora, clip_lora_names(clip), clip.encoders)[0]
 
 
 def load_lora(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

@@ -48,6 +48,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.model_saving",
     "nodes.extra_loaders",
     "nodes.attention_patches",
+    "nodes.hooks",
+    "nodes.hook_attach",
 )
 
 

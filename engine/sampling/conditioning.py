@@ -4,7 +4,10 @@ An entry is ``[cross_attn Tensor[B,T,C], options dict]``; recognised options: ``
 ``(h, w, y, x)`` or ``("percentage", h, w, y, x)``), ``strength``, ``mask`` / ``mask_strength`` /
 ``set_area_to_bounds``, ``start_percent`` / ``end_percent`` (or ready ``timestep_start`` /
 ``timestep_end`` sigmas), ``concat_latent_image`` / ``concat_mask`` (9-channel inpaint models),
-``y`` / ``pooled_output`` (ADM conditioning, passed through).
+``y`` / ``pooled_output`` (ADM conditioning, passed through), ``clip_start_percent`` / ``clip_end_percent``
+(a hook-scheduled CLIP encode's range, intersected with start / end percent), ``hooks`` (an
+``engine.hooks.HookGroup``, bound per run by ``engine.sampling.hook_run.bind_hooks``), ``default`` (an entry
+that fills only what the side's other entries leave uncovered).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Cond:
     concat: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     control: Any = None  # engine.adapters.control.ControlRun of this entry's CONTROL_NET (set by bind_controls)
+    hooks: Any = None  # engine.sampling.hook_run.HookRun of this entry's HOOKS (set by bind_hooks)
 
 
 def repeat_to_batch_size(t: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:
@@ -82,6 +86,25 @@ def _resolve_mask(mask: torch.Tensor, dims: tuple[int, ...], device: torch.devic
     return m
 
 
+def _sigma_window(opts: dict[str, Any], model_sampling: Any) -> tuple[float | None, float | None]:
+    """(sigma_start, sigma_end) of an entry: a hook-scheduled CLIP range intersected with its start / end
+    percent, else start / end percent, else ready timestep_start / timestep_end sigmas (ComfyUI's rule)."""
+    if "clip_start_percent" in opts:
+        start = max(float(opts["clip_start_percent"]), float(opts.get("start_percent", 0.0)))
+        end = min(float(opts.get("clip_end_percent", 1.0)), float(opts.get("end_percent", 1.0)))
+        return float(model_sampling.percent_to_sigma(start)), float(model_sampling.percent_to_sigma(end))
+    sigma_start = sigma_end = None
+    if "start_percent" in opts:
+        sigma_start = float(model_sampling.percent_to_sigma(float(opts["start_percent"])))
+    elif opts.get("timestep_start") is not None:
+        sigma_start = float(opts["timestep_start"])
+    if "end_percent" in opts:
+        sigma_end = float(model_sampling.percent_to_sigma(float(opts["end_percent"])))
+    elif opts.get("timestep_end") is not None:
+        sigma_end = float(opts["timestep_end"])
+    return sigma_start, sigma_end
+
+
 def resolve_conds(
     entries: list[Any], latent_shape: torch.Size, model_sampling: Any, device: torch.device, name: str
 ) -> list[Cond]:
@@ -104,14 +127,7 @@ def resolve_conds(
             c.mask_strength = float(opts.get("mask_strength", 1.0))
             if opts.get("set_area_to_bounds", False):
                 c.area = _mask_bounds_area(c.mask)
-        if "start_percent" in opts:
-            c.sigma_start = float(model_sampling.percent_to_sigma(float(opts["start_percent"])))
-        elif opts.get("timestep_start") is not None:
-            c.sigma_start = float(opts["timestep_start"])
-        if "end_percent" in opts:
-            c.sigma_end = float(model_sampling.percent_to_sigma(float(opts["end_percent"])))
-        elif opts.get("timestep_end") is not None:
-            c.sigma_end = float(opts["timestep_end"])
+        c.sigma_start, c.sigma_end = _sigma_window(opts, model_sampling)
         if opts.get("y") is not None:
             c.y = opts["y"].to(device)
         c.extra = opts

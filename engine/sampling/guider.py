@@ -3,7 +3,9 @@
 Every active entry of the positive and negative lists is evaluated on its area of x; entries with the
 same input shape run in one model call (negative first, as ComfyUI orders them); predictions of one side
 are averaged with their area / mask / strength weights, then ``uncond + (cond - uncond) * cfg``. At
-cfg == 1 the negative side is not evaluated.
+cfg == 1 the negative side is not evaluated. Entries carrying hooks (``Cond.hooks``) batch only with entries of
+the same hook group and run on that group's hooked model clone (``engine.sampling.hook_run``); ``default``
+entries fill the weight their side's other entries leave uncovered.
 
 The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/samplers.py``):
 
@@ -107,6 +109,8 @@ def _batchable(a: _Job, b: _Job) -> bool:
         return False
     if a.cond.extra.get("gligen") is not None or b.cond.extra.get("gligen") is not None:
         return a is b  # a GLIGEN entry gets its own patch per call, so it never shares a call (as in ComfyUI)
+    if a.cond.hooks is not b.cond.hooks:  # each hook group runs with its own weights
+        return False
     for ta, tb in ((a.cond.y, b.cond.y), (a.cond.concat, b.cond.concat)):
         if (ta is None) != (tb is None) or (ta is not None and tb is not None and ta.shape != tb.shape):
             return False
@@ -130,6 +134,29 @@ def _model_inputs(job: _Job, batch: int) -> tuple[torch.Tensor, torch.Tensor | N
     return ctx, y, concat
 
 
+def _default_jobs(defaults: list[list[Cond]], jobs: list[_Job], x: torch.Tensor, sigma: torch.Tensor) -> list[_Job]:
+    """Jobs for a side's ``default`` entries, weighted by what its other active entries leave uncovered
+    (1 - their summed weights, clamped at 0); none where nothing is left (ComfyUI's finalize_default_conds)."""
+    out: list[_Job] = []
+    for side, conds in enumerate(defaults):
+        if not conds:
+            continue
+        remaining = torch.ones_like(x)
+        for j in jobs:
+            if j.side == side:
+                target = remaining if j.cond.area is None else _crop(remaining, j.cond.area, 2)
+                target -= j.mult
+        remaining.clamp_(min=0.0)
+        if float(remaining.max()) == 0.0:
+            continue
+        for c in conds:
+            job = _prepare(c, x, sigma, side)
+            if job is not None:
+                job.mult = remaining
+                out.append(job)
+    return out
+
+
 def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
                     model_options: ModelOptions | None = None) -> list[torch.Tensor]:
     """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``;
@@ -138,11 +165,17 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     pending: list[_Job] = []
+    defaults: list[list[Cond]] = [[] for _ in sides]
     for side, conds in enumerate(sides):
         for c in conds or []:
+            if "default" in c.extra:
+                defaults[side].append(c)
+                continue
             job = _prepare(c, x, sigma, side)
             if job is not None:
                 pending.append(job)
+    if any(defaults):
+        pending += _default_jobs(defaults, pending, x, sigma)
     while pending:
         first = pending[0]
         picks = [i for i, j in enumerate(pending) if _batchable(j, first)]
@@ -169,12 +202,13 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
                                            gligen_middle_patch(gligen, x_in.shape, x_in.device)]
                 call_options["patches"] = patches
             extra["transformer_options"] = call_options
+        runner = model if jobs[0].cond.hooks is None else jobs[0].cond.hooks.model_for(model, float(sigma[0]))
         concat = torch.cat([c for c in concats if c is not None]) if concats[0] is not None else None
         wrapper = options.get("model_function_wrapper")
         if wrapper is not None:
-            out_all = _wrapped_call(model, wrapper, x_in, sigma_in, context, y, concat, extra, [j.side for j in jobs])
+            out_all = _wrapped_call(runner, wrapper, x_in, sigma_in, context, y, concat, extra, [j.side for j in jobs])
         else:
-            out_all = model.apply_model(x_in, sigma_in, context, y=y, concat=concat, **extra)
+            out_all = runner.apply_model(x_in, sigma_in, context, y=y, concat=concat, **extra)
         pred: tuple[torch.Tensor, ...] = out_all.chunk(len(jobs))
         for j, p in zip(jobs, pred, strict=True):
             if j.cond.area is None:

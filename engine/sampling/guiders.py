@@ -10,6 +10,7 @@ positive and negative predictions only, and post-CFG hooks run on the combined r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from engine.sampling.conditioning import Cond, resolve_conds
 from engine.sampling.custom import sample_custom
 from engine.sampling.guidance import perp_neg
 from engine.sampling.guider import calc_cond_batch
+from engine.sampling.hook_run import bind_hooks
 from engine.sampling.ksampler import _add_adm
 from engine.types import Conditioning, ProgressCallback
 
@@ -33,6 +35,7 @@ class ThirdCondPrediction:
         self.prompt_type = prompt_type
         self.label = label
         self._resolved: dict[tuple[tuple[int, ...], str], list[Cond]] = {}
+        self._last_sigma = math.inf
 
     def __call__(self, model: Any, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The weighted x0 prediction of the conditioning (areas, masks and strengths as for CFG)."""
@@ -46,6 +49,11 @@ class ThirdCondPrediction:
             conds = resolve_conds(self.conditioning, x.shape, model.model_sampling, x.device, self.label)
             _add_adm(model, conds, x.shape, self.prompt_type)
             self._resolved = {key: conds}
+            self._last_sigma = math.inf
+        if float(sigma[0]) > self._last_sigma or math.isinf(self._last_sigma):
+            # hooks on this conditioning: a new run starts (the sigma rose), whose first sigma is its largest
+            bind_hooks([conds], model.model_sampling, sigma)
+        self._last_sigma = float(sigma[0])
         (pred,) = calc_cond_batch(model, [conds], x, sigma)
         return pred
 

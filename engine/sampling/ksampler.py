@@ -18,6 +18,7 @@ from engine.handles import ModelHandle
 from engine.ip2p import ip2p_concat, is_instruct_pix2pix
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
+from engine.sampling.hook_run import bind_hooks
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
 from engine.types import Conditioning, CondOptions, ProgressCallback
@@ -177,6 +178,7 @@ def sample(
     _add_adm(model, pos, noise.shape, "positive")
     _add_adm(model, neg, noise.shape, "negative")
     bind_controls(pos, neg, model)
+    bind_hooks([pos, neg], ms, sigmas)
     if _needs_concat(model, noise.shape[1]):
         ip2p = is_instruct_pix2pix(model.in_channels, noise.shape[1])
         for c in pos + neg:

@@ -70,6 +70,12 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "attention_patches": ("FreeU", "FreeU_V2", "PerturbedAttentionGuidance", "SelfAttentionGuidance", "HyperTile",
                           "PatchModelAddDownscale", "TomePatchModel", "UNetSelfAttentionMultiply",
                           "UNetCrossAttentionMultiply", "CLIPAttentionMultiply", "UNetTemporalAttentionMultiply"),
+    "hooks": ("CreateHookLora", "CreateHookLoraModelOnly", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly",
+              "SetHookKeyframes", "CreateHookKeyframe", "CreateHookKeyframesInterpolated",
+              "CreateHookKeyframesFromFloats", "CombineHooks2", "CombineHooks4", "CombineHooks8"),
+    "hook_attach": ("ConditioningSetProperties", "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties",
+                    "PairConditioningSetPropertiesAndCombine", "ConditioningSetDefaultCombine",
+                    "PairConditioningSetDefaultCombine", "PairConditioningCombine", "SetClipHooks"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 

@@ -1,4 +1,4 @@
-"""Fixtures for workflow tests: a tmp Loom base with the tiny checkpoint and the fixture images installed."""
+"""Fixtures for workflow tests: a tmp Loom base with the tiny checkpoint, its LoRA and the fixture images installed."""
 from __future__ import annotations
 
 import os
@@ -35,6 +35,9 @@ def loom_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ck = base / "models" / "checkpoints"
     ck.mkdir(parents=True)
     shutil.copyfile(TINY / CKPT, ck / CKPT)
+    loras = base / "models" / "loras"
+    loras.mkdir()
+    shutil.copyfile(FIX / "families" / "tiny-sd15-lora.safetensors", loras / "tiny-sd15-lora.safetensors")
     inp = base / "input"
     inp.mkdir()
     for name in ("init_128x64.png", "mask_128x64.png"):
