@@ -125,8 +125,10 @@ def _model_inputs(job: _Job, batch: int) -> tuple[torch.Tensor, torch.Tensor | N
     return ctx, y, concat
 
 
-def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
-    """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``."""
+def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
+                    model_options: dict[str, Any] | None = None) -> list[torch.Tensor]:
+    """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``;
+    ``model_options`` (default: the handle's own) supplies the ``transformer_options`` patches of the calls."""
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     pending: list[_Job] = []
@@ -150,7 +152,8 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         extra: dict[str, Any] = {}
         if jobs[0].cond.control is not None:
             extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
-        patch_options = model_options_of(model).get("transformer_options")
+        patch_options = (model_options if model_options is not None else model_options_of(model)
+                         ).get("transformer_options")
         if patch_options:  # ComfyUI's per-call options for UNet patches: rows' sides and sigmas
             extra["transformer_options"] = {**patch_options, "cond_or_uncond": [j.side for j in jobs],
                                             "sigmas": sigma_in}
@@ -228,12 +231,12 @@ class CFGDenoiser:
         skip_uncond = math.isclose(self.cfg, 1.0) and not opts.get("disable_cfg1_optimization", False)
         uncond = None if skip_uncond else self.negative
         if not has_cfg_hooks(opts):
-            cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma)
+            cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma, opts)
             if uncond is None:
                 return cond_pred
             return uncond_pred + (cond_pred - uncond_pred) * self.cfg
         conds: list[list[Cond] | None] = [self.positive, uncond]
-        out = calc_cond_batch(self.model, conds, x, sigma)
+        out = calc_cond_batch(self.model, conds, x, sigma, opts)
         for pre in opts.get("sampler_pre_cfg_function", ()):
             out = pre({"conds": conds, "conds_out": out, "cond_scale": self.cfg, "timestep": sigma, "input": x,
                        "sigma": sigma, "model": self.model, "model_options": opts})

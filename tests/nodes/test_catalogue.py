@@ -55,7 +55,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "guiders_extra": ("PerpNegGuider", "DualCFGGuider", "ConditioningTimestepsRange"),
     "flow_families": ("TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance",
                       "FluxDisableGuidance", "CLIPTextEncodeFlux", "ModelSamplingFlux", "ModelSamplingSD3",
-                      "ModelSamplingAuraFlow"),
+                      "ModelSamplingAuraFlow", "SkipLayerGuidanceDiT", "SkipLayerGuidanceSD3"),
     "adapters": ("ControlNetLoader", "DiffControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
                  "SetUnionControlNetType"),
     "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
