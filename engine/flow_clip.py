@@ -3,7 +3,8 @@ any subset of them as ComfyUI allows: CLIPLoader / DualCLIPLoader type sd3).
 
 Files are classified by content, as ComfyUI does: a T5 encoder by ``relative_attention_bias``; an HF-named CLIP
 with ``text_model.encoder.layers.30.*`` is CLIP-G, otherwise CLIP-L. CLIP heads come from a JSON config in the
-file's metadata (``num_attention_heads``) when present, else from the family's standard value.
+file's metadata (``num_attention_heads``) when present, else from the family's standard value (heads of width 16 for
+a reduced test tower the standard cannot divide).
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ FLOW_CLIP_TYPES: dict[str, tuple[Family, tuple[str, ...]]] = {"flux": (FLUX_DEV,
                                                                "sd3": (SD35, ("l", "g", "t5xxl"))}
 TOWER_NAMES = {"l": "clip_l", "g": "clip_g", "t5xxl": "t5xxl"}
 _T5_MIN_LENGTH = {"flux": 256, "sd3": 77}
+# head width of reduced test towers (the tiny fixtures: width 32, 2 heads): used when no config names the heads and
+# the family standard cannot divide the width, as in an all-in-one test checkpoint whose metadata has no tower config
+_REDUCED_HEAD_WIDTH = 16
 # ComfyUI's widths for the towers an SD3 CLIP was loaded without (CLIP-L 768, CLIP-G 1280, T5-XXL 4096)
 SD3_WIDTHS = {"l": 768, "g": 1280, "t5xxl": 4096}
 
@@ -145,7 +149,10 @@ def _clip_tower(spec: TextEncoderSpec, sd: Mapping[str, torch.Tensor], metadata:
                 source: str, dtype: torch.dtype, build_tower: Any, path: Path) -> tuple[Any, int]:
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     width = int(shapes["text_model.embeddings.token_embedding.weight"][1])
-    heads = clip_heads(width, _configured_heads(metadata, TOWER_NAMES[spec.key]), spec.default_heads, source)
+    configured = _configured_heads(metadata, TOWER_NAMES[spec.key])
+    if configured is None and width % spec.default_heads and width % _REDUCED_HEAD_WIDTH == 0:
+        configured = width // _REDUCED_HEAD_WIDTH
+    heads = clip_heads(width, configured, spec.default_heads, source)
     cfg = detect_clip_l(shapes, "text_model.", heads)
     if spec.key == "g":  # bigG: exact gelu
         cfg = replace(cfg, hidden_act="gelu")
