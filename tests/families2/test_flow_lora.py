@@ -71,7 +71,7 @@ def _expected(net: Any, sd: dict[str, torch.Tensor], cases: dict[str, tuple[str,
               strength: float) -> dict[str, torch.Tensor]:
     params = dict(net.named_parameters())
     deltas: dict[str, torch.Tensor] = {}
-    for module, (param, first, rows, swap) in cases.items():
+    for module, (param, first, _rows, swap) in cases.items():
         peft = module + ".lora_A.weight" in sd
         down = sd[module + (".lora_A.weight" if peft else ".lora_down.weight")].float()
         up = sd[module + (".lora_B.weight" if peft else ".lora_up.weight")].float()
