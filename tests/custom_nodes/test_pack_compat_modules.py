@@ -53,9 +53,27 @@ def test_short_output_tooltips_are_a_warning_not_a_refusal(facts, packs) -> None
     assert "UNIQUE_ID" in str(info["input"]["hidden"]), "unknown hidden entries are kept, not refused"
 
 
-def test_patch_replace_fails_loudly_when_called(facts, packs) -> None:
-    with pytest.raises(NotImplementedError, match="patches_replace"):
-        packs.registry.get("PatchReplace")().run()
+def test_patch_replace_sets_a_copied_table(facts, packs) -> None:
+    dit, attn1, shared = packs.registry.get("PatchReplace")().run()[0]
+    assert dit == [("double_block", 0), ("single_block", 3)] and attn1 == [("input", 1, 0)]
+    assert shared == [("double_block", 0)]  # the caller's nested dicts are not changed
+
+
+def test_flow_latent_formats_and_calc_cond_batch(facts) -> None:
+    import comfy.latent_formats as formats
+    import comfy.samplers
+    import torch
+
+    from engine import latent_formats
+
+    x = torch.randn(1, 16, 2, 2)
+    for cls, fmt in ((formats.SD3, latent_formats.SD3), (formats.Flux, latent_formats.FLUX)):
+        assert cls().latent_channels == 16 and len(cls().latent_rgb_factors) == 16
+        assert torch.equal(cls().process_in(x), (x - fmt.shift_factor) * fmt.scale_factor)
+        assert torch.equal(cls().process_out(cls().process_in(x)), fmt.process_out(fmt.process_in(x)))
+    from engine.sampling.guider import calc_cond_batch
+
+    assert comfy.samplers.calc_cond_batch.__module__ == "comfy.samplers" and callable(calc_cond_batch)
 
 
 def test_execution_validate_prompt_uses_loom_validation(facts, packs) -> None:

@@ -147,3 +147,51 @@ def test_skip_layer_guidance_sd3_through_nodes(run2: Any) -> None:
     graph["90"]["inputs"]["scale"] = 0.0
     out = run2(graph, "slg0")
     assert np.abs(out.values[sampler][0][0]["samples"].numpy() - golden).max() / np.abs(golden).max() < 1e-5
+
+
+@pytest.fixture
+def comfy_modules(tmp_path: Any) -> Iterator[Any]:
+    """ComfyUI's module names as packs see them (app.compat), removed again afterwards."""
+    from app.compat._environment import CompatEnvironment, LoomHandles
+    from executor.registry import NodeRegistry
+
+    env = CompatEnvironment(LoomHandles(registry=NodeRegistry(), base_dir=tmp_path)).install()
+    try:
+        import comfy.model_patcher
+        import comfy.samplers
+
+        yield comfy
+    finally:
+        env.uninstall()
+
+
+def test_pack_style_skip_layer_guidance_through_the_comfy_modules(models: dict[str, Any], comfy_modules: Any
+                                                                   ) -> None:
+    """A pack's skip-layer guidance written against ComfyUI's modules (set_model_options_patch_replace on the
+    hook's model_options, comfy.samplers.calc_cond_batch) gives the built-in node's result bit for bit."""
+    from nodes.flow_families import SkipLayerGuidanceSD3
+
+    comfy = comfy_modules
+    model, scale = models["flux"], 2.0
+    ms = model.model_sampling
+    sigma_start, sigma_end = ms.percent_to_sigma(0.0), ms.percent_to_sigma(1.0)
+
+    def skip(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        return args
+
+    def post_cfg(args: dict[str, Any]) -> torch.Tensor:
+        options = args["model_options"].copy()
+        for layer in (0, 1):
+            options = comfy.model_patcher.set_model_options_patch_replace(options, skip, "dit", "double_block", layer)
+        result = args["denoised"]
+        if sigma_end <= float(args["sigma"][0]) <= sigma_start:
+            (slg,) = comfy.samplers.calc_cond_batch(args["model"], [args["cond"]], args["input"], args["sigma"],
+                                                    options)
+            result = result + (args["cond_denoised"] - slg) * scale
+        return result
+
+    pack = model.clone()
+    pack.set_model_sampler_post_cfg_function(post_cfg)
+    (builtin,) = SkipLayerGuidanceSD3().skip_guidance_sd3(model, "0, 1", scale, 0.0, 1.0)
+    assert torch.equal(_one_step(pack, FLUX, 3.0), _one_step(builtin, FLUX, 3.0))
+    assert not torch.equal(_one_step(pack, FLUX, 3.0), _one_step(model, FLUX, 3.0))

@@ -1,6 +1,7 @@
 """ComfyUI's `comfy.model_patcher` for packs: `ModelPatcher` is Loom's MODEL handle class (for isinstance
 checks, `.clone()` and the sampler-hook setters such as `set_model_sampler_cfg_function`), plus the
-module-level `model_options` helpers; other patching APIs beyond the handle's own are not provided."""
+module-level `model_options` helpers (cfg hooks and block replacement); other patching APIs beyond the handle's own
+are not provided."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,13 +36,18 @@ def set_model_options_pre_cfg_function(model_options: dict[str, Any], pre_cfg_fu
 def set_model_options_patch_replace(model_options: dict[str, Any], patch: Callable[..., Any], name: str,
                                     block_name: str, number: int, transformer_index: int | None = None
                                     ) -> dict[str, Any]:
-    """ComfyUI's attention-replacement hook; Loom's UNet has no `patches_replace`, so this raises.
+    """Put a replacement patch into ``transformer_options["patches_replace"][name]`` under ``(block_name, number)``
+    (plus ``transformer_index``); returned as in ComfyUI.
 
-    Importing the name works (packs import it at module level); a node that calls it fails with this
-    message instead of sampling without the patch it asked for.
+    The nested dicts are copied, so option dicts shared with other handles are not changed. ``name`` "attn1" /
+    "attn2" replaces a UNet attention (engine/networks/attention.py); "dit" with ``("double_block", i)`` /
+    ``("single_block", i)`` replaces a block of the SD3 / Flux transformers (skip-layer guidance).
     """
-    raise NotImplementedError(
-        f"comfy.model_patcher.set_model_options_patch_replace({name!r}, {block_name!r}, {number}): Loom's UNet "
-        f"does not run ComfyUI attention replacement patches (transformer_options['patches_replace']); "
-        f"see docs/custom-nodes.md"
-    )
+    transformer = dict(model_options.get("transformer_options") or {})
+    tables = dict(transformer.get("patches_replace") or {})
+    table = dict(tables.get(name) or {})
+    table[(block_name, number) if transformer_index is None else (block_name, number, transformer_index)] = patch
+    tables[name] = table
+    transformer["patches_replace"] = tables
+    model_options["transformer_options"] = transformer
+    return model_options

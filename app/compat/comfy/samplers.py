@@ -39,6 +39,15 @@ KSAMPLER_NAMES: list[str] = [n for n in SAMPLER_NAMES if n not in ("ddim", "uni_
 SCHEDULER_NAMES: list[str] = _names("SCHEDULER_NAMES", "scheduler", ["normal"])
 
 
+def calc_cond_batch(model: Any, conds: list[Any], x_in: Any, timestep: Any, model_options: dict[str, Any]) -> Any:
+    """ComfyUI's `calc_cond_batch`: the x0 prediction of each cond list (None skips one) at `x_in`, `timestep`
+    (sigma), with `model_options`' transformer patches (e.g. skipped DiT blocks); `model` and `conds` as a
+    sampler hook's args hand them over."""
+    from engine.sampling.guider import calc_cond_batch as engine_calc_cond_batch
+
+    return engine_calc_cond_batch(model, conds, x_in, timestep, model_options)
+
+
 def calculate_sigmas(model_sampling: Any, scheduler_name: str, steps: int) -> Any:
     """Sigmas (steps+1 values ending in 0) of the named schedule for a model's `model_sampling`."""
     from engine.sampling.schedulers import calculate_sigmas as engine_calculate_sigmas

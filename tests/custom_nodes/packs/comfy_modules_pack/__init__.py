@@ -70,8 +70,11 @@ class PatchReplace:
         return {"required": {}}
 
     def run(self):
-        set_model_options_patch_replace({"transformer_options": {}}, lambda *a: None, "attn1", "input", 1)
-        return ("unreachable",)
+        shared = {"patches_replace": {"dit": {("double_block", 0): None}}}
+        options = set_model_options_patch_replace({"transformer_options": shared}, len, "dit", "single_block", 3)
+        options = set_model_options_patch_replace(options, len, "attn1", "input", 1, 0)
+        tables = options["transformer_options"]["patches_replace"]
+        return ((sorted(tables["dit"]), list(tables["attn1"]), sorted(shared["patches_replace"]["dit"])),)
 
 
 class ValidatePrompt:
