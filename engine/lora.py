@@ -5,7 +5,8 @@ W' = W + strength * (alpha / rank) * (up.flatten(1) @ down.flatten(1)) reshaped 
 when the handle runs (engine.patching); base weights are never modified. Module names are read in the
 diffusers layout (SD1 ``lora_unet_down_blocks_0_...``) and the LDM layout (SDXL ``lora_unet_input_blocks_4_1_...``);
 text towers as ``lora_te_`` (SD1), ``lora_te1_`` (CLIP-L) and ``lora_te2_`` (bigG, HF names; q/k/v patch row
-thirds of OpenCLIP's fused ``in_proj_weight``). The flow transformers' (SD3 MMDiT, Flux) layouts: engine.flow_lora.
+thirds of OpenCLIP's fused ``in_proj_weight``; SD3's bigG runs in HF names) and T5-XXL as ``lora_te3_`` (SD3) or
+``lora_te2_`` / ``lora_te3_`` (Flux), OneTrainer's numbering. The flow transformers' (SD3 MMDiT, Flux) layouts: engine.flow_lora.
 """
 from __future__ import annotations
 
@@ -101,6 +102,17 @@ def clip_lora_names(clip: ClipHandle) -> dict[str, LoraTarget]:
             names.update(_open_clip_names(prefix, tower, mod))
             if tower == "clip_g" and "clip_l" not in towers:
                 names.update(_open_clip_names("lora_te2_", tower, mod))  # refiner files keep te2
+        elif mod is not None and tower == "clip_g":  # SD3's bigG runs in HF names
+            names.update(_clip_l_names("lora_te2_" if "clip_l" in towers else "lora_te_", tower, mod))
+    if "t5xxl" in towers:
+        # OneTrainer numbers T5 after the CLIP towers present (te3 for SD3); Flux files use te2 or te3
+        index = 1 + ("clip_l" in towers) + ("clip_g" in towers)
+        indices = {2, 3} if index == 2 and "clip_l" in towers else {index}
+        for name in _linear_like(towers["t5xxl"]):
+            if name.startswith("transformer."):
+                for i in indices:
+                    names[f"lora_te{i}_" + name[len("transformer."):].replace(".", "_")] = (f"t5xxl.{name}.weight",
+                                                                                           None)
     return names
 
 

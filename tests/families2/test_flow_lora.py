@@ -143,3 +143,40 @@ def test_lora_loader_model_only_through_nodes(models: dict[str, Any], run2: Any,
     graph["30"]["inputs"]["strength_model"] = 0.0
     off = run2(graph, "lora0")
     assert np.abs(off.values["5"][0][0]["samples"].numpy() - golden).max() / np.abs(golden).max() < 1e-5
+
+
+CLIP_CASES = {
+    "sd3": {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj":
+            ("clip_l.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight", 0, None, False),
+            "lora_te2_text_model_encoder_layers_5_mlp_fc1":
+            ("clip_g.transformer.text_model.encoder.layers.5.mlp.fc1.weight", 0, None, False),
+            "lora_te3_encoder_block_1_layer_1_DenseReluDense_wi_0":
+            ("t5xxl.transformer.encoder.block.1.layer.1.DenseReluDense.wi_0.weight", 0, None, False)},
+    "flux": {"lora_te1_text_model_encoder_layers_2_mlp_fc2":
+             ("clip_l.transformer.text_model.encoder.layers.2.mlp.fc2.weight", 0, None, False),
+             "lora_te2_encoder_block_0_layer_0_SelfAttention_q":
+             ("t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.weight", 0, None, False),
+             "lora_te3_encoder_block_3_layer_0_SelfAttention_o":
+             ("t5xxl.transformer.encoder.block.3.layer.0.SelfAttention.o.weight", 0, None, False)},
+}
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_text_encoder_lora_on_flow_clips(kind: str) -> None:
+    """OneTrainer-style te1 (CLIP-L), te2 (SD3's CLIP-G in HF names; Flux's T5) and te3 (T5) modules."""
+    from engine.device import DevicePolicy
+    from engine.loading import load_clip
+    from engine.lora import apply_lora_with_report
+    from engine.model_management import ModelManager
+
+    files = ["clip_l", "clip_g", "t5xxl_fp16"] if kind == "sd3" else ["clip_l", "t5xxl_fp16"]
+    clip = load_clip([FAM2 / f"tiny-{n}.safetensors" for n in files], kind,
+                     manager=ModelManager(DevicePolicy.cpu()))
+    sd = _make_lora(clip.encoders, CLIP_CASES[kind], seed=11)
+    _, patched, report = apply_lora_with_report(None, clip, sd, 1.0, 0.7)
+    assert report["clip_modules_patched"] == 3 and not report["unmatched_keys"], report
+    weights = patched._patched_weights(clip.encoders)
+    for name, w in _expected(clip.encoders, sd, CLIP_CASES[kind], 0.7).items():
+        assert torch.equal(weights[name], w), name
+    tokens = clip.tokenize("a red cube")
+    assert not torch.equal(patched.encode_from_tokens(tokens), clip.encode_from_tokens(tokens))
