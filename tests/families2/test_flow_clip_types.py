@@ -113,3 +113,26 @@ def test_unsupported_types_refused_at_validation(runtime2: Any, node: str, clip_
     errors = info.value.to_wire()["node_errors"]["1"]["errors"]
     assert errors[0]["type"] == "clip_type_unsupported"
     assert f"type {clip_type!r} is not supported" in errors[0]["details"] and node in errors[0]["details"]
+
+
+def test_sd3_checkpoint_with_clips_but_no_t5(tmp_path: Path, full: Any) -> None:
+    """An all-in-one SD3 file with CLIP-L and CLIP-G only (the sd3_medium_incl_clips layout, no tower config in its
+    metadata): its CLIP equals DualCLIPLoader sd3 (clip_l + clip_g)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from engine.device import DevicePolicy
+    from engine.loading import load_checkpoint
+    from engine.model_management import ModelManager
+
+    with safe_open(str(FAM2 / "tiny-sd35m.safetensors"), "pt") as f:
+        sd = {k: f.get_tensor(k) for k in f.keys()}
+    for path, key in ((L, "clip_l"), (G, "clip_g")):
+        with safe_open(str(path), "pt") as f:
+            sd.update({f"text_encoders.{key}.transformer.{k}": f.get_tensor(k) for k in f.keys()})
+    save_file(sd, str(tmp_path / "sd3-incl-clips.safetensors"))
+    _, clip, _ = load_checkpoint(tmp_path / "sd3-incl-clips.safetensors", ModelManager(DevicePolicy.cpu()))
+    assert clip is not None and set(clip.encoders) == {"clip_l", "clip_g"}
+    cond, pooled = clip.encode_from_tokens(clip.tokenize(PROMPT), return_pooled=True)
+    dual_cond, dual_pooled = _encode([L, G])
+    assert torch.equal(cond, dual_cond) and torch.equal(pooled, dual_pooled)
