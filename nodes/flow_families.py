@@ -12,7 +12,7 @@ from nodes.services import MAX_RESOLUTION
 
 __all__ = ["TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance", "FluxDisableGuidance", "CLIPTextEncodeFlux",
            "ModelSamplingFlux", "ModelSamplingSD3", "ModelSamplingAuraFlow", "SkipLayerGuidanceDiT", "SkipLayerGuidanceSD3",
-           "NODES"]
+           "SkipLayerGuidanceDiTSimple", "NODES"]
 
 Conditioning = list[list[Any]]
 
@@ -301,5 +301,39 @@ class SkipLayerGuidanceSD3(SkipLayerGuidanceDiT):
         return self.skip_guidance(model, scale, start_percent, end_percent, double_layers=layers)
 
 
+class SkipLayerGuidanceDiTSimple(BuiltinNode):
+    """Skip-layer guidance that only changes the negative pass (no third model call)."""
+
+    DISPLAY_NAME = "SkipLayerGuidanceDiTSimple"
+    CATEGORY = "advanced/guidance"
+    DESCRIPTION = "Simple version of the SkipLayerGuidanceDiT node that only modifies the uncond pass."
+    EXPERIMENTAL = True
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "skip_guidance"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {
+            "model": ("MODEL",),
+            "double_layers": ("STRING", {"default": "7, 8, 9"}),
+            "single_layers": ("STRING", {"default": "7, 8, 9"}),
+            "start_percent": _percent(0.0),
+            "end_percent": _percent(1.0),
+        }}
+
+    def skip_guidance(self, model: Any, start_percent: float, end_percent: float, double_layers: str = "",
+                      single_layers: str = "") -> tuple[Any]:
+        from engine.sampling.skip_layer import parse_layers, skip_layer_uncond
+
+        double, single = parse_layers(double_layers), parse_layers(single_layers)
+        if not double and not single:
+            return (model,)
+        patched = model.clone()
+        patched.set_model_sampler_calc_cond_batch_function(
+            skip_layer_uncond(model.model_sampling, double, single, start_percent, end_percent))
+        return (patched,)
+
+
 NODES = [TripleCLIPLoader, CLIPTextEncodeSD3, EmptySD3LatentImage, FluxGuidance, FluxDisableGuidance, CLIPTextEncodeFlux, ModelSamplingFlux,
-         ModelSamplingSD3, ModelSamplingAuraFlow, SkipLayerGuidanceDiT, SkipLayerGuidanceSD3]
+         ModelSamplingSD3, ModelSamplingAuraFlow, SkipLayerGuidanceDiT, SkipLayerGuidanceSD3,
+         SkipLayerGuidanceDiTSimple]

@@ -15,6 +15,8 @@ The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/
 - ``sampler_post_cfg_function``: list of ``fn(args) -> x0``; args ``denoised``, ``cond``, ``uncond``
   (the resolved cond lists), ``cond_scale``, ``model``, ``uncond_denoised``, ``cond_denoised``, ``sigma``,
   ``model_options``, ``input``.
+- ``sampler_calc_cond_batch_function``: ``fn(args) -> [cond_pred, uncond_pred]`` replacing the batched model
+  calls; args ``conds`` ([positive, negative or None]), ``input``, ``sigma``, ``model``, ``model_options``.
 - ``denoise_mask_function``: ``fn(sigma, denoise_mask, extra_options={"model", "sigmas"}) -> mask``,
   applied by ``InpaintDenoiser`` before each evaluation (DifferentialDiffusion).
 - ``disable_cfg1_optimization``: evaluate the negative side even at cfg == 1.
@@ -175,7 +177,8 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
 
 
 ModelOptions = dict[str, Any]
-_HOOK_KEYS = ("sampler_pre_cfg_function", "sampler_cfg_function", "sampler_post_cfg_function")
+_HOOK_KEYS = ("sampler_pre_cfg_function", "sampler_cfg_function", "sampler_post_cfg_function",
+              "sampler_calc_cond_batch_function")
 
 
 def model_options_of(model: Any) -> ModelOptions:
@@ -185,7 +188,7 @@ def model_options_of(model: Any) -> ModelOptions:
 
 
 def has_cfg_hooks(model_options: ModelOptions) -> bool:
-    """True when a pre-, post- or replacement CFG function is set."""
+    """True when a pre-, post- or replacement CFG function (or a calc_cond_batch replacement) is set."""
     return any(model_options.get(k) for k in _HOOK_KEYS)
 
 
@@ -236,7 +239,11 @@ class CFGDenoiser:
                 return cond_pred
             return uncond_pred + (cond_pred - uncond_pred) * self.cfg
         conds: list[list[Cond] | None] = [self.positive, uncond]
-        out = calc_cond_batch(self.model, conds, x, sigma, opts)
+        batch_fn = opts.get("sampler_calc_cond_batch_function")
+        if batch_fn is not None:
+            out = batch_fn({"conds": conds, "input": x, "sigma": sigma, "model": self.model, "model_options": opts})
+        else:
+            out = calc_cond_batch(self.model, conds, x, sigma, opts)
         for pre in opts.get("sampler_pre_cfg_function", ()):
             out = pre({"conds": conds, "conds_out": out, "cond_scale": self.cfg, "timestep": sigma, "input": x,
                        "sigma": sigma, "model": self.model, "model_options": opts})

@@ -1,7 +1,8 @@
 """Skip-layer guidance for DiT models (SD3.5 / Flux): a third model pass with some transformer blocks skipped.
 
 After CFG, ``x0 += (cond_x0 - cond_x0_skipped) * scale`` while sigma lies in the [end, start] percent window, as
-ComfyUI's SkipLayerGuidanceDiT / SkipLayerGuidanceSD3 do (an idea after Perturbed-Attention Guidance, Ahn et al.
+ComfyUI's SkipLayerGuidanceDiT / SkipLayerGuidanceSD3 do (SkipLayerGuidanceDiTSimple instead runs the negative
+prediction with the blocks skipped) (an idea after Perturbed-Attention Guidance, Ahn et al.
 2024, arXiv:2403.17377). Blocks are skipped through ``transformer_options["patches_replace"]["dit"]``, which the
 MMDiT ("double_block" = joint block) and Flux ("double_block", "single_block") networks honour.
 """
@@ -15,7 +16,7 @@ import torch
 
 from engine.sampling.guider import calc_cond_batch
 
-__all__ = ["parse_layers", "skip_block", "with_skipped_blocks", "skip_layer_post_cfg"]
+__all__ = ["parse_layers", "skip_block", "with_skipped_blocks", "skip_layer_post_cfg", "skip_layer_uncond"]
 
 
 def parse_layers(text: str) -> list[int]:
@@ -62,3 +63,22 @@ def skip_layer_post_cfg(model_sampling: Any, double: list[int], single: list[int
         return result
 
     return post_cfg
+
+
+def skip_layer_uncond(model_sampling: Any, double: list[int], single: list[int], start_percent: float,
+                      end_percent: float) -> Callable[[dict[str, Any]], list[torch.Tensor]]:
+    """The ``sampler_calc_cond_batch_function`` of SkipLayerGuidanceDiTSimple: inside the window the negative
+    prediction comes from the model with the blocks skipped."""
+    sigma_start = float(model_sampling.percent_to_sigma(start_percent))
+    sigma_end = float(model_sampling.percent_to_sigma(end_percent))
+
+    def calc(args: dict[str, Any]) -> list[torch.Tensor]:
+        cond, uncond = args["conds"]
+        model, x, sigma, options = args["model"], args["input"], args["sigma"], args["model_options"]
+        if uncond is None or not sigma_end <= float(sigma[0]) <= sigma_start:
+            return calc_cond_batch(model, args["conds"], x, sigma, options)
+        cond_x0, _ = calc_cond_batch(model, [cond, None], x, sigma, options)
+        _, uncond_x0 = calc_cond_batch(model, [None, uncond], x, sigma, with_skipped_blocks(options, double, single))
+        return [cond_x0, uncond_x0]
+
+    return calc

@@ -73,6 +73,13 @@ def _one_step(model: Any, case: str, cfg: float) -> torch.Tensor:
     return sample(model, noise, 1, cfg, "euler", "simple", pos, neg, torch.zeros_like(noise), seed=0)
 
 
+def _one_step_conds(model: Any, pos: Any, neg: Any, cfg: float = 1.0, case: str = FLUX) -> torch.Tensor:
+    from engine.sampling.ksampler import sample
+
+    noise = torch.from_numpy(np.load(GOLDEN2 / f"{case}.noise.npy"))
+    return sample(model, noise, 1, cfg, "euler", "simple", pos, neg, torch.zeros_like(noise), seed=0)
+
+
 def test_block_replacement_calling_the_original_is_exact(models: dict[str, Any]) -> None:
     seen: list[tuple[str, int]] = []
 
@@ -116,6 +123,27 @@ def test_skip_layer_guidance_matches_removed_blocks(models: dict[str, Any], key:
     print(node, "rel err vs removed-block reference", err)
     assert err < 1e-5
     assert "sampler_post_cfg_function" not in model.model_options  # the input handle is untouched
+
+
+def test_skip_layer_guidance_simple_skips_blocks_in_the_negative_pass(models: dict[str, Any]) -> None:
+    """SkipLayerGuidanceDiTSimple: CFG between the positive x0 and the negative x0 of the network without the
+    blocks; outside its window plain CFG."""
+    from nodes.flow_families import SkipLayerGuidanceDiTSimple
+
+    model, cfg = models["flux"], 3.0
+    net = model.diffusion_model
+    (simple,) = SkipLayerGuidanceDiTSimple().skip_guidance(model, 0.0, 1.0, double_layers="0", single_layers="1, 2")
+    pos, neg = _load(FLUX)
+    cond = _one_step(model, FLUX, 1.0)
+    with _removed([(net.double_blocks, [0], _SkipPair), (net.single_blocks, [1, 2], _SkipSingle)]):
+        uncond_skipped = _one_step_conds(model, neg, neg)  # cfg 1 on the negative conditioning
+    expected = uncond_skipped + (cond - uncond_skipped) * cfg
+    got = _one_step(simple, FLUX, cfg)
+    err = float((got - expected).abs().max() / expected.abs().max())
+    print("SkipLayerGuidanceDiTSimple rel err vs removed-block reference", err)
+    assert err < 1e-5 and not torch.allclose(got, _one_step(model, FLUX, cfg), atol=1e-4)
+    (late,) = SkipLayerGuidanceDiTSimple().skip_guidance(model, 0.5, 1.0, double_layers="0")
+    assert torch.equal(_one_step(late, FLUX, cfg), _one_step(model, FLUX, cfg))
 
 
 def test_skip_layer_guidance_outside_window_and_scale_zero(models: dict[str, Any]) -> None:
