@@ -1,8 +1,10 @@
-"""Text encoders of the flow families: Flux (CLIP-L pooled + T5-XXL context); SD3.5 to follow.
+"""Text encoders of the flow families: Flux (CLIP-L pooled + T5-XXL context) and SD3.x (CLIP-L + CLIP-G + T5-XXL,
+any subset of them as ComfyUI allows: CLIPLoader / DualCLIPLoader type sd3).
 
 Files are classified by content, as ComfyUI does: a T5 encoder by ``relative_attention_bias``; an HF-named CLIP
 with ``text_model.encoder.layers.30.*`` is CLIP-G, otherwise CLIP-L. CLIP heads come from a JSON config in the
-file's metadata (``num_attention_heads``) when present, else from the family's standard value.
+file's metadata (``num_attention_heads``) when present, else from the family's standard value (heads of width 16 for
+a reduced test tower the standard cannot divide).
 """
 from __future__ import annotations
 
@@ -28,6 +30,11 @@ FLOW_CLIP_TYPES: dict[str, tuple[Family, tuple[str, ...]]] = {"flux": (FLUX_DEV,
                                                                "sd3": (SD35, ("l", "g", "t5xxl"))}
 TOWER_NAMES = {"l": "clip_l", "g": "clip_g", "t5xxl": "t5xxl"}
 _T5_MIN_LENGTH = {"flux": 256, "sd3": 77}
+# head width of reduced test towers (the tiny fixtures: width 32, 2 heads): used when no config names the heads and
+# the family standard cannot divide the width, as in an all-in-one test checkpoint whose metadata has no tower config
+_REDUCED_HEAD_WIDTH = 16
+# ComfyUI's widths for the towers an SD3 CLIP was loaded without (CLIP-L 768, CLIP-G 1280, T5-XXL 4096)
+SD3_WIDTHS = {"l": 768, "g": 1280, "t5xxl": 4096}
 
 
 def tower_kind(shapes: Mapping[str, Sequence[int]]) -> str | None:
@@ -75,32 +82,77 @@ class FlowClipHandle(ClipHandle):
         if missing:
             raise ValueError(f"CLIP encode: tokens lack {missing} (this {self.kind} CLIP has towers "
                              f"{list(self.tokenizers)}); tokenize with this CLIP's tokenize()")
-        # an empty token list (CLIPTextEncodeSD3 empty_padding "none"): T5 encodes the end token alone
-        t5_windows = tokens["t5xxl"] or [[(self.tokenizers["t5xxl"].end_token, 1.0)]]
-        t5, _ = self._encode_tower("t5xxl", t5_windows)
         if self.kind == "flux":
+            t5, _ = self._encode_tower("t5xxl", self._t5_windows(tokens))
             _, l_pooled = self._encode_tower("l", tokens["l"])
             return (t5, l_pooled) if return_pooled else t5
-        assert self.g_projection is not None
-        if not tokens["l"] and not tokens["g"]:
-            clip_l: Any = self.encoders["clip_l"]
-            width = int(clip_l.config.hidden_size) + int(self.g_projection.shape[0])
-            return (t5, torch.zeros(1, width)) if return_pooled else t5
-        l_hidden, l_pooled = self._encode_tower("l", tokens["l"])
-        g_hidden, g_pooled = self._encode_tower("g", tokens["g"])
-        cut = min(l_hidden.shape[1], g_hidden.shape[1])
-        lg = torch.cat([l_hidden[:, :cut], g_hidden[:, :cut]], dim=-1)
-        lg = torch.nn.functional.pad(lg, (0, t5.shape[-1] - lg.shape[-1]))
-        cond = torch.cat([lg, t5], dim=-2)
-        pooled = torch.cat([l_pooled, g_pooled @ self.g_projection.float().T], dim=-1)
+        cond, pooled = self._encode_sd3(tokens)
         return (cond, pooled) if return_pooled else cond
+
+    def _t5_windows(self, tokens: Tokens) -> list[list[Any]]:
+        # an empty token list (CLIPTextEncodeSD3 empty_padding "none"): T5 encodes the end token alone
+        return tokens["t5xxl"] or [[(self.tokenizers["t5xxl"].end_token, 1.0)]]
+
+    def width(self, key: str) -> int:
+        """A tower's output width (CLIP-G: its projected pooled width), SD3's standard one when it is absent."""
+        module = TOWER_NAMES[key]
+        if module not in self.encoders:
+            return SD3_WIDTHS[key]
+        if key == "g":
+            assert self.g_projection is not None
+            return int(self.g_projection.shape[0])
+        encoder: Any = self.encoders[module]
+        return int(encoder.transformer.config.d_model if key == "t5xxl" else encoder.config.hidden_size)
+
+    def _has(self, key: str) -> bool:
+        return TOWER_NAMES[key] in self.encoders
+
+    def _encode_sd3(self, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """ComfyUI's SD3 rule, absent towers included: the CLIP part is [L | G] padded to the T5 width (an absent
+        tower's block is zeros), followed by the T5 tokens when T5 is present; the pooled vector is
+        [L pooled | G projected pooled] with zeros for an absent tower."""
+        width = self.width("t5xxl")
+        lg: torch.Tensor | None = None
+        pooled: torch.Tensor | None = None
+        if tokens["l"] or tokens["g"]:
+            l_pooled = torch.zeros(1, self.width("l"))
+            if self._has("l"):
+                lg, l_pooled = self._encode_tower("l", tokens["l"])
+            g_pooled = torch.zeros(1, self.width("g"))
+            if self._has("g"):
+                assert self.g_projection is not None
+                g_hidden, g_raw = self._encode_tower("g", tokens["g"])
+                g_pooled = g_raw @ self.g_projection.float().T
+                if lg is None:
+                    lg = torch.nn.functional.pad(g_hidden, (self.width("l"), 0))
+                else:
+                    cut = min(lg.shape[1], g_hidden.shape[1])
+                    lg = torch.cat([lg[:, :cut], g_hidden[:, :cut]], dim=-1)
+            if lg is not None:
+                if lg.shape[-1] > width:
+                    raise ValueError(f"SD3 CLIP: the CLIP-L + CLIP-G context is {lg.shape[-1]} wide, more than the "
+                                     f"T5 width {width}; these text encoders do not belong together")
+                lg = torch.nn.functional.pad(lg, (0, width - lg.shape[-1]))
+            pooled = torch.cat([l_pooled, g_pooled], dim=-1)
+        cond = lg
+        if self._has("t5xxl"):
+            t5, _ = self._encode_tower("t5xxl", self._t5_windows(tokens))
+            cond = t5 if lg is None else torch.cat([lg, t5], dim=-2)
+        if cond is None:
+            cond = torch.zeros(1, 77, width)
+        if pooled is None:
+            pooled = torch.zeros(1, self.width("l") + self.width("g"))
+        return cond, pooled
 
 
 def _clip_tower(spec: TextEncoderSpec, sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None,
                 source: str, dtype: torch.dtype, build_tower: Any, path: Path) -> tuple[Any, int]:
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     width = int(shapes["text_model.embeddings.token_embedding.weight"][1])
-    heads = clip_heads(width, _configured_heads(metadata, TOWER_NAMES[spec.key]), spec.default_heads, source)
+    configured = _configured_heads(metadata, TOWER_NAMES[spec.key])
+    if configured is None and width % spec.default_heads and width % _REDUCED_HEAD_WIDTH == 0:
+        configured = width // _REDUCED_HEAD_WIDTH
+    heads = clip_heads(width, configured, spec.default_heads, source)
     cfg = detect_clip_l(shapes, "text_model.", heads)
     if spec.key == "g":  # bigG: exact gelu
         cfg = replace(cfg, hidden_act="gelu")
@@ -125,7 +177,8 @@ def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, tor
                                     f"a {clip_type} CLIP needs {' + '.join(TOWER_NAMES[k] for k in keys)}")
         by_kind[kind] = (path, sd, meta)
     absent = [TOWER_NAMES[k] for k in keys if k not in by_kind]
-    if absent:
+    # SD3 runs with any of its towers (ComfyUI: zeros stand in for an absent CLIP, no T5 tokens without T5)
+    if absent and (clip_type != "sd3" or not by_kind):
         raise UnknownModelError(f"a {clip_type} CLIP needs {' + '.join(TOWER_NAMES[k] for k in keys)}; "
                                 f"missing {', '.join(absent)}")
     towers = TextEncoderSet()
@@ -133,17 +186,20 @@ def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, tor
     g_projection = None
     specs: dict[str, TextEncoderSpec] = {s.key: s for s in family.text_encoders}
     for key in keys:
+        # every tokenizer, also for an absent tower: prompts tokenize alike whichever files were loaded
+        tokenizers[key] = (T5PromptTokenizer(min_length=_T5_MIN_LENGTH[clip_type]) if key == "t5xxl"
+                           else PromptTokenizer(pad_token=specs[key].pad_token))
+        if key not in by_kind:
+            continue
         path, sd, meta = by_kind[key]
         if key == "t5xxl":
             t5 = T5TextEncoder(detect_t5({k: tuple(v.shape) for k, v in sd.items()}, "", path.name))
             t5.adopt(sd, path.name)
             towers[TOWER_NAMES[key]] = t5
-            tokenizers[key] = T5PromptTokenizer(min_length=_T5_MIN_LENGTH[clip_type])
         else:
             spec = specs[key]
             towers[TOWER_NAMES[key]], _ = _clip_tower(spec, sd, meta, path.name, manager.policy.text_dtype,
                                                       build_tower, path)
-            tokenizers[key] = PromptTokenizer(pad_token=spec.pad_token)
             if key == "g":
                 if "text_projection.weight" not in sd:
                     raise UnknownModelError(f"{path.name}: the CLIP-G file has no text_projection.weight")

@@ -1,4 +1,4 @@
-"""Loading the flow-matching families' diffusion models (Flux.1; SD3.5 to follow) as MODEL handles.
+"""Loading the flow-matching families' diffusion models (Flux.1, SD3.x) as MODEL handles.
 
 The transformer is built on the meta device and adopts the file's memory-mapped tensors. Matrices stay in
 the file's dtype (bf16 / fp16 / fp8; or UNETLoader's fp8 ``weight_dtype``) and are cast per layer at call
@@ -98,7 +98,8 @@ def load_flow_checkpoint(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, 
                          builders: Mapping[str, Callable[..., Any]]) -> tuple[ModelHandle, Any, Any]:
     """MODEL / CLIP / VAE of an all-in-one SD3.x or Flux checkpoint (``model.diffusion_model.``, the VAE under
     ``first_stage_model.`` or ``vae.``, towers under ``text_encoders.{clip_l,clip_g,t5xxl}.transformer.``).
-    CLIP is None when the file holds no text encoders (ComfyUI's behaviour; load them with a CLIP loader)."""
+    CLIP is None when the file holds no text encoders (ComfyUI's behaviour; load them with a CLIP loader); an SD3 file
+    with some of the three gets a CLIP of those (zeros for the others, engine.flow_clip)."""
     from engine.errors import CheckpointError
     from engine.flow_clip import build_flow_clip
 
@@ -114,11 +115,11 @@ def load_flow_checkpoint(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, 
         towers = {n: sub(_TOWER_PREFIX.format(n)) for n in names}
         if any(towers.values()):
             absent = [n for n, t in towers.items() if not t]
-            if absent:
+            if absent and arch != "mmdit":  # SD3 files may hold a subset (sd3_medium_incl_clips: no T5)
                 raise CheckpointError(f"{path.name}: text encoders {', '.join(absent)} are missing from this "
                                       "checkpoint; load them with a CLIP loader")
             clip = build_flow_clip("sd3" if arch == "mmdit" else "flux",
-                                   [(path, t, metadata) for t in towers.values()], manager, builders["tower"])
+                                   [(path, t, metadata) for t in towers.values() if t], manager, builders["tower"])
     vae = None
     if output_vae:
         prefix = next((p for p in ("first_stage_model.", "vae.") if p + "decoder.conv_in.weight" in sd), None)

@@ -160,6 +160,10 @@ class ModelHandle(Patchable):
         """Append ``fn(args) -> x0`` run on the guided x0 after CFG."""
         self._append_option("sampler_post_cfg_function", post_cfg_function, disable_cfg1_optimization)
 
+    def set_model_sampler_calc_cond_batch_function(self, calc_cond_batch_function: Callable[..., Any]) -> None:
+        """Replace the batched model calls: ``fn(args) -> [cond_x0, uncond_x0]`` (engine/sampling/guider.py)."""
+        self.model_options["sampler_calc_cond_batch_function"] = calc_cond_batch_function
+
     def set_model_sampler_pre_cfg_function(self, pre_cfg_function: Callable[..., Any],
                                            disable_cfg1_optimization: bool = False) -> None:
         """Append ``fn(args) -> [cond_x0, uncond_x0]`` run on the predictions before CFG."""

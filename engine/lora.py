@@ -1,10 +1,12 @@
-"""LoRA: kohya-style low-rank patches (``lora_down`` / ``lora_up`` / ``alpha``) for MODEL and CLIP handles.
+"""LoRA: low-rank patches (kohya ``lora_down`` / ``lora_up``, PEFT ``lora_A`` / ``lora_B``; ``alpha``) for MODEL and
+CLIP handles.
 
 W' = W + strength * (alpha / rank) * (up.flatten(1) @ down.flatten(1)) reshaped to W, computed in float32
 when the handle runs (engine.patching); base weights are never modified. Module names are read in the
 diffusers layout (SD1 ``lora_unet_down_blocks_0_...``) and the LDM layout (SDXL ``lora_unet_input_blocks_4_1_...``);
 text towers as ``lora_te_`` (SD1), ``lora_te1_`` (CLIP-L) and ``lora_te2_`` (bigG, HF names; q/k/v patch row
-thirds of OpenCLIP's fused ``in_proj_weight``).
+thirds of OpenCLIP's fused ``in_proj_weight``; SD3's bigG runs in HF names) and T5-XXL as ``lora_te3_`` (SD3) or
+``lora_te2_`` / ``lora_te3_`` (Flux), OneTrainer's numbering. The flow transformers' (SD3 MMDiT, Flux) layouts: engine.flow_lora.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from engine.clip_handle import ClipHandle
+from engine.flow_lora import flow_lora_names
 from engine.handles import ModelHandle
 from engine.networks.text_encoders import OpenClipTextEncoder
 from engine.networks.unet import UNetConfig
@@ -28,8 +31,13 @@ __all__ = ["load_lora", "apply_lora", "apply_lora_with_report", "unet_lora_names
            "clip_lora_names", "lora_modules", "match_lora", "LoraMatch", "LoraTarget", "model_lora_patches",
            "clip_lora_patches"]
 
-# (parameter name in the handle's network, row slice or None)
-LoraTarget = tuple[str, "slice | None"]
+# (parameter name in the handle's network, row slice, SWAP_HALVES or None)
+LoraTarget = tuple[str, "slice | str | None"]
+# (up, down) key suffixes: kohya / LyCORIS, and PEFT / diffusers (lora_B is the up matrix)
+_PAIRS = ((".lora_up.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_A.weight"))
+# module-name prefixes of diffusion-model LoRA modules (UNet and the flow transformers' layouts)
+MODEL_PREFIXES = ("lora_unet_", "transformer.", "lora_transformer_", "diffusion_model.", "base_model.model.",
+                  "lycoris_")
 
 _HF_TO_OPENCLIP = {"self_attn.out_proj": "attn.out_proj", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
 _QKV = {"self_attn.q_proj": 0, "self_attn.k_proj": 1, "self_attn.v_proj": 2}
@@ -50,8 +58,11 @@ def unet_lora_names_for(config: UNetConfig, modules: Sequence[str]) -> dict[str,
 
 
 def unet_lora_names(model: ModelHandle) -> dict[str, LoraTarget]:
-    """kohya UNet module name (both layouts) -> (parameter, None)."""
+    """LoRA module name -> (parameter, rows): kohya UNet names (both layouts), or the flow transformers' layouts
+    (engine.flow_lora)."""
     net = model.diffusion_model
+    if model.family.arch in ("mmdit", "flux"):
+        return flow_lora_names(net, model.family.arch)
     return unet_lora_names_for(net.config, _linear_like(net))
 
 
@@ -92,12 +103,31 @@ def clip_lora_names(clip: ClipHandle) -> dict[str, LoraTarget]:
             names.update(_open_clip_names(prefix, tower, mod))
             if tower == "clip_g" and "clip_l" not in towers:
                 names.update(_open_clip_names("lora_te2_", tower, mod))  # refiner files keep te2
+        elif mod is not None and tower == "clip_g":  # SD3's bigG runs in HF names
+            names.update(_clip_l_names("lora_te2_" if "clip_l" in towers else "lora_te_", tower, mod))
+    if "t5xxl" in towers:
+        # OneTrainer numbers T5 after the CLIP towers present (te3 for SD3); Flux files use te2 or te3
+        index = 1 + ("clip_l" in towers) + ("clip_g" in towers)
+        indices = {2, 3} if index == 2 and "clip_l" in towers else {index}
+        for name in _linear_like(towers["t5xxl"]):
+            if name.startswith("transformer."):
+                for i in indices:
+                    names[f"lora_te{i}_" + name[len("transformer."):].replace(".", "_")] = (f"t5xxl.{name}.weight",
+                                                                                           None)
     return names
 
 
 def lora_modules(keys: Iterable[str]) -> set[str]:
-    """The module names of a kohya LoRA (``<module>.lora_down.weight`` keys)."""
-    return {k[: -len(".lora_down.weight")] for k in keys if k.endswith(".lora_down.weight")}
+    """The module names of a LoRA (``<module>.lora_down.weight`` or ``<module>.lora_A.weight`` keys)."""
+    return {k[: -len(down)] for k in keys for _, down in _PAIRS if k.endswith(down)}
+
+
+def _pair(keys: Mapping[str, Any], module: str) -> tuple[str, str] | None:
+    """The (up, down) keys of one LoRA module, in whichever naming the file uses."""
+    for up, down in _PAIRS:
+        if module + up in keys and module + down in keys:
+            return module + up, module + down
+    return None
 
 
 @dataclass
@@ -115,12 +145,13 @@ def match_lora(lora_shapes: Mapping[str, Sequence[int]], names: Mapping[str, Lor
     result = LoraMatch()
     for module in sorted(lora_modules(lora_shapes)):
         target = names.get(module)
-        up, down = lora_shapes.get(module + ".lora_up.weight"), lora_shapes.get(module + ".lora_down.weight")
-        if target is None or up is None or down is None or target[0] not in param_shapes:
+        pair = _pair(lora_shapes, module)
+        if target is None or pair is None or target[0] not in param_shapes:
             continue
+        up, down = lora_shapes[pair[0]], lora_shapes[pair[1]]
         shape = list(param_shapes[target[0]])
         rows = target[1]
-        if rows is not None:
+        if isinstance(rows, slice):
             shape[0] = len(range(*rows.indices(shape[0])))
         fan_in = 1
         for d in down[1:]:
@@ -136,8 +167,9 @@ def match_lora(lora_shapes: Mapping[str, Sequence[int]], names: Mapping[str, Lor
 
 
 def _delta(sd: Mapping[str, torch.Tensor], module: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    up = sd[module + ".lora_up.weight"]
-    down = sd[module + ".lora_down.weight"]
+    pair = _pair(sd, module)
+    assert pair is not None
+    up, down = sd[pair[0]], sd[pair[1]]
     alpha = sd.get(module + ".alpha")
     rank = down.shape[0]
     scale = float(alpha) / rank if alpha is not None else 1.0
@@ -154,9 +186,12 @@ def _patches(sd: Mapping[str, torch.Tensor], names: Mapping[str, LoraTarget], mo
         delta = _delta(sd, lora_module)
 
         def patch(w: torch.Tensor, delta: Callable[[torch.Tensor], torch.Tensor] = delta,
-                  rows: slice | None = rows) -> torch.Tensor:
+                  rows: slice | str | None = rows) -> torch.Tensor:
             if rows is None:
                 return delta(w).reshape(w.shape)
+            if not isinstance(rows, slice):  # SWAP_HALVES: diffusers' (scale, shift) -> the network's (shift, scale)
+                first, second = delta(w).reshape(w.shape).chunk(2, dim=0)
+                return torch.cat([second, first], dim=0)
             out = torch.zeros_like(w)
             out[rows] = delta(w).reshape(out[rows].shape)
             return out
@@ -207,7 +242,7 @@ def apply_lora_with_report(model: ModelHandle | None, clip: ClipHandle | None, l
     parameters they patch), those left unmatched or of the wrong shape. Raises ValueError when the LoRA
     matches nothing, or has UNet modules of which none fits this model (another family's LoRA)."""
     modules = lora_modules(lora)
-    unet_modules = {m for m in modules if m.startswith("lora_unet_")}
+    unet_modules = {m for m in modules if m.startswith(MODEL_PREFIXES)}
     used: set[str] = set()
     wrong: list[str] = []
     report: dict[str, Any] = {"modules_in_file": len(modules)}
@@ -222,7 +257,7 @@ def apply_lora_with_report(model: ModelHandle | None, clip: ClipHandle | None, l
         report["unet_weights_patched"] = len(patches)
         if unet_modules and not match.matched:
             raise ValueError(
-                f"LoRA matches none of this model's UNet layers ({len(unet_modules)} UNet modules such as "
+                f"LoRA matches none of this model's diffusion-model layers ({len(unet_modules)} UNet modules such as "
                 f"{sorted(unet_modules)[:2]}; {len(match.wrong_shape)} have a known name but another shape). "
                 f"Is it for a different model family than this {model.family.name} model?")
     if clip is not None:

@@ -6,6 +6,7 @@ Beyond ComfyUI, before anything is allocated or loaded, from safetensors headers
   from the UNet's, naming the nodes that disagree;
 - a LoRA of whose UNet modules fewer than half fit the model it is applied to (by name and shape);
 - CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner fed by a CLIP without the SDXL towers;
+- a CLIPLoader / DualCLIPLoader `type` of ComfyUI's list that Loom has no text encoders for;
 - conditioning or a latent made for another model family reaching a sampler.
 
 Where a value comes from is found by one link walk (`trace`) back to the node that loaded it from a file. A loader
@@ -23,6 +24,7 @@ from typing import Any
 from executor.registry import NodeRegistry
 from executor.validation import NodeError
 from nodes.check_facts import HeaderFacts, ModelFiles, UnetFacts
+from nodes.loaders import CLIP_TYPES_LOADED, clip_type_problem
 from nodes.services import NodeServices
 
 __all__ = ["builtin_checks", "BuiltinChecks", "Origin", "file_inputs", "trace", "FOLDER_PROVIDES"]
@@ -146,6 +148,8 @@ class BuiltinChecks:
             ct, inputs = node.get("class_type", ""), node.get("inputs", {})
             problems += self._size(node_id, ct, inputs)
             node_class = registry.find(ct) if registry is not None else None
+            if ct in CLIP_TYPES_LOADED and getattr(node_class, "__module__", "").startswith("nodes."):
+                problems += self._clip_type(node_id, ct, inputs)
             if _is_link(inputs.get("model")) and "loras" in file_inputs(node_class).values():
                 problems += self._lora(prompt, registry, node_id, ct, inputs, node_class)
             elif ct in _SDXL_TEXT:
@@ -216,6 +220,16 @@ class BuiltinChecks:
             "the limit (NodeServices.max_pixels)",
             {"input_name": spec[0] if w >= h else spec[1], "received_value": w if w >= h else h,
              "limit_pixels": limit})]
+
+    @staticmethod
+    def _clip_type(node_id: str, ct: str, inputs: Mapping[str, Any]) -> list[NodeError]:
+        clip_type = inputs.get("type", "stable_diffusion" if ct == "CLIPLoader" else "sdxl")
+        problem = clip_type_problem(ct, clip_type) if isinstance(clip_type, str) else None
+        if problem is None:
+            return []
+        return [NodeError(node_id, "clip_type_unsupported", "Text encoder type not supported",
+                          f"node #{node_id} ({ct}) input 'type': {problem}",
+                          {"input_name": "type", "received_value": clip_type})]
 
     def _lora(self, prompt: Prompt, registry: NodeRegistry | None, node_id: str, ct: str,
               inputs: Mapping[str, Any], node_class: type | None) -> list[NodeError]:

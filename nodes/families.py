@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from engine.handles import ModelHandle, VaeHandle
 
 from nodes._base import BuiltinNode, InputTypes, input_error
-from nodes.loaders import _embeddings_dir, _loading_error, _resolve
+from nodes.loaders import _embeddings_dir, _loading_error, _resolve, clip_type_problem
 
 __all__ = ["DualCLIPLoader", "ModelSamplingDiscrete", "CheckpointLoader", "NODES"]
 
@@ -22,11 +22,12 @@ _PREDICTIONS = {"eps": "eps", "v_prediction": "v"}
 
 
 class DualCLIPLoader(BuiltinNode):
-    """Load two text-encoder files as one CLIP (type sdxl: a CLIP-L file and an OpenCLIP bigG file)."""
+    """Load two text-encoder files as one CLIP (sdxl: CLIP-L + bigG; sd3: two of CLIP-L, CLIP-G, T5-XXL; flux:
+    CLIP-L + T5-XXL), each file recognised by content."""
 
     DISPLAY_NAME = "DualCLIPLoader"
     CATEGORY = "advanced/loaders"
-    DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g"
+    DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g\nsd3: clip-l, clip-g / clip-l, t5 / clip-g, t5\nflux: clip-l, t5"
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
     FILE_INPUTS: ClassVar[Mapping[str, str]] = {"clip_name1": "text_encoders", "clip_name2": "text_encoders"}
@@ -43,9 +44,9 @@ class DualCLIPLoader(BuiltinNode):
                   ) -> tuple[ClipHandle]:
         from engine import loading
 
-        if type not in ("sdxl", "flux"):
-            raise input_error("DualCLIPLoader", "type", f"type {type!r} is not supported yet; Loom loads the "
-                              "'sdxl' pair (clip_l + clip_g) and the 'flux' pair (clip_l + t5xxl)")
+        problem = clip_type_problem("DualCLIPLoader", type)
+        if problem:
+            raise input_error("DualCLIPLoader", "type", problem)
         services = self._services()
         paths = [_resolve("DualCLIPLoader", services, "text_encoders", f"clip_name{i}", name)
                  for i, name in ((1, clip_name1), (2, clip_name2))]

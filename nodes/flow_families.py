@@ -1,4 +1,5 @@
-"""Flow-family nodes (Flux.1, SD3.x): model-sampling shifts, distilled guidance, Flux text encode, SD3 latents."""
+"""Flow-family nodes (Flux.1, SD3.x): model-sampling shifts, distilled guidance, Flux text encode, SD3 latents,
+skip-layer guidance."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,7 +11,8 @@ from nodes.loaders import _loading_error, _resolve
 from nodes.services import MAX_RESOLUTION
 
 __all__ = ["TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance", "FluxDisableGuidance", "CLIPTextEncodeFlux",
-           "ModelSamplingFlux", "ModelSamplingSD3", "ModelSamplingAuraFlow", "NODES"]
+           "ModelSamplingFlux", "ModelSamplingSD3", "ModelSamplingAuraFlow", "SkipLayerGuidanceDiT", "SkipLayerGuidanceSD3",
+           "SkipLayerGuidanceDiTSimple", "NODES"]
 
 Conditioning = list[list[Any]]
 
@@ -239,5 +241,99 @@ class ModelSamplingFlux(BuiltinNode):
             raise input_error("ModelSamplingFlux", "model", str(exc)) from exc
 
 
+def _percent(default: float) -> tuple[str, dict[str, Any]]:
+    return ("FLOAT", {"default": default, "min": 0.0, "max": 1.0, "step": 0.001})
+
+
+class SkipLayerGuidanceDiT(BuiltinNode):
+    """After CFG, push away from a third pass with some DiT blocks skipped (MMDiT joint blocks count as double)."""
+
+    DISPLAY_NAME = "SkipLayerGuidanceDiT"
+    CATEGORY = "advanced/guidance"
+    DESCRIPTION = "Generic version of SkipLayerGuidance node that can be used on every DiT model."
+    EXPERIMENTAL = True
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "skip_guidance"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {
+            "model": ("MODEL",),
+            "double_layers": ("STRING", {"default": "7, 8, 9"}),
+            "single_layers": ("STRING", {"default": "7, 8, 9"}),
+            "scale": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 10.0, "step": 0.1}),
+            "start_percent": _percent(0.01),
+            "end_percent": _percent(0.15),
+            "rescaling_scale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01}),
+        }}
+
+    def skip_guidance(self, model: Any, scale: float, start_percent: float, end_percent: float,
+                      double_layers: str = "", single_layers: str = "", rescaling_scale: float = 0.0) -> tuple[Any]:
+        from engine.sampling.skip_layer import parse_layers, skip_layer_post_cfg
+
+        double, single = parse_layers(double_layers), parse_layers(single_layers)
+        if not double and not single:
+            return (model,)
+        patched = model.clone()
+        patched.set_model_sampler_post_cfg_function(skip_layer_post_cfg(
+            model.model_sampling, double, single, scale, start_percent, end_percent, rescaling_scale))
+        return (patched,)
+
+
+class SkipLayerGuidanceSD3(SkipLayerGuidanceDiT):
+    """Skip-layer guidance over SD3's joint blocks (SD3.5 medium: layers 7, 8, 9)."""
+
+    DISPLAY_NAME = "SkipLayerGuidanceSD3"
+    FUNCTION = "skip_guidance_sd3"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {
+            "model": ("MODEL",),
+            "layers": ("STRING", {"default": "7, 8, 9", "multiline": False}),
+            "scale": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 10.0, "step": 0.1}),
+            "start_percent": _percent(0.01),
+            "end_percent": _percent(0.15),
+        }}
+
+    def skip_guidance_sd3(self, model: Any, layers: str, scale: float, start_percent: float,
+                          end_percent: float) -> tuple[Any]:
+        return self.skip_guidance(model, scale, start_percent, end_percent, double_layers=layers)
+
+
+class SkipLayerGuidanceDiTSimple(BuiltinNode):
+    """Skip-layer guidance that only changes the negative pass (no third model call)."""
+
+    DISPLAY_NAME = "SkipLayerGuidanceDiTSimple"
+    CATEGORY = "advanced/guidance"
+    DESCRIPTION = "Simple version of the SkipLayerGuidanceDiT node that only modifies the uncond pass."
+    EXPERIMENTAL = True
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "skip_guidance"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {
+            "model": ("MODEL",),
+            "double_layers": ("STRING", {"default": "7, 8, 9"}),
+            "single_layers": ("STRING", {"default": "7, 8, 9"}),
+            "start_percent": _percent(0.0),
+            "end_percent": _percent(1.0),
+        }}
+
+    def skip_guidance(self, model: Any, start_percent: float, end_percent: float, double_layers: str = "",
+                      single_layers: str = "") -> tuple[Any]:
+        from engine.sampling.skip_layer import parse_layers, skip_layer_uncond
+
+        double, single = parse_layers(double_layers), parse_layers(single_layers)
+        if not double and not single:
+            return (model,)
+        patched = model.clone()
+        patched.set_model_sampler_calc_cond_batch_function(
+            skip_layer_uncond(model.model_sampling, double, single, start_percent, end_percent))
+        return (patched,)
+
+
 NODES = [TripleCLIPLoader, CLIPTextEncodeSD3, EmptySD3LatentImage, FluxGuidance, FluxDisableGuidance, CLIPTextEncodeFlux, ModelSamplingFlux,
-         ModelSamplingSD3, ModelSamplingAuraFlow]
+         ModelSamplingSD3, ModelSamplingAuraFlow, SkipLayerGuidanceDiT, SkipLayerGuidanceSD3,
+         SkipLayerGuidanceDiTSimple]

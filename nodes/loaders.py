@@ -20,6 +20,9 @@ WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
               "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux2",
               "ovis", "sd2"]
+# the types of ComfyUI's lists that Loom has text encoders for (the others are refused at validation)
+CLIP_TYPES_LOADED: Mapping[str, tuple[str, ...]] = {"CLIPLoader": ("stable_diffusion", "sd2", "sd3"),
+                                                    "DualCLIPLoader": ("sdxl", "sd3", "flux")}
 _VIDEO_TAE_PREFIXES = ("taehv", "lighttaew2_2", "lighttaew2_1", "lighttaehy1_5")
 _TAESD_NAMES = ("taesd", "taesdxl", "taesd3", "taef1")
 
@@ -35,6 +38,15 @@ def _resolve(cls_name: str, services: Any, folder: str, input_name: str, name: s
                           f"file {name!r} not found in models folder '{folder}' (searched {roots}); "
                           "copy the file there or pick another")
     return str(path)
+
+
+def clip_type_problem(cls_name: str, clip_type: object) -> str | None:
+    """Why a CLIPLoader / DualCLIPLoader cannot load this `type` (None when it can)."""
+    loaded = CLIP_TYPES_LOADED[cls_name]
+    if clip_type in loaded:
+        return None
+    return (f"type {clip_type!r} is not supported: Loom has no text encoders for that model family; "
+            f"{cls_name} loads types {', '.join(loaded)}")
 
 
 def _embeddings_dir(services: Any) -> str | None:
@@ -137,6 +149,9 @@ class CLIPLoader(BuiltinNode):
     def load_clip(self, clip_name: str, type: str = "stable_diffusion", device: str = "default") -> tuple[Any]:
         from engine import loading
 
+        problem = clip_type_problem("CLIPLoader", type)
+        if problem:
+            raise input_error("CLIPLoader", "type", problem)
         services = self._services()
         path = _resolve("CLIPLoader", services, "text_encoders", "clip_name", clip_name)
         try:

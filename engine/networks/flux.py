@@ -12,6 +12,7 @@ over (text index, row, column) ids split as ``axes_dim``. Attention goes through
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import torch
@@ -207,6 +208,15 @@ class LastLayer(nn.Module):
         return self.linear((1 + scale[:, None, :]) * self.norm_final(x) + shift[:, None, :])
 
 
+def _run_double(block: nn.Module, args: dict[str, Any]) -> dict[str, Any]:
+    img, txt = block(args["img"], args["txt"], args["vec"], args["pe"])
+    return {"img": img, "txt": txt}
+
+
+def _run_single(block: nn.Module, args: dict[str, Any]) -> dict[str, Any]:
+    return {"img": block(args["img"], args["vec"], args["pe"])}
+
+
 class Flux(nn.Module):
     """forward(x [B, C, H, W], timestep [B] (sigma), context [B, T, ctx], y [B, vec_in_dim (+1 guidance)]).
 
@@ -240,7 +250,9 @@ class Flux(nn.Module):
                          dim=-3).unsqueeze(1)
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor | None = None,
-                y: torch.Tensor | None = None, **unused: Any) -> torch.Tensor:
+                y: torch.Tensor | None = None, transformer_options: dict[str, Any] | None = None,
+                **unused: Any) -> torch.Tensor:
+        """``transformer_options["patches_replace"]["dit"]`` replaces ("double_block", i) / ("single_block", i)."""
         c = self.config
         if context is None or y is None:
             raise ValueError("Flux needs a text context (T5) and a pooled vector (CLIP-L)")
@@ -265,11 +277,24 @@ class Flux(nn.Module):
         vec = vec + self.vector_in(pooled.to(img.dtype))
         txt = self.txt_in(context.to(img.dtype))
         pe = self._pe(torch.cat((txt_ids, img_ids), dim=1))
-        for block in self.double_blocks:
-            img, txt = block(img, txt, vec, pe)
+        options = transformer_options or {}
+        replace = (options.get("patches_replace") or {}).get("dit", {})
+        for i, block in enumerate(self.double_blocks):
+            patch = replace.get(("double_block", i))
+            if patch is None:
+                img, txt = block(img, txt, vec, pe)
+            else:  # ComfyUI's block replacement: args img / txt / vec / pe, the block as "original_block"
+                out = patch({"img": img, "txt": txt, "vec": vec, "pe": pe, "attn_mask": None,
+                             "transformer_options": options}, {"original_block": partial(_run_double, block)})
+                img, txt = out["img"], out["txt"]
         joint = torch.cat((txt, img), 1)
-        for sblock in self.single_blocks:
-            joint = sblock(joint, vec, pe)
+        for i, sblock in enumerate(self.single_blocks):
+            patch = replace.get(("single_block", i))
+            if patch is None:
+                joint = sblock(joint, vec, pe)
+            else:
+                joint = patch({"img": joint, "vec": vec, "pe": pe, "attn_mask": None, "transformer_options": options},
+                              {"original_block": partial(_run_single, sblock)})["img"]
         img = self.final_layer(joint[:, txt.shape[1]:], vec)
         out = img.reshape(bs, hl, wl, c.in_channels, p, p).permute(0, 3, 1, 4, 2, 5)
         return out.reshape(bs, c.in_channels, hl * p, wl * p)[:, :, :h, :w]

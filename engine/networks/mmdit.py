@@ -10,6 +10,7 @@ producing its keys / values (pre-only). Attention goes through the engine's SDPA
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -126,6 +127,11 @@ class JointBlock(nn.Module):
         return new_context, self.x_block.post(x, attn[:, n_ctx:], attn2, x_mods)
 
 
+def _run_joint(block: JointBlock, args: dict[str, Any]) -> dict[str, Any]:
+    txt, img = block(args["txt"], args["img"], args["vec"])
+    return {"txt": txt, "img": img}
+
+
 class MMDiT(nn.Module):
     """forward(x [B, C, H, W], timestep [B] (sigma x 1000), context [B, T, ctx], y [B, adm]) -> velocity."""
 
@@ -161,7 +167,9 @@ class MMDiT(nn.Module):
         return grid.reshape(1, h * w, -1).to(like)
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor | None = None,
-                y: torch.Tensor | None = None, **unused: Any) -> torch.Tensor:
+                y: torch.Tensor | None = None, transformer_options: dict[str, Any] | None = None,
+                **unused: Any) -> torch.Tensor:
+        """``transformer_options["patches_replace"]["dit"][("double_block", i)]`` replaces joint block i."""
         c = self.config
         if context is None or y is None:
             raise ValueError("MMDiT needs a text context and a pooled vector")
@@ -175,9 +183,17 @@ class MMDiT(nn.Module):
         mod = self.t_embedder.mlp(timestep_embedding(timestep, 256).to(tokens.dtype))
         mod = mod + self.y_embedder.mlp(y.to(tokens.dtype))
         ctx: torch.Tensor | None = self.context_embedder(context.to(tokens.dtype))
-        for block in self.joint_blocks:
+        options = transformer_options or {}
+        replace = (options.get("patches_replace") or {}).get("dit", {})
+        for i, block in enumerate(self.joint_blocks):
             assert ctx is not None
-            ctx, tokens = block(ctx, tokens, mod)
+            patch = replace.get(("double_block", i))
+            if patch is None:
+                ctx, tokens = block(ctx, tokens, mod)
+            else:  # ComfyUI's block replacement: args img / txt / vec, the block itself as "original_block"
+                out = patch({"img": tokens, "txt": ctx, "vec": mod, "transformer_options": options},
+                            {"original_block": partial(_run_joint, block)})
+                ctx, tokens = out["txt"], out["img"]
         shift, scale = self.final_layer.adaLN_modulation(mod).chunk(2, dim=1)
         out = self.final_layer.linear(_modulate(self.final_layer.norm_final(tokens), shift, scale))
         out = out.reshape(b, hp, wp, p, p, c.in_channels).permute(0, 5, 1, 3, 2, 4)

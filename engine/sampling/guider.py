@@ -17,6 +17,8 @@ The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/
 - ``sampler_post_cfg_function``: list of ``fn(args) -> x0``; args ``denoised``, ``cond``, ``uncond``
   (the resolved cond lists), ``cond_scale``, ``model``, ``uncond_denoised``, ``cond_denoised``, ``sigma``,
   ``model_options``, ``input``.
+- ``sampler_calc_cond_batch_function``: ``fn(args) -> [cond_pred, uncond_pred]`` replacing the batched model
+  calls; args ``conds`` ([positive, negative or None]), ``input``, ``sigma``, ``model``, ``model_options``.
 - ``denoise_mask_function``: ``fn(sigma, denoise_mask, extra_options={"model", "sigmas"}) -> mask``,
   applied by ``InpaintDenoiser`` before each evaluation (DifferentialDiffusion).
 - ``disable_cfg1_optimization``: evaluate the negative side even at cfg == 1.
@@ -244,7 +246,8 @@ def _wrapped_call(model: Any, wrapper: Callable[..., torch.Tensor], x: torch.Ten
 
 
 ModelOptions = dict[str, Any]
-_HOOK_KEYS = ("sampler_pre_cfg_function", "sampler_cfg_function", "sampler_post_cfg_function")
+_HOOK_KEYS = ("sampler_pre_cfg_function", "sampler_cfg_function", "sampler_post_cfg_function",
+              "sampler_calc_cond_batch_function")
 
 
 def model_options_of(model: Any) -> ModelOptions:
@@ -254,7 +257,7 @@ def model_options_of(model: Any) -> ModelOptions:
 
 
 def has_cfg_hooks(model_options: ModelOptions) -> bool:
-    """True when a pre-, post- or replacement CFG function is set."""
+    """True when a pre-, post- or replacement CFG function (or a calc_cond_batch replacement) is set."""
     return any(model_options.get(k) for k in _HOOK_KEYS)
 
 
@@ -300,12 +303,16 @@ class CFGDenoiser:
         skip_uncond = math.isclose(self.cfg, 1.0) and not opts.get("disable_cfg1_optimization", False)
         uncond = None if skip_uncond else self.negative
         if not has_cfg_hooks(opts):
-            cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma)
+            cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma, opts)
             if uncond is None:
                 return cond_pred
             return uncond_pred + (cond_pred - uncond_pred) * self.cfg
         conds: list[list[Cond] | None] = [self.positive, uncond]
-        out = calc_cond_batch(self.model, conds, x, sigma)
+        batch_fn = opts.get("sampler_calc_cond_batch_function")
+        if batch_fn is not None:
+            out = batch_fn({"conds": conds, "input": x, "sigma": sigma, "model": self.model, "model_options": opts})
+        else:
+            out = calc_cond_batch(self.model, conds, x, sigma, opts)
         for pre in opts.get("sampler_pre_cfg_function", ()):
             out = pre({"conds": conds, "conds_out": out, "cond_scale": self.cfg, "timestep": sigma, "input": x,
                        "sigma": sigma, "model": self.model, "model_options": opts})

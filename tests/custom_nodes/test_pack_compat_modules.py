@@ -60,6 +60,23 @@ def test_patch_replace_adds_to_a_copied_table(facts, packs) -> None:
     assert result == repr((True, {("input", 1): "old", ("middle", 0, 0): "new"}, {("input", 1): "old"}))
 
 
+def test_flow_latent_formats_and_calc_cond_batch(facts) -> None:
+    import comfy.latent_formats as formats
+    import comfy.samplers
+    import torch
+
+    from engine import latent_formats
+
+    x = torch.randn(1, 16, 2, 2)
+    for cls, fmt in ((formats.SD3, latent_formats.SD3), (formats.Flux, latent_formats.FLUX)):
+        assert cls().latent_channels == 16 and len(cls().latent_rgb_factors) == 16
+        assert torch.equal(cls().process_in(x), (x - fmt.shift_factor) * fmt.scale_factor)
+        assert torch.equal(cls().process_out(cls().process_in(x)), fmt.process_out(fmt.process_in(x)))
+    from engine.sampling.guider import calc_cond_batch
+
+    assert comfy.samplers.calc_cond_batch.__module__ == "comfy.samplers" and callable(calc_cond_batch)
+
+
 def test_execution_validate_prompt_uses_loom_validation(facts, packs) -> None:
     import asyncio  # noqa: F401 (the node runs asyncio.run)
 

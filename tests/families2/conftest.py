@@ -52,6 +52,31 @@ def make_sd35m_aio(target: Path) -> None:
               metadata={"format": "pt", "tiny_sd35m_aio_config": json.dumps(cfg)})
 
 
+def make_flux_aio(target: Path, variant: str = "dev") -> None:
+    """model.diffusion_model.* <- tiny-flux1-<variant>, vae.* <- tiny-flux-ae, text_encoders.{clip_l,t5xxl}.transformer.*
+    (Comfy-Org's flux1-dev-fp8 checkpoint layout, without fp8); metadata as make_derived.py writes it for dev: the
+    Flux config only, no text-encoder config."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(FAM2 / f"tiny-flux1-{variant}.safetensors"), "pt") as f:
+        sd = {f"model.diffusion_model.{k}": f.get_tensor(k) for k in f.keys()}
+        cfg = json.loads(f.metadata()[f"tiny_flux1_{variant}_config"])
+    with safe_open(str(FAM2 / "tiny-flux-ae.safetensors"), "pt") as f:
+        sd.update({f"vae.{k}": f.get_tensor(k) for k in f.keys()})
+    for name, key in (("tiny-clip_l", "clip_l"), ("tiny-t5xxl_fp16", "t5xxl")):
+        with safe_open(str(FAM2 / f"{name}.safetensors"), "pt") as f:
+            sd.update({f"text_encoders.{key}.transformer.{k}": f.get_tensor(k) for k in f.keys()})
+    cfg["all_in_one"] = (f"model.diffusion_model.* <- tiny-flux1-{variant}, vae.* <- tiny-flux-ae, text_encoders."
+                         "clip_l.transformer.* <- tiny-clip_l, text_encoders.t5xxl.transformer.* <- tiny-t5xxl_fp16 "
+                         "(make_derived.py)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(target),
+              metadata={"format": "pt", f"tiny_flux1_{variant}_aio_config": json.dumps(cfg)})
+
+
 def make_sd35m_unet(target: Path) -> None:
     """tiny-sd35m's MMDiT alone, keys without prefix (the layout of a diffusion_models/ file)."""
     from safetensors import safe_open
@@ -70,6 +95,8 @@ def models2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_sd15_inpaint(base / "models" / "checkpoints" / "tiny-sd15-inpaint.safetensors")
     make_sd35m_aio(base / "models" / "checkpoints" / "tiny-sd35m-aio.safetensors")
     make_sd35m_unet(base / "models" / "diffusion_models" / "tiny-sd35m-unet.safetensors")
+    make_flux_aio(base / "models" / "checkpoints" / "tiny-flux1-dev-aio.safetensors")
+    make_flux_aio(base / "models" / "checkpoints" / "tiny-flux1-schnell-aio.safetensors", "schnell")
     for rel, name in FLOW_LINKS.items():
         target = base / "models" / rel
         target.parent.mkdir(parents=True, exist_ok=True)

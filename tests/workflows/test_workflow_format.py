@@ -43,6 +43,20 @@ def test_example_ui_files_convert_to_their_api_files(registry: Any, name: str) -
     assert ckpts == {"loom-demo-shapes.safetensors"}
 
 
+FAMILY_NAMES = ["flux1_dev_txt2img", "flux1_schnell_txt2img", "sd35_medium_txt2img"]
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_family_ui_files_convert_to_their_api_files(registry: Any, name: str) -> None:
+    """The SD3.5 / Flux examples (workflows/families, need the real model files) in both formats agree."""
+    api = json.loads((WORKFLOWS / "families" / f"{name}.json").read_text())
+    ui = json.loads((WORKFLOWS / "families" / f"{name}.ui.json").read_text())
+    assert is_ui_workflow(ui) and ui["version"] == 0.4 and not is_ui_workflow(api)
+    assert strip_meta(ui_to_api(ui, types_of(registry))) == strip_meta(api)
+    assert sorted(p.name for p in (WORKFLOWS / "families").glob("*.json")) == sorted(
+        f"{n}{ext}" for n in FAMILY_NAMES for ext in (".json", ".ui.json"))
+
+
 def test_widget_extras_are_skipped(registry: Any) -> None:
     ui = json.loads((WORKFLOWS / "img2img.ui.json").read_text())
     ks = next(n for n in ui["nodes"] if n["type"] == "KSampler")

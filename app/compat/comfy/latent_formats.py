@@ -2,7 +2,7 @@
 
 ComfyUI's formats are classes instantiated without arguments (`comfy.latent_formats.SDXL()`), with
 `scale_factor`, `latent_channels`, `latent_rgb_factors`, `latent_rgb_factors_bias`, `process_in` /
-`process_out`. Loom knows the SD15 and SDXL formats; other families' formats are absent.
+`process_out`. Loom knows the SD15, SDXL, SD3 and Flux formats; other families' formats are absent.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from engine import latent_formats as _engine
 
-__all__ = ["LatentFormat", "SD15", "SDXL"]
+__all__ = ["LatentFormat", "SD15", "SDXL", "SD3", "Flux"]
 
 
 class LatentFormat:
@@ -43,9 +43,14 @@ def _from_engine(fmt: _engine.LatentFormat, taesd: str) -> type[LatentFormat]:
         "latent_rgb_factors": [list(row) for row in fmt.latent_rgb_factors] or None,
         "latent_rgb_factors_bias": list(fmt.latent_rgb_bias) if fmt.latent_rgb_bias else None,
         "taesd_decoder_name": taesd,
+        "shift_factor": fmt.shift_factor,
+        "process_in": lambda self, latent: fmt.process_in(latent),
+        "process_out": lambda self, latent: fmt.process_out(latent),
     }
     return type(fmt.name, (LatentFormat,), attrs)
 
 
 SD15 = _from_engine(_engine.SD15, "taesd_decoder")
 SDXL = _from_engine(_engine.SDXL, "taesdxl_decoder")
+SD3 = _from_engine(_engine.SD3, "taesd3_decoder")
+Flux = _from_engine(_engine.FLUX, "taef1_decoder")

@@ -1,6 +1,7 @@
 """ComfyUI's `comfy.model_patcher` for packs: `ModelPatcher` is Loom's MODEL handle class (for isinstance
 checks, `.clone()`, the sampler-hook and UNet-patch setters such as `set_model_sampler_cfg_function`), plus the
-module-level `model_options` helpers; other patching APIs beyond the handle's own are not provided."""
+module-level `model_options` helpers (cfg hooks and block replacement: UNet attention, SD3 / Flux "dit" blocks);
+other patching APIs beyond the handle's own are not provided."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,7 +39,8 @@ def set_model_options_patch_replace(model_options: dict[str, Any], patch: Callab
     """Replace the ``name`` ("attn1" / "attn2") attention of one UNet block (and transformer) with ``patch`` in
     ``model_options`` (returned, as in ComfyUI): its ``transformer_options`` dicts are copied, not modified, so
     a copy of ``model_options`` made before the call keeps the old table (semantics:
-    ``engine.networks.attention.patched_block_forward``)."""
+    ``engine.networks.attention.patched_block_forward``). ``name`` "dit" with ``("double_block", i)`` /
+    ``("single_block", i)`` replaces a block of the SD3 / Flux transformers (skip-layer guidance)."""
     from engine.patches.options import with_patch_replace
 
     replaced = with_patch_replace(model_options, patch, name, block_name, number, transformer_index)

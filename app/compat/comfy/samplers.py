@@ -95,12 +95,13 @@ class KSampler:
 
 
 def calc_cond_batch(model: Any, conds: list[Any], x_in: Any, timestep: Any, model_options: Any = None) -> list[Any]:
-    """x0 predictions of each cond list (None: skipped) at `x_in`, `timestep` (sigma): Loom's batched model calls.
+    """x0 predictions of each cond list (None: skipped) at `x_in`, `timestep` (sigma): Loom's batched model calls,
+    with `model_options`' transformer patches (default: the model's own; e.g. skipped DiT blocks).
 
     The cond lists are the ones Loom's sampler hands its hooks (`args["conds"]`, resolved conditioning)."""
     from engine.sampling.guider import calc_cond_batch as engine_calc_cond_batch
 
-    return engine_calc_cond_batch(model, conds, x_in, timestep)
+    return engine_calc_cond_batch(model, conds, x_in, timestep, model_options)
 
 
 def sampling_function(model: Any, x: Any, timestep: Any, uncond: Any, cond: Any, cond_scale: float,
