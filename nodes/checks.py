@@ -50,7 +50,9 @@ _PASS_THROUGH: Mapping[str, tuple[str, ...]] = {
     "LATENT": ("samples", "latent_image", "samples_to", "latent")}
 _SAMPLER_INPUTS = ("model", "positive", "negative", "latent_image")
 _SDXL_TEXT = {"CLIPTextEncodeSDXL": ("sdxl",), "CLIPTextEncodeSDXLRefiner": ("sdxl", "sdxl_refiner")}
-_LATENT_FORMAT = {"sd15": "sd1", "sd20": "sd1", "sdxl": "sdxl", "sdxl_refiner": "sdxl"}
+_LATENT_FORMAT = {"sd15": "sd1", "sd20": "sd1", "sdxl": "sdxl", "sdxl_refiner": "sdxl", "sd21_unclip": "sd1"}
+# families whose text encoder is another family's (conditioning from either fits both)
+_TEXT_FAMILY = {"sd21_unclip": "sd20"}
 _MAX_HOPS = 64  # bounded: cycles are reported by validation itself
 
 
@@ -285,7 +287,8 @@ class BuiltinChecks:
                     {"input_name": name, "text_width": width, "context_dim": context}))
                 continue
             family = self._family(clip)
-            if clip and family and model_family and family != model_family:
+            if (clip and family and model_family
+                    and _TEXT_FAMILY.get(family, family) != _TEXT_FAMILY.get(model_family, model_family)):
                 problems.append(NodeError(
                     node_id, "conditioning_family_mismatch", "Conditioning from another model family",
                     f"{label} input '{name}': the conditioning was encoded by {self._describe(clip, family)}, but "

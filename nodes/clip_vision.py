@@ -132,8 +132,8 @@ class StyleModelApply(BuiltinNode):
 class unCLIPConditioning(BuiltinNode):  # noqa: N801  (ComfyUI's node id)
     """Attach a CLIP vision output to the conditioning for unCLIP models (ComfyUI's `unclip_conditioning` list).
 
-    Only unCLIP checkpoints (SD2.1-unCLIP) read it; Loom does not load those yet, and the SD1.x / SD2.x / SDXL
-    models it runs ignore the entry, as ComfyUI's do.
+    Only unCLIP models (SD2.1 unCLIP, family ``sd21_unclip``) read it: their ADM input gets the noise-augmented
+    image embedding (engine.unclip); SD1.x / SD2.x / SDXL models ignore the entry, as ComfyUI's do.
 
     Parameters:
         conditioning: CONDITIONING to extend.
