@@ -70,6 +70,19 @@ class Patchable:
         self._patched = out
         return out
 
+    def patch_signature(self) -> tuple[tuple[str, float, int, float], ...]:
+        """Identity of the recorded patches (for caches of things derived from the patched weights)."""
+        return tuple((name, strength, id(patch), strength_model)
+                     for name, entries in sorted(self.patches.items()) for strength, patch, strength_model in entries)
+
+    def patched_state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's weights and buffers as the handle runs them: patches applied (ComfyUI's
+        ``ModelPatcher.model_state_dict()`` of a loaded, patched model)."""
+        module = self._module()
+        out = {k: v.detach() for k, v in module.state_dict().items()}
+        out.update(self._patched_weights(module))
+        return out
+
     def _copy_patches_to(self, other: Patchable) -> None:
         other.patches = {k: list(v) for k, v in self.patches.items()}
         other._patched = None
