@@ -26,6 +26,7 @@ from engine.adapters.detect import (
     ControlSpec,
     control_family,
     detect_t2i,
+    from_diffusers_t2i,
 )
 from engine.adapters.networks import ControlNet, build_t2i
 from engine.detect import detect_unet, metadata_config
@@ -134,6 +135,7 @@ def _add_model_weights(sd: dict[str, torch.Tensor], model: Any) -> dict[str, tor
 
 def _build(path: Path, manager: ModelManager, model: Any) -> ControlHandle:
     raw, metadata = read_state_dict(path)
+    raw = from_diffusers_t2i(raw)
     spec = control_family(read_shapes(raw), path.name)
     dtype = manager.policy.unet_dtype
     module: nn.Module
