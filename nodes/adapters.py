@@ -70,7 +70,7 @@ def apply_control(sides: list[Conditioning], control_net: Any, hint: torch.Tenso
 
 
 class ControlNetLoader(BuiltinNode):
-    """Load a ControlNet (lllyasviel v1.1, ControlNet 1.0 or diffusers layout; SD1.x / SDXL) or a T2I-Adapter.
+    """Load a ControlNet (lllyasviel v1.1, ControlNet 1.0 or diffusers layout; SD1.x / SDXL) or a T2I-Adapter (TencentARC or diffusers names).
 
     Parameters:
         control_net_name: a file in `models/controlnet` or `models/t2i_adapter`.
