@@ -201,7 +201,9 @@ def sample(
             callback(i, denoised, x_now, total)
 
     noise_sampler = make_noise_sampler(spec, x, sigmas, seed)
-    with torch.no_grad():
+    # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
+    group = [model.entry, *(run.handle.entry for run in control_runs)]
+    with torch.no_grad(), model.manager.running_together(group):
         out = spec.fn(denoiser, x, sigmas, noise_sampler=noise_sampler, callback=step_cb)
     schedule = [float(s) for s in sigmas]
     for control in control_runs:
