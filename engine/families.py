@@ -15,7 +15,7 @@ from engine.latent_formats import SDXL as SDXL_LATENT
 from engine.latent_formats import LatentFormat
 
 __all__ = ["Family", "FAMILIES", "SD15", "SD20", "SD21_UNCLIP", "SDXL", "SDXL_REFINER", "FLUX_DEV", "FLUX_SCHNELL",
-           "SD35", "family_names"]
+           "SD35", "base_family", "family_names"]
 
 Prediction = Literal["eps", "v", "flow"]
 
@@ -60,6 +60,9 @@ class Family:
     sampling: Literal["discrete", "flow", "flux"] = "discrete"
     shift: float = 1.0
     multiplier: float = 1000.0
+    # the family whose text encoder, latent space and UNet encoder this one shares (so conditioning, latents and
+    # ControlNets of that family fit it), when it is a variant of another
+    base: str | None = None
 
 
 SD15 = Family(
@@ -89,6 +92,7 @@ SD21_UNCLIP = Family(
     text_encoders=SD20.text_encoders,
     default_num_head_channels=64,
     adm="unclip",
+    base="sd20",
 )
 
 SDXL = Family(
@@ -164,6 +168,14 @@ SD35 = Family(
 
 FAMILIES: tuple[Family, ...] = (SDXL, SDXL_REFINER, SD21_UNCLIP, SD20, SD15)
 FLOW_FAMILIES: tuple[Family, ...] = (FLUX_DEV, FLUX_SCHNELL, SD35)
+
+
+def base_family(name: str) -> str:
+    """The family a family named ``name`` is a variant of (itself when it is none's): what validation compares."""
+    for family in FAMILIES + FLOW_FAMILIES:
+        if family.name == name:
+            return family.base or family.name
+    return name
 
 
 def family_names() -> list[str]:
