@@ -212,8 +212,11 @@ def test_adm_vector_matches_an_independent_computation(urt: Any) -> None:
 
 # ----------------------------------------------------------------------------------- through the nodes
 def test_unclip_conditioning_changes_the_image_and_strength_0_does_not(urt: Any) -> None:
-    plain = _latent(_run(urt, _graph(strength=0.0), "s0", "8"))
-    with_image = _latent(_run(urt, _graph(strength=1.0), "s1", "8"))
+    zero = _run(urt, _graph(strength=0.0), "s0", "8")
+    one = _run(urt, _graph(strength=1.0, noise_augmentation=0.25), "s1", "8")
+    plain, with_image = _latent(zero), _latent(one)
+    assert "6" not in zero.reports  # strength 0 adds nothing, so the history records nothing
+    assert one.reports["6"]["unclip"] == [{"strength": 1.0, "noise_augmentation": 0.25, "images": 1}]
     no_unclip = copy.deepcopy(_graph())
     no_unclip["8"]["inputs"]["positive"] = ["2", 0]
     without = _latent(_run(urt, no_unclip, "none", "8"))
