@@ -6,6 +6,7 @@ inpainting, 9-channel inpaint-model concat inputs, CFG, and the sampler's own no
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -202,8 +203,9 @@ def sample(
 
     noise_sampler = make_noise_sampler(spec, x, sigmas, seed)
     # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
-    group = [model.entry, *(run.handle.entry for run in control_runs)]
-    with torch.no_grad(), model.manager.running_together(group):
+    together = (model.manager.running_together([model.entry, *(run.handle.entry for run in control_runs)])
+                if control_runs else contextlib.nullcontext())
+    with torch.no_grad(), together:
         out = spec.fn(denoiser, x, sigmas, noise_sampler=noise_sampler, callback=step_cb)
     schedule = [float(s) for s in sigmas]
     for control in control_runs:
