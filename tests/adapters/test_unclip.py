@@ -263,3 +263,31 @@ def test_validation_takes_sd2_conditioning_and_names_sd15_conditioning(urt: Any)
             validate_prompt(urt.registry, graph, extra_checks=builtin_checks(urt.services))
         text = str(err.value.to_wire())
         assert "conditioning_family_mismatch" in text and "sd21_unclip" in text and "sd15" in text
+
+
+def test_validation_takes_an_sd2_controlnet_and_names_an_sd15_one(urt: Any, unclip_base: tuple[Path, str]) -> None:
+    """An SD2.x ControlNet fits the unCLIP model (same UNet encoder); the check reads headers only, so a file with
+    the keys that say "SD2.x ControlNet" (linear proj_in, zero convs) is enough."""
+    from safetensors.torch import save_file
+
+    from executor import PromptValidationError, validate_prompt
+    from nodes.checks import builtin_checks
+
+    sd2 = {"zero_convs.0.0.weight": torch.zeros(32, 32, 1, 1), "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3),
+           "input_blocks.1.1.proj_in.weight": torch.zeros(32, 32),
+           "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(32, 32)}
+    save_file(sd2, str(unclip_base[0] / "models" / "controlnet" / "sd2-control.safetensors"))
+    for control, ok in (("sd2-control.safetensors", True), ("tiny-control_v11p_sd15_canny_fp16.safetensors", False)):
+        graph = _graph()
+        graph["20"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": control}}
+        graph["21"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+            "positive": ["6", 0], "negative": ["3", 0], "control_net": ["20", 0], "image": ["4", 0],
+            "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
+        graph["8"]["inputs"].update(positive=["21", 0], negative=["21", 1])
+        graph["show"] = {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}}
+        if ok:
+            validate_prompt(urt.registry, graph, extra_checks=builtin_checks(urt.services))
+            continue
+        with pytest.raises(PromptValidationError) as err:
+            validate_prompt(urt.registry, graph, extra_checks=builtin_checks(urt.services))
+        assert "control_family_mismatch" in str(err.value.to_wire())
