@@ -143,4 +143,6 @@ def history_entry(item: QueueItem, outcome: ExecutionOutcome) -> tuple[dict[str,
     }
     if outcome.timings:
         entry["timings"] = {str(k): float(v) for k, v in outcome.timings.items()}
+    if outcome.reports:  # Loom's own key: ComfyUI clients read outputs / status / meta and ignore it
+        entry["loom"] = {"reports": _jsonable(outcome.reports)}
     return entry, status_str

@@ -17,11 +17,11 @@ if TYPE_CHECKING:
     import torch
 
 from engine.errors import UnknownModelError
-from engine.families import SD15, SD20, SDXL, SDXL_REFINER, Family, TextEncoderSpec, family_names
+from engine.families import SD15, SD20, SD21_UNCLIP, SDXL, SDXL_REFINER, Family, TextEncoderSpec, family_names
 from engine.networks.configs import ClipTextConfig, OpenClipConfig, UNetConfig, VAEConfig
 
 __all__ = ["ModelConfig", "detect", "detect_unet", "detect_vae", "detect_clip_l", "metadata_config",
-           "V_PREDICTION_STD_THRESHOLD"]
+           "V_PREDICTION_STD_THRESHOLD", "head_width_defaults"]
 
 Shapes = Mapping[str, Sequence[int]]
 TensorGetter = Callable[[str], "torch.Tensor"]
@@ -235,12 +235,40 @@ def detect_text_tower(shapes: Shapes, spec: TextEncoderSpec, meta: Mapping[str, 
 
 def _classify(unet: UNetConfig, shapes: Shapes) -> Family:
     if unet.adm_in_channels is not None:
+        if unet.transformer_depth and unet.transformer_depth[0] > 0:
+            # attention at the first level: an SD2 UNet with an ADM input (SDXL / refiner have none there)
+            return SD21_UNCLIP
         if any(k.startswith("conditioner.embedders.1.") for k in shapes):
             return SDXL
         if any(k.startswith("conditioner.embedders.0.model.") for k in shapes):
             return SDXL_REFINER
         return SDXL if len(unet.channel_mult) == 3 else SDXL_REFINER
     return SD20 if unet.use_linear_in_transformer else SD15
+
+
+_STANDARD_HEAD_WIDTH = 64  # channels per head of real SD2 / unCLIP UNets and OpenCLIP-H text towers
+_SMALL_HEAD_WIDTH = 16  # the convention of small test models, whose widths 64 does not divide
+
+
+def _head_width(*widths: int) -> int:
+    return _STANDARD_HEAD_WIDTH if all(w % _STANDARD_HEAD_WIDTH == 0 for w in widths) else _SMALL_HEAD_WIDTH
+
+
+def head_width_defaults(unet: UNetConfig, shapes: Shapes, meta: Mapping[str, Any],
+                        text_prefix: str | None) -> dict[str, Any]:
+    """``meta`` with the UNet / text heads an unCLIP file's metadata does not give: 64 channels per head when 64
+    divides the model width (real files), else 16 (small models). Heads are not in the tensors, and the unCLIP
+    family has no fixed head count to fall back on."""
+    out = dict(meta)
+    unet_meta: dict[str, Any] = dict(out["unet"]) if isinstance(out.get("unet"), dict) else {}
+    if "num_head_channels" not in unet_meta and "num_heads" not in unet_meta:
+        out["unet"] = {**unet_meta, "num_head_channels": _head_width(unet.model_channels), "num_heads": -1}
+    tok = shapes.get(text_prefix + "token_embedding.weight") if text_prefix is not None else None
+    text_meta: dict[str, Any] = dict(out["text_encoder"]) if isinstance(out.get("text_encoder"), dict) else {}
+    if tok is not None and "num_attention_heads" not in text_meta:
+        width = int(tok[1])
+        out["text_encoder"] = {**text_meta, "num_attention_heads": width // _head_width(width)}
+    return out
 
 
 def _is_v_prediction(unet: UNetConfig, get_tensor: TensorGetter | None, prefix: str) -> bool:
@@ -278,6 +306,8 @@ def detect(shapes: Shapes, metadata: Mapping[str, str] | None = None,
         raise UnknownModelError(f"{source}: UNet layout not recognised (missing {exc}); {_summary(shapes)}. "
                                 f"Supported families: {', '.join(family_names())}") from exc
     family = _classify(probe, shapes)
+    if family is SD21_UNCLIP:
+        meta = head_width_defaults(probe, shapes, meta, family.text_encoders[0].prefix)
     unet = detect_unet(shapes, unet_prefix, meta.get("unet"), family)
     vae_prefix: str | None = family.vae_prefix if family.vae_prefix + "decoder.conv_in.weight" in shapes else None
     vae = detect_vae(shapes, vae_prefix) if vae_prefix else None
@@ -292,7 +322,7 @@ def detect(shapes: Shapes, metadata: Mapping[str, str] | None = None,
         if cfg is not None:
             text[spec.key] = cfg
     pred = prediction or family.prediction
-    if prediction is None and family is SD20 and _is_v_prediction(unet, get_tensor, unet_prefix):
+    if prediction is None and family in (SD20, SD21_UNCLIP) and _is_v_prediction(unet, get_tensor, unet_prefix):
         pred = "v"
     return ModelConfig(family=family, unet=unet, vae=vae, text=text, prediction=pred,
                        unet_prefix=unet_prefix, vae_prefix=vae_prefix, found=found)
@@ -311,9 +341,11 @@ def detect_family_of_unet(shapes: Shapes, metadata: Mapping[str, str] | None = N
     meta = metadata_config(metadata)
     probe = detect_unet(shapes, "")
     family = _classify(probe, shapes)
+    if family is SD21_UNCLIP:
+        meta = head_width_defaults(probe, shapes, meta, None)
     unet = detect_unet(shapes, "", meta.get("unet"), family)
     pred = family.prediction
-    if family is SD20 and _is_v_prediction(unet, get_tensor, ""):
+    if family in (SD20, SD21_UNCLIP) and _is_v_prediction(unet, get_tensor, ""):
         pred = "v"
     return family, unet, pred
 

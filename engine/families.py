@@ -14,8 +14,8 @@ from engine.latent_formats import SD15 as SD15_LATENT
 from engine.latent_formats import SDXL as SDXL_LATENT
 from engine.latent_formats import LatentFormat
 
-__all__ = ["Family", "FAMILIES", "SD15", "SD20", "SDXL", "SDXL_REFINER", "FLUX_DEV", "FLUX_SCHNELL", "SD35",
-           "family_names"]
+__all__ = ["Family", "FAMILIES", "SD15", "SD20", "SD21_UNCLIP", "SDXL", "SDXL_REFINER", "FLUX_DEV", "FLUX_SCHNELL",
+           "SD35", "base_family", "family_names"]
 
 Prediction = Literal["eps", "v", "flow"]
 
@@ -53,13 +53,16 @@ class Family:
     vae_prefix: str = "first_stage_model."
     default_num_head_channels: int = -1
     default_num_heads: int = 8
-    adm: Literal["none", "sdxl", "sdxl_refiner", "flux", "pooled"] = "none"
+    adm: Literal["none", "sdxl", "sdxl_refiner", "flux", "pooled", "unclip"] = "none"
     arch: Literal["unet", "flux", "mmdit"] = "unet"
     # model sampling: "discrete" (DDPM table), "flow" (ModelSamplingDiscreteFlow shift / multiplier),
     # "flux" (ModelSamplingFlux shift)
     sampling: Literal["discrete", "flow", "flux"] = "discrete"
     shift: float = 1.0
     multiplier: float = 1000.0
+    # the family whose text encoder, latent space and UNet encoder this one shares (so conditioning, latents and
+    # ControlNets of that family fit it), when it is a variant of another
+    base: str | None = None
 
 
 SD15 = Family(
@@ -78,6 +81,18 @@ SD20 = Family(
     text_encoders=(TextEncoderSpec("h", "open_clip", "cond_stage_model.model.", 0, 16, -2, True,
                                    ("text_encoder", "text_encoder_h")),),
     default_num_head_channels=64,
+)
+
+# SD2.1 unCLIP (stabilityai sd21-unclip-h / -l): SD2.x with an ADM ``label_emb`` fed the noise-augmented CLIP
+# vision image embedding + the embedded noise level (engine.unclip); v or eps by the SD2 rule, as SD2.x
+SD21_UNCLIP = Family(
+    name="sd21_unclip",
+    latent_format=SD15_LATENT,
+    prediction="eps",
+    text_encoders=SD20.text_encoders,
+    default_num_head_channels=64,
+    adm="unclip",
+    base="sd20",
 )
 
 SDXL = Family(
@@ -151,8 +166,16 @@ SD35 = Family(
     multiplier=1000.0,
 )
 
-FAMILIES: tuple[Family, ...] = (SDXL, SDXL_REFINER, SD20, SD15)
+FAMILIES: tuple[Family, ...] = (SDXL, SDXL_REFINER, SD21_UNCLIP, SD20, SD15)
 FLOW_FAMILIES: tuple[Family, ...] = (FLUX_DEV, FLUX_SCHNELL, SD35)
+
+
+def base_family(name: str) -> str:
+    """The family a family named ``name`` is a variant of (itself when it is none's): what validation compares."""
+    for family in FAMILIES + FLOW_FAMILIES:
+        if family.name == name:
+            return family.base or family.name
+    return name
 
 
 def family_names() -> list[str]:

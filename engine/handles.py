@@ -117,10 +117,18 @@ class ModelHandle(Patchable):
         return denoised
 
     def adm(self, cond: dict[str, Any], latent_shape: tuple[int, ...] | torch.Size,
-            prompt_type: str = "positive") -> torch.Tensor | None:
-        """The UNet's ``y`` for one conditioning entry (SDXL size / aesthetic vector), None for SD1/SD2."""
+            prompt_type: str = "positive", seed: int | None = None) -> torch.Tensor | None:
+        """The UNet's ``y`` for one conditioning entry (SDXL size / aesthetic vector, unCLIP image embedding;
+        ``seed``: the sampler's, for unCLIP's noise augmentation), None for SD1/SD2."""
         from engine.adm import adm_vector
 
+        if self.family.adm == "unclip":
+            from engine.unclip import unclip_adm
+
+            adm_channels = self.diffusion_model.config.adm_in_channels
+            assert adm_channels is not None  # the unCLIP family is detected by its ADM input
+            return unclip_adm(cond.get("unclip_conditioning"), adm_channels, seed,
+                              float(cond.get("unclip_noise_augment_merge", 0.05)))
         return adm_vector(self.family.adm, cond, tuple(latent_shape), prompt_type)  # type: ignore[arg-type]
 
     # ComfyUI-style aliases used by packs

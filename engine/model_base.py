@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["BaseModel", "SDXL", "SDXLRefiner", "model_view"]
+__all__ = ["BaseModel", "SDXL", "SDXLRefiner", "SD21UNCLIP", "model_view"]
 
 
 class BaseModel:
@@ -60,7 +60,11 @@ class SDXLRefiner(BaseModel):
     """An SDXL refiner."""
 
 
-_BY_FAMILY: dict[str, type[BaseModel]] = {"sdxl": SDXL, "sdxl_refiner": SDXLRefiner}
+class SD21UNCLIP(BaseModel):
+    """An SD2.1 unCLIP model."""
+
+
+_BY_FAMILY: dict[str, type[BaseModel]] = {"sdxl": SDXL, "sdxl_refiner": SDXLRefiner, "sd21_unclip": SD21UNCLIP}
 
 
 def model_view(handle: Any) -> BaseModel:

@@ -7,13 +7,17 @@ the compute device before running, which offloads least-recently-used networks w
 Budgets: ``ram_budget_bytes`` bounds the networks kept loaded in the file cache (least recently used files
 are dropped beyond it, never the one in use); ``vram_budget_bytes`` bounds the networks resident on the
 compute device (least recently used are offloaded beyond it). None = no budget beyond free memory.
+
+Networks that run together (a UNet and its ControlNets in one sampling run) are loaded as a group
+(``running_together``): room is made for all of them at once, and none is offloaded to make room for another.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -59,6 +63,10 @@ class ManagedModel:
         return torch.device("cpu")
 
 
+def _held(entry: ManagedModel, kept: tuple[ManagedModel, ...]) -> bool:
+    return any(entry is k for k in kept)
+
+
 class ModelManager:
     """Tracks loaded networks, moves them on and off the compute device, frees memory on demand.
 
@@ -78,6 +86,7 @@ class ModelManager:
         self._files: dict[tuple[Hashable, ...], Any] = {}
         self._file_used: dict[tuple[Hashable, ...], float] = {}
         self._lock = threading.RLock()
+        self._pinned: list[ManagedModel] = []  # running together (running_together): never offloaded for room
         keep_freed_memory()  # CPU activations reuse heap pages instead of page-faulting (engine.cpu_heap)
 
     # ---- file cache -------------------------------------------------------------------------------
@@ -138,6 +147,41 @@ class ModelManager:
             self._models.append(entry)
         return entry
 
+    def _needs_move(self, entry: ManagedModel) -> bool:
+        return entry.device() != self.policy.device_for(entry.kind) or entry.partial is not None
+
+    def load_together(self, entries: Sequence[ManagedModel]) -> None:
+        """Load networks that run together (a UNet and its ControlNets, ComfyUI's ``load_models_gpu`` of the
+        model and the controls): memory is freed once for all of them, evicting only other networks, and the
+        first (the main model) is loaded last, so under memory pressure it is the one loaded partially."""
+        with self._lock, self._pinning(entries):
+            group = tuple(entries)
+            moving = [e for e in group if self._needs_move(e) and self.policy.device_for(e.kind).type != "cpu"]
+            if moving:
+                self._fit_vram_budget(moving[0], group, sum(e.size for e in moving))
+                self.free_memory(sum(e.size for e in moving) + self.reserve_bytes, keep=group)
+            for entry in reversed(group):
+                self.load(entry)
+
+    @contextmanager
+    def _pinning(self, entries: Sequence[ManagedModel]) -> Iterator[None]:
+        with self._lock:
+            added = [e for e in entries if not _held(e, tuple(self._pinned))]
+            self._pinned.extend(added)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pinned = [p for p in self._pinned if not _held(p, tuple(added))]
+
+    @contextmanager
+    def running_together(self, entries: Sequence[ManagedModel]) -> Iterator[None]:
+        """``load_together`` the networks, and while the block runs never offload one of them to make room for
+        another (a ControlNet loaded per step does not evict its UNet)."""
+        with self._pinning(entries):
+            self.load_together(entries)
+            yield
+
     def load(self, entry: ManagedModel) -> nn.Module:
         """Put a network on the compute device (freeing memory first when needed) and return it."""
         with self._lock:
@@ -166,14 +210,18 @@ class ModelManager:
                 entry.module.to(target)
             return entry.module
 
-    def _fit_vram_budget(self, entry: ManagedModel) -> None:
-        """Offload least recently used networks until ``entry`` fits ``vram_budget_bytes`` beside the rest."""
+    def _fit_vram_budget(self, entry: ManagedModel, keep: tuple[ManagedModel, ...] = (),
+                         size: int | None = None) -> None:
+        """Offload least recently used networks (not ``keep``, not pinned) until ``size`` bytes (default
+        ``entry``'s) fit ``vram_budget_bytes`` beside the rest."""
         if self.vram_budget_bytes is None:
             return
-        on_device = [m for m in self._models if m is not entry and m.device() == self.policy.device]
-        resident = sum(m.size for m in on_device)
+        need = entry.size if size is None else size
+        kept = (entry, *keep, *self._pinned)
+        on_device = [m for m in self._models if m.device() == self.policy.device and not _held(m, kept)]
+        resident = sum(m.size for m in self._models if m.device() == self.policy.device and m is not entry)
         for other in sorted(on_device, key=lambda m: m.last_used):
-            if resident + entry.size <= self.vram_budget_bytes:
+            if resident + need <= self.vram_budget_bytes:
                 break
             self.offload(other)
             resident -= other.size
@@ -194,7 +242,8 @@ class ModelManager:
         with self._lock:
             if self.policy.device.type == "cpu":
                 return 0
-            on_device = [m for m in self._models if m not in keep and m.device() == self.policy.device]
+            kept = (*keep, *self._pinned)
+            on_device = [m for m in self._models if not _held(m, kept) and m.device() == self.policy.device]
             for entry in sorted(on_device, key=lambda m: m.last_used):
                 if self.policy.free_memory() >= required_bytes:
                     break

@@ -129,6 +129,11 @@ class Patchable:
         self._patched = out
         return out
 
+    def patch_signature(self) -> tuple[tuple[str, float, int, float], ...]:
+        """Identity of the recorded patches (for caches of things derived from the patched weights)."""
+        return tuple((name, strength, id(patch), strength_model)
+                     for name, entries in sorted(self.patches.items()) for strength, patch, strength_model in entries)
+
     def patched_state_dict(self) -> dict[str, torch.Tensor]:
         """The network's state dict with this handle's patches baked in (stored dtypes, on the CPU): what a
         save node writes. Computed weight by weight, so no second full float32 copy is held."""

@@ -17,10 +17,11 @@ CacheKind = Literal["classic", "lru", "none", "ram_pressure"]
 
 @dataclass
 class CacheEntry:
-    """A node's result: per output slot the list of values, plus its merged ``ui`` dict (or None)."""
+    """A node's result: per output slot the list of values, plus its merged ``ui`` dict and reports (or None)."""
 
     outputs: list[list[Any]]
     ui: dict[str, Any] | None = None
+    reports: dict[str, list[Any]] | None = None  # NodeContext.report payloads, replayed with the outputs
 
 
 def estimate_size(value: Any, _depth: int = 0) -> int:

@@ -25,12 +25,12 @@ class NodeContext:
     """The context of one node call: ids, extra data, progress and interrupt."""
 
     __slots__ = ("prompt_id", "node_id", "display_node_id", "extra_data", "call_index", "parent_node_id",
-                 "real_node_id", "_reporter", "_interrupt", "_graph_index")
+                 "real_node_id", "reports", "_reporter", "_interrupt", "_graph_index")
 
     def __init__(self, *, prompt_id: str, node_id: str, display_node_id: str, extra_data: Mapping[str, Any],
                  reporter: ProgressReporter | None = None, interrupt: InterruptFlag | None = None,
                  call_index: int = 0, parent_node_id: str | None = None,
-                 real_node_id: str | None = None) -> None:
+                 real_node_id: str | None = None, reports: dict[str, list[Any]] | None = None) -> None:
         self.prompt_id = prompt_id
         self.node_id = node_id
         self.display_node_id = display_node_id
@@ -38,6 +38,8 @@ class NodeContext:
         self.call_index = call_index
         self.parent_node_id = parent_node_id
         self.real_node_id = real_node_id if real_node_id is not None else node_id
+        # what the node reported about its run, by kind (history's Loom-only ``loom.reports``)
+        self.reports: dict[str, list[Any]] = {} if reports is None else reports
         self._reporter = reporter
         self._interrupt = interrupt
         self._graph_index = 0
@@ -47,6 +49,10 @@ class NodeContext:
         self.check_interrupt()
         if self._reporter is not None:
             self._reporter.report_progress(self, value, total, preview)
+
+    def report(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Record ``payload`` (JSON-able) under ``kind`` for the history entry (not sent as a node output)."""
+        self.reports.setdefault(kind, []).append(dict(payload))
 
     def check_interrupt(self) -> None:
         """Raise ``ExecutionInterrupted`` (and clear the flag) if an interrupt was requested."""

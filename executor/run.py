@@ -62,6 +62,7 @@ class PromptRun:
         self.current_inputs: dict[str, list[Any]] = {}
         self.runlist = ExecutionList(dyn, self.has_result, self.is_output, self.lazy_inputs, self.is_eager)
         self.calls = AsyncCalls(self.runlist, interrupt)
+        self.node_reports: dict[str, dict[str, list[Any]]] = {}  # NodeContext.report, until the node's entry
         self.done: list[str] = []  # finished in this run, run or replayed from the cache (event payloads)
         self._started: dict[str, float] = {}
 
@@ -207,7 +208,8 @@ class PromptRun:
             self.current_inputs = {}
             start = self._started.get(node_id, time.perf_counter())
             results, ui = self.pending_expansion.pop(node_id)
-            entry = CacheEntry(merge_outputs(results, info.output_is_list, self._resolve_link), ui)
+            entry = CacheEntry(merge_outputs(results, info.output_is_list, self._resolve_link), ui,
+                               self.node_reports.pop(node_id, None) or None)
         else:
             if node_id in self.calls.waiting:
                 returns, self.current_inputs, start = self.calls.resume(node_id)
@@ -232,7 +234,8 @@ class PromptRun:
                 self.pending_expansion[node_id] = (collected.results, ui)
                 self._expand(node_id, display, collected.expansions, collected.results)
                 return PENDING
-            entry = CacheEntry(merge_outputs(collected.results, info.output_is_list), ui)
+            entry = CacheEntry(merge_outputs(collected.results, info.output_is_list), ui,
+                               self.node_reports.pop(node_id, None) or None)
         self.results[node_id] = entry
         self.ex.cache.put(self.sigs.key(node_id), entry)
         self.outcome.timings[node_id] = time.perf_counter() - start
@@ -248,6 +251,8 @@ class PromptRun:
                 "real_node_id": self.dyn.get_real_node_id(node_id)}
             self.sink.emit("executed", {"node": node_id, "display_node": display, "output": entry.ui,
                                         "prompt_id": self.prompt_id})
+        if entry.reports:
+            self.outcome.reports[node_id] = entry.reports
         self.progress.set(node_id, "finished", emit=False)
         self.done.append(node_id)
         if ran:
@@ -310,7 +315,8 @@ class PromptRun:
                               display_node_id=dyn.get_display_node_id(node_id), extra_data=self.extra_data,
                               reporter=self, interrupt=self.interrupt, call_index=index,
                               parent_node_id=dyn.get_parent_node_id(node_id),
-                              real_node_id=dyn.get_real_node_id(node_id))
+                              real_node_id=dyn.get_real_node_id(node_id),
+                              reports=self.node_reports.setdefault(node_id, {}))
             if info.dynamic:
                 kwargs = fold(kwargs, dynamic_paths(info.input_types, kwargs))
             token = enter(ctx)

@@ -1,6 +1,8 @@
 """Shared pieces of the built-in nodes: the services binding, input-schema type and errors that name node and input."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.types import Latent
@@ -10,7 +12,7 @@ from nodes.services import NodeServices
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BuiltinNode", "InputTypes", "NodeInputError", "node_label", "input_error", "progress_context",
+__all__ = ["BuiltinNode", "InputTypes", "NodeInputError", "node_label", "input_error", "progress_context", "engine_reports",
            "latent_samples", "resize_mask_to"]
 
 # What INPUT_TYPES returns: {"required" | "optional" | "hidden": {input name: spec}}. It is the wire schema
@@ -59,6 +61,17 @@ def input_error(class_name: str, input_name: str, message: str) -> NodeInputErro
 def progress_context() -> NodeContext | None:
     """The executor's NodeContext of the running node, or None outside execution."""
     return current()
+
+
+@contextmanager
+def engine_reports() -> Iterator[None]:
+    """Engine reports (``engine.reports``) made inside the block go to the running node's context, which puts
+    them in the prompt's history entry; outside execution they are dropped."""
+    from engine.reports import reporting_to
+
+    ctx = current()
+    with reporting_to(ctx.report if ctx is not None else None):
+        yield
 
 
 def latent_samples(latent: Latent, class_name: str, input_name: str) -> torch.Tensor:

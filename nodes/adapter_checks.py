@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from engine.families import base_family
 from executor.registry import NodeRegistry
 from executor.validation import NodeError
 from nodes.check_facts import HeaderFacts, ModelFiles
@@ -106,7 +107,8 @@ class AdapterFamilyCheck:
                 link = prompt[apply_id].get("inputs", {}).get("control_net")
                 control = self.trace(prompt, registry, link, "CONTROL_NET")
                 family = self._control_family(control)
-                if control is None or family is None or family == model_family or apply_id in reported:
+                if (control is None or family is None or base_family(family) == base_family(model_family)
+                        or apply_id in reported):
                     continue
                 reported.add(apply_id)
                 problems.append(NodeError(

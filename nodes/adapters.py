@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, progress_context
 from nodes.loaders import load_model_file
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def apply_control(sides: list[Conditioning], control_net: Any, hint: torch.Tenso
 
 
 class ControlNetLoader(BuiltinNode):
-    """Load a ControlNet (lllyasviel v1.1, ControlNet 1.0 or diffusers layout; SD1.x / SDXL) or a T2I-Adapter.
+    """Load a ControlNet (lllyasviel v1.1, ControlNet 1.0 or diffusers layout; SD1.x / SDXL) or a T2I-Adapter (TencentARC or diffusers names).
 
     Parameters:
         control_net_name: a file in `models/controlnet` or `models/t2i_adapter`.
@@ -149,7 +149,8 @@ class ControlNetApplyAdvanced(BuiltinNode):
         _check_image("ControlNetApplyAdvanced", image)
         pos, neg = apply_control([positive, negative], control_net, image.movedim(-1, 1), strength,
                                  (start_percent, end_percent), vae=vae)
-        return {"ui": {"control": [_describe(pos)]}, "result": (pos, neg)}
+        _report_chain(pos)
+        return {"result": (pos, neg)}
 
 
 class ControlNetApply(BuiltinNode):
@@ -188,7 +189,8 @@ class ControlNetApply(BuiltinNode):
                 opts.get("control"))
             new_opts["control_apply_to_uncond"] = True
             out.append([cond, new_opts])
-        return {"ui": {"control": [_describe(out)]}, "result": (out,)}
+        _report_chain(out)
+        return {"result": (out,)}
 
 
 class SetUnionControlNetType(BuiltinNode):
@@ -219,11 +221,13 @@ class SetUnionControlNetType(BuiltinNode):
         return (out,)
 
 
-def _describe(conditioning: Conditioning) -> list[dict[str, Any]]:
-    """The controls of the first entry, outermost first (for the history entry)."""
-    if not conditioning or conditioning[0][1].get("control") is None:
-        return []
-    return [c.describe() for c in conditioning[0][1]["control"].chain()]
+def _report_chain(conditioning: Conditioning) -> None:
+    """Record the controls of the first entry, outermost first, for the history entry (``loom.reports``: kind
+    ``controls``; the sampler reports the steps each acted on under ``adapters``)."""
+    ctx = progress_context()
+    if ctx is None or not conditioning or conditioning[0][1].get("control") is None:
+        return
+    ctx.report("controls", {"chain": [c.describe() for c in conditioning[0][1]["control"].chain()]})
 
 
 NODES = [ControlNetLoader, DiffControlNetLoader, ControlNetApplyAdvanced, ControlNetApply, SetUnionControlNetType]

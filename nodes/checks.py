@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.families import base_family
 from executor.registry import NodeRegistry
 from executor.validation import NodeError
 from nodes.check_facts import HeaderFacts, ModelFiles, UnetFacts
@@ -52,7 +53,7 @@ _PASS_THROUGH: Mapping[str, tuple[str, ...]] = {
     "LATENT": ("samples", "latent_image", "samples_to", "latent")}
 _SAMPLER_INPUTS = ("model", "positive", "negative", "latent_image")
 _SDXL_TEXT = {"CLIPTextEncodeSDXL": ("sdxl",), "CLIPTextEncodeSDXLRefiner": ("sdxl", "sdxl_refiner")}
-_LATENT_FORMAT = {"sd15": "sd1", "sd20": "sd1", "sdxl": "sdxl", "sdxl_refiner": "sdxl"}
+_LATENT_FORMAT = {"sd15": "sd1", "sd20": "sd1", "sdxl": "sdxl", "sdxl_refiner": "sdxl"}  # by base family
 _MAX_HOPS = 64  # bounded: cycles are reported by validation itself
 
 
@@ -299,7 +300,7 @@ class BuiltinChecks:
                     {"input_name": name, "text_width": width, "context_dim": context}))
                 continue
             family = self._family(clip)
-            if clip and family and model_family and family != model_family:
+            if clip and family and model_family and base_family(family) != base_family(model_family):
                 problems.append(NodeError(
                     node_id, "conditioning_family_mismatch", "Conditioning from another model family",
                     f"{label} input '{name}': the conditioning was encoded by {self._describe(clip, family)}, but "
@@ -328,12 +329,14 @@ class BuiltinChecks:
                 "the VAE that belongs to the model",
                 {"input_name": "latent_image", "latent_channels": got, "model_channels": channels})]
         family = self._family(latent)
-        if family and model_family and _LATENT_FORMAT.get(family) != _LATENT_FORMAT.get(model_family):
+        latent_space = _LATENT_FORMAT.get(base_family(family)) if family else None
+        model_space = _LATENT_FORMAT.get(base_family(model_family)) if model_family else None
+        if family and model_family and latent_space != model_space:
             return [NodeError(
                 node_id, "latent_family_mismatch", "Latent from another model family",
                 f"{label} input 'latent_image': the latent comes from {self._describe(latent, family)} "
-                f"({_LATENT_FORMAT.get(family)} latent space), but the model of "
-                f"{self._describe(model, model_family)} works in the {_LATENT_FORMAT.get(model_family)} latent "
+                f"({latent_space} latent space), but the model of "
+                f"{self._describe(model, model_family)} works in the {model_space} latent "
                 "space; decode it with its own VAE and encode it with this model's VAE",
                 {"input_name": "latent_image", "latent_family": family, "model_family": model_family})]
         return []

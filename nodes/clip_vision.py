@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, progress_context
 from nodes.loaders import load_model_file
 
 if TYPE_CHECKING:
@@ -126,14 +126,16 @@ class StyleModelApply(BuiltinNode):
                 raise input_error("StyleModelApply", "style_model",
                                   f"{style_model.name} makes {tokens.shape[-1]}-wide tokens but conditioning entry "
                                   f"{k} is {txt.shape[-1]} wide: use a style model of the checkpoint's family")
+        _report("style", {"file": style_model.name, "strength": strength, "strength_type": strength_type,
+                          "tokens": int(tokens.shape[1])})
         return (apply_style(conditioning, tokens, strength, strength_type),)
 
 
 class unCLIPConditioning(BuiltinNode):  # noqa: N801  (ComfyUI's node id)
     """Attach a CLIP vision output to the conditioning for unCLIP models (ComfyUI's `unclip_conditioning` list).
 
-    Only unCLIP checkpoints (SD2.1-unCLIP) read it; Loom does not load those yet, and the SD1.x / SD2.x / SDXL
-    models it runs ignore the entry, as ComfyUI's do.
+    Only unCLIP models (SD2.1 unCLIP, family ``sd21_unclip``) read it: their ADM input gets the noise-augmented
+    image embedding (engine.unclip); SD1.x / SD2.x / SDXL models ignore the entry, as ComfyUI's do.
 
     Parameters:
         conditioning: CONDITIONING to extend.
@@ -160,7 +162,16 @@ class unCLIPConditioning(BuiltinNode):  # noqa: N801  (ComfyUI's node id)
             return (conditioning,)
         entry = {"clip_vision_output": clip_vision_output, "strength": strength,
                  "noise_augmentation": noise_augmentation}
+        _report("unclip", {"strength": strength, "noise_augmentation": noise_augmentation,
+                           "images": int(clip_vision_output["image_embeds"].shape[0])})
         return (set_values(conditioning, {"unclip_conditioning": [entry]}, append=True),)
+
+
+def _report(kind: str, payload: dict[str, Any]) -> None:
+    """Record what this apply node added, for the history entry (``loom.reports``)."""
+    ctx = progress_context()
+    if ctx is not None:
+        ctx.report(kind, payload)
 
 
 NODES = [CLIPVisionLoader, CLIPVisionEncode, StyleModelLoader, StyleModelApply, unCLIPConditioning]

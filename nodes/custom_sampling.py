@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from engine.types import Conditioning, Guider, Latent, NoiseSource, SamplerValue
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, engine_reports, input_error
 from nodes.sampling import SEED_MAX, _callback, sampler_names, scheduler_names
 
 if TYPE_CHECKING:
@@ -350,8 +350,9 @@ def _run(node: str, guider: Guider, noise: NoiseSource, sampler: SamplerValue, s
     if tuple(initial.shape) != tuple(samples.shape):
         raise input_error(node, "noise", f"the noise has shape {tuple(initial.shape)} but the latent has "
                                          f"{tuple(samples.shape)}")
-    result = run_custom(guider, initial, samples, sampler, sigmas, noise_mask=latent.get("noise_mask"),
-                        callback=_callback(preview_method, model), seed=seed)
+    with engine_reports():
+        result = run_custom(guider, initial, samples, sampler, sigmas, noise_mask=latent.get("noise_mask"),
+                            callback=_callback(preview_method, model), seed=seed)
     out = latent.copy()
     out["samples"] = result.samples
     if result.denoised is None:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "LoraLoader", "LoraLoaderModelOnly"]
+__all__ = ["CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "LoraLoader", "LoraLoaderModelOnly",
+           "unCLIPCheckpointLoader"]
 
 WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
@@ -105,6 +106,30 @@ class CheckpointLoaderSimple(BuiltinNode):
         return load_model_file("CheckpointLoaderSimple", services, "checkpoints", "ckpt_name", ckpt_name,
                                lambda path, manager: loading.load_checkpoint(
                                    path, manager, embedding_directory=_embeddings_dir(services)))
+
+
+class unCLIPCheckpointLoader(BuiltinNode):  # noqa: N801  (ComfyUI's node id)
+    """Load an unCLIP checkpoint (SD2.1 unCLIP) as MODEL, CLIP, VAE and the CLIP vision model it embeds."""
+
+    CATEGORY = "loaders"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE", "CLIP_VISION")
+    FUNCTION = "load_checkpoint"
+    FILE_INPUTS: ClassVar[Mapping[str, str]] = {"ckpt_name": "checkpoints"}
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"ckpt_name": (cls._services().paths.get_filename_list("checkpoints"),)}}
+
+    def load_checkpoint(self, ckpt_name: str) -> tuple[Any, Any, Any, Any]:
+        from engine import loading, unclip
+
+        services = self._services()
+
+        def load(path: str, manager: ModelManager) -> tuple[Any, Any, Any, Any]:
+            model, clip, vae = loading.load_checkpoint(path, manager, embedding_directory=_embeddings_dir(services))
+            return model, clip, vae, unclip.load_embedded_clip_vision(path, manager)
+
+        return load_model_file("unCLIPCheckpointLoader", services, "checkpoints", "ckpt_name", ckpt_name, load)
 
 
 class UNETLoader(BuiltinNode):
@@ -303,4 +328,5 @@ class LoraLoaderModelOnly(LoraLoader):
         return (new_model,)
 
 
-NODES = [CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly]
+NODES = [CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly,
+         unCLIPCheckpointLoader]

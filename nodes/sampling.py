@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.types import Conditioning, Latent, latent_copy
-from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples, progress_context
+from nodes._base import BuiltinNode, InputTypes, engine_reports, input_error, latent_samples, progress_context
 
 if TYPE_CHECKING:
     import torch
@@ -64,12 +64,13 @@ def common_ksampler(model: ModelHandle, seed: int, steps: int, cfg: float, sampl
         raise input_error(node_class, "model", "the model is None; connect a loader's MODEL output")
     latent_image = fix_empty_latent_channels(model, latent_samples(latent, node_class, "latent_image"))
     noise = sampling.prepare_noise(latent_image, seed, latent.get("batch_index"))
-    samples = sampling.sample(
-        model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-        denoise=denoise, disable_noise=disable_noise, start_step=start_step, last_step=last_step,
-        force_full_denoise=force_full_denoise, noise_mask=latent.get("noise_mask"),
-        callback=_callback(preview_method, model), seed=seed,
-    )
+    with engine_reports():
+        samples = sampling.sample(
+            model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+            denoise=denoise, disable_noise=disable_noise, start_step=start_step, last_step=last_step,
+            force_full_denoise=force_full_denoise, noise_mask=latent.get("noise_mask"),
+            callback=_callback(preview_method, model), seed=seed,
+        )
     return (latent_copy(latent, samples),)
 
 

@@ -29,7 +29,7 @@ from engine.model_management import ManagedModel, ModelManager, file_cache_key
 from engine.state_files import read_state_dict
 
 __all__ = ["ClipVisionConfig", "ClipVision", "ClipVisionOutput", "clip_preprocess", "clip_vision_config",
-           "load_clip_vision", "CLIP_MEAN", "CLIP_STD"]
+           "clip_vision_from_state_dict", "load_clip_vision", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -57,6 +57,21 @@ _BY_LAYERS = {48: ClipVisionConfig(1664, 8192, 16, 48, projection_dim=1280),
               24: ClipVisionConfig(1024, 4096, 16, 24, projection_dim=768, hidden_act="quick_gelu")}
 
 
+def _shape_fields(shapes: Mapping[str, Any]) -> dict[str, int]:
+    """The config fields the HF-named tensors give (widths, depth, patch, projection)."""
+    patch = shapes.get(_HF + "embeddings.patch_embedding.weight")
+    fc1 = shapes.get(_HF + "encoder.layers.0.mlp.fc1.weight")
+    proj = shapes.get("visual_projection.weight")
+    out = {"num_hidden_layers": len({k.split(".")[3] for k in shapes if k.startswith(_HF + "encoder.layers.")})}
+    if patch is not None:
+        out.update(hidden_size=int(patch[0]), patch_size=int(patch[2]))
+    if fc1 is not None:
+        out["intermediate_size"] = int(fc1[0])
+    if proj is not None:
+        out["projection_dim"] = int(proj[0])
+    return out
+
+
 def clip_vision_config(shapes: Mapping[str, Any], metadata: Mapping[str, str] | None, source: str) -> ClipVisionConfig:
     """The tower's config: from the metadata when present, else by layer count (real files)."""
     for value in (metadata or {}).values():
@@ -67,7 +82,8 @@ def clip_vision_config(shapes: Mapping[str, Any], metadata: Mapping[str, str] | 
         cfg = parsed.get("comfy_clip_vision_config") if isinstance(parsed, dict) else None
         if isinstance(cfg, dict):
             fields = set(ClipVisionConfig.__dataclass_fields__)
-            return ClipVisionConfig(**{k: v for k, v in cfg.items() if k in fields})
+            # widths the config leaves out are read from the tensors
+            return ClipVisionConfig(**{**_shape_fields(shapes), **{k: v for k, v in cfg.items() if k in fields}})
     layers = len({k.split(".")[3] for k in shapes if k.startswith(_HF + "encoder.layers.")})
     base = _BY_LAYERS.get(layers)
     if base is None:
@@ -254,16 +270,19 @@ class ClipVisionModel:
         return out
 
 
-def _build(path: Path, manager: ModelManager) -> ClipVisionModel:
-    sd, metadata = read_state_dict(path)
+def clip_vision_from_state_dict(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None, name: str,
+                                manager: ModelManager) -> ClipVisionModel:
+    """A CLIP_VISION from HF (``vision_model.*``) or OpenCLIP (``visual.*``) tensors; config as
+    ``clip_vision_config`` reads it from ``metadata`` and the shapes."""
+    sd = dict(sd)
     if "visual.conv1.weight" in sd:
         sd = openclip_to_hf(sd)
     if _HF + "embeddings.patch_embedding.weight" not in sd:
         groups = sorted({".".join(k.split(".")[:2]) for k in sd})[:8]
-        raise UnknownModelError(f"{path.name}: not a CLIP vision model (no vision_model.* or visual.* keys; "
+        raise UnknownModelError(f"{name}: not a CLIP vision model (no vision_model.* or visual.* keys; "
                                 f"found {', '.join(groups)})")
     sd.pop(_HF + "embeddings.position_ids", None)
-    cfg = clip_vision_config({k: tuple(v.shape) for k, v in sd.items()}, metadata, path.name)
+    cfg = clip_vision_config({k: tuple(v.shape) for k, v in sd.items()}, metadata, name)
     with torch.device("meta"):
         module = ClipVision(cfg)
     dtype = torch.float32  # ComfyUI computes CLIP vision in fp32 on the CPU; the tower is small
@@ -271,9 +290,14 @@ def _build(path: Path, manager: ModelManager) -> ClipVisionModel:
         module.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
     except RuntimeError as exc:
         details = "; ".join(ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip())[:400]
-        raise UnknownModelError(f"{path.name}: CLIP vision tensors do not fit the {cfg.num_hidden_layers}-layer "
+        raise UnknownModelError(f"{name}: CLIP vision tensors do not fit the {cfg.num_hidden_layers}-layer "
                                 f"config: {details}") from exc
-    return ClipVisionModel(module.eval(), manager, path.name)
+    return ClipVisionModel(module.eval(), manager, name)
+
+
+def _build(path: Path, manager: ModelManager) -> ClipVisionModel:
+    sd, metadata = read_state_dict(path)
+    return clip_vision_from_state_dict(sd, metadata, path.name, manager)
 
 
 def load_clip_vision(path: str | os.PathLike[str], manager: ModelManager) -> ClipVisionModel:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 
 from engine.adapters.detect import ControlSpec
 from engine.model_management import ManagedModel, ModelManager
+from engine.reports import AdapterRecord
 
 __all__ = ["ControlHandle", "ControlRun", "bind_controls", "broadcast_rows", "resize_hint", "Residuals"]
 
@@ -153,6 +155,7 @@ class ControlRun:
         self.hint: torch.Tensor | None = None
         self.features: Residuals | None = None
         self.sigmas_acted: list[float] = []
+        self.model_calls = 0
 
     def _hint_for(self, x: torch.Tensor) -> torch.Tensor:
         width, height = x.shape[3] * 8, x.shape[2] * 8
@@ -198,10 +201,23 @@ class ControlRun:
             return prev
         if not self.sigmas_acted or self.sigmas_acted[-1] != s:
             self.sigmas_acted.append(s)
+        self.model_calls += 1
         out = self._t2i(x) if self.handle.is_t2i else self._controlnet(x, sigma, context, y, batched_number)
         strength = self.handle.strength
         scaled: Residuals = {k: [None if a is None else a * strength for a in v] for k, v in out.items()}
         return _merge(scaled, prev)
+
+
+    def record(self, schedule: Sequence[float]) -> AdapterRecord:
+        """What this control did in the run whose sigma ``schedule`` is given (for the history entry)."""
+        acted = set(self.sigmas_acted)
+        h = self.handle
+        return AdapterRecord(
+            file=h.name, kind="t2i_adapter" if h.is_t2i else "controlnet", family=h.family, strength=h.strength,
+            start_percent=h.timestep_percent_range[0], end_percent=h.timestep_percent_range[1],
+            sigma_start=self.sigma_start, sigma_end=self.sigma_end,
+            steps=[i for i, s in enumerate(schedule[:-1]) if s in acted], sigmas=list(self.sigmas_acted),
+            model_calls=self.model_calls, previous=self.previous.handle.name if self.previous is not None else None)
 
 
 def _uncond_handles(positive: list[Any], negative: list[Any]) -> list[Any]:

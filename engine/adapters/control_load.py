@@ -4,7 +4,8 @@
 pickle), recognises its layout and family (``engine.adapters.detect``), renames diffusers / ControlNet 1.0
 keys to the cldm names, builds the network on the meta device and assigns the weights (upcast to the
 compute dtype), once per unchanged file. A diff ControlNet (``difference`` key) needs ``model``: the
-model's UNet weights are added to the matching ControlNet weights, as ComfyUI's DiffControlNetLoader does.
+model's UNet weights (with its LoRA patches) are added to the matching ControlNet weights, as ComfyUI's
+DiffControlNetLoader does; the result is cached per file, model and set of patches.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from engine.adapters.detect import (
     ControlSpec,
     control_family,
     detect_t2i,
+    from_diffusers_t2i,
 )
 from engine.adapters.networks import ControlNet, build_t2i
 from engine.detect import detect_unet, metadata_config
@@ -120,14 +122,20 @@ def control_net_config(shapes: Mapping[str, Any], spec: ControlSpec, metadata: M
 
 
 def _add_model_weights(sd: dict[str, torch.Tensor], model: Any) -> dict[str, torch.Tensor]:
-    """Diff ControlNet: ControlNet weight + the model's UNet weight of the same name."""
-    base = model.diffusion_model.state_dict()
-    return {k: (v.float() + base[k].float().cpu()) if k in base and base[k].shape == v.shape else v
-            for k, v in sd.items()}
+    """Diff ControlNet: ControlNet weight + the model's UNet weight of the same name, as the model runs it (its
+    LoRA / weight patches applied), added in the ControlNet tensor's dtype, as ComfyUI's DiffControlNetLoader
+    adds the loaded model's state dict."""
+    base = model.patched_state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        w = base.get(k)
+        out[k] = v + w.to(device=v.device, dtype=v.dtype) if w is not None and w.shape == v.shape else v
+    return out
 
 
 def _build(path: Path, manager: ModelManager, model: Any) -> ControlHandle:
     raw, metadata = read_state_dict(path)
+    raw = from_diffusers_t2i(raw)
     spec = control_family(read_shapes(raw), path.name)
     dtype = manager.policy.unet_dtype
     module: nn.Module
@@ -164,7 +172,7 @@ def load_control(path: str | os.PathLike[str], manager: ModelManager, model: Any
     if not p.is_file():
         raise CheckpointError(f"control file not found: {p}. Put it in models/controlnet or models/t2i_adapter")
     diff = "difference" in read_state_dict(p)[0]  # a header read (memory-mapped)
-    extra = id(model.diffusion_model) if diff and model is not None else None
+    extra = (id(model.diffusion_model), model.patch_signature()) if diff and model is not None else None
     handle: ControlHandle = manager.cached(file_cache_key("controlnet", p, extra),
                                            lambda: _build(p, manager, model if diff else None))
     return handle.copy()

@@ -3,7 +3,8 @@
 ControlNet layouts are checked in ComfyUI's order: ``controlnet_cond_embedding.conv_in.weight`` (diffusers),
 ``control_model.zero_convs.0.0.weight`` (ControlNet 1.0: strip ``control_model.``; a ``difference`` key marks
 a diff ControlNet), ``zero_convs.0.0.weight`` (lllyasviel v1.1), then the T2I-Adapters: ``body.0.in_conv.weight``
-(Adapter_light) and ``conv_in.weight`` (full Adapter). Anything else fails naming what was found.
+(Adapter_light) and ``conv_in.weight`` (full Adapter); diffusers T2I-Adapters (``adapter.*``) are renamed to
+those first (``from_diffusers_t2i``). Anything else fails naming what was found.
 
 The family is read from the shapes: an ADM input (``label_emb`` / ``add_embedding``) means SDXL, a linear
 ``proj_in`` SD2.x, otherwise SD1.x; the context width is the cross-attention key width. Heads come from the
@@ -15,12 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.errors import UnknownModelError
 from engine.families import SD15, SD20, SDXL, Family
 
 __all__ = ["ControlNetConfig", "T2IConfig", "ControlSpec", "control_layout", "control_family", "detect_t2i",
+           "from_diffusers_t2i",
            "LAYOUT_DIFFUSERS", "LAYOUT_V10", "LAYOUT_V11", "LAYOUT_T2I_FULL", "LAYOUT_T2I_LIGHT"]
 
 Shapes = Mapping[str, Sequence[int]]
@@ -31,6 +33,8 @@ LAYOUT_V11 = "controlnet-1.1"
 LAYOUT_T2I_FULL = "t2i-adapter"
 LAYOUT_T2I_LIGHT = "t2i-adapter-light"
 V10_PREFIX = "control_model."
+_DIFFUSERS_T2I = "adapter."
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,35 @@ def control_layout(shapes: Shapes, source: str = "control file") -> str:
         return LAYOUT_T2I_LIGHT
     if "conv_in.weight" in shapes and "body.0.block2.weight" in shapes:
         return LAYOUT_T2I_FULL
-    if any(k.startswith("adapter.body.") for k in shapes):
-        raise UnknownModelError(f"{source}: a diffusers-format T2I-Adapter (adapter.body.*) is not supported yet; "
-                                "use the original TencentARC file")
     raise UnknownModelError(
         f"{source}: not a ControlNet or T2I-Adapter ({_summary(shapes)}). Known layouts: diffusers ControlNetModel "
         "(controlnet_cond_embedding.*), ControlNet 1.0 (control_model.zero_convs.*), lllyasviel v1.1 "
         "(zero_convs.*), T2I-Adapter (conv_in + body.N.block1) and Adapter_light (body.0.in_conv)")
+
+
+def from_diffusers_t2i(sd: Mapping[str, T]) -> dict[str, T]:
+    """A diffusers ``T2IAdapter`` file (``adapter.*``) under TencentARC names (anything else unchanged).
+
+    Full adapter: ``adapter.body.i.resnets.j`` -> ``body.{i * n + j}`` (n resnets per block) and the block's
+    ``in_conv`` on its first resnet, ``body.{i * n}.in_conv`` (ComfyUI's renaming, with n read from the file
+    instead of fixed at 2). Light adapter (``out_conv`` per block): ``adapter.body.i.resnets.j`` ->
+    ``body.i.body.j``, ``in_conv`` / ``out_conv`` kept. ``adapter.conv_in`` -> ``conv_in``."""
+    if not any(k.startswith(_DIFFUSERS_T2I) for k in sd):
+        return dict(sd)
+    light = _DIFFUSERS_T2I + "body.0.out_conv.weight" in sd
+    per_block = len({k.split(".")[4] for k in sd if k.startswith(_DIFFUSERS_T2I + "body.0.resnets.")}) or 1
+    out: dict[str, T] = {}
+    for key, value in sd.items():
+        parts = key.removeprefix(_DIFFUSERS_T2I).split(".")
+        if parts[0] == "body" and len(parts) > 3 and parts[1].isdecimal():
+            block = int(parts[1])
+            if parts[2] == "resnets" and parts[3].isdecimal():
+                head = f"body.{block}.body.{parts[3]}" if light else f"body.{block * per_block + int(parts[3])}"
+                parts = [head, *parts[4:]]
+            elif not light:
+                parts = [f"body.{block * per_block}", *parts[2:]]
+        out[".".join(parts)] = value
+    return out
 
 
 def _family(adm: bool, linear: bool) -> Family:
@@ -121,6 +147,7 @@ def _family(adm: bool, linear: bool) -> Family:
 
 def control_family(shapes: Shapes, source: str = "control file") -> ControlSpec:
     """Layout, family and context width of a ControlNet / T2I-Adapter from its header (no tensors read)."""
+    shapes = from_diffusers_t2i(shapes)
     layout = control_layout(shapes, source)
     if layout in (LAYOUT_T2I_FULL, LAYOUT_T2I_LIGHT):
         cfg = detect_t2i(shapes, layout)

@@ -6,6 +6,7 @@ inpainting, 9-channel inpaint-model and 8-channel InstructPix2Pix concat inputs,
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -16,6 +17,7 @@ from engine.adapters.control import bind_controls
 from engine.gligen import share_gligen
 from engine.handles import ModelHandle
 from engine.ip2p import ip2p_concat, is_instruct_pix2pix
+from engine.reports import report
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.hook_run import bind_hooks
@@ -105,14 +107,15 @@ def _inpaint_concat(model: ModelHandle, opts: CondOptions, noise: torch.Tensor, 
     return torch.cat([mask, image], dim=1)
 
 
-def _add_adm(model: ModelHandle, conds: list[Cond], shape: torch.Size, prompt_type: str) -> None:
+def _add_adm(model: ModelHandle, conds: list[Cond], shape: torch.Size, prompt_type: str,
+             seed: int | None = None) -> None:
     """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2).
 
     The one place the ADM vector is added (KSampler, SamplerCustom and comfy.sample all come through here).
     """
     for c in conds:
         if c.y is None:
-            y = model.adm(c.extra, tuple(shape), prompt_type)
+            y = model.adm(c.extra, tuple(shape), prompt_type, seed=seed)
             if y is not None:
                 c.y = y.to(device=c.cross_attn.device, dtype=torch.float32)
 
@@ -175,9 +178,9 @@ def sample(
 
     pos = resolve_conds(positive, noise.shape, ms, device, "positive")
     neg = resolve_conds(negative, noise.shape, ms, device, "negative")
-    _add_adm(model, pos, noise.shape, "positive")
-    _add_adm(model, neg, noise.shape, "negative")
-    bind_controls(pos, neg, model)
+    _add_adm(model, pos, noise.shape, "positive", seed)
+    _add_adm(model, neg, noise.shape, "negative", seed)
+    control_runs = bind_controls(pos, neg, model)
     bind_hooks([pos, neg], ms, sigmas)
     if _needs_concat(model, noise.shape[1]):
         ip2p = is_instruct_pix2pix(model.in_channels, noise.shape[1])
@@ -206,8 +209,14 @@ def sample(
             callback(i, denoised, x_now, total)
 
     noise_sampler = make_noise_sampler(spec, x, sigmas, seed)
-    with torch.no_grad():
+    # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
+    together = (model.manager.running_together([model.entry, *(run.handle.entry for run in control_runs)])
+                if control_runs else contextlib.nullcontext())
+    with torch.no_grad(), together:
         out = spec.fn(denoiser, x, sigmas, noise_sampler=noise_sampler, callback=step_cb)
+    schedule = [float(s) for s in sigmas]
+    for control in control_runs:
+        report("adapters", control.record(schedule))
     out = ms.inverse_noise_scaling(sigmas[-1], out)
     return fmt.process_out(out.to(torch.float32)).cpu()
 

@@ -22,12 +22,16 @@ def _graph(name: str) -> dict[str, Any]:
 def test_apply_nodes_record_the_chain_for_history(run: Any) -> None:
     outcome = run(_graph(CASE), "history")
     assert outcome.status == "success", outcome.error
-    record = outcome.outputs["23"]["control"][0]
+    assert "23" not in outcome.outputs  # not a UI output: ComfyUI clients see none for an apply node
+    record = outcome.reports["23"]["controls"][0]["chain"]
     assert [r["file"] for r in record] == ["tiny-control_sd15_canny_v10.safetensors",
                                            "tiny-control_v11p_sd15_canny_fp16.safetensors"]
     assert record[0]["strength"] == 0.5 and record[0]["end_percent"] == 0.5 and record[1]["strength"] == 0.7
     assert record[0]["kind"] == "controlnet" and record[0]["family"] == "sd15"
-    json.dumps(outcome.outputs)  # wire-safe
+    json.dumps(outcome.reports)  # wire-safe
+    steps = {r["file"]: r["steps"] for r in outcome.reports["5"]["adapters"]}
+    assert steps["tiny-control_v11p_sd15_canny_fp16.safetensors"] == list(range(20))
+    assert steps["tiny-control_sd15_canny_v10.safetensors"] == list(range(10))  # 0.0-0.5 of 20 normal steps
 
 
 def test_set_union_type_on_a_plain_controlnet_changes_nothing(run: Any) -> None:

@@ -34,6 +34,8 @@ def test_style_golden_through_the_nodes(run: Any, runtime: Any, rel: Any) -> Non
         golden = np.load(GOLDEN / f"comfy__{NAME}.clip_vision.{field}.npy")
         assert rel(getattr(out, field).numpy(), golden) < 1e-5, field
         assert rel(out[field].numpy(), golden) < 1e-5  # item access, as packs use it
+    assert outcome.reports["33"]["style"] == [{"file": "tiny-coadapter-style-sd15v1.safetensors", "strength": 1.0,
+                                               "strength_type": "multiply", "tokens": 8}]
     positive = outcome.values["33"][0][0][0][0]
     assert tuple(positive.shape) == (1, 85, 32)
     assert rel(positive.numpy(), np.load(GOLDEN / f"comfy__{NAME}.positive.npy")) < 1e-5

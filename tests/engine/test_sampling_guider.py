@@ -28,7 +28,8 @@ class FakeHandle:
     load_device: torch.device = torch.device("cpu")
     model_options: dict[str, Any] = field(default_factory=dict)
 
-    def adm(self, cond: dict[str, Any], latent_shape: tuple[int, ...], prompt_type: str = "positive") -> None:
+    def adm(self, cond: dict[str, Any], latent_shape: tuple[int, ...], prompt_type: str = "positive",
+            seed: int | None = None) -> None:
         return None  # SD1.x: no ADM vector
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: Any = None,

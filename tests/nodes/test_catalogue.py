@@ -7,7 +7,7 @@ from typing import Any
 # disappears, is renamed or is added without being listed here fails the test
 EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "loaders": ("CheckpointLoaderSimple", "UNETLoader", "CLIPLoader", "VAELoader", "LoraLoader",
-                "LoraLoaderModelOnly"),
+                "LoraLoaderModelOnly", "unCLIPCheckpointLoader"),
     "text_encoders": ("CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "CLIPSetLastLayer"),
     "conditioning": ("ConditioningCombine", "ConditioningAverage", "ConditioningConcat", "ConditioningSetArea",
                      "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength", "ConditioningSetMask",

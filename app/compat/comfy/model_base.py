@@ -2,17 +2,13 @@
 such as `isinstance(model.model, comfy.model_base.SDXL)` (views over Loom's MODEL handle, `engine.model_base`)."""
 from __future__ import annotations
 
-from engine.model_base import SDXL, BaseModel, SDXLRefiner
+from engine.model_base import SD21UNCLIP, SDXL, BaseModel, SDXLRefiner
 
 __all__ = ["BaseModel", "SDXL", "SDXLRefiner", "SDXL_instructpix2pix", "SD21UNCLIP", "SDXLUnclip"]
 
 
 class SDXL_instructpix2pix(SDXL):  # noqa: N801  (ComfyUI's name) not built by Loom: nothing is an instance
     """An SDXL InstructPix2Pix model (not supported by Loom)."""
-
-
-class SD21UNCLIP(BaseModel):
-    """An SD2.1 unCLIP model (not supported by Loom)."""
 
 
 class SDXLUnclip(SDXL):

@@ -36,8 +36,11 @@ def sample(model: Any, noise: torch.Tensor, steps: int, cfg: float, sampler_name
 
     if not hasattr(sampling, "sample"):
         raise NotImplementedError("comfy.sample.sample: Loom's engine.sampling.sample is not available")
-    return sampling.sample(
-        model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=denoise,
-        disable_noise=disable_noise, start_step=start_step, last_step=last_step,
-        force_full_denoise=force_full_denoise, noise_mask=noise_mask, callback=callback, seed=seed,
-    )
+    from nodes._base import engine_reports
+
+    with engine_reports():  # a pack's sampler node reports its controls to history like the built-in ones
+        return sampling.sample(
+            model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=denoise,
+            disable_noise=disable_noise, start_step=start_step, last_step=last_step,
+            force_full_denoise=force_full_denoise, noise_mask=noise_mask, callback=callback, seed=seed,
+        )
