@@ -59,29 +59,48 @@ def header_facts(shapes: Shapes, metadata: Mapping[str, str]) -> HeaderFacts:
 
 
 class ModelFiles:
-    """Header facts of the files in the model folders, cached by path and modification time."""
+    """Header facts of the files in the model folders, cached by path and modification time.
+
+    Within one validation pass (`new_pass()` starts one) each file is looked up and stat'ed once, however many
+    checks ask about it; a new pass sees files that were added, replaced or removed since."""
 
     def __init__(self, paths: ModelPaths) -> None:
         self.paths = paths
         self._headers: dict[tuple[str, float], HeaderFacts | None] = {}
         self._unets: dict[tuple[str, str, float], UnetFacts | None] = {}
+        self._located: dict[tuple[str, str], tuple[str, float] | None] = {}
+
+    def new_pass(self) -> None:
+        """Forget where files were found (call at the start of each validation)."""
+        self._located.clear()
+
+    def _locate(self, folder: str, name: object) -> tuple[str, float] | None:
+        """(path, mtime) of the .safetensors file `name` in `folder`, once per pass; None if absent / other format."""
+        if not isinstance(name, str):
+            return None
+        key = (folder, name)
+        if key not in self._located:
+            found: tuple[str, float] | None = None
+            try:
+                path = self.paths.get_full_path(folder, name)
+                if path and path.endswith((".safetensors", ".sft")):
+                    found = (path, os.path.getmtime(path))
+            except (ValueError, OSError):
+                found = None
+            self._located[key] = found
+        return self._located[key]
 
     def path(self, folder: str, name: object) -> str | None:
         """The .safetensors file `name` in `folder`, or None (other formats are not read before loading)."""
-        if not isinstance(name, str):
-            return None
-        try:
-            path = self.paths.get_full_path(folder, name)
-        except ValueError:
-            return None
-        return path if path and path.endswith((".safetensors", ".sft")) else None
+        located = self._locate(folder, name)
+        return located[0] if located else None
 
     def header(self, folder: str, name: object) -> HeaderFacts | None:
         """The facts of one file's header; None when it is missing or unreadable (its loader reports that)."""
-        path = self.path(folder, name)
-        if path is None:
+        key = self._locate(folder, name)
+        if key is None:
             return None
-        key = (path, os.path.getmtime(path))
+        path = key[0]
         if key not in self._headers:
             try:
                 header = read_safetensors_header(path)
@@ -94,10 +113,10 @@ class ModelFiles:
     def unet(self, folder: str, name: object, *, checkpoint: bool) -> UnetFacts | None:
         """Family facts of a checkpoint (UNet under ``model.diffusion_model.``) or a diffusion-model file."""
         facts = self.header(folder, name)
-        path = self.path(folder, name)
-        if facts is None or path is None:
+        located = self._locate(folder, name)
+        if facts is None or located is None:
             return None
-        key = (folder, path, os.path.getmtime(path))
+        key = (folder, *located)
         if key not in self._unets:
             prefix = _CHECKPOINT_UNET
             if not checkpoint and f"{_CHECKPOINT_UNET}input_blocks.0.0.weight" not in facts.shapes:

@@ -143,6 +143,7 @@ class BuiltinChecks:
 
     def __call__(self, prompt: Prompt, registry: NodeRegistry | None = None) -> list[NodeError]:
         problems: list[NodeError] = []
+        self.files.new_pass()
         for node_id, node in prompt.items():
             if not isinstance(node, Mapping):
                 continue

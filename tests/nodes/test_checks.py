@@ -134,3 +134,30 @@ def test_each_header_is_read_once_per_validation(registry: Any, ckpts: Any, monk
     errs = _errors(registry, ckpts, _graph("sd15.safetensors", "sdxl.safetensors"))
     assert [e["type"] for e in errs["3"]["errors"]] == ["text_encoder_mismatch"]
     assert sorted(reads) == ["sd15.safetensors", "sdxl.safetensors"]
+
+
+def test_each_file_is_looked_up_once_per_validation_and_again_next_time(registry: Any, ckpts: Any,
+                                                                         monkeypatch: Any) -> None:
+    """The checks ask about a checkpoint several times (header, family, text width); one lookup and stat per
+    validation serve them all, and the next validation looks again (a replaced file is noticed)."""
+    from engine.paths import ModelPaths
+
+    lookups: list[str] = []
+    real = ModelPaths.get_full_path
+
+    def counting(self: Any, key: str, name: str) -> Any:
+        lookups.append(name)
+        return real(self, key, name)
+
+    monkeypatch.setattr(ModelPaths, "get_full_path", counting)
+    checks = builtin_checks(ckpts)
+    prompt = _graph("sd15.safetensors", "sdxl.safetensors")
+    with pytest.raises(PromptValidationError):
+        validate_prompt(registry, prompt, extra_checks=checks)
+    assert sorted(lookups) == ["sd15.safetensors", "sdxl.safetensors"]
+    ck = Path(ckpts.paths.get_folder_paths("checkpoints")[0])
+    os.remove(ck / "sdxl.safetensors")  # the CLIP's file now holds SD1.5 weights: the mismatch is gone
+    os.symlink(FIX / "tiny-sd15" / "tiny-sd15.safetensors", ck / "sdxl.safetensors")
+    lookups.clear()
+    validate_prompt(registry, prompt, extra_checks=checks)
+    assert sorted(lookups) == ["sd15.safetensors", "sdxl.safetensors"]
