@@ -26,13 +26,14 @@ from torch import nn
 from engine.clip_handle import ClipHandle, ClipSchedule, PatchSets
 from engine.handles import ModelHandle
 from engine.lora import clip_lora_patches, lora_modules, model_lora_patches
+from engine.names import HOOK_INTERPOLATIONS
 from engine.patching import Patch
 
 __all__ = ["HookKeyframe", "HookKeyframes", "WeightHook", "HookGroup", "INTERPOLATIONS", "interpolate",
            "hook_lora", "hook_model_as_lora", "combine_hooks", "model_patches", "clip_patches", "clip_schedule",
            "set_clip_hooks"]
 
-INTERPOLATIONS = ("linear", "ease_in", "ease_out", "ease_in_out")
+INTERPOLATIONS = HOOK_INTERPOLATIONS
 
 
 @dataclass(frozen=True)

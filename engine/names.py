@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-__all__ = ["SAMPLER_NAMES", "SCHEDULER_NAMES"]
+__all__ = ["HOOK_INTERPOLATIONS", "SAMPLER_NAMES", "SCHEDULER_NAMES"]
 
 SAMPLER_NAMES: tuple[str, ...] = (
     "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
@@ -23,3 +23,6 @@ SCHEDULER_NAMES: tuple[str, ...] = (
     "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal", "linear_quadratic",
     "kl_optimal",
 )
+
+# CreateHookKeyframesInterpolated's strength curves (engine.hooks.interpolate implements them)
+HOOK_INTERPOLATIONS: tuple[str, ...] = ("linear", "ease_in", "ease_out", "ease_in_out")

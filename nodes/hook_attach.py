@@ -3,13 +3,20 @@ conditioning (``engine.hook_conds``), combine conditioning pairs, and hook a CLI
 """
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
-from engine import hook_conds
 from nodes._base import InputTypes, input_error
 from nodes.hooks import HookNode, hooks_in
 
 __all__ = ["NODES"]
+
+
+def _conds() -> ModuleType:
+    """``engine.hook_conds``, imported when a node runs (it imports torch; registering the nodes must not)."""
+    import engine.hook_conds
+
+    return engine.hook_conds
 
 _PROPS_REQUIRED: dict[str, Any] = {"strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
                                    "set_cond_area": (["default", "mask bounds"],)}
@@ -37,7 +44,7 @@ class ConditioningSetProperties(HookNode):
     def set_properties(self, cond_NEW: Any, strength: float, set_cond_area: str, mask: Any = None,
                        hooks: Any = None, timesteps: Any = None) -> tuple[Any]:
         node = "ConditioningSetProperties"
-        (out,) = hook_conds.set_conds_props([cond_NEW], strength, _set_cond_area(node, set_cond_area), mask,
+        (out,) = _conds().set_conds_props([cond_NEW], strength, _set_cond_area(node, set_cond_area), mask,
                                             hooks_in(node, "hooks", hooks), timesteps)
         return (out,)
 
@@ -58,7 +65,7 @@ class ConditioningSetPropertiesAndCombine(HookNode):
     def set_properties(self, cond: Any, cond_NEW: Any, strength: float, set_cond_area: str, mask: Any = None,
                        hooks: Any = None, timesteps: Any = None) -> tuple[Any]:
         node = "ConditioningSetPropertiesAndCombine"
-        (out,) = hook_conds.set_conds_props_and_combine([cond], [cond_NEW], strength,
+        (out,) = _conds().set_conds_props_and_combine([cond], [cond_NEW], strength,
                                                         _set_cond_area(node, set_cond_area), mask,
                                                         hooks_in(node, "hooks", hooks), timesteps)
         return (out,)
@@ -82,7 +89,7 @@ class PairConditioningSetProperties(HookNode):
     def set_properties(self, positive_NEW: Any, negative_NEW: Any, strength: float, set_cond_area: str,
                        mask: Any = None, hooks: Any = None, timesteps: Any = None) -> tuple[Any, Any]:
         node = "PairConditioningSetProperties"
-        pos, neg = hook_conds.set_conds_props([positive_NEW, negative_NEW], strength,
+        pos, neg = _conds().set_conds_props([positive_NEW, negative_NEW], strength,
                                               _set_cond_area(node, set_cond_area), mask,
                                               hooks_in(node, "hooks", hooks), timesteps)
         return (pos, neg)
@@ -108,7 +115,7 @@ class PairConditioningSetPropertiesAndCombine(HookNode):
                        set_cond_area: str, mask: Any = None, hooks: Any = None,
                        timesteps: Any = None) -> tuple[Any, Any]:
         node = "PairConditioningSetPropertiesAndCombine"
-        pos, neg = hook_conds.set_conds_props_and_combine([positive, negative], [positive_NEW, negative_NEW],
+        pos, neg = _conds().set_conds_props_and_combine([positive, negative], [positive_NEW, negative_NEW],
                                                           strength, _set_cond_area(node, set_cond_area), mask,
                                                           hooks_in(node, "hooks", hooks), timesteps)
         return (pos, neg)
@@ -129,7 +136,7 @@ class ConditioningSetDefaultCombine(HookNode):
 
     def set_default_and_combine(self, cond: Any, cond_DEFAULT: Any, hooks: Any = None) -> tuple[Any]:
         group = hooks_in("ConditioningSetDefaultCombine", "hooks", hooks)
-        (out,) = hook_conds.set_default_conds_and_combine([cond], [cond_DEFAULT], group)
+        (out,) = _conds().set_default_conds_and_combine([cond], [cond_DEFAULT], group)
         return (out,)
 
 
@@ -151,7 +158,7 @@ class PairConditioningSetDefaultCombine(HookNode):
     def set_default_and_combine(self, positive: Any, negative: Any, positive_DEFAULT: Any, negative_DEFAULT: Any,
                                 hooks: Any = None) -> tuple[Any, Any]:
         group = hooks_in("PairConditioningSetDefaultCombine", "hooks", hooks)
-        pos, neg = hook_conds.set_default_conds_and_combine([positive, negative],
+        pos, neg = _conds().set_default_conds_and_combine([positive, negative],
                                                             [positive_DEFAULT, negative_DEFAULT], group)
         return (pos, neg)
 
@@ -171,7 +178,7 @@ class PairConditioningCombine(HookNode):
                              "positive_B": ("CONDITIONING",), "negative_B": ("CONDITIONING",)}}
 
     def combine(self, positive_A: Any, negative_A: Any, positive_B: Any, negative_B: Any) -> tuple[Any, Any]:
-        pos, neg = hook_conds.set_conds_props_and_combine([positive_A, negative_A], [positive_B, negative_B])
+        pos, neg = _conds().set_conds_props_and_combine([positive_A, negative_A], [positive_B, negative_B])
         return (pos, neg)
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from engine.hooks import INTERPOLATIONS, HookGroup, HookKeyframe, HookKeyframes, combine_hooks, interpolate
+from engine.names import HOOK_INTERPOLATIONS as INTERPOLATIONS
 from nodes._base import BuiltinNode, InputTypes, input_error
 from nodes.loaders import load_model_file
+
+if TYPE_CHECKING:  # engine.hooks imports torch: the node classes register without it
+    from engine.hooks import HookGroup, HookKeyframes
 
 __all__ = ["NODES", "HookNode", "hooks_in"]
 
@@ -23,12 +26,16 @@ _PERCENT = {"min": 0.0, "max": 1.0, "step": 0.001}
 
 def hooks_in(node: str, name: str, value: Any) -> HookGroup | None:
     """An optional HOOKS input; anything else is an error naming the node and input."""
+    from engine.hooks import HookGroup
+
     if value is None or isinstance(value, HookGroup):
         return value
     raise input_error(node, name, f"expected HOOKS, got {type(value).__name__}")
 
 
 def _keyframes_in(node: str, name: str, value: Any) -> HookKeyframes:
+    from engine.hooks import HookKeyframes
+
     if value is None:
         return HookKeyframes()
     if isinstance(value, HookKeyframes):
@@ -75,7 +82,7 @@ class CreateHookLora(HookNode):
 
     def create_hook(self, lora_name: str, strength_model: float, strength_clip: float,
                     prev_hooks: Any = None) -> tuple[HookGroup]:
-        from engine.hooks import hook_lora
+        from engine.hooks import HookGroup, hook_lora
 
         _node = type(self).__name__
         given = hooks_in(_node, "prev_hooks", prev_hooks)
@@ -124,7 +131,7 @@ class CreateHookModelAsLora(HookNode):
     def create_hook(self, ckpt_name: str, strength_model: float, strength_clip: float, prev_hooks: Any = None
                     ) -> tuple[HookGroup]:
         from engine import loading
-        from engine.hooks import hook_model_as_lora
+        from engine.hooks import HookGroup, hook_model_as_lora
 
         _node = type(self).__name__
         given = hooks_in(_node, "prev_hooks", prev_hooks)
@@ -195,6 +202,8 @@ class CreateHookKeyframe(HookNode):
 
     def create_hook_keyframe(self, strength_mult: float, start_percent: float,
                              prev_hook_kf: Any = None) -> tuple[HookKeyframes]:
+        from engine.hooks import HookKeyframe
+
         prev = _keyframes_in("CreateHookKeyframe", "prev_hook_kf", prev_hook_kf)
         return (prev.add(HookKeyframe(float(strength_mult), float(start_percent))),)
 
@@ -202,6 +211,8 @@ class CreateHookKeyframe(HookNode):
 def _add_series(prev: HookKeyframes, percents: list[float], strengths: list[float],
                 print_keyframes: bool) -> HookKeyframes:
     """Keyframes at ``percents`` with ``strengths``; the first guarantees one step, the rest none."""
+    from engine.hooks import HookKeyframe
+
     out = prev
     for i, (percent, strength) in enumerate(zip(percents, strengths, strict=True)):
         out = out.add(HookKeyframe(float(strength), percent, guarantee_steps=1 if i == 0 else 0))
@@ -236,6 +247,8 @@ class CreateHookKeyframesInterpolated(HookNode):
         node = "CreateHookKeyframesInterpolated"
         if interpolation not in INTERPOLATIONS:
             raise input_error(node, "interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+        from engine.hooks import interpolate
+
         prev = _keyframes_in(node, "prev_hook_kf", prev_hook_kf)
         percents = interpolate(start_percent, end_percent, keyframes_count, "linear")
         strengths = interpolate(strength_start, strength_end, keyframes_count, interpolation)
@@ -270,6 +283,8 @@ class CreateHookKeyframesFromFloats(HookNode):
         else:
             raise input_error(node, "floats_strength",
                               f"expected a float or a list of floats, got {type(floats_strength).__name__}")
+        from engine.hooks import interpolate
+
         prev = _keyframes_in(node, "prev_hook_kf", prev_hook_kf)
         if not values:
             return (prev,)
@@ -291,6 +306,8 @@ class _CombineHooks(HookNode):
         return {"required": {}, "optional": {f"hooks_{c}": ("HOOKS",) for c in cls.LETTERS}}
 
     def combine_hooks(self, **hooks: Any) -> tuple[HookGroup | None]:
+        from engine.hooks import combine_hooks
+
         node = type(self).__name__
         groups = [hooks_in(node, f"hooks_{c}", hooks.get(f"hooks_{c}")) for c in self.LETTERS]
         return (combine_hooks(groups),)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor import PromptValidationError
+from executor import ExecutionOutcome, PromptValidationError
 
 
 class FakeValidationError(PromptValidationError):
@@ -200,16 +200,7 @@ def fake_validate(registry: FakeRegistry, prompt: dict[str, Any],
     return Validated(prompt, outputs)
 
 
-@dataclass
-class Outcome:
-    status: str
-    outputs: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    error: dict[str, Any] | None = None
-    executed: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+Outcome = ExecutionOutcome  # the fake executor returns the real result type
 
 
 class FakeExecutor:
