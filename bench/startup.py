@@ -15,6 +15,7 @@ with everything loaded): "first after idle" minus "second" is what the first pro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import socket
@@ -24,6 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,20 +73,36 @@ def _until_done(url: str, prompt: dict[str, Any]) -> float:
         time.sleep(0.02)
 
 
-def idle_run(prompt: dict[str, Any], idle: float, repo: Path = REPO) -> tuple[float, float]:
-    """(first prompt after `idle` seconds of an idle start, a second prompt with a new seed), in seconds."""
-    base = Path(tempfile.mkdtemp(prefix="loom-bench-idle-"))
+@contextlib.contextmanager
+def _server(repo: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """A `server.py --cpu` on a free port over a throw-away base directory holding the tiny checkpoint:
+    (url, process, start time); stopped and cleaned up on exit."""
+    base = Path(tempfile.mkdtemp(prefix="loom-bench-start-"))
     (base / "models" / "checkpoints").mkdir(parents=True)
     (base / "models" / "checkpoints" / TINY.name).symlink_to(TINY)
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(repo / "server.py"), "--port", str(port), "--cpu",
                              "--base-directory", str(base), "--verbose", "WARNING"], cwd=str(base),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        yield f"http://127.0.0.1:{port}", proc, t0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _alive(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        raise SystemExit(f"server exited with {proc.returncode}; see a manual run of server.py")
+
+
+def idle_run(prompt: dict[str, Any], idle: float, repo: Path = REPO) -> tuple[float, float]:
+    """(first prompt after `idle` seconds of an idle start, a second prompt with a new seed), in seconds."""
+    with _server(repo) as (url, proc, _):
         while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}; see a manual run of server.py")
+            _alive(proc)
             try:
                 urllib.request.urlopen(url + "/system_stats", timeout=5).read()
                 break
@@ -95,27 +113,13 @@ def idle_run(prompt: dict[str, Any], idle: float, repo: Path = REPO) -> tuple[fl
         prompt = json.loads(json.dumps(prompt))
         prompt["3"]["inputs"]["seed"] += 1
         return first, _until_done(url, prompt)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def one_run(prompt: dict[str, Any], repo: Path = REPO) -> tuple[float, float]:
     """(seconds to the first accepted /prompt, seconds until that prompt finished) for one server start."""
-    base = Path(tempfile.mkdtemp(prefix="loom-bench-start-"))
-    (base / "models" / "checkpoints").mkdir(parents=True)
-    (base / "models" / "checkpoints" / TINY.name).symlink_to(TINY)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(repo / "server.py"), "--port", str(port), "--cpu",
-                             "--base-directory", str(base), "--verbose", "WARNING"], cwd=str(base),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with _server(repo) as (url, proc, t0):
         while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}; see a manual run of server.py")
+            _alive(proc)
             try:
                 status, data = _post(url + "/prompt", {"prompt": prompt, "client_id": "bench"})
             except (urllib.error.URLError, ConnectionError):
@@ -131,10 +135,6 @@ def one_run(prompt: dict[str, Any], repo: Path = REPO) -> tuple[float, float]:
                 if pid in json.loads(r.read()):
                     return accepted, time.perf_counter() - t0
             time.sleep(0.05)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> None:

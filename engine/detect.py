@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,8 @@ class ModelConfig:
     found: dict[str, Any] = field(default_factory=dict)
 
 
-def metadata_config(metadata: Mapping[str, str] | None) -> dict[str, Any]:
-    """A JSON model config stored in safetensors metadata (a ``*_config`` key holding a ``unet`` dict)."""
+def metadata_configs(metadata: Mapping[str, str] | None) -> Iterator[dict[str, Any]]:
+    """The JSON objects stored under ``*config`` keys of safetensors metadata, in key order (others skipped)."""
     for key, value in (metadata or {}).items():
         if not key.endswith("config"):
             continue
@@ -55,7 +55,14 @@ def metadata_config(metadata: Mapping[str, str] | None) -> dict[str, Any]:
             parsed = json.loads(value)
         except (TypeError, ValueError):
             continue
-        if isinstance(parsed, dict) and any(k in parsed for k in ("unet", "clip", "vae", "text_encoder")):
+        if isinstance(parsed, dict):
+            yield parsed
+
+
+def metadata_config(metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    """A JSON model config stored in safetensors metadata (a ``*_config`` key holding a ``unet`` dict)."""
+    for parsed in metadata_configs(metadata):
+        if any(k in parsed for k in ("unet", "clip", "vae", "text_encoder")):
             return parsed
     return {}
 

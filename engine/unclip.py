@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from engine.adapters.clip_vision import ClipVisionConfig, ClipVisionModel, clip_vision_from_state_dict
+from engine.detect import metadata_configs
 from engine.errors import CheckpointError
 from engine.model_management import ModelManager, file_cache_key
 from engine.networks.unet import timestep_embedding
@@ -117,14 +118,8 @@ def _embedded_config(metadata: Mapping[str, str]) -> dict[str, str]:
     """Metadata for the embedded tower: a ``clip_vision`` config inside a ``*_config`` JSON, as
     ``comfy_clip_vision_config`` (what engine.adapters.clip_vision reads); else none (layer-count rule)."""
     fields = set(ClipVisionConfig.__dataclass_fields__)
-    for key, value in metadata.items():
-        if not key.endswith("config"):
-            continue
-        try:
-            parsed = json.loads(value)
-        except (TypeError, ValueError):
-            continue
-        cfg = parsed.get("clip_vision") if isinstance(parsed, dict) else None
+    for parsed in metadata_configs(metadata):
+        cfg = parsed.get("clip_vision")
         if isinstance(cfg, dict):
             return {"clip_vision_config": json.dumps({"comfy_clip_vision_config":
                                                       {k: v for k, v in cfg.items() if k in fields}})}
