@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,16 @@ def load_manifest(path: Path = MANIFEST) -> list[PackPin]:
 
 
 def missing_requirements(pin: PackPin) -> list[str]:
-    """The modules of `pin.requires` this Python cannot import."""
-    import importlib.util
-
-    return [name for name in pin.requires if importlib.util.find_spec(name) is None]
+    """The modules of `pin.requires` a fresh process of this Python cannot import (what the suite's server
+    sees: this process's own sys.path may hold more, e.g. Ray adds its bundled third-party packages)."""
+    if not pin.requires:
+        return []
+    code = ("import importlib.util, json, sys; "
+            "print(json.dumps([n for n in sys.argv[1:] if importlib.util.find_spec(n) is None]))")
+    done = subprocess.run([sys.executable, "-c", code, *pin.requires], capture_output=True, text=True, timeout=60,
+                          check=True)
+    missing: list[str] = json.loads(done.stdout)
+    return missing
 
 
 def mirror_root() -> Path:
