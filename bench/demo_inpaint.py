@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zero", action="store_true", help="score the zero-initialised widening instead")
     parser.add_argument("--unet", type=Path, default=None, help="an inpainting UNet file (default: the shipped one)")
     parser.add_argument("--no-noise-mask", action="store_true", help="InpaintModelConditioning noise_mask=false")
-    parser.add_argument("--every", type=int, default=1, help="score every n-th case only")
+    parser.add_argument("--raw", action="store_true",
+                        help="score the VAE decode itself, not the workflow's paste-back through the mask")
+    parser.add_argument("--every", type=int, default=1, help="score every n-th scene only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="override the workflow's steps")
     parser.add_argument("--threads", type=int, default=1)
@@ -67,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = compose_inpaint_checkpoint(DEMO_CHECKPOINT, unet_file, Path(tmp) / "inpaint.safetensors")
         runner = DemoGraphRunner(Path(tmp) / "base")
         runner.add_checkpoint(DEMO_INPAINT_NAME, ckpt)
-        options: dict[str, object] = {"noise_mask": not args.no_noise_mask}
+        options: dict[str, object] = {"noise_mask": not args.no_noise_mask, "paste_back": not args.raw}
         if args.steps is not None:
             options["steps"] = args.steps
-        cases = inpaint_cases()[:: args.every]
+        # both kinds of every n-th scene (the list holds each scene's two kinds in a row)
+        cases = [c for i, c in enumerate(inpaint_cases()) if (i // 2) % args.every == 0]
         start = time.perf_counter()
         rows, shown = [], []
         for i, case in enumerate(cases):
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({g: {k: round(v, 4) for k, v in row.items()} for g, row in table.items()}, indent=1))
         per = float(np.median(runner.seconds[1:])) if len(runner.seconds) > 1 else float("nan")
         print(f"images: {len(rows)} in {total:.1f} s; median {per:.2f} s per image (inpaint_model workflow, "
-              f"{'zero-init' if args.zero else 'trained'}, noise_mask={not args.no_noise_mask}, seed {args.seed}, "
+              f"{'zero-init' if args.zero else 'trained'}, noise_mask={not args.no_noise_mask}, "
+              f"{'raw decode' if args.raw else 'pasted back'}, seed {args.seed}, "
               f"{args.threads} thread)")
         if args.sheet is not None:
             _sheet(shown, args.sheet)

@@ -118,10 +118,10 @@ class InpaintTrainConfig(_Options):
     threads: int = 1
     device: str = "auto"
     max_minutes: float = 0.0
-    steps: int = 300
+    steps: int = 2600
     batch: int = 16
     lr: float = 4e-4
-    input_conv_lr_scale: float = 4.0
+    input_conv_lr_scale: float = 20.0
     warmup_steps: int = 20
     pool: int = 1024
     empty_caption_prob: float = 0.1
@@ -130,8 +130,8 @@ class InpaintTrainConfig(_Options):
     distractor_prob: float = 0.5
     min_snr_gamma: float = 5.0
     noise_offset: float = 0.25
-    high_noise_fraction: float = 0.25
-    high_noise_from: int = 800
+    high_noise_fraction: float = 0.5
+    high_noise_from: int = 600
     ema_decay: float = 0.995
     checkpoint_every: int = 10
     export_every: int = 50

@@ -2,9 +2,11 @@
 
 Two kinds of case per scene of the txt2img score set (`engine.demo.world.scoring_scenes`): `beside`, a
 picture with another shape on its left and the right half masked (the shipped example mask), and `replace`,
-another shape in the middle under a mask that covers it with a margin. The prompt asks for the scene. Inside
-the mask the result is read like a txt2img image (`engine.demo.score.read_image` on the mask's box: colour,
-shape, background); outside it is compared with the source (mean absolute difference in 0..1, PSNR in dB).
+another shape in the middle under a mask that covers it with a margin. The prompt asks for the scene. What was painted is
+read like a txt2img image (`engine.demo.score.read_image`: colour, shape, background), on the mask's box for
+`beside` (the other shape stays outside it) and on the whole picture for `replace` (its border is kept
+background, and the model may fill the mask to its edges); outside the mask the result is compared with the
+source (mean absolute difference in 0..1, PSNR in dB).
 """
 from __future__ import annotations
 
@@ -85,7 +87,7 @@ def read_inpaint(case: InpaintCase, result: np.ndarray) -> InpaintReading:
     image = np.asarray(result, dtype=np.float32)
     if image.shape != case.source.shape:
         raise ValueError(f"result is {image.shape}, the case's source is {case.source.shape}")
-    x0, y0, x1, y1 = case.rect
+    x0, y0, x1, y1 = case.rect if case.kind == "beside" else (0, 0, image.shape[1], image.shape[0])
     inside = read_image(image[y0:y1, x0:x1])
     keep = case.mask < 0.5
     diff = image[keep] - case.source[keep]

@@ -23,9 +23,11 @@ def _of(graph: dict[str, Any], class_type: str) -> dict[str, Any]:
 
 
 def case_graph(runner: DemoGraphRunner, case: InpaintCase, seed: int, *, ckpt_name: str | None = None,
-               noise_mask: bool = True, prompt: str | None = None, **sampler: Any) -> dict[str, Any]:
+               noise_mask: bool = True, paste_back: bool = True, prompt: str | None = None,
+               **sampler: Any) -> dict[str, Any]:
     """The shipped graph with the case's source and mask as inputs, its prompt, the seed and any KSampler
-    inputs; `ckpt_name` swaps the checkpoint."""
+    inputs; `ckpt_name` swaps the checkpoint; `paste_back=False` saves the VAE decode itself instead of the
+    workflow's ImageCompositeMasked result (to see what the model did outside the mask)."""
     graph = copy.deepcopy(inpaint_workflow())
     tag = f"{case.kind}_{case.scene.shape}_{case.scene.colour}_{case.scene.background}"
     _of(graph, "LoadImage")["image"] = runner.add_input(f"case_{tag}.png", case.source)
@@ -36,6 +38,9 @@ def case_graph(runner: DemoGraphRunner, case: InpaintCase, seed: int, *, ckpt_na
     positive["inputs"]["text"] = prompt if prompt is not None else case.prompt
     if ckpt_name is not None:
         _of(graph, "CheckpointLoaderSimple")["ckpt_name"] = ckpt_name
+    if not paste_back:
+        decoded = next(nid for nid, n in graph.items() if n["class_type"] == "VAEDecode")
+        _of(graph, "SaveImage")["images"] = [decoded, 0]
     ks = _of(graph, "KSampler")
     ks["seed"] = seed
     ks.update(sampler)
