@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RunnerError", "Runtime", "RunResult", "apply_overrides", "build_runtime", "run_graph", "main"]
 
-DEMO_NAME = "loom-demo-shapes.safetensors"
-STAND_IN_NAME = "loom-tiny-random.safetensors"
 
 
 class RunnerError(Exception):
@@ -191,13 +189,17 @@ def load_prompt(path: Path, registry: NodeRegistry) -> tuple[dict[str, Any], dic
 
 
 def _substitute_demo(prompt: dict[str, Any], services: NodeServices, log: TextIO) -> None:
+    from app.demo_install import DEMO_INPAINT_NAME, DEMO_NAME, STAND_IN_NAME
+
     names = services.paths.get_filename_list("checkpoints")
-    if DEMO_NAME in names or STAND_IN_NAME not in names:
+    if STAND_IN_NAME not in names:
         return
     for nid, node in prompt.items():
-        if node.get("class_type") == "CheckpointLoaderSimple" and node.get("inputs", {}).get("ckpt_name") == DEMO_NAME:
+        wanted = node.get("inputs", {}).get("ckpt_name")
+        if (node.get("class_type") == "CheckpointLoaderSimple" and wanted in (DEMO_NAME, DEMO_INPAINT_NAME)
+                and wanted not in names):
             node["inputs"]["ckpt_name"] = STAND_IN_NAME
-            print(f"note: node {nid}: {DEMO_NAME} is not installed; using the random-weight stand-in "
+            print(f"note: node {nid}: {wanted} is not installed; using the random-weight stand-in "
                   f"{STAND_IN_NAME} (images will look like noise)", file=log)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.networks.text_encoders import ClipTextConfig
 from engine.networks.unet import UNetConfig
@@ -32,8 +32,31 @@ def vae_config() -> VAEConfig:
     return VAEConfig(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=2, z_channels=4, embed_dim=4)
 
 
+_O = TypeVar("_O", bound="_Options")
+
+
+class _Options:
+    """`name=value` command-line options over a frozen dataclass of knobs, and their JSON form."""
+
+    def to_json(self) -> str:
+        """The config as JSON (for the log and the checkpoint metadata)."""
+        return json.dumps(asdict(self), sort_keys=True)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_overrides(cls: type[_O], overrides: dict[str, str]) -> _O:
+        """Build a config from `name=value` strings, converting each to the field's type."""
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        for name, raw in overrides.items():
+            if name not in known:
+                raise ValueError(f"unknown training option {name!r}; known: {', '.join(sorted(known))}")
+            kind = type(getattr(cls(), name))
+            values[name] = kind(raw)
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Options):
     """Every knob of `python -m engine.demo.train`; saved into the checkpoint's metadata.
 
     Phase 1 trains the VAE (first on crops, then on whole images); phase 2 trains UNet + text encoder
@@ -79,21 +102,39 @@ class TrainConfig:
     eval_steps: int = 16
     eval_cfg: float = 6.0
 
-    def to_json(self) -> str:
-        """The config as JSON (for the log and the checkpoint metadata)."""
-        return json.dumps(asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_overrides(cls, overrides: dict[str, str]) -> TrainConfig:
-        """Build a config from `name=value` strings, converting each to the field's type."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for name, raw in overrides.items():
-            if name not in known:
-                raise ValueError(f"unknown training option {name!r}; known: {', '.join(sorted(known))}")
-            kind = type(getattr(cls(), name))
-            values[name] = kind(raw)
-        return cls(**values)
+@dataclass(frozen=True)
+class InpaintTrainConfig(_Options):
+    """Every knob of `python -m engine.demo.train_inpaint` (the 9-channel fine-tune of the demo UNet).
+
+    The UNet starts from the demo's, its input conv widened to 9 channels (the 5 new ones zero); text
+    encoder and VAE stay frozen. Examples: a scene with the captioned shape inside a rectangular mask
+    (sometimes a mask over part of it), sometimes a second shape outside the mask; the model sees the noisy
+    latent, the mask and the latent of the image with the masked area set to 0.5 grey (InpaintModelConditioning).
+    """
+
+    image_size: int = 128
+    seed: int = 4321
+    threads: int = 1
+    device: str = "auto"
+    max_minutes: float = 0.0
+    steps: int = 2600
+    batch: int = 16
+    lr: float = 4e-4
+    input_conv_lr_scale: float = 20.0
+    warmup_steps: int = 20
+    pool: int = 1024
+    empty_caption_prob: float = 0.1
+    short_caption_prob: float = 0.5
+    partial_mask_prob: float = 0.25
+    distractor_prob: float = 0.5
+    min_snr_gamma: float = 5.0
+    noise_offset: float = 0.25
+    high_noise_fraction: float = 0.5
+    high_noise_from: int = 600
+    ema_decay: float = 0.995
+    checkpoint_every: int = 10
+    export_every: int = 50
 
 
 @dataclass(frozen=True)

@@ -21,19 +21,26 @@ def shape_box(rng: np.random.Generator, size: int) -> tuple[float, float, float]
 
 def draw_scene(scene: Scene, size: int, box: tuple[float, float, float]) -> Image.Image:
     """Draw `scene` as an RGB image of `size` x `size` pixels with its shape filling `box`."""
+    return draw_shapes(scene.background, [(scene.shape, scene.colour, box)], size)
+
+
+def draw_shapes(background: str, shapes: list[tuple[str, str, tuple[float, float, float]]],
+                size: int) -> Image.Image:
+    """Draw (shape, colour, box) items in order (later ones on top) on `background`, `size` x `size` px."""
     big = size * SUPERSAMPLE
-    image = Image.new("RGB", (big, big), BACKGROUND_RGB[scene.background])
+    image = Image.new("RGB", (big, big), BACKGROUND_RGB[background])
     pen = ImageDraw.Draw(image)
-    left, top, side = (v * SUPERSAMPLE for v in box)
-    colour = COLOURS[scene.colour]
-    if scene.shape == "circle":
-        pen.ellipse([left, top, left + side, top + side], fill=colour)
-    elif scene.shape == "square":
-        pen.rectangle([left, top, left + side, top + side], fill=colour)
-    elif scene.shape == "triangle":
-        pen.polygon([(left + side / 2, top), (left + side, top + side), (left, top + side)], fill=colour)
-    else:
-        raise ValueError(f"unknown shape {scene.shape!r}; the demo world draws circle, square, triangle")
+    for shape, colour_name, box in shapes:
+        left, top, side = (v * SUPERSAMPLE for v in box)
+        colour = COLOURS[colour_name]
+        if shape == "circle":
+            pen.ellipse([left, top, left + side, top + side], fill=colour)
+        elif shape == "square":
+            pen.rectangle([left, top, left + side, top + side], fill=colour)
+        elif shape == "triangle":
+            pen.polygon([(left + side / 2, top), (left + side, top + side), (left, top + side)], fill=colour)
+        else:
+            raise ValueError(f"unknown shape {shape!r}; the demo world draws circle, square, triangle")
     return image.resize((size, size), Image.Resampling.BOX)
 
 

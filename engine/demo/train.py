@@ -80,6 +80,51 @@ def _random_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tens
     return torch.stack(out)
 
 
+def drop_captions(tokens: torch.Tensor, prob: float, empty_tokens: torch.Tensor,
+                  gen: torch.Generator) -> torch.Tensor:
+    """A copy of `tokens` with a fraction `prob` of rows dropped for classifier-free guidance.
+
+    Half of the dropped captions become a few out-of-world words instead of "", so that a negative
+    prompt the demo never learned ("blurry") also reads as "no condition" under CFG.
+    """
+    tokens = tokens.clone()
+    drop = torch.rand(len(tokens), generator=gen) < prob
+    tokens[drop] = empty_tokens
+    for row in torch.nonzero(drop).flatten()[::2].tolist():
+        count = int(torch.randint(1, 4, (1,), generator=gen))
+        words = torch.randint(0, 49406, (count,), generator=gen)
+        tokens[row, 1: 1 + count] = words
+    return tokens
+
+
+def noised(x0: torch.Tensor, alphas_cumprod: torch.Tensor, high_fraction: float, high_from: int,
+           noise_offset: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The demo's noise recipe: (x_t, t, noise, alpha_bar_t) for clean scaled latents `x0`."""
+    batch = x0.shape[0]
+    t = torch.randint(0, 1000, (batch,), generator=gen)
+    # Extra samples at the highest noise levels: there an eps model must copy its input almost exactly
+    # (x0 error = eps error * sigma, sigma up to 14.6), and samplers start from there.
+    high = torch.rand(batch, generator=gen) < high_fraction
+    t = torch.where(high, torch.randint(high_from, 1000, (batch,), generator=gen), t)
+    ac = alphas_cumprod[t][:, None, None, None].to(x0.device)
+    noise = torch.randn(x0.shape, generator=gen)
+    if noise_offset > 0:
+        # Offset noise: a per-image, per-channel constant. Backgrounds are the latent's mean; without it,
+        # the mean of x_t at high noise still leaks the background (16x16 latents average the noise down
+        # only 16x), the model learns to copy it from the input instead of reading it from the caption,
+        # and from a sampler's pure noise it then paints a random background.
+        noise = noise + noise_offset * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=gen)
+    noise = noise.to(x0.device)
+    return ac.sqrt() * x0 + (1.0 - ac).sqrt() * noise, t, noise, ac
+
+
+def min_snr_loss(eps: torch.Tensor, noise: torch.Tensor, ac: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Eps MSE per image, weighted min(SNR, gamma) / SNR."""
+    snr = (ac / (1.0 - ac)).flatten()
+    weight = torch.clamp(snr, max=gamma) / snr
+    return (weight * ((eps - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+
+
 class Trainer:
     """Owns the networks, optimisers and RNG streams of one training run; resumable from its work folder."""
 
@@ -294,41 +339,18 @@ class Trainer:
             self.pool_cursor = (at + n) % (len(self.pool) - n + 1)
         idx = torch.randint(0, len(self.pool), (c.unet_batch,), generator=self.gen)
         x0 = self.pool[idx.to(self.device)] * SD15_SCALE_FACTOR
-        tokens = self.pool_tokens[idx].clone()
-        drop = torch.rand(c.unet_batch, generator=self.gen) < c.empty_caption_prob
-        tokens[drop] = self.empty_tokens
-        # half of the dropped captions become a few out-of-world words instead of "", so that a negative
-        # prompt the demo never learned ("blurry") also reads as "no condition" under CFG
-        for row in torch.nonzero(drop).flatten()[::2].tolist():
-            count = int(torch.randint(1, 4, (1,), generator=self.gen))
-            words = torch.randint(0, 49406, (count,), generator=self.gen)
-            tokens[row, 1: 1 + count] = words
-        t = torch.randint(0, 1000, (c.unet_batch,), generator=self.gen)
-        # Extra samples at the highest noise levels: there an eps model must copy its input almost exactly
-        # (x0 error = eps error * sigma, sigma up to 14.6), and samplers start from there.
-        high = torch.rand(c.unet_batch, generator=self.gen) < c.high_noise_fraction
-        t = torch.where(high, torch.randint(c.high_noise_from, 1000, (c.unet_batch,), generator=self.gen), t)
-        ac = self.alphas_cumprod[t][:, None, None, None].to(self.device)
-        noise = torch.randn(x0.shape, generator=self.gen)
-        if c.noise_offset > 0:
-            # Offset noise: a per-image, per-channel constant. Backgrounds are the latent's mean; without it,
-            # the mean of x_t at high noise still leaks the background (16x16 latents average the noise down
-            # only 16x), the model learns to copy it from the input instead of reading it from the caption,
-            # and from a sampler's pure noise it then paints a random background.
-            noise = noise + c.noise_offset * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=self.gen)
-        noise = noise.to(self.device)
-        xt = ac.sqrt() * x0 + (1.0 - ac).sqrt() * noise
+        tokens = drop_captions(self.pool_tokens[idx], c.empty_caption_prob, self.empty_tokens, self.gen)
+        xt, t, noise, ac = noised(x0, self.alphas_cumprod, c.high_noise_fraction, c.high_noise_from,
+                                  c.noise_offset, self.gen)
         # most of a batch repeats a few captions: encode each distinct one once (a third of the step cost)
         unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
         context = self.text(unique.to(self.device))[0][inverse.to(self.device)]
         eps = self.unet(xt, t.float().to(self.device), context)
-        snr = (ac / (1.0 - ac)).flatten()
-        weight = torch.clamp(snr, max=c.min_snr_gamma) / snr
-        loss = (weight * ((eps - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+        loss = min_snr_loss(eps, noise, ac, c.min_snr_gamma)
         for group, base in zip(self.unet_opt.param_groups, (c.unet_lr, c.text_lr), strict=False):
             group["lr"] = base * self.lr_factor(self.step)
         self.unet_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(list(self.unet.parameters()) + list(self.text.parameters()), 1.0)
         self.unet_opt.step()
         self.update_ema()
@@ -429,8 +451,8 @@ class Trainer:
         self.log.info("done in %.1f min", self.elapsed() / 60)
 
 
-def _logger(path: Path) -> logging.Logger:
-    log = logging.getLogger("engine.demo.train")
+def _logger(path: Path, name: str = "engine.demo.train") -> logging.Logger:
+    log = logging.getLogger(name)
     log.setLevel(logging.INFO)
     log.handlers.clear()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,14 @@ class DemoGraphRunner:
         self.executor = PromptExecutor(self.registry)
         self.seconds: list[float] = []
 
+    def add_checkpoint(self, name: str, path: Path) -> str:
+        """Make `path` available to CheckpointLoaderSimple as `name` (a link in models/checkpoints)."""
+        target = Path(self.paths.get_folder_paths("checkpoints")[0]) / name
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.symlink_to(path.resolve())
+        return name
+
     @property
     def input_dir(self) -> Path:
         return Path(self.paths.get_directory_by_type("input") or "")

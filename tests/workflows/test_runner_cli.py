@@ -81,6 +81,7 @@ def test_demo_install(tmp_path: Path) -> None:
                                       stand_in_source=stand_in)
     assert again.checkpoint is None and "already holds a checkpoint" in str(again.skipped_reason)
     fake_demo.write_bytes(b"trained")
-    fresh = demo_install.install_demo(tmp_path / "m2", None, demo_source=fake_demo, stand_in_source=stand_in)
+    fresh = demo_install.install_demo(tmp_path / "m2", None, demo_source=fake_demo, stand_in_source=stand_in,
+                                      inpaint_unet_source=tmp_path / "no-inpaint-unet.safetensors")
     assert fresh.checkpoint is not None and fresh.checkpoint.name == demo_install.DEMO_NAME
     assert fresh.checkpoint.read_bytes() == b"trained"

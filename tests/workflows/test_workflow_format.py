@@ -40,7 +40,10 @@ def test_example_ui_files_convert_to_their_api_files(registry: Any, name: str) -
     assert is_ui_workflow(ui) and ui["version"] == 0.4 and not is_ui_workflow(api)
     assert strip_meta(ui_to_api(ui, types_of(registry))) == strip_meta(api)
     ckpts = {n["inputs"]["ckpt_name"] for n in api.values() if n["class_type"] == "CheckpointLoaderSimple"}
-    assert ckpts == {"loom-demo-shapes.safetensors"}
+    # the 9-channel workflow loads the demo's inpainting variant, the others the demo model
+    from app.demo_install import DEMO_INPAINT_NAME, DEMO_NAME
+
+    assert ckpts == {DEMO_INPAINT_NAME if name == "inpaint_model" else DEMO_NAME}
 
 
 FAMILY_NAMES = ["flux1_dev_txt2img", "flux1_schnell_txt2img", "sd35_medium_txt2img"]
