@@ -86,7 +86,8 @@ def server_ms(resp: aiohttp.ClientResponse) -> float | None:
 
 
 async def client(url: str, n: int, stop_at: float, node_seconds: float, poll: float, think: float,
-                 latencies: list[float], server_side: list[float], accepted: list[str], errors: list[str]) -> None:
+                 latencies: list[float], server_side: list[float], accepted: list[str], errors: list[str],
+                 seen_done: list[str]) -> None:
     async with aiohttp.ClientSession() as s:
         i = 0
         if think:
@@ -110,7 +111,11 @@ async def client(url: str, n: int, stop_at: float, node_seconds: float, poll: fl
             i += 1
             while time.perf_counter() < stop_at:
                 async with s.get(f"{url}/history/{pid}") as r:
-                    if pid in await r.json():
+                    entry = (await r.json()).get(pid)
+                    if entry is not None:
+                        if entry["status"]["status_str"] != "success":
+                            errors.append(f"prompt {pid}: {entry['status']}")
+                        seen_done.append(pid)
                         break
                 await asyncio.sleep(poll)
             if think:
@@ -134,13 +139,14 @@ async def run(args: argparse.Namespace) -> int:
         server_side: list[float] = []
         accepted: list[str] = []
         errors: list[str] = []
+        seen_done: list[str] = []  # the clients saw these finish (history keeps only the last 10,000 entries)
         ps = psutil.Process(proc.pid)
         cpu0 = sum(ps.cpu_times()[:2])
         own0 = time.process_time()
         load0 = time.perf_counter()
         stop_at = time.perf_counter() + args.seconds
         await asyncio.gather(*(client(url, n, stop_at, args.node_seconds, args.poll, args.think, latencies, server_side,
-                                      accepted, errors)
+                                      accepted, errors, seen_done)
                                for n in range(args.clients)))
         server_cpu = sum(ps.cpu_times()[:2]) - cpu0
         client_cpu = time.process_time() - own0
@@ -155,7 +161,8 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0.2)
             async with s.get(url + "/history") as r:
                 history = await r.json()
-        missing = [p for p in accepted if p not in history]
+        done = set(seen_done)
+        missing = [p for p in accepted if p not in history and p not in done]
         failed = [p for p in accepted if p in history and history[p]["status"]["status_str"] != "success"]
     finally:
         proc.send_signal(signal.SIGINT)
@@ -178,7 +185,7 @@ async def run(args: argparse.Namespace) -> int:
         ("bench clients' CPU during load", f"{client_cpu:.1f} s ({client_cpu / load_wall:.0%})"),
         ("server CPU per prompt (POST + polls + run)", f"{server_cpu / max(1, len(accepted)) * 1000:.2f} ms"),
         ("machine load average (1 min) / cores", f"{os.getloadavg()[0]:.1f} / {os.cpu_count()}"),
-        ("rejected /prompt", str(len(errors))),
+        ("rejected /prompt or finished with an error (seen by the clients)", str(len(errors))),
         ("accepted but not finished", str(len(missing))),
         ("finished with an error", str(len(failed))),
     ]
