@@ -5,7 +5,7 @@ linear proj_in -> SD2.x, conv proj_in -> SD1.x); the loader then uses the family
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from engine.latent_formats import FLUX as FLUX_LATENT
@@ -137,18 +137,8 @@ FLUX_DEV = Family(
     shift=1.15,
 )
 
-FLUX_SCHNELL = Family(
-    name="flux1_schnell",
-    latent_format=FLUX_LATENT,
-    prediction="flow",
-    text_encoders=(_FLOW_L, _FLOW_T5),
-    vae_prefix="vae.",
-    adm="flux",
-    arch="flux",
-    sampling="flow",
-    shift=1.0,
-    multiplier=1.0,
-)
+# schnell: the dev network without a guidance embedding, sampled with a plain flow shift of 1
+FLUX_SCHNELL = replace(FLUX_DEV, name="flux1_schnell", sampling="flow", shift=1.0, multiplier=1.0)
 
 SD35 = Family(
     name="sd35",
