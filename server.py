@@ -6,6 +6,7 @@ Handlers live in `app/routes_*.py`; this module only assembles them. Custom node
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import re
@@ -176,6 +177,11 @@ def _preload_ml_modules() -> threading.Thread:
             importlib.import_module("engine.tokenizer").prewarm_default_bpe()
         except Exception as exc:  # noqa: BLE001 - reported again, with context, where it is used
             log.debug("preloading failed: %s", exc)
+        # What is loaded now (torch, the engine, the node registry: ~190k objects) lives as long as the
+        # process. Out of the collector's sight, a full collection (the worker's periodic one, Python's own
+        # generation-2 passes) scans only what came later: 75-80 ms holding the GIL -> ~0 ms, a stall every
+        # request in flight would otherwise wait out (bench/server.py p99).
+        gc.freeze()
 
     thread = threading.Thread(target=run, name=_PRELOAD_THREAD, daemon=True)
     thread.start()

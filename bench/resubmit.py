@@ -1,9 +1,10 @@
 """Fully cached resubmit through the real server, in process: where does the time go?
 
-    python bench/resubmit.py [--runs 30] [--profile] [--graph tiny|txt2img]
+    python bench/resubmit.py [--runs 30] [--profile] [--checkpoint FILE --size 512 --steps 1]
 
 Builds the real Loom (`app.loom.build_loom`, real nodes, real SQLite queue) over a throw-away base directory
-with the tiny checkpoint, serves it with aiohttp's test server on a loopback port, runs the graph once (cold),
+with the tiny checkpoint (or ``--checkpoint``: e.g. a full-size layout from ``bench/load.py --make-fullsize``;
+``--size`` / ``--steps`` keep its one cold run short, the resubmits execute nothing either way), serves it with aiohttp's test server on a loopback port, runs the graph once (cold),
 then resubmits the identical graph ``--runs`` times: each is POST /prompt, then GET /history/{id} polled until
 it is done (every node cached). Prints min / median / p90 of the POST alone and of POST -> done; ``--profile``
 adds a cProfile of the resubmits (the event loop's thread only). ``--seconds S`` then resubmits for S seconds
@@ -66,7 +67,17 @@ def _stats(label: str, xs: list[float]) -> str:
     return f"| {label} | {xs[0] * 1e3:.2f} | {statistics.median(xs) * 1e3:.2f} | {p90 * 1e3:.2f} |"
 
 
-async def run(runs: int, profile: bool, seconds: float = 0.0) -> None:
+def graph(checkpoint: str, size: tuple[int, int], steps: int) -> dict[str, Any]:
+    """The txt2img graph on `checkpoint` at `size` (width, height) with `steps` sampling steps."""
+    g = {k: {"class_type": v["class_type"], "inputs": dict(v["inputs"])} for k, v in GRAPH.items()}
+    g["4"]["inputs"]["ckpt_name"] = checkpoint
+    g["5"]["inputs"].update(width=size[0], height=size[1])
+    g["3"]["inputs"]["steps"] = steps
+    return g
+
+
+async def run(runs: int, profile: bool, seconds: float = 0.0, checkpoint: Path = TINY,
+              size: tuple[int, int] = (128, 64), steps: int = 20) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from app.config import Config
@@ -75,12 +86,12 @@ async def run(runs: int, profile: bool, seconds: float = 0.0) -> None:
 
     base = Path(tempfile.mkdtemp(prefix="loom-resubmit-"))
     (base / "models" / "checkpoints").mkdir(parents=True)
-    os.symlink(TINY, base / "models" / "checkpoints" / "tiny-sd15.safetensors")
+    os.symlink(checkpoint.resolve(), base / "models" / "checkpoints" / checkpoint.name)
     loom = build_loom(Config(base_directory=base, cpu=True, custom_node_dirs=(base / "none",)))
     client = TestClient(TestServer(create_app(loom, web_root=None, load_custom_nodes=False)))
     await client.start_server()
     try:
-        body = {"prompt": GRAPH}
+        body = {"prompt": graph(checkpoint.name, size, steps)}
         first = await (await client.post("/prompt", json=body)).json()
         await _wait_done(client, first["prompt_id"])
         post_t: list[float] = []
@@ -97,7 +108,8 @@ async def run(runs: int, profile: bool, seconds: float = 0.0) -> None:
             done_t.append(time.perf_counter() - t0)
         if prof is not None:
             prof.disable()
-        print(f"fully cached resubmit of the tiny txt2img graph, {runs} runs, in process (aiohttp test server)")
+        print(f"fully cached resubmit of the txt2img graph on {checkpoint.name} ({checkpoint.stat().st_size / 1e6:.0f} MB),"
+              f" {size[0]}x{size[1]}, {runs} runs, in process (aiohttp test server)")
         print("| measure | min ms | median ms | p90 ms |\n|---|---|---|---|")
         print(_stats("POST /prompt answered", post_t))
         print(_stats("POST -> /history shows success", done_t))
@@ -138,11 +150,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--seconds", type=float, default=0.0, help="also resubmit for S s per gc policy (max / p99)")
+    ap.add_argument("--checkpoint", type=Path, default=TINY, help="the checkpoint file (default: the tiny SD1.5)")
+    ap.add_argument("--size", type=int, nargs="+", default=[128, 64], metavar="PX", help="width [height]")
+    ap.add_argument("--steps", type=int, default=20, help="sampling steps of the graph (its one cold run)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    asyncio.run(run(args.runs, args.profile, args.seconds))
+    size = (args.size[0], args.size[-1])
+    asyncio.run(run(args.runs, args.profile, args.seconds, args.checkpoint, size, args.steps))
 
 
 if __name__ == "__main__":
