@@ -59,7 +59,7 @@ def import_torch_seconds() -> float:
     return time.perf_counter() - t0
 
 
-def _until_done(url: str, prompt: dict[str, Any]) -> float:
+def until_done(url: str, prompt: dict[str, Any]) -> float:
     """Seconds from POST /prompt to the prompt appearing in /history."""
     t0 = time.perf_counter()
     status, data = _post(url + "/prompt", {"prompt": prompt, "client_id": "bench"})
@@ -74,15 +74,16 @@ def _until_done(url: str, prompt: dict[str, Any]) -> float:
 
 
 @contextlib.contextmanager
-def _server(repo: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
-    """A `server.py --cpu` on a free port over a throw-away base directory holding the tiny checkpoint:
+def server(repo: Path, checkpoint: Path = TINY,
+           flags: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """A `server.py --cpu [flags]` on a free port over a throw-away base directory holding `checkpoint`:
     (url, process, start time); stopped and cleaned up on exit."""
     base = Path(tempfile.mkdtemp(prefix="loom-bench-start-"))
     (base / "models" / "checkpoints").mkdir(parents=True)
-    (base / "models" / "checkpoints" / TINY.name).symlink_to(TINY)
+    (base / "models" / "checkpoints" / checkpoint.name).symlink_to(checkpoint.resolve())
     port = _free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(repo / "server.py"), "--port", str(port), "--cpu",
+    proc = subprocess.Popen([sys.executable, str(repo / "server.py"), "--port", str(port), "--cpu", *flags,
                              "--base-directory", str(base), "--verbose", "WARNING"], cwd=str(base),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -93,33 +94,38 @@ def _server(repo: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _alive(proc: subprocess.Popen[bytes]) -> None:
+def alive(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         raise SystemExit(f"server exited with {proc.returncode}; see a manual run of server.py")
 
 
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until the server answers GET /system_stats."""
+    while True:
+        alive(proc)
+        try:
+            urllib.request.urlopen(url + "/system_stats", timeout=5).read()
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+
+
 def idle_run(prompt: dict[str, Any], idle: float, repo: Path = REPO) -> tuple[float, float]:
     """(first prompt after `idle` seconds of an idle start, a second prompt with a new seed), in seconds."""
-    with _server(repo) as (url, proc, _):
-        while True:
-            _alive(proc)
-            try:
-                urllib.request.urlopen(url + "/system_stats", timeout=5).read()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.05)
+    with server(repo) as (url, proc, _):
+        wait_ready(url, proc)
         time.sleep(idle)
-        first = _until_done(url, prompt)
+        first = until_done(url, prompt)
         prompt = json.loads(json.dumps(prompt))
         prompt["3"]["inputs"]["seed"] += 1
-        return first, _until_done(url, prompt)
+        return first, until_done(url, prompt)
 
 
 def one_run(prompt: dict[str, Any], repo: Path = REPO) -> tuple[float, float]:
     """(seconds to the first accepted /prompt, seconds until that prompt finished) for one server start."""
-    with _server(repo) as (url, proc, t0):
+    with server(repo) as (url, proc, t0):
         while True:
-            _alive(proc)
+            alive(proc)
             try:
                 status, data = _post(url + "/prompt", {"prompt": prompt, "client_id": "bench"})
             except (urllib.error.URLError, ConnectionError):
