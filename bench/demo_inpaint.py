@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1, help="score every n-th scene only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="override the workflow's steps")
+    parser.add_argument("--cfg", type=float, default=None, help="override the workflow's cfg")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sheet", type=Path, default=None, help="write a source/mask/result sheet of 8 cases")
     args = parser.parse_args(argv)
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         options: dict[str, object] = {"noise_mask": not args.no_noise_mask, "paste_back": not args.raw}
         if args.steps is not None:
             options["steps"] = args.steps
+        if args.cfg is not None:
+            options["cfg"] = args.cfg
         # both kinds of every n-th scene (the list holds each scene's two kinds in a row)
         cases = [c for i, c in enumerate(inpaint_cases()) if (i // 2) % args.every == 0]
         start = time.perf_counter()

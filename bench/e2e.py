@@ -7,7 +7,7 @@ Each run starts ``server.py --cpu <flags>`` per configuration (alternating, run 
 directory holding ``--checkpoint`` (a full-size layout: ``bench/load.py --make-fullsize``), waits until it
 answers, then times ``workflows/txt2img.json`` at ``--size`` with ``--steps``: the first prompt (checkpoint load
 included), then ``--prompts`` more, each with a new seed (POST -> in /history). Prints min / median per
-configuration and the new-prompt median of each against the first configuration's, same run.
+configuration, the server's peak RSS, and each against the first configuration's new prompt, same run.
 """
 from __future__ import annotations
 
@@ -23,9 +23,18 @@ from bench._timing import Row, print_table  # noqa: E402
 from bench.startup import REPO, server, until_done, wait_ready  # noqa: E402
 
 
+def peak_rss_gb(pid: int) -> float:
+    """The process's peak resident set so far (Linux VmHWM), in GB; nan where /proc has no such line."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return float("nan")
+
+
 def timed_prompts(checkpoint: Path, flags: tuple[str, ...], prompt: dict[str, object],
-                  prompts: int) -> tuple[float, list[float]]:
-    """(first prompt, the `prompts` new-seed prompts after it) in seconds, on one server start."""
+                  prompts: int) -> tuple[float, list[float], float]:
+    """(first prompt, the `prompts` new-seed prompts after it) in seconds, and the server's peak RSS in GB,
+    on one server start."""
     with server(REPO, checkpoint, flags) as (url, proc, _):
         wait_ready(url, proc)
         first = until_done(url, prompt)
@@ -34,13 +43,13 @@ def timed_prompts(checkpoint: Path, flags: tuple[str, ...], prompt: dict[str, ob
             p = json.loads(json.dumps(prompt))
             p["3"]["inputs"]["seed"] += 1 + i
             later.append(until_done(url, p))
-        return first, later
+        return first, later, peak_rss_gb(proc.pid)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--size", type=int, nargs="+", default=[512], metavar="PX", help="width [height]")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--prompts", type=int, default=2, help="new-seed prompts after the first, per server start")
     ap.add_argument("--runs", type=int, default=1, help="server starts per configuration")
@@ -51,20 +60,25 @@ def main() -> None:
     prompt = json.loads((REPO / "workflows" / "txt2img.json").read_text())
     prompt["4"]["inputs"]["ckpt_name"] = args.checkpoint.name
     prompt["3"]["inputs"]["steps"] = args.steps
-    prompt["5"]["inputs"].update(width=args.size, height=args.size)
+    width, height = args.size[0], args.size[-1]
+    prompt["5"]["inputs"].update(width=width, height=height)
     firsts: dict[str, list[float]] = {name: [] for name, _ in configs}
     news: dict[str, list[float]] = {name: [] for name, _ in configs}
+    rss: dict[str, list[float]] = {name: [] for name, _ in configs}
     for _ in range(args.runs):
         for name, flags in configs:
-            first, later = timed_prompts(args.checkpoint, tuple(shlex.split(flags)), prompt, args.prompts)
+            first, later, peak = timed_prompts(args.checkpoint, tuple(shlex.split(flags)), prompt, args.prompts)
             firsts[name].append(first)
             news[name].extend(later)
-            print(f"{name}: first {first:.1f} s, new prompts {', '.join(f'{t:.1f}' for t in later)} s", flush=True)
+            rss[name].append(peak)
+            print(f"{name}: first {first:.2f} s, new prompts {', '.join(f'{t:.2f}' for t in later)} s, "
+                  f"server peak RSS {peak:.2f} GB", flush=True)
     rows: list[Row] = []
     for name, flags in configs:
-        rows += [Row(f"{name} ({flags or 'no flags'}): first prompt, load included", firsts[name]),
+        rows += [Row(f"{name} ({flags or 'no flags'}): first prompt, load included", firsts[name],
+                     **{"server peak RSS": f"{max(rss[name]):.2f} GB"}),
                  Row(f"{name}: new prompt", news[name])]
-    print_table(f"{args.checkpoint.name}, {args.size}x{args.size}, {args.steps} steps, txt2img through "
+    print_table(f"{args.checkpoint.name}, {width}x{height}, {args.steps} steps, txt2img through "
                 f"server.py --cpu", rows, reference=rows[1], unit="s")
 
 

@@ -118,14 +118,15 @@ class InpaintTrainConfig(_Options):
     threads: int = 1
     device: str = "auto"
     max_minutes: float = 0.0
-    steps: int = 2600
+    steps: int = 5000
     batch: int = 16
     lr: float = 4e-4
     input_conv_lr_scale: float = 20.0
     warmup_steps: int = 20
-    pool: int = 1024
+    pool: int = 4096
     empty_caption_prob: float = 0.1
     short_caption_prob: float = 0.5
+    free_mask_prob: float = 0.4
     partial_mask_prob: float = 0.25
     distractor_prob: float = 0.5
     min_snr_gamma: float = 5.0

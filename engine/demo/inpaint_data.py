@@ -3,8 +3,10 @@
 Each example says "paint this inside the mask, keep the rest": a base picture (the background, sometimes
 another shape anywhere) and a repaint layer (the background with the captioned shape inside the mask) are
 composed through a rectangular mask. Usually the mask holds the whole captioned shape with a margin (sides
-sometimes running to the image edge, like the example's right-half mask); sometimes it covers only part of a
-shape that the base already shows, so the model learns to complete it. The caption names the captioned
+sometimes running to the image edge); sometimes it covers only part of a shape that the base already shows, so
+the model learns to complete it; sometimes the mask comes first (a side of the picture cut at 35-65%, like the
+example's right-half mask, or a box of 40-85% of each side) and the shape is drawn inside it, so the masks do not
+always follow the shapes. The caption names the captioned
 shape; half the time without its background ("a yellow square"), which the model then reads from the image.
 """
 from __future__ import annotations
@@ -65,6 +67,23 @@ def _clip(rect: tuple[float, float, float, float], size: int) -> Rect:
             min(size, int(np.ceil(x1))), min(size, int(np.ceil(y1))))
 
 
+def free_rect(size: int, rng: np.random.Generator) -> Rect:
+    """A mask chosen before the shape: half the time one side of the picture (cut at 35-65%), else a box."""
+    if rng.random() < 0.5:
+        cut = int(round(float(rng.uniform(0.35, 0.65)) * size))
+        return ((cut, 0, size, size), (0, 0, cut, size), (0, cut, size, size), (0, 0, size, cut))[int(rng.integers(0, 4))]
+    w, h = (int(round(float(rng.uniform(0.4, 0.85)) * size)) for _ in range(2))
+    x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+    return (x0, y0, x0 + w, y0 + h)
+
+
+def box_inside(rect: Rect, size: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """A shape's square box inside `rect` (60-90% of its shorter side, at most 72% of the picture)."""
+    x0, y0, x1, y1 = rect
+    side = min(0.72 * size, float(rng.uniform(0.6, 0.9)) * min(x1 - x0, y1 - y0))
+    return (float(rng.uniform(x0, x1 - side)), float(rng.uniform(y0, y1 - side)), side)
+
+
 def rect_mask(rect: Rect, size: int) -> np.ndarray:
     """[size, size] float32 mask, 1 inside `rect`."""
     mask = np.zeros((size, size), dtype=np.float32)
@@ -74,13 +93,19 @@ def rect_mask(rect: Rect, size: int) -> np.ndarray:
 
 
 def inpaint_example(scenes: list[Scene], size: int, rng: np.random.Generator, *, partial_prob: float,
-                    distractor_prob: float, short_caption_prob: float) -> InpaintExample:
+                    distractor_prob: float, short_caption_prob: float, free_prob: float = 0.0) -> InpaintExample:
     """One random example; the captioned shape comes from `scenes`, the other shape from those with its
-    background (so held-out pairs stay out of training when `scenes` leaves them out)."""
+    background (so held-out pairs stay out of training when `scenes` leaves them out). `free_prob`: the share
+    of masks chosen before the shape (`free_rect`); of the rest, `partial_prob` cover part of a shape."""
     scene = scenes[int(rng.integers(0, len(scenes)))]
-    box = shape_box(rng, size)
-    partial = rng.random() < partial_prob
-    rect = mask_over_part(box, size, rng) if partial else mask_around(box, size, rng)
+    partial = False
+    if rng.random() < free_prob:
+        rect = free_rect(size, rng)
+        box = box_inside(rect, size, rng)
+    else:
+        box = shape_box(rng, size)
+        partial = rng.random() < partial_prob
+        rect = mask_over_part(box, size, rng) if partial else mask_around(box, size, rng)
     target = (scene.shape, scene.colour, box)
     base: list[tuple[str, str, tuple[float, float, float]]] = []
     if rng.random() < distractor_prob:
@@ -100,10 +125,11 @@ def inpaint_example(scenes: list[Scene], size: int, rng: np.random.Generator, *,
 
 
 def inpaint_batch(scenes: list[Scene], size: int, count: int, rng: np.random.Generator, *,
-                  partial_prob: float, distractor_prob: float,
-                  short_caption_prob: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                  partial_prob: float, distractor_prob: float, short_caption_prob: float,
+                  free_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """`count` examples: images [N, H, W, 3], masks [N, H, W] and captions."""
     examples = [inpaint_example(scenes, size, rng, partial_prob=partial_prob, distractor_prob=distractor_prob,
-                                short_caption_prob=short_caption_prob) for _ in range(count)]
+                                short_caption_prob=short_caption_prob, free_prob=free_prob)
+                for _ in range(count)]
     return (np.stack([e.image for e in examples]), np.stack([e.mask for e in examples]),
             [e.caption for e in examples])

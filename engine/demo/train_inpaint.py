@@ -108,7 +108,7 @@ class InpaintTrainer:
         c = self.cfg
         path = self.work / "pool.pt"
         key = json.dumps([c.seed, c.pool, c.image_size, c.partial_mask_prob, c.distractor_prob,
-                          c.short_caption_prob])
+                          c.short_caption_prob, c.free_mask_prob])
         if path.exists():
             saved = torch.load(path, map_location="cpu", weights_only=False)
             if saved.get("key") == key:
@@ -118,7 +118,7 @@ class InpaintTrainer:
         rng = np.random.default_rng(c.seed)
         images, masks, captions = inpaint_batch(training_scenes(), c.image_size, c.pool, rng,
                                                 partial_prob=c.partial_mask_prob, distractor_prob=c.distractor_prob,
-                                                short_caption_prob=c.short_caption_prob)
+                                                short_caption_prob=c.short_caption_prob, free_prob=c.free_mask_prob)
         x0, masked = [], []
         for i in range(0, c.pool, 128):
             pixels = torch.from_numpy(images[i: i + 128]).permute(0, 3, 1, 2).to(self.device) * 2.0 - 1.0
