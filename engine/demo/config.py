@@ -108,8 +108,9 @@ class InpaintTrainConfig(_Options):
     """Every knob of `python -m engine.demo.train_inpaint` (the 9-channel fine-tune of the demo UNet).
 
     The UNet starts from the demo's, its input conv widened to 9 channels (the 5 new ones zero); text
-    encoder and VAE stay frozen. Examples: a scene with the captioned shape inside a rectangular mask
-    (sometimes a mask over part of it), sometimes a second shape outside the mask; the model sees the noisy
+    encoder and VAE stay frozen. Examples: a scene with the captioned shape inside a rectangular mask (a
+    `free_mask_prob` share of masks chosen first, the shape drawn inside; of the others some cover part of a
+    shape), sometimes a second shape outside the mask; the model sees the noisy
     latent, the mask and the latent of the image with the masked area set to 0.5 grey (InpaintModelConditioning).
     """
 
