@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bench._timing import Row, alternate, device_name, print_table  # noqa: E402
-from engine.loading import _build_assign  # noqa: E402
+from engine.loading import build_assign  # noqa: E402
 from engine.networks.unet import UNetConfig, UNetModel  # noqa: E402
 from engine.networks.vae import AutoencoderKL, VAEConfig  # noqa: E402
 from engine.precision import BF16_CPU_FLAGS, cpu_flags, cpu_has_bf16  # noqa: E402
@@ -95,8 +95,8 @@ def _random_state(cls: type[nn.Module], cfg: Any, seed: int) -> dict[str, torch.
 def _pair(cls: type[nn.Module], cfg: Any, sd: dict[str, torch.Tensor]) -> tuple[nn.Module, nn.Module]:
     """(fp32 network, network as --bf16-unet / --bf16-vae load it) over the same weights."""
     path = Path(f"<random {cls.__name__}>")
-    f32 = _build_assign(cls, cfg, sd, torch.float32, cls.__name__, path)
-    bf = _build_assign(cls, cfg, sd, torch.float32, cls.__name__, path, storage_dtype=BF16, bf16_ops=True)
+    f32 = build_assign(cls, cfg, sd, torch.float32, cls.__name__, path)
+    bf = build_assign(cls, cfg, sd, torch.float32, cls.__name__, path, storage_dtype=BF16, bf16_ops=True)
     return f32, bf
 
 
