@@ -222,11 +222,14 @@ def build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtyp
     With a ``storage_dtype`` (fp8, fp16, or a bf16 / fp16 file kept as it is), matrices are stored in it and cast
     to ``dtype`` on each call (ManualCast layers, also when ``cast``); vectors (norms, biases) stay in ``dtype``.
     With ``bf16_ops`` the convs and linears compute in ``storage_dtype`` instead (CpuBf16 layers,
-    engine.precision).
+    engine.precision); a VAE's weights then go channels-last, which oneDNN's bf16 convs run natively (512x512
+    decode 10.9 -> 9.5 s here; the UNet gains nothing from it, and fp32 keeps NCHW and ComfyUI's exact pixels).
     """
     ops: Operations = CpuBf16 if bf16_ops else ManualCast if storage_dtype is not None or cast else Plain
     module = _meta_build(cls, config, operations=_meta_ops(ops))
     _adopt(module, sd, dtype, what, path, storage_dtype)
+    if bf16_ops and cls is AutoencoderKL:
+        module.to(memory_format=torch.channels_last)
     return module  # type: ignore[return-value]
 
 

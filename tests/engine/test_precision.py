@@ -104,6 +104,15 @@ def test_bf16_on_the_cpu_stays_close_to_fp32(ckpt: Path) -> None:
     assert 0 < rel < 0.02, rel  # bf16 did run (not identical) and kept fp32-level structure
     mse = torch.mean((img - ref_img) ** 2).item()
     assert 0 < mse and 10 * torch.log10(torch.tensor(1.0 / mse)).item() > 30
+    # the bf16 VAE runs channels-last (oneDNN's native bf16 conv layout); encode and tiled decode work on it
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in vae.vae.parameters() if p.ndim == 4)
+    assert all(p.is_contiguous() for p in ref_vae.vae.parameters())
+    latent = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    pixels = ref_vae.decode(latent)
+    enc, ref_enc = vae.encode(pixels), ref_vae.encode(pixels)
+    assert ((enc - ref_enc).norm() / ref_enc.norm()).item() < 0.05
+    tiled, ref_tiled = vae.decode_tiled(latent, tile=8, overlap=2), ref_vae.decode_tiled(latent, tile=8, overlap=2)
+    assert tiled.shape == ref_tiled.shape and torch.mean((tiled - ref_tiled) ** 2).item() < 1e-3
 
 
 def test_unet_loader_weight_dtype_wins_over_the_flag(ckpt: Path) -> None:
