@@ -229,7 +229,9 @@ def build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtyp
     module = _meta_build(cls, config, operations=_meta_ops(ops))
     _adopt(module, sd, dtype, what, path, storage_dtype)
     if bf16_ops and cls is AutoencoderKL:
-        module.to(memory_format=torch.channels_last)
+        for param in module.parameters():
+            if param.ndim == 4:
+                param.data = param.data.contiguous(memory_format=torch.channels_last)
     return module  # type: ignore[return-value]
 
 
