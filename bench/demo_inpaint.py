@@ -57,16 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     from inpaint_harness import run_case
 
     from app.demo_install import DEMO_INPAINT_NAME
-    from engine.demo.export import compose_inpaint_checkpoint, load_demo_networks, save_inpaint_unet
+    from engine.demo.export import compose_inpaint_checkpoint, save_zero_init_inpaint_unet
     from engine.demo.files import INPAINT_UNET
     from engine.demo.inpaint_score import inpaint_cases, inpaint_table
 
     with tempfile.TemporaryDirectory() as tmp:
         unet_file = args.unet or INPAINT_UNET
         if args.zero:
-            unet, _, _, spec = load_demo_networks(DEMO_CHECKPOINT, unet_in_channels=9)
-            unet_file = Path(tmp) / "zero-unet.safetensors"
-            save_inpaint_unet(unet_file, unet, spec, "{}", 0)
+            unet_file = save_zero_init_inpaint_unet(DEMO_CHECKPOINT, Path(tmp) / "zero-unet.safetensors")
         ckpt = compose_inpaint_checkpoint(DEMO_CHECKPOINT, unet_file, Path(tmp) / "inpaint.safetensors")
         runner = DemoGraphRunner(Path(tmp) / "base")
         runner.add_checkpoint(DEMO_INPAINT_NAME, ckpt)

@@ -135,6 +135,14 @@ def save_inpaint_unet(path: Path, unet: UNetModel, spec: ModelSpec, train_config
     tmp.replace(path)
 
 
+def save_zero_init_inpaint_unet(demo: Path, path: Path) -> Path:
+    """The inpainting fine-tune's starting point: the demo UNet widened to 9 input channels, the new ones zero
+    (it computes exactly the demo model); the baseline the fine-tune is scored against."""
+    unet, _, _, spec = load_demo_networks(demo, unet_in_channels=9)
+    save_inpaint_unet(path, unet, spec, "{}", 0)
+    return path
+
+
 def compose_inpaint_checkpoint(demo: Path, unet_file: Path, out: Path) -> Path:
     """The full 9-channel SD1.5-layout checkpoint: the demo file's text encoder, VAE and schedule with the
     inpainting UNet (float32); metadata from the demo file with the UNet's model config."""

@@ -14,7 +14,12 @@ from demo_harness import DEMO_CHECKPOINT, WORKFLOWS, DemoGraphRunner
 from inpaint_harness import run_case
 
 from app import demo_install
-from engine.demo.export import compose_inpaint_checkpoint, load_demo_networks, save_inpaint_unet
+from engine.demo.export import (
+    compose_inpaint_checkpoint,
+    load_demo_networks,
+    save_inpaint_unet,
+    save_zero_init_inpaint_unet,
+)
 from engine.demo.files import INPAINT_UNET
 from engine.demo.inpaint_score import inpaint_case
 from engine.demo.world import Scene
@@ -116,10 +121,8 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoGraphRunner
     folder = tmp_path_factory.mktemp("inpaint-ckpts")
     trained = compose_inpaint_checkpoint(DEMO_CHECKPOINT, INPAINT_UNET, folder / "trained.safetensors")
     r.add_checkpoint(demo_install.DEMO_INPAINT_NAME, trained)
-    unet, _, _, spec = load_demo_networks(DEMO_CHECKPOINT, unet_in_channels=9)
-    save_inpaint_unet(folder / "zero-unet.safetensors", unet, spec, "{}", 0)
-    r.add_checkpoint(ZERO_INIT, compose_inpaint_checkpoint(DEMO_CHECKPOINT, folder / "zero-unet.safetensors",
-                                                           folder / "zero.safetensors"))
+    zero = save_zero_init_inpaint_unet(DEMO_CHECKPOINT, folder / "zero-unet.safetensors")
+    r.add_checkpoint(ZERO_INIT, compose_inpaint_checkpoint(DEMO_CHECKPOINT, zero, folder / "zero.safetensors"))
     yield r
     r.close()
 
