@@ -11,6 +11,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["alternate", "Row", "print_table", "gemm_peak_gflops", "count_flops", "device_name", "peak_rss_bytes"]
@@ -111,7 +112,13 @@ def device_name(device: Any = "cpu") -> str:
     return f"{model}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far, in bytes (Linux reports kB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if platform.system() == "Darwin" else peak * 1024)
+def peak_rss_bytes(pid: int | None = None) -> int:
+    """Peak resident set size so far, in bytes: of this process (Linux reports kB, macOS bytes), or of process
+    `pid` (Linux's VmHWM; 0 where /proc has no such line)."""
+    if pid is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if platform.system() == "Darwin" else peak * 1024)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -19,16 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._timing import Row, print_table  # noqa: E402
+from bench._timing import Row, peak_rss_bytes, print_table  # noqa: E402
 from bench.startup import REPO, server, until_done, wait_ready  # noqa: E402
-
-
-def peak_rss_gb(pid: int) -> float:
-    """The process's peak resident set so far (Linux VmHWM), in GB; nan where /proc has no such line."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e9
-    return float("nan")
 
 
 def timed_prompts(checkpoint: Path, flags: tuple[str, ...], prompt: dict[str, object],
@@ -43,7 +35,7 @@ def timed_prompts(checkpoint: Path, flags: tuple[str, ...], prompt: dict[str, ob
             p = json.loads(json.dumps(prompt))
             p["3"]["inputs"]["seed"] += 1 + i
             later.append(until_done(url, p))
-        return first, later, peak_rss_gb(proc.pid)
+        return first, later, peak_rss_bytes(proc.pid) / 1e9
 
 
 def main() -> None:
