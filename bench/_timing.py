@@ -5,6 +5,7 @@ run, alternating them call by call, and reports min and median; ratios are taken
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -14,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["alternate", "Row", "print_table", "gemm_peak_gflops", "count_flops", "device_name", "peak_rss_bytes"]
+__all__ = ["alternate", "Row", "print_table", "gemm_peak_gflops", "count_flops", "device_name", "peak_rss_bytes",
+           "add_malloc_option", "apply_malloc_option"]
 
 
 def alternate(fns: Sequence[Callable[[], Any]], runs: int, warmup: int = 1,
@@ -122,3 +124,17 @@ def peak_rss_bytes(pid: int | None = None) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def add_malloc_option(ap: argparse.ArgumentParser) -> None:
+    """``--malloc keep|default``: the server's heap settings (engine.cpu_heap) or glibc's own."""
+    ap.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                    help="keep: Loom's heap settings (engine.cpu_heap, as the server runs); default: glibc's")
+
+
+def apply_malloc_option(args: argparse.Namespace) -> None:
+    """Apply ``--malloc`` (before anything large is allocated)."""
+    if args.malloc == "keep":
+        from engine.cpu_heap import keep_freed_memory
+
+        keep_freed_memory()

@@ -1,6 +1,7 @@
 """bf16 vs fp32 on the CPU, in the same run: per operator, the full-size UNet, the VAE decode, image quality.
 
-Run: ``.venv/bin/python bench/precision.py [--threads 1] [--runs 2] [--skip-unet] [--skip-vae] [--skip-demo]``.
+Run: ``.venv/bin/python bench/precision.py [--threads 1] [--runs 2] [--skip-unet] [--skip-vae] [--skip-demo]
+[--malloc keep|default]`` (keep: the server's heap settings, engine.cpu_heap).
 
 1. Operators at SD1.5 shapes, fp32 vs bf16 (input cast to bf16, result back to fp32, as ``CpuBf16`` layers do):
    the measurement that decides which operators ``--bf16-unet`` / ``--bf16-vae`` run in bf16 (engine.precision).
@@ -29,7 +30,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench._timing import Row, alternate, device_name, print_table  # noqa: E402
+from bench._timing import Row, add_malloc_option, alternate, apply_malloc_option, device_name, print_table  # noqa: E402
 from engine.loading import build_assign  # noqa: E402
 from engine.networks.unet import UNetConfig, UNetModel  # noqa: E402
 from engine.networks.vae import AutoencoderKL, VAEConfig  # noqa: E402
@@ -172,7 +173,9 @@ def main() -> None:
     ap.add_argument("--demo-steps", type=int, default=20)
     for part in ("ops", "unet", "vae", "demo"):
         ap.add_argument(f"--skip-{part}", action="store_true")
+    add_malloc_option(ap)
     args = ap.parse_args()
+    apply_malloc_option(args)
     torch.set_num_threads(args.threads)
     native = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
     print(f"machine: {device_name()}, torch {torch.__version__}; CPU flags: "

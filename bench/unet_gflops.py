@@ -20,7 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from bench._timing import Row, alternate, count_flops, device_name, gemm_peak_gflops, print_table  # noqa: E402
+from bench._timing import (  # noqa: E402
+    Row,
+    add_malloc_option,
+    alternate,
+    apply_malloc_option,
+    count_flops,
+    device_name,
+    gemm_peak_gflops,
+    print_table,
+)
 from engine.networks.unet import UNetConfig, UNetModel  # noqa: E402
 from tests.engine.test_networks_unet import diffusers_to_ldm  # noqa: E402
 
@@ -105,13 +114,9 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=["fp32"],
                     help="Loom variants: fp32 channels_last bf16 compile (fp32 is always included)")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--malloc", choices=["keep", "default"], default="keep",
-                    help="keep: Loom's heap settings (engine.cpu_heap, as the server runs); default: glibc's")
+    add_malloc_option(ap)
     args = ap.parse_args()
-    if args.malloc == "keep":
-        from engine.cpu_heap import keep_freed_memory
-
-        keep_freed_memory()
+    apply_malloc_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = ["fp32", *[v for v in args.variants if v != "fp32"]]

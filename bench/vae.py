@@ -15,7 +15,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from bench._timing import Row, alternate, count_flops, device_name, print_table  # noqa: E402
+from bench._timing import (  # noqa: E402
+    Row,
+    add_malloc_option,
+    alternate,
+    apply_malloc_option,
+    count_flops,
+    device_name,
+    print_table,
+)
 from engine.networks.vae import AutoencoderKL, VAEConfig  # noqa: E402
 from tests.engine.test_networks_vae import diffusers_vae_to_ldm  # noqa: E402
 
@@ -44,13 +52,9 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="ch 32 instead of 128 (development)")
     ap.add_argument("--tiled", action="store_true", help="also time Loom's tiled decode")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--malloc", choices=["keep", "default"], default="keep",
-                    help="keep: Loom's heap settings (engine.cpu_heap, as the server runs); default: glibc's")
+    add_malloc_option(ap)
     args = ap.parse_args()
-    if args.malloc == "keep":
-        from engine.cpu_heap import keep_freed_memory
-
-        keep_freed_memory()
+    apply_malloc_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     ref, ours = build_pair(args.small)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.networks.ops import ManualCast, Plain
+from engine.networks.ops import CpuBf16, ManualCast, Plain
 
 # Feed-forward token chunks on CPU: a chunk's GEGLU activation stays about FF_CHUNK_FLOATS floats (8 MiB), so
 # it is reused from the heap and stays in cache instead of being a fresh mmap'd buffer; at least
@@ -23,13 +23,20 @@ def _hooked(*modules: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
-def _plain_linear(layer: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``layer`` is an ordinary Linear whose weight may be used as is with ``x``."""
+def _linear_dtype(layer: nn.Module, x: torch.Tensor) -> torch.dtype | None:
+    """The dtype ``layer`` computes in when its weight may be used as is with ``x``: ``x.dtype`` for an
+    ordinary Linear, the weight's dtype for a CpuBf16 one (input cast to it, result back to ``x.dtype``);
+    None for anything else (hooked or custom layers, weights cast per call)."""
     w = getattr(layer, "weight", None)
     b = getattr(layer, "bias", None)
-    return (getattr(type(layer), "forward", None) in _PLAIN_LINEAR_FORWARDS and w is not None
-            and w.dtype == x.dtype and w.device == x.device
-            and (b is None or (b.dtype == x.dtype and b.device == x.device)) and not _hooked(layer))
+    forward = getattr(type(layer), "forward", None)
+    if w is None or w.device != x.device or (b is not None and b.device != x.device) or _hooked(layer):
+        return None
+    if forward is CpuBf16.Linear.forward:
+        return w.dtype
+    if forward in _PLAIN_LINEAR_FORWARDS and w.dtype == x.dtype and (b is None or b.dtype == x.dtype):
+        return x.dtype
+    return None
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -117,25 +124,29 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         geglu, drop, out_proj = self.net
-        if (x.device.type != "cpu" or torch.is_grad_enabled() or type(geglu) is not GEGLU
-                or not _plain_linear(geglu.proj, x) or not _plain_linear(out_proj, x)
-                or _hooked(self.net, geglu, drop)):
+        wdt = _linear_dtype(geglu.proj, x) if type(geglu) is GEGLU else None
+        if (x.device.type != "cpu" or torch.is_grad_enabled() or wdt is None
+                or _linear_dtype(out_proj, x) != wdt or _hooked(self.net, geglu, drop)):
             return self.net(x)
         # CPU inference: the same maths in token chunks, gelu and the product in place. At 64x64 latents
         # the unchunked GEGLU output is [8192, 2560] fp32 (84 MB): fresh pages on every call (~130 ms of page
         # faults per block on the development VM) and three passes over memory that does not fit in cache.
+        # CpuBf16 layers (bf16 weights, fp32 activations) cast each chunk, as their forward casts the whole.
         proj, lin = cast(nn.Linear, geglu.proj), cast(nn.Linear, out_proj)
         x2 = x.reshape(-1, x.shape[-1])
         rows = x2.shape[0]
         step = max(FF_CHUNK_MIN_ROWS, FF_CHUNK_FLOATS // (2 * lin.in_features))
         out = torch.empty(rows, lin.out_features, dtype=x.dtype, device=x.device)
         w_out = lin.weight.t()
+        b_proj, b_out = (None if b is None else b.to(wdt) for b in (proj.bias, lin.bias))
         for start in range(0, rows, step):
-            h = F.linear(x2[start:start + step], proj.weight, proj.bias)
+            h = F.linear(x2[start:start + step].to(wdt), proj.weight, b_proj).to(x.dtype)
             value, gate = h.chunk(2, dim=-1)
             torch._C._nn.gelu_(gate)  # type: ignore[attr-defined]  # in-place F.gelu (same kernel)
             value.mul_(gate)
-            if lin.bias is None:
+            if wdt != x.dtype:
+                out[start:start + step] = F.linear(value.to(wdt), lin.weight, b_out)
+            elif lin.bias is None:
                 torch.mm(value, w_out, out=out[start:start + step])
             else:
                 torch.addmm(lin.bias, value, w_out, out=out[start:start + step])
