@@ -21,6 +21,7 @@ from engine.reports import report
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.hook_run import bind_hooks
+from engine.sampling.run_wrappers import SamplerRun, run_sampler
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
 from engine.types import Conditioning, CondOptions, ProgressCallback
@@ -191,29 +192,33 @@ def sample(
     add_matching_areas(pos, neg)
     share_gligen(pos, neg)
 
-    max_sigma = float(ms.sigma_max)
-    first = float(sigmas[0])
-    max_denoise = math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
-    x = ms.noise_scaling(sigmas[0], noise, latent_in, max_denoise)
-
     blend_noise = noise
     if spec.random_inpaint_noise and mask is not None:
         gen = torch.Generator(device="cpu").manual_seed(((41 if seed is None else int(seed)) + 1) % 2**64)
         blend_noise = torch.randn(noise.shape, generator=gen, device="cpu").to(noise.dtype).to(device)
-    denoiser = InpaintDenoiser(CFGDenoiser(model, pos, neg, cfg), ms, latent_in, blend_noise, mask, sigmas=sigmas)
-
-    total = len(sigmas) - 1
-    step_cb = None
-    if callback is not None:
-        def step_cb(i: int, denoised: torch.Tensor, x_now: torch.Tensor) -> None:
-            callback(i, denoised, x_now, total)
-
-    noise_sampler = make_noise_sampler(spec, x, sigmas, seed)
+    cfg_denoiser = CFGDenoiser(model, pos, neg, cfg)
     # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
-    together = (model.manager.running_together([model.entry, *(run.handle.entry for run in control_runs)])
-                if control_runs else contextlib.nullcontext())
-    with torch.no_grad(), together:
-        out = spec.fn(denoiser, x, sigmas, noise_sampler=noise_sampler, callback=step_cb)
+    entries = [model.entry, *(control.handle.entry for control in control_runs)]
+
+    def loop(run_sigmas: torch.Tensor) -> torch.Tensor:
+        """The sampler over ``run_sigmas``, from the noise scaled to its first sigma (KSAMPLER.sample's part)."""
+        first = float(run_sigmas[0])
+        max_denoise = math.isclose(float(ms.sigma_max), first, rel_tol=1e-05) or first > float(ms.sigma_max)
+        x = ms.noise_scaling(run_sigmas[0], noise, latent_in, max_denoise)
+        denoiser = InpaintDenoiser(cfg_denoiser, ms, latent_in, blend_noise, mask, sigmas=run_sigmas)
+        total = len(run_sigmas) - 1
+        step_cb = None
+        if callback is not None:
+            def step_cb(i: int, denoised: torch.Tensor, x_now: torch.Tensor) -> None:
+                callback(i, denoised, x_now, total)
+        noise_sampler = make_noise_sampler(spec, x, run_sigmas, seed)
+        together = model.manager.running_together(entries) if control_runs else contextlib.nullcontext()
+        with torch.no_grad(), together:
+            out: torch.Tensor = spec.fn(denoiser, x, run_sigmas, noise_sampler=noise_sampler, callback=step_cb)
+        return out
+
+    run = SamplerRun(model, sampler_name if sampler is None else None, sigmas, noise, latent_in, mask, seed)
+    out = run_sampler(run, loop)
     schedule = [float(s) for s in sigmas]
     for control in control_runs:
         report("adapters", control.record(schedule))

@@ -2,12 +2,19 @@
 
 The name lists are the ones Loom implements (so a pack's COMBO offers nothing that would fail later), from
 `engine.names` (torch-free; equal to `engine.sampling`'s lists, which a test checks).
+
+Packs that replace `KSAMPLER.sample` with their own function (which calls the one it replaced) are called
+on every sampler run while this module is loaded, with ComfyUI's arguments: `(self, model_wrap, sigmas,
+extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)`, `extra_args` holding a copy of the
+run's `model_options` and its `seed`; the original runs Loom's sampler over the sigmas it is given.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from engine import names
+from engine.sampling.run_wrappers import Proceed, SamplerRun, add_run_wrapper
 
 SAMPLER_NAMES: list[str] = list(names.SAMPLER_NAMES)
 KSAMPLER_NAMES: list[str] = [n for n in SAMPLER_NAMES if n not in ("ddim", "uni_pc", "uni_pc_bh2")]
@@ -39,9 +46,45 @@ class KSAMPLER:
 
     def sample(self, model_wrap: Any, sigmas: Any, extra_args: Any, callback: Any, noise: Any,
                latent_image: Any = None, denoise_mask: Any = None, disable_pbar: bool = False) -> Any:
-        """ComfyUI runs its sampler loop here; Loom's runs in engine.sampling (pass this object as a SAMPLER)."""
-        raise NotImplementedError("comfy.samplers.KSAMPLER.sample is not provided by Loom: pass the KSAMPLER to "
-                                  "SamplerCustom / comfy.sample.sample_custom, which run Loom's sampler")
+        """Loom's sampler over `sigmas` for the run `model_wrap` stands for (reached through a pack's
+        replacement of this method); other callers pass this object as a SAMPLER instead."""
+        if isinstance(model_wrap, LoomModelWrap):
+            return model_wrap.proceed(sigmas)
+        raise NotImplementedError("comfy.samplers.KSAMPLER.sample runs only inside Loom's sampler runs: pass the "
+                                  "KSAMPLER to SamplerCustom / comfy.sample.sample_custom, which run Loom's sampler")
+
+
+_LOOM_KSAMPLER_SAMPLE = KSAMPLER.sample
+
+
+class LoomModelWrap:
+    """The `model_wrap` a sampler run hands `KSAMPLER.sample`: ComfyUI's names for the run's model, and the
+    rest of Loom's run (`proceed(sigmas)`)."""
+
+    def __init__(self, run: SamplerRun, proceed: Proceed, model_options: dict[str, Any]) -> None:
+        self.run = run
+        self.proceed = proceed
+        self.model_patcher = run.model
+        self.inner_model = getattr(run.model, "model", run.model)
+        self.model_options = model_options
+
+
+def _through_replaced_sample(run: SamplerRun, proceed: Proceed) -> Any:
+    """A sampler run, through `KSAMPLER.sample` when a pack has replaced it (engine.sampling.run_wrappers)."""
+    if sys.modules.get(__name__) is not _THIS_MODULE:  # this module was unloaded (environment uninstalled)
+        _remove_wrapper()
+        return proceed(run.sigmas)
+    if KSAMPLER.sample is _LOOM_KSAMPLER_SAMPLE:
+        return proceed(run.sigmas)
+    sampler = KSAMPLER(run.sampler_name if run.sampler_name in SAMPLER_NAMES else SAMPLER_NAMES[0])
+    model_options = dict(run.model.model_options)
+    extra_args = {"model_options": model_options, "seed": run.seed, "denoise_mask": run.denoise_mask}
+    return sampler.sample(LoomModelWrap(run, proceed, model_options), run.sigmas, extra_args, None, run.noise,
+                          run.latent, run.denoise_mask, True)
+
+
+_THIS_MODULE = sys.modules[__name__]
+_remove_wrapper = add_run_wrapper(_through_replaced_sample)
 
 
 def sampler_object(name: str) -> KSAMPLER:

@@ -1,0 +1,72 @@
+"""Packs that replace `comfy.samplers.KSAMPLER.sample` (TiledDiffusion, for one) are called on Loom's sampler runs
+with ComfyUI's arguments, and the schedule they pass on is the one that runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.device import DevicePolicy
+from engine.loading import load_checkpoint
+from engine.model_management import ModelManager
+from engine.sampling import get_sampler, sample
+
+
+@pytest.fixture(scope="module")
+def tiny(fixtures_dir: Path):
+    model, clip, _ = load_checkpoint(fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors",
+                                     ModelManager(DevicePolicy.detect(cpu_only=True)))
+    assert clip is not None
+    return model, clip.encode("a red circle"), clip.encode("")
+
+
+def _run(tiny, **kw):
+    model, pos, neg = tiny
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    return sample(model, noise, 3, 5.0, "euler", "normal", pos, neg, torch.zeros(1, 4, 8, 8), seed=7, **kw)
+
+
+def test_a_replaced_ksampler_sample_wraps_every_run(packs, tiny) -> None:
+    packs.load("good_pack")
+    import comfy.samplers
+
+    model = tiny[0]
+    plain = _run(tiny)
+    seen: list[tuple] = []
+    original = comfy.samplers.KSAMPLER.sample
+
+    def replaced(*args, **kwargs):  # the way packs do it: read the arguments, call what they replaced
+        self, model_wrap, sigmas, extra_args = args[:4]
+        options = extra_args["model_options"]
+        seen.append((self.sampler_name, sigmas.clone(), extra_args["seed"], options.pop("pack_flag", None),
+                     model_wrap.model_patcher is model, tuple(args[5].shape)))
+        return original(self, model_wrap, sigmas[1:], *args[4:], **kwargs)  # skip the first step
+
+    model.model_options["pack_flag"] = "set on the model"
+    comfy.samplers.KSAMPLER.sample = replaced
+    try:
+        out = _run(tiny)
+    finally:
+        comfy.samplers.KSAMPLER.sample = original
+    full = seen[0][1]
+    assert len(seen) == 1 and full.shape == (4,) and float(full[-1]) == 0.0
+    assert seen[0][0] == "euler" and seen[0][2] == 7 and seen[0][3] == "set on the model" and seen[0][4]
+    assert seen[0][5] == (1, 4, 8, 8)
+    assert model.model_options.pop("pack_flag") == "set on the model"  # the pack popped from a copy
+    # the schedule the pack passed on ran: the same as Loom's sampler given that schedule
+    assert torch.equal(out, _run(tiny, sigmas=full[1:], sampler=get_sampler("euler")))
+    assert not torch.equal(out, plain)
+
+    assert torch.equal(_run(tiny), plain) and len(seen) == 1  # restored: runs go straight to the sampler
+    packs.environment.uninstall()
+    comfy.samplers.KSAMPLER.sample = replaced  # a module no longer loaded is not called
+    assert torch.equal(_run(tiny), plain) and len(seen) == 1
+
+
+def test_ksampler_sample_outside_a_run_says_what_to_do(packs) -> None:
+    packs.load("good_pack")
+    import comfy.samplers
+
+    with pytest.raises(NotImplementedError, match="SamplerCustom"):
+        comfy.samplers.KSAMPLER("euler").sample(object(), torch.ones(2), {}, None, torch.zeros(1))
