@@ -39,6 +39,7 @@ import torch
 
 from engine.gligen import gligen_middle_patch
 from engine.sampling.conditioning import Cond, repeat_to_batch_size
+from engine.sampling.run_wrappers import GuidanceStep, guided_step
 
 _FEATHER = 8  # area edges off the image border fade in over min(8, area size // 4) latent pixels
 
@@ -289,7 +290,7 @@ class CFGDenoiser:
     """
 
     def __init__(self, model: Any, positive: list[Cond], negative: list[Cond], cfg: float,
-                 model_options: ModelOptions | None = None) -> None:
+                 model_options: ModelOptions | None = None, seed: int | None = None) -> None:
         self.model = model
         self.inner_model = model
         self.model_patcher = model
@@ -297,8 +298,16 @@ class CFGDenoiser:
         self.negative = negative
         self.cfg = float(cfg)
         self.model_options = model_options if model_options is not None else model_options_of(model)
+        self.seed = seed
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The guided x0, through the installed step wrappers (engine.sampling.run_wrappers)."""
+        step = GuidanceStep(self.model, x, sigma, self.positive, self.negative, self.cfg, self.model_options,
+                            self.seed)
+        return guided_step(step, lambda: self.guide(x, sigma))
+
+    def guide(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Loom's CFG at ``x``, ``sigma``: the batched predictions, then the model options' CFG hooks."""
         opts = self.model_options
         skip_uncond = math.isclose(self.cfg, 1.0) and not opts.get("disable_cfg1_optimization", False)
         uncond = None if skip_uncond else self.negative

@@ -196,9 +196,7 @@ def sample(
     if spec.random_inpaint_noise and mask is not None:
         gen = torch.Generator(device="cpu").manual_seed(((41 if seed is None else int(seed)) + 1) % 2**64)
         blend_noise = torch.randn(noise.shape, generator=gen, device="cpu").to(noise.dtype).to(device)
-    cfg_denoiser = CFGDenoiser(model, pos, neg, cfg)
-    # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
-    entries = [model.entry, *(control.handle.entry for control in control_runs)]
+    cfg_denoiser = CFGDenoiser(model, pos, neg, cfg, seed=seed)
 
     def loop(run_sigmas: torch.Tensor) -> torch.Tensor:
         """The sampler over ``run_sigmas``, from the noise scaled to its first sigma (KSAMPLER.sample's part)."""
@@ -212,7 +210,9 @@ def sample(
             def step_cb(i: int, denoised: torch.Tensor, x_now: torch.Tensor) -> None:
                 callback(i, denoised, x_now, total)
         noise_sampler = make_noise_sampler(spec, x, run_sigmas, seed)
-        together = model.manager.running_together(entries) if control_runs else contextlib.nullcontext()
+        # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
+        together = (model.manager.running_together([model.entry, *(c.handle.entry for c in control_runs)])
+                    if control_runs else contextlib.nullcontext())
         with torch.no_grad(), together:
             out: torch.Tensor = spec.fn(denoiser, x, run_sigmas, noise_sampler=noise_sampler, callback=step_cb)
         return out

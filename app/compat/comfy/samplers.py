@@ -3,10 +3,13 @@
 The name lists are the ones Loom implements (so a pack's COMBO offers nothing that would fail later), from
 `engine.names` (torch-free; equal to `engine.sampling`'s lists, which a test checks).
 
-Packs that replace `KSAMPLER.sample` with their own function (which calls the one it replaced) are called
-on every sampler run while this module is loaded, with ComfyUI's arguments: `(self, model_wrap, sigmas,
-extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)`, `extra_args` holding a copy of the
-run's `model_options` and its `seed`; the original runs Loom's sampler over the sigmas it is given.
+Packs that replace `KSAMPLER.sample` or `sampling_function` with their own function are called while this
+module is loaded, with ComfyUI's arguments (engine.sampling.run_wrappers):
+- `KSAMPLER.sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
+  disable_pbar)` once per sampler run, `extra_args` holding a copy of the run's `model_options` and its `seed`;
+  the original, called from there, runs Loom's sampler over the sigmas it is given;
+- `sampling_function(model, x, timestep, uncond, cond, cond_scale, model_options, seed)` for each guided
+  prediction, `uncond` / `cond` the resolved cond lists, returning the guided x0 (the original is Loom's CFG).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import sys
 from typing import Any
 
 from engine import names
-from engine.sampling.run_wrappers import Proceed, SamplerRun, add_run_wrapper
+from engine.sampling.run_wrappers import GuidanceStep, Proceed, SamplerRun, add_run_wrapper, add_step_wrapper
 
 SAMPLER_NAMES: list[str] = list(names.SAMPLER_NAMES)
 KSAMPLER_NAMES: list[str] = [n for n in SAMPLER_NAMES if n not in ("ddim", "uni_pc", "uni_pc_bh2")]
@@ -72,7 +75,7 @@ class LoomModelWrap:
 def _through_replaced_sample(run: SamplerRun, proceed: Proceed) -> Any:
     """A sampler run, through `KSAMPLER.sample` when a pack has replaced it (engine.sampling.run_wrappers)."""
     if sys.modules.get(__name__) is not _THIS_MODULE:  # this module was unloaded (environment uninstalled)
-        _remove_wrapper()
+        _remove_run_wrapper()
         return proceed(run.sigmas)
     if KSAMPLER.sample is _LOOM_KSAMPLER_SAMPLE:
         return proceed(run.sigmas)
@@ -83,8 +86,6 @@ def _through_replaced_sample(run: SamplerRun, proceed: Proceed) -> Any:
                           run.latent, run.denoise_mask, True)
 
 
-_THIS_MODULE = sys.modules[__name__]
-_remove_wrapper = add_run_wrapper(_through_replaced_sample)
 
 
 def sampler_object(name: str) -> KSAMPLER:
@@ -151,14 +152,32 @@ def sampling_function(model: Any, x: Any, timestep: Any, uncond: Any, cond: Any,
                       model_options: dict[str, Any] | None = None, seed: int | None = None) -> Any:
     """The guided x0 at `x`, `timestep` (sigma): Loom's CFG with the model's CFG hooks (engine.sampling.guider).
 
-    Packs that assign their own function to `comfy.samplers.sampling_function` change only this module's
-    name: Loom's sampler runs its own CFG and the hooks set with `set_model_sampler_*_function`."""
+    A pack's replacement of this name is called for every guided prediction instead (module docstring)."""
     from engine.sampling.guider import CFGDenoiser
 
-    return CFGDenoiser(model, cond, uncond or [], cond_scale, model_options)(x, timestep)
+    return CFGDenoiser(model, cond, uncond or [], cond_scale, model_options, seed).guide(x, timestep)
+
+
+_LOOM_SAMPLING_FUNCTION = sampling_function
+
+
+def _through_replaced_sampling_function(step: GuidanceStep, proceed: Any) -> Any:
+    """A guided prediction, through `sampling_function` when a pack has replaced it."""
+    if sys.modules.get(__name__) is not _THIS_MODULE:  # this module was unloaded (environment uninstalled)
+        _remove_step_wrapper()
+        return proceed()
+    if sampling_function is _LOOM_SAMPLING_FUNCTION:
+        return proceed()
+    return sampling_function(step.model, step.x, step.sigma, step.negative, step.positive, step.cfg,
+                             step.model_options, step.seed)
 
 
 def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
     """ComfyUI's per-cond preparation step; Loom's sampler prepares conds itself (engine.sampling.guider)."""
     raise NotImplementedError("comfy.samplers.get_area_and_mult is not provided by Loom: its sampler prepares "
                               "areas and masks itself (engine.sampling.guider); packs that replace it change nothing")
+
+
+_THIS_MODULE = sys.modules[__name__]
+_remove_run_wrapper = add_run_wrapper(_through_replaced_sample)
+_remove_step_wrapper = add_step_wrapper(_through_replaced_sampling_function)

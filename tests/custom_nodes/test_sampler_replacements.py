@@ -1,5 +1,6 @@
-"""Packs that replace `comfy.samplers.KSAMPLER.sample` (TiledDiffusion, for one) are called on Loom's sampler runs
-with ComfyUI's arguments, and the schedule they pass on is the one that runs."""
+"""Packs that replace `comfy.samplers.KSAMPLER.sample` (TiledDiffusion) or `comfy.samplers.sampling_function`
+(AutomaticCFG) are called on Loom's sampler runs and guided steps with ComfyUI's arguments, and what they pass on
+or return is what runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,10 +22,10 @@ def tiny(fixtures_dir: Path):
     return model, clip.encode("a red circle"), clip.encode("")
 
 
-def _run(tiny, **kw):
+def _run(tiny, cfg: float = 5.0, **kw):
     model, pos, neg = tiny
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    return sample(model, noise, 3, 5.0, "euler", "normal", pos, neg, torch.zeros(1, 4, 8, 8), seed=7, **kw)
+    return sample(model, noise, 3, cfg, "euler", "normal", pos, neg, torch.zeros(1, 4, 8, 8), seed=7, **kw)
 
 
 def test_a_replaced_ksampler_sample_wraps_every_run(packs, tiny) -> None:
@@ -70,3 +71,38 @@ def test_ksampler_sample_outside_a_run_says_what_to_do(packs) -> None:
 
     with pytest.raises(NotImplementedError, match="SamplerCustom"):
         comfy.samplers.KSAMPLER("euler").sample(object(), torch.ones(2), {}, None, torch.zeros(1))
+
+
+def test_a_replaced_sampling_function_guides_every_step(packs, tiny) -> None:
+    """AutomaticCFG's way: its own CFG step over comfy.samplers.calc_cond_batch, here dropping the negative pass."""
+    packs.load("good_pack")
+    import comfy.samplers
+
+    model = tiny[0]
+    original = comfy.samplers.sampling_function
+    calls: list[tuple] = []
+
+    def positive_only(model_, x, timestep, uncond, cond, cond_scale, model_options=None, seed=None, **kwargs):
+        calls.append((model_ is model, len(uncond), cond_scale, seed, tuple(x.shape)))
+        return comfy.samplers.calc_cond_batch(model_, [cond, None], x, timestep, model_options)[0]
+
+    def through_the_original(model_, x, timestep, uncond, cond, cond_scale, model_options=None, seed=None):
+        calls.append("original")
+        return original(model_, x, timestep, uncond, cond, cond_scale, model_options, seed)
+
+    plain, cfg1 = _run(tiny), _run(tiny, cfg=1.0)
+    comfy.samplers.sampling_function = positive_only
+    try:
+        out = _run(tiny)
+    finally:
+        comfy.samplers.sampling_function = original
+    assert calls == [(True, 1, 5.0, 7, (1, 4, 8, 8))] * 3  # one call per euler step
+    assert torch.equal(out, cfg1) and not torch.equal(out, plain)  # the positive prediction alone guided it
+
+    calls.clear()
+    comfy.samplers.sampling_function = through_the_original
+    try:
+        again = _run(tiny)
+    finally:
+        comfy.samplers.sampling_function = original
+    assert calls == ["original"] * 3 and torch.equal(again, plain)  # the original is Loom's CFG, not re-wrapped
