@@ -32,6 +32,7 @@ def test_modules_import_and_answer_from_loom(facts) -> None:
     assert facts["full_type_name"].endswith("comfy_modules_pack.ModuleFacts")
     assert facts["unet_is_loom"] == "engine.networks.unet"
     assert facts["clip_sets"] == [True, True, True, False]
+    assert facts["flow_clip_sets"] == [True, True, False, False, False]
     assert facts["lora_keys"]
 
 

@@ -13,6 +13,8 @@ from comfy.k_diffusion import utils as k_utils
 from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 from comfy.model_patcher import set_model_options_patch_replace
 from comfy.sdxl_clip import SDXLClipG, SDXLClipModel, SDXLRefinerClipModel
+from comfy.text_encoders.flux import FluxClipModel
+from comfy.text_encoders.sd3_clip import SD3ClipModel, T5XXLModel
 from comfy_extras.nodes_custom_sampler import Noise_EmptyNoise, Noise_RandomNoise
 from execution import full_type_name
 
@@ -55,6 +57,11 @@ class ModuleFacts:
                           isinstance({"clip_g": 2}, SDXLRefinerClipModel),
                           isinstance({"clip_l": 1}, comfy.sd1_clip.SD1ClipModel),
                           isinstance(object(), SDXLClipG)],
+            "flow_clip_sets": [isinstance({"clip_l": 1, "clip_g": 2, "t5xxl": 3}, SD3ClipModel),
+                               isinstance({"clip_l": 1, "t5xxl": 3}, FluxClipModel),
+                               isinstance({"clip_l": 1, "t5xxl": 3}, SD3ClipModel),
+                               isinstance({"clip_l": 1, "clip_g": 2, "t5xxl": 3}, SDXLClipModel),
+                               isinstance(object(), T5XXLModel)],
             "lora_keys": callable(comfy.lora.model_lora_keys_unet),
         }
         return (facts, "ok")
