@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["alternate", "Row", "print_table", "gemm_peak_gflops", "count_flops", "device_name", "peak_rss_bytes",
-           "add_malloc_option", "apply_malloc_option"]
+           "parse_args_keeping_heap"]
 
 
 def alternate(fns: Sequence[Callable[[], Any]], runs: int, warmup: int = 1,
@@ -126,15 +126,14 @@ def peak_rss_bytes(pid: int | None = None) -> int:
     return 0
 
 
-def add_malloc_option(ap: argparse.ArgumentParser) -> None:
-    """``--malloc keep|default``: the server's heap settings (engine.cpu_heap) or glibc's own."""
+def parse_args_keeping_heap(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    """``ap.parse_args()`` with a ``--malloc keep|default`` option, applied before anything large is allocated:
+    keep = the server's heap settings (engine.cpu_heap), default = glibc's own."""
     ap.add_argument("--malloc", choices=["keep", "default"], default="keep",
                     help="keep: Loom's heap settings (engine.cpu_heap, as the server runs); default: glibc's")
-
-
-def apply_malloc_option(args: argparse.Namespace) -> None:
-    """Apply ``--malloc`` (before anything large is allocated)."""
+    args = ap.parse_args()
     if args.malloc == "keep":
         from engine.cpu_heap import keep_freed_memory
 
         keep_freed_memory()
+    return args

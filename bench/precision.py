@@ -30,7 +30,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench._timing import Row, add_malloc_option, alternate, apply_malloc_option, device_name, print_table  # noqa: E402
+from bench._timing import Row, alternate, device_name, parse_args_keeping_heap, print_table  # noqa: E402
 from engine.loading import build_assign  # noqa: E402
 from engine.networks.unet import UNetConfig, UNetModel  # noqa: E402
 from engine.networks.vae import AutoencoderKL, VAEConfig  # noqa: E402
@@ -173,9 +173,7 @@ def main() -> None:
     ap.add_argument("--demo-steps", type=int, default=20)
     for part in ("ops", "unet", "vae", "demo"):
         ap.add_argument(f"--skip-{part}", action="store_true")
-    add_malloc_option(ap)
-    args = ap.parse_args()
-    apply_malloc_option(args)
+    args = parse_args_keeping_heap(ap)
     torch.set_num_threads(args.threads)
     native = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
     print(f"machine: {device_name()}, torch {torch.__version__}; CPU flags: "

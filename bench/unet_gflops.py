@@ -22,12 +22,11 @@ import torch  # noqa: E402
 
 from bench._timing import (  # noqa: E402
     Row,
-    add_malloc_option,
     alternate,
-    apply_malloc_option,
     count_flops,
     device_name,
     gemm_peak_gflops,
+    parse_args_keeping_heap,
     print_table,
 )
 from engine.networks.unet import UNetConfig, UNetModel  # noqa: E402
@@ -114,9 +113,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=["fp32"],
                     help="Loom variants: fp32 channels_last bf16 compile (fp32 is always included)")
     ap.add_argument("--threads", type=int, default=None)
-    add_malloc_option(ap)
-    args = ap.parse_args()
-    apply_malloc_option(args)
+    args = parse_args_keeping_heap(ap)
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = ["fp32", *[v for v in args.variants if v != "fp32"]]

@@ -15,15 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from bench._timing import (  # noqa: E402
-    Row,
-    add_malloc_option,
-    alternate,
-    apply_malloc_option,
-    count_flops,
-    device_name,
-    print_table,
-)
+from bench._timing import Row, alternate, count_flops, device_name, parse_args_keeping_heap, print_table  # noqa: E402
 from engine.networks.vae import AutoencoderKL, VAEConfig  # noqa: E402
 from tests.engine.test_networks_vae import diffusers_vae_to_ldm  # noqa: E402
 
@@ -52,9 +44,7 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="ch 32 instead of 128 (development)")
     ap.add_argument("--tiled", action="store_true", help="also time Loom's tiled decode")
     ap.add_argument("--threads", type=int, default=None)
-    add_malloc_option(ap)
-    args = ap.parse_args()
-    apply_malloc_option(args)
+    args = parse_args_keeping_heap(ap)
     if args.threads:
         torch.set_num_threads(args.threads)
     ref, ours = build_pair(args.small)
