@@ -200,8 +200,8 @@ def sample(
 
     def loop(run_sigmas: torch.Tensor) -> torch.Tensor:
         """The sampler over ``run_sigmas``, from the noise scaled to its first sigma (KSAMPLER.sample's part)."""
-        first = float(run_sigmas[0])
-        max_denoise = math.isclose(float(ms.sigma_max), first, rel_tol=1e-05) or first > float(ms.sigma_max)
+        first, max_sigma = float(run_sigmas[0]), float(ms.sigma_max)
+        max_denoise = math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
         x = ms.noise_scaling(run_sigmas[0], noise, latent_in, max_denoise)
         denoiser = InpaintDenoiser(cfg_denoiser, ms, latent_in, blend_noise, mask, sigmas=run_sigmas)
         total = len(run_sigmas) - 1

@@ -74,18 +74,13 @@ class LoomModelWrap:
 
 def _through_replaced_sample(run: SamplerRun, proceed: Proceed) -> Any:
     """A sampler run, through `KSAMPLER.sample` when a pack has replaced it (engine.sampling.run_wrappers)."""
-    if sys.modules.get(__name__) is not _THIS_MODULE:  # this module was unloaded (environment uninstalled)
-        _remove_run_wrapper()
-        return proceed(run.sigmas)
-    if KSAMPLER.sample is _LOOM_KSAMPLER_SAMPLE:
+    if not _loaded() or KSAMPLER.sample is _LOOM_KSAMPLER_SAMPLE:
         return proceed(run.sigmas)
     sampler = KSAMPLER(run.sampler_name if run.sampler_name in SAMPLER_NAMES else SAMPLER_NAMES[0])
     model_options = dict(run.model.model_options)
     extra_args = {"model_options": model_options, "seed": run.seed, "denoise_mask": run.denoise_mask}
     return sampler.sample(LoomModelWrap(run, proceed, model_options), run.sigmas, extra_args, None, run.noise,
                           run.latent, run.denoise_mask, True)
-
-
 
 
 def sampler_object(name: str) -> KSAMPLER:
@@ -163,10 +158,7 @@ _LOOM_SAMPLING_FUNCTION = sampling_function
 
 def _through_replaced_sampling_function(step: GuidanceStep, proceed: Any) -> Any:
     """A guided prediction, through `sampling_function` when a pack has replaced it."""
-    if sys.modules.get(__name__) is not _THIS_MODULE:  # this module was unloaded (environment uninstalled)
-        _remove_step_wrapper()
-        return proceed()
-    if sampling_function is _LOOM_SAMPLING_FUNCTION:
+    if not _loaded() or sampling_function is _LOOM_SAMPLING_FUNCTION:
         return proceed()
     return sampling_function(step.model, step.x, step.sigma, step.negative, step.positive, step.cfg,
                              step.model_options, step.seed)
@@ -176,6 +168,16 @@ def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
     """ComfyUI's per-cond preparation step; Loom's sampler prepares conds itself (engine.sampling.guider)."""
     raise NotImplementedError("comfy.samplers.get_area_and_mult is not provided by Loom: its sampler prepares "
                               "areas and masks itself (engine.sampling.guider); packs that replace it change nothing")
+
+
+def _loaded() -> bool:
+    """Whether packs still import this module; once the environment is uninstalled it is not, and its wrappers
+    remove themselves."""
+    if sys.modules.get(__name__) is _THIS_MODULE:
+        return True
+    _remove_run_wrapper()
+    _remove_step_wrapper()
+    return False
 
 
 _THIS_MODULE = sys.modules[__name__]
