@@ -6,7 +6,7 @@ so a checkpoint is held in memory once. The ModelManager caches results by path 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -235,6 +235,28 @@ def build_assign(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtyp
     return module  # type: ignore[return-value]
 
 
+def build_with_operations(operations: Any) -> Callable[..., Any]:
+    """A builder with ``build_assign``'s signature for a pack's own layer set (ComfyUI's ``custom_operations``):
+    the network is made from ``operations`` on the meta device and takes the tensors through torch's state-dict
+    loader, so layers that read their own tensors (GGUF's quantised weights) do; dtype and storage arguments are
+    the layers' business and ignored here."""
+
+    def build(cls: type[M], config: Any, sd: Mapping[str, torch.Tensor], dtype: torch.dtype, what: str,
+              path: Path, **_: Any) -> M:
+        with torch.device("meta"):
+            module = cls(config, operations=operations)
+        module.load_state_dict(dict(sd), strict=False, assign=True)
+        missing = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+        if missing:
+            raise CheckpointError(f"{path.name}: the {what} has no tensors for {len(missing)} of its parameters "
+                                  f"with these layers, such as {missing[:3]}")
+        module.eval()
+        module.requires_grad_(False)
+        return module
+
+    return build
+
+
 def _model_sampling(prediction: str) -> Any:
     from engine.sampling.model_sampling import ModelSamplingDiscrete
 
@@ -242,7 +264,8 @@ def _model_sampling(prediction: str) -> Any:
 
 
 def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Family, prediction: str,
-                manager: ModelManager, path: Path, dtype: torch.dtype | None) -> ModelHandle:
+                manager: ModelManager, path: Path, dtype: torch.dtype | None,
+                builder: Callable[..., Any] = build_assign) -> ModelHandle:
     prec = manager.policy.network("unet")
     compute, storage, bf16_ops = prec.compute, prec.storage, prec.bf16_ops
     if dtype is not None:  # UNETLoader's weight_dtype wins over the --*-unet flags, as in ComfyUI
@@ -251,10 +274,9 @@ def _make_model(unet_cfg: UNetConfig, sd: Mapping[str, torch.Tensor], family: Fa
         else:
             compute, storage, bf16_ops = dtype, None, False
     if storage is not None and storage != compute:
-        unet = build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path, storage_dtype=storage,
-                             bf16_ops=bf16_ops)
+        unet = builder(UNetModel, unet_cfg, sd, compute, "UNet", path, storage_dtype=storage, bf16_ops=bf16_ops)
     else:
-        unet = build_assign(UNetModel, unet_cfg, sd, compute, "UNet", path)
+        unet = builder(UNetModel, unet_cfg, sd, compute, "UNet", path)
     entry = manager.register(unet, f"{path.name} (unet)", "unet")
     return ModelHandle(unet, _model_sampling(prediction), family.latent_format, family, manager, entry,
                        compute_dtype=compute)
@@ -378,22 +400,34 @@ def load_unet(path: PathLike, manager: ModelManager, dtype: torch.dtype | None =
 
     def build() -> ModelHandle:
         sd, metadata = read_state_dict(p)
-        shapes = read_shapes(sd)
-        flux, mmdit = flux_prefix(shapes), mmdit_prefix(shapes)
-        if flux is not None:
-            return make_flux_model(_sub(sd, flux) if flux else sd, manager, p, dtype, build_assign)
-        if mmdit is not None:
-            return make_mmdit_model(_sub(sd, mmdit) if mmdit else sd, manager, p, dtype, build_assign)
-        sd = _strip_known(sd, ("", "model.diffusion_model."), "input_blocks.0.0.weight")
-        if "conv_in.weight" in sd and "input_blocks.0.0.weight" not in sd:
-            raise UnknownModelError(f"{p.name}: diffusers-format UNet (conv_in / down_blocks keys) is not supported "
-                                    "yet; use the single-file (LDM) version of the model")
-        family, cfg, pred = detect_family_of_unet(read_shapes(sd), metadata, sd.__getitem__, source=p.name)
-        return _make_model(cfg, sd, family, prediction or pred, manager, p, dtype)
+        return unet_from_state_dict(sd, manager, p, dtype=dtype, prediction=prediction, metadata=metadata)
 
     if not p.is_file():
         raise CheckpointError(f"UNet file not found: {p}. Put it in models/diffusion_models (or models/unet)")
     return manager.cached(file_cache_key("unet", p, str(dtype), prediction), build).clone()
+
+
+def unet_from_state_dict(sd: Mapping[str, torch.Tensor], manager: ModelManager, source: Path, *,
+                         dtype: torch.dtype | None = None, prediction: str | None = None,
+                         metadata: Mapping[str, str] | None = None, operations: Any = None) -> ModelHandle:
+    """The MODEL handle of a diffusion model's tensors (UNet, Flux or MMDiT, detected from their shapes; keys
+    without prefix or with ``model.diffusion_model.``); ``source`` names them in messages. With ``operations``
+    (a pack's layer set) the network is built from those layers (``build_with_operations``)."""
+    builder = build_assign if operations is None else build_with_operations(operations)
+    sd = dict(sd)
+    shapes = read_shapes(sd)
+    flux, mmdit = flux_prefix(shapes), mmdit_prefix(shapes)
+    if flux is not None:
+        return make_flux_model(_sub(sd, flux) if flux else sd, manager, source, dtype, builder)
+    if mmdit is not None:
+        return make_mmdit_model(_sub(sd, mmdit) if mmdit else sd, manager, source, dtype, builder)
+    sd = _strip_known(sd, ("", "model.diffusion_model."), "input_blocks.0.0.weight")
+    if "conv_in.weight" in sd and "input_blocks.0.0.weight" not in sd:
+        raise UnknownModelError(f"{source.name}: diffusers-format UNet (conv_in / down_blocks keys) is not "
+                                "supported yet; use the single-file (LDM) version of the model")
+    family, cfg, pred = detect_family_of_unet(read_shapes(sd), dict(metadata or {}), sd.__getitem__,
+                                              source=source.name)
+    return _make_model(cfg, sd, family, prediction or pred, manager, source, dtype, builder)
 
 
 def load_vae(path: PathLike, manager: ModelManager) -> VaeHandle:

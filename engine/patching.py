@@ -90,13 +90,23 @@ class Patchable:
 
     def add_patches(self, patches: dict[str, Patch], strength_patch: float = 1.0,
                     strength_model: float = 1.0) -> list[str]:
-        """Record patches (applied when the handle runs); returns the keys that matched a weight."""
-        names = {n for n, _ in self._module().named_parameters()}
+        """Record patches (applied when the handle runs); returns the keys that matched a weight.
+
+        Weights a custom layer keeps packed (a tensor subclass whose storage shape is not its weight's shape,
+        as GGUF's quantised layers hold them) cannot be patched: a ValueError names the first one."""
+        params = dict(self._module().named_parameters())
+        names = set(params)
         added = []
         for key, patch in patches.items():
             name = self._normalise_key(key, names)
             if name is None:
                 continue
+            packed = params[name]
+            if tuple(packed.size()) != tuple(packed.shape):
+                raise ValueError(f"cannot patch {name} (a LoRA or model-merge patch): this model's layers keep "
+                                 f"that weight packed ({type(packed).__name__}: {tuple(packed.size())} stored "
+                                 f"for a {tuple(packed.shape)} weight) and unpack it themselves, e.g. a GGUF "
+                                 "quantised model; load an unquantised (safetensors) model to use LoRAs with it")
             self.patches.setdefault(name, []).append((strength_patch, patch, strength_model))
             added.append(key)
         self._patched = None

@@ -1,5 +1,5 @@
-"""The real cubiq/ComfyUI_IPAdapter_plus pack, exported at the pinned commit into a tmp `custom_nodes/` (never
-vendored), loaded unchanged into an in-process Loom.
+"""Real packs (cubiq/ComfyUI_IPAdapter_plus by default), exported at a pinned commit into a tmp `custom_nodes/`
+(never vendored), loaded unchanged into an in-process Loom.
 
 The pack comes from a git mirror of the repository: `LOOM_IPADAPTER_REPO` (a git directory), else the
 development machine's mirror. Without one the tests that need it are skipped with that reason.
@@ -21,24 +21,24 @@ from typing import Any
 
 PACK_REPO = "cubiq/ComfyUI_IPAdapter_plus"
 PACK_COMMIT = "9d076a3df0d2763cef5510ec5ab807f6632c39f5"
-DEFAULT_MIRROR = Path("/work/.mirror/cubiq+ComfyUI_IPAdapter_plus/repo")
+MIRRORS = Path("/work/.mirror")  # the development machine's git mirrors: <owner>+<name>/repo
 
 
-def pack_mirror() -> Path | None:
-    """The git directory holding the pinned commit, or None."""
-    path = Path(os.environ.get("LOOM_IPADAPTER_REPO", DEFAULT_MIRROR))
+def pack_mirror(repo: str = PACK_REPO, commit: str = PACK_COMMIT, env: str = "LOOM_IPADAPTER_REPO") -> Path | None:
+    """The git directory holding `repo` at `commit` (`$env`, else the development machine's mirror), or None."""
+    path = Path(os.environ.get(env, MIRRORS / repo.replace("/", "+") / "repo"))
     if not path.exists():
         return None
-    ok = subprocess.run(["git", "--git-dir", str(path), "cat-file", "-e", PACK_COMMIT + "^{commit}"],
+    ok = subprocess.run(["git", "--git-dir", str(path), "cat-file", "-e", commit + "^{commit}"],
                         capture_output=True).returncode == 0
     return path if ok else None
 
 
-def export_pack(mirror: Path, custom_nodes: Path) -> Path:
-    """`git archive` of the pinned commit into custom_nodes/ComfyUI_IPAdapter_plus."""
-    target = custom_nodes / "ComfyUI_IPAdapter_plus"
+def export_pack(mirror: Path, custom_nodes: Path, repo: str = PACK_REPO, commit: str = PACK_COMMIT) -> Path:
+    """`git archive` of `repo` at `commit` into custom_nodes/<its name>."""
+    target = custom_nodes / repo.split("/")[1]
     target.mkdir(parents=True)
-    data = subprocess.run(["git", "--git-dir", str(mirror), "archive", "--format=tar", PACK_COMMIT],
+    data = subprocess.run(["git", "--git-dir", str(mirror), "archive", "--format=tar", commit],
                           capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(target, filter="data")

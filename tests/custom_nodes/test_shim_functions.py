@@ -113,3 +113,35 @@ def test_tiled_scale_equals_whole_image_scaling_for_a_pointwise_function(shims, 
     assert torch.allclose(out, expected, atol=1e-5)
     steps = comfy.utils.get_tiled_scale_steps(28, 20, tile, tile, overlap)
     assert steps >= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_stochastic_rounding_to_fp8_is_unbiased_and_lands_on_fp8_values(shims, dtype) -> None:
+    import comfy.float
+
+    x = torch.full((100_000,), 0.3)
+    out = comfy.float.stochastic_rounding(x, dtype, seed=1)
+    values = out.float()
+    assert out.dtype == dtype and len(set(values.tolist())) == 2  # the two fp8 neighbours of 0.3
+    assert abs(values.mean().item() - 0.3) < 1e-3  # nearest rounding alone would give 0.3125
+    exact = torch.tensor([0.25, -2.0, 0.0])
+    assert torch.equal(comfy.float.stochastic_rounding(exact, dtype).float(), exact)
+    assert torch.equal(comfy.float.stochastic_rounding(x, dtype, seed=1), out)  # seeded
+    assert comfy.float.stochastic_rounding(x, torch.float16).dtype == torch.float16
+
+
+def test_manual_cast_layers_keep_comfyuis_contract(shims) -> None:
+    """Packs subclass comfy.ops.manual_cast layers and override forward_comfy_cast_weights (GGUF's layers)."""
+    import comfy.ops
+
+    class Doubling(comfy.ops.manual_cast.Linear):
+        def forward_comfy_cast_weights(self, input):
+            return 2 * super().forward_comfy_cast_weights(input)
+
+    layer = Doubling(3, 2).to(torch.float16)
+    x = torch.randn(4, 3)
+    plain = torch.nn.functional.linear(x, layer.weight.float(), layer.bias.float())
+    assert torch.allclose(layer(x), 2 * plain)  # weights cast to the input's dtype, through the override
+    layer.comfy_cast_weights = False
+    assert torch.allclose(layer(x), plain)
+    assert comfy.ops.cast_to(x, torch.float16, "cpu").dtype == torch.float16 and comfy.ops.cast_to(x) is x

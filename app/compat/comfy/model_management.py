@@ -106,6 +106,16 @@ def should_use_bf16(*args: Any, **kwargs: Any) -> bool:
     return _policy().unet_dtype == torch.bfloat16
 
 
+def device_supports_non_blocking(device: Any) -> bool:
+    """Whether copies to `device` may be asynchronous (CUDA only, as ComfyUI decides by default)."""
+    return torch.device(device).type == "cuda"
+
+
+def cast_to_device(tensor: torch.Tensor, device: Any, dtype: Any, copy: bool = False) -> torch.Tensor:
+    """`tensor` on `device` in `dtype` (a copy when asked)."""
+    return tensor.to(device=device, dtype=dtype, copy=copy)
+
+
 def get_total_memory(dev: Any = None, torch_total_too: bool = False) -> Any:
     total = int(_policy().total_memory())
     return (total, total) if torch_total_too else total

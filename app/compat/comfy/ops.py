@@ -1,20 +1,23 @@
 """ComfyUI's `comfy.ops` for packs: the layer sets networks are built with, over Loom's `engine.networks.ops`.
 
-`disable_weight_init` is Loom's `Plain` set (ordinary torch layers) and `manual_cast` Loom's `ManualCast`
-set (weights cast to the input's dtype and device on each call); layer kinds Loom's networks do not use
-(Conv1d, Conv3d, ConvTranspose2d, Embedding) are torch's own in both. ComfyUI's quantised and fp8
-operation sets are not provided.
+`disable_weight_init` is Loom's `Plain` set (ordinary torch layers); layer kinds Loom's networks do not use
+(Conv1d, Conv3d, ConvTranspose2d, Embedding) are torch's own. `manual_cast` keeps ComfyUI's layer contract,
+which packs subclass (GGUF's quantised layers): each layer has `comfy_cast_weights` (True), `weight_function` /
+`bias_function` lists, and `forward` calls `forward_comfy_cast_weights(input)` when any of them is set, which
+runs Loom's `ManualCast` layer (weights cast to the input's dtype and device on each call). `cast_to` and
+`cast_bias_weight` are ComfyUI's helpers. ComfyUI's own quantised and fp8 operation sets are not provided.
 """
 from __future__ import annotations
 
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.networks.ops import ManualCast, Plain
 
-__all__ = ["cast_bias_weight", "disable_weight_init", "manual_cast"]
+__all__ = ["CastWeightBiasOp", "cast_bias_weight", "cast_to", "disable_weight_init", "manual_cast"]
 
 
 class disable_weight_init:  # noqa: N801 (ComfyUI's name)
@@ -39,13 +42,55 @@ class disable_weight_init:  # noqa: N801 (ComfyUI's name)
         raise ValueError(f"comfy.ops.conv_nd: unsupported dimensions {dims} (2 or 3)")
 
 
-class manual_cast(disable_weight_init):  # noqa: N801 (ComfyUI's name)
-    """Layers whose weights follow the input's dtype and device (Loom's `ManualCast`)."""
+class CastWeightBiasOp:
+    """ComfyUI's layer contract (mixed in before a torch layer): `forward` goes through
+    `forward_comfy_cast_weights` while `comfy_cast_weights` is set or a weight / bias function is."""
 
-    Linear = ManualCast.Linear
-    Conv2d = ManualCast.Conv2d
-    GroupNorm = ManualCast.GroupNorm
-    LayerNorm = ManualCast.LayerNorm
+    comfy_cast_weights = True
+    weight_function: list[Any] = []
+    bias_function: list[Any] = []
+
+    def forward_comfy_cast_weights(self, *args: Any, **kwargs: Any) -> Any:
+        return self._cast_forward(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.comfy_cast_weights or self.weight_function or self.bias_function:
+            return self.forward_comfy_cast_weights(*args, **kwargs)
+        return super().forward(*args, **kwargs)  # type: ignore[misc]
+
+
+def _embedding_forward(self: nn.Embedding, input: torch.Tensor, out_dtype: Any = None) -> torch.Tensor:
+    weight = self.weight.to(device=input.device)
+    out = F.embedding(input, weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq,
+                      self.sparse)
+    return out if out_dtype is None else out.to(out_dtype)
+
+
+class manual_cast(disable_weight_init):  # noqa: N801 (ComfyUI's name)
+    """Layers whose weights follow the input's dtype and device (Loom's `ManualCast`), with ComfyUI's contract."""
+
+    class Linear(CastWeightBiasOp, ManualCast.Linear):
+        _cast_forward = ManualCast.Linear.forward
+
+    class Conv2d(CastWeightBiasOp, ManualCast.Conv2d):
+        _cast_forward = ManualCast.Conv2d.forward
+
+    class GroupNorm(CastWeightBiasOp, ManualCast.GroupNorm):
+        _cast_forward = ManualCast.GroupNorm.forward
+
+    class LayerNorm(CastWeightBiasOp, ManualCast.LayerNorm):
+        _cast_forward = ManualCast.LayerNorm.forward
+
+    class Embedding(CastWeightBiasOp, nn.Embedding):
+        _cast_forward = _embedding_forward
+
+
+def cast_to(weight: torch.Tensor, dtype: Any = None, device: Any = None, non_blocking: bool = False,
+            copy: bool = False, stream: Any = None) -> torch.Tensor:
+    """`weight` on `device` in `dtype` (either None: unchanged); a copy only when asked or needed."""
+    if (device is None or weight.device == torch.device(device)) and (dtype is None or weight.dtype == dtype):
+        return weight.clone() if copy else weight
+    return weight.to(device=device, dtype=dtype, non_blocking=non_blocking, copy=copy)
 
 
 def cast_bias_weight(s: nn.Module, input: torch.Tensor | None = None, dtype: Any = None, device: Any = None,

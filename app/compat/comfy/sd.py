@@ -52,6 +52,18 @@ def load_diffusion_model(unet_path: str, model_options: dict[str, Any] | None = 
 load_unet = load_diffusion_model
 
 
+def load_diffusion_model_state_dict(sd: dict[str, Any], model_options: dict[str, Any] | None = None) -> Any:
+    """The MODEL of a diffusion model's tensors (UNet / Flux / MMDiT detected from their shapes); a pack's own
+    layer set in `model_options["custom_operations"]` builds the network (GGUF's quantised layers)."""
+    from pathlib import Path
+
+    from engine.loading import unet_from_state_dict
+
+    options = model_options or {}
+    return unet_from_state_dict(sd, _manager(), Path("state dict"), dtype=options.get("dtype"),
+                                operations=options.get("custom_operations"))
+
+
 def load_vae(vae_path: str) -> Any:
     """Loom-only convenience (ComfyUI builds `VAE(sd=...)`): the VAE handle of a file."""
     from engine.loading import load_vae as engine_load_vae

@@ -1,0 +1,121 @@
+"""The real city96/ComfyUI-GGUF pack (pinned commit, copied into a tmp custom_nodes/ at test time) loads unchanged
+and its `UnetLoaderGGUF` gives a MODEL Loom samples with: a GGUF of the tiny SD1.5 UNet (written here with the
+`gguf` package, Q8_0 where the rows allow, else F16; vectors F32) samples within quantisation error of the
+checkpoint's own fp32 UNet, and an all-F16 GGUF within fp16 rounding of it."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from adapter_helpers import FIX, run_graph
+from ipadapter_pack import export_pack, load_pack, pack_mirror, unload_pack
+
+REPO, COMMIT = "city96/ComfyUI-GGUF", "795e45156ece99afbc3efef911e63fcb46e6a20d"
+MIRROR = pack_mirror(REPO, COMMIT, "LOOM_GGUF_REPO")
+gguf = pytest.importorskip("gguf", reason="the GGUF pack's own dependency `gguf` is not installed")
+pytestmark = pytest.mark.skipif(MIRROR is None, reason=f"no git mirror of {REPO} at {COMMIT[:12]} (set "
+                                "LOOM_GGUF_REPO to its git directory)")
+CKPT = FIX / "tiny-sd15" / "tiny-sd15.safetensors"
+LORA = FIX / "families" / "tiny-sd15-lora.safetensors"
+
+
+def write_gguf(path: Path, quantise: bool) -> None:
+    """The checkpoint's UNet as a GGUF file the way the pack's convert tool lays it out (arch `sd1`)."""
+    from safetensors.torch import load_file
+
+    writer = gguf.GGUFWriter(path=None, arch="sd1")
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    prefix = "model.diffusion_model."
+    for key, value in load_file(str(CKPT)).items():
+        if not key.startswith(prefix):
+            continue
+        data = value.float().numpy()
+        qtype = gguf.GGMLQuantizationType.F32
+        if value.ndim > 1:
+            qtype = (gguf.GGMLQuantizationType.Q8_0 if quantise and value.shape[-1] % 32 == 0
+                     else gguf.GGMLQuantizationType.F16)
+            if qtype == gguf.GGMLQuantizationType.F16:
+                data = data.astype("float16")
+        writer.add_tensor(key[len(prefix):], gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+    writer.write_header_to_file(path=str(path))
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from app.runner import build_runtime
+
+    assert MIRROR is not None
+    base = tmp_path_factory.mktemp("gguf")
+    (base / "models" / "unet").mkdir(parents=True)
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / CKPT.name).symlink_to(CKPT)
+    (base / "models" / "loras").mkdir(parents=True)
+    (base / "models" / "loras" / LORA.name).symlink_to(LORA)
+    write_gguf(base / "models" / "unet" / "tiny-Q8_0.gguf", quantise=True)
+    write_gguf(base / "models" / "unet" / "tiny-F16.gguf", quantise=False)
+    export_pack(MIRROR, base / "custom_nodes", REPO, COMMIT)
+    rt = build_runtime(base, cpu=True)
+    env, reports = load_pack(rt, base)
+    assert [r.error for r in reports if r.error] == []
+    yield rt
+    unload_pack(env)
+    rt.close()
+
+
+def _graph(unet: str) -> dict[str, Any]:
+    """The same txt2img twice: on the GGUF file's UNet ("gguf") and on the checkpoint's own ("ref")."""
+    ks = {"seed": 1, "steps": 3, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+          "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["lat", 0]}
+    return {
+        "ck": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT.name}},
+        "un": {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": unet}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["ck", 1]}},
+        "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["ck", 1]}},
+        "lat": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "gguf": {"class_type": "KSampler", "inputs": {"model": ["un", 0], **ks}},
+        "ref": {"class_type": "KSampler", "inputs": {"model": ["ck", 0], **ks}},
+        "d1": {"class_type": "VAEDecode", "inputs": {"samples": ["gguf", 0], "vae": ["ck", 2]}},
+        "d2": {"class_type": "VAEDecode", "inputs": {"samples": ["ref", 0], "vae": ["ck", 2]}},
+        "p1": {"class_type": "PreviewImage", "inputs": {"images": ["d1", 0]}},
+        "p2": {"class_type": "PreviewImage", "inputs": {"images": ["d2", 0]}},
+    }
+
+
+def _sample(rt: Any, unet: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent from the GGUF UNet, latent from the checkpoint's UNet), same prompt, seed and sampler."""
+    outcome = run_graph(rt, _graph(unet))
+    assert outcome.error is None, outcome.error
+    return outcome.values["gguf"][0][0]["samples"], outcome.values["ref"][0][0]["samples"]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_quantised_gguf_unet_samples_like_the_checkpoint(runtime: Any) -> None:
+    got, ref = _sample(runtime, "tiny-Q8_0.gguf")
+    assert got.shape == ref.shape == (1, 4, 8, 8)
+    print(f"Q8_0 GGUF vs checkpoint: latent rel. error {_rel(got, ref):.2e}")
+    assert 0 < _rel(got, ref) < 0.02  # Q8_0 weights: close, not identical
+
+
+def test_f16_gguf_unet_samples_like_the_checkpoint(runtime: Any) -> None:
+    got, ref = _sample(runtime, "tiny-F16.gguf")
+    print(f"F16 GGUF vs checkpoint: latent rel. error {_rel(got, ref):.2e}")
+    assert _rel(got, ref) < 2e-3
+
+
+def test_a_lora_on_quantised_weights_is_refused_at_its_node(runtime: Any) -> None:
+    graph = _graph("tiny-Q8_0.gguf")
+    graph["lora"] = {"class_type": "LoraLoaderModelOnly",
+                     "inputs": {"model": ["un", 0], "lora_name": LORA.name, "strength_model": 1.0}}
+    graph["gguf"]["inputs"]["model"] = ["lora", 0]
+    outcome = run_graph(runtime, graph, "lora")
+    assert outcome.error is not None and outcome.error["node_id"] == "lora"
+    assert "packed" in outcome.error["exception_message"] and "GGUF" in outcome.error["exception_message"]
