@@ -20,16 +20,17 @@ pytestmark = pytest.mark.skipif(MIRROR is None, reason=f"no git mirror of {REPO}
                                 "LOOM_GGUF_REPO to its git directory)")
 CKPT = FIX / "tiny-sd15" / "tiny-sd15.safetensors"
 LORA = FIX / "families" / "tiny-sd15-lora.safetensors"
+FLUX_DIR = FIX / "families2"
 
 
-def write_gguf(path: Path, quantise: bool) -> None:
-    """The checkpoint's UNet as a GGUF file the way the pack's convert tool lays it out (arch `sd1`)."""
+def write_gguf(path: Path, source: Path, arch: str, quantise: bool, prefix: str = "") -> None:
+    """`source`'s diffusion-model tensors (keys under `prefix`) as a GGUF file laid out as the pack's convert
+    tool writes one: matrices Q8_0 (`quantise`, rows of whole 32-blocks) or F16, vectors F32."""
     from safetensors.torch import load_file
 
-    writer = gguf.GGUFWriter(path=None, arch="sd1")
+    writer = gguf.GGUFWriter(path=None, arch=arch)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    prefix = "model.diffusion_model."
-    for key, value in load_file(str(CKPT)).items():
+    for key, value in load_file(str(source)).items():
         if not key.startswith(prefix):
             continue
         data = value.float().numpy()
@@ -57,8 +58,15 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     (base / "models" / "checkpoints" / CKPT.name).symlink_to(CKPT)
     (base / "models" / "loras").mkdir(parents=True)
     (base / "models" / "loras" / LORA.name).symlink_to(LORA)
-    write_gguf(base / "models" / "unet" / "tiny-Q8_0.gguf", quantise=True)
-    write_gguf(base / "models" / "unet" / "tiny-F16.gguf", quantise=False)
+    unet = "model.diffusion_model."
+    write_gguf(base / "models" / "unet" / "tiny-Q8_0.gguf", CKPT, "sd1", quantise=True, prefix=unet)
+    write_gguf(base / "models" / "unet" / "tiny-F16.gguf", CKPT, "sd1", quantise=False, prefix=unet)
+    write_gguf(base / "models" / "unet" / "tiny-flux-Q8_0.gguf", FLUX_DIR / "tiny-flux1-dev.safetensors", "flux",
+               quantise=True)
+    for folder, name in (("diffusion_models", "tiny-flux1-dev.safetensors"), ("text_encoders", "tiny-clip_l.safetensors"),
+                         ("text_encoders", "tiny-t5xxl_fp16.safetensors"), ("vae", "tiny-flux-ae.safetensors")):
+        (base / "models" / folder).mkdir(parents=True, exist_ok=True)
+        (base / "models" / folder / name).symlink_to(FLUX_DIR / name)
     export_pack(MIRROR, base / "custom_nodes", REPO, COMMIT)
     rt = build_runtime(base, cpu=True)
     env, reports = load_pack(rt, base)
@@ -119,3 +127,24 @@ def test_a_lora_on_quantised_weights_is_refused_at_its_node(runtime: Any) -> Non
     outcome = run_graph(runtime, graph, "lora")
     assert outcome.error is not None and outcome.error["node_id"] == "lora"
     assert "packed" in outcome.error["exception_message"] and "GGUF" in outcome.error["exception_message"]
+
+
+def test_quantised_flux_gguf_samples_like_its_safetensors(runtime: Any) -> None:
+    """Flux, the GGUF pack's main use: the shared Flux golden graph (shortened), once through UNETLoader on the
+    bf16 safetensors file and once through UnetLoaderGGUF on its Q8_0 GGUF."""
+    import json
+
+    case = json.loads((FLUX_DIR / "golden" / "comfy__flux_dev__txt2img__euler__simple__128x128.json").read_text())
+    graph = {k: v for k, v in case["graph"].items() if v["class_type"] not in ("VAEDecode", "SaveImage")}
+    graph["5"]["inputs"]["steps"] = 4
+    graph["g40"] = {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": "tiny-flux-Q8_0.gguf"}}
+    graph["g20"] = {**graph["20"], "inputs": {**graph["20"]["inputs"], "model": ["g40", 0]}}
+    graph["g5"] = {**graph["5"], "inputs": {**graph["5"]["inputs"], "model": ["g20", 0]}}
+    for sampler in ("5", "g5"):
+        graph[f"d{sampler}"] = {"class_type": "VAEDecode", "inputs": {"samples": [sampler, 0], "vae": ["42", 0]}}
+        graph[f"p{sampler}"] = {"class_type": "PreviewImage", "inputs": {"images": [f"d{sampler}", 0]}}
+    outcome = run_graph(runtime, graph, "flux")
+    assert outcome.error is None, outcome.error
+    got, ref = outcome.values["g5"][0][0]["samples"], outcome.values["5"][0][0]["samples"]
+    print(f"Q8_0 Flux GGUF vs bf16 safetensors: latent rel. error {_rel(got, ref):.2e}")
+    assert got.shape == ref.shape and 0 < _rel(got, ref) < 0.02
