@@ -9,6 +9,12 @@ through ``torch.func.functional_call``; the shared base weights are never modifi
 A merge (ComfyUI's ``add_patches(other.get_key_patches(), 1 - r, r)``) is one more entry whose delta is the
 other handle's weight with that handle's own patches applied (``HandleWeight``): chains of merges and LoRAs
 compose in the order they were added, and nothing is copied until the handle runs.
+
+A weight a custom layer keeps *packed* (a tensor subclass whose storage shape is not the weight's shape, as
+GGUF's quantised layers hold them) is patched from its unpacked float32 value, which an installed unpacker
+(``add_weight_unpacker``; the compatibility layer installs one for layers with ComfyUI's layer contract) gets
+from its layer; the patched plain tensor then takes the packed one's place in the call. A packed weight no
+unpacker claims is refused when the patch is added.
 """
 from __future__ import annotations
 
@@ -19,12 +25,43 @@ from typing import Union
 import torch
 from torch import nn
 
-__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "apply_entries"]
+__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "add_weight_unpacker", "apply_entries"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 PatchEntry = tuple[float, Patch, float]
+# (layer, attribute name) -> a function returning that packed tensor's float32 value, or None when not its kind
+Unpacker = Callable[[nn.Module, str], Union[Callable[[], torch.Tensor], None]]
+
+_UNPACKERS: list[Unpacker] = []
 
 log = logging.getLogger(__name__)
+
+
+def add_weight_unpacker(unpacker: Unpacker) -> Callable[[], None]:
+    """Install ``unpacker`` once; returns the function that removes it."""
+    if unpacker not in _UNPACKERS:
+        _UNPACKERS.append(unpacker)
+
+    def remove() -> None:
+        if unpacker in _UNPACKERS:
+            _UNPACKERS.remove(unpacker)
+    return remove
+
+
+def _unpacker_for(module: nn.Module, name: str, tensor: torch.Tensor) -> Callable[[], torch.Tensor] | None:
+    """None for an ordinary weight; for a packed one, the function giving its float32 value (ValueError when
+    no installed unpacker knows its layer)."""
+    if tuple(tensor.size()) == tuple(tensor.shape):
+        return None
+    owner, _, attr = name.rpartition(".")
+    layer = module.get_submodule(owner)
+    for unpacker in list(_UNPACKERS):
+        unpack = unpacker(layer, attr)
+        if unpack is not None:
+            return unpack
+    raise ValueError(f"cannot patch {name} (a LoRA or model-merge patch): its layer ({type(layer).__name__}) keeps "
+                     f"that weight packed ({type(tensor).__name__}: {tuple(tensor.size())} stored for a "
+                     f"{tuple(tensor.shape)} weight) and offers no way to unpack it")
 
 
 def apply_entries(w: torch.Tensor, entries: Sequence[PatchEntry]) -> torch.Tensor:
@@ -90,23 +127,17 @@ class Patchable:
 
     def add_patches(self, patches: dict[str, Patch], strength_patch: float = 1.0,
                     strength_model: float = 1.0) -> list[str]:
-        """Record patches (applied when the handle runs); returns the keys that matched a weight.
-
-        Weights a custom layer keeps packed (a tensor subclass whose storage shape is not its weight's shape,
-        as GGUF's quantised layers hold them) cannot be patched: a ValueError names the first one."""
-        params = dict(self._module().named_parameters())
+        """Record patches (applied when the handle runs); returns the keys that matched a weight (a packed
+        weight no unpacker knows: ValueError naming it, module docstring)."""
+        module = self._module()
+        params = dict(module.named_parameters())
         names = set(params)
         added = []
         for key, patch in patches.items():
             name = self._normalise_key(key, names)
             if name is None:
                 continue
-            packed = params[name]
-            if tuple(packed.size()) != tuple(packed.shape):
-                raise ValueError(f"cannot patch {name} (a LoRA or model-merge patch): this model's layers keep "
-                                 f"that weight packed ({type(packed).__name__}: {tuple(packed.size())} stored "
-                                 f"for a {tuple(packed.shape)} weight) and unpack it themselves, e.g. a GGUF "
-                                 "quantised model; load an unquantised (safetensors) model to use LoRAs with it")
+            _unpacker_for(module, name, params[name])  # a packed weight nothing can unpack is refused here
             self.patches.setdefault(name, []).append((strength_patch, patch, strength_model))
             added.append(key)
         self._patched = None
@@ -135,7 +166,11 @@ class Patchable:
         out: dict[str, torch.Tensor] = {}
         for name, entries in self.patches.items():
             base = params[name]
-            out[name] = apply_entries(base.detach().float(), entries).to(base.dtype)
+            unpack = _unpacker_for(module, name, base)
+            if unpack is None:
+                out[name] = apply_entries(base.detach().float(), entries).to(base.dtype)
+            else:  # the patched plain float32 weight stands in for the packed one
+                out[name] = apply_entries(unpack().detach().float(), entries)
         self._patched = out
         return out
 

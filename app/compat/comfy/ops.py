@@ -6,9 +6,14 @@ which packs subclass (GGUF's quantised layers): each layer has `comfy_cast_weigh
 `bias_function` lists, and `forward` calls `forward_comfy_cast_weights(input)` when any of them is set, which
 runs Loom's `ManualCast` layer (weights cast to the input's dtype and device on each call). `cast_to` and
 `cast_bias_weight` are ComfyUI's helpers. ComfyUI's own quantised and fp8 operation sets are not provided.
+
+While this module is loaded, LoRAs and merges on a pack layer's packed weights (GGUF's quantised layers) are
+applied to the float32 value the layer's own `cast_bias_weight` gives (engine.patching's unpacker hook).
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -16,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.networks.ops import ManualCast, Plain
+from engine.patching import add_weight_unpacker
 
 __all__ = ["CastWeightBiasOp", "cast_bias_weight", "cast_to", "disable_weight_init", "manual_cast"]
 
@@ -102,3 +108,25 @@ def cast_bias_weight(s: nn.Module, input: torch.Tensor | None = None, dtype: Any
     raw_bias = getattr(s, "bias", None)
     bias = cast(torch.Tensor, raw_bias).to(device=device, dtype=bias_dtype or dtype) if raw_bias is not None else None
     return weight, bias
+
+
+def _unpack_with_layer(layer: nn.Module, attr: str) -> Callable[[], torch.Tensor] | None:
+    """engine.patching's unpacker for layers with ComfyUI's contract: the float32 weight / bias their own
+    `cast_bias_weight` gives (a pack's quantised layer dequantises it)."""
+    if sys.modules.get(__name__) is not _THIS_MODULE:  # this module was unloaded (environment uninstalled)
+        _remove_unpacker()
+        return None
+    cast_fn = getattr(layer, "cast_bias_weight", None)
+    if not isinstance(layer, CastWeightBiasOp) or attr not in ("weight", "bias") or not callable(cast_fn):
+        return None
+    index = 0 if attr == "weight" else 1
+
+    def unpack() -> torch.Tensor:
+        device = getattr(layer, attr).device
+        value: torch.Tensor = cast_fn(None, dtype=torch.float32, device=device)[index]
+        return value
+    return unpack
+
+
+_THIS_MODULE = sys.modules[__name__]
+_remove_unpacker = add_weight_unpacker(_unpack_with_layer)
