@@ -25,6 +25,8 @@ from typing import Union
 import torch
 from torch import nn
 
+from engine.installed import install_once
+
 __all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "add_weight_unpacker", "apply_entries"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
@@ -39,13 +41,7 @@ log = logging.getLogger(__name__)
 
 def add_weight_unpacker(unpacker: Unpacker) -> Callable[[], None]:
     """Install ``unpacker`` once; returns the function that removes it."""
-    if unpacker not in _UNPACKERS:
-        _UNPACKERS.append(unpacker)
-
-    def remove() -> None:
-        if unpacker in _UNPACKERS:
-            _UNPACKERS.remove(unpacker)
-    return remove
+    return install_once(_UNPACKERS, unpacker)
 
 
 def _unpacker_for(module: nn.Module, name: str, tensor: torch.Tensor) -> Callable[[], torch.Tensor] | None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from engine.installed import install_once
 
 if TYPE_CHECKING:
     import torch
@@ -68,27 +70,16 @@ StepWrapper = Callable[[GuidanceStep, Callable[[], "torch.Tensor"]], "torch.Tens
 
 _RUN_WRAPPERS: list[RunWrapper] = []
 _STEP_WRAPPERS: list[StepWrapper] = []
-W = TypeVar("W")
-
-
-def _add(wrappers: list[W], wrapper: W) -> Callable[[], None]:
-    if wrapper not in wrappers:
-        wrappers.append(wrapper)
-
-    def remove() -> None:
-        if wrapper in wrappers:
-            wrappers.remove(wrapper)
-    return remove
 
 
 def add_run_wrapper(wrapper: RunWrapper) -> Callable[[], None]:
     """Install a run wrapper once (the most recently installed runs outermost); returns its remover."""
-    return _add(_RUN_WRAPPERS, wrapper)
+    return install_once(_RUN_WRAPPERS, wrapper)
 
 
 def add_step_wrapper(wrapper: StepWrapper) -> Callable[[], None]:
     """Install a step wrapper once (the most recently installed runs outermost); returns its remover."""
-    return _add(_STEP_WRAPPERS, wrapper)
+    return install_once(_STEP_WRAPPERS, wrapper)
 
 
 def run_sampler(run: SamplerRun, loop: Proceed) -> torch.Tensor:
