@@ -79,6 +79,17 @@ class _ShimFolderLoader(importlib.abc.Loader):
         module.__doc__ = f"ComfyUI's {module.__name__} package for packs: only its listed submodules exist."
 
 
+def shim_still_loaded(module_name: str, module: ModuleType, *removers: Any) -> bool:
+    """Whether `module` is still the shim packs import as `module_name`. Shims that install hooks into the engine
+    call it from those hooks: once the environment is uninstalled (or replaced) it is not, and `removers` (the
+    functions that take the hooks out again) are called."""
+    if sys.modules.get(module_name) is module:
+        return True
+    for remove in removers:
+        remove()
+    return False
+
+
 def handles_for(module_name: str) -> LoomHandles:
     """The LoomHandles of the shim being executed as `module_name` (each shim calls it first thing)."""
     module = sys.modules.get(module_name)

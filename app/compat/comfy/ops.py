@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.compat._environment import shim_still_loaded
 from engine.networks.ops import ManualCast, Plain
 from engine.patching import add_weight_unpacker
 
@@ -113,8 +114,7 @@ def cast_bias_weight(s: nn.Module, input: torch.Tensor | None = None, dtype: Any
 def _unpack_with_layer(layer: nn.Module, attr: str) -> Callable[[], torch.Tensor] | None:
     """engine.patching's unpacker for layers with ComfyUI's contract: the float32 weight / bias their own
     `cast_bias_weight` gives (a pack's quantised layer dequantises it)."""
-    if sys.modules.get(__name__) is not _THIS_MODULE:  # this module was unloaded (environment uninstalled)
-        _remove_unpacker()
+    if not shim_still_loaded(__name__, _THIS_MODULE, _remove_unpacker):
         return None
     cast_fn = getattr(layer, "cast_bias_weight", None)
     if not isinstance(layer, CastWeightBiasOp) or attr not in ("weight", "bias") or not callable(cast_fn):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from app.compat._environment import shim_still_loaded
 from engine import names
 from engine.sampling.run_wrappers import GuidanceStep, Proceed, SamplerRun, add_run_wrapper, add_step_wrapper
 
@@ -65,7 +66,6 @@ class LoomModelWrap:
     rest of Loom's run (`proceed(sigmas)`)."""
 
     def __init__(self, run: SamplerRun, proceed: Proceed, model_options: dict[str, Any]) -> None:
-        self.run = run
         self.proceed = proceed
         self.model_patcher = run.model
         self.inner_model = getattr(run.model, "model", run.model)
@@ -171,13 +171,7 @@ def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
 
 
 def _loaded() -> bool:
-    """Whether packs still import this module; once the environment is uninstalled it is not, and its wrappers
-    remove themselves."""
-    if sys.modules.get(__name__) is _THIS_MODULE:
-        return True
-    _remove_run_wrapper()
-    _remove_step_wrapper()
-    return False
+    return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper)
 
 
 _THIS_MODULE = sys.modules[__name__]
