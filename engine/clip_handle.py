@@ -81,9 +81,32 @@ class ClipHandle(Patchable):
         self.cond_hooks: Any = None
         self.hook_patches: PatchSets = []
         self.clip_schedule: ClipSchedule | None = None
+        # ComfyUI's CLIP patcher options: packs may set entries and ComfyUI's ModelPatcher.clone copies them
+        self.model_options: dict[str, Any] = {}
 
     def _module(self) -> nn.Module:
         return self.encoders
+
+    @property
+    def patcher(self) -> ClipHandle:
+        """ComfyUI's ``clip.patcher`` (the towers' ModelPatcher): this handle, which patches its own weights."""
+        return self
+
+    @patcher.setter
+    def patcher(self, value: Patchable) -> None:
+        """A pack's ``clip.patcher = ItsPatcher.clone(clip.patcher)`` (ComfyUI-GGUF): the clone's patches and
+        options become this CLIP's; the towers are unchanged."""
+        if value is self:
+            return
+        if not isinstance(value, Patchable):
+            raise TypeError(f"clip.patcher: expected a patcher cloned from this CLIP's, got {type(value).__name__}")
+        value._copy_patches_to(self)
+        self.model_options = copy.deepcopy(getattr(value, "model_options", self.model_options))
+
+    @property
+    def load_device(self) -> torch.device:
+        """Where the towers run."""
+        return self.manager.policy.device_for("clip")
 
     @property
     def tokenizer(self) -> TowerTokenizers:
@@ -105,6 +128,7 @@ class ClipHandle(Patchable):
         """A handle sharing the towers, with its own layer setting and patches."""
         other = copy.copy(self)
         self._copy_patches_to(other)
+        other.model_options = copy.deepcopy(self.model_options)
         return other
 
     def set_clip_skip(self, layer: int) -> None:

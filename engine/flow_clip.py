@@ -162,9 +162,9 @@ def _clip_tower(spec: TextEncoderSpec, sd: Mapping[str, torch.Tensor], metadata:
 
 
 def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, torch.Tensor], Mapping[str, str]]],
-                    manager: ModelManager, build_tower: Any) -> FlowClipHandle:
+                    manager: ModelManager, build_tower: Any, operations: Any = None) -> FlowClipHandle:
     """A flow family's CLIP from (path, tensors, metadata) of its text-encoder files (any order);
-    ``build_tower`` is engine.loading's CLIP tower builder."""
+    ``build_tower`` is engine.loading's CLIP tower builder; ``operations``: a pack's layer set for T5."""
     family, keys = FLOW_CLIP_TYPES[clip_type]
     by_kind: dict[str, tuple[Path, Mapping[str, torch.Tensor], Mapping[str, str]]] = {}
     for path, sd, meta in files:
@@ -194,7 +194,7 @@ def build_flow_clip(clip_type: str, files: Sequence[tuple[Path, Mapping[str, tor
         path, sd, meta = by_kind[key]
         if key == "t5xxl":
             t5 = T5TextEncoder(detect_t5({k: tuple(v.shape) for k, v in sd.items()}, "", path.name))
-            t5.adopt(sd, path.name)
+            t5.adopt(sd, path.name, operations)
             towers[TOWER_NAMES[key]] = t5
         else:
             spec = specs[key]

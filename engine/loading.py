@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from engine import pack_layers
 from engine.clip_handle import TOWER_MODULES, ClipHandle, TextEncoderSet
 from engine.detect import (
     ModelConfig,
@@ -245,13 +246,7 @@ def build_with_operations(operations: Any) -> Callable[..., Any]:
               path: Path, **_: Any) -> M:
         with torch.device("meta"):
             module = cls(config, operations=operations)
-        module.load_state_dict(dict(sd), strict=False, assign=True)
-        missing = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
-        if missing:
-            raise CheckpointError(f"{path.name}: the {what} has no tensors for {len(missing)} of its parameters "
-                                  f"with these layers, such as {missing[:3]}")
-        module.eval()
-        module.requires_grad_(False)
+        pack_layers.adopt(module, sd, what, path)
         return module
 
     return build
@@ -293,8 +288,9 @@ def _make_vae(cfg: VAEConfig, sd: Mapping[str, torch.Tensor], manager: ModelMana
 
 
 def _build_tower(spec: TextEncoderSpec, cfg: ClipTextConfig | OpenClipConfig, sd: Mapping[str, torch.Tensor],
-                 dtype: torch.dtype, path: Path) -> nn.Module:
-    """One text tower from its config and its keys (prefix already stripped to the tower's own names)."""
+                 dtype: torch.dtype, path: Path, operations: Any = None) -> nn.Module:
+    """One text tower from its config and its keys (prefix already stripped to the tower's own names); with
+    ``operations`` (a pack's layer set) its layers are those (engine.pack_layers) and ``dtype`` is theirs."""
     tower: nn.Module
     if isinstance(cfg, ClipTextConfig):
         # Loom's own module: no random init, the file's tensors are adopted
@@ -305,20 +301,23 @@ def _build_tower(spec: TextEncoderSpec, cfg: ClipTextConfig | OpenClipConfig, sd
         weights = {k: v for k, v in sd.items() if k != "logit_scale" and not k.endswith("attn_mask")}
         tower = _meta_build(OpenClipTextEncoder, cfg, layer_norm_hidden_state=spec.norm_hidden,
                             default_layer=spec.default_layer, skip_init_mode=True)
-    _adopt(tower, weights, dtype, f"text encoder ({spec.key})", path)
+    if operations is None:
+        _adopt(tower, weights, dtype, f"text encoder ({spec.key})", path)
+    else:
+        pack_layers.adopt(pack_layers.swap_layers(tower, operations), weights, f"text encoder ({spec.key})", path)
     return tower
 
 
 def _make_clip(family: Family, configs: Mapping[str, ClipTextConfig | OpenClipConfig],
                weights: Mapping[str, Mapping[str, torch.Tensor]], manager: ModelManager, path: Path,
-               embedding_directory: str | None) -> ClipHandle:
+               embedding_directory: str | None, operations: Any = None) -> ClipHandle:
     """A CLIP handle over the family's towers; ``weights`` maps token key -> that tower's tensors."""
     towers = TextEncoderSet()
     tokenizers: dict[str, PromptTokenizer] = {}
     for spec in family.text_encoders:
         cfg = configs[spec.key]
         towers[TOWER_MODULES[spec.key]] = _build_tower(spec, cfg, weights[spec.key], manager.policy.text_dtype,
-                                                       path)
+                                                       path, operations)
         width = cfg.hidden_size if isinstance(cfg, ClipTextConfig) else cfg.width
         store = (EmbeddingStore(embedding_directory, width, TOWER_MODULES[spec.key])
                  if embedding_directory else None)
@@ -450,40 +449,45 @@ def load_vae(path: PathLike, manager: ModelManager) -> VaeHandle:
 def load_clip(paths: PathLike | Sequence[PathLike], clip_type: str = "stable_diffusion", *,
               manager: ModelManager, embedding_directory: str | None = None) -> ClipHandle:
     """Load text-encoder-only files: one for ``stable_diffusion`` (SD1 CLIP-L, SD2 ViT-H or the refiner's
-    bigG, by depth) or ``sd2``; a CLIP-L + bigG pair for ``sdxl`` (DualCLIPLoader). See engine.clip_files."""
-    from engine.clip_files import family_for, read_tower
-
+    bigG, by depth) or ``sd2``; a CLIP-L + bigG pair for ``sdxl`` (DualCLIPLoader); the flow families' sets
+    (``flux``, ``sd3``). See engine.clip_files and engine.flow_clip."""
     plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(x) for x in paths]
     for p in plist:
         if not p.is_file():
             raise CheckpointError(f"text encoder file not found: {p}. Put it in models/text_encoders "
                                   "(or models/clip)")
-    if clip_type in FLOW_CLIP_TYPES:
-        def build_flow() -> ClipHandle:
-            files = [(p, *read_state_dict(p)) for p in plist]
-            return build_flow_clip(clip_type, files, manager, _build_tower)
-
-        return manager.cached(file_cache_key("clip", plist[0], clip_type,
-                                             *(file_cache_key("clip", p) for p in plist[1:])), build_flow).clone()
 
     def build() -> ClipHandle:
-        towers, metas = [], {}
-        for p in plist:
-            sd, metadata = read_state_dict(p)
-            towers.append(read_tower(p.name, sd))
-            metas[p.name] = metadata_config(metadata)
-        family, assigned = family_for(clip_type, towers)
-        configs: dict[str, ClipTextConfig | OpenClipConfig] = {}
-        for spec in family.text_encoders:
-            tower, weights = assigned[spec.key]
-            cfg = detect_text_tower(read_shapes(weights), spec, metas[tower.name], tower.name,
-                                    prefix="transformer." if spec.kind == "clip_l" else "")
-            assert cfg is not None
-            configs[spec.key] = cfg
-        return _make_clip(family, configs, {k: w for k, (_, w) in assigned.items()}, manager, plist[0],
-                          embedding_directory)
+        return clip_from_state_dicts([(p, *read_state_dict(p)) for p in plist], clip_type, manager=manager,
+                                     embedding_directory=embedding_directory)
 
     key = file_cache_key("clip", plist[0], clip_type, embedding_directory,
                          *(file_cache_key("clip", p) for p in plist[1:]))
     return manager.cached(key, build).clone()
+
+
+def clip_from_state_dicts(files: Sequence[tuple[Path, Mapping[str, torch.Tensor], Mapping[str, str]]],
+                          clip_type: str = "stable_diffusion", *, manager: ModelManager,
+                          embedding_directory: str | None = None, operations: Any = None) -> ClipHandle:
+    """``load_clip`` from (path naming the source, tensors, metadata) of each text encoder (not cached here);
+    with ``operations`` (a pack's layer set, ComfyUI's ``custom_operations``) the towers are built from it."""
+    from engine.clip_files import family_for, read_tower
+
+    if clip_type in FLOW_CLIP_TYPES:
+        return build_flow_clip(clip_type, files, manager, partial(_build_tower, operations=operations),
+                               operations)
+    towers, metas = [], {}
+    for p, sd, metadata in files:
+        towers.append(read_tower(p.name, sd))
+        metas[p.name] = metadata_config(metadata)
+    family, assigned = family_for(clip_type, towers)
+    configs: dict[str, ClipTextConfig | OpenClipConfig] = {}
+    for spec in family.text_encoders:
+        tower, weights = assigned[spec.key]
+        cfg = detect_text_tower(read_shapes(weights), spec, metas[tower.name], tower.name,
+                                prefix="transformer." if spec.kind == "clip_l" else "")
+        assert cfg is not None
+        configs[spec.key] = cfg
+    return _make_clip(family, configs, {k: w for k, (_, w) in assigned.items()}, manager, files[0][0],
+                      embedding_directory, operations)
 

@@ -27,7 +27,8 @@ from torch import nn
 
 from engine.installed import install_once
 
-__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "add_weight_unpacker", "apply_entries"]
+__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "add_weight_unpacker", "apply_entries",
+           "is_packed"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 PatchEntry = tuple[float, Patch, float]
@@ -44,10 +45,15 @@ def add_weight_unpacker(unpacker: Unpacker) -> Callable[[], None]:
     return install_once(_UNPACKERS, unpacker)
 
 
+def is_packed(tensor: torch.Tensor) -> bool:
+    """Whether a custom layer keeps this tensor packed: its storage shape is not the shape it reports."""
+    return tuple(tensor.size()) != tuple(tensor.shape)
+
+
 def _unpacker_for(module: nn.Module, name: str, tensor: torch.Tensor) -> Callable[[], torch.Tensor] | None:
     """None for an ordinary weight; for a packed one, the function giving its float32 value (ValueError when
     no installed unpacker knows its layer)."""
-    if tuple(tensor.size()) == tuple(tensor.shape):
+    if not is_packed(tensor):
         return None
     owner, _, attr = name.rpartition(".")
     layer = module.get_submodule(owner)

@@ -20,6 +20,7 @@ from torch import nn
 
 from engine.errors import UnknownModelError
 from engine.networks.ops import ManualCast
+from engine.patching import is_packed
 from engine.tokenizer import TokenWeight, TokenWordId, parse_weights, without_word_ids
 
 __all__ = ["T5Shape", "detect_t5", "T5TextEncoder", "T5PromptTokenizer", "T5_TOKENIZER_DIR", "is_t5"]
@@ -88,21 +89,30 @@ class T5TextEncoder(nn.Module):
         with torch.device("meta"):
             self.transformer = T5EncoderModel(config)
 
-    def adopt(self, sd: Mapping[str, torch.Tensor], source: str) -> None:
-        """Take the file's tensors: matrices and tables as they are, norm gains in float32."""
-        weights = {k: (v.float() if v.ndim < 2 else v) for k, v in sd.items()}
-        result = self.transformer.load_state_dict(weights, strict=False, assign=True)
-        missing = [k for k in result.missing_keys if k != "encoder.embed_tokens.weight"]
-        if missing or result.unexpected_keys:
-            raise UnknownModelError(f"{source}: the T5 weights do not fit the detected layout (missing "
-                                    f"{missing[:4]}, unexpected {result.unexpected_keys[:4]})")
+    def adopt(self, sd: Mapping[str, torch.Tensor], source: str, operations: Any = None) -> None:
+        """Take the file's tensors: matrices and tables as they are, norm gains in float32. With ``operations``
+        (a pack's layer set) the linears and embeddings are those layers and read their own tensors."""
         from transformers.models.t5.modeling_t5 import T5DenseGatedActDense
 
         gated = type("T5GatedFF", (T5DenseGatedActDense,), {"forward": _gated_ff_forward})
         for m in self.transformer.modules():
             if type(m) is T5DenseGatedActDense:
                 m.__class__ = gated
-            elif type(m) is nn.Linear:
+        weights = {k: (v.float() if len(v.shape) < 2 and not is_packed(v) else v) for k, v in sd.items()}
+        if operations is not None:
+            from engine import pack_layers
+
+            pack_layers.swap_layers(self.transformer, operations)
+            self.transformer.encoder.embed_tokens = self.transformer.shared
+            pack_layers.adopt(self.transformer, weights, "T5 encoder", source)
+            return
+        result = self.transformer.load_state_dict(weights, strict=False, assign=True)
+        missing = [k for k in result.missing_keys if k != "encoder.embed_tokens.weight"]
+        if missing or result.unexpected_keys:
+            raise UnknownModelError(f"{source}: the T5 weights do not fit the detected layout (missing "
+                                    f"{missing[:4]}, unexpected {result.unexpected_keys[:4]})")
+        for m in self.transformer.modules():
+            if type(m) is nn.Linear:
                 m.__class__ = ManualCast.Linear
             elif type(m) is nn.Embedding:
                 m.__class__ = _CastEmbedding

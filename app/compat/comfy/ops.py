@@ -91,6 +91,10 @@ class manual_cast(disable_weight_init):  # noqa: N801 (ComfyUI's name)
     class Embedding(CastWeightBiasOp, nn.Embedding):
         _cast_forward = _embedding_forward
 
+        def reset_parameters(self) -> None:
+            """ComfyUI's: no random init (the file's table replaces it), and ``bias`` None for the layer contract."""
+            self.bias = None
+
 
 def cast_to(weight: torch.Tensor, dtype: Any = None, device: Any = None, non_blocking: bool = False,
             copy: bool = False, stream: Any = None) -> torch.Tensor:

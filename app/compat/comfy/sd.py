@@ -1,6 +1,8 @@
 """ComfyUI's `comfy.sd` for packs: model loaders returning Loom's MODEL / CLIP / VAE handles."""
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import comfy.clip_vision  # noqa: F401  (ComfyUI's comfy.sd imports these: packs reach them as comfy.* attributes)
@@ -55,8 +57,6 @@ load_unet = load_diffusion_model
 def load_diffusion_model_state_dict(sd: dict[str, Any], model_options: dict[str, Any] | None = None) -> Any:
     """The MODEL of a diffusion model's tensors (UNet / Flux / MMDiT detected from their shapes); a pack's own
     layer set in `model_options["custom_operations"]` builds the network (GGUF's quantised layers)."""
-    from pathlib import Path
-
     from engine.loading import unet_from_state_dict
 
     options = model_options or {}
@@ -71,13 +71,64 @@ def load_vae(vae_path: str) -> Any:
     return engine_load_vae(vae_path, _manager())
 
 
-def load_clip(ckpt_paths: list[str], embedding_directory: str | None = None, clip_type: Any = None,
-              model_options: Any = None) -> Any:
+class CLIPType(Enum):
+    """ComfyUI's text-encoder kinds (names and values as ComfyUI numbers them); Loom's loaders serve
+    STABLE_DIFFUSION (SD1.x / SD2.x / refiner, SDXL for a CLIP-L + bigG pair), SD3 and FLUX."""
+    STABLE_DIFFUSION = 1
+    STABLE_CASCADE = 2
+    SD3 = 3
+    STABLE_AUDIO = 4
+    HUNYUAN_DIT = 5
+    FLUX = 6
+    MOCHI = 7
+    LTXV = 8
+    HUNYUAN_VIDEO = 9
+    PIXART = 10
+    COSMOS = 11
+    LUMINA2 = 12
+    WAN = 13
+    HIDREAM = 14
+    CHROMA = 15
+    ACE = 16
+    OMNIGEN2 = 17
+    QWEN_IMAGE = 18
+    HUNYUAN_IMAGE = 19
+
+
+def _clip_type(clip_type: Any, files: int) -> str:
+    """Loom's CLIP type for a ComfyUI one: STABLE_DIFFUSION with two files is DualCLIPLoader's 'sdxl'."""
+    name = str(getattr(clip_type, "name", clip_type or "stable_diffusion")).lower()
+    return "sdxl" if name == "stable_diffusion" and files == 2 else name
+
+
+def load_clip(ckpt_paths: list[str], embedding_directory: Any = None,
+              clip_type: Any = CLIPType.STABLE_DIFFUSION, model_options: Any = None) -> Any:
+    """The CLIP of text-encoder files (ComfyUI's CLIPLoader / DualCLIPLoader / TripleCLIPLoader)."""
+    if (model_options or {}).get("custom_operations") is not None:
+        from engine.state_files import read_state_dict
+
+        return _clip_of([(Path(p), *read_state_dict(p)) for p in ckpt_paths], embedding_directory, clip_type,
+                        model_options)
     from engine.loading import load_clip as engine_load_clip
 
-    kind = getattr(clip_type, "name", None) or "stable_diffusion"
-    return engine_load_clip(ckpt_paths, str(kind).lower(), manager=_manager(),
+    return engine_load_clip(ckpt_paths, _clip_type(clip_type, len(ckpt_paths)), manager=_manager(),
                             embedding_directory=_one_dir(embedding_directory))
+
+
+def load_text_encoder_state_dicts(state_dicts: list[dict[str, Any]], embedding_directory: Any = None,
+                                  clip_type: Any = CLIPType.STABLE_DIFFUSION, model_options: Any = None) -> Any:
+    """The CLIP of text encoders' tensors (detected from their keys and shapes, as from files); a pack's own
+    layer set in `model_options["custom_operations"]` builds the towers (GGUF's quantised T5)."""
+    return _clip_of([(Path(f"state dict {i + 1}"), sd, {}) for i, sd in enumerate(state_dicts)],
+                    embedding_directory, clip_type, model_options)
+
+
+def _clip_of(files: list[tuple[Path, Any, Any]], embedding_directory: Any, clip_type: Any, model_options: Any) -> Any:
+    from engine.loading import clip_from_state_dicts
+
+    return clip_from_state_dicts(files, _clip_type(clip_type, len(files)), manager=_manager(),
+                                 embedding_directory=_one_dir(embedding_directory),
+                                 operations=(model_options or {}).get("custom_operations"))
 
 
 def load_lora_for_models(model: Any, clip: Any, lora: dict[str, Any], strength_model: float,
