@@ -10,7 +10,8 @@ from __future__ import annotations
 
 SHIM_FILE = "_nodes_module"
 
-# ComfyUI module -> node ids it defines (node id == class name in these modules).
+# ComfyUI module -> node ids it defines (the module attribute is the node id and, where it differs and is a
+# Python name, the class's name too: nodes_eps' "Epsilon Scaling" is also EpsilonScaling).
 EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_canny": ("Canny",),
     "nodes_clip_sdxl": ("CLIPTextEncodeSDXLRefiner", "CLIPTextEncodeSDXL"),
@@ -30,7 +31,8 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "nodes_latent": (
         "LatentAdd", "LatentSubtract", "LatentMultiply", "LatentInterpolate", "LatentConcat", "LatentCut",
-        "LatentBatch", "LatentBatchSeedBehavior",
+        "LatentBatch", "LatentBatchSeedBehavior", "LatentApplyOperation", "LatentApplyOperationCFG",
+        "LatentOperationTonemapReinhard", "LatentOperationSharpen",
     ),
     "nodes_mask": (
         "LatentCompositeMasked", "ImageCompositeMasked", "MaskToImage", "ImageToMask", "ImageColorToMask",
@@ -57,6 +59,31 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
                             "CheckpointSave", "CLIPMergeSimple", "CLIPMergeSubtract", "CLIPMergeAdd", "CLIPSave",
                             "VAESave", "ModelSave"),
     "nodes_model_merging_model_specific": ("ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL"),
+    "nodes_advanced_samplers": ("SamplerLCMUpscale", "SamplerEulerCFGpp"),
+    "nodes_align_your_steps": ("AlignYourStepsScheduler",),
+    "nodes_apg": ("APG",),
+    "nodes_attention_multiply": ("UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply", "CLIPAttentionMultiply",
+                                 "UNetTemporalAttentionMultiply"),
+    "nodes_cfg": ("CFGZeroStar", "CFGNorm"),
+    "nodes_controlnet": ("SetUnionControlNetType",),
+    "nodes_eps": ("Epsilon Scaling",),
+    "nodes_flux": ("CLIPTextEncodeFlux", "FluxGuidance", "FluxDisableGuidance"),
+    "nodes_freelunch": ("FreeU", "FreeU_V2"),
+    "nodes_gits": ("GITSScheduler",),
+    "nodes_hypernetwork": ("HypernetworkLoader",),
+    "nodes_hypertile": ("HyperTile",),
+    "nodes_ip2p": ("InstructPixToPixConditioning",),
+    "nodes_lumina2": ("RenormCFG",),
+    "nodes_mahiro": ("Mahiro",),
+    "nodes_model_downscale": ("PatchModelAddDownscale",),
+    "nodes_optimalsteps": ("OptimalStepsScheduler",),
+    "nodes_pag": ("PerturbedAttentionGuidance",),
+    "nodes_perpneg": ("PerpNeg", "PerpNegGuider"),
+    "nodes_preview_any": ("PreviewAny",),
+    "nodes_sd3": ("TripleCLIPLoader", "EmptySD3LatentImage", "CLIPTextEncodeSD3", "SkipLayerGuidanceSD3"),
+    "nodes_slg": ("SkipLayerGuidanceDiT", "SkipLayerGuidanceDiTSimple"),
+    "nodes_tcfg": ("TCFG",),
+    "nodes_tomesd": ("TomePatchModel",),
     "nodes_sag": ("SelfAttentionGuidance",),
 }
 

@@ -159,3 +159,20 @@ def test_comfy_extras_model_merging_subclass_as_packs_do(facts, packs) -> None:
     for k in kp:
         by_hand.add_patches({k: kp[k]}, 0.5, 0.5)
     assert torch.allclose(by_hand.patched_state_dict()["out.2.bias"], 0.5 * base["out.2.bias"])
+
+
+def test_comfy_extras_modules_packs_import_scheduler_and_patch_nodes_from(facts, packs) -> None:
+    """efficiency-nodes imports AlignYourStepsScheduler / GITSScheduler, SeargeSDXL FreeU / FreeU_V2 from their
+    ComfyUI modules; a node whose id is not a Python name is also there under its class name."""
+    for node_id in ("AlignYourStepsScheduler", "GITSScheduler", "FreeU", "FreeU_V2", "Epsilon Scaling"):
+        packs.registry.register(node_id, bind(builtin_node_classes()[node_id], None), source="builtin")
+    from comfy_extras.nodes_align_your_steps import AlignYourStepsScheduler
+    from comfy_extras.nodes_eps import EpsilonScaling
+    from comfy_extras.nodes_freelunch import FreeU, FreeU_V2
+    from comfy_extras.nodes_gits import GITSScheduler
+
+    sigmas = AlignYourStepsScheduler().get_sigmas("SD1", 10, denoise=1.0)[0]
+    assert len(sigmas) == 11 and float(sigmas[-1]) == 0.0
+    assert len(GITSScheduler().get_sigmas(1.20, 10, denoise=1.0)[0]) == 11
+    assert FreeU is packs.registry.get("FreeU") and FreeU_V2.FUNCTION == "patch"
+    assert EpsilonScaling is packs.registry.get("Epsilon Scaling")

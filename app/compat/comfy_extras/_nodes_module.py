@@ -28,4 +28,7 @@ def _helper(target: str) -> Any:
 
 
 globals().update(NODE_CLASS_MAPPINGS)
+# and under their class names where those differ (nodes_eps' "Epsilon Scaling" is also EpsilonScaling)
+globals().update({cls.__qualname__: cls for cls in NODE_CLASS_MAPPINGS.values()
+                  if cls.__qualname__.isidentifier() and cls.__qualname__ not in NODE_CLASS_MAPPINGS})
 globals().update({name: _helper(target) for name, target in EXTRAS_HELPERS.get(_topic, {}).items()})
