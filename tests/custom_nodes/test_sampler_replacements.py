@@ -106,3 +106,50 @@ def test_a_replaced_sampling_function_guides_every_step(packs, tiny) -> None:
     finally:
         comfy.samplers.sampling_function = original
     assert calls == ["original"] * 3 and torch.equal(again, plain)  # the original is Loom's CFG, not re-wrapped
+
+
+def test_a_cfg_guider_subclass_guides_its_own_runs(packs, tiny) -> None:
+    """KJNodes' scheduled CFG: a comfy.samplers.CFGGuider subclass whose predict_noise drops the negative pass
+    outside a step range, reading the run's sigmas from transformer_options["sample_sigmas"]."""
+    packs.load("good_pack")
+    import comfy.samplers
+
+    from engine.sampling.custom import CFGGuide, run_custom
+
+    model, pos, neg = tiny
+    seen: list[tuple] = []
+
+    class ScheduledCFG(comfy.samplers.CFGGuider):
+        def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (ComfyUI's signature)
+            sigmas = model_options["transformer_options"]["sample_sigmas"]
+            step = int(torch.isclose(sigmas, timestep.reshape(-1)[0]).nonzero()[0])
+            seen.append((step, seed, len(self.conds["negative"])))
+            if step >= self.until:
+                return comfy.samplers.sampling_function(self.inner_model, x, timestep, None,
+                                                        self.conds["positive"], 1.0, model_options, seed)
+            return super().predict_noise(x, timestep, model_options, seed)
+
+    sampler = comfy.samplers.sampler_object("euler")
+    sigmas = comfy.samplers.KSampler(model, 3, "cpu").sigmas
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def run(guider):
+        return run_custom(guider, noise, torch.zeros(1, 4, 8, 8), sampler, sigmas, seed=7).samples
+
+    plain, cfg1 = run(CFGGuide(model, pos, neg, 5.0)), run(CFGGuide(model, pos, neg, 1.0))
+    guider = ScheduledCFG(model)
+    guider.set_conds(pos, neg)
+    guider.set_cfg(5.0)
+    guider.until = 3  # guided every step
+    assert torch.equal(run(guider), plain) and seen == [(0, 7, 1), (1, 7, 1), (2, 7, 1)]
+    guider.until = 0  # cfg 1 every step
+    assert torch.equal(run(guider), cfg1)
+    guider.until = 1
+    mixed = run(guider)
+    assert not torch.equal(mixed, plain) and not torch.equal(mixed, cfg1)
+    seen.clear()
+    assert torch.equal(run(CFGGuide(model, pos, neg, 5.0)), plain) and seen == []  # other runs: not called
+    base = comfy.samplers.CFGGuider(model)  # the class itself: Loom's CFG sampler
+    base.set_conds(pos, neg)
+    base.set_cfg(5.0)
+    assert torch.equal(run(base), plain) and seen == []

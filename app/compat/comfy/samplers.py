@@ -10,10 +10,12 @@ module is loaded, with ComfyUI's arguments (engine.sampling.run_wrappers):
   the original, called from there, runs Loom's sampler over the sigmas it is given;
 - `sampling_function(model, x, timestep, uncond, cond, cond_scale, model_options, seed)` for each guided
   prediction, `uncond` / `cond` the resolved cond lists, returning the guided x0 (the original is Loom's CFG).
+A `CFGGuider` subclass's `predict_noise` is called the same way for each guided prediction of its own runs.
 """
 from __future__ import annotations
 
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 from app.compat._environment import shim_still_loaded
@@ -164,6 +166,74 @@ def _through_replaced_sampling_function(step: GuidanceStep, proceed: Any) -> Any
                              step.model_options, step.seed)
 
 
+class CFGGuider:
+    """ComfyUI's CFG guider (a GUIDER value), for packs that subclass it (KJNodes' scheduled CFG): `set_conds`,
+    `set_cfg`, and `predict_noise(x, timestep, model_options, seed)`, which a subclass overrides and which is
+    then called for every guided prediction of this guider's runs, with `self.conds` ({"positive", "negative"}:
+    the resolved cond lists), `self.inner_model` and `model_options["transformer_options"]["sample_sigmas"]` as
+    ComfyUI sets them. Without an override the run is Loom's CFG sampler, unchanged."""
+
+    def __init__(self, model_patcher: Any) -> None:
+        self.model_patcher = model_patcher
+        self.model_options = model_patcher.model_options
+        self.original_conds: dict[str, Any] = {}
+        self.conds: dict[str, Any] = {}
+        self.inner_model: Any = None
+        self.cfg = 1.0
+
+    def set_conds(self, positive: Any, negative: Any) -> None:
+        self.inner_set_conds({"positive": positive, "negative": negative})
+
+    def set_cfg(self, cfg: float) -> None:
+        self.cfg = cfg
+
+    def inner_set_conds(self, conds: dict[str, Any]) -> None:
+        self.original_conds.update(conds)
+
+    def predict_noise(self, x: Any, timestep: Any, model_options: Any = None, seed: int | None = None) -> Any:
+        """The guided x0 at `x`, `timestep` (sigma): `sampling_function` over this guider's conds and cfg."""
+        return sampling_function(self.inner_model, x, timestep, self.conds.get("negative"),
+                                 self.conds.get("positive"), self.cfg, model_options=model_options, seed=seed)
+
+    def __call__(self, x: Any, timestep: Any, model_options: Any = None, seed: int | None = None) -> Any:
+        return self.predict_noise(x, timestep, model_options or {}, seed)
+
+    def sample(self, noise: Any, latent_image: Any, sampler: Any, sigmas: Any, denoise_mask: Any = None,
+               callback: Any = None, disable_pbar: bool = False, seed: int | None = None) -> Any:
+        """Raw latent in, raw latent out (CPU), over `sigmas` as given (SamplerCustomAdvanced calls this)."""
+        from engine.sampling.custom import sample_custom
+
+        own = type(self).predict_noise is not CFGGuider.predict_noise
+        token = _GUIDER_RUN.set((self, sigmas) if own else None)
+        try:
+            return sample_custom(self.model_patcher, noise, self.cfg, sampler, sigmas,
+                                 self.original_conds.get("positive") or [], self.original_conds.get("negative") or [],
+                                 latent_image, noise_mask=denoise_mask, callback=callback, seed=seed)
+        finally:
+            _GUIDER_RUN.reset(token)
+
+
+# the guider whose own predict_noise guides the run in progress (this thread / task), with the run's sigmas
+_GUIDER_RUN: ContextVar[tuple[CFGGuider, Any] | None] = ContextVar("loom_compat_guider_run", default=None)
+
+
+def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
+    """A guided prediction of a CFGGuider subclass's run, through its `predict_noise`."""
+    active = _GUIDER_RUN.get()
+    if active is None or not _loaded():
+        return proceed()
+    guider, sigmas = active
+    guider.conds = {"positive": step.positive, "negative": step.negative or None}
+    guider.inner_model = step.model
+    transformer = {**(step.model_options.get("transformer_options") or {}), "sample_sigmas": sigmas}
+    token = _GUIDER_RUN.set(None)  # a sampler run inside predict_noise is not this guider's
+    try:
+        return guider.predict_noise(step.x, step.sigma, {**step.model_options, "transformer_options": transformer},
+                                    step.seed)
+    finally:
+        _GUIDER_RUN.reset(token)
+
+
 def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
     """ComfyUI's per-cond preparation step; Loom's sampler prepares conds itself (engine.sampling.guider)."""
     raise NotImplementedError("comfy.samplers.get_area_and_mult is not provided by Loom: its sampler prepares "
@@ -171,9 +241,11 @@ def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
 
 
 def _loaded() -> bool:
-    return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper)
+    return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper,
+                             _remove_guider_wrapper)
 
 
 _THIS_MODULE = sys.modules[__name__]
 _remove_run_wrapper = add_run_wrapper(_through_replaced_sample)
 _remove_step_wrapper = add_step_wrapper(_through_replaced_sampling_function)
+_remove_guider_wrapper = add_step_wrapper(_through_guider_predict_noise)
