@@ -10,8 +10,7 @@ from __future__ import annotations
 
 SHIM_FILE = "_nodes_module"
 
-# ComfyUI module -> node ids it defines (the module attribute is the node id and, where it differs and is a
-# Python name, the class's name too: nodes_eps' "Epsilon Scaling" is also EpsilonScaling).
+# ComfyUI module -> node ids it defines (each a module attribute; see EXTRAS_CLASS_NAMES for ComfyUI's class names).
 EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_canny": ("Canny",),
     "nodes_clip_sdxl": ("CLIPTextEncodeSDXLRefiner", "CLIPTextEncodeSDXL"),
@@ -93,10 +92,17 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
         "Noise_RandomNoise": "engine.sampling.custom:GaussianNoise",
         "Noise_EmptyNoise": "engine.sampling.custom:EmptyNoise",
     },
-    # ComfyUI's class names where they differ from the node ids (the merge nodes need no services)
-    "nodes_model_merging": {
-        "ModelSubtract": "nodes.model_merging:ModelMergeSubtract", "ModelAdd": "nodes.model_merging:ModelMergeAdd",
-        "CLIPSubtract": "nodes.model_merging:CLIPMergeSubtract", "CLIPAdd": "nodes.model_merging:CLIPMergeAdd",
-    },
     "nodes_sag": {"gaussian_blur_2d": "engine.image_ops:gaussian_blur_2d"},
+}
+
+# ComfyUI's class names where they differ from the node ids -> the node id (the same registered class)
+EXTRAS_CLASS_NAMES: dict[str, dict[str, str]] = {
+    "nodes_post_processing": {"Blend": "ImageBlend", "Blur": "ImageBlur", "Quantize": "ImageQuantize",
+                              "Sharpen": "ImageSharpen"},
+    "nodes_primitive": {"String": "PrimitiveString", "StringMultiline": "PrimitiveStringMultiline",
+                        "Int": "PrimitiveInt", "Float": "PrimitiveFloat", "Boolean": "PrimitiveBoolean"},
+    "nodes_rebatch": {"LatentRebatch": "RebatchLatents", "ImageRebatch": "RebatchImages"},
+    "nodes_model_merging": {"ModelSubtract": "ModelMergeSubtract", "ModelAdd": "ModelMergeAdd",
+                            "CLIPSubtract": "CLIPMergeSubtract", "CLIPAdd": "CLIPMergeAdd"},
+    "nodes_eps": {"EpsilonScaling": "Epsilon Scaling"},
 }

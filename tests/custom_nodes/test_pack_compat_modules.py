@@ -162,9 +162,9 @@ def test_comfy_extras_model_merging_subclass_as_packs_do(facts, packs) -> None:
 
 
 def test_comfy_extras_modules_packs_import_scheduler_and_patch_nodes_from(facts, packs) -> None:
-    """efficiency-nodes imports AlignYourStepsScheduler / GITSScheduler, SeargeSDXL FreeU / FreeU_V2 from their
-    ComfyUI modules; a node whose id is not a Python name is also there under its class name."""
-    for node_id in ("AlignYourStepsScheduler", "GITSScheduler", "FreeU", "FreeU_V2", "Epsilon Scaling"):
+    """efficiency-nodes imports AlignYourStepsScheduler / GITSScheduler, SeargeSDXL FreeU / FreeU_V2 and
+    nodes_post_processing's Blend from their ComfyUI modules; nodes are also there under ComfyUI's class names."""
+    for node_id in ("AlignYourStepsScheduler", "GITSScheduler", "FreeU", "FreeU_V2", "Epsilon Scaling", "ImageBlend"):
         packs.registry.register(node_id, bind(builtin_node_classes()[node_id], None), source="builtin")
     from comfy_extras.nodes_align_your_steps import AlignYourStepsScheduler
     from comfy_extras.nodes_eps import EpsilonScaling
@@ -176,3 +176,7 @@ def test_comfy_extras_modules_packs_import_scheduler_and_patch_nodes_from(facts,
     assert len(GITSScheduler().get_sigmas(1.20, 10, denoise=1.0)[0]) == 11
     assert FreeU is packs.registry.get("FreeU") and FreeU_V2.FUNCTION == "patch"
     assert EpsilonScaling is packs.registry.get("Epsilon Scaling")
+    import comfy_extras.nodes_post_processing as post
+
+    assert post.Blend is post.ImageBlend is packs.registry.get("ImageBlend")
+    assert not hasattr(post, "Blur")  # ImageBlur is not registered in this test's registry: absent, not a stand-in

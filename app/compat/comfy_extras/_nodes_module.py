@@ -1,7 +1,7 @@
 """One `comfy_extras.nodes_<topic>` module (this file is executed once under each listed name).
 
-Its names are Loom's registered classes for the node ids ComfyUI defines in that module, plus the helper
-objects packs import from it (see `app/compat/_extras.py`).
+Its names are Loom's registered classes for the node ids ComfyUI defines in that module (also under ComfyUI's
+class names where they differ), plus the helper objects packs import from it (see `app/compat/_extras.py`).
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 from app.compat._environment import handles_for
-from app.compat._extras import EXTRAS_HELPERS, EXTRAS_MODULES
+from app.compat._extras import EXTRAS_CLASS_NAMES, EXTRAS_HELPERS, EXTRAS_MODULES
 
 _loom = handles_for(__name__)  # this Loom instance's objects
 _topic = __name__.rpartition(".")[2]
@@ -28,7 +28,6 @@ def _helper(target: str) -> Any:
 
 
 globals().update(NODE_CLASS_MAPPINGS)
-# and under their class names where those differ (nodes_eps' "Epsilon Scaling" is also EpsilonScaling)
-globals().update({cls.__qualname__: cls for cls in NODE_CLASS_MAPPINGS.values()
-                  if cls.__qualname__.isidentifier() and cls.__qualname__ not in NODE_CLASS_MAPPINGS})
+globals().update({name: NODE_CLASS_MAPPINGS[node_id] for name, node_id in EXTRAS_CLASS_NAMES.get(_topic, {}).items()
+                  if node_id in NODE_CLASS_MAPPINGS})
 globals().update({name: _helper(target) for name, target in EXTRAS_HELPERS.get(_topic, {}).items()})
