@@ -67,6 +67,11 @@ def output_is_list(cls: type) -> tuple[bool, ...]:
     return tuple(bool(x) for x in declared) if declared is not None else (False,) * n
 
 
+def is_display_only(cls: type) -> bool:
+    """A node without outputs that is not an output node: no prompt ever runs it, so it needs no FUNCTION."""
+    return not getattr(cls, "RETURN_TYPES", ()) and not is_output_node(cls)
+
+
 def is_output_node(cls: type) -> bool:
     """Return whether the class is an output node (``OUTPUT_NODE is True``)."""
     return getattr(cls, "OUTPUT_NODE", False) is True
@@ -141,10 +146,12 @@ def check_node_class(name: str, cls: Any) -> None:
             _check_input(name, category, str(input_name), spec)
     _check_outputs(name, cls)
     function = getattr(cls, "FUNCTION", None)
-    if not isinstance(function, str) or not function:
-        raise _fail(name, "FUNCTION must name the method to call, e.g. FUNCTION = 'run'")
-    if not callable(getattr(cls, function, None)):
-        raise _fail(name, f"FUNCTION is {function!r} but the class has no method of that name")
+    # a display-only node needs none: nothing ever runs it (ComfyUI registers such text boxes too)
+    if function is not None or not is_display_only(cls):
+        if not isinstance(function, str) or not function:
+            raise _fail(name, "FUNCTION must name the method to call, e.g. FUNCTION = 'run'")
+        if not callable(getattr(cls, function, None)):
+            raise _fail(name, f"FUNCTION is {function!r} but the class has no method of that name")
     for attr, kind in (("CATEGORY", str), ("DESCRIPTION", str)):
         if hasattr(cls, attr) and not isinstance(getattr(cls, attr), kind):
             raise _fail(name, f"{attr} must be a string, got {getattr(cls, attr)!r}")

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from executor.contract import is_display_only
+
 log = logging.getLogger("loom.custom_nodes")
 
 
@@ -44,7 +46,8 @@ def check_node_class(node_id: str, cls: Any, module: str, warnings: list[str] | 
             f"got {returns!r}"
         )
     function = getattr(cls, "FUNCTION", None)
-    if not isinstance(function, str) or not callable(getattr(cls, function, None)):
+    if (function is not None or not is_display_only(cls)) and (
+            not isinstance(function, str) or not callable(getattr(cls, function, None))):
         raise InvalidNodeError(
             f"{where}: FUNCTION must name a method of the class, got {function!r}; "
             f"set FUNCTION = '<method name>' and define that method"

@@ -180,3 +180,26 @@ def test_comfy_extras_modules_packs_import_scheduler_and_patch_nodes_from(facts,
 
     assert post.Blend is post.ImageBlend is packs.registry.get("ImageBlend")
     assert not hasattr(post, "Blur")  # ImageBlur is not registered in this test's registry: absent, not a stand-in
+
+
+def test_names_efficiency_nodes_imports(facts) -> None:
+    """efficiency-nodes (smZ's CFG denoiser) imports ComfyUI sampler internals and the VAE's Gaussian: present,
+    the internals refusing a call (Loom's sampler prepares and batches conds itself), the Gaussian working."""
+    import numpy
+    from comfy.ldm.modules.distributions.distributions import DiagonalGaussianDistribution
+    from comfy.sample import np
+    from comfy.samplers import KSamplerX0Inpaint, can_concat_cond, cond_cat
+
+    assert np is numpy
+    for refused in (lambda: KSamplerX0Inpaint(None, None), lambda: can_concat_cond({}, {}), lambda: cond_cat([])):
+        with pytest.raises(NotImplementedError, match="Loom"):
+            refused()
+    moments = torch.cat([torch.full((1, 4, 2, 2), 0.5), torch.full((1, 4, 2, 2), -40.0)], dim=1)
+    dist = DiagonalGaussianDistribution(moments)
+    assert torch.equal(dist.mode(), moments[:, :4]) and float(dist.logvar.min()) == -30.0  # clamped
+    torch.manual_seed(0)
+    assert torch.allclose(dist.sample(), dist.mean, atol=1e-5)  # std e^-15
+    assert torch.allclose(dist.kl(dist), torch.zeros(1))
+    standard = DiagonalGaussianDistribution(torch.zeros(1, 8, 2, 2))
+    assert torch.allclose(standard.kl(), torch.zeros(1))
+    assert torch.equal(DiagonalGaussianDistribution(moments, deterministic=True).sample(), moments[:, :4])

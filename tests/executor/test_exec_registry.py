@@ -52,6 +52,20 @@ def test_invalid_classes_raise_teaching_errors(attrs: dict[str, Any], fragment: 
     assert "Bad" not in reg
 
 
+def test_a_display_only_node_needs_no_function_and_is_never_run() -> None:
+    """efficiency-nodes' "Simple Eval Examples": a text box, no outputs, not an output node, no FUNCTION."""
+    from executor.testing import run_graph
+
+    reg = NodeRegistry()
+    reg.register("Examples", _node(RETURN_TYPES=(), FUNCTION=None))
+    with pytest.raises(RegistrationError, match="FUNCTION must name"):  # an output node must have one
+        reg.register("Shows", _node(RETURN_TYPES=(), FUNCTION=None, OUTPUT_NODE=True))
+    reg.register("Out", _node(RETURN_TYPES=(), OUTPUT_NODE=True, run=lambda self, x: {"ui": {"x": [x]}}))
+    run = run_graph(reg, {"e": {"class_type": "Examples", "inputs": {"x": 1}},
+                          "o": {"class_type": "Out", "inputs": {"x": 2}}})
+    assert run.outcome.executed == ["o"]
+
+
 def test_missing_return_types_and_non_class() -> None:
     cls = _node()
     del cls.RETURN_TYPES

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np  # noqa: F401  (ComfyUI's comfy.sample imports numpy; packs import `np` from it)
 import torch
 
 from app.compat._environment import handles_for

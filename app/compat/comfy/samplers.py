@@ -234,10 +234,30 @@ def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
         _GUIDER_RUN.reset(token)
 
 
-def get_area_and_mult(conds: Any, x_in: Any, timestep_in: Any) -> Any:
-    """ComfyUI's per-cond preparation step; Loom's sampler prepares conds itself (engine.sampling.guider)."""
-    raise NotImplementedError("comfy.samplers.get_area_and_mult is not provided by Loom: its sampler prepares "
-                              "areas and masks itself (engine.sampling.guider); packs that replace it change nothing")
+class KSamplerX0Inpaint:
+    """ComfyUI's inpainting wrapper around a sampler's model; Loom's sampler applies the noise mask itself
+    (engine.sampling.guider.InpaintDenoiser). Packs may import the name; building one is refused."""
+
+    def __init__(self, model: Any, sigmas: Any) -> None:
+        raise NotImplementedError("comfy.samplers.KSamplerX0Inpaint is not provided by Loom: its sampler applies "
+                                  "inpaint masks itself (engine.sampling.guider.InpaintDenoiser)")
+
+
+def _cond_internal(name: str) -> Any:
+    """One of ComfyUI's per-cond preparation / batching steps: packs import (and some replace) them; Loom's sampler
+    prepares and batches conds itself, so calling one is refused and replacing one changes nothing."""
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"comfy.samplers.{name} is not provided by Loom: its sampler prepares areas and "
+                                  "masks and batches conds itself (engine.sampling.guider)")
+
+    refused.__name__ = refused.__qualname__ = name
+    return refused
+
+
+get_area_and_mult = _cond_internal("get_area_and_mult")
+can_concat_cond = _cond_internal("can_concat_cond")
+cond_cat = _cond_internal("cond_cat")
 
 
 def _loaded() -> bool:

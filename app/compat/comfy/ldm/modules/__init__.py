@@ -1,1 +1,1 @@
-"""ComfyUI's `comfy.ldm.modules` for packs: only `attention` is provided."""
+"""ComfyUI's `comfy.ldm.modules` for packs: `attention`, `diffusionmodules.openaimodel`, `distributions`."""
