@@ -10,7 +10,7 @@ the tile halved after an out-of-memory error, overlaps blended with linear feath
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from engine.state_files import read_state_dict
 from engine.upscale_detect import UpscalerSpec, build_upscaler, detect_upscaler, to_canonical_keys
 
 __all__ = ["UpscalerSpec", "UpscaleModel", "detect_upscaler", "to_canonical_keys", "build_upscaler",
-           "load_upscale_model", "tile_positions", "tiled_scale"]
+           "load_upscale_model", "upscale_model_from_state_dict", "tile_positions", "tiled_scale"]
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
@@ -186,18 +186,24 @@ def _image_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 # -------------------------------------------------------------------------------------------- loading
-def _build(path: Path, manager: ModelManager) -> UpscaleModel:
-    sd, _ = read_state_dict(path)
-    spec, weights = to_canonical_keys(sd, path.name)
+def upscale_model_from_state_dict(sd: Mapping[str, torch.Tensor], manager: ModelManager,
+                                  name: str = "upscale model") -> UpscaleModel:
+    """The ``UpscaleModel`` of an upscaler's tensors (architecture detected from them; ``name`` in messages)."""
+    spec, weights = to_canonical_keys(sd, name)
     with torch.device("meta"):
         module = build_upscaler(spec)
     try:
         module.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True, assign=True)
     except RuntimeError as exc:
         details = "; ".join(ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip())[:400]
-        raise UnknownModelError(f"{path.name}: detected {spec.architecture} x{spec.scale} ({spec.layout} layout) "
+        raise UnknownModelError(f"{name}: detected {spec.architecture} x{spec.scale} ({spec.layout} layout) "
                                 f"but its tensors do not fit that network: {details}") from exc
-    return UpscaleModel(module.eval(), spec, manager, path.name)
+    return UpscaleModel(module.eval(), spec, manager, name)
+
+
+def _build(path: Path, manager: ModelManager) -> UpscaleModel:
+    sd, _ = read_state_dict(path)
+    return upscale_model_from_state_dict(sd, manager, path.name)
 
 
 def load_upscale_model(path: str | os.PathLike[str], manager: ModelManager) -> UpscaleModel:

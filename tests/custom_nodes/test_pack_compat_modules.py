@@ -203,3 +203,25 @@ def test_names_efficiency_nodes_imports(facts) -> None:
     standard = DiagonalGaussianDistribution(torch.zeros(1, 8, 2, 2))
     assert torch.allclose(standard.kl(), torch.zeros(1))
     assert torch.equal(DiagonalGaussianDistribution(moments, deterministic=True).sample(), moments[:, :4])
+
+
+def test_chainner_model_loading_gives_the_upscale_model_of_a_state_dict(facts, tmp_path) -> None:
+    """Comfyroll's upscale nodes load through ComfyUI's pre-spandrel `chainner_models.model_loading`: the same
+    UPSCALE_MODEL UpscaleModelLoader gives for the file."""
+    from comfy_extras.chainner_models import model_loading
+    from safetensors.torch import save_file
+
+    from engine.device import DevicePolicy
+    from engine.model_management import ModelManager
+    from engine.networks.upscalers import RRDBNet
+    from engine.upscale import load_upscale_model
+
+    torch.manual_seed(0)
+    sd = {k: v.contiguous() for k, v in RRDBNet(3, 3, 8, 1, 4, 2, 1).state_dict().items()}
+    save_file(sd, str(tmp_path / "x4.safetensors"))
+    model = model_loading.load_state_dict(sd)
+    ref = load_upscale_model(tmp_path / "x4.safetensors", ModelManager(DevicePolicy.cpu()))
+    x = torch.rand(1, 3, 8, 8)
+    assert model.scale == 4 and torch.equal(model.model(x), ref.model(x))
+    with pytest.raises(Exception, match="state dict"):
+        model_loading.load_state_dict({"not.an.upscaler": torch.zeros(2)})
