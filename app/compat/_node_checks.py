@@ -147,8 +147,14 @@ def run_entrypoint(entrypoint: Callable[[], Any]) -> list[tuple[str, type, str]]
     result: list[tuple[str, type, str]] = []
     for node in nodes:
         adapter = getattr(node, "_loom_as_v1", None)
-        if not callable(adapter):
-            raise TypeError(f"comfy_entrypoint listed {node!r}, which is not an io.ComfyNode subclass")
-        v1 = adapter()
-        result.append((v1._LOOM_NODE_ID, v1, v1._LOOM_DISPLAY_NAME))
+        if callable(adapter):
+            v1 = adapter()
+            result.append((v1._LOOM_NODE_ID, v1, v1._LOOM_DISPLAY_NAME))
+        elif isinstance(node, type) and hasattr(node, "INPUT_TYPES") and callable(getattr(node, "GET_SCHEMA", None)):
+            # a V1 class listed with a schema stub naming it (ComfyUI reads only node_id / display_name then)
+            schema = node.GET_SCHEMA()
+            result.append((schema.node_id, node, getattr(schema, "display_name", None) or schema.node_id))
+        else:
+            raise TypeError(f"comfy_entrypoint listed {node!r}, which is neither an io.ComfyNode subclass nor a "
+                            "V1 node class with GET_SCHEMA()")
     return result

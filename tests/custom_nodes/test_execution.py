@@ -37,7 +37,11 @@ def test_a_node_raising_at_run_time_fails_only_its_prompt(packs) -> None:
 def test_v3_node_is_registered_from_its_schema(packs) -> None:
     report = packs.load("v3_pack")["v3_pack"]
     assert report.status == "loaded", report.error or report.refused
-    assert report.nodes == ["V3Mapped", "V3ScaleNumber", "V3Gate", "V3Show"]
+    assert report.nodes == ["V3Mapped", "V3ScaleNumber", "V3Gate", "V3Show", "V1Stubbed"]
+    assert packs.registry.object_info()["V1Stubbed"]["display_name"] == "Stubbed V1 node"
+    stubbed, _ = run(packs.registry, {"1": {"class_type": "V1Stubbed", "inputs": {"value": 2.0}},
+                                      "2": {"class_type": "V3Show", "inputs": {"value": ["1", 0]}}}, "stub")
+    assert stubbed.status == "success" and stubbed.outputs["2"]["shown"] == ["6.0"]
     info = packs.registry.object_info()["V3ScaleNumber"]
     assert info["display_name"] == "Scale a number (V3)"
     assert info["category"] == "fixtures/v3"

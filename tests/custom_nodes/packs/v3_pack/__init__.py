@@ -57,9 +57,30 @@ class Show(io.ComfyNode):
         return io.NodeOutput(ui={"shown": [repr(value)], "had_prompt": [cls.hidden.prompt is not None]})
 
 
+class _SchemaStub:
+    node_id = "V1Stubbed"
+    display_name = "Stubbed V1 node"
+
+
+class StubbedV1:
+    """A V1 class listed by comfy_entrypoint with a GET_SCHEMA stub naming it (sd-perturbed-attention does so)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("FLOAT", {"default": 1.0})}}
+
+    RETURN_TYPES = ("FLOAT",)
+    FUNCTION = "run"
+    CATEGORY = "fixtures/v3"
+    GET_SCHEMA = staticmethod(lambda: _SchemaStub())
+
+    def run(self, value):
+        return (value * 3,)
+
+
 class Extension(ComfyExtension):
     async def get_node_list(self):
-        return [ScaleNumber, Gate, Show]
+        return [ScaleNumber, Gate, Show, StubbedV1]
 
 
 async def comfy_entrypoint():
