@@ -32,6 +32,9 @@ class PackPin:
     smoke: list[dict[str, Any]] = field(default_factory=list, hash=False, compare=False)
     requires: tuple[str, ...] = ()  # Python modules the pack imports beyond Loom's own dependencies
     gap: str = ""  # a known Loom gap: text its failure reason contains (the suite expects that failure)
+    # other repositories a user's install puts inside the pack (git submodules, what its install.py clones):
+    # path in the pack -> "owner/name@commit", each staged from its own cache folder or mirror
+    includes: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -41,8 +44,8 @@ class PackPin:
 def load_manifest(path: Path = MANIFEST) -> list[PackPin]:
     """The pinned packs, in suite order."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    return [PackPin(p["repo"], p["commit"], list(p.get("smoke", [])), tuple(p.get("requires", ())), p.get("gap", ""))
-            for p in data["packs"]]
+    return [PackPin(p["repo"], p["commit"], list(p.get("smoke", [])), tuple(p.get("requires", ())), p.get("gap", ""),
+                    dict(p.get("includes", {}))) for p in data["packs"]]
 
 
 def missing_requirements(pin: PackPin) -> list[str]:
@@ -63,14 +66,24 @@ def mirror_root() -> Path:
 
 
 def source_of(pin: PackPin) -> Path | None:
-    """The cached folder or git mirror holding `pin`, or None when the machine has neither."""
+    """The cached folder or git mirror holding `pin` (and its includes), or None when the machine lacks one."""
     cache = os.environ.get("LOOM_PACKS_CACHE")
     if cache and (Path(cache) / pin.name).is_dir():
-        return Path(cache) / pin.name
-    git_dir = mirror_root() / pin.repo.replace("/", "+") / "repo"
-    if git_dir.is_dir() and _has_commit(git_dir, pin.commit):
-        return git_dir
-    return None
+        return Path(cache) / pin.name  # a plain folder: as installed, includes in place
+    source = _mirror_of(pin.repo, pin.commit)
+    if source is None or any(_mirror_of(*_included(spec)) is None for spec in pin.includes.values()):
+        return None
+    return source
+
+
+def _mirror_of(repo: str, commit: str) -> Path | None:
+    git_dir = mirror_root() / repo.replace("/", "+") / "repo"
+    return git_dir if git_dir.is_dir() and _has_commit(git_dir, commit) else None
+
+
+def _included(spec: str) -> tuple[str, str]:
+    repo, _, commit = spec.partition("@")
+    return repo, commit
 
 
 def _has_commit(git_dir: Path, commit: str) -> bool:
@@ -87,7 +100,13 @@ def stage(pin: PackPin, source: Path, dest_root: Path) -> list[str]:
     if not (source / "HEAD").is_file() or not (source / "objects").is_dir():
         shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".git", "__pycache__"))
         return []
-    return _export_commit(source, pin.commit, dest)
+    missing = _export_commit(source, pin.commit, dest)
+    for path, spec in pin.includes.items():
+        repo, commit = _included(spec)
+        git_dir = _mirror_of(repo, commit)
+        assert git_dir is not None  # source_of checked
+        missing += [f"{path}/{m}" for m in _export_commit(git_dir, commit, dest / path)]
+    return missing
 
 
 def _export_commit(git_dir: Path, commit: str, dest: Path) -> list[str]:
