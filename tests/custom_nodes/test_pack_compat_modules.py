@@ -225,3 +225,14 @@ def test_chainner_model_loading_gives_the_upscale_model_of_a_state_dict(facts, t
     assert model.scale == 4 and torch.equal(model.model(x), ref.model(x))
     with pytest.raises(Exception, match="state dict"):
         model_loading.load_state_dict({"not.an.upscaler": torch.zeros(2)})
+
+
+def test_prompt_executor_is_there_by_name_only(facts) -> None:
+    """Impact Pack keeps `execution.PromptExecutor.handle_execution_error` at import; using it is refused."""
+    import execution
+
+    kept = execution.PromptExecutor.handle_execution_error
+    with pytest.raises(NotImplementedError, match="Loom"):
+        kept(None, "p", {}, {}, [], {}, None)
+    with pytest.raises(NotImplementedError, match="executor"):
+        execution.PromptExecutor(None)
