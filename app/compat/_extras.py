@@ -93,6 +93,7 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
         "Noise_EmptyNoise": "engine.sampling.custom:EmptyNoise",
     },
     "nodes_sag": {"gaussian_blur_2d": "engine.image_ops:gaussian_blur_2d"},
+    "nodes_mask": {"composite": "app.compat._mask_helpers:composite"},
 }
 
 # ComfyUI's class names where they differ from the node ids -> the node id (the same registered class)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from app.compat._tiling import tiled_scale_multidim as tiled_scale_multidim
 from engine import image_ops
 from engine.safetensors_header import HEADER_LIMIT, HeaderTooLargeError, read_safetensors_header
 from engine.sampling.conditioning import repeat_to_batch_size as engine_repeat_to_batch_size

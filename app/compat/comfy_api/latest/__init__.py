@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 from comfy_api.latest._api import ComfyAPI_latest, ComfyExtension, Input, sync_api
+from comfy_api.latest._video import InputImpl, Types
 
 ComfyAPI = ComfyAPI_latest
 ComfyAPISync = sync_api(ComfyAPI_latest)
 IO = io  # the current ComfyUI also exports the modules under upper-case names
 UI = ui
 
-__all__ = ["ComfyAPI", "ComfyAPISync", "Input", "ComfyExtension", "io", "IO", "ui", "UI"]
+__all__ = ["ComfyAPI", "ComfyAPISync", "Input", "InputImpl", "Types", "ComfyExtension", "io", "IO", "ui", "UI"]

@@ -9,6 +9,7 @@ same function with ComfyUI's signature.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,17 +22,38 @@ from engine.networks.attention import (
     multihead_attention,
 )
 
-__all__ = ["optimized_attention", "optimized_attention_masked", "optimized_attention_for_device", "attention_basic",
+__all__ = ["wrap_attn", "optimized_attention", "optimized_attention_masked", "optimized_attention_for_device", "attention_basic",
            "attention_pytorch", "attention_split", "attention_sub_quad", "attention_xformers",
            "BasicTransformerBlock", "CrossAttention", "SpatialTransformer"]
 
 AttentionFunction = Callable[..., torch.Tensor]
 
 
+def wrap_attn(func: AttentionFunction) -> AttentionFunction:
+    """ComfyUI's attention decorator: a call whose ``transformer_options`` keyword holds
+    ``"optimized_attention_override"`` goes to ``override(func, *args, **kwargs)`` instead (once: calls made from
+    inside the override carry ``_inside_attn_wrapper`` and run ``func``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if "_inside_attn_wrapper" in kwargs:
+            return func(*args, **kwargs)
+        options = kwargs.get("transformer_options")
+        override = options.get("optimized_attention_override") if options is not None else None
+        kwargs["_inside_attn_wrapper"] = True
+        if override is not None:
+            return override(func, *args, **kwargs)  # type: ignore[no-any-return]
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+@wrap_attn
 def optimized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: Any = None,
                         attn_precision: Any = None, skip_reshape: bool = False,
-                        skip_output_reshape: bool = False) -> torch.Tensor:
-    """Multi-head attention on [B, T, heads*d] tensors (or [B, heads, T, d] with `skip_reshape`)."""
+                        skip_output_reshape: bool = False, **kwargs: Any) -> torch.Tensor:
+    """Multi-head attention on [B, T, heads*d] tensors (or [B, heads, T, d] with `skip_reshape`). Other keywords
+    (``transformer_options``, ...) are accepted and unused, as in ComfyUI's kernels."""
     return multihead_attention(q, k, v, heads, mask=mask, skip_reshape=skip_reshape,
                                skip_output_reshape=skip_output_reshape)
 

@@ -1,0 +1,177 @@
+"""The ComfyUI names kijai/ComfyUI-KJNodes imports (patcher_extension, flux math, lumina / taesd blocks, video
+types, tiled_scale_multidim, nodes_mask.composite, wrap_attn), imported by a fixture pack as the real pack does."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+
+@pytest.fixture
+def loaded(packs):
+    report = packs.load("kjnodes_imports_pack")["kjnodes_imports_pack"]
+    assert report.status == "loaded", report.error or report.refused
+    return packs
+
+
+def test_patcher_extension_registries_keep_comfyui_layout(loaded) -> None:
+    import comfy.patcher_extension as pe
+
+    model_options: dict = {}
+    first, second, third = (lambda *a: 1), (lambda *a: 2), (lambda *a: 3)
+    pe.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "a", first, model_options, is_model_options=True)
+    pe.add_wrapper(pe.WrappersMP.OUTER_SAMPLE, second, model_options, is_model_options=True)
+    pe.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "a", third, model_options["transformer_options"])
+    pe.add_callback(pe.CallbacksMP.ON_PRE_RUN, first, model_options, is_model_options=True)
+    wrappers = model_options["transformer_options"]["wrappers"]
+    assert wrappers == {"outer_sample": {"a": [first, third], None: [second]}}
+    assert pe.get_wrappers_with_key("outer_sample", "a", model_options, is_model_options=True) == [first, third]
+    assert pe.get_all_wrappers("outer_sample", model_options, is_model_options=True) == [first, third, second]
+    assert pe.get_all_wrappers("apply_model", {}) == []
+    assert pe.get_all_callbacks("on_pre_run", model_options["transformer_options"]) == [first]
+    assert pe.get_callbacks_with_key("on_pre_run", None, {}, is_model_options=True) == []
+
+
+def test_wrapper_executor_runs_the_chain_outside_in(loaded) -> None:
+    from comfy.patcher_extension import WrapperExecutor
+
+    calls: list[str] = []
+
+    def outer(executor, x):
+        calls.append("outer")
+        return executor(x + 1) * 10
+
+    def inner(executor, x):
+        calls.append(f"inner:{type(executor.class_obj).__name__}")
+        return executor(x * 2)
+
+    owner = object()
+    result = WrapperExecutor.new_class_executor(lambda x: x - 3, owner, [outer, inner]).execute(4)
+    assert result == ((4 + 1) * 2 - 3) * 10 and calls == ["outer", "inner:object"]
+    assert WrapperExecutor.new_executor(lambda x: x, []).execute(5) == 5
+
+
+def test_nested_dict_helpers(loaded) -> None:
+    from comfy.patcher_extension import copy_nested_dicts, merge_nested_dicts
+
+    base = {"a": {"b": [1]}, "c": 1}
+    copied = copy_nested_dicts(base)
+    copied["a"]["b"].append(2)
+    assert base == {"a": {"b": [1]}, "c": 1}
+    merged = merge_nested_dicts(base, {"a": {"b": [3], "d": 4}, "c": 2, "e": [5]})
+    assert merged == {"a": {"b": [3, 1], "d": 4}, "c": 2, "e": [5]} and base["a"]["b"] == [1]
+
+
+def test_composite_pastes_in_place_at_latent_offsets(loaded) -> None:
+    from comfy_extras.nodes_mask import composite
+
+    destination = torch.zeros(2, 4, 8, 8)
+    source = torch.ones(1, 4, 2, 3)
+    out = composite(destination, source, 16, 8)  # latent pixels: x 16 // 8 = 2, y 1
+    assert out is destination
+    assert destination[:, :, 1:3, 2:5].eq(1).all() and destination.sum() == 2 * 4 * 6
+    image = torch.zeros(1, 3, 4, 4)
+    mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    composite(image, torch.ones(1, 3, 2, 2), 1, 1, mask, 1)  # multiplier 1: image pixels
+    assert image[0, 0, 1:3, 1:3].tolist() == [[1.0, 0.0], [0.0, 1.0]] and image.sum() == 6
+    with pytest.raises(ValueError, match="offsets"):
+        composite(image, image, -8, 0)
+
+
+def test_tiled_scale_multidim_matches_the_untiled_function(loaded) -> None:
+    from comfy.utils import tiled_scale_multidim
+
+    torch.manual_seed(0)
+    video = torch.randn(2, 3, 5, 20, 24)
+    up = lambda t: F.interpolate(t, scale_factor=(1, 2, 2), mode="nearest")  # noqa: E731
+    tiles: list[int] = []
+
+    class Bar:
+        def update(self, n: int) -> None:
+            tiles.append(n)
+
+    out = tiled_scale_multidim(video, up, tile=(4, 8, 8), overlap=(1, 2, 2), upscale_amount=(1, 2, 2),
+                               out_channels=3, pbar=Bar())
+    assert out.shape == (2, 3, 5, 40, 48)
+    assert torch.allclose(out, up(video), atol=1e-5)
+    assert len(tiles) > 2 * 4, "more than one tile per batch item"
+    down = tiled_scale_multidim(torch.randn(1, 2, 16, 16), lambda t: t[..., ::2, ::2], tile=(8, 8), overlap=2,
+                                upscale_amount=2, out_channels=2, downscale=True)
+    assert down.shape == (1, 2, 8, 8)
+
+
+def test_video_types_answer_and_encoding_is_refused(loaded) -> None:
+    from comfy_api.latest import InputImpl, Types
+
+    assert Types.VideoContainer.as_input() == ["auto", "mp4"] and Types.VideoCodec.as_input() == ["auto", "h264"]
+    assert Types.VideoContainer.get_extension("auto") == "mp4"
+    video = InputImpl.VideoFromComponents(Types.VideoComponents(images=torch.zeros(6, 10, 16, 3),
+                                                                frame_rate=Fraction(24)))
+    assert video.get_dimensions() == (16, 10) and video.get_frame_count() == 6
+    assert video.get_duration() == pytest.approx(0.25)
+    with pytest.raises(NotImplementedError, match="no video encoder"):
+        video.save_to("out.mp4", format=Types.VideoContainer("mp4"), codec="auto")
+    with pytest.raises(NotImplementedError, match="cannot read video"):
+        InputImpl.VideoFromFile("in.mp4").get_components()
+    node = loaded.registry.get("KJImportsLoaded")
+    assert node().run("mp4") == ("mp4",)
+
+
+def test_wrap_attn_routes_through_the_override(loaded) -> None:
+    import sys
+
+    from comfy.ldm.modules.attention import optimized_attention
+
+    pack = sys.modules["custom_nodes.kjnodes_imports_pack"]
+    q, k, v = (torch.randn(1, 6, 8) for _ in range(3))
+    plain = pack.pack_attention(q, k, v, 2)
+    assert torch.allclose(plain, optimized_attention(q, k, v, 2))
+    seen: list[object] = []
+
+    def override(func, *args, **kwargs):
+        seen.append(func)
+        return func(*args, **kwargs) * 2
+
+    doubled = pack.pack_attention(q, k, v, 2, transformer_options={"optimized_attention_override": override})
+    assert torch.allclose(doubled, plain * 2)
+    assert len(seen) == 1 and seen[0].__name__ == "pack_attention", "the inner call is not overridden again"
+
+
+def test_flux_math_rope_and_attention(loaded) -> None:
+    from comfy.ldm.flux.math import apply_rope, apply_rope1, attention, rope
+
+    pos = torch.arange(6, dtype=torch.float32)[None]
+    pe = rope(pos, 8, 10000)[:, None]
+    assert pe.shape == (1, 1, 6, 4, 2, 2)
+    q, k, v = (torch.randn(1, 2, 6, 8) for _ in range(3))
+    rq, rk = apply_rope(q, k, pe)
+    assert torch.equal(apply_rope1(q, pe), rq) and not torch.allclose(rq, q)
+    assert torch.allclose(rq.norm(dim=-1), q.norm(dim=-1), atol=1e-5), "a rotation keeps norms"
+    expected = F.scaled_dot_product_attention(rq, rk, v).transpose(1, 2).reshape(1, 6, 16)
+    assert torch.allclose(attention(q, k, v, pe), expected, atol=1e-5)
+
+
+def test_lumina_feed_forward_is_swiglu(loaded) -> None:
+    from comfy.ldm.lumina.model import FeedForward
+
+    ff = FeedForward(8, 10, multiple_of=4, ffn_dim_multiplier=1.5)
+    assert ff.w1.out_features == 16 and ff.w2.in_features == 16  # int(1.5 * 10) = 15, rounded up to 16
+    x = torch.randn(2, 3, 8)
+    assert torch.allclose(ff(x), ff.w2(F.silu(ff.w1(x)) * ff.w3(x)))
+
+
+def test_taesd_blocks_build_a_decoder(loaded) -> None:
+    from comfy.taesd.taesd import Block, Clamp, Decoder, conv
+
+    assert torch.allclose(Clamp()(torch.tensor([30.0])), torch.tensor([3.0]), atol=1e-4)
+    decoder = Decoder(4)
+    for p in decoder.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    assert decoder(torch.randn(1, 4, 8, 8)).shape == (1, 3, 64, 64)
+    gn = Block(8, 16, use_midblock_gn=True)
+    names = {name for name, _ in gn.named_parameters()}
+    assert {"pool.0.weight", "pool.1.weight", "pool.3.weight", "skip.weight", "conv.4.weight"} <= names
+    assert gn(torch.randn(1, 8, 4, 4)).shape == (1, 16, 4, 4)
+    assert conv(3, 5, bias=False).bias is None
