@@ -175,3 +175,14 @@ def test_taesd_blocks_build_a_decoder(loaded) -> None:
     assert {"pool.0.weight", "pool.1.weight", "pool.3.weight", "skip.weight", "conv.4.weight"} <= names
     assert gn(torch.randn(1, 8, 4, 4)).shape == (1, 16, 4, 4)
     assert conv(3, 5, bias=False).bias is None
+
+
+def test_bounding_box_io_type(loaded) -> None:
+    from comfy_api.latest import io
+
+    kind, options = io.BoundingBox.Input("bboxes", optional=True, force_input=True).as_v1()
+    assert kind == "BOUNDING_BOX" and options["forceInput"] is True
+    assert options["default"] == {"x": 0, "y": 0, "width": 512, "height": 512}
+    box = {"x": 1, "y": 2, "width": 3, "height": 4}
+    assert io.BoundingBox.Input("b", default=box).as_v1()[1]["default"] == box
+    assert io.BoundingBox.Output("bounding_box").io_type == "BOUNDING_BOX"

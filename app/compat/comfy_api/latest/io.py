@@ -147,6 +147,19 @@ Point = _type("Point", "POINT")
 BBOX = _type("BBOX", "BBOX")
 SEGS = _type("SEGS", "SEGS")
 AnyType = _type("AnyType", "*")
+BoundingBox = _type("BoundingBox", "BOUNDING_BOX", widget=True)
+
+
+def _bounding_box_init(self: WidgetInput, id: str, display_name: str | None = None, optional: bool = False,
+                       tooltip: str | None = None, socketless: bool = True, default: dict[str, int] | None = None,
+                       component: str | None = None, force_input: bool | None = None) -> None:
+    """ComfyUI's BOUNDING_BOX input: a dict ``{x, y, width, height}``, by default 0, 0, 512, 512."""
+    box = dict(default) if default is not None else {"x": 0, "y": 0, "width": 512, "height": 512}
+    WidgetInput.__init__(self, id, display_name, optional, tooltip, default=box, socketless=socketless,
+                         force_input=force_input, component=component)
+
+
+BoundingBox.Input.__init__ = _bounding_box_init  # type: ignore[attr-defined]
 
 
 def Custom(io_type: str) -> type:
