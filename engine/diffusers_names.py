@@ -3,7 +3,8 @@
 ``unet_to_ldm`` maps a ``UNet2DConditionModel`` state dict (``down_blocks`` / ``mid_block`` / ``up_blocks``),
 ``vae_to_ldm`` an ``AutoencoderKL`` one. Block indices are counted from the keys themselves (resnets per level,
 attention or not, down/up samplers), so any SD1.x / SD2.x / SDXL layout converts; the transformer internals keep
-their names. VAE mid-block attention projections stored as [C, C] linears become [C, C, 1, 1] convolutions.
+their names. VAE mid-block attention projections stored as [C, C] linears become [C, C, 1, 1] convolutions
+([C, C, 1, 1, 1] in a VAE whose convolutions are 3-D).
 """
 from __future__ import annotations
 
@@ -103,24 +104,31 @@ def unet_to_ldm(sd: Mapping[str, torch.Tensor], source: str = "unet") -> dict[st
     return out
 
 
-def vae_to_ldm(sd: Mapping[str, torch.Tensor], source: str = "vae") -> dict[str, torch.Tensor]:
-    """A diffusers AutoencoderKL's tensors under the single-file VAE names (no ``first_stage_model.`` prefix)."""
+def vae_to_ldm(sd: Mapping[str, torch.Tensor], source: str = "vae",
+               keep_unknown: bool = False) -> dict[str, torch.Tensor]:
+    """A diffusers AutoencoderKL's tensors under the single-file VAE names (no ``first_stage_model.`` prefix).
+
+    A tensor with no single-file name raises, or with ``keep_unknown`` keeps its name (ComfyUI's converter does)."""
     ups = {int(m.group(1)) for k in sd if (m := re.match(r"decoder\.up_blocks\.(\d+)\.", k))}
     if not ups:
         raise CheckpointError(f"{source}: not a diffusers AutoencoderKL (no decoder.up_blocks keys)")
     last = max(ups)
+    conv_in = sd.get("encoder.conv_in.weight", sd.get("decoder.conv_in.weight"))
+    spatial = conv_in.ndim - 2 if conv_in is not None and conv_in.ndim == 5 else 2
     out: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
     for key, t in sd.items():
         new = _vae_name(key, last)
         if new is None:
             unknown.append(key)
+            if keep_unknown:
+                out[key] = t
             continue
         if ".mid.attn_1." in new and new.endswith(("q.weight", "k.weight", "v.weight", "proj_out.weight")) \
                 and t.ndim == 2:
-            t = t.reshape(t.shape[0], t.shape[1], 1, 1)
+            t = t.reshape(*t.shape, *(1,) * spatial)
         out[new] = t
-    if unknown:
+    if unknown and not keep_unknown:
         raise CheckpointError(f"{source}: {len(unknown)} diffusers VAE tensors have no single-file equivalent "
                               f"(for example {unknown[:3]})")
     return out
