@@ -113,3 +113,26 @@ def test_chainner_model_loading_builds_the_upscaler(shims) -> None:
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(model(x), net(x))
+
+
+def test_load_checkpoint_with_config_applies_parameterization_and_layer(shims, tmp_path) -> None:
+    import comfy.sd
+
+    config = tmp_path / "v1-inference.yaml"
+    config.write_text("model:\n  params:\n    cond_stage_config:\n      target: x\n")
+    model, clip, vae = comfy.sd.load_checkpoint(str(config), str(SD15), embedding_directory=[str(tmp_path)])
+    assert model.model_sampling.prediction == "eps" and clip.layer_idx is None and vae is not None
+    v_config = {"model": {"params": {"parameterization": "v", "cond_stage_config": {"params": {"layer_idx": -2}}}}}
+    model, clip, _ = comfy.sd.load_checkpoint(ckpt_path=str(SD15), output_vae=False, config=v_config)
+    assert model.model_sampling.prediction == "v" and clip.layer_idx == -2
+    with pytest.raises(ValueError, match="state_dict argument is not supported"):
+        comfy.sd.load_checkpoint(str(config), state_dict={})
+
+
+def test_torch_device_name(shims) -> None:
+    import comfy.model_management as mm
+
+    assert mm.get_torch_device_name(torch.device("cpu")) == "cpu"
+    if torch.cuda.is_available():
+        name = mm.get_torch_device_name(torch.device("cuda", 0))
+        assert name.startswith("cuda:0 " + torch.cuda.get_device_name(0) + " : ")

@@ -45,6 +45,21 @@ def get_torch_device() -> torch.device:
     return _policy().device
 
 
+def get_torch_device_name(device: Any) -> str:
+    """ComfyUI's description of a device: ``cuda:0 <GPU name> : <allocator>`` for CUDA, the device type otherwise."""
+    dev = torch.device(device) if isinstance(device, (str, int)) else device
+    kind = getattr(dev, "type", None)
+    if kind == "cuda":
+        try:
+            backend = torch.cuda.get_allocator_backend()
+        except RuntimeError:
+            backend = ""
+        return f"{dev} {torch.cuda.get_device_name(dev)} : {backend}"
+    if kind == "xpu":
+        return f"{dev} {torch.xpu.get_device_name(dev)}"
+    return str(kind if kind is not None else dev)
+
+
 def intermediate_device() -> torch.device:
     """Where IMAGE / LATENT tensors live between nodes: the CPU."""
     return torch.device("cpu")

@@ -37,6 +37,37 @@ def load_checkpoint_guess_config(ckpt_path: str, output_vae: bool = True, output
     return (model if output_model else None), clip, vae, None
 
 
+def load_checkpoint(config_path: str | None = None, ckpt_path: str | None = None, output_vae: bool = True,
+                    output_clip: bool = True, embedding_directory: Any = None, state_dict: Any = None,
+                    config: dict[str, Any] | None = None) -> tuple[Any, Any, Any]:
+    """ComfyUI's deprecated loader with an LDM yaml config: (MODEL, CLIP, VAE) of the checkpoint, family detected,
+    the config's ``parameterization: v`` and text encoder ``layer_idx`` applied as ComfyUI applies them."""
+    if state_dict is not None or ckpt_path is None:
+        raise ValueError("comfy.sd.load_checkpoint: Loom loads a checkpoint file (ckpt_path); a state_dict argument "
+                         "is not supported")
+    if config is None:
+        if config_path is None:
+            raise ValueError("comfy.sd.load_checkpoint: give config_path (an LDM .yaml) or config (its parsed dict)")
+        import yaml
+
+        with open(config_path, encoding="utf-8") as stream:
+            config = yaml.safe_load(stream)
+    try:
+        params = config["model"]["params"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"comfy.sd.load_checkpoint: {config_path or 'config'} is not an LDM config "
+                         "(no model.params)") from exc
+    from engine.loading import load_checkpoint as engine_load_checkpoint
+
+    model, clip, vae = engine_load_checkpoint(ckpt_path, _manager(), embedding_directory=_one_dir(embedding_directory),
+                                              output_clip=output_clip, output_vae=output_vae,
+                                              prediction="v" if params.get("parameterization") == "v" else None)
+    layer_idx = ((params.get("cond_stage_config") or {}).get("params") or {}).get("layer_idx")
+    if clip is not None and layer_idx is not None:
+        clip.clip_layer(layer_idx)
+    return model, clip, vae
+
+
 def _one_dir(embedding_directory: Any) -> str | None:
     # ComfyUI passes folder_paths.get_folder_paths("embeddings") (a list); Loom's loader takes one folder.
     if isinstance(embedding_directory, (list, tuple)):
