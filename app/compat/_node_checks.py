@@ -150,9 +150,9 @@ def run_entrypoint(entrypoint: Callable[[], Any]) -> list[tuple[str, type, str]]
         if callable(adapter):
             v1 = adapter()
             result.append((v1._LOOM_NODE_ID, v1, v1._LOOM_DISPLAY_NAME))
-        elif isinstance(node, type) and hasattr(node, "INPUT_TYPES") and callable(getattr(node, "GET_SCHEMA", None)):
+        elif isinstance(node, type) and hasattr(node, "INPUT_TYPES") and callable(stub := getattr(node, "GET_SCHEMA", None)):
             # a V1 class listed with a schema stub naming it (ComfyUI reads only node_id / display_name then)
-            schema = node.GET_SCHEMA()
+            schema = stub()
             result.append((schema.node_id, node, getattr(schema, "display_name", None) or schema.node_id))
         else:
             raise TypeError(f"comfy_entrypoint listed {node!r}, which is neither an io.ComfyNode subclass nor a "
