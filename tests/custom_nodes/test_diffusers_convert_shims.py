@@ -1,4 +1,4 @@
-"""comfy.diffusers_convert / comfy.diffusers_load / comfy_extras.chainner_models (WAS Node Suite imports them) on
+"""comfy.diffusers_convert / comfy.diffusers_load (WAS Node Suite imports them) on
 real tensors: the tiny-sd15 checkpoint in diffusers names converts back to its own single-file tensors."""
 from __future__ import annotations
 
@@ -99,20 +99,6 @@ def test_load_diffusers_gives_the_single_file_networks(shims, tmp_path) -> None:
                                                   output_vae=False, output_clip=False)[1:] == (None, None)
     with pytest.raises(ValueError, match="per-call dtype is not supported"):
         comfy.diffusers_convert.load_diffusers(str(folder), fp16=not comfy.model_management.should_use_fp16())
-
-
-def test_chainner_model_loading_builds_the_upscaler(shims) -> None:
-    from comfy_extras.chainner_models import model_loading
-
-    from engine.networks.upscalers import RRDBNet
-
-    torch.manual_seed(0)
-    net = RRDBNet(3, 3, 8, 1, 4, 2, 1).eval()
-    model = model_loading.load_state_dict(net.state_dict()).eval()
-    assert model.scale == 4
-    x = torch.rand(1, 3, 8, 8)
-    with torch.no_grad():
-        assert torch.allclose(model(x), net(x))
 
 
 def test_load_checkpoint_with_config_applies_parameterization_and_layer(shims, tmp_path) -> None:
