@@ -286,7 +286,8 @@ def _register_nodes(report: PackReport, registry: NodeRegistry, mappings: dict[s
                 setattr(cls, "RELATIVE_PYTHON_MODULE", report.module)  # noqa: B010 (ComfyUI's attribute)
             except (AttributeError, TypeError):
                 pass
-            registry.register(node_id, cls, display_name=str(display.get(node_id) or node_id), source=report.module)
+            registry.register(node_id, cls, display_name=str(display.get(node_id) or node_id), source=report.module,
+                              warnings=report.warnings)
         except InvalidNodeError as exc:
             _refuse(report, node_id, str(exc))
         except Exception as exc:  # the registry's own validation (RegistrationError) or a crashing class

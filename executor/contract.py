@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from executor.dynamic_inputs import accepts, dynamic_roots
 from executor.errors import RegistrationError
+
+log = logging.getLogger(__name__)
 
 INPUT_CATEGORIES = ("required", "optional", "hidden")
 HIDDEN_VALUES = frozenset(
@@ -81,14 +84,32 @@ def _fail(name: str, problem: str) -> RegistrationError:
     return RegistrationError(f"Cannot register node {name!r}: {problem}", node_id=name)
 
 
-def _check_input(name: str, category: str, input_name: str, spec: Any) -> None:
+class _Lenient:
+    """Where a problem ComfyUI lets pass goes: refused (``warnings`` None: built-ins, direct registration) or
+    appended to ``warnings`` and logged (custom node packs: the node registers, as in ComfyUI; validation still
+    checks the values a prompt sends)."""
+
+    def __init__(self, name: str, warnings: list[str] | None) -> None:
+        self.name, self.warnings = name, warnings
+
+    def __call__(self, problem: str) -> None:
+        if self.warnings is None:
+            raise _fail(self.name, problem)
+        message = f"node {self.name!r}: {problem} (ComfyUI accepts this; Loom registers the node)"
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+
+def _check_input(name: str, category: str, input_name: str, spec: Any, lenient: _Lenient) -> None:
     where = f"INPUT_TYPES()[{category!r}][{input_name!r}]"
     if category == "hidden":
         # ComfyUI fills the hidden kinds it knows and ignores any other entry (packs keep data there, e.g.
         # rgthree's `(['CHOOSE'],)`), so nothing about a hidden entry is refused.
         return
-    if not isinstance(spec, (list, tuple)) or len(spec) not in (1, 2):
+    if not isinstance(spec, (list, tuple)) or not spec:
         raise _fail(name, f"{where} must be a tuple (TYPE,) or (TYPE, {{options}}), got {spec!r}")
+    if len(spec) > 2:
+        lenient(f"{where} has {len(spec)} entries; ComfyUI reads (TYPE, {{options}}) and ignores the rest")
     type_ = spec[0]
     if not isinstance(type_, (str, list, tuple)):
         raise _fail(name, f"{where} type must be a type string or a list of options, got {type_!r}")
@@ -99,22 +120,22 @@ def _check_input(name: str, category: str, input_name: str, spec: Any) -> None:
     options = spec[1]
     if not isinstance(options, Mapping):
         raise _fail(name, f"{where} options must be a dict, got {type(options).__name__}")
-    _check_options(name, where, type_, options)
+    _check_options(name, where, type_, options, lenient)
 
 
-def _check_options(name: str, where: str, type_: Any, options: Mapping[str, Any]) -> None:
+def _check_options(name: str, where: str, type_: Any, options: Mapping[str, Any], lenient: _Lenient) -> None:
     lo, hi, default = options.get("min"), options.get("max"), options.get("default")
     if lo is not None and hi is not None and _is_number(lo) and _is_number(hi) and lo > hi:
-        raise _fail(name, f"{where} has min {lo} > max {hi}; swap them")
+        lenient(f"{where} has min {lo} > max {hi}; swap them")
     if default is not None and type_ in NUMERIC_TYPES:
         if not _is_number(default):
-            raise _fail(name, f"{where} default {default!r} is not a number for a {type_} input")
-        if lo is not None and _is_number(lo) and default < lo:
-            raise _fail(name, f"{where} default {default} is below min {lo}; raise the default or lower min")
-        if hi is not None and _is_number(hi) and default > hi:
-            raise _fail(name, f"{where} default {default} is above max {hi}; lower the default or raise max")
+            lenient(f"{where} default {default!r} is not a number for a {type_} input")
+        elif lo is not None and _is_number(lo) and default < lo:
+            lenient(f"{where} default {default} is below min {lo}; raise the default or lower min")
+        elif hi is not None and _is_number(hi) and default > hi:
+            lenient(f"{where} default {default} is above max {hi}; lower the default or raise max")
     if isinstance(type_, (list, tuple)) and default is not None and type_ and default not in type_:
-        raise _fail(name, f"{where} default {default!r} is not one of the options {list(type_)[:10]!r}")
+        lenient(f"{where} default {default!r} is not one of the options {list(type_)[:10]!r}")
     if type_ == "COMBO" and "options" in options and not isinstance(options["options"], (list, tuple)):
         raise _fail(name, f"{where} 'options' must be a list of choices")
 
@@ -123,8 +144,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_node_class(name: str, cls: Any) -> None:
-    """Check that ``cls`` honours the V1 contract; raise ``RegistrationError`` that teaches the fix."""
+def check_node_class(name: str, cls: Any, warnings: list[str] | None = None) -> None:
+    """Check that ``cls`` honours the V1 contract; raise ``RegistrationError`` that teaches the fix. With a
+    ``warnings`` list, inconsistencies ComfyUI lets pass (a default outside min / max or the options, extra
+    entries in an input tuple) are appended there instead of refused."""
+    lenient = _Lenient(name, warnings)
     if not isinstance(name, str) or not name:
         raise RegistrationError(f"Node ids must be non-empty strings, got {name!r}")
     if not inspect.isclass(cls):
@@ -143,7 +167,7 @@ def check_node_class(name: str, cls: Any) -> None:
         if not isinstance(entries, Mapping):
             raise _fail(name, f"INPUT_TYPES()[{category!r}] must be a dict of inputs")
         for input_name, spec in entries.items():
-            _check_input(name, category, str(input_name), spec)
+            _check_input(name, category, str(input_name), spec, lenient)
     _check_outputs(name, cls)
     function = getattr(cls, "FUNCTION", None)
     # a display-only node needs none: nothing ever runs it (ComfyUI registers such text boxes too)

@@ -38,15 +38,16 @@ class NodeRegistry:
         self._sources: dict[str, str] = {}
 
     def register(self, name: str, cls: type, display_name: str | None = None,
-                 source: str = BUILTIN_SOURCE) -> None:
+                 source: str = BUILTIN_SOURCE, warnings: list[str] | None = None) -> None:
         """Check ``cls`` against the V1 contract and register it as ``name``.
 
         Raises ``DuplicateNodeError`` if ``name`` exists (the existing entry is kept) and
-        ``RegistrationError`` for an invalid class.
+        ``RegistrationError`` for an invalid class; with a ``warnings`` list (packs), what ComfyUI lets pass is
+        appended there instead (``executor.contract.check_node_class``).
         """
         if name in self._classes:
             raise DuplicateNodeError(name, self._sources[name], source)
-        check_node_class(name, cls)
+        check_node_class(name, cls, warnings)
         self._classes[name] = cls
         self._sources[name] = source
         if display_name:

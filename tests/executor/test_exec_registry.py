@@ -144,3 +144,32 @@ def test_object_info_omits_nodes_whose_definition_breaks_later() -> None:
     state["broken"] = True
     assert list(reg.object_info()) == ["Ok"]
     assert reg.object_info_for("Flaky") == {}
+
+
+def test_what_comfyui_lets_pass_is_a_warning_for_packs_and_validation_still_checks_values() -> None:
+    """KJNodes declares a default below min, a False default on a list of choices, a list default on a FLOAT and
+    (type, options, tooltip) tuples: ComfyUI registers them, so packs' nodes register with warnings."""
+    from executor import PromptValidationError, validate_prompt
+    from executor.testing import run_graph
+
+    lax = _node(INPUT_TYPES=classmethod(lambda cls: {"required": {
+        "x": ("INT", {"default": -1, "min": 0, "max": 10}, "a third entry"),
+        "mode": (["a", "b"], {"default": False}),
+        "scale": ("FLOAT", {"default": [1.0]}),
+    }}), run=lambda self, x, mode, scale: (x,))
+    reg = NodeRegistry()
+    with pytest.raises(RegistrationError, match="3 entries"):
+        reg.register("Strict", lax)  # built-ins and direct registrations stay strict
+    warnings: list[str] = []
+    reg.register("Lax", lax, source="custom_nodes.kj", warnings=warnings)
+    assert len(warnings) == 4 and all("ComfyUI accepts this" in w for w in warnings)
+    assert any("3 entries" in w for w in warnings) and any("not one of the options" in w for w in warnings)
+    info = reg.object_info()["Lax"]["input"]["required"]
+    assert info["x"][1]["min"] == 0
+    reg.register("Out", _node(RETURN_TYPES=(), OUTPUT_NODE=True, INPUT_TYPES=classmethod(
+        lambda cls: {"required": {"v": ("INT", {})}}), run=lambda self, v: {"ui": {"v": [v]}}))
+    good = {"1": {"class_type": "Lax", "inputs": {"x": 3, "mode": "b", "scale": 2.0}},
+            "2": {"class_type": "Out", "inputs": {"v": ["1", 0]}}}
+    assert run_graph(reg, good).outcome.executed == ["1", "2"]
+    with pytest.raises(PromptValidationError):  # the values a prompt sends are still checked
+        validate_prompt(reg, {**good, "1": {"class_type": "Lax", "inputs": {"x": -1, "mode": "c", "scale": 2.0}}})
