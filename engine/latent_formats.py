@@ -20,6 +20,7 @@ class LatentFormat:
     latent_rgb_factors: tuple[tuple[float, float, float], ...] = ()
     latent_rgb_bias: tuple[float, float, float] | None = None
     shift_factor: float = 0.0
+    taesd: str | None = None  # the tiny autoencoder's file stem in models/vae_approx ("taesd" -> taesd_decoder.*)
 
     def process_in(self, latent: torch.Tensor) -> torch.Tensor:
         """Raw VAE latent -> diffusion-model space: ``(z - shift) * scale``."""
@@ -45,6 +46,7 @@ SD15 = LatentFormat(
         (-0.2829, 0.1762, 0.2721),
         (-0.2120, -0.2616, -0.7177),
     ),
+    taesd="taesd",
 )
 
 SDXL = LatentFormat(
@@ -57,6 +59,7 @@ SDXL = LatentFormat(
         (-0.3165, -0.2492, -0.2188),
     ),
     latent_rgb_bias=(0.1084, -0.0175, -0.0011),
+    taesd="taesdxl",
 )
 
 # The 16-channel VAEs of the flow families (SD3.x and Flux.1 have different VAE weights and statistics, so different
@@ -74,6 +77,7 @@ SD3 = LatentFormat(
         (-0.1448, -0.1463, -0.1189),
     ),
     latent_rgb_bias=(0.2394, 0.2135, 0.1925),
+    taesd="taesd3",
 )
 FLUX = LatentFormat(
     name="Flux",
@@ -88,4 +92,5 @@ FLUX = LatentFormat(
         (-0.1262, -0.0982, -0.0778),
     ),
     latent_rgb_bias=(-0.0329, -0.0718, -0.0851),
+    taesd="taef1",
 )

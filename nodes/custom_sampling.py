@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from engine.handles import ModelHandle
     from engine.sampling.custom import CFGGuide, EmptyNoise, GaussianNoise, SamplerChoice
+    from nodes.services import NodeServices
 
 __all__ = ["NODES"]
 
@@ -330,7 +331,7 @@ class BasicGuider(BuiltinNode):
 
 # --------------------------------------------------------------------------------------------- samplers
 def _run(node: str, guider: Guider, noise: NoiseSource, sampler: SamplerValue, sigmas: torch.Tensor, latent: Latent,
-         seed: int | None, preview_method: str) -> tuple[Latent, Latent]:
+         seed: int | None, services: NodeServices) -> tuple[Latent, Latent]:
     """Shared body of SamplerCustom(Advanced): (output, denoised_output) LATENT copies."""
     from engine.sampling.custom import resolve_sampler, run_custom
     from engine.sampling.ksampler import fix_empty_latent_channels
@@ -352,7 +353,7 @@ def _run(node: str, guider: Guider, noise: NoiseSource, sampler: SamplerValue, s
                                          f"{tuple(samples.shape)}")
     with engine_reports():
         result = run_custom(guider, initial, samples, sampler, sigmas, noise_mask=latent.get("noise_mask"),
-                            callback=_callback(preview_method, model), seed=seed)
+                            callback=_callback(services.preview_method, model, services.paths), seed=seed)
     out = latent.copy()
     out["samples"] = result.samples
     if result.denoised is None:
@@ -392,7 +393,7 @@ class SamplerCustom(BuiltinNode):
         noise = GaussianNoise(int(noise_seed)) if add_noise else EmptyNoise()
         # the seed also drives stochastic samplers' per-step noise, with or without initial noise
         return _run("SamplerCustom", guider, noise, sampler, sigmas, _latent_in("SamplerCustom", latent_image),
-                    int(noise_seed), self._services().preview_method)
+                    int(noise_seed), self._services())
 
 
 class SamplerCustomAdvanced(BuiltinNode):
@@ -417,7 +418,7 @@ class SamplerCustomAdvanced(BuiltinNode):
             raise input_error(node, "guider", f"expected a GUIDER (e.g. from CFGGuider), got "
                                               f"{type(guider).__name__}")
         return _run(node, guider, noise, sampler, sigmas, _latent_in(node, latent_image),
-                    getattr(noise, "seed", None), self._services().preview_method)
+                    getattr(noise, "seed", None), self._services())
 
 
 NODES: list[type] = [

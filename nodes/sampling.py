@@ -1,6 +1,7 @@
 """KSampler and KSamplerAdvanced: noise, engine sampling, progress + preview + interrupt per step."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.types import Conditioning, Latent, latent_copy
@@ -10,6 +11,7 @@ if TYPE_CHECKING:
     import torch
 
     from engine.handles import ModelHandle
+    from engine.paths import ModelPaths
     from engine.types import ProgressCallback
 
 
@@ -32,25 +34,32 @@ def scheduler_names() -> list[str]:
     return list(sampling.SCHEDULER_NAMES)
 
 
-def _callback(preview_method: str, model: ModelHandle) -> ProgressCallback | None:
-    """Per step: interrupt check, progress and (when previews are on) a latent2rgb preview of x0."""
+def _callback(preview_method: str, model: ModelHandle, paths: ModelPaths | None = None) -> ProgressCallback | None:
+    """Per step: interrupt check, progress and (when previews are on) a preview of x0: TAESD when the method asks
+    for it (or is "auto") and ``paths``' vae_approx folder has the family's decoder, else latent2rgb."""
     ctx = progress_context()
     if ctx is None:
         return None
-    from engine.preview import effective_preview_method, latent_preview
+    from engine.preview import effective_preview_method, step_previewer, taesd_decoder_file
 
     method = effective_preview_method(preview_method, ctx.extra_data)
+    decoder = None
+    if method in ("taesd", "auto") and paths is not None:
+        name = taesd_decoder_file(model.latent_format, paths.get_filename_list("vae_approx"))
+        found = paths.get_full_path("vae_approx", name) if name else None
+        decoder = Path(found) if found else None
+    preview = step_previewer(model, method, decoder)
 
     def on_step(step: int, x0: torch.Tensor, x: torch.Tensor, total_steps: int) -> None:
         ctx.check_interrupt()
-        preview = latent_preview(model, x0, method) if x0 is not None else None
-        ctx.progress(step + 1, total_steps, preview=preview)
+        ctx.progress(step + 1, total_steps, preview=preview(x0) if x0 is not None else None)
 
     return on_step
 
 
 def common_ksampler(model: ModelHandle, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
                     positive: Conditioning, negative: Conditioning, latent: Latent, *, preview_method: str = "none",
+                    preview_paths: ModelPaths | None = None,
                     denoise: float = 1.0, disable_noise: bool = False, start_step: int | None = None,
                     last_step: int | None = None, force_full_denoise: bool = False,
                     node_class: str = "KSampler") -> tuple[Latent]:
@@ -69,7 +78,7 @@ def common_ksampler(model: ModelHandle, seed: int, steps: int, cfg: float, sampl
             model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
             denoise=denoise, disable_noise=disable_noise, start_step=start_step, last_step=last_step,
             force_full_denoise=force_full_denoise, noise_mask=latent.get("noise_mask"),
-            callback=_callback(preview_method, model), seed=seed,
+            callback=_callback(preview_method, model, preview_paths), seed=seed,
         )
     return (latent_copy(latent, samples),)
 
@@ -109,7 +118,8 @@ class KSampler(BuiltinNode):
                positive: Conditioning, negative: Conditioning, latent_image: Latent,
                denoise: float = 1.0) -> tuple[Latent]:
         return common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                               latent_image, denoise=denoise, preview_method=self._services().preview_method)
+                               latent_image, denoise=denoise, preview_method=self._services().preview_method,
+                               preview_paths=self._services().paths)
 
 
 class KSamplerAdvanced(BuiltinNode):
@@ -148,7 +158,8 @@ class KSamplerAdvanced(BuiltinNode):
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
             denoise=denoise, disable_noise=add_noise == "disable", start_step=start_at_step,
             last_step=end_at_step, force_full_denoise=return_with_leftover_noise != "enable",
-            preview_method=self._services().preview_method, node_class="KSamplerAdvanced",
+            preview_method=self._services().preview_method, preview_paths=self._services().paths,
+            node_class="KSamplerAdvanced",
         )
 
 

@@ -1,8 +1,12 @@
-"""ComfyUI's `latent_preview` for packs: the sampler callback that reports progress (+ previews)."""
+"""ComfyUI's `latent_preview` for packs: the sampler callback that reports progress (+ previews), the
+previewers (`Latent2RGBPreviewer`, `TAESDPreviewerImpl`) and `TAESD` (Loom's `engine.networks.taesd`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from comfy.taesd.taesd import TAESD  # noqa: F401  (ComfyUI's module has it; packs import it from here)
 
 from app.compat._environment import handles_for
 
@@ -17,6 +21,18 @@ class LatentPreviewer:
 
     def decode_latent_to_preview_image(self, preview_format: str, x0: Any) -> tuple[str, Any, int]:
         return preview_format, self.decode_latent_to_preview(x0), MAX_PREVIEW_RESOLUTION
+
+
+class TAESDPreviewerImpl(LatentPreviewer):
+    """Decodes the first latent of the batch with a TAESD (full resolution)."""
+
+    def __init__(self, taesd: Any) -> None:
+        self.taesd = taesd
+
+    def decode_latent_to_preview(self, x0: Any) -> Any:
+        from engine.preview import taesd_image
+
+        return taesd_image(self.taesd, x0)
 
 
 class Latent2RGBPreviewer(LatentPreviewer):
@@ -39,16 +55,35 @@ class Latent2RGBPreviewer(LatentPreviewer):
 
 
 def get_previewer(device: Any, latent_format: Any) -> LatentPreviewer | None:
-    """A Latent2RGB previewer when previews are on and the latent format has RGB factors, else None."""
+    """The previewer of the prompt's preview method: TAESD for "taesd" / "auto" when models/vae_approx has the
+    format's decoder, else Latent2RGB when the format has RGB factors; None when previews are off."""
+    from engine.preview import effective_preview_method, load_taesd_decoder
+
     method = str(getattr(_loom.config, "preview_method", "none") or "none")
     ctx = _context()
     if ctx is not None:
-        method = str((getattr(ctx, "extra_data", None) or {}).get("preview_method", method))
+        method = effective_preview_method(method, getattr(ctx, "extra_data", None) or {})
+    if method == "none":
+        return None
+    decoder = _taesd_decoder(latent_format) if method in ("taesd", "auto") else None
+    if decoder is not None:
+        return TAESDPreviewerImpl(load_taesd_decoder(decoder, int(getattr(latent_format, "latent_channels", 4))))
     factors = getattr(latent_format, "latent_rgb_factors", None)
-    if method == "none" or not factors:
+    if not factors:
         return None
     bias = getattr(latent_format, "latent_rgb_factors_bias", None) or getattr(latent_format, "latent_rgb_bias", None)
     return Latent2RGBPreviewer(factors, bias)
+
+
+def _taesd_decoder(latent_format: Any) -> Path | None:
+    """models/vae_approx's `<taesd_decoder_name>.*` file of a ComfyUI latent format, or None."""
+    import folder_paths
+
+    stem = getattr(latent_format, "taesd_decoder_name", None)
+    name = next((f for f in sorted(folder_paths.get_filename_list("vae_approx")) if stem and f.startswith(f"{stem}.")),
+                None)
+    path = folder_paths.get_full_path("vae_approx", name) if name else None
+    return Path(path) if path else None
 
 
 def _context() -> Any:
@@ -78,3 +113,4 @@ def prepare_callback(model: Any, steps: int, x0_output_dict: dict[str, Any] | No
 def set_preview_method(override: str | None = None) -> None:
     """Accepted for compatibility; Loom takes the preview method per prompt from extra_data."""
     return None
+

@@ -236,3 +236,19 @@ def test_prompt_executor_is_there_by_name_only(facts) -> None:
         kept(None, "p", {}, {}, [], {}, None)
     with pytest.raises(NotImplementedError, match="executor"):
         execution.PromptExecutor(None)
+
+
+def test_latent_preview_taesd_names_impact_pack_imports(facts, tmp_path) -> None:
+    """Impact Pack builds `TAESD(None, decoder_path, latent_channels=...)` and a `TAESDPreviewerImpl` over it."""
+    from latent_preview import TAESD, TAESDPreviewerImpl
+    from safetensors.torch import save_file
+
+    from engine.networks.taesd import Decoder
+
+    torch.manual_seed(0)
+    decoder = Decoder(4)
+    save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, str(tmp_path / "taesd_decoder.sft"))
+    taesd = TAESD(None, str(tmp_path / "taesd_decoder.sft"), latent_channels=4)
+    assert torch.equal(taesd.taesd_decoder[1].weight, decoder[1].weight)
+    fmt, image, _ = TAESDPreviewerImpl(taesd).decode_latent_to_preview_image("JPEG", torch.randn(1, 4, 4, 5))
+    assert image.size == (40, 32)

@@ -34,7 +34,7 @@ class LatentFormat:
         return latent / self.scale_factor
 
 
-def _from_engine(fmt: _engine.LatentFormat, taesd: str) -> type[LatentFormat]:
+def _from_engine(fmt: _engine.LatentFormat) -> type[LatentFormat]:
     attrs: dict[str, Any] = {
         "__module__": __name__,
         "__doc__": f"Loom's {fmt.name} latent format (engine.latent_formats.{fmt.name}).",
@@ -42,7 +42,7 @@ def _from_engine(fmt: _engine.LatentFormat, taesd: str) -> type[LatentFormat]:
         "latent_channels": fmt.latent_channels,
         "latent_rgb_factors": [list(row) for row in fmt.latent_rgb_factors] or None,
         "latent_rgb_factors_bias": list(fmt.latent_rgb_bias) if fmt.latent_rgb_bias else None,
-        "taesd_decoder_name": taesd,
+        "taesd_decoder_name": f"{fmt.taesd}_decoder" if fmt.taesd else None,
         "shift_factor": fmt.shift_factor,
         "process_in": lambda self, latent: fmt.process_in(latent),
         "process_out": lambda self, latent: fmt.process_out(latent),
@@ -50,7 +50,7 @@ def _from_engine(fmt: _engine.LatentFormat, taesd: str) -> type[LatentFormat]:
     return type(fmt.name, (LatentFormat,), attrs)
 
 
-SD15 = _from_engine(_engine.SD15, "taesd_decoder")
-SDXL = _from_engine(_engine.SDXL, "taesdxl_decoder")
-SD3 = _from_engine(_engine.SD3, "taesd3_decoder")
-Flux = _from_engine(_engine.FLUX, "taef1_decoder")
+SD15 = _from_engine(_engine.SD15)
+SDXL = _from_engine(_engine.SDXL)
+SD3 = _from_engine(_engine.SD3)
+Flux = _from_engine(_engine.FLUX)
