@@ -172,6 +172,13 @@ def _adopt_legacy_web(report: PackReport, legacy_web_root: Path, served_root: Pa
         report.web_directory = str(folder.resolve())
 
 
+def _added_web_directory(added: dict[str, str], pack: str) -> str | None:
+    """The folder a pack put in `nodes.EXTENSION_WEB_DIRS` under its own name (or its only entry), served as
+    its web directory."""
+    folder = added.get(pack) or (next(iter(added.values())) if len(added) == 1 else None)
+    return str(Path(folder).resolve()) if folder and Path(folder).is_dir() else None
+
+
 def _served_extensions_root(prompt_server: PromptServer) -> Path | None:
     app = prompt_server.app
     if app is None:
@@ -193,6 +200,8 @@ def _load_pack(entry: PackEntry, registry: NodeRegistry, prompt_server: PromptSe
     pending_display: dict[str, str] = {}
     handles.extra["pending_mappings"] = pending
     handles.extra["pending_display"] = pending_display
+    web_dirs: dict[str, str] = handles.extra.setdefault("extension_web_dirs", {})
+    web_dirs_before = dict(web_dirs)
     try:
         allow_installs = isinstance(handles.config, Config) and handles.config.allow_pack_installs
         with block_installs(report.pip_attempts, allow=allow_installs), watch_sys_path(path_added):
@@ -210,7 +219,8 @@ def _load_pack(entry: PackEntry, registry: NodeRegistry, prompt_server: PromptSe
     else:
         _register_nodes(report, registry, mappings, display_names)
         _rename_others(report, registry, mappings, display_names)
-        report.web_directory = web_directory_of(module, entry)
+        added = {k: v for k, v in web_dirs.items() if web_dirs_before.get(k) != v}
+        report.web_directory = web_directory_of(module, entry) or _added_web_directory(added, entry.name)
         report.status = "partial" if report.refused and report.nodes else "refused" if report.refused else "loaded"
         if report.status == "refused":
             report.error = f"no node of pack {entry.name!r} could be registered (see 'refused')"

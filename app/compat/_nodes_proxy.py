@@ -107,6 +107,9 @@ class NodesProxy(ModuleType):
         self.__dict__["MAX_RESOLUTION"] = MAX_RESOLUTION
         self.__dict__["NODE_CLASS_MAPPINGS"] = NodeClassMappings(handles)
         self.__dict__["NODE_DISPLAY_NAME_MAPPINGS"] = NodeDisplayNameMappings(handles)
+        # `{name: folder}` packs may add to instead of WEB_DIRECTORY (Impact Pack); the loader reads what each
+        # pack added (app.custom_nodes)
+        self.__dict__["EXTENSION_WEB_DIRS"] = handles.extra.setdefault("extension_web_dirs", {})
         self.__dict__["_handles"] = handles
 
     def __getattr__(self, name: str) -> Any:

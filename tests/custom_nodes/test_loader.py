@@ -251,6 +251,7 @@ def test_nodes_added_through_nodes_node_class_mappings_are_checked_and_reported(
     assert packs.registry.source_of("LegacyNode") == "custom_nodes.legacy_mappings_pack"
     assert packs.registry.display_name_of("LegacyNode") == "Legacy"
     assert packs.registry.source_of("CoreNode") == "builtin"
+    assert report.web_directory == str((Path(report.path) / "js").resolve())  # its EXTENSION_WEB_DIRS entry
 
 
 def test_packs_installed_with_pip_are_found_through_entry_points(packs, tmp_path, monkeypatch) -> None:
