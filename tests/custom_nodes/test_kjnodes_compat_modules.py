@@ -186,3 +186,13 @@ def test_bounding_box_io_type(loaded) -> None:
     box = {"x": 1, "y": 2, "width": 3, "height": 4}
     assert io.BoundingBox.Input("b", default=box).as_v1()[1]["default"] == box
     assert io.BoundingBox.Output("bounding_box").io_type == "BOUNDING_BOX"
+
+
+@pytest.mark.parametrize(("name", "io_type"), [("Tracks", "TRACKS"), ("Hooks", "HOOKS"), ("MODEL_PATCH", "MODEL_PATCH"),
+                                               ("LatentOperation", "LATENT_OPERATION"), ("Mesh", "MESH")])
+def test_other_socket_types_declare_their_v1_type(loaded, name: str, io_type: str) -> None:
+    """KJNodes' GetTrackRange / AddNoiseToTrackPath declare io.Tracks sockets; ComfyUI's other socket types too."""
+    from comfy_api.latest import io
+
+    kind = getattr(io, name)
+    assert kind.Input("x").as_v1()[0] == io_type and kind.Output("y").io_type == io_type
