@@ -252,3 +252,31 @@ def test_latent_preview_taesd_names_impact_pack_imports(facts, tmp_path) -> None
     assert torch.equal(taesd.taesd_decoder[1].weight, decoder[1].weight)
     fmt, image, _ = TAESDPreviewerImpl(taesd).decode_latent_to_preview_image("JPEG", torch.randn(1, 4, 4, 5))
     assert image.size == (40, 32)
+
+
+def test_sample_custom_and_sample_with_sigmas_run_the_schedule_given(facts) -> None:
+    """Impact Pack's samplers call comfy.sample.sample_custom; comfy.sample.sample(..., sigmas=...) runs that
+    schedule instead of the scheduler's (it used to be ignored)."""
+    from pathlib import Path
+
+    import comfy.sample
+    import comfy.samplers
+
+    from engine.device import DevicePolicy
+    from engine.loading import load_checkpoint
+    from engine.model_management import ModelManager
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    model, clip, _ = load_checkpoint(fixtures / "tiny-sd15" / "tiny-sd15.safetensors", ModelManager(DevicePolicy.cpu()))
+    pos, neg = clip.encode("a red circle"), clip.encode("")
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    latent = torch.zeros(1, 4, 8, 8)
+    sigmas = comfy.samplers.KSampler(model, 4, "cpu", scheduler="normal").sigmas
+    full = comfy.sample.sample(model, noise, 4, 5.0, "euler", "normal", pos, neg, latent, seed=3)
+    custom = comfy.sample.sample_custom(model, noise, 5.0, comfy.samplers.sampler_object("euler"), sigmas, pos, neg,
+                                        latent, seed=3)
+    assert torch.equal(custom, full)
+    tail = comfy.sample.sample(model, noise, 4, 5.0, "euler", "normal", pos, neg, latent, seed=3, sigmas=sigmas[2:])
+    assert torch.equal(tail, comfy.sample.sample_custom(model, noise, 5.0, comfy.samplers.sampler_object("euler"),
+                                                        sigmas[2:], pos, neg, latent, seed=3))
+    assert not torch.equal(tail, full)

@@ -32,11 +32,9 @@ def sample(model: Any, noise: torch.Tensor, steps: int, cfg: float, sampler_name
            disable_noise: bool = False, start_step: int | None = None, last_step: int | None = None,
            force_full_denoise: bool = False, noise_mask: Any = None, sigmas: Any = None, callback: Any = None,
            disable_pbar: bool = False, seed: int | None = None) -> torch.Tensor:
-    """Run Loom's sampler; `callback(step, x0, x, total_steps)` as in ComfyUI."""
+    """Run Loom's sampler; `callback(step, x0, x, total_steps)` as in ComfyUI; `sigmas`, when given, is the
+    schedule run instead of the scheduler's."""
     from engine import sampling
-
-    if not hasattr(sampling, "sample"):
-        raise NotImplementedError("comfy.sample.sample: Loom's engine.sampling.sample is not available")
     from nodes._base import engine_reports
 
     with engine_reports():  # a pack's sampler node reports its controls to history like the built-in ones
@@ -44,4 +42,17 @@ def sample(model: Any, noise: torch.Tensor, steps: int, cfg: float, sampler_name
             model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=denoise,
             disable_noise=disable_noise, start_step=start_step, last_step=last_step,
             force_full_denoise=force_full_denoise, noise_mask=noise_mask, callback=callback, seed=seed,
+            sigmas=sigmas,
         )
+
+
+def sample_custom(model: Any, noise: torch.Tensor, cfg: float, sampler: Any, sigmas: torch.Tensor, positive: Any,
+                  negative: Any, latent_image: torch.Tensor, noise_mask: Any = None, callback: Any = None,
+                  disable_pbar: bool = False, seed: int | None = None) -> torch.Tensor:
+    """Sample over `sigmas` exactly as given with a SAMPLER value (SamplerCustom's body; Impact Pack's samplers)."""
+    from engine.sampling.custom import sample_custom as engine_sample_custom
+    from nodes._base import engine_reports
+
+    with engine_reports():
+        return engine_sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent_image,
+                                    noise_mask=noise_mask, callback=callback, seed=seed)
