@@ -7,10 +7,11 @@ shared base weights are never modified.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -53,6 +54,9 @@ class ModelHandle(Patchable):
         self.manager = manager
         self.entry = entry if entry is not None else manager.register(diffusion_model, family.name, "unet")
         self.model_options: dict[str, Any] = {"transformer_options": {}}
+        # ComfyUI's object patches on the network: "diffusion_model.<submodule>.<attribute>" -> the value set there
+        # while this handle runs (add_object_patch)
+        self.object_patches: dict[str, Any] = {}
 
     def _module(self) -> nn.Module:
         return self.diffusion_model
@@ -79,6 +83,7 @@ class ModelHandle(Patchable):
         other = copy.copy(self)
         self._copy_patches_to(other)
         other.model_options = copy.deepcopy(self.model_options)
+        other.object_patches = dict(self.object_patches)
         return other
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
@@ -107,7 +112,7 @@ class ModelHandle(Patchable):
         if control is not None:
             kwargs["control"] = {k: [None if r is None else r.to(device, dtype) for r in v] for k, v in control.items()}
         patched = self._patched_weights(module)
-        with torch.no_grad():
+        with torch.no_grad(), _objects_patched(module, self.object_patches):
             if patched:
                 out = torch.func.functional_call(module, patched, args, kwargs, strict=False)
             else:
@@ -143,8 +148,32 @@ class ModelHandle(Patchable):
         return int((area * self.compute_dtype.itemsize * 0.6 / 0.9 + 1024) * 1024 * 1024)
 
     def get_model_object(self, name: str) -> Any:
-        """ComfyUI's accessor: ``model_sampling`` or ``diffusion_model``."""
-        return getattr(self, name)
+        """ComfyUI's accessor: ``model_sampling``, ``diffusion_model`` or ``diffusion_model.<path>`` (an object
+        patch's value where one is set)."""
+        if name in self.object_patches:
+            return self.object_patches[name]
+        head, _, path = name.partition(".")
+        target = getattr(self, head)
+        for part in filter(None, path.split(".")):
+            target = getattr(target, part)
+        return target
+
+    def add_object_patch(self, name: str, obj: Any) -> None:
+        """ComfyUI's ``add_object_patch`` (on a clone): ``model_sampling`` replaces this handle's noise schedule;
+        ``diffusion_model.<submodule path>.<attribute>`` (a block's ``forward``, say) is set on the shared network
+        while this handle runs and restored after. Replacing the whole ``diffusion_model`` is refused."""
+        if name == "model_sampling":
+            self.model_sampling = obj
+            return
+        if not name.startswith("diffusion_model."):
+            raise ValueError(f"add_object_patch({name!r}): Loom patches 'model_sampling' and attributes inside the "
+                             "network ('diffusion_model.<submodule>.<attribute>'), not the whole network")
+        owner = name[len("diffusion_model."):].rpartition(".")[0]
+        try:
+            self.diffusion_model.get_submodule(owner)
+        except AttributeError as exc:
+            raise ValueError(f"add_object_patch({name!r}): the network has no submodule {owner!r}") from exc
+        self.object_patches = {**self.object_patches, name: obj}
 
     # ComfyUI ModelPatcher setters for the sampler hooks (semantics: engine/sampling/guider.py)
     def set_model_sampler_cfg_function(self, sampler_cfg_function: Callable[..., Any],
@@ -242,6 +271,32 @@ class ModelHandle(Patchable):
         from engine.model_base import model_view
 
         return model_view(self)
+
+
+@contextlib.contextmanager
+def _objects_patched(module: nn.Module, patches: dict[str, Any]) -> Iterator[None]:
+    """``patches`` ("diffusion_model.<path>.<attribute>" -> value) set on ``module`` inside the block, the previous
+    attributes put back after (one prompt runs at a time, as in ComfyUI, where patches stay while a model is
+    loaded)."""
+    undo: list[tuple[nn.Module, str, Any]] = []
+    try:
+        for name, value in patches.items():
+            owner_path, _, attr = name[len("diffusion_model."):].rpartition(".")
+            owner = module.get_submodule(owner_path)
+            held = owner._modules if attr in owner._modules else owner._parameters if attr in owner._parameters \
+                else owner.__dict__
+            undo.append((owner, attr, held.get(attr, _MISSING)))
+            setattr(owner, attr, value)
+        yield
+    finally:
+        for owner, attr, previous in reversed(undo):
+            if previous is _MISSING:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, previous)
+
+
+_MISSING = object()
 
 
 def _feather(h: int, w: int, overlap: int, device: torch.device) -> torch.Tensor:
