@@ -81,8 +81,6 @@ class ClipHandle(Patchable):
         self.cond_hooks: Any = None
         self.hook_patches: PatchSets = []
         self.clip_schedule: ClipSchedule | None = None
-        # ComfyUI's CLIP patcher options: packs may set entries and ComfyUI's ModelPatcher.clone copies them
-        self.model_options: dict[str, Any] = {}
 
     def _module(self) -> nn.Module:
         return self.encoders
@@ -100,8 +98,7 @@ class ClipHandle(Patchable):
             return
         if not isinstance(value, Patchable):
             raise TypeError(f"clip.patcher: expected a patcher cloned from this CLIP's, got {type(value).__name__}")
-        value._copy_patches_to(self)
-        self.model_options = copy.deepcopy(getattr(value, "model_options", self.model_options))
+        value._copy_patcher_state_to(self)
 
     @property
     def load_device(self) -> torch.device:
@@ -127,8 +124,7 @@ class ClipHandle(Patchable):
     def clone(self) -> ClipHandle:
         """A handle sharing the towers, with its own layer setting and patches."""
         other = copy.copy(self)
-        self._copy_patches_to(other)
-        other.model_options = copy.deepcopy(self.model_options)
+        self._copy_patcher_state_to(other)
         return other
 
     def set_clip_skip(self, layer: int) -> None:

@@ -53,10 +53,7 @@ class ModelHandle(Patchable):
         self.family = family
         self.manager = manager
         self.entry = entry if entry is not None else manager.register(diffusion_model, family.name, "unet")
-        self.model_options: dict[str, Any] = {"transformer_options": {}}
-        # ComfyUI's object patches on the network: "diffusion_model.<submodule>.<attribute>" -> the value set there
-        # while this handle runs (add_object_patch)
-        self.object_patches: dict[str, Any] = {}
+        self.model_options["transformer_options"] = {}
 
     def _module(self) -> nn.Module:
         return self.diffusion_model
@@ -81,9 +78,7 @@ class ModelHandle(Patchable):
     def clone(self) -> ModelHandle:
         """A handle sharing the network, with its own copy of the patches and options."""
         other = copy.copy(self)
-        self._copy_patches_to(other)
-        other.model_options = copy.deepcopy(self.model_options)
-        other.object_patches = dict(self.object_patches)
+        self._copy_patcher_state_to(other)
         return other
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,

@@ -18,9 +18,10 @@ unpacker claims is refused when the patch is added.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -105,7 +106,9 @@ class HandleWeight:
 
 
 class Patchable:
-    """Patch bookkeeping shared by the MODEL and CLIP handles.
+    """What the MODEL and CLIP handles keep as ComfyUI's ModelPatcher does: weight ``patches``, ``model_options``
+    and ``object_patches`` (attributes of the network replaced while the handle runs; the MODEL applies them),
+    copied by each clone (``_copy_patcher_state_to``).
 
     ``_prefixes``: prefixes a patch key may carry before the network's own parameter name;
     ``_key_prefix``: the one ``get_key_patches`` puts on its keys (ComfyUI's state-dict names).
@@ -117,6 +120,8 @@ class Patchable:
     def __init__(self) -> None:
         self.patches: dict[str, list[PatchEntry]] = {}
         self._patched: dict[str, torch.Tensor] | None = None
+        self.model_options: dict[str, Any] = {}
+        self.object_patches: dict[str, Any] = {}
 
     def _module(self) -> nn.Module:
         raise NotImplementedError
@@ -195,6 +200,8 @@ class Patchable:
                 out[name] = value.detach().to("cpu").contiguous()
         return out
 
-    def _copy_patches_to(self, other: Patchable) -> None:
+    def _copy_patcher_state_to(self, other: Patchable) -> None:
         other.patches = {k: list(v) for k, v in self.patches.items()}
         other._patched = None
+        other.model_options = copy.deepcopy(self.model_options)
+        other.object_patches = dict(self.object_patches)
