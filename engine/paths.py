@@ -173,6 +173,10 @@ class ModelPaths:
             )
         return self._folders[canon]
 
+    def add_folder(self, key: str) -> None:
+        """Create a folder key with no search roots yet (model extensions) if it is unknown."""
+        self._folders.setdefault(self.canonical_key(key), _Folder([], MODEL_EXTENSIONS))
+
     def add_model_path(self, key: str, path: str | os.PathLike[str], is_default: bool = False) -> None:
         """Add a search root to a folder key (created as a new key with model extensions if unknown)."""
         canon = self.canonical_key(key)

@@ -76,6 +76,7 @@ class _FolderTable(MutableMapping[str, tuple[list[str], set[str]]]):
     def __setitem__(self, key: str, value: tuple[Iterable[str], Iterable[str]]) -> None:
         roots, exts = value
         canon = ModelPaths.canonical_key(key)
+        _paths.add_folder(canon)  # a key set with no roots yet exists, as in ComfyUI's dict
         for i, root in enumerate(list(roots)):
             _paths.add_model_path(canon, os.fspath(root), is_default=(i == 0))
         self.extensions[canon] = set(exts)
