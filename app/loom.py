@@ -103,6 +103,21 @@ class Loom:
                                                       f"{type(exc).__name__}: {exc}"),
                                   "node_errors": {}}) from None
 
+    def set_preview_method(self, method: str) -> None:
+        """Change the server's default preview method (`--preview-method`) for prompts that start afterwards;
+        a prompt's `extra_data.preview_method` still overrides it. Only a local worker can be changed."""
+        from engine.preview import PREVIEW_METHODS
+
+        if method not in PREVIEW_METHODS:
+            raise ValueError(f"preview method {method!r} is not one of {sorted(PREVIEW_METHODS)}")
+        if not isinstance(self.worker, Worker) or self.engine.services is None:
+            raise NotImplementedError(
+                "the default preview method of a server whose prompts run on other workers (the Ray backend) is "
+                "fixed at start: use --preview-method, or extra_data.preview_method per prompt")
+        self.engine.services.preview_method = method  # what the built-in samplers preview with
+        self.worker.preview_method = method
+        self.worker.lifecycle.preview_method = method  # what the prompt's preview sink encodes
+
     def free(self, unload_models: bool, free_memory: bool) -> None:
         """Honour POST /free between prompts (see `Engine.free`)."""
         self.engine.free(unload_models, free_memory)

@@ -6,13 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from comfy.cli_args import LatentPreviewMethod, args  # noqa: F401  (ComfyUI's module has them; packs read them)
 from comfy.taesd.taesd import TAESD  # noqa: F401  (ComfyUI's module has it; packs import it from here)
 
-from app.compat._environment import handles_for
-
-_loom = handles_for(__name__)  # this Loom instance's objects
-
-MAX_PREVIEW_RESOLUTION = 512
+MAX_PREVIEW_RESOLUTION = int(args.preview_size)
 
 
 class LatentPreviewer:
@@ -59,7 +56,7 @@ def get_previewer(device: Any, latent_format: Any) -> LatentPreviewer | None:
     format's decoder, else Latent2RGB when the format has RGB factors; None when previews are off."""
     from engine.preview import effective_preview_method, load_taesd_decoder
 
-    method = str(getattr(_loom.config, "preview_method", "none") or "none")
+    method = args.preview_method.value  # the server's default (ComfyUI-Manager may change it)
     ctx = _context()
     if ctx is not None:
         method = effective_preview_method(method, getattr(ctx, "extra_data", None) or {})

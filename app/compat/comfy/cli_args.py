@@ -44,7 +44,29 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _build_args() -> SimpleNamespace:
+class _Args(SimpleNamespace):
+    """ComfyUI's parsed `args`; assigning `preview_method` (ComfyUI-Manager's setting) changes the running
+    server's default preview method."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "preview_method" and "preview_method" in self.__dict__:
+            value = LatentPreviewMethod(value.value if isinstance(value, LatentPreviewMethod) else value)
+            if value != self.__dict__["preview_method"]:
+                _apply_preview_method(value)
+        super().__setattr__(name, value)
+
+
+def _apply_preview_method(method: LatentPreviewMethod) -> None:
+    server = _loom.prompt_server
+    loom = getattr(server, "loom", None) if server is not None else None
+    if loom is None:
+        raise NotImplementedError(
+            f"comfy.cli_args.args.preview_method = {method}: no Loom server runs here to apply it to; pass "
+            f"--preview-method, or extra_data.preview_method per prompt")
+    loom.set_preview_method(method.value)
+
+
+def _build_args() -> _Args:
     values = dict(_DEFAULTS)
     config = _loom.config
     if config is not None:
@@ -57,7 +79,7 @@ def _build_args() -> SimpleNamespace:
                 values["preview_method"] = LatentPreviewMethod(method)
             except ValueError:
                 pass
-    return SimpleNamespace(**values)
+    return _Args(**values)
 
 
 args = _build_args()
