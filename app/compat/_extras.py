@@ -86,7 +86,8 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_sag": ("SelfAttentionGuidance",),
 }
 
-# Non-node names packs import from these modules -> "loom.module:attribute" of Loom's own object.
+# Non-node names packs import from these modules -> "module:attribute" of Loom's own object (a compatibility module
+# such as `comfy_extras._guider_perpneg` where the object builds on other ComfyUI names packs see).
 EXTRAS_HELPERS: dict[str, dict[str, str]] = {
     "nodes_custom_sampler": {
         "Noise_RandomNoise": "engine.sampling.custom:GaussianNoise",
@@ -94,6 +95,8 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
     },
     "nodes_sag": {"gaussian_blur_2d": "engine.image_ops:gaussian_blur_2d"},
     "nodes_mask": {"composite": "app.compat._mask_helpers:composite"},
+    "nodes_perpneg": {"Guider_PerpNeg": "comfy_extras._guider_perpneg:Guider_PerpNeg",
+                      "perp_neg": "comfy_extras._guider_perpneg:perp_neg"},
 }
 
 # ComfyUI's class names where they differ from the node ids -> the node id (the same registered class)

@@ -39,6 +39,11 @@ class ThirdCondPrediction:
 
     def __call__(self, model: Any, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The weighted x0 prediction of the conditioning (areas, masks and strengths as for CFG)."""
+        (pred,) = calc_cond_batch(model, [self.resolve(model, x, sigma)], x, sigma)
+        return pred
+
+    def resolve(self, model: Any, x: torch.Tensor, sigma: torch.Tensor) -> list[Cond]:
+        """The conditioning's conds for ``x`` at ``sigma`` (cached per latent shape; hooks bound per run)."""
         in_ch = getattr(model, "in_channels", None)
         if isinstance(in_ch, int) and in_ch > x.shape[1]:
             raise ValueError(f"{self.label}: models with extra input channels (inpainting, InstructPix2Pix) are "
@@ -54,8 +59,7 @@ class ThirdCondPrediction:
             # hooks on this conditioning: a new run starts (the sigma rose), whose first sigma is its largest
             bind_hooks([conds], model.model_sampling, sigma)
         self._last_sigma = float(sigma[0])
-        (pred,) = calc_cond_batch(model, [conds], x, sigma)
-        return pred
+        return conds
 
 
 def perp_neg_cfg_function(empty: ThirdCondPrediction, neg_scale: float) -> Any:

@@ -169,8 +169,8 @@ def _through_replaced_sampling_function(step: GuidanceStep, proceed: Any) -> Any
 class CFGGuider:
     """ComfyUI's CFG guider (a GUIDER value), for packs that subclass it (KJNodes' scheduled CFG): `set_conds`,
     `set_cfg`, and `predict_noise(x, timestep, model_options, seed)`, which a subclass overrides and which is
-    then called for every guided prediction of this guider's runs, with `self.conds` ({"positive", "negative"}:
-    the resolved cond lists), `self.inner_model` and `model_options["transformer_options"]["sample_sigmas"]` as
+    then called for every guided prediction of this guider's runs, with `self.conds` ({"positive", "negative"} and
+    any other key set through `inner_set_conds`: the resolved cond lists), `self.inner_model` and `model_options["transformer_options"]["sample_sigmas"]` as
     ComfyUI sets them. Without an override the run is Loom's CFG sampler, unchanged."""
 
     def __init__(self, model_patcher: Any) -> None:
@@ -204,7 +204,7 @@ class CFGGuider:
         from engine.sampling.custom import sample_custom
 
         own = type(self).predict_noise is not CFGGuider.predict_noise
-        token = _GUIDER_RUN.set((self, sigmas) if own else None)
+        token = _GUIDER_RUN.set((self, sigmas, self._extra_conds()) if own else None)
         try:
             return sample_custom(self.model_patcher, noise, self.cfg, sampler, sigmas,
                                  self.original_conds.get("positive") or [], self.original_conds.get("negative") or [],
@@ -213,8 +213,24 @@ class CFGGuider:
             _GUIDER_RUN.reset(token)
 
 
-# the guider whose own predict_noise guides the run in progress (this thread / task), with the run's sigmas
-_GUIDER_RUN: ContextVar[tuple[CFGGuider, Any] | None] = ContextVar("loom_compat_guider_run", default=None)
+    def _extra_conds(self) -> dict[str, Any]:
+        """Resolvers of the conds set beyond positive / negative (Guider_PerpNeg's empty prompt), each with its
+        entries' `prompt_type` (default: its key, as ComfyUI encodes them)."""
+        from engine.sampling.guiders import ThirdCondPrediction
+
+        extra = {}
+        for key, conditioning in self.original_conds.items():
+            if key in ("positive", "negative") or conditioning is None:
+                continue
+            declared = conditioning[0][1].get("prompt_type", key) if conditioning else key
+            extra[key] = ThirdCondPrediction(conditioning, "negative" if declared == "negative" else "positive", key)
+        return extra
+
+
+# the guider whose own predict_noise guides the run in progress (this thread / task), with the run's sigmas and the
+# resolvers of its extra conds
+_GUIDER_RUN: ContextVar[tuple[CFGGuider, Any, dict[str, Any]] | None] = ContextVar("loom_compat_guider_run",
+                                                                                    default=None)
 
 
 def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
@@ -222,8 +238,9 @@ def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
     active = _GUIDER_RUN.get()
     if active is None or not _loaded():
         return proceed()
-    guider, sigmas = active
-    guider.conds = {"positive": step.positive, "negative": step.negative or None}
+    guider, sigmas, extra = active
+    guider.conds = {"positive": step.positive, "negative": step.negative or None,
+                    **{key: resolver.resolve(step.model, step.x, step.sigma) for key, resolver in extra.items()}}
     guider.inner_model = step.model
     transformer = {**(step.model_options.get("transformer_options") or {}), "sample_sigmas": sigmas}
     token = _GUIDER_RUN.set(None)  # a sampler run inside predict_noise is not this guider's
