@@ -84,6 +84,7 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_tcfg": ("TCFG",),
     "nodes_tomesd": ("TomePatchModel",),
     "nodes_sag": ("SelfAttentionGuidance",),
+    "nodes_stable3d": ("StableZero123_Conditioning", "StableZero123_Conditioning_Batched", "SV3D_Conditioning"),
 }
 
 # Non-node names packs import from these modules -> "module:attribute" of Loom's own object (a compatibility module
@@ -97,6 +98,7 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
     "nodes_mask": {"composite": "app.compat._mask_helpers:composite"},
     "nodes_perpneg": {"Guider_PerpNeg": "comfy_extras._guider_perpneg:Guider_PerpNeg",
                       "perp_neg": "comfy_extras._guider_perpneg:perp_neg"},
+    "nodes_stable3d": {"camera_embeddings": "app.compat._stable3d:camera_embeddings"},
 }
 
 # ComfyUI's class names where they differ from the node ids -> the node id (the same registered class)

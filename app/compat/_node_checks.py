@@ -34,7 +34,7 @@ def check_node_class(node_id: str, cls: Any, module: str, warnings: list[str] | 
     if not isinstance(cls, type):
         raise InvalidNodeError(f"{where}: NODE_CLASS_MAPPINGS values must be classes, got {type(cls).__name__}")
     adapter = getattr(cls, "_loom_as_v1", None)
-    if callable(adapter) and not hasattr(cls, "INPUT_TYPES"):
+    if callable(adapter):  # an io.ComfyNode subclass is V3 even where it also declares V1 attributes, as in ComfyUI
         cls = adapter()
         if not isinstance(cls, type):
             raise InvalidNodeError(f"{where}: its V3 adapter did not produce a class")

@@ -7,7 +7,8 @@ An entry is ``[cross_attn Tensor[B,T,C], options dict]``; recognised options: ``
 ``y`` / ``pooled_output`` (ADM conditioning, passed through), ``clip_start_percent`` / ``clip_end_percent``
 (a hook-scheduled CLIP encode's range, intersected with start / end percent), ``hooks`` (an
 ``engine.hooks.HookGroup``, bound per run by ``engine.sampling.hook_run.bind_hooks``), ``default`` (an entry
-that fills only what the side's other entries leave uncovered).
+that fills only what the side's other entries leave uncovered). An entry carrying ``model_conds`` (model inputs a
+pack prepared as ComfyUI's ``comfy.conds`` values) is refused: Loom builds the model inputs from the options above.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ def resolve_conds(
         if not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[0], torch.Tensor):
             raise TypeError(f"{where}: expected [Tensor[B,T,C], dict], got {type(entry).__name__}")
         tensor, opts = entry[0], dict(entry[1] or {})
+        if opts.get("model_conds"):
+            raise ValueError(f"{where}: 'model_conds' ({', '.join(map(str, opts['model_conds']))}: model inputs a "
+                             "custom node prepared as ComfyUI's comfy.conds values) is not supported; Loom builds "
+                             "model inputs from the entry's options (concat_latent_image, concat_mask, y, ...)")
         c = Cond(cross_attn=tensor.to(device=device, dtype=torch.float32))
         if "area" in opts:
             c.area = _resolve_area(opts["area"], dims, where)

@@ -8,6 +8,9 @@ from __future__ import annotations
 import importlib
 
 # ComfyUI's own nodes.py imports these before any pack is loaded, so packs that only `import comfy` (or
-# `import comfy.sample`) go on to use `comfy.samplers.KSampler`, `comfy.utils.ProgressBar`, ...
-for _submodule in ("cli_args", "model_management", "utils", "model_patcher", "samplers", "sample", "sd"):
+# `import comfy.sample`) go on to use `comfy.samplers.KSampler`, `comfy.utils.ProgressBar`, ...; ComfyUI's `comfy.sd`
+# imports the CLIP model modules and the VAE network's, so packs reach `comfy.sd1_clip.SD1ClipModel`,
+# `comfy.ldm.models.autoencoder.AutoencoderKL` the same way (Easy-Use).
+for _submodule in ("cli_args", "model_management", "utils", "model_patcher", "samplers", "sample", "sd", "sd1_clip",
+                   "sdxl_clip", "ldm.models.autoencoder"):
     importlib.import_module(f"{__name__}.{_submodule}")
