@@ -36,13 +36,7 @@ class CONDRegular:
 
     def can_concat(self, other: CONDRegular) -> bool:
         """Whether `other` batches with this value in one model call (same shape, same device)."""
-        if self.cond.shape != other.cond.shape:
-            return False
-        if self.cond.device != other.cond.device:
-            _log.warning("conds on different devices (%s, %s) are not concatenated", self.cond.device,
-                         other.cond.device)
-            return False
-        return True
+        return self.cond.shape == other.cond.shape and _same_device(self, other)
 
     def concat(self, others: list[Any]) -> Any:
         """This value and `others` as one batch."""
@@ -50,6 +44,13 @@ class CONDRegular:
 
     def size(self) -> list[int]:
         return list(self.cond.size())
+
+
+def _same_device(a: CONDRegular, b: CONDRegular) -> bool:
+    if a.cond.device != b.cond.device:
+        _log.warning("conds on different devices (%s, %s) are not concatenated", a.cond.device, b.cond.device)
+        return False
+    return True
 
 
 class CONDNoiseShape(CONDRegular):
@@ -75,11 +76,7 @@ class CONDCrossAttn(CONDRegular):
                 return False
             if math.lcm(a[1], b[1]) // min(a[1], b[1]) > 4:
                 return False
-        if self.cond.device != other.cond.device:
-            _log.warning("conds on different devices (%s, %s) are not concatenated", self.cond.device,
-                         other.cond.device)
-            return False
-        return True
+        return _same_device(self, other)
 
     def concat(self, others: list[Any]) -> Any:
         conds = [self.cond, *(o.cond for o in others)]

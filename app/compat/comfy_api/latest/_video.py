@@ -12,28 +12,25 @@ _NO_CODEC = ("Loom has no video encoder / decoder (ComfyUI's video objects use P
              "or SaveAnimatedWEBP instead")
 
 
-class VideoCodec(str, Enum):
+class _Choices(str, Enum):
+    @classmethod
+    def as_input(cls) -> list[str]:
+        """The names, for a combo input."""
+        return [member.value for member in cls]
+
+
+class VideoCodec(_Choices):
     """Codec names a video node offers."""
 
     AUTO = "auto"
     H264 = "h264"
 
-    @classmethod
-    def as_input(cls) -> list[str]:
-        """The names, for a combo input."""
-        return [member.value for member in cls]
 
-
-class VideoContainer(str, Enum):
+class VideoContainer(_Choices):
     """Container names a video node offers."""
 
     AUTO = "auto"
     MP4 = "mp4"
-
-    @classmethod
-    def as_input(cls) -> list[str]:
-        """The names, for a combo input."""
-        return [member.value for member in cls]
 
     @classmethod
     def get_extension(cls, value: str | VideoContainer) -> str:
