@@ -19,10 +19,11 @@ from torch import nn
 from engine.errors import CheckpointError, UnknownModelError
 from engine.model_management import ManagedModel, ModelManager, file_cache_key
 from engine.state_files import read_state_dict
+from engine.tiling import tile_positions, tiled_scale_multidim
 from engine.upscale_detect import UpscalerSpec, build_upscaler, detect_upscaler, to_canonical_keys
 
 __all__ = ["UpscalerSpec", "UpscaleModel", "detect_upscaler", "to_canonical_keys", "build_upscaler",
-           "load_upscale_model", "upscale_model_from_state_dict", "tile_positions", "tiled_scale"]
+           "load_upscale_model", "upscale_model_from_state_dict", "tiled_scale"]
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
@@ -32,62 +33,25 @@ Progress = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------------------------- tiling
-def tile_positions(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, length) of the tiles along one axis, ComfyUI's rule: stride ``tile - overlap``, the last
-    tile shorter rather than shifted; one tile when it covers ``size``."""
-    if size <= tile:
-        return [(0, size)]
-    out = []
-    for start in range(0, size - overlap, max(tile - overlap, 1)):
-        pos = max(0, min(size - overlap, start))
-        out.append((pos, min(tile, size - pos)))
-    return out
-
-
-def _feather(n: int, feather: int) -> torch.Tensor:
-    """A weight ramp (t + 1) / feather over ``feather`` cells at both ends (multiplied where they meet)."""
-    r = torch.ones(n)
-    if 0 < feather < n:
-        idx = torch.arange(feather)
-        ramp = (idx + 1).float() / feather
-        r[idx] *= ramp
-        r[n - 1 - idx] *= ramp
-    return r
-
-
 def tiled_scale(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: int,
                 out_channels: int, progress: Progress | None = None) -> torch.Tensor:
-    """Run ``fn`` on overlapping tiles of each image of x [B,C,H,W] and blend; output [B,C',H*s,W*s] (CPU).
-
-    An image that fits one tile is passed whole (no blending), so the result equals ``fn(x)``."""
+    """Run ``fn`` on overlapping tiles of each image of x [B,C,H,W] and blend (``engine.tiling``); output
+    [B,C',H*s,W*s] (CPU, float32). An image that fits one tile is passed whole, so the result equals ``fn(x)``."""
     b, _, h, w = x.shape
-    ys, xs = tile_positions(h, tile, overlap), tile_positions(w, tile, overlap)
-    total, done = b * len(ys) * len(xs), 0
-    out = torch.zeros(b, out_channels, h * scale, w * scale)
-    feather = round(overlap * scale)
-    for i in range(b):
-        item = x[i:i + 1]
-        if len(ys) == 1 and len(xs) == 1:
-            out[i:i + 1] = fn(item).float().cpu()
-            done += 1
-            if progress is not None:
-                progress(done, total)
-            continue
-        acc = torch.zeros(1, out_channels, h * scale, w * scale)
-        div = torch.zeros(1, 1, h * scale, w * scale)
-        for y0, th in ys:
-            for x0, tw in xs:
-                piece = fn(item[:, :, y0:y0 + th, x0:x0 + tw]).float().cpu()
-                ph, pw = piece.shape[-2:]
-                mask = _feather(ph, feather)[:, None] * _feather(pw, feather)[None, :]
-                oy, ox = y0 * scale, x0 * scale
-                acc[:, :, oy:oy + ph, ox:ox + pw] += piece * mask
-                div[:, :, oy:oy + ph, ox:ox + pw] += mask
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        out[i:i + 1] = acc / div
-    return out
+    total = b * len(tile_positions(h, tile, overlap)) * len(tile_positions(w, tile, overlap))
+    return tiled_scale_multidim(x, lambda t: fn(t).float(), (tile, tile), overlap, scale, out_channels, "cpu",
+                                pbar=None if progress is None else _Steps(progress, total))
+
+
+class _Steps:
+    """A ``pbar`` (``update(1)`` per tile) reporting ``progress(done, total)``."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.progress(self.done, self.total)
 
 
 # --------------------------------------------------------------------------------------------- handle

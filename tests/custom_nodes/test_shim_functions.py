@@ -107,12 +107,18 @@ def test_tiled_scale_equals_whole_image_scaling_for_a_pointwise_function(shims, 
     def upscale(x: torch.Tensor) -> torch.Tensor:  # nearest x2 plus a colour map: tiles must blend exactly
         return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest") * 0.5 + 0.25
 
-    expected = upscale(samples)
-    out = comfy.utils.tiled_scale(samples, upscale, tile_x=tile, tile_y=tile, overlap=overlap, upscale_amount=2)
+    class Bar:
+        n = 0
+
+        def update(self, k: int) -> None:
+            self.n += k
+
+    expected, bar = upscale(samples), Bar()
+    out = comfy.utils.tiled_scale(samples, upscale, tile_x=tile, tile_y=tile, overlap=overlap, upscale_amount=2,
+                                  pbar=bar)
     assert out.shape == expected.shape
     assert torch.allclose(out, expected, atol=1e-5)
-    steps = comfy.utils.get_tiled_scale_steps(28, 20, tile, tile, overlap)
-    assert steps >= 1
+    assert bar.n == 2 * comfy.utils.get_tiled_scale_steps(28, 20, tile, tile, overlap)  # per image, 2 images
 
 
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])

@@ -14,7 +14,8 @@ from engine.errors import UnknownModelError, UnsafeCheckpointError
 from engine.model_management import ModelManager
 from engine.networks.upscalers import RRDBNet, SRVGGNetCompact
 from engine.state_files import read_shapes
-from engine.upscale import detect_upscaler, load_upscale_model, tile_positions, tiled_scale
+from engine.tiling import tile_positions
+from engine.upscale import detect_upscaler, load_upscale_model, tiled_scale
 
 
 @pytest.fixture(autouse=True)

@@ -1,16 +1,16 @@
 """ComfyUI's `comfy.utils` for packs: ProgressBar (wired to the executing node), upscaling, file loading."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from app.compat._environment import handles_for
-from app.compat._tiling import tiled_scale_multidim as tiled_scale_multidim
 from engine import image_ops
 from engine.safetensors_header import HEADER_LIMIT, HeaderTooLargeError, read_safetensors_header
 from engine.sampling.conditioning import repeat_to_batch_size as engine_repeat_to_batch_size
+from engine.tiling import tile_positions
+from engine.tiling import tiled_scale_multidim as tiled_scale_multidim
 
 _loom = handles_for(__name__)  # this Loom instance's objects
 
@@ -134,48 +134,14 @@ def common_upscale(samples: torch.Tensor, width: int, height: int, upscale_metho
 
 
 def get_tiled_scale_steps(width: int, height: int, tile_x: int, tile_y: int, overlap: int) -> int:
-    rows = 1 if height <= tile_y else math.ceil((height - overlap) / (tile_y - overlap))
-    cols = 1 if width <= tile_x else math.ceil((width - overlap) / (tile_x - overlap))
-    return rows * cols
-
-
-def _feather(height: int, width: int, border: int) -> torch.Tensor:
-    """A [1,1,h,w] weight that ramps up linearly over `border` pixels at each edge."""
-    mask = torch.ones(1, 1, height, width)
-    for i in range(min(border, height // 2, width // 2)):
-        value = (i + 1) / (border + 1)
-        mask[:, :, i, :] = torch.minimum(mask[:, :, i, :], torch.tensor(value))
-        mask[:, :, height - 1 - i, :] = torch.minimum(mask[:, :, height - 1 - i, :], torch.tensor(value))
-        mask[:, :, :, i] = torch.minimum(mask[:, :, :, i], torch.tensor(value))
-        mask[:, :, :, width - 1 - i] = torch.minimum(mask[:, :, :, width - 1 - i], torch.tensor(value))
-    return mask
+    """The number of tiles `tiled_scale` runs on one image (a progress bar's total)."""
+    return len(tile_positions(height, tile_y, overlap)) * len(tile_positions(width, tile_x, overlap))
 
 
 def tiled_scale(samples: torch.Tensor, function: Any, tile_x: int = 64, tile_y: int = 64, overlap: int = 8,
                 upscale_amount: float = 4, out_channels: int = 3, output_device: Any = "cpu",
                 pbar: Any = None) -> torch.Tensor:
     """Apply `function` ([1,C,th,tw] -> [1,out_channels,th*s,tw*s]) tile by tile over [B,C,H,W] and blend
-    the overlaps with linear feathering (what upscale-model nodes use to bound memory)."""
-    batch, _, height, width = samples.shape
-    out_h, out_w = round(height * upscale_amount), round(width * upscale_amount)
-    result = torch.empty(batch, out_channels, out_h, out_w, device=output_device)
-    step_y, step_x = max(1, tile_y - overlap), max(1, tile_x - overlap)
-    ys = list(range(0, max(height - overlap, 1), step_y))
-    xs = list(range(0, max(width - overlap, 1), step_x))
-    for b in range(batch):
-        out = torch.zeros(1, out_channels, out_h, out_w, device=output_device)
-        weight = torch.zeros(1, 1, out_h, out_w, device=output_device)
-        for y in ys:
-            for x in xs:
-                y0, x0 = max(0, min(height - tile_y, y)), max(0, min(width - tile_x, x))
-                tile = samples[b:b + 1, :, y0:y0 + tile_y, x0:x0 + tile_x]
-                scaled = function(tile).to(output_device)
-                oy, ox = round(y0 * upscale_amount), round(x0 * upscale_amount)
-                th, tw = scaled.shape[-2], scaled.shape[-1]
-                mask = _feather(th, tw, round(overlap * upscale_amount)).to(output_device)
-                out[:, :, oy:oy + th, ox:ox + tw] += scaled * mask
-                weight[:, :, oy:oy + th, ox:ox + tw] += mask
-                if pbar is not None:
-                    pbar.update(1)
-        result[b:b + 1] = out / weight.clamp_min(1e-8)
-    return result
+    the overlaps with linear feathering (what upscale-model nodes use to bound memory): `engine.tiling`."""
+    return tiled_scale_multidim(samples, function, (tile_y, tile_x), overlap, upscale_amount, out_channels,
+                                output_device, pbar=pbar)

@@ -1,5 +1,10 @@
-"""ComfyUI's N-dimensional tiled apply (`comfy.utils.tiled_scale_multidim`), for packs that decode or upscale
-video latents tile by tile."""
+"""Tiled apply: a function over overlapping tiles of a tensor, the results blended with linear feathering, so a
+network's memory is bounded by the tile size (upscale models; ComfyUI's ``comfy.utils.tiled_scale`` /
+``tiled_scale_multidim``, which packs call to decode or upscale images and video latents tile by tile).
+
+Tiles follow ComfyUI's rule (``tile_positions``): stride ``tile - overlap`` along each axis, the last tile shorter
+rather than shifted, one tile when it covers the axis; overlaps are feathered over the (scaled) overlap.
+"""
 from __future__ import annotations
 
 import itertools
@@ -7,6 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+__all__ = ["tile_positions", "tiled_scale_multidim"]
 
 Scale = float | Callable[[int], float]
 
@@ -20,6 +27,17 @@ def _apply(rule: Scale, value: int, downscale: bool) -> float:
     if callable(rule):
         return rule(value)
     return value / rule if downscale else value * rule
+
+
+def tile_positions(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, length) of the tiles along one axis (module docstring)."""
+    if size <= tile:
+        return [(0, size)]
+    out = []
+    for start in range(0, size - overlap, max(tile - overlap, 1)):
+        pos = max(0, min(size - overlap, start))
+        out.append((pos, min(tile, size - pos)))
+    return out
 
 
 def _feather_mask(shape: torch.Size, feathers: Sequence[int], device: Any) -> torch.Tensor:
@@ -60,23 +78,21 @@ def tiled_scale_multidim(samples: torch.Tensor, function: Callable[[torch.Tensor
     spatial = list(samples.shape[2:])
     output = torch.empty([samples.shape[0], out_channels, *out_size(spatial)], device=output_device)
     feathers = [round(_apply(scales[d], overlaps[d], downscale)) for d in range(dims)]
+    axes = [tile_positions(spatial[d], tile[d], overlaps[d]) for d in range(dims)]
     for b in range(samples.shape[0]):
         item = samples[b:b + 1]
-        if all(spatial[d] <= tile[d] for d in range(dims)):
+        if all(len(a) == 1 for a in axes):
             output[b:b + 1] = function(item).to(output_device)
             if pbar is not None:
                 pbar.update(1)
             continue
         acc = torch.zeros([1, out_channels, *out_size(spatial)], device=output_device)
         weight = torch.zeros_like(acc)
-        starts = [range(0, spatial[d] - overlaps[d], tile[d] - overlaps[d]) if spatial[d] > tile[d] else [0]
-                  for d in range(dims)]
-        for corner in itertools.product(*starts):
+        for corner in itertools.product(*axes):
             piece = item
             offsets = []
-            for d in range(dims):
-                start = max(0, min(spatial[d] - overlaps[d], corner[d]))
-                piece = piece.narrow(d + 2, start, min(tile[d], spatial[d] - start))
+            for d, (start, length) in enumerate(corner):
+                piece = piece.narrow(d + 2, start, length)
                 offsets.append(round(_apply(positions_rule[d], start, downscale)))
             result = function(piece).to(output_device)
             mask = _feather_mask(result.shape, feathers, output_device)
