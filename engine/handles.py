@@ -153,6 +153,21 @@ class ModelHandle(Patchable):
             target = getattr(target, part)
         return target
 
+    def _comfy_registration(name: str) -> Callable[..., None]:  # type: ignore[misc]  # (a method factory)
+        def refused(self: ModelHandle, *args: Any, **kwargs: Any) -> None:
+            raise NotImplementedError(f"MODEL.{name}: Loom's sampler does not run ComfyUI's model wrappers or "
+                                      "callbacks, so the node that registers one cannot work here")
+
+        refused.__name__ = refused.__qualname__ = name
+        return refused
+
+    # ComfyUI's ModelPatcher wrapper / callback registration (comfy.patcher_extension): refused, not ignored
+    add_wrapper = _comfy_registration("add_wrapper")
+    add_wrapper_with_key = _comfy_registration("add_wrapper_with_key")
+    add_callback = _comfy_registration("add_callback")
+    add_callback_with_key = _comfy_registration("add_callback_with_key")
+    del _comfy_registration
+
     def add_object_patch(self, name: str, obj: Any) -> None:
         """ComfyUI's ``add_object_patch`` (on a clone): ``model_sampling`` replaces this handle's noise schedule;
         ``diffusion_model.<submodule path>.<attribute>`` (a block's ``forward``, say) is set on the shared network

@@ -16,22 +16,27 @@ def loaded(packs):
     return packs
 
 
-def test_patcher_extension_registries_keep_comfyui_layout(loaded) -> None:
+def test_patcher_extension_reads_registries_and_refuses_registering(loaded) -> None:
+    """Loom runs no ComfyUI model wrappers / callbacks: registering one (module function or MODEL method) raises
+    saying so; the readers keep ComfyUI's layout."""
     import comfy.patcher_extension as pe
 
-    model_options: dict = {}
-    first, second, third = (lambda *a: 1), (lambda *a: 2), (lambda *a: 3)
-    pe.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "a", first, model_options, is_model_options=True)
-    pe.add_wrapper(pe.WrappersMP.OUTER_SAMPLE, second, model_options, is_model_options=True)
-    pe.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "a", third, model_options["transformer_options"])
-    pe.add_callback(pe.CallbacksMP.ON_PRE_RUN, first, model_options, is_model_options=True)
-    wrappers = model_options["transformer_options"]["wrappers"]
-    assert wrappers == {"outer_sample": {"a": [first, third], None: [second]}}
-    assert pe.get_wrappers_with_key("outer_sample", "a", model_options, is_model_options=True) == [first, third]
-    assert pe.get_all_wrappers("outer_sample", model_options, is_model_options=True) == [first, third, second]
+    first, second = (lambda *a: 1), (lambda *a: 2)
+    model_options = {"transformer_options": {"wrappers": {"outer_sample": {"a": [first], None: [second]}},
+                                             "callbacks": {"on_pre_run": {None: [first]}}}}
+    assert pe.get_wrappers_with_key("outer_sample", "a", model_options, is_model_options=True) == [first]
+    assert pe.get_all_wrappers("outer_sample", model_options, is_model_options=True) == [first, second]
     assert pe.get_all_wrappers("apply_model", {}) == []
     assert pe.get_all_callbacks("on_pre_run", model_options["transformer_options"]) == [first]
     assert pe.get_callbacks_with_key("on_pre_run", None, {}, is_model_options=True) == []
+    for register in (lambda: pe.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "a", first, {}),
+                     lambda: pe.add_callback(pe.CallbacksMP.ON_PRE_RUN, first, {}, is_model_options=True)):
+        with pytest.raises(NotImplementedError, match="does not run ComfyUI's model"):
+            register()
+    from comfy.model_patcher import ModelPatcher
+
+    with pytest.raises(NotImplementedError, match="MODEL.add_wrapper_with_key: Loom's sampler does not run"):
+        ModelPatcher.add_wrapper_with_key(object(), pe.WrappersMP.OUTER_SAMPLE, "k", first)  # type: ignore[arg-type]
 
 
 def test_wrapper_executor_runs_the_chain_outside_in(loaded) -> None:

@@ -1,8 +1,9 @@
-"""ComfyUI's `comfy.patcher_extension` for packs: the callback / wrapper registries kept in a
-`transformer_options` dict (`CallbacksMP`, `WrappersMP`, `add_callback(_with_key)`, `add_wrapper(_with_key)`,
-`get_*`), `WrapperExecutor` (calls a wrapper chain around a function), `PatcherInjection` and the nested-dict
-helpers. The registries are plain data with ComfyUI's layout (``{type: {key: [fn, ...]}}``). Loom's sampler does
-not run ComfyUI's model wrappers or callbacks: Loom's MODEL handle has no `add_wrapper` / `add_callback`."""
+"""ComfyUI's `comfy.patcher_extension` for packs: the callback / wrapper types (`CallbacksMP`, `WrappersMP`), the
+readers of ComfyUI's registries in a `transformer_options` dict (`get_*`, layout ``{type: {key: [fn, ...]}}``),
+`WrapperExecutor` (calls a wrapper chain around a function), `PatcherInjection` and the nested-dict helpers.
+Loom's sampler runs no ComfyUI model wrappers or callbacks, so registering one (`add_callback(_with_key)`,
+`add_wrapper(_with_key)`, here or on the MODEL handle) is refused with an error saying so, rather than accepted
+and never called."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -53,42 +54,39 @@ class WrappersMP:
         return {}
 
 
-def _options(transformer_options: dict[str, Any], is_model_options: bool, create: bool) -> dict[str, Any]:
+def _options(transformer_options: dict[str, Any], is_model_options: bool) -> dict[str, Any]:
     if not is_model_options:
         return transformer_options
-    if create:
-        return transformer_options.setdefault("transformer_options", {})  # type: ignore[no-any-return]
     return transformer_options.get("transformer_options", {})  # type: ignore[no-any-return]
 
 
-def _add(section: str, kind: str, key: Any, fn: Callable[..., Any], transformer_options: dict[str, Any],
-         is_model_options: bool) -> None:
-    registry: Registry = _options(transformer_options, is_model_options, True).setdefault(section, {})
-    registry.setdefault(kind, {}).setdefault(key, []).append(fn)
+def _refuse(section: str, kind: str) -> None:
+    raise NotImplementedError(f"a ComfyUI model {section[:-1]} ({kind!r}): Loom's sampler does not run ComfyUI's "
+                              f"model {section}, so the node that registers one cannot work here")
 
 
 def _with_key(section: str, kind: str, key: Any, transformer_options: dict[str, Any],
               is_model_options: bool) -> list[Callable[..., Any]]:
-    registry: Registry = _options(transformer_options, is_model_options, False).get(section, {})
+    registry: Registry = _options(transformer_options, is_model_options).get(section, {})
     return list(registry.get(kind, {}).get(key, []))
 
 
 def _all(section: str, kind: str, transformer_options: dict[str, Any],
          is_model_options: bool) -> list[Callable[..., Any]]:
-    registry: Registry = _options(transformer_options, is_model_options, False).get(section, {})
+    registry: Registry = _options(transformer_options, is_model_options).get(section, {})
     return [fn for fns in registry.get(kind, {}).values() for fn in fns]
 
 
 def add_callback(call_type: str, callback: Callable[..., Any], transformer_options: dict[str, Any],
                  is_model_options: bool = False) -> None:
-    """Register ``callback`` for ``call_type`` under the key None."""
-    _add("callbacks", call_type, None, callback, transformer_options, is_model_options)
+    """Refused: Loom runs no ComfyUI model callbacks (module docstring)."""
+    _refuse("callbacks", call_type)
 
 
 def add_callback_with_key(call_type: str, key: str | None, callback: Callable[..., Any],
                           transformer_options: dict[str, Any], is_model_options: bool = False) -> None:
-    """Register ``callback`` for ``call_type`` under ``key`` (in ``["transformer_options"]`` for model_options)."""
-    _add("callbacks", call_type, key, callback, transformer_options, is_model_options)
+    """Refused: Loom runs no ComfyUI model callbacks (module docstring)."""
+    _refuse("callbacks", call_type)
 
 
 def get_callbacks_with_key(call_type: str, key: str | None, transformer_options: dict[str, Any],
@@ -105,14 +103,14 @@ def get_all_callbacks(call_type: str, transformer_options: dict[str, Any],
 
 def add_wrapper(wrapper_type: str, wrapper: Callable[..., Any], transformer_options: dict[str, Any],
                 is_model_options: bool = False) -> None:
-    """Register ``wrapper`` for ``wrapper_type`` under the key None."""
-    _add("wrappers", wrapper_type, None, wrapper, transformer_options, is_model_options)
+    """Refused: Loom runs no ComfyUI model wrappers (module docstring)."""
+    _refuse("wrappers", wrapper_type)
 
 
 def add_wrapper_with_key(wrapper_type: str, key: str | None, wrapper: Callable[..., Any],
                          transformer_options: dict[str, Any], is_model_options: bool = False) -> None:
-    """Register ``wrapper`` for ``wrapper_type`` under ``key``."""
-    _add("wrappers", wrapper_type, key, wrapper, transformer_options, is_model_options)
+    """Refused: Loom runs no ComfyUI model wrappers (module docstring)."""
+    _refuse("wrappers", wrapper_type)
 
 
 def get_wrappers_with_key(wrapper_type: str, key: str | None, transformer_options: dict[str, Any],
