@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from engine.model_configs import config_for
+
 __all__ = ["BaseModel", "SDXL", "SDXLRefiner", "SD21UNCLIP", "model_view"]
 
 
@@ -23,6 +25,7 @@ class BaseModel:
         self.model_sampling = handle.model_sampling
         self.latent_format = handle.latent_format
         self.model_type = "V_PREDICTION" if getattr(handle.model_sampling, "prediction", "eps") == "v" else "EPS"
+        self.model_config = config_for(handle.family)  # ComfyUI's family config (engine.model_configs)
 
     def get_dtype(self) -> torch.dtype:
         dtype: torch.dtype = self._handle.dtype

@@ -73,8 +73,28 @@ def test_model_internals_answer_from_the_handle(loaded) -> None:
     assert facts["latent_roundtrip"] and facts["scale"] == pytest.approx(0.18215)
     assert facts["apply_model"], "BaseModel.apply_model(x, sigma, c_crossattn=...) is the handle's apply_model"
     assert facts["attention"] == [True] * 6
-    assert facts["configs"] == ["SD15", "SD20", "SDXL", "SDXLRefiner", "SD3", "Flux", "FluxSchnell"]
+    assert len(facts["configs"]) == 60 and facts["configs"][:4] == ["LotusD", "Stable_Zero123", "SD15_instructpix2pix",
+                                                                    "SD15"]  # ComfyUI's list and order
     assert facts["sd15_latent"] == pytest.approx(0.18215) and facts["is_base"]
+
+
+def test_model_config_is_the_family_s_and_isinstance_chains_run_through(loaded) -> None:
+    """Easy-Use's get_sd_version: isinstance(model.model.model_config, ...) down ComfyUI's family classes, those
+    Loom does not load included."""
+    _, model, _ = loaded
+    import comfy.supported_models as sm
+    import comfy.supported_models_base
+
+    config = model.model.model_config
+    assert isinstance(config, sm.SD15) and isinstance(config, comfy.supported_models_base.BASE)
+    assert not isinstance(config, (sm.SDXL, sm.SVD_img2vid, sm.HunyuanDiT, sm.GenmoMochi, sm.Flux))
+    assert issubclass(sm.SSD1B, sm.SDXL) and issubclass(sm.SV3D_p, sm.SVD_img2vid)
+    assert sm.SD15.latent_format.scale_factor == pytest.approx(0.18215)
+    flux = model.clone()
+    from engine.families import FLUX_SCHNELL
+
+    flux.family = FLUX_SCHNELL
+    assert isinstance(flux.model.model_config, sm.FluxSchnell) and isinstance(flux.model.model_config, sm.Flux)
 
 
 def test_sampling_function_runs_loom_cfg_with_the_model_hook(loaded) -> None:
