@@ -35,6 +35,62 @@ class TextEncoderSet(nn.ModuleDict):
         return self[name](tokens, layer, injected)  # type: ignore[no-any-return]
 
 
+class CondStageModel:
+    """ComfyUI's ``clip.cond_stage_model`` for one CLIP handle: the tower set (``keys()``, ``items()``, the towers as
+    ``clip_l`` / ``clip_g`` / ... attributes, everything else of the ``TextEncoderSet``) plus ComfyUI's encoder API,
+    run with this handle's clip-skip layer and patches: ``encode_token_weights(tokens)`` (every tower, as
+    ``encode_from_tokens``), ``set_clip_options({"layer": i})`` / ``reset_clip_options()`` (the handle's layer), and
+    per tower ``encode_token_weights(windows)`` (that tower alone: ComfyUI's token-weight rule, first window's pooled
+    output). Advanced prompt encoders (ADV_CLIP_emb, Easy-Use, smZ) call these."""
+
+    def __init__(self, clip: ClipHandle) -> None:
+        self._clip = clip
+
+    def keys(self) -> Any:
+        return self._clip.encoders.keys()
+
+    def __getattr__(self, name: str) -> Any:  # (only for names not set on the instance)
+        clip: ClipHandle = self.__dict__["_clip"]
+        key = next((k for k, module in TOWER_MODULES.items() if module == name), None)
+        if key is not None and name in clip.encoders:
+            return TowerEncoder(clip, key)
+        return getattr(clip.encoders, name)
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self._clip.encoders[name]
+
+    def __iter__(self) -> Any:
+        return iter(self._clip.encoders)
+
+    def __len__(self) -> int:
+        return len(self._clip.encoders)
+
+    def set_clip_options(self, options: dict[str, Any]) -> None:
+        self._clip.layer_idx = options.get("layer", self._clip.layer_idx)
+
+    def reset_clip_options(self) -> None:
+        self._clip.layer_idx = None
+
+    def encode_token_weights(self, token_weight_pairs: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+        cond, pooled = self._clip.encode_from_tokens(token_weight_pairs, return_pooled=True)
+        return cond, pooled
+
+
+class TowerEncoder:
+    """One tower of a CLIP as ComfyUI's ``SDClipModel``: ``encode_token_weights(windows) -> (cond, pooled)``; every
+    other attribute is the tower module's (``tower``)."""
+
+    def __init__(self, clip: ClipHandle, key: str) -> None:
+        self._clip, self.key = clip, key
+        self.tower = clip.encoders[TOWER_MODULES[key]]
+
+    def __getattr__(self, name: str) -> Any:  # (only for names not set on the instance)
+        return getattr(self.__dict__["tower"], name)
+
+    def encode_token_weights(self, token_weight_pairs: list[list[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._clip._encode_tower(self.key, token_weight_pairs)
+
+
 class TowerTokenizers:
     """A CLIP's tokenizers as ComfyUI's ``clip.tokenizer`` shows them: one attribute per tower (``clip_l``,
     ``clip_g``, ...) and ``tokenize_with_weights(text, return_word_ids)`` giving every tower's windows."""
@@ -111,10 +167,10 @@ class ClipHandle(Patchable):
         return TowerTokenizers(self.tokenizers)
 
     @property
-    def cond_stage_model(self) -> TextEncoderSet:
-        """ComfyUI's ``clip.cond_stage_model``: the tower set (``comfy.sd1_clip`` / ``comfy.sdxl_clip`` classes
-        answer ``isinstance`` checks on it from its tower names)."""
-        return self.encoders
+    def cond_stage_model(self) -> CondStageModel:
+        """ComfyUI's ``clip.cond_stage_model``: this CLIP's towers with ComfyUI's encoder API (``CondStageModel``;
+        ``comfy.sd1_clip`` / ``comfy.sdxl_clip`` classes answer ``isinstance`` checks on it from its tower names)."""
+        return CondStageModel(self)
 
     @property
     def encoder(self) -> nn.Module:

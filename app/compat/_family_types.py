@@ -37,7 +37,7 @@ def class_name_type(name: str, module: str, class_names: frozenset[str]) -> type
     """A class matching objects whose class is one of Loom's `class_names` (a single CLIP tower)."""
 
     def test(obj: Any) -> bool:
-        return type(obj).__name__ in class_names
+        return type(getattr(obj, "tower", obj)).__name__ in class_names  # a tower, or a CLIP's tower encoder
 
     return _FamilyMeta(name, (), {"__module__": module, "_loom_test": staticmethod(test),
                                   "__doc__": f"isinstance stand-in: Loom's {sorted(class_names)}"})

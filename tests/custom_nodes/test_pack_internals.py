@@ -143,3 +143,11 @@ def test_model_function_wrapper_and_tiled_diffusion_internals(loaded) -> None:
         comfy.samplers.KSAMPLER("euler").sample(None, None, None, None, None)
     with pytest.raises(NotImplementedError, match="get_area_and_mult"):
         comfy.samplers.get_area_and_mult([], x, sigma)
+
+
+def test_a_clip_s_tower_encoder_answers_sd_clip_model_checks(loaded) -> None:
+    _, _, clip = loaded
+    import comfy.sd1_clip
+
+    assert isinstance(clip.cond_stage_model, comfy.sd1_clip.SD1ClipModel)
+    assert isinstance(clip.cond_stage_model.clip_l, comfy.sd1_clip.SDClipModel)
