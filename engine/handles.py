@@ -20,6 +20,7 @@ from torch import nn
 from engine.clip_handle import ClipHandle
 from engine.families import Family
 from engine.latent_formats import LatentFormat
+from engine.model_call import ModelCall, has_call_wrappers, wrapped_model_call
 from engine.model_management import ManagedModel, ModelManager
 from engine.networks.unet import UNetModel
 from engine.networks.vae import AutoencoderKL
@@ -28,6 +29,23 @@ from engine.patching import Patch, Patchable
 __all__ = ["ModelHandle", "ClipHandle", "VaeHandle", "Patch", "Conditioning"]
 
 Conditioning = list[list[Any]]
+Registry = dict[str, dict[Any, list[Callable[..., Any]]]]
+
+# the ComfyUI wrapper / callback types (comfy.patcher_extension) a MODEL takes: the ones Loom's sampler runs
+RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "apply_model")
+RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
+
+
+def check_runnable(section: str, kind: str, runnable: tuple[str, ...]) -> None:
+    """NotImplementedError naming ``kind`` unless it is one of the ``runnable`` wrapper / callback types."""
+    if kind not in runnable:
+        raise NotImplementedError(f"a ComfyUI model {section} of type {kind!r}: Loom's sampler does not run that "
+                                  f"type (it runs {', '.join(runnable)}), so the node that registers one cannot "
+                                  "work here")
+
+
+def _copy_registry(registry: Registry) -> Registry:
+    return {kind: {key: list(fns) for key, fns in table.items()} for kind, table in registry.items()}
 
 
 class ModelHandle(Patchable):
@@ -54,6 +72,8 @@ class ModelHandle(Patchable):
         self.manager = manager
         self.entry = entry if entry is not None else manager.register(diffusion_model, family.name, "unet")
         self.model_options["transformer_options"] = {}
+        self.wrappers: Registry = {}
+        self.callbacks: Registry = {}
 
     def _module(self) -> nn.Module:
         return self.diffusion_model
@@ -79,6 +99,10 @@ class ModelHandle(Patchable):
         """A handle sharing the network, with its own copy of the patches and options."""
         other = copy.copy(self)
         self._copy_patcher_state_to(other)
+        other.wrappers = _copy_registry(self.wrappers)
+        other.callbacks = _copy_registry(self.callbacks)
+        for callback in self.get_all_callbacks("on_clone"):
+            callback(self, other)
         return other
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
@@ -87,7 +111,17 @@ class ModelHandle(Patchable):
                     control: dict[str, list[Any]] | None = None) -> torch.Tensor:
         """Denoised latent for noisy ``x`` at ``sigma`` ([B] or scalar) given the text ``context``;
         ``control``: ControlNet / T2I residuals (``engine.adapters.control``) the UNet adds;
-        ``transformer_options``: ComfyUI's patch options for this call (``engine.networks.unet``)."""
+        ``transformer_options``: ComfyUI's patch options for this call (``engine.networks.unet``). Installed call
+        wrappers (``engine.model_call``) run around it."""
+        if not has_call_wrappers():
+            return self._apply_model(x, sigma, context, y, concat, transformer_options, control)
+        call = ModelCall(self, x, sigma, context, y, concat, control, transformer_options)
+        return wrapped_model_call(call, lambda c: self._apply_model(c.x, c.sigma, c.context, c.y, c.concat,
+                                                                    c.transformer_options, c.control))
+
+    def _apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None,
+                     y: torch.Tensor | None, concat: torch.Tensor | None, transformer_options: dict[str, Any] | None,
+                     control: dict[str, list[Any]] | None) -> torch.Tensor:
         module = self.manager.load(self.entry)
         device, dtype = self.load_device, self.dtype
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
@@ -153,20 +187,51 @@ class ModelHandle(Patchable):
             target = getattr(target, part)
         return target
 
-    def _comfy_registration(name: str) -> Callable[..., None]:  # type: ignore[misc]  # (a method factory)
-        def refused(self: ModelHandle, *args: Any, **kwargs: Any) -> None:
-            raise NotImplementedError(f"MODEL.{name}: Loom's sampler does not run ComfyUI's model wrappers or "
-                                      "callbacks, so the node that registers one cannot work here")
+    # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); the
+    # ComfyUI compatibility layer runs them (app/compat/comfy/_model_wrappers.py), so only the types it runs are taken
+    def add_wrapper(self, wrapper_type: str, wrapper: Callable[..., Any]) -> None:
+        """ComfyUI's ``add_wrapper``: ``add_wrapper_with_key`` under the key None."""
+        self.add_wrapper_with_key(wrapper_type, None, wrapper)
 
-        refused.__name__ = refused.__qualname__ = name
-        return refused
+    def add_wrapper_with_key(self, wrapper_type: str, key: Any, wrapper: Callable[..., Any]) -> None:
+        """Register ``wrapper`` (``fn(executor, *args, **kwargs)``) of ``wrapper_type`` under ``key``; a type Loom
+        does not run (``RUNNABLE_WRAPPERS``) is refused."""
+        check_runnable("wrapper", wrapper_type, RUNNABLE_WRAPPERS)
+        self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
 
-    # ComfyUI's ModelPatcher wrapper / callback registration (comfy.patcher_extension): refused, not ignored
-    add_wrapper = _comfy_registration("add_wrapper")
-    add_wrapper_with_key = _comfy_registration("add_wrapper_with_key")
-    add_callback = _comfy_registration("add_callback")
-    add_callback_with_key = _comfy_registration("add_callback_with_key")
-    del _comfy_registration
+    def remove_wrappers_with_key(self, wrapper_type: str, key: Any) -> None:
+        """Drop the wrappers of ``wrapper_type`` registered under ``key`` (on this handle)."""
+        self.wrappers.get(wrapper_type, {}).pop(key, None)
+
+    def get_wrappers(self, wrapper_type: str, key: Any) -> list[Callable[..., Any]]:
+        """The wrappers of ``wrapper_type`` under ``key`` (the stored list, as ComfyUI)."""
+        return self.wrappers.get(wrapper_type, {}).get(key, [])
+
+    def get_all_wrappers(self, wrapper_type: str) -> list[Callable[..., Any]]:
+        """Every wrapper of ``wrapper_type``, keys in registration order."""
+        return [fn for fns in self.wrappers.get(wrapper_type, {}).values() for fn in fns]
+
+    def add_callback(self, call_type: str, callback: Callable[..., Any]) -> None:
+        """ComfyUI's ``add_callback``: ``add_callback_with_key`` under the key None."""
+        self.add_callback_with_key(call_type, None, callback)
+
+    def add_callback_with_key(self, call_type: str, key: Any, callback: Callable[..., Any]) -> None:
+        """Register ``callback`` of ``call_type`` under ``key``; a type Loom does not call (``RUNNABLE_CALLBACKS``)
+        is refused."""
+        check_runnable("callback", call_type, RUNNABLE_CALLBACKS)
+        self.callbacks.setdefault(call_type, {}).setdefault(key, []).append(callback)
+
+    def remove_callbacks_with_key(self, call_type: str, key: Any) -> None:
+        """Drop the callbacks of ``call_type`` registered under ``key`` (on this handle)."""
+        self.callbacks.get(call_type, {}).pop(key, None)
+
+    def get_callbacks(self, call_type: str, key: Any) -> list[Callable[..., Any]]:
+        """The callbacks of ``call_type`` under ``key`` (the stored list, as ComfyUI)."""
+        return self.callbacks.get(call_type, {}).get(key, [])
+
+    def get_all_callbacks(self, call_type: str) -> list[Callable[..., Any]]:
+        """Every callback of ``call_type``, keys in registration order."""
+        return [fn for fns in self.callbacks.get(call_type, {}).values() for fn in fns]
 
     def add_object_patch(self, name: str, obj: Any) -> None:
         """ComfyUI's ``add_object_patch`` (on a clone): ``model_sampling`` replaces this handle's noise schedule;

@@ -304,7 +304,12 @@ class CFGDenoiser:
         """The guided x0, through the installed step wrappers (engine.sampling.run_wrappers)."""
         step = GuidanceStep(self.model, x, sigma, self.positive, self.negative, self.cfg, self.model_options,
                             self.seed)
-        return guided_step(step, lambda: self.guide(x, sigma))
+        return guided_step(step, lambda s: self.guide(x, sigma) if s is step else self._guide_other(s))
+
+    def _guide_other(self, step: GuidanceStep) -> torch.Tensor:
+        """Loom's CFG for a step a wrapper changed (other x, sigma, options, ...)."""
+        other = CFGDenoiser(step.model, step.positive, step.negative, step.cfg, step.model_options, step.seed)
+        return other.guide(step.x, step.sigma)
 
     def guide(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Loom's CFG at ``x``, ``sigma``: the batched predictions, then the model options' CFG hooks."""

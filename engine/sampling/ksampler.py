@@ -21,7 +21,7 @@ from engine.reports import report
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.hook_run import bind_hooks
-from engine.sampling.run_wrappers import SamplerRun, run_sampler
+from engine.sampling.run_wrappers import OuterRun, SamplerRun, outer_sample, run_sampler
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
 from engine.types import Conditioning, CondOptions, ProgressCallback
@@ -156,7 +156,6 @@ def sample(
         raise ValueError(f"sample(): steps must be >= 1, got {steps}")
     spec = sampler if sampler is not None else get_sampler(sampler_name)
     ms = model.model_sampling
-    fmt = model.latent_format
     latent = fix_empty_latent_channels(model, latent_image)
     if disable_noise:
         noise = torch.zeros_like(latent)
@@ -168,7 +167,18 @@ def sample(
                              force_full_denoise)
     if sigmas is None or sigmas.shape[-1] == 0:
         return latent_image
+    outer = OuterRun(model, noise, latent, spec, sampler_name if sampler is None else None, sigmas, noise_mask,
+                     callback, seed, positive, negative, cfg)
+    return outer_sample(outer, _sample_outer)
 
+
+def _sample_outer(run: OuterRun) -> torch.Tensor:
+    """Everything after the schedule (ComfyUI's guider ``outer_sample``): conds, noise scaling, the sampler run
+    and the latent back out of model space."""
+    model, noise, latent, spec, sigmas, seed = run.model, run.noise, run.latent, run.sampler, run.sigmas, run.seed
+    noise_mask, callback, cfg = run.noise_mask, run.callback, run.cfg
+    ms = model.model_sampling
+    fmt = model.latent_format
     device = model.load_device
     latent_in = latent.to(device, torch.float32)
     if torch.count_nonzero(latent_in) > 0:
@@ -177,8 +187,8 @@ def sample(
     sigmas = sigmas.to(device)
     mask = prepare_mask(noise_mask, noise.shape, device) if noise_mask is not None else None
 
-    pos = resolve_conds(positive, noise.shape, ms, device, "positive")
-    neg = resolve_conds(negative, noise.shape, ms, device, "negative")
+    pos = resolve_conds(run.positive, noise.shape, ms, device, "positive")
+    neg = resolve_conds(run.negative, noise.shape, ms, device, "negative")
     _add_adm(model, pos, noise.shape, "positive", seed)
     _add_adm(model, neg, noise.shape, "negative", seed)
     control_runs = bind_controls(pos, neg, model)
@@ -217,8 +227,8 @@ def sample(
             out: torch.Tensor = spec.fn(denoiser, x, run_sigmas, noise_sampler=noise_sampler, callback=step_cb)
         return out
 
-    run = SamplerRun(model, sampler_name if sampler is None else None, sigmas, noise, latent_in, mask, seed)
-    out = run_sampler(run, loop)
+    sampler_run = SamplerRun(model, run.sampler_name, sigmas, noise, latent_in, mask, seed)
+    out = run_sampler(sampler_run, loop)
     schedule = [float(s) for s in sigmas]
     for control in control_runs:
         report("adapters", control.record(schedule))

@@ -1,15 +1,21 @@
-"""Wrappers around a sampler run and around each guided prediction: the two places where ComfyUI's sampler calls
-a module-level function packs replace (``KSAMPLER.sample`` and ``sampling_function``).
+"""Wrappers around a whole sampling, a sampler run and each guided prediction: where ComfyUI's sampler calls a
+module-level function packs replace (``KSAMPLER.sample`` and ``sampling_function``) or runs the wrappers packs
+register on a model (``outer_sample``, ``predict_noise``).
 
+- A sampling: ``engine.sampling.ksampler.sample`` describes everything after its schedule as an ``OuterRun`` (raw
+  noise and latent, sampler, sigmas, noise mask, callback, seed, conditioning, cfg) and calls ``outer_sample``.
+  Each outer wrapper gets the run and ``proceed(run)``: the next wrapper or, last, the sampling of the run it is
+  given (a wrapper may pass a changed run); it returns the raw output latent.
 - A run: every sampling path (KSampler, KSamplerAdvanced, SamplerCustom, the guiders) ends in
   ``engine.sampling.ksampler.sample``, which describes its run as a ``SamplerRun`` and calls ``run_sampler``. Each
   run wrapper gets the run and ``proceed(sigmas)``: the next wrapper or, last, Loom's sampler loop over that
   schedule (noise scaling at its first sigma included). A wrapper may read the run, change the schedule, or run
   code around it.
 - A step: each guided prediction (``CFGDenoiser``) is a ``GuidanceStep``; each step wrapper gets it and
-  ``proceed()``, the next wrapper or, last, Loom's CFG, and returns the guided x0.
+  ``proceed(step=None)``, the next wrapper or, last, Loom's CFG, over the step it is given (default: its own), and
+  returns the guided x0.
 
-Wrappers are process-wide and few: the ComfyUI compatibility layer installs one of each while a pack may call them
+Wrappers are process-wide and few: the ComfyUI compatibility layer installs them while a pack may call them
 (``app/compat/comfy/samplers.py``).
 """
 from __future__ import annotations
@@ -26,10 +32,34 @@ if TYPE_CHECKING:
     from engine.handles import ModelHandle
     from engine.sampling.conditioning import Cond
 
-__all__ = ["SamplerRun", "GuidanceStep", "Proceed", "RunWrapper", "StepWrapper", "add_run_wrapper",
-           "add_step_wrapper", "run_sampler", "guided_step"]
+__all__ = ["OuterRun", "SamplerRun", "GuidanceStep", "Proceed", "OuterWrapper", "RunWrapper", "StepWrapper",
+           "add_outer_wrapper", "add_run_wrapper", "add_step_wrapper", "outer_sample", "run_sampler", "guided_step"]
 
 Proceed = Callable[["torch.Tensor"], "torch.Tensor"]
+
+
+@dataclass(frozen=True, eq=False)  # identity: holds tensors
+class OuterRun:
+    """One sampling as ComfyUI's guider ``outer_sample`` sees it (after the schedule is known).
+
+    model: the model handle; noise, latent: the starting noise and the input latent (raw, not yet in model space);
+    sampler: the SamplerSpec; sampler_name: its KSampler name (None for a SAMPLER value); sigmas: the schedule; noise_mask: the noise mask as given (None: no inpainting);
+    callback: the per-step progress callback; seed: the run's seed; positive, negative, cfg: the conditioning (as
+    nodes pass it) and CFG scale.
+    """
+
+    model: ModelHandle
+    noise: torch.Tensor
+    latent: torch.Tensor
+    sampler: Any
+    sampler_name: str | None
+    sigmas: torch.Tensor
+    noise_mask: torch.Tensor | None
+    callback: Any
+    seed: int | None
+    positive: Any
+    negative: Any
+    cfg: float
 
 
 @dataclass(frozen=True, eq=False)  # identity: holds tensors
@@ -65,11 +95,31 @@ class GuidanceStep:
     seed: int | None
 
 
+OuterWrapper = Callable[[OuterRun, Callable[[OuterRun], "torch.Tensor"]], "torch.Tensor"]
 RunWrapper = Callable[[SamplerRun, Proceed], "torch.Tensor"]
-StepWrapper = Callable[[GuidanceStep, Callable[[], "torch.Tensor"]], "torch.Tensor"]
+StepProceed = Callable[..., "torch.Tensor"]  # proceed(step: GuidanceStep | None = None)
+StepWrapper = Callable[[GuidanceStep, StepProceed], "torch.Tensor"]
 
+_OUTER_WRAPPERS: list[OuterWrapper] = []
 _RUN_WRAPPERS: list[RunWrapper] = []
 _STEP_WRAPPERS: list[StepWrapper] = []
+
+
+def add_outer_wrapper(wrapper: OuterWrapper) -> Callable[[], None]:
+    """Install an outer wrapper once (the most recently installed runs outermost); returns its remover."""
+    return install_once(_OUTER_WRAPPERS, wrapper)
+
+
+def outer_sample(run: OuterRun, body: Callable[[OuterRun], torch.Tensor]) -> torch.Tensor:
+    """``body(run)`` through the installed outer wrappers."""
+    proceed = body
+    for wrapper in list(_OUTER_WRAPPERS):
+        proceed = _bind_outer(wrapper, proceed)
+    return proceed(run)
+
+
+def _bind_outer(wrapper: OuterWrapper, inner: Callable[[OuterRun], torch.Tensor]) -> Callable[[OuterRun], torch.Tensor]:
+    return lambda run: wrapper(run, inner)
 
 
 def add_run_wrapper(wrapper: RunWrapper) -> Callable[[], None]:
@@ -96,13 +146,18 @@ def _bind_run(wrapper: RunWrapper, run: SamplerRun, inner: Proceed) -> Proceed:
     return call
 
 
-def guided_step(step: GuidanceStep, cfg: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``cfg()`` through the installed step wrappers (no wrapper: a plain call)."""
+def guided_step(step: GuidanceStep, cfg: Callable[[GuidanceStep], torch.Tensor]) -> torch.Tensor:
+    """``cfg(step)`` through the installed step wrappers (no wrapper: a plain call); a wrapper's
+    ``proceed(other)`` hands the rest of the chain another step."""
     proceed = cfg
     for wrapper in list(_STEP_WRAPPERS):
-        proceed = _bind_step(wrapper, step, proceed)
-    return proceed()
+        proceed = _bind_step(wrapper, proceed)
+    return proceed(step)
 
 
-def _bind_step(wrapper: StepWrapper, step: GuidanceStep, inner: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    return lambda: wrapper(step, inner)
+def _bind_step(wrapper: StepWrapper, inner: Callable[[GuidanceStep], torch.Tensor]) -> Callable[[GuidanceStep], torch.Tensor]:
+    def call(step: GuidanceStep) -> torch.Tensor:
+        def proceed(replaced: GuidanceStep | None = None) -> torch.Tensor:
+            return inner(step if replaced is None else replaced)
+        return wrapper(step, proceed)
+    return call

@@ -16,9 +16,9 @@ def loaded(packs):
     return packs
 
 
-def test_patcher_extension_reads_registries_and_refuses_registering(loaded) -> None:
-    """Loom runs no ComfyUI model wrappers / callbacks: registering one (module function or MODEL method) raises
-    saying so; the readers keep ComfyUI's layout."""
+def test_patcher_extension_registers_runnable_wrappers_and_refuses_the_rest(loaded) -> None:
+    """The module functions write ComfyUI's layout for the wrapper types Loom runs; other types, and callbacks kept
+    in a dict (never called), are refused naming the type; the readers keep ComfyUI's layout."""
     import comfy.patcher_extension as pe
 
     first, second = (lambda *a: 1), (lambda *a: 2)
@@ -29,14 +29,14 @@ def test_patcher_extension_reads_registries_and_refuses_registering(loaded) -> N
     assert pe.get_all_wrappers("apply_model", {}) == []
     assert pe.get_all_callbacks("on_pre_run", model_options["transformer_options"]) == [first]
     assert pe.get_callbacks_with_key("on_pre_run", None, {}, is_model_options=True) == []
-    for register in (lambda: pe.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "a", first, {}),
-                     lambda: pe.add_callback(pe.CallbacksMP.ON_PRE_RUN, first, {}, is_model_options=True)):
-        with pytest.raises(NotImplementedError, match="does not run ComfyUI's model"):
-            register()
-    from comfy.model_patcher import ModelPatcher
-
-    with pytest.raises(NotImplementedError, match="MODEL.add_wrapper_with_key: Loom's sampler does not run"):
-        ModelPatcher.add_wrapper_with_key(object(), pe.WrappersMP.OUTER_SAMPLE, "k", first)  # type: ignore[arg-type]
+    options: dict = {}
+    pe.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, "k", first, options, is_model_options=True)
+    pe.add_wrapper(pe.WrappersMP.APPLY_MODEL, second, options, is_model_options=True)
+    assert options == {"transformer_options": {"wrappers": {"apply_model": {"k": [first], None: [second]}}}}
+    with pytest.raises(NotImplementedError, match="'diffusion_model': Loom's sampler does not run that type"):
+        pe.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "a", first, {})
+    with pytest.raises(NotImplementedError, match=r"\('on_pre_run'\) in a transformer_options dict"):
+        pe.add_callback(pe.CallbacksMP.ON_PRE_RUN, first, {}, is_model_options=True)
 
 
 def test_wrapper_executor_runs_the_chain_outside_in(loaded) -> None:

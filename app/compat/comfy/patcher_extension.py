@@ -1,9 +1,12 @@
 """ComfyUI's `comfy.patcher_extension` for packs: the callback / wrapper types (`CallbacksMP`, `WrappersMP`), the
 readers of ComfyUI's registries in a `transformer_options` dict (`get_*`, layout ``{type: {key: [fn, ...]}}``),
 `WrapperExecutor` (calls a wrapper chain around a function), `PatcherInjection` and the nested-dict helpers.
-Loom's sampler runs no ComfyUI model wrappers or callbacks, so registering one (`add_callback(_with_key)`,
-`add_wrapper(_with_key)`, here or on the MODEL handle) is refused with an error saying so, rather than accepted
-and never called."""
+
+`add_wrapper(_with_key)` writes into a `transformer_options` / `model_options` dict as ComfyUI's does; Loom's
+sampler runs the types `outer_sample`, `predict_noise` and `apply_model` from there and from the MODEL's own
+registry (app/compat/_model_wrappers.py). Other types are refused with an error naming the type, rather than stored
+and never called. Callbacks in a dict are never called (ComfyUI calls a MODEL's own), so `add_callback(_with_key)`
+here is refused: register them on the MODEL (`on_clone`, `on_pre_run`, `on_cleanup`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -60,9 +63,16 @@ def _options(transformer_options: dict[str, Any], is_model_options: bool) -> dic
     return transformer_options.get("transformer_options", {})  # type: ignore[no-any-return]
 
 
-def _refuse(section: str, kind: str) -> None:
-    raise NotImplementedError(f"a ComfyUI model {section[:-1]} ({kind!r}): Loom's sampler does not run ComfyUI's "
-                              f"model {section}, so the node that registers one cannot work here")
+def _refuse_callback(kind: str) -> None:
+    raise NotImplementedError(f"a ComfyUI model callback ({kind!r}) in a transformer_options dict: Loom's sampler "
+                              "does not call those; register it on the MODEL (model.add_callback_with_key) for "
+                              "the types it calls (on_clone, on_pre_run, on_cleanup)")
+
+
+def _registry_for(transformer_options: dict[str, Any], is_model_options: bool) -> Registry:
+    if is_model_options:
+        transformer_options = transformer_options.setdefault("transformer_options", {})
+    return transformer_options.setdefault("wrappers", {})  # type: ignore[no-any-return]
 
 
 def _with_key(section: str, kind: str, key: Any, transformer_options: dict[str, Any],
@@ -79,14 +89,14 @@ def _all(section: str, kind: str, transformer_options: dict[str, Any],
 
 def add_callback(call_type: str, callback: Callable[..., Any], transformer_options: dict[str, Any],
                  is_model_options: bool = False) -> None:
-    """Refused: Loom runs no ComfyUI model callbacks (module docstring)."""
-    _refuse("callbacks", call_type)
+    """Refused: Loom calls no callbacks kept in a dict (module docstring)."""
+    _refuse_callback(call_type)
 
 
 def add_callback_with_key(call_type: str, key: str | None, callback: Callable[..., Any],
                           transformer_options: dict[str, Any], is_model_options: bool = False) -> None:
-    """Refused: Loom runs no ComfyUI model callbacks (module docstring)."""
-    _refuse("callbacks", call_type)
+    """Refused: Loom calls no callbacks kept in a dict (module docstring)."""
+    _refuse_callback(call_type)
 
 
 def get_callbacks_with_key(call_type: str, key: str | None, transformer_options: dict[str, Any],
@@ -103,14 +113,19 @@ def get_all_callbacks(call_type: str, transformer_options: dict[str, Any],
 
 def add_wrapper(wrapper_type: str, wrapper: Callable[..., Any], transformer_options: dict[str, Any],
                 is_model_options: bool = False) -> None:
-    """Refused: Loom runs no ComfyUI model wrappers (module docstring)."""
-    _refuse("wrappers", wrapper_type)
+    """`add_wrapper_with_key` under the key None."""
+    add_wrapper_with_key(wrapper_type, None, wrapper, transformer_options, is_model_options)
 
 
 def add_wrapper_with_key(wrapper_type: str, key: str | None, wrapper: Callable[..., Any],
                          transformer_options: dict[str, Any], is_model_options: bool = False) -> None:
-    """Refused: Loom runs no ComfyUI model wrappers (module docstring)."""
-    _refuse("wrappers", wrapper_type)
+    """Append `wrapper` to `transformer_options["wrappers"][wrapper_type][key]` (`model_options`' own
+    `transformer_options` when `is_model_options`); a type Loom's sampler does not run is refused."""
+    from engine.handles import RUNNABLE_WRAPPERS, check_runnable
+
+    check_runnable("wrapper", wrapper_type, RUNNABLE_WRAPPERS)
+    _registry_for(transformer_options, is_model_options).setdefault(wrapper_type, {}).setdefault(key, []).append(
+        wrapper)
 
 
 def get_wrappers_with_key(wrapper_type: str, key: str | None, transformer_options: dict[str, Any],

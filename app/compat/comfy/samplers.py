@@ -11,6 +11,10 @@ module is loaded, with ComfyUI's arguments (engine.sampling.run_wrappers):
 - `sampling_function(model, x, timestep, uncond, cond, cond_scale, model_options, seed)` for each guided
   prediction, `uncond` / `cond` the resolved cond lists, returning the guided x0 (the original is Loom's CFG).
 A `CFGGuider` subclass's `predict_noise` is called the same way for each guided prediction of its own runs.
+
+While it is loaded, the `outer_sample`, `predict_noise` and `apply_model` wrappers packs register on a MODEL (and its
+`on_pre_run` / `on_cleanup` callbacks) run too (app/compat/_model_wrappers.py); `executor.class_obj` of the first
+two is the run's `CFGGuider` (the pack's own, or one standing for KSampler's).
 """
 from __future__ import annotations
 
@@ -18,9 +22,19 @@ import sys
 from contextvars import ContextVar
 from typing import Any
 
+from app.compat import _model_wrappers
 from app.compat._environment import shim_still_loaded
 from engine import names
-from engine.sampling.run_wrappers import GuidanceStep, Proceed, SamplerRun, add_run_wrapper, add_step_wrapper
+from engine.model_call import ModelCall, add_call_wrapper
+from engine.sampling.run_wrappers import (
+    GuidanceStep,
+    OuterRun,
+    Proceed,
+    SamplerRun,
+    add_outer_wrapper,
+    add_run_wrapper,
+    add_step_wrapper,
+)
 
 SAMPLER_NAMES: list[str] = list(names.SAMPLER_NAMES)
 KSAMPLER_NAMES: list[str] = [n for n in SAMPLER_NAMES if n not in ("ddim", "uni_pc", "uni_pc_bh2")]
@@ -205,11 +219,13 @@ class CFGGuider:
 
         own = type(self).predict_noise is not CFGGuider.predict_noise
         token = _GUIDER_RUN.set((self, sigmas, self._extra_conds()) if own else None)
+        sampling = _SAMPLING_GUIDER.set(self)
         try:
             return sample_custom(self.model_patcher, noise, self.cfg, sampler, sigmas,
                                  self.original_conds.get("positive") or [], self.original_conds.get("negative") or [],
                                  latent_image, noise_mask=denoise_mask, callback=callback, seed=seed)
         finally:
+            _SAMPLING_GUIDER.reset(sampling)
             _GUIDER_RUN.reset(token)
 
 
@@ -231,6 +247,51 @@ class CFGGuider:
 # resolvers of its extra conds
 _GUIDER_RUN: ContextVar[tuple[CFGGuider, Any, dict[str, Any]] | None] = ContextVar("loom_compat_guider_run",
                                                                                     default=None)
+
+
+# the CFGGuider whose sample() is running (this thread / task): the class_obj of the MODEL's wrappers
+_SAMPLING_GUIDER: ContextVar[CFGGuider | None] = ContextVar("loom_compat_sampling_guider", default=None)
+
+
+def _guider_for(model: Any, positive: Any, negative: Any, cfg: float) -> CFGGuider:
+    """The guider of the sampling in progress, or one standing for KSampler's (ComfyUI's KSampler runs a
+    CFGGuider too)."""
+    guider = _SAMPLING_GUIDER.get()
+    if guider is not None and guider.model_patcher is model:
+        return guider
+    guider = CFGGuider(model)
+    guider.original_conds.update({"positive": positive, "negative": negative})
+    guider.set_cfg(cfg)
+    guider.inner_model = model
+    return guider
+
+
+def _sampler_for(run: OuterRun) -> Any:
+    """ComfyUI's SAMPLER object for a run: a KSAMPLER for a named sampler, else Loom's sampler spec."""
+    return KSAMPLER(run.sampler_name) if run.sampler_name in SAMPLER_NAMES else run.sampler
+
+
+def _through_model_outer_sample(run: OuterRun, proceed: Any) -> Any:
+    """A sampling, through the MODEL's `outer_sample` wrappers and run callbacks."""
+    if not _loaded():
+        return proceed(run)
+    return _model_wrappers.run_outer_sample(run, proceed, lambda r: _guider_for(r.model, r.positive, r.negative,
+                                                                                 r.cfg), _sampler_for)
+
+
+def _through_model_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
+    """A guided prediction, through the MODEL's `predict_noise` wrappers."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_predict_noise(step, proceed, lambda s: _guider_for(s.model, s.positive, s.negative,
+                                                                                   s.cfg))
+
+
+def _through_model_apply_model(call: ModelCall, proceed: Any) -> Any:
+    """A model call, through the MODEL's `apply_model` wrappers."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_apply_model(call, proceed)
 
 
 def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
@@ -279,10 +340,15 @@ cond_cat = _cond_internal("cond_cat")
 
 def _loaded() -> bool:
     return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper,
-                             _remove_guider_wrapper)
+                             _remove_guider_wrapper, _remove_outer_wrapper, _remove_predict_wrapper,
+                             _remove_call_wrapper)
 
 
 _THIS_MODULE = sys.modules[__name__]
 _remove_run_wrapper = add_run_wrapper(_through_replaced_sample)
 _remove_step_wrapper = add_step_wrapper(_through_replaced_sampling_function)
 _remove_guider_wrapper = add_step_wrapper(_through_guider_predict_noise)
+# installed after the guider's: ComfyUI runs predict_noise wrappers around a guider's own predict_noise
+_remove_predict_wrapper = add_step_wrapper(_through_model_predict_noise)
+_remove_outer_wrapper = add_outer_wrapper(_through_model_outer_sample)
+_remove_call_wrapper = add_call_wrapper(_through_model_apply_model)
