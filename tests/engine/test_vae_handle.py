@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from engine.device import DevicePolicy
-from engine.handles import VaeHandle, tiled_apply
 from engine.loading import load_checkpoint
 from engine.model_management import ModelManager
+from engine.vae_handle import VaeHandle, tiled_apply
 
 
 @pytest.fixture(scope="module")
