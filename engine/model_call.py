@@ -4,7 +4,7 @@ packs register on a model.
 Each call is a ``ModelCall``; each installed wrapper gets it and ``proceed(call=None)``: the next wrapper or, last,
 the handle's own model call over the call it is given (default: its own), and returns the denoised latent. With no
 wrapper installed the handle calls its network directly. The ComfyUI compatibility layer installs one
-(``app/compat/comfy/_model_wrappers.py``).
+(``app/compat/_model_wrappers.py``).
 """
 from __future__ import annotations
 
