@@ -189,7 +189,7 @@ class ModelHandle(Patchable):
         return target
 
     # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); the
-    # ComfyUI compatibility layer runs them (app/compat/comfy/_model_wrappers.py), so only the types it runs are taken
+    # ComfyUI compatibility layer runs them (app/compat/_model_wrappers.py), so only the types it runs are taken
     def add_wrapper(self, wrapper_type: str, wrapper: Callable[..., Any]) -> None:
         """ComfyUI's ``add_wrapper``: ``add_wrapper_with_key`` under the key None."""
         self.add_wrapper_with_key(wrapper_type, None, wrapper)
