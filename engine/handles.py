@@ -30,7 +30,6 @@ from engine.vae_handle import VaeHandle
 __all__ = ["ModelHandle", "ClipHandle", "VaeHandle", "Patch", "Conditioning"]
 
 Conditioning = list[list[Any]]
-Registry = dict[str, dict[Any, list[Callable[..., Any]]]]
 
 # the ComfyUI wrapper / callback types (comfy.patcher_extension) a MODEL takes: the ones Loom's sampler runs
 RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "apply_model")
@@ -43,10 +42,6 @@ def check_runnable(section: str, kind: str, runnable: tuple[str, ...]) -> None:
         raise NotImplementedError(f"a ComfyUI model {section} of type {kind!r}: Loom's sampler does not run that "
                                   f"type (it runs {', '.join(runnable)}), so the node that registers one cannot "
                                   "work here")
-
-
-def _copy_registry(registry: Registry) -> Registry:
-    return {kind: {key: list(fns) for key, fns in table.items()} for kind, table in registry.items()}
 
 
 class ModelHandle(Patchable):
@@ -73,8 +68,6 @@ class ModelHandle(Patchable):
         self.manager = manager
         self.entry = entry if entry is not None else manager.register(diffusion_model, family.name, "unet")
         self.model_options["transformer_options"] = {}
-        self.wrappers: Registry = {}
-        self.callbacks: Registry = {}
 
     def _module(self) -> nn.Module:
         return self.diffusion_model
@@ -100,8 +93,6 @@ class ModelHandle(Patchable):
         """A handle sharing the network, with its own copy of the patches and options."""
         other = copy.copy(self)
         self._copy_patcher_state_to(other)
-        other.wrappers = _copy_registry(self.wrappers)
-        other.callbacks = _copy_registry(self.callbacks)
         for callback in self.get_all_callbacks("on_clone"):
             callback(self, other)
         return other

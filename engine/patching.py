@@ -32,6 +32,7 @@ __all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "add_
            "is_packed"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+Registry = dict[str, dict[Any, list[Callable[..., Any]]]]
 PatchEntry = tuple[float, Patch, float]
 # (layer, attribute name) -> a function returning that packed tensor's float32 value, or None when not its kind
 Unpacker = Callable[[nn.Module, str], Union[Callable[[], torch.Tensor], None]]
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 def add_weight_unpacker(unpacker: Unpacker) -> Callable[[], None]:
     """Install ``unpacker`` once; returns the function that removes it."""
     return install_once(_UNPACKERS, unpacker)
+
+
+def _copy_registry(registry: Registry) -> Registry:
+    return {kind: {key: list(fns) for key, fns in by_key.items()} for kind, by_key in registry.items()}
 
 
 def is_packed(tensor: torch.Tensor) -> bool:
@@ -106,9 +111,9 @@ class HandleWeight:
 
 
 class Patchable:
-    """What the MODEL and CLIP handles keep as ComfyUI's ModelPatcher does: weight ``patches``, ``model_options``
-    and ``object_patches`` (attributes of the network replaced while the handle runs; the MODEL applies them),
-    copied by each clone (``_copy_patcher_state_to``).
+    """What the MODEL and CLIP handles keep as ComfyUI's ModelPatcher does: weight ``patches``, ``model_options``,
+    ``object_patches`` (attributes of the network replaced while the handle runs) and the ``wrappers`` / ``callbacks``
+    registries (the MODEL applies and runs these), copied by each clone (``_copy_patcher_state_to``).
 
     ``_prefixes``: prefixes a patch key may carry before the network's own parameter name;
     ``_key_prefix``: the one ``get_key_patches`` puts on its keys (ComfyUI's state-dict names).
@@ -122,6 +127,8 @@ class Patchable:
         self._patched: dict[str, torch.Tensor] | None = None
         self.model_options: dict[str, Any] = {}
         self.object_patches: dict[str, Any] = {}
+        self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (the MODEL runs some: engine.handles)
+        self.callbacks: Registry = {}
 
     def _module(self) -> nn.Module:
         raise NotImplementedError
@@ -205,3 +212,4 @@ class Patchable:
         other._patched = None
         other.model_options = copy.deepcopy(self.model_options)
         other.object_patches = dict(self.object_patches)
+        other.wrappers, other.callbacks = _copy_registry(self.wrappers), _copy_registry(self.callbacks)
