@@ -5,6 +5,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,23 @@ def packs(tmp_path: Path) -> Iterator[PackLoader]:
 @pytest.fixture
 def load_packs(packs: PackLoader) -> Callable[..., dict[str, PackReport]]:
     return packs.load
+
+
+@pytest.fixture(scope="module")
+def tiny_sd15(fixtures_dir: Path) -> tuple[Any, Any]:
+    """The tiny SD1.5 checkpoint's MODEL and CLIP handles (loaded once per test module)."""
+    from engine.device import DevicePolicy
+    from engine.loading import load_checkpoint
+    from engine.model_management import ModelManager
+
+    model, clip, _ = load_checkpoint(fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors",
+                                     ModelManager(DevicePolicy.detect(cpu_only=True)))
+    assert clip is not None
+    return model, clip
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_sd15: tuple[Any, Any]) -> tuple[Any, Any, Any]:
+    """(MODEL, positive "a red circle", negative "") of the tiny SD1.5 checkpoint."""
+    model, clip = tiny_sd15
+    return model, clip.encode("a red circle"), clip.encode("")

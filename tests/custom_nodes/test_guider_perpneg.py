@@ -2,21 +2,13 @@
 `comfy.samplers.CFGGuider` whose predict_noise sees the empty prompt resolved and samples as Loom's PerpNegGuider."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from engine.device import DevicePolicy
-from engine.loading import load_checkpoint
-from engine.model_management import ModelManager
-
 
 @pytest.fixture(scope="module")
-def tiny(fixtures_dir: Path):
-    model, clip, _ = load_checkpoint(fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors",
-                                     ModelManager(DevicePolicy.detect(cpu_only=True)))
-    assert clip is not None
+def tiny(tiny_sd15):
+    model, clip = tiny_sd15
     return model, clip.encode("a red circle"), clip.encode("a blue square"), clip.encode("")
 
 

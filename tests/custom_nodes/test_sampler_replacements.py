@@ -3,23 +3,10 @@
 or return is what runs."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from engine.device import DevicePolicy
-from engine.loading import load_checkpoint
-from engine.model_management import ModelManager
 from engine.sampling import get_sampler, sample
-
-
-@pytest.fixture(scope="module")
-def tiny(fixtures_dir: Path):
-    model, clip, _ = load_checkpoint(fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors",
-                                     ModelManager(DevicePolicy.detect(cpu_only=True)))
-    assert clip is not None
-    return model, clip.encode("a red circle"), clip.encode("")
 
 
 def _run(tiny, cfg: float = 5.0, **kw):
