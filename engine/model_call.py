@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.installed import install_once
+from engine.installed import install_once, through_wrappers
 
 if TYPE_CHECKING:
     import torch
@@ -52,15 +52,4 @@ def has_call_wrappers() -> bool:
 
 def wrapped_model_call(call: ModelCall, inner: Callable[[ModelCall], torch.Tensor]) -> torch.Tensor:
     """``inner(call)`` through the installed call wrappers."""
-    proceed = inner
-    for wrapper in list(_CALL_WRAPPERS):
-        proceed = _bind(wrapper, proceed)
-    return proceed(call)
-
-
-def _bind(wrapper: CallWrapper, inner: Callable[[ModelCall], torch.Tensor]) -> Callable[[ModelCall], torch.Tensor]:
-    def call(model_call: ModelCall) -> torch.Tensor:
-        def proceed(replaced: ModelCall | None = None) -> torch.Tensor:
-            return inner(model_call if replaced is None else replaced)
-        return wrapper(model_call, proceed)
-    return call
+    return through_wrappers(_CALL_WRAPPERS, inner, call)

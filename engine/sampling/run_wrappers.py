@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from engine.installed import install_once
+from engine.installed import install_once, through_wrappers
 
 if TYPE_CHECKING:
     import torch
@@ -149,15 +149,4 @@ def _bind_run(wrapper: RunWrapper, run: SamplerRun, inner: Proceed) -> Proceed:
 def guided_step(step: GuidanceStep, cfg: Callable[[GuidanceStep], torch.Tensor]) -> torch.Tensor:
     """``cfg(step)`` through the installed step wrappers (no wrapper: a plain call); a wrapper's
     ``proceed(other)`` hands the rest of the chain another step."""
-    proceed = cfg
-    for wrapper in list(_STEP_WRAPPERS):
-        proceed = _bind_step(wrapper, proceed)
-    return proceed(step)
-
-
-def _bind_step(wrapper: StepWrapper, inner: Callable[[GuidanceStep], torch.Tensor]) -> Callable[[GuidanceStep], torch.Tensor]:
-    def call(step: GuidanceStep) -> torch.Tensor:
-        def proceed(replaced: GuidanceStep | None = None) -> torch.Tensor:
-            return inner(step if replaced is None else replaced)
-        return wrapper(step, proceed)
-    return call
+    return through_wrappers(_STEP_WRAPPERS, cfg, step)
