@@ -401,7 +401,8 @@ def _substitute_tokens(prefix: str, width: int, height: int) -> str:
 
 
 def _next_counter(folder: str, filename: str) -> int:
-    """max(existing counter) + 1 over entries named `<filename>_<digits>_...` (case-normalised)."""
+    """max(existing counter) + 1 over entries named `<filename>_<digits>_...` or `<filename>_<digits>.<ext>`
+    (case-normalised)."""
     if not os.path.isdir(folder):
         return 1
     head = os.path.normcase(filename + "_")
@@ -410,7 +411,7 @@ def _next_counter(folder: str, filename: str) -> int:
         if os.path.normcase(entry[: len(filename) + 1]) != head:
             continue
         rest = entry[len(filename) + 1 :]
-        digits = rest.split("_", 1)[0]
+        digits = rest.split(".", 1)[0].split("_", 1)[0]  # `_00001_.png` and `_00001.flac` alike
         if digits.isdigit():
             best = max(best, int(digits))
     return best + 1

@@ -50,6 +50,8 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.attention_patches",
     "nodes.hooks",
     "nodes.hook_attach",
+    "nodes.audio",
+    "nodes.audio_edit",
 )
 
 

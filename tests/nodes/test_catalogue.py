@@ -77,6 +77,10 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "hook_attach": ("ConditioningSetProperties", "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties",
                     "PairConditioningSetPropertiesAndCombine", "ConditioningSetDefaultCombine",
                     "PairConditioningSetDefaultCombine", "PairConditioningCombine", "SetClipHooks"),
+    "audio": ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced", "LoadAudio", "PreviewAudio",
+              "RecordAudio"),
+    "audio_edit": ("TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat", "AudioMerge",
+                   "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
