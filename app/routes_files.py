@@ -1,4 +1,7 @@
-"""/view, /upload/image, /upload/mask (spec 1.7, 1.8), confined to input / output / temp."""
+"""/view, /upload/image, /upload/mask (spec 1.7, 1.8), confined to input / output / temp.
+
+/upload/image takes images and, by file extension, audio and video files (`engine.media_types`; ComfyUI's audio
+and video widgets upload through it); /view serves those with their Content-Type from the same table."""
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +18,9 @@ from aiohttp import BodyPartReader, web
 from app.errors import BadRequest, NotFound, PayloadTooLarge
 from app.safe_paths import check_name, check_relative, confine, sanitize_filename
 from app.state import loom_of
+from engine.media_types import media_kind, media_type
 
-__all__ = ["routes", "MAX_IMAGE_PIXELS", "decode_image"]
+__all__ = ["routes", "MAX_IMAGE_PIXELS", "decode_image", "check_media"]
 
 DIR_TYPES = ("output", "input", "temp")
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before decoding
@@ -48,6 +52,18 @@ def decode_image(data: bytes, what: str) -> Any:
         raise BadRequest(f"{what} is not a readable image", str(exc), type_="invalid_image") from None
 
 
+def check_media(data: bytes, what: str) -> None:
+    """Refuse (400) an audio / video upload that FFmpeg cannot open or that holds no audio or video stream."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not (container.streams.audio or container.streams.video):
+                raise BadRequest(f"{what} holds no audio or video stream", type_="invalid_media")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise BadRequest(f"{what} is not a readable audio or video file", str(exc), type_="invalid_media") from None
+
+
 async def view(request: web.Request) -> web.StreamResponse:
     q = request.query
     filename = q.get("filename")
@@ -77,7 +93,7 @@ async def view(request: web.Request) -> web.StreamResponse:
         body, ctype = await asyncio.get_running_loop().run_in_executor(None, _transform, path, preview, channel)
         return web.Response(body=body, content_type=ctype,
                             headers={"Content-Disposition": f'filename="{_quote(name)}"'})
-    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    ctype = media_type(name) or mimetypes.guess_type(name)[0] or "application/octet-stream"
     if ctype in UNSAFE_MIME:
         ctype = "application/octet-stream"
     return web.FileResponse(path, headers={"Content-Disposition": f'filename="{_quote(name)}"',
@@ -173,7 +189,10 @@ async def upload_image(request: web.Request) -> web.Response:
     if upload is None or not upload[0]:
         raise BadRequest(f"POST {request.path}: the 'image' file part is missing", type_="no_image")
     filename = sanitize_filename(upload[0], f"POST {request.path}: filename")
-    decode_image(upload[1], f"POST {request.path}: {filename}")
+    if media_kind(filename) is None:
+        decode_image(upload[1], f"POST {request.path}: {filename}")
+    else:  # audio / video by extension, as the audio and video upload widgets send them
+        check_media(upload[1], f"POST {request.path}: {filename}")
     type_name, subfolder, folder = _target_dir(request, fields)
     overwrite = fields.get("overwrite", "").lower() in ("true", "1")
     folder.mkdir(parents=True, exist_ok=True)
