@@ -89,17 +89,19 @@ def test_load_trim_save_advanced_mp3(registry: Any, services: Any) -> None:
     }
     outcome = run(registry, services, prompt)
     assert outcome.status == "success", outcome.error
-    assert outcome.outputs["3"] == {"audio": [{"filename": "ComfyUI_00001.mp3", "subfolder": "audio",
-                                               "type": "output"}]}
-    # the second save in the same folder takes the next counter
-    assert outcome.outputs["4"]["audio"][0]["filename"] == "ComfyUI_00002.flac"
+    (mp3_entry,), (flac_entry,) = outcome.outputs["3"]["audio"], outcome.outputs["4"]["audio"]
+    assert mp3_entry["subfolder"] == flac_entry["subfolder"] == "audio"
+    assert mp3_entry["type"] == flac_entry["type"] == "output"
+    # whichever save runs second in the same folder takes the next counter
+    assert {mp3_entry["filename"], flac_entry["filename"]} in (
+        {"ComfyUI_00001.mp3", "ComfyUI_00002.flac"}, {"ComfyUI_00002.mp3", "ComfyUI_00001.flac"})
     out = Path(services.paths.output_dir) / "audio"
-    flac = audio_files.decode_file(out / "ComfyUI_00002.flac")
+    flac = audio_files.decode_file(out / flac_entry["filename"])
     assert flac["sample_rate"] == 16000 and torch.equal(flac["waveform"][0],
                                                          torch.from_numpy(samples[:, 4000:12000]))
-    mp3 = audio_files.decode_file(out / "ComfyUI_00001.mp3")
+    mp3 = audio_files.decode_file(out / mp3_entry["filename"])
     assert mp3["waveform"].shape == (1, 2, 8000)
-    tags = audio_files.read_tags(out / "ComfyUI_00001.mp3")
+    tags = audio_files.read_tags(out / mp3_entry["filename"])
     assert json.loads(tags["prompt"]) == prompt and json.loads(tags["workflow"]) == EXTRA["extra_pnginfo"]["workflow"]
 
 
