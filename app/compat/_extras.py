@@ -85,6 +85,9 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_tomesd": ("TomePatchModel",),
     "nodes_sag": ("SelfAttentionGuidance",),
     "nodes_stable3d": ("StableZero123_Conditioning", "StableZero123_Conditioning_Batched", "SV3D_Conditioning"),
+    "nodes_audio": ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced", "LoadAudio", "PreviewAudio",
+                    "RecordAudio", "TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat",
+                    "AudioMerge", "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
 }
 
 # Non-node names packs import from these modules -> "module:attribute" of Loom's own object (a compatibility module
@@ -99,6 +102,8 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
     "nodes_perpneg": {"Guider_PerpNeg": "comfy_extras._guider_perpneg:Guider_PerpNeg",
                       "perp_neg": "comfy_extras._guider_perpneg:perp_neg"},
     "nodes_stable3d": {"camera_embeddings": "app.compat._stable3d:camera_embeddings"},
+    "nodes_audio": {"load": "app.compat._audio_helpers:load", "f32_pcm": "app.compat._audio_helpers:f32_pcm",
+                    "match_audio_sample_rates": "app.compat._audio_helpers:match_audio_sample_rates"},
 }
 
 # ComfyUI's class names where they differ from the node ids -> the node id (the same registered class)
