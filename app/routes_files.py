@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import io
 import json
-import mimetypes
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from aiohttp import BodyPartReader, web
 from app.errors import BadRequest, NotFound, PayloadTooLarge
 from app.safe_paths import check_name, check_relative, confine, sanitize_filename
 from app.state import loom_of
-from engine.media_types import media_kind, media_type
+from engine.media_types import content_type, media_kind
 
 __all__ = ["routes", "MAX_IMAGE_PIXELS", "decode_image", "check_media"]
 
@@ -93,7 +92,7 @@ async def view(request: web.Request) -> web.StreamResponse:
         body, ctype = await asyncio.get_running_loop().run_in_executor(None, _transform, path, preview, channel)
         return web.Response(body=body, content_type=ctype,
                             headers={"Content-Disposition": f'filename="{_quote(name)}"'})
-    ctype = media_type(name) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    ctype = content_type(name) or "application/octet-stream"
     if ctype in UNSAFE_MIME:
         ctype = "application/octet-stream"
     return web.FileResponse(path, headers={"Content-Disposition": f'filename="{_quote(name)}"',

@@ -5,10 +5,11 @@ Python's `mimetypes` answers from the host's /etc/mime.types as well as its own 
 """
 from __future__ import annotations
 
+import mimetypes
 import os
 from collections.abc import Mapping
 
-__all__ = ["MEDIA_TYPES", "media_type", "media_kind"]
+__all__ = ["MEDIA_TYPES", "media_type", "media_kind", "content_type"]
 
 MEDIA_TYPES: Mapping[str, str] = {
     ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg",
@@ -28,3 +29,8 @@ def media_kind(name: str) -> str | None:
     """``"audio"`` or ``"video"`` for a file name of those kinds, else None."""
     found = media_type(name)
     return found.split("/", 1)[0] if found else None
+
+
+def content_type(name: str) -> str | None:
+    """The Content-Type of any file name: this table for audio and video, else Python's `mimetypes` guess."""
+    return media_type(name) or mimetypes.guess_type(name)[0]

@@ -238,3 +238,11 @@ def test_eq_gains_match_the_cookbook() -> None:
     mid = tones(RATE, 0.5, (1000.0,)) * 0.2
     assert gain(audio_dsp.peaking_eq(mid, RATE, 9.0, 1000.0, 0.707), mid) == pytest.approx(9.0, abs=0.1)
     assert audio_dsp.peaking_eq(tones(), RATE, 24.0, 1000.0, 1.0).abs().max().item() <= 1.0  # clamped
+
+
+def test_media_types_do_not_depend_on_the_host() -> None:
+    from engine.media_types import content_type, media_kind
+
+    assert [content_type(n) for n in ("a.FLAC", "b.ogg", "c.m4a", "d.opus", "e.mp4", "f.png")] == \
+        ["audio/flac", "audio/ogg", "audio/mp4", "audio/ogg", "video/mp4", "image/png"]
+    assert [media_kind(n) for n in ("a.wav", "b.webm", "c.png", "noext")] == ["audio", "video", None, None]
