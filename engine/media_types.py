@@ -14,9 +14,11 @@ __all__ = ["MEDIA_TYPES", "media_type", "media_kind", "content_type"]
 MEDIA_TYPES: Mapping[str, str] = {
     ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg",
     ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".weba": "audio/webm",
-    ".aif": "audio/aiff", ".aiff": "audio/aiff",
+    ".aif": "audio/aiff", ".aiff": "audio/aiff", ".mka": "audio/x-matroska", ".wma": "audio/x-ms-wma",
+    ".ac3": "audio/ac3", ".amr": "audio/amr", ".caf": "audio/x-caf",
     ".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska",
-    ".mov": "video/quicktime", ".avi": "video/x-msvideo",
+    ".mov": "video/quicktime", ".avi": "video/x-msvideo", ".mpeg": "video/mpeg", ".mpg": "video/mpeg",
+    ".flv": "video/x-flv", ".wmv": "video/x-ms-wmv", ".3gp": "video/3gpp",
 }
 
 
