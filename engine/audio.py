@@ -11,6 +11,8 @@ resampled up to the next of those (`opus_rate`).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -46,7 +48,8 @@ _INT_SCALE = {"int16": 2.0 ** 15, "int32": 2.0 ** 31}
 
 
 def as_audio(value: Any, what: str) -> Audio:
-    """`value` checked to be an AUDIO dict (waveform [B, C, S] tensor, positive int rate); ValueError naming `what`."""
+    """`value` checked to be an AUDIO dict (waveform [B, C, S] tensor, positive whole rate, returned as int);
+    ValueError naming `what`."""
     import torch
 
     if not isinstance(value, Mapping) or "waveform" not in value or "sample_rate" not in value:
@@ -56,9 +59,12 @@ def as_audio(value: Any, what: str) -> Audio:
     if not isinstance(waveform, torch.Tensor) or waveform.ndim != 3:
         raise ValueError(f"{what}: expected a waveform tensor [batch, channels, samples], got "
                          f"{tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else type(waveform).__name__}")
-    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+    # packs hand over numpy integers or whole floats (44100.0) too; ComfyUI passes them on, so they are kept
+    real = isinstance(rate, numbers.Real) and not isinstance(rate, bool) and math.isfinite(float(rate))
+    whole = int(float(rate)) if real else 0
+    if whole <= 0 or whole != rate:
         raise ValueError(f"{what}: expected a positive integer sample_rate, got {rate!r}")
-    return {"waveform": waveform, "sample_rate": rate}
+    return {"waveform": waveform, "sample_rate": whole}
 
 
 def _samples(frame: Any, channels: int) -> np.ndarray:

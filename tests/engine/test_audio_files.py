@@ -204,8 +204,12 @@ def test_encode_refusals(tmp_path: Path) -> None:
 def test_as_audio_checks_the_shape() -> None:
     good = {"waveform": torch.zeros(1, 2, 10), "sample_rate": 8000}
     assert audio.as_audio(good, "x") == good
+    for rate in (np.int64(8000), 8000.0):  # what packs hand over
+        assert audio.as_audio({**good, "sample_rate": rate}, "x")["sample_rate"] == 8000
     for bad, match in ((torch.zeros(3), "AUDIO dict"), ({"waveform": torch.zeros(2, 10), "sample_rate": 1}, "batch"),
-                       ({"waveform": torch.zeros(1, 1, 1), "sample_rate": 0}, "positive integer")):
+                       ({"waveform": torch.zeros(1, 1, 1), "sample_rate": 0}, "positive integer"),
+                       ({"waveform": torch.zeros(1, 1, 1), "sample_rate": 8000.5}, "positive integer"),
+                       ({"waveform": torch.zeros(1, 1, 1), "sample_rate": float("inf")}, "positive integer")):
         with pytest.raises(ValueError, match=match):
             audio.as_audio(bad, "x")
 
