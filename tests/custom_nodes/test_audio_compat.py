@@ -71,3 +71,21 @@ def test_comfy_extras_nodes_audio(shims: Any, tmp_path: Path) -> None:
     assert torch.equal(nodes_audio.f32_pcm(torch.tensor([-32768, 16384], dtype=torch.int16)), torch.tensor([-1.0, 0.5]))
     one, two, rate = nodes_audio.match_audio_sample_rates(torch.zeros(1, 1, 100), 8000, torch.zeros(1, 1, 300), 24000)
     assert rate == 24000 and one.shape == two.shape == (1, 1, 300)
+
+
+def test_comfy_audio_module(shims: Any) -> None:
+    import comfy.audio
+
+    x = torch.randn(2, 3, 1000, generator=torch.Generator().manual_seed(0))
+    up = comfy.audio.resample(x, 16000, 24000)
+    assert up.shape == (2, 3, 1500)
+    assert comfy.audio.resample(x, 8000, 8000) is x
+    with pytest.raises(ValueError, match="rolloff=0.9 is not supported"):
+        comfy.audio.resample(x, 16000, 24000, rolloff=0.9)
+    t = torch.arange(44100) / 44100
+    bass = (0.1 * torch.sin(2 * math.pi * 40 * t))[None]
+    boosted = comfy.audio.bass_biquad(bass, 44100, gain=6.0, central_freq=300)
+    ratio = boosted[:, 4000:].pow(2).mean().sqrt() / bass[:, 4000:].pow(2).mean().sqrt()
+    assert 20 * math.log10(ratio.item()) == pytest.approx(6.0, abs=0.3)
+    assert torch.allclose(comfy.audio.treble_biquad(bass, 44100, gain=-6.0), bass, atol=2e-3)
+    assert comfy.audio.equalizer_biquad(bass, 44100, 1000.0, 3.0).shape == bass.shape
