@@ -67,13 +67,13 @@ def as_audio(value: Any, what: str) -> Audio:
     return {"waveform": waveform, "sample_rate": whole}
 
 
-def _samples(frame: Any, channels: int) -> np.ndarray:
+def _samples(frame: Any) -> np.ndarray:
     """One decoded frame as float32 [channels, samples]."""
     import numpy as np
 
     data: np.ndarray = frame.to_ndarray()
-    if not frame.format.is_planar:
-        data = data.reshape(-1, channels).T
+    if not frame.format.is_planar:  # interleaved: one row of samples * channels
+        data = data.reshape(-1, frame.layout.nb_channels).T
     if data.dtype == np.uint8:
         out: np.ndarray = (data.astype(np.float32) - 128.0) / 128.0
         return out
@@ -95,9 +95,11 @@ def decode_file(path: str | os.PathLike[str]) -> Audio:
                 kinds = ", ".join(sorted({str(s.type) for s in container.streams})) or "no streams"
                 raise AudioFileError(f"{name} has no audio stream (it holds: {kinds})")
             stream = container.streams.audio[0]
-            rate = int(stream.codec_context.sample_rate)
-            channels = int(stream.codec_context.channels)
-            parts = [_samples(frame, channels) for frame in container.decode(stream)]
+            rates: set[int] = set()
+            parts = []
+            for frame in container.decode(stream):
+                rates.add(int(frame.sample_rate))  # the rate frames decode at; may differ from the header (SBR)
+                parts.append(_samples(frame))
     except AudioFileError:
         raise
     except FileNotFoundError:
@@ -106,8 +108,11 @@ def decode_file(path: str | os.PathLike[str]) -> Audio:
         raise AudioFileError(f"{name} is not a readable audio file ({exc})") from None
     if not parts:
         raise AudioFileError(f"{name}: its audio stream decoded to no samples")
+    if len(rates) > 1 or len({part.shape[0] for part in parts}) > 1:
+        raise AudioFileError(f"{name}: the sample rate or channel count changes inside its audio stream "
+                             f"(rates {sorted(rates)}); convert it to one format first")
     waveform = torch.from_numpy(np.concatenate(parts, axis=1))
-    return {"waveform": waveform.unsqueeze(0), "sample_rate": rate}
+    return {"waveform": waveform.unsqueeze(0), "sample_rate": rates.pop()}
 
 
 def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
