@@ -90,7 +90,7 @@ def test_lossless_round_trip_is_exact_to_16_bits(tmp_path: Path, fmt: str) -> No
 
 
 @pytest.mark.parametrize("fmt, quality, rate, min_snr", [
-    ("mp3", "V0", 44100, 30.0), ("mp3", "128k", 44100, 25.0), ("mp3", "320k", 48000, 30.0),
+    ("mp3", "V0", 44100, 30.0), ("mp3", "128k", 44100, 20.0), ("mp3", "320k", 48000, 30.0),
     ("opus", "128k", 48000, 20.0), ("opus", "64k", 24000, 15.0),
 ])
 def test_lossy_round_trip_keeps_length_rate_channels(tmp_path: Path, fmt: str, quality: str, rate: int,
