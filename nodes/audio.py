@@ -8,13 +8,16 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import audio as audio_files
 from engine.audio import Audio, AudioFileError
 from engine.media_types import media_kind
 from engine.paths import PathError
 from nodes._base import BuiltinNode, InputTypes, input_error
+
+if TYPE_CHECKING:
+    from nodes.services import NodeServices
 
 __all__ = ["LoadAudio", "RecordAudio", "SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced",
            "PreviewAudio"]
@@ -25,7 +28,7 @@ _MP3_QUALITY = (list(audio_files.MP3_QUALITIES), {"default": "V0"})
 _OPUS_QUALITY = (list(audio_files.OPUS_QUALITIES), {"default": "128k"})
 
 
-def _read(cls_name: str, input_name: str, name: str, services: Any) -> Audio:
+def _read(cls_name: str, input_name: str, name: str, services: NodeServices) -> Audio:
     """The AUDIO of an (annotated) input / temp file; errors name the node, the input and the file."""
     try:
         path = services.paths.get_annotated_filepath(name)
@@ -39,7 +42,7 @@ def _read(cls_name: str, input_name: str, name: str, services: Any) -> Audio:
         raise input_error(cls_name, input_name, f"file {name!r} cannot be loaded as audio: {exc}") from exc
 
 
-def _file_sha256(services: Any, name: str) -> str:
+def _file_sha256(services: NodeServices, name: str) -> str:
     try:
         with open(services.paths.get_annotated_filepath(name), "rb") as fh:
             return hashlib.sha256(fh.read()).hexdigest()
