@@ -15,6 +15,11 @@ GGUF's quantised layers hold them) is patched from its unpacked float32 value, w
 (``add_weight_unpacker``; the compatibility layer installs one for layers with ComfyUI's layer contract) gets
 from its layer; the patched plain tensor then takes the packed one's place in the call. A packed weight no
 unpacker claims is refused when the patch is added.
+
+A patch value in another form (ComfyUI's `("diff", (tensor,))`-style tuples, or a pack's own kind such as
+inpaint-nodes' `("fooocus", ...)`) becomes a delta function through an installed resolver (``add_patch_resolver``;
+the compatibility layer's runs ComfyUI's `comfy.lora.calculate_weight`, which packs replace); with none that claims
+it, the patch is refused when it is added, naming the weight.
 """
 from __future__ import annotations
 
@@ -28,16 +33,19 @@ from torch import nn
 
 from engine.installed import install_once
 
-__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "add_weight_unpacker", "apply_entries",
-           "is_packed"]
+__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "PatchResolver", "add_weight_unpacker",
+           "add_patch_resolver", "apply_entries", "is_packed"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 Registry = dict[str, dict[Any, list[Callable[..., Any]]]]
 PatchEntry = tuple[float, Patch, float]
 # (layer, attribute name) -> a function returning that packed tensor's float32 value, or None when not its kind
 Unpacker = Callable[[nn.Module, str], Union[Callable[[], torch.Tensor], None]]
+# (weight key, patch value in another form) -> a delta function ``w(fp32) -> delta``, or None when not its kind
+PatchResolver = Callable[[str, Any], Union[Callable[[torch.Tensor], torch.Tensor], None]]
 
 _UNPACKERS: list[Unpacker] = []
+_RESOLVERS: list[PatchResolver] = []
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,24 @@ log = logging.getLogger(__name__)
 def add_weight_unpacker(unpacker: Unpacker) -> Callable[[], None]:
     """Install ``unpacker`` once; returns the function that removes it."""
     return install_once(_UNPACKERS, unpacker)
+
+
+def add_patch_resolver(resolver: PatchResolver) -> Callable[[], None]:
+    """Install ``resolver`` once; returns the function that removes it."""
+    return install_once(_RESOLVERS, resolver)
+
+
+def _as_patch(key: str, value: Any) -> Patch:
+    """A patch value as a delta tensor or delta function (module docstring); ValueError for a form nothing claims."""
+    if isinstance(value, torch.Tensor) or callable(value):
+        return value  # type: ignore[no-any-return]
+    for resolver in list(_RESOLVERS):
+        patch = resolver(key, value)
+        if patch is not None:
+            return patch
+    kind = value[0] if isinstance(value, tuple) and value and isinstance(value[0], str) else type(value).__name__
+    raise ValueError(f"cannot patch {key}: a patch of kind {kind!r} is neither a weight delta nor a function of the "
+                     "weight, and no installed patch resolver (ComfyUI's comfy.lora.calculate_weight) takes it")
 
 
 def _copy_registry(registry: Registry) -> Registry:
@@ -129,6 +155,18 @@ class Patchable:
         self.object_patches: dict[str, Any] = {}
         self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (the MODEL runs some: engine.handles)
         self.callbacks: Registry = {}
+        self.attachments: dict[str, Any] = {}  # ComfyUI's: objects packs keep on a handle for their own wrappers
+
+    def set_attachments(self, key: str, attachment: Any) -> None:
+        """Keep `attachment` under `key` (ComfyUI's; Loom's sampler never reads it, the pack's wrappers may)."""
+        self.attachments[key] = attachment
+
+    def get_attachment(self, key: str) -> Any:
+        """The attachment under `key`, or None."""
+        return self.attachments.get(key)
+
+    def remove_attachments(self, key: str) -> None:
+        self.attachments.pop(key, None)
 
     def _module(self) -> nn.Module:
         raise NotImplementedError
@@ -139,7 +177,7 @@ class Patchable:
                 return key[len(prefix):]
         return None
 
-    def add_patches(self, patches: dict[str, Patch], strength_patch: float = 1.0,
+    def add_patches(self, patches: dict[str, Any], strength_patch: float = 1.0,
                     strength_model: float = 1.0) -> list[str]:
         """Record patches (applied when the handle runs); returns the keys that matched a weight (a packed
         weight no unpacker knows: ValueError naming it, module docstring)."""
@@ -152,7 +190,7 @@ class Patchable:
             if name is None:
                 continue
             _unpacker_for(module, name, params[name])  # a packed weight nothing can unpack is refused here
-            self.patches.setdefault(name, []).append((strength_patch, patch, strength_model))
+            self.patches.setdefault(name, []).append((strength_patch, _as_patch(key, patch), strength_model))
             added.append(key)
         self._patched = None
         return added
@@ -213,3 +251,6 @@ class Patchable:
         other.model_options = copy.deepcopy(self.model_options)
         other.object_patches = dict(self.object_patches)
         other.wrappers, other.callbacks = _copy_registry(self.wrappers), _copy_registry(self.callbacks)
+        # as ComfyUI's clone: an attachment may give the clone its own copy
+        other.attachments = {key: value.on_model_patcher_clone() if hasattr(value, "on_model_patcher_clone") else value
+                             for key, value in self.attachments.items()}

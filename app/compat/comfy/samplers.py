@@ -336,6 +336,7 @@ def _cond_internal(name: str) -> Any:
 get_area_and_mult = _cond_internal("get_area_and_mult")
 can_concat_cond = _cond_internal("can_concat_cond")
 cond_cat = _cond_internal("cond_cat")
+process_conds = _cond_internal("process_conds")
 
 
 def _loaded() -> bool:
