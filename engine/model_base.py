@@ -27,6 +27,16 @@ class BaseModel:
         self.model_type = "V_PREDICTION" if getattr(handle.model_sampling, "prediction", "eps") == "v" else "EPS"
         self.model_config = config_for(handle.family)  # ComfyUI's family config (engine.model_configs)
 
+    @property
+    def handle(self) -> Any:
+        """The MODEL handle this is a view of."""
+        return self._handle
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's tensors under ComfyUI's state-dict names (``diffusion_model.<parameter>``); the shared
+        weights themselves, without this handle's patches (as ComfyUI's module gives its unpatched weights)."""
+        return {"diffusion_model." + k: v for k, v in self.diffusion_model.state_dict().items()}
+
     def get_dtype(self) -> torch.dtype:
         dtype: torch.dtype = self._handle.dtype
         return dtype

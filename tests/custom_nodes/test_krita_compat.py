@@ -199,3 +199,16 @@ def test_combo_output_with_options_is_a_choice_list(shims: Any) -> None:
 
     v1: Any = to_v1(Pick)
     assert v1.RETURN_TYPES == (["euler", "ddim"], "COMBO") and v1.RETURN_NAMES == ("name", "plain")
+
+
+def test_model_view_state_dict_and_lora_keys_as_packs_read_them(shims: Any, tiny_sd15: Any) -> None:
+    import comfy.lora
+
+    model, _ = tiny_sd15
+    view = model.model
+    names = dict(model.diffusion_model.named_parameters())
+    state = view.state_dict()
+    assert set(state) >= {"diffusion_model." + n for n in names}
+    assert state["diffusion_model.out.2.bias"].data_ptr() == names["out.2.bias"].data_ptr()  # the weights, not copies
+    # ComfyUI's packs pass the inner model (`model.model`): the same map as for the handle
+    assert comfy.lora.model_lora_keys_unet(view, {}) == comfy.lora.model_lora_keys_unet(model, {})

@@ -23,6 +23,7 @@ import torch
 
 from app.compat._environment import shim_still_loaded
 from engine.lora import clip_lora_names, unet_lora_names
+from engine.model_base import BaseModel
 from engine.patching import add_patch_resolver
 
 __all__ = ["model_lora_keys_clip", "model_lora_keys_unet", "calculate_weight"]
@@ -31,9 +32,11 @@ log = logging.getLogger("loom.custom_nodes")
 
 
 def model_lora_keys_unet(model: Any, key_map: dict[str, str] | None = None) -> dict[str, str]:
-    """`key_map` plus `{lora_unet_<module>: <UNet parameter>}` for the MODEL handle `model`."""
+    """`key_map` plus `{lora_unet_<module>: <UNet parameter>}` for the MODEL handle `model` (or its `model.model`
+    view, which ComfyUI's packs pass)."""
     key_map = {} if key_map is None else key_map
-    key_map.update({module: target[0] for module, target in unet_lora_names(model).items()})
+    handle = model.handle if isinstance(model, BaseModel) else model
+    key_map.update({module: target[0] for module, target in unet_lora_names(handle).items()})
     return key_map
 
 
