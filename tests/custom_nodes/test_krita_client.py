@@ -58,6 +58,8 @@ TOOLING = "comfyui-tooling-nodes"
 LOOM_GAPS = {"ControlNetInpaintingAliMamaApply", "EasyCache", "EmptyFlux2LatentImage", "EmptyHunyuanLatentVideo",
              "Flux2Scheduler", "LatentCutToBatch", "ModelPatchLoader", "ReferenceLatent", "T5TokenizerOptions",
              "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ZImageFunControlnet"}
+# workflow nodes a pack registers only when a module beyond its pinned `requires` is installed
+NODE_MODULES = {"ETN_NSFWFilter": "kornia", "DWPreprocessor": "matplotlib"}
 # the workflow nodes of each server pack the client uses (beyond resources.py's short lists)
 PACK_NODES = {
     "comfyui_controlnet_aux": {"InpaintPreprocessor", "DWPreprocessor", "HintImageEnchance",
@@ -289,8 +291,8 @@ async def test_workflow_nodes_served(client: Any) -> None:
     missing = wanted - set(info)
     unstaged = {n for f in (*REQUIRED["required_custom_nodes"], "ComfyUI-GGUF") if f not in STAGED
                 for n in _nodes_of(f, wanted)}
-    if importlib.util.find_spec("kornia") is None:
-        unstaged.add("ETN_NSFWFilter")  # tooling-nodes leaves it out without kornia
+    # nodes a staged pack leaves out when a module it imports for them alone is missing
+    unstaged |= {node for node, module in NODE_MODULES.items() if importlib.util.find_spec(module) is None}
     assert missing == (LOOM_GAPS & wanted) | unstaged, sorted(missing ^ ((LOOM_GAPS & wanted) | unstaged))
 
 
