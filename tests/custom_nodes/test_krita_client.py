@@ -396,6 +396,15 @@ async def test_region_attention_runs_through_loom_attention_patches(client: Any)
         got = await client.get(f"/api/etn/image/{executed['output']['images'][0]['id']}")
         pictures.append(np.asarray(Image.open(io.BytesIO(await got.read())).convert("RGB")).astype(int))
     plain, same, other = pictures
+    # the events the client's job tracking reads (ComfyClient._listen_websocket, Progress.handle)
+    kinds = [m["type"] for m in messages]
+    start = next(m["data"] for m in messages if m["type"] == "execution_start")
+    assert start["prompt_id"] == prompt_id and kinds.index("execution_start") < kinds.index("executed")
+    cached = [m["data"] for m in messages if m["type"] == "execution_cached"]
+    assert cached and isinstance(cached[0]["nodes"], list) and "ck" in cached[0]["nodes"]  # the loader ran before
+    steps = [m["data"] for m in messages if m["type"] == "progress"]
+    assert [(d["value"], d["max"]) for d in steps] == [(1, 3), (2, 3), (3, 3)]
+    assert all(d["prompt_id"] == prompt_id for d in steps)
     assert np.abs(same - plain).max() <= 1
     assert np.abs(other - plain).mean() > 1.0
     await ws.close()
