@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from app.compat.prompt_server import PromptServer
@@ -408,3 +409,22 @@ async def test_region_attention_runs_through_loom_attention_patches(client: Any)
     assert np.abs(same - plain).max() <= 1
     assert np.abs(other - plain).mean() > 1.0
     await ws.close()
+
+
+async def test_lora_upload_is_listed_without_a_restart(client: Any, tmp_path: Path) -> None:
+    """upload_loras: PUT /api/etn/upload/loras/<file> writes into the first loras folder, then the client's refresh
+    (GET /object_info) must list it in LoraLoader's choices; a second upload answers "cached". The pack writes into
+    an existing folder only: ComfyUI's repository ships models/loras/, Loom does not create model folders, so without
+    one the pack answers 500 naming the path."""
+    from safetensors.torch import save
+
+    data = save({"lora_unet_x.lora_down.weight": torch.zeros(1, 4)})
+    missing = await client.put("/api/etn/upload/loras/early.safetensors", data=data)
+    assert missing.status == 500 and "No such file or directory" in (await missing.json())["error"]
+    (tmp_path / "models" / "loras").mkdir()
+    put = await client.put("/api/etn/upload/loras/uploaded.safetensors", data=data)
+    assert put.status == 201, await put.text()
+    info = await (await client.get("/object_info/LoraLoader")).json()
+    assert info["LoraLoader"]["input"]["required"]["lora_name"][0] == ["uploaded.safetensors"]
+    again = await client.put("/api/etn/upload/loras/uploaded.safetensors", data=data)
+    assert again.status == 200 and (await again.json())["status"] == "cached"
