@@ -52,6 +52,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.hook_attach",
     "nodes.audio",
     "nodes.audio_edit",
+    "nodes.save_advanced",
 )
 
 

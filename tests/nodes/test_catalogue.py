@@ -81,6 +81,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
               "RecordAudio"),
     "audio_edit": ("TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat", "AudioMerge",
                    "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
+    "save_advanced": ("SaveImageAdvanced", "ImageColorSpace"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
