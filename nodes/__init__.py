@@ -53,6 +53,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.audio",
     "nodes.audio_edit",
     "nodes.save_advanced",
+    "nodes.utility_staples",
 )
 
 

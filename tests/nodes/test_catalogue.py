@@ -82,6 +82,8 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "audio_edit": ("TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat", "AudioMerge",
                    "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
     "save_advanced": ("SaveImageAdvanced", "ImageColorSpace"),
+    "utility_staples": ("SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt",
+                        "LatentCutToBatch"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 

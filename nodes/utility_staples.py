@@ -1,0 +1,228 @@
+"""Small model-free nodes of current ComfyUI that its workflow templates use (names, inputs and results follow
+comfy_extras nodes_text ``SaveText``, nodes_logic ``CustomCombo``, nodes_seed ``SeedNode``, nodes_number_convert
+``ComfyNumberConvert``, nodes_color ``ColorToRGBInt`` and nodes_latent ``LatentCutToBatch``):
+
+* ``SaveText``: a string to output/ as ``<prefix>_<counter:05>.<txt|md|json>`` (JSON pretty-printed when it
+  parses); passes the text on and shows it (``ui.text``, ``ui.files``).
+* ``CustomCombo``: the editor writes the options; the node returns the chosen string and its index (the
+  choice is not checked against the declared, empty, option list; other editor inputs are accepted).
+* ``SeedNode``: an INT seed widget, passed through.
+* ``ComfyNumberConvert``: INT / FLOAT / STRING / BOOLEAN -> FLOAT and INT.
+* ``ColorToRGBInt``: ``#RRGGBB`` or ``#RRGGBBAA`` -> ``0xRRGGBB`` as an int, the ``#RRGGBB`` colour and alpha 0..1.
+* ``LatentCutToBatch``: cut a latent along t, x or y into ``slice_size`` pieces stacked on the batch axis.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+from engine.paths import PathError
+from engine.types import Latent
+from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
+from nodes.services import MAX_RESOLUTION
+
+__all__ = ["SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt", "LatentCutToBatch"]
+
+TEXT_FORMATS = ["txt", "md", "json"]
+
+
+class SaveText(BuiltinNode):
+    """Save text to output/ as .txt, .md or .json (pretty-printed when the text is JSON)."""
+
+    DISPLAY_NAME = "Save Text"
+    CATEGORY = "text"
+    DESCRIPTION = "Save text content to a file in the output directory."
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("text",)
+    FUNCTION = "execute"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"text": ("STRING", {"forceInput": True}),
+                             "filename_prefix": ("STRING", {"default": "ComfyUI"}),
+                             "format": (TEXT_FORMATS, {"default": "txt"})}}
+
+    def execute(self, text: str, filename_prefix: str, format: str) -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise input_error("SaveText", "text", f"expected a STRING, got {type(text).__name__}")
+        if format not in TEXT_FORMATS:
+            raise input_error("SaveText", "format", f"{format!r} is not one of {TEXT_FORMATS}")
+        services = self._services()
+        try:
+            target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir), 1, 1)
+        except PathError as exc:
+            raise input_error("SaveText", "filename_prefix", str(exc)) from exc
+        file = f"{target.filename}_{target.counter:05}.{format}"
+        content = text
+        if format == "json":
+            try:
+                content = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            except json.JSONDecodeError:
+                pass  # not JSON: written as given
+        with open(os.path.join(target.full_output_folder, file), "w", encoding="utf-8") as fh:
+            fh.write(content)
+        entry = {"filename": file, "subfolder": target.subfolder, "type": "output"}
+        return {"ui": {"text": (text,), "files": [entry]}, "result": (text,)}
+
+
+class _AnyName(dict[str, Any]):
+    """An input section that accepts every name (ComfyUI's ``accept_all_inputs``): the editor adds its own."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+class CustomCombo(BuiltinNode):
+    """A dropdown whose options the editor defines; returns the chosen string and its index."""
+
+    DISPLAY_NAME = "Custom Combo"
+    CATEGORY = "utils"
+    DESCRIPTION = ("Provides a user-defined dropdown combo box where options are written by the user, outputting "
+                   "the selected string and its index.")
+    EXPERIMENTAL = True
+    RETURN_TYPES = ("STRING", "INT")
+    RETURN_NAMES = ("STRING", "INDEX")
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"choice": ([], {})}, "optional": _AnyName()}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, choice: str, index: int = 0, **kwargs: Any) -> bool:
+        return True  # the options live in the editor, not in this declaration
+
+    def execute(self, choice: str, index: int = 0, **kwargs: Any) -> tuple[str, int]:
+        return (choice, index)
+
+
+class SeedNode(BuiltinNode):
+    """A seed widget (randomised by the editor after each queue when set to), passed through as INT."""
+
+    DISPLAY_NAME = "Seed"
+    CATEGORY = "utilities"
+    RETURN_TYPES = ("INT",)
+    RETURN_NAMES = ("seed",)
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"seed": ("INT", {"min": 0, "max": sys.maxsize, "control_after_generate": "fixed",
+                                              "component": "SetRandomInt"})}}
+
+    def execute(self, seed: int) -> tuple[int]:
+        return (seed,)
+
+
+def to_numbers(value: Any) -> tuple[float, int]:
+    """ComfyNumberConvert's rule: booleans as 0/1, ints and floats cast (int() truncates), strings parsed (an
+    integer string keeps its exact int); empty, unparsable and non-finite values are refused."""
+    if isinstance(value, bool):
+        return float(value), int(value)
+    if isinstance(value, int):
+        return float(value), value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"Cannot convert non-finite value to number: {value}")
+        return value, int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("Cannot convert empty string to number.")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"Cannot convert string to number: {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"Cannot convert non-finite value to number: {number}")
+        try:
+            return number, int(text)
+        except ValueError:
+            return number, int(number)
+    raise ValueError(f"Unsupported input type: {type(value).__name__}")
+
+
+class ComfyNumberConvert(BuiltinNode):
+    """Convert an INT, FLOAT, STRING or BOOLEAN to FLOAT and INT."""
+
+    DISPLAY_NAME = "Number Convert"
+    CATEGORY = "math"
+    RETURN_TYPES = ("FLOAT", "INT")
+    RETURN_NAMES = ("FLOAT", "INT")
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"value": ("INT,FLOAT,STRING,BOOLEAN", {"display_name": "value"})}}
+
+    def execute(self, value: Any) -> tuple[float, int]:
+        try:
+            return to_numbers(value)
+        except ValueError as exc:
+            raise input_error("ComfyNumberConvert", "value", str(exc)) from exc
+
+
+def parse_color(color: str) -> tuple[int, str, float]:
+    """``#RRGGBB`` / ``#RRGGBBAA`` -> (0xRRGGBB, ``#RRGGBB``, alpha 0..1)."""
+    if not isinstance(color, str) or len(color) not in (7, 9) or not color.startswith("#"):
+        raise ValueError(f"Color must be in format #RRGGBB or #RRGGBBAA, got {color!r}")
+    try:
+        value = int(color[1:], 16)
+    except ValueError:
+        raise ValueError(f"Color must be in format #RRGGBB or #RRGGBBAA, got {color!r}") from None
+    if len(color) == 9:
+        return value >> 8, color[:7], (value & 0xFF) / 255.0
+    return value, color, 1.0
+
+
+class ColorToRGBInt(BuiltinNode):
+    """A colour as one RGB integer, its ``#RRGGBB`` hex and its alpha."""
+
+    DISPLAY_NAME = "Color Picker"
+    CATEGORY = "utilities"
+    DESCRIPTION = "Return a color RGB integer value and hexadecimal representation."
+    RETURN_TYPES = ("INT", "COLOR", "FLOAT")
+    RETURN_NAMES = ("rgb_int", "hex", "alpha")
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"color": ("COLOR", {})}}
+
+    def execute(self, color: str) -> tuple[int, str, float]:
+        try:
+            return parse_color(color)
+        except ValueError as exc:
+            raise input_error("ColorToRGBInt", "color", str(exc)) from exc
+
+
+class LatentCutToBatch(BuiltinNode):
+    """Cut a latent along t, x or y into equal slices stacked on the batch axis (a remainder is dropped)."""
+
+    CATEGORY = "latent/advanced"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"samples": ("LATENT",), "dim": (["t", "x", "y"],),
+                             "slice_size": ("INT", {"default": 1, "min": 1, "max": MAX_RESOLUTION, "step": 1})}}
+
+    def execute(self, samples: Latent, dim: str, slice_size: int) -> tuple[Latent]:
+        s = latent_samples(samples, "LatentCutToBatch", "samples")
+        axis = s.ndim - {"x": 1, "y": 2, "t": 3}[dim]
+        if axis < 2:  # no such axis past batch and channels (t on a 4-D image latent)
+            return (samples,)
+        moved = s.movedim(axis, 1)
+        size = min(slice_size, moved.shape[1])
+        moved = moved[:, :moved.shape[1] // size * size]
+        out: Latent = {**samples}
+        out["samples"] = moved.reshape([-1, size, *moved.shape[2:]]).movedim(1, axis)
+        return (out,)
+
+
+NODES = [SaveText, CustomCombo, SeedNode, ComfyNumberConvert, ColorToRGBInt, LatentCutToBatch]
