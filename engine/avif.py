@@ -3,7 +3,8 @@
 ``input_color_space`` tags the stream: sRGB (BT.709 primaries, sRGB transfer, BT.709 matrix), HDR (BT.2020,
 HLG, BT.2020 non-constant-luminance matrix) or HDR PQ (BT.2020, PQ); limited range. Bit depth ``auto`` means
 10-bit for the HDR spaces and 8-bit for sRGB. Pixels are quantised by truncation (``int(x * 255)``, or
-``int(x * 65535)`` before the 10-bit conversion). SVT-AV1 takes no alpha: 1- and 3-channel images only.
+``int(x * 65535)`` before the 10-bit conversion). SVT-AV1 takes no alpha: 1- and 3-channel images only. The
+prompt and workflow go in an Exif item (``engine.avif_metadata``).
 """
 from __future__ import annotations
 
@@ -65,9 +66,12 @@ def _frame(image: torch.Tensor, depth: str, input_color_space: str, pixel_format
 
 
 def save_avif(path: str | os.PathLike[str], images: torch.Tensor, bit_depth: str, input_color_space: str,
-              crf: int, fps: float = 1.0, loop_count: int | None = None) -> None:
-    """Write ``images`` ``[B,H,W,C]`` as one AVIF (a sequence when B > 1); ``loop_count`` for animations."""
+              crf: int, fps: float = 1.0, loop_count: int | None = None, exif: bytes = b"") -> None:
+    """Write ``images`` ``[B,H,W,C]`` as one AVIF (a sequence when B > 1); ``loop_count`` for animations;
+    ``exif`` (``avif_metadata.exif_block``) becomes the file's Exif item."""
     import av
+
+    from engine.avif_metadata import add_exif
 
     depth = _depth(bit_depth, input_color_space)
     pixel_format = "yuv420p10le" if depth == "10-bit YUV420" else "yuv420p"
@@ -83,3 +87,4 @@ def save_avif(path: str | os.PathLike[str], images: torch.Tensor, bit_depth: str
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    add_exif(path, exif)

@@ -5,8 +5,9 @@
   ``format`` DynamicCombo picks the format and its inputs: png (``bit_depth`` 8-bit / 16-bit,
   ``input_color_space`` sRGB), exr (32-bit float; sRGB / HDR / linear input, written scene-linear) or avif
   (``bit_depth``, ``input_color_space``, ``crf``, and a nested ``save_mode`` combo: still images, or animated
-  with ``fps`` and ``loop_count``). PNG and EXR carry the prompt and workflow (``engine.image_files``); AVIF
-  files carry none yet. Passes the images through and returns ComfyUI's ``ui.images`` entries.
+  with ``fps`` and ``loop_count``). Each file carries the prompt and workflow (PNG text chunks, EXR header
+  attributes, an AVIF Exif item) unless metadata is disabled. Passes the images through and returns ComfyUI's
+  ``ui.images`` entries.
 * ``ImageColorSpace``: convert between sRGB, HDR (HLG) and HDR PQ (``engine.color_space``).
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from engine import avif, color_space, image_files
+from engine import avif, avif_metadata, color_space, image_files
 from engine.paths import PathError
 from nodes._base import BuiltinNode, InputTypes, input_error
 
@@ -99,6 +100,7 @@ class SaveImageAdvanced(BuiltinNode):
             raise input_error("SaveImageAdvanced", "filename_prefix", str(exc)) from exc
         kind = format["format"]
         metadata = [] if services.disable_metadata else image_files.metadata_items(prompt, extra_pnginfo)
+        exif = b"" if services.disable_metadata else avif_metadata.exif_block(prompt, extra_pnginfo)
         counter = target.counter
         results: list[dict[str, str]] = []
 
@@ -112,7 +114,7 @@ class SaveImageAdvanced(BuiltinNode):
                     fh.write(data)
             else:
                 assert batch is not None
-                self._save_avif(path, batch, format)
+                self._save_avif(path, batch, format, exif)
             results.append({"filename": file, "subfolder": target.subfolder, "type": "output"})
             counter += 1
 
@@ -149,11 +151,12 @@ class SaveImageAdvanced(BuiltinNode):
         raise ValueError(f"format {kind!r} is not one of ['png', 'exr', 'avif']")
 
     @staticmethod
-    def _save_avif(path: str, batch: torch.Tensor, format: dict[str, Any]) -> None:
+    def _save_avif(path: str, batch: torch.Tensor, format: dict[str, Any], exif: bytes) -> None:
         mode = format["save_mode"]
         animated = mode["save_mode"] == "animated"
         avif.save_avif(path, batch, format["bit_depth"], format["input_color_space"], int(format["crf"]),
-                       fps=float(mode.get("fps", 1.0)), loop_count=int(mode["loop_count"]) if animated else None)
+                       fps=float(mode.get("fps", 1.0)), loop_count=int(mode["loop_count"]) if animated else None,
+                       exif=exif)
 
 
 class ImageColorSpace(BuiltinNode):

@@ -239,3 +239,31 @@ def test_color_space_node(registry: Any) -> None:
     graph["2"]["inputs"]["destination"] = "Rec.2020"
     with pytest.raises(PromptValidationError, match="destination"):
         run_graph(registry, graph)
+
+
+@pytest.mark.parametrize("mode", ["still images", "animated"])
+def test_avif_exif_item_holds_prompt_and_workflow(registry: Any, services: Any, mode: str) -> None:
+    import av
+    from PIL import Image
+
+    from engine.avif_metadata import read_exif_item
+
+    images = torch.linspace(0, 1, 16 * 24 * 3).reshape(1, 16, 24, 3).repeat(2, 1, 1, 1)
+    save_mode = {"save_mode": mode, "fps": 2.0, "loop_count": 3} if mode == "animated" else {"save_mode": mode}
+    fmt = {"format": "avif", "bit_depth": "auto", "input_color_space": "sRGB", "crf": 18, "save_mode": save_mode}
+    _save(registry, images, fmt, prefix="meta", prompt=PROMPT, extra_pnginfo=EXTRA)
+    path = Path(services.paths.output_dir) / "meta_00001.avif"
+    data = path.read_bytes()
+    assert data[8:12] == b"avif"  # the major brand readers look for, sequences included
+    payload = read_exif_item(data)
+    assert payload is not None and payload[:4] == b"\0\0\0\0"
+    exif = Image.Exif()
+    exif.load(b"Exif\0\0" + payload[4:])
+    assert exif[0x0110] == "prompt:" + json.dumps(PROMPT) and exif[0x010F] == "workflow:" + json.dumps(WORKFLOW)
+    with Image.open(path) as img:  # an independent reader finds the same item through iref / iloc
+        assert img.getexif()[0x0110] == "prompt:" + json.dumps(PROMPT)
+    with av.open(str(path)) as container:  # the moved image (and track) offsets still decode
+        streams = container.streams.video  # a sequence: the primary item, then the track
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(streams[-1])]
+    assert (len(streams), len(frames)) == ((2, 2) if mode == "animated" else (1, 1))
+    assert np.abs(frames[-1] / 255.0 - images[-1].numpy()).mean() < 0.02
