@@ -10,6 +10,8 @@ comfy_extras nodes_text ``SaveText``, nodes_logic ``CustomCombo``, nodes_seed ``
 * ``ComfyNumberConvert``: INT / FLOAT / STRING / BOOLEAN -> FLOAT and INT.
 * ``ColorToRGBInt``: ``#RRGGBB`` or ``#RRGGBBAA`` -> ``0xRRGGBB`` as an int, the ``#RRGGBB`` colour and alpha 0..1.
 * ``LatentCutToBatch``: cut a latent along t, x or y into ``slice_size`` pieces stacked on the batch axis.
+* ``ImageCropToMask`` (nodes_images): each image cropped to its mask's subject over a background colour and
+  resized (Lanczos) to width x height (``engine.mask_crop``).
 """
 from __future__ import annotations
 
@@ -17,14 +19,18 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.paths import PathError
 from engine.types import Latent
 from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
 from nodes.services import MAX_RESOLUTION
 
-__all__ = ["SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt", "LatentCutToBatch"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt", "LatentCutToBatch",
+           "ImageCropToMask"]
 
 TEXT_FORMATS = ["txt", "md", "json"]
 
@@ -225,4 +231,58 @@ class LatentCutToBatch(BuiltinNode):
         return (out,)
 
 
-NODES = [SaveText, CustomCombo, SeedNode, ComfyNumberConvert, ColorToRGBInt, LatentCutToBatch]
+class ImageCropToMask(BuiltinNode):
+    """Crop each image to its mask's subject (centred, padded), composite over a colour and resize."""
+
+    DISPLAY_NAME = "Crop Image to Mask"
+    CATEGORY = "image/transform"
+    DESCRIPTION = ("Crop an image to its mask's bounding box (centered, with pad_factor margin), then composite "
+                   "`img * mask` over the background and resize; out-of-bounds crops are zero-padded.")
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {
+            "images": ("IMAGE",),
+            "masks": ("MASK",),
+            "width": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 8, "tooltip": "Output width in pixels."}),
+            "height": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 8,
+                               "tooltip": "Output height in pixels."}),
+            "pad_factor": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 2.0, "step": 0.01,
+                                     "tooltip": "Extra margin around the mask bounding box as a multiplier."}),
+            "grow_mask": ("INT", {"default": 0, "min": -32, "max": 32, "step": 1,
+                                  "tooltip": "Grow or shrink the mask by this many pixels before cropping."}),
+            "background": ("COLOR", {"default": "#000000",
+                                     "tooltip": "Background color behind the masked subject."}),
+        }}
+
+    def execute(self, images: torch.Tensor, masks: torch.Tensor, width: int, height: int, pad_factor: float,
+                grow_mask: int, background: str) -> tuple[torch.Tensor]:
+        import torch
+
+        from engine import image_ops, mask_crop
+
+        images = images[..., :3]
+        batch = images.shape[0]
+        if masks.ndim == 2:
+            masks = masks.unsqueeze(0)
+        if masks.shape[0] == 1 and batch > 1:
+            masks = masks.expand(batch, -1, -1)
+        elif masks.shape[0] != batch:
+            raise input_error("ImageCropToMask", "masks",
+                              f"{masks.shape[0]} masks for {batch} images; give one mask or one per image")
+        if masks.shape[-2:] != images.shape[1:3]:
+            masks = image_ops.common_upscale(masks.unsqueeze(1).float(), images.shape[2], images.shape[1],
+                                             "bilinear", "disabled").squeeze(1)
+        color = mask_crop.parse_hex_color(background)
+        out = []
+        for image, mask in zip(images, masks, strict=True):
+            crop = mask_crop.crop_to_mask(image, mask, max(width, height), pad_factor, grow_mask, color,
+                                          width / height)
+            out.append(image_ops.common_upscale(crop, width, height, "lanczos", "disabled").movedim(-3, -1))
+        return (torch.cat(out, dim=0),)
+
+
+NODES = [SaveText, CustomCombo, SeedNode, ComfyNumberConvert, ColorToRGBInt, LatentCutToBatch, ImageCropToMask]

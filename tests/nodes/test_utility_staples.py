@@ -108,3 +108,32 @@ def test_latent_cut_to_batch(registry: Any) -> None:
     rows = _cut(registry, image, "y", 2)["samples"]
     assert rows.shape == (4, 4, 2, 6) and torch.equal(rows[3], image[0, :, 6:8])
     assert torch.equal(_cut(registry, image, "t", 1)["samples"], image)  # no time axis on a 4-D latent
+
+
+def test_image_crop_to_mask(registry: Any) -> None:
+    from engine.mask_crop import crop_to_mask
+    from executor.testing import run_node
+
+    image = torch.zeros(1, 40, 60, 3)
+    image[0, 10:20, 30:50] = torch.tensor([1.0, 0.5, 0.25])  # a 20 x 10 subject
+    mask = torch.zeros(1, 40, 60)
+    mask[0, 10:20, 30:50] = 1.0
+    crop = crop_to_mask(image[0], mask[0], 64, 1.0, 0, (0.0, 0.0, 1.0), 1.0)
+    # square box of the long side (20) around the centre (x 39.5, y 14.5): x 29..49, y 4..24
+    assert crop.shape == (1, 3, 20, 20)
+    assert torch.allclose(crop[0, :, 6:16, 1:20].permute(1, 2, 0), torch.tensor([1.0, 0.5, 0.25]).expand(10, 19, 3))
+    assert torch.equal(crop[0, :, 0, 0], torch.tensor([0.0, 0.0, 1.0]))  # background where the mask is 0
+    centred = torch.zeros(40, 60)
+    centred[8:32, 12:48] = 1.0  # covers the centre: its inverse (border set, centre clear) is flipped back
+    assert torch.equal(crop_to_mask(image[0], 1.0 - centred, 64, 1.0, 0, (0.0, 0.0, 1.0), 1.0),
+                       crop_to_mask(image[0], centred, 64, 1.0, 0, (0.0, 0.0, 1.0), 1.0))
+    padded = crop_to_mask(image[0], mask[0], 64, 2.0, 0, (0.0, 0.0, 0.0), 1.0)  # 40 x 40 box, 6 rows above 0
+    assert padded.shape == (1, 3, 40, 40) and torch.equal(padded[0, :, :6], torch.zeros(3, 6, 40))
+    cls = registry.get("ImageCropToMask")
+    out = run_node(cls, images=image.repeat(2, 1, 1, 1), masks=mask, width=64, height=64, pad_factor=1.0,
+                   grow_mask=0, background="#0000ff").result[0]
+    assert out.shape == (2, 64, 64, 3) and torch.equal(out[0], out[1])
+    assert torch.allclose(out[0, 32, 32], torch.tensor([1.0, 0.5, 0.25]), atol=2 / 255)
+    with pytest.raises(GraphRunError, match="masks"):
+        run_node(cls, images=image.repeat(3, 1, 1, 1), masks=mask.repeat(2, 1, 1), width=64, height=64,
+                 pad_factor=1.0, grow_mask=0, background="#000000")
