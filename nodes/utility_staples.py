@@ -10,6 +10,8 @@ comfy_extras nodes_text ``SaveText``, nodes_logic ``CustomCombo``, nodes_seed ``
 * ``ComfyNumberConvert``: INT / FLOAT / STRING / BOOLEAN -> FLOAT and INT.
 * ``ColorToRGBInt``: ``#RRGGBB`` or ``#RRGGBBAA`` -> ``0xRRGGBB`` as an int, the ``#RRGGBB`` colour and alpha 0..1.
 * ``LatentCutToBatch``: cut a latent along t, x or y into ``slice_size`` pieces stacked on the batch axis.
+* ``Painter`` (nodes_painter): the editor's painting (an RGBA file in input/) over an image or a colour; its
+  alpha is the mask.
 * ``ImageCropToMask`` (nodes_images): each image cropped to its mask's subject over a background colour and
   resized (Lanczos) to width x height (``engine.mask_crop``).
 """
@@ -24,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 from engine.paths import PathError
 from engine.types import Latent
 from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
+from nodes.io import PreviewImage
 from nodes.services import MAX_RESOLUTION
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt", "LatentCutToBatch",
-           "ImageCropToMask"]
+           "ImageCropToMask", "Painter"]
 
 TEXT_FORMATS = ["txt", "md", "json"]
 
@@ -285,4 +288,74 @@ class ImageCropToMask(BuiltinNode):
         return (torch.cat(out, dim=0),)
 
 
-NODES = [SaveText, CustomCombo, SeedNode, ComfyNumberConvert, ColorToRGBInt, LatentCutToBatch, ImageCropToMask]
+class Painter(PreviewImage):
+    """The editor's painting (``mask``: an RGBA file in input/) composited over ``image`` or a ``bg_color``
+    canvas of width x height; returns the picture and the painting's alpha as MASK, and previews the picture."""
+
+    DISPLAY_NAME = "Painter"
+    CATEGORY = "image"
+    DESCRIPTION = ""
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("IMAGE", "MASK")
+    FUNCTION = "paint"
+    OUTPUT_NODE = False
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        size = {"min": 64, "max": 4096, "step": 64, "socketless": True, "hidden": True}
+        return {
+            "required": {
+                "mask": ("STRING", {"default": "", "socketless": True, "widgetType": "PAINTER", "image_upload": True}),
+                "width": ("INT", {"default": 512, **size}),
+                "height": ("INT", {"default": 512, **size}),
+                "bg_color": ("COLOR", {"default": "#000000"}),
+            },
+            "optional": {"image": ("IMAGE", {"tooltip": "Optional base image to paint over"})},
+        }
+
+    def paint(self, mask: str, width: int, height: int, bg_color: str = "#000000",
+              image: torch.Tensor | None = None) -> dict[str, Any]:
+        import numpy as np
+        import torch
+        from PIL import Image, UnidentifiedImageError
+
+        from engine.mask_crop import parse_hex_color
+
+        if image is not None:
+            base = image[:1, ..., :3].float()
+        else:
+            base = torch.tensor(parse_hex_color(bg_color), dtype=torch.float32).expand(1, height, width, 3).clone()
+        h, w = int(base.shape[1]), int(base.shape[2])
+        if mask and mask.strip():
+            try:
+                path = self._services().paths.get_annotated_filepath(mask)
+                with Image.open(path) as opened:
+                    painting = opened.convert("RGBA")
+            except (PathError, OSError, UnidentifiedImageError) as exc:
+                raise input_error("Painter", "mask", f"cannot read the painting {mask!r}: {exc}") from exc
+            if painting.size != (w, h):
+                painting = painting.resize((w, h), Image.Resampling.LANCZOS)
+            rgba = torch.from_numpy(np.asarray(painting).astype(np.float32) / 255.0)
+            alpha = rgba[..., 3:]
+            picture = (rgba[..., :3] * alpha + base[0] * (1.0 - alpha)).unsqueeze(0)
+            out_mask = alpha[..., 0].unsqueeze(0)
+        else:
+            picture, out_mask = base, torch.zeros((1, h, w), dtype=torch.float32)
+        preview = self.save_images(picture)["ui"]
+        return {"ui": preview, "result": (picture, out_mask)}
+
+    @classmethod
+    def IS_CHANGED(cls, mask: str, **kwargs: Any) -> str:
+        import hashlib
+
+        if not mask or not mask.strip():
+            return ""
+        try:
+            with open(cls._services().paths.get_annotated_filepath(mask), "rb") as fh:
+                return hashlib.sha256(fh.read()).hexdigest()
+        except (OSError, PathError):
+            return ""
+
+
+NODES = [SaveText, CustomCombo, SeedNode, ComfyNumberConvert, ColorToRGBInt, LatentCutToBatch, ImageCropToMask,
+         Painter]

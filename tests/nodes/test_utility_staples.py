@@ -137,3 +137,32 @@ def test_image_crop_to_mask(registry: Any) -> None:
     with pytest.raises(GraphRunError, match="masks"):
         run_node(cls, images=image.repeat(3, 1, 1, 1), masks=mask.repeat(2, 1, 1), width=64, height=64,
                  pad_factor=1.0, grow_mask=0, background="#000000")
+
+
+def test_painter(registry: Any, services: Any) -> None:
+    from PIL import Image
+
+    painting = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    painting.paste((255, 0, 0, 255), (0, 0, 32, 64))  # left half opaque red, right half clear
+    painting.save(Path(services.paths.input_dir) / "paint.png")
+    graph: dict[str, dict[str, Any]] = {
+        "1": {"class_type": "Painter", "inputs": {"mask": "paint.png", "width": 64, "height": 64,
+                                                  "bg_color": "#0000ff"}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+        "4": {"class_type": "MaskPreview", "inputs": {"mask": ["1", 1]}}}
+    run = run_graph(registry, graph)
+    picture, mask = run.value("1", 0), run.value("1", 1)
+    assert picture.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64)
+    assert torch.equal(picture[0, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.equal(picture[0, 0, 63], torch.tensor([0.0, 0.0, 1.0]))  # the canvas colour shows through
+    assert float(mask[0, :, :32].min()) == 1.0 and float(mask[0, :, 32:].max()) == 0.0
+    assert run.ui["1"]["images"][0]["type"] == "temp"
+    graph["2"] = {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 32, "batch_size": 2, "color": 0x00FF00}}
+    graph["1"]["inputs"]["image"] = ["2", 0]  # over an image: its size wins, the painting is resized to it
+    picture = run_graph(registry, graph).value("1", 0)
+    assert picture.shape == (1, 32, 128, 3) and torch.equal(picture[0, 16, 127], torch.tensor([0.0, 1.0, 0.0]))
+    graph["1"]["inputs"]["mask"] = ""
+    assert torch.equal(run_graph(registry, graph).value("1", 1), torch.zeros(1, 32, 128))
+    graph["1"]["inputs"]["mask"] = "missing.png"
+    with pytest.raises(GraphRunError, match="mask"):
+        run_graph(registry, graph)
