@@ -12,6 +12,8 @@ comfy_extras nodes_text ``SaveText``, nodes_logic ``CustomCombo``, nodes_seed ``
 * ``LatentCutToBatch``: cut a latent along t, x or y into ``slice_size`` pieces stacked on the batch axis.
 * ``Painter`` (nodes_painter): the editor's painting (an RGBA file in input/) over an image or a colour; its
   alpha is the mask.
+* ``FluxKontextImageScale`` (nodes_flux): an image resized (Lanczos, centre crop) to the Kontext training
+  resolution nearest its aspect ratio; model-free, used before edit-model encoders.
 * ``ImageCropToMask`` (nodes_images): each image cropped to its mask's subject over a background colour and
   resized (Lanczos) to width x height (``engine.mask_crop``).
 """
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt", "LatentCutToBatch",
-           "ImageCropToMask", "Painter"]
+           "ImageCropToMask", "Painter", "FluxKontextImageScale"]
 
 TEXT_FORMATS = ["txt", "md", "json"]
 
@@ -357,5 +359,40 @@ class Painter(PreviewImage):
             return ""
 
 
+# (width, height) pairs Flux Kontext prefers, about one megapixel each, portrait to landscape
+KONTEXT_RESOLUTIONS = ((672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328), (832, 1248), (880, 1184),
+                       (944, 1104), (1024, 1024), (1104, 944), (1184, 880), (1248, 832), (1328, 800), (1392, 752),
+                       (1456, 720), (1504, 688), (1568, 672))
+
+
+def kontext_size(width: int, height: int) -> tuple[int, int]:
+    """The Kontext resolution whose aspect ratio is nearest ``width / height`` (the first on a tie)."""
+    aspect = width / height
+    _, w, h = min((abs(aspect - w / h), w, h) for w, h in KONTEXT_RESOLUTIONS)
+    return w, h
+
+
+class FluxKontextImageScale(BuiltinNode):
+    """Resize an image to the Flux Kontext resolution nearest its aspect ratio (Lanczos, centre crop)."""
+
+    CATEGORY = "advanced/conditioning/flux"
+    DESCRIPTION = "This node resizes the image to one that is more optimal for flux kontext."
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "scale"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"image": ("IMAGE",)}}
+
+    def scale(self, image: torch.Tensor) -> tuple[torch.Tensor]:
+        from engine import image_ops
+
+        if getattr(image, "ndim", None) != 4:
+            raise input_error("FluxKontextImageScale", "image", "expected an IMAGE [B,H,W,C], got "
+                              f"{getattr(image, 'shape', type(image).__name__)}")
+        width, height = kontext_size(int(image.shape[2]), int(image.shape[1]))
+        return (image_ops.common_upscale(image.movedim(-1, 1), width, height, "lanczos", "center").movedim(1, -1),)
+
+
 NODES = [SaveText, CustomCombo, SeedNode, ComfyNumberConvert, ColorToRGBInt, LatentCutToBatch, ImageCropToMask,
-         Painter]
+         Painter, FluxKontextImageScale]

@@ -83,7 +83,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
                    "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
     "save_advanced": ("SaveImageAdvanced", "ImageColorSpace"),
     "utility_staples": ("SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt",
-                        "LatentCutToBatch", "ImageCropToMask", "Painter"),
+                        "LatentCutToBatch", "ImageCropToMask", "Painter", "FluxKontextImageScale"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 

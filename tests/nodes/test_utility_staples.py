@@ -166,3 +166,16 @@ def test_painter(registry: Any, services: Any) -> None:
     graph["1"]["inputs"]["mask"] = "missing.png"
     with pytest.raises(GraphRunError, match="mask"):
         run_graph(registry, graph)
+
+
+def test_flux_kontext_image_scale(registry: Any) -> None:
+    from executor.testing import run_node
+    from nodes.utility_staples import kontext_size
+
+    assert kontext_size(512, 512) == (1024, 1024) and kontext_size(1920, 1080) == (1392, 752)
+    assert kontext_size(1080, 1920) == (752, 1392) and kontext_size(100, 1000) == (672, 1568)
+    image = torch.zeros(1, 90, 160, 3)
+    image[:, :, :80] = 1.0  # left half white
+    out = run_node(registry.get("FluxKontextImageScale"), image=image).result[0]
+    assert out.shape == (1, 752, 1392, 3)  # 16:9 -> 1392 x 752 (1.85), the nearest aspect
+    assert float(out[0, 376, 100, 0]) == 1.0 and float(out[0, 376, 1300, 0]) == 0.0
