@@ -89,9 +89,9 @@ class SaveImageAdvanced(BuiltinNode):
 
     def execute(self, images: torch.Tensor, filename_prefix: str, format: dict[str, Any], prompt: Any = None,
                 extra_pnginfo: dict[str, Any] | None = None) -> dict[str, Any]:
-        if getattr(images, "ndim", None) != 4 or images.shape[0] == 0:
-            raise input_error("SaveImageAdvanced", "images", "expected a non-empty IMAGE batch [B,H,W,C], got "
-                              f"{getattr(images, 'shape', type(images).__name__)}")
+        if getattr(images, "ndim", None) not in (3, 4) or images.shape[0] == 0:
+            raise input_error("SaveImageAdvanced", "images", "expected a non-empty IMAGE batch [B,H,W,C] (or "
+                              f"grayscale [B,H,W]), got {getattr(images, 'shape', type(images).__name__)}")
         services = self._services()
         try:
             target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir),
@@ -99,39 +99,30 @@ class SaveImageAdvanced(BuiltinNode):
         except PathError as exc:
             raise input_error("SaveImageAdvanced", "filename_prefix", str(exc)) from exc
         kind = format["format"]
-        metadata = [] if services.disable_metadata else image_files.metadata_items(prompt, extra_pnginfo)
-        exif = b"" if services.disable_metadata else avif_metadata.exif_block(prompt, extra_pnginfo)
-        counter = target.counter
+        embed = not services.disable_metadata
+        animated = kind == "avif" and format["save_mode"]["save_mode"] == "animated"
+        # one file per image, or the whole batch as one animated AVIF
+        groups = [images] if animated else [image[None] for image in images]
         results: list[dict[str, str]] = []
-
-        def write(batch_number: int, data: bytes | None, batch: torch.Tensor | None = None) -> None:
-            nonlocal counter
-            name = target.filename.replace("%batch_num%", str(batch_number))
-            file = f"{name}_{counter:05}.{kind}"
-            path = os.path.join(target.full_output_folder, file)
-            if data is not None:
-                with open(path, "wb") as fh:
-                    fh.write(data)
-            else:
-                assert batch is not None
-                self._save_avif(path, batch, format, exif)
-            results.append({"filename": file, "subfolder": target.subfolder, "type": "output"})
-            counter += 1
-
         try:
-            if kind == "avif":
-                animated = format["save_mode"]["save_mode"] == "animated"
-                for number, batch in enumerate([images] if animated else [image[None] for image in images]):
-                    write(number, None, batch)
-                ui: dict[str, Any] = {"images": results}
-                if animated and images.shape[0] > 1:
-                    ui["animated"] = (True,)
-                return {"ui": ui, "result": (images,)}
-            for number, image in enumerate(images):
-                write(number, self._encode(kind, image, format, metadata, not services.disable_metadata))
+            for number, group in enumerate(groups):
+                name = target.filename.replace("%batch_num%", str(number))
+                file = f"{name}_{target.counter + number:05}.{kind}"
+                path = os.path.join(target.full_output_folder, file)
+                if kind == "avif":
+                    exif = avif_metadata.exif_block(prompt, extra_pnginfo) if embed else b""
+                    self._save_avif(path, group, format, exif)
+                else:
+                    metadata = image_files.metadata_items(prompt, extra_pnginfo) if embed else []
+                    with open(path, "wb") as fh:
+                        fh.write(self._encode(kind, group[0], format, metadata, embed))
+                results.append({"filename": file, "subfolder": target.subfolder, "type": "output"})
         except ValueError as exc:
             raise input_error("SaveImageAdvanced", "format", str(exc)) from exc
-        return {"ui": {"images": results}, "result": (images,)}
+        ui: dict[str, Any] = {"images": results}
+        if animated and images.shape[0] > 1:
+            ui["animated"] = (True,)
+        return {"ui": ui, "result": (images,)}
 
     @staticmethod
     def _encode(kind: str, image: torch.Tensor, format: dict[str, Any], metadata: list[tuple[str, str]],

@@ -267,3 +267,15 @@ def test_avif_exif_item_holds_prompt_and_workflow(registry: Any, services: Any, 
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(streams[-1])]
     assert (len(streams), len(frames)) == ((2, 2) if mode == "animated" else (1, 1))
     assert np.abs(frames[-1] / 255.0 - images[-1].numpy()).mean() < 0.02
+
+
+def test_grayscale_batches(registry: Any, services: Any) -> None:
+    gray = torch.rand(2, 5, 7, generator=torch.Generator().manual_seed(6))  # [B,H,W], as masks travel
+    out = _save(registry, gray, {"format": "png", "bit_depth": "8-bit", "input_color_space": "sRGB"}, prefix="g8")
+    assert [e["filename"] for e in out["ui"]["images"]] == ["g8_00001.png", "g8_00002.png"]
+    back = _decode(Path(services.paths.output_dir) / "g8_00002.png", "gray")
+    np.testing.assert_array_equal(back, np.clip(gray[1].numpy() * 255, 0, 255).astype(np.uint8))
+    _save(registry, gray[:1, ..., None], {"format": "exr", "bit_depth": "32-bit float", "input_color_space": "linear"},
+          prefix="g32")
+    back = _decode(Path(services.paths.output_dir) / "g32_00001.exr", "grayf32le")
+    np.testing.assert_array_equal(back, gray[0].numpy())
