@@ -54,6 +54,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.audio_edit",
     "nodes.save_advanced",
     "nodes.utility_staples",
+    "nodes.conditioning_files",
 )
 
 

@@ -84,6 +84,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "save_advanced": ("SaveImageAdvanced", "ImageColorSpace"),
     "utility_staples": ("SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt",
                         "LatentCutToBatch", "ImageCropToMask", "Painter", "FluxKontextImageScale"),
+    "conditioning_files": ("ConditioningLoader", "SaveConditioning", "MarigoldV2PostProcess"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 
