@@ -51,16 +51,17 @@ def decode_image(data: bytes, what: str) -> Any:
         raise BadRequest(f"{what} is not a readable image", str(exc), type_="invalid_image") from None
 
 
-def check_media(data: bytes, what: str) -> None:
-    """Refuse (400) an audio / video upload that FFmpeg cannot open or that holds no audio or video stream."""
+def check_media(data: bytes, kind: str, what: str) -> None:
+    """Refuse (400, `invalid_<kind>`) an audio / video upload that FFmpeg cannot open or that holds no stream of its
+    kind (a video needs a video stream; an audio file an audio stream)."""
     import av
 
     try:
         with av.open(io.BytesIO(data)) as container:
-            if not (container.streams.audio or container.streams.video):
-                raise BadRequest(f"{what} holds no audio or video stream", type_="invalid_media")
+            if not (container.streams.video if kind == "video" else container.streams.audio):
+                raise BadRequest(f"{what} holds no {kind} stream", type_=f"invalid_{kind}")
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise BadRequest(f"{what} is not a readable audio or video file", str(exc), type_="invalid_media") from None
+        raise BadRequest(f"{what} is not a readable {kind} file", str(exc), type_=f"invalid_{kind}") from None
 
 
 async def view(request: web.Request) -> web.StreamResponse:
@@ -188,10 +189,11 @@ async def upload_image(request: web.Request) -> web.Response:
     if upload is None or not upload[0]:
         raise BadRequest(f"POST {request.path}: the 'image' file part is missing", type_="no_image")
     filename = sanitize_filename(upload[0], f"POST {request.path}: filename")
-    if media_kind(filename) is None:
+    kind = media_kind(filename)
+    if kind is None:
         decode_image(upload[1], f"POST {request.path}: {filename}")
     else:  # audio / video by extension, as the audio and video upload widgets send them
-        check_media(upload[1], f"POST {request.path}: {filename}")
+        check_media(upload[1], kind, f"POST {request.path}: {filename}")
     type_name, subfolder, folder = _target_dir(request, fields)
     overwrite = fields.get("overwrite", "").lower() in ("true", "1")
     folder.mkdir(parents=True, exist_ok=True)

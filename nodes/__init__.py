@@ -55,6 +55,7 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.save_advanced",
     "nodes.utility_staples",
     "nodes.conditioning_files",
+    "nodes.video",
 )
 
 

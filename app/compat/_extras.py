@@ -88,6 +88,7 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_audio": ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced", "LoadAudio", "PreviewAudio",
                     "RecordAudio", "TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat",
                     "AudioMerge", "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
+    "nodes_video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo"),
 }
 
 # Non-node names packs import from these modules -> "module:attribute" of Loom's own object (a compatibility module

@@ -71,6 +71,6 @@ async def test_view_audio_content_types(client: Any, loom: Loom, name: str, ctyp
 
 async def test_upload_refuses_a_fake_audio_file(client: Any, loom: Loom) -> None:
     resp = await client.post("/upload/image", data=form(b"#!/bin/sh\necho hi\n" * 20, "x.mp3", "audio/mpeg"))
-    assert resp.status == 400 and (await resp.json())["error"]["type"] == "invalid_media"
+    assert resp.status == 400 and (await resp.json())["error"]["type"] == "invalid_audio"
     assert "x.mp3" in (await resp.json())["error"]["message"]
     assert not (loom.config.input_dir / "x.mp3").exists()

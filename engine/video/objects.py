@@ -1,0 +1,220 @@
+"""The VIDEO value that flows between nodes: ComfyUI's `VideoInput` with its two implementations.
+
+`VideoFromFile` reads a file (or an in-memory buffer) lazily: sizes, rate, count and duration come from the headers,
+frames only from `get_components()`. `VideoFromComponents` holds frames (+ audio) and encodes them on `save_to`.
+Packs reach these classes as `comfy_api.latest.InputImpl.*` / `comfy_api.input_impl.*`, so the objects Loom's
+nodes return are the ones packs test with `isinstance`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+from typing import Any
+
+from engine.errors import VideoError
+from engine.video import codec as _codec
+from engine.video.codec import VideoSource
+
+__all__ = ["VideoCodec", "VideoContainer", "VideoComponents", "VideoInput", "VideoFromFile", "VideoFromComponents"]
+
+
+class _Choices(str, Enum):
+    @classmethod
+    def as_input(cls) -> list[str]:
+        """The names, for a combo input."""
+        return [member.value for member in cls]
+
+
+class VideoCodec(_Choices):
+    """Codec names SaveVideo offers ("auto" is H.264)."""
+
+    AUTO = "auto"
+    H264 = "h264"
+
+
+class VideoContainer(_Choices):
+    """Container names SaveVideo offers ("auto" is MP4)."""
+
+    AUTO = "auto"
+    MP4 = "mp4"
+
+    @classmethod
+    def get_extension(cls, value: str | VideoContainer) -> str:
+        """The file extension of a container ("auto" is MP4)."""
+        return "mp4" if cls(value) in (cls.AUTO, cls.MP4) else ""
+
+
+@dataclass
+class VideoComponents:
+    """A video's frames (IMAGE, [T,H,W,C]), frame rate, optional AUDIO dict and container metadata."""
+
+    images: Any
+    frame_rate: Fraction
+    audio: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def _choice(value: Any, kind: type[_Choices], what: str, path: Any) -> str:
+    try:
+        return str(kind(value).value)
+    except ValueError:
+        raise VideoError(f"cannot save {_codec.source_name(path)!r}: {what} {value!r} is not one of "
+                         f"{kind.as_input()}") from None
+
+
+def _target(path: Any, format: Any, codec_name: Any) -> tuple[str, str]:
+    """(container, codec) for a save: "auto" follows the file extension (.webm -> VP9 in WebM), else MP4 + H.264."""
+    container = _choice(format, VideoContainer, "format", path)
+    chosen = _choice(codec_name, VideoCodec, "codec", path)
+    if container == "auto":
+        ext = os.path.splitext(os.fspath(path))[1].lower() if isinstance(path, (str, os.PathLike)) else ""
+        container = {".webm": "webm", ".mkv": "mkv"}.get(ext, "mp4")
+    if chosen == "auto":
+        chosen = "vp9" if container == "webm" else "h264"
+    return container, chosen
+
+
+def _tags(metadata: dict[str, Any] | None) -> dict[str, str]:
+    # ComfyUI json-encodes every value, strings included: the frontend parses each tag as JSON
+    return {str(key): json.dumps(value) for key, value in (metadata or {}).items()}
+
+
+class VideoInput(ABC):
+    """A VIDEO value (ComfyUI's `comfy_api.input.VideoInput`)."""
+
+    @abstractmethod
+    def get_components(self) -> VideoComponents:
+        """The frames, frame rate, audio and metadata."""
+
+    @abstractmethod
+    def save_to(self, path: Any, format: Any = VideoContainer.AUTO, codec: Any = VideoCodec.AUTO,
+                metadata: dict[str, Any] | None = None) -> None:
+        """Write the video to a file path or a writable buffer."""
+
+    def get_stream_source(self) -> VideoSource:
+        """A path or buffer PyAV can open (here: the video encoded into memory)."""
+        buffer = io.BytesIO()
+        self.save_to(buffer)
+        buffer.seek(0)
+        return buffer
+
+    def get_dimensions(self) -> tuple[int, int]:
+        """(width, height) of the frames."""
+        images = self.get_components().images
+        return int(images.shape[2]), int(images.shape[1])
+
+    def get_frame_count(self) -> int:
+        """Number of frames."""
+        return int(self.get_components().images.shape[0])
+
+    def get_frame_rate(self) -> Fraction:
+        """Frames per second."""
+        return Fraction(self.get_components().frame_rate)
+
+    def get_duration(self) -> float:
+        """Length in seconds."""
+        return float(self.get_frame_count() / self.get_frame_rate())
+
+    def get_container_format(self) -> str:
+        """The container's format name (e.g. `mov,mp4,m4a,3gp,3g2,mj2`)."""
+        return _codec.probe(self.get_stream_source()).container
+
+
+class VideoFromFile(VideoInput):
+    """A video file (or BytesIO) read through PyAV."""
+
+    def __init__(self, file: VideoSource) -> None:
+        self.__file = file
+
+    def __repr__(self) -> str:
+        return f"VideoFromFile({_codec.source_name(self.__file)!r})"
+
+    def get_stream_source(self) -> VideoSource:
+        """The path (or the buffer, rewound), so readers stream it without a copy."""
+        if isinstance(self.__file, io.IOBase):
+            self.__file.seek(0)
+        return self.__file
+
+    def info(self) -> _codec.VideoInfo:
+        """The file's headers (Loom's addition: everything below in one read)."""
+        return _codec.probe(self.__file)
+
+    def get_dimensions(self) -> tuple[int, int]:
+        """(width, height) from the headers."""
+        info = self.info()
+        return info.width, info.height
+
+    def get_frame_count(self) -> int:
+        """Frames in the video stream (header count, else counted packets; nothing decoded)."""
+        return self.info().frame_count
+
+    def get_frame_rate(self) -> Fraction:
+        """The video stream's average frame rate."""
+        return self.info().frame_rate
+
+    def get_duration(self) -> float:
+        """Length in seconds from the container."""
+        return self.info().duration
+
+    def get_container_format(self) -> str:
+        """The container's format name."""
+        return self.info().container
+
+    def get_components(self) -> VideoComponents:
+        """Decode every frame (float [T,H,W,3]), the audio and the container tags."""
+        decoded = _codec.decode(self.__file)
+        return VideoComponents(images=decoded.images, frame_rate=decoded.frame_rate, audio=decoded.audio,
+                               metadata=decoded.metadata)
+
+    def save_to(self, path: Any, format: Any = VideoContainer.AUTO, codec: Any = VideoCodec.AUTO,
+                metadata: dict[str, Any] | None = None) -> None:
+        """Copy the streams into `path` with `metadata` added when the container and codec allow, else
+        re-encode."""
+        container, chosen = _target(path, format, codec)
+        info = self.info()
+        same_codec = VideoCodec(codec) == VideoCodec.AUTO or info.video_codec == chosen
+        if same_codec and _remux_ok(info, container) and \
+                _codec.remux(self.__file, path, container, _tags(metadata)):
+            return
+        if isinstance(path, io.BytesIO):
+            path.seek(0)
+            path.truncate()
+        components = self.get_components()
+        _encode(components, path, container, chosen, metadata, inherited=components.metadata)
+
+
+def _remux_ok(info: _codec.VideoInfo, container: str) -> bool:
+    if container == "webm":
+        return info.video_codec in ("vp8", "vp9", "av1", "libdav1d") and info.audio_codec in (None, "opus", "vorbis")
+    return True
+
+
+class VideoFromComponents(VideoInput):
+    """A video held as frames (+ audio); `save_to` encodes them."""
+
+    def __init__(self, components: VideoComponents) -> None:
+        self.__components = components
+
+    def get_components(self) -> VideoComponents:
+        """The frames, frame rate and audio."""
+        c = self.__components
+        return VideoComponents(images=c.images, frame_rate=c.frame_rate, audio=c.audio)
+
+    def save_to(self, path: Any, format: Any = VideoContainer.AUTO, codec: Any = VideoCodec.AUTO,
+                metadata: dict[str, Any] | None = None) -> None:
+        """Encode the frames (and audio) to `path`: MP4 + H.264 by default, VP9 + Opus for a .webm path."""
+        container, chosen = _target(path, format, codec)
+        _encode(self.__components, path, container, chosen, metadata)
+
+
+def _encode(components: VideoComponents, path: Any, container: str, chosen: str, metadata: dict[str, Any] | None,
+            inherited: dict[str, Any] | None = None) -> None:
+    # a re-encoded file keeps the source's tags (already strings), overlaid by the caller's
+    tags = {str(k): str(v) for k, v in (inherited or {}).items()} | _tags(metadata)
+    _codec.encode(path, components.images, components.frame_rate, container=container, codec=chosen,
+                  audio=components.audio, metadata=tags)
