@@ -1,5 +1,5 @@
 """ComfyUI's core video nodes (comfy_extras/nodes_video.py): CreateVideo, SaveVideo, LoadVideo, GetVideoComponents,
-SaveWEBM, as thin adapters over `engine.video` (PyAV). The VIDEO value is `engine.video.VideoInput`."""
+SaveWEBM, Video Slice, as thin adapters over `engine.video` (PyAV). The VIDEO value is `engine.video.VideoInput`."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,7 @@ from engine.video import (
 )
 from nodes._base import BuiltinNode, InputTypes, input_error
 
-__all__ = ["CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "SaveWEBM", "video_files"]
+__all__ = ["CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "SaveWEBM", "VideoSlice", "video_files"]
 
 _CATEGORY = "image/video"
 _HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
@@ -218,8 +218,7 @@ class SaveWEBM(BuiltinNode):
         _check_images("SaveWEBM", images)
         if codec not in _WEBM_CODECS:
             raise input_error("SaveWEBM", "codec", f"{codec!r} is not one of {list(_WEBM_CODECS)}")
-        # ComfyUI passes (height, width) here for (width, height): only %width% / %height% in the prefix notice
-        path, entry = _save_target(self, filename_prefix, int(images.shape[1]), int(images.shape[2]), "webm")
+        path, entry = _save_target(self, filename_prefix, int(images.shape[2]), int(images.shape[1]), "webm")
         tags: dict[str, str] = {}
         if not self._services().disable_metadata:
             if prompt is not None:
@@ -235,4 +234,43 @@ class SaveWEBM(BuiltinNode):
         return _preview(entry)
 
 
-NODES = [SaveWEBM, SaveVideo, CreateVideo, GetVideoComponents, LoadVideo]
+class VideoSlice(BuiltinNode):
+    """The part of a video from `start_time` (negative: from the end) lasting `duration` seconds (0: to the end);
+    a file is not decoded here, only when a later node asks for frames."""
+
+    DISPLAY_NAME = "Video Slice"
+    CATEGORY = _CATEGORY
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "slice"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "video": ("VIDEO",),
+                "start_time": ("FLOAT", {"default": 0.0, "min": -1e5, "max": 1e5, "step": 0.001,
+                                         "tooltip": "Start time in seconds"}),
+                "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "step": 0.001,
+                                       "tooltip": "Duration in seconds, or 0 for unlimited duration"}),
+                "strict_duration": ("BOOLEAN", {"default": False, "tooltip": "If True, when the specified duration "
+                                                                             "is not possible, an error will be raised."}),
+            }
+        }
+
+    def slice(self, video: VideoInput, start_time: float, duration: float,
+              strict_duration: bool) -> tuple[VideoInput]:
+        if not isinstance(video, VideoInput):
+            raise input_error("Video Slice", "video", f"expected a VIDEO, got {type(video).__name__}")
+        try:
+            trimmed = video.as_trimmed(start_time, duration, strict_duration=strict_duration)
+            if trimmed is None:
+                raise input_error("Video Slice", "duration", f"{duration} s from {start_time} s is longer than the "
+                                  f"video ({video.get_duration():.3f} s); shorten it or turn strict_duration off")
+        except VideoError as exc:
+            raise input_error("Video Slice", "video", str(exc)) from exc
+        return (trimmed,)
+
+
+VideoSlice.__name__ = "Video Slice"  # ComfyUI's node id has a space; the registry keys on __name__
+
+NODES = [SaveWEBM, SaveVideo, CreateVideo, GetVideoComponents, LoadVideo, VideoSlice]

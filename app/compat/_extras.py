@@ -88,7 +88,7 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_audio": ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced", "LoadAudio", "PreviewAudio",
                     "RecordAudio", "TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat",
                     "AudioMerge", "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
-    "nodes_video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo"),
+    "nodes_video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo", "Video Slice"),
 }
 
 # Non-node names packs import from these modules -> "module:attribute" of Loom's own object (a compatibility module
@@ -117,4 +117,5 @@ EXTRAS_CLASS_NAMES: dict[str, dict[str, str]] = {
     "nodes_model_merging": {"ModelSubtract": "ModelMergeSubtract", "ModelAdd": "ModelMergeAdd",
                             "CLIPSubtract": "CLIPMergeSubtract", "CLIPAdd": "CLIPMergeAdd"},
     "nodes_eps": {"EpsilonScaling": "Epsilon Scaling"},
+    "nodes_video": {"VideoSlice": "Video Slice"},
 }

@@ -24,7 +24,7 @@ from av.container import InputContainer
 from engine.errors import VideoError
 
 __all__ = ["VideoSource", "VideoInfo", "DecodedVideo", "open_video", "probe", "decode", "encode", "remux",
-           "source_name", "encoder_rate", "VIDEO_ENCODERS", "AUDIO_ENCODERS", "MUXERS"]
+           "source_name", "encoder_rate", "count_frames", "VIDEO_ENCODERS", "AUDIO_ENCODERS", "MUXERS"]
 
 VideoSource = str | os.PathLike[str] | BinaryIO
 # container -> muxer name; codec name -> FFmpeg encoder; container -> audio encoder
@@ -176,8 +176,14 @@ class _FrameReader:
         return (graph, src, sink)
 
 
-def decode(source: VideoSource) -> DecodedVideo:
-    """Every frame as float32 RGB [T,H,W,3] in 0..1, the average frame rate, the audio and the container tags."""
+def _in_window(t: float | None, start: float, duration: float) -> bool:
+    # ComfyUI's window: from `start` (inclusive) for `duration` seconds (exclusive end; 0 = to the end)
+    return t is None or (t >= start and (not duration or t < start + duration))
+
+
+def decode(source: VideoSource, start: float = 0.0, duration: float = 0.0) -> DecodedVideo:
+    """Every frame as float32 RGB [T,H,W,3] in 0..1, the average frame rate, the audio and the container tags;
+    with `start` / `duration` (seconds, 0 = to the end) only the frames and audio of that window."""
     with open_video(source) as container:
         stream = _video_stream(container, source)
         audio_stream = _audio_stream(container)
@@ -186,25 +192,43 @@ def decode(source: VideoSource) -> DecodedVideo:
         reader = _FrameReader()
         frames: list[np.ndarray] = []
         samples: list[np.ndarray] = []
+        audio_t0: float | None = None
         try:
+            if start > 0:
+                # lands on the keyframe before; frames ahead of the window are dropped below
+                container.seek(int(start / (stream.time_base or Fraction(1, av.time_base))), stream=stream)
             for packet in container.demux(*streams):
                 if packet.stream.type == "video":
-                    frames.extend(reader(frame) for frame in packet.decode())
-                else:
-                    for decoded in packet.decode():
-                        samples.extend(chunk.to_ndarray() for chunk in resampler.resample(decoded))
+                    frames.extend(reader(f) for f in packet.decode() if _in_window(f.time, start, duration))
+                    continue
+                for decoded in packet.decode():
+                    audio_t0 = decoded.time if audio_t0 is None else audio_t0
+                    samples.extend(chunk.to_ndarray() for chunk in resampler.resample(decoded))
         except av.FFmpegError as exc:
             raise VideoError(f"{source_name(source)!r}: decoding failed after {len(frames)} frames ({exc})") from None
         if not frames:
-            raise VideoError(f"{source_name(source)!r} has no decodable video frames")
+            window = f" between {start} s and {start + duration} s" if start or duration else ""
+            raise VideoError(f"{source_name(source)!r} has no decodable video frames{window}")
         images = torch.from_numpy(np.stack(frames))
         images = images.float() / 255.0 if reader.as_bytes else images
         audio = None
         if samples and audio_stream is not None:
-            waveform = torch.from_numpy(np.concatenate(samples, axis=1)).unsqueeze(0)
-            audio = {"waveform": waveform, "sample_rate": int(audio_stream.sample_rate or 1)}
-        rate = Fraction(stream.average_rate) if stream.average_rate else Fraction(1)
-        return DecodedVideo(images=images, frame_rate=rate, audio=audio, metadata=dict(container.metadata))
+            rate = int(audio_stream.sample_rate or 1)
+            first = max(0, round((start - (audio_t0 or 0.0)) * rate))
+            last = first + round(duration * rate) if duration else None
+            waveform = torch.from_numpy(np.concatenate(samples, axis=1)[:, first:last]).unsqueeze(0)
+            audio = {"waveform": waveform, "sample_rate": rate}
+        frame_rate = Fraction(stream.average_rate) if stream.average_rate else Fraction(1)
+        return DecodedVideo(images=images, frame_rate=frame_rate, audio=audio, metadata=dict(container.metadata))
+
+
+def count_frames(source: VideoSource, start: float, duration: float) -> int:
+    """Frames whose presentation time falls in the window, from the packets (nothing decoded)."""
+    with open_video(source) as container:
+        stream = _video_stream(container, source)
+        base = stream.time_base or Fraction(1, av.time_base)
+        return sum(1 for p in container.demux(stream)
+                   if p.size and _in_window(None if p.pts is None else float(p.pts * base), start, duration))
 
 
 def encoder_rate(frame_rate: float | Fraction) -> Fraction:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -124,15 +125,34 @@ class VideoInput(ABC):
         """The container's format name (e.g. `mov,mp4,m4a,3gp,3g2,mj2`)."""
         return _codec.probe(self.get_stream_source()).container
 
+    @abstractmethod
+    def as_trimmed(self, start_time: float = 0.0, duration: float = 0.0,
+                   strict_duration: bool = False) -> VideoInput | None:
+        """The part from `start_time` (seconds; negative counts from the end) lasting `duration` (0 = to the end);
+        None when `strict_duration` and less than `duration` is left."""
+
 
 class VideoFromFile(VideoInput):
     """A video file (or BytesIO) read through PyAV."""
 
-    def __init__(self, file: VideoSource) -> None:
+    def __init__(self, file: VideoSource, *, start_time: float = 0.0, duration: float = 0.0) -> None:
         self.__file = file
+        self.__start_time = float(start_time)  # negative: counted from the end
+        self.__duration = float(duration)  # 0: to the end
 
     def __repr__(self) -> str:
-        return f"VideoFromFile({_codec.source_name(self.__file)!r})"
+        window = f", start_time={self.__start_time}, duration={self.__duration}" if self._trimmed() else ""
+        return f"VideoFromFile({_codec.source_name(self.__file)!r}{window})"
+
+    def _trimmed(self) -> bool:
+        return bool(self.__start_time or self.__duration)
+
+    def get_active_trim_window(self) -> tuple[float, float]:
+        """(start, duration) in seconds with a negative start resolved against the file's length."""
+        start = self.__start_time
+        if start < 0:
+            start = max(self.info().duration + start, 0.0)
+        return start, self.__duration
 
     def get_stream_source(self) -> VideoSource:
         """The path (or the buffer, rewound), so readers stream it without a copy."""
@@ -150,7 +170,9 @@ class VideoFromFile(VideoInput):
         return info.width, info.height
 
     def get_frame_count(self) -> int:
-        """Frames in the video stream (header count, else counted packets; nothing decoded)."""
+        """Frames in the video stream or its window (header count, else counted packets; nothing decoded)."""
+        if self._trimmed():
+            return _codec.count_frames(self.__file, *self.get_active_trim_window())
         return self.info().frame_count
 
     def get_frame_rate(self) -> Fraction:
@@ -158,8 +180,10 @@ class VideoFromFile(VideoInput):
         return self.info().frame_rate
 
     def get_duration(self) -> float:
-        """Length in seconds from the container."""
-        return self.info().duration
+        """Length in seconds from the container (of the window, when trimmed)."""
+        raw = self.info().duration
+        left = min(raw, -self.__start_time) if self.__start_time < 0 else raw - self.__start_time
+        return min(self.__duration, left) if self.__duration else left
 
     def get_container_format(self) -> str:
         """The container's format name."""
@@ -167,7 +191,7 @@ class VideoFromFile(VideoInput):
 
     def get_components(self) -> VideoComponents:
         """Decode every frame (float [T,H,W,3]), the audio and the container tags."""
-        decoded = _codec.decode(self.__file)
+        decoded = _codec.decode(self.__file, *self.get_active_trim_window())
         return VideoComponents(images=decoded.images, frame_rate=decoded.frame_rate, audio=decoded.audio,
                                metadata=decoded.metadata)
 
@@ -178,7 +202,7 @@ class VideoFromFile(VideoInput):
         container, chosen = _target(path, format, codec)
         info = self.info()
         same_codec = VideoCodec(codec) == VideoCodec.AUTO or info.video_codec == chosen
-        if same_codec and _remux_ok(info, container) and \
+        if same_codec and not self._trimmed() and _remux_ok(info, container) and \
                 _codec.remux(self.__file, path, container, _tags(metadata)):
             return
         if isinstance(path, io.BytesIO):
@@ -186,6 +210,18 @@ class VideoFromFile(VideoInput):
             path.truncate()
         components = self.get_components()
         _encode(components, path, container, chosen, metadata, inherited=components.metadata)
+
+    def as_trimmed(self, start_time: float = 0.0, duration: float = 0.0,
+                   strict_duration: bool = False) -> VideoInput | None:
+        """The same file with a window inside this one's (nothing decoded until frames are asked for)."""
+        base, length = self.get_active_trim_window()
+        current = self.get_duration()
+        offset = max(current + start_time, 0.0) if start_time < 0 else start_time
+        left = max(current - offset, 0.0)
+        if strict_duration and duration and left < duration:
+            return None
+        window = min(duration, left) if duration else (left if length else 0.0)
+        return VideoFromFile(self.__file, start_time=base + offset, duration=window)
 
 
 def _remux_ok(info: _codec.VideoInfo, container: str) -> bool:
@@ -210,6 +246,28 @@ class VideoFromComponents(VideoInput):
         """Encode the frames (and audio) to `path`: MP4 + H.264 by default, VP9 + Opus for a .webm path."""
         container, chosen = _target(path, format, codec)
         _encode(self.__components, path, container, chosen, metadata)
+
+    def as_trimmed(self, start_time: float = 0.0, duration: float = 0.0,
+                   strict_duration: bool = False) -> VideoInput | None:
+        """The frames (and audio) of the window, cut from these components without re-encoding."""
+        c = self.__components
+        rate = Fraction(c.frame_rate)
+        total = int(c.images.shape[0])
+        # seconds as exact fractions (0.4 is not 2/5 in binary), so a frame on the window's edge stays in it
+        begin_s, length_s = (Fraction(x).limit_denominator(1_000_000) for x in (start_time, duration))
+        start = max(total / rate + begin_s, Fraction(0)) if begin_s < 0 else begin_s
+        first = math.ceil(start * rate)
+        last = min(total, math.ceil((start + length_s) * rate)) if length_s else total
+        if strict_duration and (last - first) / rate < duration:
+            return None
+        audio = c.audio
+        if audio is not None:
+            sr = int(audio["sample_rate"])
+            begin = round(start * sr)
+            end = round((start + length_s) * sr) if length_s else None
+            audio = {**audio, "waveform": audio["waveform"][..., begin:end]}
+        return VideoFromComponents(VideoComponents(images=c.images[first:max(first, last)], frame_rate=c.frame_rate,
+                                                   audio=audio))
 
 
 def _encode(components: VideoComponents, path: Any, container: str, chosen: str, metadata: dict[str, Any] | None,

@@ -113,7 +113,6 @@ def test_video_types_encode_and_read_back_through_every_comfyui_path(loaded, tmp
     from comfy_api.latest import Input, InputImpl, Types
     from comfy_api.util import VideoComponents, VideoContainer
 
-    import nodes as loom_nodes  # the proxy: Loom's LoadVideo must hand packs the same classes
     from engine.video import VideoFromFile as EngineVideoFromFile
 
     assert InputImpl.VideoFromFile is VideoFromFile is EngineVideoFromFile and Input.Video is VideoInput
@@ -133,7 +132,15 @@ def test_video_types_encode_and_read_back_through_every_comfyui_path(loaded, tmp
     assert parts.images.shape == (6, 10, 16, 3) and parts.metadata["prompt"] == '{"1": {}}'
     with pytest.raises(ValueError, match="in.mp4.*does not exist"):
         InputImpl.VideoFromFile(str(tmp_path / "in.mp4")).get_components()
-    assert loom_nodes is not None
+    from nodes import bind, builtin_node_classes
+
+    for node_id in ("CreateVideo", "Video Slice"):  # comfy_extras modules expose the registry's built-ins
+        loaded.registry.register(node_id, bind(builtin_node_classes()[node_id], None), source="builtin")
+    from comfy_extras.nodes_video import CreateVideo, VideoSlice  # ComfyUI's module and class names
+
+    (made,) = CreateVideo().create_video(images=torch.rand(4, 8, 8, 3), fps=4.0)
+    (cut,) = VideoSlice().slice(video=made, start_time=0.5, duration=0.0, strict_duration=False)
+    assert isinstance(cut, InputImpl.VideoFromComponents) and cut.get_frame_count() == 2
     node = loaded.registry.get("KJImportsLoaded")
     assert node().run("mp4") == ("mp4",)
 

@@ -176,3 +176,39 @@ def test_mp4_tags_sit_where_comfyui_frontend_reads_them(tmp_path: Path) -> None:
     inner = {kind: data[s:e] for kind, s, e in _boxes(data, meta_start + 4, meta_end)}
     assert b"mdtaworkflow" in inner[b"keys"] and b"mdtaprompt" in inner[b"keys"]
     assert json.dumps(workflow).encode() in inner[b"ilst"]
+
+
+def test_trimmed_file_window_frames_audio_and_save(tmp_path: Path) -> None:
+    frames = _frames(12, 32, 32)
+    path = tmp_path / "twelve.mp4"
+    codec.encode(path, frames, 12, audio={"waveform": torch.rand(1, 1, 8000) - 0.5, "sample_rate": 8000})
+    whole = codec.decode(path)
+    video = VideoFromFile(str(path))
+    part = video.as_trimmed(0.25, 0.5)
+    assert isinstance(part, VideoFromFile)
+    assert part.get_frame_count() == 6 and part.get_duration() == pytest.approx(0.5)
+    parts = part.get_components()
+    assert torch.equal(parts.images, whole.images[3:9])  # frames at 3/12 .. 8/12 s, decoded alike
+    assert parts.audio is not None and parts.audio["waveform"].shape[-1] == 4000
+    tail = video.as_trimmed(-0.25)
+    assert tail is not None and torch.equal(tail.get_components().images, whole.images[9:])
+    inner = part.as_trimmed(0.25)  # nested: 0.5 s .. the end of the outer window (0.75 s)
+    assert inner is not None and torch.equal(inner.get_components().images, whole.images[6:9])
+    assert video.as_trimmed(0.5, 2.0, strict_duration=True) is None
+    assert part.as_trimmed(0.0, 0.75, strict_duration=True) is None
+    part.save_to(str(tmp_path / "part.mp4"))  # a window cannot be stream-copied: re-encoded
+    assert codec.probe(tmp_path / "part.mp4").frame_count == 6
+
+
+def test_trimmed_components_are_sliced_without_encoding() -> None:
+    frames = _frames(10, 16, 16)
+    audio = {"waveform": torch.arange(1000.0)[None, None], "sample_rate": 100}
+    video = VideoFromComponents(VideoComponents(images=frames, frame_rate=Fraction(5), audio=audio))
+    part = video.as_trimmed(0.4, 1.0)
+    assert part is not None
+    got = part.get_components()
+    assert torch.equal(got.images, frames[2:7]) and got.audio is not None
+    assert torch.equal(got.audio["waveform"][0, 0], torch.arange(40.0, 140.0))
+    assert video.as_trimmed(1.5, 1.0, strict_duration=True) is None
+    end = video.as_trimmed(-0.6)
+    assert end is not None and torch.equal(end.get_components().images, frames[7:])

@@ -85,7 +85,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "utility_staples": ("SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt",
                         "LatentCutToBatch", "ImageCropToMask", "Painter", "FluxKontextImageScale"),
     "conditioning_files": ("ConditioningLoader", "SaveConditioning", "MarigoldV2PostProcess"),
-    "video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo"),
+    "video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo", "Video Slice"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 

@@ -169,3 +169,20 @@ def test_graph_through_the_executor(registry: Any, services: Any) -> None:
         validate_prompt(registry, second)
     errors = caught.value.to_wire()["node_errors"]["4"]["errors"]
     assert any("Invalid video file: missing.mp4" in e["details"] for e in errors), errors
+
+
+def test_video_slice(registry: Any, services: Any, tmp_path: Path) -> None:
+    info = registry.object_info()["Video Slice"]
+    assert info["display_name"] == "Video Slice" and info["category"] == "image/video" and info["output"] == ["VIDEO"]
+    assert info["input_order"]["required"] == ["video", "start_time", "duration", "strict_duration"]
+    assert info["input"]["required"]["start_time"][1]["min"] == -1e5
+    frames = _frames(10, 32, 32)
+    codec.encode(tmp_path / "ten.mp4", frames, 10)
+    (part,) = _run(registry, "Video Slice", video=VideoFromFile(str(tmp_path / "ten.mp4")), start_time=0.2,
+                   duration=0.5, strict_duration=False)
+    assert part.get_frame_count() == 5
+    images, _, fps = _run(registry, "GetVideoComponents", video=part)
+    assert images.shape[0] == 5 and fps == 10.0
+    assert torch.equal(images, codec.decode(tmp_path / "ten.mp4").images[2:7])
+    with pytest.raises(ValueError, match=r"Video Slice, input 'duration': 5.0 s from 0.5 s is longer than the video"):
+        _run(registry, "Video Slice", video=part, start_time=0.5, duration=5.0, strict_duration=True)
