@@ -141,6 +141,12 @@ def test_video_types_encode_and_read_back_through_every_comfyui_path(loaded, tmp
     (made,) = CreateVideo().create_video(images=torch.rand(4, 8, 8, 3), fps=4.0)
     (cut,) = VideoSlice().slice(video=made, start_time=0.5, duration=0.0, strict_duration=False)
     assert isinstance(cut, InputImpl.VideoFromComponents) and cut.get_frame_count() == 2
+    from comfy_api.latest import io, ui
+
+    # a V3 pack's video preview: the wire shape SaveVideo sends, which the frontend plays as a video
+    shown = ui.PreviewVideo([ui.SavedResult("v_00001_.mp4", "video", io.FolderType.output)]).as_dict()
+    assert shown == {"images": [{"filename": "v_00001_.mp4", "subfolder": "video", "type": "output"}],
+                     "animated": (True,)}
     node = loaded.registry.get("KJImportsLoaded")
     assert node().run("mp4") == ("mp4",)
 

@@ -65,6 +65,13 @@ class PreviewMask(PreviewImage):
         super().__init__(image, animated, cls)
 
 
+class PreviewVideo(_UIOutput):
+    """Shows saved video files on the node: ComfyUI lists them under "images", flagged animated."""
+
+    def __init__(self, values: list[SavedResult | dict[str, str]], **kwargs: Any) -> None:
+        super().__init__({"images": list(values), "animated": (True,)})
+
+
 class PreviewText(_UIOutput):
     """Shows text on the node."""
 
