@@ -29,7 +29,7 @@ _CATEGORY = "image/video"
 _HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
 _PREFIX_TOOLTIP = ("The prefix for the file to save. This may include formatting information such as "
                    "%date:yyyy-MM-dd% or %Empty Latent Image.width% to include values from nodes.")
-_WEBM_CODECS = {"vp9": "vp9", "av1": "av1"}
+_WEBM_CODECS = ("vp9", "av1")
 
 
 def video_files(names: list[str]) -> list[str]:
@@ -227,7 +227,7 @@ class SaveWEBM(BuiltinNode):
                 tags[key] = json.dumps(value)
         options = {"b": "0"} | ({"preset": "6"} if codec == "av1" else {})
         try:
-            encode(path, images, fps, container="webm", codec=_WEBM_CODECS[codec], metadata=tags, crf=crf,
+            encode(path, images, fps, container="webm", codec=codec, metadata=tags, crf=crf,
                    pix_fmt="yuv420p10le" if codec == "av1" else "yuv420p", options=options)
         except VideoError as exc:
             raise input_error("SaveWEBM", "images", str(exc)) from exc

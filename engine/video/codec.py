@@ -77,7 +77,7 @@ class VideoInfo:
     width: int
     height: int
     frame_rate: Fraction
-    frame_count: int
+    frame_count: int | None
     duration: float
     container: str
     video_codec: str
@@ -93,17 +93,18 @@ def _frame_count(container: InputContainer, stream: av.VideoStream) -> int:
     return sum(1 for packet in container.demux(stream) if packet.size)
 
 
-def probe(source: VideoSource) -> VideoInfo:
-    """Dimensions, frame rate, frame count, duration, codecs and container tags of a video file."""
+def probe(source: VideoSource, count_frames: bool = True) -> VideoInfo:
+    """Dimensions, frame rate, frame count, duration, codecs and container tags of a video file. A webm / mkv
+    header has no frame count: `count_frames=False` skips counting its packets (frame_count is then None)."""
     with open_video(source) as container:
         stream = _video_stream(container, source)
         rate = Fraction(stream.average_rate) if stream.average_rate else Fraction(1)
         audio = _audio_stream(container)
-        count = _frame_count(container, stream)
+        count = _frame_count(container, stream) if count_frames or container.duration is None else None
         if container.duration is not None:
             duration = float(container.duration / av.time_base)
         else:
-            duration = float(count / rate)
+            duration = float((count or 0) / rate)
         return VideoInfo(width=int(stream.width), height=int(stream.height), frame_rate=rate, frame_count=count,
                          duration=duration, container=str(container.format.name),
                          video_codec=str(stream.codec_context.name),

@@ -160,9 +160,9 @@ class VideoFromFile(VideoInput):
             self.__file.seek(0)
         return self.__file
 
-    def info(self) -> _codec.VideoInfo:
-        """The file's headers (Loom's addition: everything below in one read)."""
-        return _codec.probe(self.__file)
+    def info(self, count_frames: bool = False) -> _codec.VideoInfo:
+        """The file's headers (Loom's addition: everything below in one read; frames counted on request)."""
+        return _codec.probe(self.__file, count_frames=count_frames)
 
     def get_dimensions(self) -> tuple[int, int]:
         """(width, height) from the headers."""
@@ -173,7 +173,9 @@ class VideoFromFile(VideoInput):
         """Frames in the video stream or its window (header count, else counted packets; nothing decoded)."""
         if self._trimmed():
             return _codec.count_frames(self.__file, *self.get_active_trim_window())
-        return self.info().frame_count
+        count = self.info(count_frames=True).frame_count
+        assert count is not None  # counted on request
+        return count
 
     def get_frame_rate(self) -> Fraction:
         """The video stream's average frame rate."""
