@@ -109,14 +109,22 @@ def test_tiled_scale_multidim_matches_the_untiled_function(loaded) -> None:
 
 def test_video_types_encode_and_read_back_through_every_comfyui_path(loaded, tmp_path) -> None:
     from comfy_api.input import VideoInput
+    from comfy_api.input.video_types import VideoInput as ModuleVideoInput
     from comfy_api.input_impl import VideoFromComponents, VideoFromFile
+    from comfy_api.input_impl.video_types import VideoCodec
+    from comfy_api.input_impl.video_types import VideoFromFile as ModuleVideoFromFile
     from comfy_api.latest import Input, InputImpl, Types
+    from comfy_api.latest._input_impl import VideoFromComponents as PrivateVideoFromComponents
     from comfy_api.util import VideoComponents, VideoContainer
+    from comfy_api.util.video_types import VideoContainer as ModuleVideoContainer
 
     from engine.video import VideoFromFile as EngineVideoFromFile
 
     assert InputImpl.VideoFromFile is VideoFromFile is EngineVideoFromFile and Input.Video is VideoInput
-    assert InputImpl.VideoFromComponents is VideoFromComponents and Types.VideoComponents is VideoComponents
+    assert InputImpl.VideoFromComponents is VideoFromComponents is PrivateVideoFromComponents
+    assert Types.VideoComponents is VideoComponents and Types.VideoCodec is VideoCodec
+    assert ModuleVideoInput is VideoInput and ModuleVideoFromFile is VideoFromFile
+    assert ModuleVideoContainer is VideoContainer is Types.VideoContainer
     assert Types.VideoContainer.as_input() == ["auto", "mp4"] and Types.VideoCodec.as_input() == ["auto", "h264"]
     assert VideoContainer.get_extension("auto") == "mp4"
     video = InputImpl.VideoFromComponents(Types.VideoComponents(images=torch.rand(6, 10, 16, 3),
