@@ -6,9 +6,7 @@ import json
 import mimetypes
 import os
 from fractions import Fraction
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import VideoError
 from engine.paths import PathError
@@ -19,9 +17,11 @@ from engine.video import (
     VideoFromComponents,
     VideoFromFile,
     VideoInput,
-    encode,
 )
 from nodes._base import BuiltinNode, InputTypes, input_error
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "SaveWEBM", "VideoSlice", "video_files"]
 
@@ -38,6 +38,8 @@ def video_files(names: list[str]) -> list[str]:
 
 
 def _check_images(node: str, images: Any) -> torch.Tensor:
+    import torch
+
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
         raise input_error(node, "images", "expected a non-empty IMAGE batch [B,H,W,C], got "
                           f"{getattr(images, 'shape', type(images).__name__)}")
@@ -226,6 +228,8 @@ class SaveWEBM(BuiltinNode):
             for key, value in (extra_pnginfo or {}).items():
                 tags[key] = json.dumps(value)
         options = {"b": "0"} | ({"preset": "6"} if codec == "av1" else {})
+        from engine.video.codec import encode
+
         try:
             encode(path, images, fps, container="webm", codec=codec, metadata=tags, crf=crf,
                    pix_fmt="yuv420p10le" if codec == "av1" else "yuv420p", options=options)

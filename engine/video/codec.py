@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, BinaryIO
+from typing import Any
 
 import av
 import numpy as np
@@ -22,24 +22,17 @@ import torch
 from av.container import InputContainer
 
 from engine.errors import VideoError
+from engine.video.names import VideoSource, source_name
 
 __all__ = ["VideoSource", "VideoInfo", "DecodedVideo", "open_video", "probe", "decode", "encode", "remux",
            "source_name", "encoder_rate", "count_frames", "VIDEO_ENCODERS", "AUDIO_ENCODERS", "MUXERS"]
 
-VideoSource = str | os.PathLike[str] | BinaryIO
 # container -> muxer name; codec name -> FFmpeg encoder; container -> audio encoder
 MUXERS = {"mp4": "mp4", "webm": "webm", "mkv": "matroska"}
 VIDEO_ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
 AUDIO_ENCODERS = {"mp4": "aac", "webm": "libopus", "mkv": "libopus"}
 _AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 _BYTE_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "rgb24", "rgba", "pal8"})
-
-
-def source_name(source: VideoSource) -> str:
-    """The file name to show in messages (`<in-memory video>` for a buffer)."""
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    return getattr(source, "name", None) or "<in-memory video>"
 
 
 @contextmanager

@@ -12,59 +12,26 @@ import json
 import math
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from enum import Enum
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import VideoError
-from engine.video import codec as _codec
-from engine.video.codec import VideoSource
+from engine.video.names import VideoCodec, VideoComponents, VideoContainer, VideoSource, _Choices, source_name
+
+if TYPE_CHECKING:
+    from engine.video.codec import VideoInfo
+
+# `engine.video.codec` (PyAV, torch) is imported inside the methods that read or write files: node modules import
+# these classes when nodes are registered, and validating a prompt must not load torch
 
 __all__ = ["VideoCodec", "VideoContainer", "VideoComponents", "VideoInput", "VideoFromFile", "VideoFromComponents"]
-
-
-class _Choices(str, Enum):
-    @classmethod
-    def as_input(cls) -> list[str]:
-        """The names, for a combo input."""
-        return [member.value for member in cls]
-
-
-class VideoCodec(_Choices):
-    """Codec names SaveVideo offers ("auto" is H.264)."""
-
-    AUTO = "auto"
-    H264 = "h264"
-
-
-class VideoContainer(_Choices):
-    """Container names SaveVideo offers ("auto" is MP4)."""
-
-    AUTO = "auto"
-    MP4 = "mp4"
-
-    @classmethod
-    def get_extension(cls, value: str | VideoContainer) -> str:
-        """The file extension of a container ("auto" is MP4)."""
-        return "mp4" if cls(value) in (cls.AUTO, cls.MP4) else ""
-
-
-@dataclass
-class VideoComponents:
-    """A video's frames (IMAGE, [T,H,W,C]), frame rate, optional AUDIO dict and container metadata."""
-
-    images: Any
-    frame_rate: Fraction
-    audio: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
 
 
 def _choice(value: Any, kind: type[_Choices], what: str, path: Any) -> str:
     try:
         return str(kind(value).value)
     except ValueError:
-        raise VideoError(f"cannot save {_codec.source_name(path)!r}: {what} {value!r} is not one of "
+        raise VideoError(f"cannot save {source_name(path)!r}: {what} {value!r} is not one of "
                          f"{kind.as_input()}") from None
 
 
@@ -123,6 +90,7 @@ class VideoInput(ABC):
 
     def get_container_format(self) -> str:
         """The container's format name (e.g. `mov,mp4,m4a,3gp,3g2,mj2`)."""
+        from engine.video import codec as _codec
         return _codec.probe(self.get_stream_source()).container
 
     @abstractmethod
@@ -142,7 +110,7 @@ class VideoFromFile(VideoInput):
 
     def __repr__(self) -> str:
         window = f", start_time={self.__start_time}, duration={self.__duration}" if self._trimmed() else ""
-        return f"VideoFromFile({_codec.source_name(self.__file)!r}{window})"
+        return f"VideoFromFile({source_name(self.__file)!r}{window})"
 
     def _trimmed(self) -> bool:
         return bool(self.__start_time or self.__duration)
@@ -160,8 +128,9 @@ class VideoFromFile(VideoInput):
             self.__file.seek(0)
         return self.__file
 
-    def info(self, count_frames: bool = False) -> _codec.VideoInfo:
+    def info(self, count_frames: bool = False) -> VideoInfo:
         """The file's headers (Loom's addition: everything below in one read; frames counted on request)."""
+        from engine.video import codec as _codec
         return _codec.probe(self.__file, count_frames=count_frames)
 
     def get_dimensions(self) -> tuple[int, int]:
@@ -172,6 +141,7 @@ class VideoFromFile(VideoInput):
     def get_frame_count(self) -> int:
         """Frames in the video stream or its window (header count, else counted packets; nothing decoded)."""
         if self._trimmed():
+            from engine.video import codec as _codec
             return _codec.count_frames(self.__file, *self.get_active_trim_window())
         count = self.info(count_frames=True).frame_count
         assert count is not None  # counted on request
@@ -193,6 +163,7 @@ class VideoFromFile(VideoInput):
 
     def get_components(self) -> VideoComponents:
         """Decode every frame (float [T,H,W,3]), the audio and the container tags."""
+        from engine.video import codec as _codec
         decoded = _codec.decode(self.__file, *self.get_active_trim_window())
         return VideoComponents(images=decoded.images, frame_rate=decoded.frame_rate, audio=decoded.audio,
                                metadata=decoded.metadata)
@@ -204,6 +175,7 @@ class VideoFromFile(VideoInput):
         container, chosen = _target(path, format, codec)
         info = self.info()
         same_codec = VideoCodec(codec) == VideoCodec.AUTO or info.video_codec == chosen
+        from engine.video import codec as _codec
         if same_codec and not self._trimmed() and _remux_ok(info, container) and \
                 _codec.remux(self.__file, path, container, _tags(metadata)):
             return
@@ -226,7 +198,7 @@ class VideoFromFile(VideoInput):
         return VideoFromFile(self.__file, start_time=base + offset, duration=window)
 
 
-def _remux_ok(info: _codec.VideoInfo, container: str) -> bool:
+def _remux_ok(info: VideoInfo, container: str) -> bool:
     if container == "webm":
         return info.video_codec in ("vp8", "vp9", "av1", "libdav1d") and info.audio_codec in (None, "opus", "vorbis")
     return True
@@ -276,5 +248,6 @@ def _encode(components: VideoComponents, path: Any, container: str, chosen: str,
             inherited: dict[str, Any] | None = None) -> None:
     # a re-encoded file keeps the source's tags (already strings), overlaid by the caller's
     tags = {str(k): str(v) for k, v in (inherited or {}).items()} | _tags(metadata)
+    from engine.video import codec as _codec
     _codec.encode(path, components.images, components.frame_rate, container=container, codec=chosen,
                   audio=components.audio, metadata=tags)
