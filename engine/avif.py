@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from engine.image_format_names import AVIF_DEPTHS, AVIF_SPACES
+
 if TYPE_CHECKING:
     import av
 
 __all__ = ["AVIF_DEPTHS", "AVIF_SPACES", "save_avif"]
 
-AVIF_DEPTHS = ("auto", "8-bit YUV420", "10-bit YUV420")
-AVIF_SPACES = ("sRGB", "HDR", "HDR PQ")
 # (colour primaries, transfer characteristics, matrix coefficients) as ISO/IEC 23091-2 code points
 _TAGS = {"sRGB": (1, 13, 1), "HDR": (9, 18, 9), "HDR PQ": (9, 16, 9)}
 _MPEG_RANGE = 1

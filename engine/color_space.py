@@ -12,10 +12,12 @@ from functools import cache
 
 import torch
 
+from engine.image_format_names import COLOR_SPACES
+
 __all__ = ["SPACES", "srgb_to_linear", "linear_to_srgb", "hlg_to_linear", "linear_to_hlg", "pq_to_nits",
            "nits_to_pq", "convert"]
 
-SPACES = ("sRGB", "HDR", "HDR PQ")
+SPACES = COLOR_SPACES
 
 SDR_WHITE_NITS = 203.0
 HLG_PEAK_NITS = 1000.0

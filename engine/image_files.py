@@ -22,13 +22,11 @@ import numpy as np
 import torch
 
 from engine import color_space
+from engine.image_format_names import EXR_DEPTHS, EXR_SPACES, PNG_DEPTHS
 
 __all__ = ["PNG_DEPTHS", "EXR_DEPTHS", "EXR_SPACES", "encode_png", "encode_exr", "png_with_text",
            "exr_with_attributes", "read_png_text", "read_exr_attributes", "metadata_items"]
 
-PNG_DEPTHS = ("8-bit", "16-bit")
-EXR_DEPTHS = ("32-bit float",)
-EXR_SPACES = ("sRGB", "HDR", "linear")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXR_MAGIC = b"\x76\x2f\x31\x01"

@@ -15,7 +15,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from engine import avif, avif_metadata, color_space, image_files
+from engine.image_format_names import (
+    AVIF_DEPTHS,
+    AVIF_SPACES,
+    COLOR_SPACES,
+    EXR_DEPTHS,
+    EXR_SPACES,
+    PNG_DEPTHS,
+)
 from engine.paths import PathError
 from nodes._base import BuiltinNode, InputTypes, input_error
 
@@ -45,15 +52,15 @@ def _format_options() -> list[dict[str, Any]]:
             "loop_count": ("INT", {"default": 0, "min": 0, "max": 1000, "advanced": True,
                                    "tooltip": "Number of times to loop the animation. 0 loops forever."})}}}]
     return [
-        {"key": "png", "inputs": {"required": {"bit_depth": _combo(image_files.PNG_DEPTHS),
+        {"key": "png", "inputs": {"required": {"bit_depth": _combo(PNG_DEPTHS),
                                                "input_color_space": _combo(("sRGB",))}}},
         {"key": "exr", "inputs": {"required": {
-            "bit_depth": _combo(image_files.EXR_DEPTHS),
-            "input_color_space": _combo(image_files.EXR_SPACES, tooltip=_EXR_SPACE_TIP)}}},
+            "bit_depth": _combo(EXR_DEPTHS),
+            "input_color_space": _combo(EXR_SPACES, tooltip=_EXR_SPACE_TIP)}}},
         {"key": "avif", "inputs": {"required": {
-            "bit_depth": _combo(avif.AVIF_DEPTHS,
+            "bit_depth": _combo(AVIF_DEPTHS,
                                 tooltip="Auto uses 8-bit YUV420 for sRGB and 10-bit YUV420 for HDR."),
-            "input_color_space": _combo(avif.AVIF_SPACES, tooltip=(
+            "input_color_space": _combo(AVIF_SPACES, tooltip=(
                 "Colorspace of the input images. HDR selects BT.2020/HLG and HDR PQ selects BT.2020/PQ.")),
             "crf": ("INT", {"default": 18, "min": 1, "max": 63, "advanced": True,
                             "tooltip": "Lower values produce higher quality and larger files."}),
@@ -98,6 +105,11 @@ class SaveImageAdvanced(BuiltinNode):
                                                         images.shape[2], images.shape[1])
         except PathError as exc:
             raise input_error("SaveImageAdvanced", "filename_prefix", str(exc)) from exc
+        from engine import (  # torch: loaded when an image is saved, not at registration
+            avif_metadata,
+            image_files,
+        )
+
         kind = format["format"]
         embed = not services.disable_metadata
         animated = kind == "avif" and format["save_mode"]["save_mode"] == "animated"
@@ -127,14 +139,16 @@ class SaveImageAdvanced(BuiltinNode):
     @staticmethod
     def _encode(kind: str, image: torch.Tensor, format: dict[str, Any], metadata: list[tuple[str, str]],
                 embed: bool) -> bytes:
+        from engine import image_files
+
         space = format.get("input_color_space", "sRGB")
         if kind == "png":
             if space != "sRGB":
                 raise ValueError(f"PNG input colour space {space!r} is not one of ['sRGB']")
             return image_files.png_with_text(image_files.encode_png(image, format["bit_depth"]), metadata)
         if kind == "exr":
-            if format["bit_depth"] not in image_files.EXR_DEPTHS:
-                raise ValueError(f"EXR bit depth {format['bit_depth']!r} is not one of {list(image_files.EXR_DEPTHS)}")
+            if format["bit_depth"] not in EXR_DEPTHS:
+                raise ValueError(f"EXR bit depth {format['bit_depth']!r} is not one of {list(EXR_DEPTHS)}")
             data = image_files.encode_exr(image, space)
             if not embed:
                 return data
@@ -143,6 +157,8 @@ class SaveImageAdvanced(BuiltinNode):
 
     @staticmethod
     def _save_avif(path: str, batch: torch.Tensor, format: dict[str, Any], exif: bytes) -> None:
+        from engine import avif
+
         mode = format["save_mode"]
         animated = mode["save_mode"] == "animated"
         avif.save_avif(path, batch, format["bit_depth"], format["input_color_space"], int(format["crf"]),
@@ -165,7 +181,7 @@ class ImageColorSpace(BuiltinNode):
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
-        spaces = list(color_space.SPACES)
+        spaces = list(COLOR_SPACES)
         return {"required": {
             "image": ("IMAGE",),
             "source": (spaces, {"default": "sRGB", "tooltip": "Color space of the input pixels."}),
@@ -177,10 +193,12 @@ class ImageColorSpace(BuiltinNode):
         if getattr(image, "ndim", None) != 4 or image.shape[-1] not in (3, 4):
             raise input_error("ImageColorSpace", "image", "expected an IMAGE [B,H,W,3 or 4], got "
                               f"{getattr(image, 'shape', type(image).__name__)}")
+        from engine import color_space
+
         try:
             return (color_space.convert(image, source, destination),)
         except ValueError as exc:
-            raise input_error("ImageColorSpace", "source" if source not in color_space.SPACES else "destination",
+            raise input_error("ImageColorSpace", "source" if source not in COLOR_SPACES else "destination",
                               str(exc)) from exc
 
 

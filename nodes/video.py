@@ -3,12 +3,12 @@ SaveWEBM, Video Slice, as thin adapters over `engine.video` (PyAV). The VIDEO va
 from __future__ import annotations
 
 import json
-import mimetypes
 import os
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import VideoError
+from engine.media_types import media_kind
 from engine.paths import PathError
 from engine.video import (
     VideoCodec,
@@ -34,7 +34,7 @@ _WEBM_CODECS = ("vp9", "av1")
 
 def video_files(names: list[str]) -> list[str]:
     """The names whose guessed MIME type is video/* (ComfyUI's `filter_files_content_types(files, ["video"])`)."""
-    return [n for n in names if (mimetypes.guess_type(n)[0] or "").startswith("video/")]
+    return [n for n in names if media_kind(n) == "video"]
 
 
 def _check_images(node: str, images: Any) -> torch.Tensor:
