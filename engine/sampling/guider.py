@@ -192,10 +192,11 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         context = _cat_context([i[0] for i in inputs])
         y = torch.cat([y for y in ys if y is not None]) if ys[0] is not None else None
         extra: dict[str, Any] = {}
-        if jobs[0].cond.control is not None:
-            extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
         options = model_options if model_options is not None else model_options_of(model)
         patch_options = options.get("transformer_options")
+        if jobs[0].cond.control is not None:
+            call = {**(patch_options or {}), "cond_or_uncond": [j.side for j in jobs], "sigmas": sigma_in}
+            extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs), call)
         gligen = jobs[0].cond.extra.get("gligen")
         if patch_options or gligen is not None:  # ComfyUI's per-call options for UNet patches: sides and sigmas
             call_options = {**(patch_options or {}), "cond_or_uncond": [j.side for j in jobs], "sigmas": sigma_in}

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.adapters.control import bind_controls
+from engine.adapters.control import AnyControlRun, bind_controls
 from engine.gligen import share_gligen
 from engine.handles import ModelHandle
 from engine.ip2p import ip2p_concat, is_instruct_pix2pix
@@ -175,23 +175,33 @@ def sample(
 def _sample_outer(run: OuterRun) -> torch.Tensor:
     """Everything after the schedule (ComfyUI's guider ``outer_sample``): conds, noise scaling, the sampler run
     and the latent back out of model space."""
-    model, noise, latent, spec, sigmas, seed = run.model, run.noise, run.latent, run.sampler, run.sigmas, run.seed
-    noise_mask, callback, cfg = run.noise_mask, run.callback, run.cfg
-    ms = model.model_sampling
-    fmt = model.latent_format
-    device = model.load_device
+    model, latent, noise_mask, seed = run.model, run.latent, run.noise_mask, run.seed
+    ms, fmt, device = model.model_sampling, model.latent_format, model.load_device
     latent_in = latent.to(device, torch.float32)
     if torch.count_nonzero(latent_in) > 0:
         latent_in = fmt.process_in(latent_in)
-    noise = noise.to(device, torch.float32)
-    sigmas = sigmas.to(device)
+    noise = run.noise.to(device, torch.float32)
+    sigmas = run.sigmas.to(device)
     mask = prepare_mask(noise_mask, noise.shape, device) if noise_mask is not None else None
 
     pos = resolve_conds(run.positive, noise.shape, ms, device, "positive")
     neg = resolve_conds(run.negative, noise.shape, ms, device, "negative")
     _add_adm(model, pos, noise.shape, "positive", seed)
     _add_adm(model, neg, noise.shape, "negative", seed)
-    control_runs = bind_controls(pos, neg, model)
+    control_runs = bind_controls(pos, neg, model, sigmas)
+    try:
+        return _sample_bound(run, pos, neg, control_runs, latent_in, noise, sigmas, mask)
+    finally:
+        for control in control_runs:
+            control.release()
+
+
+def _sample_bound(run: OuterRun, pos: list[Cond], neg: list[Cond], control_runs: list[AnyControlRun],
+                  latent_in: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
+                  mask: torch.Tensor | None) -> torch.Tensor:
+    """The rest of ``_sample_outer`` once the controls are bound (they are released by the caller)."""
+    model, spec, seed, callback, cfg = run.model, run.sampler, run.seed, run.callback, run.cfg
+    ms, fmt, device = model.model_sampling, model.latent_format, model.load_device
     bind_hooks([pos, neg], ms, sigmas)
     if _needs_concat(model, noise.shape[1]):
         ip2p = is_instruct_pix2pix(model.in_channels, noise.shape[1])
@@ -221,7 +231,7 @@ def _sample_outer(run: OuterRun) -> torch.Tensor:
                 callback(i, denoised, x_now, total)
         noise_sampler = make_noise_sampler(spec, x, run_sigmas, seed)
         # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
-        together = (model.manager.running_together([model.entry, *(c.handle.entry for c in control_runs)])
+        together = (model.manager.running_together([model.entry, *(e for c in control_runs for e in c.entries)])
                     if control_runs else contextlib.nullcontext())
         with torch.no_grad(), together:
             out: torch.Tensor = spec.fn(denoiser, x, run_sigmas, noise_sampler=noise_sampler, callback=step_cb)
@@ -231,7 +241,9 @@ def _sample_outer(run: OuterRun) -> torch.Tensor:
     out = run_sampler(sampler_run, loop)
     schedule = [float(s) for s in sigmas]
     for control in control_runs:
-        report("adapters", control.record(schedule))
+        record = control.record(schedule)
+        if record is not None:
+            report("adapters", record)
     out = ms.inverse_noise_scaling(sigmas[-1], out)
     return fmt.process_out(out.to(torch.float32)).cpu()
 

@@ -5,13 +5,15 @@ read from a safetensors header) holds, through Loom's own detection (`engine.det
 `UNetConfig` / `FluxConfig` / `MMDiTConfig` fields, and ComfyUI's `image_model` for the flow transformers) that
 remembers the family it was detected as; `model_config_from_unet_config` turns such a dict into that family's
 `comfy.supported_models` config (`SD15`, `SDXL`, `Flux`, ...). Values only need a `.shape` (tooling-nodes'
-model inspection passes header-only stand-ins). Families Loom does not load are not detected (None).
+model inspection passes header-only stand-ins). Families Loom does not load are not detected (None). `count_blocks` counts numbered blocks in a key list; the
+diffusers-layout detectors raise: packs that build their own networks from ComfyUI's config of a diffusers file
+cannot run on Loom.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.detect import detect_family_of_unet
 from engine.detect_flow import FLUX_PROBE, MMDIT_PROBE, detect_flux, detect_mmdit
@@ -20,7 +22,8 @@ from engine.families import Family
 from engine.model_configs import ModelConfig, config_for
 
 __all__ = ["UnetConfig", "unet_prefix_from_state_dict", "detect_unet_config", "model_config_from_unet_config",
-           "model_config_from_unet"]
+           "model_config_from_unet", "count_blocks", "unet_config_from_diffusers_unet",
+           "model_config_from_diffusers_unet"]
 
 _PREFIXES = ("model.diffusion_model.", "model.model.", "net.")
 
@@ -99,3 +102,26 @@ def model_config_from_unet(state_dict: Mapping[str, Any], unet_key_prefix: str, 
     if found is None and use_base_if_no_match:
         return ModelConfig(dict(unet_config or {}))
     return found
+
+
+def count_blocks(state_dict_keys: Any, prefix_string: str) -> int:
+    """How many consecutive blocks `prefix_string.format(i)` (i = 0, 1, ...) some key starts with."""
+    keys = list(state_dict_keys.keys() if isinstance(state_dict_keys, Mapping) else state_dict_keys)
+    count = 0
+    while any(k.startswith(prefix_string.format(count)) for k in keys):
+        count += 1
+    return count
+
+
+def _diffusers_not_provided(name: str) -> NoReturn:
+    raise NotImplementedError(f"comfy.model_detection.{name} is not provided by Loom: Loom reads diffusers-layout "
+                              f"UNets through its own key maps (engine.diffusers_names) and has no ComfyUI unet_config "
+                              f"of them to give; a pack that builds its own network from one cannot run on Loom")
+
+
+def unet_config_from_diffusers_unet(state_dict: Any, dtype: Any = None) -> NoReturn:
+    _diffusers_not_provided("unet_config_from_diffusers_unet")
+
+
+def model_config_from_diffusers_unet(state_dict: Any) -> NoReturn:
+    _diffusers_not_provided("model_config_from_diffusers_unet")

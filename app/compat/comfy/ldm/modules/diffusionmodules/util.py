@@ -1,0 +1,24 @@
+"""ComfyUI's `comfy.ldm.modules.diffusionmodules.util` for packs: `timestep_embedding` (the sinusoidal embedding
+Loom's UNet uses, `engine.networks.unet`) and `zero_module`."""
+from __future__ import annotations
+
+import torch
+
+from engine.networks.unet import timestep_embedding as _loom_timestep_embedding
+
+__all__ = ["timestep_embedding", "zero_module"]
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0,
+                       repeat_only: bool = False) -> torch.Tensor:
+    """Sinusoidal embeddings [N, dim] of the N timesteps (`repeat_only`, the timesteps repeated, is not provided)."""
+    if repeat_only:
+        raise NotImplementedError("timestep_embedding(repeat_only=True) is not provided by Loom")
+    return _loom_timestep_embedding(timesteps, dim, max_period)
+
+
+def zero_module(module: torch.nn.Module) -> torch.nn.Module:
+    """Zero the module's parameters in place; returns it."""
+    for p in module.parameters():
+        p.detach().zero_()
+    return module
