@@ -132,6 +132,22 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max())
 
 
+def _uncontrolled(graph: dict[str, Any]) -> dict[str, Any]:
+    graph["ks"]["inputs"].update(positive=["pos", 0], negative=["neg", 0])
+    return graph
+
+
+def _batch2(graph: dict[str, Any]) -> dict[str, Any]:
+    graph["lat"]["inputs"]["batch_size"] = 2
+    return graph
+
+
+@pytest.fixture(scope="module")
+def core(pack: Any) -> torch.Tensor:
+    """The core ControlNetApplyAdvanced's latent (strength 0.9, whole schedule)."""
+    return _latent(pack, _core())
+
+
 def test_every_node_registers(loaded: tuple[Any, list[Any]]) -> None:
     pack, (report,) = loaded
     assert report.status == "loaded", report.error
@@ -142,19 +158,15 @@ def test_every_node_registers(loaded: tuple[Any, list[Any]]) -> None:
         assert pack.registry.source_of(name) == report.module
 
 
-def test_main_path_equals_the_core_controlnet(pack: Any) -> None:
-    core = _latent(pack, _core())
+def test_main_path_equals_the_core_controlnet(pack: Any, core: torch.Tensor) -> None:
     outcome = _run(pack, _pack())
     control = outcome.values["app"][0][0][0][1]["control"]
     assert type(control).__name__ == "ControlNetAdvanced", "the pack's own class runs, through get_control"
     assert _diff(outcome.values["ks"][0][0]["samples"], core) == 0.0
-    plain = _core()
-    plain["ks"]["inputs"].update(positive=["pos", 0], negative=["neg", 0])
-    assert _diff(_latent(pack, plain), core) > 1.0, "the control changes the result"
+    assert _diff(_latent(pack, _uncontrolled(_core())), core) > 1.0, "the control changes the result"
 
 
-def test_mixed_loaders_and_apply_nodes(pack: Any) -> None:
-    core = _latent(pack, _core())
+def test_mixed_loaders_and_apply_nodes(pack: Any, core: torch.Tensor) -> None:
     pack_loader = _core()
     pack_loader["cnl"] = _pack()["cnl"]
     assert _diff(_latent(pack, pack_loader), core) == 0.0, "the pack's CONTROL_NET in the core apply node"
@@ -174,8 +186,8 @@ def test_keyframe_turning_the_control_off_at_half_is_end_percent(pack: Any) -> N
     assert _diff(keyed, _latent(pack, _core())) > 0.1, "the keyframe changed the result"
 
 
-def test_soft_weights(pack: Any) -> None:
-    full = _latent(pack, _core())
+def test_soft_weights(pack: Any, core: torch.Tensor) -> None:
+    full = core
     graph = _pack()
     graph["w"] = {"class_type": "ACN_ScaledSoftControlNetWeights", "inputs": {"base_multiplier": 0.825}}
     graph["app"]["inputs"]["weights_override"] = ["w", 0]
@@ -183,6 +195,58 @@ def test_soft_weights(pack: Any) -> None:
     flat = copy.deepcopy(graph)
     flat["w"]["inputs"]["base_multiplier"] = 1.0
     assert _diff(_latent(pack, flat), full) == 0.0, "multiplier 1.0: every output weighted 1"
+
+
+def test_uncond_multiplier_zero_is_control_on_the_positive_only(pack: Any, core: torch.Tensor) -> None:
+    """The weights' uncond_multiplier scales the negative rows of the batched call (cond_or_uncond)."""
+    graph = _pack()
+    graph["w"] = {"class_type": "ACN_ScaledSoftControlNetWeights",
+                  "inputs": {"base_multiplier": 1.0, "uncond_multiplier": 0.0}}
+    graph["app"]["inputs"]["weights_override"] = ["w", 0]
+    positive_only = _core()
+    positive_only["ks"]["inputs"]["negative"] = ["neg", 0]
+    expected = _latent(pack, positive_only)
+    got = _latent(pack, graph)
+    # the negative runs in its own model call there: float noise only
+    assert _diff(got, expected) <= 1e-5 * float(expected.abs().max())
+    assert _diff(got, core) > 1.0
+
+
+def test_mask_and_latent_keyframes(pack: Any, core: torch.Tensor) -> None:
+    graph = _pack()
+    graph["m"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 128, "height": 64}}
+    graph["app"]["inputs"]["mask_optional"] = ["m", 0]
+    assert _diff(_latent(pack, graph), core) == 0.0, "an all-ones mask keeps the control"
+    graph["m"]["inputs"]["value"] = 0.0
+    assert _diff(_latent(pack, graph), _latent(pack, _uncontrolled(_core()))) == 0.0, "all-zeros removes it"
+    # a latent keyframe on batch index 0 only (null strength 0 elsewhere): row 0 controlled, row 1 not
+    keyed = _batch2(_pack())
+    keyed["lk"] = {"class_type": "LatentKeyframe", "inputs": {"batch_index": 0, "strength": 1.0}}
+    keyed["tk"] = {"class_type": "TimestepKeyframe",
+                   "inputs": {"start_percent": 0.0, "latent_keyframe": ["lk", 0], "null_latent_kf_strength": 0.0}}
+    keyed["app"]["inputs"]["timestep_kf"] = ["tk", 0]
+    rows = _latent(pack, keyed)
+    controlled = _latent(pack, _batch2(_core()))
+    assert _diff(rows[0], controlled[0]) == 0.0
+    assert _diff(rows[1], _latent(pack, _uncontrolled(_batch2(_core())))[1]) == 0.0
+    assert _diff(rows[1], controlled[1]) > 1.0
+
+
+def test_deprecated_and_single_apply_nodes(pack: Any, core: torch.Tensor) -> None:
+    old = _pack()
+    old["app"]["class_type"] = "ACN_AdvancedControlNetApply"
+    assert _diff(_latent(pack, old), core) == 0.0
+    single = _pack()
+    single["app"] = {"class_type": "ACN_AdvancedControlNetApplySingle_v2",
+                     "inputs": {"conditioning": ["pos", 0], "control_net": ["cnl", 0], "image": ["img", 0],
+                                "strength": 0.9, "start_percent": 0.0, "end_percent": 1.0}}
+    single["ks"]["inputs"]["negative"] = ["neg", 0]
+    legacy = _core()  # ComfyUI's old ControlNetApply: the control also reaches the negative (apply_to_uncond)
+    legacy["app"] = {"class_type": "ControlNetApply",
+                     "inputs": {"conditioning": ["pos", 0], "control_net": ["cnl", 0], "image": ["img", 0],
+                                "strength": 0.9}}
+    legacy["ks"]["inputs"]["negative"] = ["neg", 0]
+    assert _diff(_latent(pack, single), _latent(pack, legacy)) == 0.0
 
 
 def test_t2i_adapter_through_the_pack(pack: Any) -> None:
