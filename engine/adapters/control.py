@@ -56,6 +56,16 @@ class ControlHandle:
         self.previous_controlnet: ControlHandle | None = None
         self.vae: Any = None
 
+    def __getattr__(self, name: str) -> Any:
+        """Reached only for attributes a handle lacks: name the case of packs reading ComfyUI's control internals
+        (``t2i_model``, ``control_model``, ...), which Loom's handle does not have."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"Loom's CONTROL_NET {self.__dict__.get('name', '?')!r} (from ControlNetLoader) has no "
+                             f"ComfyUI control attribute {name!r}: a pack that reads ComfyUI's control internals "
+                             f"(Advanced-ControlNet's apply nodes converting a T2I-Adapter) needs the file loaded with "
+                             f"the pack's own loader (comfy.controlnet.load_controlnet)")
+
     @property
     def is_t2i(self) -> bool:
         return self.spec.is_t2i

@@ -173,6 +173,15 @@ def test_mixed_loaders_and_apply_nodes(pack: Any, core: torch.Tensor) -> None:
     core_loader = _pack()
     core_loader["cnl"] = _core()["cnl"]
     assert _diff(_latent(pack, core_loader), core) == 0.0, "Loom's CONTROL_NET in the pack's apply node"
+    # the pack converts a T2I-Adapter it is given by reading ComfyUI's internals: Loom's handle names the fix
+    from executor import PromptExecutor, validate_prompt
+
+    t2i = _pack(control=T2I, hint="hint_depth_128x64.png")
+    t2i["cnl"] = _core(control=T2I)["cnl"]
+    valid = validate_prompt(pack.registry, t2i)
+    outcome = PromptExecutor(pack.registry, keep_values=True).execute(valid.prompt, "p", {}, valid.outputs)
+    assert outcome.status != "success"
+    assert "has no ComfyUI control attribute 't2i_model'" in str(outcome.error)
 
 
 def test_keyframe_turning_the_control_off_at_half_is_end_percent(pack: Any) -> None:
