@@ -276,7 +276,7 @@ def bind_controls(positive: list[Any], negative: list[Any], model: Any,
                 prev = run_for(handle.previous_controlnet) if handle.previous_controlnet is not None else None
                 runs[id(handle)] = ControlRun(handle, model, prev)
             elif follows_control_contract(handle):
-                runs[id(handle)] = ContractControlRun(handle, model, sample_sigmas)
+                runs[id(handle)] = ContractControlRun(handle, model, sample_sigmas, run_for)
             else:
                 raise TypeError(f"conditioning 'control' must be a CONTROL_NET from a ControlNet apply node, "
                                 f"got {type(handle).__name__}")

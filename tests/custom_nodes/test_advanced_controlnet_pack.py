@@ -119,7 +119,7 @@ def _run(rt: Any, graph: dict[str, Any]) -> Any:
 
     valid = validate_prompt(rt.registry, graph, extra_checks=builtin_checks(rt.services))
     outcome = PromptExecutor(rt.registry, keep_values=True).execute(valid.prompt, "p", {}, valid.outputs)
-    assert outcome.status == "success", outcome.error
+    assert outcome.status == "success", (outcome.error or {}).get("exception_message")
     return outcome
 
 
@@ -173,6 +173,26 @@ def test_mixed_loaders_and_apply_nodes(pack: Any, core: torch.Tensor) -> None:
     core_loader = _pack()
     core_loader["cnl"] = _core()["cnl"]
     assert _diff(_latent(pack, core_loader), core) == 0.0, "Loom's CONTROL_NET in the pack's apply node"
+    # chains mixing both kinds: the pack's control onto Loom's and Loom's onto the pack's, as two core applies
+    two = _core()
+    two["cn2"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": CN}}
+    two["app2"] = {"class_type": "ControlNetApplyAdvanced",
+                   "inputs": {"positive": ["app", 0], "negative": ["app", 1], "control_net": ["cn2", 0],
+                              "image": ["img", 0], "strength": 0.5, "start_percent": 0.2, "end_percent": 0.8}}
+    two["ks"]["inputs"].update(positive=["app2", 0], negative=["app2", 1])
+    expected = _latent(pack, two)
+    assert _diff(expected, core) > 1.0
+    pack_second = copy.deepcopy(two)
+    pack_second["cn2"] = {"class_type": "ACN_ControlNetLoaderAdvanced", "inputs": {"cnet": CN}}
+    pack_second["app2"]["class_type"] = "ACN_AdvancedControlNetApply_v2"
+    outcome = _run(pack, pack_second)
+    control = outcome.values["app2"][0][0][0][1]["control"]
+    assert type(control).__name__ == "ControlNetAdvanced"
+    assert type(control.previous_controlnet).__name__ == "ControlHandle", "the chain is put back after the run"
+    assert _diff(outcome.values["ks"][0][0]["samples"], expected) == 0.0
+    pack_first = copy.deepcopy(two)
+    pack_first["cnl"], pack_first["app"]["class_type"] = _pack()["cnl"], "ACN_AdvancedControlNetApply_v2"
+    assert _diff(_latent(pack, pack_first), expected) == 0.0
     # the pack converts a T2I-Adapter it is given by reading ComfyUI's internals: Loom's handle names the fix
     from executor import PromptExecutor, validate_prompt
 

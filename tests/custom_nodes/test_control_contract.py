@@ -84,17 +84,46 @@ def test_cleanup_runs_when_the_control_fails(tiny: tuple[Any, Any, Any]) -> None
     assert failing.events == ["pre_run:BaseModel", "cleanup"]
 
 
-def test_chain_onto_a_loom_handle_and_hooks_raise(tiny: tuple[Any, Any, Any]) -> None:
+def test_chain_onto_a_non_control_and_hooks_raise(tiny: tuple[Any, Any, Any]) -> None:
     model, positive, negative = tiny
 
     class NotAControl:
         pass
 
     chained = RecordingControl().set_previous_controlnet(NotAControl())
-    with pytest.raises(TypeError, match="Loom cannot run that chain"):
+    with pytest.raises(TypeError, match="must be a CONTROL_NET .* got NotAControl"):
         _sample(model, positive, negative, chained)
+    assert chained.events == [] and isinstance(chained.previous_controlnet, NotAControl), "chain put back"
     hooked = RecordingControl()
     hooked.get_extra_hooks = lambda: [object()]  # type: ignore[method-assign]
     with pytest.raises(NotImplementedError, match="hook system"):
         _sample(model, positive, negative, hooked)
     assert hooked.events == []
+
+
+class ChainingControl(RecordingControl):
+    """Adds its middle residual to its previous control's, as ComfyUI's control_merge does."""
+
+    def get_control(self, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any], batched_number: int,
+                    transformer_options: dict[str, Any]) -> dict[str, list[Any]]:
+        own = super().get_control(x, t, cond, batched_number, transformer_options)
+        prev = self.previous_controlnet.get_control(x, t, cond, batched_number, transformer_options)
+        assert sorted(prev) == ["input", "middle", "output"], "a merged control carries all three lists"
+        prev["middle"] = [prev["middle"][0] + own["middle"][0]]
+        return prev  # type: ignore[no-any-return]
+
+
+def test_contract_control_chained_onto_a_loom_handle(tiny: tuple[Any, Any, Any], fixtures_dir: Any) -> None:
+    from engine.adapters.control_load import load_control
+
+    model, positive, negative = tiny
+    handle = load_control(fixtures_dir / "adapters" / "tiny-control_v11p_sd15_canny_fp16.safetensors", model.manager)
+    hint = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    applied = handle.copy().set_cond_hint(hint, 0.8)
+    alone = _sample(model, positive, negative, applied)
+    chained = ChainingControl(0.0).set_previous_controlnet(applied)
+    assert float((_sample(model, positive, negative, chained) - alone).abs().max()) == 0.0
+    assert chained.previous_controlnet is applied, "the bridge is removed after the run"
+    assert chained.events == ["pre_run:BaseModel", "cleanup"] and len(chained.calls) == 3
+    shifted = ChainingControl(0.5).set_previous_controlnet(applied)
+    assert float((_sample(model, positive, negative, shifted) - alone).abs().max()) > 1e-3
