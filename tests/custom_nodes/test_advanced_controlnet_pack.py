@@ -283,6 +283,19 @@ def test_t2i_adapter_through_the_pack(pack: Any) -> None:
     outcome = _run(pack, _pack(control=T2I, hint="hint_depth_128x64.png"))
     assert type(outcome.values["app"][0][0][0][1]["control"]).__name__ == "T2IAdapterAdvanced"
     assert _diff(outcome.values["ks"][0][0]["samples"], core) == 0.0
+    # per-level T2I weights: all 1.0 is the plain adapter, all 0.0 no adapter, the soft preset something between
+    weighted = _pack(control=T2I, hint="hint_depth_128x64.png")
+    levels = {f"input_{i}": 1.0 for i in range(4)}
+    weighted["w"] = {"class_type": "ACN_CustomT2IAdapterWeights", "inputs": levels}
+    weighted["app"]["inputs"]["weights_override"] = ["w", 0]
+    assert _diff(_latent(pack, weighted), core) == 0.0
+    weighted["w"]["inputs"] = {k: 0.0 for k in levels}
+    uncontrolled = _latent(pack, _uncontrolled(_core()))
+    assert _diff(_latent(pack, weighted), uncontrolled) == 0.0
+    weighted["w"] = {"class_type": "ACN_SoftT2IAdapterWeights",
+                     "inputs": {"input_0": 0.25, "input_1": 0.62, "input_2": 0.825, "input_3": 1.0}}
+    soft = _latent(pack, weighted)
+    assert _diff(soft, core) > 1.0 and _diff(soft, uncontrolled) > 1.0
 
 
 def test_what_loom_cannot_run_is_named(pack: Any) -> None:
