@@ -24,25 +24,12 @@ from engine.latent_formats import LatentFormat
 from engine.model_call import ModelCall, has_call_wrappers, wrapped_model_call
 from engine.model_management import ManagedModel, ModelManager
 from engine.networks.unet import UNetModel
-from engine.patching import Patch, Patchable
+from engine.patching import Patch, Patchable, check_registration
 from engine.vae_handle import VaeHandle
 
 __all__ = ["ModelHandle", "ClipHandle", "VaeHandle", "Patch", "Conditioning"]
 
 Conditioning = list[list[Any]]
-
-# the ComfyUI wrapper / callback types (comfy.patcher_extension) a MODEL takes: the ones Loom's sampler runs
-RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "apply_model")
-RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
-
-
-def check_runnable(section: str, kind: str, runnable: tuple[str, ...]) -> None:
-    """NotImplementedError naming ``kind`` unless it is one of the ``runnable`` wrapper / callback types."""
-    if kind not in runnable:
-        raise NotImplementedError(f"a ComfyUI model {section} of type {kind!r}: Loom's sampler does not run that "
-                                  f"type (it runs {', '.join(runnable)}), so the node that registers one cannot "
-                                  "work here")
-
 
 class ModelHandle(Patchable):
     """The MODEL: a diffusion network, its noise schedule and latent format.
@@ -180,15 +167,16 @@ class ModelHandle(Patchable):
         return target
 
     # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); the
-    # ComfyUI compatibility layer runs them (app/compat/_model_wrappers.py), so only the types it runs are taken
+    # ComfyUI compatibility layer runs them (app/compat/_model_wrappers.py) and refuses, through the installed
+    # registration checks (engine.patching), the types it does not run; the handle itself calls "on_clone"
     def add_wrapper(self, wrapper_type: str, wrapper: Callable[..., Any]) -> None:
         """ComfyUI's ``add_wrapper``: ``add_wrapper_with_key`` under the key None."""
         self.add_wrapper_with_key(wrapper_type, None, wrapper)
 
     def add_wrapper_with_key(self, wrapper_type: str, key: Any, wrapper: Callable[..., Any]) -> None:
-        """Register ``wrapper`` (``fn(executor, *args, **kwargs)``) of ``wrapper_type`` under ``key``; a type Loom
-        does not run (``RUNNABLE_WRAPPERS``) is refused."""
-        check_runnable("wrapper", wrapper_type, RUNNABLE_WRAPPERS)
+        """Register ``wrapper`` (``fn(executor, *args, **kwargs)``) of ``wrapper_type`` under ``key``, unless an
+        installed registration check refuses the type."""
+        check_registration("wrapper", wrapper_type)
         self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
 
     def remove_wrappers_with_key(self, wrapper_type: str, key: Any) -> None:
@@ -208,9 +196,9 @@ class ModelHandle(Patchable):
         self.add_callback_with_key(call_type, None, callback)
 
     def add_callback_with_key(self, call_type: str, key: Any, callback: Callable[..., Any]) -> None:
-        """Register ``callback`` of ``call_type`` under ``key``; a type Loom does not call (``RUNNABLE_CALLBACKS``)
-        is refused."""
-        check_runnable("callback", call_type, RUNNABLE_CALLBACKS)
+        """Register ``callback`` of ``call_type`` under ``key``, unless an installed registration check refuses the
+        type."""
+        check_registration("callback", call_type)
         self.callbacks.setdefault(call_type, {}).setdefault(key, []).append(callback)
 
     def remove_callbacks_with_key(self, call_type: str, key: Any) -> None:

@@ -34,10 +34,26 @@ from torch import nn
 from engine.installed import install_once
 
 __all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "PatchResolver", "add_weight_unpacker",
-           "add_patch_resolver", "apply_entries", "is_packed"]
+           "add_patch_resolver", "apply_entries", "is_packed", "add_registration_check", "check_registration"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 Registry = dict[str, dict[Any, list[Callable[..., Any]]]]
+
+# checks installed from outside the engine (the ComfyUI compatibility layer knows which wrapper / callback types
+# it runs): each is called ``check(section, kind)`` before a handle registers a wrapper ("wrapper") or callback
+# ("callback") of ``kind``, and raises to refuse it
+_REGISTRATION_CHECKS: list[Callable[[str, str], None]] = []
+
+
+def add_registration_check(check: Callable[[str, str], None]) -> Callable[[], None]:
+    """Install a registration check once; returns its remover."""
+    return install_once(_REGISTRATION_CHECKS, check)
+
+
+def check_registration(section: str, kind: str) -> None:
+    """Run the installed registration checks for a ``section`` ("wrapper" / "callback") entry of ``kind``."""
+    for check in list(_REGISTRATION_CHECKS):
+        check(section, kind)
 PatchEntry = tuple[float, Patch, float]
 # (layer, attribute name) -> a function returning that packed tensor's float32 value, or None when not its kind
 Unpacker = Callable[[nn.Module, str], Union[Callable[[], torch.Tensor], None]]
@@ -153,7 +169,7 @@ class Patchable:
         self._patched: dict[str, torch.Tensor] | None = None
         self.model_options: dict[str, Any] = {}
         self.object_patches: dict[str, Any] = {}
-        self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (the MODEL runs some: engine.handles)
+        self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (run by the compatibility layer)
         self.callbacks: Registry = {}
         self.attachments: dict[str, Any] = {}  # ComfyUI's: objects packs keep on a handle for their own wrappers
 

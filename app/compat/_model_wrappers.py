@@ -18,9 +18,10 @@ The compatibility module ``comfy.samplers`` installs these while it is loaded.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,10 +30,52 @@ if TYPE_CHECKING:
     from engine.model_call import ModelCall
     from engine.sampling.run_wrappers import GuidanceStep, OuterRun
 
-__all__ = ["registered", "run_outer_sample", "run_predict_noise", "run_apply_model"]
+__all__ = ["RUNNABLE_WRAPPERS", "RUNNABLE_CALLBACKS", "RunningGuider", "check_runnable", "guiding", "registered",
+           "running", "run_outer_sample", "run_predict_noise", "run_apply_model"]
 
-# the guider object of the sampling in progress (this thread / task): what predict_noise wrappers see as class_obj
-_RUN_GUIDER: ContextVar[Any] = ContextVar("loom_compat_run_guider", default=None)
+# the ComfyUI wrapper / callback types (comfy.patcher_extension) Loom runs; a MODEL refuses the others
+RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "apply_model")
+RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
+
+
+def check_runnable(section: str, kind: str) -> None:
+    """NotImplementedError naming ``kind`` unless it is a ``section`` ("wrapper" / "callback") type Loom runs."""
+    runnable = RUNNABLE_WRAPPERS if section == "wrapper" else RUNNABLE_CALLBACKS
+    if kind not in runnable:
+        raise NotImplementedError(f"a ComfyUI model {section} of type {kind!r}: Loom's sampler does not run that "
+                                  f"type (it runs {', '.join(runnable)}), so the node that registers one cannot "
+                                  "work here")
+
+
+@dataclass(frozen=True)
+class RunningGuider:
+    """The guider (``comfy.samplers.CFGGuider``) of the sampling in progress: the ``class_obj`` its MODEL's wrappers
+    see. ``own_predict``: its own (overridden) ``predict_noise`` guides each step now, over ``sigmas`` (the run's
+    schedule) with ``extra`` (the resolvers of its conds beyond positive / negative)."""
+
+    guider: Any
+    own_predict: bool = False
+    sigmas: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# the guider of the sampling in progress in this thread / task
+_RUNNING: ContextVar[RunningGuider | None] = ContextVar("loom_compat_running_guider", default=None)
+
+
+def running() -> RunningGuider | None:
+    """The guider of the sampling in progress (None: none)."""
+    return _RUNNING.get()
+
+
+@contextlib.contextmanager
+def guiding(record: RunningGuider | None) -> Iterator[None]:
+    """``record`` as the guider of the sampling in progress inside the block."""
+    token = _RUNNING.set(record)
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
 
 
 def registered(model: Any, transformer_options: dict[str, Any] | None, kind: str,
@@ -70,6 +113,8 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
         return proceed(run)
     guider = guider_for(run)
     sampler = sampler_for(run)
+    current = running()
+    record = current if current is not None and current.guider is guider else RunningGuider(guider)
 
     def original(noise: torch.Tensor, latent_image: torch.Tensor, sampler_arg: Any, sigmas: torch.Tensor,
                  denoise_mask: torch.Tensor | None = None, callback: Any = None, disable_pbar: bool = False,
@@ -90,12 +135,9 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
             for callback_fn in cleanup:
                 callback_fn(model)
 
-    token = _RUN_GUIDER.set(guider)
-    try:
+    with guiding(record):
         out: torch.Tensor = _executor(original, guider, wrappers).execute(
             run.noise, run.latent, sampler, run.sigmas, run.noise_mask, run.callback, False, run.seed)
-    finally:
-        _RUN_GUIDER.reset(token)
     return out
 
 
@@ -105,9 +147,7 @@ def run_predict_noise(step: GuidanceStep, proceed: Callable[..., torch.Tensor],
     wrappers = registered(step.model, step.model_options.get("transformer_options"), "predict_noise")
     if not wrappers:
         return proceed()
-    guider = _RUN_GUIDER.get()
-    if guider is None:
-        guider = guider_for(step)
+    guider = guider_for(step)
 
     def original(x: torch.Tensor, timestep: torch.Tensor, model_options: dict[str, Any] | None = None,
                  seed: int | None = None) -> torch.Tensor:

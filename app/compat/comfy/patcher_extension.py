@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from app.compat._model_wrappers import check_runnable
+
 __all__ = ["CallbacksMP", "PatcherInjection", "WrapperExecutor", "WrappersMP", "add_callback",
            "add_callback_with_key", "add_wrapper", "add_wrapper_with_key", "copy_nested_dicts",
            "get_all_callbacks", "get_all_wrappers", "get_callbacks_with_key", "get_wrappers_with_key",
@@ -121,9 +123,7 @@ def add_wrapper_with_key(wrapper_type: str, key: str | None, wrapper: Callable[.
                          transformer_options: dict[str, Any], is_model_options: bool = False) -> None:
     """Append `wrapper` to `transformer_options["wrappers"][wrapper_type][key]` (`model_options`' own
     `transformer_options` when `is_model_options`); a type Loom's sampler does not run is refused."""
-    from engine.handles import RUNNABLE_WRAPPERS, check_runnable
-
-    check_runnable("wrapper", wrapper_type, RUNNABLE_WRAPPERS)
+    check_runnable("wrapper", wrapper_type)
     _registry_for(transformer_options, is_model_options).setdefault(wrapper_type, {}).setdefault(key, []).append(
         wrapper)
 

@@ -19,13 +19,14 @@ two is the run's `CFGGuider` (the pack's own, or one standing for KSampler's).
 from __future__ import annotations
 
 import sys
-from contextvars import ContextVar
 from typing import Any
 
 from app.compat import _model_wrappers
 from app.compat._environment import shim_still_loaded
+from app.compat._model_wrappers import RunningGuider, guiding, running
 from engine import names
 from engine.model_call import ModelCall, add_call_wrapper
+from engine.patching import add_registration_check
 from engine.sampling.run_wrappers import (
     GuidanceStep,
     OuterRun,
@@ -218,16 +219,10 @@ class CFGGuider:
         from engine.sampling.custom import sample_custom
 
         own = type(self).predict_noise is not CFGGuider.predict_noise
-        token = _GUIDER_RUN.set((self, sigmas, self._extra_conds()) if own else None)
-        sampling = _SAMPLING_GUIDER.set(self)
-        try:
+        with guiding(RunningGuider(self, own, sigmas, self._extra_conds()) if own else RunningGuider(self)):
             return sample_custom(self.model_patcher, noise, self.cfg, sampler, sigmas,
                                  self.original_conds.get("positive") or [], self.original_conds.get("negative") or [],
                                  latent_image, noise_mask=denoise_mask, callback=callback, seed=seed)
-        finally:
-            _SAMPLING_GUIDER.reset(sampling)
-            _GUIDER_RUN.reset(token)
-
 
     def _extra_conds(self) -> dict[str, Any]:
         """Resolvers of the conds set beyond positive / negative (Guider_PerpNeg's empty prompt), each with its
@@ -243,22 +238,12 @@ class CFGGuider:
         return extra
 
 
-# the guider whose own predict_noise guides the run in progress (this thread / task), with the run's sigmas and the
-# resolvers of its extra conds
-_GUIDER_RUN: ContextVar[tuple[CFGGuider, Any, dict[str, Any]] | None] = ContextVar("loom_compat_guider_run",
-                                                                                    default=None)
-
-
-# the CFGGuider whose sample() is running (this thread / task): the class_obj of the MODEL's wrappers
-_SAMPLING_GUIDER: ContextVar[CFGGuider | None] = ContextVar("loom_compat_sampling_guider", default=None)
-
-
 def _guider_for(model: Any, positive: Any, negative: Any, cfg: float) -> CFGGuider:
     """The guider of the sampling in progress, or one standing for KSampler's (ComfyUI's KSampler runs a
     CFGGuider too)."""
-    guider = _SAMPLING_GUIDER.get()
-    if guider is not None and guider.model_patcher is model:
-        return guider
+    current = running()
+    if current is not None and current.guider.model_patcher is model:
+        return current.guider  # type: ignore[no-any-return]
     guider = CFGGuider(model)
     guider.original_conds.update({"positive": positive, "negative": negative})
     guider.set_cfg(cfg)
@@ -296,20 +281,17 @@ def _through_model_apply_model(call: ModelCall, proceed: Any) -> Any:
 
 def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
     """A guided prediction of a CFGGuider subclass's run, through its `predict_noise`."""
-    active = _GUIDER_RUN.get()
-    if active is None or not _loaded():
+    active = running()
+    if active is None or not active.own_predict or not _loaded():
         return proceed()
-    guider, sigmas, extra = active
+    guider = active.guider
     guider.conds = {"positive": step.positive, "negative": step.negative or None,
-                    **{key: resolver.resolve(step.model, step.x, step.sigma) for key, resolver in extra.items()}}
+                    **{key: resolver.resolve(step.model, step.x, step.sigma) for key, resolver in active.extra.items()}}
     guider.inner_model = step.model
-    transformer = {**(step.model_options.get("transformer_options") or {}), "sample_sigmas": sigmas}
-    token = _GUIDER_RUN.set(None)  # a sampler run inside predict_noise is not this guider's
-    try:
+    transformer = {**(step.model_options.get("transformer_options") or {}), "sample_sigmas": active.sigmas}
+    with guiding(RunningGuider(guider)):  # a sampler run inside predict_noise is not guided by it again
         return guider.predict_noise(step.x, step.sigma, {**step.model_options, "transformer_options": transformer},
                                     step.seed)
-    finally:
-        _GUIDER_RUN.reset(token)
 
 
 class KSamplerX0Inpaint:
@@ -339,10 +321,16 @@ cond_cat = _cond_internal("cond_cat")
 process_conds = _cond_internal("process_conds")
 
 
+def _check_registration(section: str, kind: str) -> None:
+    """A MODEL refuses the wrapper / callback types Loom does not run (while this module is loaded)."""
+    if _loaded():
+        _model_wrappers.check_runnable(section, kind)
+
+
 def _loaded() -> bool:
     return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper,
                              _remove_guider_wrapper, _remove_outer_wrapper, _remove_predict_wrapper,
-                             _remove_call_wrapper)
+                             _remove_call_wrapper, _remove_registration_check)
 
 
 _THIS_MODULE = sys.modules[__name__]
@@ -353,3 +341,4 @@ _remove_guider_wrapper = add_step_wrapper(_through_guider_predict_noise)
 _remove_predict_wrapper = add_step_wrapper(_through_model_predict_noise)
 _remove_outer_wrapper = add_outer_wrapper(_through_model_outer_sample)
 _remove_call_wrapper = add_call_wrapper(_through_model_apply_model)
+_remove_registration_check = add_registration_check(_check_registration)
