@@ -21,7 +21,14 @@ from torch import nn
 from engine.clip_handle import ClipHandle
 from engine.families import Family
 from engine.latent_formats import LatentFormat
-from engine.model_call import ModelCall, has_call_wrappers, wrapped_model_call
+from engine.model_call import (
+    ModelCall,
+    NetworkCall,
+    has_call_wrappers,
+    has_network_wrappers,
+    wrapped_model_call,
+    wrapped_network_call,
+)
 from engine.model_management import ManagedModel, ModelManager
 from engine.networks.unet import UNetModel
 from engine.patching import Patch, Patchable, check_registration
@@ -110,7 +117,6 @@ class ModelHandle(Patchable):
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc)], dim=1)
         t = self.model_sampling.timestep(sigma).float()
-        args: tuple[Any, ...] = (xc.to(device, dtype), t.to(device))
         kwargs: dict[str, Any] = {
             "context": None if context is None else context.to(device, dtype),
             "y": None if y is None else y.to(device, dtype),
@@ -120,11 +126,17 @@ class ModelHandle(Patchable):
         if control is not None:
             kwargs["control"] = {k: [None if r is None else r.to(device, dtype) for r in v] for k, v in control.items()}
         patched = self._patched_weights(module)
-        with torch.no_grad(), _objects_patched(module, self.object_patches):
+
+        def forward(call: NetworkCall) -> torch.Tensor:
             if patched:
-                out = torch.func.functional_call(module, patched, args, kwargs, strict=False)
-            else:
-                out = module(*args, **kwargs)
+                result: torch.Tensor = torch.func.functional_call(module, patched, (call.x, call.timesteps),
+                                                                  call.kwargs, strict=False)
+                return result
+            return module(call.x, call.timesteps, **call.kwargs)  # type: ignore[no-any-return]
+
+        call = NetworkCall(self, module, xc.to(device, dtype), t.to(device), kwargs)
+        with torch.no_grad(), _objects_patched(module, self.object_patches):
+            out = wrapped_network_call(call, forward) if has_network_wrappers() else forward(call)
         out = out.to(device=x.device, dtype=torch.float32)
         denoised: torch.Tensor = self.model_sampling.calculate_denoised(sigma, out, x)
         return denoised

@@ -9,10 +9,24 @@ registration order, as ComfyUI merges them. Each chain runs through ``WrapperExe
   denoise_mask, callback, disable_pbar, seed)``, raw latents, ``executor.class_obj`` the guider; returns the raw
   output latent. What a wrapper passes on (another schedule, noise, latent, mask, sampler, seed) is what runs.
   The MODEL's ``on_pre_run`` / ``on_cleanup`` callbacks (``fn(model)``) run just inside the chain, as ComfyUI's.
+- ``sampler_sample`` (run point, outermost: around a pack's ``KSAMPLER.sample`` replacement): ``(guider, sigmas,
+  extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)``, ``latent_image`` in model space,
+  ``extra_args`` ``{"model_options": a copy with transformer_options["sample_sigmas"], "seed"}``,
+  ``executor.class_obj`` the SAMPLER; returns the sampled latent in model space. What a wrapper passes on (schedule,
+  noise, latent, mask, callback, ``extra_args["seed"]``) is what runs; changes to the ``model_options`` copy are
+  not seen by Loom's sampler.
 - ``predict_noise`` (step point, outermost): ``(x, timestep, model_options, seed)``, ``timestep`` the sigma,
   ``executor.class_obj`` the guider; returns the guided x0.
+- ``calc_cond_batch`` (batch point): ``(model, conds, x_in, timestep, model_options)``, ``model`` the MODEL handle,
+  ``conds`` the resolved cond lists per side (None: skipped), ``timestep`` the sigma, ``executor.class_obj`` None;
+  returns the x0 of each side. The MODEL's ``on_prepare_state`` callbacks (``fn(model, timestep)``) run just inside
+  the chain, before the model calls, as ComfyUI's.
 - ``apply_model`` (``engine.model_call``): ``(x, t, c_concat, c_crossattn, control, transformer_options, y=...)``,
   ``t`` the sigma, ``executor.class_obj`` the MODEL's ``comfy.model_base`` view; returns x0.
+- ``diffusion_model`` (network point, inside ``apply_model``): ``(x, timesteps, context, y, control,
+  transformer_options)`` (ComfyUI's UNet order, for every network), ``x`` scaled with extra channels joined,
+  ``timesteps`` the network's, ``executor.class_obj`` the network module (its stored weights: weight patches are
+  applied inside the original); returns the network's raw output.
 
 The compatibility module ``comfy.samplers`` installs these while it is loaded.
 """
@@ -27,15 +41,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from engine.model_call import ModelCall
-    from engine.sampling.run_wrappers import GuidanceStep, OuterRun
+    from engine.model_call import ModelCall, NetworkCall
+    from engine.sampling.run_wrappers import CondBatch, GuidanceStep, OuterRun, SamplerRun
 
 __all__ = ["RUNNABLE_WRAPPERS", "RUNNABLE_CALLBACKS", "RunningGuider", "check_runnable", "guiding", "registered",
-           "running", "run_outer_sample", "run_predict_noise", "run_apply_model"]
+           "running", "run_outer_sample", "run_sampler_sample", "run_predict_noise", "run_calc_cond_batch",
+           "run_apply_model", "run_diffusion_model"]
 
 # the ComfyUI wrapper / callback types (comfy.patcher_extension) Loom runs; a MODEL refuses the others
-RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "apply_model")
-RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
+RUNNABLE_WRAPPERS = ("outer_sample", "sampler_sample", "predict_noise", "calc_cond_batch", "apply_model",
+                     "diffusion_model")
+RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup", "on_prepare_state")
 
 
 def check_runnable(section: str, kind: str) -> None:
@@ -105,16 +121,16 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
     """A sampling through the MODEL's ``outer_sample`` wrappers and ``on_pre_run`` / ``on_cleanup`` callbacks;
     ``guider_for`` / ``sampler_for`` give ComfyUI's guider and SAMPLER objects for the run."""
     model = run.model
+    guider = guider_for(run)
+    current = running()
+    record = current if current is not None and current.guider is guider else RunningGuider(guider)
     wrappers = registered(model, _model_transformer_options(model), "outer_sample")
     pre_run = registered(model, None, "on_pre_run", "callbacks")
     cleanup = registered(model, None, "on_cleanup", "callbacks")
-    predicts = registered(model, _model_transformer_options(model), "predict_noise")
-    if not (wrappers or pre_run or cleanup or predicts):
-        return proceed(run)
-    guider = guider_for(run)
+    if not (wrappers or pre_run or cleanup):
+        with guiding(record):
+            return proceed(run)
     sampler = sampler_for(run)
-    current = running()
-    record = current if current is not None and current.guider is guider else RunningGuider(guider)
 
     def original(noise: torch.Tensor, latent_image: torch.Tensor, sampler_arg: Any, sigmas: torch.Tensor,
                  denoise_mask: torch.Tensor | None = None, callback: Any = None, disable_pbar: bool = False,
@@ -139,6 +155,41 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
         out: torch.Tensor = _executor(original, guider, wrappers).execute(
             run.noise, run.latent, sampler, run.sigmas, run.noise_mask, run.callback, False, run.seed)
     return out
+
+
+def run_sampler_sample(run: SamplerRun, proceed: Callable[..., torch.Tensor],
+                       sampler_for: Callable[[SamplerRun], Any]) -> torch.Tensor:
+    """A sampler run through the MODEL's ``sampler_sample`` wrappers (class_obj: ComfyUI's SAMPLER for the run)."""
+    options = run.model.model_options
+    wrappers = registered(run.model, options.get("transformer_options"), "sampler_sample")
+    if not wrappers:
+        return proceed()
+    current = running()
+    guider = current.guider if current is not None else None
+    transformer = {**(options.get("transformer_options") or {}), "sample_sigmas": run.sigmas}
+    extra_args = {"model_options": {**options, "transformer_options": transformer}, "seed": run.seed}
+
+    def original(guider_arg: Any, sigmas: torch.Tensor, extra_args_arg: dict[str, Any], callback: Any,
+                 noise: torch.Tensor, latent_image: torch.Tensor | None = None,
+                 denoise_mask: torch.Tensor | None = None, disable_pbar: bool = False) -> torch.Tensor:
+        return proceed(run_from_sample_args(run, sigmas, extra_args_arg, callback, noise, latent_image, denoise_mask))
+
+    out: torch.Tensor = _executor(original, sampler_for(run), wrappers).execute(
+        guider, run.sigmas, extra_args, run.callback, run.noise, run.latent, run.denoise_mask, False)
+    return out
+
+
+def run_from_sample_args(run: SamplerRun, sigmas: torch.Tensor, extra_args: Any, callback: Any,
+                         noise: torch.Tensor, latent_image: torch.Tensor | None,
+                         denoise_mask: torch.Tensor | None) -> SamplerRun:
+    """The sampler run that ``KSAMPLER.sample``'s arguments describe (``run`` itself where nothing changed)."""
+    seed = extra_args.get("seed", run.seed) if isinstance(extra_args, dict) else run.seed
+    latent = run.latent if latent_image is None else latent_image
+    if (sigmas is run.sigmas and noise is run.noise and latent is run.latent and denoise_mask is run.denoise_mask
+            and callback is run.callback and seed == run.seed):
+        return run
+    return replace(run, sigmas=sigmas, noise=noise, latent=latent, denoise_mask=denoise_mask, callback=callback,
+                   seed=seed)
 
 
 def run_predict_noise(step: GuidanceStep, proceed: Callable[..., torch.Tensor],
@@ -180,4 +231,53 @@ def run_apply_model(call: ModelCall, proceed: Callable[..., torch.Tensor]) -> to
 
     out: torch.Tensor = _executor(original, call.model.model, wrappers).execute(
         call.x, call.sigma, call.concat, call.context, call.control, given, **kwargs)
+    return out
+
+
+def run_calc_cond_batch(batch: CondBatch, proceed: Callable[..., list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Batched model calls through the MODEL's ``calc_cond_batch`` wrappers, its ``on_prepare_state`` callbacks
+    just inside them."""
+    options = batch.model_options if batch.model_options is not None else getattr(batch.model, "model_options", {})
+    wrappers = registered(batch.model, options.get("transformer_options"), "calc_cond_batch")
+    if not (wrappers or registered(batch.model, None, "on_prepare_state", "callbacks")):
+        return proceed()
+
+    def original(model: Any, conds: list[Any], x_in: torch.Tensor, timestep: torch.Tensor,
+                 model_options: dict[str, Any]) -> list[torch.Tensor]:
+        for callback in registered(model, None, "on_prepare_state", "callbacks"):
+            callback(model, timestep)
+        if (model is batch.model and conds is batch.sides and x_in is batch.x and timestep is batch.sigma
+                and model_options is options):
+            return proceed()
+        return proceed(replace(batch, model=model, sides=conds, x=x_in, sigma=timestep, model_options=model_options))
+
+    out: list[torch.Tensor] = _executor(original, None, wrappers).execute(batch.model, batch.sides, batch.x,
+                                                                           batch.sigma, options)
+    return out
+
+
+def run_diffusion_model(call: NetworkCall, proceed: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """A network forward through the MODEL's ``diffusion_model`` wrappers (class_obj: the network)."""
+    options = call.kwargs.get("transformer_options")
+    wrappers = registered(call.model, options if options is not None else _model_transformer_options(call.model),
+                          "diffusion_model")
+    if not wrappers:
+        return proceed()
+    given = options if options is not None else {}
+    rest = {k: v for k, v in call.kwargs.items() if k not in ("context", "y", "control", "transformer_options")}
+
+    def original(x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
+                 y: torch.Tensor | None = None, control: Any = None,
+                 transformer_options: dict[str, Any] | None = None, **extra: Any) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"context": context, "y": y, **extra}
+        if control is not None:
+            kwargs["control"] = control
+        passed = options if transformer_options is given else transformer_options
+        if passed is not None:
+            kwargs["transformer_options"] = passed
+        return proceed(replace(call, x=x, timesteps=timesteps, kwargs=kwargs))
+
+    out: torch.Tensor = _executor(original, call.network, wrappers).execute(
+        call.x, call.timesteps, call.kwargs.get("context"), call.kwargs.get("y"), call.kwargs.get("control"), given,
+        **rest)
     return out

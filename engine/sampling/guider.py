@@ -39,7 +39,7 @@ import torch
 
 from engine.gligen import gligen_middle_patch
 from engine.sampling.conditioning import Cond, repeat_to_batch_size
-from engine.sampling.run_wrappers import GuidanceStep, guided_step
+from engine.sampling.run_wrappers import CondBatch, GuidanceStep, batched_calls, guided_step
 
 _FEATHER = 8  # area edges off the image border fade in over min(8, area size // 4) latent pixels
 
@@ -164,7 +164,14 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
                     model_options: ModelOptions | None = None) -> list[torch.Tensor]:
     """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``;
     ``model_options`` (default: the handle's own) supplies the UNet's ``transformer_options``, as in ComfyUI,
-    so a hook can run one extra call with a patch of its own (PerturbedAttentionGuidance)."""
+    so a hook can run one extra call with a patch of its own (PerturbedAttentionGuidance). Installed batch wrappers
+    (``engine.sampling.run_wrappers``) run around it."""
+    return batched_calls(CondBatch(model, sides, x, sigma, model_options),
+                         lambda b: _calc_cond_batch(b.model, b.sides, b.x, b.sigma, b.model_options))
+
+
+def _calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
+                     model_options: ModelOptions | None) -> list[torch.Tensor]:
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     pending: list[_Job] = []

@@ -212,39 +212,42 @@ def _sample_bound(run: OuterRun, pos: list[Cond], neg: list[Cond], control_runs:
     add_matching_areas(pos, neg)
     share_gligen(pos, neg)
 
-    blend_noise = noise
-    if spec.random_inpaint_noise and mask is not None:
-        gen = torch.Generator(device="cpu").manual_seed(((41 if seed is None else int(seed)) + 1) % 2**64)
-        blend_noise = torch.randn(noise.shape, generator=gen, device="cpu").to(noise.dtype).to(device)
     cfg_denoiser = CFGDenoiser(model, pos, neg, cfg, seed=seed)
 
-    def loop(run_sigmas: torch.Tensor) -> torch.Tensor:
-        """The sampler over ``run_sigmas``, from the noise scaled to its first sigma (KSAMPLER.sample's part)."""
+    def loop(r: SamplerRun) -> torch.Tensor:
+        """The sampler over the run's schedule, from its noise scaled to the first sigma, back through the inverse
+        scaling at the last (KSAMPLER.sample's part)."""
+        run_sigmas, run_noise, run_mask = r.sigmas, r.noise, r.denoise_mask
         first, max_sigma = float(run_sigmas[0]), float(ms.sigma_max)
         max_denoise = math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
-        x = ms.noise_scaling(run_sigmas[0], noise, latent_in, max_denoise)
-        denoiser = InpaintDenoiser(cfg_denoiser, ms, latent_in, blend_noise, mask, sigmas=run_sigmas)
+        x = ms.noise_scaling(run_sigmas[0], run_noise, r.latent, max_denoise)
+        blend_noise = run_noise
+        if spec.random_inpaint_noise and run_mask is not None:
+            gen = torch.Generator(device="cpu").manual_seed(((41 if r.seed is None else int(r.seed)) + 1) % 2**64)
+            blend_noise = torch.randn(run_noise.shape, generator=gen, device="cpu").to(run_noise.dtype).to(device)
+        denoiser = InpaintDenoiser(cfg_denoiser, ms, r.latent, blend_noise, run_mask, sigmas=run_sigmas)
         total = len(run_sigmas) - 1
         step_cb = None
-        if callback is not None:
+        if r.callback is not None:
+            run_callback = r.callback
+
             def step_cb(i: int, denoised: torch.Tensor, x_now: torch.Tensor) -> None:
-                callback(i, denoised, x_now, total)
-        noise_sampler = make_noise_sampler(spec, x, run_sigmas, seed)
+                run_callback(i, denoised, x_now, total)
+        noise_sampler = make_noise_sampler(spec, x, run_sigmas, r.seed)
         # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
         together = (model.manager.running_together([model.entry, *(e for c in control_runs for e in c.entries)])
                     if control_runs else contextlib.nullcontext())
         with torch.no_grad(), together:
             out: torch.Tensor = spec.fn(denoiser, x, run_sigmas, noise_sampler=noise_sampler, callback=step_cb)
-        return out
+        return ms.inverse_noise_scaling(run_sigmas[-1], out)  # type: ignore[no-any-return]
 
-    sampler_run = SamplerRun(model, run.sampler_name, sigmas, noise, latent_in, mask, seed)
+    sampler_run = SamplerRun(model, spec, run.sampler_name, sigmas, noise, latent_in, mask, seed, callback)
     out = run_sampler(sampler_run, loop)
     schedule = [float(s) for s in sigmas]
     for control in control_runs:
         record = control.record(schedule)
         if record is not None:
             report("adapters", record)
-    out = ms.inverse_noise_scaling(sigmas[-1], out)
     return fmt.process_out(out.to(torch.float32)).cpu()
 
 

@@ -12,9 +12,10 @@ module is loaded, with ComfyUI's arguments (engine.sampling.run_wrappers):
   prediction, `uncond` / `cond` the resolved cond lists, returning the guided x0 (the original is Loom's CFG).
 A `CFGGuider` subclass's `predict_noise` is called the same way for each guided prediction of its own runs.
 
-While it is loaded, the `outer_sample`, `predict_noise` and `apply_model` wrappers packs register on a MODEL (and its
-`on_pre_run` / `on_cleanup` callbacks) run too (app/compat/_model_wrappers.py); `executor.class_obj` of the first
-two is the run's `CFGGuider` (the pack's own, or one standing for KSampler's).
+While it is loaded, the wrappers packs register on a MODEL (`outer_sample`, `sampler_sample`, `predict_noise`,
+`calc_cond_batch`, `apply_model`, `diffusion_model`) and its `on_pre_run` / `on_cleanup` / `on_prepare_state`
+callbacks run too (app/compat/_model_wrappers.py); the guider they see is the run's `CFGGuider` (the pack's own, or
+one standing for KSampler's).
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from app.compat import _model_wrappers
 from app.compat._environment import shim_still_loaded
 from app.compat._model_wrappers import RunningGuider, guiding, running
 from engine import names
-from engine.model_call import ModelCall, add_call_wrapper
+from engine.model_call import ModelCall, NetworkCall, add_call_wrapper, add_network_wrapper
 from engine.patching import add_registration_check
 from engine.sampling.run_wrappers import (
+    CondBatch,
     GuidanceStep,
     OuterRun,
-    Proceed,
     SamplerRun,
+    add_batch_wrapper,
     add_outer_wrapper,
     add_run_wrapper,
     add_step_wrapper,
@@ -67,10 +69,12 @@ class KSAMPLER:
 
     def sample(self, model_wrap: Any, sigmas: Any, extra_args: Any, callback: Any, noise: Any,
                latent_image: Any = None, denoise_mask: Any = None, disable_pbar: bool = False) -> Any:
-        """Loom's sampler over `sigmas` for the run `model_wrap` stands for (reached through a pack's
-        replacement of this method); other callers pass this object as a SAMPLER instead."""
+        """Loom's sampler over `sigmas` (from `noise`, `latent_image`, `denoise_mask`, `callback` and
+        `extra_args["seed"]`) for the run `model_wrap` stands for (reached through a pack's replacement of this
+        method); other callers pass this object as a SAMPLER instead."""
         if isinstance(model_wrap, LoomModelWrap):
-            return model_wrap.proceed(sigmas)
+            return model_wrap.proceed(_model_wrappers.run_from_sample_args(
+                model_wrap.run, sigmas, extra_args, callback, noise, latent_image, denoise_mask))
         raise NotImplementedError("comfy.samplers.KSAMPLER.sample runs only inside Loom's sampler runs: pass the "
                                   "KSAMPLER to SamplerCustom / comfy.sample.sample_custom, which run Loom's sampler")
 
@@ -80,24 +84,25 @@ _LOOM_KSAMPLER_SAMPLE = KSAMPLER.sample
 
 class LoomModelWrap:
     """The `model_wrap` a sampler run hands `KSAMPLER.sample`: ComfyUI's names for the run's model, and the
-    rest of Loom's run (`proceed(sigmas)`)."""
+    rest of Loom's run (`proceed(run)`)."""
 
-    def __init__(self, run: SamplerRun, proceed: Proceed, model_options: dict[str, Any]) -> None:
+    def __init__(self, run: SamplerRun, proceed: Any, model_options: dict[str, Any]) -> None:
+        self.run = run
         self.proceed = proceed
         self.model_patcher = run.model
         self.inner_model = getattr(run.model, "model", run.model)
         self.model_options = model_options
 
 
-def _through_replaced_sample(run: SamplerRun, proceed: Proceed) -> Any:
+def _through_replaced_sample(run: SamplerRun, proceed: Any) -> Any:
     """A sampler run, through `KSAMPLER.sample` when a pack has replaced it (engine.sampling.run_wrappers)."""
     if not _loaded() or KSAMPLER.sample is _LOOM_KSAMPLER_SAMPLE:
-        return proceed(run.sigmas)
+        return proceed()
     sampler = KSAMPLER(run.sampler_name if run.sampler_name in SAMPLER_NAMES else SAMPLER_NAMES[0])
     model_options = dict(run.model.model_options)
     extra_args = {"model_options": model_options, "seed": run.seed, "denoise_mask": run.denoise_mask}
-    return sampler.sample(LoomModelWrap(run, proceed, model_options), run.sigmas, extra_args, None, run.noise,
-                          run.latent, run.denoise_mask, True)
+    return sampler.sample(LoomModelWrap(run, proceed, model_options), run.sigmas, extra_args, run.callback,
+                          run.noise, run.latent, run.denoise_mask, True)
 
 
 def sampler_object(name: str) -> KSAMPLER:
@@ -251,7 +256,7 @@ def _guider_for(model: Any, positive: Any, negative: Any, cfg: float) -> CFGGuid
     return guider
 
 
-def _sampler_for(run: OuterRun) -> Any:
+def _sampler_for(run: OuterRun | SamplerRun) -> Any:
     """ComfyUI's SAMPLER object for a run: a KSAMPLER for a named sampler, else Loom's sampler spec."""
     return KSAMPLER(run.sampler_name) if run.sampler_name in SAMPLER_NAMES else run.sampler
 
@@ -262,6 +267,27 @@ def _through_model_outer_sample(run: OuterRun, proceed: Any) -> Any:
         return proceed(run)
     return _model_wrappers.run_outer_sample(run, proceed, lambda r: _guider_for(r.model, r.positive, r.negative,
                                                                                  r.cfg), _sampler_for)
+
+
+def _through_model_sampler_sample(run: SamplerRun, proceed: Any) -> Any:
+    """A sampler run, through the MODEL's `sampler_sample` wrappers."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_sampler_sample(run, proceed, _sampler_for)
+
+
+def _through_model_calc_cond_batch(batch: CondBatch, proceed: Any) -> Any:
+    """Batched model calls, through the MODEL's `calc_cond_batch` wrappers and `on_prepare_state` callbacks."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_calc_cond_batch(batch, proceed)
+
+
+def _through_model_diffusion_model(call: NetworkCall, proceed: Any) -> Any:
+    """A network forward, through the MODEL's `diffusion_model` wrappers."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_diffusion_model(call, proceed)
 
 
 def _through_model_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
@@ -330,7 +356,8 @@ def _check_registration(section: str, kind: str) -> None:
 def _loaded() -> bool:
     return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper,
                              _remove_guider_wrapper, _remove_outer_wrapper, _remove_predict_wrapper,
-                             _remove_call_wrapper, _remove_registration_check)
+                             _remove_call_wrapper, _remove_registration_check, _remove_sampler_sample_wrapper,
+                             _remove_batch_wrapper, _remove_network_wrapper)
 
 
 _THIS_MODULE = sys.modules[__name__]
@@ -341,4 +368,8 @@ _remove_guider_wrapper = add_step_wrapper(_through_guider_predict_noise)
 _remove_predict_wrapper = add_step_wrapper(_through_model_predict_noise)
 _remove_outer_wrapper = add_outer_wrapper(_through_model_outer_sample)
 _remove_call_wrapper = add_call_wrapper(_through_model_apply_model)
+# installed after the replaced-sample one: ComfyUI runs sampler_sample wrappers around `sampler.sample`
+_remove_sampler_sample_wrapper = add_run_wrapper(_through_model_sampler_sample)
+_remove_batch_wrapper = add_batch_wrapper(_through_model_calc_cond_batch)
+_remove_network_wrapper = add_network_wrapper(_through_model_diffusion_model)
 _remove_registration_check = add_registration_check(_check_registration)
