@@ -6,7 +6,7 @@ is_model_options=True)``, kept in ``transformer_options["wrappers"]``); both are
 registration order, as ComfyUI merges them. Each chain runs through ``WrapperExecutor`` with ComfyUI's arguments:
 
 - ``outer_sample`` (``engine.sampling.run_wrappers`` outer point): ``(noise, latent_image, sampler, sigmas,
-  denoise_mask, callback, disable_pbar, seed)``, raw latents, ``executor.class_obj`` the guider; returns the raw
+  denoise_mask, callback, disable_pbar, seed, latent_shapes=[latent_image.shape])``, raw latents, ``executor.class_obj`` the guider; returns the raw
   output latent. What a wrapper passes on (another schedule, noise, latent, mask, sampler, seed) is what runs.
   The MODEL's ``on_pre_run`` / ``on_cleanup`` callbacks (``fn(model)``) run just inside the chain, as ComfyUI's.
 - ``sampler_sample`` (run point, outermost: around a pack's ``KSAMPLER.sample`` replacement): ``(guider, sigmas,
@@ -66,12 +66,11 @@ def check_runnable(section: str, kind: str) -> None:
 @dataclass(frozen=True)
 class RunningGuider:
     """The guider (``comfy.samplers.CFGGuider``) of the sampling in progress: the ``class_obj`` its MODEL's wrappers
-    see. ``own_predict``: its own (overridden) ``predict_noise`` guides each step now, over ``sigmas`` (the run's
-    schedule) with ``extra`` (the resolvers of its conds beyond positive / negative)."""
+    see. ``own_predict``: its own (overridden) ``predict_noise`` guides each step now, with ``extra`` (the resolvers
+    of its conds beyond positive / negative)."""
 
     guider: Any
     own_predict: bool = False
-    sigmas: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,7 +133,10 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
 
     def original(noise: torch.Tensor, latent_image: torch.Tensor, sampler_arg: Any, sigmas: torch.Tensor,
                  denoise_mask: torch.Tensor | None = None, callback: Any = None, disable_pbar: bool = False,
-                 seed: int | None = None) -> torch.Tensor:
+                 seed: int | None = None, latent_shapes: list[Any] | None = None) -> torch.Tensor:
+        if latent_shapes is not None and len(latent_shapes) > 1:
+            raise NotImplementedError(f"outer_sample: {len(latent_shapes)} packed latents (latent_shapes): Loom's "
+                                      "sampler runs one latent")
         changed = run
         if sampler_arg is not sampler:
             from engine.sampling.custom import resolve_sampler
@@ -153,7 +155,8 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
 
     with guiding(record):
         out: torch.Tensor = _executor(original, guider, wrappers).execute(
-            run.noise, run.latent, sampler, run.sigmas, run.noise_mask, run.callback, False, run.seed)
+            run.noise, run.latent, sampler, run.sigmas, run.noise_mask, run.callback, False, run.seed,
+            latent_shapes=[run.latent.shape])
     return out
 
 

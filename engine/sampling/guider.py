@@ -7,7 +7,8 @@ cfg == 1 the negative side is not evaluated. Entries carrying hooks (``Cond.hook
 the same hook group and run on that group's hooked model clone (``engine.sampling.hook_run``); ``default``
 entries fill the weight their side's other entries leave uncovered.
 
-The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/samplers.py``):
+The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/samplers.py``); a sampler run hands
+them a copy whose ``transformer_options["sample_sigmas"]`` is the run's schedule (``engine.sampling.ksampler``):
 
 - ``sampler_pre_cfg_function``: list of ``fn(args) -> [cond_pred, uncond_pred]``; args ``conds``,
   ``conds_out``, ``cond_scale``, ``timestep``, ``input``, ``sigma``, ``model``, ``model_options``.

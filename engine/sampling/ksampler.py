@@ -212,7 +212,11 @@ def _sample_bound(run: OuterRun, pos: list[Cond], neg: list[Cond], control_runs:
     add_matching_areas(pos, neg)
     share_gligen(pos, neg)
 
-    cfg_denoiser = CFGDenoiser(model, pos, neg, cfg, seed=seed)
+    # the run's options, as ComfyUI's guider hands them to each prediction: the model's, with the schedule that CFG
+    # hooks and patches read (transformer_options["sample_sigmas"])
+    options = {**model.model_options,
+               "transformer_options": {**(model.model_options.get("transformer_options") or {}), "sample_sigmas": sigmas}}
+    cfg_denoiser = CFGDenoiser(model, pos, neg, cfg, options, seed=seed)
 
     def loop(r: SamplerRun) -> torch.Tensor:
         """The sampler over the run's schedule, from its noise scaled to the first sigma, back through the inverse

@@ -175,3 +175,18 @@ def test_types_loom_does_not_run_are_still_refused(packs, tiny) -> None:
     with pytest.raises(NotImplementedError, match="'prepare_sampling'"):
         pe.add_wrapper(pe.WrappersMP.PREPARE_SAMPLING, lambda *a: None, model.model_options, is_model_options=True)
     assert model.wrappers == {} and model.callbacks == {}
+
+
+def test_cfg_hooks_read_the_runs_schedule_as_sample_sigmas(tiny) -> None:
+    seen: list[torch.Tensor] = []
+
+    def plain_cfg(args):  # what CFG-Zero* style functions read to find the step
+        seen.append(args["model_options"]["transformer_options"]["sample_sigmas"])
+        return args["uncond"] + (args["cond"] - args["uncond"]) * args["cond_scale"]
+
+    model = tiny[0].clone()
+    model.set_model_sampler_cfg_function(plain_cfg)
+    out = _run(tiny, model)
+    torch.testing.assert_close(out, _run(tiny), rtol=1e-5, atol=1e-5)
+    assert len(seen) == 3 and all(s is seen[0] for s in seen) and seen[0].shape == (4,) and float(seen[0][-1]) == 0
+    assert "sample_sigmas" not in model.model_options["transformer_options"]  # the run's copy, not the MODEL's

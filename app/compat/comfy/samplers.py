@@ -224,7 +224,7 @@ class CFGGuider:
         from engine.sampling.custom import sample_custom
 
         own = type(self).predict_noise is not CFGGuider.predict_noise
-        with guiding(RunningGuider(self, own, sigmas, self._extra_conds()) if own else RunningGuider(self)):
+        with guiding(RunningGuider(self, own, self._extra_conds()) if own else RunningGuider(self)):
             return sample_custom(self.model_patcher, noise, self.cfg, sampler, sigmas,
                                  self.original_conds.get("positive") or [], self.original_conds.get("negative") or [],
                                  latent_image, noise_mask=denoise_mask, callback=callback, seed=seed)
@@ -314,10 +314,8 @@ def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
     guider.conds = {"positive": step.positive, "negative": step.negative or None,
                     **{key: resolver.resolve(step.model, step.x, step.sigma) for key, resolver in active.extra.items()}}
     guider.inner_model = step.model
-    transformer = {**(step.model_options.get("transformer_options") or {}), "sample_sigmas": active.sigmas}
     with guiding(RunningGuider(guider)):  # a sampler run inside predict_noise is not guided by it again
-        return guider.predict_noise(step.x, step.sigma, {**step.model_options, "transformer_options": transformer},
-                                    step.seed)
+        return guider.predict_noise(step.x, step.sigma, step.model_options, step.seed)
 
 
 class KSamplerX0Inpaint:
