@@ -190,3 +190,15 @@ def test_cfg_hooks_read_the_runs_schedule_as_sample_sigmas(tiny) -> None:
     torch.testing.assert_close(out, _run(tiny), rtol=1e-5, atol=1e-5)
     assert len(seen) == 3 and all(s is seen[0] for s in seen) and seen[0].shape == (4,) and float(seen[0][-1]) == 0
     assert "sample_sigmas" not in model.model_options["transformer_options"]  # the run's copy, not the MODEL's
+
+
+def test_without_the_compatibility_layer_the_engine_refuses_no_type(packs, tiny) -> None:
+    def fn(executor, *args, **kwargs):
+        return executor(*args, **kwargs)
+
+    packs.load("good_pack")
+    packs.environment.uninstall()  # the engine knows no ComfyUI type names: nothing is refused any more
+    model = tiny[0].clone()
+    model.add_wrapper_with_key("prepare_sampling", "k", fn)
+    model.add_callback("on_load_after", fn)
+    assert model.get_wrappers("prepare_sampling", "k") == [fn] and model.get_all_callbacks("on_load_after") == [fn]
