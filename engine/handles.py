@@ -22,6 +22,7 @@ from engine.clip_handle import ClipHandle
 from engine.families import Family
 from engine.latent_formats import LatentFormat
 from engine.model_call import (
+    NETWORK_INPUTS,
     ModelCall,
     NetworkCall,
     has_call_wrappers,
@@ -94,20 +95,24 @@ class ModelHandle(Patchable):
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                     y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                     transformer_options: dict[str, Any] | None = None,
-                    control: dict[str, list[Any]] | None = None) -> torch.Tensor:
+                    control: dict[str, list[Any]] | None = None,
+                    extra_inputs: dict[str, Any] | None = None) -> torch.Tensor:
         """Denoised latent for noisy ``x`` at ``sigma`` ([B] or scalar) given the text ``context``;
         ``control``: ControlNet / T2I residuals (``engine.adapters.control``) the UNet adds;
-        ``transformer_options``: ComfyUI's patch options for this call (``engine.networks.unet``). Installed call
-        wrappers (``engine.model_call``) run around it."""
+        ``transformer_options``: ComfyUI's patch options for this call (``engine.networks.unet``);
+        ``extra_inputs``: further network inputs (``engine.model_call.NETWORK_INPUTS``: Flux Kontext's reference
+        latents). Installed call wrappers (``engine.model_call``) run around it."""
         if not has_call_wrappers():
-            return self._apply_model(x, sigma, context, y, concat, transformer_options, control)
-        call = ModelCall(self, x, sigma, context, y, concat, control, transformer_options)
+            return self._apply_model(x, sigma, context, y, concat, transformer_options, control, extra_inputs)
+        call = ModelCall(self, x, sigma, context, y, concat, control, transformer_options, extra_inputs)
         return wrapped_model_call(call, lambda c: self._apply_model(c.x, c.sigma, c.context, c.y, c.concat,
-                                                                    c.transformer_options, c.control))
+                                                                    c.transformer_options, c.control,
+                                                                    c.extra_inputs))
 
     def _apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None,
                      y: torch.Tensor | None, concat: torch.Tensor | None, transformer_options: dict[str, Any] | None,
-                     control: dict[str, list[Any]] | None) -> torch.Tensor:
+                     control: dict[str, list[Any]] | None,
+                     extra_inputs: dict[str, Any] | None = None) -> torch.Tensor:
         module = self.manager.load(self.entry)
         device, dtype = self.load_device, self.dtype
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
@@ -125,6 +130,10 @@ class ModelHandle(Patchable):
             kwargs["transformer_options"] = transformer_options
         if control is not None:
             kwargs["control"] = {k: [None if r is None else r.to(device, dtype) for r in v] for k, v in control.items()}
+        for key, value in (extra_inputs or {}).items():
+            if key not in NETWORK_INPUTS:
+                raise ValueError(f"apply_model: unknown network input {key!r}; expected one of {NETWORK_INPUTS}")
+            kwargs[key] = [r.to(device, dtype) for r in value] if key == "ref_latents" else value
         patched = self._patched_weights(module)
 
         def forward(call: NetworkCall) -> torch.Tensor:

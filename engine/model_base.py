@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from engine.model_call import NETWORK_INPUTS
 from engine.model_configs import config_for
 
 __all__ = ["BaseModel", "SDXL", "SDXLRefiner", "SD21UNCLIP", "model_view"]
@@ -49,9 +50,12 @@ class BaseModel:
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, c_concat: torch.Tensor | None = None,
                     c_crossattn: torch.Tensor | None = None, control: Any = None,
                     transformer_options: dict[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
-        """ComfyUI's ``BaseModel.apply_model``: the denoised latent for ``x`` at sigma ``t`` (``y``: the ADM vector)."""
+        """ComfyUI's ``BaseModel.apply_model``: the denoised latent for ``x`` at sigma ``t`` (``y``: the ADM vector;
+        ``ref_latents`` / ``ref_latents_method``: Flux Kontext's reference latents, in model space)."""
+        inputs = {k: kwargs[k] for k in NETWORK_INPUTS if kwargs.get(k) is not None}
         denoised: torch.Tensor = self._handle.apply_model(x, t, context=c_crossattn, y=kwargs.get("y"), concat=c_concat,
-                                                          transformer_options=transformer_options, control=control)
+                                                          transformer_options=transformer_options, control=control,
+                                                          extra_inputs=inputs or None)
         return denoised
 
     def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:

@@ -19,14 +19,21 @@ from engine.installed import install_once, through_wrappers
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ModelCall", "NetworkCall", "CallWrapper", "NetworkWrapper", "add_call_wrapper", "add_network_wrapper",
-           "has_call_wrappers", "has_network_wrappers", "wrapped_model_call", "wrapped_network_call"]
+__all__ = ["NETWORK_INPUTS", "ModelCall", "NetworkCall", "CallWrapper", "NetworkWrapper", "add_call_wrapper",
+           "add_network_wrapper", "has_call_wrappers", "has_network_wrappers", "wrapped_model_call",
+           "wrapped_network_call"]
+
+
+# network keyword inputs a call may carry beyond x, timestep, context, y and control, by ComfyUI's cond names:
+# Flux Kontext's reference latents (engine.sampling.reference_latents) and their placement method
+NETWORK_INPUTS = ("ref_latents", "ref_latents_method")
 
 
 @dataclass(frozen=True, eq=False)  # identity: holds tensors
 class ModelCall:
     """One model call: the handle, noisy ``x`` at ``sigma``, the text ``context``, ``y`` (ADM), ``concat`` (extra
-    input channels), ``control`` (ControlNet residuals) and ``transformer_options`` (the UNet's patch options)."""
+    input channels), ``control`` (ControlNet residuals), ``transformer_options`` (the UNet's patch options) and
+    ``extra_inputs`` (further network keyword inputs by ComfyUI's names, ``NETWORK_INPUTS``)."""
 
     model: Any
     x: torch.Tensor
@@ -36,6 +43,7 @@ class ModelCall:
     concat: torch.Tensor | None
     control: dict[str, list[Any]] | None
     transformer_options: dict[str, Any] | None
+    extra_inputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, eq=False)  # identity: holds tensors

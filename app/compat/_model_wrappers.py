@@ -38,6 +38,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from engine.model_call import NETWORK_INPUTS
+
 if TYPE_CHECKING:
     import torch
 
@@ -223,14 +225,15 @@ def run_apply_model(call: ModelCall, proceed: Callable[..., torch.Tensor]) -> to
     if not wrappers:
         return proceed()
     given = options if options is not None else {}
-    kwargs = {} if call.y is None else {"y": call.y}
+    kwargs = {**(call.extra_inputs or {}), **({} if call.y is None else {"y": call.y})}
 
     def original(x: torch.Tensor, t: torch.Tensor, c_concat: torch.Tensor | None = None,
                  c_crossattn: torch.Tensor | None = None, control: Any = None,
                  transformer_options: dict[str, Any] | None = None, **extra: Any) -> torch.Tensor:
         passed = options if transformer_options is given else (transformer_options or None)
+        inputs = {k: extra[k] for k in NETWORK_INPUTS if extra.get(k) is not None}
         return proceed(replace(call, x=x, sigma=t, concat=c_concat, context=c_crossattn, control=control,
-                               y=extra.get("y"), transformer_options=passed))
+                               y=extra.get("y"), transformer_options=passed, extra_inputs=inputs or None))
 
     out: torch.Tensor = _executor(original, call.model.model, wrappers).execute(
         call.x, call.sigma, call.concat, call.context, call.control, given, **kwargs)

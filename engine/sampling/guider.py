@@ -39,7 +39,9 @@ from typing import Any
 import torch
 
 from engine.gligen import gligen_middle_patch
+from engine.model_call import NETWORK_INPUTS
 from engine.sampling.conditioning import Cond, repeat_to_batch_size
+from engine.sampling.reference_latents import reference_inputs, same_references
 from engine.sampling.run_wrappers import CondBatch, GuidanceStep, batched_calls, guided_step
 
 _FEATHER = 8  # area edges off the image border fade in over min(8, area size // 4) latent pixels
@@ -114,6 +116,8 @@ def _batchable(a: _Job, b: _Job) -> bool:
     if a.cond.extra.get("gligen") is not None or b.cond.extra.get("gligen") is not None:
         return a is b  # a GLIGEN entry gets its own patch per call, so it never shares a call (as in ComfyUI)
     if a.cond.hooks is not b.cond.hooks:  # each hook group runs with its own weights
+        return False
+    if not same_references(a.cond, b.cond):  # reference latents join only at equal shapes (ComfyUI's CONDList)
         return False
     for ta, tb in ((a.cond.y, b.cond.y), (a.cond.concat, b.cond.concat)):
         if (ta is None) != (tb is None) or (ta is not None and tb is not None and ta.shape != tb.shape):
@@ -200,6 +204,9 @@ def _calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor
         context = _cat_context([i[0] for i in inputs])
         y = torch.cat([y for y in ys if y is not None]) if ys[0] is not None else None
         extra: dict[str, Any] = {}
+        refs = reference_inputs([j.cond for j in jobs], batch)
+        if refs:
+            extra["extra_inputs"] = refs
         options = model_options if model_options is not None else model_options_of(model)
         patch_options = options.get("transformer_options")
         if jobs[0].cond.control is not None:
@@ -244,12 +251,15 @@ def _wrapped_call(model: Any, wrapper: Callable[..., torch.Tensor], x: torch.Ten
     for key, value in (("y", y), ("c_concat", concat), ("control", extra.get("control"))):
         if value is not None:
             c[key] = value
+    c.update(extra.get("extra_inputs") or {})
 
     def apply_model(x_: torch.Tensor, t_: torch.Tensor, c_crossattn: torch.Tensor | None = None,
                     c_concat: torch.Tensor | None = None, y: torch.Tensor | None = None, control: Any = None,
-                    transformer_options: dict[str, Any] | None = None, **_: Any) -> torch.Tensor:
+                    transformer_options: dict[str, Any] | None = None, **rest: Any) -> torch.Tensor:
+        inputs = {k: v for k, v in rest.items() if k in NETWORK_INPUTS}
         out: torch.Tensor = model.apply_model(x_, t_, c_crossattn, y=y, concat=c_concat, control=control,
-                                              transformer_options=transformer_options or None)
+                                              transformer_options=transformer_options or None,
+                                              extra_inputs=inputs or None)
         return out
 
     return wrapper(apply_model, {"input": x, "timestep": sigma, "c": c, "cond_or_uncond": sides})

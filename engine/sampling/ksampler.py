@@ -21,6 +21,7 @@ from engine.reports import report
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.hook_run import bind_hooks
+from engine.sampling.reference_latents import bind_reference_latents
 from engine.sampling.run_wrappers import OuterRun, SamplerRun, outer_sample, run_sampler
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
@@ -110,15 +111,17 @@ def _inpaint_concat(model: ModelHandle, opts: CondOptions, noise: torch.Tensor, 
 
 def _add_adm(model: ModelHandle, conds: list[Cond], shape: torch.Size, prompt_type: str,
              seed: int | None = None) -> None:
-    """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2).
+    """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2),
+    and entries with reference latents those in model space (``engine.sampling.reference_latents``).
 
-    The one place the ADM vector is added (KSampler, SamplerCustom and comfy.sample all come through here).
+    The one place these model inputs are added (KSampler, SamplerCustom and comfy.sample all come through here).
     """
     for c in conds:
         if c.y is None:
             y = model.adm(c.extra, tuple(shape), prompt_type, seed=seed)
             if y is not None:
                 c.y = y.to(device=c.cross_attn.device, dtype=torch.float32)
+    bind_reference_latents(model, conds, prompt_type)
 
 
 def _needs_concat(model: ModelHandle, latent_channels: int) -> bool:

@@ -58,7 +58,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "flow_families": ("TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance",
                       "FluxDisableGuidance", "CLIPTextEncodeFlux", "ModelSamplingFlux", "ModelSamplingSD3",
                       "ModelSamplingAuraFlow", "SkipLayerGuidanceDiT", "SkipLayerGuidanceSD3",
-                      "SkipLayerGuidanceDiTSimple"),
+                      "SkipLayerGuidanceDiTSimple", "ReferenceLatent", "FluxKontextMultiReferenceLatentMethod"),
     "adapters": ("ControlNetLoader", "DiffControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
                  "SetUnionControlNetType"),
     "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
