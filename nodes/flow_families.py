@@ -136,7 +136,7 @@ class FluxDisableGuidance(BuiltinNode):
 
 
 class ReferenceLatent(BuiltinNode):
-    """Append a latent to every entry's ``reference_latents`` (Flux Kontext editing; chain it for several)."""
+    """Append a latent to every entry's `reference_latents` (Flux Kontext editing; chain it for several)."""
 
     CATEGORY = "advanced/conditioning/edit_models"
     DESCRIPTION = ("This node sets the guiding latent for an edit model. If the model supports it you can chain "
@@ -159,8 +159,10 @@ class ReferenceLatent(BuiltinNode):
 
 
 class FluxKontextMultiReferenceLatentMethod(BuiltinNode):
-    """Choose how Flux places several reference latents (rotary positions): offset, index or uxo (UNO / USO)."""
+    """Choose how an edit model places its reference latents (rotary positions): offset, index or uxo (UNO / USO)
+    on Flux.1; index_timestep_zero is for Flux 2 / Qwen-Image edit models, which Loom does not load."""
 
+    DISPLAY_NAME = "Edit Model Reference Method"
     CATEGORY = "advanced/conditioning/flux"
     EXPERIMENTAL = True
     RETURN_TYPES = ("CONDITIONING",)
@@ -169,7 +171,8 @@ class FluxKontextMultiReferenceLatentMethod(BuiltinNode):
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {"required": {"conditioning": ("CONDITIONING",),
-                             "reference_latents_method": (["offset", "index", "uxo/uno"],)}}
+                             "reference_latents_method": (["offset", "index", "uxo/uno", "index_timestep_zero"],
+                                                          {"advanced": True})}}
 
     def execute(self, conditioning: Conditioning, reference_latents_method: str) -> tuple[Conditioning]:
         method = "uxo" if "uxo" in reference_latents_method or "uso" in reference_latents_method \

@@ -1,7 +1,8 @@
 """Reference latents (Flux.1 Kontext image editing), carried on conditioning entries as ComfyUI carries them.
 
 ``ReferenceLatent`` appends a VAE latent to an entry's ``reference_latents`` list and
-``FluxKontextMultiReferenceLatentMethod`` sets its ``reference_latents_method`` ("offset", "index" or "uxo").
+``FluxKontextMultiReferenceLatentMethod`` sets its ``reference_latents_method`` ("offset", "index" or "uxo"; its
+"index_timestep_zero", for Flux 2 / Qwen-Image edit models, is refused).
 Before sampling, ``bind_reference_latents`` moves them into the model's latent space (the family's ``process_in``,
 no resize: ComfyUI's ``Flux.extra_conds``) onto each ``Cond``; the guider tiles them to each call's batch and joins
 the entries of one call (ComfyUI's ``CONDList``), and the network appends them as extra image tokens
@@ -48,7 +49,9 @@ def bind_reference_latents(model: Any, conds: list[Cond], name: str) -> None:
                                  f"model's latents have {channels} (encode the image with this model's VAE)")
         method = c.extra.get("reference_latents_method")
         if method is not None and method not in REFERENCE_METHODS:
-            raise ValueError(f"{where}: 'reference_latents_method' {method!r} is not one of {REFERENCE_METHODS}")
+            raise ValueError(f"{where}: 'reference_latents_method' {method!r} is not one the {model.family.name} "
+                             f"network places references by (one of {REFERENCE_METHODS}); index_timestep_zero is "
+                             "for Flux 2 / Qwen-Image edit models, which Loom does not load")
         device = c.cross_attn.device
         c.ref_latents = [model.latent_format.process_in(r.to(device=device, dtype=torch.float32)) for r in refs]
         c.ref_method = method

@@ -199,6 +199,18 @@ def test_reference_nodes_set_comfyui_options() -> None:
     (m,) = FluxKontextMultiReferenceLatentMethod().execute(two, "uxo/uno")
     assert m[0][1]["reference_latents_method"] == "uxo" and m[0][1]["guidance"] == 2.0
     assert FluxKontextMultiReferenceLatentMethod().execute(two, "index")[0][0][1]["reference_latents_method"] == "index"
+    choices = FluxKontextMultiReferenceLatentMethod.INPUT_TYPES()["required"]["reference_latents_method"][0]
+    assert choices == ["offset", "index", "uxo/uno", "index_timestep_zero"]
+
+
+def test_index_timestep_zero_is_refused_on_flux1(model: Any) -> None:
+    from engine.sampling.ksampler import sample
+
+    opts = {"pooled_output": torch.zeros(1, 768), "reference_latents": [torch.zeros(1, 16, 4, 4)],
+            "reference_latents_method": "index_timestep_zero"}
+    with pytest.raises(ValueError, match="index_timestep_zero.*flux1_dev|flux1_dev.*index_timestep_zero"):
+        sample(model, torch.zeros(1, 16, 4, 4), 1, 1.0, "euler", "simple", [[torch.zeros(1, 2, model.context_dim),
+               opts]], [], torch.zeros(1, 16, 4, 4), seed=0)
 
 
 def _kontext_graph() -> dict[str, Any]:
@@ -276,3 +288,31 @@ def test_entries_with_references_batch_in_call_order(model: Any) -> None:
     for a, b in zip(together, alone, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     assert float((alone[0] - alone[1]).abs().max()) > 1e-4
+
+
+def test_a_model_function_wrapper_sees_and_passes_the_references(model: Any) -> None:
+    """ComfyUI's ``model_function_wrapper`` gets ``ref_latents`` / ``ref_latents_method`` in ``args["c"]`` and its
+    ``apply_model(**c)`` gives them back to the network."""
+    from engine.sampling.ksampler import sample
+
+    g = torch.Generator().manual_seed(4)
+    ref = torch.randn(1, 16, 8, 6, generator=g)
+    opts: dict[str, Any] = {"pooled_output": torch.randn(1, 768, generator=g),
+            "reference_latents": [ref], "reference_latents_method": "index"}
+    pos = [[torch.randn(1, 4, model.context_dim, generator=g), opts]]
+    noise = torch.randn(1, 16, 8, 8, generator=g)
+    seen: list[dict[str, Any]] = []
+
+    def wrapper(apply_model: Any, args: dict[str, Any]) -> torch.Tensor:
+        seen.append(args["c"])
+        out: torch.Tensor = apply_model(args["input"], args["timestep"], **args["c"])
+        return out
+
+    wrapped = model.clone()
+    wrapped.set_model_unet_function_wrapper(wrapper)
+    def run(m: Any) -> torch.Tensor:
+        return sample(m, noise, 2, 1.0, "euler", "simple", pos, [], torch.zeros(1, 16, 8, 8), seed=0)
+
+    assert torch.equal(run(wrapped), run(model))
+    assert seen and seen[0]["ref_latents_method"] == "index" and len(seen[0]["ref_latents"]) == 1
+    torch.testing.assert_close(seen[0]["ref_latents"][0], model.latent_format.process_in(ref))
