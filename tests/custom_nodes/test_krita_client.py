@@ -54,10 +54,10 @@ PINS = {pin.name: pin for pin in sources.load_manifest()}
 TOOLING = "comfyui-tooling-nodes"
 
 # Workflow nodes Loom does not serve (checked: the test fails when one appears or another goes missing): nodes of
-# families Loom does not load (Flux 2, Qwen-Image, Z-Image, Hunyuan video), Flux's Kontext / AliMama inpaint
+# families Loom does not load (Flux 2, Qwen-Image, Z-Image, Hunyuan video), the AliMama inpaint
 # ControlNet, EasyCache, the model-patch loader.
 LOOM_GAPS = {"ControlNetInpaintingAliMamaApply", "EasyCache", "EmptyFlux2LatentImage", "EmptyHunyuanLatentVideo",
-             "Flux2Scheduler", "ModelPatchLoader", "ReferenceLatent", "T5TokenizerOptions",
+             "Flux2Scheduler", "ModelPatchLoader", "T5TokenizerOptions",
              "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ZImageFunControlnet"}
 # workflow nodes a pack registers only when a module beyond its pinned `requires` is installed
 NODE_MODULES = {"ETN_NSFWFilter": "kornia", "DWPreprocessor": "matplotlib"}
