@@ -60,7 +60,7 @@ LOOM_GAPS = {"ControlNetInpaintingAliMamaApply", "EasyCache", "EmptyFlux2LatentI
              "Flux2Scheduler", "ModelPatchLoader", "T5TokenizerOptions",
              "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ZImageFunControlnet"}
 # workflow nodes a pack registers only when a module beyond its pinned `requires` is installed
-NODE_MODULES = {"ETN_NSFWFilter": "kornia", "DWPreprocessor": "matplotlib"}
+NODE_MODULES = {"ETN_NSFWFilter": ("kornia",), "DWPreprocessor": ("matplotlib", "skimage")}
 # the workflow nodes of each server pack the client uses (beyond resources.py's short lists)
 PACK_NODES = {
     "comfyui_controlnet_aux": {"InpaintPreprocessor", "DWPreprocessor", "HintImageEnchance",
@@ -293,7 +293,8 @@ async def test_workflow_nodes_served(client: Any) -> None:
     unstaged = {n for f in (*REQUIRED["required_custom_nodes"], "ComfyUI-GGUF") if f not in STAGED
                 for n in _nodes_of(f, wanted)}
     # nodes a staged pack leaves out when a module it imports for them alone is missing
-    unstaged |= {node for node, module in NODE_MODULES.items() if importlib.util.find_spec(module) is None}
+    unstaged |= {node for node, modules in NODE_MODULES.items()
+                 if any(importlib.util.find_spec(module) is None for module in modules)}
     assert missing == (LOOM_GAPS & wanted) | unstaged, sorted(missing ^ ((LOOM_GAPS & wanted) | unstaged))
 
 
