@@ -146,6 +146,12 @@ class ModelPaths:
         for yaml_path in extra:
             self.load_extra_model_paths(yaml_path)
 
+    def create_model_folders(self) -> None:
+        """Create each folder key's default directory under models/ (ComfyUI's repository ships them, and packs
+        write into `get_folder_paths(key)[0]` expecting it to exist)."""
+        for subdirs, _ in FOLDER_TABLE.values():
+            os.makedirs(os.path.join(self.models_dir, subdirs[0]), exist_ok=True)
+
     def _dir(self, given: str | os.PathLike[str] | None, default: str) -> str:
         if given is None:
             return os.path.join(self.base_dir, default)
