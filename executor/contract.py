@@ -230,9 +230,11 @@ class ClassInfo:
         self.keyed_by_id = bool(getattr(cls, "NOT_IDEMPOTENT", False)) or "UNIQUE_ID" in self.hidden.values()
         self.function = str(getattr(cls, "FUNCTION", ""))
         self.is_async = inspect.iscoroutinefunction(getattr(cls, self.function, None))
-        # packs declare "any input name" with a dict subclass whose __contains__ says yes to everything
+        # packs declare "any input name" with a dict subclass whose __contains__ says yes to everything; ComfyUI
+        # passes a prompt input found in any section, hidden included (VideoHelperSuite's format widgets)
         self.open_sections = tuple(section for section in (self.input_types.get("required"),
-                                                           self.input_types.get("optional"))
+                                                           self.input_types.get("optional"),
+                                                           self.input_types.get("hidden"))
                                    if section is not None and type(section) is not dict)
 
     def declares(self, name: str) -> bool:

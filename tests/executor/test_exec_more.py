@@ -98,6 +98,32 @@ def test_open_optional_section_accepts_any_input_name(nodes: Reg) -> None:
     assert result.ui["1"] == {"keys": ["alpha", "beta"]}
 
 
+def test_open_hidden_section_accepts_any_input_name(nodes: Reg) -> None:
+    """VideoHelperSuite's VHS_VideoCombine reads its format widgets (crf, pix_fmt, ...) through a hidden section
+    that contains every name: ComfyUI passes such inputs, with the hidden kinds still filled."""
+    reg, _ = nodes
+
+    class AnyHidden(dict):  # type: ignore[type-arg]
+        def __contains__(self, key: object) -> bool:
+            return True
+
+    class Collect:
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+        OUTPUT_NODE = True
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {"a": ("INT",)}, "hidden": AnyHidden({"uid": "UNIQUE_ID"})}
+
+        def run(self, **kwargs: Any) -> dict[str, Any]:
+            return {"ui": {"items": sorted(f"{k}={v}" for k, v in kwargs.items())}}
+
+    reg.register("Collect", Collect)
+    result = run_graph(reg, {"7": {"class_type": "Collect", "inputs": {"a": 1, "crf": 19}}})
+    assert result.ui["7"] == {"items": ["a=1", "crf=19", "uid=7"]}
+
+
 def test_execute_never_raises(nodes: Reg) -> None:
     reg, _ = nodes
     executor = PromptExecutor(reg)
