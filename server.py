@@ -15,6 +15,7 @@ import shutil
 import sys
 import threading
 import time
+import uuid  # noqa: F401 - packs call `server.uuid.uuid4()` (ComfyUI's server module imports it)
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 

@@ -203,6 +203,16 @@ class QueueStore:
             self._counter += 1
         return -counter if front else counter
 
+    @property
+    def counter(self) -> int:
+        """The next number `assign_number` hands out (ComfyUI's `PromptServer.number`)."""
+        return self._counter
+
+    def advance_counter(self, value: int) -> None:
+        """Move the counter on to `value` (never back): a pack that numbers a prompt itself took the ones before."""
+        with self._counter_lock:
+            self._counter = max(self._counter, int(value))
+
     def enqueue(self, item: QueueItem, sensitive: dict[str, Any] | None = None) -> None:
         """Append a validated prompt; raises ValueError if its prompt_id is already queued or in history."""
         with self._tx() as db:

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from aiohttp import web
 
 from app.compat._binary_events import binary_frame
+from app.compat._prompt_queue import NoPromptQueue, PromptQueueView
 from app.hub import BinaryEventTypes
 from executor.context import NodeContext, current
 
 if TYPE_CHECKING:
     from app.compat._environment import CompatEnvironment
     from app.loom import Loom
-    from app.queue_store import QueueStore
 
 log = logging.getLogger("loom.custom_nodes")
 
@@ -62,7 +62,9 @@ class PromptServer:
         self._client_id: str | None = None
         self._last_node_id: str | None = None
         self.last_prompt_id: str | None = None
-        self.prompt_queue: QueueStore | None = loom.queue if loom is not None else None
+        self.prompt_queue: PromptQueueView | NoPromptQueue = PromptQueueView(loom) if loom is not None \
+            else NoPromptQueue()
+        self._number = 0
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -94,6 +96,18 @@ class PromptServer:
     @last_node_id.setter
     def last_node_id(self, value: str | None) -> None:
         self._last_node_id = value
+
+    @property
+    def number(self) -> int:
+        """ComfyUI's prompt counter: packs that queue a prompt themselves number it from here and advance it."""
+        return self.loom.queue.counter if self.loom is not None else self._number
+
+    @number.setter
+    def number(self, value: int) -> None:
+        if self.loom is not None:
+            self.loom.queue.advance_counter(value)
+        else:
+            self._number = int(value)
 
     # -- messages
     def send_sync(self, event: str | int, data: Any, sid: str | None = None) -> None:
