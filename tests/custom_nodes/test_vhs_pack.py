@@ -64,6 +64,22 @@ class TestFrames:
         return (frames(),)
 
 
+class TestAudio:
+    """A fixed AUDIO (set on the class by the test) as a node."""
+
+    CATEGORY = "tests"
+    RETURN_TYPES = ("AUDIO",)
+    FUNCTION = "run"
+    waveform: dict[str, Any] = {}
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {}}
+
+    def run(self) -> tuple[dict[str, Any]]:
+        return (TestAudio.waveform,)
+
+
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from app.compat._environment import CompatEnvironment, LoomHandles
@@ -78,6 +94,7 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     torch.set_num_threads(1)
     runtime = build_runtime(base, cpu=True)
     runtime.registry.register("VHSTestFrames", TestFrames)
+    runtime.registry.register("VHSTestAudio", TestAudio)
     env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
                                         models=runtime.services.models))
     reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
@@ -282,3 +299,48 @@ def test_batch_manager_without_a_server_names_what_is_missing(rt: Any, mp4: tupl
     assert outcome.status == "error"
     message = outcome.error["exception_message"]
     assert "prompt_queue.currently_running" in message and "no prompt queue" in message
+
+
+def test_load_video_ffmpeg_path(rt: Any, mp4: tuple[Path, dict[str, Any], Any]) -> None:
+    """VHS's ffmpeg-subprocess loader: from 0.25 s (frame 2 at 8 fps), 4 frames."""
+    from engine.video import codec
+
+    path = mp4[0]
+    reference = codec.decode(path).images
+    inputs = {"video": str(path), "force_rate": 0, "custom_width": 0, "custom_height": 0, "frame_load_cap": 4,
+              "start_time": 0.25}
+    graph = {"lv": {"class_type": "VHS_LoadVideoFFmpegPath", "inputs": inputs},
+             "out": {"class_type": "PreviewImage", "inputs": {"images": ["lv", 0]}}}
+    outcome = _run(rt, graph)
+    images, mask = outcome.values["lv"][0][0], outcome.values["lv"][1][0]
+    assert images.shape == (4, H, W, 3)
+    assert mask.shape == (4, 64, 64) and not mask.any()  # no alpha: the pack's own empty 64x64 placeholder
+    assert [int((reference - image).abs().mean(dim=(1, 2, 3)).argmin()) for image in images] == [2, 3, 4, 5]
+    assert float((images - reference[2:6]).abs().mean()) < 0.01
+
+
+def test_combine_muxes_audio(rt: Any) -> None:
+    """AUDIO into VHS_VideoCombine: a second file `<name>-audio.mp4` with an aac track, the one the ui shows."""
+    from engine.video import codec
+
+    rate = 44100
+    t = torch.arange(rate) / rate  # 1 s, the video lasts T / 8 = 1 s
+    waveform = (0.3 * torch.sin(2 * torch.pi * 330 * t)).view(1, 1, -1).repeat(1, 2, 1)
+    graph = _combine("video/h264-mp4", "vhs_audio", pix_fmt="yuv420p", crf=19, save_metadata=True,
+                     trim_to_audio=False)
+    graph["au"] = {"class_type": "VHSTestAudio", "inputs": {}}
+    graph["vc"]["inputs"]["audio"] = ["au", 0]
+    TestAudio.waveform = {"waveform": waveform, "sample_rate": rate}
+    outcome = _run(rt, graph)
+    (entry,) = outcome.outputs["vc"]["gifs"]
+    assert entry["filename"] == "vhs_audio_00001-audio.mp4"
+    path = Path(entry["fullpath"])
+    info = codec.probe(path)
+    assert info.audio_codec == "aac" and info.frame_count == T
+    decoded = codec.decode(path)
+    assert decoded.audio is not None and decoded.audio["sample_rate"] == rate
+    got = decoded.audio["waveform"][0]
+    assert got.shape[0] == 2 and abs(got.shape[1] - rate) < rate // 20
+    # the tone survives aac: the strongest frequency of the decoded left channel is 330 Hz
+    spectrum = torch.fft.rfft(got[0, :rate // 2])
+    assert int(spectrum.abs().argmax()) * 2 == 330
