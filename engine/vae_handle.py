@@ -101,6 +101,24 @@ class VaeHandle:
         oy, ox = (pixels.shape[1] % d) // 2, (pixels.shape[2] % d) // 2
         return pixels[:, oy:oy + h, ox:ox + w, :]
 
+    # ComfyUI's `comfy.sd.VAE` names for the same facts (packs read them: VideoHelperSuite's batched nodes)
+    @property
+    def downscale_ratio(self) -> int:
+        return int(self.downscale)
+
+    @property
+    def upscale_ratio(self) -> int:
+        return int(self.downscale)
+
+    def spacial_compression_encode(self) -> int:
+        return int(self.downscale)
+
+    def spacial_compression_decode(self) -> int:
+        return int(self.downscale)
+
+    def vae_encode_crop_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.crop_pixels(pixels)
+
     def _on_device(self) -> tuple[AutoencoderKL, torch.device, torch.dtype]:
         module = self.manager.load(self.entry)
         return module, self.device, self.dtype  # type: ignore[return-value]

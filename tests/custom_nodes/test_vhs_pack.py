@@ -34,6 +34,7 @@ MISSING = sources.missing_requirements(PIN)
 pytestmark = pytest.mark.skipif(sources.source_of(PIN) is None or bool(MISSING),
                                 reason=f"{PIN.repo}: no source at {PIN.commit[:12]} or missing {MISSING}")
 
+FIX = ROOT / "tests" / "fixtures"
 T, H, W = 8, 48, 64
 WORKFLOW = {"nodes": [{"id": 1, "type": "VHS_VideoCombine"}], "links": [], "version": 0.4}
 
@@ -88,6 +89,8 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from app.runner import build_runtime
 
     base = tmp_path_factory.mktemp("vhs")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / "tiny-sd15.safetensors").symlink_to(FIX / "tiny-sd15" / "tiny-sd15.safetensors")
     source = sources.source_of(PIN)
     assert source is not None
     assert not sources.stage(PIN, source, base / "custom_nodes")
@@ -344,3 +347,49 @@ def test_combine_muxes_audio(rt: Any) -> None:
     # the tone survives aac: the strongest frequency of the decoded left channel is 330 Hz
     spectrum = torch.fft.rfft(got[0, :rate // 2])
     assert int(spectrum.abs().argmax()) * 2 == 330
+
+
+def _with_vae(graph: dict[str, Any]) -> dict[str, Any]:
+    graph["ck"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}}
+    return graph
+
+
+def test_batched_vae_nodes_equal_the_core_ones(rt: Any) -> None:
+    """VHS_VAEEncodeBatched / VHS_VAEDecodeBatched (3 frames at a time) give the core VAEEncode / VAEDecode's values."""
+    graph = _with_vae({"src": {"class_type": "VHSTestFrames", "inputs": {}}})
+    graph.update({
+        "enc": {"class_type": "VAEEncode", "inputs": {"pixels": ["src", 0], "vae": ["ck", 2]}},
+        "benc": {"class_type": "VHS_VAEEncodeBatched", "inputs": {"pixels": ["src", 0], "vae": ["ck", 2],
+                                                                  "per_batch": 3}},
+        "dec": {"class_type": "VAEDecode", "inputs": {"samples": ["enc", 0], "vae": ["ck", 2]}},
+        "bdec": {"class_type": "VHS_VAEDecodeBatched", "inputs": {"samples": ["benc", 0], "vae": ["ck", 2],
+                                                                  "per_batch": 3}},
+        "o1": {"class_type": "PreviewImage", "inputs": {"images": ["dec", 0]}},
+        "o2": {"class_type": "PreviewImage", "inputs": {"images": ["bdec", 0]}}})
+    values = _run(rt, graph).values
+    core, batched = values["enc"][0][0]["samples"], values["benc"][0][0]["samples"]
+    assert batched.shape == core.shape == (T, 4, H // 8, W // 8)
+    assert float((batched - core).abs().max()) < 1e-5
+    assert values["bdec"][0][0].shape == (T, H, W, 3)
+    assert float((values["bdec"][0][0] - values["dec"][0][0]).abs().max()) < 1e-5
+
+
+def test_combine_decodes_latents_with_its_vae(rt: Any) -> None:
+    """LATENT + VAE into VHS_VideoCombine: it decodes with the VAE (`vae.decode`, `vae.downscale_ratio`) and writes
+    the same file as VAEDecode's IMAGE into the same node."""
+    from engine.video import codec
+
+    graph = _with_vae(_combine("video/h264-mp4", "vhs_vae", pix_fmt="yuv420p", crf=19, save_metadata=False,
+                               trim_to_audio=False))
+    graph["enc"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["src", 0], "vae": ["ck", 2]}}
+    graph["dec"] = {"class_type": "VAEDecode", "inputs": {"samples": ["enc", 0], "vae": ["ck", 2]}}
+    graph["vc2"] = {"class_type": "VHS_VideoCombine", "inputs": {**graph["vc"]["inputs"], "images": ["dec", 0],
+                                                                 "filename_prefix": "vhs_vae_image"}}
+    graph["vc"]["inputs"].update(images=["enc", 0], vae=["ck", 2])
+    outcome = _run(rt, graph)
+    from_latent = codec.decode(Path(outcome.outputs["vc"]["gifs"][0]["fullpath"])).images
+    from_image = codec.decode(Path(outcome.outputs["vc2"]["gifs"][0]["fullpath"])).images
+    assert from_latent.shape == (T, H, W, 3)
+    # measured: 7 of 8 frames identical, one 0.003 apart (mean); the tiny VAE's noisy frames are far from h264's
+    # reach (0.056 mean from VAEDecode's own IMAGE), so the two files agreeing is what shows the same frames went in
+    assert float((from_latent - from_image).abs().mean(dim=(1, 2, 3)).max()) < 0.01

@@ -93,3 +93,12 @@ def test_gpu_batch_size_follows_free_memory(vae: VaeHandle) -> None:
     clone.manager.policy.free_memory = lambda: 10  # type: ignore[attr-defined]
     assert clone._batch_size(64 * 64, 1800) == 1
     assert vae._batch_size(64 * 64, 1800) >= 1 << 30  # CPU: the whole batch at once
+
+
+def test_comfyui_names_for_the_scale_and_the_crop(vae: VaeHandle) -> None:
+    """`comfy.sd.VAE`'s names packs read (VideoHelperSuite's batched encode / combine)."""
+    assert vae.downscale_ratio == vae.upscale_ratio == 8
+    assert vae.spacial_compression_encode() == vae.spacial_compression_decode() == 8
+    pixels = torch.rand(1, 21, 30, 3)
+    cropped = vae.vae_encode_crop_pixels(pixels)
+    assert cropped.shape == (1, 16, 24, 3) and torch.equal(cropped, pixels[:, 2:18, 3:27])
