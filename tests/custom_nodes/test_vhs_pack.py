@@ -393,3 +393,17 @@ def test_combine_decodes_latents_with_its_vae(rt: Any) -> None:
     # measured: 7 of 8 frames identical, one 0.003 apart (mean); the tiny VAE's noisy frames are far from h264's
     # reach (0.056 mean from VAEDecode's own IMAGE), so the two files agreeing is what shows the same frames went in
     assert float((from_latent - from_image).abs().mean(dim=(1, 2, 3)).max()) < 0.01
+
+
+def test_load_video_with_a_vae_gives_latents(rt: Any, mp4: tuple[Path, dict[str, Any], Any]) -> None:
+    """VHS_LoadVideoPath with a VAE encodes as it reads: the core VAEEncode's latent of the frames it reads."""
+    graph = _with_vae(_load_path(mp4[0]))
+    graph["lv2"] = {"class_type": "VHS_LoadVideoPath", "inputs": {**graph["lv"]["inputs"], "vae": ["ck", 2]}}
+    graph["enc"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["lv", 0], "vae": ["ck", 2]}}
+    graph["count"] = {"class_type": "PreviewAny", "inputs": {"source": ["lv2", 1]}}
+    graph["dec"] = {"class_type": "VAEDecode", "inputs": {"samples": ["enc", 0], "vae": ["ck", 2]}}
+    graph["shown"] = {"class_type": "PreviewImage", "inputs": {"images": ["dec", 0]}}
+    values = _run(rt, graph).values
+    latent, core = values["lv2"][0][0]["samples"], values["enc"][0][0]["samples"]
+    assert latent.shape == core.shape == (T, 4, H // 8, W // 8)
+    assert float((latent - core).abs().max()) < 1e-4
