@@ -1,5 +1,5 @@
 """The real Kosinkadink/ComfyUI-VideoHelperSuite (pinned commit, staged from its git mirror) on Loom's server: its
-routes (/vhs/getpath, /vhs/queryvideo, /vhs/viewvideo, also under /api), a VHS_VideoCombine prompt whose history
+routes (/vhs/getpath, /vhs/queryvideo, /vhs/viewvideo, /vhs/viewaudio, also under /api), a VHS_VideoCombine prompt whose history
 carries the `gifs` ui entry, and VHS_BatchManager, which requeues the running prompt through
 `PromptServer.instance.prompt_queue` once per batch of frames until the whole video is written."""
 from __future__ import annotations
@@ -9,6 +9,7 @@ import importlib.util
 import io
 import sys
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,25 @@ async def test_combine_prompt_history_and_vhs_routes(client: Any, tmp_path: Path
     assert levels == pytest.approx([0.1 + 0.8 * i / (T - 1) for i in range(4)], abs=0.03)
     missing = await client.get("/vhs/queryvideo", params={"filename": "nope.mp4", "type": "output"})
     assert missing.status == 204
+
+
+async def test_view_audio_streams_opus(client: Any, tmp_path: Path) -> None:
+    rate = 16000
+    tone = (0.5 * torch.sin(2 * torch.pi * 440 * torch.arange(rate) / rate) * 32767).to(torch.int16)
+    with wave.open(str(tmp_path / "input" / "tone.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(tone.numpy().tobytes())
+    resp = await client.get("/api/vhs/viewaudio", params={"filename": "tone.wav", "type": "input",
+                                                          "start_time": "0.5"})
+    assert resp.status == 200 and resp.headers["Content-Type"] == "audio/webm"
+    with av.open(io.BytesIO(await resp.read()), mode="r") as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "opus"
+        samples = sum(frame.samples for frame in container.decode(stream))
+        seconds = samples / stream.codec_context.sample_rate
+    assert seconds == pytest.approx(0.5, abs=0.03)  # from 0.5 s of a 1 s file
 
 
 async def test_batch_manager_requeues_until_the_video_is_whole(client: Any, tmp_path: Path) -> None:
