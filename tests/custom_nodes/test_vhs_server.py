@@ -1,6 +1,6 @@
 """The real Kosinkadink/ComfyUI-VideoHelperSuite (pinned commit, staged from its git mirror) on Loom's server: its
-routes (/vhs/getpath, /vhs/queryvideo, /vhs/viewvideo, /vhs/viewaudio, also under /api), a VHS_VideoCombine prompt whose history
-carries the `gifs` ui entry, and VHS_BatchManager, which requeues the running prompt through
+routes (/vhs/getpath, /vhs/queryvideo, /vhs/viewvideo, /vhs/viewaudio, also under /api), a VHS_VideoCombine prompt
+whose history carries the `gifs` ui entry, and VHS_BatchManager, which requeues the running prompt through
 `PromptServer.instance.prompt_queue` once per batch of frames until the whole video is written."""
 from __future__ import annotations
 
