@@ -7,10 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from comfy.patcher_extension import CallbacksMP, PatcherInjection, WrappersMP, copy_nested_dicts
+
 from engine.handles import ModelHandle as ModelPatcher
 
 __all__ = ["ModelPatcher", "set_model_options_patch_replace", "set_model_options_post_cfg_function",
-           "set_model_options_pre_cfg_function"]
+           "set_model_options_pre_cfg_function", "create_model_options_clone", "CallbacksMP", "PatcherInjection",
+           "WrappersMP"]
+
+
+def create_model_options_clone(orig_model_options: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a `model_options` dict whose nested dicts are copied (what `ModelPatcher.clone()` does with it)."""
+    copied: dict[str, Any] = copy_nested_dicts(orig_model_options)
+    return copied
 
 
 def _append(model_options: dict[str, Any], key: str, fn: Callable[..., Any],

@@ -5,6 +5,7 @@ that wrap or rebuild the UNet from ComfyUI's constructor arguments need Loom's `
 """
 from __future__ import annotations
 
+from engine.networks.attention import SpatialTransformer
 from engine.networks.unet import Downsample, ResBlock, TimestepEmbedSequential, UNetModel, Upsample
 
-__all__ = ["Downsample", "ResBlock", "TimestepEmbedSequential", "UNetModel", "Upsample"]
+__all__ = ["Downsample", "ResBlock", "SpatialTransformer", "TimestepEmbedSequential", "UNetModel", "Upsample"]

@@ -1,0 +1,240 @@
+"""The real pack Kosinkadink/ComfyUI-AnimateDiff-Evolved at its pinned commit, loaded unchanged: every node registers,
+and its model-free nodes (value scheduling, multivals, sigma schedules, context options, latents) run with the values
+ComfyUI gives.
+
+The pack comes from a git mirror (`LOOM_ADE_REPO`, else the development machine's `/work/.mirror`); without one these
+tests are skipped. The pack imports `torchvision` at module level (only its context-window visualiser uses it); where
+it is not installed a stub module stands in for the test's lifetime.
+"""
+from __future__ import annotations
+
+import importlib.machinery
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+REPO = "Kosinkadink/ComfyUI-AnimateDiff-Evolved"
+COMMIT = "d8d163cd90b1111f6227495e3467633676fbb346"  # as pinned in bench/pack_suite/packs.json
+
+
+def _mirror() -> Path | None:
+    path = Path(os.environ.get("LOOM_ADE_REPO", f"/work/.mirror/{REPO.replace('/', '+')}/repo"))
+    if not path.exists():
+        return None
+    found = subprocess.run(["git", "--git-dir", str(path), "cat-file", "-e", COMMIT + "^{commit}"],
+                           capture_output=True).returncode == 0
+    return path if found else None
+
+
+MIRROR = _mirror()
+pytestmark = pytest.mark.skipif(MIRROR is None, reason=f"no git mirror of {REPO} at {COMMIT[:12]} (set LOOM_ADE_REPO)")
+
+
+def _torchvision_stub() -> Iterator[None]:
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        yield
+        return
+    names = ("torchvision", "torchvision.transforms")
+    modules = {n: types.ModuleType(n) for n in names}
+    for name, module in modules.items():
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    modules["torchvision"].transforms = modules["torchvision.transforms"]  # type: ignore[attr-defined]
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for n in names:
+            sys.modules.pop(n, None)
+
+
+@pytest.fixture(scope="module")
+def ade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """(runtime, report) with the pack loaded into a fresh in-process Loom."""
+    from app.compat._environment import CompatEnvironment, LoomHandles
+    from app.compat.prompt_server import PromptServer
+    from app.custom_nodes import load_custom_nodes
+    from app.runner import build_runtime
+
+    assert MIRROR is not None
+    base = tmp_path_factory.mktemp("ade")
+    target = base / "custom_nodes" / "ComfyUI-AnimateDiff-Evolved"
+    target.mkdir(parents=True)
+    data = subprocess.run(["git", "--git-dir", str(MIRROR), "archive", "--format=tar", COMMIT],
+                          capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(target, filter="data")
+    stub = _torchvision_stub()
+    next(stub)
+    runtime = build_runtime(base, cpu=True)
+    env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
+                                        models=runtime.services.models))
+    try:
+        reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
+                                    environment=env, model_path_folders=False, installed_packs=False)
+        yield runtime, reports[0]
+    finally:
+        env.uninstall()
+        for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
+            del sys.modules[name]
+        PromptServer.instance = None
+        next(stub, None)
+        runtime.close()
+
+
+def _run(runtime: Any, graph: dict[str, Any], out: str) -> Any:
+    """The value of output 0 of node `out` after running `graph` (validated as a prompt)."""
+    from executor import PromptExecutor, validate_prompt
+
+    class Sink:
+        CATEGORY = "test"
+        RETURN_TYPES = ()
+        OUTPUT_NODE = True
+        FUNCTION = "take"
+        seen: list[Any] = []
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {"value": ("*", {})}}
+
+        def take(self, value: Any) -> dict[str, Any]:
+            Sink.seen.append(value)
+            return {"ui": {}}
+
+    if "TestSink" not in runtime.registry:
+        runtime.registry.register("TestSink", Sink, source="test")
+    sink_cls: Any = runtime.registry.get("TestSink")
+    sink_cls.seen.clear()
+    prompt = {**graph, "sink": {"class_type": "TestSink", "inputs": {"value": [out, 0]}}}
+    valid = validate_prompt(runtime.registry, prompt)
+    outcome = PromptExecutor(runtime.registry).execute(valid.prompt, "p", {}, valid.outputs)
+    assert outcome.error is None, outcome.error
+    return sink_cls.seen[0]
+
+
+def _normal_sigmas(table: np.ndarray, steps: int, timestep_of_index: Any = None) -> list[float]:
+    """ComfyUI's "normal" scheduler over a sigma table, computed here from its definition (log-linear
+    interpolation between table entries at evenly spaced timesteps, then a trailing 0)."""
+    log_table = np.log(table)
+    positions = np.linspace(len(table) - 1, 0, steps)
+    values = [float(np.exp(np.interp(p, np.arange(len(table)), log_table))) for p in positions]
+    return values + [0.0]
+
+
+def test_every_node_registers(ade: Any) -> None:
+    runtime, report = ade
+    assert report.status == "loaded", (report.error, report.refused)
+    mappings = sys.modules["custom_nodes.ComfyUI_AnimateDiff_Evolved"].NODE_CLASS_MAPPINGS
+    assert len(report.nodes) == len(mappings) == 145
+    assert all(runtime.registry.get(node_id) is not None for node_id in mappings)
+
+
+def test_sigma_schedules_match_their_beta_schedules(ade: Any) -> None:
+    runtime, _ = ade
+    betas = {"sqrt_linear (AnimateDiff)": np.linspace(0.00085, 0.012, 1000),
+             "linear (HotshotXL/default)": np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2}
+    for alias, beta in betas.items():
+        alphas_cumprod = np.cumprod(1.0 - beta)
+        table = np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod)
+        graph = {"s": {"class_type": "ADE_SigmaSchedule", "inputs": {"beta_schedule": alias}},
+                 "t": {"class_type": "ADE_SigmaScheduleToSigmas",
+                       "inputs": {"sigma_schedule": ["s", 0], "scheduler": "normal", "steps": 4, "denoise": 1.0}}}
+        got = _run(runtime, graph, "t")
+        np.testing.assert_allclose(got.numpy(), _normal_sigmas(table, 4), rtol=1e-5, err_msg=alias)
+    # the AnimateDiff schedule is not the SD one: its sigma_max is ~25.1 (SD's 14.6)
+    assert float(_run(runtime, {"s": {"class_type": "ADE_SigmaSchedule",
+                                      "inputs": {"beta_schedule": "sqrt_linear (AnimateDiff)"}},
+                                "t": {"class_type": "ADE_SigmaScheduleToSigmas",
+                                      "inputs": {"sigma_schedule": ["s", 0], "scheduler": "normal", "steps": 1,
+                                                 "denoise": 1.0}}}, "t")[0]) == pytest.approx(25.1461, abs=1e-4)
+
+
+def test_lcm_schedule_is_the_distilled_table(ade: Any) -> None:
+    runtime, _ = ade
+    beta = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
+    alphas_cumprod = np.cumprod(1.0 - beta)
+    full = np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod)
+    distilled = full[[999 - 20 * i for i in range(50)][::-1]]  # every 20th step of 1000, ending at the last
+    graph = {"s": {"class_type": "ADE_SigmaSchedule", "inputs": {"beta_schedule": "lcm"}},
+             "t": {"class_type": "ADE_SigmaScheduleToSigmas",
+                   "inputs": {"sigma_schedule": ["s", 0], "scheduler": "normal", "steps": 4, "denoise": 1.0}}}
+    np.testing.assert_allclose(_run(runtime, graph, "t").numpy(), _normal_sigmas(distilled, 4), rtol=1e-5)
+
+
+def test_model_free_nodes(ade: Any) -> None:
+    runtime, _ = ade
+    floats = _run(runtime, {"v": {"class_type": "ADE_ValueScheduling",
+                                  "inputs": {"values": "0 = 1.0, 4 = 3.0", "max_length": 6}}}, "v")
+    assert floats == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0, 3.0])
+    assert _run(runtime, {"m": {"class_type": "ADE_MultivalDynamic", "inputs": {"float_val": 0.5}}}, "m") == 0.5
+    latent = _run(runtime, {"e": {"class_type": "ADE_EmptyLatentImageLarge",
+                                  "inputs": {"width": 64, "height": 128, "batch_size": 3}}}, "e")
+    assert tuple(latent["samples"].shape) == (3, 4, 16, 8)
+    group = _run(runtime, {"c": {"class_type": "ADE_StandardUniformContextOptions",
+                                 "inputs": {"context_length": 16, "context_stride": 1, "context_overlap": 4,
+                                            "fuse_method": "pyramid", "use_on_equal_length": False,
+                                            "start_percent": 0.0, "guarantee_steps": 1}}}, "c")
+    options = group.contexts[0]
+    assert (options.context_length, options.context_overlap, options.fuse_method) == (16, 4, "pyramid")
+
+
+def test_comfy_hooks_keyframes_as_comfyui_builds_them(ade: Any) -> None:
+    import comfy.hooks
+
+    from engine.hooks import HookKeyframes
+
+    group = comfy.hooks.HookKeyframeGroup()
+    group.add(comfy.hooks.HookKeyframe(strength=0.5, start_percent=0.6))
+    group.add(comfy.hooks.HookKeyframe(strength=1.0, start_percent=0.1))
+    copy = group.clone()
+    copy.add(comfy.hooks.HookKeyframe(strength=0.0, start_percent=0.9))
+    assert isinstance(group, HookKeyframes)
+    assert [k.start_percent for k in group.keyframes] == [0.1, 0.6]
+    assert [k.start_percent for k in copy.keyframes] == [0.1, 0.6, 0.9]
+
+
+def test_model_sampling_built_from_a_config_samples(ade: Any, tiny: tuple[Any, Any, Any]) -> None:
+    """A `comfy.model_base.model_sampling` schedule put on a MODEL (as the pack's beta_schedule option does) is
+    the one the sampler runs: the result differs from the checkpoint's own schedule and matches Loom's own
+    schedule object when the settings are the checkpoint's."""
+    import comfy.model_base
+
+    from engine.sampling.ksampler import sample as ksample
+
+    model, positive, negative = tiny
+
+    class Config:
+        def __init__(self, beta_schedule: str) -> None:
+            self.sampling_settings = {"beta_schedule": beta_schedule}
+
+    assert model.model.model_type is comfy.model_base.ModelType.EPS
+    latent = torch.zeros(1, 4, 8, 8)
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(3))
+
+    def run(sampling: Any) -> torch.Tensor:
+        patched = model.clone()
+        if sampling is not None:
+            patched.add_object_patch("model_sampling", sampling)
+        out: torch.Tensor = ksample(patched, noise, 3, 4.0, "euler", "normal", positive, negative, latent, seed=3)
+        return out
+
+    base = run(None)
+    same = run(comfy.model_base.model_sampling(Config("linear"), comfy.model_base.ModelType.EPS))
+    other = run(comfy.model_base.model_sampling(Config("sqrt_linear"), comfy.model_base.ModelType.EPS))
+    torch.testing.assert_close(same, base)
+    assert (other - base).abs().max() > 1e-3
+    with pytest.raises(NotImplementedError, match="FLUX"):
+        comfy.model_base.model_sampling(Config("linear"), comfy.model_base.ModelType.FLUX)
