@@ -32,7 +32,7 @@ __all__ = ["ModelHandle", "ClipHandle", "VaeHandle", "Patch", "Conditioning"]
 Conditioning = list[list[Any]]
 
 # the ComfyUI wrapper / callback types (comfy.patcher_extension) a MODEL takes: the ones Loom's sampler runs
-RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "apply_model")
+RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "calc_cond_batch", "apply_model")
 RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
 
 
@@ -224,6 +224,48 @@ class ModelHandle(Patchable):
     def get_all_callbacks(self, call_type: str) -> list[Callable[..., Any]]:
         """Every callback of ``call_type``, keys in registration order."""
         return [fn for fns in self.callbacks.get(call_type, {}).values() for fn in fns]
+
+    def set_attachments(self, key: Any, attachment: Any) -> None:
+        """ComfyUI's ``set_attachments``: keep ``attachment`` on this handle (and its clones) under ``key``."""
+        self.attachments[key] = attachment
+
+    def get_attachment(self, key: Any) -> Any:
+        """The attachment kept under ``key``, or None."""
+        return self.attachments.get(key)
+
+    def remove_attachments(self, key: Any) -> None:
+        """Drop the attachment kept under ``key`` (on this handle)."""
+        self.attachments.pop(key, None)
+
+    def set_additional_models(self, key: Any, models: list[Any]) -> None:
+        """ComfyUI's ``set_additional_models``: models kept with this one under ``key`` (Loom keeps them; it does
+        not load them to the device itself)."""
+        self.additional_models[key] = list(models)
+
+    def remove_additional_models(self, key: Any) -> None:
+        """Drop the models kept under ``key``."""
+        self.additional_models.pop(key, None)
+
+    def get_additional_models_with_key(self, key: Any) -> list[Any]:
+        """The models kept under ``key`` (empty when none)."""
+        return self.additional_models.get(key, [])
+
+    def get_additional_models(self) -> list[Any]:
+        """Every kept model, keys in order."""
+        return [m for models in self.additional_models.values() for m in models]
+
+    def set_injections(self, key: Any, injections: list[Any]) -> None:
+        """ComfyUI's ``set_injections``: ``PatcherInjection``s whose ``inject(model)`` runs before each sampling of
+        this MODEL and ``eject(model)`` after it (ComfyUI runs them when the model is loaded and unloaded)."""
+        self.injections[key] = list(injections)
+
+    def remove_injections(self, key: Any) -> None:
+        """Drop the injections kept under ``key``."""
+        self.injections.pop(key, None)
+
+    def get_injections(self, key: Any) -> list[Any]:
+        """The injections kept under ``key`` (empty when none)."""
+        return self.injections.get(key, [])
 
     def add_object_patch(self, name: str, obj: Any) -> None:
         """ComfyUI's ``add_object_patch`` (on a clone): ``model_sampling`` replaces this handle's noise schedule;

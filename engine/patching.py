@@ -112,8 +112,11 @@ class HandleWeight:
 
 class Patchable:
     """What the MODEL and CLIP handles keep as ComfyUI's ModelPatcher does: weight ``patches``, ``model_options``,
-    ``object_patches`` (attributes of the network replaced while the handle runs) and the ``wrappers`` / ``callbacks``
-    registries (the MODEL applies and runs these), copied by each clone (``_copy_patcher_state_to``).
+    ``object_patches`` (attributes of the network replaced while the handle runs), the ``wrappers`` / ``callbacks``
+    registries (the MODEL applies and runs these), ``attachments`` (objects packs keep on a model by key; one
+    with ``on_model_patcher_clone()`` gives each clone its own), ``additional_models`` ({key: [models]}) and
+    ``injections`` ({key: [objects with inject(model) / eject(model)]}, run around each sampling of the MODEL),
+    copied by each clone (``_copy_patcher_state_to``).
 
     ``_prefixes``: prefixes a patch key may carry before the network's own parameter name;
     ``_key_prefix``: the one ``get_key_patches`` puts on its keys (ComfyUI's state-dict names).
@@ -129,6 +132,9 @@ class Patchable:
         self.object_patches: dict[str, Any] = {}
         self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (the MODEL runs some: engine.handles)
         self.callbacks: Registry = {}
+        self.attachments: dict[Any, Any] = {}
+        self.additional_models: dict[Any, list[Any]] = {}
+        self.injections: dict[Any, list[Any]] = {}
 
     def _module(self) -> nn.Module:
         raise NotImplementedError
@@ -213,3 +219,7 @@ class Patchable:
         other.model_options = copy.deepcopy(self.model_options)
         other.object_patches = dict(self.object_patches)
         other.wrappers, other.callbacks = _copy_registry(self.wrappers), _copy_registry(self.callbacks)
+        other.attachments = {key: value.on_model_patcher_clone() if hasattr(value, "on_model_patcher_clone") else value
+                             for key, value in self.attachments.items()}
+        other.additional_models = {key: list(models) for key, models in self.additional_models.items()}
+        other.injections = {key: list(items) for key, items in self.injections.items()}

@@ -7,10 +7,16 @@ registration order, as ComfyUI merges them. Each chain runs through ``WrapperExe
 
 - ``outer_sample`` (``engine.sampling.run_wrappers`` outer point): ``(noise, latent_image, sampler, sigmas,
   denoise_mask, callback, disable_pbar, seed)``, raw latents, ``executor.class_obj`` the guider; returns the raw
-  output latent. What a wrapper passes on (another schedule, noise, latent, mask, sampler, seed) is what runs.
-  The MODEL's ``on_pre_run`` / ``on_cleanup`` callbacks (``fn(model)``) run just inside the chain, as ComfyUI's.
+  output latent. What a wrapper passes on (another schedule, noise, latent, mask, sampler, seed) is what runs, and
+  so are the guider's ``model_options`` when a wrapper replaces them (AnimateDiff-Evolved puts its run state there).
+  The MODEL's ``on_pre_run`` / ``on_cleanup`` callbacks (``fn(model)``) run just inside the chain, as ComfyUI's,
+  and its injections (``set_injections``) are injected before them and ejected after.
 - ``predict_noise`` (step point, outermost): ``(x, timestep, model_options, seed)``, ``timestep`` the sigma,
   ``executor.class_obj`` the guider; returns the guided x0.
+- ``calc_cond_batch`` (``engine.sampling.run_wrappers`` batch point): ``(model, conds, x_in, timestep,
+  model_options)``, ``model`` the MODEL's ``comfy.model_base`` view (a wrapper may pass it or the MODEL on),
+  ``conds`` the cond lists Loom's sampler resolved (``Cond`` records, not ComfyUI's cond dicts; None: skipped),
+  ``timestep`` the sigma; returns one x0 per cond list.
 - ``apply_model`` (``engine.model_call``): ``(x, t, c_concat, c_crossattn, control, transformer_options, y=...)``,
   ``t`` the sigma, ``executor.class_obj`` the MODEL's ``comfy.model_base`` view; returns x0.
 
@@ -27,9 +33,9 @@ if TYPE_CHECKING:
     import torch
 
     from engine.model_call import ModelCall
-    from engine.sampling.run_wrappers import GuidanceStep, OuterRun
+    from engine.sampling.run_wrappers import CondBatch, GuidanceStep, OuterRun
 
-__all__ = ["registered", "run_outer_sample", "run_predict_noise", "run_apply_model"]
+__all__ = ["registered", "run_outer_sample", "run_predict_noise", "run_calc_cond_batch", "run_apply_model"]
 
 # the guider object of the sampling in progress (this thread / task): what predict_noise wrappers see as class_obj
 _RUN_GUIDER: ContextVar[Any] = ContextVar("loom_compat_run_guider", default=None)
@@ -66,7 +72,8 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
     pre_run = registered(model, None, "on_pre_run", "callbacks")
     cleanup = registered(model, None, "on_cleanup", "callbacks")
     predicts = registered(model, _model_transformer_options(model), "predict_noise")
-    if not (wrappers or pre_run or cleanup or predicts):
+    injections = [i for items in getattr(model, "injections", {}).values() for i in items]
+    if not (wrappers or pre_run or cleanup or predicts or injections):
         return proceed(run)
     guider = guider_for(run)
     sampler = sampler_for(run)
@@ -82,13 +89,26 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
                               sampler_name=getattr(sampler_arg, "sampler_name", None))
         changed = replace(changed, noise=noise, latent=latent_image, sigmas=sigmas, noise_mask=denoise_mask,
                           callback=callback, seed=seed)
-        for callback_fn in pre_run:
-            callback_fn(model)
+        options = getattr(guider, "model_options", None)
+        if isinstance(options, dict) and options is not model.model_options:
+            runner = model.clone()
+            runner.model_options = options
+            changed = replace(changed, model=runner)
+        injected = []
         try:
-            return proceed(changed)
-        finally:
-            for callback_fn in cleanup:
+            for injection in injections:
+                injection.inject(model)
+                injected.append(injection)
+            for callback_fn in pre_run:
                 callback_fn(model)
+            try:
+                return proceed(changed)
+            finally:
+                for callback_fn in cleanup:
+                    callback_fn(model)
+        finally:
+            for injection in reversed(injected):
+                injection.eject(model)
 
     token = _RUN_GUIDER.set(guider)
     try:
@@ -118,6 +138,24 @@ def run_predict_noise(step: GuidanceStep, proceed: Callable[..., torch.Tensor],
 
     out: torch.Tensor = _executor(original, guider, wrappers).execute(step.x, step.sigma, step.model_options,
                                                                       step.seed)
+    return out
+
+
+def run_calc_cond_batch(batch: CondBatch, proceed: Callable[..., list[torch.Tensor]]) -> list[torch.Tensor]:
+    """The x0 predictions of a step's cond lists through the MODEL's ``calc_cond_batch`` wrappers."""
+    wrappers = registered(batch.model, batch.model_options.get("transformer_options"), "calc_cond_batch")
+    if not wrappers:
+        return proceed()
+    view = batch.model.model
+
+    def original(model: Any, conds: list[Any], x_in: torch.Tensor, timestep: torch.Tensor,
+                 model_options: dict[str, Any]) -> list[torch.Tensor]:
+        handle = batch.model if model is view else model
+        return proceed(replace(batch, model=handle, sides=list(conds), x=x_in, sigma=timestep,
+                               model_options=model_options))
+
+    out: list[torch.Tensor] = _executor(original, None, wrappers).execute(view, batch.sides, batch.x, batch.sigma,
+                                                                          batch.model_options)
     return out
 
 

@@ -39,7 +39,7 @@ import torch
 
 from engine.gligen import gligen_middle_patch
 from engine.sampling.conditioning import Cond, repeat_to_batch_size
-from engine.sampling.run_wrappers import GuidanceStep, guided_step
+from engine.sampling.run_wrappers import CondBatch, GuidanceStep, cond_batch, guided_step
 
 _FEATHER = 8  # area edges off the image border fade in over min(8, area size // 4) latent pixels
 
@@ -164,7 +164,15 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
                     model_options: ModelOptions | None = None) -> list[torch.Tensor]:
     """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``;
     ``model_options`` (default: the handle's own) supplies the UNet's ``transformer_options``, as in ComfyUI,
-    so a hook can run one extra call with a patch of its own (PerturbedAttentionGuidance)."""
+    so a hook can run one extra call with a patch of its own (PerturbedAttentionGuidance). Runs through the
+    installed batch wrappers (``engine.sampling.run_wrappers``)."""
+    options = model_options if model_options is not None else model_options_of(model)
+    batch = CondBatch(model, list(sides), x, sigma, options)
+    return cond_batch(batch, lambda b: _calc_cond_batch(b.model, b.sides, b.x, b.sigma, b.model_options))
+
+
+def _calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
+                     model_options: ModelOptions) -> list[torch.Tensor]:
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     pending: list[_Job] = []
@@ -194,7 +202,7 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
         extra: dict[str, Any] = {}
         if jobs[0].cond.control is not None:
             extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
-        options = model_options if model_options is not None else model_options_of(model)
+        options = model_options
         patch_options = options.get("transformer_options")
         gligen = jobs[0].cond.extra.get("gligen")
         if patch_options or gligen is not None:  # ComfyUI's per-call options for UNet patches: sides and sigmas

@@ -14,6 +14,8 @@ register on a model (``outer_sample``, ``predict_noise``).
 - A step: each guided prediction (``CFGDenoiser``) is a ``GuidanceStep``; each step wrapper gets it and
   ``proceed(step=None)``, the next wrapper or, last, Loom's CFG, over the step it is given (default: its own), and
   returns the guided x0.
+- A batch: each ``engine.sampling.guider.calc_cond_batch`` (the x0 predictions of a step's cond lists) is a
+  ``CondBatch``; each batch wrapper gets it and ``proceed(batch=None)`` and returns one x0 per cond list.
 
 Wrappers are process-wide and few: the ComfyUI compatibility layer installs them while a pack may call them
 (``app/compat/comfy/samplers.py``).
@@ -32,8 +34,9 @@ if TYPE_CHECKING:
     from engine.handles import ModelHandle
     from engine.sampling.conditioning import Cond
 
-__all__ = ["OuterRun", "SamplerRun", "GuidanceStep", "Proceed", "OuterWrapper", "RunWrapper", "StepWrapper",
-           "add_outer_wrapper", "add_run_wrapper", "add_step_wrapper", "outer_sample", "run_sampler", "guided_step"]
+__all__ = ["OuterRun", "SamplerRun", "GuidanceStep", "CondBatch", "Proceed", "OuterWrapper", "RunWrapper",
+           "StepWrapper", "BatchWrapper", "add_outer_wrapper", "add_run_wrapper", "add_step_wrapper",
+           "add_batch_wrapper", "outer_sample", "run_sampler", "guided_step", "cond_batch"]
 
 Proceed = Callable[["torch.Tensor"], "torch.Tensor"]
 
@@ -95,14 +98,28 @@ class GuidanceStep:
     seed: int | None
 
 
+@dataclass(frozen=True, eq=False)
+class CondBatch:
+    """The x0 predictions of a step's cond lists as ComfyUI's ``calc_cond_batch`` sees them: the model (handle),
+    the cond lists (``Cond``s; None: skipped), the noisy ``x`` at ``sigma`` and the model options."""
+
+    model: Any
+    sides: list[list[Cond] | None]
+    x: torch.Tensor
+    sigma: torch.Tensor
+    model_options: dict[str, Any]
+
+
 OuterWrapper = Callable[[OuterRun, Callable[[OuterRun], "torch.Tensor"]], "torch.Tensor"]
 RunWrapper = Callable[[SamplerRun, Proceed], "torch.Tensor"]
 StepProceed = Callable[..., "torch.Tensor"]  # proceed(step: GuidanceStep | None = None)
 StepWrapper = Callable[[GuidanceStep, StepProceed], "torch.Tensor"]
+BatchWrapper = Callable[[CondBatch, Callable[..., "list[torch.Tensor]"]], "list[torch.Tensor]"]
 
 _OUTER_WRAPPERS: list[OuterWrapper] = []
 _RUN_WRAPPERS: list[RunWrapper] = []
 _STEP_WRAPPERS: list[StepWrapper] = []
+_BATCH_WRAPPERS: list[BatchWrapper] = []
 
 
 def add_outer_wrapper(wrapper: OuterWrapper) -> Callable[[], None]:
@@ -150,3 +167,13 @@ def guided_step(step: GuidanceStep, cfg: Callable[[GuidanceStep], torch.Tensor])
     """``cfg(step)`` through the installed step wrappers (no wrapper: a plain call); a wrapper's
     ``proceed(other)`` hands the rest of the chain another step."""
     return through_wrappers(_STEP_WRAPPERS, cfg, step)
+
+
+def add_batch_wrapper(wrapper: BatchWrapper) -> Callable[[], None]:
+    """Install a batch wrapper once (the most recently installed runs outermost); returns its remover."""
+    return install_once(_BATCH_WRAPPERS, wrapper)
+
+
+def cond_batch(batch: CondBatch, body: Callable[[CondBatch], list[torch.Tensor]]) -> list[torch.Tensor]:
+    """``body(batch)`` through the installed batch wrappers (no wrapper: a plain call)."""
+    return through_wrappers(_BATCH_WRAPPERS, body, batch)

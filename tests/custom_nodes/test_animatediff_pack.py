@@ -62,8 +62,9 @@ def _torchvision_stub() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def ade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """(runtime, report) with the pack loaded into a fresh in-process Loom."""
+def ade(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterator[Any]:
+    """(runtime, report) with the pack loaded into a fresh in-process Loom (the tiny SD1.5 checkpoint in its
+    checkpoints folder)."""
     from app.compat._environment import CompatEnvironment, LoomHandles
     from app.compat.prompt_server import PromptServer
     from app.custom_nodes import load_custom_nodes
@@ -77,6 +78,9 @@ def ade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                           capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(target, filter="data")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / "tiny-sd15.safetensors").symlink_to(
+        fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors")
     stub = _torchvision_stub()
     next(stub)
     runtime = build_runtime(base, cpu=True)
@@ -238,3 +242,58 @@ def test_model_sampling_built_from_a_config_samples(ade: Any, tiny: tuple[Any, A
     assert (other - base).abs().max() > 1e-3
     with pytest.raises(NotImplementedError, match="FLUX"):
         comfy.model_base.model_sampling(Config("linear"), comfy.model_base.ModelType.FLUX)
+
+
+def _sampling_graph(model: list[Any], cfg: float = 4.0, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """KSampler over 4 frames of the tiny SD1.5 checkpoint, its MODEL from `model` (a link)."""
+    graph: dict[str, Any] = {
+        "ck": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
+        "p": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["ck", 1], "text": "a red circle"}},
+        "n": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["ck", 1], "text": ""}},
+        "c": {"class_type": "ADE_StandardUniformContextOptions",
+              "inputs": {"context_length": 4, "context_stride": 1, "context_overlap": 2, "fuse_method": "pyramid",
+                         "use_on_equal_length": False, "start_percent": 0.0, "guarantee_steps": 1}},
+        "e": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}},
+        "k": {"class_type": "KSampler",
+              "inputs": {"model": model, "positive": ["p", 0], "negative": ["n", 0], "latent_image": ["e", 0],
+                         "seed": 1, "steps": 3, "cfg": cfg, "sampler_name": "euler", "scheduler": "normal",
+                         "denoise": 1.0}},
+    }
+    graph.update(extra or {})
+    return graph
+
+
+def _evolved(beta_schedule: str = "autoselect", **settings: Any) -> dict[str, Any]:
+    """ADE_UseEvolvedSampling (context options, optional sample settings) on the checkpoint's MODEL."""
+    inputs: dict[str, Any] = {"model": ["ck", 0], "beta_schedule": beta_schedule, "context_options": ["c", 0]}
+    nodes: dict[str, Any] = {"u": {"class_type": "ADE_UseEvolvedSampling", "inputs": inputs}}
+    if settings:
+        nodes["ss"] = {"class_type": "ADE_AnimateDiffSamplingSettings",
+                       "inputs": {"batch_offset": 0, "noise_type": "default", "seed_gen": "comfy", "seed_offset": 0,
+                                  **settings}}
+        inputs["sample_settings"] = ["ss", 0]
+    return nodes
+
+
+def test_evolved_sampling_runs_through_loom_sampler(ade: Any) -> None:
+    """ADE_UseEvolvedSampling (outer_sample + calc_cond_batch wrappers, its own sampling_function, attachments)
+    without a motion model samples exactly as KSampler; its sample settings act as in ComfyUI."""
+    runtime, _ = ade
+    plain = _run(runtime, _sampling_graph(["ck", 0]), "k")["samples"]
+    evolved = _run(runtime, _sampling_graph(["u", 0], extra=_evolved()), "k")["samples"]
+    assert torch.equal(evolved, plain)
+    # custom CFG 2 on a KSampler at cfg 4 is KSampler at cfg 2
+    custom = _sampling_graph(["u", 0], extra={**_evolved(custom_cfg=["cc", 0]),
+                                              "cc": {"class_type": "ADE_CustomCFGSimple", "inputs": {"cfg": 2.0}}})
+    torch.testing.assert_close(_run(runtime, custom, "k")["samples"],
+                               _run(runtime, _sampling_graph(["ck", 0], cfg=2.0), "k")["samples"])
+    # constant noise: every frame starts from the same noise, so every frame comes out the same
+    constant = _run(runtime, _sampling_graph(["u", 0], extra=_evolved(noise_type="constant")), "k")["samples"]
+    assert torch.equal(constant[0], constant[3]) and not torch.equal(plain[0], plain[3])
+    # AnimateDiff's beta schedule on the model (add_object_patch) or as a sample setting gives the same run
+    by_model = _run(runtime, _sampling_graph(["u", 0], extra=_evolved("sqrt_linear (AnimateDiff)")), "k")["samples"]
+    by_setting = _run(runtime, _sampling_graph(["u", 0], extra={
+        **_evolved(sigma_schedule=["sg", 0]),
+        "sg": {"class_type": "ADE_SigmaSchedule", "inputs": {"beta_schedule": "sqrt_linear (AnimateDiff)"}}}), "k")
+    torch.testing.assert_close(by_model, by_setting["samples"])
+    assert (by_model - plain).abs().max() > 1e-2

@@ -27,10 +27,12 @@ from app.compat._environment import shim_still_loaded
 from engine import names
 from engine.model_call import ModelCall, add_call_wrapper
 from engine.sampling.run_wrappers import (
+    CondBatch,
     GuidanceStep,
     OuterRun,
     Proceed,
     SamplerRun,
+    add_batch_wrapper,
     add_outer_wrapper,
     add_run_wrapper,
     add_step_wrapper,
@@ -157,6 +159,16 @@ def calc_cond_batch(model: Any, conds: list[Any], x_in: Any, timestep: Any, mode
     from engine.sampling.guider import calc_cond_batch as engine_calc_cond_batch
 
     return engine_calc_cond_batch(model, conds, x_in, timestep, model_options)
+
+
+def cfg_function(model: Any, cond_pred: Any, uncond_pred: Any, cond_scale: float, x: Any, timestep: Any,
+                 model_options: dict[str, Any] | None = None, cond: Any = None, uncond: Any = None) -> Any:
+    """The guided x0 from a step's cond / uncond x0 predictions: the model options' `sampler_cfg_function` (or
+    plain CFG), then each `sampler_post_cfg_function` (Loom's, engine.sampling.guider.cfg_function)."""
+    from engine.sampling.guider import cfg_function as engine_cfg_function
+
+    return engine_cfg_function(model, cond_pred, uncond_pred, cond_scale, x, timestep, model_options or {}, cond=cond,
+                               uncond=uncond)
 
 
 def sampling_function(model: Any, x: Any, timestep: Any, uncond: Any, cond: Any, cond_scale: float,
@@ -287,6 +299,13 @@ def _through_model_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
                                                                                    s.cfg))
 
 
+def _through_model_calc_cond_batch(batch: CondBatch, proceed: Any) -> Any:
+    """The predictions of a step's cond lists, through the MODEL's `calc_cond_batch` wrappers."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_calc_cond_batch(batch, proceed)
+
+
 def _through_model_apply_model(call: ModelCall, proceed: Any) -> Any:
     """A model call, through the MODEL's `apply_model` wrappers."""
     if not _loaded():
@@ -341,7 +360,7 @@ cond_cat = _cond_internal("cond_cat")
 def _loaded() -> bool:
     return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper,
                              _remove_guider_wrapper, _remove_outer_wrapper, _remove_predict_wrapper,
-                             _remove_call_wrapper)
+                             _remove_call_wrapper, _remove_batch_wrapper)
 
 
 _THIS_MODULE = sys.modules[__name__]
@@ -352,3 +371,4 @@ _remove_guider_wrapper = add_step_wrapper(_through_guider_predict_noise)
 _remove_predict_wrapper = add_step_wrapper(_through_model_predict_noise)
 _remove_outer_wrapper = add_outer_wrapper(_through_model_outer_sample)
 _remove_call_wrapper = add_call_wrapper(_through_model_apply_model)
+_remove_batch_wrapper = add_batch_wrapper(_through_model_calc_cond_batch)

@@ -1,0 +1,145 @@
+"""The ComfyUI model-patcher pieces AnimateDiff-Evolved builds its sampling on, on Loom's MODEL: `calc_cond_batch`
+wrappers around each step's batched predictions, attachments, injections run around a sampling, an `outer_sample`
+wrapper that replaces the guider's `model_options`, and `comfy.ops.disable_weight_init.GroupNorm`'s layer contract."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.sampling import sample
+
+
+def _run(tiny, model=None):
+    base, pos, neg = tiny
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    return sample(model or base, noise, 3, 5.0, "euler", "normal", pos, neg, torch.zeros(1, 4, 8, 8), seed=7)
+
+
+def test_a_calc_cond_batch_wrapper_runs_once_per_step_with_comfyui_arguments(packs, tiny) -> None:
+    packs.load("good_pack")
+    import comfy.model_base
+    import comfy.patcher_extension as pe
+
+    plain = _run(tiny)
+    seen: list[tuple] = []
+
+    def batch(executor, model, conds, x_in, timestep, model_options):
+        seen.append((isinstance(model, comfy.model_base.BaseModel), len(conds), all(c is not None for c in conds),
+                     tuple(x_in.shape), tuple(timestep.shape), isinstance(model_options, dict)))
+        return [out * 0.9 for out in executor(model, conds, x_in, timestep, model_options)]
+
+    wrapped = tiny[0].clone()
+    wrapped.add_wrapper_with_key(pe.WrappersMP.CALC_COND_BATCH, "scale", batch)
+    by_hand = tiny[0].clone()  # CFG is linear: scaling both predictions scales each model output
+    by_hand.set_model_unet_function_wrapper(lambda apply_model, args: apply_model(args["input"], args["timestep"],
+                                                                                  **args["c"]) * 0.9)
+    out = _run(tiny, wrapped)
+    torch.testing.assert_close(out, _run(tiny, by_hand))
+    assert not torch.allclose(out, plain)
+    assert seen == [(True, 2, True, (1, 4, 8, 8), (1,), True)] * 3
+
+    in_options = tiny[0].clone()  # registered in model_options, as packs do inside an outer_sample wrapper
+    pe.add_wrapper_with_key(pe.WrappersMP.CALC_COND_BATCH, "scale", batch, in_options.model_options,
+                            is_model_options=True)
+    torch.testing.assert_close(_run(tiny, in_options), out)
+
+    def other_input(executor, model, conds, x_in, timestep, model_options):  # what it passes on is what runs
+        return executor(model, conds, x_in * 0.5, timestep, model_options)
+
+    changed = tiny[0].clone()
+    changed.add_wrapper(pe.WrappersMP.CALC_COND_BATCH, other_input)
+    assert not torch.allclose(_run(tiny, changed), plain)
+
+
+def test_attachments_and_additional_models_follow_clones(tiny) -> None:
+    class PerClone:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def on_model_patcher_clone(self) -> PerClone:
+            return PerClone(self.n + 1)
+
+    model = tiny[0].clone()
+    shared = object()
+    model.set_attachments("shared", shared)
+    model.set_attachments("own", PerClone(0))
+    model.set_additional_models("extra", [shared])
+    clone = model.clone()
+    assert clone.get_attachment("shared") is shared and clone.get_attachment("own").n == 1
+    assert model.get_attachment("own").n == 0
+    assert clone.get_additional_models_with_key("extra") == [shared] and clone.get_additional_models() == [shared]
+    clone.remove_attachments("shared")
+    clone.remove_additional_models("extra")
+    assert clone.get_attachment("shared") is None and model.get_attachment("shared") is shared
+    assert clone.get_additional_models() == [] and model.get_additional_models() == [shared]
+    assert tiny[0].attachments == {} and tiny[0].additional_models == {}
+
+
+def test_injections_run_around_each_sampling(packs, tiny) -> None:
+    packs.load("good_pack")
+    import comfy.patcher_extension as pe
+
+    events: list[str] = []
+    model = tiny[0].clone()
+
+    def inject(patcher) -> None:
+        events.append("inject")
+        patcher.diffusion_model.out[-1].weight.data.mul_(0.5)
+
+    def eject(patcher) -> None:
+        events.append("eject")
+        patcher.diffusion_model.out[-1].weight.data.mul_(2.0)
+
+    model.set_injections("half", [pe.PatcherInjection(inject=inject, eject=eject)])
+    model.add_callback(pe.CallbacksMP.ON_PRE_RUN, lambda m: events.append("pre_run"))
+    before = tiny[0].diffusion_model.out[-1].weight.detach().clone()
+    out = _run(tiny, model)
+    assert events == ["inject", "pre_run", "eject"]
+    assert torch.equal(tiny[0].diffusion_model.out[-1].weight, before)  # ejected again
+    assert not torch.allclose(out, _run(tiny))
+    assert model.clone().get_injections("half") == model.get_injections("half")
+    model.remove_injections("half")
+    assert model.injections == {}
+
+
+def test_an_outer_sample_wrapper_may_replace_the_guider_model_options(packs, tiny) -> None:
+    packs.load("good_pack")
+    import comfy.model_patcher
+    import comfy.patcher_extension as pe
+
+    def cfg_half(args):
+        return (args["cond"] - args["uncond"]) * 0.5 + args["uncond"]
+
+    def outer(executor, *args):
+        guider = executor.class_obj
+        guider.model_options = comfy.model_patcher.create_model_options_clone(guider.model_options)
+        guider.model_options["sampler_cfg_function"] = cfg_half
+        return executor(*args)
+
+    wrapped = tiny[0].clone()
+    wrapped.add_wrapper(pe.WrappersMP.OUTER_SAMPLE, outer)
+    by_hand = tiny[0].clone()
+    by_hand.set_model_sampler_cfg_function(cfg_half)
+    torch.testing.assert_close(_run(tiny, wrapped), _run(tiny, by_hand))
+    assert "sampler_cfg_function" not in wrapped.model_options
+
+
+def test_disable_weight_init_group_norm_has_comfyui_layer_contract(packs) -> None:
+    packs.load("good_pack")
+    import comfy.ops
+
+    layer = comfy.ops.disable_weight_init.GroupNorm(2, 4)
+    plain = torch.nn.GroupNorm(2, 4)
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(1, 4, 3, 3)
+    assert isinstance(layer, torch.nn.GroupNorm) and layer.comfy_cast_weights is False
+    torch.testing.assert_close(layer(x), plain(x))
+    swapped = comfy.ops.disable_weight_init.GroupNorm.forward_comfy_cast_weights
+    try:  # what AnimateDiff-Evolved does during a sampling: its cast forward is used when casting is asked for
+        comfy.ops.disable_weight_init.GroupNorm.forward_comfy_cast_weights = lambda self, x: x * 0.0
+        layer.comfy_cast_weights = True
+        assert float(layer(x).abs().max()) == 0.0
+    finally:
+        comfy.ops.disable_weight_init.GroupNorm.forward_comfy_cast_weights = swapped
+    with pytest.raises(AttributeError):
+        torch.nn.GroupNorm.forward_comfy_cast_weights  # noqa: B018  (torch's own class is not touched)
