@@ -9,7 +9,6 @@ shared base weights are never modified.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import math
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from engine.families import Family
 from engine.latent_formats import LatentFormat
 from engine.model_call import ModelCall, has_call_wrappers, wrapped_model_call
 from engine.model_management import ManagedModel, ModelManager
+from engine.module_patcher import RUNNABLE_CALLBACKS, RUNNABLE_WRAPPERS, ModulePatcher
 from engine.networks.unet import UNetModel
 from engine.patching import Patch, Patchable
 from engine.vae_handle import VaeHandle
@@ -31,33 +31,23 @@ __all__ = ["ModelHandle", "ClipHandle", "VaeHandle", "Patch", "Conditioning"]
 
 Conditioning = list[list[Any]]
 
-# the ComfyUI wrapper / callback types (comfy.patcher_extension) a MODEL takes: the ones Loom's sampler runs
-RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "calc_cond_batch", "apply_model")
-RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
-
-
-def check_runnable(section: str, kind: str, runnable: tuple[str, ...]) -> None:
-    """NotImplementedError naming ``kind`` unless it is one of the ``runnable`` wrapper / callback types."""
-    if kind not in runnable:
-        raise NotImplementedError(f"a ComfyUI model {section} of type {kind!r}: Loom's sampler does not run that "
-                                  f"type (it runs {', '.join(runnable)}), so the node that registers one cannot "
-                                  "work here")
-
-
-class ModelHandle(Patchable):
+class ModelHandle(ModulePatcher):
     """The MODEL: a diffusion network, its noise schedule and latent format.
 
     apply_model(x, sigma, context) does the c_in scaling, the nearest-integer timestep and the eps / v rule
-    and returns the denoised latent (k-diffusion denoiser contract).
+    and returns the denoised latent (k-diffusion denoiser contract). A ``ModulePatcher`` (ComfyUI's ModelPatcher)
+    whose module is the network, placed by the model manager; its ``model`` is ComfyUI's BaseModel view.
     """
 
     _prefixes = ("diffusion_model.", "model.diffusion_model.")
     _key_prefix = "diffusion_model."
+    wrapper_types = RUNNABLE_WRAPPERS
+    callback_types = RUNNABLE_CALLBACKS
 
     def __init__(self, diffusion_model: UNetModel, model_sampling: Any, latent_format: LatentFormat,
                  family: Family, manager: ModelManager, entry: ManagedModel | None = None,
                  compute_dtype: torch.dtype | None = None) -> None:
-        super().__init__()
+        Patchable.__init__(self)  # not ModulePatcher's: the manager places this network
         self.diffusion_model = diffusion_model
         self.compute_dtype = compute_dtype or next(diffusion_model.parameters()).dtype
         self.model_sampling = model_sampling
@@ -86,15 +76,17 @@ class ModelHandle(Patchable):
         return self.compute_dtype
 
     @property
-    def load_device(self) -> torch.device:
+    def load_device(self) -> torch.device:  # type: ignore[override]  # the manager's device, not a stored one
         return self.manager.policy.device
+
+    @property
+    def offload_device(self) -> torch.device:  # type: ignore[override]
+        return self.manager.policy.offload_device
 
     def clone(self) -> ModelHandle:
         """A handle sharing the network, with its own copy of the patches and options."""
-        other = copy.copy(self)
-        self._copy_patcher_state_to(other)
-        for callback in self.get_all_callbacks("on_clone"):
-            callback(self, other)
+        other = super().clone()
+        assert isinstance(other, ModelHandle)
         return other
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
@@ -178,94 +170,6 @@ class ModelHandle(Patchable):
         for part in filter(None, path.split(".")):
             target = getattr(target, part)
         return target
-
-    # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); the
-    # ComfyUI compatibility layer runs them (app/compat/_model_wrappers.py), so only the types it runs are taken
-    def add_wrapper(self, wrapper_type: str, wrapper: Callable[..., Any]) -> None:
-        """ComfyUI's ``add_wrapper``: ``add_wrapper_with_key`` under the key None."""
-        self.add_wrapper_with_key(wrapper_type, None, wrapper)
-
-    def add_wrapper_with_key(self, wrapper_type: str, key: Any, wrapper: Callable[..., Any]) -> None:
-        """Register ``wrapper`` (``fn(executor, *args, **kwargs)``) of ``wrapper_type`` under ``key``; a type Loom
-        does not run (``RUNNABLE_WRAPPERS``) is refused."""
-        check_runnable("wrapper", wrapper_type, RUNNABLE_WRAPPERS)
-        self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
-
-    def remove_wrappers_with_key(self, wrapper_type: str, key: Any) -> None:
-        """Drop the wrappers of ``wrapper_type`` registered under ``key`` (on this handle)."""
-        self.wrappers.get(wrapper_type, {}).pop(key, None)
-
-    def get_wrappers(self, wrapper_type: str, key: Any) -> list[Callable[..., Any]]:
-        """The wrappers of ``wrapper_type`` under ``key`` (the stored list, as ComfyUI)."""
-        return self.wrappers.get(wrapper_type, {}).get(key, [])
-
-    def get_all_wrappers(self, wrapper_type: str) -> list[Callable[..., Any]]:
-        """Every wrapper of ``wrapper_type``, keys in registration order."""
-        return [fn for fns in self.wrappers.get(wrapper_type, {}).values() for fn in fns]
-
-    def add_callback(self, call_type: str, callback: Callable[..., Any]) -> None:
-        """ComfyUI's ``add_callback``: ``add_callback_with_key`` under the key None."""
-        self.add_callback_with_key(call_type, None, callback)
-
-    def add_callback_with_key(self, call_type: str, key: Any, callback: Callable[..., Any]) -> None:
-        """Register ``callback`` of ``call_type`` under ``key``; a type Loom does not call (``RUNNABLE_CALLBACKS``)
-        is refused."""
-        check_runnable("callback", call_type, RUNNABLE_CALLBACKS)
-        self.callbacks.setdefault(call_type, {}).setdefault(key, []).append(callback)
-
-    def remove_callbacks_with_key(self, call_type: str, key: Any) -> None:
-        """Drop the callbacks of ``call_type`` registered under ``key`` (on this handle)."""
-        self.callbacks.get(call_type, {}).pop(key, None)
-
-    def get_callbacks(self, call_type: str, key: Any) -> list[Callable[..., Any]]:
-        """The callbacks of ``call_type`` under ``key`` (the stored list, as ComfyUI)."""
-        return self.callbacks.get(call_type, {}).get(key, [])
-
-    def get_all_callbacks(self, call_type: str) -> list[Callable[..., Any]]:
-        """Every callback of ``call_type``, keys in registration order."""
-        return [fn for fns in self.callbacks.get(call_type, {}).values() for fn in fns]
-
-    def set_attachments(self, key: Any, attachment: Any) -> None:
-        """ComfyUI's ``set_attachments``: keep ``attachment`` on this handle (and its clones) under ``key``."""
-        self.attachments[key] = attachment
-
-    def get_attachment(self, key: Any) -> Any:
-        """The attachment kept under ``key``, or None."""
-        return self.attachments.get(key)
-
-    def remove_attachments(self, key: Any) -> None:
-        """Drop the attachment kept under ``key`` (on this handle)."""
-        self.attachments.pop(key, None)
-
-    def set_additional_models(self, key: Any, models: list[Any]) -> None:
-        """ComfyUI's ``set_additional_models``: models kept with this one under ``key`` (Loom keeps them; it does
-        not load them to the device itself)."""
-        self.additional_models[key] = list(models)
-
-    def remove_additional_models(self, key: Any) -> None:
-        """Drop the models kept under ``key``."""
-        self.additional_models.pop(key, None)
-
-    def get_additional_models_with_key(self, key: Any) -> list[Any]:
-        """The models kept under ``key`` (empty when none)."""
-        return self.additional_models.get(key, [])
-
-    def get_additional_models(self) -> list[Any]:
-        """Every kept model, keys in order."""
-        return [m for models in self.additional_models.values() for m in models]
-
-    def set_injections(self, key: Any, injections: list[Any]) -> None:
-        """ComfyUI's ``set_injections``: ``PatcherInjection``s whose ``inject(model)`` runs before each sampling of
-        this MODEL and ``eject(model)`` after it (ComfyUI runs them when the model is loaded and unloaded)."""
-        self.injections[key] = list(injections)
-
-    def remove_injections(self, key: Any) -> None:
-        """Drop the injections kept under ``key``."""
-        self.injections.pop(key, None)
-
-    def get_injections(self, key: Any) -> list[Any]:
-        """The injections kept under ``key`` (empty when none)."""
-        return self.injections.get(key, [])
 
     def add_object_patch(self, name: str, obj: Any) -> None:
         """ComfyUI's ``add_object_patch`` (on a clone): ``model_sampling`` replaces this handle's noise schedule;
@@ -374,7 +278,7 @@ class ModelHandle(Patchable):
         self.set_model_patch_replace(patch, "attn2", block_name, number, transformer_index)
 
     @property
-    def model(self) -> Any:
+    def model(self) -> Any:  # type: ignore[override]  # ComfyUI's BaseModel view of this handle
         """ComfyUI's ``ModelPatcher.model`` (the BaseModel): a view of this handle whose class names the family
         (``engine.model_base``), for packs that check ``isinstance(model.model, comfy.model_base.SDXL)``."""
         from engine.model_base import model_view

@@ -10,7 +10,9 @@ registration order, as ComfyUI merges them. Each chain runs through ``WrapperExe
   output latent. What a wrapper passes on (another schedule, noise, latent, mask, sampler, seed) is what runs, and
   so are the guider's ``model_options`` when a wrapper replaces them (AnimateDiff-Evolved puts its run state there).
   The MODEL's ``on_pre_run`` / ``on_cleanup`` callbacks (``fn(model)``) run just inside the chain, as ComfyUI's,
-  and its injections (``set_injections``) are injected before them and ejected after.
+  and its injections (``set_injections``) are injected before them and ejected after; the module patchers among its
+  additional models (``set_additional_models``: ``comfy.model_patcher.ModelPatcher(module, ...)``) are loaded onto
+  their device before the injections and offloaded after.
 - ``predict_noise`` (step point, outermost): ``(x, timestep, model_options, seed)``, ``timestep`` the sigma,
   ``executor.class_obj`` the guider; returns the guided x0.
 - ``calc_cond_batch`` (``engine.sampling.run_wrappers`` batch point): ``(model, conds, x_in, timestep,
@@ -28,6 +30,9 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from engine.handles import ModelHandle
+from engine.module_patcher import ModulePatcher
 
 if TYPE_CHECKING:
     import torch
@@ -72,8 +77,10 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
     pre_run = registered(model, None, "on_pre_run", "callbacks")
     cleanup = registered(model, None, "on_cleanup", "callbacks")
     predicts = registered(model, _model_transformer_options(model), "predict_noise")
-    injections = [i for items in getattr(model, "injections", {}).values() for i in items]
-    if not (wrappers or pre_run or cleanup or predicts or injections):
+    injections = [i for items in model.injections.values() for i in items]
+    modules = [m for m in model.get_additional_models()  # the manager places MODEL handles itself
+               if isinstance(m, ModulePatcher) and not isinstance(m, ModelHandle)]
+    if not (wrappers or pre_run or cleanup or predicts or injections or modules):
         return proceed(run)
     guider = guider_for(run)
     sampler = sampler_for(run)
@@ -95,7 +102,11 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
             runner.model_options = options
             changed = replace(changed, model=runner)
         injected = []
+        loaded: list[ModulePatcher] = []
         try:
+            for module in modules:
+                loaded.append(module)
+                module.load()
             for injection in injections:
                 injection.inject(model)
                 injected.append(injection)
@@ -109,6 +120,8 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
         finally:
             for injection in reversed(injected):
                 injection.eject(model)
+            for module in loaded:
+                module.offload()
 
     token = _RUN_GUIDER.set(guider)
     try:

@@ -99,8 +99,9 @@ def ade(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterato
         runtime.close()
 
 
-def _run(runtime: Any, graph: dict[str, Any], out: str) -> Any:
-    """The value of output 0 of node `out` after running `graph` (validated as a prompt)."""
+def _run(runtime: Any, graph: dict[str, Any], out: str, *more: str) -> Any:
+    """The value of output 0 of node `out` (a tuple with those of `more`) after running `graph` (validated as a
+    prompt)."""
     from executor import PromptExecutor, validate_prompt
 
     class Sink:
@@ -108,25 +109,27 @@ def _run(runtime: Any, graph: dict[str, Any], out: str) -> Any:
         RETURN_TYPES = ()
         OUTPUT_NODE = True
         FUNCTION = "take"
-        seen: list[Any] = []
+        seen: dict[str, Any] = {}
 
         @classmethod
         def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": {"value": ("*", {})}}
+            return {"required": {"value": ("*", {})}, "hidden": {"node_id": "UNIQUE_ID"}}
 
-        def take(self, value: Any) -> dict[str, Any]:
-            Sink.seen.append(value)
+        def take(self, value: Any, node_id: str) -> dict[str, Any]:
+            Sink.seen[node_id] = value
             return {"ui": {}}
 
     if "TestSink" not in runtime.registry:
         runtime.registry.register("TestSink", Sink, source="test")
     sink_cls: Any = runtime.registry.get("TestSink")
     sink_cls.seen.clear()
-    prompt = {**graph, "sink": {"class_type": "TestSink", "inputs": {"value": [out, 0]}}}
+    prompt = {**graph, **{f"sink:{node}": {"class_type": "TestSink", "inputs": {"value": [node, 0]}}
+                          for node in (out, *more)}}
     valid = validate_prompt(runtime.registry, prompt)
     outcome = PromptExecutor(runtime.registry).execute(valid.prompt, "p", {}, valid.outputs)
     assert outcome.error is None, outcome.error
-    return sink_cls.seen[0]
+    values = tuple(sink_cls.seen[f"sink:{node}"] for node in (out, *more))
+    return values if more else values[0]
 
 
 def _normal_sigmas(table: np.ndarray, steps: int, timestep_of_index: Any = None) -> list[float]:
@@ -297,3 +300,86 @@ def test_evolved_sampling_runs_through_loom_sampler(ade: Any) -> None:
         "sg": {"class_type": "ADE_SigmaSchedule", "inputs": {"beta_schedule": "sqrt_linear (AnimateDiff)"}}}), "k")
     torch.testing.assert_close(by_model, by_setting["samples"])
     assert (by_model - plain).abs().max() > 1e-2
+
+
+def _tiny_motion_model(seed: int) -> Any:
+    """A motion model at the tiny UNet's widths (32 / 64 / 128 / 128 channels), built from the pack's own classes
+    (`AnimateDiffModel`, `MotionModule`: ADE's key layout, `down_blocks.N.motion_modules.M.temporal_transformer...`)
+    and wrapped by the pack's `create_MotionModelPatcher`. (The pack's loader fixes SD1.5's 320 / 640 / 1280 widths,
+    so a file this small cannot go through ADE_LoadAnimateDiffModel.)"""
+    package = "custom_nodes.ComfyUI_AnimateDiff_Evolved.animatediff"
+    mm = sys.modules[f"{package}.motion_module_ad"]
+    injection = sys.modules[f"{package}.model_injection"]
+    sd_type = sys.modules[f"{package}.utils_model"].ModelTypeSD.SD1_5
+    import comfy.ops
+
+    info = mm.AnimateDiffInfo(sd_type=sd_type, mm_format=mm.AnimateDiffFormat.ANIMATEDIFF,
+                              mm_version=mm.AnimateDiffVersion.V3, mm_name="tiny")
+    pe_key = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
+    model = mm.AnimateDiffModel(mm_state_dict={pe_key: torch.zeros(1, 32, 32)}, mm_info=info)
+
+    def blocks(widths: tuple[int, ...], kind: str) -> torch.nn.ModuleList:
+        return torch.nn.ModuleList(
+            [mm.MotionModule(c, temporal_pe=True, temporal_pe_max_len=32, block_type=kind, block_idx=i,
+                             attention_block_types=("Temporal_Self", "Temporal_Self"),
+                             ops=comfy.ops.disable_weight_init) for i, c in enumerate(widths)])
+
+    torch.manual_seed(seed)
+    model.down_blocks = blocks((32, 64, 128, 128), mm.BlockType.DOWN)
+    model.up_blocks = blocks((128, 128, 64, 32), mm.BlockType.UP)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    assert "down_blocks.3.motion_modules.1.temporal_transformer.proj_out.weight" in model.state_dict()
+    cpu = torch.device("cpu")
+    return injection.create_MotionModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+
+def test_a_motion_module_is_injected_into_loom_unet_and_samples(ade: Any) -> None:
+    """The pack's motion-model path on Loom's UNet: its patcher (`comfy.model_patcher.ModelPatcher` over the
+    module), ADE_ApplyAnimateDiffModelSimple -> ADE_UseEvolvedSampling (additional models, injections, the
+    forward_timestep_embed patch) -> KSampler: the temporal modules run on every model call and are taken out of the
+    UNet after the run."""
+    import comfy.model_patcher
+
+    from engine.handles import ModelHandle
+
+    runtime, _ = ade
+    patcher = _tiny_motion_model(seed=5)
+    assert isinstance(patcher, comfy.model_patcher.ModelPatcher) and not isinstance(patcher, ModelHandle)
+
+    class TinyMotionModel:
+        CATEGORY = "test"
+        RETURN_TYPES = ("MOTION_MODEL_ADE",)
+        FUNCTION = "give"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def give(self) -> tuple[Any]:
+            return (patcher,)
+
+    if "TinyMotionModel" not in runtime.registry:
+        runtime.registry.register("TinyMotionModel", TinyMotionModel, source="test")
+    calls: list[tuple[int, ...]] = []
+    first = patcher.model.down_blocks[0].motion_modules[0]
+    hook = first.register_forward_hook(lambda module, args, out: calls.append(tuple(out.shape)))
+    schedule = "sqrt_linear (AnimateDiff)"
+    try:
+        with_motion, evolved = _run(runtime, _sampling_graph(["u", 0], extra={
+            **_evolved(schedule),
+            "mm": {"class_type": "TinyMotionModel", "inputs": {}},
+            "a": {"class_type": "ADE_ApplyAnimateDiffModelSimple", "inputs": {"motion_model": ["mm", 0]}}}
+            | {"u": {"class_type": "ADE_UseEvolvedSampling",
+                     "inputs": {"model": ["ck", 0], "beta_schedule": schedule, "context_options": ["c", 0],
+                                "m_models": ["a", 0]}}}), "k", "u")
+    finally:
+        hook.remove()
+    with_motion = with_motion["samples"]
+    without = _run(runtime, _sampling_graph(["u", 0], extra=_evolved(schedule)), "k")["samples"]
+    assert calls == [(8, 32, 8, 8)] * 3  # 3 steps, 4 frames x (positive, negative) in one batch
+    assert (with_motion - without).abs().max() > 1e-2
+    assert evolved.get_additional_models_with_key("ADE") and evolved.get_injections("ADE")
+    unet = evolved.model.diffusion_model  # the UNet that sampled: ejected again after the run
+    assert not any(first is module for module in unet.modules())
+    assert "SpatialTransformer" in [type(layer).__name__ for block in unet.input_blocks for layer in block]

@@ -143,3 +143,34 @@ def test_disable_weight_init_group_norm_has_comfyui_layer_contract(packs) -> Non
         comfy.ops.disable_weight_init.GroupNorm.forward_comfy_cast_weights = swapped
     with pytest.raises(AttributeError):
         torch.nn.GroupNorm.forward_comfy_cast_weights  # noqa: B018  (torch's own class is not touched)
+
+
+def test_model_patcher_over_any_module_is_loaded_with_the_model_that_keeps_it(packs, tiny) -> None:
+    packs.load("good_pack")
+    import comfy.model_patcher
+    import comfy.patcher_extension as pe
+
+    assert isinstance(tiny[0], comfy.model_patcher.ModelPatcher)  # a MODEL is one
+    module = torch.nn.Linear(2, 2)
+    patcher = comfy.model_patcher.ModelPatcher(module, load_device="cpu", offload_device=torch.device("cpu"))
+    events: list[tuple] = []
+    patcher.add_callback_with_key(pe.CallbacksMP.ON_LOAD, "k", lambda p, device, lowvram, *rest: events.append(
+        ("load", p.model is module, str(device), lowvram)))
+    patcher.add_callback(pe.CallbacksMP.ON_PRE_RUN, lambda p: events.append(("pre_run",)))
+    clone = patcher.clone()
+    assert clone.model is module and clone.is_clone(patcher) and clone.model_size() == 6 * 4
+    with pytest.raises(NotImplementedError, match="'apply_model'"):
+        clone.add_wrapper(pe.WrappersMP.APPLY_MODEL, lambda executor, *a: executor(*a))
+    clone.pre_run()
+    assert events == [("pre_run",)]
+
+    model = tiny[0].clone()
+    model.set_additional_models("extra", [clone])
+    _run(tiny, model)
+    assert events[1:] == [("load", True, "cpu", 0)]
+
+    clone.add_patches({"weight": (torch.zeros(2, 2),)})
+    with pytest.raises(NotImplementedError, match="weight patches on a module ModelPatcher"):
+        _run(tiny, model)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        comfy.model_patcher.ModelPatcher("not a module", "cpu", "cpu")

@@ -121,7 +121,7 @@ def add_wrapper_with_key(wrapper_type: str, key: str | None, wrapper: Callable[.
                          transformer_options: dict[str, Any], is_model_options: bool = False) -> None:
     """Append `wrapper` to `transformer_options["wrappers"][wrapper_type][key]` (`model_options`' own
     `transformer_options` when `is_model_options`); a type Loom's sampler does not run is refused."""
-    from engine.handles import RUNNABLE_WRAPPERS, check_runnable
+    from engine.module_patcher import RUNNABLE_WRAPPERS, check_runnable
 
     check_runnable("wrapper", wrapper_type, RUNNABLE_WRAPPERS)
     _registry_for(transformer_options, is_model_options).setdefault(wrapper_type, {}).setdefault(key, []).append(
