@@ -383,3 +383,68 @@ def test_a_motion_module_is_injected_into_loom_unet_and_samples(ade: Any) -> Non
     unet = evolved.model.diffusion_model  # the UNet that sampled: ejected again after the run
     assert not any(first is module for module in unet.modules())
     assert "SpatialTransformer" in [type(layer).__name__ for block in unet.input_blocks for layer in block]
+
+
+@pytest.mark.slow
+def test_a_full_size_motion_module_file_loads_and_samples(ade: Any) -> None:
+    """Real sizes, random weights (nothing downloaded; ~2.6 GB written to the test's folders, ~6 GB of memory):
+    a motion module file in the pack's v3 layout at SD1.5's widths (418M parameters) through ADE_LoadAnimateDiffModel
+    and a full-size SD1.5 UNet through UNETLoader; 4 frames sample, and the motion module changes the result."""
+    from safetensors.torch import save_file
+
+    from engine.networks.configs import UNetConfig
+    from engine.networks.unet import UNetModel
+
+    runtime, _ = ade
+    package = "custom_nodes.ComfyUI_AnimateDiff_Evolved.animatediff"
+    mm = sys.modules[f"{package}.motion_module_ad"]
+    sd_type = sys.modules[f"{package}.utils_model"].ModelTypeSD.SD1_5
+    info = mm.AnimateDiffInfo(sd_type=sd_type, mm_format=mm.AnimateDiffFormat.ANIMATEDIFF,
+                              mm_version=mm.AnimateDiffVersion.V3, mm_name="generated")
+    prefix = "motion_modules.0.temporal_transformer"
+    layout = {f"{kind}_blocks.{i}.{prefix}.norm.weight": torch.zeros(1) for kind in ("down", "up") for i in (0, 3)}
+    layout[f"down_blocks.0.{prefix}.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"] = torch.zeros(1, 32, 320)
+    layout[f"down_blocks.0.{prefix}.transformer_blocks.0.attention_blocks.1.to_q.weight"] = torch.zeros(1)
+    torch.manual_seed(0)
+    motion = mm.AnimateDiffModel(mm_state_dict=layout, mm_info=info)
+    for p in motion.parameters():
+        torch.nn.init.normal_(p, std=0.02)  # the pack zero-inits proj_out: a module that changes nothing
+    paths = runtime.services.paths
+    mm_dir = Path(paths.get_folder_paths("animatediff_models")[0])
+    mm_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in motion.state_dict().items()}, str(mm_dir / "generated.safetensors"))
+    assert sum(p.numel() for p in motion.parameters()) > 400_000_000
+    del motion
+    unet = UNetModel(UNetConfig())  # SD1.5's
+    unet_dir = Path(paths.get_folder_paths("diffusion_models")[0])
+    unet_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in unet.state_dict().items()}, str(unet_dir / "sd15.safetensors"))
+    del unet
+
+    class Text:
+        CATEGORY = "test"
+        RETURN_TYPES = ("CONDITIONING",)
+        FUNCTION = "give"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {"seed": ("INT", {"default": 0})}}
+
+        def give(self, seed: int) -> tuple[Any]:
+            return ([[torch.randn(1, 77, 768, generator=torch.Generator().manual_seed(seed)), {}]],)
+
+    if "TestText768" not in runtime.registry:
+        runtime.registry.register("TestText768", Text, source="test")
+    graph = _sampling_graph(["u", 0], extra={
+        "ck": {"class_type": "UNETLoader", "inputs": {"unet_name": "sd15.safetensors", "weight_dtype": "default"}},
+        "p": {"class_type": "TestText768", "inputs": {"seed": 1}},
+        "n": {"class_type": "TestText768", "inputs": {"seed": 2}},
+        **_evolved("sqrt_linear (AnimateDiff)")})
+    graph["k"]["inputs"]["steps"] = 2
+    without = _run(runtime, graph, "k")["samples"]
+    graph["l"] = {"class_type": "ADE_LoadAnimateDiffModel", "inputs": {"model_name": "generated.safetensors"}}
+    graph["a"] = {"class_type": "ADE_ApplyAnimateDiffModelSimple", "inputs": {"motion_model": ["l", 0]}}
+    graph["u"]["inputs"]["m_models"] = ["a", 0]
+    with_motion = _run(runtime, graph, "k")["samples"]
+    assert with_motion.shape == (4, 4, 8, 8) and bool(torch.isfinite(with_motion).all())
+    assert (with_motion - without).abs().max() > 1e-2
