@@ -89,6 +89,15 @@ class ModelHandle(ModulePatcher):
         assert isinstance(other, ModelHandle)
         return other
 
+    def load(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: the model manager places a MODEL's network (with its patches) when it runs."""
+        raise NotImplementedError("ModelPatcher.load on a Loom MODEL: its model manager loads the network when it "
+                                  "runs; nothing to call")
+
+    def offload(self) -> None:
+        """Refused, as ``load``."""
+        raise NotImplementedError("ModelPatcher.offload on a Loom MODEL: its model manager offloads the network")
+
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                     y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                     transformer_options: dict[str, Any] | None = None,

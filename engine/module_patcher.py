@@ -86,15 +86,18 @@ class ModulePatcher(Patchable):
         for callback in self.get_all_callbacks("on_cleanup"):
             callback(self)
 
-    def load(self) -> None:
-        """Move the module to ``load_device`` and run the ``on_load_after`` callbacks (``fn(patcher, device_to,
-        lowvram_model_memory, force_patch_weights, full_load)``, a full load). Raises for weight patches."""
+    def load(self, device_to: torch.device | None = None, lowvram_model_memory: int = 0,
+             force_patch_weights: bool = False, full_load: bool = False) -> None:
+        """ComfyUI's ``load``: move the module to ``device_to`` (default ``load_device``) and run the
+        ``on_load_after`` callbacks (``fn(patcher, device_to, lowvram_model_memory, force_patch_weights, full_load)``).
+        Raises for weight patches, which Loom does not apply to a bare module."""
         if self.patches:
             raise NotImplementedError(f"weight patches on a module ModelPatcher ({type(self._module()).__name__}: "
                                       f"{len(self.patches)} weights, e.g. a motion LoRA) are not applied by Loom")
-        self._module().to(self.load_device)
+        device = self.load_device if device_to is None else torch.device(device_to)
+        self._module().to(device)
         for callback in self.get_all_callbacks("on_load_after"):
-            callback(self, self.load_device, 0, False, True)
+            callback(self, device, lowvram_model_memory, force_patch_weights, full_load)
 
     def offload(self) -> None:
         """Move the module back to ``offload_device``."""

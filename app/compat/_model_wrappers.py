@@ -106,7 +106,7 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
         try:
             for module in modules:
                 loaded.append(module)
-                module.load()
+                module.load(module.load_device, 0, False, True)
             for injection in injections:
                 injection.inject(model)
                 injected.append(injection)

@@ -150,7 +150,9 @@ def test_model_patcher_over_any_module_is_loaded_with_the_model_that_keeps_it(pa
     import comfy.model_patcher
     import comfy.patcher_extension as pe
 
-    assert isinstance(tiny[0], comfy.model_patcher.ModelPatcher)  # a MODEL is one
+    assert isinstance(tiny[0], comfy.model_patcher.ModelPatcher)  # a MODEL is one, placed by Loom's manager
+    with pytest.raises(NotImplementedError, match="model manager"):
+        tiny[0].load(torch.device("cpu"))
     module = torch.nn.Linear(2, 2)
     patcher = comfy.model_patcher.ModelPatcher(module, load_device="cpu", offload_device=torch.device("cpu"))
     events: list[tuple] = []
