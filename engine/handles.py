@@ -20,7 +20,7 @@ from torch import nn
 from engine.clip_handle import ClipHandle
 from engine.families import Family
 from engine.latent_formats import LatentFormat
-from engine.model_call import ModelCall, has_call_wrappers, wrapped_model_call
+from engine.model_call import ModelCall, NetworkCall, has_call_wrappers, network_call, wrapped_model_call
 from engine.model_management import ManagedModel, ModelManager
 from engine.module_patcher import RUNNABLE_CALLBACKS, RUNNABLE_WRAPPERS, ModulePatcher
 from engine.networks.unet import UNetModel
@@ -134,11 +134,15 @@ class ModelHandle(ModulePatcher):
         if control is not None:
             kwargs["control"] = {k: [None if r is None else r.to(device, dtype) for r in v] for k, v in control.items()}
         patched = self._patched_weights(module)
-        with torch.no_grad(), _objects_patched(module, self.object_patches):
+
+        def run(call: NetworkCall) -> torch.Tensor:
             if patched:
-                out = torch.func.functional_call(module, patched, args, kwargs, strict=False)
-            else:
-                out = module(*args, **kwargs)
+                result: torch.Tensor = torch.func.functional_call(module, patched, call.args, call.kwargs, strict=False)
+                return result
+            return module(*call.args, **call.kwargs)  # type: ignore[no-any-return]
+
+        with torch.no_grad(), _objects_patched(module, self.object_patches):
+            out = network_call(NetworkCall(self, module, args, kwargs), run)
         out = out.to(device=x.device, dtype=torch.float32)
         denoised: torch.Tensor = self.model_sampling.calculate_denoised(sigma, out, x)
         return denoised

@@ -19,6 +19,9 @@ registration order, as ComfyUI merges them. Each chain runs through ``WrapperExe
   model_options)``, ``model`` the MODEL's ``comfy.model_base`` view (a wrapper may pass it or the MODEL on),
   ``conds`` the cond lists Loom's sampler resolved (``Cond`` records, not ComfyUI's cond dicts; None: skipped),
   ``timestep`` the sigma; returns one x0 per cond list.
+- ``diffusion_model`` (``engine.model_call`` network point, inside ``apply_model``): ``(x, timesteps, context=,
+  y=, control=, transformer_options=)`` as Loom's network takes them, ``executor.class_obj`` the network; returns
+  its output (AnimateDiff-Evolved swaps group norms around it).
 - ``apply_model`` (``engine.model_call``): ``(x, t, c_concat, c_crossattn, control, transformer_options, y=...)``,
   ``t`` the sigma, ``executor.class_obj`` the MODEL's ``comfy.model_base`` view; returns x0.
 
@@ -37,10 +40,11 @@ from engine.module_patcher import ModulePatcher
 if TYPE_CHECKING:
     import torch
 
-    from engine.model_call import ModelCall
+    from engine.model_call import ModelCall, NetworkCall
     from engine.sampling.run_wrappers import CondBatch, GuidanceStep, OuterRun
 
-__all__ = ["registered", "run_outer_sample", "run_predict_noise", "run_calc_cond_batch", "run_apply_model"]
+__all__ = ["registered", "run_outer_sample", "run_predict_noise", "run_calc_cond_batch", "run_apply_model",
+           "run_diffusion_model"]
 
 # the guider object of the sampling in progress (this thread / task): what predict_noise wrappers see as class_obj
 _RUN_GUIDER: ContextVar[Any] = ContextVar("loom_compat_run_guider", default=None)
@@ -191,4 +195,19 @@ def run_apply_model(call: ModelCall, proceed: Callable[..., torch.Tensor]) -> to
 
     out: torch.Tensor = _executor(original, call.model.model, wrappers).execute(
         call.x, call.sigma, call.concat, call.context, call.control, given, **kwargs)
+    return out
+
+
+def run_diffusion_model(call: NetworkCall, proceed: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """A network call through the MODEL's ``diffusion_model`` wrappers (class_obj: the network)."""
+    options = call.kwargs.get("transformer_options")
+    wrappers = registered(call.model, options if options is not None else _model_transformer_options(call.model),
+                          "diffusion_model")
+    if not wrappers:
+        return proceed()
+
+    def original(*args: Any, **kwargs: Any) -> torch.Tensor:
+        return proceed(replace(call, args=args, kwargs=kwargs))
+
+    out: torch.Tensor = _executor(original, call.module, wrappers).execute(*call.args, **call.kwargs)
     return out

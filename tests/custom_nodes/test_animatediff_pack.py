@@ -302,7 +302,7 @@ def test_evolved_sampling_runs_through_loom_sampler(ade: Any) -> None:
     assert (by_model - plain).abs().max() > 1e-2
 
 
-def _tiny_motion_model(seed: int) -> Any:
+def _tiny_motion_model(seed: int, version: str = "v3") -> Any:
     """A motion model at the tiny UNet's widths (32 / 64 / 128 / 128 channels), built from the pack's own classes
     (`AnimateDiffModel`, `MotionModule`: ADE's key layout, `down_blocks.N.motion_modules.M.temporal_transformer...`)
     and wrapped by the pack's `create_MotionModelPatcher`. (The pack's loader fixes SD1.5's 320 / 640 / 1280 widths,
@@ -314,7 +314,7 @@ def _tiny_motion_model(seed: int) -> Any:
     import comfy.ops
 
     info = mm.AnimateDiffInfo(sd_type=sd_type, mm_format=mm.AnimateDiffFormat.ANIMATEDIFF,
-                              mm_version=mm.AnimateDiffVersion.V3, mm_name="tiny")
+                              mm_version=getattr(mm.AnimateDiffVersion, version.upper()), mm_name="tiny")
     pe_key = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
     model = mm.AnimateDiffModel(mm_state_dict={pe_key: torch.zeros(1, 32, 32)}, mm_info=info)
 
@@ -448,3 +448,38 @@ def test_a_full_size_motion_module_file_loads_and_samples(ade: Any) -> None:
     with_motion = _run(runtime, graph, "k")["samples"]
     assert with_motion.shape == (4, 4, 8, 8) and bool(torch.isfinite(with_motion).all())
     assert (with_motion - without).abs().max() > 1e-2
+
+
+def test_a_v1_motion_module_runs_with_the_frame_batched_group_norm(ade: Any) -> None:
+    """AnimateDiff v1 modules run with the pack's group norm over all frames (a `diffusion_model` wrapper that
+    swaps torch's GroupNorm.forward during each network call): same weights, other result than as v3; torch's
+    GroupNorm is restored after the run."""
+    runtime, _ = ade
+    results = {}
+    forward = torch.nn.GroupNorm.forward
+    for version in ("v1", "v3"):
+        patcher = _tiny_motion_model(seed=5, version=version)
+
+        class Give:
+            CATEGORY = "test"
+            RETURN_TYPES = ("MOTION_MODEL_ADE",)
+            FUNCTION = "give"
+
+            @classmethod
+            def INPUT_TYPES(cls) -> dict[str, Any]:
+                return {"required": {"version": ("STRING", {"default": ""})}}
+
+            def give(self, version: str, patcher: Any = patcher) -> tuple[Any]:
+                return (patcher,)
+
+        runtime.registry.register(f"TinyMotionModel_{version}", Give, source="test")
+        graph = _sampling_graph(["u", 0], extra={
+            "mm": {"class_type": f"TinyMotionModel_{version}", "inputs": {"version": version}},
+            "a": {"class_type": "ADE_ApplyAnimateDiffModelSimple", "inputs": {"motion_model": ["mm", 0]}},
+            "u": {"class_type": "ADE_UseEvolvedSampling",
+                  "inputs": {"model": ["ck", 0], "beta_schedule": "sqrt_linear (AnimateDiff)",
+                             "context_options": ["c", 0], "m_models": ["a", 0]}}})
+        results[version] = _run(runtime, graph, "k")["samples"]
+        assert torch.nn.GroupNorm.forward is forward
+    assert bool(torch.isfinite(results["v1"]).all())
+    assert (results["v1"] - results["v3"]).abs().max() > 1e-3

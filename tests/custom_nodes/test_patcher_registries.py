@@ -176,3 +176,29 @@ def test_model_patcher_over_any_module_is_loaded_with_the_model_that_keeps_it(pa
         _run(tiny, model)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         comfy.model_patcher.ModelPatcher("not a module", "cpu", "cpu")
+
+
+def test_a_diffusion_model_wrapper_wraps_each_network_call(packs, tiny) -> None:
+    packs.load("good_pack")
+    import comfy.patcher_extension as pe
+
+    plain = _run(tiny)
+    seen: list[tuple] = []
+
+    def around(executor, x, timesteps, **kwargs):
+        seen.append((tuple(x.shape), tuple(timesteps.shape), sorted(kwargs),
+                     executor.class_obj is tiny[0].diffusion_model))
+        return executor(x, timesteps, **kwargs)
+
+    model = tiny[0].clone()
+    model.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", around)
+    assert torch.equal(_run(tiny, model), plain)
+    assert len(seen) == 3 and seen[0][:2] == ((2, 4, 8, 8), (2,)) and seen[0][3]
+    assert "context" in seen[0][2]
+
+    def damped(executor, x, timesteps, **kwargs):  # what it passes on is what the network gets
+        return executor(x * 0.5, timesteps, **kwargs)
+
+    other = tiny[0].clone()
+    pe.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", damped, other.model_options, is_model_options=True)
+    assert not torch.allclose(_run(tiny, other), plain)

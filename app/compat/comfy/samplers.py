@@ -25,7 +25,7 @@ from typing import Any
 from app.compat import _model_wrappers
 from app.compat._environment import shim_still_loaded
 from engine import names
-from engine.model_call import ModelCall, add_call_wrapper
+from engine.model_call import ModelCall, NetworkCall, add_call_wrapper, add_network_wrapper
 from engine.sampling.run_wrappers import (
     CondBatch,
     GuidanceStep,
@@ -306,6 +306,13 @@ def _through_model_calc_cond_batch(batch: CondBatch, proceed: Any) -> Any:
     return _model_wrappers.run_calc_cond_batch(batch, proceed)
 
 
+def _through_model_diffusion_model(call: NetworkCall, proceed: Any) -> Any:
+    """A network call, through the MODEL's `diffusion_model` wrappers."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_diffusion_model(call, proceed)
+
+
 def _through_model_apply_model(call: ModelCall, proceed: Any) -> Any:
     """A model call, through the MODEL's `apply_model` wrappers."""
     if not _loaded():
@@ -360,7 +367,7 @@ cond_cat = _cond_internal("cond_cat")
 def _loaded() -> bool:
     return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper,
                              _remove_guider_wrapper, _remove_outer_wrapper, _remove_predict_wrapper,
-                             _remove_call_wrapper, _remove_batch_wrapper)
+                             _remove_call_wrapper, _remove_batch_wrapper, _remove_network_wrapper)
 
 
 _THIS_MODULE = sys.modules[__name__]
@@ -372,3 +379,4 @@ _remove_predict_wrapper = add_step_wrapper(_through_model_predict_noise)
 _remove_outer_wrapper = add_outer_wrapper(_through_model_outer_sample)
 _remove_call_wrapper = add_call_wrapper(_through_model_apply_model)
 _remove_batch_wrapper = add_batch_wrapper(_through_model_calc_cond_batch)
+_remove_network_wrapper = add_network_wrapper(_through_model_diffusion_model)
