@@ -22,7 +22,8 @@ from engine.patching import Patchable
 __all__ = ["ModulePatcher", "RUNNABLE_WRAPPERS", "RUNNABLE_CALLBACKS", "check_runnable"]
 
 # the ComfyUI wrapper / callback types (comfy.patcher_extension) a MODEL takes: the ones Loom's sampler runs
-RUNNABLE_WRAPPERS = ("outer_sample", "predict_noise", "calc_cond_batch", "apply_model", "diffusion_model")
+RUNNABLE_WRAPPERS = ("outer_sample", "prepare_sampling", "predict_noise", "calc_cond_batch", "apply_model",
+                     "diffusion_model")
 RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
 
 

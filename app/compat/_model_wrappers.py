@@ -17,8 +17,11 @@ registration order, as ComfyUI merges them. Each chain runs through ``WrapperExe
   ``executor.class_obj`` the guider; returns the guided x0.
 - ``calc_cond_batch`` (``engine.sampling.run_wrappers`` batch point): ``(model, conds, x_in, timestep,
   model_options)``, ``model`` the MODEL's ``comfy.model_base`` view (a wrapper may pass it or the MODEL on),
-  ``conds`` the cond lists Loom's sampler resolved (``Cond`` records, not ComfyUI's cond dicts; None: skipped),
-  ``timestep`` the sigma; returns one x0 per cond list.
+  ``conds`` one list of ComfyUI cond dicts per side (None: skipped; ``app/compat/_cond_dicts.py``), ``timestep`` the
+  sigma; returns one x0 per cond list.
+- ``prepare_sampling`` (inside ``outer_sample``, before the sampler runs): ``(model, noise_shape, conds,
+  model_options)``; Loom's model manager places the models itself, so the innermost call only returns
+  ``(model, conds, [])``.
 - ``diffusion_model`` (``engine.model_call`` network point, inside ``apply_model``): ``(x, timesteps, context=,
   y=, control=, transformer_options=)`` as Loom's network takes them, ``executor.class_obj`` the network; returns
   its output (AnimateDiff-Evolved swaps group norms around it).
@@ -34,6 +37,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from app.compat._cond_dicts import from_dicts, to_dicts
 from engine.handles import ModelHandle
 from engine.module_patcher import ModulePatcher
 
@@ -84,7 +88,8 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
     injections = [i for items in model.injections.values() for i in items]
     modules = [m for m in model.get_additional_models()  # the manager places MODEL handles itself
                if isinstance(m, ModulePatcher) and not isinstance(m, ModelHandle)]
-    if not (wrappers or pre_run or cleanup or predicts or injections or modules):
+    prepares = registered(model, _model_transformer_options(model), "prepare_sampling")
+    if not (wrappers or pre_run or cleanup or predicts or injections or modules or prepares):
         return proceed(run)
     guider = guider_for(run)
     sampler = sampler_for(run)
@@ -116,6 +121,7 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
                 injected.append(injection)
             for callback_fn in pre_run:
                 callback_fn(model)
+            _prepare_sampling(changed, guider)
             try:
                 return proceed(changed)
             finally:
@@ -134,6 +140,22 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
     finally:
         _RUN_GUIDER.reset(token)
     return out
+
+
+def _prepare_sampling(run: OuterRun, guider: Any) -> None:
+    """The MODEL's ``prepare_sampling`` wrappers (and those in the run's model options), around nothing: Loom's model
+    manager places the models when they run."""
+    options = run.model.model_options
+    wrappers = registered(run.model, options.get("transformer_options"), "prepare_sampling")
+    if not wrappers:
+        return
+
+    def original(model: Any, noise_shape: Any, conds: Any, model_options: Any = None, *args: Any,
+                 **kwargs: Any) -> tuple[Any, Any, list[Any]]:
+        return model, conds, []
+
+    _executor(original, guider, wrappers).execute(run.model, tuple(run.noise.shape), getattr(guider, "conds", {}),
+                                                  options)
 
 
 def run_predict_noise(step: GuidanceStep, proceed: Callable[..., torch.Tensor],
@@ -168,11 +190,11 @@ def run_calc_cond_batch(batch: CondBatch, proceed: Callable[..., list[torch.Tens
     def original(model: Any, conds: list[Any], x_in: torch.Tensor, timestep: torch.Tensor,
                  model_options: dict[str, Any]) -> list[torch.Tensor]:
         handle = batch.model if model is view else model
-        return proceed(replace(batch, model=handle, sides=list(conds), x=x_in, sigma=timestep,
+        return proceed(replace(batch, model=handle, sides=from_dicts(conds), x=x_in, sigma=timestep,
                                model_options=model_options))
 
-    out: list[torch.Tensor] = _executor(original, None, wrappers).execute(view, batch.sides, batch.x, batch.sigma,
-                                                                          batch.model_options)
+    out: list[torch.Tensor] = _executor(original, None, wrappers).execute(view, to_dicts(batch.sides), batch.x,
+                                                                          batch.sigma, batch.model_options)
     return out
 
 

@@ -48,6 +48,8 @@ def _torchvision_stub() -> Iterator[None]:
     else:
         yield
         return
+    import transformers  # noqa: F401  (it records which packages exist when imported: before the stub)
+
     names = ("torchvision", "torchvision.transforms")
     modules = {n: types.ModuleType(n) for n in names}
     for name, module in modules.items():
@@ -247,8 +249,9 @@ def test_model_sampling_built_from_a_config_samples(ade: Any, tiny: tuple[Any, A
         comfy.model_base.model_sampling(Config("linear"), comfy.model_base.ModelType.FLUX)
 
 
-def _sampling_graph(model: list[Any], cfg: float = 4.0, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """KSampler over 4 frames of the tiny SD1.5 checkpoint, its MODEL from `model` (a link)."""
+def _sampling_graph(model: list[Any], cfg: float = 4.0, extra: dict[str, Any] | None = None,
+                    frames: int = 4) -> dict[str, Any]:
+    """KSampler over `frames` frames of the tiny SD1.5 checkpoint (context windows of 4), its MODEL from `model`."""
     graph: dict[str, Any] = {
         "ck": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
         "p": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["ck", 1], "text": "a red circle"}},
@@ -256,7 +259,7 @@ def _sampling_graph(model: list[Any], cfg: float = 4.0, extra: dict[str, Any] | 
         "c": {"class_type": "ADE_StandardUniformContextOptions",
               "inputs": {"context_length": 4, "context_stride": 1, "context_overlap": 2, "fuse_method": "pyramid",
                          "use_on_equal_length": False, "start_percent": 0.0, "guarantee_steps": 1}},
-        "e": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}},
+        "e": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": frames}},
         "k": {"class_type": "KSampler",
               "inputs": {"model": model, "positive": ["p", 0], "negative": ["n", 0], "latent_image": ["e", 0],
                          "seed": 1, "steps": 3, "cfg": cfg, "sampler_name": "euler", "scheduler": "normal",
@@ -483,3 +486,43 @@ def test_a_v1_motion_module_runs_with_the_frame_batched_group_norm(ade: Any) -> 
         assert torch.nn.GroupNorm.forward is forward
     assert bool(torch.isfinite(results["v1"]).all())
     assert (results["v1"] - results["v3"]).abs().max() > 1e-3
+
+
+def test_sliding_context_windows_sample_with_a_motion_module(ade: Any) -> None:
+    """More frames than the context length: the pack's sliding calc_cond_batch wrapper slices ComfyUI's cond dicts
+    into windows of 4 frames and fuses the windows' predictions. Without a motion model every frame's prediction is
+    its own, so the fused result is KSampler's; with one, the temporal modules run once per window."""
+    runtime, _ = ade
+    plain = _run(runtime, _sampling_graph(["ck", 0], frames=6), "k")["samples"]
+    sliding = _run(runtime, _sampling_graph(["u", 0], extra=_evolved(), frames=6), "k")["samples"]
+    torch.testing.assert_close(sliding, plain, rtol=1e-4, atol=1e-3)
+
+    patcher = _tiny_motion_model(seed=5)
+
+    class Give:
+        CATEGORY = "test"
+        RETURN_TYPES = ("MOTION_MODEL_ADE",)
+        FUNCTION = "give"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def give(self) -> tuple[Any]:
+            return (patcher,)
+
+    runtime.registry.register("TinyMotionModelSliding", Give, source="test")
+    calls: list[tuple[int, ...]] = []
+    hook = patcher.model.down_blocks[0].motion_modules[0].register_forward_hook(
+        lambda module, args, out: calls.append(tuple(out.shape)))
+    try:
+        with_motion = _run(runtime, _sampling_graph(["u", 0], frames=6, extra={
+            "mm": {"class_type": "TinyMotionModelSliding", "inputs": {}},
+            "a": {"class_type": "ADE_ApplyAnimateDiffModelSimple", "inputs": {"motion_model": ["mm", 0]}},
+            "u": {"class_type": "ADE_UseEvolvedSampling",
+                  "inputs": {"model": ["ck", 0], "beta_schedule": "autoselect", "context_options": ["c", 0],
+                             "m_models": ["a", 0]}}}), "k")["samples"]
+    finally:
+        hook.remove()
+    assert with_motion.shape == (6, 4, 8, 8) and bool(torch.isfinite(with_motion).all())
+    assert len(calls) > 3 and len(calls) % 3 == 0 and set(calls) == {(8, 32, 8, 8)}  # windows x 3 steps

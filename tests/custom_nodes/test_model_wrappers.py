@@ -141,7 +141,7 @@ def test_types_loom_does_not_run_are_refused_naming_the_type(packs, tiny) -> Non
     import comfy.patcher_extension as pe
 
     model = tiny[0].clone()
-    for kind in (pe.WrappersMP.PREPARE_SAMPLING, pe.WrappersMP.SAMPLER_SAMPLE):
+    for kind in (pe.WrappersMP.SAMPLER_SAMPLE,):
         with pytest.raises(NotImplementedError, match=f"{kind!r}: Loom's sampler does not run that type"):
             model.add_wrapper_with_key(kind, "k", lambda executor, *a: executor(*a))
     with pytest.raises(NotImplementedError, match="'on_load_after'"):

@@ -202,3 +202,50 @@ def test_a_diffusion_model_wrapper_wraps_each_network_call(packs, tiny) -> None:
     other = tiny[0].clone()
     pe.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", damped, other.model_options, is_model_options=True)
     assert not torch.allclose(_run(tiny, other), plain)
+
+
+def test_calc_cond_batch_wrappers_get_comfyui_cond_dicts(packs, tiny) -> None:
+    """Each side is a list of ComfyUI cond dicts (`model_conds` with `comfy.conds` values); what a wrapper replaces
+    in copies of them is what runs."""
+    packs.load("good_pack")
+    import comfy.conds
+    import comfy.patcher_extension as pe
+
+    base, pos, neg = tiny
+    seen: list[object] = []
+
+    def negative_as_positive(executor, model, conds, x_in, timestep, model_options):
+        positive, negative = conds
+        seen.append(type(positive[0]["model_conds"]["c_crossattn"]))
+        swapped = [dict(c, model_conds={**c["model_conds"], "c_crossattn": negative[0]["model_conds"]["c_crossattn"]})
+                   for c in positive]
+        return executor(model, [swapped, negative], x_in, timestep, model_options)
+
+    model = base.clone()
+    model.add_wrapper(pe.WrappersMP.CALC_COND_BATCH, negative_as_positive)
+    torch.testing.assert_close(_run(tiny, model), _run((base, neg, neg)))
+    assert seen and seen[0] is comfy.conds.CONDCrossAttn
+
+    def foreign(executor, model, conds, x_in, timestep, model_options):
+        return executor(model, [[{"model_conds": {}}], conds[1]], x_in, timestep, model_options)
+
+    bad = base.clone()
+    bad.add_wrapper(pe.WrappersMP.CALC_COND_BATCH, foreign)
+    with pytest.raises(TypeError, match="did not hand it"):
+        _run(tiny, bad)
+
+
+def test_prepare_sampling_wrappers_run_once_per_sampling(packs, tiny) -> None:
+    packs.load("good_pack")
+    import comfy.patcher_extension as pe
+
+    seen: list[tuple] = []
+
+    def prepare(executor, model, noise_shape, conds, model_options):
+        seen.append((model is wrapped, tuple(noise_shape), isinstance(model_options, dict)))
+        return executor(model, noise_shape, conds, model_options)
+
+    wrapped = tiny[0].clone()
+    wrapped.add_wrapper(pe.WrappersMP.PREPARE_SAMPLING, prepare)
+    assert torch.equal(_run(tiny, wrapped), _run(tiny))
+    assert seen == [(True, (1, 4, 8, 8), True)]
