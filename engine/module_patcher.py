@@ -6,7 +6,8 @@ wrappers, callbacks, attachments, additional models and injections, copied by ``
 module). Loom's MODEL handle (``engine.handles.ModelHandle``) is one too, so ``isinstance(model, ModelPatcher)``
 holds for a MODEL. A module patcher is loaded onto its device when a MODEL that keeps it among its additional models
 samples (``load()``, calling its ``on_load_after`` callbacks as ComfyUI's loader does) and offloaded after
-(``offload()``); weight patches on one are refused there, since Loom applies patches to its own networks only.
+(``offload()``); its weight patches (``add_patches``: a motion LoRA) are written into the module's weights at load
+and the original weights put back at offload, as ComfyUI's loader patches and unpatches them.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class ModulePatcher(Patchable):
         self.load_device = torch.device(load_device)
         self.offload_device = torch.device(offload_device)
         self.size = size
+        self._backup: dict[str, torch.Tensor] = {}
 
     def _module(self) -> nn.Module:
         module: nn.Module = self.model
@@ -60,6 +62,8 @@ class ModulePatcher(Patchable):
         """A patcher sharing the module, with its own copy of the patcher state (``on_clone`` callbacks run)."""
         other = copy.copy(self)
         self._copy_patcher_state_to(other)
+        if isinstance(other, ModulePatcher) and "_backup" in vars(self):
+            other._backup = {}
         for callback in self.get_all_callbacks("on_clone"):
             callback(self, other)
         return other
@@ -91,17 +95,24 @@ class ModulePatcher(Patchable):
              force_patch_weights: bool = False, full_load: bool = False) -> None:
         """ComfyUI's ``load``: move the module to ``device_to`` (default ``load_device``) and run the
         ``on_load_after`` callbacks (``fn(patcher, device_to, lowvram_model_memory, force_patch_weights, full_load)``).
-        Raises for weight patches, which Loom does not apply to a bare module."""
-        if self.patches:
-            raise NotImplementedError(f"weight patches on a module ModelPatcher ({type(self._module()).__name__}: "
-                                      f"{len(self.patches)} weights, e.g. a motion LoRA) are not applied by Loom")
+        The weight patches are written into the (shared) module's weights until ``offload``."""
         device = self.load_device if device_to is None else torch.device(device_to)
-        self._module().to(device)
+        module = self._module()
+        module.to(device)
+        if self.patches and not self._backup:
+            params = dict(module.named_parameters())
+            for name, value in self._patched_weights(module).items():
+                self._backup[name] = params[name].detach().clone()
+                params[name].data.copy_(value)
         for callback in self.get_all_callbacks("on_load_after"):
             callback(self, device, lowvram_model_memory, force_patch_weights, full_load)
 
     def offload(self) -> None:
-        """Move the module back to ``offload_device``."""
+        """Put back the weights ``load`` patched and move the module to ``offload_device``."""
+        params = dict(self._module().named_parameters())
+        for name, value in self._backup.items():
+            params[name].data.copy_(value)
+        self._backup = {}
         self._module().to(self.offload_device)
 
     # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); only the

@@ -72,6 +72,23 @@ def _unpacker_for(module: nn.Module, name: str, tensor: torch.Tensor) -> Callabl
                      f"{tuple(tensor.shape)} weight) and offers no way to unpack it")
 
 
+def _as_patch(key: str, patch: Any) -> Patch:
+    """A patch as Loom keeps it (a delta tensor or a function of the weight); ComfyUI's "diff" forms, ``(delta,)``
+    and ``("diff", (delta,))`` (AnimateDiff-Evolved's motion LoRAs), are their delta; other ComfyUI tuples raise."""
+    if isinstance(patch, tuple):
+        if len(patch) == 1 and isinstance(patch[0], torch.Tensor):
+            return patch[0]
+        if len(patch) == 2 and patch[0] == "diff" and isinstance(patch[1], tuple) and len(patch[1]) >= 1:
+            return _as_patch(key, patch[1][:1])
+        kind = patch[0] if patch and isinstance(patch[0], str) else f"a {len(patch)}-tuple"
+        raise ValueError(f"patch for {key}: ComfyUI's {kind!r} patch form is not supported; give the weight "
+                         "difference as a tensor (or ComfyUI's (tensor,) / ('diff', (tensor,)) forms)")
+    if not isinstance(patch, torch.Tensor) and not callable(patch):
+        raise ValueError(f"patch for {key}: expected a tensor or a function of the weight, got {type(patch).__name__}")
+    kept: Patch = patch
+    return kept
+
+
 def apply_entries(w: torch.Tensor, entries: Sequence[PatchEntry]) -> torch.Tensor:
     """``w`` (float32) with the patch entries applied in order; never modifies ``w`` in place."""
     for strength, patch, strength_model in entries:
@@ -158,7 +175,7 @@ class Patchable:
             if name is None:
                 continue
             _unpacker_for(module, name, params[name])  # a packed weight nothing can unpack is refused here
-            self.patches.setdefault(name, []).append((strength_patch, patch, strength_model))
+            self.patches.setdefault(name, []).append((strength_patch, _as_patch(key, patch), strength_model))
             added.append(key)
         self._patched = None
         return added

@@ -526,3 +526,61 @@ def test_sliding_context_windows_sample_with_a_motion_module(ade: Any) -> None:
         hook.remove()
     assert with_motion.shape == (6, 4, 8, 8) and bool(torch.isfinite(with_motion).all())
     assert len(calls) > 3 and len(calls) % 3 == 0 and set(calls) == {(8, 32, 8, 8)}  # windows x 3 steps
+
+
+def test_a_motion_lora_patches_the_module_while_it_samples(ade: Any) -> None:
+    """ADE_AnimateDiffLoRALoader + ADE_ApplyAnimateDiffModelSimple: the LoRA (the pack's file layout) is a weight
+    patch on the motion model's patcher, written into the module for the run and taken out after: the result is the
+    run with the module's weight changed by hand."""
+    from safetensors.torch import save_file
+
+    runtime, _ = ade
+    patcher = _tiny_motion_model(seed=7)
+    attention = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0"
+    generator = torch.Generator().manual_seed(3)
+    down, up = torch.randn(2, 32, generator=generator) * 3.0, torch.randn(32, 2, generator=generator) * 3.0
+    lora_dir = Path(runtime.services.paths.get_folder_paths("animatediff_motion_lora")[0])
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    save_file({f"{attention}.processor.to_q_lora.down.weight": down, f"{attention}.processor.to_q_lora.up.weight": up},
+              str(lora_dir / "tiny_motion_lora.safetensors"))
+
+    class Give:
+        CATEGORY = "test"
+        RETURN_TYPES = ("MOTION_MODEL_ADE",)
+        FUNCTION = "give"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def give(self) -> tuple[Any]:
+            return (patcher,)
+
+    runtime.registry.register("TinyMotionModelLora", Give, source="test")
+
+    def graph(lora: bool) -> dict[str, Any]:
+        apply: dict[str, Any] = {"motion_model": ["mm", 0]}
+        nodes: dict[str, Any] = {"mm": {"class_type": "TinyMotionModelLora", "inputs": {}},
+                                 "a": {"class_type": "ADE_ApplyAnimateDiffModelSimple", "inputs": apply},
+                                 "u": {"class_type": "ADE_UseEvolvedSampling",
+                                       "inputs": {"model": ["ck", 0], "beta_schedule": "autoselect",
+                                                  "context_options": ["c", 0], "m_models": ["a", 0]}}}
+        if lora:
+            nodes["lo"] = {"class_type": "ADE_AnimateDiffLoRALoader",
+                           "inputs": {"name": "tiny_motion_lora.safetensors", "strength": 1.0}}
+            apply["motion_lora"] = ["lo", 0]
+        return _sampling_graph(["u", 0], extra=nodes)
+
+    weight = patcher.model.down_blocks[0].motion_modules[0].temporal_transformer.transformer_blocks[0] \
+        .attention_blocks[0].to_q.weight
+    original = weight.detach().clone()
+    with_lora = _run(runtime, graph(True), "k")["samples"]
+    assert torch.equal(weight, original)
+    try:
+        weight.data.add_(up @ down)
+        by_hand = _run(runtime, graph(False), "k")["samples"]
+    finally:
+        weight.data.copy_(original)
+    plain = _run(runtime, graph(False), "k")["samples"]
+    torch.testing.assert_close(with_lora, by_hand)
+    assert (with_lora - plain).abs().max() > 1e-3

@@ -171,9 +171,13 @@ def test_model_patcher_over_any_module_is_loaded_with_the_model_that_keeps_it(pa
     _run(tiny, model)
     assert events[1:] == [("load", True, "cpu", 0)]
 
-    clone.add_patches({"weight": (torch.zeros(2, 2),)})
-    with pytest.raises(NotImplementedError, match="weight patches on a module ModelPatcher"):
-        _run(tiny, model)
+    before = module.weight.detach().clone()
+    clone.add_patches({"weight": (torch.ones(2, 2),)}, strength_patch=0.5)  # ComfyUI's "diff" patch
+    weights_seen: list[torch.Tensor] = []
+    clone.add_callback(pe.CallbacksMP.ON_LOAD, lambda p, *rest: weights_seen.append(p.model.weight.detach().clone()))
+    _run(tiny, model)
+    torch.testing.assert_close(weights_seen[-1], before + 0.5)  # patched while loaded
+    assert torch.equal(module.weight, before)  # put back after the run
     with pytest.raises(TypeError, match="torch.nn.Module"):
         comfy.model_patcher.ModelPatcher("not a module", "cpu", "cpu")
 
