@@ -51,8 +51,11 @@ class Loom:
     def __post_init__(self) -> None:
         for d in (self.config.input_dir, self.config.output_dir, self.config.temp_dir, self.config.user_dir):
             d.mkdir(parents=True, exist_ok=True)
-        if self.engine.paths is None:  # model folder routes answer from the config's folders
-            self.engine = replace(self.engine, paths=make_paths(self.config))
+        paths = self.engine.paths
+        if paths is None:  # model folder routes answer from the config's folders
+            paths = make_paths(self.config)
+            self.engine = replace(self.engine, paths=paths)
+        paths.create_model_folders()
         if self.store is None:
             self.store = QueueStore(self.config.user_dir / "loom.db")
         if self.worker is None:

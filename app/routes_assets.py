@@ -8,7 +8,6 @@ Errors use the assets API's own shape: `{"error": {"code", "message", "details"}
 """
 from __future__ import annotations
 
-import mimetypes
 import os
 import uuid
 from collections import Counter
@@ -25,6 +24,7 @@ from app.errors import ApiError, BadRequest
 from app.routes_files import UNSAFE_MIME
 from app.safe_paths import confine
 from app.state import loom_of
+from engine.media_types import content_type
 
 __all__ = ["routes", "asset_id"]
 
@@ -89,7 +89,7 @@ def _iso(ts: float) -> str:
 def _asset(f: _File) -> dict[str, Any]:
     name = f.rel.rsplit("/", 1)[-1]
     out: dict[str, Any] = {"id": asset_id(f.tags, f.rel), "name": name, "display_name": name,
-                           "size": f.stat.st_size, "mime_type": mimetypes.guess_type(name)[0],
+                           "size": f.stat.st_size, "mime_type": content_type(name),
                            "tags": list(f.tags), "user_metadata": {"filename": f.rel},
                            "created_at": _iso(f.stat.st_ctime), "updated_at": _iso(f.stat.st_mtime),
                            "last_access_time": _iso(f.stat.st_atime)}
@@ -169,7 +169,7 @@ async def asset_content(request: web.Request) -> web.StreamResponse:
     disposition = request.query.get("disposition", "attachment").lower().strip()
     disposition = disposition if disposition in ("inline", "attachment") else "attachment"
     name = found.rel.rsplit("/", 1)[-1]
-    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    ctype = content_type(name) or "application/octet-stream"
     if ctype in UNSAFE_MIME:
         ctype, disposition = "application/octet-stream", "attachment"
     return web.FileResponse(found.path, headers={

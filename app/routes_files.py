@@ -1,11 +1,13 @@
-"""/view, /upload/image, /upload/mask (spec 1.7, 1.8), confined to input / output / temp."""
+"""/view, /upload/image, /upload/mask (spec 1.7, 1.8), confined to input / output / temp.
+
+/upload/image takes images and, by file extension, audio and video files (`engine.media_types`; ComfyUI's audio
+and video widgets upload through it); /view serves those with their Content-Type from the same table."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import io
 import json
-import mimetypes
 import os
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ from aiohttp import BodyPartReader, web
 from app.errors import BadRequest, NotFound, PayloadTooLarge
 from app.safe_paths import check_name, check_relative, confine, sanitize_filename
 from app.state import loom_of
+from engine.media_types import content_type, media_kind
 
-__all__ = ["routes", "MAX_IMAGE_PIXELS", "decode_image"]
+__all__ = ["routes", "MAX_IMAGE_PIXELS", "decode_image", "check_media"]
 
 DIR_TYPES = ("output", "input", "temp")
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before decoding
@@ -48,6 +51,19 @@ def decode_image(data: bytes, what: str) -> Any:
         raise BadRequest(f"{what} is not a readable image", str(exc), type_="invalid_image") from None
 
 
+def check_media(data: bytes, kind: str, what: str) -> None:
+    """Refuse (400, `invalid_<kind>`) an audio / video upload that FFmpeg cannot open or that holds no stream of its
+    kind (a video needs a video stream; an audio file an audio stream)."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not (container.streams.video if kind == "video" else container.streams.audio):
+                raise BadRequest(f"{what} holds no {kind} stream", type_=f"invalid_{kind}")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise BadRequest(f"{what} is not a readable {kind} file", str(exc), type_=f"invalid_{kind}") from None
+
+
 async def view(request: web.Request) -> web.StreamResponse:
     q = request.query
     filename = q.get("filename")
@@ -77,7 +93,7 @@ async def view(request: web.Request) -> web.StreamResponse:
         body, ctype = await asyncio.get_running_loop().run_in_executor(None, _transform, path, preview, channel)
         return web.Response(body=body, content_type=ctype,
                             headers={"Content-Disposition": f'filename="{_quote(name)}"'})
-    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    ctype = content_type(name) or "application/octet-stream"
     if ctype in UNSAFE_MIME:
         ctype = "application/octet-stream"
     return web.FileResponse(path, headers={"Content-Disposition": f'filename="{_quote(name)}"',
@@ -173,7 +189,11 @@ async def upload_image(request: web.Request) -> web.Response:
     if upload is None or not upload[0]:
         raise BadRequest(f"POST {request.path}: the 'image' file part is missing", type_="no_image")
     filename = sanitize_filename(upload[0], f"POST {request.path}: filename")
-    decode_image(upload[1], f"POST {request.path}: {filename}")
+    kind = media_kind(filename)
+    if kind is None:
+        decode_image(upload[1], f"POST {request.path}: {filename}")
+    else:  # audio / video by extension, as the audio and video upload widgets send them
+        check_media(upload[1], kind, f"POST {request.path}: {filename}")
     type_name, subfolder, folder = _target_dir(request, fields)
     overwrite = fields.get("overwrite", "").lower() in ("true", "1")
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ declared with /api, so (as in ComfyUI) they also answer at /api/api/.... Errors 
 """
 from __future__ import annotations
 
-import mimetypes
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -28,6 +27,7 @@ from app.job_records import (
 from app.queue_store import QueueItem, QueueStore
 from app.safe_paths import confine
 from app.state import loom_of
+from engine.media_types import content_type
 
 __all__ = ["routes", "JOB_STATUSES", "canonical_job_id"]
 
@@ -152,7 +152,7 @@ def _job_asset(request: web.Request, node_id: str, key: str, index: int, item: d
         pass  # deleted since, or a name that leaves its folder: listed without size
     url = f"/api/view?type={kind}&filename={quote(name, safe='')}" + (f"&subfolder={quote(sub, safe='')}" if sub else "")
     out = {"id": asset_id((kind,), f"{sub}/{name}" if sub else name), "name": name, "preview_url": url,
-           "mime_type": mimetypes.guess_type(name)[0], "size": size, "node_id": node_id, "output_key": key,
+           "mime_type": content_type(name), "size": size, "node_id": node_id, "output_key": key,
            "output_index": index, "created_at": created}
     return {k: v for k, v in out.items() if v is not None}
 

@@ -22,6 +22,7 @@ WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 VIRTUAL_NODES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
 MODE_MUTED, MODE_BYPASS = 2, 4
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 
 
 class GraphFormatError(ValueError):
@@ -54,6 +55,48 @@ def widget_names(input_types: Mapping[str, Any]) -> list[tuple[str, bool, bool]]
             out.append((name, bool(options.get("control_after_generate")),
                         bool(options.get("image_upload") or options.get("upload"))))
     return out
+
+
+def _dynamic_combo_inputs(spec: Any, key: Any) -> Mapping[str, Any] | None:
+    """The chosen option's input sections of a DynamicCombo spec (None when ``spec`` is not one or no option
+    has ``key``)."""
+    if not isinstance(spec, (list, tuple)) or not spec or spec[0] != DYNAMIC_COMBO:
+        return None
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
+    for option in options.get("options") or []:
+        if isinstance(option, Mapping) and option.get("key") == key:
+            inputs: Mapping[str, Any] = option.get("inputs") or {}
+            return inputs
+    return None
+
+
+def _take_widgets(types: Mapping[str, Any], prefix: str, values: list[Any], pos: int, inputs: dict[str, Any]) -> int:
+    """Assign positional ``widgets_values`` to ``types``' widgets from ``pos`` on; returns the next position.
+
+    A DynamicCombo widget (``COMFY_DYNAMICCOMBO_V3``) takes one value, its option key, and the chosen option's
+    widgets follow it, named ``<combo>.<input>`` (the order the editor writes them in)."""
+    for category in ("required", "optional"):
+        for name, spec in (types.get(category) or {}).items():
+            if pos >= len(values):
+                return pos
+            if isinstance(spec, (list, tuple)) and spec and spec[0] == DYNAMIC_COMBO:
+                inputs[prefix + name] = _wrap(values[pos])
+                chosen = _dynamic_combo_inputs(spec, values[pos])
+                pos += 1
+                if chosen is not None:
+                    pos = _take_widgets(chosen, f"{prefix}{name}.", values, pos, inputs)
+                continue
+            if not _spec_is_widget(spec):
+                continue
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
+            inputs[prefix + name] = _wrap(values[pos])
+            pos += 1
+            if options.get("control_after_generate") and pos < len(values) and values[pos] in CONTROL_VALUES:
+                pos += 1
+            if (options.get("image_upload") or options.get("upload")) and pos < len(values) and \
+                    isinstance(values[pos], str) and values[pos] in ("image", "audio", "video"):
+                pos += 1
+    return pos
 
 
 def _links_table(workflow: Mapping[str, Any]) -> dict[int, tuple[int, int, int, int, Any]]:
@@ -119,17 +162,7 @@ class _Converter:
                     if name in values:
                         inputs[name] = _wrap(values[name])
             elif isinstance(values, list):
-                pos = 0
-                for name, control, upload in widgets:
-                    if pos >= len(values):
-                        break
-                    inputs[name] = _wrap(values[pos])
-                    pos += 1
-                    if control and pos < len(values) and values[pos] in CONTROL_VALUES:
-                        pos += 1
-                    if upload and pos < len(values) and isinstance(values[pos], str) and \
-                            values[pos] in ("image", "audio", "video"):
-                        pos += 1
+                _take_widgets(types, "", values, 0, inputs)
         for inp in node.get("inputs") or []:
             if inp.get("link") is None:
                 continue

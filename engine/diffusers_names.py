@@ -15,13 +15,15 @@ import torch
 
 from engine.errors import CheckpointError
 
-__all__ = ["unet_to_ldm", "vae_to_ldm"]
+__all__ = ["UNET_RESNET_NAMES", "UNET_TOP_NAMES", "unet_to_ldm", "vae_to_ldm"]
 
 _UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
 _UNET_TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
              "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
              "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+UNET_RESNET_NAMES = _UNET_RESNET  # diffusers -> ldm module names of a ResBlock's layers
+UNET_TOP_NAMES = _UNET_TOP  # diffusers -> ldm module names outside the blocks
 _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out",
              "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out"}
 _BLOCK = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.+)$")

@@ -4,10 +4,11 @@ EngineError
   CheckpointError            a model file cannot be read (names the file and how to fix)
     UnsafeCheckpointError    a pickle that needs code execution to load
     UnknownModelError        the key layout matches no supported family
+  VideoError                 a video file cannot be read or written (names the file; also a ValueError)
 """
 from __future__ import annotations
 
-__all__ = ["EngineError", "CheckpointError", "UnsafeCheckpointError", "UnknownModelError"]
+__all__ = ["EngineError", "CheckpointError", "UnsafeCheckpointError", "UnknownModelError", "VideoError"]
 
 
 class EngineError(Exception):
@@ -24,3 +25,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 class UnknownModelError(CheckpointError):
     """The file's tensors match no model family Loom knows."""
+
+
+class VideoError(EngineError, ValueError):
+    """A video file is missing, unreadable, has no video stream, or cannot be encoded as asked."""

@@ -20,9 +20,17 @@ from torch import nn
 from engine.clip_handle import ClipHandle
 from engine.families import Family
 from engine.latent_formats import LatentFormat
-from engine.model_call import ModelCall, NetworkCall, has_call_wrappers, network_call, wrapped_model_call
+from engine.model_call import (
+    NETWORK_INPUTS,
+    ModelCall,
+    NetworkCall,
+    has_call_wrappers,
+    has_network_wrappers,
+    wrapped_model_call,
+    wrapped_network_call,
+)
 from engine.model_management import ManagedModel, ModelManager
-from engine.module_patcher import RUNNABLE_CALLBACKS, RUNNABLE_WRAPPERS, ModulePatcher
+from engine.module_patcher import ModulePatcher
 from engine.networks.unet import UNetModel
 from engine.patching import Patch, Patchable
 from engine.vae_handle import VaeHandle
@@ -41,13 +49,11 @@ class ModelHandle(ModulePatcher):
 
     _prefixes = ("diffusion_model.", "model.diffusion_model.")
     _key_prefix = "diffusion_model."
-    wrapper_types = RUNNABLE_WRAPPERS
-    callback_types = RUNNABLE_CALLBACKS
 
     def __init__(self, diffusion_model: UNetModel, model_sampling: Any, latent_format: LatentFormat,
                  family: Family, manager: ModelManager, entry: ManagedModel | None = None,
                  compute_dtype: torch.dtype | None = None) -> None:
-        Patchable.__init__(self)  # not ModulePatcher's: the manager places this network
+        Patchable.__init__(self)  # not ModulePatcher.__init__: the manager places this network
         self.diffusion_model = diffusion_model
         self.compute_dtype = compute_dtype or next(diffusion_model.parameters()).dtype
         self.model_sampling = model_sampling
@@ -101,20 +107,24 @@ class ModelHandle(ModulePatcher):
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                     y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
                     transformer_options: dict[str, Any] | None = None,
-                    control: dict[str, list[Any]] | None = None) -> torch.Tensor:
+                    control: dict[str, list[Any]] | None = None,
+                    extra_inputs: dict[str, Any] | None = None) -> torch.Tensor:
         """Denoised latent for noisy ``x`` at ``sigma`` ([B] or scalar) given the text ``context``;
         ``control``: ControlNet / T2I residuals (``engine.adapters.control``) the UNet adds;
-        ``transformer_options``: ComfyUI's patch options for this call (``engine.networks.unet``). Installed call
-        wrappers (``engine.model_call``) run around it."""
+        ``transformer_options``: ComfyUI's patch options for this call (``engine.networks.unet``);
+        ``extra_inputs``: further network inputs (``engine.model_call.NETWORK_INPUTS``: Flux Kontext's reference
+        latents). Installed call wrappers (``engine.model_call``) run around it."""
         if not has_call_wrappers():
-            return self._apply_model(x, sigma, context, y, concat, transformer_options, control)
-        call = ModelCall(self, x, sigma, context, y, concat, control, transformer_options)
+            return self._apply_model(x, sigma, context, y, concat, transformer_options, control, extra_inputs)
+        call = ModelCall(self, x, sigma, context, y, concat, control, transformer_options, extra_inputs)
         return wrapped_model_call(call, lambda c: self._apply_model(c.x, c.sigma, c.context, c.y, c.concat,
-                                                                    c.transformer_options, c.control))
+                                                                    c.transformer_options, c.control,
+                                                                    c.extra_inputs))
 
     def _apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None,
                      y: torch.Tensor | None, concat: torch.Tensor | None, transformer_options: dict[str, Any] | None,
-                     control: dict[str, list[Any]] | None) -> torch.Tensor:
+                     control: dict[str, list[Any]] | None,
+                     extra_inputs: dict[str, Any] | None = None) -> torch.Tensor:
         module = self.manager.load(self.entry)
         device, dtype = self.load_device, self.dtype
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
@@ -124,7 +134,6 @@ class ModelHandle(ModulePatcher):
         if concat is not None:
             xc = torch.cat([xc, concat.to(xc)], dim=1)
         t = self.model_sampling.timestep(sigma).float()
-        args: tuple[Any, ...] = (xc.to(device, dtype), t.to(device))
         kwargs: dict[str, Any] = {
             "context": None if context is None else context.to(device, dtype),
             "y": None if y is None else y.to(device, dtype),
@@ -133,16 +142,22 @@ class ModelHandle(ModulePatcher):
             kwargs["transformer_options"] = transformer_options
         if control is not None:
             kwargs["control"] = {k: [None if r is None else r.to(device, dtype) for r in v] for k, v in control.items()}
+        for key, value in (extra_inputs or {}).items():
+            if key not in NETWORK_INPUTS:
+                raise ValueError(f"apply_model: unknown network input {key!r}; expected one of {NETWORK_INPUTS}")
+            kwargs[key] = [r.to(device, dtype) for r in value] if key == "ref_latents" else value
         patched = self._patched_weights(module)
 
-        def run(call: NetworkCall) -> torch.Tensor:
+        def forward(call: NetworkCall) -> torch.Tensor:
             if patched:
-                result: torch.Tensor = torch.func.functional_call(module, patched, call.args, call.kwargs, strict=False)
+                result: torch.Tensor = torch.func.functional_call(module, patched, (call.x, call.timesteps),
+                                                                  call.kwargs, strict=False)
                 return result
-            return module(*call.args, **call.kwargs)  # type: ignore[no-any-return]
+            return module(call.x, call.timesteps, **call.kwargs)  # type: ignore[no-any-return]
 
+        call = NetworkCall(self, module, xc.to(device, dtype), t.to(device), kwargs)
         with torch.no_grad(), _objects_patched(module, self.object_patches):
-            out = network_call(NetworkCall(self, module, args, kwargs), run)
+            out = wrapped_network_call(call, forward) if has_network_wrappers() else forward(call)
         out = out.to(device=x.device, dtype=torch.float32)
         denoised: torch.Tensor = self.model_sampling.calculate_denoised(sigma, out, x)
         return denoised

@@ -7,29 +7,14 @@ plain ``BaseModel`` instances there, as here.
 """
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 import torch
 
-from engine.model_configs import config_for
+from engine.model_call import NETWORK_INPUTS
+from engine.model_configs import ModelType, config_for
 
-__all__ = ["ModelType", "BaseModel", "SDXL", "SDXLRefiner", "SD21UNCLIP", "model_view"]
-
-
-class ModelType(Enum):
-    """ComfyUI's prediction kinds (``BaseModel.model_type``); the values are ComfyUI's."""
-
-    EPS = 1
-    V_PREDICTION = 2
-    V_PREDICTION_EDM = 3
-    STABLE_CASCADE = 4
-    EDM = 5
-    FLOW = 6
-    V_PREDICTION_CONTINUOUS = 7
-    FLUX = 8
-    IMG_TO_IMG = 9
-    FLOW_COSMOS = 10
+__all__ = ["BaseModel", "SDXL", "SDXLRefiner", "SD21UNCLIP", "model_view"]
 
 
 def _model_type(model_sampling: Any) -> ModelType:
@@ -55,6 +40,16 @@ class BaseModel:
         self.model_type = _model_type(handle.model_sampling)
         self.model_config = config_for(handle.family)  # ComfyUI's family config (engine.model_configs)
 
+    @property
+    def handle(self) -> Any:
+        """The MODEL handle this is a view of."""
+        return self._handle
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's tensors under ComfyUI's state-dict names (``diffusion_model.<parameter>``); the shared
+        weights themselves, without this handle's patches (as ComfyUI's module gives its unpatched weights)."""
+        return {"diffusion_model." + k: v for k, v in self.diffusion_model.state_dict().items()}
+
     def get_dtype(self) -> torch.dtype:
         dtype: torch.dtype = self._handle.dtype
         return dtype
@@ -67,9 +62,12 @@ class BaseModel:
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, c_concat: torch.Tensor | None = None,
                     c_crossattn: torch.Tensor | None = None, control: Any = None,
                     transformer_options: dict[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
-        """ComfyUI's ``BaseModel.apply_model``: the denoised latent for ``x`` at sigma ``t`` (``y``: the ADM vector)."""
+        """ComfyUI's ``BaseModel.apply_model``: the denoised latent for ``x`` at sigma ``t`` (``y``: the ADM vector;
+        ``ref_latents`` / ``ref_latents_method``: Flux Kontext's reference latents, in model space)."""
+        inputs = {k: kwargs[k] for k in NETWORK_INPUTS if kwargs.get(k) is not None}
         denoised: torch.Tensor = self._handle.apply_model(x, t, context=c_crossattn, y=kwargs.get("y"), concat=c_concat,
-                                                          transformer_options=transformer_options, control=control)
+                                                          transformer_options=transformer_options, control=control,
+                                                          extra_inputs=inputs or None)
         return denoised
 
     def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:

@@ -4,12 +4,29 @@ which packs test with ``isinstance`` (Easy-Use's ``get_sd_version``). The compat
 ComfyUI's names and adds the families Loom does not load (classes nothing is an instance of)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import Enum
 from typing import Any, ClassVar
 
 from engine import families
 from engine.families import Family
 
-__all__ = ["ModelConfig", "CONFIGS", "config_for"]
+__all__ = ["ModelConfig", "ModelType", "CONFIGS", "config_for"]
+
+
+class ModelType(Enum):
+    """ComfyUI's prediction types (``comfy.model_base.ModelType``), values as ComfyUI numbers them."""
+
+    EPS = 1
+    V_PREDICTION = 2
+    V_PREDICTION_EDM = 3
+    STABLE_CASCADE = 4
+    EDM = 5
+    FLOW = 6
+    V_PREDICTION_CONTINUOUS = 7
+    FLUX = 8
+    IMG_TO_IMG = 9
+    FLOW_COSMOS = 10
 
 
 class ModelConfig:
@@ -29,6 +46,19 @@ class ModelConfig:
     def matches(cls, unet_config: dict[str, Any], state_dict: Any = None) -> bool:
         """ComfyUI detects families from UNet configs; Loom detects them from checkpoint keys (engine.detect)."""
         return False
+
+    def model_type(self, state_dict: Mapping[str, Any] | None = None, prefix: str = "") -> ModelType:
+        """The prediction type of a file of this family: a ``v_pred`` key marks a v-prediction file (as ComfyUI's
+        SDXL config reads it); otherwise the family's default (SD2 768-v files are told apart when loading, from
+        tensor values this method does not read)."""
+        if state_dict is not None and "v_pred" in state_dict:
+            return ModelType.V_PREDICTION
+        prediction = self.family.prediction if self.family is not None else "eps"
+        if prediction == "v":
+            return ModelType.V_PREDICTION
+        if prediction == "flow":
+            return ModelType.FLUX if self.family is not None and self.family.name.startswith("flux") else ModelType.FLOW
+        return ModelType.EPS
 
 
 def _config(name: str, family: Family, base: type[ModelConfig] = ModelConfig) -> type[ModelConfig]:

@@ -18,30 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.patching import Patchable
+from engine.patching import Patchable, check_registration
 
-__all__ = ["ModulePatcher", "RUNNABLE_WRAPPERS", "RUNNABLE_CALLBACKS", "check_runnable"]
-
-# the ComfyUI wrapper / callback types (comfy.patcher_extension) a MODEL takes: the ones Loom's sampler runs
-RUNNABLE_WRAPPERS = ("outer_sample", "prepare_sampling", "predict_noise", "calc_cond_batch", "apply_model",
-                     "diffusion_model")
-RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup")
-
-
-def check_runnable(section: str, kind: str, runnable: tuple[str, ...]) -> None:
-    """NotImplementedError naming ``kind`` unless it is one of the ``runnable`` wrapper / callback types."""
-    if kind not in runnable:
-        raise NotImplementedError(f"a ComfyUI model {section} of type {kind!r}: Loom's sampler does not run that "
-                                  f"type (it runs {', '.join(runnable) or 'none here'}), so the node that registers "
-                                  "one cannot work here")
+__all__ = ["ModulePatcher"]
 
 
 class ModulePatcher(Patchable):
     """ComfyUI's ModelPatcher over ``model`` (any ``nn.Module``), computing on ``load_device`` and kept on
     ``offload_device`` between runs."""
-
-    wrapper_types: tuple[str, ...] = ()  # nothing runs wrappers around a bare module
-    callback_types: tuple[str, ...] = RUNNABLE_CALLBACKS + ("on_load_after",)
 
     def __init__(self, model: nn.Module, load_device: torch.device | str, offload_device: torch.device | str,
                  size: int = 0, weight_inplace_update: bool = False) -> None:
@@ -115,16 +99,17 @@ class ModulePatcher(Patchable):
         self._backup = {}
         self._module().to(self.offload_device)
 
-    # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); only the
-    # types this kind of patcher runs are taken (a MODEL's: app/compat/_model_wrappers.py)
+    # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); the ComfyUI
+    # compatibility layer runs them (app/compat/_model_wrappers.py) and refuses, through the installed registration
+    # checks (engine.patching), the types it does not run on this kind of patcher
     def add_wrapper(self, wrapper_type: str, wrapper: Callable[..., Any]) -> None:
         """ComfyUI's ``add_wrapper``: ``add_wrapper_with_key`` under the key None."""
         self.add_wrapper_with_key(wrapper_type, None, wrapper)
 
     def add_wrapper_with_key(self, wrapper_type: str, key: Any, wrapper: Callable[..., Any]) -> None:
-        """Register ``wrapper`` (``fn(executor, *args, **kwargs)``) of ``wrapper_type`` under ``key``; a type this
-        patcher does not run (``wrapper_types``) is refused."""
-        check_runnable("wrapper", wrapper_type, self.wrapper_types)
+        """Register ``wrapper`` (``fn(executor, *args, **kwargs)``) of ``wrapper_type`` under ``key``, unless an
+        installed registration check refuses the type."""
+        check_registration(self, "wrapper", wrapper_type)
         self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
 
     def remove_wrappers_with_key(self, wrapper_type: str, key: Any) -> None:
@@ -144,9 +129,9 @@ class ModulePatcher(Patchable):
         self.add_callback_with_key(call_type, None, callback)
 
     def add_callback_with_key(self, call_type: str, key: Any, callback: Callable[..., Any]) -> None:
-        """Register ``callback`` of ``call_type`` under ``key``; a type this patcher does not call
-        (``callback_types``) is refused."""
-        check_runnable("callback", call_type, self.callback_types)
+        """Register ``callback`` of ``call_type`` under ``key``, unless an installed registration check refuses the
+        type."""
+        check_registration(self, "callback", call_type)
         self.callbacks.setdefault(call_type, {}).setdefault(key, []).append(callback)
 
     def remove_callbacks_with_key(self, call_type: str, key: Any) -> None:
@@ -160,18 +145,6 @@ class ModulePatcher(Patchable):
     def get_all_callbacks(self, call_type: str) -> list[Callable[..., Any]]:
         """Every callback of ``call_type``, keys in registration order."""
         return [fn for fns in self.callbacks.get(call_type, {}).values() for fn in fns]
-
-    def set_attachments(self, key: Any, attachment: Any) -> None:
-        """ComfyUI's ``set_attachments``: keep ``attachment`` on this handle (and its clones) under ``key``."""
-        self.attachments[key] = attachment
-
-    def get_attachment(self, key: Any) -> Any:
-        """The attachment kept under ``key``, or None."""
-        return self.attachments.get(key)
-
-    def remove_attachments(self, key: Any) -> None:
-        """Drop the attachment kept under ``key`` (on this handle)."""
-        self.attachments.pop(key, None)
 
     def set_additional_models(self, key: Any, models: list[Any]) -> None:
         """ComfyUI's ``set_additional_models``: models kept with this one under ``key`` (a MODEL loads the module

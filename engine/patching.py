@@ -15,6 +15,11 @@ GGUF's quantised layers hold them) is patched from its unpacked float32 value, w
 (``add_weight_unpacker``; the compatibility layer installs one for layers with ComfyUI's layer contract) gets
 from its layer; the patched plain tensor then takes the packed one's place in the call. A packed weight no
 unpacker claims is refused when the patch is added.
+
+A patch value in another form (ComfyUI's `("diff", (tensor,))`-style tuples, or a pack's own kind such as
+inpaint-nodes' `("fooocus", ...)`) becomes a delta function through an installed resolver (``add_patch_resolver``;
+the compatibility layer's runs ComfyUI's `comfy.lora.calculate_weight`, which packs replace); with none that claims
+it, the patch is refused when it is added, naming the weight.
 """
 from __future__ import annotations
 
@@ -28,16 +33,38 @@ from torch import nn
 
 from engine.installed import install_once
 
-__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "add_weight_unpacker", "apply_entries",
-           "is_packed"]
+__all__ = ["Patch", "PatchEntry", "Patchable", "HandleWeight", "Unpacker", "PatchResolver", "add_weight_unpacker",
+           "add_patch_resolver", "apply_entries", "is_packed", "add_registration_check", "check_registration"]
 
 Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 Registry = dict[str, dict[Any, list[Callable[..., Any]]]]
+
+# checks installed from outside the engine (the ComfyUI compatibility layer knows which wrapper / callback types
+# it runs): each is called ``check(patcher, section, kind)`` before a patcher (engine.module_patcher) registers a
+# wrapper ("wrapper") or callback ("callback") of ``kind``, and raises to refuse it
+_REGISTRATION_CHECKS: list[Callable[[Any, str, str], None]] = []
+
+
+def add_registration_check(check: Callable[[Any, str, str], None]) -> Callable[[], None]:
+    """Install a registration check once; returns its remover."""
+    return install_once(_REGISTRATION_CHECKS, check)
+
+
+def check_registration(patcher: Any, section: str, kind: str) -> None:
+    """Run the installed registration checks for a ``section`` ("wrapper" / "callback") entry of ``kind`` on
+    ``patcher``."""
+    for check in list(_REGISTRATION_CHECKS):
+        check(patcher, section, kind)
+
+
 PatchEntry = tuple[float, Patch, float]
 # (layer, attribute name) -> a function returning that packed tensor's float32 value, or None when not its kind
 Unpacker = Callable[[nn.Module, str], Union[Callable[[], torch.Tensor], None]]
+# (weight key, patch value in another form) -> a delta function ``w(fp32) -> delta``, or None when not its kind
+PatchResolver = Callable[[str, Any], Union[Callable[[torch.Tensor], torch.Tensor], None]]
 
 _UNPACKERS: list[Unpacker] = []
+_RESOLVERS: list[PatchResolver] = []
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +72,24 @@ log = logging.getLogger(__name__)
 def add_weight_unpacker(unpacker: Unpacker) -> Callable[[], None]:
     """Install ``unpacker`` once; returns the function that removes it."""
     return install_once(_UNPACKERS, unpacker)
+
+
+def add_patch_resolver(resolver: PatchResolver) -> Callable[[], None]:
+    """Install ``resolver`` once; returns the function that removes it."""
+    return install_once(_RESOLVERS, resolver)
+
+
+def _as_patch(key: str, value: Any) -> Patch:
+    """A patch value as a delta tensor or delta function (module docstring); ValueError for a form nothing claims."""
+    if isinstance(value, torch.Tensor) or callable(value):
+        return value  # type: ignore[no-any-return]
+    for resolver in list(_RESOLVERS):
+        patch = resolver(key, value)
+        if patch is not None:
+            return patch
+    kind = value[0] if isinstance(value, tuple) and value and isinstance(value[0], str) else type(value).__name__
+    raise ValueError(f"cannot patch {key}: a patch of kind {kind!r} is neither a weight delta nor a function of the "
+                     "weight, and no installed patch resolver (ComfyUI's comfy.lora.calculate_weight) takes it")
 
 
 def _copy_registry(registry: Registry) -> Registry:
@@ -70,23 +115,6 @@ def _unpacker_for(module: nn.Module, name: str, tensor: torch.Tensor) -> Callabl
     raise ValueError(f"cannot patch {name} (a LoRA or model-merge patch): its layer ({type(layer).__name__}) keeps "
                      f"that weight packed ({type(tensor).__name__}: {tuple(tensor.size())} stored for a "
                      f"{tuple(tensor.shape)} weight) and offers no way to unpack it")
-
-
-def _as_patch(key: str, patch: Any) -> Patch:
-    """A patch as Loom keeps it (a delta tensor or a function of the weight); ComfyUI's "diff" forms, ``(delta,)``
-    and ``("diff", (delta,))`` (AnimateDiff-Evolved's motion LoRAs), are their delta; other ComfyUI tuples raise."""
-    if isinstance(patch, tuple):
-        if len(patch) == 1 and isinstance(patch[0], torch.Tensor):
-            return patch[0]
-        if len(patch) == 2 and patch[0] == "diff" and isinstance(patch[1], tuple) and len(patch[1]) >= 1:
-            return _as_patch(key, patch[1][:1])
-        kind = patch[0] if patch and isinstance(patch[0], str) else f"a {len(patch)}-tuple"
-        raise ValueError(f"patch for {key}: ComfyUI's {kind!r} patch form is not supported; give the weight "
-                         "difference as a tensor (or ComfyUI's (tensor,) / ('diff', (tensor,)) forms)")
-    if not isinstance(patch, torch.Tensor) and not callable(patch):
-        raise ValueError(f"patch for {key}: expected a tensor or a function of the weight, got {type(patch).__name__}")
-    kept: Patch = patch
-    return kept
 
 
 def apply_entries(w: torch.Tensor, entries: Sequence[PatchEntry]) -> torch.Tensor:
@@ -147,11 +175,22 @@ class Patchable:
         self._patched: dict[str, torch.Tensor] | None = None
         self.model_options: dict[str, Any] = {}
         self.object_patches: dict[str, Any] = {}
-        self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (the MODEL runs some: engine.handles)
+        self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (run by the compatibility layer)
         self.callbacks: Registry = {}
-        self.attachments: dict[Any, Any] = {}
-        self.additional_models: dict[Any, list[Any]] = {}
+        self.attachments: dict[str, Any] = {}  # ComfyUI's: objects packs keep on a handle for their own wrappers
+        self.additional_models: dict[Any, list[Any]] = {}  # engine.module_patcher
         self.injections: dict[Any, list[Any]] = {}
+
+    def set_attachments(self, key: str, attachment: Any) -> None:
+        """Keep `attachment` under `key` (ComfyUI's; Loom's sampler never reads it, the pack's wrappers may)."""
+        self.attachments[key] = attachment
+
+    def get_attachment(self, key: str) -> Any:
+        """The attachment under `key`, or None."""
+        return self.attachments.get(key)
+
+    def remove_attachments(self, key: str) -> None:
+        self.attachments.pop(key, None)
 
     def _module(self) -> nn.Module:
         raise NotImplementedError
@@ -162,7 +201,7 @@ class Patchable:
                 return key[len(prefix):]
         return None
 
-    def add_patches(self, patches: dict[str, Patch], strength_patch: float = 1.0,
+    def add_patches(self, patches: dict[str, Any], strength_patch: float = 1.0,
                     strength_model: float = 1.0) -> list[str]:
         """Record patches (applied when the handle runs); returns the keys that matched a weight (a packed
         weight no unpacker knows: ValueError naming it, module docstring)."""
@@ -236,6 +275,7 @@ class Patchable:
         other.model_options = copy.deepcopy(self.model_options)
         other.object_patches = dict(self.object_patches)
         other.wrappers, other.callbacks = _copy_registry(self.wrappers), _copy_registry(self.callbacks)
+        # as ComfyUI's clone: an attachment may give the clone its own copy
         other.attachments = {key: value.on_model_patcher_clone() if hasattr(value, "on_model_patcher_clone") else value
                              for key, value in self.attachments.items()}
         other.additional_models = {key: list(models) for key, models in self.additional_models.items()}

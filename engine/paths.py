@@ -146,6 +146,12 @@ class ModelPaths:
         for yaml_path in extra:
             self.load_extra_model_paths(yaml_path)
 
+    def create_model_folders(self) -> None:
+        """Create each folder key's default directory under models/ (ComfyUI's repository ships them, and packs
+        write into `get_folder_paths(key)[0]` expecting it to exist)."""
+        for subdirs, _ in FOLDER_TABLE.values():
+            os.makedirs(os.path.join(self.models_dir, subdirs[0]), exist_ok=True)
+
     def _dir(self, given: str | os.PathLike[str] | None, default: str) -> str:
         if given is None:
             return os.path.join(self.base_dir, default)
@@ -401,7 +407,8 @@ def _substitute_tokens(prefix: str, width: int, height: int) -> str:
 
 
 def _next_counter(folder: str, filename: str) -> int:
-    """max(existing counter) + 1 over entries named `<filename>_<digits>_...` (case-normalised)."""
+    """max(existing counter) + 1 over entries named `<filename>_<digits>_...` or `<filename>_<digits>.<ext>`
+    (case-normalised)."""
     if not os.path.isdir(folder):
         return 1
     head = os.path.normcase(filename + "_")
@@ -410,7 +417,7 @@ def _next_counter(folder: str, filename: str) -> int:
         if os.path.normcase(entry[: len(filename) + 1]) != head:
             continue
         rest = entry[len(filename) + 1 :]
-        digits = rest.split("_", 1)[0]
+        digits = rest.split(".", 1)[0].split("_", 1)[0]  # `_00001_.png` and `_00001.flac` alike
         if digits.isdigit():
             best = max(best, int(digits))
     return best + 1

@@ -50,6 +50,12 @@ CATEGORY_MODULES: tuple[str, ...] = (
     "nodes.attention_patches",
     "nodes.hooks",
     "nodes.hook_attach",
+    "nodes.audio",
+    "nodes.audio_edit",
+    "nodes.save_advanced",
+    "nodes.utility_staples",
+    "nodes.conditioning_files",
+    "nodes.video",
 )
 
 

@@ -40,12 +40,15 @@ def _check_image(cls_name: str, image: Any) -> None:
         raise input_error(cls_name, "image", f"expected an IMAGE tensor [B,H,W,C], got {got}")
 
 
-def _check_control(cls_name: str, control_net: Any) -> None:
+def _check_control(cls_name: str, control_net: Any, contract_ok: bool = True) -> None:
+    """A CONTROL_NET: Loom's handle, or (``contract_ok``) a pack's object following ComfyUI's control contract."""
     from engine.adapters.control import ControlHandle
+    from engine.adapters.control_contract import follows_control_contract
 
-    if not isinstance(control_net, ControlHandle):
-        raise input_error(cls_name, "control_net",
-                          f"expected a CONTROL_NET from ControlNetLoader, got {type(control_net).__name__}")
+    if isinstance(control_net, ControlHandle) or (contract_ok and follows_control_contract(control_net)):
+        return
+    raise input_error(cls_name, "control_net",
+                      f"expected a CONTROL_NET from ControlNetLoader, got {type(control_net).__name__}")
 
 
 def apply_control(sides: list[Conditioning], control_net: Any, hint: torch.Tensor, strength: float,
@@ -212,7 +215,7 @@ class SetUnionControlNetType(BuiltinNode):
                              "type": (["auto", *UNION_CONTROLNET_TYPES],)}}
 
     def set_controlnet_type(self, control_net: Any, type: str) -> tuple[Any]:
-        _check_control("SetUnionControlNetType", control_net)
+        _check_control("SetUnionControlNetType", control_net, contract_ok=False)
         if type != "auto" and type not in UNION_CONTROLNET_TYPES:
             raise input_error("SetUnionControlNetType", "type",
                               f"unknown union type {type!r}; choose auto or one of {', '.join(UNION_CONTROLNET_TYPES)}")
@@ -224,10 +227,17 @@ class SetUnionControlNetType(BuiltinNode):
 def _report_chain(conditioning: Conditioning) -> None:
     """Record the controls of the first entry, outermost first, for the history entry (``loom.reports``: kind
     ``controls``; the sampler reports the steps each acted on under ``adapters``)."""
+    from engine.adapters.control import ControlHandle
+
     ctx = progress_context()
     if ctx is None or not conditioning or conditioning[0][1].get("control") is None:
         return
-    ctx.report("controls", {"chain": [c.describe() for c in conditioning[0][1]["control"].chain()]})
+    chain: list[dict[str, Any]] = []
+    control = conditioning[0][1]["control"]
+    while control is not None:  # Loom's handles describe themselves; a pack's ComfyUI control is named by class
+        chain.append(control.describe() if isinstance(control, ControlHandle) else {"kind": type(control).__name__})
+        control = control.previous_controlnet
+    ctx.report("controls", {"chain": chain})
 
 
 NODES = [ControlNetLoader, DiffControlNetLoader, ControlNetApplyAdvanced, ControlNetApply, SetUnionControlNetType]

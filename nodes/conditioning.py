@@ -298,7 +298,8 @@ class InpaintModelConditioning(BuiltinNode):
             }
         }
 
-    def encode(self, positive: Conditioning, negative: Conditioning, vae: VaeHandle, pixels: torch.Tensor,
+    # ComfyUI's parameter order (pixels before vae, unlike the inputs): packs call it positionally (inpaint-nodes)
+    def encode(self, positive: Conditioning, negative: Conditioning, pixels: torch.Tensor, vae: VaeHandle,
                mask: torch.Tensor, noise_mask: bool = True) -> tuple[Conditioning, Conditioning, Latent]:
         m = resize_mask_to(mask, pixels, "InpaintModelConditioning")
         cropped, y0, x0 = center_crop_to_multiple(pixels)

@@ -1,5 +1,5 @@
 """Flow-family nodes (Flux.1, SD3.x): model-sampling shifts, distilled guidance, Flux text encode, SD3 latents,
-skip-layer guidance."""
+skip-layer guidance, Flux Kontext reference latents (ReferenceLatent and its placement method)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,7 +12,7 @@ from nodes.services import MAX_RESOLUTION
 
 __all__ = ["TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance", "FluxDisableGuidance", "CLIPTextEncodeFlux",
            "ModelSamplingFlux", "ModelSamplingSD3", "ModelSamplingAuraFlow", "SkipLayerGuidanceDiT", "SkipLayerGuidanceSD3",
-           "SkipLayerGuidanceDiTSimple", "NODES"]
+           "SkipLayerGuidanceDiTSimple", "ReferenceLatent", "FluxKontextMultiReferenceLatentMethod", "NODES"]
 
 Conditioning = list[list[Any]]
 
@@ -133,6 +133,51 @@ class FluxDisableGuidance(BuiltinNode):
 
     def append(self, conditioning: Conditioning) -> tuple[Conditioning]:
         return (set_values(conditioning, {"guidance": None}),)
+
+
+class ReferenceLatent(BuiltinNode):
+    """Append a latent to every entry's `reference_latents` (Flux Kontext editing; chain it for several)."""
+
+    CATEGORY = "advanced/conditioning/edit_models"
+    DESCRIPTION = ("This node sets the guiding latent for an edit model. If the model supports it you can chain "
+                   "multiple to set multiple reference images.")
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"conditioning": ("CONDITIONING",)}, "optional": {"latent": ("LATENT",)}}
+
+    def execute(self, conditioning: Conditioning, latent: Mapping[str, Any] | None = None) -> tuple[Conditioning]:
+        if latent is None:
+            return (conditioning,)
+        samples = latent.get("samples") if isinstance(latent, Mapping) else None
+        if getattr(samples, "ndim", None) != 4:
+            raise input_error("ReferenceLatent", "latent", "expected a LATENT with image samples [B,C,H,W], got "
+                              f"{getattr(samples, 'shape', type(samples).__name__)}")
+        return (set_values(conditioning, {"reference_latents": [samples]}, append=True),)
+
+
+class FluxKontextMultiReferenceLatentMethod(BuiltinNode):
+    """Choose how an edit model places its reference latents (rotary positions): offset, index or uxo (UNO / USO)
+    on Flux.1; index_timestep_zero is for Flux 2 / Qwen-Image edit models, which Loom does not load."""
+
+    DISPLAY_NAME = "Edit Model Reference Method"
+    CATEGORY = "advanced/conditioning/flux"
+    EXPERIMENTAL = True
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"conditioning": ("CONDITIONING",),
+                             "reference_latents_method": (["offset", "index", "uxo/uno", "index_timestep_zero"],
+                                                          {"advanced": True})}}
+
+    def execute(self, conditioning: Conditioning, reference_latents_method: str) -> tuple[Conditioning]:
+        method = "uxo" if "uxo" in reference_latents_method or "uso" in reference_latents_method \
+            else reference_latents_method
+        return (set_values(conditioning, {"reference_latents_method": method}),)
 
 
 class CLIPTextEncodeFlux(BuiltinNode):
@@ -336,4 +381,4 @@ class SkipLayerGuidanceDiTSimple(BuiltinNode):
 
 NODES = [TripleCLIPLoader, CLIPTextEncodeSD3, EmptySD3LatentImage, FluxGuidance, FluxDisableGuidance, CLIPTextEncodeFlux, ModelSamplingFlux,
          ModelSamplingSD3, ModelSamplingAuraFlow, SkipLayerGuidanceDiT, SkipLayerGuidanceSD3,
-         SkipLayerGuidanceDiTSimple]
+         SkipLayerGuidanceDiTSimple, ReferenceLatent, FluxKontextMultiReferenceLatentMethod]

@@ -157,7 +157,7 @@ class SaveImage(BuiltinNode):
     DISPLAY_NAME = "Save Image"
     CATEGORY = "image"
     DESCRIPTION = "Saves the input images to your output directory."
-    RETURN_TYPES = ()
+    RETURN_TYPES: tuple[str, ...] = ()
     FUNCTION = "save_images"
     OUTPUT_NODE = True
     _type = "output"

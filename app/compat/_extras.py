@@ -66,7 +66,9 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_cfg": ("CFGZeroStar", "CFGNorm"),
     "nodes_controlnet": ("SetUnionControlNetType",),
     "nodes_eps": ("Epsilon Scaling",),
-    "nodes_flux": ("CLIPTextEncodeFlux", "FluxGuidance", "FluxDisableGuidance"),
+    "nodes_flux": ("CLIPTextEncodeFlux", "FluxGuidance", "FluxDisableGuidance",
+                   "FluxKontextMultiReferenceLatentMethod"),
+    "nodes_edit_model": ("ReferenceLatent",),
     "nodes_freelunch": ("FreeU", "FreeU_V2"),
     "nodes_gits": ("GITSScheduler",),
     "nodes_hypernetwork": ("HypernetworkLoader",),
@@ -85,6 +87,10 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
     "nodes_tomesd": ("TomePatchModel",),
     "nodes_sag": ("SelfAttentionGuidance",),
     "nodes_stable3d": ("StableZero123_Conditioning", "StableZero123_Conditioning_Batched", "SV3D_Conditioning"),
+    "nodes_audio": ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced", "LoadAudio", "PreviewAudio",
+                    "RecordAudio", "TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat",
+                    "AudioMerge", "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
+    "nodes_video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo", "Video Slice"),
     "nodes_hooks": (
         "CreateHookLora", "CreateHookLoraModelOnly", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly",
         "SetHookKeyframes", "CreateHookKeyframe", "CreateHookKeyframesInterpolated", "CreateHookKeyframesFromFloats",
@@ -110,6 +116,8 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
     "nodes_perpneg": {"Guider_PerpNeg": "comfy_extras._guider_perpneg:Guider_PerpNeg",
                       "perp_neg": "comfy_extras._guider_perpneg:perp_neg"},
     "nodes_stable3d": {"camera_embeddings": "app.compat._stable3d:camera_embeddings"},
+    "nodes_audio": {"load": "app.compat._audio_helpers:load", "f32_pcm": "app.compat._audio_helpers:f32_pcm",
+                    "match_audio_sample_rates": "app.compat._audio_helpers:match_audio_sample_rates"},
 }
 
 # ComfyUI's class names where they differ from the node ids -> the node id (the same registered class)
@@ -122,6 +130,7 @@ EXTRAS_CLASS_NAMES: dict[str, dict[str, str]] = {
     "nodes_model_merging": {"ModelSubtract": "ModelMergeSubtract", "ModelAdd": "ModelMergeAdd",
                             "CLIPSubtract": "CLIPMergeSubtract", "CLIPAdd": "CLIPMergeAdd"},
     "nodes_eps": {"EpsilonScaling": "Epsilon Scaling"},
+    "nodes_video": {"VideoSlice": "Video Slice"},
     "nodes_hooks": {"CombineHooks": "CombineHooks2", "CombineHooksFour": "CombineHooks4",
                     "CombineHooksEight": "CombineHooks8", "ConditioningSetDefaultAndCombine": "ConditioningSetDefaultCombine",
                     "PairConditioningSetDefaultAndCombine": "PairConditioningSetDefaultCombine"},

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from aiohttp import web
 
+from app.compat._binary_events import binary_frame
 from app.hub import BinaryEventTypes
 from executor.context import NodeContext, current
 
@@ -95,14 +96,22 @@ class PromptServer:
         self._last_node_id = value
 
     # -- messages
-    def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
-        """Send `{"type": event, "data": data}` to `sid` (None: every client); safe from any thread."""
+    def send_sync(self, event: str | int, data: Any, sid: str | None = None) -> None:
+        """Send `{"type": event, "data": data}` to `sid` (None: every client); safe from any thread. An integer event
+        is one of ComfyUI's binary frames (`BinaryEventTypes`): `UNENCODED_PREVIEW_IMAGE` with `[format, PIL image,
+        max_size]` goes out as a `PREVIEW_IMAGE` frame, `[u32 1][u32 1 (JPEG) / 2 (PNG)][image bytes]`;
+        `PREVIEW_IMAGE_WITH_METADATA` with `(that list, metadata)` as `[u32 4][u32 len][metadata JSON][image]`; any
+        other with bytes as `[u32 event][bytes]`."""
         if self.hub is None:
             log.debug("send_sync(%r) with no server running: dropped", event)
             return
+        if isinstance(event, int):
+            frame_type, payload = binary_frame(event, data)
+            self.hub.send_bytes(frame_type, payload, sid)
+            return
         self.hub.send(event, data, sid)
 
-    async def send(self, event: str, data: Any, sid: str | None = None) -> None:
+    async def send(self, event: str | int, data: Any, sid: str | None = None) -> None:
         """Async form of `send_sync` (ComfyUI packs await it from route handlers)."""
         self.send_sync(event, data, sid)
 

@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.adapters.control_contract import ContractControlRun, follows_control_contract
 from engine.adapters.detect import ControlSpec
 from engine.model_management import ManagedModel, ModelManager
 from engine.reports import AdapterRecord
 
-__all__ = ["ControlHandle", "ControlRun", "bind_controls", "broadcast_rows", "resize_hint", "Residuals"]
+__all__ = ["AnyControlRun", "ControlHandle", "ControlRun", "bind_controls", "broadcast_rows", "resize_hint", "Residuals"]
 
 Residuals = dict[str, list[torch.Tensor | None]]
 
@@ -54,6 +55,16 @@ class ControlHandle:
         self.timestep_percent_range: tuple[float, float] = (0.0, 1.0)
         self.previous_controlnet: ControlHandle | None = None
         self.vae: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        """Reached only for attributes a handle lacks: name the case of packs reading ComfyUI's control internals
+        (``t2i_model``, ``control_model``, ...), which Loom's handle does not have."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"Loom's CONTROL_NET {self.__dict__.get('name', '?')!r} (from ControlNetLoader) has no "
+                             f"ComfyUI control attribute {name!r}: a pack that reads ComfyUI's control internals "
+                             f"(Advanced-ControlNet's apply nodes converting a T2I-Adapter) needs the file loaded with "
+                             f"the pack's own loader (comfy.controlnet.load_controlnet)")
 
     @property
     def is_t2i(self) -> bool:
@@ -141,7 +152,7 @@ class ControlRun:
     """One control of one sampling run: its sigma window, the resized hint and (T2I) features, and the steps
     it acted on. ``run(x, sigma, context, y, batched_number)`` gives the merged residuals of its chain."""
 
-    def __init__(self, handle: ControlHandle, model: Any, previous: ControlRun | None) -> None:
+    def __init__(self, handle: ControlHandle, model: Any, previous: ControlRun | ContractControlRun | None) -> None:
         if handle.cond_hint_original is None:
             raise ValueError(f"control {handle.name} has no hint: apply it with ControlNetApplyAdvanced first")
         self.handle = handle
@@ -192,10 +203,16 @@ class ControlRun:
                 self.features = module(hint)
         return {k: [None if a is None else a.clone() for a in v] for k, v in self.features.items()}
 
+    @property
+    def entries(self) -> list[ManagedModel]:
+        """The network to keep loaded with the UNet while sampling."""
+        return [self.handle.entry]
+
     def run(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None,
-            batched_number: int) -> Residuals | None:
-        """Residuals of this control and its chain for one model call (None when none acts)."""
-        prev = self.previous.run(x, sigma, context, y, batched_number) if self.previous is not None else None
+            batched_number: int, call: dict[str, Any] | None = None) -> Residuals | None:
+        """Residuals of this control and its chain for one model call (None when none acts); ``call``: the
+        call's transformer options, for a previous control that follows ComfyUI's contract."""
+        prev = self.previous.run(x, sigma, context, y, batched_number, call) if self.previous is not None else None
         s = float(sigma[0])
         if s > self.sigma_start or s < self.sigma_end:
             return prev
@@ -207,6 +224,8 @@ class ControlRun:
         scaled: Residuals = {k: [None if a is None else a * strength for a in v] for k, v in out.items()}
         return _merge(scaled, prev)
 
+    def release(self) -> None:
+        """Nothing to undo after the run (the handle is never changed by sampling)."""
 
     def record(self, schedule: Sequence[float]) -> AdapterRecord:
         """What this control did in the run whose sigma ``schedule`` is given (for the history entry)."""
@@ -217,7 +236,12 @@ class ControlRun:
             start_percent=h.timestep_percent_range[0], end_percent=h.timestep_percent_range[1],
             sigma_start=self.sigma_start, sigma_end=self.sigma_end,
             steps=[i for i, s in enumerate(schedule[:-1]) if s in acted], sigmas=list(self.sigmas_acted),
-            model_calls=self.model_calls, previous=self.previous.handle.name if self.previous is not None else None)
+            model_calls=self.model_calls, previous=self._previous_name())
+
+    def _previous_name(self) -> str | None:
+        if isinstance(self.previous, ControlRun):
+            return self.previous.handle.name
+        return None if self.previous is None else type(self.previous.control).__name__
 
 
 def _uncond_handles(positive: list[Any], negative: list[Any]) -> list[Any]:
@@ -234,21 +258,35 @@ def _uncond_handles(positive: list[Any], negative: list[Any]) -> list[Any]:
     return handles
 
 
-def bind_controls(positive: list[Any], negative: list[Any], model: Any) -> list[ControlRun]:
-    """Give every resolved cond (``engine.sampling.conditioning.Cond``) with a CONTROL_NET its run object
-    (``cond.control``); conds sharing a handle share the run, so they stay batchable. Returns the runs."""
-    handles = [c.extra.get("control") for c in positive] + _uncond_handles(positive, negative)
-    runs: dict[int, ControlRun] = {}
+AnyControlRun = ControlRun | ContractControlRun
 
-    def run_for(handle: ControlHandle) -> ControlRun:
+
+def bind_controls(positive: list[Any], negative: list[Any], model: Any,
+                  sample_sigmas: torch.Tensor | None = None) -> list[AnyControlRun]:
+    """Give every resolved cond (``engine.sampling.conditioning.Cond``) with a CONTROL_NET its run object
+    (``cond.control``); conds sharing a handle share the run, so they stay batchable. Returns the runs: call
+    each one's ``release()`` when sampling ends. A control that follows ComfyUI's control contract (a pack's
+    ``ControlBase`` subclass) runs itself (``engine.adapters.control_contract``; ``pre_run`` is called here)."""
+    handles = [c.extra.get("control") for c in positive] + _uncond_handles(positive, negative)
+    runs: dict[int, AnyControlRun] = {}
+
+    def run_for(handle: Any) -> AnyControlRun:
         if id(handle) not in runs:
-            prev = run_for(handle.previous_controlnet) if handle.previous_controlnet is not None else None
-            runs[id(handle)] = ControlRun(handle, model, prev)
+            if isinstance(handle, ControlHandle):
+                prev = run_for(handle.previous_controlnet) if handle.previous_controlnet is not None else None
+                runs[id(handle)] = ControlRun(handle, model, prev)
+            elif follows_control_contract(handle):
+                runs[id(handle)] = ContractControlRun(handle, model, sample_sigmas, run_for)
+            else:
+                raise TypeError(f"conditioning 'control' must be a CONTROL_NET from a ControlNet apply node, "
+                                f"got {type(handle).__name__}")
         return runs[id(handle)]
 
-    for c, handle in zip(positive + negative, handles, strict=True):
-        if handle is not None and not isinstance(handle, ControlHandle):
-            raise TypeError(f"conditioning 'control' must be a CONTROL_NET from a ControlNet apply node, "
-                            f"got {type(handle).__name__}")
-        c.control = run_for(handle) if handle is not None else None
+    try:
+        for c, handle in zip(positive + negative, handles, strict=True):
+            c.control = run_for(handle) if handle is not None else None
+    except BaseException:
+        for run in runs.values():
+            run.release()
+        raise
     return list(runs.values())

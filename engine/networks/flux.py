@@ -12,6 +12,7 @@ over (text index, row, column) ids split as ``axes_dim``. Attention goes through
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -23,7 +24,8 @@ from engine.networks.attention import attention
 from engine.networks.configs import FluxConfig
 from engine.networks.ops import Plain
 
-__all__ = ["Flux", "FluxConfig", "flux_timestep_embedding", "rope", "apply_rope"]
+__all__ = ["Flux", "FluxConfig", "REFERENCE_METHODS", "flux_timestep_embedding", "reference_placements", "rope",
+           "apply_rope"]
 
 
 def flux_timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0,
@@ -208,6 +210,38 @@ class LastLayer(nn.Module):
         return self.linear((1 + scale[:, None, :]) * self.norm_final(x) + shift[:, None, :])
 
 
+REFERENCE_METHODS = ("offset", "index", "uxo")
+
+
+def reference_placements(hl: int, wl: int, patch: int, sizes: Sequence[Sequence[int]], method: str
+                         ) -> list[tuple[float, int, int]]:
+    """(index, row offset, column offset) of each reference latent of ``sizes`` [(H, W)] next to an ``hl`` x ``wl``
+    patch image, offsets in latent pixels (ComfyUI's ``Flux._forward``):
+
+    - "offset" (default): index 1; each reference is placed right of or below the ones before it, whichever keeps
+      the covered region squarer;
+    - "index": offsets 0, the index counts the references 1, 2, ...;
+    - "uxo" (UNO / USO): index 0, each reference diagonally past the image and the references before it.
+    """
+    if method not in REFERENCE_METHODS:
+        raise ValueError(f"Flux: unknown reference latents method {method!r}; expected one of {REFERENCE_METHODS}")
+    out: list[tuple[float, int, int]] = []
+    h = w = 0
+    index = 0.0
+    for rh, rw in ((int(s[0]), int(s[1])) for s in sizes):
+        if method == "index":
+            index += 1.0
+            out.append((index, 0, 0))
+        elif method == "uxo":
+            out.append((0.0, hl * patch + h, wl * patch + w))
+            h, w = h + rh, w + rw
+        else:
+            h_off, w_off = (0, w) if rh + h > rw + w else (h, 0)
+            out.append((1.0, h_off, w_off))
+            h, w = max(h, rh + h_off), max(w, rw + w_off)
+    return out
+
+
 def _run_double(block: nn.Module, args: dict[str, Any]) -> dict[str, Any]:
     img, txt = block(args["img"], args["txt"], args["vec"], args["pe"])
     return {"img": img, "txt": txt}
@@ -249,24 +283,53 @@ class Flux(nn.Module):
         return torch.cat([rope(ids[..., i], c.axes_dim[i], c.theta) for i in range(ids.shape[-1])],
                          dim=-3).unsqueeze(1)
 
+    def _tokens(self, x: torch.Tensor, index: float = 0.0, h_offset: int = 0, w_offset: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent [B, C, H, W] -> 2x2-patch tokens [B, hl*wl, C*p*p] and their (index, row, column) ids [B, hl*wl, 3];
+        the offsets are in latent pixels, turned into patches as ComfyUI's ``process_img`` rounds them."""
+        bs, _, h, w = x.shape
+        p = self.config.patch_size
+        pad_h, pad_w = (-h) % p, (-w) % p
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="circular")
+        hl, wl = (h + p - 1) // p, (w + p - 1) // p
+        tokens = x.reshape(bs, x.shape[1], hl, p, wl, p).permute(0, 2, 4, 1, 3, 5).reshape(bs, hl * wl, -1)
+        h0, w0 = (h_offset + p // 2) // p, (w_offset + p // 2) // p
+        ids = torch.zeros(hl, wl, 3, device=x.device, dtype=torch.float32)
+        ids[..., 0] = index
+        ids[..., 1] = torch.linspace(h0, hl - 1 + h0, steps=hl, device=x.device)[:, None]
+        ids[..., 2] = torch.linspace(w0, wl - 1 + w0, steps=wl, device=x.device)[None, :]
+        return tokens, ids.reshape(1, hl * wl, 3).expand(bs, -1, -1)
+
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor | None = None,
                 y: torch.Tensor | None = None, transformer_options: dict[str, Any] | None = None,
+                ref_latents: list[torch.Tensor] | None = None, ref_latents_method: str | None = None,
                 **unused: Any) -> torch.Tensor:
-        """``transformer_options["patches_replace"]["dit"]`` replaces ("double_block", i) / ("single_block", i)."""
+        """``transformer_options["patches_replace"]["dit"]`` replaces ("double_block", i) / ("single_block", i).
+
+        ``ref_latents`` (Flux Kontext's reference images, in model space) are appended to the image tokens with the
+        positions ``reference_placements`` gives for ``ref_latents_method`` (default "offset"); their outputs are
+        dropped, so the result has the shape of ``x``."""
         c = self.config
         if context is None or y is None:
             raise ValueError("Flux needs a text context (T5) and a pooled vector (CLIP-L)")
         bs, _, h, w = x.shape
         p = c.patch_size
-        pad_h, pad_w = (-h) % p, (-w) % p
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="circular")
         hl, wl = (h + p - 1) // p, (w + p - 1) // p
-        img = x.reshape(bs, x.shape[1], hl, p, wl, p).permute(0, 2, 4, 1, 3, 5).reshape(bs, hl * wl, -1)
-        img_ids = torch.zeros(hl, wl, 3, device=x.device, dtype=torch.float32)
-        img_ids[..., 1] = torch.linspace(0, hl - 1, steps=hl, device=x.device)[:, None]
-        img_ids[..., 2] = torch.linspace(0, wl - 1, steps=wl, device=x.device)[None, :]
-        img_ids = img_ids.reshape(1, hl * wl, 3).expand(bs, -1, -1)
+        img, img_ids = self._tokens(x)
+        n_img = img.shape[1]
+        if ref_latents:
+            places = reference_placements(hl, wl, p, [tuple(r.shape[-2:]) for r in ref_latents],
+                                          ref_latents_method or "offset")
+            parts, part_ids = [img], [img_ids]
+            for ref, (index, h_off, w_off) in zip(ref_latents, places, strict=True):
+                if ref.shape[0] != bs or ref.shape[1] != x.shape[1]:
+                    raise ValueError(f"Flux: a reference latent {tuple(ref.shape)} must have the batch and channels "
+                                     f"of x {tuple(x.shape)}")
+                tokens, ids = self._tokens(ref.to(x), index, h_off, w_off)
+                parts.append(tokens)
+                part_ids.append(ids)
+            img, img_ids = torch.cat(parts, dim=1), torch.cat(part_ids, dim=1)
         txt_ids = torch.zeros(bs, context.shape[1], 3, device=x.device, dtype=torch.float32)
 
         img = self.img_in(img)
@@ -295,6 +358,6 @@ class Flux(nn.Module):
             else:
                 joint = patch({"img": joint, "vec": vec, "pe": pe, "attn_mask": None, "transformer_options": options},
                               {"original_block": partial(_run_single, sblock)})["img"]
-        img = self.final_layer(joint[:, txt.shape[1]:], vec)
+        img = self.final_layer(joint[:, txt.shape[1]:txt.shape[1] + n_img], vec)
         out = img.reshape(bs, hl, wl, c.in_channels, p, p).permute(0, 3, 1, 4, 2, 5)
         return out.reshape(bs, c.in_channels, hl * p, wl * p)[:, :, :h, :w]

@@ -7,8 +7,10 @@ An entry is ``[cross_attn Tensor[B,T,C], options dict]``; recognised options: ``
 ``y`` / ``pooled_output`` (ADM conditioning, passed through), ``clip_start_percent`` / ``clip_end_percent``
 (a hook-scheduled CLIP encode's range, intersected with start / end percent), ``hooks`` (an
 ``engine.hooks.HookGroup``, bound per run by ``engine.sampling.hook_run.bind_hooks``), ``default`` (an entry
-that fills only what the side's other entries leave uncovered). An entry carrying ``model_conds`` (model inputs a
-pack prepared as ComfyUI's ``comfy.conds`` values) is refused: Loom builds the model inputs from the options above.
+that fills only what the side's other entries leave uncovered), ``reference_latents`` /
+``reference_latents_method`` (Flux Kontext's reference images, ``engine.sampling.reference_latents``). An entry
+carrying ``model_conds`` (model inputs a pack prepared as ComfyUI's ``comfy.conds`` values) is refused: Loom builds
+the model inputs from the options above.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Cond:
     extra: dict[str, Any] = field(default_factory=dict)
     control: Any = None  # engine.adapters.control.ControlRun of this entry's CONTROL_NET (set by bind_controls)
     hooks: Any = None  # engine.sampling.hook_run.HookRun of this entry's HOOKS (set by bind_hooks)
+    ref_latents: list[torch.Tensor] | None = None  # reference latents in model space (bind_reference_latents)
+    ref_method: str | None = None  # their reference_latents_method (None: the network's default)
 
 
 def repeat_to_batch_size(t: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:
@@ -172,4 +176,5 @@ def add_matching_areas(conds: list[Cond], others: list[Cond]) -> None:
                 smallest = x
         if smallest is None or smallest.area == c.area:
             continue
-        conds.append(replace(c, cross_attn=smallest.cross_attn, y=smallest.y, concat=smallest.concat))
+        conds.append(replace(c, cross_attn=smallest.cross_attn, y=smallest.y, concat=smallest.concat,
+                             ref_latents=smallest.ref_latents, ref_method=smallest.ref_method))

@@ -7,7 +7,8 @@ cfg == 1 the negative side is not evaluated. Entries carrying hooks (``Cond.hook
 the same hook group and run on that group's hooked model clone (``engine.sampling.hook_run``); ``default``
 entries fill the weight their side's other entries leave uncovered.
 
-The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/samplers.py``):
+The model handle's ``model_options`` hooks run where ComfyUI runs them (``comfy/samplers.py``); a sampler run hands
+them a copy whose ``transformer_options["sample_sigmas"]`` is the run's schedule (``engine.sampling.ksampler``):
 
 - ``sampler_pre_cfg_function``: list of ``fn(args) -> [cond_pred, uncond_pred]``; args ``conds``,
   ``conds_out``, ``cond_scale``, ``timestep``, ``input``, ``sigma``, ``model``, ``model_options``.
@@ -38,8 +39,10 @@ from typing import Any
 import torch
 
 from engine.gligen import gligen_middle_patch
+from engine.model_call import NETWORK_INPUTS
 from engine.sampling.conditioning import Cond, repeat_to_batch_size
-from engine.sampling.run_wrappers import CondBatch, GuidanceStep, cond_batch, guided_step
+from engine.sampling.reference_latents import reference_inputs, same_references
+from engine.sampling.run_wrappers import CondBatch, GuidanceStep, batched_calls, guided_step
 
 _FEATHER = 8  # area edges off the image border fade in over min(8, area size // 4) latent pixels
 
@@ -114,6 +117,8 @@ def _batchable(a: _Job, b: _Job) -> bool:
         return a is b  # a GLIGEN entry gets its own patch per call, so it never shares a call (as in ComfyUI)
     if a.cond.hooks is not b.cond.hooks:  # each hook group runs with its own weights
         return False
+    if not same_references(a.cond, b.cond):  # reference latents join only at equal shapes (ComfyUI's CONDList)
+        return False
     for ta, tb in ((a.cond.y, b.cond.y), (a.cond.concat, b.cond.concat)):
         if (ta is None) != (tb is None) or (ta is not None and tb is not None and ta.shape != tb.shape):
             return False
@@ -164,15 +169,14 @@ def calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor,
                     model_options: ModelOptions | None = None) -> list[torch.Tensor]:
     """Weighted x0 prediction of each side (a list of conds, or None to skip) at ``x``, ``sigma``;
     ``model_options`` (default: the handle's own) supplies the UNet's ``transformer_options``, as in ComfyUI,
-    so a hook can run one extra call with a patch of its own (PerturbedAttentionGuidance). Runs through the
-    installed batch wrappers (``engine.sampling.run_wrappers``)."""
-    options = model_options if model_options is not None else model_options_of(model)
-    batch = CondBatch(model, list(sides), x, sigma, options)
-    return cond_batch(batch, lambda b: _calc_cond_batch(b.model, b.sides, b.x, b.sigma, b.model_options))
+    so a hook can run one extra call with a patch of its own (PerturbedAttentionGuidance). Installed batch wrappers
+    (``engine.sampling.run_wrappers``) run around it."""
+    return batched_calls(CondBatch(model, sides, x, sigma, model_options),
+                         lambda b: _calc_cond_batch(b.model, b.sides, b.x, b.sigma, b.model_options))
 
 
 def _calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
-                     model_options: ModelOptions) -> list[torch.Tensor]:
+                     model_options: ModelOptions | None) -> list[torch.Tensor]:
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     pending: list[_Job] = []
@@ -200,10 +204,14 @@ def _calc_cond_batch(model: Any, sides: list[list[Cond] | None], x: torch.Tensor
         context = _cat_context([i[0] for i in inputs])
         y = torch.cat([y for y in ys if y is not None]) if ys[0] is not None else None
         extra: dict[str, Any] = {}
-        if jobs[0].cond.control is not None:
-            extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs))
-        options = model_options
+        refs = reference_inputs([j.cond for j in jobs], batch)
+        if refs:
+            extra["extra_inputs"] = refs
+        options = model_options if model_options is not None else model_options_of(model)
         patch_options = options.get("transformer_options")
+        if jobs[0].cond.control is not None:
+            call = {**(patch_options or {}), "cond_or_uncond": [j.side for j in jobs], "sigmas": sigma_in}
+            extra["control"] = jobs[0].cond.control.run(x_in, sigma_in, context, y, len(jobs), call)
         gligen = jobs[0].cond.extra.get("gligen")
         if patch_options or gligen is not None:  # ComfyUI's per-call options for UNet patches: sides and sigmas
             call_options = {**(patch_options or {}), "cond_or_uncond": [j.side for j in jobs], "sigmas": sigma_in}
@@ -243,12 +251,15 @@ def _wrapped_call(model: Any, wrapper: Callable[..., torch.Tensor], x: torch.Ten
     for key, value in (("y", y), ("c_concat", concat), ("control", extra.get("control"))):
         if value is not None:
             c[key] = value
+    c.update(extra.get("extra_inputs") or {})
 
     def apply_model(x_: torch.Tensor, t_: torch.Tensor, c_crossattn: torch.Tensor | None = None,
                     c_concat: torch.Tensor | None = None, y: torch.Tensor | None = None, control: Any = None,
-                    transformer_options: dict[str, Any] | None = None, **_: Any) -> torch.Tensor:
+                    transformer_options: dict[str, Any] | None = None, **rest: Any) -> torch.Tensor:
+        inputs = {k: v for k, v in rest.items() if k in NETWORK_INPUTS}
         out: torch.Tensor = model.apply_model(x_, t_, c_crossattn, y=y, concat=c_concat, control=control,
-                                              transformer_options=transformer_options or None)
+                                              transformer_options=transformer_options or None,
+                                              extra_inputs=inputs or None)
         return out
 
     return wrapper(apply_model, {"input": x, "timestep": sigma, "c": c, "cond_or_uncond": sides})

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.adapters.control import bind_controls
+from engine.adapters.control import AnyControlRun, bind_controls
 from engine.gligen import share_gligen
 from engine.handles import ModelHandle
 from engine.ip2p import ip2p_concat, is_instruct_pix2pix
@@ -21,6 +21,7 @@ from engine.reports import report
 from engine.sampling.conditioning import Cond, add_matching_areas, repeat_to_batch_size, resolve_conds
 from engine.sampling.guider import CFGDenoiser, InpaintDenoiser
 from engine.sampling.hook_run import bind_hooks
+from engine.sampling.reference_latents import bind_reference_latents
 from engine.sampling.run_wrappers import OuterRun, SamplerRun, outer_sample, run_sampler
 from engine.sampling.samplers import SamplerSpec, get_sampler, make_noise_sampler
 from engine.sampling.schedulers import calculate_sigmas
@@ -110,15 +111,17 @@ def _inpaint_concat(model: ModelHandle, opts: CondOptions, noise: torch.Tensor, 
 
 def _add_adm(model: ModelHandle, conds: list[Cond], shape: torch.Size, prompt_type: str,
              seed: int | None = None) -> None:
-    """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2).
+    """Give entries without ``y`` the model's ADM vector (SDXL size / aesthetic conditioning; no-op for SD1/SD2),
+    and entries with reference latents those in model space (``engine.sampling.reference_latents``).
 
-    The one place the ADM vector is added (KSampler, SamplerCustom and comfy.sample all come through here).
+    The one place these model inputs are added (KSampler, SamplerCustom and comfy.sample all come through here).
     """
     for c in conds:
         if c.y is None:
             y = model.adm(c.extra, tuple(shape), prompt_type, seed=seed)
             if y is not None:
                 c.y = y.to(device=c.cross_attn.device, dtype=torch.float32)
+    bind_reference_latents(model, conds, prompt_type)
 
 
 def _needs_concat(model: ModelHandle, latent_channels: int) -> bool:
@@ -175,23 +178,33 @@ def sample(
 def _sample_outer(run: OuterRun) -> torch.Tensor:
     """Everything after the schedule (ComfyUI's guider ``outer_sample``): conds, noise scaling, the sampler run
     and the latent back out of model space."""
-    model, noise, latent, spec, sigmas, seed = run.model, run.noise, run.latent, run.sampler, run.sigmas, run.seed
-    noise_mask, callback, cfg = run.noise_mask, run.callback, run.cfg
-    ms = model.model_sampling
-    fmt = model.latent_format
-    device = model.load_device
+    model, latent, noise_mask, seed = run.model, run.latent, run.noise_mask, run.seed
+    ms, fmt, device = model.model_sampling, model.latent_format, model.load_device
     latent_in = latent.to(device, torch.float32)
     if torch.count_nonzero(latent_in) > 0:
         latent_in = fmt.process_in(latent_in)
-    noise = noise.to(device, torch.float32)
-    sigmas = sigmas.to(device)
+    noise = run.noise.to(device, torch.float32)
+    sigmas = run.sigmas.to(device)
     mask = prepare_mask(noise_mask, noise.shape, device) if noise_mask is not None else None
 
     pos = resolve_conds(run.positive, noise.shape, ms, device, "positive")
     neg = resolve_conds(run.negative, noise.shape, ms, device, "negative")
     _add_adm(model, pos, noise.shape, "positive", seed)
     _add_adm(model, neg, noise.shape, "negative", seed)
-    control_runs = bind_controls(pos, neg, model)
+    control_runs = bind_controls(pos, neg, model, sigmas)
+    try:
+        return _sample_bound(run, pos, neg, control_runs, latent_in, noise, sigmas, mask)
+    finally:
+        for control in control_runs:
+            control.release()
+
+
+def _sample_bound(run: OuterRun, pos: list[Cond], neg: list[Cond], control_runs: list[AnyControlRun],
+                  latent_in: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
+                  mask: torch.Tensor | None) -> torch.Tensor:
+    """The rest of ``_sample_outer`` once the controls are bound (they are released by the caller)."""
+    model, spec, seed, callback, cfg = run.model, run.sampler, run.seed, run.callback, run.cfg
+    ms, fmt, device = model.model_sampling, model.latent_format, model.load_device
     bind_hooks([pos, neg], ms, sigmas)
     if _needs_concat(model, noise.shape[1]):
         ip2p = is_instruct_pix2pix(model.in_channels, noise.shape[1])
@@ -202,37 +215,46 @@ def _sample_outer(run: OuterRun) -> torch.Tensor:
     add_matching_areas(pos, neg)
     share_gligen(pos, neg)
 
-    blend_noise = noise
-    if spec.random_inpaint_noise and mask is not None:
-        gen = torch.Generator(device="cpu").manual_seed(((41 if seed is None else int(seed)) + 1) % 2**64)
-        blend_noise = torch.randn(noise.shape, generator=gen, device="cpu").to(noise.dtype).to(device)
-    cfg_denoiser = CFGDenoiser(model, pos, neg, cfg, seed=seed)
+    # the run's options, as ComfyUI's guider hands them to each prediction: the model's, with the schedule that CFG
+    # hooks and patches read (transformer_options["sample_sigmas"])
+    options = {**model.model_options,
+               "transformer_options": {**(model.model_options.get("transformer_options") or {}), "sample_sigmas": sigmas}}
+    cfg_denoiser = CFGDenoiser(model, pos, neg, cfg, options, seed=seed)
 
-    def loop(run_sigmas: torch.Tensor) -> torch.Tensor:
-        """The sampler over ``run_sigmas``, from the noise scaled to its first sigma (KSAMPLER.sample's part)."""
+    def loop(r: SamplerRun) -> torch.Tensor:
+        """The sampler over the run's schedule, from its noise scaled to the first sigma, back through the inverse
+        scaling at the last (KSAMPLER.sample's part)."""
+        run_sigmas, run_noise, run_mask = r.sigmas, r.noise, r.denoise_mask
         first, max_sigma = float(run_sigmas[0]), float(ms.sigma_max)
         max_denoise = math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
-        x = ms.noise_scaling(run_sigmas[0], noise, latent_in, max_denoise)
-        denoiser = InpaintDenoiser(cfg_denoiser, ms, latent_in, blend_noise, mask, sigmas=run_sigmas)
+        x = ms.noise_scaling(run_sigmas[0], run_noise, r.latent, max_denoise)
+        blend_noise = run_noise
+        if spec.random_inpaint_noise and run_mask is not None:
+            gen = torch.Generator(device="cpu").manual_seed(((41 if r.seed is None else int(r.seed)) + 1) % 2**64)
+            blend_noise = torch.randn(run_noise.shape, generator=gen, device="cpu").to(run_noise.dtype).to(device)
+        denoiser = InpaintDenoiser(cfg_denoiser, ms, r.latent, blend_noise, run_mask, sigmas=run_sigmas)
         total = len(run_sigmas) - 1
         step_cb = None
-        if callback is not None:
+        if r.callback is not None:
+            run_callback = r.callback
+
             def step_cb(i: int, denoised: torch.Tensor, x_now: torch.Tensor) -> None:
-                callback(i, denoised, x_now, total)
-        noise_sampler = make_noise_sampler(spec, x, run_sigmas, seed)
+                run_callback(i, denoised, x_now, total)
+        noise_sampler = make_noise_sampler(spec, x, run_sigmas, r.seed)
         # the UNet and its controls are loaded (or kept) together: a control loaded per call never evicts the UNet
-        together = (model.manager.running_together([model.entry, *(c.handle.entry for c in control_runs)])
+        together = (model.manager.running_together([model.entry, *(e for c in control_runs for e in c.entries)])
                     if control_runs else contextlib.nullcontext())
         with torch.no_grad(), together:
             out: torch.Tensor = spec.fn(denoiser, x, run_sigmas, noise_sampler=noise_sampler, callback=step_cb)
-        return out
+        return ms.inverse_noise_scaling(run_sigmas[-1], out)  # type: ignore[no-any-return]
 
-    sampler_run = SamplerRun(model, run.sampler_name, sigmas, noise, latent_in, mask, seed)
+    sampler_run = SamplerRun(model, spec, run.sampler_name, sigmas, noise, latent_in, mask, seed, callback)
     out = run_sampler(sampler_run, loop)
     schedule = [float(s) for s in sigmas]
     for control in control_runs:
-        report("adapters", control.record(schedule))
-    out = ms.inverse_noise_scaling(sigmas[-1], out)
+        record = control.record(schedule)
+        if record is not None:
+            report("adapters", record)
     return fmt.process_out(out.to(torch.float32)).cpu()
 
 

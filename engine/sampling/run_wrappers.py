@@ -1,6 +1,6 @@
-"""Wrappers around a whole sampling, a sampler run and each guided prediction: where ComfyUI's sampler calls a
-module-level function packs replace (``KSAMPLER.sample`` and ``sampling_function``) or runs the wrappers packs
-register on a model (``outer_sample``, ``predict_noise``).
+"""Wrappers around a whole sampling, a sampler run, each guided prediction and each batch of model calls: where
+ComfyUI's sampler calls a module-level function packs replace (``KSAMPLER.sample`` and ``sampling_function``) or runs
+the wrappers packs register on a model (``outer_sample``, ``sampler_sample``, ``predict_noise``, ``calc_cond_batch``).
 
 - A sampling: ``engine.sampling.ksampler.sample`` describes everything after its schedule as an ``OuterRun`` (raw
   noise and latent, sampler, sigmas, noise mask, callback, seed, conditioning, cfg) and calls ``outer_sample``.
@@ -8,14 +8,15 @@ register on a model (``outer_sample``, ``predict_noise``).
   given (a wrapper may pass a changed run); it returns the raw output latent.
 - A run: every sampling path (KSampler, KSamplerAdvanced, SamplerCustom, the guiders) ends in
   ``engine.sampling.ksampler.sample``, which describes its run as a ``SamplerRun`` and calls ``run_sampler``. Each
-  run wrapper gets the run and ``proceed(sigmas)``: the next wrapper or, last, Loom's sampler loop over that
-  schedule (noise scaling at its first sigma included). A wrapper may read the run, change the schedule, or run
-  code around it.
+  run wrapper gets the run and ``proceed(run=None)``: the next wrapper or, last, Loom's sampler loop over the run it
+  is given (default: its own; noise scaling at its first sigma and the inverse scaling at its last included), and
+  returns the sampled latent in model space. A wrapper may read the run, change it (schedule, noise, latent, mask,
+  seed, callback), or run code around it.
 - A step: each guided prediction (``CFGDenoiser``) is a ``GuidanceStep``; each step wrapper gets it and
   ``proceed(step=None)``, the next wrapper or, last, Loom's CFG, over the step it is given (default: its own), and
   returns the guided x0.
-- A batch: each ``engine.sampling.guider.calc_cond_batch`` (the x0 predictions of a step's cond lists) is a
-  ``CondBatch``; each batch wrapper gets it and ``proceed(batch=None)`` and returns one x0 per cond list.
+- A batch: each call of ``engine.sampling.guider.calc_cond_batch`` (the batched model calls of the conds of each
+  side) is a ``CondBatch``; each batch wrapper gets it and ``proceed(batch=None)`` and returns the x0 of each side.
 
 Wrappers are process-wide and few: the ComfyUI compatibility layer installs them while a pack may call them
 (``app/compat/comfy/samplers.py``).
@@ -23,7 +24,7 @@ Wrappers are process-wide and few: the ComfyUI compatibility layer installs them
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.installed import install_once, through_wrappers
@@ -34,11 +35,9 @@ if TYPE_CHECKING:
     from engine.handles import ModelHandle
     from engine.sampling.conditioning import Cond
 
-__all__ = ["OuterRun", "SamplerRun", "GuidanceStep", "CondBatch", "Proceed", "OuterWrapper", "RunWrapper",
-           "StepWrapper", "BatchWrapper", "add_outer_wrapper", "add_run_wrapper", "add_step_wrapper",
-           "add_batch_wrapper", "outer_sample", "run_sampler", "guided_step", "cond_batch"]
-
-Proceed = Callable[["torch.Tensor"], "torch.Tensor"]
+__all__ = ["OuterRun", "SamplerRun", "GuidanceStep", "CondBatch", "OuterWrapper", "RunWrapper", "StepWrapper",
+           "BatchWrapper", "add_outer_wrapper", "add_run_wrapper", "add_step_wrapper", "add_batch_wrapper",
+           "outer_sample", "run_sampler", "guided_step", "batched_calls"]
 
 
 @dataclass(frozen=True, eq=False)  # identity: holds tensors
@@ -69,18 +68,21 @@ class OuterRun:
 class SamplerRun:
     """One sampler run as ComfyUI's ``KSAMPLER.sample`` sees it.
 
-    model: the model handle (its ``model_options`` are the run's); sampler_name: the KSampler name, None for a
-    SAMPLER value that has none; sigmas: the schedule; noise: the starting noise; latent: the input latent in
-    model space; denoise_mask: the noise mask (1 = repaint) or None; seed: the run's seed.
+    model: the model handle (its ``model_options`` are the run's); sampler: the SamplerSpec; sampler_name: its
+    KSampler name, None for a SAMPLER value that has none; sigmas: the schedule; noise: the starting noise; latent:
+    the input latent in model space; denoise_mask: the noise mask (1 = repaint) or None; seed: the run's seed;
+    callback: the per-step progress callback ``(step, x0, x, total_steps)`` or None.
     """
 
     model: ModelHandle
+    sampler: Any
     sampler_name: str | None
     sigmas: torch.Tensor
     noise: torch.Tensor
     latent: torch.Tensor
     denoise_mask: torch.Tensor | None
     seed: int | None
+    callback: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,21 +102,22 @@ class GuidanceStep:
 
 @dataclass(frozen=True, eq=False)
 class CondBatch:
-    """The x0 predictions of a step's cond lists as ComfyUI's ``calc_cond_batch`` sees them: the model (handle),
-    the cond lists (``Cond``s; None: skipped), the noisy ``x`` at ``sigma`` and the model options."""
+    """One call of the batched model calls (ComfyUI's ``calc_cond_batch``): the model (handle), ``sides`` (a list of
+    resolved conds per side, None to skip one), the noisy ``x`` at ``sigma`` and the model options (None: the
+    handle's own)."""
 
     model: Any
     sides: list[list[Cond] | None]
     x: torch.Tensor
     sigma: torch.Tensor
-    model_options: dict[str, Any]
+    model_options: dict[str, Any] | None
 
 
 OuterWrapper = Callable[[OuterRun, Callable[[OuterRun], "torch.Tensor"]], "torch.Tensor"]
-RunWrapper = Callable[[SamplerRun, Proceed], "torch.Tensor"]
+RunWrapper = Callable[[SamplerRun, Callable[..., "torch.Tensor"]], "torch.Tensor"]  # proceed(run=None)
 StepProceed = Callable[..., "torch.Tensor"]  # proceed(step: GuidanceStep | None = None)
 StepWrapper = Callable[[GuidanceStep, StepProceed], "torch.Tensor"]
-BatchWrapper = Callable[[CondBatch, Callable[..., "list[torch.Tensor]"]], "list[torch.Tensor]"]
+BatchWrapper = Callable[[CondBatch, Callable[..., "list[torch.Tensor]"]], "list[torch.Tensor]"]  # proceed(batch=None)
 
 _OUTER_WRAPPERS: list[OuterWrapper] = []
 _RUN_WRAPPERS: list[RunWrapper] = []
@@ -149,18 +152,15 @@ def add_step_wrapper(wrapper: StepWrapper) -> Callable[[], None]:
     return install_once(_STEP_WRAPPERS, wrapper)
 
 
-def run_sampler(run: SamplerRun, loop: Proceed) -> torch.Tensor:
-    """``loop(run.sigmas)`` through the installed run wrappers."""
-    proceed = loop
-    for wrapper in list(_RUN_WRAPPERS):
-        proceed = _bind_run(wrapper, run, proceed)
-    return proceed(run.sigmas)
+def add_batch_wrapper(wrapper: BatchWrapper) -> Callable[[], None]:
+    """Install a batch wrapper once (the most recently installed runs outermost); returns its remover."""
+    return install_once(_BATCH_WRAPPERS, wrapper)
 
 
-def _bind_run(wrapper: RunWrapper, run: SamplerRun, inner: Proceed) -> Proceed:
-    def call(sigmas: torch.Tensor) -> torch.Tensor:
-        return wrapper(run if sigmas is run.sigmas else replace(run, sigmas=sigmas), inner)
-    return call
+def run_sampler(run: SamplerRun, loop: Callable[[SamplerRun], torch.Tensor]) -> torch.Tensor:
+    """``loop(run)`` through the installed run wrappers (a wrapper's ``proceed(other)`` hands the rest another
+    run)."""
+    return through_wrappers(_RUN_WRAPPERS, loop, run)
 
 
 def guided_step(step: GuidanceStep, cfg: Callable[[GuidanceStep], torch.Tensor]) -> torch.Tensor:
@@ -169,11 +169,6 @@ def guided_step(step: GuidanceStep, cfg: Callable[[GuidanceStep], torch.Tensor])
     return through_wrappers(_STEP_WRAPPERS, cfg, step)
 
 
-def add_batch_wrapper(wrapper: BatchWrapper) -> Callable[[], None]:
-    """Install a batch wrapper once (the most recently installed runs outermost); returns its remover."""
-    return install_once(_BATCH_WRAPPERS, wrapper)
-
-
-def cond_batch(batch: CondBatch, body: Callable[[CondBatch], list[torch.Tensor]]) -> list[torch.Tensor]:
-    """``body(batch)`` through the installed batch wrappers (no wrapper: a plain call)."""
-    return through_wrappers(_BATCH_WRAPPERS, body, batch)
+def batched_calls(batch: CondBatch, calls: Callable[[CondBatch], list[torch.Tensor]]) -> list[torch.Tensor]:
+    """``calls(batch)`` through the installed batch wrappers."""
+    return through_wrappers(_BATCH_WRAPPERS, calls, batch)

@@ -33,8 +33,8 @@ def test_patcher_extension_registers_runnable_wrappers_and_refuses_the_rest(load
     pe.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, "k", first, options, is_model_options=True)
     pe.add_wrapper(pe.WrappersMP.APPLY_MODEL, second, options, is_model_options=True)
     assert options == {"transformer_options": {"wrappers": {"apply_model": {"k": [first], None: [second]}}}}
-    with pytest.raises(NotImplementedError, match="'sampler_sample': Loom's sampler does not run that type"):
-        pe.add_wrapper_with_key(pe.WrappersMP.SAMPLER_SAMPLE, "a", first, {})
+    with pytest.raises(NotImplementedError, match="'a_future_type': Loom's sampler does not run that type"):
+        pe.add_wrapper_with_key("a_future_type", "a", first, {})  # every WrappersMP type runs; a new one would not
     with pytest.raises(NotImplementedError, match=r"\('on_pre_run'\) in a transformer_options dict"):
         pe.add_callback(pe.CallbacksMP.ON_PRE_RUN, first, {}, is_model_options=True)
 
@@ -107,19 +107,54 @@ def test_tiled_scale_multidim_matches_the_untiled_function(loaded) -> None:
     assert down.shape == (1, 2, 8, 8)
 
 
-def test_video_types_answer_and_encoding_is_refused(loaded) -> None:
-    from comfy_api.latest import InputImpl, Types
+def test_video_types_encode_and_read_back_through_every_comfyui_path(loaded, tmp_path) -> None:
+    from comfy_api.input import VideoInput
+    from comfy_api.input.video_types import VideoInput as ModuleVideoInput
+    from comfy_api.input_impl import VideoFromComponents, VideoFromFile
+    from comfy_api.input_impl.video_types import VideoCodec
+    from comfy_api.input_impl.video_types import VideoFromFile as ModuleVideoFromFile
+    from comfy_api.latest import Input, InputImpl, Types
+    from comfy_api.latest._input_impl import VideoFromComponents as PrivateVideoFromComponents
+    from comfy_api.util import VideoComponents, VideoContainer
+    from comfy_api.util.video_types import VideoContainer as ModuleVideoContainer
 
+    from engine.video import VideoFromFile as EngineVideoFromFile
+
+    assert InputImpl.VideoFromFile is VideoFromFile is EngineVideoFromFile and Input.Video is VideoInput
+    assert InputImpl.VideoFromComponents is VideoFromComponents is PrivateVideoFromComponents
+    assert Types.VideoComponents is VideoComponents and Types.VideoCodec is VideoCodec
+    assert ModuleVideoInput is VideoInput and ModuleVideoFromFile is VideoFromFile
+    assert ModuleVideoContainer is VideoContainer is Types.VideoContainer
     assert Types.VideoContainer.as_input() == ["auto", "mp4"] and Types.VideoCodec.as_input() == ["auto", "h264"]
-    assert Types.VideoContainer.get_extension("auto") == "mp4"
-    video = InputImpl.VideoFromComponents(Types.VideoComponents(images=torch.zeros(6, 10, 16, 3),
+    assert VideoContainer.get_extension("auto") == "mp4"
+    video = InputImpl.VideoFromComponents(Types.VideoComponents(images=torch.rand(6, 10, 16, 3),
                                                                 frame_rate=Fraction(24)))
     assert video.get_dimensions() == (16, 10) and video.get_frame_count() == 6
     assert video.get_duration() == pytest.approx(0.25)
-    with pytest.raises(NotImplementedError, match="no video encoder"):
-        video.save_to("out.mp4", format=Types.VideoContainer("mp4"), codec="auto")
-    with pytest.raises(NotImplementedError, match="cannot read video"):
-        InputImpl.VideoFromFile("in.mp4").get_components()
+    path = str(tmp_path / "out.mp4")
+    video.save_to(path, format=Types.VideoContainer("mp4"), codec="auto", metadata={"prompt": {"1": {}}})
+    back = InputImpl.VideoFromFile(path)
+    assert isinstance(back, VideoInput) and back.get_dimensions() == (16, 10) and back.get_frame_count() == 6
+    assert back.get_frame_rate() == 24 and back.get_duration() == pytest.approx(0.25, abs=1e-3)
+    parts = back.get_components()
+    assert parts.images.shape == (6, 10, 16, 3) and parts.metadata["prompt"] == '{"1": {}}'
+    with pytest.raises(ValueError, match="in.mp4.*does not exist"):
+        InputImpl.VideoFromFile(str(tmp_path / "in.mp4")).get_components()
+    from nodes import bind, builtin_node_classes
+
+    for node_id in ("CreateVideo", "Video Slice"):  # comfy_extras modules expose the registry's built-ins
+        loaded.registry.register(node_id, bind(builtin_node_classes()[node_id], None), source="builtin")
+    from comfy_extras.nodes_video import CreateVideo, VideoSlice  # ComfyUI's module and class names
+
+    (made,) = CreateVideo().create_video(images=torch.rand(4, 8, 8, 3), fps=4.0)
+    (cut,) = VideoSlice().slice(video=made, start_time=0.5, duration=0.0, strict_duration=False)
+    assert isinstance(cut, InputImpl.VideoFromComponents) and cut.get_frame_count() == 2
+    from comfy_api.latest import io, ui
+
+    # a V3 pack's video preview: the wire shape SaveVideo sends, which the frontend plays as a video
+    shown = ui.PreviewVideo([ui.SavedResult("v_00001_.mp4", "video", io.FolderType.output)]).as_dict()
+    assert shown == {"images": [{"filename": "v_00001_.mp4", "subfolder": "video", "type": "output"}],
+                     "animated": (True,)}
     node = loaded.registry.get("KJImportsLoaded")
     assert node().run("mp4") == ("mp4",)
 

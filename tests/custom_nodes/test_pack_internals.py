@@ -60,8 +60,12 @@ def test_comfy_controlnet_classes_and_loader(loaded) -> None:
     assert facts["broadcast"] == [0.0, 1.0, 0.0, 1.0], "per-cond rows, repeated for each cond group"
     import comfy.controlnet
 
-    with pytest.raises(TypeError, match="isinstance"):
-        comfy.controlnet.ControlNet()
+    # real classes with ComfyUI's contract (packs subclass them); Loom's own handles still pass isinstance
+    bare = comfy.controlnet.ControlNet()
+    assert isinstance(bare, comfy.controlnet.ControlBase) and not isinstance(bare, comfy.controlnet.T2IAdapter)
+    assert bare.extra_conds == ["y"] and bare.timestep_percent_range == (0.0, 1.0)
+    with pytest.raises(NotImplementedError, match="Control-LoRA"):
+        comfy.controlnet.ControlLora({})
 
 
 def test_model_internals_answer_from_the_handle(loaded) -> None:

@@ -29,7 +29,7 @@ def test_a_replaced_ksampler_sample_wraps_every_run(packs, tiny) -> None:
         options = extra_args["model_options"]
         seen.append((self.sampler_name, sigmas.clone(), extra_args["seed"], options.pop("pack_flag", None),
                      model_wrap.model_patcher is model, tuple(args[5].shape)))
-        return original(self, model_wrap, sigmas[1:], *args[4:], **kwargs)  # skip the first step
+        return original(self, model_wrap, sigmas[1:], *args[3:], **kwargs)  # skip the first step
 
     model.model_options["pack_flag"] = "set on the model"
     comfy.samplers.KSAMPLER.sample = replaced

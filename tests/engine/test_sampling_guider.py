@@ -33,7 +33,7 @@ class FakeHandle:
         return None  # SD1.x: no ADM vector
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: Any = None,
-                    concat: torch.Tensor | None = None) -> torch.Tensor:
+                    concat: torch.Tensor | None = None, transformer_options: Any = None) -> torch.Tensor:
         self.calls.append({"batch": x.shape[0], "hw": tuple(x.shape[2:]), "ctx": context.mean(dim=(1, 2)).tolist(),
                            "concat": None if concat is None else concat.clone()})
         mu = context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1)

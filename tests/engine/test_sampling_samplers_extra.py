@@ -51,7 +51,7 @@ class FakeHandle:
         self.calls: list[int] = []
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, y: Any = None,
-                    concat: torch.Tensor | None = None) -> torch.Tensor:
+                    concat: torch.Tensor | None = None, transformer_options: Any = None) -> torch.Tensor:
         self.calls.append(x.shape[0])
         mu = context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1)
         s2 = sigma.reshape(-1, 1, 1, 1) ** 2

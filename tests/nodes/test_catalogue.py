@@ -58,7 +58,7 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "flow_families": ("TripleCLIPLoader", "CLIPTextEncodeSD3", "EmptySD3LatentImage", "FluxGuidance",
                       "FluxDisableGuidance", "CLIPTextEncodeFlux", "ModelSamplingFlux", "ModelSamplingSD3",
                       "ModelSamplingAuraFlow", "SkipLayerGuidanceDiT", "SkipLayerGuidanceSD3",
-                      "SkipLayerGuidanceDiTSimple"),
+                      "SkipLayerGuidanceDiTSimple", "ReferenceLatent", "FluxKontextMultiReferenceLatentMethod"),
     "adapters": ("ControlNetLoader", "DiffControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
                  "SetUnionControlNetType"),
     "clip_vision": ("CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
@@ -77,6 +77,15 @@ EXPECTED_BY_MODULE: dict[str, tuple[str, ...]] = {
     "hook_attach": ("ConditioningSetProperties", "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties",
                     "PairConditioningSetPropertiesAndCombine", "ConditioningSetDefaultCombine",
                     "PairConditioningSetDefaultCombine", "PairConditioningCombine", "SetClipHooks"),
+    "audio": ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced", "LoadAudio", "PreviewAudio",
+              "RecordAudio"),
+    "audio_edit": ("TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat", "AudioMerge",
+                   "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
+    "save_advanced": ("SaveImageAdvanced", "ImageColorSpace"),
+    "utility_staples": ("SaveText", "CustomCombo", "SeedNode", "ComfyNumberConvert", "ColorToRGBInt",
+                        "LatentCutToBatch", "ImageCropToMask", "Painter", "FluxKontextImageScale"),
+    "conditioning_files": ("ConditioningLoader", "SaveConditioning", "MarigoldV2PostProcess"),
+    "video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo", "Video Slice"),
 }
 EXPECTED = {name for names in EXPECTED_BY_MODULE.values() for name in names}
 

@@ -132,7 +132,11 @@ def test_post_cfg_function_runs_once_per_step_with_documented_args(model: Any) -
     assert len(seen) == 4
     assert all(set(a) >= POST_CFG_KEYS for a in seen)
     a = seen[0]
-    assert a["cond_scale"] == CFG and a["model"] is m and a["model_options"] is m.model_options
+    assert a["cond_scale"] == CFG and a["model"] is m
+    # the run's copy of the model's options, with the schedule under transformer_options, as ComfyUI's guider passes
+    opts = a["model_options"]
+    assert opts is not m.model_options and opts["sampler_post_cfg_function"] == m.model_options["sampler_post_cfg_function"]
+    assert len(opts["transformer_options"]["sample_sigmas"]) == 5  # 4 steps
     assert torch.allclose(a["denoised"], a["uncond_denoised"] + (a["cond_denoised"] - a["uncond_denoised"]) * CFG)
     assert a["sigma"].shape == (1,) and a["input"].shape == SHAPE
     assert [float(s["sigma"][0]) for s in seen] == sorted((float(s["sigma"][0]) for s in seen), reverse=True)

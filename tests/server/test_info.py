@@ -40,7 +40,7 @@ async def test_models_embeddings_and_metadata(client: Any, loom: Loom) -> None:
     _safetensors(models / "checkpoints" / "sd" / "a.safetensors", {"title": "tiny"})
     _safetensors(models / "checkpoints" / "b.safetensors", None)
     (models / "checkpoints" / "notes.txt").write_text("x")
-    (models / "embeddings").mkdir()
+    (models / "embeddings").mkdir(exist_ok=True)
     (models / "embeddings" / "easyneg.pt").write_bytes(b"x")
     keys = await (await client.get("/models")).json()
     assert "checkpoints" in keys and "loras" in keys

@@ -71,6 +71,30 @@ def test_widget_extras_are_skipped(registry: Any) -> None:
     assert api[str(ks["id"])]["inputs"]["steps"] == 20 and api[str(ks["id"])]["inputs"]["seed"] == 42
 
 
+def test_dynamic_combo_widgets_follow_their_combo(registry: Any) -> None:
+    """The editor writes a DynamicCombo's value, then the chosen option's widgets (nested combos likewise)."""
+    def save(id_: int, widgets: list[Any]) -> dict[str, Any]:
+        return {"id": id_, "type": "SaveImageAdvanced", "mode": 0, "widgets_values": widgets, "outputs": [],
+                "inputs": [{"name": "images", "type": "IMAGE", "link": None}]}
+
+    ui = {"nodes": [save(1, ["Qwen_image_2.1", "png", "8-bit", "sRGB"]),  # as in ComfyUI's templates
+                    save(2, ["x", "exr", "32-bit float", "linear"]),
+                    save(3, ["y", "avif", "auto", "HDR", 30, "animated", 12.0, 2]),
+                    {"id": 4, "type": "ResizeImageMaskNode", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": ["scale by multiplier", 1.5, "bicubic"]}],
+          "links": []}
+    api = ui_to_api(ui, types_of(registry))
+    assert api["1"]["inputs"] == {"filename_prefix": "Qwen_image_2.1", "format": "png", "format.bit_depth": "8-bit",
+                                  "format.input_color_space": "sRGB"}
+    assert api["2"]["inputs"]["format.input_color_space"] == "linear"
+    assert api["3"]["inputs"] == {"filename_prefix": "y", "format": "avif", "format.bit_depth": "auto",
+                                  "format.input_color_space": "HDR", "format.crf": 30,
+                                  "format.save_mode": "animated", "format.save_mode.fps": 12.0,
+                                  "format.save_mode.loop_count": 2}
+    assert api["4"]["inputs"] == {"resize_type": "scale by multiplier", "resize_type.multiplier": 1.5,
+                                  "scale_method": "bicubic"}
+
+
 def _hand_made() -> dict[str, Any]:
     """Loader -> Reroute -> (bypassed CLIPSetLastLayer) -> CLIPTextEncode, seed from a PrimitiveNode, a muted
     node and a note."""

@@ -7,10 +7,11 @@ from typing import Any
 
 import comfy.model_sampling as _sampling
 
-from engine.model_base import SD21UNCLIP, SDXL, BaseModel, ModelType, SDXLRefiner
+from engine.model_base import SD21UNCLIP, SDXL, BaseModel, SDXLRefiner
+from engine.model_configs import ModelType
 
 __all__ = ["BaseModel", "SDXL", "SDXLRefiner", "SDXL_instructpix2pix", "SD21UNCLIP", "SDXLUnclip", "SVD_img2vid",
-           "ModelType", "model_sampling"]
+           "ModelType", "model_sampling", "CosmosPredict2", "Anima"]
 
 
 class SDXL_instructpix2pix(SDXL):  # noqa: N801  (ComfyUI's name) not built by Loom: nothing is an instance
@@ -39,3 +40,11 @@ def model_sampling(model_config: Any, model_type: ModelType) -> _sampling.ModelS
     cls = type("ModelSampling", (_sampling.ModelSamplingDiscrete, prediction), {})
     built: _sampling.ModelSamplingDiscrete = cls(model_config)
     return built
+
+
+class CosmosPredict2(BaseModel):
+    """A Cosmos Predict2 model (not loaded by Loom: nothing is an instance; tooling-nodes' region checks)."""
+
+
+class Anima(CosmosPredict2):
+    """An Anima model (not loaded by Loom: nothing is an instance)."""

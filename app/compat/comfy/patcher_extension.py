@@ -3,14 +3,16 @@ readers of ComfyUI's registries in a `transformer_options` dict (`get_*`, layout
 `WrapperExecutor` (calls a wrapper chain around a function), `PatcherInjection` and the nested-dict helpers.
 
 `add_wrapper(_with_key)` writes into a `transformer_options` / `model_options` dict as ComfyUI's does; Loom's
-sampler runs the types `outer_sample`, `predict_noise` and `apply_model` from there and from the MODEL's own
-registry (app/compat/_model_wrappers.py). Other types are refused with an error naming the type, rather than stored
-and never called. Callbacks in a dict are never called (ComfyUI calls a MODEL's own), so `add_callback(_with_key)`
-here is refused: register them on the MODEL (`on_clone`, `on_pre_run`, `on_cleanup`)."""
+sampler runs the types in `app/compat/_model_wrappers.RUNNABLE_WRAPPERS` from there and from the MODEL's own
+registry. Other types (`prepare_sampling`) are refused with an error naming the type, rather than stored and never
+called. Callbacks in a dict are never called (ComfyUI calls a MODEL's own), so `add_callback(_with_key)` here is
+refused: register them on the MODEL (the types in `RUNNABLE_CALLBACKS`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from app.compat._model_wrappers import RUNNABLE_CALLBACKS, check_runnable
 
 __all__ = ["CallbacksMP", "PatcherInjection", "WrapperExecutor", "WrappersMP", "add_callback",
            "add_callback_with_key", "add_wrapper", "add_wrapper_with_key", "copy_nested_dicts",
@@ -66,7 +68,7 @@ def _options(transformer_options: dict[str, Any], is_model_options: bool) -> dic
 def _refuse_callback(kind: str) -> None:
     raise NotImplementedError(f"a ComfyUI model callback ({kind!r}) in a transformer_options dict: Loom's sampler "
                               "does not call those; register it on the MODEL (model.add_callback_with_key) for "
-                              "the types it calls (on_clone, on_pre_run, on_cleanup)")
+                              f"the types it calls ({', '.join(RUNNABLE_CALLBACKS)})")
 
 
 def _registry_for(transformer_options: dict[str, Any], is_model_options: bool) -> Registry:
@@ -121,9 +123,7 @@ def add_wrapper_with_key(wrapper_type: str, key: str | None, wrapper: Callable[.
                          transformer_options: dict[str, Any], is_model_options: bool = False) -> None:
     """Append `wrapper` to `transformer_options["wrappers"][wrapper_type][key]` (`model_options`' own
     `transformer_options` when `is_model_options`); a type Loom's sampler does not run is refused."""
-    from engine.module_patcher import RUNNABLE_WRAPPERS, check_runnable
-
-    check_runnable("wrapper", wrapper_type, RUNNABLE_WRAPPERS)
+    check_runnable("wrapper", wrapper_type)
     _registry_for(transformer_options, is_model_options).setdefault(wrapper_type, {}).setdefault(key, []).append(
         wrapper)
 

@@ -12,25 +12,27 @@ module is loaded, with ComfyUI's arguments (engine.sampling.run_wrappers):
   prediction, `uncond` / `cond` the resolved cond lists, returning the guided x0 (the original is Loom's CFG).
 A `CFGGuider` subclass's `predict_noise` is called the same way for each guided prediction of its own runs.
 
-While it is loaded, the `outer_sample`, `predict_noise` and `apply_model` wrappers packs register on a MODEL (and its
-`on_pre_run` / `on_cleanup` callbacks) run too (app/compat/_model_wrappers.py); `executor.class_obj` of the first
-two is the run's `CFGGuider` (the pack's own, or one standing for KSampler's).
+While it is loaded, the wrappers packs register on a MODEL (`outer_sample`, `sampler_sample`, `predict_noise`,
+`calc_cond_batch`, `apply_model`, `diffusion_model`) and its `on_pre_run` / `on_cleanup` / `on_prepare_state`
+callbacks run too (app/compat/_model_wrappers.py); the guider they see is the run's `CFGGuider` (the pack's own, or
+one standing for KSampler's).
 """
 from __future__ import annotations
 
 import sys
-from contextvars import ContextVar
 from typing import Any
 
 from app.compat import _model_wrappers
+from app.compat._cond_dicts import from_dicts
 from app.compat._environment import shim_still_loaded
+from app.compat._model_wrappers import RunningGuider, guiding, running
 from engine import names
 from engine.model_call import ModelCall, NetworkCall, add_call_wrapper, add_network_wrapper
+from engine.patching import add_registration_check
 from engine.sampling.run_wrappers import (
     CondBatch,
     GuidanceStep,
     OuterRun,
-    Proceed,
     SamplerRun,
     add_batch_wrapper,
     add_outer_wrapper,
@@ -68,10 +70,12 @@ class KSAMPLER:
 
     def sample(self, model_wrap: Any, sigmas: Any, extra_args: Any, callback: Any, noise: Any,
                latent_image: Any = None, denoise_mask: Any = None, disable_pbar: bool = False) -> Any:
-        """Loom's sampler over `sigmas` for the run `model_wrap` stands for (reached through a pack's
-        replacement of this method); other callers pass this object as a SAMPLER instead."""
+        """Loom's sampler over `sigmas` (from `noise`, `latent_image`, `denoise_mask`, `callback` and
+        `extra_args["seed"]`) for the run `model_wrap` stands for (reached through a pack's replacement of this
+        method); other callers pass this object as a SAMPLER instead."""
         if isinstance(model_wrap, LoomModelWrap):
-            return model_wrap.proceed(sigmas)
+            return model_wrap.proceed(_model_wrappers.run_from_sample_args(
+                model_wrap.run, sigmas, extra_args, callback, noise, latent_image, denoise_mask))
         raise NotImplementedError("comfy.samplers.KSAMPLER.sample runs only inside Loom's sampler runs: pass the "
                                   "KSAMPLER to SamplerCustom / comfy.sample.sample_custom, which run Loom's sampler")
 
@@ -81,24 +85,25 @@ _LOOM_KSAMPLER_SAMPLE = KSAMPLER.sample
 
 class LoomModelWrap:
     """The `model_wrap` a sampler run hands `KSAMPLER.sample`: ComfyUI's names for the run's model, and the
-    rest of Loom's run (`proceed(sigmas)`)."""
+    rest of Loom's run (`proceed(run)`)."""
 
-    def __init__(self, run: SamplerRun, proceed: Proceed, model_options: dict[str, Any]) -> None:
+    def __init__(self, run: SamplerRun, proceed: Any, model_options: dict[str, Any]) -> None:
+        self.run = run
         self.proceed = proceed
         self.model_patcher = run.model
         self.inner_model = getattr(run.model, "model", run.model)
         self.model_options = model_options
 
 
-def _through_replaced_sample(run: SamplerRun, proceed: Proceed) -> Any:
+def _through_replaced_sample(run: SamplerRun, proceed: Any) -> Any:
     """A sampler run, through `KSAMPLER.sample` when a pack has replaced it (engine.sampling.run_wrappers)."""
     if not _loaded() or KSAMPLER.sample is _LOOM_KSAMPLER_SAMPLE:
-        return proceed(run.sigmas)
+        return proceed()
     sampler = KSAMPLER(run.sampler_name if run.sampler_name in SAMPLER_NAMES else SAMPLER_NAMES[0])
     model_options = dict(run.model.model_options)
     extra_args = {"model_options": model_options, "seed": run.seed, "denoise_mask": run.denoise_mask}
-    return sampler.sample(LoomModelWrap(run, proceed, model_options), run.sigmas, extra_args, None, run.noise,
-                          run.latent, run.denoise_mask, True)
+    return sampler.sample(LoomModelWrap(run, proceed, model_options), run.sigmas, extra_args, run.callback,
+                          run.noise, run.latent, run.denoise_mask, True)
 
 
 def sampler_object(name: str) -> KSAMPLER:
@@ -155,10 +160,11 @@ def calc_cond_batch(model: Any, conds: list[Any], x_in: Any, timestep: Any, mode
     """x0 predictions of each cond list (None: skipped) at `x_in`, `timestep` (sigma): Loom's batched model calls,
     with `model_options`' transformer patches (default: the model's own; e.g. skipped DiT blocks).
 
-    The cond lists are the ones Loom's sampler hands its hooks (`args["conds"]`, resolved conditioning)."""
+    The cond lists are the ones Loom's sampler hands its hooks (`args["conds"]`, resolved conditioning) or the
+    cond dicts a `calc_cond_batch` wrapper was handed (app/compat/_cond_dicts.py)."""
     from engine.sampling.guider import calc_cond_batch as engine_calc_cond_batch
 
-    return engine_calc_cond_batch(model, conds, x_in, timestep, model_options)
+    return engine_calc_cond_batch(model, from_dicts(conds), x_in, timestep, model_options)
 
 
 def cfg_function(model: Any, cond_pred: Any, uncond_pred: Any, cond_scale: float, x: Any, timestep: Any,
@@ -230,16 +236,10 @@ class CFGGuider:
         from engine.sampling.custom import sample_custom
 
         own = type(self).predict_noise is not CFGGuider.predict_noise
-        token = _GUIDER_RUN.set((self, sigmas, self._extra_conds()) if own else None)
-        sampling = _SAMPLING_GUIDER.set(self)
-        try:
+        with guiding(RunningGuider(self, own, self._extra_conds()) if own else RunningGuider(self)):
             return sample_custom(self.model_patcher, noise, self.cfg, sampler, sigmas,
                                  self.original_conds.get("positive") or [], self.original_conds.get("negative") or [],
                                  latent_image, noise_mask=denoise_mask, callback=callback, seed=seed)
-        finally:
-            _SAMPLING_GUIDER.reset(sampling)
-            _GUIDER_RUN.reset(token)
-
 
     def _extra_conds(self) -> dict[str, Any]:
         """Resolvers of the conds set beyond positive / negative (Guider_PerpNeg's empty prompt), each with its
@@ -255,22 +255,12 @@ class CFGGuider:
         return extra
 
 
-# the guider whose own predict_noise guides the run in progress (this thread / task), with the run's sigmas and the
-# resolvers of its extra conds
-_GUIDER_RUN: ContextVar[tuple[CFGGuider, Any, dict[str, Any]] | None] = ContextVar("loom_compat_guider_run",
-                                                                                    default=None)
-
-
-# the CFGGuider whose sample() is running (this thread / task): the class_obj of the MODEL's wrappers
-_SAMPLING_GUIDER: ContextVar[CFGGuider | None] = ContextVar("loom_compat_sampling_guider", default=None)
-
-
 def _guider_for(model: Any, positive: Any, negative: Any, cfg: float) -> CFGGuider:
     """The guider of the sampling in progress, or one standing for KSampler's (ComfyUI's KSampler runs a
     CFGGuider too)."""
-    guider = _SAMPLING_GUIDER.get()
-    if guider is not None and guider.model_patcher is model:
-        return guider
+    current = running()
+    if current is not None and current.guider.model_patcher is model:
+        return current.guider  # type: ignore[no-any-return]
     guider = CFGGuider(model)
     guider.original_conds.update({"positive": positive, "negative": negative})
     guider.set_cfg(cfg)
@@ -278,7 +268,7 @@ def _guider_for(model: Any, positive: Any, negative: Any, cfg: float) -> CFGGuid
     return guider
 
 
-def _sampler_for(run: OuterRun) -> Any:
+def _sampler_for(run: OuterRun | SamplerRun) -> Any:
     """ComfyUI's SAMPLER object for a run: a KSAMPLER for a named sampler, else Loom's sampler spec."""
     return KSAMPLER(run.sampler_name) if run.sampler_name in SAMPLER_NAMES else run.sampler
 
@@ -291,26 +281,33 @@ def _through_model_outer_sample(run: OuterRun, proceed: Any) -> Any:
                                                                                  r.cfg), _sampler_for)
 
 
-def _through_model_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
-    """A guided prediction, through the MODEL's `predict_noise` wrappers."""
+def _through_model_sampler_sample(run: SamplerRun, proceed: Any) -> Any:
+    """A sampler run, through the MODEL's `sampler_sample` wrappers."""
     if not _loaded():
         return proceed()
-    return _model_wrappers.run_predict_noise(step, proceed, lambda s: _guider_for(s.model, s.positive, s.negative,
-                                                                                   s.cfg))
+    return _model_wrappers.run_sampler_sample(run, proceed, _sampler_for)
 
 
 def _through_model_calc_cond_batch(batch: CondBatch, proceed: Any) -> Any:
-    """The predictions of a step's cond lists, through the MODEL's `calc_cond_batch` wrappers."""
+    """Batched model calls, through the MODEL's `calc_cond_batch` wrappers and `on_prepare_state` callbacks."""
     if not _loaded():
         return proceed()
     return _model_wrappers.run_calc_cond_batch(batch, proceed)
 
 
 def _through_model_diffusion_model(call: NetworkCall, proceed: Any) -> Any:
-    """A network call, through the MODEL's `diffusion_model` wrappers."""
+    """A network forward, through the MODEL's `diffusion_model` wrappers."""
     if not _loaded():
         return proceed()
     return _model_wrappers.run_diffusion_model(call, proceed)
+
+
+def _through_model_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
+    """A guided prediction, through the MODEL's `predict_noise` wrappers."""
+    if not _loaded():
+        return proceed()
+    return _model_wrappers.run_predict_noise(step, proceed, lambda s: _guider_for(s.model, s.positive, s.negative,
+                                                                                   s.cfg))
 
 
 def _through_model_apply_model(call: ModelCall, proceed: Any) -> Any:
@@ -322,20 +319,15 @@ def _through_model_apply_model(call: ModelCall, proceed: Any) -> Any:
 
 def _through_guider_predict_noise(step: GuidanceStep, proceed: Any) -> Any:
     """A guided prediction of a CFGGuider subclass's run, through its `predict_noise`."""
-    active = _GUIDER_RUN.get()
-    if active is None or not _loaded():
+    active = running()
+    if active is None or not active.own_predict or not _loaded():
         return proceed()
-    guider, sigmas, extra = active
+    guider = active.guider
     guider.conds = {"positive": step.positive, "negative": step.negative or None,
-                    **{key: resolver.resolve(step.model, step.x, step.sigma) for key, resolver in extra.items()}}
+                    **{key: resolver.resolve(step.model, step.x, step.sigma) for key, resolver in active.extra.items()}}
     guider.inner_model = step.model
-    transformer = {**(step.model_options.get("transformer_options") or {}), "sample_sigmas": sigmas}
-    token = _GUIDER_RUN.set(None)  # a sampler run inside predict_noise is not this guider's
-    try:
-        return guider.predict_noise(step.x, step.sigma, {**step.model_options, "transformer_options": transformer},
-                                    step.seed)
-    finally:
-        _GUIDER_RUN.reset(token)
+    with guiding(RunningGuider(guider)):  # a sampler run inside predict_noise is not guided by it again
+        return guider.predict_noise(step.x, step.sigma, step.model_options, step.seed)
 
 
 class KSamplerX0Inpaint:
@@ -362,12 +354,20 @@ def _cond_internal(name: str) -> Any:
 get_area_and_mult = _cond_internal("get_area_and_mult")
 can_concat_cond = _cond_internal("can_concat_cond")
 cond_cat = _cond_internal("cond_cat")
+process_conds = _cond_internal("process_conds")
+
+
+def _check_registration(patcher: Any, section: str, kind: str) -> None:
+    """A patcher refuses the wrapper / callback types Loom does not run on it (while this module is loaded)."""
+    if _loaded():
+        _model_wrappers.check_runnable(section, kind, patcher)
 
 
 def _loaded() -> bool:
     return shim_still_loaded(__name__, _THIS_MODULE, _remove_run_wrapper, _remove_step_wrapper,
                              _remove_guider_wrapper, _remove_outer_wrapper, _remove_predict_wrapper,
-                             _remove_call_wrapper, _remove_batch_wrapper, _remove_network_wrapper)
+                             _remove_call_wrapper, _remove_registration_check, _remove_sampler_sample_wrapper,
+                             _remove_batch_wrapper, _remove_network_wrapper)
 
 
 _THIS_MODULE = sys.modules[__name__]
@@ -378,5 +378,8 @@ _remove_guider_wrapper = add_step_wrapper(_through_guider_predict_noise)
 _remove_predict_wrapper = add_step_wrapper(_through_model_predict_noise)
 _remove_outer_wrapper = add_outer_wrapper(_through_model_outer_sample)
 _remove_call_wrapper = add_call_wrapper(_through_model_apply_model)
+# installed after the replaced-sample one: ComfyUI runs sampler_sample wrappers around `sampler.sample`
+_remove_sampler_sample_wrapper = add_run_wrapper(_through_model_sampler_sample)
 _remove_batch_wrapper = add_batch_wrapper(_through_model_calc_cond_batch)
 _remove_network_wrapper = add_network_wrapper(_through_model_diffusion_model)
+_remove_registration_check = add_registration_check(_check_registration)

@@ -9,6 +9,7 @@ import comfy.clip_vision  # noqa: F401  (ComfyUI's comfy.sd imports these: packs
 import comfy.model_base  # noqa: F401
 
 from app.compat._environment import handles_for
+from engine.adapters.style import StyleModel  # noqa: F401  (STYLE_MODEL's class: packs check isinstance)
 from engine.lazy_models import LazyModelManager
 
 if TYPE_CHECKING:

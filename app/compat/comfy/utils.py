@@ -6,6 +6,10 @@ from typing import Any
 import torch
 
 from app.compat._environment import handles_for
+from app.compat._unet_key_maps import TRANSFORMER_BLOCKS as TRANSFORMER_BLOCKS
+from app.compat._unet_key_maps import UNET_MAP_ATTENTIONS as UNET_MAP_ATTENTIONS
+from app.compat._unet_key_maps import UNET_MAP_BASIC as UNET_MAP_BASIC
+from app.compat._unet_key_maps import UNET_MAP_RESNET as UNET_MAP_RESNET
 from engine import image_ops
 from engine.safetensors_header import HEADER_LIMIT, HeaderTooLargeError, read_safetensors_header
 from engine.sampling.conditioning import repeat_to_batch_size as engine_repeat_to_batch_size

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 import torch
 from comfy_api.latest import io
 
+from engine.video import VideoInput
+
 
 def _node_context(node_id: str | None) -> Any:
     from executor.context import current
@@ -94,3 +96,4 @@ class Input:
     Mask = torch.Tensor
     Latent = dict
     Audio = dict
+    Video = VideoInput

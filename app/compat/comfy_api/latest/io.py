@@ -210,10 +210,22 @@ class _ComboInput(WidgetInput):
             self.options[UploadType(upload).value] = True
 
 
+class _ComboOutput(Output):
+    """A COMBO output; given `options`, its type is that list of choices (as V1 nodes return a choice list, so it
+    links to a COMBO input offering the same names)."""
+
+    def __init__(self, id: str | None = None, display_name: str | None = None, options: list[Any] | None = None,
+                 tooltip: str | None = None, is_output_list: bool = False) -> None:
+        super().__init__(id, display_name, tooltip, is_output_list)
+        self.options = list(options) if options is not None else []
+        if self.options:
+            self.io_type = self.options  # type: ignore[assignment]
+
+
 class Combo:
     io_type = "COMBO"
     Input = _ComboInput
-    Output = type("Output", (Output,), {"io_type": "COMBO", "__qualname__": "Combo.Output"})
+    Output = type("Output", (_ComboOutput,), {"io_type": "COMBO", "__qualname__": "Combo.Output"})
 
 
 class MultiType:

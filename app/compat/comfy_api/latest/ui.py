@@ -1,4 +1,4 @@
-"""`comfy_api.latest.ui`: output helpers for V3 nodes (previews saved to temp/, text)."""
+"""`comfy_api.latest.ui`: output helpers for V3 nodes (image and audio previews saved to temp/, saved audio, text)."""
 from __future__ import annotations
 
 import os
@@ -65,8 +65,67 @@ class PreviewMask(PreviewImage):
         super().__init__(image, animated, cls)
 
 
+class PreviewVideo(_UIOutput):
+    """Shows saved video files on the node: ComfyUI lists them under "images", flagged animated."""
+
+    def __init__(self, values: list[SavedResult | dict[str, str]], **kwargs: Any) -> None:
+        super().__init__({"images": list(values), "animated": (True,)})
+
+
 class PreviewText(_UIOutput):
     """Shows text on the node."""
 
     def __init__(self, value: str, **kwargs: Any) -> None:
         super().__init__({"text": (value,)})
+
+
+class SavedAudios(_UIOutput):
+    """Audio files shown in the node's player (`{"audio": [results]}`)."""
+
+    def __init__(self, results: list[SavedResult]) -> None:
+        super().__init__({"audio": list(results)})
+
+
+class AudioSaveHelper:
+    """ComfyUI's audio writer for V3 nodes: each clip of an AUDIO batch to one FLAC / MP3 / Opus file."""
+
+    @staticmethod
+    def save_audio(audio: Any, filename_prefix: str, folder_type: Any, cls: Any = None, format: str = "flac",
+                   quality: str = "128k") -> list[SavedResult]:
+        """Write each clip to output/ or temp/ (`folder_type`) with the node's prompt / workflow tags."""
+        import folder_paths
+        from comfy.cli_args import args
+
+        from engine import audio as audio_files
+
+        if format not in ("flac", "mp3", "opus"):
+            raise ValueError(f"Unsupported audio format: {format!r}; use flac, mp3 or opus")
+        kind = getattr(folder_type, "value", folder_type)
+        base = folder_paths.get_temp_directory() if kind == "temp" else folder_paths.get_output_directory()
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, base)
+        hidden = getattr(cls, "hidden", None)
+        tags = {} if args.disable_metadata or hidden is None else audio_files.metadata_tags(
+            hidden.prompt, hidden.extra_pnginfo)
+        choices = {"mp3": audio_files.MP3_QUALITIES, "opus": audio_files.OPUS_QUALITIES}.get(format, ())
+        results = []
+        for batch_number, clip in enumerate(audio["waveform"].cpu()):
+            name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}.{format}"
+            audio_files.encode_file(clip, int(audio["sample_rate"]), os.path.join(folder, name), format,
+                                    quality if quality in choices else None, tags)
+            results.append(SavedResult(name, subfolder, str(kind)))
+            counter += 1
+        return results
+
+    @staticmethod
+    def get_save_audio_ui(audio: Any, filename_prefix: str, cls: Any = None, format: str = "flac",
+                          quality: str = "128k") -> SavedAudios:
+        """Save to output/ and wrap the files for the node's `ui`."""
+        return SavedAudios(AudioSaveHelper.save_audio(audio, filename_prefix, "output", cls, format, quality))
+
+
+class PreviewAudio(_UIOutput):
+    """Writes the AUDIO as FLAC to temp/ and plays it on the node."""
+
+    def __init__(self, audio: Any, cls: Any = None, **kwargs: Any) -> None:
+        prefix = "ComfyUI_temp_" + "".join(random.choice("0123456789abcdef") for _ in range(5))
+        super().__init__({"audio": AudioSaveHelper.save_audio(audio, prefix, "temp", cls, "flac")})

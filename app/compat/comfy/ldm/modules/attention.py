@@ -28,7 +28,8 @@ from engine.networks.ops import Plain
 
 __all__ = ["wrap_attn", "optimized_attention", "optimized_attention_masked", "optimized_attention_for_device", "attention_basic",
            "attention_pytorch", "attention_split", "attention_sub_quad", "attention_xformers",
-           "BasicTransformerBlock", "CrossAttention", "SpatialTransformer", "FeedForward", "GEGLU", "default", "exists"]
+           "BasicTransformerBlock", "CrossAttention", "SpatialTransformer", "SpatialVideoTransformer", "FeedForward",
+           "GEGLU", "default", "exists"]
 
 AttentionFunction = Callable[..., torch.Tensor]
 
@@ -99,3 +100,10 @@ def optimized_attention_for_device(device: Any = None, mask: bool = False, small
                                    ) -> AttentionFunction:
     """The attention function for `device` (ComfyUI chooses a kernel; Loom has one for every device)."""
     return optimized_attention
+
+
+class SpatialVideoTransformer(SpatialTransformer):
+    """ComfyUI's SVD video transformer: subclassable for packs, not buildable (Loom has no video UNet)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("comfy.ldm.modules.attention.SpatialVideoTransformer: Loom has no video (SVD) UNet")

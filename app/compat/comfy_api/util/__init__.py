@@ -1,0 +1,6 @@
+"""`comfy_api.util` (ComfyUI keeps it for older packs): the video container / codec names and components."""
+from __future__ import annotations
+
+from engine.video import VideoCodec, VideoComponents, VideoContainer
+
+__all__ = ["VideoContainer", "VideoCodec", "VideoComponents"]
