@@ -9,7 +9,6 @@ shared base weights are never modified.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import math
 from collections.abc import Callable, Iterator
@@ -31,19 +30,21 @@ from engine.model_call import (
     wrapped_network_call,
 )
 from engine.model_management import ManagedModel, ModelManager
+from engine.module_patcher import ModulePatcher
 from engine.networks.unet import UNetModel
-from engine.patching import Patch, Patchable, check_registration
+from engine.patching import Patch, Patchable
 from engine.vae_handle import VaeHandle
 
 __all__ = ["ModelHandle", "ClipHandle", "VaeHandle", "Patch", "Conditioning"]
 
 Conditioning = list[list[Any]]
 
-class ModelHandle(Patchable):
+class ModelHandle(ModulePatcher):
     """The MODEL: a diffusion network, its noise schedule and latent format.
 
     apply_model(x, sigma, context) does the c_in scaling, the nearest-integer timestep and the eps / v rule
-    and returns the denoised latent (k-diffusion denoiser contract).
+    and returns the denoised latent (k-diffusion denoiser contract). A ``ModulePatcher`` (ComfyUI's ModelPatcher)
+    whose module is the network, placed by the model manager; its ``model`` is ComfyUI's BaseModel view.
     """
 
     _prefixes = ("diffusion_model.", "model.diffusion_model.")
@@ -52,7 +53,7 @@ class ModelHandle(Patchable):
     def __init__(self, diffusion_model: UNetModel, model_sampling: Any, latent_format: LatentFormat,
                  family: Family, manager: ModelManager, entry: ManagedModel | None = None,
                  compute_dtype: torch.dtype | None = None) -> None:
-        super().__init__()
+        Patchable.__init__(self)  # not ModulePatcher.__init__: the manager places this network
         self.diffusion_model = diffusion_model
         self.compute_dtype = compute_dtype or next(diffusion_model.parameters()).dtype
         self.model_sampling = model_sampling
@@ -81,16 +82,27 @@ class ModelHandle(Patchable):
         return self.compute_dtype
 
     @property
-    def load_device(self) -> torch.device:
+    def load_device(self) -> torch.device:  # type: ignore[override]  # the manager's device, not a stored one
         return self.manager.policy.device
+
+    @property
+    def offload_device(self) -> torch.device:  # type: ignore[override]
+        return self.manager.policy.offload_device
 
     def clone(self) -> ModelHandle:
         """A handle sharing the network, with its own copy of the patches and options."""
-        other = copy.copy(self)
-        self._copy_patcher_state_to(other)
-        for callback in self.get_all_callbacks("on_clone"):
-            callback(self, other)
+        other = super().clone()
+        assert isinstance(other, ModelHandle)
         return other
+
+    def load(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: the model manager places a MODEL's network (with its patches) when it runs."""
+        raise NotImplementedError("ModelPatcher.load on a Loom MODEL: its model manager loads the network when it "
+                                  "runs; nothing to call")
+
+    def offload(self) -> None:
+        """Refused, as ``load``."""
+        raise NotImplementedError("ModelPatcher.offload on a Loom MODEL: its model manager offloads the network")
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
                     y: torch.Tensor | None = None, concat: torch.Tensor | None = None,
@@ -186,53 +198,6 @@ class ModelHandle(Patchable):
         for part in filter(None, path.split(".")):
             target = getattr(target, part)
         return target
-
-    # ComfyUI's ModelPatcher wrapper / callback registries ({type: {key: [fn, ...]}}, copied by clone()); the
-    # ComfyUI compatibility layer runs them (app/compat/_model_wrappers.py) and refuses, through the installed
-    # registration checks (engine.patching), the types it does not run; the handle itself calls "on_clone"
-    def add_wrapper(self, wrapper_type: str, wrapper: Callable[..., Any]) -> None:
-        """ComfyUI's ``add_wrapper``: ``add_wrapper_with_key`` under the key None."""
-        self.add_wrapper_with_key(wrapper_type, None, wrapper)
-
-    def add_wrapper_with_key(self, wrapper_type: str, key: Any, wrapper: Callable[..., Any]) -> None:
-        """Register ``wrapper`` (``fn(executor, *args, **kwargs)``) of ``wrapper_type`` under ``key``, unless an
-        installed registration check refuses the type."""
-        check_registration("wrapper", wrapper_type)
-        self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
-
-    def remove_wrappers_with_key(self, wrapper_type: str, key: Any) -> None:
-        """Drop the wrappers of ``wrapper_type`` registered under ``key`` (on this handle)."""
-        self.wrappers.get(wrapper_type, {}).pop(key, None)
-
-    def get_wrappers(self, wrapper_type: str, key: Any) -> list[Callable[..., Any]]:
-        """The wrappers of ``wrapper_type`` under ``key`` (the stored list, as ComfyUI)."""
-        return self.wrappers.get(wrapper_type, {}).get(key, [])
-
-    def get_all_wrappers(self, wrapper_type: str) -> list[Callable[..., Any]]:
-        """Every wrapper of ``wrapper_type``, keys in registration order."""
-        return [fn for fns in self.wrappers.get(wrapper_type, {}).values() for fn in fns]
-
-    def add_callback(self, call_type: str, callback: Callable[..., Any]) -> None:
-        """ComfyUI's ``add_callback``: ``add_callback_with_key`` under the key None."""
-        self.add_callback_with_key(call_type, None, callback)
-
-    def add_callback_with_key(self, call_type: str, key: Any, callback: Callable[..., Any]) -> None:
-        """Register ``callback`` of ``call_type`` under ``key``, unless an installed registration check refuses the
-        type."""
-        check_registration("callback", call_type)
-        self.callbacks.setdefault(call_type, {}).setdefault(key, []).append(callback)
-
-    def remove_callbacks_with_key(self, call_type: str, key: Any) -> None:
-        """Drop the callbacks of ``call_type`` registered under ``key`` (on this handle)."""
-        self.callbacks.get(call_type, {}).pop(key, None)
-
-    def get_callbacks(self, call_type: str, key: Any) -> list[Callable[..., Any]]:
-        """The callbacks of ``call_type`` under ``key`` (the stored list, as ComfyUI)."""
-        return self.callbacks.get(call_type, {}).get(key, [])
-
-    def get_all_callbacks(self, call_type: str) -> list[Callable[..., Any]]:
-        """Every callback of ``call_type``, keys in registration order."""
-        return [fn for fns in self.callbacks.get(call_type, {}).values() for fn in fns]
 
     def add_object_patch(self, name: str, obj: Any) -> None:
         """ComfyUI's ``add_object_patch`` (on a clone): ``model_sampling`` replaces this handle's noise schedule;
@@ -341,7 +306,7 @@ class ModelHandle(Patchable):
         self.set_model_patch_replace(patch, "attn2", block_name, number, transformer_index)
 
     @property
-    def model(self) -> Any:
+    def model(self) -> Any:  # type: ignore[override]  # ComfyUI's BaseModel view of this handle
         """ComfyUI's ``ModelPatcher.model`` (the BaseModel): a view of this handle whose class names the family
         (``engine.model_base``), for packs that check ``isinstance(model.model, comfy.model_base.SDXL)``."""
         from engine.model_base import model_view

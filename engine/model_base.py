@@ -12,9 +12,21 @@ from typing import Any
 import torch
 
 from engine.model_call import NETWORK_INPUTS
-from engine.model_configs import config_for
+from engine.model_configs import ModelType, config_for
 
 __all__ = ["BaseModel", "SDXL", "SDXLRefiner", "SD21UNCLIP", "model_view"]
+
+
+def _model_type(model_sampling: Any) -> ModelType:
+    """The ``ModelType`` of a Loom noise schedule (its ``prediction``; continuous / flow schedules by class)."""
+    prediction = getattr(model_sampling, "prediction", "eps")
+    name = type(model_sampling).__name__
+    if prediction == "flow":
+        return ModelType.FLUX if name == "ModelSamplingFlux" else ModelType.FLOW
+    if name.startswith("ModelSamplingContinuous"):
+        return {"v": ModelType.V_PREDICTION_CONTINUOUS if name.endswith("V") else ModelType.V_PREDICTION_EDM,
+                "edm": ModelType.EDM}.get(prediction, ModelType.EPS)
+    return ModelType.V_PREDICTION if prediction == "v" else ModelType.EPS
 
 
 class BaseModel:
@@ -25,7 +37,7 @@ class BaseModel:
         self.diffusion_model = handle.diffusion_model
         self.model_sampling = handle.model_sampling
         self.latent_format = handle.latent_format
-        self.model_type = "V_PREDICTION" if getattr(handle.model_sampling, "prediction", "eps") == "v" else "EPS"
+        self.model_type = _model_type(handle.model_sampling)
         self.model_config = config_for(handle.family)  # ComfyUI's family config (engine.model_configs)
 
     @property

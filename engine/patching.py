@@ -40,20 +40,23 @@ Patch = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 Registry = dict[str, dict[Any, list[Callable[..., Any]]]]
 
 # checks installed from outside the engine (the ComfyUI compatibility layer knows which wrapper / callback types
-# it runs): each is called ``check(section, kind)`` before a handle registers a wrapper ("wrapper") or callback
-# ("callback") of ``kind``, and raises to refuse it
-_REGISTRATION_CHECKS: list[Callable[[str, str], None]] = []
+# it runs): each is called ``check(patcher, section, kind)`` before a patcher (engine.module_patcher) registers a
+# wrapper ("wrapper") or callback ("callback") of ``kind``, and raises to refuse it
+_REGISTRATION_CHECKS: list[Callable[[Any, str, str], None]] = []
 
 
-def add_registration_check(check: Callable[[str, str], None]) -> Callable[[], None]:
+def add_registration_check(check: Callable[[Any, str, str], None]) -> Callable[[], None]:
     """Install a registration check once; returns its remover."""
     return install_once(_REGISTRATION_CHECKS, check)
 
 
-def check_registration(section: str, kind: str) -> None:
-    """Run the installed registration checks for a ``section`` ("wrapper" / "callback") entry of ``kind``."""
+def check_registration(patcher: Any, section: str, kind: str) -> None:
+    """Run the installed registration checks for a ``section`` ("wrapper" / "callback") entry of ``kind`` on
+    ``patcher``."""
     for check in list(_REGISTRATION_CHECKS):
-        check(section, kind)
+        check(patcher, section, kind)
+
+
 PatchEntry = tuple[float, Patch, float]
 # (layer, attribute name) -> a function returning that packed tensor's float32 value, or None when not its kind
 Unpacker = Callable[[nn.Module, str], Union[Callable[[], torch.Tensor], None]]
@@ -154,8 +157,11 @@ class HandleWeight:
 
 class Patchable:
     """What the MODEL and CLIP handles keep as ComfyUI's ModelPatcher does: weight ``patches``, ``model_options``,
-    ``object_patches`` (attributes of the network replaced while the handle runs) and the ``wrappers`` / ``callbacks``
-    registries (the MODEL applies and runs these), copied by each clone (``_copy_patcher_state_to``).
+    ``object_patches`` (attributes of the network replaced while the handle runs), the ``wrappers`` / ``callbacks``
+    registries (the MODEL applies and runs these), ``attachments`` (objects packs keep on a model by key; one
+    with ``on_model_patcher_clone()`` gives each clone its own), ``additional_models`` ({key: [models]}) and
+    ``injections`` ({key: [objects with inject(model) / eject(model)]}, run around each sampling of the MODEL),
+    copied by each clone (``_copy_patcher_state_to``).
 
     ``_prefixes``: prefixes a patch key may carry before the network's own parameter name;
     ``_key_prefix``: the one ``get_key_patches`` puts on its keys (ComfyUI's state-dict names).
@@ -172,6 +178,8 @@ class Patchable:
         self.wrappers: Registry = {}  # ComfyUI's {type: {key: [fn, ...]}} (run by the compatibility layer)
         self.callbacks: Registry = {}
         self.attachments: dict[str, Any] = {}  # ComfyUI's: objects packs keep on a handle for their own wrappers
+        self.additional_models: dict[Any, list[Any]] = {}  # engine.module_patcher
+        self.injections: dict[Any, list[Any]] = {}
 
     def set_attachments(self, key: str, attachment: Any) -> None:
         """Keep `attachment` under `key` (ComfyUI's; Loom's sampler never reads it, the pack's wrappers may)."""
@@ -270,3 +278,5 @@ class Patchable:
         # as ComfyUI's clone: an attachment may give the clone its own copy
         other.attachments = {key: value.on_model_patcher_clone() if hasattr(value, "on_model_patcher_clone") else value
                              for key, value in self.attachments.items()}
+        other.additional_models = {key: list(models) for key, models in self.additional_models.items()}
+        other.injections = {key: list(items) for key, items in self.injections.items()}

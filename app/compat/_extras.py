@@ -91,6 +91,14 @@ EXTRAS_MODULES: dict[str, tuple[str, ...]] = {
                     "RecordAudio", "TrimAudioDuration", "SplitAudioChannels", "JoinAudioChannels", "AudioConcat",
                     "AudioMerge", "AudioAdjustVolume", "EmptyAudio", "AudioEqualizer3Band", "AudioDuration"),
     "nodes_video": ("SaveWEBM", "SaveVideo", "CreateVideo", "GetVideoComponents", "LoadVideo", "Video Slice"),
+    "nodes_hooks": (
+        "CreateHookLora", "CreateHookLoraModelOnly", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly",
+        "SetHookKeyframes", "CreateHookKeyframe", "CreateHookKeyframesInterpolated", "CreateHookKeyframesFromFloats",
+        "CombineHooks2", "CombineHooks4", "CombineHooks8", "ConditioningSetProperties",
+        "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties", "PairConditioningSetPropertiesAndCombine",
+        "ConditioningSetDefaultCombine", "PairConditioningSetDefaultCombine", "PairConditioningCombine", "SetClipHooks",
+        "ConditioningTimestepsRange",
+    ),
 }
 
 # Non-node names packs import from these modules -> "module:attribute" of Loom's own object (a compatibility module
@@ -101,6 +109,9 @@ EXTRAS_HELPERS: dict[str, dict[str, str]] = {
         "Noise_EmptyNoise": "engine.sampling.custom:EmptyNoise",
     },
     "nodes_sag": {"gaussian_blur_2d": "engine.image_ops:gaussian_blur_2d"},
+    "nodes_model_advanced": {"LCM": "comfy_extras._lcm_sampling:LCM",
+                             "ModelSamplingDiscreteDistilled": "comfy_extras._lcm_sampling:ModelSamplingDiscreteDistilled",
+                             "rescale_zero_terminal_snr_sigmas": "engine.sampling.model_sampling:rescale_zero_terminal_snr"},
     "nodes_mask": {"composite": "app.compat._mask_helpers:composite"},
     "nodes_perpneg": {"Guider_PerpNeg": "comfy_extras._guider_perpneg:Guider_PerpNeg",
                       "perp_neg": "comfy_extras._guider_perpneg:perp_neg"},
@@ -120,4 +131,7 @@ EXTRAS_CLASS_NAMES: dict[str, dict[str, str]] = {
                             "CLIPSubtract": "CLIPMergeSubtract", "CLIPAdd": "CLIPMergeAdd"},
     "nodes_eps": {"EpsilonScaling": "Epsilon Scaling"},
     "nodes_video": {"VideoSlice": "Video Slice"},
+    "nodes_hooks": {"CombineHooks": "CombineHooks2", "CombineHooksFour": "CombineHooks4",
+                    "CombineHooksEight": "CombineHooks8", "ConditioningSetDefaultAndCombine": "ConditioningSetDefaultCombine",
+                    "PairConditioningSetDefaultAndCombine": "PairConditioningSetDefaultCombine"},
 }

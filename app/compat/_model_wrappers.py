@@ -7,8 +7,15 @@ registration order, as ComfyUI merges them. Each chain runs through ``WrapperExe
 
 - ``outer_sample`` (``engine.sampling.run_wrappers`` outer point): ``(noise, latent_image, sampler, sigmas,
   denoise_mask, callback, disable_pbar, seed, latent_shapes=[latent_image.shape])``, raw latents, ``executor.class_obj`` the guider; returns the raw
-  output latent. What a wrapper passes on (another schedule, noise, latent, mask, sampler, seed) is what runs.
-  The MODEL's ``on_pre_run`` / ``on_cleanup`` callbacks (``fn(model)``) run just inside the chain, as ComfyUI's.
+  output latent. What a wrapper passes on (another schedule, noise, latent, mask, sampler, seed) is what runs, and
+  so are the guider's ``model_options`` when a wrapper replaces them (AnimateDiff-Evolved puts its run state there).
+  The MODEL's ``on_pre_run`` / ``on_cleanup`` callbacks (``fn(model)``) run just inside the chain, as ComfyUI's,
+  and its injections (``set_injections``) are injected before them and ejected after; the module patchers among its
+  additional models (``set_additional_models``: ``comfy.model_patcher.ModelPatcher(module, ...)``) are loaded onto
+  their device before the injections and offloaded after.
+- ``prepare_sampling`` (inside ``outer_sample``, before the sampler runs): ``(model, noise_shape, conds,
+  model_options)``; Loom's model manager places the models itself, so the innermost call only returns
+  ``(model, conds, [])``.
 - ``sampler_sample`` (run point, outermost: around a pack's ``KSAMPLER.sample`` replacement): ``(guider, sigmas,
   extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)``, ``latent_image`` in model space,
   ``extra_args`` ``{"model_options": a copy with transformer_options["sample_sigmas"], "seed"}``,
@@ -18,7 +25,8 @@ registration order, as ComfyUI merges them. Each chain runs through ``WrapperExe
 - ``predict_noise`` (step point, outermost): ``(x, timestep, model_options, seed)``, ``timestep`` the sigma,
   ``executor.class_obj`` the guider; returns the guided x0.
 - ``calc_cond_batch`` (batch point): ``(model, conds, x_in, timestep, model_options)``, ``model`` the MODEL handle,
-  ``conds`` the resolved cond lists per side (None: skipped), ``timestep`` the sigma, ``executor.class_obj`` None;
+  ``conds`` one list of ComfyUI cond dicts per side (None: skipped; ``app/compat/_cond_dicts.py``), ``timestep`` the
+  sigma, ``executor.class_obj`` None;
   returns the x0 of each side. The MODEL's ``on_prepare_state`` callbacks (``fn(model, timestep)``) run just inside
   the chain, before the model calls, as ComfyUI's.
 - ``apply_model`` (``engine.model_call``): ``(x, t, c_concat, c_crossattn, control, transformer_options, y=...)``,
@@ -38,7 +46,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from app.compat._cond_dicts import from_dicts, to_dicts
+from engine.handles import ModelHandle
 from engine.model_call import NETWORK_INPUTS
+from engine.module_patcher import ModulePatcher
 
 if TYPE_CHECKING:
     import torch
@@ -46,22 +57,28 @@ if TYPE_CHECKING:
     from engine.model_call import ModelCall, NetworkCall
     from engine.sampling.run_wrappers import CondBatch, GuidanceStep, OuterRun, SamplerRun
 
-__all__ = ["RUNNABLE_WRAPPERS", "RUNNABLE_CALLBACKS", "RunningGuider", "check_runnable", "guiding", "registered",
+__all__ = ["RUNNABLE_WRAPPERS", "RUNNABLE_CALLBACKS", "MODULE_CALLBACKS", "RunningGuider", "check_runnable", "guiding", "registered",
            "running", "run_outer_sample", "run_sampler_sample", "run_predict_noise", "run_calc_cond_batch",
            "run_apply_model", "run_diffusion_model"]
 
 # the ComfyUI wrapper / callback types (comfy.patcher_extension) Loom runs; a MODEL refuses the others
-RUNNABLE_WRAPPERS = ("outer_sample", "sampler_sample", "predict_noise", "calc_cond_batch", "apply_model",
-                     "diffusion_model")
+RUNNABLE_WRAPPERS = ("outer_sample", "sampler_sample", "prepare_sampling", "predict_noise", "calc_cond_batch",
+                     "apply_model", "diffusion_model")
 RUNNABLE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup", "on_prepare_state")
+# on a module patcher (``ModelPatcher(module, ...)``: no sampler runs wrappers around a bare module) Loom calls these
+MODULE_CALLBACKS = ("on_clone", "on_pre_run", "on_cleanup", "on_load_after")
 
 
-def check_runnable(section: str, kind: str) -> None:
-    """NotImplementedError naming ``kind`` unless it is a ``section`` ("wrapper" / "callback") type Loom runs."""
-    runnable = RUNNABLE_WRAPPERS if section == "wrapper" else RUNNABLE_CALLBACKS
+def check_runnable(section: str, kind: str, patcher: Any = None) -> None:
+    """NotImplementedError naming ``kind`` unless it is a ``section`` ("wrapper" / "callback") type Loom runs (on
+    ``patcher`` when given: a module patcher takes no wrappers)."""
+    if isinstance(patcher, ModulePatcher) and not isinstance(patcher, ModelHandle):
+        runnable: tuple[str, ...] = () if section == "wrapper" else MODULE_CALLBACKS
+    else:
+        runnable = RUNNABLE_WRAPPERS if section == "wrapper" else RUNNABLE_CALLBACKS
     if kind not in runnable:
         raise NotImplementedError(f"a ComfyUI model {section} of type {kind!r}: Loom's sampler does not run that "
-                                  f"type (it runs {', '.join(runnable)}), so the node that registers one cannot "
+                                  f"type (it runs {', '.join(runnable) or 'none here'}), so the node that registers one cannot "
                                   "work here")
 
 
@@ -128,7 +145,11 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
     wrappers = registered(model, _model_transformer_options(model), "outer_sample")
     pre_run = registered(model, None, "on_pre_run", "callbacks")
     cleanup = registered(model, None, "on_cleanup", "callbacks")
-    if not (wrappers or pre_run or cleanup):
+    injections = [i for items in model.injections.values() for i in items]
+    modules = [m for m in model.get_additional_models()  # the manager places MODEL handles itself
+               if isinstance(m, ModulePatcher) and not isinstance(m, ModelHandle)]
+    prepares = registered(model, _model_transformer_options(model), "prepare_sampling")
+    if not (wrappers or pre_run or cleanup or injections or modules or prepares):
         with guiding(record):
             return proceed(run)
     sampler = sampler_for(run)
@@ -147,19 +168,55 @@ def run_outer_sample(run: OuterRun, proceed: Callable[[OuterRun], torch.Tensor],
                               sampler_name=getattr(sampler_arg, "sampler_name", None))
         changed = replace(changed, noise=noise, latent=latent_image, sigmas=sigmas, noise_mask=denoise_mask,
                           callback=callback, seed=seed)
-        for callback_fn in pre_run:
-            callback_fn(model)
+        options = getattr(guider, "model_options", None)
+        if isinstance(options, dict) and options is not model.model_options:
+            runner = model.clone()
+            runner.model_options = options
+            changed = replace(changed, model=runner)
+        injected: list[Any] = []
+        loaded: list[ModulePatcher] = []
         try:
-            return proceed(changed)
-        finally:
-            for callback_fn in cleanup:
+            for module in modules:
+                loaded.append(module)
+                module.load(module.load_device, 0, False, True)
+            for injection in injections:
+                injection.inject(model)
+                injected.append(injection)
+            for callback_fn in pre_run:
                 callback_fn(model)
+            _prepare_sampling(changed, guider)
+            try:
+                return proceed(changed)
+            finally:
+                for callback_fn in cleanup:
+                    callback_fn(model)
+        finally:
+            for injection in reversed(injected):
+                injection.eject(model)
+            for module in loaded:
+                module.offload()
 
     with guiding(record):
         out: torch.Tensor = _executor(original, guider, wrappers).execute(
             run.noise, run.latent, sampler, run.sigmas, run.noise_mask, run.callback, False, run.seed,
             latent_shapes=[run.latent.shape])
     return out
+
+
+def _prepare_sampling(run: OuterRun, guider: Any) -> None:
+    """The MODEL's ``prepare_sampling`` wrappers (and those in the run's model options), around nothing: Loom's model
+    manager places the models when they run."""
+    options = run.model.model_options
+    wrappers = registered(run.model, options.get("transformer_options"), "prepare_sampling")
+    if not wrappers:
+        return
+
+    def original(model: Any, noise_shape: Any, conds: Any, model_options: Any = None, *args: Any,
+                 **kwargs: Any) -> tuple[Any, Any, list[Any]]:
+        return model, conds, []
+
+    _executor(original, guider, wrappers).execute(run.model, tuple(run.noise.shape), getattr(guider, "conds", {}),
+                                                  options)
 
 
 def run_sampler_sample(run: SamplerRun, proceed: Callable[..., torch.Tensor],
@@ -252,13 +309,13 @@ def run_calc_cond_batch(batch: CondBatch, proceed: Callable[..., list[torch.Tens
                  model_options: dict[str, Any]) -> list[torch.Tensor]:
         for callback in registered(model, None, "on_prepare_state", "callbacks"):
             callback(model, timestep)
-        if (model is batch.model and conds is batch.sides and x_in is batch.x and timestep is batch.sigma
-                and model_options is options):
-            return proceed()
-        return proceed(replace(batch, model=model, sides=conds, x=x_in, sigma=timestep, model_options=model_options))
+        # the records back, with what the wrapper replaced in (copies of) the dicts
+        return proceed(replace(batch, model=model, sides=from_dicts(conds), x=x_in, sigma=timestep,
+                               model_options=model_options))
 
-    out: list[torch.Tensor] = _executor(original, None, wrappers).execute(batch.model, batch.sides, batch.x,
-                                                                           batch.sigma, options)
+    given = to_dicts(batch.sides)
+    out: list[torch.Tensor] = _executor(original, None, wrappers).execute(batch.model, given, batch.x, batch.sigma,
+                                                                           options)
     return out
 
 

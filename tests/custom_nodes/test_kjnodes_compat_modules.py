@@ -33,8 +33,8 @@ def test_patcher_extension_registers_runnable_wrappers_and_refuses_the_rest(load
     pe.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, "k", first, options, is_model_options=True)
     pe.add_wrapper(pe.WrappersMP.APPLY_MODEL, second, options, is_model_options=True)
     assert options == {"transformer_options": {"wrappers": {"apply_model": {"k": [first], None: [second]}}}}
-    with pytest.raises(NotImplementedError, match="'prepare_sampling': Loom's sampler does not run that type"):
-        pe.add_wrapper_with_key(pe.WrappersMP.PREPARE_SAMPLING, "a", first, {})
+    with pytest.raises(NotImplementedError, match="'a_future_type': Loom's sampler does not run that type"):
+        pe.add_wrapper_with_key("a_future_type", "a", first, {})  # every WrappersMP type runs; a new one would not
     with pytest.raises(NotImplementedError, match=r"\('on_pre_run'\) in a transformer_options dict"):
         pe.add_callback(pe.CallbacksMP.ON_PRE_RUN, first, {}, is_model_options=True)
 

@@ -143,8 +143,8 @@ def test_types_loom_does_not_run_are_refused_naming_the_type(packs, tiny) -> Non
     import comfy.patcher_extension as pe
 
     model = tiny[0].clone()
-    with pytest.raises(NotImplementedError, match="'prepare_sampling': Loom's sampler does not run that type"):
-        model.add_wrapper_with_key(pe.WrappersMP.PREPARE_SAMPLING, "k", lambda executor, *a: executor(*a))
+    with pytest.raises(NotImplementedError, match="'a_future_type': Loom's sampler does not run that type"):
+        model.add_wrapper_with_key("a_future_type", "k", lambda executor, *a: executor(*a))
     with pytest.raises(NotImplementedError, match="'on_load_after'"):
         model.add_callback(pe.CallbacksMP.ON_LOAD, lambda *a: None)
     assert model.wrappers == {} and model.callbacks == {}

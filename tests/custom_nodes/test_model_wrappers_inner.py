@@ -168,12 +168,12 @@ def test_types_loom_does_not_run_are_still_refused(packs, tiny) -> None:
     import comfy.patcher_extension as pe
 
     model = tiny[0].clone()
-    with pytest.raises(NotImplementedError, match="'prepare_sampling': Loom's sampler does not run that type"):
-        model.add_wrapper(pe.WrappersMP.PREPARE_SAMPLING, lambda executor, *a, **k: executor(*a, **k))
+    with pytest.raises(NotImplementedError, match="'a_future_type': Loom's sampler does not run that type"):
+        model.add_wrapper("a_future_type", lambda executor, *a, **k: executor(*a, **k))
     with pytest.raises(NotImplementedError, match="'on_apply_hooks'"):
         model.add_callback(pe.CallbacksMP.ON_APPLY_HOOKS, lambda *a: None)
-    with pytest.raises(NotImplementedError, match="'prepare_sampling'"):
-        pe.add_wrapper(pe.WrappersMP.PREPARE_SAMPLING, lambda *a: None, model.model_options, is_model_options=True)
+    with pytest.raises(NotImplementedError, match="'a_future_type'"):
+        pe.add_wrapper("a_future_type", lambda *a: None, model.model_options, is_model_options=True)
     assert model.wrappers == {} and model.callbacks == {}
 
 

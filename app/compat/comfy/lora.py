@@ -78,7 +78,10 @@ def calculate_weight(patches: Sequence[Sequence[Any]], weight: torch.Tensor, key
 
 def _resolve(key: str, value: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """A ComfyUI-format patch value (a `(kind, data)` tuple) as a delta function run through `calculate_weight` as
-    this module holds it when the weight is computed (a pack's replacement included)."""
+    this module holds it when the weight is computed (a pack's replacement included); ComfyUI's old `(delta,)` form
+    is its "diff" (AnimateDiff-Evolved's motion LoRAs)."""
+    if isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], torch.Tensor):
+        value = ("diff", value)
     if not _loaded() or not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)):
         return None
 

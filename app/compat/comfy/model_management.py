@@ -89,6 +89,31 @@ def unet_dtype(*args: Any, **kwargs: Any) -> torch.dtype:
     return _policy().unet_dtype
 
 
+def unet_manual_cast(weight_dtype: torch.dtype, inference_device: Any = None, supported_dtypes: Any = None
+                     ) -> torch.dtype | None:
+    """The dtype a UNet stored in ``weight_dtype`` computes in when that differs (ComfyUI's manual cast), else
+    None: Loom's UNet computes in the device policy's dtype."""
+    compute = _policy().unet_dtype
+    if weight_dtype in (torch.float32, torch.float64, compute):
+        return None
+    return compute
+
+
+def dtype_size(dtype: torch.dtype) -> int:
+    """Bytes per element of ``dtype``."""
+    return int(dtype.itemsize)
+
+
+def xformers_enabled() -> bool:
+    """False: Loom's attention is torch's scaled_dot_product_attention, never xformers."""
+    return False
+
+
+def pytorch_attention_enabled() -> bool:
+    """True: Loom's attention is torch's scaled_dot_product_attention."""
+    return True
+
+
 def vae_dtype(*args: Any, **kwargs: Any) -> torch.dtype:
     return _policy().vae_dtype
 

@@ -1,16 +1,54 @@
 """ComfyUI's `comfy.model_patcher` for packs: `ModelPatcher` is Loom's MODEL handle class (for isinstance
-checks, `.clone()`, the sampler-hook and UNet-patch setters such as `set_model_sampler_cfg_function`), plus the
-module-level `model_options` helpers (cfg hooks and block replacement: UNet attention, SD3 / Flux "dit" blocks);
-other patching APIs beyond the handle's own are not provided."""
+checks, `.clone()`, the sampler-hook and UNet-patch setters such as `set_model_sampler_cfg_function`; packs subclass
+it), every Loom patcher is an instance of it, and `ModelPatcher(model, load_device, offload_device)` wraps any module
+(`engine.module_patcher.ModulePatcher`: AnimateDiff-Evolved's motion modules); plus the module-level `model_options`
+helpers (cfg hooks and block replacement: UNet attention, SD3 / Flux "dit" blocks)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from engine.handles import ModelHandle as ModelPatcher
+from comfy.patcher_extension import CallbacksMP, PatcherInjection, WrappersMP, copy_nested_dicts
+
+from engine.handles import ModelHandle
+from engine.module_patcher import ModulePatcher
 
 __all__ = ["ModelPatcher", "set_model_options_patch_replace", "set_model_options_post_cfg_function",
-           "set_model_options_pre_cfg_function"]
+           "set_model_options_pre_cfg_function", "create_model_options_clone", "CallbacksMP", "PatcherInjection",
+           "WrappersMP"]
+
+
+class _PatcherType(type):
+    """``ModelPatcher``'s type: ``isinstance`` / ``issubclass`` hold for every Loom patcher (MODEL handles and module
+    patchers), and calling ``ModelPatcher(model, load_device, offload_device)`` builds a module patcher."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        if cls is ModelPatcher:
+            return isinstance(instance, ModulePatcher)
+        return super().__instancecheck__(instance)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        if cls is ModelPatcher:
+            return issubclass(subclass, ModulePatcher)
+        return super().__subclasscheck__(subclass)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is not ModelPatcher:
+            raise NotImplementedError(f"{cls.__name__}(...): Loom builds ComfyUI's ModelPatcher over a module, not "
+                                      "a pack's subclass of it")
+        return ModulePatcher(*args, **kwargs)
+
+
+class ModelPatcher(ModelHandle, metaclass=_PatcherType):
+    """ComfyUI's ModelPatcher: a Loom MODEL handle class (packs subclass it and re-class handles as their subclass:
+    GGUF), which every Loom patcher is an instance of; ``ModelPatcher(model, load_device, offload_device)`` is
+    ``engine.module_patcher.ModulePatcher`` over any module."""
+
+
+def create_model_options_clone(orig_model_options: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a `model_options` dict whose nested dicts are copied (what `ModelPatcher.clone()` does with it)."""
+    copied: dict[str, Any] = copy_nested_dicts(orig_model_options)
+    return copied
 
 
 def _append(model_options: dict[str, Any], key: str, fn: Callable[..., Any],

@@ -32,7 +32,7 @@ class disable_weight_init:  # noqa: N801 (ComfyUI's name)
 
     Linear = Plain.Linear
     Conv2d = Plain.Conv2d
-    GroupNorm = Plain.GroupNorm
+    GroupNorm: type[nn.GroupNorm] = Plain.GroupNorm  # ComfyUI's contract below (packs patch its cast forward)
     LayerNorm = Plain.LayerNorm
     Conv1d = nn.Conv1d
     Conv3d = nn.Conv3d
@@ -71,6 +71,18 @@ def _embedding_forward(self: nn.Embedding, input: torch.Tensor, out_dtype: Any =
     out = F.embedding(input, weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq,
                       self.sparse)
     return out if out_dtype is None else out.to(out_dtype)
+
+
+class _PlainGroupNorm(CastWeightBiasOp, nn.GroupNorm):
+    """torch's GroupNorm with ComfyUI's layer contract, casting only while a pack asks it to (``comfy_cast_weights``
+    False): AnimateDiff-Evolved swaps ``disable_weight_init.GroupNorm.forward_comfy_cast_weights`` (and torch's
+    ``GroupNorm.forward``, which this one calls) for its frame-batched group norm during a sampling."""
+
+    comfy_cast_weights = False
+    _cast_forward = ManualCast.GroupNorm.forward
+
+
+disable_weight_init.GroupNorm = _PlainGroupNorm
 
 
 class manual_cast(disable_weight_init):  # noqa: N801 (ComfyUI's name)

@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from app.compat import _model_wrappers
+from app.compat._cond_dicts import from_dicts
 from app.compat._environment import shim_still_loaded
 from app.compat._model_wrappers import RunningGuider, guiding, running
 from engine import names
@@ -159,10 +160,21 @@ def calc_cond_batch(model: Any, conds: list[Any], x_in: Any, timestep: Any, mode
     """x0 predictions of each cond list (None: skipped) at `x_in`, `timestep` (sigma): Loom's batched model calls,
     with `model_options`' transformer patches (default: the model's own; e.g. skipped DiT blocks).
 
-    The cond lists are the ones Loom's sampler hands its hooks (`args["conds"]`, resolved conditioning)."""
+    The cond lists are the ones Loom's sampler hands its hooks (`args["conds"]`, resolved conditioning) or the
+    cond dicts a `calc_cond_batch` wrapper was handed (app/compat/_cond_dicts.py)."""
     from engine.sampling.guider import calc_cond_batch as engine_calc_cond_batch
 
-    return engine_calc_cond_batch(model, conds, x_in, timestep, model_options)
+    return engine_calc_cond_batch(model, from_dicts(conds), x_in, timestep, model_options)
+
+
+def cfg_function(model: Any, cond_pred: Any, uncond_pred: Any, cond_scale: float, x: Any, timestep: Any,
+                 model_options: dict[str, Any] | None = None, cond: Any = None, uncond: Any = None) -> Any:
+    """The guided x0 from a step's cond / uncond x0 predictions: the model options' `sampler_cfg_function` (or
+    plain CFG), then each `sampler_post_cfg_function` (Loom's, engine.sampling.guider.cfg_function)."""
+    from engine.sampling.guider import cfg_function as engine_cfg_function
+
+    return engine_cfg_function(model, cond_pred, uncond_pred, cond_scale, x, timestep, model_options or {}, cond=cond,
+                               uncond=uncond)
 
 
 def sampling_function(model: Any, x: Any, timestep: Any, uncond: Any, cond: Any, cond_scale: float,
@@ -345,10 +357,10 @@ cond_cat = _cond_internal("cond_cat")
 process_conds = _cond_internal("process_conds")
 
 
-def _check_registration(section: str, kind: str) -> None:
-    """A MODEL refuses the wrapper / callback types Loom does not run (while this module is loaded)."""
+def _check_registration(patcher: Any, section: str, kind: str) -> None:
+    """A patcher refuses the wrapper / callback types Loom does not run on it (while this module is loaded)."""
     if _loaded():
-        _model_wrappers.check_runnable(section, kind)
+        _model_wrappers.check_runnable(section, kind, patcher)
 
 
 def _loaded() -> bool:

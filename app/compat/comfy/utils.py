@@ -149,3 +149,24 @@ def tiled_scale(samples: torch.Tensor, function: Any, tile_x: int = 64, tile_y: 
     the overlaps with linear feathering (what upscale-model nodes use to bound memory): `engine.tiling`."""
     return tiled_scale_multidim(samples, function, (tile_y, tile_x), overlap, upscale_amount, out_channels,
                                 output_device, pbar=pbar)
+
+
+def get_attr(obj: Any, attr: str) -> Any:
+    """The attribute at a dotted path (``"blocks.0.weight"``) under ``obj``."""
+    for name in attr.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def set_attr(obj: Any, attr: str, value: Any) -> Any:
+    """Set the attribute at a dotted path under ``obj``; returns the value it replaced."""
+    *path, last = attr.split(".")
+    owner = get_attr(obj, ".".join(path)) if path else obj
+    previous = getattr(owner, last)
+    setattr(owner, last, value)
+    return previous
+
+
+def set_attr_param(obj: Any, attr: str, value: torch.Tensor) -> Any:
+    """``set_attr`` with ``value`` as a parameter without gradient."""
+    return set_attr(obj, attr, torch.nn.Parameter(value, requires_grad=False))

@@ -14,19 +14,49 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from engine.networks.attention import (
+    GEGLU,
     BasicTransformerBlock,
     CrossAttention,
     SpatialTransformer,
     multihead_attention,
 )
+from engine.networks.attention import FeedForward as _FeedForward
+from engine.networks.ops import Plain
 
 __all__ = ["wrap_attn", "optimized_attention", "optimized_attention_masked", "optimized_attention_for_device", "attention_basic",
            "attention_pytorch", "attention_split", "attention_sub_quad", "attention_xformers",
-           "BasicTransformerBlock", "CrossAttention", "SpatialTransformer", "SpatialVideoTransformer"]
+           "BasicTransformerBlock", "CrossAttention", "SpatialTransformer", "SpatialVideoTransformer", "FeedForward",
+           "GEGLU", "default", "exists"]
 
 AttentionFunction = Callable[..., torch.Tensor]
+
+
+def exists(value: Any) -> bool:
+    """ComfyUI's helper: ``value is not None``."""
+    return value is not None
+
+
+def default(value: Any, fallback: Any) -> Any:
+    """ComfyUI's helper: ``value`` unless it is None, else ``fallback``."""
+    return value if value is not None else fallback
+
+
+class FeedForward(_FeedForward):
+    """The UNet's feed-forward block (Loom's, keys ``net.0.proj`` / ``net.2``) with ComfyUI's constructor:
+    ``glu=False`` projects in with a linear + GELU (keys ``net.0.0``), ``dim_out`` defaults to ``dim``."""
+
+    def __init__(self, dim: int, dim_out: int | None = None, mult: float = 4, glu: bool = False,
+                 dropout: float = 0.0, dtype: torch.dtype | None = None, device: Any = None,
+                 operations: Any = Plain) -> None:
+        nn.Module.__init__(self)
+        inner = int(dim * mult)
+        project_in = (GEGLU(dim, inner, dtype=dtype, device=device, operations=operations) if glu else
+                      nn.Sequential(operations.Linear(dim, inner, dtype=dtype, device=device), nn.GELU()))
+        self.net = nn.Sequential(project_in, nn.Dropout(dropout),
+                                 operations.Linear(inner, default(dim_out, dim), dtype=dtype, device=device))
 
 
 def wrap_attn(func: AttentionFunction) -> AttentionFunction:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.networks.attention import SpatialTransformer
 from engine.networks.unet import Downsample, ResBlock, TimestepEmbedSequential, UNetModel, Upsample
 
-__all__ = ["Downsample", "ResBlock", "TimestepEmbedSequential", "UNetModel", "Upsample", "VideoResBlock"]
+__all__ = ["Downsample", "ResBlock", "SpatialTransformer", "TimestepEmbedSequential", "UNetModel", "Upsample",
+           "VideoResBlock"]
 
 
 class VideoResBlock(ResBlock):
