@@ -1,5 +1,5 @@
-"""The real Kosinkadink/ComfyUI-Advanced-ControlNet pack (pinned commit, exported from its git mirror into a tmp
-custom_nodes/ at test time) loads every node and runs on Loom's sampler through ComfyUI's control contract
+"""The real Kosinkadink/ComfyUI-Advanced-ControlNet pack (pinned commit, staged from this machine's source into a
+tmp custom_nodes/ at test time: `real_packs`) loads every node and runs on Loom's sampler through ComfyUI's control contract
 (`comfy.controlnet` classes the pack subclasses; `engine.adapters.control_contract`).
 
 Its main path (ACN_ControlNetLoaderAdvanced + ACN_AdvancedControlNetApply_v2, no keyframes) gives the same latent
@@ -9,36 +9,22 @@ are the plain path at multiplier 1.0)."""
 from __future__ import annotations
 
 import copy
-import io
 import os
-import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import real_packs
 import torch
 
-REPO = "Kosinkadink/ComfyUI-Advanced-ControlNet"
-COMMIT = "9e60d8a9c8016c5315063aa7af66b321a0444df7"
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 CN = "tiny-control_v11p_sd15_canny_fp16.safetensors"
 T2I = "tiny-t2iadapter_depth_sd15v2.safetensors"
 
 
-def _mirror() -> Path | None:
-    path = Path(os.environ.get("LOOM_ACN_REPO", f"/work/.mirror/{REPO.replace('/', '+')}/repo"))
-    if not path.exists():
-        return None
-    found = subprocess.run(["git", "--git-dir", str(path), "cat-file", "-e", COMMIT + "^{commit}"],
-                           capture_output=True).returncode == 0
-    return path if found else None
-
-
-MIRROR = _mirror()
-pytestmark = pytest.mark.skipif(MIRROR is None, reason=f"no git mirror of {REPO} at {COMMIT[:12]} (set "
-                                "LOOM_ACN_REPO to its git directory)")
+PIN = real_packs.pin("ComfyUI-Advanced-ControlNet")
+pytestmark = real_packs.skip_unless_staged(PIN)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +37,6 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list
     from app.custom_nodes import load_custom_nodes
     from app.runner import build_runtime
 
-    assert MIRROR is not None
     base = tmp_path_factory.mktemp("acn")
     links = {"models/checkpoints/tiny-sd15.safetensors": FIX / "tiny-sd15" / "tiny-sd15.safetensors",
              f"models/controlnet/{CN}": FIX / "adapters" / CN, f"models/controlnet/{T2I}": FIX / "adapters" / T2I,
@@ -60,12 +45,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list
     for rel, src in links.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(src, base / rel)
-    target = base / "custom_nodes" / REPO.split("/")[1]
-    target.mkdir(parents=True)
-    data = subprocess.run(["git", "--git-dir", str(MIRROR), "archive", "--format=tar", COMMIT],
-                          capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(target, filter="data")
+    real_packs.stage(PIN, base / "custom_nodes")
     torch.set_num_threads(1)
     runtime = build_runtime(base, cpu=True)
     env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,

@@ -2,65 +2,23 @@
 and its model-free nodes (value scheduling, multivals, sigma schedules, context options, latents) run with the values
 ComfyUI gives.
 
-The pack comes from a git mirror (`LOOM_ADE_REPO`, else the development machine's `/work/.mirror`); without one these
-tests are skipped. The pack imports `torchvision` at module level (only its context-window visualiser uses it); where
+The pack is staged from this machine's source of its pin (`real_packs`); without one these tests are skipped. The pack imports `torchvision` at module level (only its context-window visualiser uses it); where
 it is not installed a stub module stands in for the test's lifetime.
 """
 from __future__ import annotations
 
-import importlib.machinery
-import io
-import os
-import subprocess
 import sys
-import tarfile
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import real_packs
 import torch
 
-REPO = "Kosinkadink/ComfyUI-AnimateDiff-Evolved"
-COMMIT = "d8d163cd90b1111f6227495e3467633676fbb346"  # as pinned in bench/pack_suite/packs.json
-
-
-def _mirror() -> Path | None:
-    path = Path(os.environ.get("LOOM_ADE_REPO", f"/work/.mirror/{REPO.replace('/', '+')}/repo"))
-    if not path.exists():
-        return None
-    found = subprocess.run(["git", "--git-dir", str(path), "cat-file", "-e", COMMIT + "^{commit}"],
-                           capture_output=True).returncode == 0
-    return path if found else None
-
-
-MIRROR = _mirror()
-pytestmark = pytest.mark.skipif(MIRROR is None, reason=f"no git mirror of {REPO} at {COMMIT[:12]} (set LOOM_ADE_REPO)")
-
-
-def _torchvision_stub() -> Iterator[None]:
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        yield
-        return
-    import transformers  # noqa: F401  (it records which packages exist when imported: before the stub)
-
-    names = ("torchvision", "torchvision.transforms")
-    modules = {n: types.ModuleType(n) for n in names}
-    for name, module in modules.items():
-        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
-    modules["torchvision"].transforms = modules["torchvision.transforms"]  # type: ignore[attr-defined]
-    sys.modules.update(modules)
-    try:
-        yield
-    finally:
-        for n in names:
-            sys.modules.pop(n, None)
+PIN = real_packs.pin("ComfyUI-AnimateDiff-Evolved")
+pytestmark = real_packs.skip_unless_staged(PIN, stubbed=frozenset({"torchvision"}))
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +30,12 @@ def ade(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterato
     from app.custom_nodes import load_custom_nodes
     from app.runner import build_runtime
 
-    assert MIRROR is not None
     base = tmp_path_factory.mktemp("ade")
-    target = base / "custom_nodes" / "ComfyUI-AnimateDiff-Evolved"
-    target.mkdir(parents=True)
-    data = subprocess.run(["git", "--git-dir", str(MIRROR), "archive", "--format=tar", COMMIT],
-                          capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(target, filter="data")
+    real_packs.stage(PIN, base / "custom_nodes")
     (base / "models" / "checkpoints").mkdir(parents=True)
     (base / "models" / "checkpoints" / "tiny-sd15.safetensors").symlink_to(
         fixtures_dir / "tiny-sd15" / "tiny-sd15.safetensors")
-    stub = _torchvision_stub()
+    stub = real_packs.torchvision_stub()
     next(stub)
     runtime = build_runtime(base, cpu=True)
     env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,

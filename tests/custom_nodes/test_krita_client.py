@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import real_packs
 import torch
 from PIL import Image
 
@@ -39,17 +40,7 @@ REQUIRED: dict[str, Any] = json.loads((ROOT / "tests/fixtures/krita_client/requi
 DEMO = ROOT / "engine" / "demo" / "loom-demo-shapes.safetensors"
 
 
-def _bench_module(name: str, file: str) -> Any:
-    # by path: bench/ on sys.path would let bench/server.py shadow Loom's server.py
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sources = _bench_module("loom_pack_sources", "pack_sources.py")
+sources = real_packs.sources
 PINS = {pin.name: pin for pin in sources.load_manifest()}
 TOOLING = "comfyui-tooling-nodes"
 
@@ -79,19 +70,7 @@ def _unavailable(folder: str) -> str | None:
     pin = PINS.get(folder)
     if pin is None:
         return f"{folder} is not pinned in the pack suite"
-    if sources.source_of(pin) is None:
-        return f"no source of {pin.repo} at {pin.commit[:12]} on this machine (see bench/pack_sources.py)"
-    missing = set(sources.missing_requirements(pin)) - STUBBED.get(folder, set())
-    return f"{pin.repo} needs {', '.join(sorted(missing))} (not installed)" if missing else None
-
-
-def _torchvision_stub() -> Any:
-    spec = importlib.util.spec_from_file_location("loom_ipadapter_pack_helpers",
-                                                  ROOT / "tests" / "adapters" / "ipadapter_pack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.torchvision_stub()
+    return real_packs.unavailable(pin, frozenset(STUBBED.get(folder, ())))
 
 
 def _nodes_of(folder: str, names: set[str]) -> set[str]:
@@ -142,7 +121,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Any]:
     checkpoints.mkdir(parents=True)
     shutil.copy(DEMO, checkpoints / DEMO.name)
     loom = build_loom(Config(base_directory=tmp_path, cpu=True, custom_node_dirs=(root,)))
-    stub = _torchvision_stub()
+    stub = real_packs.torchvision_stub()
     next(stub)
     try:
         yield await aiohttp_client(create_app(loom, web_root=None))

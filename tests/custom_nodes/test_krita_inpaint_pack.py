@@ -8,24 +8,14 @@ replacement of `comfy.lora.calculate_weight` computes (dequantised patch added t
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
+import real_packs
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("loom_pack_sources", ROOT / "bench" / "pack_sources.py")
-assert spec is not None and spec.loader is not None
-sources = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = sources
-spec.loader.exec_module(sources)
-PIN = next(p for p in sources.load_manifest() if p.name == "comfyui-inpaint-nodes")
-MISSING = sources.missing_requirements(PIN)
-pytestmark = pytest.mark.skipif(sources.source_of(PIN) is None or bool(MISSING),
-                                reason=f"{PIN.repo}: no source at {PIN.commit[:12]} or missing {MISSING}")
+PIN = real_packs.pin("comfyui-inpaint-nodes")
+pytestmark = real_packs.skip_unless_staged(PIN)
 
 PATCHED = ("input_blocks.1.0.in_layers.2.weight", "middle_block.1.proj_in.weight", "out.2.bias")
 
@@ -37,7 +27,7 @@ def _run(cls: type, **inputs: Any) -> Any:
 
 def test_fooocus_patch_through_the_pack(packs: Any, tiny_sd15: Any) -> None:
     model, _ = tiny_sd15
-    sources.stage(PIN, sources.source_of(PIN), packs.root)
+    real_packs.stage(PIN, packs.root)
     reports = packs.load()
     assert reports[PIN.name].status == "loaded", reports[PIN.name].error
     import folder_paths

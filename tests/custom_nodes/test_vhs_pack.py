@@ -7,7 +7,6 @@ select_every_nth; VHS_VideoInfo and VHS_LoadAudio. Frames are checked against Lo
 what is missing (it runs on the server: test_vhs_server.py)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -20,19 +19,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import real_packs
 import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("loom_pack_sources", ROOT / "bench" / "pack_sources.py")
-assert spec is not None and spec.loader is not None
-sources = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = sources
-spec.loader.exec_module(sources)
-PIN = next(p for p in sources.load_manifest() if p.name == "ComfyUI-VideoHelperSuite")
-MISSING = sources.missing_requirements(PIN)
-pytestmark = pytest.mark.skipif(sources.source_of(PIN) is None or bool(MISSING),
-                                reason=f"{PIN.repo}: no source at {PIN.commit[:12]} or missing {MISSING}")
+PIN = real_packs.pin("ComfyUI-VideoHelperSuite")
+pytestmark = real_packs.skip_unless_staged(PIN)
 
 FIX = ROOT / "tests" / "fixtures"
 T, H, W = 8, 48, 64
@@ -91,9 +84,7 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     base = tmp_path_factory.mktemp("vhs")
     (base / "models" / "checkpoints").mkdir(parents=True)
     (base / "models" / "checkpoints" / "tiny-sd15.safetensors").symlink_to(FIX / "tiny-sd15" / "tiny-sd15.safetensors")
-    source = sources.source_of(PIN)
-    assert source is not None
-    assert not sources.stage(PIN, source, base / "custom_nodes")
+    real_packs.stage(PIN, base / "custom_nodes")
     torch.set_num_threads(1)
     runtime = build_runtime(base, cpu=True)
     runtime.registry.register("VHSTestFrames", TestFrames)

@@ -5,7 +5,6 @@ whose history carries the `gifs` ui entry, and VHS_BatchManager, which requeues 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import av
 import pytest
+import real_packs
 import torch
 
 from app.compat.prompt_server import PromptServer
@@ -23,16 +23,8 @@ from app.config import Config
 from app.loom import Loom, build_loom
 from server import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("loom_pack_sources", ROOT / "bench" / "pack_sources.py")
-assert spec is not None and spec.loader is not None
-sources = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = sources
-spec.loader.exec_module(sources)
-PIN = next(p for p in sources.load_manifest() if p.name == "ComfyUI-VideoHelperSuite")
-MISSING = sources.missing_requirements(PIN)
-pytestmark = pytest.mark.skipif(sources.source_of(PIN) is None or bool(MISSING),
-                                reason=f"{PIN.repo}: no source at {PIN.commit[:12]} or missing {MISSING}")
+PIN = real_packs.pin("ComfyUI-VideoHelperSuite")
+pytestmark = real_packs.skip_unless_staged(PIN)
 
 T, H, W = 8, 32, 48
 
@@ -41,9 +33,7 @@ T, H, W = 8, 32, 48
 def loom(tmp_path: Path) -> Iterator[Loom]:
     from engine.video import codec
 
-    source = sources.source_of(PIN)
-    assert source is not None
-    assert not sources.stage(PIN, source, tmp_path / "custom_nodes")
+    real_packs.stage(PIN, tmp_path / "custom_nodes")
     (tmp_path / "input").mkdir()
     ramp = torch.linspace(0.1, 0.9, T).view(T, 1, 1, 1).expand(T, H, W, 3).contiguous()
     codec.encode(tmp_path / "input" / "ramp.mp4", ramp, 8)
