@@ -83,10 +83,13 @@ def load_pack(runtime: Any, base: Path) -> tuple[Any, list[Any]]:
     return env, reports
 
 
-def unload_pack(env: Any) -> None:
+def unload_pack(env: Any | None) -> None:
+    """Undo a test's pack load: the compatibility environment uninstalled (when one was installed), the packs'
+    modules forgotten, no PromptServer instance left behind."""
     from app.compat.prompt_server import PromptServer
 
-    env.uninstall()
+    if env is not None:
+        env.uninstall()
     for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
         del sys.modules[name]
     PromptServer.instance = None

@@ -28,8 +28,18 @@ def _load(name: str, path: Path) -> Any:
 
 
 sources = _load("loom_pack_sources", ROOT / "bench" / "pack_sources.py")
+_helpers = _load("loom_ipadapter_pack_helpers", ROOT / "tests" / "adapters" / "ipadapter_pack.py")
 # a minimal torchvision while a pack that imports it only for paths a test does not run is loaded
-torchvision_stub = _load("loom_ipadapter_pack_helpers", ROOT / "tests" / "adapters" / "ipadapter_pack.py").torchvision_stub
+torchvision_stub = _helpers.torchvision_stub
+# load base/custom_nodes into an in-process runtime -> (environment, reports); undo it (environment may be None)
+load_packs, unload_packs = _helpers.load_pack, _helpers.unload_pack
+
+
+def unload_server_packs() -> None:
+    """Undo what a Loom server with custom_node_dirs loaded (its PromptServer's compatibility environment)."""
+    from app.compat.prompt_server import PromptServer
+
+    unload_packs(getattr(PromptServer.instance, "compat_environment", None))
 
 
 def pin(name: str) -> Any:

@@ -30,11 +30,7 @@ pytestmark = real_packs.skip_unless_staged(PIN)
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list[Any]]]:
     """(in-process runtime, the pack's load reports)."""
-    import sys
 
-    from app.compat._environment import CompatEnvironment, LoomHandles
-    from app.compat.prompt_server import PromptServer
-    from app.custom_nodes import load_custom_nodes
     from app.runner import build_runtime
 
     base = tmp_path_factory.mktemp("acn")
@@ -48,15 +44,9 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list
     real_packs.stage(PIN, base / "custom_nodes")
     torch.set_num_threads(1)
     runtime = build_runtime(base, cpu=True)
-    env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
-                                        models=runtime.services.models))
-    reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
-                                environment=env, model_path_folders=False, installed_packs=False)
+    env, reports = real_packs.load_packs(runtime, base)
     yield runtime, reports
-    env.uninstall()
-    for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
-        del sys.modules[name]
-    PromptServer.instance = None
+    real_packs.unload_packs(env)
     runtime.close()
 
 

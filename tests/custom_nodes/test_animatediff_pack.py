@@ -25,9 +25,6 @@ pytestmark = real_packs.skip_unless_staged(PIN, stubbed=frozenset({"torchvision"
 def ade(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterator[Any]:
     """(runtime, report) with the pack loaded into a fresh in-process Loom (the tiny SD1.5 checkpoint in its
     checkpoints folder)."""
-    from app.compat._environment import CompatEnvironment, LoomHandles
-    from app.compat.prompt_server import PromptServer
-    from app.custom_nodes import load_custom_nodes
     from app.runner import build_runtime
 
     base = tmp_path_factory.mktemp("ade")
@@ -38,17 +35,11 @@ def ade(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterato
     stub = real_packs.torchvision_stub()
     next(stub)
     runtime = build_runtime(base, cpu=True)
-    env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
-                                        models=runtime.services.models))
+    env, reports = real_packs.load_packs(runtime, base)
     try:
-        reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
-                                    environment=env, model_path_folders=False, installed_packs=False)
         yield runtime, reports[0]
     finally:
-        env.uninstall()
-        for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
-            del sys.modules[name]
-        PromptServer.instance = None
+        real_packs.unload_packs(env)
         next(stub, None)
         runtime.close()
 

@@ -30,7 +30,6 @@ import real_packs
 import torch
 from PIL import Image
 
-from app.compat.prompt_server import PromptServer
 from app.config import Config
 from app.loom import build_loom
 from server import create_app
@@ -128,12 +127,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Any]:
     finally:
         stub.close()
         loom.close()
-        environment = getattr(PromptServer.instance, "compat_environment", None)
-        if environment is not None:
-            environment.uninstall()
-        for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
-            del sys.modules[name]
-        PromptServer.instance = None
+        real_packs.unload_server_packs()
 
 
 async def _until(ws: Any, prompt_id: str, timeout: float = 120) -> tuple[list[dict[str, Any]], list[bytes]]:

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import real_packs
 
-from app.compat.prompt_server import PromptServer
 from app.config import Config
 from app.engine_factory import Engine
 from app.loom import Loom
@@ -34,12 +33,7 @@ def loom(tmp_path: Path) -> Iterator[Loom]:
                 interrupt_flag=InterruptFlag())
     yield loom
     loom.close()
-    environment = getattr(PromptServer.instance, "compat_environment", None)
-    if environment is not None:
-        environment.uninstall()
-    for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
-        del sys.modules[name]
-    PromptServer.instance = None
+    real_packs.unload_server_packs()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import wave
 from collections.abc import Iterator
 from fractions import Fraction
@@ -76,9 +75,6 @@ class TestAudio:
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from app.compat._environment import CompatEnvironment, LoomHandles
-    from app.compat.prompt_server import PromptServer
-    from app.custom_nodes import load_custom_nodes
     from app.runner import build_runtime
 
     base = tmp_path_factory.mktemp("vhs")
@@ -89,15 +85,9 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     runtime = build_runtime(base, cpu=True)
     runtime.registry.register("VHSTestFrames", TestFrames)
     runtime.registry.register("VHSTestAudio", TestAudio)
-    env = CompatEnvironment(LoomHandles(registry=runtime.registry, base_dir=base, paths=runtime.services.paths,
-                                        models=runtime.services.models))
-    reports = load_custom_nodes(runtime.registry, [base / "custom_nodes"], PromptServer(None, None, None),
-                                environment=env, model_path_folders=False, installed_packs=False)
+    env, reports = real_packs.load_packs(runtime, base)
     yield SimpleNamespace(registry=runtime.registry, services=runtime.services, base=base, vhs_report=reports[0])
-    env.uninstall()
-    for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
-        del sys.modules[name]
-    PromptServer.instance = None
+    real_packs.unload_packs(env)
     runtime.close()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sys
 import time
 import wave
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ import pytest
 import real_packs
 import torch
 
-from app.compat.prompt_server import PromptServer
 from app.config import Config
 from app.loom import Loom, build_loom
 from server import create_app
@@ -41,12 +39,7 @@ def loom(tmp_path: Path) -> Iterator[Loom]:
     loom = build_loom(Config(base_directory=tmp_path, cpu=True, custom_node_dirs=(tmp_path / "custom_nodes",)))
     yield loom
     loom.close()
-    environment = getattr(PromptServer.instance, "compat_environment", None)
-    if environment is not None:
-        environment.uninstall()
-    for name in [n for n in sys.modules if n == "custom_nodes" or n.startswith("custom_nodes.")]:
-        del sys.modules[name]
-    PromptServer.instance = None
+    real_packs.unload_server_packs()
 
 
 @pytest.fixture
