@@ -11,7 +11,7 @@ import { TextAreaLayer } from "./textareas.js";
 import { TYPE_COLORS } from "./types.js";
 import { UndoHistory } from "./undo.js";
 import { download, EditorUi } from "./ui.js";
-import { addUploadWidget, showComboImage } from "./upload.js";
+import { addUploadWidget, fileFits, showComboFile } from "./upload.js";
 import { registerVirtualNodes } from "./virtual.js";
 import { applyControlAfterGenerate } from "./widgets.js";
 import {
@@ -66,10 +66,10 @@ export class LoomApp {
     this.tracker = new ExecutionTracker(this);
     this.nodeContext = {
       textAreas: this.textAreas,
-      addUploadWidget: (node, combo) => addUploadWidget(this, node, combo),
+      addUploadWidget: (node, combo, kind) => addUploadWidget(this, node, combo, kind),
       nodeMenu: (node, options) => this.nodeMenu(node, options),
       onNodeConfigured: (node) => {
-        if (node.loomImageCombo) showComboImage(this, node, node.loomImageCombo);
+        if (node.loomUploadCombo) showComboFile(this, node, node.loomUploadCombo);
         this.extensions.invokeSync("loadedGraphNode", node);
       },
       beforeRegisterNodeDef: (cls, def) => this.extensions.invokeSync("beforeRegisterNodeDef", cls, def),
@@ -234,8 +234,14 @@ export class LoomApp {
       if (!file) return;
       this.canvas.adjustMouseEvent?.(e);
       const node = this.nodeAt(e.canvasX, e.canvasY);
-      if (node?.onDragDrop && file.type.startsWith("image/") && !(await this.isWorkflowPng(file))) {
+      // audio / video onto LoadAudio / LoadVideo; images (not a workflow PNG) onto any node taking drops
+      const media = node?.loomUploadKind !== "image" && fileFits(node?.loomUploadKind, file);
+      if (node?.onDragDrop && (media || (file.type.startsWith("image/") && !(await this.isWorkflowPng(file))))) {
         await node.onDragDrop(e);
+        return;
+      }
+      if (node?.loomUploadKind && /^(audio|video)\//.test(file.type)) {
+        this.ui.toast(`${node.title} takes ${node.loomUploadKind} files, not ${file.name}`, "error");
         return;
       }
       await this.openFile(file);

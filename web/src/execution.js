@@ -1,6 +1,7 @@
 // Run feedback from websocket events: running node, per-node and per-step progress, live previews,
-// output images on nodes and in the gallery.
+// output images on nodes and in the gallery, audio players and video previews on output nodes.
 import { setNodeImages } from "./nodeview.js";
+import { clearNodeVideo, isVideoOutput, setNodeAudio, setNodeVideo } from "./media.js";
 
 /** Wires `api` events to the graph and the side panel. */
 export class ExecutionTracker {
@@ -110,10 +111,24 @@ export class ExecutionTracker {
   onExecuted({ node, display_node, output }) {
     const target = this.node(display_node ?? node);
     if (Array.isArray(output?.text)) this.onText(display_node ?? node, output.text);
+    const layer = this.app.textAreas;
+    const audio = output?.audio ?? [];
+    if (audio.length && target) setNodeAudio(layer, target, this.app.api.viewUrl(audio[0], `&rand=${Math.random()}`));
     const images = output?.images ?? [];
-    if (!images.length) return;
+    if (!images.length) {
+      this.app.canvas.setDirty(true, true);
+      return;
+    }
     const urls = images.map((im) => this.app.api.viewUrl(im, `&rand=${Math.random()}`));
-    if (target) setNodeImages(target, urls);
+    if (isVideoOutput(output, images[0])) {  // the gallery shows pictures only
+      if (target) setNodeVideo(layer, target, urls[0]);
+      this.app.canvas.setDirty(true, true);
+      return;
+    }
+    if (target) {
+      clearNodeVideo(layer, target);
+      setNodeImages(target, urls);
+    }
     this.app.ui.addToGallery(images.map((im, i) => ({ ...im, url: urls[i], nodeId: node })));
     this.app.canvas.setDirty(true, true);
   }

@@ -3,6 +3,7 @@ import { LGraphNode, LiteGraph } from "@comfyorg/litegraph";
 import { isWidgetInput, parseInputSpec } from "./types.js";
 import { addInputWidget } from "./widgets.js";
 import { convertToInput } from "./nodemenu.js";
+import { uploadKind } from "./upload.js";
 import { decorateNodeClass } from "./nodeview.js";
 import { AUTOGROW, DYNAMIC_COMBO, addAutogrow, addDynamicCombo, configureDynamic, growAutogrow,
   socketType } from "./dynamic.js";
@@ -106,7 +107,8 @@ function buildSlots(node, def, inputs, ctx) {
     const widgets = addInputWidget(node, name, spec, ctx.textAreas);
     if (!widgets.length) continue;
     node.addInput(name, spec.type, { widget: { name } });
-    if (spec.options.image_upload) ctx.addUploadWidget?.(node, widgets[0]);
+    const upload = uploadKind(spec.options);
+    if (upload) ctx.addUploadWidget?.(node, widgets[0], upload);
   }
   const outputs = def.output ?? [];
   outputs.forEach((type, i) => {

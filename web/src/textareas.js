@@ -1,4 +1,5 @@
-// Multiline STRING widgets as real <textarea> elements laid over the canvas, following their node.
+// Multiline STRING widgets as real <textarea> elements laid over the canvas, following their node; the same
+// layer carries the <audio> / <video> players of media.js (any widget with an `element`).
 
 const AREA_HEIGHT = 90;
 
@@ -42,17 +43,31 @@ export class TextAreaLayer {
     el.addEventListener("input", () => { node.graph?.change?.(); });
     // Keep canvas shortcuts (delete, ctrl+c) away from the textarea.
     el.addEventListener("keydown", (e) => e.stopPropagation());
+    this.attach(node, widget);
+    return node.addCustomWidget(widget);
+  }
+
+  /** Lays `widget.element` over the canvas while `widget` is drawn (its draw() calls place()); removed with
+   * its node. Call before node.addCustomWidget(widget). */
+  attach(node, widget) {
+    const layer = this;
     const entry = { widget, node };
     this.entries.add(entry);
-    this.host.appendChild(el);
+    this.host.appendChild(widget.element);
     const onRemoved = node.onRemoved;
     node.onRemoved = function (...args) {
-      el.remove();
+      widget.element.remove();
       layer.entries.delete(entry);
       return onRemoved?.apply(this, args);
     };
-    node.addCustomWidget(widget);
-    return node.widgets.at(-1);
+  }
+
+  /** Takes `widget` (attached to `node`) off the node and the layer. */
+  detach(node, widget) {
+    widget.element.remove();
+    for (const entry of this.entries) if (entry.widget.element === widget.element) this.entries.delete(entry);
+    const i = node.widgets?.findIndex((w) => w.element === widget.element) ?? -1;
+    if (i >= 0) node.widgets.splice(i, 1);
   }
 
   place(widget, node, width, y) {
@@ -62,12 +77,13 @@ export class TextAreaLayer {
     const scale = canvas.ds.scale;
     const [ox, oy] = canvas.ds.offset;
     const margin = 10;
-    const height = (widget.computedHeight ?? AREA_HEIGHT) - 6;
+    const height = (widget.computedHeight ?? widget.computeSize?.(width)[1] ?? AREA_HEIGHT) - 6;
     const left = (node.pos[0] + margin + ox) * scale;
     const top = (node.pos[1] + y + oy) * scale;
     el.style.transform = `translate(${left}px, ${top}px) scale(${scale})`;
     el.style.width = `${width - 2 * margin}px`;
     el.style.height = `${Math.max(height, 24)}px`;
+    if (el.tagName !== "TEXTAREA") return;
     const linked = node.getSlotFromWidget?.(widget)?.link != null;
     el.disabled = linked;
     el.style.opacity = linked ? "0.4" : "1";
