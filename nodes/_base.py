@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from engine.paths import PathError
 from engine.types import Latent
 from executor.context import NodeContext, current
 from nodes.services import NodeServices
@@ -12,8 +13,10 @@ from nodes.services import NodeServices
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BuiltinNode", "InputTypes", "NodeInputError", "node_label", "input_error", "progress_context", "engine_reports",
-           "latent_samples", "resize_mask_to"]
+    from engine.paths import SaveImagePath
+
+__all__ = ["BuiltinNode", "InputTypes", "NodeInputError", "node_label", "input_error", "progress_context",
+           "engine_reports", "latent_samples", "resize_mask_to", "save_target"]
 
 # What INPUT_TYPES returns: {"required" | "optional" | "hidden": {input name: spec}}. It is the wire schema
 # of /object_info; a spec is a (type or option list, options dict) tuple or a hidden-input name, so the
@@ -56,6 +59,17 @@ def node_label(class_name: str) -> str:
 def input_error(class_name: str, input_name: str, message: str) -> NodeInputError:
     """A `NodeInputError` whose message starts with the node and input it is about."""
     return NodeInputError(f"{node_label(class_name)}, input '{input_name}': {message}")
+
+
+def save_target(class_name: str, services: NodeServices, filename_prefix: str, folder: str | None = None,
+                width: int = 0, height: int = 0) -> SaveImagePath:
+    """Where a save node writes (ComfyUI's naming under `folder`, output/ by default); a prefix Loom refuses (one
+    leaving the folder, say) is an input error naming the node's `filename_prefix`."""
+    try:
+        return services.paths.get_save_image_path(filename_prefix, folder or str(services.paths.output_dir),
+                                                  width, height)
+    except PathError as exc:
+        raise input_error(class_name, "filename_prefix", str(exc)) from exc
 
 
 def progress_context() -> NodeContext | None:

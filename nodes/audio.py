@@ -14,7 +14,7 @@ from engine import audio as audio_files
 from engine.audio import Audio, AudioFileError
 from engine.media_types import media_kind
 from engine.paths import PathError
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
     from nodes.services import NodeServices
@@ -105,10 +105,7 @@ def save_clips(node: BuiltinNode, audio: Any, filename_prefix: str, folder: str,
         raise input_error(name, "audio", str(exc)) from exc
     services = node._services()
     base = str(services.paths.output_dir if folder == "output" else services.paths.temp_dir)
-    try:
-        target = services.paths.get_save_image_path(filename_prefix, base)
-    except PathError as exc:
-        raise input_error(name, "filename_prefix", str(exc)) from exc
+    target = save_target(name, services, filename_prefix, base)
     tags = {} if services.disable_metadata else audio_files.metadata_tags(prompt, extra_pnginfo)
     results = []
     counter = target.counter

@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from engine.paths import PathError
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
     import torch
@@ -127,10 +127,7 @@ class SaveConditioning(BuiltinNode):
         except ValueError as exc:
             raise input_error("SaveConditioning", "conditioning", str(exc)) from exc
         services = self._services()
-        try:
-            target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir))
-        except PathError as exc:
-            raise input_error("SaveConditioning", "filename_prefix", str(exc)) from exc
+        target = save_target("SaveConditioning", services, filename_prefix)
         save_file(tensors, os.path.join(target.full_output_folder, f"{target.filename}_{target.counter:05}_.safetensors"),
                   metadata=metadata)
         return (conditioning,)

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from engine.paths import PathError
 from engine.types import Latent
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
     import torch
@@ -189,11 +189,8 @@ class SaveImage(BuiltinNode):
         if images.ndim != 4:
             raise input_error(type(self).__name__, "images",
                               f"expected an IMAGE tensor [B,H,W,C], got shape {tuple(images.shape)}")
-        try:
-            target = services.paths.get_save_image_path(filename_prefix + self._prefix_append(),
-                                                        self._output_dir(), images.shape[2], images.shape[1])
-        except PathError as exc:
-            raise input_error(type(self).__name__, "filename_prefix", str(exc)) from exc
+        target = save_target(type(self).__name__, services, filename_prefix + self._prefix_append(), self._output_dir(),
+                             images.shape[2], images.shape[1])
         counter = target.counter
         results = []
         for batch_number, image in enumerate(images):
@@ -276,10 +273,7 @@ class SaveLatent(BuiltinNode):
         if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
             raise input_error("SaveLatent", "samples",
                               f"expected a LATENT dict with a 'samples' tensor, got {type(samples).__name__}")
-        try:
-            target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir))
-        except PathError as exc:
-            raise input_error("SaveLatent", "filename_prefix", str(exc)) from exc
+        target = save_target("SaveLatent", services, filename_prefix)
         metadata: dict[str, str] | None = None
         if not services.disable_metadata:
             metadata = {"prompt": json.dumps(prompt) if prompt is not None else ""}

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from engine.paths import PathError, SaveImagePath
-from nodes._base import BuiltinNode, InputTypes, input_error
+from engine.paths import SaveImagePath
+from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
     from engine.clip_handle import ClipHandle
@@ -29,10 +29,7 @@ class _SaveNode(BuiltinNode):
     @classmethod
     def _target(cls, filename_prefix: str) -> SaveImagePath:
         services = cls._services()
-        try:
-            return services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir))
-        except PathError as exc:
-            raise input_error(cls.__name__, "filename_prefix", str(exc)) from exc
+        return save_target(cls.__name__, services, filename_prefix)
 
     @classmethod
     def _with_prompt(cls) -> bool:

@@ -23,8 +23,7 @@ from engine.image_format_names import (
     EXR_SPACES,
     PNG_DEPTHS,
 )
-from engine.paths import PathError
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
     import torch
@@ -100,11 +99,8 @@ class SaveImageAdvanced(BuiltinNode):
             raise input_error("SaveImageAdvanced", "images", "expected a non-empty IMAGE batch [B,H,W,C] (or "
                               f"grayscale [B,H,W]), got {getattr(images, 'shape', type(images).__name__)}")
         services = self._services()
-        try:
-            target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir),
-                                                        images.shape[2], images.shape[1])
-        except PathError as exc:
-            raise input_error("SaveImageAdvanced", "filename_prefix", str(exc)) from exc
+        target = save_target("SaveImageAdvanced", services, filename_prefix, width=images.shape[2],
+                             height=images.shape[1])
         from engine import (  # torch: loaded when an image is saved, not at registration
             avif_metadata,
             image_files,

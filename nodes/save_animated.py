@@ -5,8 +5,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from engine import animated
-from engine.paths import PathError
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
     import torch
@@ -30,11 +29,7 @@ class _SaveAnimated(BuiltinNode):
             raise input_error(name, "images", "expected a non-empty IMAGE batch [B,H,W,C], got "
                               f"{getattr(images, 'shape', type(images).__name__)}")
         services = self._services()
-        try:
-            target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir),
-                                                        images.shape[2], images.shape[1])
-        except PathError as exc:
-            raise input_error(name, "filename_prefix", str(exc)) from exc
+        target = save_target(name, services, filename_prefix, width=images.shape[2], height=images.shape[1])
         file = f"{target.filename}_{target.counter:05}_.{self._extension}"
         entry = {"filename": file, "subfolder": target.subfolder, "type": "output"}
         return os.path.join(target.full_output_folder, file), entry

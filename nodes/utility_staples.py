@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.paths import PathError
 from engine.types import Latent
-from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples
+from nodes._base import BuiltinNode, InputTypes, input_error, latent_samples, save_target
 from nodes.io import PreviewImage
 from nodes.services import MAX_RESOLUTION
 
@@ -63,10 +63,7 @@ class SaveText(BuiltinNode):
         if format not in TEXT_FORMATS:
             raise input_error("SaveText", "format", f"{format!r} is not one of {TEXT_FORMATS}")
         services = self._services()
-        try:
-            target = services.paths.get_save_image_path(filename_prefix, str(services.paths.output_dir), 1, 1)
-        except PathError as exc:
-            raise input_error("SaveText", "filename_prefix", str(exc)) from exc
+        target = save_target("SaveText", services, filename_prefix, width=1, height=1)
         file = f"{target.filename}_{target.counter:05}.{format}"
         content = text
         if format == "json":

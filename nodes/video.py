@@ -18,7 +18,7 @@ from engine.video import (
     VideoFromFile,
     VideoInput,
 )
-from nodes._base import BuiltinNode, InputTypes, input_error
+from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
     import torch
@@ -49,10 +49,7 @@ def _check_images(node: str, images: Any) -> torch.Tensor:
 def _save_target(node: BuiltinNode, prefix: str, width: int, height: int, extension: str) -> tuple[str, dict[str, str]]:
     """The output path and its `{filename, subfolder, type}` entry (ComfyUI's numbering)."""
     services = node._services()
-    try:
-        target = services.paths.get_save_image_path(prefix, str(services.paths.output_dir), width, height)
-    except PathError as exc:
-        raise input_error(type(node).__name__, "filename_prefix", str(exc)) from exc
+    target = save_target(type(node).__name__, services, prefix, width=width, height=height)
     file = f"{target.filename}_{target.counter:05}_.{extension}"
     return os.path.join(target.full_output_folder, file), {"filename": file, "subfolder": target.subfolder,
                                                              "type": "output"}
