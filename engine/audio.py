@@ -10,7 +10,6 @@ resampled up to the next of those (`opus_rate`).
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -18,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from engine.audio_dsp import resample
+from engine.png import metadata_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,13 +127,8 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def metadata_tags(prompt: Any = None, extra_pnginfo: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """ComfyUI's audio tags: ``prompt`` and each `extra_pnginfo` key, each value as JSON text."""
-    tags: dict[str, str] = {}
-    if prompt is not None:
-        tags["prompt"] = json.dumps(prompt)
-    for key, value in (extra_pnginfo or {}).items():
-        tags[key] = json.dumps(value)
-    return tags
+    """ComfyUI's audio tags: `engine.png.metadata_text` (``prompt`` and each `extra_pnginfo` key, JSON text)."""
+    return metadata_text(prompt, extra_pnginfo)
 
 
 def opus_rate(sample_rate: int) -> int:

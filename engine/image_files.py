@@ -12,11 +12,9 @@ One ``[H,W,C]`` image (C = 1, 3 or 4; or ``[H,W]`` grayscale) per file.
 """
 from __future__ import annotations
 
-import json
 import struct
 import zlib
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +23,7 @@ from engine import color_space
 from engine.image_format_names import EXR_DEPTHS, EXR_SPACES, PNG_DEPTHS
 
 __all__ = ["PNG_DEPTHS", "EXR_DEPTHS", "EXR_SPACES", "encode_png", "encode_exr", "png_with_text",
-           "exr_with_attributes", "read_png_text", "read_exr_attributes", "metadata_items"]
+           "exr_with_attributes", "read_png_text", "read_exr_attributes"]
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -97,12 +95,6 @@ def encode_exr(image: torch.Tensor, input_color_space: str) -> bytes:
     pixels = to_scene_linear(image, input_color_space).detach().cpu().numpy().astype(np.float32)
     layout = _EXR_FORMATS[int(image.shape[-1])]
     return _encode("exr", pixels, layout, layout)
-
-
-def metadata_items(prompt: Any, extra_pnginfo: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """ComfyUI's metadata entries: ``prompt`` first, then each ``extra_pnginfo`` key, values as JSON."""
-    items = [("prompt", json.dumps(prompt))] if prompt is not None else []
-    return items + [(str(key), json.dumps(value)) for key, value in (extra_pnginfo or {}).items()]
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

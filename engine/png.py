@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -41,15 +42,22 @@ def to_pil(pixels: Any) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def metadata_text(prompt: Any = None, extra_pnginfo: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """ComfyUI's metadata entries, as every format it saves carries them (PNG text chunks, audio / video container
+    tags, EXR attributes): ``prompt`` first, then each top-level ``extra_pnginfo`` key, each value as JSON text."""
+    entries = {"prompt": json.dumps(prompt)} if prompt is not None else {}
+    entries.update((str(key), json.dumps(value)) for key, value in (extra_pnginfo or {}).items())
+    return entries
+
+
 def build_pnginfo(prompt: Any = None, extra_pnginfo: dict[str, Any] | None = None) -> PngInfo | None:
-    """`prompt` chunk first, then one chunk per top-level `extra_pnginfo` key; None when both are empty."""
-    if prompt is None and not extra_pnginfo:
+    """One text chunk per `metadata_text` entry; None when both are empty."""
+    entries = metadata_text(prompt, extra_pnginfo)
+    if not entries:
         return None
     info = PngInfo()
-    if prompt is not None:
-        info.add_text("prompt", json.dumps(prompt))
-    for key, value in (extra_pnginfo or {}).items():
-        info.add_text(str(key), json.dumps(value))
+    for key, value in entries.items():
+        info.add_text(key, value)
     return info
 
 

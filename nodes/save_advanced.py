@@ -23,6 +23,7 @@ from engine.image_format_names import (
     EXR_SPACES,
     PNG_DEPTHS,
 )
+from engine.png import metadata_text
 from nodes._base import BuiltinNode, InputTypes, input_error, save_target
 
 if TYPE_CHECKING:
@@ -103,7 +104,6 @@ class SaveImageAdvanced(BuiltinNode):
                              height=images.shape[1])
         from engine import (  # torch: loaded when an image is saved, not at registration
             avif_metadata,
-            image_files,
         )
 
         kind = format["format"]
@@ -121,7 +121,7 @@ class SaveImageAdvanced(BuiltinNode):
                     exif = avif_metadata.exif_block(prompt, extra_pnginfo) if embed else b""
                     self._save_avif(path, group, format, exif)
                 else:
-                    metadata = image_files.metadata_items(prompt, extra_pnginfo) if embed else []
+                    metadata = list(metadata_text(prompt, extra_pnginfo).items()) if embed else []
                     with open(path, "wb") as fh:
                         fh.write(self._encode(kind, group[0], format, metadata, embed))
                 results.append({"filename": file, "subfolder": target.subfolder, "type": "output"})

@@ -2,7 +2,6 @@
 SaveWEBM, Video Slice, as thin adapters over `engine.video` (PyAV). The VIDEO value is `engine.video.VideoInput`."""
 from __future__ import annotations
 
-import json
 import os
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import VideoError
 from engine.media_types import media_kind
 from engine.paths import PathError
+from engine.png import metadata_text
 from engine.video import (
     VideoCodec,
     VideoComponents,
@@ -218,12 +218,7 @@ class SaveWEBM(BuiltinNode):
         if codec not in _WEBM_CODECS:
             raise input_error("SaveWEBM", "codec", f"{codec!r} is not one of {list(_WEBM_CODECS)}")
         path, entry = _save_target(self, filename_prefix, int(images.shape[2]), int(images.shape[1]), "webm")
-        tags: dict[str, str] = {}
-        if not self._services().disable_metadata:
-            if prompt is not None:
-                tags["prompt"] = json.dumps(prompt)
-            for key, value in (extra_pnginfo or {}).items():
-                tags[key] = json.dumps(value)
+        tags = {} if self._services().disable_metadata else metadata_text(prompt, extra_pnginfo)
         options = {"b": "0"} | ({"preset": "6"} if codec == "av1" else {})
         from engine.video.codec import encode
 
