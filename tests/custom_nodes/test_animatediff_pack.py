@@ -21,6 +21,24 @@ PIN = real_packs.pin("ComfyUI-AnimateDiff-Evolved")
 pytestmark = real_packs.skip_unless_staged(PIN, stubbed=frozenset({"torchvision"}))
 
 
+def _register_motion_model(runtime: Any, node_id: str, patcher: Any) -> None:
+    """Register a test node `node_id` (no inputs) giving `patcher` as MOTION_MODEL_ADE (one id per test)."""
+
+    class GiveMotionModel:
+        CATEGORY = "test"
+        RETURN_TYPES = ("MOTION_MODEL_ADE",)
+        FUNCTION = "give"
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {}}
+
+        def give(self) -> tuple[Any]:
+            return (patcher,)
+
+    runtime.registry.register(node_id, GiveMotionModel, source="test")
+
+
 @pytest.fixture(scope="module")
 def ade(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterator[Any]:
     """(runtime, report) with the pack loaded into a fresh in-process Loom (the tiny SD1.5 checkpoint in its
@@ -293,20 +311,7 @@ def test_a_motion_module_is_injected_into_loom_unet_and_samples(ade: Any) -> Non
     patcher = _tiny_motion_model(seed=5)
     assert isinstance(patcher, comfy.model_patcher.ModelPatcher) and not isinstance(patcher, ModelHandle)
 
-    class TinyMotionModel:
-        CATEGORY = "test"
-        RETURN_TYPES = ("MOTION_MODEL_ADE",)
-        FUNCTION = "give"
-
-        @classmethod
-        def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": {}}
-
-        def give(self) -> tuple[Any]:
-            return (patcher,)
-
-    if "TinyMotionModel" not in runtime.registry:
-        runtime.registry.register("TinyMotionModel", TinyMotionModel, source="test")
+    _register_motion_model(runtime, "TinyMotionModel", patcher)
     calls: list[tuple[int, ...]] = []
     first = patcher.model.down_blocks[0].motion_modules[0]
     hook = first.register_forward_hook(lambda module, args, out: calls.append(tuple(out.shape)))
@@ -406,21 +411,9 @@ def test_a_v1_motion_module_runs_with_the_frame_batched_group_norm(ade: Any) -> 
     for version in ("v1", "v3"):
         patcher = _tiny_motion_model(seed=5, version=version)
 
-        class Give:
-            CATEGORY = "test"
-            RETURN_TYPES = ("MOTION_MODEL_ADE",)
-            FUNCTION = "give"
-
-            @classmethod
-            def INPUT_TYPES(cls) -> dict[str, Any]:
-                return {"required": {"version": ("STRING", {"default": ""})}}
-
-            def give(self, version: str, patcher: Any = patcher) -> tuple[Any]:
-                return (patcher,)
-
-        runtime.registry.register(f"TinyMotionModel_{version}", Give, source="test")
+        _register_motion_model(runtime, f"TinyMotionModel_{version}", patcher)
         graph = _sampling_graph(["u", 0], extra={
-            "mm": {"class_type": f"TinyMotionModel_{version}", "inputs": {"version": version}},
+            "mm": {"class_type": f"TinyMotionModel_{version}", "inputs": {}},
             "a": {"class_type": "ADE_ApplyAnimateDiffModelSimple", "inputs": {"motion_model": ["mm", 0]}},
             "u": {"class_type": "ADE_UseEvolvedSampling",
                   "inputs": {"model": ["ck", 0], "beta_schedule": "sqrt_linear (AnimateDiff)",
@@ -442,19 +435,7 @@ def test_sliding_context_windows_sample_with_a_motion_module(ade: Any) -> None:
 
     patcher = _tiny_motion_model(seed=5)
 
-    class Give:
-        CATEGORY = "test"
-        RETURN_TYPES = ("MOTION_MODEL_ADE",)
-        FUNCTION = "give"
-
-        @classmethod
-        def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": {}}
-
-        def give(self) -> tuple[Any]:
-            return (patcher,)
-
-    runtime.registry.register("TinyMotionModelSliding", Give, source="test")
+    _register_motion_model(runtime, "TinyMotionModelSliding", patcher)
     calls: list[tuple[int, ...]] = []
     hook = patcher.model.down_blocks[0].motion_modules[0].register_forward_hook(
         lambda module, args, out: calls.append(tuple(out.shape)))
@@ -487,19 +468,7 @@ def test_a_motion_lora_patches_the_module_while_it_samples(ade: Any) -> None:
     save_file({f"{attention}.processor.to_q_lora.down.weight": down, f"{attention}.processor.to_q_lora.up.weight": up},
               str(lora_dir / "tiny_motion_lora.safetensors"))
 
-    class Give:
-        CATEGORY = "test"
-        RETURN_TYPES = ("MOTION_MODEL_ADE",)
-        FUNCTION = "give"
-
-        @classmethod
-        def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": {}}
-
-        def give(self) -> tuple[Any]:
-            return (patcher,)
-
-    runtime.registry.register("TinyMotionModelLora", Give, source="test")
+    _register_motion_model(runtime, "TinyMotionModelLora", patcher)
 
     def graph(lora: bool) -> dict[str, Any]:
         apply: dict[str, Any] = {"motion_model": ["mm", 0]}
