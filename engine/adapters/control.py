@@ -30,7 +30,7 @@ from engine.adapters.detect import ControlSpec
 from engine.model_management import ManagedModel, ModelManager
 from engine.reports import AdapterRecord
 
-__all__ = ["AnyControlRun", "ControlHandle", "ControlRun", "bind_controls", "broadcast_rows", "resize_hint", "Residuals"]
+__all__ = ["AnyControlRun", "ControlHandle", "ControlRun", "bind_controls", "broadcast_rows", "merge_residuals", "resize_hint", "Residuals"]
 
 Residuals = dict[str, list[torch.Tensor | None]]
 
@@ -134,7 +134,9 @@ def broadcast_rows(hint: torch.Tensor, rows: int, batched_number: int) -> torch.
     return hint if hint.shape[0] == rows else torch.cat([hint] * batched_number)
 
 
-def _merge(out: Residuals, prev: Residuals | None) -> Residuals:
+def merge_residuals(out: Residuals, prev: Residuals | None) -> Residuals:
+    """A chain's residuals: ``prev``'s (the earlier control's) added to ``out``'s per block, in place of missing
+    ones (ComfyUI's ``control_merge`` rule)."""
     if prev is None:
         return out
     for key in ("input", "middle", "output"):
@@ -222,7 +224,7 @@ class ControlRun:
         out = self._t2i(x) if self.handle.is_t2i else self._controlnet(x, sigma, context, y, batched_number)
         strength = self.handle.strength
         scaled: Residuals = {k: [None if a is None else a * strength for a in v] for k, v in out.items()}
-        return _merge(scaled, prev)
+        return merge_residuals(scaled, prev)
 
     def release(self) -> None:
         """Nothing to undo after the run (the handle is never changed by sampling)."""

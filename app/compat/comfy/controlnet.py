@@ -24,7 +24,7 @@ import torch
 from comfy.sd import _manager
 
 from app.compat._control_models import LoomControlModel, LoomT2IModel, wrap_control_model
-from engine.adapters.control import ControlHandle, broadcast_rows
+from engine.adapters.control import ControlHandle, broadcast_rows, merge_residuals
 from engine.adapters.control_contract import Residuals
 
 __all__ = ["ControlBase", "ControlNet", "ControlNetSD35", "ControlLora", "StrengthType", "T2IAdapter",
@@ -156,16 +156,7 @@ class ControlBase(metaclass=_ControlMeta):
                     if output_dtype is not None and x.dtype != output_dtype:
                         x = x.to(output_dtype)
                 out.setdefault(key, []).append(x)
-        if control_prev is not None:
-            for key in ("input", "middle", "output"):
-                mine = out.setdefault(key, [])
-                for i, prev in enumerate(control_prev.get(key, [])):
-                    if i >= len(mine):
-                        mine.append(prev)
-                    elif prev is not None:
-                        current = mine[i]
-                        mine[i] = prev if current is None else prev + current
-        return out
+        return merge_residuals(out, control_prev)
 
     def set_extra_arg(self, argument: str, value: Any = None) -> None:
         self.extra_args[argument] = value
