@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from bench._timing import Row, alternate, device_name, print_table  # noqa: E402
-from engine.adapters.control import _merge  # noqa: E402
+from engine.adapters.control import merge_residuals  # noqa: E402
 from engine.adapters.detect import ControlNetConfig  # noqa: E402
 from engine.adapters.networks import ControlNet  # noqa: E402
 from engine.networks.configs import UNetConfig  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> None:
                 control = None
                 for net, hint in zip(nets[:n], hints[:n], strict=True):
                     out = {k: [r * 0.8 for r in v] for k, v in net(x, hint, t, ctx).items()}
-                    control = _merge(out, control)  # type: ignore[arg-type]
+                    control = merge_residuals(out, control)  # type: ignore[arg-type]
                 return unet(x, t, ctx, control=control)
         return run
 
